@@ -1,0 +1,182 @@
+"""Pydantic models of the project files. Unknown keys are errors (``extra="forbid"``).
+
+The JSON Schema in ``backhaul schema`` is generated from these models, never written by
+hand. Destination and source config models live beside their connectors and are looked
+up by ``type`` in the project's plugin registry.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StateConfig(Strict):
+    """Where Backhaul keeps its state."""
+
+    path: str = Field(".backhaul", description="Folder for local state (snapshots, run store).")
+    metadata_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the run store; default: a SQLite file in `path`.",
+    )
+    memory_limit: str = Field("1GB", description="DuckDB memory limit for planning.")
+    threads: int | None = Field(None, ge=1, description="DuckDB threads for planning.")
+
+
+class Defaults(Strict):
+    max_remove_pct: float = Field(20.0, ge=0, le=100)
+    batch_size: int | None = Field(None, gt=0)
+    concurrency: int | None = Field(None, gt=0, le=64)
+
+
+class ProjectConfig(Strict):
+    """`backhaul.yml` at the project root."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: Literal[1] = 1
+    state: StateConfig = StateConfig()
+    defaults: Defaults = Defaults()
+
+
+class DuckDBSourceConfig(Strict):
+    """An embedded DuckDB warehouse: a file, or in memory."""
+
+    type: Literal["duckdb"]
+    path: str = Field(":memory:", description="Database file, relative to the project.")
+    read_only: bool = True
+    setup_sql: str | None = Field(None, description="SQL run once when the source opens.")
+    description: str | None = None
+
+
+class ModelConfig(Strict):
+    """`models/NAME.yml`: a SQL query (or a table) with a primary key."""
+
+    source: str
+    primary_key: list[str] = Field(min_length=1)
+    sql: str | None = Field(None, description="Inline SQL; default is models/NAME.sql.")
+    table: str | None = Field(None, description="Read a whole table instead of SQL.")
+    description: str | None = None
+    tags: list[str] = []
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_query(self) -> ModelConfig:
+        if self.sql is not None and self.table is not None:
+            raise ValueError("give either `sql` or `table`, not both")
+        return self
+
+
+class Cast(str, Enum):
+    STRING = "string"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    DATE = "date"
+    TIMESTAMP = "timestamp"
+    JSON = "json"
+
+
+class ColumnMapping(Strict):
+    """Copy a model column to a destination field, optionally cast."""
+
+    column: str
+    field: str = Field(description="Target field; dots make nested objects (`address.city`).")
+    cast: Cast | None = None
+    nulls: Literal["send", "skip"] | None = None
+
+
+class StaticMapping(Strict):
+    """Send the same value for every record."""
+
+    value: str | int | float | bool | None
+    field: str
+    nulls: Literal["send", "skip"] | None = None
+
+
+class TemplateMapping(Strict):
+    """Render a Liquid template with the row's columns as variables."""
+
+    template: str
+    field: str
+    cast: Cast | None = None
+    nulls: Literal["send", "skip"] | None = None
+
+
+Mapping = ColumnMapping | StaticMapping | TemplateMapping
+
+
+class Mode(str, Enum):
+    UPSERT = "upsert"
+    UPDATE = "update"
+    INSERT = "insert"
+    MIRROR = "mirror"
+
+
+class OnRemove(str, Enum):
+    NOTHING = "nothing"
+    CLEAR = "clear"
+    DELETE = "delete"
+
+
+class MatchConfig(Strict):
+    """How a record is identified at the destination."""
+
+    fields: list[str] = Field(
+        default_factory=list,
+        description="Target fields that identify a record (default: the fields the primary "
+        "key columns map to).",
+    )
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class SyncConfig(Strict):
+    """`syncs/NAME.yml`: a model sent to a destination."""
+
+    model: str
+    destination: str
+    object: str | None = Field(None, description="Table, file or object type at the destination.")
+    mode: Mode = Mode.UPSERT
+    on_remove: OnRemove | None = Field(
+        None, description="What to do with rows that left the model (default: delete in mirror "
+        "mode, nothing otherwise)."
+    )
+    nulls: Literal["send", "skip"] = "send"
+    match: MatchConfig = MatchConfig()
+    mappings: list[Annotated[Mapping, Field(union_mode="left_to_right")]] = Field(min_length=1)
+    batch_size: int | None = Field(None, gt=0, le=100_000)
+    concurrency: int | None = Field(None, gt=0, le=64)
+    max_remove_pct: float | None = Field(None, ge=0, le=100)
+    tags: list[str] = []
+    enabled: bool = True
+    description: str | None = None
+
+    @property
+    def removal(self) -> OnRemove:
+        if self.on_remove is not None:
+            return self.on_remove
+        return OnRemove.DELETE if self.mode is Mode.MIRROR else OnRemove.NOTHING
+
+    @model_validator(mode="after")
+    def _unique_fields(self) -> SyncConfig:
+        seen: set[str] = set()
+        for m in self.mappings:
+            if m.field in seen:
+                raise ValueError(f"field `{m.field}` is mapped twice")
+            seen.add(m.field)
+        return self

@@ -1,0 +1,124 @@
+"""A loaded project: every definition with the file it came from.
+
+Built by :func:`backhaul.config.loader.load_project`. Holds configs exactly as written:
+``${env:NAME}`` references stay unresolved until :func:`backhaul.config.secrets.resolve`
+is called at run time, so no secret value is ever kept on this object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backhaul.config.models import DuckDBSourceConfig, ModelConfig, ProjectConfig, SyncConfig
+from backhaul.plugins import Registry
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Line numbers of the keys of one YAML file, by dotted key path (``mappings.2.column``)."""
+
+    file: Path
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def line(self, key: str | None) -> int | None:
+        """The line of ``key``, or of its nearest parent that has one."""
+        if key is None:
+            return None
+        parts = key.split(".")
+        while parts:
+            found = self.lines.get(".".join(parts))
+            if found is not None:
+                return found
+            parts.pop()
+        return None
+
+
+@dataclass(frozen=True)
+class SourceDef:
+    name: str
+    config: Any  # the source's config model (DuckDBSourceConfig for the default)
+    raw: dict[str, Any]
+    positions: Positions
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    name: str
+    config: ModelConfig
+    sql: str  # resolved query text (from the .sql file, inline `sql`, or `table`)
+    sql_file: Path | None
+    positions: Positions
+
+
+@dataclass(frozen=True)
+class DestinationDef:
+    name: str
+    config: Any  # the connector's config model, with ``${env:..}`` references unresolved
+    raw: dict[str, Any]
+    positions: Positions
+
+
+@dataclass(frozen=True)
+class SyncDef:
+    name: str
+    config: SyncConfig
+    positions: Positions
+
+
+@dataclass
+class Project:
+    """Everything in one project folder."""
+
+    root: Path
+    config: ProjectConfig
+    sources: dict[str, SourceDef]
+    models: dict[str, ModelDef]
+    destinations: dict[str, DestinationDef]
+    syncs: dict[str, SyncDef]
+    registry: Registry
+    positions: Positions | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        path = Path(self.config.state.path)
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def metadata_url(self) -> str:
+        url = self.config.state.metadata_url
+        if url:
+            return url
+        return f"sqlite:///{self.state_dir / 'backhaul.db'}"
+
+    def sync(self, name: str) -> SyncDef:
+        from backhaul.errors import ConfigError
+
+        try:
+            return self.syncs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.syncs)) or "none"
+            raise ConfigError(f"unknown sync `{name}` (known: {known})") from None
+
+    def select(self, names: list[str], tags: list[str], all_syncs: bool) -> list[SyncDef]:
+        """Syncs named, tagged (``tag:x`` selectors) or all enabled ones, in name order."""
+        if all_syncs or (not names and not tags):
+            chosen = [s for s in self.syncs.values() if s.config.enabled]
+        else:
+            chosen = [self.sync(n) for n in names]
+            for tag in tags:
+                chosen += [s for s in self.syncs.values() if tag in s.config.tags]
+        unique = {s.name: s for s in chosen}
+        return [unique[n] for n in sorted(unique)]
+
+
+__all__ = [
+    "DestinationDef",
+    "DuckDBSourceConfig",
+    "ModelDef",
+    "Positions",
+    "Project",
+    "SourceDef",
+    "SyncDef",
+]

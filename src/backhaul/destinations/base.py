@@ -1,0 +1,188 @@
+"""The destination protocol: the one contract every connector implements.
+
+A connector is one small module holding a config model (a pydantic model with a
+``type`` literal), a :class:`Capabilities` value and a class with ``check()`` and
+``write(batch)``. Batching, concurrency, retries of whole batches, checkpoints and run
+records belong to the engine, not to the connector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from backhaul.observe.recorder import CallRecorder
+
+
+class Operation(str, Enum):
+    """What a record asks the destination to do."""
+
+    UPSERT = "upsert"  # create or update by the match key
+    UPDATE = "update"  # update only if the record exists; otherwise reject it
+    INSERT = "insert"  # create only; an existing key is left as it is and counts as ok
+    DELETE = "delete"  # remove the record with this match key
+    CLEAR = "clear"  # set every mapped field except the match key to null
+
+
+class RecordStatus(str, Enum):
+    OK = "ok"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """The outcome of one record of a batch, by its position in the batch."""
+
+    index: int
+    status: RecordStatus
+    error: str | None = None
+    call_id: str | None = None  # the recorded HTTP call that carried it, when there was one
+
+    @classmethod
+    def ok(cls, index: int, call_id: str | None = None) -> RecordResult:
+        return cls(index, RecordStatus.OK, None, call_id)
+
+    @classmethod
+    def rejected(cls, index: int, error: str, call_id: str | None = None) -> RecordResult:
+        return cls(index, RecordStatus.REJECTED, error, call_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records of one operation, ready to send.
+
+    ``table`` holds the mapped fields as columns named by their target path (``address.city``
+    stays one dotted column name) in record order. ``keys`` holds each record's primary key
+    rendered as text, for errors and run records. ``match_fields`` are the target fields that
+    identify a record at the destination.
+    """
+
+    operation: Operation
+    table: pa.Table
+    keys: Sequence[str]
+    match_fields: Sequence[str]
+    object: str | None = None
+    skip_null_fields: frozenset[str] = frozenset()
+    batch_id: int = 0
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Yield each record as a nested dict (dotted paths become nested objects).
+
+        Fields listed in ``skip_null_fields`` are left out of a record when null.
+        """
+        names = self.table.column_names
+        skip = self.skip_null_fields
+        for row in self.table.to_pylist():
+            out: dict[str, Any] = {}
+            for name in names:
+                value = row[name]
+                if value is None and name in skip:
+                    continue
+                set_path(out, name, value)
+            yield out
+
+    def flat_records(self) -> Iterator[dict[str, Any]]:
+        """Yield each record as a flat dict keyed by the dotted field names."""
+        yield from self.table.to_pylist()
+
+
+def set_path(target: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``value`` at a dotted ``path`` inside ``target``, creating objects on the way."""
+    parts = path.split(".")
+    node = target
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a destination can do; the engine plans within these."""
+
+    operations: frozenset[Operation]
+    max_batch_size: int = 1000
+    default_batch_size: int = 500
+    default_concurrency: int = 1
+    needs_match_fields: bool = True
+
+
+class DestinationConfig(BaseModel):
+    """Base of every destination config model. Subclasses add ``type: Literal[...]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationContext:
+    """What the engine hands a destination when it opens it."""
+
+    project_dir: Path
+    recorder: CallRecorder
+    sync_name: str = ""
+    run_id: str = ""
+    secrets: Sequence[str] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """One connection to an operational tool, opened for one run."""
+
+    config_model: ClassVar[type[DestinationConfig]]
+    capabilities: ClassVar[Capabilities]
+
+    async def check(self) -> None:
+        """Raise :class:`~backhaul.errors.DestinationError` if the destination is unusable."""
+
+    async def prepare(self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str],
+                      object: str | None) -> None:
+        """Called once per run before the first write (create tables, look up schemas)."""
+
+    async def write(self, batch: Batch) -> list[RecordResult]:
+        """Send one batch; return one result per record.
+
+        Raise :class:`~backhaul.errors.DestinationError` when the whole call failed; the
+        engine retries transient failures and fails the run on config failures.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections; called once at the end of the run, even after a failure."""
+
+
+DestinationFactory = Any  # a class: ``cls(config, context)`` returns a Destination
+
+NullPolicy = Literal["send", "skip"]
+
+__all__ = [
+    "Batch",
+    "Capabilities",
+    "Destination",
+    "DestinationConfig",
+    "DestinationContext",
+    "Field",
+    "NullPolicy",
+    "Operation",
+    "RecordResult",
+    "RecordStatus",
+    "set_path",
+]

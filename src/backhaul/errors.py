@@ -1,0 +1,99 @@
+"""The exception tree. Every error a user can cause derives from :class:`BackhaulError`.
+
+Errors carry a short user-facing message (``str(err)``) that says what to do next; internal
+detail goes in ``detail`` and is never shown without ``--verbose``. Secrets never appear in
+either: callers pass redacted text.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class BackhaulError(Exception):
+    """Root of every error Backhaul raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class ConfigError(BackhaulError):
+    """A project file is wrong. Names the file, line and key when it knows them."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        super().__init__(self.format(message, file, line, key), detail=detail)
+        self.reason = message
+
+    @staticmethod
+    def format(message: str, file: str | None, line: int | None, key: str | None) -> str:
+        where = ""
+        if file:
+            where = file if line is None else f"{file}:{line}"
+        if key:
+            where = f"{where}: {key}" if where else key
+        return f"{where}: {message}" if where else message
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration problems found at once (``backhaul validate`` reports all)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        BackhaulError.__init__(self, "\n".join(e.message for e in errors))
+        self.file, self.line, self.key, self.reason = first.file, first.line, first.key, first.reason
+
+
+class SourceError(BackhaulError):
+    """The warehouse refused or failed a query, or could not be reached."""
+
+
+class GuardError(BackhaulError):
+    """A safety guard stopped a run before anything was sent (use ``--force`` to override)."""
+
+
+class FailureType(str, Enum):
+    """What the runner should do with a destination failure."""
+
+    CONFIG = "config"  # wrong credentials, missing object, bad mapping: fail fast, no retry
+    TRANSIENT = "transient"  # rate limit, 5xx, timeout, dropped connection: retry with backoff
+    REJECTED = "rejected"  # the destination refused these records: keep them for the next run
+
+
+class DestinationError(BackhaulError):
+    """A destination call failed as a whole (not one record)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure: FailureType = FailureType.TRANSIENT,
+        status: int | None = None,
+        retry_after: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.failure = failure
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RunCancelled(BackhaulError):
+    """A run was cancelled on request."""

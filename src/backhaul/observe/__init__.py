@@ -1,0 +1,1 @@
+"""Run events, the API-call recorder and redaction."""

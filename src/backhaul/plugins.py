@@ -1,0 +1,52 @@
+"""Connector registry, built per project from built-ins plus Python entry points.
+
+Third parties add a destination by declaring an entry point in the group
+``backhaul.destinations`` (or ``backhaul.sources``) that names their connector class.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+BUILTIN_DESTINATIONS = {
+    "postgres": "backhaul.destinations.postgres:PostgresDestination",
+    "mysql": "backhaul.destinations.mysql:MySQLDestination",
+    "sqlite": "backhaul.destinations.sqlite:SQLiteDestination",
+    "duckdb": "backhaul.destinations.duckdb_table:DuckDBDestination",
+    "file": "backhaul.destinations.files:FileDestination",
+    "webhook": "backhaul.destinations.webhook:WebhookDestination",
+}
+BUILTIN_SOURCES = {
+    "duckdb": "backhaul.sources.duckdb:DuckDBSource",
+}
+
+
+def _import(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass
+class Registry:
+    """Maps a ``type`` to its connector class; classes are imported on first use."""
+
+    destinations: dict[str, str] = field(default_factory=lambda: dict(BUILTIN_DESTINATIONS))
+    sources: dict[str, str] = field(default_factory=lambda: dict(BUILTIN_SOURCES))
+
+    @classmethod
+    def discover(cls) -> Registry:
+        reg = cls()
+        for ep in entry_points(group="backhaul.destinations"):
+            reg.destinations.setdefault(ep.name, ep.value)
+        for ep in entry_points(group="backhaul.sources"):
+            reg.sources.setdefault(ep.name, ep.value)
+        return reg
+
+    def destination(self, type_: str) -> Any:
+        return _import(self.destinations[type_])
+
+    def source(self, type_: str) -> Any:
+        return _import(self.sources[type_])

@@ -1,0 +1,86 @@
+"""The embedded default warehouse: DuckDB, from a file or in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import duckdb
+import pyarrow as pa
+
+from backhaul.config.models import DuckDBSourceConfig
+from backhaul.errors import SourceError
+
+
+class DuckDBSource:
+    """Runs model SQL in DuckDB and streams the result as Arrow batches."""
+
+    config_model: ClassVar[type[DuckDBSourceConfig]] = DuckDBSourceConfig
+
+    def __init__(self, config: DuckDBSourceConfig, project_dir: Path) -> None:
+        self.config = config
+        self.path: Path | None = None
+        if config.path != ":memory:":
+            path = Path(config.path)
+            self.path = path if path.is_absolute() else project_dir / path
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            if self.path is not None and not self.path.exists():
+                raise SourceError(
+                    f"DuckDB file {self.path} does not exist; check `path` in the source file"
+                )
+            try:
+                if self.path is None:
+                    self._con = duckdb.connect(":memory:")
+                else:
+                    self._con = duckdb.connect(str(self.path), read_only=self.config.read_only)
+                if self.config.setup_sql:
+                    self._con.execute(self.config.setup_sql)
+            except duckdb.Error as exc:
+                raise SourceError(f"cannot open DuckDB source: {exc}") from None
+        return self._con
+
+    def columns(self, sql: str) -> dict[str, str]:
+        con = self._connect()
+        try:
+            rel = con.sql(sql)
+        except duckdb.Error as exc:
+            raise SourceError(_first_line(exc)) from None
+        if rel is None:
+            raise SourceError("the model SQL returns no rows (is it a SELECT?)")
+        return {name: str(type_) for name, type_ in zip(rel.columns, rel.types, strict=True)}
+
+    def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
+        con = self._connect()
+        try:
+            return con.execute(sql).fetch_record_batch(batch_size)
+        except duckdb.Error as exc:
+            raise SourceError(_first_line(exc)) from None
+
+    def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
+        if self.path is None or self.config.setup_sql:
+            return False
+        if not self.path.exists():
+            raise SourceError(f"DuckDB file {self.path} does not exist")
+        self.close()  # a file is opened by one process configuration at a time
+        path = str(self.path).replace("'", "''")
+        try:
+            con.execute(f"ATTACH '{path}' AS {alias} (READ_ONLY)")
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot attach DuckDB source: {_first_line(exc)}") from None
+        return True
+
+    def check(self) -> None:
+        self._connect().execute("SELECT 1").fetchall()
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text
