@@ -1,0 +1,179 @@
+"""PostgreSQL tables: COPY into a staging table, then one set-based statement per batch."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import psycopg
+import pyarrow as pa
+from psycopg import conninfo, errors, sql
+from pydantic import ConfigDict, Field
+
+from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.sql_common import (
+    ALL_OPERATIONS,
+    INDEX,
+    POSTGRES,
+    STAGE,
+    SqlTableDestination,
+    TableInfo,
+    first_line,
+    python_rows,
+)
+from backhaul.errors import DestinationError, FailureType
+
+
+class PostgresConfig(DestinationConfig):
+    """A table in a PostgreSQL database."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: Literal["postgres"]
+    url: str = Field(description="postgresql://user:password@host:5432/database")
+    schema_: str = Field("public", alias="schema", description="Schema holding the table.")
+    table: str | None = Field(None, description="Table name; default: the sync's `object`.")
+    create_table: bool = Field(False, description="Create the table when it does not exist.")
+    connect_timeout: float = Field(10, gt=0, description="Seconds to wait for a connection.")
+
+
+# Configuration problems a retry cannot fix.
+_CONFIG_HINTS = (
+    "does not exist",
+    "authentication",
+    "password",
+    "role",
+    "resolve host",
+    "permission denied",
+    "no pg_hba.conf entry",
+    "invalid",
+    "unsupported",
+)
+
+
+class PostgresDestination(SqlTableDestination):
+    """Upserts, updates, inserts, clears and deletes rows of one PostgreSQL table."""
+
+    config_model: ClassVar[type[DestinationConfig]] = PostgresConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        operations=ALL_OPERATIONS,
+        max_batch_size=50_000,
+        default_batch_size=5_000,
+        default_concurrency=4,
+    )
+    dialect = POSTGRES
+    kind = "postgres"
+
+    def __init__(self, config: PostgresConfig, context: DestinationContext) -> None:
+        super().__init__(config, context)
+        self.config = config
+        try:
+            info = conninfo.conninfo_to_dict(config.url)
+        except psycopg.ProgrammingError:
+            raise DestinationError(
+                "postgres `url` is not a valid connection URL; use "
+                "postgresql://user:password@host:5432/database",
+                failure=FailureType.CONFIG,
+            ) from None
+        self._password = str(info.get("password") or "")
+        self._where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+
+    def _table_option(self) -> tuple[str | None, bool]:
+        return self.config.table, self.config.create_table
+
+    def _target_name(self, table: str) -> str:
+        return f"{self.dialect.quote(self.config.schema_)}.{self.dialect.quote(table)}"
+
+    def _redact(self, text: str) -> str:
+        for secret in (self._password, *self.context.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _connect(self) -> Any:
+        try:
+            return psycopg.connect(
+                self.config.url,
+                connect_timeout=max(1, round(self.config.connect_timeout)),
+                application_name="backhaul",
+            )
+        except psycopg.Error as exc:
+            raise self._connect_error(exc) from None
+
+    def _connect_error(self, exc: BaseException) -> DestinationError:
+        # psycopg prefixes the server's reason with the attempt; keep only the reason.
+        reason = first_line(str(exc)).rsplit("failed: ", 1)[-1].replace("FATAL:", "").strip()
+        reason = self._redact(reason[:1].lower() + reason[1:])
+        config = any(hint in reason.lower() for hint in _CONFIG_HINTS)
+        return DestinationError(
+            f"cannot connect to postgres at {self._where}: {reason}; "
+            "check `url` in the destination file",
+            failure=FailureType.CONFIG if config else FailureType.TRANSIENT,
+        )
+
+    def _describe(self, conn: Any, table: str) -> TableInfo | None:
+        cur = conn.cursor()
+        cur.execute("SELECT to_regclass(%s)::oid", (self._target,))
+        row = cur.fetchone()
+        if row is None or row[0] is None:
+            conn.rollback()
+            return None
+        oid = row[0]
+        cur.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            (oid,),
+        )
+        columns = [r[0] for r in cur.fetchall()]
+        # Unique indexes usable by ON CONFLICT: no expressions, no partial predicate.
+        cur.execute(
+            "SELECT array_agg(a.attname) FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL "
+            "AND i.indexprs IS NULL GROUP BY i.indexrelid",
+            (oid,),
+        )
+        keys = [list(r[0]) for r in cur.fetchall()]
+        conn.rollback()
+        return TableInfo(columns, keys)
+
+    def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
+        fields = table.column_names[1:]
+        cols = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
+        # The stage takes the target's column types, so COPY parses values as the table would.
+        cur.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+                "SELECT 0::bigint AS {idx}, {cols} FROM {target} WITH NO DATA"
+            ).format(
+                stage=sql.Identifier(STAGE),
+                idx=sql.Identifier(INDEX),
+                cols=cols,
+                target=sql.SQL(self._target),
+            )
+        )
+        copy_sql = sql.SQL("COPY {stage} ({idx}, {cols}) FROM STDIN").format(
+            stage=sql.Identifier(STAGE), idx=sql.Identifier(INDEX), cols=cols
+        )
+        with cur.copy(copy_sql) as copy:
+            for row in python_rows(table):
+                copy.write_row(row)
+
+    def _data_error(self, exc: BaseException) -> str | None:
+        if isinstance(exc, errors.DataError | errors.IntegrityError):
+            return first_line(str(exc))
+        return None
+
+    def _failure(self, exc: BaseException) -> DestinationError:
+        if isinstance(exc, psycopg.OperationalError | errors.QueryCanceled):
+            return DestinationError(
+                f"postgres at {self._where} failed: {self._redact(first_line(str(exc)))}; "
+                "the batch will be retried",
+                failure=FailureType.TRANSIENT,
+                detail=type(exc).__name__,
+            )
+        return DestinationError(
+            f"postgres table {self._table} refused the batch: "
+            f"{self._redact(first_line(str(exc)))}; check the table and the sync's mappings",
+            failure=FailureType.CONFIG,
+            detail=type(exc).__name__,
+        )

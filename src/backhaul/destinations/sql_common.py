@@ -1,0 +1,528 @@
+"""Shared machinery of the SQL-table destinations (Postgres, MySQL, SQLite, DuckDB).
+
+Every dialect writes a batch the same way: load the records into a staging table, then
+apply the operation with one set-based statement, all in one transaction. When the
+database refuses the batch because of its data, the batch is split in halves until the
+bad records are alone, so the good ones are still written. A dialect subclass supplies
+the connection, the staging load and the error classification; the SQL is built here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import decimal
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from backhaul.destinations.base import (
+    Batch,
+    Capabilities,
+    DestinationConfig,
+    DestinationContext,
+    Operation,
+    RecordResult,
+)
+from backhaul.errors import DestinationError, FailureType
+
+STAGE = "_bh_stage"
+INDEX = "_bh_idx"
+ALL_OPERATIONS = frozenset(Operation)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one database spells identifiers, types and the update/delete statements."""
+
+    name: str
+    quote_char: str = '"'
+    join_style: bool = False  # MySQL: UPDATE/DELETE ... JOIN instead of ... FROM / EXISTS
+    case_insensitive: bool = False  # column names compare without case
+
+    def quote(self, name: str) -> str:
+        q = self.quote_char
+        return q + name.replace(q, q + q) + q
+
+    def norm(self, name: str) -> str:
+        return name.lower() if self.case_insensitive else name
+
+
+POSTGRES = Dialect("postgres")
+MYSQL = Dialect("mysql", quote_char="`", join_style=True, case_insensitive=True)
+SQLITE = Dialect("sqlite", case_insensitive=True)
+DUCKDB = Dialect("duckdb", case_insensitive=True)
+
+
+def sql_type(dtype: pa.DataType, dialect: Dialect, *, key: bool = False) -> str:
+    """The column type used by ``create_table`` for an Arrow type."""
+    t = pa.types
+    if t.is_dictionary(dtype):
+        return sql_type(dtype.value_type, dialect, key=key)
+    name = dialect.name
+    if t.is_boolean(dtype):
+        return "INTEGER" if name == "sqlite" else "BOOLEAN"
+    if t.is_integer(dtype):
+        if name == "sqlite":
+            return "INTEGER"
+        if t.is_uint64(dtype):
+            return "NUMERIC(20)" if name == "postgres" else "DECIMAL(20)"
+        return "BIGINT" if dtype.bit_width >= 32 else "INTEGER"
+    if t.is_floating(dtype):
+        if name == "sqlite":
+            return "REAL"
+        return "DOUBLE PRECISION" if name == "postgres" else "DOUBLE"
+    if t.is_decimal(dtype):
+        return f"DECIMAL({min(dtype.precision, 38 if name == 'duckdb' else 65)},{dtype.scale})"
+    if t.is_string(dtype) or t.is_large_string(dtype) or t.is_null(dtype):
+        if name == "mysql":
+            return "VARCHAR(255)" if key else "LONGTEXT"
+        return "VARCHAR" if name == "duckdb" else "TEXT"
+    if t.is_binary(dtype) or t.is_large_binary(dtype) or t.is_fixed_size_binary(dtype):
+        if name == "mysql":
+            return "VARBINARY(255)" if key else "LONGBLOB"
+        return "BYTEA" if name == "postgres" else "BLOB"
+    if t.is_timestamp(dtype):
+        if name == "sqlite":
+            return "TEXT"
+        if name == "mysql":
+            return "DATETIME(6)"
+        return "TIMESTAMPTZ" if dtype.tz else "TIMESTAMP"
+    if t.is_date(dtype):
+        return "TEXT" if name == "sqlite" else "DATE"
+    if t.is_time(dtype):
+        return "TEXT" if name == "sqlite" else "TIME"
+    # Nested values (structs, lists, maps) are stored as JSON documents.
+    return {"postgres": "JSONB", "mysql": "JSON", "sqlite": "TEXT", "duckdb": "JSON"}[name]
+
+
+def create_table_sql(
+    dialect: Dialect, target: str, fields: Mapping[str, pa.DataType], match: Sequence[str]
+) -> str:
+    """``CREATE TABLE`` with one column per field and a primary key on the match fields."""
+    cols = [
+        f"{dialect.quote(name)} {sql_type(dtype, dialect, key=name in match)}"
+        + (" NOT NULL" if name in match else "")
+        for name, dtype in fields.items()
+    ]
+    pk = ", ".join(dialect.quote(m) for m in match)
+    return f"CREATE TABLE {target} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """What ``prepare`` needs to know about an existing table."""
+
+    columns: list[str]
+    unique_keys: list[list[str]]  # primary key and unique constraints/indexes
+
+
+def check_table(
+    dialect: Dialect,
+    kind: str,
+    table: str,
+    info: TableInfo,
+    fields: Sequence[str],
+    match: Sequence[str],
+) -> None:
+    """Raise a config error when the table lacks a field column or a key on the match fields."""
+    have = {dialect.norm(c) for c in info.columns}
+    missing = [f for f in dict.fromkeys([*match, *fields]) if dialect.norm(f) not in have]
+    if missing:
+        cols = ", ".join(missing)
+        raise DestinationError(
+            f"{kind} table {table} has no column(s) {cols}; add them to the table "
+            "(or set `create_table: true` on a new table) or change the sync's mappings",
+            failure=FailureType.CONFIG,
+        )
+    wanted = {dialect.norm(m) for m in match}
+    if not any({dialect.norm(c) for c in key} == wanted for key in info.unique_keys):
+        cols = ", ".join(match)
+        raise DestinationError(
+            f"{kind} table {table} needs a primary key or unique constraint on ({cols}) so "
+            f"records can be matched; add one, e.g. ALTER TABLE {table} ADD UNIQUE ({cols})",
+            failure=FailureType.CONFIG,
+        )
+
+
+def resolve_table(configured: str | None, object: str | None, kind: str) -> str:
+    """The table name from the destination's ``table`` or else the sync's ``object``."""
+    name = configured or object
+    if not name:
+        raise DestinationError(
+            f"{kind} destination has no table: set `table` in the destination file or "
+            "`object` in the sync file",
+            failure=FailureType.CONFIG,
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """The SQL that applies a staged batch to the target table."""
+
+    dialect: Dialect
+    target: str  # quoted, possibly schema-qualified
+    fields: Sequence[str]
+    match: Sequence[str]
+    skip_null: frozenset[str] = frozenset()
+
+    def _q(self, name: str) -> str:
+        return self.dialect.quote(name)
+
+    @property
+    def rest(self) -> list[str]:
+        keys = {self.dialect.norm(m) for m in self.match}
+        return [f for f in self.fields if self.dialect.norm(f) not in keys]
+
+    def _on(self) -> str:
+        return " AND ".join(f"t.{self._q(m)} = s.{self._q(m)}" for m in self.match)
+
+    def _insert(self) -> str:
+        cols = ", ".join(self._q(f) for f in self.fields)
+        sel = ", ".join(f"s.{self._q(f)}" for f in self.fields)
+        alias = "" if self.dialect.join_style else " AS t"
+        # ``WHERE true`` keeps SQLite from reading ON CONFLICT as part of a join.
+        return (
+            f"INSERT INTO {self.target}{alias} ({cols}) SELECT {sel} FROM {STAGE} AS s WHERE true"
+        )
+
+    def _value(self, col: str, new: str, old: str) -> str:
+        return f"COALESCE({new}, {old})" if col in self.skip_null else new
+
+    def upsert(self) -> str:
+        q, conflict = self._q, ", ".join(self._q(m) for m in self.match)
+        if self.dialect.join_style:
+            sets = [
+                f"{q(c)} = {self._value(c, f'VALUES({q(c)})', f'{self.target}.{q(c)}')}"
+                for c in self.rest
+            ] or [f"{q(self.match[0])} = {self.target}.{q(self.match[0])}"]
+            return f"{self._insert()} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+        if not self.rest:
+            return f"{self._insert()} ON CONFLICT ({conflict}) DO NOTHING"
+        sets = [f"{q(c)} = {self._value(c, f'excluded.{q(c)}', f't.{q(c)}')}" for c in self.rest]
+        return f"{self._insert()} ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(sets)}"
+
+    def insert(self) -> str:
+        if self.dialect.join_style:
+            first = self._q(self.match[0])
+            return f"{self._insert()} ON DUPLICATE KEY UPDATE {first} = {self.target}.{first}"
+        conflict = ", ".join(self._q(m) for m in self.match)
+        return f"{self._insert()} ON CONFLICT ({conflict}) DO NOTHING"
+
+    def _update(self, values: Callable[[str], str]) -> str | None:
+        if not self.rest:
+            return None
+        if self.dialect.join_style:
+            sets = ", ".join(f"t.{self._q(c)} = {values(c)}" for c in self.rest)
+            return f"UPDATE {self.target} AS t JOIN {STAGE} AS s ON {self._on()} SET {sets}"
+        sets = ", ".join(f"{self._q(c)} = {values(c)}" for c in self.rest)
+        return f"UPDATE {self.target} AS t SET {sets} FROM {STAGE} AS s WHERE {self._on()}"
+
+    def update(self) -> str | None:
+        return self._update(lambda c: self._value(c, f"s.{self._q(c)}", f"t.{self._q(c)}"))
+
+    def clear(self) -> str | None:
+        return self._update(lambda c: "NULL")
+
+    def delete(self) -> str:
+        if self.dialect.join_style:
+            return f"DELETE t FROM {self.target} AS t JOIN {STAGE} AS s ON {self._on()}"
+        return (
+            f"DELETE FROM {self.target} AS t WHERE EXISTS "
+            f"(SELECT 1 FROM {STAGE} AS s WHERE {self._on()})"
+        )
+
+    def missing(self) -> str:
+        """Stage rows whose key has no row in the target (rejected by UPDATE)."""
+        return (
+            f"SELECT s.{INDEX} FROM {STAGE} AS s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {self.target} AS t WHERE {self._on()})"
+        )
+
+    def for_operation(self, op: Operation) -> list[str]:
+        built = {
+            Operation.UPSERT: self.upsert,
+            Operation.INSERT: self.insert,
+            Operation.UPDATE: self.update,
+            Operation.CLEAR: self.clear,
+            Operation.DELETE: self.delete,
+        }[op]()
+        return [built] if built else []
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of a database message."""
+    for line in str(text).strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return "the database refused the record"
+
+
+def python_rows(table: pa.Table, *, plain: bool = False) -> list[tuple[Any, ...]]:
+    """Rows as tuples for a DB-API driver; nested values become JSON text.
+
+    With ``plain`` (SQLite) dates, times and decimals become text too, since the
+    driver has no adapters for them.
+    """
+
+    def conv(value: Any) -> Any:
+        if isinstance(value, dict | list):
+            return json.dumps(value, default=str)
+        if plain and isinstance(value, dt.date | dt.time):
+            return value.isoformat()
+        if plain and isinstance(value, decimal.Decimal):
+            return str(value)
+        return value
+
+    cols = [col.to_pylist() for col in table.columns]
+    return [tuple(conv(v) for v in row) for row in zip(*cols, strict=True)]
+
+
+def staged(batch: Batch, indices: Sequence[int]) -> pa.Table:
+    """The records at ``indices`` with their batch position as the first column."""
+    sub = batch.table.take(pa.array(indices, type=pa.int64()))
+    return sub.add_column(0, INDEX, pa.array(indices, type=pa.int64()))
+
+
+async def bisect(
+    indices: list[int],
+    attempt: Callable[[list[int]], Awaitable[dict[int, str]]],
+    data_error: Callable[[BaseException], str | None],
+) -> dict[int, str]:
+    """Write ``indices``; on a data error split in halves until bad records stand alone.
+
+    ``attempt`` writes the records in one transaction and returns the ones it rejected
+    itself; ``data_error`` returns the database's message when an exception is caused by
+    the records, or None to let it propagate. Returns rejected index -> reason.
+    """
+    try:
+        return await attempt(indices)
+    except Exception as exc:
+        reason = data_error(exc)
+        if reason is None:
+            raise
+        if len(indices) == 1:
+            return {indices[0]: reason}
+    mid = len(indices) // 2
+    rejected = await bisect(indices[:mid], attempt, data_error)
+    rejected.update(await bisect(indices[mid:], attempt, data_error))
+    return rejected
+
+
+def results(n: int, rejected: Mapping[int, str]) -> list[RecordResult]:
+    return [
+        RecordResult.rejected(i, rejected[i]) if i in rejected else RecordResult.ok(i)
+        for i in range(n)
+    ]
+
+
+class SqlTableDestination:
+    """Base of the SQL-table destinations; subclasses implement the blocking hooks.
+
+    Connections are DB-API connections used from worker threads, one per concurrent
+    ``write``; a connection is never shared by two writes at once.
+    """
+
+    dialect: ClassVar[Dialect]
+    kind: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, config: DestinationConfig, context: DestinationContext) -> None:
+        self.context = context
+        self._idle: list[Any] = []
+        self._open: list[Any] = []
+        self._table: str | None = None
+        self._target = ""
+        self._match: list[str] = []
+
+    # -- hooks --------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        """Open a connection; raise DestinationError with a clear message on failure."""
+        raise NotImplementedError
+
+    def _target_name(self, table: str) -> str:
+        return self.dialect.quote(table)
+
+    def _describe(self, conn: Any, table: str) -> TableInfo | None:
+        """Columns and unique keys of ``table``, or None when it does not exist."""
+        raise NotImplementedError
+
+    def _begin(self, conn: Any) -> None:
+        return None
+
+    def _cursor(self, conn: Any) -> Any:
+        return conn.cursor()
+
+    def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
+        """Create the staging table for this transaction and load ``table`` into it."""
+        raise NotImplementedError
+
+    def _drop_stage(self, conn: Any, cur: Any) -> None:
+        return None
+
+    def _in_transaction(self, cur: Any, batch: Batch) -> None:
+        """Extra work done in the batch's transaction (used by the file destination)."""
+        return None
+
+    def _data_error(self, exc: BaseException) -> str | None:
+        """The database's message when ``exc`` was caused by the records, else None."""
+        raise NotImplementedError
+
+    def _failure(self, exc: BaseException) -> DestinationError:
+        """Translate any other driver error into a DestinationError."""
+        raise NotImplementedError
+
+    def _table_option(self) -> tuple[str | None, bool]:
+        """The configured ``table`` and ``create_table``."""
+        raise NotImplementedError
+
+    # -- connections ----------------------------------------------------------------------
+    async def _acquire(self) -> Any:
+        if self._idle:
+            return self._idle.pop()
+        conn = await asyncio.to_thread(self._connect)
+        self._open.append(conn)
+        return conn
+
+    def _discard(self, conn: Any) -> None:
+        if conn in self._open:
+            self._open.remove(conn)
+        with contextlib.suppress(Exception):  # already broken: nothing left to release
+            conn.close()
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` in a thread on a pooled connection."""
+        return await self._with_conn(lambda conn: asyncio.to_thread(fn, conn, *args))
+
+    async def _with_conn(self, use: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Await ``use(conn)`` on a pooled connection, translating driver errors.
+
+        A connection that failed transiently is dropped: it may be half-closed.
+        """
+        conn = await self._acquire()
+        try:
+            out = await use(conn)
+        except DestinationError:
+            self._idle.append(conn)
+            raise
+        except Exception as exc:
+            err = self._failure(exc)
+            if err.failure is FailureType.TRANSIENT:
+                self._discard(conn)
+            else:
+                self._idle.append(conn)
+            raise err from None
+        self._idle.append(conn)
+        return out
+
+    # -- protocol -------------------------------------------------------------------------
+    async def check(self) -> None:
+        """Connect and run ``SELECT 1``."""
+
+        def probe(conn: Any) -> None:
+            cur = self._cursor(conn)
+            cur.execute("SELECT 1")
+            cur.fetchall()
+
+        await self._run(probe)
+
+    async def prepare(
+        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
+    ) -> None:
+        """Resolve the table, create it when asked, and check its columns and key."""
+        configured, create = self._table_option()
+        table = resolve_table(configured, object, self.kind)
+        self._table, self._target, self._match = table, self._target_name(table), list(match_fields)
+        if not match_fields:
+            raise DestinationError(
+                f"{self.kind} destination needs match fields (the table's key); set `match` "
+                "in the sync file",
+                failure=FailureType.CONFIG,
+            )
+        info = await self._run(self._describe, table)
+        if info is not None:
+            check_table(self.dialect, self.kind, table, info, list(fields), match_fields)
+            return
+        if not create:
+            raise DestinationError(
+                f"{self.kind} table {table} does not exist; create it, or set "
+                "`create_table: true` in the destination file",
+                failure=FailureType.CONFIG,
+            )
+        absent = [m for m in match_fields if m not in fields]
+        if absent:
+            raise DestinationError(
+                f"cannot create {self.kind} table {table}: match field(s) {', '.join(absent)} "
+                "are not mapped; map them in the sync file",
+                failure=FailureType.CONFIG,
+            )
+        ddl = create_table_sql(self.dialect, self._target, fields, match_fields)
+        await self._run(self._execute, ddl)
+
+    def _execute(self, conn: Any, sql: str) -> None:
+        self._begin(conn)
+        cur = self._cursor(conn)
+        cur.execute(sql)
+        conn.commit()
+
+    async def write(self, batch: Batch) -> list[RecordResult]:
+        """Apply the batch in one transaction; bisect it when the data is refused."""
+        if self._table is None:
+            await self.prepare(
+                {name: batch.table.schema.field(name).type for name in batch.fields},
+                batch.match_fields,
+                batch.object,
+            )
+        n = len(batch)
+        if n == 0:
+            return []
+        indices = list(range(n))
+        rejected: dict[int, str] = await self._with_conn(
+            lambda conn: bisect(
+                indices,
+                lambda idx: asyncio.to_thread(self._attempt, conn, batch, idx),
+                self._data_error,
+            )
+        )
+        return results(n, rejected)
+
+    def _attempt(self, conn: Any, batch: Batch, indices: list[int]) -> dict[int, str]:
+        plan = Statements(
+            self.dialect,
+            self._target,
+            batch.fields,
+            batch.match_fields or self._match,
+            batch.skip_null_fields,
+        )
+        cur = self._cursor(conn)
+        try:
+            self._begin(conn)
+            self._load_stage(conn, cur, staged(batch, indices))
+            rejected: dict[int, str] = {}
+            if batch.operation is Operation.UPDATE:
+                cur.execute(plan.missing())
+                for (i,) in cur.fetchall():
+                    rejected[int(i)] = (
+                        f"no row with key {batch.keys[int(i)]} in table {self._table}"
+                    )
+            for sql in plan.for_operation(batch.operation):
+                cur.execute(sql)
+            self._in_transaction(cur, batch)
+            self._drop_stage(conn, cur)
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):  # a dead connection: the caller classifies
+                conn.rollback()
+            raise
+        return rejected
+
+    async def close(self) -> None:
+        """Close every connection."""
+        for conn in list(self._open):
+            self._discard(conn)
+        self._idle.clear()
