@@ -1,0 +1,132 @@
+"""Tables of the metadata store (the run records), as SQLAlchemy Core objects.
+
+This module describes the schema the latest migration produces; the migrations in
+``state/migrations/versions`` are what actually create it. A test compares the two, so a
+change here without a matching migration fails the build.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Fixed names for constraints, so every database (and every future migration) agrees on them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Alembic's bookkeeping table. Named for Backhaul so a store that shares a Postgres database
+# with an application that also uses Alembic does not collide with its ``alembic_version``.
+VERSION_TABLE = "backhaul_schema_version"
+
+# The counters of :class:`backhaul.engine.summary.Counts`, one integer column each.
+COUNT_COLUMNS = (
+    "queried",
+    "added",
+    "changed",
+    "removed",
+    "retried",
+    "unchanged",
+    "invalid",
+    "succeeded",
+    "rejected",
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite has no timezone support, so values are normalised to UTC before they are
+    written and tagged as UTC when they are read; Postgres stores ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # A naive value is taken to be UTC already: that is what every caller in Backhaul uses.
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("sync", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("full_resync", Boolean, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("git_commit", String(64), nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    *(Column(name, Integer, nullable=False) for name in COUNT_COLUMNS),
+    Index("ix_runs_sync_started_at", "sync", "started_at"),
+)
+
+run_rows = Table(
+    "run_rows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("operation", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("call_id", String(64), nullable=True),
+    Index("ix_run_rows_run_id_status", "run_id", "status"),
+    Index("ix_run_rows_run_id_key", "run_id", "key"),
+)
+
+http_calls = Table(
+    "http_calls",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("request_headers", Text, nullable=False),  # JSON object, already redacted
+    Column("request_body", Text, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Index("ix_http_calls_run_id", "run_id"),
+)

@@ -1,0 +1,91 @@
+"""Migrations of the metadata store: idempotent, faithful to tables.py, cleanly numbered."""
+
+from __future__ import annotations
+
+import re
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect
+
+from backhaul.state.store import MIGRATIONS, RunStore
+from backhaul.state.tables import VERSION_TABLE, metadata
+
+TABLES = {"runs", "run_rows", "http_calls"}
+
+
+def script_directory() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config)
+
+
+def current_revision(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            return context.get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_twice_is_a_no_op(store_url: str) -> None:
+    head = script_directory().get_current_head()
+    with RunStore.open(store_url) as store:
+        store.start_run("kept-1", "s", full_resync=False)
+        store.upgrade()
+        store.upgrade()
+        assert store.run("kept-1") is not None
+    assert current_revision(store_url) == head
+    with RunStore.open(store_url) as again:
+        assert [r.run_id for r in again.runs()] == ["kept-1"]
+
+
+def test_migrated_schema_matches_tables(store_url: str) -> None:
+    RunStore.open(store_url).close()
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            assert set(inspect(conn).get_table_names()) >= TABLES
+            context = MigrationContext.configure(
+                conn, opts={"version_table": VERSION_TABLE, "compare_type": True}
+            )
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_removes_every_table(store_url: str) -> None:
+    RunStore.open(store_url).close()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "base")
+        with engine.connect() as conn:
+            assert not TABLES & set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    # And back up again from nothing.
+    with RunStore.open(store_url) as store:
+        store.start_run("after-downgrade", "s", full_resync=False)
+        assert store.last_run("s") is not None
+
+
+def test_migrations_are_one_numbered_chain() -> None:
+    scripts = script_directory()
+    assert len(scripts.get_heads()) == 1
+    chain = list(reversed(list(scripts.walk_revisions())))
+    assert chain[0].down_revision is None
+    for number, script in enumerate(chain, start=1):
+        assert script.revision == f"{number:04d}"
+        assert script.path is not None
+        assert re.fullmatch(rf"{number:04d}_[a-z0-9_]+\.py", script.path.rsplit("/", 1)[-1])
+        if number > 1:
+            assert script.down_revision == f"{number - 1:04d}"
