@@ -1,0 +1,176 @@
+"""Turning a chunk of the outbox into destination batches, and results into checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from backhaul.config.models import Mode, OnRemove
+from backhaul.destinations.base import Batch, Operation, RecordResult, RecordStatus
+from backhaul.engine.mapping import Mapper
+from backhaul.engine.summary import RowOp, RowOutcome
+
+ROW_OPS = {"add": RowOp.ADD, "change": RowOp.CHANGE, "retry": RowOp.RETRY, "remove": RowOp.REMOVE}
+
+
+def rename_fields(table: pa.Table, fields: Sequence[str]) -> pa.Table:
+    """``f0..fn`` → the mapped field names; other columns keep their names."""
+    names = []
+    for name in table.column_names:
+        if name.startswith("f") and name[1:].isdigit():
+            names.append(fields[int(name[1:])])
+        else:
+            names.append(name)
+    return table.rename_columns(names)
+
+
+def destination_operation(op: str, mode: Mode, removal: OnRemove) -> Operation | None:
+    """The destination operation for a planned row, or None when nothing is sent."""
+    if op == "remove":
+        return {OnRemove.DELETE: Operation.DELETE, OnRemove.CLEAR: Operation.CLEAR}.get(removal)
+    if op == "skip":
+        return None
+    return {
+        Mode.UPSERT: Operation.UPSERT,
+        Mode.MIRROR: Operation.UPSERT,
+        Mode.UPDATE: Operation.UPDATE,
+        Mode.INSERT: Operation.INSERT,
+    }[mode]
+
+
+@dataclass
+class Prepared:
+    """One destination batch plus what the engine needs to checkpoint it."""
+
+    batch: Batch | None  # None: nothing to send (skip rows, removals with on_remove=nothing)
+    rows: pa.Table  # the outbox rows (op, k.., key_text, fp, m..) in batch order
+    operation: Operation | None
+
+
+@dataclass
+class Split:
+    prepared: list[Prepared]
+    invalid: list[RowOutcome]  # template failures: reported, not sent, not checkpointed
+
+
+def split_chunk(
+    chunk: pa.Table,
+    mapper: Mapper,
+    *,
+    mode: Mode,
+    removal: OnRemove,
+    match_fields: Sequence[str],
+    object: str | None,
+    batch_id: int,
+) -> Split:
+    """Render templates, drop rows that failed, and group the rest by operation."""
+    invalid: list[RowOutcome] = []
+    chunk, errors = mapper.render(chunk, mapper.template_columns())
+    if errors:
+        keep = [i for i in range(chunk.num_rows) if i not in errors]
+        keys = chunk.column("key_text").to_pylist()
+        ops = chunk.column("op").to_pylist()
+        for i, reason in errors.items():
+            invalid.append(RowOutcome(keys[i], ROW_OPS.get(ops[i], RowOp.CHANGE), "invalid", reason))
+        chunk = chunk.take(pa.array(keep, pa.int64()))
+    out: list[Prepared] = []
+    for op in ("add", "change", "retry", "skip", "remove"):
+        part = chunk.filter(pc.equal(chunk.column("op"), op))
+        if not part.num_rows:
+            continue
+        operation = destination_operation(op, mode, removal)
+        out.append(_prepare(part, mapper, operation, match_fields, object, batch_id))
+    # Merge add/change/retry: they share one destination operation.
+    merged: list[Prepared] = []
+    for p in out:
+        if merged and p.operation is not None and merged[-1].operation == p.operation and p.batch and merged[-1].batch:
+            rows = pa.concat_tables([merged[-1].rows, p.rows])
+            merged[-1] = _prepare(rows, mapper, p.operation, match_fields, object, batch_id)
+        else:
+            merged.append(p)
+    return Split(merged, invalid)
+
+
+def _prepare(
+    rows: pa.Table,
+    mapper: Mapper,
+    operation: Operation | None,
+    match_fields: Sequence[str],
+    object: str | None,
+    batch_id: int,
+) -> Prepared:
+    if operation is None:
+        return Prepared(None, rows, None)
+    keys = rows.column("key_text").to_pylist()
+    fields = mapper.fields
+    if operation is Operation.DELETE:
+        cols = {f: rows.column(f"m{i}") for i, f in enumerate(match_fields)}
+        table = pa.table(cols) if cols else pa.table({"_key": pa.array(keys, pa.string())})
+    elif operation is Operation.CLEAR:
+        cols = {}
+        for i, f in enumerate(fields):
+            if f in match_fields:
+                cols[f] = rows.column(f"m{list(match_fields).index(f)}")
+            else:
+                cols[f] = pa.nulls(rows.num_rows, rows.column(f"f{i}").type)
+        table = pa.table(cols)
+    else:
+        table = pa.table({f: rows.column(f"f{i}") for i, f in enumerate(fields)})
+    batch = Batch(
+        operation=operation,
+        table=table,
+        keys=[str(k) for k in keys],
+        match_fields=list(match_fields),
+        object=object,
+        skip_null_fields=mapper.skip_null_fields if operation is not Operation.CLEAR else frozenset(),
+        batch_id=batch_id,
+    )
+    return Prepared(batch, rows, operation)
+
+
+def sort_results(
+    prepared: Prepared, results: Sequence[RecordResult] | None, key_cols: Sequence[str],
+    match_cols: Sequence[str],
+) -> tuple[pa.Table | None, pa.Table | None, list[RowOutcome]]:
+    """Split a batch's results into the acked rows, the rejected rows and row outcomes."""
+    rows = prepared.rows
+    n = rows.num_rows
+    operation = prepared.operation.value if prepared.operation else None
+    ok_mask = [True] * n
+    errors: dict[int, str] = {}
+    calls: dict[int, str | None] = {}
+    if results is not None:
+        seen = set()
+        for r in results:
+            seen.add(r.index)
+            calls[r.index] = r.call_id
+            if r.status is RecordStatus.REJECTED:
+                ok_mask[r.index] = False
+                errors[r.index] = r.error or "rejected by the destination (no reason given)"
+        for i in range(n):
+            if i not in seen:
+                ok_mask[i] = False
+                errors[i] = "the destination returned no result for this record"
+    keys = rows.column("key_text").to_pylist()
+    ops = rows.column("op").to_pylist()
+    outcomes = []
+    for i in range(n):
+        status = "ok" if ok_mask[i] else "rejected"
+        if prepared.batch is None:
+            status = "skipped" if ops[i] == "skip" else "ok"
+        outcomes.append(
+            RowOutcome(str(keys[i]), ROW_OPS.get(ops[i], RowOp.CHANGE), status, errors.get(i),
+                       operation, calls.get(i))
+        )
+    mask = pa.array(ok_mask)
+    ack_cols = ["op", *key_cols, "fp", *match_cols]
+    acked = rows.select(ack_cols).filter(mask)
+    rejected = None
+    if errors:
+        bad = rows.filter(pc.invert(mask)).select([*key_cols, "key_text", "op"])
+        reasons = [errors[i] for i in range(n) if not ok_mask[i]]
+        rejected = bad.append_column("error", pa.array(reasons, pa.string()))
+    return acked, rejected, outcomes

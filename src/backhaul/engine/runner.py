@@ -1,0 +1,384 @@
+"""One run of one sync: extract, plan, guard, map, load, checkpoint, record.
+
+The snapshot advances only through :func:`backhaul.state.snapshots.commit_batch`, called
+once per acknowledged batch with exactly the records the destination accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from backhaul.config.models import Cast, TemplateMapping
+from backhaul.config.project import DestinationDef, Project, SyncDef
+from backhaul.destinations.base import (
+    Batch,
+    Destination,
+    DestinationContext,
+    Operation,
+    RecordResult,
+)
+from backhaul.engine import planner
+from backhaul.engine.batches import rename_fields, sort_results, split_chunk
+from backhaul.engine.guards import check_guards
+from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
+from backhaul.engine.workspace import Workspace, open_workspace
+from backhaul.errors import (
+    BackhaulError,
+    ConfigError,
+    DestinationError,
+    FailureType,
+    GuardError,
+)
+from backhaul.observe.events import (
+    BatchDone,
+    EventSink,
+    Notice,
+    PhaseStarted,
+    Planned,
+    RunFinished,
+    RunStarted,
+    ignore,
+)
+from backhaul.observe.recorder import CallRecorder, NullRecorder
+from backhaul.state import snapshots
+
+T = TypeVar("T")
+ENGINE_RETRIES = 2  # whole-batch retries of transient failures, on top of the HTTP toolkit's
+TEMPLATE_TYPES = {Cast.INT: pa.int64(), Cast.FLOAT: pa.float64(), Cast.BOOL: pa.bool_()}
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def git_commit(project: Project) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project.root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def open_destination(
+    project: Project, sync: SyncDef, recorder: CallRecorder, run_id: str
+) -> tuple[Destination, list[str]]:
+    """Resolve the destination's secrets and open its connector."""
+    from backhaul.config.secrets import resolve
+
+    dest = destination_def(project, sync)
+    cls = project.registry.destination(dest.config.type)
+    config, secrets = resolve(dest.config, positions=dest.positions)
+    context = DestinationContext(project.root, recorder, sync.name, run_id, tuple(secrets))
+    return cls(config, context), secrets
+
+
+def destination_def(project: Project, sync: SyncDef) -> DestinationDef:
+    dest = project.destinations.get(sync.config.destination)
+    if dest is None:
+        raise ConfigError(
+            f"unknown destination `{sync.config.destination}`",
+            file=str(sync.positions.file),
+            line=sync.positions.line("destination"),
+            key="destination",
+        )
+    return dest
+
+
+@dataclass
+class RunOptions:
+    full_resync: bool = False
+    force: bool = False
+    trigger: str = "cli"
+
+
+class SyncRun:
+    """State of one run in progress."""
+
+    def __init__(self, project: Project, sync: SyncDef, store: Any, events: EventSink) -> None:
+        self.project = project
+        self.sync = sync
+        self.store = store
+        self.events = events
+        self.run_id = new_run_id()
+        self.summary = RunSummary(self.run_id, sync.name, RunStatus.RUNNING,
+                                  started_at=datetime.now(UTC))
+        self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backhaul-db")
+        self.ws: Workspace | None = None
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
+
+    def execute(self, options: RunOptions) -> RunSummary:
+        from backhaul.state.recorder import StoreRecorder
+
+        recorder = StoreRecorder(self.store, self.run_id)
+        dest, _secrets = open_destination(self.project, self.sync, recorder, self.run_id)
+        caps = type(dest).capabilities
+        ws = open_workspace(self.project, self.sync, read_only=False,
+                            needs_match=caps.needs_match_fields)
+        self.ws = ws
+        try:
+            self.batch_size = self._batch_size(dest)
+        except BaseException:
+            ws.close()
+            raise
+        self.summary.full_resync = options.full_resync
+        self.store.mark_abandoned(self.sync.name)
+        self.store.start_run(self.run_id, self.sync.name, full_resync=options.full_resync,
+                             trigger=options.trigger, git_commit=git_commit(self.project))
+        self.events(RunStarted(self.run_id, self.sync.name))
+        try:
+            self.events(PhaseStarted(self.run_id, self.sync.name, "plan"))
+            plan = planner.compute_plan(ws, full_resync=options.full_resync)
+            self.summary.counts = plan.counts
+            for note in ws.notes:
+                self.events(Notice(self.run_id, self.sync.name, note))
+            self._record_invalid(ws)
+            cfg = self.sync.config
+            max_pct = cfg.max_remove_pct
+            if max_pct is None:
+                max_pct = self.project.config.defaults.max_remove_pct
+            check_guards(plan, removal=cfg.removal, max_remove_pct=max_pct, force=options.force)
+            snapshots.drop_resolved_rejections(ws.con, ws.layout)
+            total = planner.build_outbox(ws, target="st.outbox")
+            self.events(Planned(self.run_id, self.sync.name, plan.counts, total))
+            if total:
+                self.events(PhaseStarted(self.run_id, self.sync.name, "send"))
+                asyncio.run(self._send(dest, total))
+            else:
+                asyncio.run(dest.close())
+            snapshots.fold_acks(ws.con, ws.layout)
+            ws.con.execute("DROP TABLE IF EXISTS st.outbox")
+            c = self.summary.counts
+            if plan.fingerprint_drift and not c.rejected and self.summary.error is None:
+                snapshots.set_meta(ws.con, "fp_canary", snapshots.canary(ws.con))
+            if self.summary.error is not None:
+                self.summary.status = RunStatus.FAILED
+            elif c.rejected:
+                self.summary.status = RunStatus.PARTIAL
+            else:
+                self.summary.status = RunStatus.SUCCEEDED
+        except GuardError as exc:
+            self.summary.status = RunStatus.GUARDED
+            self.summary.error = exc.message
+        except BackhaulError as exc:
+            self.summary.status = RunStatus.FAILED
+            self.summary.error = exc.message
+        except KeyboardInterrupt:
+            self.summary.status = RunStatus.CANCELLED
+            self.summary.error = "cancelled"
+            raise
+        finally:
+            recorder.flush()
+            self.summary.finished_at = datetime.now(UTC)
+            self.store.finish_run(self.summary)
+            self.db.shutdown(wait=True)
+            ws.close()
+            self.events(RunFinished(self.summary))
+        return self.summary
+
+    def _record_invalid(self, ws: Workspace) -> None:
+        rows = planner.invalid_rows(ws)
+        if not rows:
+            return
+        self.store.add_rows(
+            self.run_id,
+            [RowOutcome(k if k is not None else "(null)", RowOp.INVALID, "invalid", reason)
+             for k, reason in rows],
+        )
+        self.summary.invalid_samples = [{"key": k, "reason": r} for k, r in rows[:20]]
+
+    def _batch_size(self, dest: Destination) -> int:
+        caps = type(dest).capabilities
+        size = (
+            self.sync.config.batch_size
+            or self.project.config.defaults.batch_size
+            or caps.default_batch_size
+        )
+        if size > caps.max_batch_size:
+            raise ConfigError(
+                f"batch_size {size} is above the destination's limit of {caps.max_batch_size}",
+                file=str(self.sync.positions.file),
+                line=self.sync.positions.line("batch_size"),
+                key="batch_size",
+            )
+        return size
+
+    def _field_types(self) -> dict[str, pa.DataType]:
+        assert self.ws is not None
+        ws = self.ws
+        cols = ", ".join(f"f{i}" for i in range(len(ws.mapper.fields)))
+        schema = ws.con.execute(f"SELECT {cols} FROM st.outbox LIMIT 0").fetch_arrow_table()
+        table = rename_fields(schema, ws.mapper.fields)
+        types = {f.name: f.type for f in table.schema}
+        for m in ws.mapper.mappings:
+            if isinstance(m, TemplateMapping):
+                types[m.field] = TEMPLATE_TYPES.get(m.cast, pa.string()) if m.cast else pa.string()
+            elif pa.types.is_null(types[m.field]):
+                types[m.field] = pa.string()
+        return types
+
+    async def _send(self, dest: Destination, total: int) -> None:
+        assert self.ws is not None
+        ws = self.ws
+        cfg = self.sync.config
+        caps = type(dest).capabilities
+        try:
+            await dest.check()
+            batch_size = self.batch_size
+            concurrency = (
+                cfg.concurrency
+                or self.project.config.defaults.concurrency
+                or caps.default_concurrency
+            )
+            await dest.prepare(self._field_types(), ws.match_fields, cfg.object)
+            sem = asyncio.Semaphore(concurrency)
+            stop = asyncio.Event()
+            tasks: list[asyncio.Task[None]] = []
+            progress = {"sent": 0}
+
+            async def handle(idx: int) -> None:
+                try:
+                    if stop.is_set():
+                        return
+                    await self._chunk(dest, idx, batch_size, total, progress)
+                except DestinationError as exc:
+                    if self.summary.error is None:
+                        self.summary.error = exc.message
+                    stop.set()
+                finally:
+                    sem.release()
+
+            for idx in range((total + batch_size - 1) // batch_size):
+                await sem.acquire()
+                if stop.is_set():
+                    sem.release()
+                    break
+                tasks.append(asyncio.create_task(handle(idx)))
+            await asyncio.gather(*tasks)
+        except DestinationError as exc:
+            self.summary.error = exc.message
+        finally:
+            await dest.close()
+
+    async def _chunk(
+        self, dest: Destination, idx: int, size: int, total: int, progress: dict[str, int]
+    ) -> None:
+        assert self.ws is not None
+        ws = self.ws
+        cfg = self.sync.config
+        lo, hi = idx * size, (idx + 1) * size
+        chunk = await self._db(
+            lambda: ws.con.execute(
+                "SELECT * FROM st.outbox WHERE seq >= ? AND seq < ? ORDER BY seq", [lo, hi]
+            ).fetch_arrow_table()
+        )
+        split = await asyncio.to_thread(
+            split_chunk, chunk, ws.mapper, mode=cfg.mode, removal=cfg.removal,
+            match_fields=ws.match_fields, object=cfg.object, batch_id=idx,
+        )
+        counts: Counts = self.summary.counts
+        if split.invalid:
+            self.store.add_rows(self.run_id, split.invalid)
+            counts.invalid += len(split.invalid)
+        for prepared in split.prepared:
+            results = None
+            if prepared.batch is not None:
+                results = await self._write(dest, prepared.batch)
+            acked, rejected, outcomes = sort_results(
+                prepared, results, ws.layout.key_cols, ws.layout.match_cols
+            )
+            await self._db(
+                snapshots.commit_batch, ws.con, ws.layout, self.run_id, acked, rejected
+            )
+            self.store.add_rows(self.run_id, outcomes)
+            ok = sum(1 for o in outcomes if o.status != "rejected")
+            counts.succeeded += ok
+            counts.rejected += len(outcomes) - ok
+            progress["sent"] += len(outcomes)
+            self.store.update_counts(self.run_id, counts)
+            self.events(BatchDone(self.run_id, self.sync.name, progress["sent"],
+                                  counts.succeeded, counts.rejected, total))
+
+    async def _write(self, dest: Destination, batch: Batch) -> list[RecordResult]:
+        attempt = 0
+        while True:
+            try:
+                return await dest.write(batch)
+            except DestinationError as exc:
+                attempt += 1
+                if exc.failure is FailureType.REJECTED:
+                    msg = exc.message
+                    return [RecordResult.rejected(i, msg) for i in range(len(batch))]
+                if exc.failure is not FailureType.TRANSIENT or attempt > ENGINE_RETRIES:
+                    raise
+                await asyncio.sleep(exc.retry_after or 0.5 * 2**attempt)
+
+
+def run_sync(
+    project: Project,
+    name: str,
+    *,
+    store: Any,
+    full_resync: bool = False,
+    force: bool = False,
+    events: EventSink = ignore,
+    trigger: str = "cli",
+) -> RunSummary:
+    """Run one sync to completion and return its summary.
+
+    Raises :class:`ConfigError` (before any state changes) when the sync cannot start.
+    """
+    sync = project.sync(name)
+    return SyncRun(project, sync, store, events).execute(
+        RunOptions(full_resync=full_resync, force=force, trigger=trigger)
+    )
+
+
+def plan_sync(
+    project: Project, name: str, *, full_resync: bool = False, sample: int = 5, force: bool = False
+) -> RunSummary:
+    """A dry run: what a run would send, with samples. Nothing is sent; state is untouched."""
+    sync = project.sync(name)
+    dest = destination_def(project, sync)
+    caps = project.registry.destination(dest.config.type).capabilities
+    started = datetime.now(UTC)
+    ws = open_workspace(project, sync, read_only=True, needs_match=caps.needs_match_fields)
+    try:
+        plan = planner.compute_plan(ws, full_resync=full_resync)
+        summary = RunSummary("dry-run", name, RunStatus.SUCCEEDED, plan.counts, started_at=started,
+                             full_resync=full_resync, dry_run=True)
+        cfg = sync.config
+        max_pct = cfg.max_remove_pct
+        if max_pct is None:
+            max_pct = project.config.defaults.max_remove_pct
+        try:
+            check_guards(plan, removal=cfg.removal, max_remove_pct=max_pct, force=force)
+        except GuardError as exc:
+            summary.status = RunStatus.GUARDED
+            summary.error = exc.message
+        if sample:
+            summary.samples = planner.samples(ws, sample)
+        summary.invalid_samples = [
+            {"key": k if k is not None else "(null)", "reason": r}
+            for k, r in planner.invalid_rows(ws, 20)
+        ]
+        summary.finished_at = datetime.now(UTC)
+        return summary
+    finally:
+        ws.close()
+
+
+__all__ = ["NullRecorder", "Operation", "plan_sync", "run_sync"]

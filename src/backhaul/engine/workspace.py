@@ -1,0 +1,211 @@
+"""The DuckDB connection a run plans in: state attached as ``st``, scratch as ``work``,
+and the model readable as a relation (the warehouse attached, or its rows streamed in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from backhaul.config.models import ColumnMapping, SyncConfig
+from backhaul.config.project import ModelDef, Project, SyncDef
+from backhaul.engine.mapping import Mapper, quote
+from backhaul.errors import ConfigError, SourceError
+from backhaul.state import snapshots
+from backhaul.state.snapshots import KeyLayout
+
+
+def strip_sql(sql: str) -> str:
+    """Model SQL ready to nest in a subquery: no trailing semicolons."""
+    text = sql.strip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    return text
+
+
+def open_source(project: Project, model: ModelDef) -> Any:
+    src = project.sources.get(model.config.source)
+    if src is None:
+        raise ConfigError(
+            f"unknown source `{model.config.source}`",
+            file=str(model.positions.file),
+            line=model.positions.line("source"),
+            key="source",
+        )
+    cls = project.registry.source(src.config.type)
+    return cls(src.config, project.root)
+
+
+@dataclass
+class Workspace:
+    """Everything one plan or run of one sync works on."""
+
+    project: Project
+    sync: SyncDef
+    model: ModelDef
+    con: duckdb.DuckDBPyConnection
+    source: Any
+    model_sql: str  # a relation in ``con`` that yields the model's rows
+    columns: dict[str, str]
+    mapper: Mapper
+    layout: KeyLayout
+    match_fields: list[str]
+    has_state: bool
+    read_only: bool
+    snapshot_rel: str = "st.snapshot"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def config(self) -> SyncConfig:
+        return self.sync.config
+
+    @property
+    def key_columns(self) -> list[str]:
+        return list(self.model.config.primary_key)
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            self.source.close()
+
+
+def open_workspace(
+    project: Project, sync: SyncDef, *, read_only: bool, needs_match: bool = True
+) -> Workspace:
+    """Open the planning connection for ``sync``.
+
+    ``read_only`` (dry runs) attaches the state read-only, so a plan never changes it.
+    """
+    model = project.models.get(sync.config.model)
+    if model is None:
+        raise ConfigError(
+            f"unknown model `{sync.config.model}`",
+            file=str(sync.positions.file),
+            line=sync.positions.line("model"),
+            key="model",
+        )
+    state_dir = project.state_dir
+    tmp = state_dir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "memory_limit": project.config.state.memory_limit,
+        "temp_directory": str(tmp),
+        "preserve_insertion_order": False,
+    }
+    if project.config.state.threads:
+        settings["threads"] = project.config.state.threads
+    con = duckdb.connect(":memory:", config=settings)
+    source = open_source(project, model)
+    try:
+        con.execute("ATTACH ':memory:' AS work")
+        path = snapshots.state_path(state_dir, sync.name)
+        has_state = snapshots.attach(con, path, read_only=read_only)
+        body = strip_sql(model.sql)
+        if source.attach(con, "wh"):
+            con.execute("USE wh")
+            model_sql = f"(\n{body}\n)"
+        else:
+            reader = source.stream(body)
+            con.register("extract_stream", reader)
+            con.execute("CREATE TABLE work.extract AS SELECT * FROM extract_stream")
+            con.unregister("extract_stream")
+            model_sql = "work.extract"
+        try:
+            rel = con.sql(f"SELECT * FROM {model_sql} AS m LIMIT 0")
+        except duckdb.Error as exc:
+            raise SourceError(
+                f"model `{model.name}` does not run: {str(exc).strip()}",
+            ) from None
+        columns = {n: str(t) for n, t in zip(rel.columns, rel.types, strict=True)}
+        missing = [k for k in model.config.primary_key if k not in columns]
+        if missing:
+            raise ConfigError(
+                f"primary-key column(s) {', '.join(missing)} not in the model's output "
+                f"(columns: {', '.join(columns)})",
+                file=str(model.positions.file),
+                line=model.positions.line("primary_key"),
+                key="primary_key",
+            )
+        for i, m in enumerate(sync.config.mappings):
+            if isinstance(m, ColumnMapping) and m.column not in columns:
+                raise ConfigError(
+                    f"column `{m.column}` is not in model `{model.name}` "
+                    f"(columns: {', '.join(columns)})",
+                    file=str(sync.positions.file),
+                    line=sync.positions.line(f"mappings.{i}.column"),
+                    key=f"mappings.{i}.column",
+                )
+        mapper = Mapper(sync.config, columns, sync_name=sync.name)
+        match_fields = resolve_match(sync, model, needs_match)
+        layout = key_layout(con, model_sql, model, mapper, match_fields)
+        if not read_only:
+            snapshots.ensure_tables(con, layout)
+        elif has_state and snapshots.has_table(con, "snapshot"):
+            snapshots.ensure_tables_compatible(con, layout)
+        else:
+            # A dry run with no state yet plans against an empty snapshot in memory.
+            if has_state:
+                con.execute("DETACH st")
+                con.execute("ATTACH ':memory:' AS st")
+            has_state = False
+            con.execute("CREATE TABLE st.meta (name VARCHAR PRIMARY KEY, value VARCHAR)")
+            snapshots.ensure_tables(con, layout)
+        return Workspace(
+            project, sync, model, con, source, model_sql, columns, mapper, layout,
+            match_fields, has_state, read_only,
+        )
+    except BaseException:
+        con.close()
+        source.close()
+        raise
+
+
+def resolve_match(sync: SyncDef, model: ModelDef, needs_match: bool) -> list[str]:
+    fields = [m.field for m in sync.config.mappings]
+    if sync.config.match.fields:
+        unknown = [f for f in sync.config.match.fields if f not in fields]
+        if unknown:
+            raise ConfigError(
+                f"match field(s) {', '.join(unknown)} are not mapped; map them or change `match`",
+                file=str(sync.positions.file),
+                line=sync.positions.line("match.fields"),
+                key="match.fields",
+            )
+        return list(sync.config.match.fields)
+    pk = model.config.primary_key
+    found = [
+        m.field
+        for m in sync.config.mappings
+        if isinstance(m, ColumnMapping) and m.column in pk
+    ]
+    if needs_match and not found:
+        raise ConfigError(
+            "cannot tell how the destination identifies records: map the primary-key "
+            f"column(s) {', '.join(pk)} to a field, or set `match.fields`",
+            file=str(sync.positions.file),
+            line=sync.positions.line("mappings"),
+            key="match",
+        )
+    return found
+
+
+def key_layout(
+    con: duckdb.DuckDBPyConnection, model_sql: str, model: ModelDef, mapper: Mapper,
+    match_fields: list[str],
+) -> KeyLayout:
+    keys = [f"m.{quote(k)}" for k in model.config.primary_key]
+    values = mapper.value_exprs("m")
+    match = [values[mapper.fields.index(f)] for f in match_fields]
+    rel = con.sql(f"SELECT {', '.join(keys + match)} FROM {model_sql} AS m LIMIT 0")
+    types = [str(t) for t in rel.types]
+    n = len(keys)
+    # An untyped NULL (a static null match field) is stored as text.
+    fixed = ["VARCHAR" if t == '"NULL"' else t for t in types]
+    return KeyLayout(tuple(fixed[:n]), tuple(fixed[n:]))
+
+
+def state_file(project: Project, sync: str) -> Path:
+    return snapshots.state_path(project.state_dir, sync)

@@ -1,0 +1,280 @@
+"""Local snapshot state: one DuckDB file per sync.
+
+Tables (all in the attached catalog ``st``):
+
+* ``snapshot``: what the destination has acknowledged, one row per primary key: key columns
+  ``k0..``, the fingerprint ``fp`` of the mapped fields, and the values ``m0..`` of the match
+  fields (needed to delete or clear a record once its row has left the model).
+* ``acks``: an append-only log written after every acknowledged batch (the checkpoint).
+  It is folded into ``snapshot`` at the start and end of each run, so a checkpoint costs an
+  append, not a rewrite of a large table.
+* ``rejected``: rows the destination refused, with its error; retried on every later run.
+* ``meta``: key types, fingerprint version and canary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from backhaul.errors import BackhaulError
+
+FINGERPRINT_VERSION = "1"
+# A fixed row of every common type. If a DuckDB upgrade changes hash(), this value changes
+# and the planner resends everything once rather than miss a change.
+CANARY_SQL = (
+    "SELECT hash('backhaul', 42::BIGINT, 'text', 3.25::DOUBLE, DATE '2024-01-02', "
+    "TIMESTAMP '2024-01-02 03:04:05', TRUE, 12.34::DECIMAL(10,2), [1, 2], {'a': 1})::VARCHAR"
+)
+
+
+class StateLocked(BackhaulError):
+    """Another process holds this sync's state (a run of the same sync is going on)."""
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Column types of the key and match columns kept in the snapshot."""
+
+    key_types: tuple[str, ...]
+    match_types: tuple[str, ...]
+
+    @property
+    def key_cols(self) -> list[str]:
+        return [f"k{i}" for i in range(len(self.key_types))]
+
+    @property
+    def match_cols(self) -> list[str]:
+        return [f"m{i}" for i in range(len(self.match_types))]
+
+    def ddl(self) -> str:
+        keys = [f"k{i} {t}" for i, t in enumerate(self.key_types)]
+        match = [f"m{i} {t}" for i, t in enumerate(self.match_types)]
+        return ", ".join([*keys, "fp UBIGINT", *match])
+
+
+def state_path(state_dir: Path, sync: str) -> Path:
+    return state_dir / "syncs" / f"{sync}.duckdb"
+
+
+def attach(con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> bool:
+    """Attach the sync's state as ``st``; returns False if there is none yet (read-only)."""
+    if read_only and not path.exists():
+        con.execute("ATTACH ':memory:' AS st")
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = " (READ_ONLY)" if read_only else ""
+    literal = str(path).replace("'", "''")
+    try:
+        con.execute(f"ATTACH '{literal}' AS st{mode}")
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StateLocked(
+                f"the state of this sync is in use by another process ({path.name}); "
+                "wait for the other run to finish"
+            ) from None
+        raise
+    if not read_only:
+        con.execute("CREATE TABLE IF NOT EXISTS st.meta (name VARCHAR PRIMARY KEY, value VARCHAR)")
+    return True
+
+
+def get_meta(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    if not has_table(con, "meta"):
+        return None
+    row = con.execute("SELECT value FROM st.meta WHERE name = ?", [name]).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, name: str, value: str) -> None:
+    con.execute("INSERT OR REPLACE INTO st.meta VALUES (?, ?)", [name, value])
+
+
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'st' AND table_name = ?",
+        [name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def canary(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute(CANARY_SQL).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
+    """Create the state tables for ``layout`` (or check the existing ones match it)."""
+    stored = get_meta(con, "layout")
+    wanted = "|".join(layout.key_types) + "/" + "|".join(layout.match_types)
+    if stored is not None and stored != wanted:
+        raise BackhaulError(
+            f"the model's primary-key or match-field types changed (snapshot has {stored}, "
+            f"the model now gives {wanted}); the snapshot was left as it is. Restore the "
+            "types in the model, or run `backhaul reset SYNC` and then a full resync"
+        )
+    keys = ", ".join(layout.key_cols)
+    con.execute(f"CREATE TABLE IF NOT EXISTS st.snapshot ({layout.ddl()})")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS st.acks (run_id VARCHAR, op VARCHAR, {layout.ddl()})"
+    )
+    key_ddl = ", ".join(f"k{i} {t}" for i, t in enumerate(layout.key_types))
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS st.rejected ({key_ddl}, key_text VARCHAR, op VARCHAR, "
+        f"error VARCHAR, attempts INTEGER, run_id VARCHAR, at TIMESTAMPTZ, PRIMARY KEY ({keys}))"
+    )
+    if stored is None:
+        set_meta(con, "layout", wanted)
+        set_meta(con, "fp_version", FINGERPRINT_VERSION)
+        set_meta(con, "fp_canary", canary(con))
+
+
+def ensure_tables_compatible(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
+    """Read-only check that existing state tables fit ``layout``."""
+    stored = get_meta(con, "layout")
+    wanted = "|".join(layout.key_types) + "/" + "|".join(layout.match_types)
+    if stored is not None and stored != wanted:
+        raise BackhaulError(
+            f"the model's primary-key or match-field types changed (snapshot has {stored}, "
+            f"the model now gives {wanted}); restore the types in the model, or run "
+            "`backhaul reset SYNC` and then a full resync"
+        )
+
+
+def fold_acks(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> int:
+    """Apply the checkpoint log to the snapshot; returns how many acks were folded."""
+    row = con.execute("SELECT count(*) FROM st.acks").fetchone()
+    pending = int(row[0]) if row else 0
+    if not pending:
+        return 0
+    keys = ", ".join(layout.key_cols)
+    cols = ", ".join([*layout.key_cols, "fp", *layout.match_cols])
+    on = " AND ".join(f"s.{k} = a.{k}" for k in layout.key_cols)
+    con.execute("BEGIN")
+    try:
+        # The newest ack of a key wins (the log is in commit order: rowid).
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE latest_acks AS SELECT {cols}, op FROM ("
+            f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid DESC) AS rn "
+            f"FROM st.acks) WHERE rn = 1"
+        )
+        con.execute(f"DELETE FROM st.snapshot s USING latest_acks a WHERE {on}")
+        con.execute(
+            f"INSERT INTO st.snapshot SELECT {cols} FROM latest_acks WHERE op NOT IN ('remove')"
+        )
+        con.execute("DELETE FROM st.acks")
+        con.execute("DROP TABLE latest_acks")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return pending
+
+
+def commit_batch(
+    con: duckdb.DuckDBPyConnection,
+    layout: KeyLayout,
+    run_id: str,
+    acked: pa.Table | None,
+    rejected: pa.Table | None,
+) -> None:
+    """Checkpoint one batch in one transaction.
+
+    ``acked`` has columns op, k0.., fp, m0..; ``rejected`` has k0.., key_text, op, error.
+    Acknowledged keys leave the rejected list; rejected keys are added or counted again.
+    """
+    keys = layout.key_cols
+    on = " AND ".join(f"r.{k} = x.{k}" for k in keys)
+    con.execute("BEGIN")
+    try:
+        if acked is not None and acked.num_rows:
+            con.register("acked_batch", acked)
+            cols = ", ".join([*keys, "fp", *layout.match_cols])
+            con.execute(
+                f"INSERT INTO st.acks (run_id, op, {cols}) SELECT ?, op, {cols} FROM acked_batch",
+                [run_id],
+            )
+            con.execute(f"DELETE FROM st.rejected r USING acked_batch x WHERE {on}")
+            con.unregister("acked_batch")
+        if rejected is not None and rejected.num_rows:
+            con.register("rejected_batch", rejected)
+            kc = ", ".join(keys)
+            con.execute(
+                f"INSERT INTO st.rejected ({kc}, key_text, op, error, attempts, run_id, at) "
+                f"SELECT {kc}, key_text, op, error, 1, ?, now() FROM rejected_batch "
+                f"ON CONFLICT DO UPDATE SET error = excluded.error, op = excluded.op, "
+                f"attempts = st.rejected.attempts + 1, run_id = excluded.run_id, at = excluded.at",
+                [run_id],
+            )
+            con.unregister("rejected_batch")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def drop_resolved_rejections(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
+    """Forget rejections of keys the current plan no longer sends (the row reverted or left)."""
+    on = " AND ".join(f"r.{k} = p.{k}" for k in layout.key_cols)
+    con.execute(
+        f"DELETE FROM st.rejected r WHERE NOT EXISTS (SELECT 1 FROM work.plan p WHERE {on} "
+        "AND p.op IN ('add', 'change', 'retry', 'remove'))"
+    )
+
+
+def pending_rejections(con: duckdb.DuckDBPyConnection, limit: int = 100) -> list[tuple[str, str, str, int]]:
+    if not has_table(con, "rejected"):
+        return []
+    rows = con.execute(
+        "SELECT key_text, op, error, attempts FROM st.rejected ORDER BY at DESC LIMIT ?", [limit]
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+
+def snapshot_size(con: duckdb.DuckDBPyConnection, relation: str = "st.snapshot") -> int:
+    if relation == "st.snapshot" and not has_table(con, "snapshot"):
+        return 0
+    row = con.execute(f"SELECT count(*) FROM {relation}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def folded_copy(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> str:
+    """For read-only dry runs: the snapshot with unfolded acks applied, as a work table."""
+    keys = ", ".join(layout.key_cols)
+    cols = ", ".join([*layout.key_cols, "fp", *layout.match_cols])
+    on = " AND ".join(f"s.{k} = a.{k}" for k in layout.key_cols)
+    con.execute(
+        f"CREATE OR REPLACE TABLE work.latest_acks AS SELECT {cols}, op FROM ("
+        f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid DESC) AS rn "
+        f"FROM st.acks) WHERE rn = 1"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TABLE work.snapshot AS SELECT {cols} FROM st.snapshot s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM work.latest_acks a WHERE {on}) "
+        f"UNION ALL SELECT {cols} FROM work.latest_acks WHERE op <> 'remove'"
+    )
+    return "work.snapshot"
+
+
+def reset(state_dir: Path, sync: str) -> bool:
+    """Forget a sync's state; returns True if there was any."""
+    path = state_path(state_dir, sync)
+    existed = path.exists()
+    for candidate in (path, path.with_suffix(".duckdb.wal")):
+        if candidate.exists():
+            candidate.unlink()
+    return existed
+
+
+def key_text_sql(key_cols: Sequence[str], alias: str = "") -> str:
+    """SQL rendering a (possibly composite) key as text for run records."""
+    prefix = f"{alias}." if alias else ""
+    if len(key_cols) == 1:
+        return f"CAST({prefix}{key_cols[0]} AS VARCHAR)"
+    parts = " || ', ' || ".join(f"coalesce(CAST({prefix}{k} AS VARCHAR), 'null')" for k in key_cols)
+    return f"('(' || {parts} || ')')"
