@@ -1,0 +1,195 @@
+"""MySQL and MariaDB tables through PyMySQL (blocking calls run in worker threads)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
+
+import pyarrow as pa
+import pymysql
+from pydantic import Field
+
+from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.sql_common import (
+    ALL_OPERATIONS,
+    INDEX,
+    MYSQL,
+    STAGE,
+    SqlTableDestination,
+    TableInfo,
+    python_rows,
+)
+from backhaul.errors import DestinationError, FailureType
+
+
+class MySQLConfig(DestinationConfig):
+    """A table in a MySQL or MariaDB database."""
+
+    type: Literal["mysql"]
+    url: str = Field(description="mysql://user:password@host:3306/database")
+    table: str | None = Field(None, description="Table name; default: the sync's `object`.")
+    create_table: bool = Field(False, description="Create the table when it does not exist.")
+    connect_timeout: float = Field(10, gt=0, description="Seconds to wait for a connection.")
+
+
+_SCHEMES = {"mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql"}
+# Server error numbers caused by the records themselves: bad values, NULL in a NOT NULL
+# column, duplicate or dangling keys, CHECK constraints (MySQL 3819, MariaDB 4025).
+_DATA_ERRNOS = {
+    1048,
+    1062,
+    1264,
+    1265,
+    1292,
+    1366,
+    1406,
+    1416,
+    1451,
+    1452,
+    1690,
+    3140,
+    3819,
+    4025,
+    4078,
+}
+_CONFIG_ERRNOS = {1044, 1045, 1049, 1698, 1142, 1143, 1146, 1054, 1064, 2005}
+
+
+class MySQLDestination(SqlTableDestination):
+    """Upserts, updates, inserts, clears and deletes rows of one MySQL/MariaDB table."""
+
+    config_model: ClassVar[type[DestinationConfig]] = MySQLConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        operations=ALL_OPERATIONS,
+        max_batch_size=20_000,
+        default_batch_size=2_000,
+        default_concurrency=2,
+    )
+    dialect = MYSQL
+    kind = "mysql"
+
+    def __init__(self, config: MySQLConfig, context: DestinationContext) -> None:
+        super().__init__(config, context)
+        self.config = config
+        parts = urlsplit(config.url)
+        database = unquote(parts.path.lstrip("/"))
+        try:
+            port = parts.port or 3306
+        except ValueError:
+            port = -1
+        if parts.scheme not in _SCHEMES or not database or port < 0:
+            raise DestinationError(
+                "mysql `url` must look like mysql://user:password@host:3306/database",
+                failure=FailureType.CONFIG,
+            )
+        self._params: dict[str, Any] = {
+            "host": parts.hostname or "127.0.0.1",
+            "port": port,
+            "user": unquote(parts.username or "root"),
+            "password": unquote(parts.password or ""),
+            "database": database,
+        }
+        self._where = f"{self._params['host']}:{port}"
+
+    def _table_option(self) -> tuple[str | None, bool]:
+        return self.config.table, self.config.create_table
+
+    def _message(self, exc: BaseException) -> str:
+        args = getattr(exc, "args", ())
+        text = str(args[1]) if len(args) >= 2 else str(exc)
+        password = self._params["password"]
+        for secret in (password, *self.context.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+    @staticmethod
+    def _errno(exc: BaseException) -> int | None:
+        args = getattr(exc, "args", ())
+        return args[0] if args and isinstance(args[0], int) else None
+
+    def _connect(self) -> Any:
+        try:
+            return pymysql.connect(
+                **self._params,
+                connect_timeout=self.config.connect_timeout,
+                charset="utf8mb4",
+                autocommit=False,
+            )
+        except pymysql.Error as exc:
+            errno, reason = self._errno(exc), self._message(exc)
+            for short in ("connection refused", "timed out", "name or service not known"):
+                if short in reason.lower():
+                    reason = short
+            config = errno in _CONFIG_ERRNOS or reason == "name or service not known"
+            raise DestinationError(
+                f"cannot connect to mysql at {self._where}: {reason}; "
+                "check `url` in the destination file",
+                failure=FailureType.CONFIG if config else FailureType.TRANSIENT,
+            ) from None
+
+    def _describe(self, conn: Any, table: str) -> TableInfo | None:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = DATABASE() AND table_name = %s ORDER BY ordinal_position",
+            (table,),
+        )
+        columns = [r[0] for r in cur.fetchall()]
+        if not columns:
+            conn.rollback()
+            return None
+        cur.execute(
+            "SELECT index_name, column_name FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE() AND table_name = %s AND non_unique = 0 "
+            "ORDER BY index_name, seq_in_index",
+            (table,),
+        )
+        keys: dict[str, list[str]] = {}
+        for index, column in cur.fetchall():
+            keys.setdefault(index, []).append(column)
+        conn.rollback()
+        return TableInfo(columns, list(keys.values()))
+
+    def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
+        q = self.dialect.quote
+        fields = table.column_names[1:]
+        cols = ", ".join(q(f) for f in fields)
+        # Temporary tables outlive a rollback in MySQL, so drop any left by a failed attempt.
+        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {STAGE}")
+        # The stage copies the target's column types, so values convert as the table would.
+        cur.execute(
+            f"CREATE TEMPORARY TABLE {STAGE} AS "
+            f"SELECT CAST(0 AS SIGNED) AS {INDEX}, {cols} FROM {self._target} LIMIT 0"
+        )
+        marks = ", ".join(["%s"] * (len(fields) + 1))
+        cur.executemany(
+            f"INSERT INTO {STAGE} ({INDEX}, {cols}) VALUES ({marks})", python_rows(table)
+        )
+
+    def _drop_stage(self, conn: Any, cur: Any) -> None:
+        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {STAGE}")
+
+    def _data_error(self, exc: BaseException) -> str | None:
+        if isinstance(exc, pymysql.err.DataError | pymysql.err.IntegrityError):
+            return self._message(exc)
+        if isinstance(exc, pymysql.Error) and self._errno(exc) in _DATA_ERRNOS:
+            return self._message(exc)
+        return None
+
+    def _failure(self, exc: BaseException) -> DestinationError:
+        errno = self._errno(exc)
+        if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError) and (
+            errno not in _CONFIG_ERRNOS
+        ):
+            return DestinationError(
+                f"mysql at {self._where} failed: {self._message(exc)}; the batch will be retried",
+                failure=FailureType.TRANSIENT,
+                detail=type(exc).__name__,
+            )
+        return DestinationError(
+            f"mysql table {self._table} refused the batch: {self._message(exc)}; "
+            "check the table and the sync's mappings",
+            failure=FailureType.CONFIG,
+            detail=type(exc).__name__,
+        )
