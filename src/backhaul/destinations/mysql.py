@@ -95,7 +95,7 @@ class MySQLDestination(SqlTableDestination):
         return self.config.table, self.config.create_table
 
     def _message(self, exc: BaseException) -> str:
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
         text = str(args[1]) if len(args) >= 2 else str(exc)
         password = self._params["password"]
         for secret in (password, *self.context.secrets):
