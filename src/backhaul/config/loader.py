@@ -1,0 +1,597 @@
+"""Load a project folder into a :class:`~backhaul.config.project.Project`.
+
+Every YAML file is parsed with line positions and validated with its pydantic model; every
+problem becomes a :class:`~backhaul.errors.ConfigError` naming the file (relative to the
+project root), the line and the dotted key. All problems in all files are collected and
+raised together as :class:`~backhaul.errors.ConfigErrors`, so ``backhaul validate`` shows
+them at once. ``${env:NAME}`` references are kept as written (see ``secrets.py``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from backhaul.config.models import (
+    NAME_PATTERN,
+    ColumnMapping,
+    ModelConfig,
+    ProjectConfig,
+    StaticMapping,
+    SyncConfig,
+    TemplateMapping,
+)
+from backhaul.config.project import (
+    DestinationDef,
+    ModelDef,
+    Positions,
+    Project,
+    SourceDef,
+    SyncDef,
+)
+from backhaul.config.secrets import check_references
+from backhaul.errors import ConfigError, ConfigErrors
+from backhaul.plugins import Registry
+
+PROJECT_FILES = ("backhaul.yml", "backhaul.yaml")
+FOLDERS = {"sources": "source", "models": "model", "destinations": "destination", "syncs": "sync"}
+MAPPING_KINDS: dict[str, type[BaseModel]] = {
+    "column": ColumnMapping,
+    "value": StaticMapping,
+    "template": TemplateMapping,
+}
+_NAME = re.compile(NAME_PATTERN)
+_MAPPING_KEY = re.compile(r"^mappings\.\d+(\.|$)")
+Loc = tuple[str | int, ...]
+
+
+# --- YAML with positions -------------------------------------------------------------------
+
+
+def read_yaml(path: Path, root: Path) -> tuple[Any, Positions]:
+    """Parse one YAML file into plain Python data and the line of every key.
+
+    Raises:
+        ConfigError: The file cannot be read or is not valid YAML.
+    """
+    rel = _rel(path, root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file: {exc}", file=rel) from None
+    try:
+        node = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        line = None
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, MarkedYAMLError):
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else None
+            problem = " ".join(p for p in (exc.context, exc.problem) if p) or problem
+        raise ConfigError(f"malformed YAML: {problem}", file=rel, line=line) from None
+    lines: dict[str, int] = {}
+    data = _plain(node, "", lines)
+    return data, Positions(Path(rel), lines)
+
+
+def _plain(node: Any, key: str, lines: dict[str, int]) -> Any:
+    """Convert ruamel's round-trip nodes to plain types, recording key lines (1-based)."""
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            child = f"{key}.{k}" if key else str(k)
+            line, _ = node.lc.key(k)
+            lines[child] = line + 1
+            out[str(k)] = _plain(v, child, lines)
+        return out
+    if isinstance(node, CommentedSeq):
+        items: list[Any] = []
+        for i, v in enumerate(node):
+            child = f"{key}.{i}" if key else str(i)
+            line, _ = node.lc.item(i)
+            lines[child] = line + 1
+            items.append(_plain(v, child, lines))
+        return items
+    # Scalar subclasses (LiteralScalarString, ScalarFloat...) become their base type.
+    for base in (bool, int, float, str):
+        if isinstance(node, base):
+            return base(node)
+    return node
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+# --- pydantic errors -> ConfigError ---------------------------------------------------------
+
+
+def validate(
+    model: Any,
+    data: Any,
+    positions: Positions,
+    *,
+    loc_prefix: Loc = (),
+    whole: Any = None,
+) -> tuple[Any, list[ConfigError]]:
+    """Validate ``data`` with ``model``; return the instance (or None) and readable errors.
+
+    ``whole`` is the file's full data when ``data`` is a part of it at ``loc_prefix``.
+    """
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        root = data if whole is None else whole
+        return None, convert_errors(exc, model, root, positions, loc_prefix)
+
+
+def convert_errors(
+    exc: ValidationError, model: Any, data: Any, positions: Positions, loc_prefix: Loc = ()
+) -> list[ConfigError]:
+    """Turn pydantic's errors into ConfigErrors with file, line, key and a plain message."""
+    found: list[tuple[list[str | int], str, str]] = []  # (key path, error type, message)
+    for err in exc.errors(include_url=False):
+        loc: Loc = loc_prefix + tuple(err["loc"])
+        path = _key_path(loc, data, err["type"])
+        leaf = str(path[-1]) if path else ""
+        if err["type"] == "extra_forbidden":
+            allowed = _keys_at(model, tuple(err["loc"])[:-1])
+            found.append((path, "extra", _unknown_key(leaf, allowed)))
+        elif err["type"] == "missing":
+            found.append((path, "missing", f"missing required key `{leaf}`"))
+        else:
+            if not err["loc"] and err["type"] == "value_error":
+                path = _guess_key(err["msg"], data, loc_prefix)
+            found.append((path, "other", _plain_message(err["msg"])))
+    # A typo (`feild`) also makes the real key missing: the suggestion says it already.
+    suggested = {
+        _dotted([*p[:-1], m.split("`")[3]]) for p, t, m in found if t == "extra" and "mean" in m
+    }
+    errors: list[ConfigError] = []
+    by_key: dict[str, list[str]] = {}
+    for path, kind, message in found:
+        key = _dotted(path)
+        if kind == "missing" and key in suggested:
+            continue
+        if message not in by_key.setdefault(key, []):
+            by_key[key].append(message)
+    for key, messages in by_key.items():
+        musts = [m for m in messages if m.startswith("must be ")]
+        if len(musts) > 1:  # a union of scalars: one error listing the accepted types
+            messages = [m for m in messages if m not in musts]
+            messages.append("must be " + " or ".join(m[len("must be ") :] for m in musts))
+        for message in messages:
+            errors.append(
+                ConfigError(
+                    message,
+                    file=positions.file.as_posix(),
+                    line=positions.line(key or None),
+                    key=key or None,
+                )
+            )
+    return errors
+
+
+def _key_path(loc: Loc, data: Any, err_type: str) -> list[str | int]:
+    """The part of ``loc`` that exists in the data (union tags and validator names skipped)."""
+    node, path = data, []
+    for i, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+        elif not (i == len(loc) - 1 and err_type == "missing"):
+            continue
+        path.append(part)
+    return path
+
+
+def _dotted(path: list[str | int]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _guess_key(message: str, data: Any, loc_prefix: Loc) -> list[str | int]:
+    """For a model-level error, the first key named in backticks that the file has."""
+    node = data
+    for part in loc_prefix:
+        node = node[part] if isinstance(node, dict | list) else None  # type: ignore[index]
+    if isinstance(node, dict):
+        for name in re.findall(r"`([^`]+)`", message):
+            if name in node:
+                return [*loc_prefix, name]
+    return list(loc_prefix)
+
+
+def _unknown_key(key: str, allowed: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    if close:
+        return f"unknown key `{key}` (did you mean `{close[0]}`?)"
+    if allowed:
+        return f"unknown key `{key}` (allowed: {', '.join(sorted(allowed))})"
+    return f"unknown key `{key}`"
+
+
+def _plain_message(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    msg = re.sub(r"^\w+ should (be )?", lambda m: "must be " if m.group(1) else "must ", msg)
+    if NAME_PATTERN in msg:
+        msg = "must start with a letter or `_` and hold only letters, digits, `_` and `-`"
+    return msg
+
+
+def _union_members(tp: Any) -> list[Any]:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _union_members(get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return [m for arg in get_args(tp) for m in _union_members(arg)]
+    return [tp]
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _keys_at(tp: Any, loc: Loc) -> set[str]:
+    """The keys a model accepts at ``loc`` (for "did you mean" suggestions)."""
+    out: set[str] = set()
+    for member in _union_members(tp):
+        if not loc:
+            if _is_model(member):
+                out |= {f.alias or n for n, f in member.model_fields.items()}
+            continue
+        head, rest = loc[0], loc[1:]
+        origin = get_origin(member)
+        if isinstance(head, int) and origin in (list, tuple):
+            out |= _keys_at(get_args(member)[0], rest)
+        elif origin is dict:
+            out |= _keys_at(get_args(member)[-1], rest)
+        elif _is_model(member) and head == member.__name__:
+            out |= _keys_at(member, rest)
+        elif _is_model(member):
+            for name, field in member.model_fields.items():
+                if head in (name, field.alias):
+                    out |= _keys_at(field.annotation, rest)
+    return out
+
+
+# --- files and folders ----------------------------------------------------------------------
+
+
+def _entity_files(root: Path, folder: str, errors: list[ConfigError]) -> dict[str, Path]:
+    """Definitions in ``folder`` (subfolders included) by name, reporting duplicate names."""
+    base = root / folder
+    if not base.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    files = sorted(
+        (p for p in base.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    for path in files:
+        if any(part.startswith(".") for part in path.relative_to(base).parts):
+            continue
+        name, rel = path.stem, _rel(path, root)
+        kind = FOLDERS[folder]
+        if name in found:
+            first = _rel(found[name], root)
+            errors.append(
+                ConfigError(
+                    f"duplicate {kind} name `{name}`: also defined in {first}; "
+                    "names are file names and must be unique, so rename one",
+                    file=rel,
+                )
+            )
+            continue
+        if not _NAME.match(name):
+            errors.append(
+                ConfigError(
+                    f"invalid {kind} name `{name}`: file names must start with a letter or "
+                    "`_` and hold only letters, digits, `_` and `-`",
+                    file=rel,
+                )
+            )
+            continue
+        found[name] = path
+    return found
+
+
+def _read(path: Path, root: Path, errors: list[ConfigError]) -> tuple[Any, Positions] | None:
+    try:
+        data, positions = read_yaml(path, root)
+    except ConfigError as exc:
+        errors.append(exc)
+        return None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors.append(
+            ConfigError("must be a mapping of `key: value` lines", file=_rel(path, root), line=1)
+        )
+        return None
+    return data, positions
+
+
+def _connector_model(
+    data: dict[str, Any],
+    positions: Positions,
+    kind: str,
+    known: dict[str, str],
+    load: Callable[[str], Any],
+) -> tuple[Any, list[ConfigError]]:
+    """The config model of the connector named by ``type``, or the errors explaining why not."""
+    file, types_ = positions.file.as_posix(), ", ".join(sorted(known)) or "none"
+    type_ = data.get("type")
+    if type_ is None:
+        return None, [
+            ConfigError(f"missing required key `type` (known: {types_})", file=file, key="type")
+        ]
+    line = positions.line("type")
+    if not isinstance(type_, str) or type_ not in known:
+        close = difflib.get_close_matches(str(type_), sorted(known), n=1)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        message = f"unknown {kind} type `{type_}` ({hint}known: {types_})"
+        return None, [ConfigError(message, file=file, line=line, key="type")]
+    try:
+        cls = load(type_)
+        model = cls.config_model
+    except Exception as exc:  # a broken plugin must not crash validation of the rest
+        return None, [
+            ConfigError(
+                f"cannot load the `{type_}` {kind} connector ({known[type_]}): "
+                f"{type(exc).__name__}: {exc}; check that its package is installed",
+                file=file,
+                line=line,
+                key="type",
+            )
+        ]
+    return model, []
+
+
+def _sync_errors(data: dict[str, Any], positions: Positions) -> tuple[Any, list[ConfigError]]:
+    """Validate a sync; each mapping is checked against the one kind its keys name."""
+    instance, errors = validate(SyncConfig, data, positions)
+    if instance is not None:
+        return instance, []
+    mappings = data.get("mappings")
+    if not isinstance(mappings, list):
+        return None, errors
+    # Replace the union's noisy errors with those of the mapping kind the user meant.
+    # The model-level duplicate check has no position; report it per mapping instead.
+    kept = [
+        e
+        for e in errors
+        if not (e.key and _MAPPING_KEY.match(e.key)) and "is mapped twice" not in e.reason
+    ]
+    return None, kept + _mapping_errors(mappings, data, positions) + _duplicate_fields(
+        mappings, positions
+    )
+
+
+def _mapping_errors(
+    mappings: list[Any], data: dict[str, Any], positions: Positions
+) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    file = positions.file.as_posix()
+    for i, item in enumerate(mappings):
+        key = f"mappings.{i}"
+        if not isinstance(item, dict):
+            errors.append(
+                ConfigError(
+                    "must be a mapping with `field` and one of `column`, `value` or `template`",
+                    file=file,
+                    line=positions.line(key),
+                    key=key,
+                )
+            )
+            continue
+        kinds = [k for k in MAPPING_KINDS if k in item]
+        if len(kinds) != 1:
+            message = (
+                f"give only one of {', '.join(f'`{k}`' for k in kinds)}"
+                if kinds
+                else "needs one of `column` (copy a column), `value` (a constant) or "
+                "`template` (a Liquid template)"
+            )
+            errors.append(ConfigError(message, file=file, line=positions.line(key), key=key))
+            continue
+        _, found = validate(
+            MAPPING_KINDS[kinds[0]], item, positions, loc_prefix=("mappings", i), whole=data
+        )
+        errors += found
+    return errors
+
+
+def _duplicate_fields(mappings: list[Any], positions: Positions) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(mappings):
+        field = item.get("field") if isinstance(item, dict) else None
+        if not isinstance(field, str):
+            continue
+        if field in seen:
+            key = f"mappings.{i}.field"
+            errors.append(
+                ConfigError(
+                    f"field `{field}` is mapped twice (also by mappings.{seen[field]}); "
+                    "map each target field once",
+                    file=positions.file.as_posix(),
+                    line=positions.line(key),
+                    key=key,
+                )
+            )
+        else:
+            seen[field] = i
+    return errors
+
+
+def quote_table(name: str) -> str:
+    """``schema.table`` as a quoted SQL name; a name already holding quotes is kept as is."""
+    if '"' in name:
+        return name
+    return ".".join('"' + part + '"' for part in name.split("."))
+
+
+def _model_sql(
+    name: str, config: ModelConfig, yml: Path, root: Path, errors: list[ConfigError]
+) -> tuple[str, Path | None] | None:
+    if config.sql is not None:
+        return config.sql, None
+    if config.table is not None:
+        return f"SELECT * FROM {quote_table(config.table)}", None
+    sql_file = yml.with_suffix(".sql")
+    rel = _rel(yml, root)
+    if not sql_file.is_file():
+        errors.append(
+            ConfigError(
+                f"missing SQL file {_rel(sql_file, root)}: create it, or set `sql` or "
+                f"`table` in {rel}",
+                file=rel,
+            )
+        )
+        return None
+    try:
+        return sql_file.read_text(encoding="utf-8"), sql_file
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(ConfigError(f"cannot read SQL file: {exc}", file=_rel(sql_file, root)))
+        return None
+
+
+def _orphan_sql(root: Path, models: dict[str, Path]) -> Iterator[ConfigError]:
+    base = root / "models"
+    if not base.is_dir():
+        return
+    known = {p.with_suffix(".sql") for p in models.values()}
+    for sql in sorted(base.rglob("*.sql")):
+        if sql not in known and not sql.with_suffix(".yml").exists():
+            if sql.with_suffix(".yaml").exists():
+                continue
+            yield ConfigError(
+                f"SQL file without a model definition: create {_rel(sql.with_suffix('.yml'), root)}"
+                " with `source` and `primary_key`",
+                file=_rel(sql, root),
+            )
+
+
+# --- the project ----------------------------------------------------------------------------
+
+
+def find_root(path: str | Path) -> tuple[Path, Path]:
+    """The project folder and its ``backhaul.yml``.
+
+    Raises:
+        ConfigError: There is no project file there.
+    """
+    start = Path(path).resolve()
+    if start.is_file() and start.name in PROJECT_FILES:
+        return start.parent, start
+    for name in PROJECT_FILES:
+        if (start / name).is_file():
+            return start, start / name
+    raise ConfigError(f"no backhaul.yml in {start}: run `backhaul init` to create a project")
+
+
+def load_project(path: str | Path = ".", *, registry: Registry | None = None) -> Project:
+    """Load and validate every file of the project in ``path``.
+
+    Args:
+        path: The project folder (or its ``backhaul.yml``).
+        registry: Connector registry; default: built-ins plus installed entry points.
+
+    Returns:
+        The project, with ``${env:NAME}`` references unresolved.
+
+    Raises:
+        ConfigError: No project file was found.
+        ConfigErrors: Any file is invalid; holds every problem found in every file.
+    """
+    root, project_file = find_root(path)
+    registry = registry if registry is not None else Registry.discover()
+    errors: list[ConfigError] = []
+
+    project_config: ProjectConfig | None = None
+    project_positions: Positions | None = None
+    if (read := _read(project_file, root, errors)) is not None:
+        data, project_positions = read
+        project_config, found = validate(ProjectConfig, data, project_positions)
+        errors += found
+
+    sources: dict[str, SourceDef] = {}
+    for name, path_ in _entity_files(root, "sources", errors).items():
+        if (read := _read(path_, root, errors)) is None:
+            continue
+        data, positions = read
+        model, found = _connector_model(
+            data, positions, "source", registry.sources, registry.source
+        )
+        if model is not None:
+            config, found = validate(model, data, positions)
+            found += check_references(data, positions=positions, syntax_only=True)
+            if config is not None and not found:
+                sources[name] = SourceDef(name, config, data, positions)
+        errors += found
+
+    model_files = _entity_files(root, "models", errors)
+    models: dict[str, ModelDef] = {}
+    for name, path_ in model_files.items():
+        if (read := _read(path_, root, errors)) is None:
+            continue
+        data, positions = read
+        config, found = validate(ModelConfig, data, positions)
+        errors += found
+        if config is not None and (sql := _model_sql(name, config, path_, root, errors)):
+            models[name] = ModelDef(name, config, sql[0], sql[1], positions)
+    errors += _orphan_sql(root, model_files)
+
+    destinations: dict[str, DestinationDef] = {}
+    for name, path_ in _entity_files(root, "destinations", errors).items():
+        if (read := _read(path_, root, errors)) is None:
+            continue
+        data, positions = read
+        model, found = _connector_model(
+            data, positions, "destination", registry.destinations, registry.destination
+        )
+        if model is not None:
+            config, found = validate(model, data, positions)
+            found += check_references(data, positions=positions, syntax_only=True)
+            if config is not None and not found:
+                destinations[name] = DestinationDef(name, config, data, positions)
+        errors += found
+
+    syncs: dict[str, SyncDef] = {}
+    for name, path_ in _entity_files(root, "syncs", errors).items():
+        if (read := _read(path_, root, errors)) is None:
+            continue
+        data, positions = read
+        config, found = _sync_errors(data, positions)
+        errors += found
+        if config is not None:
+            syncs[name] = SyncDef(name, config, positions)
+
+    if errors or project_config is None:
+        raise ConfigErrors(errors)
+    return Project(
+        root=root,
+        config=project_config,
+        sources=sources,
+        models=models,
+        destinations=destinations,
+        syncs=syncs,
+        registry=registry,
+        positions=project_positions,
+    )
+
+
+__all__ = ["find_root", "load_project", "quote_table", "read_yaml", "validate"]
