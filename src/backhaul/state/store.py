@@ -106,7 +106,7 @@ class RunStore:
         sqlite = self._engine.dialect.name == "sqlite"
         try:
             with self._engine.connect() as conn:
-                driver: Any = conn.connection.driver_connection
+                driver: Any = conn.connection.driver_connection if sqlite else None
                 if sqlite:
                     # Rebuilding a table in batch mode must not cascade deletes to its
                     # children; the pragma only takes effect outside a transaction.
