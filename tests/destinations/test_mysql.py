@@ -137,9 +137,11 @@ async def test_existing_table_checks(mysql_url: str, context: DestinationContext
         await d.prepare({"id": pa.int64(), "email": pa.string()}, ["id"], None)
     sql(mysql_url, "ALTER TABLE users ADD UNIQUE KEY uid (id)")
     await d.prepare({"id": pa.int64(), "email": pa.string()}, ["id"], None)
-    with pytest.raises(DestinationError, match="table other does not exist"):
-        await dest(mysql_url, context).prepare(FIELDS, ["id"], "other")
     await d.close()
+    other = dest(mysql_url, context)
+    with pytest.raises(DestinationError, match="table other does not exist"):
+        await other.prepare(FIELDS, ["id"], "other")
+    await other.close()
 
 
 async def test_unreachable_host(context: DestinationContext) -> None:

@@ -1,0 +1,118 @@
+"""DuckDB tables: the batch is registered as an Arrow view and applied with set SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import duckdb
+import pyarrow as pa
+from pydantic import Field
+
+from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.sql_common import (
+    ALL_OPERATIONS,
+    DUCKDB,
+    STAGE,
+    SqlTableDestination,
+    TableInfo,
+    first_line,
+)
+from backhaul.errors import DestinationError, FailureType
+
+
+class DuckDBConfig(DestinationConfig):
+    """A table in a DuckDB database file."""
+
+    type: Literal["duckdb"]
+    path: str = Field(description="Database file, relative to the project folder.")
+    table: str | None = Field(None, description="Table name; default: the sync's `object`.")
+    create_table: bool = Field(False, description="Create the table when it does not exist.")
+
+
+class DuckDBDestination(SqlTableDestination):
+    """Upserts, updates, inserts, clears and deletes rows of one DuckDB table."""
+
+    config_model: ClassVar[type[DestinationConfig]] = DuckDBConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        operations=ALL_OPERATIONS,
+        max_batch_size=100_000,
+        default_batch_size=10_000,
+        default_concurrency=1,
+    )
+    dialect = DUCKDB
+    kind = "duckdb"
+
+    def __init__(self, config: DuckDBConfig, context: DestinationContext) -> None:
+        super().__init__(config, context)
+        self.config = config
+        path = Path(config.path)
+        self.path = path if path.is_absolute() else context.project_dir / path
+
+    def _table_option(self) -> tuple[str | None, bool]:
+        return self.config.table, self.config.create_table
+
+    def _connect(self) -> Any:
+        if not self.path.parent.is_dir():
+            raise DestinationError(
+                f"cannot open duckdb database {self.path}: folder {self.path.parent} does not "
+                "exist; check `path` in the destination file",
+                failure=FailureType.CONFIG,
+            )
+        try:
+            return duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            # Another process holding the file is the usual cause; it may let go soon.
+            raise DestinationError(
+                f"cannot open duckdb database {self.path}: {first_line(str(exc))}",
+                failure=FailureType.TRANSIENT,
+            ) from None
+
+    def _cursor(self, conn: Any) -> Any:
+        # A DuckDB cursor is a second connection; statements must share the transaction.
+        return conn
+
+    def _begin(self, conn: Any) -> None:
+        conn.begin()
+
+    def _describe(self, conn: Any, table: str) -> TableInfo | None:
+        found = conn.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+            "AND schema_name = current_schema() AND database_name = current_database() "
+            "ORDER BY column_index",
+            [table],
+        ).fetchall()
+        if not found:
+            return None
+        keys = conn.execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = ? "
+            "AND schema_name = current_schema() AND database_name = current_database() "
+            "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+            [table],
+        ).fetchall()
+        return TableInfo([r[0] for r in found], [list(r[0]) for r in keys])
+
+    def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
+        conn.register(STAGE, table)
+
+    def _drop_stage(self, conn: Any, cur: Any) -> None:
+        conn.unregister(STAGE)
+
+    def _data_error(self, exc: BaseException) -> str | None:
+        if isinstance(exc, duckdb.IntegrityError | duckdb.DataError):
+            return first_line(str(exc))
+        return None
+
+    def _failure(self, exc: BaseException) -> DestinationError:
+        text = first_line(str(exc))
+        if isinstance(exc, duckdb.TransactionException | duckdb.IOException):
+            return DestinationError(
+                f"duckdb database {self.path} failed: {text}; the batch will be retried",
+                failure=FailureType.TRANSIENT,
+            )
+        return DestinationError(
+            f"duckdb table {self._table} refused the batch: {text}; "
+            "check the table and the sync's mappings",
+            failure=FailureType.CONFIG,
+            detail=type(exc).__name__,
+        )

@@ -1,0 +1,115 @@
+"""DuckDB table destination on a file in the test's project folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
+from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
+from backhaul.errors import DestinationError, FailureType
+
+from .conftest import make_batch
+
+FIELDS = {"id": pa.int64(), "email": pa.string(), "address.city": pa.string(), "age": pa.int64()}
+
+
+def sql(path: Path, statement: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path)) as con:
+        return con.execute(statement).fetchall()
+
+
+def dest(context: DestinationContext, **kw: Any) -> DuckDBDestination:
+    cfg = DuckDBConfig.model_validate({"type": "duckdb", "path": "crm.duckdb", **kw})
+    return DuckDBDestination(cfg, context)
+
+
+def person(i: int, **kw: Any) -> dict[str, Any]:
+    return {"id": i, "email": f"u{i}@x.io", "address.city": "Oslo", "age": 30 + i, **kw}
+
+
+async def test_every_operation(context: DestinationContext, tmp_path: Path) -> None:
+    db = tmp_path / "crm.duckdb"
+    d = dest(context, table="users", create_table=True)
+    await d.check()
+    await d.prepare(FIELDS, ["id"], None)
+    await d.write(make_batch(Operation.UPSERT, [person(1), person(2)]))
+    await d.write(make_batch(Operation.UPSERT, [person(2, email="new@x.io"), person(3)]))
+    res = await d.write(make_batch(Operation.UPDATE, [person(1, age=70), person(9)]))
+    assert res[0].status is RecordStatus.OK
+    assert res[1].error == "no row with key 9 in table users"
+    res = await d.write(make_batch(Operation.INSERT, [person(1, email="no"), person(4)]))
+    assert all(r.status is RecordStatus.OK for r in res)
+    await d.write(make_batch(Operation.DELETE, [{"id": 3}]))
+    clear = make_batch(
+        Operation.CLEAR,
+        [{"id": 2, "address.city": None}],
+        schema=pa.schema([("id", pa.int64()), ("address.city", pa.string())]),
+    )
+    await d.write(clear)
+    await d.write(make_batch(Operation.UPSERT, [person(4, email=None)], skip_null=["email"]))
+    await d.close()
+    assert sql(db, "SELECT * FROM users ORDER BY id") == [
+        (1, "u1@x.io", "Oslo", 70),
+        (2, "new@x.io", None, 32),
+        (4, "u4@x.io", "Oslo", 34),
+    ]
+    keys = sql(
+        db,
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE constraint_type = 'PRIMARY KEY'",
+    )
+    assert keys == [(["id"],)]
+
+
+async def test_nested_values_become_json(context: DestinationContext, tmp_path: Path) -> None:
+    d = dest(context, table="t", create_table=True)
+    schema = pa.schema([("id", pa.string()), ("tags", pa.list_(pa.string()))])
+    await d.prepare(dict(zip(schema.names, schema.types, strict=True)), ["id"], None)
+    await d.write(make_batch(Operation.UPSERT, [{"id": "a", "tags": ["x"]}], schema=schema))
+    await d.close()
+    assert sql(tmp_path / "crm.duckdb", "SELECT id, tags::VARCHAR FROM t") == [("a", '["x"]')]
+
+
+async def test_bad_records_are_rejected(context: DestinationContext, tmp_path: Path) -> None:
+    db = tmp_path / "crm.duckdb"
+    sql(
+        db,
+        "CREATE TABLE users (id BIGINT PRIMARY KEY, email VARCHAR NOT NULL, "
+        '"address.city" VARCHAR, age TINYINT CHECK (age >= 0))',
+    )
+    d = dest(context)
+    await d.prepare(FIELDS, ["id"], "users")
+    batch = [person(i) for i in range(8)]
+    batch[1]["age"] = -1
+    batch[4]["email"] = None
+    batch[6]["age"] = 1000  # does not fit TINYINT
+    res = await d.write(make_batch(Operation.UPSERT, batch))
+    await d.close()
+    bad = {r.index: r.error or "" for r in res if r.status is RecordStatus.REJECTED}
+    assert set(bad) == {1, 4, 6}
+    assert "CHECK constraint failed" in bad[1]
+    assert "NOT NULL constraint failed: users.email" in bad[4]
+    assert "out of range" in bad[6]
+    assert [r[0] for r in sql(db, "SELECT id FROM users ORDER BY id")] == [0, 2, 3, 5, 7]
+
+
+async def test_existing_table_checks(context: DestinationContext, tmp_path: Path) -> None:
+    db = tmp_path / "crm.duckdb"
+    sql(db, "CREATE TABLE users (id BIGINT, email VARCHAR)")
+    d = dest(context, table="users")
+    with pytest.raises(DestinationError) as err:
+        await d.prepare(FIELDS, ["id"], None)
+    assert err.value.failure is FailureType.CONFIG
+    assert "duckdb table users has no column(s) address.city, age" in str(err.value)
+    with pytest.raises(DestinationError, match=r"unique constraint on \(id\)"):
+        await d.prepare({"id": pa.int64(), "email": pa.string()}, ["id"], None)
+    await d.close()
+    other = dest(context)
+    with pytest.raises(DestinationError, match="table other does not exist"):
+        await other.prepare(FIELDS, ["id"], "other")
+    await other.close()
