@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backhaul.config.models import Mode
+from backhaul.duck import arrow_table, scalar
 from backhaul.engine.mapping import quote
 from backhaul.engine.summary import Counts
 from backhaul.engine.workspace import Workspace
@@ -108,8 +109,7 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
     if full_resync:
         con.execute("DELETE FROM work.plan WHERE op = 'remove'")  # deletes stay off
     counts = Counts()
-    row = con.execute("SELECT count(*) FROM work.cur").fetchone()
-    counts.queried = int(row[0]) if row else 0
+    counts.queried = int(scalar(con, "SELECT count(*) FROM work.cur") or 0)
     by_op = dict(
         con.execute(
             "SELECT op, sum(CASE WHEN op = 'invalid' THEN n ELSE 1 END)::BIGINT "
@@ -187,8 +187,7 @@ def build_outbox(ws: Workspace, *, target: str, limit_per_op: int | None = None)
         else f"CREATE OR REPLACE TABLE {target} AS SELECT 0::BIGINT AS seq, * FROM ({sent}) LIMIT 0"
     )
     if limit_per_op:
-        row = con.execute(f"SELECT count(*) FROM {target}").fetchone()
-        return int(row[0]) if row else 0
+        return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
     # Ordered inserts: upserts, then removals, then skips, so batches stay homogeneous.
     total = 0
     for part, where in ((sent, "op IN ('add', 'change', 'retry')"), (removed, "TRUE"),
@@ -197,8 +196,7 @@ def build_outbox(ws: Workspace, *, target: str, limit_per_op: int | None = None)
             f"INSERT INTO {target} BY NAME SELECT ({total} + row_number() OVER () - 1)::BIGINT "
             f"AS seq, * FROM ({part}) WHERE {where}"
         )
-        row = con.execute(f"SELECT count(*) FROM {target}").fetchone()
-        total = int(row[0]) if row else 0
+        total = int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
     return total
 
 
@@ -207,7 +205,7 @@ def samples(ws: Workspace, per_op: int = 5) -> dict[str, list[dict[str, Any]]]:
     build_outbox(ws, target="work.sample", limit_per_op=per_op)
     fields = ws.mapper.fields
     out: dict[str, list[dict[str, Any]]] = {}
-    table = ws.con.execute("SELECT * FROM work.sample ORDER BY op, key_text").fetch_arrow_table()
+    table = arrow_table(ws.con, "SELECT * FROM work.sample ORDER BY op, key_text")
     from backhaul.engine.batches import rename_fields
 
     rendered, _ = ws.mapper.render(table, ws.mapper.template_columns())

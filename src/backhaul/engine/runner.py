@@ -26,6 +26,7 @@ from backhaul.destinations.base import (
     Operation,
     RecordResult,
 )
+from backhaul.duck import arrow_table
 from backhaul.engine import planner
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk
 from backhaul.engine.guards import check_guards
@@ -220,7 +221,7 @@ class SyncRun:
         assert self.ws is not None
         ws = self.ws
         cols = ", ".join(f"f{i}" for i in range(len(ws.mapper.fields)))
-        schema = ws.con.execute(f"SELECT {cols} FROM st.outbox LIMIT 0").fetch_arrow_table()
+        schema = arrow_table(ws.con, f"SELECT {cols} FROM st.outbox LIMIT 0")
         table = rename_fields(schema, ws.mapper.fields)
         types = {f.name: f.type for f in table.schema}
         for m in ws.mapper.mappings:
@@ -281,9 +282,9 @@ class SyncRun:
         cfg = self.sync.config
         lo, hi = idx * size, (idx + 1) * size
         chunk = await self._db(
-            lambda: ws.con.execute(
-                "SELECT * FROM st.outbox WHERE seq >= ? AND seq < ? ORDER BY seq", [lo, hi]
-            ).fetch_arrow_table()
+            lambda: arrow_table(
+                ws.con, "SELECT * FROM st.outbox WHERE seq >= ? AND seq < ? ORDER BY seq", [lo, hi]
+            )
         )
         split = await asyncio.to_thread(
             split_chunk, chunk, ws.mapper, mode=cfg.mode, removal=cfg.removal,

@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from backhaul.config.models import DuckDBSourceConfig
+from backhaul.duck import arrow_reader
 from backhaul.errors import SourceError
 
 
@@ -55,7 +56,7 @@ class DuckDBSource:
     def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
         con = self._connect()
         try:
-            return con.execute(sql).fetch_record_batch(batch_size)
+            return arrow_reader(con, sql, batch_size)
         except duckdb.Error as exc:
             raise SourceError(_first_line(exc)) from None
 

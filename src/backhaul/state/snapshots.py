@@ -21,6 +21,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from backhaul.duck import scalar
+
 from backhaul.errors import BackhaulError
 
 FINGERPRINT_VERSION = "1"
@@ -86,8 +88,8 @@ def attach(con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> bo
 def get_meta(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     if not has_table(con, "meta"):
         return None
-    row = con.execute("SELECT value FROM st.meta WHERE name = ?", [name]).fetchone()
-    return None if row is None else str(row[0])
+    value = scalar(con, "SELECT value FROM st.meta WHERE name = ?", [name])
+    return None if value is None else str(value)
 
 
 def set_meta(con: duckdb.DuckDBPyConnection, name: str, value: str) -> None:
@@ -95,17 +97,17 @@ def set_meta(con: duckdb.DuckDBPyConnection, name: str, value: str) -> None:
 
 
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'st' AND table_name = ?",
-        [name],
-    ).fetchone()
-    return bool(row and row[0])
+    return bool(
+        scalar(
+            con,
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'st' AND table_name = ?",
+            [name],
+        )
+    )
 
 
 def canary(con: duckdb.DuckDBPyConnection) -> str:
-    row = con.execute(CANARY_SQL).fetchone()
-    assert row is not None
-    return str(row[0])
+    return str(scalar(con, CANARY_SQL))
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
@@ -126,7 +128,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
     key_ddl = ", ".join(f"k{i} {t}" for i, t in enumerate(layout.key_types))
     con.execute(
         f"CREATE TABLE IF NOT EXISTS st.rejected ({key_ddl}, key_text VARCHAR, op VARCHAR, "
-        f"error VARCHAR, attempts INTEGER, run_id VARCHAR, at TIMESTAMPTZ, PRIMARY KEY ({keys}))"
+        f"error VARCHAR, attempts INTEGER, run_id VARCHAR, rejected_at TIMESTAMPTZ, PRIMARY KEY ({keys}))"
     )
     if stored is None:
         set_meta(con, "layout", wanted)
@@ -148,8 +150,7 @@ def ensure_tables_compatible(con: duckdb.DuckDBPyConnection, layout: KeyLayout) 
 
 def fold_acks(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> int:
     """Apply the checkpoint log to the snapshot; returns how many acks were folded."""
-    row = con.execute("SELECT count(*) FROM st.acks").fetchone()
-    pending = int(row[0]) if row else 0
+    pending = int(scalar(con, "SELECT count(*) FROM st.acks") or 0)
     if not pending:
         return 0
     keys = ", ".join(layout.key_cols)
@@ -205,10 +206,10 @@ def commit_batch(
             con.register("rejected_batch", rejected)
             kc = ", ".join(keys)
             con.execute(
-                f"INSERT INTO st.rejected ({kc}, key_text, op, error, attempts, run_id, at) "
+                f"INSERT INTO st.rejected ({kc}, key_text, op, error, attempts, run_id, rejected_at) "
                 f"SELECT {kc}, key_text, op, error, 1, ?, now() FROM rejected_batch "
                 f"ON CONFLICT DO UPDATE SET error = excluded.error, op = excluded.op, "
-                f"attempts = st.rejected.attempts + 1, run_id = excluded.run_id, at = excluded.at",
+                f"attempts = st.rejected.attempts + 1, run_id = excluded.run_id, rejected_at = excluded.rejected_at",
                 [run_id],
             )
             con.unregister("rejected_batch")
@@ -231,7 +232,7 @@ def pending_rejections(con: duckdb.DuckDBPyConnection, limit: int = 100) -> list
     if not has_table(con, "rejected"):
         return []
     rows = con.execute(
-        "SELECT key_text, op, error, attempts FROM st.rejected ORDER BY at DESC LIMIT ?", [limit]
+        "SELECT key_text, op, error, attempts FROM st.rejected ORDER BY rejected_at DESC LIMIT ?", [limit]
     ).fetchall()
     return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
 
@@ -239,8 +240,7 @@ def pending_rejections(con: duckdb.DuckDBPyConnection, limit: int = 100) -> list
 def snapshot_size(con: duckdb.DuckDBPyConnection, relation: str = "st.snapshot") -> int:
     if relation == "st.snapshot" and not has_table(con, "snapshot"):
         return 0
-    row = con.execute(f"SELECT count(*) FROM {relation}").fetchone()
-    return int(row[0]) if row else 0
+    return int(scalar(con, f"SELECT count(*) FROM {relation}") or 0)
 
 
 def folded_copy(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> str:
@@ -278,3 +278,31 @@ def key_text_sql(key_cols: Sequence[str], alias: str = "") -> str:
         return f"CAST({prefix}{key_cols[0]} AS VARCHAR)"
     parts = " || ', ' || ".join(f"coalesce(CAST({prefix}{k} AS VARCHAR), 'null')" for k in key_cols)
     return f"('(' || {parts} || ')')"
+
+
+def read_counts(state_dir: Path, sync: str) -> tuple[int, int]:
+    """(snapshot rows, pending rejections) of a sync, read without locking it for long."""
+    path = state_path(state_dir, sync)
+    if not path.exists():
+        return 0, 0
+    con = duckdb.connect(":memory:")
+    try:
+        try:
+            attach(con, path, read_only=True)
+        except (StateLocked, duckdb.Error):
+            return -1, -1  # a run holds the state right now
+        rows = snapshot_size(con)
+        pending = 0
+        if has_table(con, "rejected"):
+            pending = int(scalar(con, "SELECT count(*) FROM st.rejected") or 0)
+        if has_table(con, "acks"):
+            if scalar(con, "SELECT count(*) FROM st.acks"):
+                layout_text = get_meta(con, "layout")
+                if layout_text:
+                    con.execute("ATTACH ':memory:' AS work")
+                    keys, match = layout_text.split("/")
+                    layout = KeyLayout(tuple(keys.split("|")), tuple(t for t in match.split("|") if t))
+                    rows = snapshot_size(con, folded_copy(con, layout))
+        return rows, pending
+    finally:
+        con.close()

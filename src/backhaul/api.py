@@ -1,0 +1,119 @@
+"""The Python API: load a project, plan and run syncs, read their history.
+
+Example::
+
+    from backhaul import api
+
+    project = api.load_project("my-project")
+    print(api.plan(project, "pql_to_crm").counts)
+    summary = api.run(project, "pql_to_crm")
+    assert summary.status.value == "succeeded"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backhaul.config.project import Project
+from backhaul.engine.summary import RunStatus, RunSummary
+from backhaul.observe.events import EventSink, ignore
+
+if TYPE_CHECKING:
+    from backhaul.state.store import RunRecord, RunStore
+
+
+def load_project(path: str | Path = ".") -> Project:
+    """Load and validate the project files in ``path`` (raises ConfigError on problems)."""
+    from backhaul.config.loader import load_project as _load
+
+    return _load(path)
+
+
+@contextmanager
+def open_store(project: Project) -> Iterator[RunStore]:
+    """The project's run store (created and migrated on first use)."""
+    from backhaul.state.store import RunStore
+
+    store = RunStore.open(project.metadata_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def plan(project: Project, sync: str, *, full_resync: bool = False, sample: int = 5) -> RunSummary:
+    """What a run would do, with samples; nothing is sent and no state changes."""
+    from backhaul.engine.runner import plan_sync
+
+    return plan_sync(project, sync, full_resync=full_resync, sample=sample)
+
+
+def run(
+    project: Project,
+    sync: str,
+    *,
+    full_resync: bool = False,
+    force: bool = False,
+    events: EventSink = ignore,
+    trigger: str = "api",
+) -> RunSummary:
+    """Run one sync and return its summary."""
+    from backhaul.engine.runner import run_sync
+
+    with open_store(project) as store:
+        return run_sync(project, sync, store=store, full_resync=full_resync, force=force,
+                        events=events, trigger=trigger)
+
+
+def reset(project: Project, sync: str) -> bool:
+    """Forget a sync's snapshot and pending rejections; the next run sends every row."""
+    from backhaul.state import snapshots
+
+    project.sync(sync)
+    return snapshots.reset(project.state_dir, sync)
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    name: str
+    model: str
+    destination: str
+    mode: str
+    enabled: bool
+    last_run: RunRecord | None
+    snapshot_rows: int
+    pending_rejections: int
+
+
+def status(project: Project) -> list[SyncStatus]:
+    """Each sync with its last run and what is in its snapshot."""
+    from backhaul.state import snapshots
+
+    out = []
+    with open_store(project) as store:
+        for name, sync in sorted(project.syncs.items()):
+            rows, pending = snapshots.read_counts(project.state_dir, name)
+            out.append(
+                SyncStatus(name, sync.config.model, sync.config.destination,
+                           sync.config.mode.value, sync.config.enabled, store.last_run(name),
+                           rows, pending)
+            )
+    return out
+
+
+__all__ = [
+    "Project",
+    "RunStatus",
+    "RunSummary",
+    "SyncStatus",
+    "load_project",
+    "open_store",
+    "plan",
+    "reset",
+    "run",
+    "status",
+]

@@ -1,0 +1,328 @@
+"""The `backhaul` command: parses arguments, calls the library, renders the result.
+
+Exit codes: 0 success, 1 a run failed (or a guard stopped it), 2 a configuration error,
+3 a run finished with rejected or invalid rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
+
+app = typer.Typer(
+    name="backhaul",
+    help="Reverse ETL: keep operational tools in step with SQL models in your warehouse.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+ProjectDir = Annotated[
+    Path, typer.Option("--project-dir", "-C", help="The project folder (holds backhaul.yml).")
+]
+
+
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 160  # logs and CI: wide tables rather than wrapped cells
+    return console
+
+
+def handles_errors(fn: F) -> F:
+    """Turn Backhaul errors into one clear message and the documented exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigErrors as exc:
+            err = _console(stderr=True)
+            for e in exc.errors:
+                err.print(f"[red]error:[/] {e.message}")
+            raise typer.Exit(2) from None
+        except BackhaulError as exc:
+            _console(stderr=True).print(f"[red]error:[/] {exc.message}")
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(project_dir: Path) -> Any:
+    from backhaul.api import load_project
+
+    return load_project(project_dir)
+
+
+@app.command()
+@handles_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")] = Path("."),
+    name: Annotated[str | None, typer.Option(help="Project name (default: folder name).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing project.")] = False,
+) -> None:
+    """Create a new project with an example model, destination and sync."""
+    from backhaul.config.scaffold import init_project
+
+    written = init_project(directory, name, force=force)
+    console = _console()
+    for path in written:
+        console.print(f"created {path}")
+    console.print(f"\nNext: cd {directory} && backhaul validate && backhaul run --all")
+
+
+@app.command()
+@handles_errors
+def validate(
+    project_dir: ProjectDir = Path("."),
+    offline: Annotated[bool, typer.Option(help="Skip checks that open the warehouse.")] = False,
+) -> None:
+    """Check every file: keys, references, SQL, primary keys and mapped columns."""
+    from backhaul.config.checks import check_project
+
+    project = _load(project_dir)
+    problems = check_project(project, open_sources=not offline)
+    if problems:
+        raise ConfigErrors(problems)
+    _console().print(
+        f"[green]ok[/]: {len(project.sources)} sources, {len(project.models)} models, "
+        f"{len(project.destinations)} destinations, {len(project.syncs)} syncs"
+    )
+
+
+@app.command()
+@handles_errors
+def schema(
+    out: Annotated[Path, typer.Option(help="Folder to write the JSON Schemas to.")] = Path(
+        ".backhaul/schema"
+    ),
+) -> None:
+    """Write JSON Schemas of the project files, for editor completion."""
+    from backhaul.config.schema import write_schemas
+
+    for path in write_schemas(out):
+        _console().print(f"wrote {path}")
+
+
+@app.command()
+@handles_errors
+def plan(
+    sync: Annotated[str, typer.Argument(help="The sync to plan.")],
+    project_dir: ProjectDir = Path("."),
+    full_resync: Annotated[bool, typer.Option("--full-resync")] = False,
+    sample: Annotated[int, typer.Option(help="Rows to show per kind of change.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Dry run: what would be added, changed and removed. Nothing is sent."""
+    from backhaul.api import plan as plan_sync
+    from backhaul.cli.render import plan_table
+
+    project = _load(project_dir)
+    summary = plan_sync(project, sync, full_resync=full_resync, sample=sample)
+    if as_json:
+        data = summary.as_dict() | {"samples": summary.samples, "invalid": summary.invalid_samples}
+        print(json.dumps(data, default=str, indent=2))
+    else:
+        plan_table(_console(), summary)
+
+
+@app.command()
+@handles_errors
+def run(
+    syncs: Annotated[list[str] | None, typer.Argument(help="Syncs to run.")] = None,
+    project_dir: ProjectDir = Path("."),
+    all_syncs: Annotated[bool, typer.Option("--all", help="Run every enabled sync.")] = False,
+    select: Annotated[
+        list[str] | None, typer.Option("--select", help="Select syncs by tag: `tag:NAME`.")
+    ] = None,
+    full_resync: Annotated[
+        bool, typer.Option("--full-resync", help="Resend every row (no deletes this run).")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Override the safety guards.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print run summaries as JSON.")] = False,
+) -> None:
+    """Run syncs: send what changed since the last run."""
+    from backhaul.api import open_store
+    from backhaul.cli.render import RunReporter
+    from backhaul.engine.runner import run_sync
+
+    project = _load(project_dir)
+    tags = []
+    for sel in select or []:
+        if not sel.startswith("tag:"):
+            raise ConfigError(f"--select takes `tag:NAME`, not `{sel}`")
+        tags.append(sel[4:])
+    chosen = project.select(list(syncs or []), tags, all_syncs)
+    if not chosen:
+        raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
+    reporter = RunReporter(_console(stderr=as_json), quiet=False)
+    results = []
+    with open_store(project) as store:
+        for sync in chosen:
+            results.append(
+                run_sync(project, sync.name, store=store, full_resync=full_resync, force=force,
+                         events=reporter)
+            )
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    codes = [r.exit_code for r in results]
+    code = 1 if 1 in codes else (3 if 3 in codes else 0)
+    raise typer.Exit(code)
+
+
+@app.command()
+@handles_errors
+def status(project_dir: ProjectDir = Path(".")) -> None:
+    """Every sync with its last run and snapshot size."""
+    from backhaul.api import status as sync_status
+
+    project = _load(project_dir)
+    table = Table("sync", "model → destination", "mode", "last run", "status", "snapshot",
+                  "pending rejected")
+    for s in sync_status(project):
+        last = s.last_run
+        table.add_row(
+            s.name + ("" if s.enabled else " (disabled)"),
+            f"{s.model} → {s.destination}",
+            s.mode,
+            last.started_at.strftime("%Y-%m-%d %H:%M:%S") if last and last.started_at else "never",
+            last.status.value if last else "",
+            "busy" if s.snapshot_rows < 0 else f"{s.snapshot_rows:,}",
+            "busy" if s.pending_rejections < 0 else f"{s.pending_rejections:,}",
+        )
+    _console().print(table)
+
+
+@app.command()
+@handles_errors
+def runs(
+    sync: Annotated[str, typer.Argument(help="The sync.")],
+    project_dir: ProjectDir = Path("."),
+    limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
+) -> None:
+    """Recent runs of a sync with their counts."""
+    from backhaul.api import open_store
+
+    project = _load(project_dir)
+    project.sync(sync)
+    table = Table("run", "started", "status", "secs", "queried", "added", "changed",
+                  "removed", "invalid", "ok", "rejected")
+    with open_store(project) as store:
+        for r in store.runs(sync, limit=limit):
+            c = r.counts
+            table.add_row(
+                r.run_id, r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "",
+                r.status.value, f"{r.duration_s:.1f}", *(f"{v:,}" for v in (
+                    c.queried, c.added, c.changed, c.removed, c.invalid, c.succeeded, c.rejected)),
+            )
+    _console().print(table)
+
+
+@app.command("run-show")
+@handles_errors
+def run_show(
+    run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefix of 6+ chars).")],
+    project_dir: ProjectDir = Path("."),
+    limit: Annotated[int, typer.Option(help="How many rows and calls to list.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One run: counts, rejected rows with the destination's errors, and HTTP calls."""
+    from backhaul.api import open_store
+
+    project = _load(project_dir)
+    with open_store(project) as store:
+        record = store.run(run_id)
+        if record is None:
+            raise BackhaulError(f"no run `{run_id}`; list runs with `backhaul runs SYNC`")
+        rejected = store.rows(record.run_id, status="rejected", limit=limit)
+        invalid = store.rows(record.run_id, status="invalid", limit=limit)
+        calls = store.calls(record.run_id, limit=limit)
+    if as_json:
+        print(json.dumps({
+            "run_id": record.run_id, "sync": record.sync, "status": record.status.value,
+            "counts": record.counts.as_dict(), "error": record.error,
+            "rejected": [{"key": r.key, "op": r.op.value, "error": r.error} for r in rejected],
+            "invalid": [{"key": r.key, "error": r.error} for r in invalid],
+            "calls": [{"method": c.method, "url": c.url, "status": c.status,
+                       "latency_ms": c.latency_ms, "attempt": c.attempt} for c in calls],
+        }, indent=2, default=str))
+        return
+    console = _console()
+    from backhaul.cli.render import counts_line
+
+    console.print(f"[bold]run {record.run_id}[/] of {record.sync}: {record.status.value} "
+                  f"in {record.duration_s:.2f}s (commit {record.git_commit or 'n/a'})")
+    console.print(f"  {counts_line(record.counts)}")
+    console.print(f"  succeeded {record.counts.succeeded:,} · rejected {record.counts.rejected:,}")
+    if record.error:
+        console.print(f"  [red]error:[/] {record.error}")
+    if rejected:
+        table = Table("key", "op", "operation", "destination error", title="rejected rows",
+                      title_justify="left")
+        for r in rejected:
+            table.add_row(r.key, r.op.value, r.operation or "", r.error or "")
+        console.print(table)
+    if invalid:
+        table = Table("key", "reason", title="invalid rows", title_justify="left")
+        for r in invalid:
+            table.add_row(r.key, r.error or "")
+        console.print(table)
+    if calls:
+        table = Table("method", "url", "status", "ms", "attempt", "error", title="HTTP calls",
+                      title_justify="left")
+        for c in calls:
+            table.add_row(c.method, c.url, str(c.status or ""), f"{c.latency_ms:.0f}",
+                          str(c.attempt), c.error or "")
+        console.print(table)
+
+
+@app.command()
+@handles_errors
+def reset(
+    sync: Annotated[str, typer.Argument(help="The sync to forget.")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Forget a sync's snapshot without sending anything; the next run sends every row."""
+    from backhaul.api import reset as reset_sync
+
+    project = _load(project_dir)
+    had = reset_sync(project, sync)
+    _console().print(f"{sync}: state {'forgotten' if had else 'was already empty'}")
+
+
+@app.command()
+@handles_errors
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Where to build the demo project.")] = Path(
+        "backhaul-demo"
+    ),
+    keep: Annotated[bool, typer.Option(help="Reuse an existing demo folder.")] = False,
+) -> None:
+    """Build a demo warehouse and project, sync it twice, and show that only changes travel."""
+    from backhaul.demo.runner import run_demo
+
+    raise typer.Exit(run_demo(directory, console=_console(), keep=keep))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Rendering run events and records for a terminal (Rich) or for logs (plain lines)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from backhaul.engine.summary import Counts, RunStatus, RunSummary
+from backhaul.observe.events import (
+    BatchDone,
+    Notice,
+    PhaseStarted,
+    Planned,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+)
+
+STATUS_STYLE = {
+    RunStatus.SUCCEEDED: "green",
+    RunStatus.PARTIAL: "yellow",
+    RunStatus.FAILED: "red",
+    RunStatus.GUARDED: "red",
+    RunStatus.CANCELLED: "red",
+    RunStatus.RUNNING: "cyan",
+}
+
+
+def counts_line(c: Counts) -> str:
+    return (
+        f"queried {c.queried:,} · added {c.added:,} · changed {c.changed:,} · "
+        f"removed {c.removed:,} · retried {c.retried:,} · unchanged {c.unchanged:,} · "
+        f"invalid {c.invalid:,}"
+    )
+
+
+class RunReporter:
+    """An event sink: progress bars on a terminal, a few plain lines otherwise."""
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        self.started = time.monotonic()
+        self.last_line = 0.0
+
+    def __call__(self, event: RunEvent) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, RunStarted):
+            self.started = time.monotonic()
+            self.console.print(f"[bold]{event.sync}[/]: run {event.run_id}")
+        elif isinstance(event, PhaseStarted) and event.phase == "plan":
+            self.console.print(f"  {event.sync}: extracting and planning…")
+        elif isinstance(event, Planned):
+            self.console.print(f"  planned: {counts_line(event.counts)}")
+            if event.to_send and self.live:
+                self.progress = Progress(
+                    SpinnerColumn(),
+                    TextColumn("  sending"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} rows/s"),
+                    TimeElapsedColumn(),
+                    console=self.console,
+                    transient=True,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task("send", total=event.to_send, rate="0")
+        elif isinstance(event, BatchDone):
+            elapsed = max(time.monotonic() - self.started, 1e-6)
+            rate = f"{event.sent / elapsed:,.0f}"
+            if self.progress is not None and self.task is not None:
+                self.progress.update(self.task, completed=event.sent, rate=rate)
+            elif time.monotonic() - self.last_line > 2 or event.sent == event.total:
+                self.last_line = time.monotonic()
+                self.console.print(
+                    f"  sent {event.sent:,}/{event.total:,} "
+                    f"(ok {event.succeeded:,}, rejected {event.rejected:,}; {rate} rows/s)"
+                )
+        elif isinstance(event, Notice):
+            self.console.print(f"  [yellow]note:[/] {event.message}")
+        elif isinstance(event, RunFinished):
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
+            print_summary(self.console, event.summary)
+
+
+def print_summary(console: Console, s: RunSummary) -> None:
+    style = STATUS_STYLE.get(s.status, "white")
+    c = s.counts
+    console.print(
+        f"  [{style}]{s.status.value}[/] in {s.duration_s:.2f}s: "
+        f"succeeded {c.succeeded:,}, rejected {c.rejected:,}, invalid {c.invalid:,}"
+    )
+    if s.error:
+        console.print(f"  [{style}]error:[/] {s.error}", highlight=False)
+    for row in s.invalid_samples[:5]:
+        console.print(f"  invalid row {row['key']}: {row['reason']}", highlight=False)
+    if c.rejected:
+        console.print(f"  see the rejected rows with: backhaul run-show {s.run_id}")
+
+
+def plan_table(console: Console, s: RunSummary) -> None:
+    console.print(f"[bold]{s.sync}[/] (dry run, nothing sent): {counts_line(s.counts)}")
+    if s.error:
+        console.print(f"[red]guard:[/] {s.error}", highlight=False)
+    for op in ("add", "change", "retry", "remove", "skip"):
+        rows = s.samples.get(op)
+        if not rows:
+            continue
+        table = Table(title=f"sample of `{op}`", title_justify="left")
+        cols = list(rows[0].keys())
+        for col in cols:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*[_cell(row.get(col)) for col in cols])
+        console.print(table)
+    for row in s.invalid_samples[:10]:
+        console.print(f"invalid row {row['key']}: {row['reason']}", highlight=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "∅"
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "…"
