@@ -397,7 +397,7 @@ def _mapping_errors(
                 )
             )
             continue
-        kinds = [k for k in MAPPING_KINDS if k in item]
+        kinds = [k for k in MAPPING_KINDS if k in item] or _guess_kind(item)
         if len(kinds) != 1:
             message = (
                 f"give only one of {', '.join(f'`{k}`' for k in kinds)}"
@@ -412,6 +412,16 @@ def _mapping_errors(
         )
         errors += found
     return errors
+
+
+def _guess_kind(item: dict[str, Any]) -> list[str]:
+    """The mapping kind a misspelt key (``colum``) was meant to name, when there is one."""
+    guesses = {
+        close[0]
+        for key in item
+        if (close := difflib.get_close_matches(str(key), list(MAPPING_KINDS), n=1, cutoff=0.7))
+    }
+    return sorted(guesses) if len(guesses) == 1 else []
 
 
 def _duplicate_fields(mappings: list[Any], positions: Positions) -> list[ConfigError]:
