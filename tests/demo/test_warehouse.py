@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -232,3 +235,124 @@ def test_apply_changes_is_deterministic(tmp_path: Path) -> None:
         results.append(apply_changes(tmp_path / name, seed=5))
     assert results[0] == results[1]
     assert _table_rows(tmp_path / "a.duckdb") == _table_rows(tmp_path / "b.duckdb")
+
+
+# The benchmark data builders (bench/ is a folder of scripts, not a package).
+
+BENCH_DATASETS = Path(__file__).resolve().parents[2] / "bench" / "datasets.py"
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_datasets", BENCH_DATASETS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench") / "base.duckdb"
+    _bench().build_bench_model(path, 100_000)
+    return path
+
+
+def test_bench_model_shape(bench_table: Path) -> None:
+    con = duckdb.connect(str(bench_table), read_only=True)
+    types = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'customers'"
+        ).fetchall()
+    )
+    assert types == {
+        "id": "BIGINT", "email": "VARCHAR", "name": "VARCHAR", "score": "INTEGER",
+        "ltv": "DECIMAL(12,2)", "balance": "DOUBLE", "active": "BOOLEAN", "plan": "VARCHAR",
+        "signed_up": "DATE", "updated_at": "TIMESTAMP", "tags": "VARCHAR[]",
+    }  # fmt: skip
+    assert con.execute(
+        "SELECT count(*), count(DISTINCT id), min(id), max(id), count(DISTINCT email), "
+        "min(score), max(score), count(DISTINCT plan), bool_or(active), bool_and(active) "
+        "FROM customers"
+    ).fetchone() == (100_000, 100_000, 1, 100_000, 100_000, 0, 100, 4, True, False)
+    keys = con.execute(
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = 'customers' AND constraint_type = 'PRIMARY KEY'"
+    ).fetchall()
+    assert keys == [(["id"],)]
+    con.close()
+
+
+def test_bench_model_is_deterministic(tmp_path: Path) -> None:
+    bench = _bench()
+    bench.build_bench_model(tmp_path / "a.duckdb", 5_000, seed=9)
+    bench.build_bench_model(tmp_path / "b.duckdb", 5_000, seed=9)
+    bench.build_bench_model(tmp_path / "c.duckdb", 5_000, seed=10)
+    rows = []
+    for name in "abc":
+        con = duckdb.connect(str(tmp_path / f"{name}.duckdb"), read_only=True)
+        rows.append(con.execute("SELECT * FROM customers ORDER BY id").fetchall())
+        con.close()
+    assert rows[0] == rows[1]
+    assert rows[0] != rows[2]
+
+
+def _bench_diff(before: Path, after: Path) -> dict[str, set[int]]:
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{before}' AS b (READ_ONLY)")
+    con.execute(f"ATTACH '{after}' AS a (READ_ONLY)")
+
+    def ids(sql: str) -> set[int]:
+        return {int(r[0]) for r in con.execute(sql).fetchall()}
+
+    diff = {
+        "added": ids("SELECT id FROM a.customers ANTI JOIN b.customers USING (id)"),
+        "removed": ids("SELECT id FROM b.customers ANTI JOIN a.customers USING (id)"),
+        "changed": ids(
+            "SELECT id FROM (SELECT * FROM a.customers EXCEPT SELECT * FROM b.customers) "
+            "SEMI JOIN b.customers USING (id)"
+        ),
+    }
+    for kind in ("added", "removed", "changed"):
+        diff[f"recorded_{kind}"] = ids(f"SELECT id FROM a.last_mutation WHERE kind = '{kind}'")
+    con.close()
+    return diff
+
+
+def test_bench_mutate_changes_exactly_the_requested_rows(bench_table: Path, tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    shutil.copy(bench_table, path)
+    result = _bench().mutate(path, change_pct=2.5, add_pct=0.5, remove_pct=1.0, seed=3)
+    assert result == {
+        "rows_before": 100_000,
+        "rows_after": 100_000 - 1_000 + 500,
+        "changed": 2_500,
+        "added": 500,
+        "removed": 1_000,
+        "changed_ids": 2_500,
+        "added_ids": 500,
+        "removed_ids": 1_000,
+    }
+    diff = _bench_diff(bench_table, path)
+    assert len(diff["changed"]) == 2_500
+    assert len(diff["added"]) == 500
+    assert len(diff["removed"]) == 1_000
+    for kind in ("added", "removed", "changed"):
+        assert diff[kind] == diff[f"recorded_{kind}"]
+    assert min(diff["added"]) == 100_001
+
+
+def test_bench_mutate_defaults_and_determinism(bench_table: Path, tmp_path: Path) -> None:
+    bench = _bench()
+    results = []
+    for name in ("x.duckdb", "y.duckdb"):
+        shutil.copy(bench_table, tmp_path / name)
+        results.append(bench.mutate(tmp_path / name))
+    assert results[0] == results[1]
+    assert (results[0]["changed_ids"], results[0]["added_ids"], results[0]["removed_ids"]) == (
+        1_000,
+        1_000,
+        1_000,
+    )
+    assert _bench_diff(tmp_path / "x.duckdb", tmp_path / "y.duckdb")["changed"] == set()
+    with pytest.raises(ValueError, match="change_pct"):
+        bench.mutate(tmp_path / "x.duckdb", change_pct=120)
