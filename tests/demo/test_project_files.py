@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from backhaul.config.models import (
 )
 from backhaul.config.secrets import references
 from backhaul.demo.project import SIGNING_SECRET_ENV, WAREHOUSE_FILE, write_demo_project
-from backhaul.demo.warehouse import build_warehouse
+from backhaul.demo.warehouse import apply_changes, build_warehouse
 from backhaul.plugins import BUILTIN_DESTINATIONS, Registry
 from backhaul.sources.duckdb import DuckDBSource
 
@@ -113,9 +114,11 @@ def test_mapped_columns_exist_in_the_model(project: Path) -> None:
     try:
         sql = (project / "models/pql_users.sql").read_text(encoding="utf-8")
         columns = source.columns(sql)
+        rows = sum(batch.num_rows for batch in source.stream(sql, batch_size=500))
     finally:
         source.close()
     assert columns["user_id"].upper() == "INTEGER"
+    assert rows > 40
     assert {"lead_score", "pql", "lifecycle_stage", "email"} <= columns.keys()
     for name in ("pql_to_crm", "pqls_to_webhook", "pql_export"):
         sync = _sync(project, name)
@@ -168,3 +171,39 @@ def test_whole_project_loads(project: Path) -> None:
     assert set(loaded.syncs) == {"pql_to_crm", "pqls_to_webhook", "pql_export"}
     assert set(loaded.destinations) == {"crm", "events_hook", "exports"}
     assert loaded.models["pql_users"].config.primary_key == ["user_id"]
+
+
+def _contacts(project: Path) -> dict[int, tuple[str, str, int]]:
+    con = sqlite3.connect(project / "crm.sqlite")
+    try:
+        rows = con.execute("SELECT user_id, email, plan, lead_score FROM contacts").fetchall()
+    finally:
+        con.close()
+    return {int(r[0]): (r[1], r[2], r[3]) for r in rows}
+
+
+def test_a_day_in_the_demo_reaches_the_crm(project: Path) -> None:
+    if _connector_missing("sqlite") or _connector_missing("webhook") or _connector_missing("file"):
+        pytest.skip("a destination connector used by the demo is not installed")
+    from backhaul import api
+
+    built = build_warehouse(project / WAREHOUSE_FILE, accounts=80)
+    loaded = api.load_project(project)
+    first = api.run(loaded, "pql_to_crm")
+    assert first.status.value == "succeeded", first.error
+    assert first.counts.added == built.users
+    before = _contacts(project)
+    assert len(before) == built.users
+
+    day = apply_changes(project / WAREHOUSE_FILE)
+    second = api.run(loaded, "pql_to_crm")
+    assert second.status.value == "succeeded", second.error
+    assert (second.counts.added, second.counts.removed) == (day.signed_up, day.deleted)
+    # only mapped columns count, so some users whose model row changed stay unchanged here
+    assert day.upgraded <= second.counts.changed <= day.changed
+    after = _contacts(project)
+    assert len(after) == built.users + day.signed_up - day.deleted
+    assert len(before.keys() - after.keys()) == day.deleted
+    assert len(after.keys() - before.keys()) == day.signed_up
+    moved = {k for k in before.keys() & after.keys() if before[k][1] != after[k][1]}
+    assert len(moved) == day.upgraded
