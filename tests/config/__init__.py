@@ -19,6 +19,7 @@ from backhaul.destinations.base import (
     RecordResult,
 )
 from backhaul.plugins import BUILTIN_SOURCES, Registry
+from backhaul.sources.duckdb import DuckDBSource
 
 
 class CrmConfig(DestinationConfig):
@@ -72,6 +73,21 @@ class FileStandIn(_Sink):
     capabilities: ClassVar[Capabilities] = Capabilities(
         operations=frozenset(Operation), max_batch_size=10_000
     )
+
+
+class TrackedDuckDBSource(DuckDBSource):
+    """The DuckDB source, remembering which instances were closed."""
+
+    opened: ClassVar[list[TrackedDuckDBSource]] = []
+
+    def __init__(self, config: Any, project_dir: Path) -> None:
+        super().__init__(config, project_dir)
+        self.closed = False
+        TrackedDuckDBSource.opened.append(self)
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
 
 
 def registry(**extra: str) -> Registry:

@@ -7,7 +7,7 @@ import pytest
 from backhaul.config import check_project, load_project
 from backhaul.config.project import Project
 
-from . import good_project, registry
+from . import TrackedDuckDBSource, good_project, registry
 
 SYNC = "syncs/users_to_crm.yml"
 SECRET = "pa55-word-for-crm"
@@ -210,11 +210,9 @@ def test_without_open_sources_the_sql_is_not_compiled(tmp_path: Path) -> None:
 
 
 def test_sources_are_closed_after_checking(tmp_path: Path) -> None:
-    import duckdb
-
-    project = load(tmp_path)  # the source opens the file read-only
+    project = load_project(good_project(tmp_path), registry=registry())
+    project.registry.sources["duckdb"] = f"{TrackedDuckDBSource.__module__}:TrackedDuckDBSource"
+    TrackedDuckDBSource.opened.clear()
     assert where(project) == []
-    # DuckDB refuses a read-write connection while a read-only one to the file is open.
-    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    assert con.execute("SELECT count(*) FROM users").fetchone() == (2,)
-    con.close()
+    assert len(TrackedDuckDBSource.opened) == 1
+    assert TrackedDuckDBSource.opened[0].closed
