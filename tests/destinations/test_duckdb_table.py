@@ -113,3 +113,14 @@ async def test_existing_table_checks(context: DestinationContext, tmp_path: Path
     with pytest.raises(DestinationError, match="table other does not exist"):
         await other.prepare(FIELDS, ["id"], "other")
     await other.close()
+
+
+async def test_two_records_with_one_key_are_both_applied_in_order(
+    context: DestinationContext, tmp_path: Path
+) -> None:
+    d = dest(context, table="users", create_table=True)
+    await d.prepare(FIELDS, ["id"], None)
+    res = await d.write(make_batch(Operation.UPSERT, [person(5, age=1), person(5, age=2)]))
+    await d.close()
+    assert [r.status for r in res] == [RecordStatus.OK, RecordStatus.OK]
+    assert sql(tmp_path / "crm.duckdb", "SELECT id, age FROM users") == [(5, 2)]

@@ -220,3 +220,13 @@ async def test_concurrent_writes_use_separate_connections(
     await d.close()
     assert all(r[0].status is RecordStatus.OK for r in out)
     assert len(rows(pg_url)) == 12
+
+
+async def test_two_records_with_one_key_are_both_applied_in_order(
+    pg_url: str, context: DestinationContext
+) -> None:
+    d = await seeded(pg_url, context)
+    res = await d.write(make_batch(Operation.UPSERT, [person(5, age=1), person(5, age=2)]))
+    await d.close()
+    assert [r.status for r in res] == [RecordStatus.OK, RecordStatus.OK]
+    assert rows(pg_url)[-1] == (5, "u5@x.io", "Oslo", 2)

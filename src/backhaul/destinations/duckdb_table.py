@@ -101,6 +101,9 @@ class DuckDBDestination(SqlTableDestination):
     def _data_error(self, exc: BaseException) -> str | None:
         if isinstance(exc, duckdb.IntegrityError | duckdb.DataError):
             return first_line(str(exc))
+        # Two records with one key in a batch: bisection applies them one after the other.
+        if isinstance(exc, duckdb.InvalidInputException) and "twice" in str(exc):
+            return first_line(str(exc))
         return None
 
     def _failure(self, exc: BaseException) -> DestinationError:

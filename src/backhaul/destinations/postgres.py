@@ -159,7 +159,8 @@ class PostgresDestination(SqlTableDestination):
                 copy.write_row(row)
 
     def _data_error(self, exc: BaseException) -> str | None:
-        if isinstance(exc, errors.DataError | errors.IntegrityError):
+        # A cardinality violation is two records with one key in a batch: split them apart.
+        if isinstance(exc, errors.DataError | errors.IntegrityError | errors.CardinalityViolation):
             return first_line(str(exc))
         return None
 

@@ -314,6 +314,27 @@ async def bisect(
     return rejected
 
 
+def key_rounds(table: pa.Table, match: Sequence[str]) -> list[list[int]]:
+    """Split record positions so no round holds a match key twice.
+
+    One set-based statement cannot apply two records with the same key in order, so the
+    n-th record of a key goes to round n; rounds run one after the other.
+    """
+    present = [m for m in match if m in table.column_names]
+    if not present:
+        return [list(range(table.num_rows))]
+    seen: dict[tuple[Any, ...], int] = {}
+    rounds: list[list[int]] = []
+    cols = [table.column(m).to_pylist() for m in present]
+    for i, key in enumerate(zip(*cols, strict=True)):
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
+
+
 def results(n: int, rejected: Mapping[int, str]) -> list[RecordResult]:
     return [
         RecordResult.rejected(i, rejected[i]) if i in rejected else RecordResult.ok(i)
@@ -481,14 +502,20 @@ class SqlTableDestination:
         n = len(batch)
         if n == 0:
             return []
-        indices = list(range(n))
-        rejected: dict[int, str] = await self._with_conn(
-            lambda conn: bisect(
-                indices,
-                lambda idx: asyncio.to_thread(self._attempt, conn, batch, idx),
-                self._data_error,
-            )
-        )
+
+        def run_round(indices: list[int]) -> Callable[[Any], Awaitable[dict[int, str]]]:
+            def use(conn: Any) -> Awaitable[dict[int, str]]:
+                return bisect(
+                    indices,
+                    lambda part: asyncio.to_thread(self._attempt, conn, batch, part),
+                    self._data_error,
+                )
+
+            return use
+
+        rejected: dict[int, str] = {}
+        for indices in key_rounds(batch.table, batch.match_fields or self._match):
+            rejected.update(await self._with_conn(run_round(indices)))
         return results(n, rejected)
 
     def _attempt(self, conn: Any, batch: Batch, indices: list[int]) -> dict[int, str]:
