@@ -134,43 +134,52 @@ def _prepare(
 def sort_results(
     prepared: Prepared, results: Sequence[RecordResult] | None, key_cols: Sequence[str],
     match_cols: Sequence[str],
-) -> tuple[pa.Table | None, pa.Table | None, list[RowOutcome]]:
-    """Split a batch's results into the acked rows, the rejected rows and row outcomes."""
+) -> tuple[pa.Table, pa.Table | None, pa.Table]:
+    """Split a batch's results into acked rows, rejected rows and per-row outcomes.
+
+    Returns ``(acked, rejected, outcomes)``: acked has op, k.., fp, m..; rejected has
+    k.., key_text, op, error; outcomes has key, op, status, error, operation, call_id.
+    """
     rows = prepared.rows
     n = rows.num_rows
     operation = prepared.operation.value if prepared.operation else None
     ok_mask = [True] * n
-    errors: dict[int, str] = {}
-    calls: dict[int, str | None] = {}
+    errors: list[str | None] = [None] * n
+    calls: list[str | None] = [None] * n
     if results is not None:
-        seen = set()
+        seen = [False] * n
         for r in results:
-            seen.add(r.index)
+            if not 0 <= r.index < n:
+                continue
+            seen[r.index] = True
             calls[r.index] = r.call_id
             if r.status is RecordStatus.REJECTED:
                 ok_mask[r.index] = False
                 errors[r.index] = r.error or "rejected by the destination (no reason given)"
         for i in range(n):
-            if i not in seen:
+            if not seen[i]:
                 ok_mask[i] = False
                 errors[i] = "the destination returned no result for this record"
-    keys = rows.column("key_text").to_pylist()
-    ops = rows.column("op").to_pylist()
-    outcomes = []
-    for i in range(n):
-        status = "ok" if ok_mask[i] else "rejected"
-        if prepared.batch is None:
-            status = "skipped" if ops[i] == "skip" else "ok"
-        outcomes.append(
-            RowOutcome(str(keys[i]), ROW_OPS.get(ops[i], RowOp.CHANGE), status, errors.get(i),
-                       operation, calls.get(i))
-        )
-    mask = pa.array(ok_mask)
-    ack_cols = ["op", *key_cols, "fp", *match_cols]
-    acked = rows.select(ack_cols).filter(mask)
+    mask = pa.array(ok_mask, pa.bool_())
+    ops = rows.column("op")
+    if prepared.batch is None:
+        status = pc.if_else(pc.equal(ops, "skip"), "skipped", "ok")
+    else:
+        status = pc.if_else(mask, "ok", "rejected")
+    outcomes = pa.table({
+        "key": rows.column("key_text"),
+        "op": ops,
+        "status": status,
+        "error": pa.array(errors, pa.string()),
+        "operation": pa.nulls(n, pa.string()) if operation is None
+        else pa.array([operation] * n, pa.string()),
+        "call_id": pa.array(calls, pa.string()),
+    })
+    acked = rows.select(["op", *key_cols, "fp", *match_cols]).filter(mask)
     rejected = None
-    if errors:
-        bad = rows.filter(pc.invert(mask)).select([*key_cols, "key_text", "op"])
-        reasons = [errors[i] for i in range(n) if not ok_mask[i]]
-        rejected = bad.append_column("error", pa.array(reasons, pa.string()))
+    if not all(ok_mask):
+        bad = pc.invert(mask)
+        rejected = rows.filter(bad).select([*key_cols, "key_text", "op"]).append_column(
+            "error", pa.array(errors, pa.string()).filter(bad)
+        )
     return acked, rejected, outcomes

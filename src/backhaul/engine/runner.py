@@ -304,11 +304,11 @@ class SyncRun:
             await self._db(
                 snapshots.commit_batch, ws.con, ws.layout, self.run_id, acked, rejected
             )
-            self.store.add_rows(self.run_id, outcomes)
-            ok = sum(1 for o in outcomes if o.status != "rejected")
-            counts.succeeded += ok
-            counts.rejected += len(outcomes) - ok
-            progress["sent"] += len(outcomes)
+            self.store.add_row_table(self.run_id, outcomes)
+            rejected_n = 0 if rejected is None else rejected.num_rows
+            counts.succeeded += outcomes.num_rows - rejected_n
+            counts.rejected += rejected_n
+            progress["sent"] += outcomes.num_rows
             self.store.update_counts(self.run_id, counts)
             self.events(BatchDone(self.run_id, self.sync.name, progress["sent"],
                                   counts.succeeded, counts.rejected, total))

@@ -19,6 +19,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
+import pyarrow as pa
 from sqlalchemy import Engine, Row, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -230,6 +231,29 @@ class RunStore:
                     for row in rows[start : start + _CHUNK]
                 ]
                 conn.execute(insert(run_rows), chunk)
+
+    def add_row_table(self, run_id: str, table: pa.Table) -> None:
+        """Insert per-row outcomes given as columns (key, op, status, error, operation, call_id).
+
+        The fast path for large runs: values go to the driver's ``executemany`` without
+        building a Python object per row.
+        """
+        if not table.num_rows:
+            return
+        sql = (
+            "INSERT INTO run_rows (run_id, key, op, status, error, operation, call_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        if self._engine.dialect.paramstyle != "qmark":
+            sql = sql.replace("?", "%s")
+        cols = [table.column(c).to_pylist() for c in
+                ("key", "op", "status", "error", "operation", "call_id")]
+        with self._write() as conn:
+            for start in range(0, table.num_rows, _CHUNK):
+                end = start + _CHUNK
+                params = list(zip([run_id] * (min(end, table.num_rows) - start),
+                                  *(c[start:end] for c in cols), strict=True))
+                conn.exec_driver_sql(sql, params)
 
     def add_calls(self, run_id: str, calls: Sequence[HttpCall]) -> None:
         """Insert recorded HTTP calls (already redacted by the recorder)."""
