@@ -213,3 +213,43 @@ async def test_crash_before_close_is_published_by_the_next_run(
     await d.close()
     if layout == "per_run":
         assert not (tmp_path / "users-next.jsonl").exists()  # this run wrote nothing
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+async def test_lost_state_is_rebuilt_from_the_published_file(tmp_path: Path, fmt: str) -> None:
+    fields = {**FIELDS, "tags": pa.list_(pa.string())}
+    schema = pa.schema(list(fields.items()))
+    path = f"users.{fmt}"
+    d = dest(tmp_path, "r1", format=fmt, path=path, layout="current")
+    await d.prepare(fields, ["id"], None)
+    await d.write(
+        make_batch(Operation.UPSERT, [person(1, tags=["a"]), person(2, tags=None)], schema=schema)
+    )
+    await d.close()
+    (tmp_path / f"{path}.backhaul.duckdb").unlink()
+    d = dest(tmp_path, "r2", format=fmt, path=path, layout="current")
+    await d.prepare(fields, ["id"], None)
+    res = await d.write(
+        make_batch(Operation.UPDATE, [person(2, email="new", tags=["b"])], schema=schema)
+    )
+    assert res[0].status is RecordStatus.OK  # the row came back from the file
+    await d.close()
+    got = read(tmp_path / path, fmt)
+    assert [r["id"] if fmt != "csv" else int(r["id"]) for r in got] == [1, 2]
+    assert got[1]["email"] == "new"
+    assert (got[0]["tags"] if fmt != "csv" else json.loads(got[0]["tags"])) == ["a"]
+
+
+async def test_added_mapping_becomes_a_column_of_the_current_file(tmp_path: Path) -> None:
+    d = dest(tmp_path, "r1", format="parquet", path="u.parquet", layout="current")
+    await d.prepare({"id": pa.int64()}, ["id"], None)
+    await d.write(make_batch(Operation.UPSERT, [{"id": 1}]))
+    await d.close()
+    d = dest(tmp_path, "r2", format="parquet", path="u.parquet", layout="current")
+    await d.prepare({"id": pa.int64(), "plan": pa.string()}, ["id"], None)
+    await d.write(make_batch(Operation.UPSERT, [{"id": 2, "plan": "pro"}]))
+    await d.close()
+    assert read(tmp_path / "u.parquet", "parquet") == [
+        {"id": 1, "plan": None},
+        {"id": 2, "plan": "pro"},
+    ]

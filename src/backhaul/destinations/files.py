@@ -196,7 +196,11 @@ class FileDestination:
         if not self._exists(con, CURRENT):
             cols = ", ".join(f"{q(n)} {t}" for n, t in types.items())
             pk = ", ".join(q(m) for m in match)
+            con.begin()
             con.execute(f"CREATE TABLE {CURRENT} ({cols}, PRIMARY KEY ({pk}))")
+            if self.output.exists():
+                self._seed(con, types)
+            con.commit()
             return
         keys = con.execute(
             "SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = ? "
@@ -214,6 +218,37 @@ class FileDestination:
         for name, t in types.items():
             if name not in have:  # a mapping added since the last run
                 con.execute(f"ALTER TABLE {CURRENT} ADD COLUMN {q(name)} {t}")
+
+    def _seed(self, con: duckdb.DuckDBPyConnection, types: dict[str, str]) -> None:
+        """Rebuild a lost state from the published file, so the next publish keeps its rows."""
+        path = "'" + str(self.output).replace("'", "''") + "'"
+        reader = {
+            "csv": f"read_csv({path}, header = true, all_varchar = true)",
+            "jsonl": f"read_json({path}, format = 'newline_delimited')",
+            "parquet": f"read_parquet({path})",
+        }[self.config.format]
+        try:
+            have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+            exprs = []
+            for name, t in types.items():
+                parts = name.split(".")
+                if self.config.format == "jsonl" and name not in have and parts[0] in have:
+                    expr = ".".join(q(p) for p in parts)  # a nested object in the file
+                elif name in have:
+                    expr = q(name)
+                else:
+                    expr = "NULL"
+                if self.config.format == "csv" and _nested(t) and expr != "NULL":
+                    expr = f"CAST({expr} AS JSON)"  # written as JSON text
+                exprs.append(f"CAST({expr} AS {t})")
+            con.execute(f"INSERT INTO {CURRENT} SELECT {', '.join(exprs)} FROM {reader}")
+        except duckdb.Error as exc:
+            con.rollback()
+            raise DestinationError(
+                f"the state kept in {self.sidecar} is missing and {self.output} cannot be read "
+                f"back ({first_line(str(exc))}); move the file away to start a new state",
+                failure=FailureType.CONFIG,
+            ) from None
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Make the batch durable in the sidecar; the file is published by ``close``."""
