@@ -185,6 +185,19 @@ def test_batch_size_above_destination_maximum(tmp_path: Path) -> None:
     assert where(ok, open_sources=False) == []
 
 
+def test_default_batch_size_above_destination_maximum(tmp_path: Path) -> None:
+    project = load(tmp_path, {"backhaul.yml": "name: acme\ndefaults:\n  batch_size: 1000\n"})
+    assert where(project, open_sources=False) == [
+        (
+            "backhaul.yml",
+            3,
+            "defaults.batch_size",
+            "batch_size 1000 is above the largest batch the `test` destination accepts (100); "
+            "set it to 100 or less (the default applies to sync `users_to_crm`)",
+        )
+    ]
+
+
 def test_match_fields_must_be_mapped(tmp_path: Path) -> None:
     project = load(
         tmp_path,

@@ -347,3 +347,43 @@ def test_read_yaml_records_nested_positions(tmp_path: Path) -> None:
         "a.b.0.y": 4,
         "a.b.1": 6,
     }
+
+
+def test_builtin_connectors_load_with_env_references(tmp_path: Path) -> None:
+    good_project(
+        tmp_path,
+        {
+            "destinations/pg.yml": "type: postgres\nurl: ${env:PG_URL}\nschema: crm\n",
+            "destinations/my.yml": "type: mysql\nurl: mysql://root@${env:MY_HOST:-127.0.0.1}/crm\n",
+            "destinations/lite.yml": "type: sqlite\npath: crm.sqlite\n",
+            "destinations/duck.yml": "type: duckdb\npath: out.duckdb\n",
+            "destinations/files.yml": "type: file\nformat: jsonl\npath: out/{sync}.jsonl\n",
+            "destinations/hook.yml": "type: webhook\nurl: https://hooks.example.com/x\n"
+            "headers:\n  Authorization: Bearer ${env:HOOK_TOKEN}\n",
+            "destinations/crm.yml": "type: webhook\nurl: https://crm.example.com\n",
+        },
+    )
+    project = load_project(tmp_path)  # the installed connectors, found by entry point
+    types = {name: d.raw["type"] for name, d in project.destinations.items()}
+    assert types == {
+        "crm": "webhook",
+        "duck": "duckdb",
+        "files": "file",
+        "hook": "webhook",
+        "lite": "sqlite",
+        "my": "mysql",
+        "pg": "postgres",
+    }
+    assert project.destinations["pg"].config.url == "${env:PG_URL}"
+    assert project.destinations["hook"].config.headers == {
+        "Authorization": "Bearer ${env:HOOK_TOKEN}"
+    }
+
+
+def test_builtin_connector_keys_are_checked(tmp_path: Path) -> None:
+    good_project(tmp_path, {"destinations/crm.yml": "type: postgres\nurl: x\nschemas: crm\n"})
+    with pytest.raises(ConfigErrors) as info:
+        load_project(tmp_path)
+    [err] = info.value.errors
+    assert (err.file, err.line, err.key) == ("destinations/crm.yml", 3, "schemas")
+    assert err.reason == "unknown key `schemas` (did you mean `schema`?)"

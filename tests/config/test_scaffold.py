@@ -126,3 +126,12 @@ def test_default_name_from_folder() -> None:
     assert default_name(Path("/x/my project")) == "my_project"
     assert default_name(Path("/x/2024-crm")) == "p_2024-crm"
     assert default_name(Path("/x/crm.sync")) == "crm_sync"
+
+
+def test_init_project_checks_clean_with_the_installed_connectors(tmp_path: Path) -> None:
+    written = init_project(tmp_path, "demo")
+    project = load_project(tmp_path)
+    assert check_project(project) == []
+    readme = tmp_path / ".backhaul/schema/README.md"
+    assert readme in [p.resolve() for p in written]
+    assert "Left out" not in readme.read_text()

@@ -105,9 +105,11 @@ def _match_errors(project: Project) -> list[ConfigError]:
 
 
 def _batch_errors(project: Project) -> list[ConfigError]:
+    """A batch size (the sync's, else the project default) above the destination's maximum."""
     errors: list[ConfigError] = []
-    for sync in project.syncs.values():
-        size = sync.config.batch_size
+    default = project.config.defaults.batch_size
+    for sync in sorted(project.syncs.values(), key=lambda s: s.name):
+        size = sync.config.batch_size or default
         dest = project.destinations.get(sync.config.destination)
         if size is None or dest is None:
             continue
@@ -116,15 +118,17 @@ def _batch_errors(project: Project) -> list[ConfigError]:
             limit = int(cls.capabilities.max_batch_size)
         except Exception:
             continue  # the loader already reported a connector that does not load
-        if size > limit:
-            errors.append(
-                _error(
-                    f"batch_size {size} is above the largest batch the `{dest.raw['type']}` "
-                    f"destination accepts ({limit}); set it to {limit} or less",
-                    sync.positions,
-                    "batch_size",
-                )
-            )
+        if size <= limit:
+            continue
+        message = (
+            f"batch_size {size} is above the largest batch the `{dest.raw['type']}` "
+            f"destination accepts ({limit}); set it to {limit} or less"
+        )
+        if sync.config.batch_size is not None:
+            errors.append(_error(message, sync.positions, "batch_size"))
+        elif project.positions is not None:
+            message += f" (the default applies to sync `{sync.name}`)"
+            errors.append(_error(message, project.positions, "defaults.batch_size"))
     return errors
 
 
