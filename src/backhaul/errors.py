@@ -7,7 +7,7 @@ either: callers pass redacted text.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
 class BackhaulError(Exception):
@@ -69,7 +69,7 @@ class GuardError(BackhaulError):
     """A safety guard stopped a run before anything was sent (use ``--force`` to override)."""
 
 
-class FailureType(str, Enum):
+class FailureType(StrEnum):
     """What the runner should do with a destination failure."""
 
     CONFIG = "config"  # wrong credentials, missing object, bad mapping: fail fast, no retry

@@ -7,7 +7,7 @@ up by ``type`` in the project's plugin registry.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -78,7 +78,7 @@ class ModelConfig(Strict):
         return self
 
 
-class Cast(str, Enum):
+class Cast(StrEnum):
     STRING = "string"
     INT = "int"
     FLOAT = "float"
@@ -117,14 +117,14 @@ class TemplateMapping(Strict):
 Mapping = ColumnMapping | StaticMapping | TemplateMapping
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     UPSERT = "upsert"
     UPDATE = "update"
     INSERT = "insert"
     MIRROR = "mirror"
 
 
-class OnRemove(str, Enum):
+class OnRemove(StrEnum):
     NOTHING = "nothing"
     CLEAR = "clear"
     DELETE = "delete"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backhaul.observe.recorder import CallRecorder
 
 
-class Operation(str, Enum):
+class Operation(StrEnum):
     """What a record asks the destination to do."""
 
     UPSERT = "upsert"  # create or update by the match key
@@ -30,7 +30,7 @@ class Operation(str, Enum):
     CLEAR = "clear"  # set every mapped field except the match key to null
 
 
-class RecordStatus(str, Enum):
+class RecordStatus(StrEnum):
     OK = "ok"
     REJECTED = "rejected"
 
@@ -72,7 +72,7 @@ class Batch:
     batch_id: int = 0
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     @property
     def fields(self) -> list[str]:

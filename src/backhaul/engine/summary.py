@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"  # everything planned was acknowledged
     PARTIAL = "partial"  # finished, some rows rejected (exit code 3)
@@ -17,7 +17,7 @@ class RunStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
-class RowOp(str, Enum):
+class RowOp(StrEnum):
     ADD = "add"
     CHANGE = "change"
     REMOVE = "remove"

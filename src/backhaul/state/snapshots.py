@@ -22,7 +22,6 @@ import duckdb
 import pyarrow as pa
 
 from backhaul.duck import scalar
-
 from backhaul.errors import BackhaulError
 
 FINGERPRINT_VERSION = "1"
@@ -295,14 +294,13 @@ def read_counts(state_dir: Path, sync: str) -> tuple[int, int]:
         pending = 0
         if has_table(con, "rejected"):
             pending = int(scalar(con, "SELECT count(*) FROM st.rejected") or 0)
-        if has_table(con, "acks"):
-            if scalar(con, "SELECT count(*) FROM st.acks"):
-                layout_text = get_meta(con, "layout")
-                if layout_text:
-                    con.execute("ATTACH ':memory:' AS work")
-                    keys, match = layout_text.split("/")
-                    layout = KeyLayout(tuple(keys.split("|")), tuple(t for t in match.split("|") if t))
-                    rows = snapshot_size(con, folded_copy(con, layout))
+        if has_table(con, "acks") and scalar(con, "SELECT count(*) FROM st.acks"):
+            layout_text = get_meta(con, "layout")
+            if layout_text:
+                con.execute("ATTACH ':memory:' AS work")
+                keys, match = layout_text.split("/")
+                layout = KeyLayout(tuple(keys.split("|")), tuple(t for t in match.split("|") if t))
+                rows = snapshot_size(con, folded_copy(con, layout))
         return rows, pending
     finally:
         con.close()

@@ -16,10 +16,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pyarrow as pa
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-import pyarrow as pa
 from sqlalchemy import Engine, Row, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
