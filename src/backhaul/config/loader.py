@@ -455,7 +455,7 @@ def quote_table(name: str) -> str:
 
 
 def _model_sql(
-    name: str, config: ModelConfig, yml: Path, root: Path, errors: list[ConfigError]
+    config: ModelConfig, yml: Path, root: Path, errors: list[ConfigError]
 ) -> tuple[str, Path | None] | None:
     if config.sql is not None:
         return config.sql, None
@@ -513,8 +513,37 @@ def find_root(path: str | Path) -> tuple[Path, Path]:
     raise ConfigError(f"no backhaul.yml in {start}: run `backhaul init` to create a project")
 
 
+def _files(
+    root: Path, folder: str, errors: list[ConfigError]
+) -> Iterator[tuple[str, Path, dict[str, Any], Positions]]:
+    """Each readable definition in ``folder``: name, path, data and key positions."""
+    for name, path in _entity_files(root, folder, errors).items():
+        if (read := _read(path, root, errors)) is not None:
+            yield name, path, read[0], read[1]
+
+
+def _connectors(
+    root: Path,
+    folder: str,
+    known: dict[str, str],
+    load: Callable[[str], Any],
+    errors: list[ConfigError],
+) -> Iterator[tuple[str, Any, dict[str, Any], Positions]]:
+    """Sources or destinations, each validated with its connector's config model."""
+    for name, _, data, positions in _files(root, folder, errors):
+        model, found = _connector_model(data, positions, FOLDERS[folder], known, load)
+        if model is not None:
+            config, found = validate(model, data, positions)
+            found += check_references(data, positions=positions, syntax_only=True)
+            if config is not None and not found:
+                yield name, config, data, positions
+        errors += found
+
+
 def load_project(path: str | Path = ".", *, registry: Registry | None = None) -> Project:
     """Load and validate every file of the project in ``path``.
+
+    Positions (and so every error) name files relative to the project folder.
 
     Args:
         path: The project folder (or its ``backhaul.yml``).
@@ -528,63 +557,37 @@ def load_project(path: str | Path = ".", *, registry: Registry | None = None) ->
         ConfigErrors: Any file is invalid; holds every problem found in every file.
     """
     root, project_file = find_root(path)
-    registry = registry if registry is not None else Registry.discover()
+    reg = registry if registry is not None else Registry.discover()
     errors: list[ConfigError] = []
 
     project_config: ProjectConfig | None = None
     project_positions: Positions | None = None
     if (read := _read(project_file, root, errors)) is not None:
-        data, project_positions = read
-        project_config, found = validate(ProjectConfig, data, project_positions)
+        project_positions = read[1]
+        project_config, found = validate(ProjectConfig, read[0], project_positions)
         errors += found
 
-    sources: dict[str, SourceDef] = {}
-    for name, path_ in _entity_files(root, "sources", errors).items():
-        if (read := _read(path_, root, errors)) is None:
-            continue
-        data, positions = read
-        model, found = _connector_model(
-            data, positions, "source", registry.sources, registry.source
-        )
-        if model is not None:
-            config, found = validate(model, data, positions)
-            found += check_references(data, positions=positions, syntax_only=True)
-            if config is not None and not found:
-                sources[name] = SourceDef(name, config, data, positions)
-        errors += found
-
-    model_files = _entity_files(root, "models", errors)
+    sources = {
+        name: SourceDef(name, config, data, pos)
+        for name, config, data, pos in _connectors(root, "sources", reg.sources, reg.source, errors)
+    }
     models: dict[str, ModelDef] = {}
-    for name, path_ in model_files.items():
-        if (read := _read(path_, root, errors)) is None:
-            continue
-        data, positions = read
+    model_files: dict[str, Path] = {}
+    for name, path_, data, positions in _files(root, "models", errors):
+        model_files[name] = path_
         config, found = validate(ModelConfig, data, positions)
         errors += found
-        if config is not None and (sql := _model_sql(name, config, path_, root, errors)):
+        if config is not None and (sql := _model_sql(config, path_, root, errors)):
             models[name] = ModelDef(name, config, sql[0], sql[1], positions)
     errors += _orphan_sql(root, model_files)
-
-    destinations: dict[str, DestinationDef] = {}
-    for name, path_ in _entity_files(root, "destinations", errors).items():
-        if (read := _read(path_, root, errors)) is None:
-            continue
-        data, positions = read
-        model, found = _connector_model(
-            data, positions, "destination", registry.destinations, registry.destination
+    destinations = {
+        name: DestinationDef(name, config, data, pos)
+        for name, config, data, pos in _connectors(
+            root, "destinations", reg.destinations, reg.destination, errors
         )
-        if model is not None:
-            config, found = validate(model, data, positions)
-            found += check_references(data, positions=positions, syntax_only=True)
-            if config is not None and not found:
-                destinations[name] = DestinationDef(name, config, data, positions)
-        errors += found
-
+    }
     syncs: dict[str, SyncDef] = {}
-    for name, path_ in _entity_files(root, "syncs", errors).items():
-        if (read := _read(path_, root, errors)) is None:
-            continue
-        data, positions = read
+    for name, _, data, positions in _files(root, "syncs", errors):
         config, found = _sync_errors(data, positions)
         errors += found
         if config is not None:
@@ -599,7 +602,7 @@ def load_project(path: str | Path = ".", *, registry: Registry | None = None) ->
         models=models,
         destinations=destinations,
         syncs=syncs,
-        registry=registry,
+        registry=reg,
         positions=project_positions,
     )
 
