@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+_EPSILON = 1e-9
 
 
 class RateLimit(BaseModel):
@@ -112,8 +113,8 @@ class RateLimiter:
                 if self._per_second is None:
                     return
                 self._refill(now)
-                if self._tokens >= n:
-                    self._tokens -= n
+                if self._tokens >= n - _EPSILON:  # float refills land a hair short
+                    self._tokens = max(0.0, self._tokens - n)
                     return
                 await self._sleep((n - self._tokens) / self._per_second)
 
