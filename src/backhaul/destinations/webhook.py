@@ -1,0 +1,331 @@
+"""Webhook destination: send records as JSON (or a Liquid-templated body) to any URL.
+
+Batch mode sends ``{"operation": ..., "records": [...]}`` per call; row mode sends one
+record per call with its ``_operation``. A 2xx answer acknowledges the call's records,
+except those it lists as failed (``results``/``errors``, see docs/destinations/webhook.md).
+Bodies can be signed with HMAC-SHA256 so the receiver can trust them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+from liquid import Environment, StrictUndefined
+from liquid.exceptions import LiquidError
+from pydantic import Field, field_validator
+
+from backhaul.destinations.base import (
+    Batch,
+    Capabilities,
+    DestinationConfig,
+    DestinationContext,
+    Operation,
+    RecordResult,
+)
+from backhaul.destinations.http import (
+    HttpClient,
+    RateLimit,
+    RateLimiter,
+    RetryPolicy,
+    dumps_json,
+)
+from backhaul.errors import BackhaulError, DestinationError, FailureType
+from backhaul.observe.redact import Redactor
+
+SIGNATURE_HEADER = "X-Backhaul-Signature"
+TIMESTAMP_HEADER = "X-Backhaul-Timestamp"
+# Header values that are never secret; every other configured header value is redacted.
+PLAIN_HEADERS = frozenset({"content-type", "accept", "accept-language", "user-agent"})
+ERROR_LIMIT = 500
+
+
+class WebhookConfig(DestinationConfig):
+    """``destinations/NAME.yml`` with ``type: webhook``."""
+
+    type: Literal["webhook"]
+    url: str = Field(description="Where records are sent (http or https).")
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent with every call (values are redacted)."
+    )
+    mode: Literal["row", "batch"] = Field(
+        "batch", description="`batch`: many records per call; `row`: one record per call."
+    )
+    body_template: str | None = Field(
+        None,
+        description="Liquid template of the body. Row mode: the record's fields, `record`, "
+        "`operation` and `key`; batch mode: `records`, `keys` and `operation`. The `json` "
+        "filter writes a value as JSON.",
+    )
+    signing_secret: str | None = Field(
+        None,
+        description="Sign each body with HMAC-SHA256 (header X-Backhaul-Signature: sha256=<hex>).",
+    )
+    rate_limit: RateLimit | None = None
+    concurrency: int = Field(4, ge=1, le=64, description="Calls in flight at once.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_seconds: float = Field(30.0, gt=0)
+    batch_size: int = Field(100, ge=1, le=10_000, description="Records per call in batch mode.")
+    check_url: str | None = Field(
+        None, description="Answered with 2xx to a GET when the receiver is healthy (for check)."
+    )
+
+    @field_validator("url", "check_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # References (${env:...}) are resolved after validation; the connector checks again.
+        if value is not None and "${" not in value:
+            problem = url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("body_template")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                template_environment().from_string(value)
+            except LiquidError as exc:
+                raise ValueError(f"body_template is not valid Liquid: {first_line(exc)}") from None
+        return value
+
+
+CAPABILITIES = Capabilities(
+    operations=frozenset(Operation),
+    max_batch_size=10_000,
+    default_batch_size=100,
+    default_concurrency=4,
+    needs_match_fields=False,
+)
+
+
+class WebhookDestination:
+    """Sends each batch to the configured URL; see :class:`WebhookConfig`."""
+
+    config_model: ClassVar[type[DestinationConfig]] = WebhookConfig
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+
+    def __init__(self, config: WebhookConfig, context: DestinationContext) -> None:
+        self.config = config
+        self.redactor = Redactor(context.secrets)
+        if config.signing_secret:
+            self.redactor.add(config.signing_secret)
+        for name, value in config.headers.items():
+            if name.lower() not in PLAIN_HEADERS:
+                self.redactor.add(value)
+                # "Bearer <token>": the token alone may show up elsewhere too.
+                self.redactor.add(value.partition(" ")[2])
+        for key, url in (("url", config.url), ("check_url", config.check_url)):
+            problem = url and url_problem(url)
+            if problem:
+                raise DestinationError(
+                    f"webhook `{key}` {self.redactor.text(problem)}: fix it in the destination file",
+                    failure=FailureType.CONFIG,
+                )
+        self._env = template_environment()
+        self._template = (
+            self._env.from_string(config.body_template) if config.body_template else None
+        )
+        self._content_type = next(
+            (v for k, v in config.headers.items() if k.lower() == "content-type"), None
+        )
+        self._gate = asyncio.Semaphore(config.concurrency)
+        self.client = HttpClient(
+            label="webhook",
+            recorder=context.recorder,
+            redactor=self.redactor,
+            limiter=RateLimiter.from_config(config.rate_limit),
+            retry=config.retry,
+            timeout=config.timeout_seconds,
+            concurrency=config.concurrency,
+            headers=config.headers,
+        )
+
+    async def check(self) -> None:
+        """GET ``check_url`` when configured; otherwise make sure the host takes connections."""
+        if self.config.check_url:
+            result = await self.client.request("GET", self.config.check_url)
+            if not result.ok:
+                raise DestinationError(
+                    f"webhook check_url answered {result.error}: check `check_url` "
+                    "in the destination file",
+                    failure=FailureType.CONFIG,
+                    status=result.status,
+                )
+            return
+        parts = urlsplit(self.config.url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), self.config.timeout_seconds
+            )
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+            raise DestinationError(
+                f"webhook at {host}:{port} does not accept connections ({reason}): check "
+                "`url` in the destination file and that the receiver is running",
+                failure=FailureType.CONFIG,
+            ) from None
+        writer.close()
+        await writer.wait_closed()
+
+    async def prepare(
+        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
+    ) -> None:
+        """Nothing to prepare: a webhook has no schema."""
+
+    async def write(self, batch: Batch) -> list[RecordResult]:
+        """Send ``batch`` (in calls of ``batch_size``, or one per record) and map the answers."""
+        records = list(batch.records())
+        keys = list(batch.keys)
+        size = 1 if self.config.mode == "row" else self.config.batch_size
+        results: list[RecordResult] = []
+
+        async def send(start: int) -> None:
+            async with self._gate:
+                part = await self._send(
+                    batch.operation, records[start : start + size], keys[start : start + size]
+                )
+            results.extend(_shift(r, start) for r in part)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for start in range(0, len(records), size):
+                    group.create_task(send(start))
+        except BaseExceptionGroup as failed:
+            raise _first_error(failed) from None
+        results.sort(key=lambda r: r.index)
+        return results
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _send(
+        self, operation: Operation, records: list[dict[str, Any]], keys: list[str]
+    ) -> list[RecordResult]:
+        """One call; results indexed from 0 within ``records``."""
+        try:
+            body = self._body(operation, records, keys)
+        except LiquidError as exc:
+            error = f"body_template failed: {self.redactor.text(first_line(exc))}"
+            return [RecordResult.rejected(i, error) for i in range(len(records))]
+        headers = {"Content-Type": self._content_type or "application/json"}
+        if self.config.signing_secret:
+            headers[SIGNATURE_HEADER] = signature(self.config.signing_secret, body)
+            headers[TIMESTAMP_HEADER] = str(int(time.time()))
+        result = await self.client.request(
+            self.config.method, self.config.url, content=body, headers=headers
+        )
+        if not result.ok:
+            error = result.error or f"{result.status} {result.reason}"
+            return [RecordResult.rejected(i, error, result.call_id) for i in range(len(records))]
+        failed = record_errors(result.json, len(records))
+        return [
+            RecordResult.rejected(i, self.redactor.text(failed[i]) or "", result.call_id)
+            if i in failed
+            else RecordResult.ok(i, result.call_id)
+            for i in range(len(records))
+        ]
+
+    def _body(self, operation: Operation, records: list[dict[str, Any]], keys: list[str]) -> bytes:
+        op = operation.value
+        if self.config.mode == "row":
+            record, key = records[0], keys[0]
+            if self._template is None:
+                return dumps_json({**record, "_operation": op})
+            variables = {**record, "record": record, "operation": op, "key": key}
+        else:
+            if self._template is None:
+                return dumps_json({"operation": op, "records": records})
+            variables = {"records": records, "keys": keys, "operation": op}
+        return str(self._template.render(**variables)).encode("utf-8")
+
+
+def signature(secret: str, body: bytes) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 of the exact body bytes with ``secret``."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def record_errors(body: Any, size: int) -> dict[int, str]:
+    """Per-record failures reported in a 2xx JSON answer, by index within the call.
+
+    Understands ``{"results": [{"index": i, "ok": false, "error": "..."}]}`` and
+    ``{"errors": [{"index": i, "error": "..."}]}``; entries with an index outside the call
+    are ignored.
+    """
+    if not isinstance(body, dict):
+        return {}
+    found: dict[int, str] = {}
+    for name in ("results", "errors"):
+        entries = body.get(name)
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            index = entry.get("index")
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+                continue
+            if name == "results" and entry.get("ok") is not False:
+                continue
+            text = entry.get("error") or entry.get("message") or "refused by the webhook"
+            found[index] = " ".join(str(text).split())[:ERROR_LIMIT]
+    return found
+
+
+def template_environment() -> Environment:
+    """A Liquid environment for bodies: undefined variables are errors; ``json`` filter."""
+    env = Environment(undefined=StrictUndefined, autoescape=False)
+    env.filters["json"] = lambda value: dumps_json(value).decode("utf-8")
+    return env
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook URL, or ``None`` when it can."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _shift(result: RecordResult, offset: int) -> RecordResult:
+    return RecordResult(result.index + offset, result.status, result.error, result.call_id)
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to raise for a failed batch: a config problem first, then any of ours."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    for exc in leaves:
+        if isinstance(exc, DestinationError) and exc.failure is FailureType.CONFIG:
+            return exc
+    for exc in leaves:
+        if isinstance(exc, BackhaulError):
+            return exc
+    return leaves[0]
