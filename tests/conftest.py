@@ -82,7 +82,9 @@ class Builder:
         self.destination(name, type="sqlite", path="dest.sqlite", table=table, create_table=True)
         return self.root / "dest.sqlite"
 
-    def webhook_destination(self, receiver: WebhookReceiver, name: str = "hook", **extra: Any) -> None:
+    def webhook_destination(
+        self, receiver: WebhookReceiver, name: str = "hook", **extra: Any
+    ) -> None:
         self.destination(name, type="webhook", url=receiver.url, mode="batch", **extra)
 
     def sync(
@@ -94,10 +96,14 @@ class Builder:
         mappings: Sequence[dict[str, Any]] | None = None,
         **extra: Any,
     ) -> None:
-        maps = list(mappings) if mappings is not None else [
-            {"column": "id", "field": "id"},
-            {"column": "email", "field": "email"},
-        ]
+        maps = (
+            list(mappings)
+            if mappings is not None
+            else [
+                {"column": "id", "field": "id"},
+                {"column": "email", "field": "email"},
+            ]
+        )
         self.write(
             f"syncs/{name}.yml",
             {"model": model, "destination": destination, "mappings": maps, **extra},
@@ -150,7 +156,9 @@ class Builder:
     def state_file(self, sync: str) -> Path:
         return snapshots.state_path(self.root / ".backhaul", sync)
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, "-C", str(self.root), env=env)
 
 

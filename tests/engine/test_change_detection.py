@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from backhaul.engine.summary import RunStatus
+from backhaul.testing.receiver import WebhookReceiver
 from conftest import (
     Builder,
     audit_log,
@@ -9,9 +11,6 @@ from conftest import (
     sqlite_audit,
     sqlite_rows,
 )
-
-from backhaul.engine.summary import RunStatus
-from backhaul.testing.receiver import WebhookReceiver
 
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 

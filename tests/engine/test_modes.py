@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Builder, keys_of, sqlite_dicts, sqlite_rows
 
 from backhaul import api
 from backhaul.engine.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
+from conftest import Builder, keys_of, sqlite_dicts, sqlite_rows
 
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 
@@ -157,9 +157,7 @@ def test_mirror_on_remove(project: Builder, on_remove: str, expected: dict[int, 
 def test_null_policy_in_webhook_payload(
     project: Builder, receiver: WebhookReceiver, nulls: str
 ) -> None:
-    project.model(
-        "users", "SELECT * FROM (VALUES (1, 'a@x'), (2, NULL)) t(id, email)"
-    )
+    project.model("users", "SELECT * FROM (VALUES (1, 'a@x'), (2, NULL)) t(id, email)")
     project.webhook_destination(receiver)
     project.sync("s", destination="hook", nulls=nulls, mappings=MAPPINGS)
 
@@ -217,7 +215,9 @@ def test_composite_primary_key(project: Builder) -> None:
     project.model("members", "SELECT * FROM members", primary_key=["org", "id"])
     dest = project.sqlite_destination()
     project.sync(
-        "s", model="members", mode="mirror",
+        "s",
+        model="members",
+        mode="mirror",
         mappings=[{"column": "org", "field": "org"}, *MAPPINGS],
     )
     assert project.run("s").counts.succeeded == 9
@@ -239,7 +239,8 @@ def test_nested_target_field_arrives_nested(project: Builder, receiver: WebhookR
     project.model("users", "SELECT 1 AS id, 'Paris' AS city, 'FR' AS country")
     project.webhook_destination(receiver)
     project.sync(
-        "s", destination="hook",
+        "s",
+        destination="hook",
         mappings=[
             {"column": "id", "field": "id"},
             {"column": "city", "field": "address.city"},
@@ -263,7 +264,8 @@ def test_liquid_template_mapping(project: Builder, receiver: WebhookReceiver) ->
 
     # A new template text is a change of every row.
     project.sync(
-        "s", destination="hook",
+        "s",
+        destination="hook",
         mappings=[{"column": "id", "field": "id"}, {**label, "template": "{{ name }}!"}],
     )
     run = project.run("s")
@@ -280,7 +282,8 @@ def test_casts_arrive_as_typed_values(project: Builder, receiver: WebhookReceive
     project.webhook_destination(receiver)
     casts = {"i": "int", "f": "float", "b": "bool", "d": "date", "ts": "timestamp", "s": "string"}
     project.sync(
-        "s", destination="hook",
+        "s",
+        destination="hook",
         mappings=[{"column": "id", "field": "id"}]
         + [{"column": c, "field": c, "cast": t} for c, t in casts.items()],
     )
@@ -289,8 +292,13 @@ def test_casts_arrive_as_typed_values(project: Builder, receiver: WebhookReceive
 
     assert run.status is RunStatus.SUCCEEDED
     assert receiver.records["1"] == {
-        "id": 1, "i": 42, "f": 3.5, "b": True, "d": "2024-01-02",
-        "ts": "2024-01-02T03:04:05", "s": "7",
+        "id": 1,
+        "i": 42,
+        "f": 3.5,
+        "b": True,
+        "d": "2024-01-02",
+        "ts": "2024-01-02T03:04:05",
+        "s": "7",
     }
 
 
@@ -321,8 +329,12 @@ def test_json_cast_arrives_as_json_value(project: Builder, receiver: WebhookRece
     project.model("users", """SELECT 1 AS id, '{"a": [1, 2]}' AS doc""")
     project.webhook_destination(receiver)
     project.sync(
-        "s", destination="hook",
-        mappings=[{"column": "id", "field": "id"}, {"column": "doc", "field": "doc", "cast": "json"}],
+        "s",
+        destination="hook",
+        mappings=[
+            {"column": "id", "field": "id"},
+            {"column": "doc", "field": "doc", "cast": "json"},
+        ],
     )
 
     project.run("s")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import psycopg
-from conftest import Builder, keys_of
 from typer.testing import CliRunner
 
 from backhaul.cli.app import app
 from backhaul.engine.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
+from conftest import Builder, keys_of
 
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 REFUSED = {"3": "email domain is blocked", "7": "contact is archived"}
@@ -22,9 +22,7 @@ def _cli(project: Builder, *args: str) -> tuple[int, str, str]:
 
 
 def _sent_ids(receiver: WebhookReceiver, start: int) -> list[str]:
-    return sorted(
-        str(rec["id"]) for r in receiver.requests[start:] for rec in r.json["records"]
-    )
+    return sorted(str(rec["id"]) for r in receiver.requests[start:] for rec in r.json["records"])
 
 
 def test_webhook_rejections_are_kept_shown_and_retried(
@@ -112,7 +110,8 @@ def test_postgres_check_constraint_rejects_some_rows_and_writes_the_rest(
     project.users(100)  # score = id % 97: ids 90..96 break the constraint
     project.destination("pg", type="postgres", url=pg_db, table="contacts")
     project.sync(
-        "s", destination="pg",
+        "s",
+        destination="pg",
         mappings=[*MAPPINGS, {"column": "score", "field": "score"}],
     )
 
