@@ -66,7 +66,7 @@ class ModelConfig(Strict):
     description: str | None = None
     tags: list[str] = []
 
-    @field_validator("primary_key", mode="before")
+    @field_validator("primary_key", mode="before", json_schema_input_type=str | list[str])
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -139,7 +139,7 @@ class MatchConfig(Strict):
         "key columns map to).",
     )
 
-    @field_validator("fields", mode="before")
+    @field_validator("fields", mode="before", json_schema_input_type=str | list[str])
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_origin
 
 from pydantic import BaseModel, Field, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
 
 from backhaul.config.models import ModelConfig, ProjectConfig, SyncConfig
 from backhaul.plugins import Registry
@@ -37,28 +35,6 @@ TITLES = {
     "sync": "Backhaul sync (syncs/*.yml)",
 }
 FOLDER_OF = {"source": "sources", "model": "models", "destination": "destinations", "sync": "syncs"}
-
-
-class _Generator(GenerateJsonSchema):
-    """Pydantic's generator, plus: a list behind a ``_one_or_many`` validator takes one item.
-
-    The models accept ``primary_key: id`` as well as ``primary_key: [id, email]`` through a
-    before-validator that pydantic cannot see into; without this, editors would flag the
-    single-value form as an error.
-    """
-
-    def function_before_schema(
-        self, schema: core_schema.BeforeValidatorFunctionSchema
-    ) -> JsonSchemaValue:
-        out = super().function_before_schema(schema)
-        func = schema["function"]["function"]
-        if getattr(func, "__name__", "") == "_one_or_many" and "items" in out:
-            array = {k: v for k, v in out.items() if k != "title"}
-            widened: JsonSchemaValue = {"anyOf": [out["items"], array]}
-            if "title" in out:
-                widened["title"] = out["title"]
-            return widened
-        return out
 
 
 @dataclass
@@ -124,7 +100,7 @@ def schema_bundle(registry: Registry | None = None) -> SchemaBundle:
     warnings: list[str] = []
     schemas: dict[str, dict[str, Any]] = {}
     for kind, type_ in _kinds(registry, warnings).items():
-        body = TypeAdapter(type_).json_schema(schema_generator=_Generator)
+        body = TypeAdapter(type_).json_schema()
         schema: dict[str, Any] = {"$schema": DIALECT, "title": TITLES[kind], **body}
         schema["title"] = TITLES[kind]
         if warnings and kind in ("source", "destination"):
@@ -147,9 +123,7 @@ def project_schema(registry: Registry | None = None) -> dict[str, Any]:
     kinds = _kinds(registry, warnings)
     mode: Literal["validation"] = "validation"
     inputs = [(kind, mode, TypeAdapter(tp)) for kind, tp in kinds.items()]
-    refs, shared = TypeAdapter.json_schemas(
-        inputs, ref_template="#/$defs/{model}", schema_generator=_Generator
-    )
+    refs, shared = TypeAdapter.json_schemas(inputs, ref_template="#/$defs/{model}")
     defs: dict[str, Any] = dict(shared.get("$defs", {}))
     for (kind, _), schema in refs.items():
         if kind in defs:  # pragma: no cover - a model named like a kind
