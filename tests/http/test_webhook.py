@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import socket
@@ -351,3 +352,22 @@ def test_receiver_stops_cleanly() -> None:
     with socket.socket() as sock:  # the port is free again
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+def test_one_destination_used_from_two_event_loops(
+    tmp_path: Path, recorder: MemoryRecorder, receiver: WebhookReceiver
+) -> None:
+    dest = open_webhook(
+        tmp_path, recorder, url=receiver.url, check_url=f"{receiver.base_url}/health"
+    )
+    asyncio.run(dest.check())
+
+    async def write_and_close() -> list[Any]:
+        try:
+            return await dest.write(make_batch(PEOPLE[:2]))
+        finally:
+            await dest.close()
+
+    results = asyncio.run(write_and_close())
+    assert [r.status for r in results] == [RecordStatus.OK] * 2
+    assert sorted(receiver.records) == ["1", "2"]

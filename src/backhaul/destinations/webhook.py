@@ -121,6 +121,7 @@ class WebhookDestination:
         for name, value in config.headers.items():
             if name.lower() not in PLAIN_HEADERS:
                 self.redactor.add(value)
+            if name.lower() in ("authorization", "proxy-authorization"):
                 # "Bearer <token>": the token alone may show up elsewhere too.
                 self.redactor.add(value.partition(" ")[2])
         for key, url in (("url", config.url), ("check_url", config.check_url)):
@@ -152,7 +153,11 @@ class WebhookDestination:
     async def check(self) -> None:
         """GET ``check_url`` when configured; otherwise make sure the host takes connections."""
         if self.config.check_url:
-            result = await self.client.request("GET", self.config.check_url)
+            try:
+                result = await self.client.request("GET", self.config.check_url)
+            finally:
+                # A check is one-off and may run in another event loop than the writes.
+                await self.client.aclose()
             if not result.ok:
                 raise DestinationError(
                     f"webhook check_url answered {result.error}: check `check_url` "

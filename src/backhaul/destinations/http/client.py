@@ -163,13 +163,28 @@ class HttpClient:
         self._pause_hint = pause_hint
         self._sleep = sleep
         self._rand = rand
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, pool=None),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers=dict(headers or {}),
-            transport=transport,
-            follow_redirects=False,
+        self._limits = httpx.Limits(
+            max_connections=concurrency, max_keepalive_connections=concurrency
         )
+        self._headers = dict(headers or {})
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        # Pooled connections belong to the event loop that opened them: a client built outside
+        # a loop, or used by check() in one loop and write() in another, gets its own pool.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout, pool=None),
+                limits=self._limits,
+                headers=self._headers,
+                transport=self._transport,
+                follow_redirects=False,
+            )
+            self._loop = loop
+        return self._client
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -179,7 +194,9 @@ class HttpClient:
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._client.aclose()
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
 
     async def request(
         self,
@@ -231,10 +248,11 @@ class HttpClient:
         while True:
             attempt += 1
             await self.limiter.acquire()
-            request = self._client.build_request(method, target, content=body, headers=send_headers)
+            http = self._http()
+            request = http.build_request(method, target, content=body, headers=send_headers)
             started = time.perf_counter()
             try:
-                response = await self._client.send(request)
+                response = await http.send(request)
             except httpx.HTTPError as exc:
                 problem = self._describe(exc)
                 self._record(request, None, started, attempt, error=problem)
