@@ -46,7 +46,9 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
     if not ws.read_only:
         snapshots.fold_acks(con, layout)
         snap = "st.snapshot"
-    elif ws.has_state and snapshots.has_table(con, "acks"):
+    elif ws.has_state and snapshots.has_table(con, "acks") and scalar(
+        con, "SELECT count(*) FROM st.acks"
+    ):
         snap = snapshots.folded_copy(con, layout)
     else:
         snap = "st.snapshot"
@@ -67,55 +69,55 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
         f"{ws.mapper.fingerprint_expr('m')} AS fp, {bad} AS bad FROM {ws.model_sql} AS m"
     )
 
-    kcols = ", ".join(f"k{i}" for i in range(n))
-    gk = ", ".join(f"coalesce(g.k{i}, s.k{i}) AS k{i}" for i in range(n))
-    null_key = " OR ".join(f"g.k{i} IS NULL" for i in range(n))
-    # A key is "present in the model" when its group exists; null keys form groups too.
-    resend = "TRUE" if (full_resync or drift) else "j.fp <> j.snap_fp"
+    null_key = " OR ".join(f"c.k{i} IS NULL" for i in range(n))
+    resend = "TRUE" if (full_resync or drift) else "c.fp <> s.fp"
+    has_rejected = bool(scalar(con, "SELECT count(*) FROM st.rejected"))
+    retry_join = f"LEFT JOIN st.rejected r ON {_on('s', 'r', n)}" if has_rejected else ""
+    retried = "r.k0 IS NOT NULL" if has_rejected else "FALSE"
+    # fp is never null for a model row, so it tells which side of the join a row came from.
     con.execute(
         f"""
         CREATE OR REPLACE TABLE work.plan AS
-        WITH g AS (
-            SELECT {kcols}, count(*) AS n, any_value(fp) AS fp, any_value(bad) AS bad
-            FROM work.cur GROUP BY ALL
-        ),
-        j AS (
-            SELECT {gk}, g.n, g.fp, g.bad, s.fp AS snap_fp, ({null_key}) AS null_key,
-                   s.k0 IS NOT NULL AS in_snapshot
-            FROM g FULL OUTER JOIN {snap} s ON {_on('g', 's', n)}
-        )
-        SELECT j.* EXCLUDE (snap_fp, null_key, in_snapshot, bad),
+        SELECT {", ".join(f"coalesce(c.k{i}, s.k{i}) AS k{i}" for i in range(n))},
+            1::BIGINT AS n, c.fp,
             CASE
-                WHEN j.n IS NULL THEN 'remove'
-                WHEN j.null_key AND NOT j.in_snapshot THEN 'invalid'
-                WHEN j.n > 1 THEN 'invalid'
-                WHEN j.bad IS NOT NULL THEN 'invalid'
-                WHEN NOT j.in_snapshot THEN 'add'
+                WHEN c.fp IS NULL THEN 'remove'
+                WHEN {null_key} THEN 'invalid'
+                WHEN c.bad IS NOT NULL THEN 'invalid'
+                WHEN s.fp IS NULL THEN 'add'
                 WHEN {resend} THEN 'change'
-                WHEN r.k0 IS NOT NULL THEN 'retry'
+                WHEN {retried} THEN 'retry'
                 ELSE 'unchanged'
             END AS op,
             CASE
-                WHEN j.n IS NULL THEN NULL
-                WHEN j.null_key AND NOT j.in_snapshot THEN 'null primary key'
-                WHEN j.n > 1 THEN 'duplicate primary key (' || j.n || ' rows share it)'
-                ELSE j.bad
+                WHEN c.fp IS NULL THEN NULL
+                WHEN {null_key} THEN 'null primary key'
+                ELSE c.bad
             END AS reason
-        FROM j LEFT JOIN st.rejected r ON {_on('j', 'r', n)}
-        WHERE j.n IS NULL OR j.n > 1 OR j.bad IS NOT NULL OR NOT j.in_snapshot
-           OR ({resend}) OR r.k0 IS NOT NULL
+        FROM work.cur c FULL OUTER JOIN {snap} s ON {_on('c', 's', n)}
+        {retry_join}
+        WHERE c.fp IS NULL OR s.fp IS NULL OR c.bad IS NOT NULL OR ({resend}) OR {retried}
         """
     )
+    # Duplicated keys: every row sharing the key is invalid; the key is neither sent nor removed.
+    kcols = ", ".join(f"k{i}" for i in range(n))
+    not_null = " AND ".join(f"k{i} IS NOT NULL" for i in range(n))
+    con.execute(
+        f"CREATE OR REPLACE TABLE work.dups AS SELECT {kcols}, count(*) AS n FROM work.cur "
+        f"WHERE {not_null} GROUP BY ALL HAVING count(*) > 1"
+    )
+    if scalar(con, "SELECT count(*) FROM work.dups"):
+        con.execute(f"DELETE FROM work.plan p USING work.dups d WHERE {_on('p', 'd', n)}")
+        con.execute(
+            f"INSERT INTO work.plan BY NAME SELECT {kcols}, n, NULL AS fp, 'invalid' AS op, "
+            "'duplicate primary key (' || n || ' rows share it)' AS reason FROM work.dups"
+        )
+    con.execute("DELETE FROM work.plan WHERE op = 'unchanged'")
     if full_resync:
         con.execute("DELETE FROM work.plan WHERE op = 'remove'")  # deletes stay off
     counts = Counts()
     counts.queried = int(scalar(con, "SELECT count(*) FROM work.cur") or 0)
-    by_op = dict(
-        con.execute(
-            "SELECT op, sum(CASE WHEN op = 'invalid' THEN n ELSE 1 END)::BIGINT "
-            "FROM work.plan GROUP BY op"
-        ).fetchall()
-    )
+    by_op = dict(con.execute("SELECT op, sum(n)::BIGINT FROM work.plan GROUP BY op").fetchall())
     counts.added = int(by_op.get("add", 0))
     counts.changed = int(by_op.get("change", 0))
     counts.removed = int(by_op.get("remove", 0))
