@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,13 +61,14 @@ def run(
     force: bool = False,
     events: EventSink = ignore,
     trigger: str = "api",
+    cancel: threading.Event | None = None,
 ) -> RunSummary:
-    """Run one sync and return its summary."""
+    """Run one sync and return its summary (``cancel`` stops it between batches)."""
     from backhaul.engine.runner import run_sync
 
     with open_store(project) as store:
         return run_sync(project, sync, store=store, full_resync=full_resync, force=force,
-                        events=events, trigger=trigger)
+                        events=events, trigger=trigger, cancel=cancel)
 
 
 def reset(project: Project, sync: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -107,7 +108,15 @@ class RunOptions:
 class SyncRun:
     """State of one run in progress."""
 
-    def __init__(self, project: Project, sync: SyncDef, store: Any, events: EventSink) -> None:
+    def __init__(
+        self,
+        project: Project,
+        sync: SyncDef,
+        store: Any,
+        events: EventSink,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.cancel = cancel or threading.Event()
         self.project = project
         self.sync = sync
         self.store = store
@@ -165,7 +174,10 @@ class SyncRun:
             c = self.summary.counts
             if plan.fingerprint_drift and not c.rejected and self.summary.error is None:
                 snapshots.set_meta(ws.con, "fp_canary", snapshots.canary(ws.con))
-            if self.summary.error is not None:
+            if self.cancel.is_set() and self.summary.error is None:
+                self.summary.status = RunStatus.CANCELLED
+                self.summary.error = "cancelled on request; rows not yet sent stay pending"
+            elif self.summary.error is not None:
                 self.summary.status = RunStatus.FAILED
             elif c.rejected:
                 self.summary.status = RunStatus.PARTIAL
@@ -252,7 +264,7 @@ class SyncRun:
 
             async def handle(idx: int) -> None:
                 try:
-                    if stop.is_set():
+                    if stop.is_set() or self.cancel.is_set():
                         return
                     await self._chunk(dest, idx, batch_size, total, progress)
                 except DestinationError as exc:
@@ -264,7 +276,7 @@ class SyncRun:
 
             for idx in range((total + batch_size - 1) // batch_size):
                 await sem.acquire()
-                if stop.is_set():
+                if stop.is_set() or self.cancel.is_set():
                     sem.release()
                     break
                 tasks.append(asyncio.create_task(handle(idx)))
@@ -337,13 +349,16 @@ def run_sync(
     force: bool = False,
     events: EventSink = ignore,
     trigger: str = "cli",
+    cancel: threading.Event | None = None,
 ) -> RunSummary:
     """Run one sync to completion and return its summary.
 
+    Setting ``cancel`` stops the run between batches: what was acknowledged stays
+    committed, the rest stays pending, and the run ends with status ``cancelled``.
     Raises :class:`ConfigError` (before any state changes) when the sync cannot start.
     """
     sync = project.sync(name)
-    return SyncRun(project, sync, store, events).execute(
+    return SyncRun(project, sync, store, events, cancel).execute(
         RunOptions(full_resync=full_resync, force=force, trigger=trigger)
     )
 
