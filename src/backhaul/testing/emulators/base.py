@@ -1,0 +1,320 @@
+"""What every vendor emulator shares: serving, fault switches, rate windows, inspection.
+
+A vendor emulator subclasses :class:`Emulator`, keeps its records in memory, declares its
+routes, and says how the vendor answers a rate limit and an error. The base wraps every
+route so the fault switches apply uniformly, records each call, and adds a control API
+under ``/_emulator`` so tests (and people using ``backhaul sandbox``) can inspect state and
+inject faults over HTTP.
+
+Tests assert on the emulator's resulting records (``emulator.state()``), not on requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from backhaul.testing.server import LoopbackServer
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request an emulator received (after auth; faulted ones included)."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    json: Any
+    status: int = 0
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # "status" | "rate_limit" | "timeout" | "drop"
+    status: int = 500
+    seconds: float = 0.0
+
+
+class Faults:
+    """Fault switches. Queued faults hit the next requests in order; the rest persist."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Fault] = deque()
+        self.latency = 0.0
+        self.transient_rate = 0.0
+        self._rng = random.Random(seed)
+        self.rejects: dict[str, str] = {}
+
+    def fail_next(self, n: int = 1, status: int = 500) -> None:
+        """Answer the next ``n`` requests with ``status`` (the vendor's error shape)."""
+        self._push(n, Fault("status", status=status))
+
+    def rate_limit_next(self, n: int = 1, retry_after: float = 1.0) -> None:
+        """Answer the next ``n`` requests the way the vendor signals a rate limit."""
+        self._push(n, Fault("rate_limit", seconds=retry_after))
+
+    def timeout_next(self, n: int = 1, seconds: float = 5.0) -> None:
+        """Hold the next ``n`` requests this long before answering (client timeouts)."""
+        self._push(n, Fault("timeout", seconds=seconds))
+
+    def drop_next(self, n: int = 1) -> None:
+        """Close the connection of the next ``n`` requests without an answer."""
+        self._push(n, Fault("drop"))
+
+    def fail_randomly(self, rate: float, seed: int | None = None) -> None:
+        """Fail this share of requests with a 503 (seeded, so runs repeat)."""
+        if not 0 <= rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+        with self._lock:
+            self.transient_rate = rate
+            if seed is not None:
+                self._rng = random.Random(seed)
+
+    def reject(self, errors: dict[str, str]) -> None:
+        """Refuse records whose identity value is a key of ``errors``, with that error."""
+        with self._lock:
+            self.rejects.update({str(k): v for k, v in errors.items()})
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.latency = 0.0
+            self.transient_rate = 0.0
+            self.rejects.clear()
+
+    def next(self) -> Fault | None:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+            if self.transient_rate and self._rng.random() < self.transient_rate:
+                return Fault("status", status=503)
+        return None
+
+    def _push(self, n: int, fault: Fault) -> None:
+        if n < 0:
+            raise ValueError("n must not be negative")
+        with self._lock:
+            self._queue.extend([fault] * n)
+
+
+class SlidingWindow:
+    """A rolling-window request counter, as vendors describe their burst limits."""
+
+    def __init__(self, limit: int, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.seconds = seconds
+        self.clock = clock
+        self._hits: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.refused = 0
+
+    def hit(self) -> tuple[bool, int, float]:
+        """Count one request: (allowed, remaining in window, seconds until a slot frees)."""
+        now = self.clock()
+        with self._lock:
+            while self._hits and self._hits[0] <= now - self.seconds:
+                self._hits.popleft()
+            if len(self._hits) >= self.limit:
+                self.refused += 1
+                return False, 0, self._hits[0] + self.seconds - now
+            self._hits.append(now)
+            return True, self.limit - len(self._hits), 0.0
+
+
+class Emulator:
+    """Base of a vendor emulator. Subclasses implement the ``vendor_*`` hooks."""
+
+    vendor: ClassVar[str] = "vendor"
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.faults = Faults(seed)
+        self.lock = threading.RLock()
+        self.calls: list[Call] = []
+        self.server: EmulatorServer | None = None
+
+    # -- hooks for subclasses ------------------------------------------------------------
+
+    def vendor_routes(self) -> list[BaseRoute]:
+        """The vendor's API routes."""
+        raise NotImplementedError
+
+    def vendor_error(self, status: int, message: str) -> Response:
+        """An error answer in the vendor's shape."""
+        return JSONResponse({"error": message}, status_code=status)
+
+    def vendor_rate_limited(self, retry_after: float) -> Response:
+        """How the vendor answers a request over its rate limit."""
+        return JSONResponse(
+            {"error": "rate limited"},
+            status_code=429,
+            headers={"Retry-After": f"{max(1, round(retry_after))}"},
+        )
+
+    def vendor_state(self) -> dict[str, Any]:
+        """The records the emulator holds, for inspection."""
+        return {}
+
+    def vendor_reset(self) -> None:
+        """Forget every record."""
+
+    def credentials(self) -> dict[str, str]:
+        """What a user puts in a destination file to reach this emulator."""
+        return {}
+
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        """A destination file's content pointing at this emulator."""
+        return {}
+
+    # -- shared behaviour ------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            snapshot: dict[str, Any] = json.loads(json.dumps(self.vendor_state(), default=str))
+        return snapshot
+
+    def reset(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self.vendor_reset()
+        self.faults.clear()
+
+    def app(self) -> Starlette:
+        routes: list[BaseRoute] = [
+            Route("/_emulator/state", self._control_state, methods=["GET"]),
+            Route("/_emulator/calls", self._control_calls, methods=["GET"]),
+            Route("/_emulator/reset", self._control_reset, methods=["POST"]),
+            Route("/_emulator/faults", self._control_faults, methods=["POST"]),
+        ]
+        for route in self.vendor_routes():
+            if isinstance(route, Route):
+                routes.append(
+                    Route(route.path, self._wrap(route.endpoint), methods=list(route.methods or []))
+                )
+            else:
+                routes.append(route)
+        return Starlette(routes=routes)
+
+    def record(self, request: Request, body: Any, status: int) -> None:
+        with self.lock:
+            self.calls.append(
+                Call(
+                    request.method,
+                    request.url.path,
+                    request.url.query,
+                    {k.lower(): v for k, v in request.headers.items()},
+                    body,
+                    status,
+                )
+            )
+
+    def _wrap(self, endpoint: Any) -> Endpoint:
+        async def handler(request: Request) -> Response:
+            raw = await request.body()
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+            if self.faults.latency:
+                await asyncio.sleep(self.faults.latency)
+            fault = self.faults.next()
+            if fault is not None:
+                early = await self._inject(fault, request)
+                if early is not None:
+                    self.record(request, body, early.status_code)
+                    return early
+            response: Response = await endpoint(request)
+            self.record(request, body, response.status_code)
+            return response
+
+        return handler
+
+    async def _inject(self, fault: Fault, request: Request) -> Response | None:
+        if fault.kind == "status":
+            return self.vendor_error(fault.status, f"injected failure {fault.status}")
+        if fault.kind == "rate_limit":
+            return self.vendor_rate_limited(fault.seconds)
+        if fault.kind == "drop":
+            if self.server is not None:
+                self.server.abort(request)
+            for _ in range(20):
+                await asyncio.sleep(0)
+            return Response(status_code=204)
+        deadline = time.monotonic() + fault.seconds
+        stopping = self.server.stopping if self.server else threading.Event()
+        while time.monotonic() < deadline and not stopping.is_set():
+            await asyncio.sleep(0.02)
+            if await request.is_disconnected():
+                return Response(status_code=204)
+        return None
+
+    async def _control_state(self, request: Request) -> Response:
+        return JSONResponse(self.state())
+
+    async def _control_calls(self, request: Request) -> Response:
+        with self.lock:
+            calls = [
+                {"method": c.method, "path": c.path, "status": c.status, "at": c.at}
+                for c in self.calls
+            ]
+        return JSONResponse({"calls": calls})
+
+    async def _control_reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True})
+
+    async def _control_faults(self, request: Request) -> Response:
+        """``{"fail_next": 2, "status": 500}``, ``{"rate_limit_next": 1}``,
+        ``{"timeout_next": 1, "seconds": 3}``, ``{"drop_next": 1}``, ``{"latency": 0.2}``,
+        ``{"fail_randomly": 0.2}``, ``{"reject": {"key": "error"}}``, ``{"clear": true}``."""
+        try:
+            spec = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "send a JSON object"}, status_code=400)
+        f = self.faults
+        if spec.get("clear"):
+            f.clear()
+        if "fail_next" in spec:
+            f.fail_next(int(spec["fail_next"]), int(spec.get("status", 500)))
+        if "rate_limit_next" in spec:
+            f.rate_limit_next(int(spec["rate_limit_next"]), float(spec.get("retry_after", 1)))
+        if "timeout_next" in spec:
+            f.timeout_next(int(spec["timeout_next"]), float(spec.get("seconds", 5)))
+        if "drop_next" in spec:
+            f.drop_next(int(spec["drop_next"]))
+        if "latency" in spec:
+            f.latency = float(spec["latency"])
+        if "fail_randomly" in spec:
+            f.fail_randomly(float(spec["fail_randomly"]))
+        if "reject" in spec:
+            f.reject({str(k): str(v) for k, v in dict(spec["reject"]).items()})
+        return JSONResponse({"ok": True})
+
+
+class EmulatorServer(LoopbackServer):
+    """Serves one emulator on loopback; ``.url`` is its base URL."""
+
+    def __init__(self, emulator: Emulator, *, port: int = 0) -> None:
+        super().__init__(emulator.app(), name=f"{emulator.vendor}-emulator", port=port)
+        self.emulator = emulator
+        emulator.server = self
+
+    def __enter__(self) -> EmulatorServer:
+        self.start()
+        return self
