@@ -136,3 +136,34 @@ def test_postgres_check_constraint_rejects_some_rows_and_writes_the_rest(
         count = conn.execute("SELECT count(*) FROM contacts").fetchall()[0][0]
     assert count == 100
     assert project.run("s").counts.planned == 0
+
+
+def test_a_rejected_delete_stays_pending_and_is_retried(
+    project: Builder, receiver: WebhookReceiver
+) -> None:
+    project.users(20)
+    project.webhook_destination(receiver)
+    project.sync("s", destination="hook", mode="mirror", mappings=MAPPINGS)
+    project.run("s")
+    project.sql("DELETE FROM users WHERE id IN (4, 5)")
+    receiver.reject_keys({"4": "record is locked"})
+
+    first = project.run("s")
+
+    assert first.status is RunStatus.PARTIAL
+    assert {r.key: r.error for r in project.rows(first.run_id, status="rejected")} == {
+        "4": "record is locked"
+    }
+    assert "4" in receiver.records and "5" not in receiver.records
+
+    second = project.run("s")
+    assert second.counts.planned == 1 and second.counts.rejected == 1
+    assert keys_of(project.rows(second.run_id)) == {"4"}
+
+    receiver.reset()  # accepts every key again
+    third = project.run("s")
+    assert third.status is RunStatus.SUCCEEDED and third.counts.succeeded == 1
+    assert [(r.json["operation"], r.json["records"]) for r in receiver.requests] == [
+        ("delete", [{"id": 4}])
+    ]
+    assert project.run("s").counts.planned == 0
