@@ -158,3 +158,27 @@ def test_counts_of_a_run_with_template_errors_add_up(
     assert (c.queried, c.invalid, c.succeeded) == (2, 1, 1)
     assert c.added == 1
     assert c.queried == c.added + c.changed + c.retried + c.unchanged + c.invalid
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a template error's reason holds python-liquid's whole multi-line excerpt "
+    "(source line and caret) instead of one line",
+)
+def test_template_error_reason_is_one_line(project: Builder, receiver: WebhookReceiver) -> None:
+    project.model("users", "SELECT * FROM (VALUES (1, 0)) t(id, parts)")
+    project.webhook_destination(receiver)
+    project.sync(
+        "s",
+        destination="hook",
+        mappings=[
+            {"column": "id", "field": "id"},
+            {"template": "{{ 10 | divided_by: parts }}", "field": "share"},
+        ],
+    )
+
+    run = project.run("s")
+
+    reason = _invalid(project, run.run_id)["1"]
+    assert "divide" in reason
+    assert "\n" not in reason.strip()
