@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from backhaul.engine.summary import RunStatus
+from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder, sqlite_rows
 
@@ -31,8 +31,8 @@ def _snapshot(path: Path) -> list[tuple[object, ...]]:
         con.close()
 
 
-def _counts(summary: object) -> dict[str, int]:
-    return summary.counts.as_dict()  # type: ignore[attr-defined]
+def _counts(summary: RunSummary) -> dict[str, int]:
+    return summary.counts.as_dict()
 
 
 def test_removals_above_the_limit_stop_the_run_before_sending(project: Builder) -> None:
