@@ -3,6 +3,7 @@
 # type-check and run every test. Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+bash scripts/system-packages.sh
 bash scripts/services.sh
 ruff check src tests
 mypy
