@@ -1,0 +1,231 @@
+"""Run-history charts as inline SVG, rendered on the server (no JavaScript, no chart library).
+
+Every piece of text that goes into the SVG is escaped here, so the returned
+:class:`~markupsafe.Markup` is safe to drop into a template as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+from markupsafe import Markup
+
+# Series drawn bottom-up in each bar: (attribute, legend label, CSS class).
+SERIES = (
+    ("added", "added", "s-added"),
+    ("changed", "changed", "s-changed"),
+    ("removed", "removed", "s-removed"),
+    ("rejected", "rejected", "s-rejected"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChartRun:
+    """One bar of a run-history chart."""
+
+    label: str  # what the tooltip names the run by (short id, or sync and id)
+    started_at: datetime | None
+    added: int
+    changed: int
+    removed: int
+    rejected: int
+    duration_s: float
+    status: str
+
+    @property
+    def total(self) -> int:
+        return self.added + self.changed + self.removed + self.rejected
+
+
+@dataclass(frozen=True, slots=True)
+class _Box:
+    width: int
+    height: int
+    left: int = 48
+    right: int = 52
+    top: int = 28
+    bottom: int = 24
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.top - self.bottom
+
+    @property
+    def base(self) -> int:
+        return self.top + self.plot_h
+
+
+def nice_max(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
+    if value <= 0:
+        return 1.0
+    power = 1.0
+    while power * 10 <= value:
+        power *= 10
+    while power > value:
+        power /= 10
+    for step in (1, 2, 2.5, 5, 10):
+        if step * power >= value:
+            return step * power
+    return 10 * power  # pragma: no cover - the loop always returns
+
+
+def _num(value: float) -> str:
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:g}M"
+    if value >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
+
+
+def _seconds(value: float) -> str:
+    if value >= 120:
+        return f"{value / 60:.3g} min"
+    return f"{value:.3g} s"
+
+
+def _tooltip(run: ChartRun) -> str:
+    when = run.started_at.strftime("%Y-%m-%d %H:%M UTC") if run.started_at else "not started"
+    return (
+        f"{run.label} · {run.status} · {when}\n"
+        f"added {run.added}, changed {run.changed}, removed {run.removed}, "
+        f"rejected {run.rejected} · {_seconds(run.duration_s)}"
+    )
+
+
+def run_history_svg(
+    runs: Sequence[ChartRun],
+    *,
+    title: str,
+    chart_id: str = "run-history",
+    width: int = 760,
+    height: int = 220,
+) -> Markup:
+    """A stacked bar per run (added/changed/removed/rejected) with a duration line.
+
+    Args:
+        runs: runs oldest first; each becomes one bar, left to right.
+        title: the chart's accessible name (escaped here).
+        chart_id: prefix of the element ids, unique within the page.
+        width: width of the drawing in SVG units (it scales to its container).
+        height: height in SVG units.
+
+    Returns:
+        An ``<svg>`` element with a ``<title>``, a ``<desc>`` summary and a tooltip per bar.
+    """
+    box = _Box(width, height)
+    uid = escape(chart_id)
+    parts: list[str] = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{uid}-t">{escape(title)}</title>',
+        f'<desc id="{uid}-d">{escape(_description(runs))}</desc>',
+    ]
+    if not runs:
+        parts.append(
+            f'<text class="empty" x="{width / 2:g}" y="{height / 2:g}" '
+            'text-anchor="middle">No runs yet</text></svg>'
+        )
+        return Markup("".join(parts))  # every text above is escaped
+
+    rows_max = nice_max(max(r.total for r in runs))
+    secs_max = nice_max(max(r.duration_s for r in runs))
+    parts += _axes(box, rows_max, secs_max)
+
+    slot = box.plot_w / len(runs)
+    bar_w = max(1.0, min(28.0, slot * 0.7))
+    points: list[tuple[float, float]] = []
+    for i, run in enumerate(runs):
+        x = box.left + slot * i + (slot - bar_w) / 2
+        parts.append(f'<g class="bar"><title>{escape(_tooltip(run))}</title>')
+        y = float(box.base)
+        for attr, _label, css in SERIES:
+            value = int(getattr(run, attr))
+            if value <= 0:
+                continue
+            h = value / rows_max * box.plot_h
+            y -= h
+            parts.append(
+                f'<rect class="{css}" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" '
+                f'height="{max(h, 0.5):.1f}"/>'
+            )
+        if run.total == 0:
+            # A run that sent nothing still gets a sliver, so it is visible and hoverable.
+            parts.append(
+                f'<rect class="s-none" x="{x:.1f}" y="{box.base - 1:.1f}" '
+                f'width="{bar_w:.1f}" height="1"/>'
+            )
+        parts.append("</g>")
+        cy = box.base - run.duration_s / secs_max * box.plot_h
+        points.append((x + bar_w / 2, cy))
+
+    line = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+    parts.append(f'<polyline class="duration" points="{line}"/>')
+    parts += [
+        f'<circle class="duration-dot" cx="{px:.1f}" cy="{py:.1f}" r="2.5"/>' for px, py in points
+    ]
+    parts += _legend(box)
+    parts.append("</svg>")
+    return Markup("".join(parts))  # every text above is escaped
+
+
+def _description(runs: Sequence[ChartRun]) -> str:
+    if not runs:
+        return "No runs recorded yet."
+    totals = {attr: sum(int(getattr(r, attr)) for r in runs) for attr, _, _ in SERIES}
+    longest = max(r.duration_s for r in runs)
+    return (
+        f"{len(runs)} runs, oldest to newest. In total: "
+        + ", ".join(f"{n} {name}" for name, n in totals.items())
+        + f". Longest run {_seconds(longest)}."
+    )
+
+
+def _axes(box: _Box, rows_max: float, secs_max: float) -> list[str]:
+    out: list[str] = []
+    for frac in (0.0, 0.5, 1.0):
+        y = box.base - frac * box.plot_h
+        out.append(
+            f'<line class="grid" x1="{box.left}" y1="{y:.1f}" '
+            f'x2="{box.left + box.plot_w}" y2="{y:.1f}"/>'
+        )
+        out.append(
+            f'<text class="axis" x="{box.left - 6}" y="{y + 4:.1f}" '
+            f'text-anchor="end">{_num(rows_max * frac)}</text>'
+        )
+        out.append(
+            f'<text class="axis axis-duration" x="{box.left + box.plot_w + 6}" '
+            f'y="{y + 4:.1f}">{_seconds(secs_max * frac)}</text>'
+        )
+    out.append(
+        f'<text class="axis" x="{box.left - 6}" y="{box.top - 12}" text-anchor="end">rows</text>'
+    )
+    out.append(
+        f'<text class="axis axis-duration" x="{box.left + box.plot_w + 6}" '
+        f'y="{box.top - 12}">duration</text>'
+    )
+    return out
+
+
+def _legend(box: _Box) -> list[str]:
+    out = ['<g class="legend">']
+    x = box.left + 40
+    y = box.top - 16
+    for _attr, label, css in SERIES:
+        out.append(f'<rect class="{css}" x="{x}" y="{y}" width="10" height="10"/>')
+        out.append(f'<text x="{x + 14}" y="{y + 9}">{label}</text>')
+        x += 24 + 7 * len(label)
+    out.append(f'<line class="duration" x1="{x}" y1="{y + 5}" x2="{x + 14}" y2="{y + 5}"/>')
+    out.append(f'<text x="{x + 18}" y="{y + 9}">duration</text>')
+    out.append("</g>")
+    return out
+
+
+__all__ = ["SERIES", "ChartRun", "nice_max", "run_history_svg"]
