@@ -130,3 +130,40 @@ http_calls = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Index("ix_http_calls_run_id", "run_id"),
 )
+
+# -- web app: users, API tokens and the audit log (migration 0002) -------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),  # argon2id, never the password
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the token
+    Column("prefix", String(16), nullable=False),  # first characters, to recognise a token
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=True),  # username, or None for anonymous
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=True),
+    Column("details", Text, nullable=True),  # JSON object
+    Column("ip", String(64), nullable=True),
+    Index("ix_audit_log_at", "at"),
+)
