@@ -18,6 +18,7 @@ BUILTIN_DESTINATIONS = {
     "duckdb": "backhaul.destinations.duckdb_table:DuckDBDestination",
     "file": "backhaul.destinations.files:FileDestination",
     "webhook": "backhaul.destinations.webhook:WebhookDestination",
+    "slack": "backhaul.destinations.slack:SlackDestination",
 }
 BUILTIN_SOURCES = {
     "duckdb": "backhaul.sources.duckdb:DuckDBSource",
