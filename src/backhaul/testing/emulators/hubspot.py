@@ -1,0 +1,873 @@
+"""A HubSpot CRM v3 objects emulator: contacts, companies, deals and custom objects.
+
+It keeps records in memory with HubSpot's identity rules (``hs_object_id`` assigned on
+create, upsert by a property whose ``hasUniqueValue`` is true), checks the bearer token,
+caps batches at 100 inputs, answers partial failures with 207 and errors keyed by
+``objectWriteTraceId``, and enforces the burst limit (a rolling window, 100 requests per
+10 s by default) with HubSpot's 429 body and ``X-HubSpot-RateLimit-*`` headers.
+
+Both path styles are served: ``/crm/v3/objects/...`` and the date-versioned
+``/crm/objects/{version}/...`` (likewise for properties).
+
+Example:
+    >>> hub = HubSpotEmulator(burst_limit=10, burst_seconds=1.0)  # doctest: +SKIP
+    >>> with EmulatorServer(hub) as server:  # doctest: +SKIP
+    ...     run_a_sync(base_url=server.url, token=hub.token)
+    ...     hub.records("contacts")["ada@example.com"]["firstname"]
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from backhaul.testing.emulators.base import Emulator, Endpoint, SlidingWindow
+
+DEFAULT_TOKEN = "pat-na1-00000000-0000-4000-8000-emulator0001"
+OBJECT_PREFIXES = ("/crm/v3/objects/{object_type}", "/crm/objects/{version}/{object_type}")
+PROPERTY_PREFIXES = ("/crm/v3/properties/{object_type}", "/crm/properties/{version}/{object_type}")
+READ_ONLY = ("hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate")
+
+
+def prop(
+    name: str,
+    *,
+    type: str = "string",
+    field_type: str = "text",
+    group: str = "information",
+    unique: bool = False,
+    read_only: bool = False,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """A property definition as ``GET /crm/v3/properties/{objectType}`` lists it."""
+    return {
+        "name": name,
+        "label": label or name.replace("_", " ").capitalize(),
+        "type": type,
+        "fieldType": field_type,
+        "groupName": group,
+        "description": "",
+        "options": [],
+        "displayOrder": -1,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": unique,
+        "hidden": False,
+        "formField": not read_only,
+        "modificationMetadata": {
+            "archivable": not read_only,
+            "readOnlyDefinition": True,
+            "readOnlyValue": read_only,
+        },
+    }
+
+
+def _defaults(extra: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    stamps = [prop(n, type="datetime", field_type="date", read_only=True) for n in READ_ONLY[1:]]
+    base = [prop("hs_object_id", type="number", field_type="number", read_only=True), *stamps]
+    return {p["name"]: p for p in [*base, *extra]}
+
+
+def default_properties(object_type: str) -> dict[str, dict[str, Any]]:
+    """The built-in properties of a standard object (a small, typical subset)."""
+    if object_type == "contacts":
+        names = ("firstname", "lastname", "phone", "company", "jobtitle", "city", "country")
+        return _defaults(
+            [
+                prop("email", unique=True, group="contactinformation"),
+                prop("lifecyclestage", field_type="select"),
+                *(prop(n, group="contactinformation") for n in names),
+            ]
+        )
+    if object_type == "companies":
+        return _defaults(
+            [
+                prop("domain", unique=True, group="companyinformation"),
+                *(prop(n) for n in ("name", "industry", "phone", "city", "country")),
+                prop("numberofemployees", type="number", field_type="number"),
+                prop("annualrevenue", type="number", field_type="number"),
+            ]
+        )
+    if object_type == "deals":
+        return _defaults(
+            [
+                prop("dealname"),
+                prop("dealstage", field_type="select"),
+                prop("pipeline", field_type="select"),
+                prop("amount", type="number", field_type="number"),
+                prop("closedate", type="datetime", field_type="date"),
+            ]
+        )
+    return _defaults([prop("name")])
+
+
+@dataclass
+class HubRecord:
+    id: str
+    properties: dict[str, str]
+    created: str
+    updated: str
+
+    def body(
+        self, names: Iterable[str] | None = None, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        wanted = self.properties if names is None else {n: self.properties.get(n) for n in names}
+        props = {**wanted, "hs_object_id": self.id}
+        return {
+            "id": self.id,
+            "properties": props,
+            "createdAt": self.created,
+            "updatedAt": self.updated,
+            "archived": False,
+            **(extra or {}),
+        }
+
+
+@dataclass
+class ObjectType:
+    """One object type: its properties, live records and unique-value indexes."""
+
+    name: str
+    type_id: str
+    label: str  # "CONTACT", for messages
+    properties: dict[str, dict[str, Any]]
+    records: dict[str, HubRecord] = field(default_factory=dict)
+    archived: dict[str, HubRecord] = field(default_factory=dict)
+    index: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Rebuild the value -> id index of every unique property."""
+        self.index = {n: {} for n, p in self.properties.items() if p["hasUniqueValue"]}
+        for rec in self.records.values():
+            for name, values in self.index.items():
+                if rec.properties.get(name):
+                    values[rec.properties[name]] = rec.id
+
+    def unique(self, name: str) -> bool:
+        p = self.properties.get(name)
+        return name == "hs_object_id" or bool(p and p["hasUniqueValue"])
+
+    def find(self, value: str, id_property: str | None) -> HubRecord | None:
+        if not id_property or id_property == "hs_object_id":
+            return self.records.get(value)
+        found = self.index.get(id_property, {}).get(value)
+        return None if found is None else self.records.get(found)
+
+
+@dataclass
+class InputError:
+    """A per-input failure, in HubSpot's shape."""
+
+    status: int
+    category: str
+    message: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def body(self, trace: str | None = None) -> dict[str, Any]:
+        context = dict(self.context)
+        if trace is not None:
+            context["objectWriteTraceId"] = [trace]
+        out: dict[str, Any] = {
+            "status": "error",
+            "category": self.category,
+            "message": self.message,
+            "context": context,
+        }
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _error(status: int, category: str, message: str, **extra: Any) -> JSONResponse:
+    body = {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+        "category": category,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status)
+
+
+class HubSpotEmulator(Emulator):
+    """HubSpot CRM v3 objects, properties and schemas, in memory.
+
+    Args:
+        token: The only bearer token accepted.
+        burst_limit: Requests allowed per ``burst_seconds`` (rolling window), per token.
+        burst_seconds: Length of the burst window (HubSpot: 10 s).
+        daily_limit: Requests allowed in total (``None``: no daily limit).
+        search_per_second: Search requests allowed per second (HubSpot: 4).
+        max_inputs: Most inputs in one batch request (HubSpot: 100).
+        custom_objects: Custom object types to create, by name, with extra property names
+            (plain text properties; add unique ones through the properties API).
+        retry_after_header: Also send ``Retry-After`` on a 429 (HubSpot does not document it).
+        clock: Monotonic clock of the rate windows.
+        seed: Seed of the random fault switch.
+    """
+
+    vendor: ClassVar[str] = "hubspot"
+
+    def __init__(
+        self,
+        *,
+        token: str = DEFAULT_TOKEN,
+        burst_limit: int = 100,
+        burst_seconds: float = 10.0,
+        daily_limit: int | None = 250_000,
+        search_per_second: int = 4,
+        max_inputs: int = 100,
+        custom_objects: Mapping[str, Sequence[str]] | None = None,
+        retry_after_header: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.token = token
+        self.max_inputs = max_inputs
+        self.daily_limit = daily_limit
+        self.daily_used = 0
+        self.retry_after_header = retry_after_header
+        self.window = SlidingWindow(burst_limit, burst_seconds, clock)
+        self.search_window = SlidingWindow(search_per_second, 1.0, clock)
+        self.types: dict[str, ObjectType] = {}
+        self._next_id = 1000
+        self._custom = dict(custom_objects or {})
+        self.vendor_reset()
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def add_object_type(
+        self, name: str, properties: Iterable[dict[str, Any] | str] = ()
+    ) -> ObjectType:
+        """Create a custom object type (also reachable by its ``2-N`` object type id)."""
+        with self.lock:
+            defs = default_properties(name)
+            for p in properties:
+                d = prop(p) if isinstance(p, str) else prop(**p)
+                defs[d["name"]] = d
+            type_id = f"2-{len(self.types) + 1000}"
+            obj = ObjectType(name, type_id, name.upper().rstrip("S"), defs)
+            obj.reindex()
+            self.types[name] = obj
+            return obj
+
+    def add_property(self, object_type: str, name: str, *, unique: bool = False, **kw: Any) -> None:
+        """Add a property to an object type (as ``POST /crm/v3/properties/{type}`` does)."""
+        with self.lock:
+            obj = self.types[object_type]
+            obj.properties[name] = prop(name, unique=unique, **kw)
+            obj.reindex()
+
+    def records(self, object_type: str, key: str | None = None) -> dict[str, dict[str, str]]:
+        """Live records' properties, keyed by ``key``'s value (default: ``hs_object_id``)."""
+        with self.lock:
+            out: dict[str, dict[str, str]] = {}
+            for rec in self.types[object_type].records.values():
+                k = rec.id if key is None else rec.properties.get(key)
+                if k is not None:
+                    out[k] = {**rec.properties, "hs_object_id": rec.id}
+            return out
+
+    # -- Emulator hooks ----------------------------------------------------------------
+
+    def vendor_reset(self) -> None:
+        self.types = {}
+        for name, label in (("contacts", "CONTACT"), ("companies", "COMPANY"), ("deals", "DEAL")):
+            self.types[name] = ObjectType(
+                name, f"0-{len(self.types) + 1}", label, default_properties(name)
+            )
+        for name, props in self._custom.items():
+            self.add_object_type(name, props)
+        self.daily_used = 0
+
+    def vendor_state(self) -> dict[str, Any]:
+        return {name: self.records(name) for name in self.types}
+
+    def vendor_error(self, status: int, message: str) -> Response:
+        category = "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR"
+        return _error(status, category, message)
+
+    def vendor_rate_limited(self, retry_after: float) -> Response:
+        return self._too_many("TEN_SECONDLY_ROLLING", retry_after)
+
+    def credentials(self) -> dict[str, str]:
+        return {"HUBSPOT_TOKEN": self.token}
+
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {"type": "hubspot", "token": "${env:HUBSPOT_TOKEN}", "base_url": base_url}
+
+    def vendor_routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [
+            Route("/crm/v3/schemas", self._create_schema, methods=["POST"]),
+        ]
+        for p in OBJECT_PREFIXES:
+            for verb in ("upsert", "create", "update", "archive", "read"):
+                routes.append(Route(f"{p}/batch/{verb}", self._batch(verb), methods=["POST"]))
+            routes += [
+                Route(f"{p}/search", self._search, methods=["POST"]),
+                Route(p, self._list, methods=["GET"]),
+                Route(p, self._create_one, methods=["POST"]),
+                Route(f"{p}/{{object_id}}", self._one, methods=["GET", "PATCH", "DELETE"]),
+            ]
+        for p in PROPERTY_PREFIXES:
+            routes += [
+                Route(p, self._properties, methods=["GET", "POST"]),
+                Route(f"{p}/{{name}}", self._property, methods=["GET"]),
+            ]
+        return routes
+
+    # -- auth and rate limits (before the fault switches, as HubSpot's edge would) -------
+
+    def _wrap(self, endpoint: Any) -> Endpoint:
+        inner = super()._wrap(endpoint)
+
+        async def handler(request: Request) -> Response:
+            search = request.url.path.endswith("/search")
+            window = self.search_window if search else self.window
+            auth = request.headers.get("authorization", "")
+            if not auth.startswith("Bearer ") or auth[7:] != self.token:
+                await self._record_refusal(request, 401)
+                return self._unauthorized(bool(auth))
+            allowed, remaining, wait = window.hit()
+            if allowed and self.daily_limit is not None:
+                with self.lock:
+                    allowed = self.daily_used < self.daily_limit
+                    self.daily_used += int(allowed)
+                policy = "DAILY"
+            else:
+                policy = "SECONDLY" if search else "TEN_SECONDLY_ROLLING"
+            if not allowed:
+                await self._record_refusal(request, 429)
+                response = self._too_many(policy, wait)
+            else:
+                response = await inner(request)
+            if not search:  # HubSpot sends no rate headers on search answers
+                self._rate_headers(response, remaining)
+            return response
+
+        return handler
+
+    async def _record_refusal(self, request: Request, status: int) -> None:
+        raw = await request.body()
+        self.record(request, raw.decode("utf-8", "replace") or None, status)
+
+    def _rate_headers(self, response: Response, remaining: int) -> None:
+        w = self.window
+        response.headers["X-HubSpot-RateLimit-Max"] = str(w.limit)
+        response.headers["X-HubSpot-RateLimit-Remaining"] = str(remaining)
+        response.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = str(int(w.seconds * 1000))
+        if self.daily_limit is not None:
+            response.headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
+            left = max(0, self.daily_limit - self.daily_used)
+            response.headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(left)
+
+    def _unauthorized(self, sent: bool) -> Response:
+        message = (
+            "The access token is not valid for this account."
+            if sent
+            else "Authentication credentials not found."
+        )
+        return _error(401, "INVALID_AUTHENTICATION", message)
+
+    def _too_many(self, policy: str, wait: float) -> Response:
+        words = {"DAILY": "daily", "SECONDLY": "secondly"}.get(policy, policy.lower())
+        response = _error(
+            429,
+            "RATE_LIMITS",
+            f"You have reached your {words} limit.",
+            errorType="RATE_LIMIT",
+            policyName=policy,
+            requestId=str(uuid.uuid4()),
+        )
+        if self.retry_after_header and wait > 0:
+            response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _type(self, request: Request) -> ObjectType | Response:
+        name = str(request.path_params["object_type"])
+        with self.lock:
+            for obj in self.types.values():
+                if name in (obj.name, obj.type_id):
+                    return obj
+        return _error(400, "VALIDATION_ERROR", f"Unable to infer object type from: {name}")
+
+    def _identity(self, obj: ObjectType, values: Iterable[str | None]) -> InputError | None:
+        """``faults.rejects`` applies to any identity value of an input."""
+        for v in values:
+            if v is not None and v in self.faults.rejects:
+                return InputError(400, "VALIDATION_ERROR", self.faults.rejects[v])
+        return None
+
+    def _check_props(
+        self, obj: ObjectType, props: Any, current: HubRecord | None
+    ) -> InputError | None:
+        if not isinstance(props, dict):
+            return InputError(400, "VALIDATION_ERROR", "properties must be an object")
+        problems: list[dict[str, Any]] = []
+        for name, value in props.items():
+            p = obj.properties.get(name)
+            text = "" if value is None else str(value)
+            if p is None:
+                problems.append(
+                    {
+                        "message": f'Property "{name}" does not exist',
+                        "code": "PROPERTY_DOESNT_EXIST",
+                        "in": name,
+                    }
+                )
+            elif p["modificationMetadata"]["readOnlyValue"]:
+                problems.append(
+                    {
+                        "message": f'Property "{name}" is a read only property',
+                        "code": "READ_ONLY_VALUE",
+                        "in": name,
+                    }
+                )
+            elif p["type"] == "number" and text and not _is_number(text):
+                problems.append(
+                    {
+                        "message": f'"{text}" is not a valid number',
+                        "code": "INVALID_DECIMAL",
+                        "in": name,
+                    }
+                )
+            elif name == "email" and obj.name == "contacts" and text and "@" not in text:
+                problems.append(
+                    {
+                        "message": f"Email address {text} is invalid",
+                        "code": "INVALID_EMAIL",
+                        "in": name,
+                    }
+                )
+            elif p["hasUniqueValue"] and text:
+                owner = obj.index.get(name, {}).get(text)
+                if owner is not None and (current is None or owner != current.id):
+                    return InputError(
+                        409,
+                        "CONFLICT",
+                        f"{obj.label.capitalize()} already exists. Existing ID: {owner}",
+                        context={"id": [owner]},
+                    )
+        if problems:
+            detail = "; ".join(e["message"] for e in problems)
+            return InputError(
+                400, "VALIDATION_ERROR", f"Property values were not valid: {detail}", problems
+            )
+        return None
+
+    def _write(self, obj: ObjectType, rec: HubRecord | None, props: dict[str, Any]) -> HubRecord:
+        now = _now()
+        if rec is None:
+            self._next_id += 1
+            rec = HubRecord(str(self._next_id), {}, now, now)
+            obj.records[rec.id] = rec
+        for name, value in props.items():
+            text = "" if value is None else str(value)
+            old = rec.properties.get(name)
+            if name in obj.index and old:
+                obj.index[name].pop(old, None)
+            if text == "":  # HubSpot clears a property given an empty string
+                rec.properties.pop(name, None)
+            else:
+                rec.properties[name] = text
+                if name in obj.index:
+                    obj.index[name][text] = rec.id
+        rec.updated = now
+        rec.properties["lastmodifieddate"] = now
+        rec.properties.setdefault("createdate", rec.created)
+        return rec
+
+    def _archive(self, obj: ObjectType, rec: HubRecord) -> None:
+        obj.records.pop(rec.id, None)
+        for name, values in obj.index.items():
+            if rec.properties.get(name):
+                values.pop(rec.properties[name], None)
+        obj.archived[rec.id] = rec
+
+    # -- batch endpoints ---------------------------------------------------------------
+
+    def _batch(self, verb: str) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            found = self._type(request)
+            if isinstance(found, Response):
+                return found
+            try:
+                body = await request.json()
+            except ValueError:
+                return _error(400, "VALIDATION_ERROR", "Invalid input JSON: not JSON")
+            inputs = body.get("inputs") if isinstance(body, dict) else None
+            if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+                return _error(400, "VALIDATION_ERROR", "Invalid input JSON: `inputs` is required")
+            if len(inputs) > self.max_inputs:
+                return _error(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"Batch input of {len(inputs)} exceeds the limit of {self.max_inputs} inputs",
+                    errors=[
+                        {
+                            "message": f"size must be between 1 and {self.max_inputs}",
+                            "in": "inputs",
+                            "code": "INVALID_LENGTH",
+                        }
+                    ],
+                )
+            with self.lock:
+                return self._run_batch(verb, found, body, inputs, request)
+
+        return endpoint
+
+    def _run_batch(
+        self,
+        verb: str,
+        obj: ObjectType,
+        body: dict[str, Any],
+        inputs: list[dict[str, Any]],
+        request: Request,
+    ) -> Response:
+        started = _now()
+        id_prop = body.get("idProperty") or request.query_params.get("idProperty")
+        if verb == "upsert":
+            id_prop = inputs[0].get("idProperty", id_prop) if inputs else id_prop
+            if not id_prop:
+                return _error(400, "VALIDATION_ERROR", "idProperty is required for upsert")
+        if id_prop and verb in ("upsert", "read", "update"):
+            if id_prop not in obj.properties:
+                return _error(
+                    400, "VALIDATION_ERROR", f'Property "{id_prop}" does not exist on {obj.name}'
+                )
+            if not obj.unique(id_prop):
+                return _error(
+                    400,
+                    "VALIDATION_ERROR",
+                    f'Property "{id_prop}" is not unique and cannot be used as '
+                    "idProperty; use a property with hasUniqueValue true",
+                )
+        if verb != "create":
+            ids = [str(i.get("id", "")) for i in inputs]
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                return _error(
+                    400, "VALIDATION_ERROR", f"Duplicate IDs found in batch input: {dupes}"
+                )
+        multi = bool(inputs) and all("objectWriteTraceId" in i for i in inputs)
+        plan: list[tuple[dict[str, Any], HubRecord | None, InputError | None]] = []
+        for item in inputs:
+            plan.append(self._plan_input(verb, obj, item, id_prop))
+        errors = [(item, err) for item, _, err in plan if err is not None]
+        if errors and not multi and verb != "read":
+            first = errors[0][1]
+            return _error(
+                first.status,
+                first.category,
+                first.message,
+                errors=first.errors,
+                context=first.context,
+            )
+        results: list[dict[str, Any]] = []
+        for item, rec, err in plan:
+            if err is not None:
+                continue
+            trace = {"objectWriteTraceId": item["objectWriteTraceId"]} if multi else {}
+            if verb == "read":
+                assert rec is not None
+                results.append(rec.body(body.get("properties") or None))
+            elif verb == "archive":
+                if rec is not None:
+                    self._archive(obj, rec)
+            else:
+                props = dict(item.get("properties") or {})
+                is_new = rec is None
+                if verb == "upsert" and is_new:
+                    props.setdefault(str(id_prop), str(item["id"]))
+                rec = self._write(obj, rec, props)
+                extra = {"new": is_new} if verb == "upsert" else {}
+                results.append(rec.body(None, {**extra, **trace}))
+        if verb == "archive":
+            return Response(status_code=204)
+        payload: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "requestedAt": started,
+            "startedAt": started,
+            "completedAt": _now(),
+        }
+        if verb == "read" and errors:
+            missing = [str(item.get("id")) for item, _ in errors]
+            payload["numErrors"] = 1
+            payload["errors"] = [
+                InputError(
+                    404,
+                    "OBJECT_NOT_FOUND",
+                    f"Could not get some {obj.label} objects, they may be deleted or not exist. "
+                    "Check that ids are valid.",
+                    context={"ids": missing},
+                ).body()
+            ]
+            return JSONResponse(payload, status_code=207)
+        if errors:
+            payload["numErrors"] = len(errors)
+            payload["errors"] = [err.body(str(item["objectWriteTraceId"])) for item, err in errors]
+            return JSONResponse(payload, status_code=207)
+        return JSONResponse(payload, status_code=201 if verb == "create" else 200)
+
+    def _plan_input(
+        self, verb: str, obj: ObjectType, item: dict[str, Any], id_prop: str | None
+    ) -> tuple[dict[str, Any], HubRecord | None, InputError | None]:
+        value = None if item.get("id") is None else str(item["id"])
+        props = item.get("properties") or {}
+        own = item.get("idProperty", id_prop)
+        rec = obj.find(value, own) if value is not None else None
+        unique_values = (
+            [str(v) for k, v in dict(props).items() if obj.unique(k)]
+            if isinstance(props, dict)
+            else []
+        )
+        held = [rec.properties.get(n) for n in obj.index] if rec else []
+        refused = self._identity(obj, [value, *unique_values, *held])
+        if verb == "read":
+            return item, rec, None if rec is not None else InputError(404, "OBJECT_NOT_FOUND", "")
+        if refused is not None:
+            return item, rec, refused
+        if verb == "archive":
+            return item, rec, None
+        if verb in ("update",) and rec is None:
+            return (
+                item,
+                None,
+                InputError(
+                    404,
+                    "OBJECT_NOT_FOUND",
+                    f"Object not found. objectId are usually numeric. ({own or 'id'}={value})",
+                ),
+            )
+        if verb == "upsert" and rec is None and own == "hs_object_id":
+            return item, None, InputError(404, "OBJECT_NOT_FOUND", f"No object with id {value}")
+        return item, rec, self._check_props(obj, props, rec if verb != "create" else None)
+
+    # -- single-object endpoints -------------------------------------------------------
+
+    async def _create_one(self, request: Request) -> Response:
+        found = self._type(request)
+        if isinstance(found, Response):
+            return found
+        body = await request.json()
+        props = body.get("properties") if isinstance(body, dict) else None
+        with self.lock:
+            unique_values = [str(v) for k, v in dict(props or {}).items() if found.unique(k)]
+            err = self._identity(found, unique_values) or self._check_props(found, props, None)
+            if err is not None:
+                return JSONResponse(
+                    {**err.body(), "correlationId": str(uuid.uuid4())}, status_code=err.status
+                )
+            rec = self._write(found, None, dict(props or {}))
+            return JSONResponse(rec.body(), status_code=201)
+
+    async def _one(self, request: Request) -> Response:
+        found = self._type(request)
+        if isinstance(found, Response):
+            return found
+        value = str(request.path_params["object_id"])
+        id_prop = request.query_params.get("idProperty")
+        with self.lock:
+            rec = found.find(value, id_prop)
+            if request.method == "DELETE":
+                if rec is not None:
+                    self._archive(found, rec)
+                return Response(status_code=204)
+            if rec is None:
+                return _error(404, "OBJECT_NOT_FOUND", "Object not found.")
+            if request.method == "GET":
+                names = request.query_params.get("properties")
+                return JSONResponse(rec.body(names.split(",") if names else None))
+        body = await request.json()
+        props = body.get("properties") if isinstance(body, dict) else None
+        with self.lock:
+            err = self._check_props(found, props, rec)
+            if err is not None:
+                return JSONResponse(err.body(), status_code=err.status)
+            return JSONResponse(self._write(found, rec, dict(props or {})).body())
+
+    async def _list(self, request: Request) -> Response:
+        found = self._type(request)
+        if isinstance(found, Response):
+            return found
+        limit = min(100, int(request.query_params.get("limit", "10")))
+        after = int(request.query_params.get("after", "0") or 0)
+        with self.lock:
+            recs = sorted(found.records.values(), key=lambda r: int(r.id))
+            page = [r.body() for r in recs[after : after + limit]]
+        out: dict[str, Any] = {"results": page}
+        if after + limit < len(recs):
+            nxt = str(after + limit)
+            out["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
+        return JSONResponse(out)
+
+    async def _search(self, request: Request) -> Response:
+        found = self._type(request)
+        if isinstance(found, Response):
+            return found
+        body = await request.json()
+        groups = body.get("filterGroups") or []
+        filters = [f for g in groups for f in g.get("filters", [])]
+        if (
+            len(groups) > 5
+            or any(len(g.get("filters", [])) > 10 for g in groups)
+            or len(filters) > 25
+        ):
+            return _error(
+                400,
+                "VALIDATION_ERROR",
+                "Too many filters: at most 5 filterGroups, "
+                "10 filters in a group and 25 filters in all",
+            )
+        limit = int(body.get("limit", 10))
+        after = int(body.get("after") or 0)
+        if limit > 200 or after + limit > 10_000:
+            return _error(
+                400,
+                "VALIDATION_ERROR",
+                "limit must be at most 200 and a search returns at most 10000 results",
+            )
+        with self.lock:
+            recs = sorted(found.records.values(), key=lambda r: int(r.id))
+            hits = [r for r in recs if not groups or any(_matches(r, g) for g in groups)]
+            names = body.get("properties") or None
+            page = [r.body(names) for r in hits[after : after + limit]]
+        out: dict[str, Any] = {"total": len(hits), "results": page}
+        if after + limit < len(hits):
+            out["paging"] = {"next": {"after": str(after + limit)}}
+        return JSONResponse(out)
+
+    # -- properties and schemas --------------------------------------------------------
+
+    async def _properties(self, request: Request) -> Response:
+        found = self._type(request)
+        if isinstance(found, Response):
+            return found
+        if request.method == "GET":
+            with self.lock:
+                return JSONResponse({"results": list(found.properties.values())})
+        body = await request.json()
+        need = ("name", "label", "type", "fieldType", "groupName")
+        missing = [k for k in need if not isinstance(body, dict) or not body.get(k)]
+        if missing:
+            return _error(400, "VALIDATION_ERROR", f"Missing required fields: {missing}")
+        with self.lock:
+            if body["name"] in found.properties:
+                return _error(
+                    409,
+                    "OBJECT_ALREADY_EXISTS",
+                    f"A property named '{body['name']}' already exists.",
+                )
+            made = prop(
+                body["name"],
+                type=body["type"],
+                field_type=body["fieldType"],
+                group=body["groupName"],
+                unique=bool(body.get("hasUniqueValue")),
+                label=body["label"],
+            )
+            found.properties[made["name"]] = made
+            found.reindex()
+        return JSONResponse(made, status_code=201)
+
+    async def _property(self, request: Request) -> Response:
+        found = self._type(request)
+        if isinstance(found, Response):
+            return found
+        name = str(request.path_params["name"])
+        with self.lock:
+            p = found.properties.get(name)
+        if p is None:
+            return _error(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
+        return JSONResponse(p)
+
+    async def _create_schema(self, request: Request) -> Response:
+        body = await request.json()
+        name = body.get("name") if isinstance(body, dict) else None
+        if not name or not isinstance(name, str):
+            return _error(400, "VALIDATION_ERROR", "name is required")
+        if name in self.types:
+            return _error(409, "OBJECT_ALREADY_EXISTS", f"Object type {name} already exists")
+        props = []
+        for p in body.get("properties") or []:
+            props.append(
+                {
+                    "name": p["name"],
+                    "unique": bool(p.get("hasUniqueValue")),
+                    "type": p.get("type", "string"),
+                    "field_type": p.get("fieldType", "text"),
+                }
+            )
+        obj = self.add_object_type(name, props)
+        return JSONResponse(
+            {
+                "id": obj.type_id,
+                "objectTypeId": obj.type_id,
+                "name": name,
+                "fullyQualifiedName": f"p_{name}",
+                "properties": list(obj.properties.values()),
+            },
+            status_code=201,
+        )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _matches(rec: HubRecord, group: Mapping[str, Any]) -> bool:
+    """All filters of a filter group hold for ``rec``."""
+    for f in group.get("filters", []):
+        name, op = f.get("propertyName"), f.get("operator", "EQ")
+        have = rec.id if name == "hs_object_id" else rec.properties.get(name)
+        want = f.get("value")
+        if op == "HAS_PROPERTY":
+            ok = have is not None
+        elif op == "NOT_HAS_PROPERTY":
+            ok = have is None
+        elif op == "IN":
+            ok = have in [str(v) for v in f.get("values", [])]
+        elif op == "NOT_IN":
+            ok = have not in [str(v) for v in f.get("values", [])]
+        elif op == "EQ":
+            ok = have == str(want)
+        elif op == "NEQ":
+            ok = have != str(want)
+        elif op in ("GT", "GTE", "LT", "LTE"):
+            ok = have is not None and _is_number(have) and _compare(float(have), op, float(want))
+        else:
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
+def _compare(have: float, op: str, want: float) -> bool:
+    return {"GT": have > want, "GTE": have >= want, "LT": have < want, "LTE": have <= want}[op]
+
+
+__all__ = ["DEFAULT_TOKEN", "HubSpotEmulator", "ObjectType", "default_properties", "prop"]
