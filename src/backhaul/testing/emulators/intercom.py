@@ -1,0 +1,480 @@
+"""Intercom emulator: contacts (create, update, search, archive, delete) and companies.
+
+What it enforces, as Intercom does: Bearer auth (401 ``unauthorized`` in the ``error.list``
+shape) and a known ``Intercom-Version`` when one is sent; no batch endpoint; a contact
+create that matches an existing ``external_id`` or ``email`` refused with 409 ``conflict``
+naming the existing id; search by ``external_id``/``email``/``id`` with Intercom's query
+body; companies created or updated by ``company_id``; a per-app limit counted in short
+windows (429 ``rate_limit_exceeded`` with ``X-RateLimit-Limit/Remaining/Reset``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import uuid
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from backhaul.testing.emulators.base import Emulator, SlidingWindow
+
+VERSIONS = frozenset(
+    {
+        "1.0",
+        "1.1",
+        "1.2",
+        "1.3",
+        "1.4",
+        "2.0",
+        "2.1",
+        "2.2",
+        "2.3",
+        "2.4",
+        "2.5",
+        "2.6",
+        "2.7",
+        "2.8",
+        "2.9",
+        "2.10",
+        "2.11",
+        "2.12",
+        "2.13",
+        "2.14",
+        "Unstable",
+    }
+)
+CONTACT_FIELDS = frozenset(
+    {
+        "role",
+        "external_id",
+        "email",
+        "phone",
+        "name",
+        "avatar",
+        "signed_up_at",
+        "last_seen_at",
+        "owner_id",
+        "unsubscribed_from_emails",
+        "custom_attributes",
+    }
+)
+COMPANY_FIELDS = frozenset(
+    {
+        "company_id",
+        "name",
+        "plan",
+        "size",
+        "website",
+        "industry",
+        "remote_created_at",
+        "monthly_spend",
+        "custom_attributes",
+    }
+)
+SEARCH_FIELDS = ("id", "external_id", "email")
+
+
+class IntercomEmulator(Emulator):
+    """An in-memory Intercom workspace.
+
+    Args:
+        token: The access token.
+        rate_limit: Calls allowed in each window (Intercom: the per-minute limit / 6).
+        rate_window: Window length in seconds (Intercom: 10).
+        custom_attributes: Data attributes that exist; ``None`` accepts any name.
+        seed: Seed of the random fault switches.
+    """
+
+    vendor: ClassVar[str] = "intercom"
+
+    def __init__(
+        self,
+        *,
+        token: str = "ic-emulator-token",
+        rate_limit: int = 1666,
+        rate_window: float = 10.0,
+        custom_attributes: set[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.token = token
+        self.window = SlidingWindow(rate_limit, rate_window)
+        self.custom_attributes = custom_attributes
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.companies: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def vendor_routes(self) -> list[BaseRoute]:
+        return [
+            Route("/me", self._me, methods=["GET"]),
+            Route("/contacts", self._create_contact, methods=["POST"]),
+            Route("/contacts/search", self._search, methods=["POST"]),
+            Route("/contacts/{id}", self._contact, methods=["GET", "PUT", "DELETE"]),
+            Route("/contacts/{id}/archive", self._archive, methods=["POST"]),
+            Route("/companies", self._companies, methods=["GET", "POST"]),
+            Route("/companies/{id}", self._company, methods=["GET", "DELETE"]),
+        ]
+
+    def vendor_error(self, status: int, message: str) -> Response:
+        code = {401: "unauthorized", 404: "not_found", 409: "conflict", 429: "rate_limit_exceeded"}
+        return self._error(code.get(status, "server_error"), message, status)
+
+    def vendor_rate_limited(self, retry_after: float) -> Response:
+        reset = math.ceil(time.time() + retry_after)
+        return self._error(
+            "rate_limit_exceeded",
+            f"Exceeded rate limit of {self.window.limit} in {self.window.seconds:g}_seconds",
+            429,
+            {
+                "X-RateLimit-Limit": str(self.window.limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(reset),
+            },
+        )
+
+    def vendor_state(self) -> dict[str, Any]:
+        return {
+            "contacts": list(self.contacts.values()),
+            "companies": list(self.companies.values()),
+        }
+
+    def vendor_reset(self) -> None:
+        self.contacts.clear()
+        self.companies.clear()
+
+    def credentials(self) -> dict[str, str]:
+        return {"INTERCOM_TOKEN": self.token}
+
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {"type": "intercom", "base_url": base_url, "token": "${env:INTERCOM_TOKEN}"}
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _error(
+        code: str, message: str, status: int, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        body = {
+            "type": "error.list",
+            "request_id": str(uuid.uuid4()),
+            "errors": [{"code": code, "message": message}],
+        }
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def _gate(self, request: Request) -> Response | None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or value != self.token:
+            return self._error("unauthorized", "Access Token Invalid", 401)
+        version = request.headers.get("intercom-version")
+        if version is not None and version not in VERSIONS:
+            return self._error(
+                "intercom_version_invalid",
+                f"The requested version {version!r} could not be found",
+                400,
+            )
+        allowed, remaining, wait = self.window.hit()
+        request.state.remaining = remaining
+        request.state.reset = math.ceil(time.time() + (wait or self.window.seconds))
+        if not allowed:
+            return self.vendor_rate_limited(wait)
+        return None
+
+    def _json(self, request: Request, body: Any, status: int = 200) -> JSONResponse:
+        headers = {
+            "X-RateLimit-Limit": str(self.window.limit),
+            "X-RateLimit-Remaining": str(request.state.remaining),
+            "X-RateLimit-Reset": str(request.state.reset),
+        }
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def _fail(self, request: Request, code: str, message: str, status: int) -> JSONResponse:
+        response = self._error(code, message, status)
+        response.headers["X-RateLimit-Remaining"] = str(request.state.remaining)
+        return response
+
+    async def _body(self, request: Request) -> dict[str, Any] | Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._fail(request, "parameter_invalid", "Request body is not valid JSON", 400)
+        if not isinstance(body, dict):
+            return self._fail(request, "parameter_invalid", "Request body must be an object", 400)
+        return body
+
+    def _problem(self, body: dict[str, Any], allowed: frozenset[str]) -> tuple[str, str] | None:
+        """(code, message) when the body has unknown fields or refused values."""
+        for key in ("external_id", "email", "company_id"):
+            value = body.get(key)
+            if value is not None and str(value) in self.faults.rejects:
+                return "parameter_invalid", self.faults.rejects[str(value)]
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            return "parameter_invalid", f"{unknown[0]} is not a valid parameter"
+        custom = body.get("custom_attributes") or {}
+        if not isinstance(custom, dict):
+            return "parameter_invalid", "custom_attributes must be an object"
+        if self.custom_attributes is not None:
+            for name in custom:
+                if name not in self.custom_attributes:
+                    return "parameter_invalid", f"Custom attribute '{name}' does not exist"
+        email = body.get("email")
+        if email is not None and "@" not in str(email):
+            return "parameter_invalid", "Email address is invalid"
+        return None
+
+    def _match(self, body: dict[str, Any], own: str | None) -> dict[str, Any] | None:
+        """Another contact holding this body's external_id or email."""
+        for key in ("external_id", "email"):
+            value = body.get(key)
+            if value is None:
+                continue
+            for row in self.contacts.values():
+                if (
+                    row["id"] != own
+                    and row.get(key) is not None
+                    and str(row[key]).lower() == str(value).lower()
+                ):
+                    return row
+        return None
+
+    @staticmethod
+    def _apply(row: dict[str, Any], body: dict[str, Any]) -> None:
+        for key, value in body.items():
+            if key == "custom_attributes":
+                merged = dict(row.get("custom_attributes") or {})
+                merged.update(value or {})
+                row["custom_attributes"] = merged
+            else:
+                row[key] = value
+        row["updated_at"] = int(time.time())
+
+    # -- contacts ----------------------------------------------------------------------------
+
+    async def _me(self, request: Request) -> Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        return self._json(
+            request,
+            {
+                "type": "admin",
+                "id": "1",
+                "email": "admin@example.com",
+                "app": {"type": "app", "id_code": "emulator"},
+            },
+        )
+
+    async def _create_contact(self, request: Request) -> Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        with self.lock:
+            problem = self._problem(body, CONTACT_FIELDS)
+            if problem is not None:
+                return self._fail(request, *problem, 400)
+            if body.get("role", "user") == "user" and not (
+                body.get("external_id") or body.get("email")
+            ):
+                return self._fail(
+                    request, "parameter_invalid", "Users must have an email or external_id", 400
+                )
+            other = self._match(body, None)
+            if other is not None:
+                return self._fail(
+                    request,
+                    "conflict",
+                    f"A contact matching those details already exists with id={other['id']}",
+                    409,
+                )
+            now = int(time.time())
+            row: dict[str, Any] = {
+                "type": "contact",
+                "id": f"{next(self._ids):024x}",
+                "workspace_id": "emulator",
+                "role": "user",
+                "external_id": None,
+                "email": None,
+                "name": None,
+                "phone": None,
+                "created_at": now,
+                "archived": False,
+                "custom_attributes": {},
+            }
+            self._apply(row, body)
+            self.contacts[row["id"]] = row
+            return self._json(request, dict(row))
+
+    async def _contact(self, request: Request) -> Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        contact_id = request.path_params["id"]
+        body: dict[str, Any] | Response = {}
+        if request.method == "PUT":
+            body = await self._body(request)
+            if isinstance(body, Response):
+                return body
+        with self.lock:
+            row = self.contacts.get(contact_id)
+            if row is None:
+                return self._fail(request, "not_found", "User Not Found", 404)
+            if request.method == "GET":
+                return self._json(request, dict(row))
+            if request.method == "DELETE":
+                del self.contacts[contact_id]
+                return self._json(
+                    request,
+                    {
+                        "id": row["id"],
+                        "external_id": row.get("external_id"),
+                        "type": "contact",
+                        "deleted": True,
+                    },
+                )
+            assert isinstance(body, dict)
+            problem = self._problem(body, CONTACT_FIELDS)
+            if problem is not None:
+                return self._fail(request, *problem, 400)
+            other = self._match(body, contact_id)
+            if other is not None:
+                return self._fail(
+                    request,
+                    "conflict",
+                    f"A contact matching those details already exists with id={other['id']}",
+                    409,
+                )
+            self._apply(row, body)
+            return self._json(request, dict(row))
+
+    async def _archive(self, request: Request) -> Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        with self.lock:
+            row = self.contacts.get(request.path_params["id"])
+            if row is None:
+                return self._fail(request, "not_found", "User Not Found", 404)
+            row["archived"] = True
+            return self._json(
+                request,
+                {
+                    "id": row["id"],
+                    "external_id": row.get("external_id"),
+                    "type": "contact",
+                    "archived": True,
+                },
+            )
+
+    async def _search(self, request: Request) -> Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        query = body.get("query")
+        filters = self._filters(query)
+        if filters is None:
+            return self._fail(
+                request,
+                "parameter_invalid",
+                "query must be a filter on id, external_id or email",
+                400,
+            )
+        per_page = int((body.get("pagination") or {}).get("per_page") or 50)
+        operator = str(query.get("operator", "AND")) if isinstance(query, dict) else "AND"
+        with self.lock:
+            hits = [
+                dict(r)
+                for r in self.contacts.values()
+                if not r.get("archived") and self._hit(r, filters, operator)
+            ]
+        data = hits[:per_page]
+        pages = {
+            "type": "pages",
+            "page": 1,
+            "per_page": per_page,
+            "total_pages": math.ceil(len(hits) / per_page) if hits else 0,
+        }
+        return self._json(
+            request, {"type": "list", "data": data, "total_count": len(hits), "pages": pages}
+        )
+
+    @staticmethod
+    def _filters(query: Any) -> list[dict[str, Any]] | None:
+        if not isinstance(query, dict):
+            return None
+        items = query.get("value") if "field" not in query else [query]
+        if not isinstance(items, list) or not 0 < len(items) <= 15:
+            return None
+        for item in items:
+            if not isinstance(item, dict) or item.get("field") not in SEARCH_FIELDS:
+                return None
+            if item.get("operator") not in ("=", "!=", "IN", "NIN"):
+                return None
+        return items
+
+    @staticmethod
+    def _hit(row: dict[str, Any], filters: list[dict[str, Any]], operator: str) -> bool:
+        def one(f: dict[str, Any]) -> bool:
+            have = str(row.get(f["field"]) or "").lower()
+            value = f.get("value")
+            values = value if isinstance(value, list) else [value]
+            inside = have in {str(v).lower() for v in values if v is not None}
+            return inside if f["operator"] in ("=", "IN") else not inside
+
+        checks = [one(f) for f in filters]
+        return any(checks) if operator == "OR" else all(checks)
+
+    # -- companies ---------------------------------------------------------------------------
+
+    async def _companies(self, request: Request) -> Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        if request.method == "GET":
+            wanted = request.query_params.get("company_id")
+            with self.lock:
+                row = next((c for c in self.companies.values() if c["company_id"] == wanted), None)
+            if row is None:
+                return self._fail(request, "company_not_found", "Company Not Found", 404)
+            return self._json(request, dict(row))
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        with self.lock:
+            problem = self._problem(body, COMPANY_FIELDS)
+            if problem is not None:
+                return self._fail(request, *problem, 400)
+            if not body.get("company_id"):
+                return self._fail(request, "parameter_invalid", "company_id is required", 400)
+            row = next(
+                (c for c in self.companies.values() if c["company_id"] == str(body["company_id"])),
+                None,
+            )
+            if row is None:
+                row = {
+                    "type": "company",
+                    "id": f"{next(self._ids):024x}",
+                    "name": None,
+                    "created_at": int(time.time()),
+                    "custom_attributes": {},
+                }
+                self.companies[row["id"]] = row
+            self._apply(row, {**body, "company_id": str(body["company_id"])})
+            return self._json(request, dict(row))
+
+    async def _company(self, request: Request) -> Response:
+        if (refused := self._gate(request)) is not None:
+            return refused
+        with self.lock:
+            row = self.companies.get(request.path_params["id"])
+            if row is None:
+                return self._fail(request, "company_not_found", "Company Not Found", 404)
+            if request.method == "DELETE":
+                del self.companies[row["id"]]
+                return self._json(request, {"id": row["id"], "object": "company", "deleted": True})
+            return self._json(request, dict(row))
