@@ -187,26 +187,6 @@ CASES: dict[str, Case] = {
     ),
 }
 
-SQL_RUN = "the model's SQL error at run time is a SourceError: exit code 1, DuckDB's multi-line "
-SQL_RUN += "message (LINE/caret, line numbers of the wrapped query) and no file name"
-STATE = "open_workspace attaches (creates) the sync's state before checking the model and mappings"
-XFAIL_MESSAGE = {
-    "sql_syntax_error": SQL_RUN,
-    "sql_syntax_error_validate": "validate prints DuckDB's multi-line SQL error (LINE n / caret)",
-    "default_batch_size_above_destination_max": "a too-large defaults.batch_size is reported "
-    "against the sync file (no line) instead of backhaul.yml",
-}
-XFAIL_STATE = {
-    "sql_syntax_error": STATE,
-    "primary_key_not_in_model": STATE,
-    "mapped_column_not_in_model": STATE,
-    "batch_size_above_destination_max": "the batch size is checked after the workspace "
-    "created the sync's state",
-    "default_batch_size_above_destination_max": "the batch size is checked after the "
-    "workspace created the sync's state",
-}
-
-
 @dataclass
 class Outcome:
     project: Builder
@@ -244,21 +224,12 @@ def outcomes() -> Iterator[dict[str, Outcome]]:
         yield done
 
 
-def _params(xfails: dict[str, str]) -> list[object]:
-    return [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=xfails[n]))
-        if n in xfails
-        else n
-        for n in CASES
-    ]
-
-
 def _line_of(root: Path, file: str, needle: str) -> int:
     lines = (root / file).read_text(encoding="utf-8").splitlines()
     return next(i for i, text in enumerate(lines, 1) if needle in text)
 
 
-@pytest.mark.parametrize("name", _params(XFAIL_MESSAGE))
+@pytest.mark.parametrize("name", list(CASES))
 def test_one_clear_line_naming_file_line_and_key(name: str, outcomes: dict[str, Outcome]) -> None:
     case, got = CASES[name], outcomes[name]
     result = got.result
@@ -287,7 +258,7 @@ def test_no_traceback(name: str, outcomes: dict[str, Outcome]) -> None:
         assert fragment in result.stderr
 
 
-@pytest.mark.parametrize("name", _params(XFAIL_STATE))
+@pytest.mark.parametrize("name", list(CASES))
 def test_no_state_change(name: str, outcomes: dict[str, Outcome]) -> None:
     got = outcomes[name]
     assert _digest(got.project.state_file("s")) == got.state_before

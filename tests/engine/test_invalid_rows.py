@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder, sqlite_rows
 
@@ -133,11 +131,6 @@ def test_template_cast_failure_is_invalid(project: Builder, receiver: WebhookRec
     assert receiver.records == {"1": {"id": 1, "n": 7}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a row whose template fails is counted twice: in `added` (at planning) and in "
-    "`invalid` (at rendering), so the counts exceed `queried`",
-)
 def test_counts_of_a_run_with_template_errors_add_up(
     project: Builder, receiver: WebhookReceiver
 ) -> None:
@@ -160,11 +153,6 @@ def test_counts_of_a_run_with_template_errors_add_up(
     assert c.queried == c.added + c.changed + c.retried + c.unchanged + c.invalid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a template error's reason holds python-liquid's whole multi-line excerpt "
-    "(source line and caret) instead of one line",
-)
 def test_template_error_reason_is_one_line(project: Builder, receiver: WebhookReceiver) -> None:
     project.model("users", "SELECT * FROM (VALUES (1, 0)) t(id, parts)")
     project.webhook_destination(receiver)

@@ -106,11 +106,6 @@ def test_insert_never_sends_changes_to_existing_keys(project: Builder) -> None:
     assert project.run("s").counts.planned == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="insert-mode skipped rows are stored with op 'skip', which RowOp cannot read back: "
-    "store.rows() (and run-show) raise ValueError",
-)
 def test_insert_mode_skipped_rows_are_readable_in_the_run_record(project: Builder) -> None:
     project.users(3)
     project.sqlite_destination()
@@ -320,11 +315,6 @@ def test_cast_to_sqlite_columns(project: Builder) -> None:
     assert sqlite_dicts(dest) == [{"id": 1, "n": 42, "flag": 0, "ratio": 2.5}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cast: json sends the JSON text as a string; a webhook receives '{\"a\": [1, 2]}' "
-    "instead of the object",
-)
 def test_json_cast_arrives_as_json_value(project: Builder, receiver: WebhookReceiver) -> None:
     project.model("users", """SELECT 1 AS id, '{"a": [1, 2]}' AS doc""")
     project.webhook_destination(receiver)

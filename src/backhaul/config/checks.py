@@ -176,7 +176,7 @@ def _check_source(project: Project, source: SourceDef, models: list[ModelDef]) -
             try:
                 columns = handle.columns(model.sql)
             except BackhaulError as exc:
-                errors.append(_sql_error(project, model, redactor.text(exc.message) or ""))
+                errors.append(sql_error(project, model, redactor.text(exc.message) or ""))
                 continue
             errors += _column_errors(project, model, list(columns))
     finally:
@@ -184,13 +184,22 @@ def _check_source(project: Project, source: SourceDef, models: list[ModelDef]) -
     return errors
 
 
-def _sql_error(project: Project, model: ModelDef, message: str) -> ConfigError:
-    text = f"the model SQL fails in the warehouse: {message}"
+def sql_error(
+    project: Project, model: ModelDef, message: str, *, line_offset: int = 0
+) -> ConfigError:
+    """A model's SQL error as one line naming the SQL file and line.
+
+    ``line_offset`` corrects the warehouse's line number when the SQL was run wrapped in
+    a subquery.
+    """
+    first = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    text = f"the model SQL fails in the warehouse: {first}"
     if model.sql_file is not None:
         rel = model.sql_file.relative_to(project.root).as_posix()
         # DuckDB and others name the line of the SQL ("LINE 3: ..."): point the editor there.
         found = re.search(r"\bLINE (\d+):", message)
-        return ConfigError(text, file=rel, line=int(found.group(1)) if found else None, key="sql")
+        line = max(int(found.group(1)) + line_offset, 1) if found else None
+        return ConfigError(text, file=rel, line=line, key="sql")
     key = "sql" if model.config.sql is not None else "table"
     return _error(text, model.positions, key)
 

@@ -8,6 +8,7 @@ records belong to the engine, not to the connector.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -70,6 +71,7 @@ class Batch:
     object: str | None = None
     skip_null_fields: frozenset[str] = frozenset()
     batch_id: int = 0
+    json_fields: frozenset[str] = frozenset()  # fields cast to json: text in ``table``
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -85,7 +87,7 @@ class Batch:
         """
         names = self.table.column_names
         skip = self.skip_null_fields
-        for row in self.table.to_pylist():
+        for row in self.flat_records():
             out: dict[str, Any] = {}
             for name in names:
                 value = row[name]
@@ -95,8 +97,16 @@ class Batch:
             yield out
 
     def flat_records(self) -> Iterator[dict[str, Any]]:
-        """Yield each record as a flat dict keyed by the dotted field names."""
-        yield from self.table.to_pylist()
+        """Yield each record as a flat dict keyed by the dotted field names.
+
+        Fields cast to ``json`` hold parsed JSON values (objects, lists, numbers...).
+        """
+        parse = [n for n in self.table.column_names if n in self.json_fields]
+        for row in self.table.to_pylist():
+            for name in parse:
+                if isinstance(row[name], str):
+                    row[name] = json.loads(row[name])
+            yield row
 
 
 def set_path(target: dict[str, Any], path: str, value: Any) -> None:

@@ -127,6 +127,7 @@ def _prepare(
         object=object,
         skip_null_fields=mapper.skip_null_fields if operation is not Operation.CLEAR else frozenset(),
         batch_id=batch_id,
+        json_fields=mapper.json_fields,
     )
     return Prepared(batch, rows, operation)
 
@@ -168,7 +169,8 @@ def sort_results(
         status = pc.if_else(mask, "ok", "rejected")
     outcomes = pa.table({
         "key": rows.column("key_text"),
-        "op": ops,
+        # Insert mode's "skip" rows are changes that were not sent.
+        "op": pc.if_else(pc.equal(ops, "skip"), "change", ops),
         "status": status,
         "error": pa.array(errors, pa.string()),
         "operation": pa.nulls(n, pa.string()) if operation is None

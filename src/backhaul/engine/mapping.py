@@ -103,6 +103,13 @@ class Mapper:
         default = self.sync.nulls
         return frozenset(m.field for m in self.mappings if (m.nulls or default) == "skip")
 
+    @property
+    def json_fields(self) -> frozenset[str]:
+        return frozenset(
+            m.field for m in self.mappings
+            if isinstance(m, ColumnMapping | TemplateMapping) and m.cast is Cast.JSON
+        )
+
     def template_columns(self) -> list[str]:
         cols: list[str] = []
         for t in self.templates.values():
@@ -175,7 +182,8 @@ class Mapper:
                     text = tpl.template.render(**scope)
                     values.append(_cast_text(text, tpl.cast))
                 except (LiquidError, ValueError) as exc:
-                    errors.setdefault(row, f"template for `{tpl.field}` failed: {exc}")
+                    first = (str(exc).strip().splitlines() or ["unknown error"])[0]
+                    errors.setdefault(row, f"template for `{tpl.field}` failed: {first}")
                     values.append(None)
             col = table.schema.get_field_index(f"f{i}")
             arr = pa.array(values) if any(v is not None for v in values) else pa.nulls(n, pa.string())

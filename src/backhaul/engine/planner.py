@@ -72,7 +72,9 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
     null_key = " OR ".join(f"c.k{i} IS NULL" for i in range(n))
     resend = "TRUE" if (full_resync or drift) else "c.fp <> s.fp"
     has_rejected = bool(scalar(con, "SELECT count(*) FROM st.rejected"))
-    retry_join = f"LEFT JOIN st.rejected r ON {_on('s', 'r', n)}" if has_rejected else ""
+    # A key rejected last time is a retry, whatever else changed since.
+    retry_on = " AND ".join(f"coalesce(c.k{i}, s.k{i}) = r.k{i}" for i in range(n))
+    retry_join = f"LEFT JOIN st.rejected r ON {retry_on}" if has_rejected else ""
     retried = "r.k0 IS NOT NULL" if has_rejected else "FALSE"
     # fp is never null for a model row, so it tells which side of the join a row came from.
     con.execute(
@@ -84,9 +86,9 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
                 WHEN c.fp IS NULL THEN 'remove'
                 WHEN {null_key} THEN 'invalid'
                 WHEN c.bad IS NOT NULL THEN 'invalid'
+                WHEN {retried} THEN 'retry'
                 WHEN s.fp IS NULL THEN 'add'
                 WHEN {resend} THEN 'change'
-                WHEN {retried} THEN 'retry'
                 ELSE 'unchanged'
             END AS op,
             CASE

@@ -136,14 +136,10 @@ class SyncRun:
         recorder = StoreRecorder(self.store, self.run_id)
         dest, _secrets = open_destination(self.project, self.sync, recorder, self.run_id)
         caps = type(dest).capabilities
+        self.batch_size = self._batch_size(dest)
         ws = open_workspace(self.project, self.sync, read_only=False,
                             needs_match=caps.needs_match_fields)
         self.ws = ws
-        try:
-            self.batch_size = self._batch_size(dest)
-        except BaseException:
-            ws.close()
-            raise
         self.summary.full_resync = options.full_resync
         self.store.mark_abandoned(self.sync.name)
         self.store.start_run(self.run_id, self.sync.name, full_resync=options.full_resync,
@@ -221,11 +217,15 @@ class SyncRun:
             or caps.default_batch_size
         )
         if size > caps.max_batch_size:
+            message = f"batch_size {size} is above the destination's limit of {caps.max_batch_size}"
+            own = self.sync.config.batch_size is not None
+            positions = self.sync.positions if own else self.project.positions
+            key = "batch_size" if own else "defaults.batch_size"
             raise ConfigError(
-                f"batch_size {size} is above the destination's limit of {caps.max_batch_size}",
-                file=str(self.sync.positions.file),
-                line=self.sync.positions.line("batch_size"),
-                key="batch_size",
+                message,
+                file=str(positions.file) if positions else "backhaul.yml",
+                line=positions.line(key) if positions else None,
+                key=key,
             )
         return size
 
@@ -306,6 +306,13 @@ class SyncRun:
         if split.invalid:
             self.store.add_rows(self.run_id, split.invalid)
             counts.invalid += len(split.invalid)
+            for outcome in split.invalid:  # they were planned as sends; now they are invalid
+                if outcome.op is RowOp.ADD:
+                    counts.added -= 1
+                elif outcome.op is RowOp.RETRY:
+                    counts.retried -= 1
+                else:
+                    counts.changed -= 1
         for prepared in split.prepared:
             results = None
             if prepared.batch is not None:

@@ -12,7 +12,7 @@ import duckdb
 from backhaul.config.models import ColumnMapping, SyncConfig
 from backhaul.config.project import ModelDef, Project, SyncDef
 from backhaul.engine.mapping import Mapper, quote
-from backhaul.errors import ConfigError, SourceError
+from backhaul.errors import ConfigError
 from backhaul.state import snapshots
 from backhaul.state.snapshots import KeyLayout
 
@@ -101,8 +101,6 @@ def open_workspace(
     source = open_source(project, model)
     try:
         con.execute("ATTACH ':memory:' AS work")
-        path = snapshots.state_path(state_dir, sync.name)
-        has_state = snapshots.attach(con, path, read_only=read_only)
         body = strip_sql(model.sql)
         if source.attach(con, "wh"):
             con.execute("USE wh")
@@ -116,9 +114,11 @@ def open_workspace(
         try:
             rel = con.sql(f"SELECT * FROM {model_sql} AS m LIMIT 0")
         except duckdb.Error as exc:
-            raise SourceError(
-                f"model `{model.name}` does not run: {str(exc).strip()}",
-            ) from None
+            from backhaul.config.checks import sql_error
+
+            # The model runs wrapped as "(\n<sql>\n)": its line 1 is the warehouse's line 2.
+            offset = -1 if model_sql.startswith("(") else 0
+            raise sql_error(project, model, str(exc), line_offset=offset) from None
         columns = {n: str(t) for n, t in zip(rel.columns, rel.types, strict=True)}
         missing = [k for k in model.config.primary_key if k not in columns]
         if missing:
@@ -141,6 +141,9 @@ def open_workspace(
         mapper = Mapper(sync.config, columns, sync_name=sync.name)
         match_fields = resolve_match(sync, model, needs_match)
         layout = key_layout(con, model_sql, model, mapper, match_fields)
+        # Only now, with the model and mappings checked, is the state touched.
+        path = snapshots.state_path(state_dir, sync.name)
+        has_state = snapshots.attach(con, path, read_only=read_only)
         if not read_only:
             snapshots.ensure_tables(con, layout)
         elif has_state and snapshots.has_table(con, "snapshot"):
