@@ -1,0 +1,614 @@
+"""Salesforce destination: upsert by external id through sObject Collections or Bulk API 2.0.
+
+Records are matched by an External ID field. Small batches go through the synchronous
+sObject Collections API (200 records a call, results in request order); large ones through
+Bulk API 2.0 ingest jobs (see :mod:`backhaul.destinations.salesforce_bulk`). Update, insert,
+clear and delete first look the batch's external ids up with one SOQL query per 200 keys.
+Sessions come from the OAuth token endpoint (client credentials or refresh token) and are
+renewed once when Salesforce answers ``INVALID_SESSION_ID``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import quote, urlencode, urlsplit
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from backhaul.destinations.base import (
+    Batch,
+    Capabilities,
+    DestinationConfig,
+    DestinationContext,
+    Operation,
+    RecordResult,
+)
+from backhaul.destinations.http import (
+    HttpClient,
+    HttpResult,
+    RateLimit,
+    RateLimiter,
+    Refused,
+    RetryPolicy,
+    split_batch,
+)
+from backhaul.destinations.salesforce_bulk import BulkJob, cell, run_bulk
+from backhaul.errors import DestinationError, FailureType
+from backhaul.observe.recorder import CallRecorder, HttpCall
+from backhaul.observe.redact import MASK, Redactor
+
+COLLECTION_SIZE = 200  # sObject Collections: most records per call
+QUERY_CHARS = 8_000  # keep a lookup's URL well under Salesforce's 16,384-character limit
+TOKEN_FIELDS = ("access_token", "refresh_token", "id_token", "signature")
+CONFIG_CODES = frozenset({"NOT_FOUND", "INVALID_FIELD", "INVALID_TYPE", "INVALID_SESSION_ID"})
+
+
+class ClientCredentials(BaseModel):
+    """OAuth client credentials flow of a connected app (with a run-as user)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["client_credentials"]
+    client_id: str
+    client_secret: str
+
+
+class RefreshTokenAuth(BaseModel):
+    """A refresh token issued to the connected app for a user."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["refresh_token"]
+    client_id: str
+    client_secret: str
+    refresh_token: str
+
+
+class SalesforceConfig(DestinationConfig):
+    """``destinations/NAME.yml`` with ``type: salesforce``."""
+
+    type: Literal["salesforce"]
+    auth: Annotated[ClientCredentials | RefreshTokenAuth, Field(discriminator="type")]
+    login_url: str = Field(
+        "https://login.salesforce.com",
+        description="Where tokens come from: login.salesforce.com, test.salesforce.com for a "
+        "sandbox, or the org's My Domain URL.",
+    )
+    instance_url: str | None = Field(
+        None, description="API host; default: the `instance_url` of the token answer."
+    )
+    api_version: str = Field("v62.0", pattern=r"^v\d+\.\d$")
+    object: str | None = Field(None, description="sObject API name; default: the sync's `object`.")
+    external_id_field: str | None = Field(
+        None,
+        description="External ID field records are matched by; default: the sync's match field.",
+    )
+    bulk: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="`auto`: batches of at least `bulk_threshold` records use Bulk API 2.0, "
+        "smaller ones sObject Collections. Set the sync's `batch_size` to choose.",
+    )
+    bulk_threshold: int = Field(10_000, ge=1)
+    poll_interval_seconds: float = Field(2.0, gt=0, description="Wait between Bulk job polls.")
+    bulk_timeout_seconds: float = Field(
+        3600.0, gt=0, description="Abort a Bulk job still running after this long."
+    )
+    rate_limit: RateLimit | None = None
+    concurrency: int = Field(4, ge=1, le=25, description="Calls in flight at once.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_seconds: float = Field(120.0, gt=0)
+
+
+CAPABILITIES = Capabilities(
+    operations=frozenset(Operation),
+    max_batch_size=150_000,  # a Bulk API job; REST batches are cut into calls of 200
+    default_batch_size=COLLECTION_SIZE,
+    default_concurrency=4,
+)
+
+
+class TokenCallRecorder:
+    """Records token calls with the issued tokens and the form's secrets masked."""
+
+    def __init__(self, inner: CallRecorder) -> None:
+        self.inner = inner
+
+    def record(self, call: HttpCall) -> None:
+        if call.request_body:
+            call.request_body = "&".join(
+                f"{part.partition('=')[0]}={MASK}"
+                if part.partition("=")[0] in ("client_secret", "refresh_token")
+                else part
+                for part in call.request_body.split("&")
+            )
+        if call.response_body:
+            try:
+                body = jsonlib.loads(call.response_body)
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                call.response_body = jsonlib.dumps(
+                    {k: MASK if k in TOKEN_FIELDS else v for k, v in body.items()}
+                )
+        self.inner.record(call)
+
+
+def sf_errors(body: Any) -> list[tuple[str, str]]:
+    """``(errorCode, message)`` pairs of a Salesforce REST error array."""
+    items = body if isinstance(body, list) else [body] if isinstance(body, dict) else []
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            code = item.get("errorCode") or item.get("statusCode") or item.get("error") or ""
+            message = item.get("message") or item.get("error_description") or ""
+            out.append((str(code), str(message)))
+    return out
+
+
+def item_error(item: Any) -> str:
+    """The text shown for a refused record of a collections answer."""
+    errors = item.get("errors") if isinstance(item, dict) else None
+    parts = []
+    for err in errors or []:
+        text = f"{err.get('statusCode', 'ERROR')}: {err.get('message', '')}".strip()
+        fields = err.get("fields") or []
+        parts.append(f"{text} ({', '.join(fields)})" if fields else text)
+    return "; ".join(parts) or "refused by Salesforce"
+
+
+class SalesforceDestination:
+    """Writes records to one sObject of a Salesforce org; see :class:`SalesforceConfig`."""
+
+    config_model: ClassVar[type[DestinationConfig]] = SalesforceConfig
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+
+    def __init__(self, config: SalesforceConfig, context: DestinationContext) -> None:
+        self.config = config
+        self.redactor = Redactor(context.secrets)
+        self.redactor.add(config.auth.client_secret)
+        if isinstance(config.auth, RefreshTokenAuth):
+            self.redactor.add(config.auth.refresh_token)
+        common: dict[str, Any] = {
+            "label": "salesforce",
+            "redactor": self.redactor,
+            "retry": config.retry,
+            "timeout": config.timeout_seconds,
+            "concurrency": config.concurrency,
+        }
+        self.client = HttpClient(
+            recorder=context.recorder, limiter=RateLimiter.from_config(config.rate_limit), **common
+        )
+        self.token_client = HttpClient(recorder=TokenCallRecorder(context.recorder), **common)
+        self._token: str | None = None
+        self._instance: str | None = None
+        self._auth_lock = asyncio.Lock()
+        self.object: str | None = None
+        self.external_id: str | None = None
+        self._described: dict[str, dict[str, dict[str, Any]]] = {}
+
+    # -- session ---------------------------------------------------------------------------
+
+    async def _login(self) -> None:
+        auth = self.config.auth
+        form = {
+            "grant_type": auth.type,
+            "client_id": auth.client_id,
+            "client_secret": auth.client_secret,
+        }
+        if isinstance(auth, RefreshTokenAuth):
+            form["refresh_token"] = auth.refresh_token
+        url = self.config.login_url.rstrip("/") + "/services/oauth2/token"
+        result = await self.token_client.request(
+            "POST",
+            url,
+            content=urlencode(form).encode("ascii"),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            expected=range(200, 500),
+        )
+        body = result.json if isinstance(result.json, dict) else {}
+        if result.status != 200 or not body.get("access_token"):
+            raise DestinationError(
+                self._login_problem(result, body), failure=FailureType.CONFIG, status=result.status
+            )
+        self._token = str(body["access_token"])
+        self.redactor.add(self._token)
+        self._instance = (self.config.instance_url or str(body.get("instance_url") or "")).rstrip(
+            "/"
+        ) or self.config.login_url.rstrip("/")
+
+    def _login_problem(self, result: HttpResult, body: dict[str, Any]) -> str:
+        host = urlsplit(self.config.login_url).netloc or self.config.login_url
+        code = str(body.get("error") or "")
+        said = self.redactor.text(f"{code}: {body.get('error_description', '')}".strip(": "))
+        if not code:
+            return (
+                f"salesforce login at {host} answered {result.status} {result.reason}: "
+                "check `login_url` in the destination file"
+            )
+        fix = {
+            "invalid_client_id": "check `auth.client_id` (the connected app's consumer key)",
+            "invalid_client": "check `auth.client_id` and `auth.client_secret` (the connected "
+            "app's consumer key and secret)",
+            "unsupported_grant_type": f"enable the {self.config.auth.type} flow for the "
+            "connected app",
+        }.get(code)
+        if fix is None and code == "invalid_grant":
+            fix = (
+                "check `auth.refresh_token` (it may be revoked or expired)"
+                if isinstance(self.config.auth, RefreshTokenAuth)
+                else "check that the connected app allows the client credentials flow and "
+                "has a run-as user"
+            )
+        return (
+            f"salesforce login at {host} refused the credentials ({said}): "
+            f"{fix or 'check `auth` in the destination file'}"
+        )
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpResult:
+        """One data call (``path`` relative to ``/services/data/<version>``, or absolute).
+
+        Renews the session once on ``INVALID_SESSION_ID``; backs off on the concurrent
+        request limit; fails the batch when the org's daily API allocation is used up.
+        Other 4xx answers are returned for the caller to read.
+        """
+        renewed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self._auth_lock:
+                if self._token is None:
+                    await self._login()
+                token, base = self._token, self._instance
+            url = (
+                path
+                if path.startswith("/services/")
+                else f"/services/data/{self.config.api_version}{path}"
+            )
+            result = await self.client.request(
+                method,
+                f"{base}{url}",
+                json=json,
+                content=content,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                expected=range(200, 500),
+            )
+            codes = [c for c, _ in sf_errors(result.json)] if result.status >= 400 else []
+            if result.status == 401 and not renewed:
+                renewed = True
+                async with self._auth_lock:
+                    if self._token == token:  # another task may have renewed it already
+                        self._token = None
+                continue
+            if result.status == 401:
+                raise DestinationError(
+                    "salesforce refused the new session too (INVALID_SESSION_ID): check that "
+                    "the user of `auth` has API access and the org allows it",
+                    failure=FailureType.CONFIG,
+                    status=401,
+                )
+            if result.status == 403 and "REQUEST_LIMIT_EXCEEDED" in codes:
+                usage = result.headers.get("sforce-limit-info", "")
+                message = " ".join(m for _, m in sf_errors(result.json))
+                if "TotalRequests" in message:
+                    raise DestinationError(
+                        f"salesforce org has used its daily API request allocation ({usage}): "
+                        "rows stay pending; run again when the rolling 24-hour window frees "
+                        "requests, or raise the org's limit",
+                        failure=FailureType.TRANSIENT,
+                        status=403,
+                    )
+                policy = self.config.retry
+                if attempt < policy.max_attempts:
+                    wait = result.headers.get("retry-after")
+                    await asyncio.sleep(
+                        float(wait) if wait and wait.isdigit() else policy.delay(attempt)
+                    )
+                    continue
+                raise DestinationError(
+                    f"salesforce kept refusing calls ({message}, {attempt} attempts): lower "
+                    "`concurrency` or `rate_limit`",
+                    failure=FailureType.TRANSIENT,
+                    status=403,
+                )
+            return result
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Log in, and describe the object and its external id field when they are known."""
+        try:
+            async with self._auth_lock:
+                await self._login()
+            if self.config.object:
+                fields = await self._fields(self.config.object)
+                if self.config.external_id_field:
+                    self._check_external_id(self.config.object, fields)
+        finally:
+            await self.client.aclose()
+            await self.token_client.aclose()
+
+    async def prepare(
+        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
+    ) -> None:
+        """Check that the object, its external id field and every mapped field can be written."""
+        obj = self.config.object or object
+        if not obj:
+            raise DestinationError(
+                "salesforce needs an object: set `object` in the sync (e.g. Contact) or in "
+                "the destination file",
+                failure=FailureType.CONFIG,
+            )
+        ext = self.config.external_id_field
+        if ext is None:
+            if len(match_fields) != 1:
+                raise DestinationError(
+                    "salesforce matches records by one External ID field: set "
+                    "`external_id_field` in the destination file",
+                    failure=FailureType.CONFIG,
+                )
+            ext = match_fields[0]
+        elif list(match_fields) not in ([ext], []):
+            raise DestinationError(
+                f"salesforce matches {obj} records by `{ext}` but the sync matches by "
+                f"{', '.join(match_fields)}: set `match` in the sync to {ext}",
+                failure=FailureType.CONFIG,
+            )
+        described = await self._fields(obj)
+        self.object, self.external_id = obj, ext
+        self._check_external_id(obj, described)
+        for name in fields:
+            spec = described.get(name)
+            if spec is None:
+                raise DestinationError(
+                    f"salesforce {obj} has no field `{name}`: map to a field's API name "
+                    "(custom fields end in __c)",
+                    failure=FailureType.CONFIG,
+                )
+            if not spec.get("updateable") and not spec.get("createable") and name != ext:
+                raise DestinationError(
+                    f"salesforce {obj} field `{name}` cannot be written: remove its mapping "
+                    "or give the user of `auth` edit access to it",
+                    failure=FailureType.CONFIG,
+                )
+
+    async def write(self, batch: Batch) -> list[RecordResult]:
+        """Send ``batch`` and return one result per record."""
+        if self.object is None:
+            await self.prepare(
+                {n: pa.string() for n in batch.fields}, batch.match_fields, batch.object
+            )
+        assert self.external_id is not None
+        ext = self.external_id
+        records = list(batch.flat_records())
+        keys = [None if r.get(ext) is None else str(r[ext]) for r in records]
+        results: dict[int, RecordResult] = {
+            i: RecordResult.rejected(i, f"{ext} is empty: a record needs it to be matched")
+            for i, k in enumerate(keys)
+            if k is None
+        }
+        todo = [i for i in range(len(records)) if i not in results]
+        bulk = self._use_bulk(len(records))
+        op = batch.operation
+        if op is not Operation.UPSERT and todo:
+            found = await self._lookup([k for i in todo if (k := keys[i]) is not None])
+            missing = [i for i in todo if keys[i] not in found]
+            present = [i for i in todo if keys[i] in found]
+            if op is Operation.UPDATE:
+                why = f"no {self.object} with {ext} = {{}} exists; mode update does not create it"
+                results.update({i: RecordResult.rejected(i, why.format(keys[i])) for i in missing})
+                todo = present
+            elif op is Operation.INSERT:
+                results.update({i: RecordResult.ok(i) for i in present})  # left as it is
+                todo = missing
+            else:  # DELETE and CLEAR leave absent records alone
+                results.update({i: RecordResult.ok(i) for i in missing})
+                todo = present
+            if op is Operation.DELETE:
+                ids = {i: found[str(keys[i])] for i in todo}
+                sent = await (self._bulk_delete(ids) if bulk else self._rest_delete(ids))
+                results.update(sent)
+                return [results[i] for i in range(len(records))]
+        skip = batch.skip_null_fields
+        rows = {
+            i: {k: v for k, v in records[i].items() if not (v is None and k in skip)} for i in todo
+        }
+        sent = await (self._bulk_upsert(batch, rows) if bulk else self._rest_upsert(rows))
+        results.update(sent)
+        return [results[i] for i in range(len(records))]
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.token_client.aclose()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _use_bulk(self, size: int) -> bool:
+        mode = self.config.bulk
+        return mode == "always" or (mode == "auto" and size >= self.config.bulk_threshold)
+
+    async def _fields(self, obj: str) -> dict[str, dict[str, Any]]:
+        if obj in self._described:
+            return self._described[obj]
+        result = await self.call("GET", f"/sobjects/{quote(obj, safe='')}/describe")
+        if result.status == 404:
+            raise DestinationError(
+                f"salesforce has no object `{obj}` (or the user of `auth` cannot see it): "
+                "check `object` (an API name such as Contact or Invoice__c)",
+                failure=FailureType.CONFIG,
+                status=404,
+            )
+        if result.status != 200 or not isinstance(result.json, dict):
+            raise DestinationError(
+                f"salesforce could not describe {obj}: {result.error}",
+                failure=FailureType.CONFIG if result.status < 500 else FailureType.TRANSIENT,
+                status=result.status,
+            )
+        fields = {f["name"]: f for f in result.json.get("fields", [])}
+        self._described[obj] = fields
+        return fields
+
+    def _check_external_id(self, obj: str, fields: dict[str, dict[str, Any]]) -> None:
+        ext = self.external_id or self.config.external_id_field
+        spec = fields.get(ext or "")
+        if spec is None:
+            raise DestinationError(
+                f"salesforce {obj} has no field `{ext}`: check `external_id_field`",
+                failure=FailureType.CONFIG,
+            )
+        if not spec.get("externalId"):
+            raise DestinationError(
+                f"salesforce {obj} field `{ext}` is not an External ID field: mark it as "
+                "External ID in Setup or choose another `external_id_field`",
+                failure=FailureType.CONFIG,
+            )
+
+    async def _lookup(self, keys: Sequence[str]) -> dict[str, str]:
+        """External id -> record Id for the keys that exist, by SOQL in URL-sized chunks."""
+        found: dict[str, str] = {}
+        ext, obj = self.external_id, self.object
+        chunk: list[str] = []
+        size = 0
+        pending = list(dict.fromkeys(keys))
+        for n, key in enumerate(pending):
+            literal = "'" + key.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            chunk.append(literal)
+            size += len(quote(literal, safe="")) + 3
+            if len(chunk) < COLLECTION_SIZE and size < QUERY_CHARS and n < len(pending) - 1:
+                continue
+            soql = f"SELECT Id, {ext} FROM {obj} WHERE {ext} IN ({', '.join(chunk)})"
+            path = f"/query?q={quote(soql, safe='')}"
+            while path:
+                result = await self.call("GET", path)
+                if result.status != 200 or not isinstance(result.json, dict):
+                    raise DestinationError(
+                        f"salesforce lookup of {obj} by {ext} failed: {result.error}",
+                        failure=FailureType.CONFIG
+                        if result.status < 500
+                        else FailureType.TRANSIENT,
+                        status=result.status,
+                    )
+                for rec in result.json.get("records", []):
+                    found[str(rec.get(ext))] = str(rec["Id"])
+                path = result.json.get("nextRecordsUrl") or ""
+            chunk, size = [], 0
+        return found
+
+    async def _rest_upsert(self, rows: dict[int, dict[str, Any]]) -> dict[int, RecordResult]:
+        attributes = {"type": self.object}
+        url = f"/composite/sobjects/{self.object}/{self.external_id}"
+        out: dict[int, RecordResult] = {}
+
+        async def send(part: Sequence[int]) -> HttpResult | Refused:
+            body = {
+                "allOrNone": False,
+                "records": [{"attributes": attributes, **rows[i]} for i in part],
+            }
+            result = await self.call("PATCH", url, json=body)
+            if result.status == 200 and isinstance(result.json, list):
+                return result
+            self._raise_config(result)
+            return Refused(result.error or f"{result.status} {result.reason}", result.call_id)
+
+        indexes = list(rows)
+        for start in range(0, len(indexes), COLLECTION_SIZE):
+            part = indexes[start : start + COLLECTION_SIZE]
+            for segment in await split_batch(part, send):
+                outcome = segment.outcome
+                if isinstance(outcome, Refused):
+                    out.update(
+                        {
+                            i: RecordResult.rejected(i, outcome.error, outcome.call_id)
+                            for i in segment.items
+                        }
+                    )
+                    continue
+                answers = outcome.json
+                for i, item in zip(segment.items, answers, strict=False):
+                    out[i] = (
+                        RecordResult.ok(i, outcome.call_id)
+                        if item.get("success")
+                        else RecordResult.rejected(i, item_error(item), outcome.call_id)
+                    )
+                for i in segment.items[len(answers) :]:
+                    out[i] = RecordResult.rejected(i, "no result from Salesforce", outcome.call_id)
+        return out
+
+    async def _rest_delete(self, ids: dict[int, str]) -> dict[int, RecordResult]:
+        out: dict[int, RecordResult] = {}
+        indexes = list(ids)
+        for start in range(0, len(indexes), COLLECTION_SIZE):
+            part = indexes[start : start + COLLECTION_SIZE]
+            query = urlencode({"ids": ",".join(ids[i] for i in part), "allOrNone": "false"})
+            result = await self.call("DELETE", f"/composite/sobjects?{query}")
+            if result.status != 200 or not isinstance(result.json, list):
+                self._raise_config(result)
+                error = result.error or f"{result.status} {result.reason}"
+                out.update({i: RecordResult.rejected(i, error, result.call_id) for i in part})
+                continue
+            for i, item in zip(part, result.json, strict=False):
+                gone = item.get("success") or any(
+                    e.get("statusCode") == "ENTITY_IS_DELETED" for e in item.get("errors", [])
+                )
+                out[i] = (
+                    RecordResult.ok(i, result.call_id)
+                    if gone
+                    else RecordResult.rejected(i, item_error(item), result.call_id)
+                )
+        return out
+
+    def _raise_config(self, result: HttpResult) -> None:
+        codes = {c for c, _ in sf_errors(result.json)}
+        if result.status in (400, 404) and codes & CONFIG_CODES:
+            raise DestinationError(
+                f"salesforce refused the {self.object} call ({result.error}): check `object`, "
+                "`external_id_field` and the sync's mappings",
+                failure=FailureType.CONFIG,
+                status=result.status,
+            )
+
+    async def _bulk_upsert(
+        self, batch: Batch, rows: dict[int, dict[str, Any]]
+    ) -> dict[int, RecordResult]:
+        assert self.external_id is not None and self.object is not None
+        columns = list(batch.fields)
+        order = list(rows)
+        cells = [[cell(rows[i].get(c), skip_null=c not in rows[i]) for c in columns] for i in order]
+        job = BulkJob(self.object, "upsert", columns, cells, self.external_id, self.external_id)
+        return self._bulk_results(order, await self._run(job))
+
+    async def _bulk_delete(self, ids: dict[int, str]) -> dict[int, RecordResult]:
+        assert self.object is not None
+        order = list(ids)
+        job = BulkJob(self.object, "delete", ["Id"], [[ids[i]] for i in order], "Id")
+        return self._bulk_results(order, await self._run(job))
+
+    async def _run(self, job: BulkJob) -> dict[int, str | None]:
+        return await run_bulk(
+            self.call,
+            job,
+            poll_interval=self.config.poll_interval_seconds,
+            timeout=self.config.bulk_timeout_seconds,
+        )
+
+    def _bulk_results(
+        self, order: list[int], outcome: dict[int, str | None]
+    ) -> dict[int, RecordResult]:
+        out: dict[int, RecordResult] = {}
+        for row, i in enumerate(order):
+            error = outcome.get(row, "no result from Salesforce")
+            out[i] = (
+                RecordResult.ok(i)
+                if error is None
+                else RecordResult.rejected(i, self.redactor.text(error) or error)
+            )
+        return out
