@@ -99,6 +99,8 @@ class IntercomDestination:
         self.redactor.add(config.token)
         self.object: str = config.object
         self._gate = asyncio.Semaphore(config.concurrency)
+        self._probe = asyncio.Lock()
+        self._checked = False
         self.client = HttpClient(
             label="intercom",
             recorder=context.recorder,
@@ -119,6 +121,20 @@ class IntercomDestination:
         return f"{self.config.base_url.rstrip('/')}/{path}"
 
     async def check(self) -> None:
+        """Check the configuration; the token is proven by the first write.
+
+        The engine calls ``check()`` even when a run has only skipped rows to report, and
+        such a run must not reach Intercom, so the authenticated probe (:meth:`verify`) runs
+        before the first batch instead.
+        """
+        if not self.config.base_url.startswith(("http://", "https://")):
+            raise DestinationError(
+                "intercom `base_url` must start with http:// or https://: fix it in the "
+                "destination file",
+                failure=FailureType.CONFIG,
+            )
+
+    async def verify(self) -> None:
         """Read ``/me``; a bad token or API version becomes a CONFIG error."""
         try:
             result = await self.client.request("GET", self._url("me"))
@@ -131,8 +147,6 @@ class IntercomDestination:
                     status=exc.status,
                 ) from None
             raise
-        finally:
-            await self.client.aclose()  # a check may run in another event loop
         if not result.ok:
             raise DestinationError(
                 f"intercom refused the check ({result.error}): check `api_version` and "
@@ -140,6 +154,12 @@ class IntercomDestination:
                 failure=FailureType.CONFIG,
                 status=result.status,
             )
+
+    async def _verified(self) -> None:
+        async with self._probe:
+            if not self._checked:
+                await self.verify()
+                self._checked = True
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
@@ -165,6 +185,7 @@ class IntercomDestination:
         match = batch.match_fields[0] if batch.match_fields else IDENTITIES[self.object][0]
         records = list(batch.records())
         results: list[RecordResult | None] = [None] * len(records)
+        await self._verified()
 
         async def one(i: int) -> None:
             async with self._gate:
