@@ -18,6 +18,7 @@ BUILTIN_DESTINATIONS = {
     "duckdb": "backhaul.destinations.duckdb_table:DuckDBDestination",
     "file": "backhaul.destinations.files:FileDestination",
     "webhook": "backhaul.destinations.webhook:WebhookDestination",
+    "hubspot": "backhaul.destinations.hubspot:HubSpotDestination",
     "salesforce": "backhaul.destinations.salesforce:SalesforceDestination",
     "zendesk": "backhaul.destinations.zendesk:ZendeskDestination",
     "intercom": "backhaul.destinations.intercom:IntercomDestination",

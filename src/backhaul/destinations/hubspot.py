@@ -1,0 +1,594 @@
+"""HubSpot destination: CRM v3 objects (contacts, companies, deals, custom objects).
+
+Records are matched by one property with unique values (``email`` for contacts, ``domain``
+for companies, or a property created with unique values required). Upserts go to
+``batch/upsert`` with each record's batch index as ``objectWriteTraceId``, so a 207 answer
+maps every refused input back to its record. Update, insert, delete and clear first look the
+records up with ``batch/read``. Calls stay under HubSpot's rolling burst window (100 calls
+per 10 s for a private app by default) and slow down when HubSpot's own rate-limit headers
+say the account allows less. See docs/destinations/hubspot.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from datetime import time as dtime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+import httpx
+import pyarrow as pa
+from pydantic import Field
+
+from backhaul.destinations.base import (
+    Batch,
+    Capabilities,
+    DestinationConfig,
+    DestinationContext,
+    Operation,
+    RecordResult,
+)
+from backhaul.destinations.http import HttpClient, HttpResult, RateLimit, RateLimiter, RetryPolicy
+from backhaul.errors import DestinationError, FailureType
+from backhaul.observe.redact import Redactor
+
+API_URL = "https://api.hubapi.com"
+DEFAULT_ID_PROPERTY = {"contacts": "email", "companies": "domain"}
+ERROR_LIMIT = 500
+TOKEN_HELP = "put a valid private app token in `token` of the destination file"
+
+
+class HubSpotConfig(DestinationConfig):
+    """``destinations/NAME.yml`` with ``type: hubspot``."""
+
+    type: Literal["hubspot"]
+    token: str = Field(description="Private app access token; write `${env:HUBSPOT_TOKEN}`.")
+    base_url: str = Field(API_URL, description="API root (point it at the sandbox to test).")
+    object: str | None = Field(
+        None,
+        description="contacts, companies, deals or a custom object's name or id "
+        "(default: the sync's `object`).",
+    )
+    id_property: str | None = Field(
+        None,
+        description="Unique property that identifies records (default: the sync's match "
+        "field; email for contacts, domain for companies).",
+    )
+    rate_limit: RateLimit = Field(
+        default_factory=lambda: RateLimit(requests=100, per_seconds=10.0),
+        description="HubSpot's burst limit for the app (rolling window).",
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_seconds: float = Field(30.0, gt=0)
+    connections: int = Field(4, ge=1, le=32, description="HTTP connections kept open.")
+
+
+CAPABILITIES = Capabilities(
+    operations=frozenset(Operation),
+    max_batch_size=100,  # HubSpot's limit for every batch endpoint
+    default_batch_size=100,
+    default_concurrency=4,
+)
+
+
+class RollingWindowLimiter(RateLimiter):
+    """At most ``limit`` calls in any ``seconds``-long window, as HubSpot counts them.
+
+    A token bucket of the same rate lets up to twice the limit through in one window (a full
+    bucket, then its refill); HubSpot's burst limit is a rolling window, so this limiter keeps
+    the send times of the last ``limit`` calls instead. ``margin`` absorbs the difference
+    between when a call leaves and when HubSpot counts it.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        seconds: float,
+        *,
+        margin: float | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        now = clock or time.monotonic
+        super().__init__(None, clock=now, sleep=sleep)
+        self.limit = limit
+        self.seconds = seconds
+        self.margin = margin if margin is not None else min(0.25, max(0.05, seconds * 0.02))
+        self._now = now
+        self._wait = sleep
+        self._sent: deque[float] = deque()
+        self._gate = asyncio.Lock()
+
+    def lower(self, limit: int) -> None:
+        """Allow fewer calls per window from now on (never more than configured)."""
+        if 0 < limit < self.limit:
+            self.limit = limit
+
+    async def acquire(self, n: int = 1) -> None:
+        """Wait until ``n`` more calls fit in the window, then count them."""
+        if not 1 <= n <= self.limit:
+            raise ValueError(f"n must be between 1 and {self.limit}")
+        async with self._gate:
+            while True:
+                now = self._now()
+                if now < self.paused_until:
+                    await self._wait(self.paused_until - now)
+                    continue
+                horizon = now - self.seconds - self.margin
+                while self._sent and self._sent[0] <= horizon:
+                    self._sent.popleft()
+                if len(self._sent) + n <= self.limit:
+                    self._sent.extend([now] * n)
+                    return
+                await self._wait(self._sent[len(self._sent) + n - self.limit - 1] - horizon)
+
+
+class HubSpotDestination:
+    """Writes records to one HubSpot object type; see :class:`HubSpotConfig`."""
+
+    config_model: ClassVar[type[DestinationConfig]] = HubSpotConfig
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+
+    def __init__(self, config: HubSpotConfig, context: DestinationContext) -> None:
+        self.config = config
+        self.redactor = Redactor(context.secrets)
+        self.redactor.add(config.token)
+        self.window = RollingWindowLimiter(
+            config.rate_limit.requests, config.rate_limit.per_seconds
+        )
+        self.client = HttpClient(
+            label="HubSpot",
+            recorder=context.recorder,
+            redactor=self.redactor,
+            limiter=self.window,
+            retry=config.retry,
+            timeout=config.timeout_seconds,
+            concurrency=config.connections,
+            headers={"Authorization": f"Bearer {config.token}", "Accept": "application/json"},
+            pause_hint=self._pause_hint,
+        )
+        self.base = config.base_url.rstrip("/")
+        self._properties: dict[str, dict[str, dict[str, Any]]] = {}
+        self.object: str | None = None
+        self.id_property: str | None = None
+
+    # -- protocol --------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Read the object's properties: proves the token, the scopes and the object."""
+        try:
+            await self._load_properties(self.config.object or "contacts")
+        finally:
+            await self.client.aclose()  # check() may run in another event loop than write()
+
+    async def prepare(
+        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
+    ) -> None:
+        """Check every mapped field is a writable property and the match field is unique."""
+        name = self._object_name(object)
+        props = await self._load_properties(name)
+        unknown = sorted(f for f in fields if f not in props)
+        if unknown:
+            raise _config(
+                f"HubSpot {name} {_plural(unknown, 'has no property', 'has no properties')} "
+                f"{', '.join(unknown)}: create {_plural(unknown, 'it', 'them')} in HubSpot "
+                "(Settings > Properties) or change the sync's mappings"
+            )
+        frozen = sorted(f for f in fields if _read_only(props[f]))
+        if frozen:
+            raise _config(
+                f"HubSpot {name} {_plural(frozen, 'property', 'properties')} "
+                f"{', '.join(frozen)} {_plural(frozen, 'is', 'are')} read-only: remove "
+                f"{_plural(frozen, 'it', 'them')} from the sync's mappings"
+            )
+        self.id_property = self._identity(name, props, match_fields)
+        self.object = name
+
+    async def write(self, batch: Batch) -> list[RecordResult]:
+        """Send one batch (at most 100 records) and map HubSpot's answers to records."""
+        if self.object is None or self.id_property is None:  # prepare() was not called
+            self.object = self._object_name(batch.object)
+            self.id_property = self.config.id_property or batch.match_fields[0]
+        records = list(batch.flat_records())
+        skip = batch.skip_null_fields
+        records = [{k: v for k, v in r.items() if v is not None or k not in skip} for r in records]
+        values = [_text(r.get(self.id_property)) for r in records]
+        results: dict[int, RecordResult] = {}
+        todo: list[int] = []
+        for i, value in enumerate(values):
+            if value:
+                todo.append(i)
+            else:
+                results[i] = RecordResult.rejected(
+                    i, f"no {self.id_property} value: HubSpot needs it to find the record"
+                )
+        send = {
+            Operation.UPSERT: self._upsert,
+            Operation.UPDATE: self._update,
+            Operation.CLEAR: self._clear,
+            Operation.INSERT: self._insert,
+            Operation.DELETE: self._delete,
+        }[batch.operation]
+        # HubSpot refuses a batch naming the same record twice: such records go in turns.
+        for turn in _turns(todo, values):
+            results.update(await send(turn, records, values))
+        return [results[i] for i in range(len(records))]
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- operations ------------------------------------------------------------------
+
+    async def _upsert(
+        self, idx: list[int], records: list[dict[str, Any]], values: list[str]
+    ) -> dict[int, RecordResult]:
+        inputs = [
+            {
+                "id": values[i],
+                "idProperty": self.id_property,
+                "objectWriteTraceId": str(i),
+                "properties": _properties(records[i], clear_nulls=True),
+            }
+            for i in idx
+        ]
+        result = await self._call("batch/upsert", {"inputs": inputs}, {200, 201, 207})
+        return self._outcomes(result, idx, values)
+
+    async def _update(
+        self,
+        idx: list[int],
+        records: list[dict[str, Any]],
+        values: list[str],
+        *,
+        clear: bool = False,
+    ) -> dict[int, RecordResult]:
+        found, refused = await self._lookup(idx, values)
+        if refused:
+            return refused
+        out: dict[int, RecordResult] = {}
+        for i in idx:
+            if values[i] not in found:
+                # Nothing to clear on a record that is not there; an update needs it.
+                out[i] = (
+                    RecordResult.ok(i)
+                    if clear
+                    else RecordResult.rejected(
+                        i, f"no {self.object} record with {self.id_property}={values[i]}"
+                    )
+                )
+        present = [i for i in idx if values[i] in found]
+        if not present:
+            return out
+        inputs = []
+        for i in present:
+            props = _properties(records[i], clear_nulls=True)
+            if clear:
+                props = {k: "" for k in props if k != self.id_property}
+            inputs.append(
+                {"id": found[values[i]], "objectWriteTraceId": str(i), "properties": props}
+            )
+        result = await self._call("batch/update", {"inputs": inputs}, {200, 207})
+        return {**out, **self._outcomes(result, present, values)}
+
+    async def _clear(
+        self, idx: list[int], records: list[dict[str, Any]], values: list[str]
+    ) -> dict[int, RecordResult]:
+        return await self._update(idx, records, values, clear=True)
+
+    async def _insert(
+        self, idx: list[int], records: list[dict[str, Any]], values: list[str]
+    ) -> dict[int, RecordResult]:
+        found, refused = await self._lookup(idx, values)
+        if refused:
+            return refused
+        # INSERT leaves an existing record alone, and that counts as done.
+        out = {i: RecordResult.ok(i) for i in idx if values[i] in found}
+        absent = [i for i in idx if values[i] not in found]
+        if not absent:
+            return out
+        inputs = [
+            {"objectWriteTraceId": str(i), "properties": _properties(records[i], clear_nulls=False)}
+            for i in absent
+        ]
+        result = await self._call("batch/create", {"inputs": inputs}, {200, 201, 207})
+        # Created meanwhile by someone else: it exists, which is all INSERT asks.
+        return {**out, **self._outcomes(result, absent, values, exists_ok=True)}
+
+    async def _delete(
+        self, idx: list[int], records: list[dict[str, Any]], values: list[str]
+    ) -> dict[int, RecordResult]:
+        found, refused = await self._lookup(idx, values)
+        if refused:
+            return refused
+        out = {i: RecordResult.ok(i) for i in idx if values[i] not in found}  # already gone
+        present = [i for i in idx if values[i] in found]
+        if not present:
+            return out
+        inputs = [{"id": found[values[i]]} for i in present]
+        result = await self._call("batch/archive", {"inputs": inputs}, {200, 204})
+        for i in present:
+            out[i] = (
+                RecordResult.ok(i, result.call_id)
+                if result.ok
+                else RecordResult.rejected(i, self._clip(result.error), result.call_id)
+            )
+        return out
+
+    async def _lookup(
+        self, idx: list[int], values: list[str]
+    ) -> tuple[dict[str, str], dict[int, RecordResult]]:
+        """HubSpot ids of the records that exist, by id-property value.
+
+        The second value rejects every record when HubSpot refused the lookup itself.
+        """
+        body = {
+            "idProperty": self.id_property,
+            "properties": [self.id_property],
+            "inputs": [{"id": values[i]} for i in idx],
+        }
+        result = await self._call("batch/read", body, {200, 207})
+        if not result.ok:
+            error = self._clip(result.error)
+            return {}, {i: RecordResult.rejected(i, error, result.call_id) for i in idx}
+        found: dict[str, str] = {}
+        for item in _list(result.json, "results"):
+            props = item.get("properties") or {}
+            value = props.get(self.id_property)
+            if value is not None and item.get("id") is not None:
+                found[str(value)] = str(item["id"])
+        return found, {}
+
+    def _outcomes(
+        self, result: HttpResult, idx: list[int], values: list[str], *, exists_ok: bool = False
+    ) -> dict[int, RecordResult]:
+        """One result per input of a write answered 200/201/207 (or refused whole)."""
+        call = result.call_id
+        if not result.ok:
+            error = self._clip(result.error)
+            return {i: RecordResult.rejected(i, error, call) for i in idx}
+        wanted = set(idx)
+        failed: dict[int, str] = {}
+        for entry in _list(result.json, "errors"):
+            traces = (entry.get("context") or {}).get("objectWriteTraceId") or []
+            for trace in traces if isinstance(traces, list) else [traces]:
+                i = _int(trace)
+                if i in wanted:
+                    failed[i] = (
+                        ""
+                        if exists_ok and entry.get("category") == "CONFLICT"
+                        else (self._clip(_entry_text(entry)))
+                    )
+        by_value = {values[i]: i for i in idx}
+        confirmed: set[int] = set()
+        for item in _list(result.json, "results"):
+            i = _int(item.get("objectWriteTraceId"))
+            if i is None:
+                value = (item.get("properties") or {}).get(self.id_property)
+                i = by_value.get(str(value)) if value is not None else None
+            if i in wanted:
+                confirmed.add(i)
+        out: dict[int, RecordResult] = {}
+        for i in idx:
+            if i in failed:
+                error = failed[i]
+                out[i] = (
+                    RecordResult.rejected(i, error, call) if error else RecordResult.ok(i, call)
+                )
+            elif i in confirmed:
+                out[i] = RecordResult.ok(i, call)
+            else:
+                out[i] = RecordResult.rejected(
+                    i, "HubSpot answered without a result or an error for this record", call
+                )
+        return out
+
+    # -- calls -----------------------------------------------------------------------
+
+    async def _call(self, verb: str, body: Any, expected: set[int]) -> HttpResult:
+        assert self.object is not None
+        url = f"{self.base}/crm/v3/objects/{quote(self.object, safe='')}/{verb}"
+        return await self._request("POST", url, body, expected)
+
+    async def _request(
+        self, method: str, url: str, body: Any = None, expected: set[int] | None = None
+    ) -> HttpResult:
+        try:
+            return await self.client.request(
+                method, url, json=body, expected=expected or range(200, 300)
+            )
+        except DestinationError as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: DestinationError) -> DestinationError:
+        """Say what HubSpot's refusal means and what to change."""
+        why = self._clip(exc.detail or exc.message)
+        if exc.status == 401:
+            return _config(f"HubSpot rejected the token ({why}): {TOKEN_HELP}", 401)
+        if exc.status == 403:
+            return _config(
+                f"HubSpot refused the call ({why}): give the private app the CRM scopes it "
+                f"needs (read and write on {self.object or 'the object'}, schema read)",
+                403,
+            )
+        if exc.status == 404:
+            return _config(
+                f"HubSpot answered 404 Not Found ({why}): check `base_url` and `object`", 404
+            )
+        if exc.status == 429 and "daily" in why.lower():
+            return DestinationError(
+                "HubSpot's daily API limit for this account is used up: the rows stay pending "
+                "and go in a later run (the limit resets at midnight in the account's time zone)",
+                failure=FailureType.TRANSIENT,
+                status=429,
+                detail=why,
+            )
+        return exc
+
+    def _pause_hint(self, response: httpx.Response) -> float | None:
+        """Follow HubSpot's rate-limit headers: a lower limit, and a pause after a 429."""
+        headers = response.headers
+        limit = _int(headers.get("x-hubspot-ratelimit-max"))
+        if limit is not None:
+            self.window.lower(limit)  # the account allows less than configured
+        if response.status_code != 429:
+            return None
+        interval = _int(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
+        try:
+            policy = response.json().get("policyName")
+        except (ValueError, AttributeError):
+            policy = None
+        if policy == "DAILY":
+            return None  # waiting does not help; the call fails and says why
+        if policy == "SECONDLY":
+            return 1.0
+        # A rolling window frees its first slot at the latest one interval from now.
+        return interval / 1000 if interval else self.window.seconds
+
+    async def _load_properties(self, name: str) -> dict[str, dict[str, Any]]:
+        cached = self._properties.get(name)
+        if cached is not None:
+            return cached
+        url = f"{self.base}/crm/v3/properties/{quote(name, safe='')}"
+        result = await self._request("GET", url)
+        if not result.ok:
+            raise _config(
+                f"HubSpot has no object type `{name}` ({self._clip(result.error)}): set `object` "
+                "to contacts, companies, deals or a custom object's name",
+                result.status,
+            )
+        props = {str(p["name"]): p for p in _list(result.json, "results") if "name" in p}
+        self._properties[name] = props
+        return props
+
+    def _object_name(self, object: str | None) -> str:
+        configured = self.config.object
+        if object and configured and object != configured:
+            raise _config(
+                f"the sync's object `{object}` differs from the HubSpot destination's object "
+                f"`{configured}`: set it in one place only"
+            )
+        name = object or configured
+        if not name:
+            raise _config(
+                "HubSpot needs an object: set `object` in the sync (contacts, companies, deals "
+                "or a custom object's name)"
+            )
+        return name
+
+    def _identity(
+        self, name: str, props: Mapping[str, Mapping[str, Any]], match_fields: Sequence[str]
+    ) -> str:
+        configured = self.config.id_property
+        if len(match_fields) > 1:
+            raise _config(
+                f"HubSpot matches records by one property, but the sync matches on "
+                f"{', '.join(match_fields)}: set `match` to one unique property"
+            )
+        matched = match_fields[0] if match_fields else None
+        if configured and matched and configured != matched:
+            raise _config(
+                f"the sync matches on `{matched}` but the HubSpot destination's id_property is "
+                f"`{configured}`: make them the same"
+            )
+        chosen = configured or matched or DEFAULT_ID_PROPERTY.get(name)
+        if chosen is None:
+            raise _config(f"set `id_property` to a unique property of HubSpot {name}")
+        definition = props.get(chosen)
+        if definition is None:
+            raise _config(f"HubSpot {name} has no property `{chosen}`: fix `id_property`")
+        builtin = DEFAULT_ID_PROPERTY.get(name) == chosen
+        if not builtin and not definition.get("hasUniqueValue"):
+            raise _config(
+                f"HubSpot {name} property `{chosen}` does not require unique values "
+                "(hasUniqueValue is false), so records cannot be matched by it: match on "
+                f"{DEFAULT_ID_PROPERTY.get(name, 'a unique property')} or create a property "
+                "with unique values required and map the key to it"
+            )
+        return chosen
+
+    def _clip(self, text: str | None) -> str:
+        line = " ".join((text or "refused by HubSpot").split())[:ERROR_LIMIT]
+        return self.redactor.text(line) or ""
+
+
+def _config(message: str, status: int | None = None) -> DestinationError:
+    return DestinationError(message, failure=FailureType.CONFIG, status=status)
+
+
+def _plural(items: Sequence[object], one: str, many: str) -> str:
+    return one if len(items) == 1 else many
+
+
+def _read_only(definition: Mapping[str, Any]) -> bool:
+    meta = definition.get("modificationMetadata") or {}
+    return bool(meta.get("readOnlyValue"))
+
+
+def _list(body: Any, key: str) -> list[dict[str, Any]]:
+    items = body.get(key) if isinstance(body, dict) else None
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _entry_text(entry: Mapping[str, Any]) -> str:
+    """A per-input error of a 207 answer, as one line."""
+    message = str(entry.get("message") or entry.get("category") or "refused")
+    extra = [
+        str(e.get("message"))
+        for e in entry.get("errors") or []
+        if isinstance(e, dict) and e.get("message") and str(e.get("message")) not in message
+    ]
+    return f"{message} ({'; '.join(extra)})" if extra else message
+
+
+def _text(value: Any) -> str:
+    """A value as HubSpot takes it: every property value is a string."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Decimal):
+        return str(int(value)) if value == value.to_integral_value() else str(value)
+    if isinstance(value, datetime | date | dtime):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set):
+        return ";".join(_text(v) for v in value)  # multiple-checkbox properties
+    if isinstance(value, dict):
+        return json.dumps(value, default=str, sort_keys=True)
+    return str(value)
+
+
+def _properties(record: Mapping[str, Any], *, clear_nulls: bool) -> dict[str, str]:
+    """HubSpot ``properties``: a null clears the property (``""``) or is left out."""
+    return {k: _text(v) for k, v in record.items() if v is not None or clear_nulls}
+
+
+def _turns(idx: list[int], values: list[str]) -> Iterator[list[int]]:
+    """Split ``idx`` into runs in which each value appears once, keeping batch order."""
+    pending = idx
+    while pending:
+        seen: set[str] = set()
+        turn: list[int] = []
+        later: list[int] = []
+        for i in pending:
+            if values[i] in seen:
+                later.append(i)
+            else:
+                seen.add(values[i])
+                turn.append(i)
+        yield turn
+        pending = later
