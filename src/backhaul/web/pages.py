@@ -1,0 +1,603 @@
+"""Server-rendered pages: overview, sync, run (with the HTTP-call debugger) and model.
+
+Every page needs a logged-in viewer; running a sync needs an operator. Templates are
+rendered with autoescape on, and nothing from the project, the warehouse or a destination
+is ever marked safe: the only ``Markup`` handed to templates is the SVG built (and escaped)
+by :mod:`backhaul.web.charts`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+
+from backhaul.config.project import Project, SyncDef
+from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus
+from backhaul.engine.workspace import open_source, strip_sql
+from backhaul.errors import BackhaulError
+from backhaul.observe.recorder import HttpCall
+from backhaul.state import snapshots
+from backhaul.state.store import RunRecord, RunStore, StoreError
+from backhaul.state.tables import run_rows
+from backhaul.web.auth import Role, User, require
+from backhaul.web.charts import ChartRun, run_history_svg
+from backhaul.web.deps import get_project, get_runs, get_store, templates
+from backhaul.web.runs import RunConflict, get_call, latest_runs
+from backhaul.web.users import engine_of
+
+router = APIRouter(include_in_schema=False)
+
+Viewer = Annotated[User, Depends(require(Role.VIEWER))]
+Operator = Annotated[User, Depends(require(Role.OPERATOR))]
+ProjectDep = Annotated[Project, Depends(get_project)]
+StoreDep = Annotated[RunStore, Depends(get_store)]
+
+PREVIEW_ROWS = 100
+CHART_RUNS = 30
+CALLS_SHOWN = 200
+KEYS_PER_CALL = 60
+STATUS_ORDER = ("ok", "rejected", "invalid", "skipped")
+
+
+# -- view values ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """A run as the pages show it."""
+
+    id: str
+    short: str
+    sync: str
+    status: str
+    started: str
+    ago: str
+    duration: str
+    counts: Counts
+    trigger: str
+    full_resync: bool
+    error: str | None
+    finished: bool
+
+    @property
+    def rejected_rate(self) -> str:
+        sent = self.counts.succeeded + self.counts.rejected
+        return f"{self.counts.rejected / sent:.1%}" if sent else "—"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRow:
+    name: str
+    model: str
+    destination: str
+    mode: str
+    enabled: bool
+    last: RunView | None
+    rows_synced: int | None  # None while a run holds the snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class MappingView:
+    kind: str
+    source: str
+    field: str
+    cast: str
+    nulls: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallView:
+    call: HttpCall
+    started: str
+    request_body: str | None
+    response_body: str | None
+    headers: str
+    keys: list[tuple[str, str]] = field(default_factory=list)  # (key, status)
+    more_keys: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.call.status is not None and 200 <= self.call.status < 300
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as ``2024-05-01 12:03:04 UTC`` (``—`` when missing)."""
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    """How long ago ``value`` was, roughly (``3 min ago``)."""
+    if value is None:
+        return ""
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
+    if seconds < 60:
+        return "just now"
+    for size, unit in ((86_400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return ""  # pragma: no cover - every positive value matched above
+
+
+def seconds_text(value: float) -> str:
+    if value >= 120:
+        return f"{value / 60:.1f} min"
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def run_view(record: RunRecord) -> RunView:
+    running = record.status is RunStatus.RUNNING
+    return RunView(
+        id=record.run_id,
+        short=record.run_id[:8],
+        sync=record.sync,
+        status=record.status.value,
+        started=when(record.started_at),
+        ago=ago(record.started_at),
+        duration="running" if running else seconds_text(record.duration_s),
+        counts=record.counts,
+        trigger=record.trigger,
+        full_resync=record.full_resync,
+        error=record.error,
+        finished=not running,
+    )
+
+
+def chart_run(record: RunRecord, *, with_sync: bool) -> ChartRun:
+    label = f"{record.sync} {record.run_id[:8]}" if with_sync else f"run {record.run_id[:8]}"
+    c = record.counts
+    return ChartRun(
+        label,
+        record.started_at,
+        c.added,
+        c.changed,
+        c.removed,
+        c.rejected,
+        record.duration_s,
+        record.status.value,
+    )
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, name, context, status_code=status_code, headers=headers
+    )
+
+
+def not_found(request: Request, user: User, what: str, name: str) -> HTMLResponse:
+    context = {"user": user, "what": what, "name": name, "title": "Not found"}
+    return render(request, "404.html", context, status_code=404)
+
+
+# -- store queries the RunStore has no method for ---------------------------------------
+
+
+def call_keys(
+    store: RunStore, run_id: str, call_ids: list[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """Keys (and row status) of the rows each call carried."""
+    if not call_ids:
+        return {}
+    query = (
+        select(run_rows.c.call_id, run_rows.c.key, run_rows.c.status)
+        .where(run_rows.c.run_id == run_id, run_rows.c.call_id.in_(call_ids))
+        .order_by(run_rows.c.id)
+        .limit(KEYS_PER_CALL * len(call_ids) * 4)
+    )
+    out: dict[str, list[tuple[str, str]]] = {}
+    with engine_of(store).connect() as conn:
+        for call_id, key, status in conn.execute(query):
+            out.setdefault(call_id, []).append((key, status))
+    return out
+
+
+def call_row_counts(store: RunStore, run_id: str, call_ids: list[str]) -> dict[str, int]:
+    if not call_ids:
+        return {}
+    query = (
+        select(run_rows.c.call_id, func.count())
+        .where(run_rows.c.run_id == run_id, run_rows.c.call_id.in_(call_ids))
+        .group_by(run_rows.c.call_id)
+    )
+    with engine_of(store).connect() as conn:
+        return {cid: int(n) for cid, n in conn.execute(query)}
+
+
+def search_rows(store: RunStore, run_id: str, text: str, limit: int = 50) -> list[RowOutcome]:
+    """Rows whose key is ``text``; failing that, rows whose key contains it."""
+    exact = store.rows(run_id, key=text, limit=limit)
+    if exact:
+        return exact
+    query = (
+        select(run_rows)
+        .where(run_rows.c.run_id == run_id, run_rows.c.key.contains(text, autoescape=True))
+        .order_by(run_rows.c.id)
+        .limit(limit)
+    )
+    with engine_of(store).connect() as conn:
+        return [
+            RowOutcome(
+                key=r.key,
+                op=RowOp(r.op),
+                status=r.status,
+                error=r.error,
+                operation=r.operation,
+                call_id=r.call_id,
+            )
+            for r in conn.execute(query)
+        ]
+
+
+# -- other helpers ---------------------------------------------------------------------
+
+
+def snapshot_rows(request: Request, project: Project, name: str) -> int | None:
+    """Rows in a sync's snapshot, cached per app until the state file changes.
+
+    Opening 200 DuckDB files on every overview request would be far too slow; a stat is not.
+    """
+    path = snapshots.state_path(project.state_dir, name)
+    wal = path.with_name(path.name + ".wal")
+    try:
+        stamp = (path.stat().st_mtime_ns, wal.stat().st_mtime_ns if wal.exists() else 0)
+    except FileNotFoundError:
+        return 0
+    cache: dict[str, tuple[tuple[int, int], int]] = (
+        getattr(request.app.state, "snapshot_rows", None) or {}
+    )
+    request.app.state.snapshot_rows = cache
+    hit = cache.get(str(path))
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    rows, _pending = snapshots.read_counts(project.state_dir, name)
+    if rows < 0:
+        return None  # a run holds the state file right now
+    cache[str(path)] = (stamp, rows)
+    return rows
+
+
+def pretty(body: str | None) -> str | None:
+    """Indent a JSON body for reading; anything else is returned as it is."""
+    if not body:
+        return body
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
+
+
+def mapping_views(sync: SyncDef) -> list[MappingView]:
+    out = []
+    for m in sync.config.mappings:
+        data = m.model_dump()
+        if "column" in data:
+            kind, source = "column", str(data["column"])
+        elif "template" in data:
+            kind, source = "template", str(data["template"])
+        else:
+            kind, source = "static", json.dumps(data.get("value"))
+        cast = data.get("cast")
+        nulls = data.get("nulls") or sync.config.nulls
+        out.append(
+            MappingView(kind, source, str(data["field"]), str(cast) if cast else "", str(nulls))
+        )
+    return out
+
+
+def call_view(
+    call: HttpCall, keys: list[tuple[str, str]] | None = None, total: int = 0
+) -> CallView:
+    keys = keys or []
+    shown = keys[:KEYS_PER_CALL]
+    return CallView(
+        call=call,
+        started=when(call.started_at),
+        request_body=pretty(call.request_body),
+        response_body=pretty(call.response_body),
+        headers="\n".join(f"{k}: {v}" for k, v in sorted(call.request_headers.items())),
+        keys=shown,
+        more_keys=max(total, len(keys)) - len(shown),
+    )
+
+
+def find_run(store: RunStore, run_id: str) -> RunRecord | None:
+    try:
+        return store.run(run_id)
+    except StoreError:
+        return None  # an ambiguous prefix names no single run
+
+
+def progress_context(request: Request, record: RunRecord) -> dict[str, Any]:
+    """Live numbers of a run: the run manager's when it runs here, else the stored counts."""
+    live = get_runs(request).progress(record.run_id) if not _finished(record) else None
+    c = record.counts
+    data: dict[str, Any] = {
+        "phase": "",
+        "total": c.planned,
+        "sent": c.succeeded + c.rejected,
+        "succeeded": c.succeeded,
+        "rejected": c.rejected,
+        "status": record.status.value,
+    }
+    if live:
+        data.update({k: v for k, v in live.items() if k in data and v is not None})
+    return {"run": run_view(record), "p": data}
+
+
+def _finished(record: RunRecord) -> bool:
+    return record.status is not RunStatus.RUNNING
+
+
+# -- pages -----------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, user: Viewer, project: ProjectDep, store: StoreDep) -> Response:
+    """Every sync with its last run, and a chart of recent runs across syncs."""
+    names = sorted(project.syncs)
+    last = latest_runs(store)
+    rows = []
+    for name in names:
+        sync = project.syncs[name].config
+        record = last.get(name)
+        rows.append(
+            SyncRow(
+                name,
+                sync.model,
+                sync.destination,
+                sync.mode.value,
+                sync.enabled,
+                run_view(record) if record else None,
+                snapshot_rows(request, project, name),
+            )
+        )
+    recent = list(reversed(store.runs(limit=CHART_RUNS)))
+    chart = run_history_svg(
+        [chart_run(r, with_sync=True) for r in recent],
+        title="Recent runs across all syncs",
+        chart_id="recent-runs",
+    )
+    context = {
+        "user": user,
+        "title": "Overview",
+        "syncs": rows,
+        "chart": chart,
+        "project": project.config.name,
+        "models": sorted(project.models),
+    }
+    return render(request, "overview.html", context)
+
+
+@router.get("/syncs/{name}", response_class=HTMLResponse)
+def sync_page(
+    request: Request, name: str, user: Viewer, project: ProjectDep, store: StoreDep
+) -> Response:
+    """A sync's YAML as written, its mappings, run history and run buttons."""
+    sync = project.syncs.get(name)
+    if sync is None:
+        return not_found(request, user, "sync", name)
+    return _sync_response(request, user, project, store, sync)
+
+
+def _sync_response(
+    request: Request,
+    user: User,
+    project: Project,
+    store: RunStore,
+    sync: SyncDef,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    path = project.root / sync.positions.file
+    try:
+        yaml_text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        yaml_text = f"# cannot read {sync.positions.file}: {exc.strerror}"
+    history = store.runs(sync.name, limit=CHART_RUNS)
+    chart = run_history_svg(
+        [chart_run(r, with_sync=False) for r in reversed(history)],
+        title=f"Run history of {sync.name}",
+        chart_id="sync-history",
+    )
+    context = {
+        "user": user,
+        "title": sync.name,
+        "sync": sync,
+        "config": sync.config,
+        "file": Path(sync.positions.file).as_posix(),
+        "yaml": yaml_text,
+        "mappings": mapping_views(sync),
+        "chart": chart,
+        "runs": [run_view(r) for r in history],
+        "can_run": user.role.allows(Role.OPERATOR),
+        "running": next((r.run_id for r in history if not _finished(r)), None),
+        "rows_synced": snapshot_rows(request, project, sync.name),
+        "error": error,
+    }
+    return render(request, "sync.html", context, status_code=status_code)
+
+
+@router.post("/syncs/{name}/run")
+def trigger_run(
+    request: Request,
+    name: str,
+    user: Operator,
+    project: ProjectDep,
+    store: StoreDep,
+    full_resync: Annotated[bool, Form()] = False,
+) -> Response:
+    """Start a run in the background and go to its page."""
+    sync = project.syncs.get(name)
+    if sync is None:
+        return not_found(request, user, "sync", name)
+    try:
+        run_id = get_runs(request).trigger(name, full_resync=full_resync, user=user)
+    except RunConflict as exc:
+        last = store.last_run(name)
+        if last is not None and not _finished(last):
+            return RedirectResponse(f"/runs/{last.run_id}", status_code=303)
+        return _sync_response(
+            request, user, project, store, sync, error=exc.message, status_code=409
+        )
+    except BackhaulError as exc:
+        return _sync_response(
+            request, user, project, store, sync, error=exc.message, status_code=400
+        )
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(
+    request: Request,
+    run_id: str,
+    user: Viewer,
+    store: StoreDep,
+    key: Annotated[str, Query(max_length=500)] = "",
+) -> Response:
+    """Counts, rows by operation and status, rejected rows and every HTTP call of a run."""
+    record = find_run(store, run_id)
+    if record is None:
+        return not_found(request, user, "run", run_id)
+    rid = record.run_id
+    matrix = store.row_counts(rid)
+    ops = [op.value for op in RowOp if any(k[0] == op.value for k in matrix)]
+    statuses = [s for s in STATUS_ORDER if any(k[1] == s for k in matrix)]
+    statuses += sorted({k[1] for k in matrix} - set(statuses))
+    calls = store.calls(rid, limit=CALLS_SHOWN)
+    ids = [c.call_id for c in calls]
+    keys = call_keys(store, rid, ids)
+    totals = call_row_counts(store, rid, ids)
+    context = {
+        **progress_context(request, record),
+        "user": user,
+        "title": f"Run {rid[:8]}",
+        "matrix": matrix,
+        "ops": ops,
+        "statuses": statuses,
+        "rejected": store.rows(rid, status="rejected", limit=200),
+        "calls": [call_view(c, keys.get(c.call_id), totals.get(c.call_id, 0)) for c in calls],
+        "calls_capped": len(calls) == CALLS_SHOWN,
+        "key": key,
+        "found": search_rows(store, rid, key) if key else None,
+    }
+    return render(request, "run.html", context)
+
+
+@router.get("/runs/{run_id}/progress", response_class=HTMLResponse)
+def run_progress(request: Request, run_id: str, user: Viewer, store: StoreDep) -> Response:
+    """The live progress partial; once the run ends, the page reloads to show the results."""
+    record = find_run(store, run_id)
+    if record is None:
+        return not_found(request, user, "run", run_id)
+    headers = {"HX-Refresh": "true"} if _finished(record) else None
+    return render(
+        request, "partials/progress.html", progress_context(request, record), headers=headers
+    )
+
+
+@router.get("/runs/{run_id}/rows", response_class=HTMLResponse)
+def run_rows_partial(
+    request: Request,
+    run_id: str,
+    user: Viewer,
+    store: StoreDep,
+    key: Annotated[str, Query(max_length=500)] = "",
+) -> Response:
+    """Rows of a run found by primary key (the search box's htmx target)."""
+    record = find_run(store, run_id)
+    if record is None:
+        return not_found(request, user, "run", run_id)
+    found = search_rows(store, record.run_id, key.strip()) if key.strip() else None
+    context = {"run": run_view(record), "key": key, "found": found}
+    return render(request, "partials/rows.html", context)
+
+
+def _call_context(store: RunStore, run_id: str, call_id: str) -> dict[str, Any] | None:
+    record = find_run(store, run_id)
+    call = get_call(store, record.run_id, call_id) if record else None
+    if record is None or call is None:
+        return None
+    keys = call_keys(store, record.run_id, [call_id]).get(call_id, [])
+    total = call_row_counts(store, record.run_id, [call_id]).get(call_id, 0)
+    return {"run": run_view(record), "c": call_view(call, keys, total)}
+
+
+@router.get("/runs/{run_id}/calls/{call_id}", response_class=HTMLResponse)
+def call_page(
+    request: Request, run_id: str, call_id: str, user: Viewer, store: StoreDep
+) -> Response:
+    """One HTTP call with its bodies and every row it carried (rows link here)."""
+    context = _call_context(store, run_id, call_id)
+    if context is None:
+        return not_found(request, user, "HTTP call", call_id)
+    title = f"{context['c'].call.method} call"
+    return render(request, "call.html", {**context, "user": user, "title": title})
+
+
+@router.get("/runs/{run_id}/calls/{call_id}/body", response_class=HTMLResponse)
+def call_body(
+    request: Request, run_id: str, call_id: str, user: Viewer, store: StoreDep
+) -> Response:
+    """A call's headers and bodies, loaded when its entry in the debugger is opened."""
+    context = _call_context(store, run_id, call_id)
+    if context is None:
+        return not_found(request, user, "HTTP call", call_id)
+    return render(request, "partials/call_body.html", context)
+
+
+@router.get("/models/{name}", response_class=HTMLResponse)
+def model_page(request: Request, name: str, user: Viewer, project: ProjectDep) -> Response:
+    """A model's SQL, its columns and types, and its first rows."""
+    model = project.models.get(name)
+    if model is None:
+        return not_found(request, user, "model", name)
+    columns: dict[str, str] = {}
+    header: list[str] = []
+    preview: list[list[Any]] = []
+    error: str | None = None
+    try:
+        source = open_source(project, model)
+        try:
+            columns = source.columns(model.sql)
+            sql = f"SELECT * FROM (\n{strip_sql(model.sql)}\n) AS backhaul_preview LIMIT {PREVIEW_ROWS}"
+            reader = source.stream(sql, batch_size=PREVIEW_ROWS)
+            header = list(reader.schema.names)
+            for batch in reader:
+                preview += [list(row.values()) for row in batch.to_pylist()]
+                if len(preview) >= PREVIEW_ROWS:
+                    break
+        finally:
+            source.close()
+    except BackhaulError as exc:
+        error = exc.message
+    except Exception as exc:  # a driver's own error: show it, never a 500
+        error = f"{type(exc).__name__}: {exc}"
+    context = {
+        "user": user,
+        "title": name,
+        "model": model,
+        "columns": columns,
+        "header": header,
+        "preview": preview[:PREVIEW_ROWS],
+        "error": error,
+        "sql_file": model.sql_file.name if model.sql_file else None,
+        "syncs": sorted(s.name for s in project.syncs.values() if s.config.model == name),
+    }
+    return render(request, "model.html", context)
+
+
+__all__ = ["router"]
