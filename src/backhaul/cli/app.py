@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from backhaul.cli.sandbox import sandbox_command
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
 
 app = typer.Typer(
@@ -313,6 +314,9 @@ def demo(
     from backhaul.demo.runner import run_demo
 
     raise typer.Exit(run_demo(directory, console=_console(), keep=keep))
+
+
+app.command("sandbox")(sandbox_command)
 
 
 def main() -> None:
