@@ -1,0 +1,1 @@
+"""The web app: REST API, server-rendered pages, sign-in and roles (``backhaul serve``)."""

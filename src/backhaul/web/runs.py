@@ -1,0 +1,300 @@
+"""Runs started from the web app, and the run-history queries the API and pages need.
+
+:class:`RunManager` runs syncs in background threads (one run per sync at a time), follows
+their events to report live progress, and cancels them on request.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from backhaul.config.project import Project
+from backhaul.engine.summary import RowOp, RowOutcome
+from backhaul.errors import BackhaulError
+from backhaul.observe.events import (
+    BatchDone,
+    Notice,
+    PhaseStarted,
+    Planned,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+)
+from backhaul.observe.recorder import HttpCall
+from backhaul.state.store import RunRecord, RunStore, _record
+from backhaul.state.tables import http_calls, run_rows, runs
+from backhaul.web.auth import User
+from backhaul.web.users import UserStore, engine_of
+
+START_TIMEOUT = 120.0  # seconds to wait for a run to open its destination and workspace
+KEEP_FINISHED = 200  # finished runs whose last progress stays in memory
+
+
+class RunConflict(BackhaulError):
+    """The sync already has a run in progress."""
+
+
+@dataclass
+class _Active:
+    sync: str
+    user: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
+    run_id: str | None = None
+    error: BaseException | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    thread: threading.Thread | None = None
+
+
+class RunManager:
+    """Triggers, follows and cancels runs of one project.
+
+    Args:
+        project: The loaded project.
+        store: The shared run store.
+        users: Where trigger and cancel are recorded in the audit log.
+    """
+
+    def __init__(self, project: Project, store: RunStore, users: UserStore) -> None:
+        self.project = project
+        self.store = store
+        self.users = users
+        self._lock = threading.Lock()
+        self._by_sync: dict[str, _Active] = {}
+        self._by_run: dict[str, _Active] = {}
+        self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def trigger(self, sync: str, *, full_resync: bool, user: User) -> str:
+        """Start a run of ``sync`` in a background thread and return its run id.
+
+        Returns once the run is recorded (its destination and workspace are open).
+
+        Raises:
+            ConfigError: unknown sync, or it cannot start (a missing variable, ...).
+            RunConflict: the sync already has a run in progress.
+        """
+        self.project.sync(sync)
+        active = _Active(sync, user.username)
+        with self._lock:
+            if sync in self._by_sync:
+                raise RunConflict(f"sync `{sync}` is already running; wait or cancel it")
+            self._by_sync[sync] = active
+        thread = threading.Thread(
+            target=self._run,
+            args=(active, full_resync),
+            name=f"backhaul-web-run-{sync}",
+            daemon=True,
+        )
+        active.thread = thread
+        thread.start()
+        active.started.wait(START_TIMEOUT)
+        if active.run_id is None:
+            if active.error is not None:
+                raise active.error
+            raise RunConflict(f"sync `{sync}` did not start within {START_TIMEOUT:.0f} s")
+        self.users.audit(
+            user.username,
+            "run_trigger",
+            sync,
+            {"run_id": active.run_id, "full_resync": full_resync},
+        )
+        return active.run_id
+
+    def _run(self, active: _Active, full_resync: bool) -> None:
+        from backhaul.engine.runner import run_sync
+
+        try:
+            run_sync(
+                self.project,
+                active.sync,
+                store=self.store,
+                full_resync=full_resync,
+                events=lambda e: self._on_event(active, e),
+                trigger="web",
+                cancel=active.cancel,
+            )
+        except BaseException as exc:  # reported to trigger(), or recorded by the store
+            active.error = exc
+        finally:
+            with self._lock:
+                self._by_sync.pop(active.sync, None)
+                if active.run_id is not None:
+                    self._by_run.pop(active.run_id, None)
+                    self._finished[active.run_id] = dict(active.progress)
+                    while len(self._finished) > KEEP_FINISHED:
+                        self._finished.popitem(last=False)
+            active.started.set()
+
+    def _on_event(self, active: _Active, event: RunEvent) -> None:
+        p = active.progress
+        if isinstance(event, RunStarted):
+            p.update(
+                run_id=event.run_id,
+                sync=event.sync,
+                status="running",
+                phase="start",
+                total=None,
+                sent=0,
+                succeeded=0,
+                rejected=0,
+                notices=[],
+            )
+            with self._lock:
+                active.run_id = event.run_id
+                self._by_run[event.run_id] = active
+            active.started.set()
+        elif isinstance(event, PhaseStarted):
+            p["phase"] = event.phase
+        elif isinstance(event, Planned):
+            p.update(total=event.to_send, counts=event.counts.as_dict())
+        elif isinstance(event, BatchDone):
+            p.update(
+                sent=event.sent,
+                succeeded=event.succeeded,
+                rejected=event.rejected,
+                total=event.total,
+            )
+        elif isinstance(event, Notice):
+            p.setdefault("notices", []).append(event.message)
+        elif isinstance(event, RunFinished):
+            s = event.summary
+            p.update(
+                status=s.status.value,
+                phase="done",
+                error=s.error,
+                counts=s.counts.as_dict(),
+                succeeded=s.counts.succeeded,
+                rejected=s.counts.rejected,
+            )
+
+    def cancel(self, run_id: str, *, user: User | None = None) -> bool:
+        """Ask a run in progress to stop after its current batches; False if not running."""
+        with self._lock:
+            active = self._by_run.get(run_id)
+        if active is None:
+            return False
+        active.cancel.set()
+        if user is not None:
+            self.users.audit(user.username, "run_cancel", active.sync, {"run_id": run_id})
+        return True
+
+    def progress(self, run_id: str) -> dict[str, Any] | None:
+        """Live progress of a run started here (kept a while after it ends), else None."""
+        with self._lock:
+            active = self._by_run.get(run_id)
+            if active is not None:
+                return dict(active.progress)
+            done = self._finished.get(run_id)
+            return dict(done) if done is not None else None
+
+    def active(self) -> list[dict[str, Any]]:
+        """Progress of every run in progress."""
+        with self._lock:
+            return [dict(a.progress) for a in self._by_run.values()]
+
+    def running_syncs(self) -> set[str]:
+        with self._lock:
+            return set(self._by_sync)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel every run in progress and wait for their threads."""
+        with self._lock:
+            actives = list(self._by_sync.values())
+        for a in actives:
+            a.cancel.set()
+        for a in actives:
+            if a.thread is not None:
+                a.thread.join(timeout)
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+def latest_runs(store: RunStore) -> dict[str, RunRecord]:
+    """The newest run of every sync, in one grouped query (uses ix_runs_sync_started_at)."""
+    newest = (
+        select(runs.c.sync, func.max(runs.c.started_at).label("started_at"))
+        .group_by(runs.c.sync)
+        .subquery()
+    )
+    query = select(runs).join(
+        newest, (runs.c.sync == newest.c.sync) & (runs.c.started_at == newest.c.started_at)
+    )
+    with engine_of(store).connect() as conn:
+        return {row.sync: _record(row) for row in conn.execute(query)}
+
+
+def list_runs(store: RunStore, *, sync: str | None, limit: int, offset: int) -> list[RunRecord]:
+    """Runs newest first, optionally of one sync, paged."""
+    query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc())
+    if sync is not None:
+        query = query.where(runs.c.sync == sync)
+    with engine_of(store).connect() as conn:
+        return [_record(r) for r in conn.execute(query.limit(limit).offset(offset))]
+
+
+def run_rows_page(
+    store: RunStore,
+    run_id: str,
+    *,
+    status: str | None = None,
+    key: str | None = None,
+    op: str | None = None,
+    call_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[RowOutcome]:
+    """Per-row outcomes of a run, filtered and paged, in the order they were recorded."""
+    query = select(run_rows).where(run_rows.c.run_id == run_id)
+    for column, value in (("status", status), ("key", key), ("op", op), ("call_id", call_id)):
+        if value is not None:
+            query = query.where(run_rows.c[column] == value)
+    query = query.order_by(run_rows.c.id).limit(limit).offset(offset)
+    with engine_of(store).connect() as conn:
+        return [
+            RowOutcome(r.key, RowOp(r.op), r.status, r.error, r.operation, r.call_id)
+            for r in conn.execute(query)
+        ]
+
+
+def _call(row: Any) -> HttpCall:
+    return HttpCall(
+        method=row.method,
+        url=row.url,
+        status=row.status,
+        latency_ms=row.latency_ms,
+        request_headers=json.loads(row.request_headers),
+        request_body=row.request_body,
+        response_body=row.response_body,
+        error=row.error,
+        attempt=row.attempt,
+        started_at=row.started_at,
+        call_id=row.call_id,
+    )
+
+
+def calls_page(store: RunStore, run_id: str, *, limit: int, offset: int) -> list[HttpCall]:
+    """Recorded HTTP calls of a run, oldest first, paged."""
+    query = (
+        select(http_calls)
+        .where(http_calls.c.run_id == run_id)
+        .order_by(http_calls.c.started_at, http_calls.c.call_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    with engine_of(store).connect() as conn:
+        return [_call(r) for r in conn.execute(query)]
+
+
+def get_call(store: RunStore, run_id: str, call_id: str) -> HttpCall | None:
+    """One recorded call of a run, or None."""
+    query = select(http_calls).where(http_calls.c.run_id == run_id, http_calls.c.call_id == call_id)
+    with engine_of(store).connect() as conn:
+        row = conn.execute(query).first()
+    return _call(row) if row is not None else None
