@@ -317,6 +317,9 @@ def demo(
 
 
 app.command("sandbox")(sandbox_command)
+from backhaul.cli.web import serve, users_app  # noqa: E402, I001 (uses the helpers above)
+app.command("serve")(serve)
+app.add_typer(users_app, name="users")
 
 
 def main() -> None:

@@ -1,0 +1,173 @@
+"""`backhaul serve` and `backhaul users ...`: run the web app and manage who may use it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from backhaul.cli.app import ProjectDir, _console, _load, handles_errors
+from backhaul.errors import BackhaulError
+
+if TYPE_CHECKING:
+    from backhaul.state.store import RunStore
+    from backhaul.web.users import UserStore
+
+users_app = typer.Typer(help="Users and API tokens of the web app.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for the REST API.", no_args_is_help=True)
+users_app.add_typer(token_app, name="token")
+
+
+@handles_errors
+def serve(
+    project_dir: ProjectDir = Path("."),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the web app and the REST API (sign in with a user from `backhaul users add`)."""
+    import uvicorn
+
+    from backhaul.web.app import create_app
+
+    app = create_app(project_dir)
+    if not app.state.users.all():
+        _console(stderr=True).print(
+            "[yellow]note:[/] no users yet: create one with `backhaul users add NAME --role admin`"
+        )
+    _console(stderr=True).print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+def _users(project_dir: Path) -> tuple[RunStore, UserStore]:
+    from backhaul.state.store import RunStore
+    from backhaul.web.users import UserStore
+
+    project = _load(project_dir)
+    store = RunStore.open(project.metadata_url)
+    return store, UserStore(store)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = typer.prompt("Password", hide_input=True)
+    second = typer.prompt("Repeat the password", hide_input=True)
+    if first != second:
+        raise BackhaulError("the passwords differ; try again")
+    return str(first)
+
+
+@users_app.command("add")
+@handles_errors
+def add(
+    username: Annotated[str, typer.Argument(help="Sign-in name.")],
+    role: Annotated[str, typer.Option(help="viewer, operator, editor or admin.")] = "viewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin (scripts).")
+    ] = False,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Create a user (the password is asked twice, or read from stdin)."""
+    from backhaul.web.auth import Role
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise BackhaulError(
+            f"unknown role `{role}`: use {', '.join(r.value for r in Role)}"
+        ) from None
+    password = _read_password(password_stdin)
+    store, users = _users(project_dir)
+    with store:
+        user = users.add(username, password, chosen)
+        users.audit(None, "user_add", user.username, {"role": chosen.value, "via": "cli"})
+    _console().print(f"created user {user.username} ({user.role.value})")
+
+
+@users_app.command("list")
+@handles_errors
+def list_users(project_dir: ProjectDir = Path(".")) -> None:
+    """Every user with their role and tokens."""
+    from rich.table import Table
+
+    store, users = _users(project_dir)
+    with store:
+        table = Table("user", "role", "active tokens")
+        tokens = users.tokens()
+        for u in users.all():
+            names = [t.name for t in tokens if t.username == u.username and t.revoked_at is None]
+            table.add_row(u.username, u.role.value, ", ".join(names))
+    _console().print(table)
+
+
+@users_app.command("remove")
+@handles_errors
+def remove(
+    username: Annotated[str, typer.Argument(help="The user to delete.")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Delete a user and their API tokens."""
+    store, users = _users(project_dir)
+    with store:
+        if not users.remove(username):
+            raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
+        users.audit(None, "user_remove", username, {"via": "cli"})
+    _console().print(f"removed user {username}")
+
+
+@token_app.command("create")
+@handles_errors
+def token_create(
+    username: Annotated[str, typer.Argument(help="Whose token (it acts with their role).")],
+    name: Annotated[str, typer.Option(help="What the token is for.")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Create an API token and print it once (only a hash is kept)."""
+    store, users = _users(project_dir)
+    with store:
+        token, info = users.create_token(username, name)
+        users.audit(
+            None, "token_create", username, {"token_id": info.id, "name": name, "via": "cli"}
+        )
+    _console(stderr=True).print(
+        f"token {info.id} for {username}; copy it now, it is not shown again:"
+    )
+    print(token)
+
+
+@token_app.command("revoke")
+@handles_errors
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="Token id (see `backhaul users token list`).")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Revoke an API token."""
+    store, users = _users(project_dir)
+    with store:
+        if not users.revoke_token(token_id):
+            raise BackhaulError(f"no active token {token_id}")
+        users.audit(None, "token_revoke", str(token_id), {"via": "cli"})
+    _console().print(f"revoked token {token_id}")
+
+
+@token_app.command("list")
+@handles_errors
+def token_list(project_dir: ProjectDir = Path(".")) -> None:
+    """Every API token (never the token itself)."""
+    from rich.table import Table
+
+    store, users = _users(project_dir)
+    with store:
+        table = Table("id", "user", "name", "starts with", "created", "revoked")
+        for t in users.tokens():
+            table.add_row(
+                str(t.id),
+                t.username,
+                t.name,
+                t.prefix + "…",
+                t.created_at.strftime("%Y-%m-%d %H:%M"),
+                t.revoked_at.strftime("%Y-%m-%d %H:%M") if t.revoked_at else "",
+            )
+    _console().print(table)
