@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 from backhaul.cli.sandbox import sandbox_command
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
 
@@ -27,43 +25,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-ProjectDir = Annotated[
-    Path, typer.Option("--project-dir", "-C", help="The project folder (holds backhaul.yml).")
-]
-
-
-def _console(stderr: bool = False) -> Console:
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if not console.is_terminal:
-        console.width = 160  # logs and CI: wide tables rather than wrapped cells
-    return console
-
-
-def handles_errors(fn: F) -> F:
-    """Turn Backhaul errors into one clear message and the documented exit code."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigErrors as exc:
-            err = _console(stderr=True)
-            for e in exc.errors:
-                err.print(f"[red]error:[/] {e.message}")
-            raise typer.Exit(2) from None
-        except BackhaulError as exc:
-            _console(stderr=True).print(f"[red]error:[/] {exc.message}")
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _load(project_dir: Path) -> Any:
-    from backhaul.api import load_project
-
-    return load_project(project_dir)
 
 
 @app.command()
@@ -172,8 +133,14 @@ def run(
     with open_store(project) as store:
         for sync in chosen:
             results.append(
-                run_sync(project, sync.name, store=store, full_resync=full_resync, force=force,
-                         events=reporter)
+                run_sync(
+                    project,
+                    sync.name,
+                    store=store,
+                    full_resync=full_resync,
+                    force=force,
+                    events=reporter,
+                )
             )
     if as_json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
@@ -189,8 +156,9 @@ def status(project_dir: ProjectDir = Path(".")) -> None:
     from backhaul.api import status as sync_status
 
     project = _load(project_dir)
-    table = Table("sync", "model → destination", "mode", "last run", "status", "snapshot",
-                  "pending rejected")
+    table = Table(
+        "sync", "model → destination", "mode", "last run", "status", "snapshot", "pending rejected"
+    )
     for s in sync_status(project):
         last = s.last_run
         table.add_row(
@@ -217,15 +185,39 @@ def runs(
 
     project = _load(project_dir)
     project.sync(sync)
-    table = Table("run", "started", "status", "secs", "queried", "added", "changed",
-                  "removed", "invalid", "ok", "rejected")
+    table = Table(
+        "run",
+        "started",
+        "status",
+        "secs",
+        "queried",
+        "added",
+        "changed",
+        "removed",
+        "invalid",
+        "ok",
+        "rejected",
+    )
     with open_store(project) as store:
         for r in store.runs(sync, limit=limit):
             c = r.counts
             table.add_row(
-                r.run_id, r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "",
-                r.status.value, f"{r.duration_s:.1f}", *(f"{v:,}" for v in (
-                    c.queried, c.added, c.changed, c.removed, c.invalid, c.succeeded, c.rejected)),
+                r.run_id,
+                r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "",
+                r.status.value,
+                f"{r.duration_s:.1f}",
+                *(
+                    f"{v:,}"
+                    for v in (
+                        c.queried,
+                        c.added,
+                        c.changed,
+                        c.removed,
+                        c.invalid,
+                        c.succeeded,
+                        c.rejected,
+                    )
+                ),
             )
     _console().print(table)
 
@@ -250,27 +242,54 @@ def run_show(
         invalid = store.rows(record.run_id, status="invalid", limit=limit)
         calls = store.calls(record.run_id, limit=limit)
     if as_json:
-        print(json.dumps({
-            "run_id": record.run_id, "sync": record.sync, "status": record.status.value,
-            "counts": record.counts.as_dict(), "error": record.error,
-            "rejected": [{"key": r.key, "op": r.op.value, "error": r.error} for r in rejected],
-            "invalid": [{"key": r.key, "error": r.error} for r in invalid],
-            "calls": [{"method": c.method, "url": c.url, "status": c.status,
-                       "latency_ms": c.latency_ms, "attempt": c.attempt} for c in calls],
-        }, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "run_id": record.run_id,
+                    "sync": record.sync,
+                    "status": record.status.value,
+                    "counts": record.counts.as_dict(),
+                    "error": record.error,
+                    "rejected": [
+                        {"key": r.key, "op": r.op.value, "error": r.error} for r in rejected
+                    ],
+                    "invalid": [{"key": r.key, "error": r.error} for r in invalid],
+                    "calls": [
+                        {
+                            "method": c.method,
+                            "url": c.url,
+                            "status": c.status,
+                            "latency_ms": c.latency_ms,
+                            "attempt": c.attempt,
+                        }
+                        for c in calls
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
     console = _console()
     from backhaul.cli.render import counts_line
 
-    console.print(f"[bold]run {record.run_id}[/] of {record.sync}: {record.status.value} "
-                  f"in {record.duration_s:.2f}s (commit {record.git_commit or 'n/a'})")
+    console.print(
+        f"[bold]run {record.run_id}[/] of {record.sync}: {record.status.value} "
+        f"in {record.duration_s:.2f}s (commit {record.git_commit or 'n/a'})"
+    )
     console.print(f"  {counts_line(record.counts)}")
     console.print(f"  succeeded {record.counts.succeeded:,} · rejected {record.counts.rejected:,}")
     if record.error:
         console.print(f"  [red]error:[/] {record.error}")
     if rejected:
-        table = Table("key", "op", "operation", "destination error", title="rejected rows",
-                      title_justify="left")
+        table = Table(
+            "key",
+            "op",
+            "operation",
+            "destination error",
+            title="rejected rows",
+            title_justify="left",
+        )
         for r in rejected:
             table.add_row(r.key, r.op.value, r.operation or "", r.error or "")
         console.print(table)
@@ -280,11 +299,25 @@ def run_show(
             table.add_row(r.key, r.error or "")
         console.print(table)
     if calls:
-        table = Table("method", "url", "status", "ms", "attempt", "error", title="HTTP calls",
-                      title_justify="left")
+        table = Table(
+            "method",
+            "url",
+            "status",
+            "ms",
+            "attempt",
+            "error",
+            title="HTTP calls",
+            title_justify="left",
+        )
         for c in calls:
-            table.add_row(c.method, c.url, str(c.status or ""), f"{c.latency_ms:.0f}",
-                          str(c.attempt), c.error or "")
+            table.add_row(
+                c.method,
+                c.url,
+                str(c.status or ""),
+                f"{c.latency_ms:.0f}",
+                str(c.attempt),
+                c.error or "",
+            )
         console.print(table)
 
 
@@ -317,9 +350,7 @@ def demo(
 
 
 app.command("sandbox")(sandbox_command)
-from backhaul.cli.web import serve, users_app  # noqa: E402, I001 (uses the helpers above)
-app.command("serve")(serve)
-app.add_typer(users_app, name="users")
+
 
 
 def main() -> None:

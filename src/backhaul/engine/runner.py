@@ -1,6 +1,6 @@
 """One run of one sync: extract, plan, guard, map, load, checkpoint, record.
 
-The snapshot advances only through :func:`backhaul.state.snapshots.commit_batch`, called
+The snapshot advances only through the plan backend's ``commit_batch``, called
 once per acknowledged batch with exactly the records the destination accepted.
 """
 
@@ -29,6 +29,7 @@ from backhaul.destinations.base import (
 )
 from backhaul.duck import arrow_table
 from backhaul.engine import planner
+from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk
 from backhaul.engine.guards import check_guards
 from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
@@ -51,7 +52,6 @@ from backhaul.observe.events import (
     ignore,
 )
 from backhaul.observe.recorder import CallRecorder, NullRecorder
-from backhaul.state import snapshots
 
 T = TypeVar("T")
 ENGINE_RETRIES = 2  # whole-batch retries of transient failures, on top of the HTTP toolkit's
@@ -126,6 +126,7 @@ class SyncRun:
                                   started_at=datetime.now(UTC))
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backhaul-db")
         self.ws: Workspace | None = None
+        self.backend: PlanBackend = LocalBackend()
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
@@ -147,7 +148,8 @@ class SyncRun:
         self.events(RunStarted(self.run_id, self.sync.name))
         try:
             self.events(PhaseStarted(self.run_id, self.sync.name, "plan"))
-            plan = planner.compute_plan(ws, full_resync=options.full_resync)
+            self.backend = backend_for(ws)
+            plan = self.backend.compute(ws, full_resync=options.full_resync)
             self.summary.counts = plan.counts
             for note in ws.notes:
                 self.events(Notice(self.run_id, self.sync.name, note))
@@ -157,7 +159,7 @@ class SyncRun:
             if max_pct is None:
                 max_pct = self.project.config.defaults.max_remove_pct
             check_guards(plan, removal=cfg.removal, max_remove_pct=max_pct, force=options.force)
-            snapshots.drop_resolved_rejections(ws.con, ws.layout)
+            self.backend.drop_resolved_rejections(ws)
             total = planner.build_outbox(ws, target="st.outbox")
             self.events(Planned(self.run_id, self.sync.name, plan.counts, total))
             if total:
@@ -165,11 +167,10 @@ class SyncRun:
                 asyncio.run(self._send(dest, total))
             else:
                 asyncio.run(dest.close())
-            snapshots.fold_acks(ws.con, ws.layout)
             ws.con.execute("DROP TABLE IF EXISTS st.outbox")
             c = self.summary.counts
-            if plan.fingerprint_drift and not c.rejected and self.summary.error is None:
-                snapshots.set_meta(ws.con, "fp_canary", snapshots.canary(ws.con))
+            clean = not c.rejected and self.summary.error is None and not self.cancel.is_set()
+            self.backend.finish(ws, adopt_fingerprint=plan.fingerprint_drift and clean)
             if self.cancel.is_set() and self.summary.error is None:
                 self.summary.status = RunStatus.CANCELLED
                 self.summary.error = "cancelled on request; rows not yet sent stay pending"
@@ -320,9 +321,7 @@ class SyncRun:
             acked, rejected, outcomes = sort_results(
                 prepared, results, ws.layout.key_cols, ws.layout.match_cols
             )
-            await self._db(
-                snapshots.commit_batch, ws.con, ws.layout, self.run_id, acked, rejected
-            )
+            await self._db(self.backend.commit_batch, ws, self.run_id, acked, rejected)
             self.store.add_row_table(self.run_id, outcomes)
             rejected_n = 0 if rejected is None else rejected.num_rows
             counts.succeeded += outcomes.num_rows - rejected_n
@@ -380,7 +379,7 @@ def plan_sync(
     started = datetime.now(UTC)
     ws = open_workspace(project, sync, read_only=True, needs_match=caps.needs_match_fields)
     try:
-        plan = planner.compute_plan(ws, full_resync=full_resync)
+        plan = backend_for(ws).compute(ws, full_resync=full_resync)
         summary = RunSummary("dry-run", name, RunStatus.SUCCEEDED, plan.counts, started_at=started,
                              full_resync=full_resync, dry_run=True)
         cfg = sync.config

@@ -1,0 +1,68 @@
+"""Where a sync's snapshot lives and where its diff runs.
+
+The runner talks to a :class:`PlanBackend`; it never touches snapshot tables itself.
+:class:`LocalBackend` keeps the snapshot in the sync's local DuckDB file (the default).
+A backend that plans inside the warehouse implements the same five methods.
+
+Contract for :meth:`PlanBackend.compute`: afterwards the workspace connection holds
+``work.plan`` (k.., n, fp, op, reason), ``ws.model_sql`` names a relation that yields the
+model rows of at least the planned keys, and ``ws.snapshot_rel`` a relation with the
+snapshot rows (k.., fp, m..) of at least the removed keys, so that
+:func:`backhaul.engine.planner.build_outbox` can build what to send.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pyarrow as pa
+
+from backhaul.engine import planner
+from backhaul.engine.planner import Plan
+from backhaul.engine.workspace import Workspace
+from backhaul.state import snapshots
+
+
+class PlanBackend(Protocol):
+    def compute(self, ws: Workspace, *, full_resync: bool) -> Plan:
+        """Classify every model row against the snapshot (see the module docs)."""
+        ...
+
+    def drop_resolved_rejections(self, ws: Workspace) -> None:
+        """Forget pending rejections of keys the plan no longer sends."""
+        ...
+
+    def commit_batch(
+        self, ws: Workspace, run_id: str, acked: pa.Table | None, rejected: pa.Table | None
+    ) -> None:
+        """Checkpoint one acknowledged batch (durable before it returns)."""
+        ...
+
+    def finish(self, ws: Workspace, *, adopt_fingerprint: bool) -> None:
+        """End of a run: fold checkpoints into the snapshot; adopt a new fingerprint canary."""
+        ...
+
+
+class LocalBackend:
+    """The snapshot in ``.backhaul/syncs/<sync>.duckdb``; the diff runs in local DuckDB."""
+
+    def compute(self, ws: Workspace, *, full_resync: bool) -> Plan:
+        return planner.compute_plan(ws, full_resync=full_resync)
+
+    def drop_resolved_rejections(self, ws: Workspace) -> None:
+        snapshots.drop_resolved_rejections(ws.con, ws.layout)
+
+    def commit_batch(
+        self, ws: Workspace, run_id: str, acked: pa.Table | None, rejected: pa.Table | None
+    ) -> None:
+        snapshots.commit_batch(ws.con, ws.layout, run_id, acked, rejected)
+
+    def finish(self, ws: Workspace, *, adopt_fingerprint: bool) -> None:
+        snapshots.fold_acks(ws.con, ws.layout)
+        if adopt_fingerprint:
+            snapshots.set_meta(ws.con, "fp_canary", snapshots.canary(ws.con))
+
+
+def backend_for(ws: Workspace) -> PlanBackend:
+    """The backend a sync is configured for (local unless told otherwise)."""
+    return LocalBackend()
