@@ -16,6 +16,7 @@ from rich.table import Table
 
 from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 from backhaul.cli.sandbox import sandbox_command
+from backhaul.cli.web import serve, users_app
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
 
 app = typer.Typer(
@@ -350,7 +351,8 @@ def demo(
 
 
 app.command("sandbox")(sandbox_command)
-
+app.command("serve")(serve)
+app.add_typer(users_app, name="users")
 
 
 def main() -> None:

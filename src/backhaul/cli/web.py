@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backhaul.cli.app import ProjectDir, _console, _load, handles_errors
+from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 from backhaul.errors import BackhaulError
 
 if TYPE_CHECKING:
