@@ -165,6 +165,16 @@ class SyncConfig(Strict):
     tags: list[str] = []
     enabled: bool = True
     description: str | None = None
+    planner: Literal["local", "warehouse"] = Field(
+        "local",
+        description="Where change detection runs: `local` (DuckDB next to Backhaul) or "
+        "`warehouse` (snapshot tables and the diff inside the source warehouse).",
+    )
+    planner_schema: str = Field(
+        "backhaul_planner",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Schema Backhaul owns in the warehouse for `planner: warehouse`.",
+    )
 
     @property
     def removal(self) -> OnRemove:
