@@ -20,6 +20,7 @@ import pyarrow as pa
 from backhaul.engine import planner
 from backhaul.engine.planner import Plan
 from backhaul.engine.workspace import Workspace
+from backhaul.errors import ConfigError
 from backhaul.state import snapshots
 
 
@@ -65,4 +66,12 @@ class LocalBackend:
 
 def backend_for(ws: Workspace) -> PlanBackend:
     """The backend a sync is configured for (local unless told otherwise)."""
+    if ws.config.planner == "warehouse":
+        raise ConfigError(
+            f"`planner: warehouse` is not supported for {ws.source.config.type} sources; "
+            "use `planner: local`",
+            file=str(ws.sync.positions.file),
+            line=ws.sync.positions.line("planner"),
+            key="planner",
+        )
     return LocalBackend()
