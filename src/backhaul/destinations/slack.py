@@ -13,6 +13,7 @@ refusal that no message can get past (bad token, unknown channel or webhook) fai
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -167,12 +168,17 @@ class SlackDestination:
         self._text = env.from_string(config.text) if config.text else None
         self._blocks = env.from_string(config.blocks) if config.blocks else None
         limit = config.rate_limit
+        # Slack counts messages as they arrive, and the time between taking a token and
+        # arriving varies (the first call of a run also opens the connection). So the pace
+        # is kept by pausing the limiter for one interval after each answer: two posts can
+        # then never arrive closer than the interval, and a Retry-After pauses it the same way.
+        self._interval = limit.per_seconds / limit.requests
+        self._turn = asyncio.Lock()  # one post at a time keeps the channel's order and pace
         self.client = HttpClient(
             label="slack",
             recorder=context.recorder,
             redactor=self.redactor,
-            # burst=1: messages are spaced evenly, never sent in a clump Slack would refuse.
-            limiter=RateLimiter(limit.requests, limit.per_seconds, burst=1),
+            limiter=RateLimiter(None),
             retry=config.retry,
             timeout=config.timeout_seconds,
             concurrency=1,
@@ -321,6 +327,13 @@ class SlackDestination:
             DestinationError: Slack refuses every message (config), or keeps failing
                 (transient).
         """
+        async with self._turn:
+            try:
+                return await self._send(message)
+            finally:
+                self.client.limiter.penalize(self._interval)
+
+    async def _send(self, message: dict[str, Any]) -> tuple[str | None, str | None]:
         if self.config.webhook_url is not None:
             try:
                 result = await self.client.request("POST", self.config.webhook_url, json=message)
