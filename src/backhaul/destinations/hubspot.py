@@ -16,6 +16,8 @@ import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -77,13 +79,33 @@ CAPABILITIES = Capabilities(
 )
 
 
+@dataclass(slots=True)
+class _Slot:
+    sent: float
+    done: float | None = None  # when the answer came back (HubSpot counted it by then)
+
+
+# The slot of the call a task is making: the client sends and reads the answer in one task.
+_CURRENT: ContextVar[_Slot | None] = ContextVar("hubspot_call_slot", default=None)
+
+
 class RollingWindowLimiter(RateLimiter):
     """At most ``limit`` calls in any ``seconds``-long window, as HubSpot counts them.
 
     A token bucket of the same rate lets up to twice the limit through in one window (a full
-    bucket, then its refill); HubSpot's burst limit is a rolling window, so this limiter keeps
-    the send times of the last ``limit`` calls instead. ``margin`` absorbs the difference
-    between when a call leaves and when HubSpot counts it.
+    bucket, then its refill); HubSpot's burst limit is a rolling window of arrivals. A call
+    arrives at HubSpot some time between being sent and being answered, so a call counts
+    from when its answer came back (:meth:`answered`) and, while unanswered, blocks its slot.
+    That keeps under the limit whatever the network delay, at the cost of one round trip
+    per window.
+
+    Args:
+        limit: Calls allowed in each window.
+        seconds: Length of the window.
+        stale_after: Seconds after which a call that never got an answer (a timeout, a
+            dropped connection) counts as answered then.
+        clock: Monotonic clock in seconds.
+        sleep: Waits the given seconds.
     """
 
     def __init__(
@@ -91,18 +113,17 @@ class RollingWindowLimiter(RateLimiter):
         limit: int,
         seconds: float,
         *,
-        margin: float | None = None,
-        clock: Callable[[], float] | None = None,
+        stale_after: float = 90.0,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        now = clock or time.monotonic
-        super().__init__(None, clock=now, sleep=sleep)
+        super().__init__(None, clock=clock, sleep=sleep)
         self.limit = limit
         self.seconds = seconds
-        self.margin = margin if margin is not None else min(0.25, max(0.05, seconds * 0.02))
-        self._now = now
+        self.stale_after = stale_after
+        self._now = clock
         self._wait = sleep
-        self._sent: deque[float] = deque()
+        self._slots: deque[_Slot] = deque()
         self._gate = asyncio.Lock()
 
     def lower(self, limit: int) -> None:
@@ -110,23 +131,43 @@ class RollingWindowLimiter(RateLimiter):
         if 0 < limit < self.limit:
             self.limit = limit
 
+    def answered(self) -> None:
+        """Mark the current task's call as answered (called with each response)."""
+        slot = _CURRENT.get()
+        if slot is not None and slot.done is None:
+            slot.done = self._now()
+
     async def acquire(self, n: int = 1) -> None:
         """Wait until ``n`` more calls fit in the window, then count them."""
         if not 1 <= n <= self.limit:
             raise ValueError(f"n must be between 1 and {self.limit}")
+        self.answered()  # a retry: this task's previous attempt is over
         async with self._gate:
             while True:
                 now = self._now()
                 if now < self.paused_until:
                     await self._wait(self.paused_until - now)
                     continue
-                horizon = now - self.seconds - self.margin
-                while self._sent and self._sent[0] <= horizon:
-                    self._sent.popleft()
-                if len(self._sent) + n <= self.limit:
-                    self._sent.extend([now] * n)
+                frees = [self._frees(s) for s in self._slots]
+                self._slots = deque(
+                    s for s, f in zip(self._slots, frees, strict=True) if f is None or f > now
+                )
+                if len(self._slots) + n <= self.limit:
+                    slots = [_Slot(now) for _ in range(n)]
+                    self._slots.extend(slots)
+                    _CURRENT.set(slots[-1])
                     return
-                await self._wait(self._sent[len(self._sent) + n - self.limit - 1] - horizon)
+                times = [f for f in frees if f is not None and f > now]
+                # Unanswered calls free nothing until answered: look again shortly.
+                await self._wait(min(times) - now if times else min(0.02, self.seconds / 10))
+
+    def _frees(self, slot: _Slot) -> float | None:
+        """When ``slot`` leaves the window (``None`` while its call is unanswered)."""
+        if slot.done is not None:
+            return slot.done + self.seconds
+        if self._now() - slot.sent >= self.stale_after:
+            return slot.sent + self.stale_after + self.seconds
+        return None
 
 
 class HubSpotDestination:
@@ -140,7 +181,9 @@ class HubSpotDestination:
         self.redactor = Redactor(context.secrets)
         self.redactor.add(config.token)
         self.window = RollingWindowLimiter(
-            config.rate_limit.requests, config.rate_limit.per_seconds
+            config.rate_limit.requests,
+            config.rate_limit.per_seconds,
+            stale_after=config.timeout_seconds * 3,
         )
         self.client = HttpClient(
             label="HubSpot",
@@ -432,6 +475,7 @@ class HubSpotDestination:
 
     def _pause_hint(self, response: httpx.Response) -> float | None:
         """Follow HubSpot's rate-limit headers: a lower limit, and a pause after a 429."""
+        self.window.answered()
         headers = response.headers
         limit = _int(headers.get("x-hubspot-ratelimit-max"))
         if limit is not None:
