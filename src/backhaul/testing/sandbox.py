@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import io
 import pkgutil
+import threading
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -143,8 +144,13 @@ class Sandbox:
 
     def stop(self) -> None:
         """Stop every emulator (safe to call twice)."""
-        while self.entries:
-            self.entries.pop().server.stop()
+        entries, self.entries = self.entries, []
+        # Each server takes a few tenths of a second to wind down: stop them side by side.
+        threads = [threading.Thread(target=e.server.stop) for e in entries]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def __enter__(self) -> Sandbox:
         return self.start()
