@@ -532,7 +532,8 @@ def get_sync(
     history = store.runs(name, limit=limit)
     summary = _sync_summary(sync, history[0] if history else None, name in runs.running_syncs())
     try:
-        text = sync.positions.file.read_text(encoding="utf-8")
+        file = sync.positions.file
+        text = (file if file.is_absolute() else project.root / file).read_text(encoding="utf-8")
     except OSError:
         text = ""
     return SyncOut(
