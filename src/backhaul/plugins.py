@@ -26,6 +26,15 @@ BUILTIN_DESTINATIONS = {
 }
 BUILTIN_SOURCES = {
     "duckdb": "backhaul.sources.duckdb:DuckDBSource",
+    "postgres": "backhaul.sources.postgres:PostgresSource",
+    "mysql": "backhaul.sources.mysql:MySQLSource",
+    "sqlite": "backhaul.sources.sqlite:SQLiteSource",
+    "snowflake": "backhaul.sources.snowflake:SnowflakeSource",
+    "bigquery": "backhaul.sources.bigquery:BigQuerySource",
+    "redshift": "backhaul.sources.redshift:RedshiftSource",
+    "databricks": "backhaul.sources.databricks:DatabricksSource",
+    "clickhouse": "backhaul.sources.clickhouse:ClickHouseSource",
+    "trino": "backhaul.sources.trino:TrinoSource",
 }
 
 

@@ -1,0 +1,92 @@
+"""ClickHouse warehouse: results stream as Arrow through ``query_arrow_stream``.
+
+The driver (``clickhouse-connect``, HTTP interface) is imported on first use; install it
+with ``pip install 'backhaul[clickhouse]'``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from backhaul.sources.common import DbApiSource, SourceConfig, limit_zero, strip_sql, tables_reader
+
+
+class ClickHouseSourceConfig(SourceConfig):
+    """A ClickHouse server (HTTP interface)."""
+
+    type: Literal["clickhouse"]
+    host: str
+    port: int = Field(8123, description="HTTP port: 8123, or 8443 with `secure`.")
+    user: str = "default"
+    password: str = ""
+    database: str = "default"
+    secure: bool = False
+
+
+class ClickHouseSource(DbApiSource):
+    """Runs model SQL in ClickHouse and streams the result as Arrow batches."""
+
+    config_model: ClassVar[type[ClickHouseSourceConfig]] = ClickHouseSourceConfig
+    kind = "clickhouse"
+    dialect = "clickhouse"
+    driver = "clickhouse_connect"
+    extra = "clickhouse"
+    connect_hint = "check `host`, `port`, `user` and `password`, and that the server is running"
+    config: ClickHouseSourceConfig
+
+    def _where(self) -> str:
+        return f"{self.config.host}:{self.config.port}/{self.config.database}"
+
+    def _open(self, module: ModuleType) -> Any:
+        cfg = self.config
+        return module.get_client(
+            host=cfg.host,
+            port=cfg.port,
+            username=cfg.user,
+            password=cfg.password,
+            database=cfg.database,
+            secure=cfg.secure,
+            connect_timeout=cfg.connect_timeout,
+        )
+
+    def columns(self, sql: str) -> dict[str, str]:
+        """Column names and ClickHouse types of ``sql``, planned with ``LIMIT 0``."""
+        client = self._connect()
+        try:
+            result = client.query(limit_zero(sql, self.dialect))
+        except Exception as exc:
+            raise self._query_error(exc) from None
+        names = [str(n) for n in result.column_names]
+        return {n: t.name for n, t in zip(names, result.column_types, strict=True)}
+
+    def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
+        """Stream the server's Arrow blocks (the server sends ArrowStream)."""
+        client = self._connect()
+        try:
+            context = client.query_arrow_stream(strip_sql(sql))
+            batches = iter(context.__enter__())
+        except Exception as exc:
+            raise self._query_error(exc) from None
+
+        def empty() -> pa.Schema:
+            table = client.query_arrow(limit_zero(sql, self.dialect))
+            return table.schema
+
+        def finish() -> None:
+            context.__exit__(None, None, None)
+
+        return tables_reader(batches, empty, batch_size, on_error=self._query_error, finish=finish)
+
+    def check(self) -> None:
+        """Run a trivial query."""
+        try:
+            self._connect().command("SELECT 1")
+        except Exception as exc:
+            raise self._connect_error(exc) from None
+
+
+__all__ = ["ClickHouseSource", "ClickHouseSourceConfig"]

@@ -1,0 +1,83 @@
+"""Databricks SQL warehouse: rows arrive as Arrow through the cursor's ``fetchmany_arrow``.
+
+The driver (``databricks-sql-connector``) is imported on first use; install it with
+``pip install 'backhaul[databricks]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from backhaul.sources.common import DbApiSource, SourceConfig, strip_sql, tables_reader
+
+
+class DatabricksSourceConfig(SourceConfig):
+    """A Databricks SQL warehouse."""
+
+    type: Literal["databricks"]
+    server_hostname: str = Field(description="e.g. `dbc-1234.cloud.databricks.com`.")
+    http_path: str = Field(description="The warehouse's HTTP path, `/sql/1.0/warehouses/...`.")
+    token: str = Field(description="A personal access token; write `${env:DATABRICKS_TOKEN}`.")
+    catalog: str | None = None
+    schema_: str | None = Field(None, alias="schema")
+
+
+class DatabricksSource(DbApiSource):
+    """Runs model SQL on a Databricks SQL warehouse and streams Arrow batches."""
+
+    config_model: ClassVar[type[DatabricksSourceConfig]] = DatabricksSourceConfig
+    kind = "databricks"
+    dialect = "databricks"
+    driver = "databricks.sql"
+    extra = "databricks"
+    connect_hint = "check `server_hostname`, `http_path` and `token`"
+    config: DatabricksSourceConfig
+
+    def _where(self) -> str:
+        return f"{self.config.server_hostname}{self.config.http_path}"
+
+    def _open(self, module: ModuleType) -> Any:
+        cfg = self.config
+        options: dict[str, Any] = {
+            "server_hostname": cfg.server_hostname,
+            "http_path": cfg.http_path,
+            "access_token": cfg.token,
+            "catalog": cfg.catalog,
+            "schema": cfg.schema_,
+            "_socket_timeout": cfg.connect_timeout,
+        }
+        return module.connect(**{k: v for k, v in options.items() if v is not None})
+
+    def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
+        """Stream ``fetchmany_arrow`` tables of at most ``batch_size`` rows."""
+        conn = self._connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(strip_sql(sql))
+        except Exception as exc:
+            raise self._query_error(exc) from None
+        first: list[pa.Table] = []
+
+        def tables() -> Iterator[pa.Table]:
+            while True:
+                table = cur.fetchmany_arrow(batch_size)
+                if not first:
+                    first.append(table)  # kept for its schema when the result is empty
+                if table.num_rows == 0:
+                    return
+                yield table
+
+        def empty() -> pa.Schema:
+            return first[0].schema
+
+        return tables_reader(
+            tables(), empty, batch_size, on_error=self._query_error, finish=cur.close
+        )
+
+
+__all__ = ["DatabricksSource", "DatabricksSourceConfig"]

@@ -1,0 +1,84 @@
+"""Snowflake warehouse: rows arrive as Arrow through the connector's ``fetch_arrow_batches``.
+
+The driver (``snowflake-connector-python``) is imported on first use; install it with
+``pip install 'backhaul[snowflake]'``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from backhaul.sources.common import DbApiSource, SourceConfig, strip_sql, tables_reader
+
+
+class SnowflakeSourceConfig(SourceConfig):
+    """A Snowflake account, warehouse and database."""
+
+    type: Literal["snowflake"]
+    account: str = Field(description="Account identifier, e.g. `myorg-myaccount`.")
+    user: str
+    password: str | None = Field(None, description="Password; or use `private_key_path`.")
+    private_key_path: str | None = Field(None, description="PEM key file for key-pair auth.")
+    warehouse: str | None = None
+    database: str | None = None
+    schema_: str | None = Field(None, alias="schema")
+    role: str | None = None
+
+
+class SnowflakeSource(DbApiSource):
+    """Runs model SQL in Snowflake and streams the result as Arrow batches."""
+
+    config_model: ClassVar[type[SnowflakeSourceConfig]] = SnowflakeSourceConfig
+    kind = "snowflake"
+    dialect = "snowflake"
+    driver = "snowflake.connector"
+    extra = "snowflake"
+    connect_hint = "check `account`, `user` and `password` (or `private_key_path`)"
+    config: SnowflakeSourceConfig
+
+    def _where(self) -> str:
+        return f"{self.config.account}/{self.config.database or ''}"
+
+    def _open(self, module: ModuleType) -> Any:
+        cfg = self.config
+        options: dict[str, Any] = {
+            "account": cfg.account,
+            "user": cfg.user,
+            "password": cfg.password,
+            "private_key_file": cfg.private_key_path,
+            "warehouse": cfg.warehouse,
+            "database": cfg.database,
+            "schema": cfg.schema_,
+            "role": cfg.role,
+            "login_timeout": cfg.connect_timeout,
+            "client_session_keep_alive": False,
+        }
+        return module.connect(**{k: v for k, v in options.items() if v is not None})
+
+    def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
+        """Stream the result's Arrow chunks as Snowflake hands them out."""
+        conn = self._connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(strip_sql(sql))
+        except Exception as exc:
+            raise self._query_error(exc) from None
+
+        def empty() -> pa.Schema:
+            table = cur.fetch_arrow_all(force_return_table=True)
+            return table.schema
+
+        return tables_reader(
+            iter(cur.fetch_arrow_batches()),
+            empty,
+            batch_size,
+            on_error=self._query_error,
+            finish=cur.close,
+        )
+
+
+__all__ = ["SnowflakeSource", "SnowflakeSourceConfig"]
