@@ -33,6 +33,8 @@ from backhaul.testing.emulators.base import Emulator, SlidingWindow
 
 DEFAULT_TOKEN = "xoxb-emulator-0000-backhaul"
 DEFAULT_CHANNELS = {"C0000GENERAL": "general", "C00000ALERTS": "alerts"}
+# A webhook installed from the start (posting to the first channel), for the sandbox.
+DEFAULT_WEBHOOK = "T0EMULATOR/B0EMULATOR/sandbox-webhook-0000"
 # Plain-text webhook errors and their statuses, as Slack answers them.
 WEBHOOK_STATUS = {
     "invalid_payload": 400,
@@ -144,7 +146,8 @@ class SlackEmulator(Emulator):
         self.max_header_text = max_header_text
         self.max_attachments = max_attachments
         self.reject_field = reject_field
-        self.webhooks: dict[str, str] = {}  # secret path after /services/ → channel id
+        # Secret path after /services/ → channel id.
+        self.webhooks: dict[str, str] = {DEFAULT_WEBHOOK: next(iter(self.channels), "")}
         self.messages: dict[str, list[Message]] = {}
         self.throttled: list[Throttle] = []
         self._windows: dict[str, SlidingWindow] = {}
