@@ -256,7 +256,7 @@ def test_wrong_token_fails_once_with_one_clear_error(
 
     assert run.status is RunStatus.FAILED and run.error is not None
     assert run.error.startswith("HubSpot rejected the token")
-    assert "`token` of the destination file" in run.error
+    assert "set `token` in the destination file" in run.error
     assert "pat-na1-not-the-right-one" not in run.error
     assert [c.status for c in hub.calls] == [401]  # no retry storm
     with api.open_store(proj.load()) as store:

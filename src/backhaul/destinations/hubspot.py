@@ -43,7 +43,7 @@ from backhaul.observe.redact import Redactor
 API_URL = "https://api.hubapi.com"
 DEFAULT_ID_PROPERTY = {"contacts": "email", "companies": "domain"}
 ERROR_LIMIT = 500
-TOKEN_HELP = "put a valid private app token in `token` of the destination file"
+TOKEN_HELP = "set `token` in the destination file to a valid private app token"
 
 
 class HubSpotConfig(DestinationConfig):
@@ -198,46 +198,66 @@ class HubSpotDestination:
         )
         self.base = config.base_url.rstrip("/")
         self._properties: dict[str, dict[str, dict[str, Any]]] = {}
+        self._fields: list[str] = []
+        self._match: list[str] = []
+        self._verify_lock = asyncio.Lock()
+        self._verify_error: DestinationError | None = None
+        self._is_verified = False
         self.object: str | None = None
         self.id_property: str | None = None
 
     # -- protocol --------------------------------------------------------------------
 
     async def check(self) -> None:
-        """Read the object's properties: proves the token, the scopes and the object."""
-        try:
-            await self._load_properties(self.config.object or "contacts")
-        finally:
-            await self.client.aclose()  # check() may run in another event loop than write()
+        """Check the configuration without calling HubSpot.
+
+        The engine calls ``check()`` and ``prepare()`` even for a run that only reports
+        skipped rows, and such a run must not reach HubSpot; so the token, the object and
+        the properties are proven by :meth:`verify` just before the first write.
+        """
+        if not self.base.startswith(("http://", "https://")):
+            raise _config("HubSpot `base_url` must start with https://: fix the destination file")
+        if not self.config.token.strip():
+            raise _config(f"HubSpot `token` is empty: {TOKEN_HELP}")
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
     ) -> None:
-        """Check every mapped field is a writable property and the match field is unique."""
-        name = self._object_name(object)
+        """Note what the run will send; :meth:`verify` checks it against HubSpot."""
+        self.object = self._object_name(object)
+        self._fields = list(fields)
+        self._match = list(match_fields)
+
+    async def verify(self) -> None:
+        """Read the object's properties (proving token, scopes and object) and check the
+        mapped fields: each must be a writable property and the match field unique."""
+        name = self._object_name(self.object)
         props = await self._load_properties(name)
-        unknown = sorted(f for f in fields if f not in props)
+        unknown = sorted(f for f in self._fields if f not in props)
         if unknown:
             raise _config(
                 f"HubSpot {name} {_plural(unknown, 'has no property', 'has no properties')} "
                 f"{', '.join(unknown)}: create {_plural(unknown, 'it', 'them')} in HubSpot "
                 "(Settings > Properties) or change the sync's mappings"
             )
-        frozen = sorted(f for f in fields if _read_only(props[f]))
+        frozen = sorted(f for f in self._fields if _read_only(props[f]))
         if frozen:
             raise _config(
                 f"HubSpot {name} {_plural(frozen, 'property', 'properties')} "
                 f"{', '.join(frozen)} {_plural(frozen, 'is', 'are')} read-only: remove "
                 f"{_plural(frozen, 'it', 'them')} from the sync's mappings"
             )
-        self.id_property = self._identity(name, props, match_fields)
+        self.id_property = self._identity(name, props, self._match)
         self.object = name
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Send one batch (at most 100 records) and map HubSpot's answers to records."""
-        if self.object is None or self.id_property is None:  # prepare() was not called
-            self.object = self._object_name(batch.object)
-            self.id_property = self.config.id_property or batch.match_fields[0]
+        if self.object is None:  # prepare() was not called
+            await self.prepare(
+                {f: pa.string() for f in batch.fields}, batch.match_fields, batch.object
+            )
+        await self._verified()
+        assert self.id_property is not None
         records = list(batch.flat_records())
         skip = batch.skip_null_fields
         records = [{k: v for k, v in r.items() if v is not None or k not in skip} for r in records]
@@ -265,6 +285,21 @@ class HubSpotDestination:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def _verified(self) -> None:
+        """Run :meth:`verify` once for all concurrent writes; a failure is kept, not retried."""
+        async with self._verify_lock:
+            if self._verify_error is not None:
+                raise self._verify_error
+            if self._is_verified:
+                return
+            try:
+                await self.verify()
+            except DestinationError as exc:
+                if exc.failure is FailureType.CONFIG:
+                    self._verify_error = exc
+                raise
+            self._is_verified = True
 
     # -- operations ------------------------------------------------------------------
 
