@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
+from backhaul.cli.connection import connection_command
 from backhaul.cli.sandbox import sandbox_command
 from backhaul.cli.web import serve, users_app
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
@@ -351,6 +352,7 @@ def demo(
 
 
 app.command("sandbox")(sandbox_command)
+app.command("test-connection")(connection_command)
 app.command("serve")(serve)
 app.add_typer(users_app, name="users")
 
