@@ -187,6 +187,9 @@ class SalesforceDestination:
         self.object: str | None = None
         self.external_id: str | None = None
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
+        self._mapped: list[str] = []
+        self._verify_lock = asyncio.Lock()
+        self._verified = False
 
     # -- session ---------------------------------------------------------------------------
 
@@ -325,22 +328,51 @@ class SalesforceDestination:
     # -- protocol ----------------------------------------------------------------------------
 
     async def check(self) -> None:
-        """Log in, and describe the object and its external id field when they are known."""
-        try:
-            async with self._auth_lock:
-                await self._login()
-            if self.config.object:
-                fields = await self._fields(self.config.object)
-                if self.config.external_id_field:
-                    self._check_external_id(self.config.object, fields)
-        finally:
-            await self.client.aclose()
-            await self.token_client.aclose()
+        """Check the configuration without calling Salesforce.
+
+        The engine calls ``check()`` and ``prepare()`` even when a run only has skipped rows,
+        and such a run must not reach the org, so the login and ``describe`` (:meth:`verify`)
+        run before the first batch instead. Call :meth:`verify` to test a connection.
+        """
+        for key in ("login_url", "instance_url"):
+            url = getattr(self.config, key)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise DestinationError(
+                    f"salesforce `{key}` must start with https://: fix it in the destination file",
+                    failure=FailureType.CONFIG,
+                )
+
+    async def verify(self) -> None:
+        """Log in and describe the object: bad credentials, an unknown object, an unknown
+        external id field or a mapped field that cannot be written raise a CONFIG error."""
+        async with self._auth_lock:
+            await self._login()
+        obj = self.object or self.config.object
+        if obj is None:
+            return  # write() verifies again once prepare() has named the object
+        described = await self._fields(obj)
+        if self.external_id or self.config.external_id_field:
+            self._check_external_id(obj, described)
+        for name in self._mapped:
+            spec = described.get(name)
+            if spec is None:
+                raise DestinationError(
+                    f"salesforce {obj} has no field `{name}`: map to a field's API name "
+                    "(custom fields end in __c)",
+                    failure=FailureType.CONFIG,
+                )
+            if not spec.get("updateable") and name != self.external_id:
+                raise DestinationError(
+                    f"salesforce {obj} field `{name}` cannot be updated: remove its mapping "
+                    "or give the user of `auth` edit access to it",
+                    failure=FailureType.CONFIG,
+                )
+        self._verified = True
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
     ) -> None:
-        """Check that the object, its external id field and every mapped field can be written."""
+        """Settle the object and external id field; the org checks them on the first write."""
         obj = self.config.object or object
         if not obj:
             raise DestinationError(
@@ -363,23 +395,8 @@ class SalesforceDestination:
                 f"{', '.join(match_fields)}: set `match` in the sync to {ext}",
                 failure=FailureType.CONFIG,
             )
-        described = await self._fields(obj)
         self.object, self.external_id = obj, ext
-        self._check_external_id(obj, described)
-        for name in fields:
-            spec = described.get(name)
-            if spec is None:
-                raise DestinationError(
-                    f"salesforce {obj} has no field `{name}`: map to a field's API name "
-                    "(custom fields end in __c)",
-                    failure=FailureType.CONFIG,
-                )
-            if not spec.get("updateable") and not spec.get("createable") and name != ext:
-                raise DestinationError(
-                    f"salesforce {obj} field `{name}` cannot be written: remove its mapping "
-                    "or give the user of `auth` edit access to it",
-                    failure=FailureType.CONFIG,
-                )
+        self._mapped = list(fields)
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Send ``batch`` and return one result per record."""
@@ -387,6 +404,9 @@ class SalesforceDestination:
             await self.prepare(
                 {n: pa.string() for n in batch.fields}, batch.match_fields, batch.object
             )
+        async with self._verify_lock:
+            if not self._verified:
+                await self.verify()
         assert self.external_id is not None
         ext = self.external_id
         records = list(batch.flat_records())

@@ -255,6 +255,12 @@ class SalesforceEmulator(Emulator):
                 str(r[name]): dict(r) for r in self.records[obj].values() if r.get(name) is not None
             }
 
+    def use_up_api_quota(self) -> None:
+        """Spend what is left of the org's daily API requests."""
+        while self.quota.hit()[0]:
+            pass
+        self._remaining = 0
+
     def expire_sessions(self) -> None:
         """End every issued session, as an org's session timeout does."""
         with self.lock:
