@@ -207,7 +207,9 @@ def test_unknown_properties_stop_the_run_before_anything_is_sent(
 ) -> None:
     proj.users(3)
     mappings = [*CONTACT_MAPPINGS, {"column": "name", "field": "favorite_color"}]
-    proj.sync("s", destination="crm", object="contacts", match={"fields": ["email"]}, mappings=mappings)
+    proj.sync(
+        "s", destination="crm", object="contacts", match={"fields": ["email"]}, mappings=mappings
+    )
 
     run = proj.run("s")
 
@@ -222,8 +224,13 @@ def test_matching_on_a_property_without_unique_values_is_refused(
     proj: Builder, hub: HubSpotEmulator
 ) -> None:
     contacts_sync(proj, 3)
-    proj.sync("s", destination="crm", object="contacts", match={"fields": ["firstname"]},
-              mappings=CONTACT_MAPPINGS)
+    proj.sync(
+        "s",
+        destination="crm",
+        object="contacts",
+        match={"fields": ["firstname"]},
+        mappings=CONTACT_MAPPINGS,
+    )
 
     run = proj.run("s")
 
@@ -266,8 +273,13 @@ def test_wrong_token_fails_once_with_one_clear_error(
 
 def test_unknown_object_is_a_config_error(proj: Builder, hub: HubSpotEmulator) -> None:
     proj.users(2)
-    proj.sync("s", destination="crm", object="widgets", match={"fields": ["email"]},
-              mappings=[{"column": "email", "field": "email"}])
+    proj.sync(
+        "s",
+        destination="crm",
+        object="widgets",
+        match={"fields": ["email"]},
+        mappings=[{"column": "email", "field": "email"}],
+    )
 
     run = proj.run("s")
 
@@ -311,7 +323,10 @@ def test_never_exceeds_the_burst_limit_and_ends_equal_to_the_model(
     with EmulatorServer(hub) as server:
         monkeypatch.setenv("HUBSPOT_TOKEN", hub.token)
         project.destination(
-            "crm", type="hubspot", token="${env:HUBSPOT_TOKEN}", base_url=server.url,
+            "crm",
+            type="hubspot",
+            token="${env:HUBSPOT_TOKEN}",
+            base_url=server.url,
             retry={"max_attempts": 8, "base_delay": 0.01, "max_delay": 0.05},
             rate_limit={"requests": 10, "per_seconds": 1.0},
         )
