@@ -5,10 +5,11 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -275,3 +276,29 @@ def test_static_files_are_served(site: Site) -> None:
         js = anon.get("/static/vendor/htmx.min.js")
     assert css.status_code == 200 and ".chart" in css.text
     assert js.status_code == 200 and "htmx" in js.text
+
+
+def test_every_page_of_the_shared_site_keeps_secrets_out_and_markup_inert(
+    client_for: Callable[..., httpx.Client], live_server: Any
+) -> None:
+    """Crawl every page of the shared fixture's project (its client fails on any secret)."""
+    from tests.web.conftest import XSS
+
+    viewer = client_for(Role.VIEWER)
+    paths = ["/", *(f"/syncs/{s}" for s in live_server.runs), "/models/xss_probe"]
+    for run_id in live_server.runs.values():
+        paths.append(f"/runs/{run_id}")
+        run_page = viewer.get(f"/runs/{run_id}").text
+        paths += re.findall(r'href="(/runs/[0-9a-f]+/calls/[0-9a-f]+)"', run_page)
+    paths += [f"{p}/body" for p in paths if "/calls/" in p]
+    seen = 0
+    for path in paths:
+        answer = viewer.get(path)
+        assert answer.status_code == 200, path
+        assert XSS not in answer.text, path
+        seen += 1
+    assert seen > 6
+    preview = viewer.get("/models/xss_probe").text
+    assert str(escape(XSS)) in preview  # the model's value, shown as text
+    rejected = viewer.get(f"/runs/{live_server.runs['xss_to_hook']}").text
+    assert '<table id="rejected">' in rejected and str(escape(XSS)) in rejected
