@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from backhaul.config.models import Cast, TemplateMapping
+from backhaul.config.models import Cast, OnRemove, TemplateMapping
 from backhaul.config.project import DestinationDef, Project, SyncDef
 from backhaul.destinations.base import (
     Batch,
@@ -27,7 +27,7 @@ from backhaul.destinations.base import (
     Operation,
     RecordResult,
 )
-from backhaul.duck import arrow_table
+from backhaul.duck import arrow_table, scalar
 from backhaul.engine import planner
 from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk
@@ -230,6 +230,15 @@ class SyncRun:
             )
         return size
 
+    def _sends_anything(self) -> bool:
+        """Whether any outbox row needs the destination (skips and ignored removals do not)."""
+        assert self.ws is not None
+        ops = ["'add'", "'change'", "'retry'"]
+        if self.sync.config.removal is not OnRemove.NOTHING:
+            ops.append("'remove'")
+        sql = f"SELECT count(*) FROM st.outbox WHERE op IN ({', '.join(ops)})"
+        return bool(scalar(self.ws.con, sql))
+
     def _field_types(self) -> dict[str, pa.DataType]:
         assert self.ws is not None
         ws = self.ws
@@ -250,14 +259,15 @@ class SyncRun:
         cfg = self.sync.config
         caps = type(dest).capabilities
         try:
-            await dest.check()
+            if await self._db(self._sends_anything):
+                await dest.check()
+                await dest.prepare(self._field_types(), ws.match_fields, cfg.object)
             batch_size = self.batch_size
             concurrency = (
                 cfg.concurrency
                 or self.project.config.defaults.concurrency
                 or caps.default_concurrency
             )
-            await dest.prepare(self._field_types(), ws.match_fields, cfg.object)
             sem = asyncio.Semaphore(concurrency)
             stop = asyncio.Event()
             tasks: list[asyncio.Task[None]] = []
