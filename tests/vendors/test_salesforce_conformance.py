@@ -27,14 +27,11 @@ PERSON = [
 # Salesforce signals throttling with 403 REQUEST_LIMIT_EXCEEDED, never with the 429 this
 # check looks for; test_salesforce_connector.py proves the 403 back-off instead.
 NOT_APPLICABLE = {"rate_limit_respected"}
-# Checks of the data path, run through Bulk API 2.0 too; auth and faults share one code path.
-DATA_CHECKS = {
-    "upsert_idempotent",
-    "update_semantics",
-    "insert_semantics",
-    "removed_rows",
-    "rejection_mapped_to_key",
-}
+# Through Bulk API 2.0 too: the checks whose records take the bulk path differently.
+BULK_CHECKS = ["rejection_mapped_to_key", "removed_rows"]
+CASES = [("never", n) for n in CHECKS if n not in NOT_APPLICABLE] + [
+    ("always", n) for n in BULK_CHECKS
+]
 
 
 def _destination(url: str, secret: str, bulk: str) -> dict[str, Any]:
@@ -53,31 +50,41 @@ def _destination(url: str, secret: str, bulk: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module", params=["never", "always"], ids=["collections", "bulk"])
-def target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    """One emulator per API (collections or Bulk 2.0), shared by every check."""
-    emulator = SalesforceEmulator(
-        client_id=CLIENT_ID, client_secret=SECRET, objects={"Person__c": PERSON}
-    )
-    with EmulatorServer(emulator) as server:
-        yield Target(
-            destination=_destination(server.url, "${env:CONF_SF_SECRET}", request.param),
-            env=ENV,
-            match_field="External_Id__c",
-            read=lambda: emulator.by_field("Person__c", "External_Id__c"),
-            operations=frozenset(Operation),
-            object="Person__c",
-            field_map={"name": "Full_Name__c", "score": "Score__c"},
-            faults=emulator.faults,
-            calls=lambda: list(emulator.calls),
-            bad_destination=_destination(server.url, "not-the-secret", request.param),
-            secrets=[SECRET, *emulator.issued],
+@pytest.fixture(scope="module")
+def targets() -> Iterator[dict[str, Target]]:
+    """One emulator per API (``never``: collections, ``always``: Bulk 2.0) for every check."""
+    emulators = {
+        bulk: SalesforceEmulator(
+            client_id=CLIENT_ID, client_secret=SECRET, objects={"Person__c": PERSON}
         )
+        for bulk in ("never", "always")
+    }
+    servers = {bulk: EmulatorServer(e).start() for bulk, e in emulators.items()}
+    try:
+        yield {
+            bulk: Target(
+                destination=_destination(servers[bulk].url, "${env:CONF_SF_SECRET}", bulk),
+                env=ENV,
+                match_field="External_Id__c",
+                read=lambda e=emulator: e.by_field("Person__c", "External_Id__c"),
+                operations=frozenset(Operation),
+                object="Person__c",
+                field_map={"name": "Full_Name__c", "score": "Score__c"},
+                faults=emulator.faults,
+                calls=lambda e=emulator: list(e.calls),
+                bad_destination=_destination(servers[bulk].url, "not-the-secret", bulk),
+                secrets=[SECRET],
+            )
+            for bulk, emulator in emulators.items()
+        }
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
-@pytest.mark.parametrize("name", [n for n in CHECKS if n not in NOT_APPLICABLE])
-def test_salesforce_passes(name: str, target: Target, tmp_path: Path) -> None:
-    if target.destination["bulk"] == "always" and name not in DATA_CHECKS:
-        pytest.skip("auth and fault handling are the same for both APIs; run once")
-    CHECKS[name](target, tmp_path)
+@pytest.mark.parametrize(("bulk", "name"), CASES)
+def test_salesforce_passes(
+    bulk: str, name: str, targets: dict[str, Target], tmp_path: Path
+) -> None:
+    CHECKS[name](targets[bulk], tmp_path)
     assert list(tmp_path.iterdir()), "the check built no project"
