@@ -7,6 +7,7 @@ page, and an anonymous page request is redirected to the login form.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from typing import Any
@@ -101,28 +102,34 @@ class BodyLimit:
                     await self._refuse(send)
                     return
         seen = 0
-        started = False
+        exceeded = False
+        answered = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise _TooLarge
             return message
 
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracking)
-        except _TooLarge:
-            if not started:
+        async def replacing(message: Message) -> None:
+            # The app may turn the interrupted read into its own error answer; whatever it
+            # answers, the client gets the 413 instead.
+            nonlocal answered
+            if not exceeded:
+                answered = answered or message["type"] == "http.response.start"
+                await send(message)
+            elif not answered:
+                answered = True
                 await self._refuse(send)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, counted, replacing)
+        if exceeded and not answered:
+            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         response = error_json(413, f"the request body is larger than {self.max_bytes} bytes")
