@@ -39,8 +39,13 @@ def pg_exec(url: str, *statements: str) -> None:
 
 def maria_connect(database: str | None = None) -> pymysql.Connection:
     return pymysql.connect(
-        host="127.0.0.1", port=3306, user="root", password="", database=database,
-        autocommit=True, charset="utf8mb4",
+        host="127.0.0.1",
+        port=3306,
+        user="root",
+        password="",
+        database=database,
+        autocommit=True,
+        charset="utf8mb4",
     )
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from tests.conftest import Builder, sqlite_rows
+from tests.sources import closed_port, maria_connect, maria_database, maria_exec
 
 from backhaul.errors import ConfigError, SourceError
 from backhaul.sources.mysql import MySQLSource, MySQLSourceConfig
-from tests.conftest import Builder, sqlite_rows
-from tests.sources import closed_port, maria_connect, maria_database, maria_exec
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from tests.conftest import Builder, sqlite_rows
+from tests.sources import closed_port, pg_database, pg_exec
 
 from backhaul.errors import ConfigError, SourceError
 from backhaul.sources.postgres import PostgresSource, PostgresSourceConfig
-from tests.conftest import Builder, sqlite_rows
-from tests.sources import closed_port, pg_database, pg_exec
 
 
 @pytest.fixture
@@ -167,7 +167,9 @@ def test_validate_opens_the_source_with_secrets(pg_url: str, project: Builder) -
     project.write("sources/wh.yml", {"type": "postgres", "url": "${env:BH_TEST_PG_URL}"})
     project.model("users", "SELECT id, email FROM users")
     project.sqlite_destination()
-    project.sync("to_db", mappings=[{"column": "id", "field": "id"}, {"column": "mail", "field": "m"}])
+    project.sync(
+        "to_db", mappings=[{"column": "id", "field": "id"}, {"column": "mail", "field": "m"}]
+    )
     result = project.cli("validate", env={"BH_TEST_PG_URL": pg_url})
     assert result.returncode == 2
     assert "column `mail` is not in the output of model `users`" in result.stderr

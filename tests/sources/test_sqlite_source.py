@@ -6,10 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.conftest import Builder, sqlite_rows
 
 from backhaul.errors import SourceError
 from backhaul.sources.sqlite import SQLiteSource, SQLiteSourceConfig
-from tests.conftest import Builder, sqlite_rows
 
 
 def make_db(path: Path, rows: int = 1200) -> None:
@@ -39,7 +39,10 @@ def test_stream_in_batches_with_types(tmp_path: Path) -> None:
     assert str(batches[0].schema.field("score").type) == "double"
     # `note` is NULL in the first two rows: its type is taken from the values of the batch.
     assert batches[0].slice(0, 3).to_pylist()[2] == {
-        "id": 3, "email": "u3@example.com", "score": 0.75, "note": "x"
+        "id": 3,
+        "email": "u3@example.com",
+        "score": 0.75,
+        "note": "x",
     }
 
 

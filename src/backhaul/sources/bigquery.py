@@ -1,7 +1,8 @@
 """BigQuery warehouse: results stream as Arrow through ``RowIterator.to_arrow_iterable``.
 
-The driver (``google-cloud-bigquery``) is imported on first use; install it with
-``pip install 'backhaul[bigquery]'``. Columns are found with a dry run, which is free.
+The driver (``google-cloud-bigquery``) is imported on first use; install it with ``pip
+install google-cloud-bigquery`` (the ``bigquery`` extra). Columns are found with a dry run,
+which is free.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class BigQuerySource(DbApiSource):
     kind = "bigquery"
     dialect = "bigquery"
     driver = "google.cloud.bigquery"
+    package = "google-cloud-bigquery"
     extra = "bigquery"
     connect_hint = "check `project`, `credentials_path` and the account's BigQuery roles"
     config: BigQuerySourceConfig

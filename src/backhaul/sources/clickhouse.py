@@ -1,7 +1,7 @@
 """ClickHouse warehouse: results stream as Arrow through ``query_arrow_stream``.
 
 The driver (``clickhouse-connect``, HTTP interface) is imported on first use; install it
-with ``pip install 'backhaul[clickhouse]'``.
+with ``pip install clickhouse-connect`` (the ``clickhouse`` extra).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class ClickHouseSource(DbApiSource):
     kind = "clickhouse"
     dialect = "clickhouse"
     driver = "clickhouse_connect"
+    package = "clickhouse-connect"
     extra = "clickhouse"
     connect_hint = "check `host`, `port`, `user` and `password`, and that the server is running"
     config: ClickHouseSourceConfig
@@ -83,8 +84,9 @@ class ClickHouseSource(DbApiSource):
 
     def check(self) -> None:
         """Run a trivial query."""
+        client = self._connect()
         try:
-            self._connect().command("SELECT 1")
+            client.command("SELECT 1")
         except Exception as exc:
             raise self._connect_error(exc) from None
 

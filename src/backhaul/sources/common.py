@@ -32,18 +32,18 @@ class SourceConfig(BaseModel):
     connect_timeout: float = Field(10, gt=0, description="Seconds to wait for a connection.")
 
 
-def import_driver(module: str, extra: str, kind: str) -> ModuleType:
+def import_driver(module: str, package: str, extra: str, kind: str) -> ModuleType:
     """Import a warehouse driver on first use.
 
     Raises:
-        ConfigError: The driver is not installed; says which extra to install.
+        ConfigError: The driver is not installed; says which package (or extra) to install.
     """
     try:
         return importlib.import_module(module)
     except ImportError:
         raise ConfigError(
-            f"the {kind} source needs the `{module.split('.')[0]}` package: "
-            f"run `pip install 'backhaul[{extra}]'`"
+            f"the {kind} source needs the `{package}` package: run `pip install {package}` "
+            f"(or install backhaul with the `{extra}` extra)"
         ) from None
 
 
@@ -215,13 +215,15 @@ def tables_reader(
 class DbApiSource:
     """A warehouse reached through a DB-API driver that is imported on first use.
 
-    Subclasses set ``kind``, ``dialect`` (sqlglot), ``driver`` and ``extra``, and implement
+    Subclasses set ``kind``, ``dialect`` (sqlglot), ``driver``, ``package`` and ``extra``, and
+    implement
     :meth:`_open`; they override :meth:`stream` when the driver hands out Arrow itself.
     """
 
     kind: ClassVar[str] = ""
     dialect: ClassVar[str] = ""
     driver: ClassVar[str] = ""
+    package: ClassVar[str] = ""
     extra: ClassVar[str] = ""
     connect_hint: ClassVar[str] = "check the host, credentials and network access"
 
@@ -248,7 +250,7 @@ class DbApiSource:
 
     # -- shared behaviour -----------------------------------------------------------------
     def _module(self) -> ModuleType:
-        return import_driver(self.driver, self.extra, self.kind)
+        return import_driver(self.driver, self.package, self.extra, self.kind)
 
     def _connect(self) -> Any:
         if self._conn is None:

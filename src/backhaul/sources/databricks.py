@@ -1,7 +1,7 @@
 """Databricks SQL warehouse: rows arrive as Arrow through the cursor's ``fetchmany_arrow``.
 
 The driver (``databricks-sql-connector``) is imported on first use; install it with
-``pip install 'backhaul[databricks]'``.
+``pip install databricks-sql-connector`` (the ``databricks`` extra).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class DatabricksSource(DbApiSource):
     kind = "databricks"
     dialect = "databricks"
     driver = "databricks.sql"
+    package = "databricks-sql-connector"
     extra = "databricks"
     connect_hint = "check `server_hostname`, `http_path` and `token`"
     config: DatabricksSourceConfig

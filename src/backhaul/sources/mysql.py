@@ -85,7 +85,7 @@ class MySQLSource:
         self._conn: Any = None
 
     def _open(self) -> Any:
-        pymysql = import_driver("pymysql", "mysql", "mysql")
+        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
         try:
             conn = pymysql.connect(
                 **self._params,
@@ -124,7 +124,7 @@ class MySQLSource:
 
     def columns(self, sql: str) -> dict[str, str]:
         """Column names and MySQL type codes of ``sql`` (planned with ``LIMIT 0``)."""
-        pymysql = import_driver("pymysql", "mysql", "mysql")
+        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
         from pymysql.constants import FIELD_TYPE
 
         names: dict[int, str] = {}
@@ -140,7 +140,7 @@ class MySQLSource:
 
     def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
         """Stream the rows of ``sql`` through an unbuffered cursor on its own connection."""
-        pymysql = import_driver("pymysql", "mysql", "mysql")
+        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
         # An unbuffered result blocks its connection until read: use one just for it.
         conn = self._open()
         cur = conn.cursor(pymysql.cursors.SSCursor)
@@ -167,7 +167,7 @@ class MySQLSource:
 
     def check(self) -> None:
         """Connect and run a trivial query."""
-        pymysql = import_driver("pymysql", "mysql", "mysql")
+        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
         try:
             with self._connect().cursor() as cur:
                 cur.execute("SELECT 1")

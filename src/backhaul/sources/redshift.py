@@ -1,8 +1,8 @@
 """Amazon Redshift warehouse: a server-side cursor (``DECLARE`` / ``FETCH FORWARD``).
 
-The driver (``redshift-connector``) is imported on first use; install it with
-``pip install 'backhaul[redshift]'``. Redshift buffers a plain query's whole result in the
-client, so rows are fetched through a declared cursor, one batch at a time.
+The driver (``redshift-connector``) is imported on first use; install it with ``pip install
+redshift-connector`` (the ``redshift`` extra). Redshift buffers a plain query's whole result
+in the client, so rows are fetched through a declared cursor, one batch at a time.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class RedshiftSource(DbApiSource):
     kind = "redshift"
     dialect = "redshift"
     driver = "redshift_connector"
+    package = "redshift-connector"
     extra = "redshift"
     connect_hint = "check `host`, `port`, `user` and `password`, and the cluster's network access"
     config: RedshiftSourceConfig

@@ -1,7 +1,7 @@
 """Snowflake warehouse: rows arrive as Arrow through the connector's ``fetch_arrow_batches``.
 
 The driver (``snowflake-connector-python``) is imported on first use; install it with
-``pip install 'backhaul[snowflake]'``.
+``pip install snowflake-connector-python`` (the ``snowflake`` extra).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class SnowflakeSource(DbApiSource):
     kind = "snowflake"
     dialect = "snowflake"
     driver = "snowflake.connector"
+    package = "snowflake-connector-python"
     extra = "snowflake"
     connect_hint = "check `account`, `user` and `password` (or `private_key_path`)"
     config: SnowflakeSourceConfig

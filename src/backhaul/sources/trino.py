@@ -1,8 +1,7 @@
 """Trino (and Presto-compatible) warehouse: DB-API ``fetchmany`` batches turned into Arrow.
 
-The driver (``trino``) is imported on first use; install it with
-``pip install 'backhaul[trino]'``. Trino pages results over HTTP, so memory stays bounded by
-the batch size.
+The driver (``trino``) is imported on first use; install it with ``pip install trino`` (the
+``trino`` extra). Trino pages results over HTTP, so memory stays bounded by the batch size.
 """
 
 from __future__ import annotations
@@ -54,6 +53,7 @@ class TrinoSource(DbApiSource):
     kind = "trino"
     dialect = "trino"
     driver = "trino.dbapi"
+    package = "trino"
     extra = "trino"
     connect_hint = "check `host`, `port`, `user` and `password`, and that Trino is running"
     config: TrinoSourceConfig
@@ -89,7 +89,7 @@ def self_auth(user: str, password: str) -> Any:
     """Trino basic authentication (imported from the driver on use)."""
     from backhaul.sources.common import import_driver
 
-    auth = import_driver("trino.auth", "trino", "trino")
+    auth = import_driver("trino.auth", "trino", "trino", "trino")
     return auth.BasicAuthentication(user, password)
 
 
