@@ -70,10 +70,7 @@ class ReceiverFaults:
         self.receiver.reject_keys(errors)
 
     def clear(self) -> None:
-        # The receiver's reset() also forgets its records; drop only the switches.
-        with self.receiver._lock:
-            self.receiver._faults.clear()
-            self.receiver._rejects.clear()
+        self.receiver.clear_faults()
 
 
 def _hook(receiver: WebhookReceiver, token: str) -> dict[str, Any]:

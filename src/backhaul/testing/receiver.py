@@ -217,6 +217,12 @@ class WebhookReceiver:
 
     # -- fault switches ----------------------------------------------------------------
 
+    def clear_faults(self) -> None:
+        """Drop pending faults and record rejections; keep requests and records."""
+        with self._lock:
+            self._faults.clear()
+            self._rejects.clear()
+
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` requests with ``status`` and a JSON error, applying nothing."""
         self._add(n, _Fault("fail", status=status))
