@@ -84,13 +84,14 @@ class RateLimiter:
     def pause_until(self, deadline: float) -> None:
         """Make every caller wait until the clock reads ``deadline``; never shortens a pause.
 
-        The bucket keeps at most one token and refills only from ``deadline``, so the end of
-        a pause lets one request through instead of a burst that would be refused again.
+        The bucket holds exactly one token at ``deadline`` and refills only from then, so the
+        end of a pause lets one request through at once, not a burst that would be refused
+        again, and not a further interval of waiting.
         """
         if deadline <= self._paused_until:
             return
         self._paused_until = deadline
-        self._tokens = min(self._tokens, 1.0)
+        self._tokens = min(1.0, self._capacity)
         self._updated = max(self._updated, deadline)
 
     def penalize(self, seconds: float) -> None:
