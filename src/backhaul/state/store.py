@@ -137,6 +137,12 @@ class RunStore:
                 detail=str(exc.orig),
             ) from exc
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for modules that keep their own tables in this database
+        (the web app's users, tokens and audit log) and for read-only reporting queries."""
+        return self._engine
+
     def close(self) -> None:
         """Release every pooled connection."""
         self._engine.dispose()

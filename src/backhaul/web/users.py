@@ -64,7 +64,7 @@ class AuditEntry:
 
 def engine_of(store: RunStore) -> Engine:
     """The SQLAlchemy engine behind a run store (shared, so one pool serves both)."""
-    return store._engine  # the store exposes no public engine; reuse its configured pool
+    return store.engine
 
 
 def hash_token(token: str) -> str:
