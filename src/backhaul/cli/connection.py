@@ -108,11 +108,13 @@ def check_destination(project: Any, name: str) -> ConnectionReport:
 
 
 def exit_code(exc: BackhaulError) -> int:
-    """2 for what the user must fix in the configuration, 1 for everything else."""
+    """2 for what the user must fix in the configuration, 1 for an unreachable service."""
     if isinstance(exc, ConfigError):
         return 2
+    # A destination that answered and refused (bad token, unknown object) is configured
+    # wrong; one that did not answer at all is unreachable.
     if isinstance(exc, DestinationError) and exc.failure is FailureType.CONFIG:
-        return 2
+        return 2 if exc.status is not None else 1
     return 1
 
 

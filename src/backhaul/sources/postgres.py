@@ -89,11 +89,7 @@ class PostgresSource:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             try:
-                conn = psycopg.connect(
-                    **self._params,
-                    connect_timeout=max(1, int(self.config.connect_timeout)),
-                    autocommit=True,
-                )
+                conn = psycopg.connect(**self._params, autocommit=True)
             except psycopg.Error as exc:
                 raise self._connect_error(exc) from None
             # Read-only on purpose: a model must never change the warehouse. UTC so that
@@ -344,6 +340,8 @@ def _params(config: PostgresSourceConfig) -> dict[str, Any]:
         }
     if config.sslmode:
         params["sslmode"] = config.sslmode
+    # A timeout written in the URL wins over the config field's default.
+    params.setdefault("connect_timeout", max(1, int(config.connect_timeout)))
     return {k: v for k, v in params.items() if v not in (None, "")}
 
 

@@ -1,0 +1,80 @@
+"""``backhaul test-connection NAME`` against real servers, run as a user runs it."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+import pytest
+from tests.conftest import Builder
+from tests.sources import closed_port, pg_database, pg_exec
+
+from backhaul.testing.receiver import WebhookReceiver
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with pg_database("bh_conn") as url:
+        pg_exec(url, "CREATE TABLE t (id int)")
+        yield url
+
+
+def test_postgres_source_prints_version_and_latency(project: Builder, pg_url: str) -> None:
+    project.write("sources/pg.yml", {"type": "postgres", "url": "${env:BH_TEST_CONN_URL}"})
+    result = project.cli("test-connection", "pg", env={"BH_TEST_CONN_URL": pg_url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: source `pg` (postgres): PostgreSQL 15.")
+    assert result.stdout.rstrip().endswith(" ms")
+
+
+def test_duckdb_source_prints_its_version(project: Builder) -> None:
+    result = project.cli("test-connection", "wh")
+    assert result.returncode == 0, result.stderr
+    assert "ok: source `wh` (duckdb): DuckDB v" in result.stdout
+
+
+def test_unreachable_source_is_one_line_and_exit_1(project: Builder) -> None:
+    port = closed_port()
+    url = f"postgresql://postgres:Hunter2-secret@127.0.0.1:{port}/app?connect_timeout=2"
+    project.write("sources/pg.yml", {"type": "postgres", "url": "${env:BH_TEST_CONN_URL}"})
+    result = project.cli("test-connection", "pg", env={"BH_TEST_CONN_URL": url})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"error: source `pg`: cannot connect to postgres source at 127.0.0.1:{port}/app"
+    )
+    assert "check `host` and `port`" in lines[0]
+    assert "Hunter2-secret" not in result.stdout + result.stderr
+
+
+def test_config_problems_exit_2(project: Builder) -> None:
+    result = project.cli("test-connection", "nope")
+    assert result.returncode == 2
+    assert "no source or destination named `nope` (known: wh)" in result.stderr
+    project.write("sources/pg.yml", {"type": "postgres", "url": "${env:BH_TEST_CONN_UNSET_X1}"})
+    result = project.cli("test-connection", "pg")
+    assert result.returncode == 2
+    assert "environment variable BH_TEST_CONN_UNSET_X1 is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_driver_exits_2(project: Builder) -> None:
+    if importlib.util.find_spec("trino") is not None:
+        pytest.skip("the trino driver is installed here")
+    project.write("sources/tr.yml", {"type": "trino", "host": "127.0.0.1", "user": "u"})
+    result = project.cli("test-connection", "tr")
+    assert result.returncode == 2
+    assert "needs the `trino` package: run `pip install trino`" in result.stderr
+
+
+def test_destination_reachable_and_unreachable(project: Builder, receiver: WebhookReceiver) -> None:
+    project.webhook_destination(receiver)
+    result = project.cli("test-connection", "hook")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: destination `hook` (webhook): ")
+    project.destination("down", type="webhook", url=f"http://127.0.0.1:{closed_port()}/in")
+    result = project.cli("test-connection", "down")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: destination `down`: ")
+    assert len(result.stderr.strip().splitlines()) == 1
