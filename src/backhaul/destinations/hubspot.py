@@ -43,6 +43,8 @@ from backhaul.observe.redact import Redactor
 API_URL = "https://api.hubapi.com"
 DEFAULT_ID_PROPERTY = {"contacts": "email", "companies": "domain"}
 ERROR_LIMIT = 500
+# An operation's sender: (indexes to send, all records, their id values) -> results.
+_Send = Callable[[list[int], list[dict[str, Any]], list[str]], Awaitable[dict[int, RecordResult]]]
 TOKEN_HELP = "set `token` in the destination file to a valid private app token"
 
 
@@ -271,13 +273,14 @@ class HubSpotDestination:
                 results[i] = RecordResult.rejected(
                     i, f"no {self.id_property} value: HubSpot needs it to find the record"
                 )
-        send = {
+        senders: dict[Operation, _Send] = {
             Operation.UPSERT: self._upsert,
             Operation.UPDATE: self._update,
             Operation.CLEAR: self._clear,
             Operation.INSERT: self._insert,
             Operation.DELETE: self._delete,
-        }[batch.operation]
+        }
+        send = senders[batch.operation]
         # HubSpot refuses a batch naming the same record twice: such records go in turns.
         for turn in _turns(todo, values):
             results.update(await send(turn, records, values))

@@ -119,7 +119,9 @@ class HubRecord:
     def body(
         self, names: Iterable[str] | None = None, extra: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        wanted = self.properties if names is None else {n: self.properties.get(n) for n in names}
+        wanted: dict[str, str | None] = dict(self.properties)
+        if names is not None:
+            wanted = {n: self.properties.get(n) for n in names}
         props = {**wanted, "hs_object_id": self.id}
         return {
             "id": self.id,
