@@ -377,7 +377,7 @@ class RunStore:
             .group_by(run_rows.c.op, run_rows.c.status)
         )
         with self._engine.connect() as conn:
-            return {(op, status): int(n) for op, status, n in conn.execute(query)}
+            return {(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)}
 
     def calls(self, run_id: str, limit: int = 100) -> list[HttpCall]:
         """Recorded HTTP calls of a run, oldest first."""

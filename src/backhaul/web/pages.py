@@ -200,8 +200,8 @@ def call_keys(
     )
     out: dict[str, list[tuple[str, str]]] = {}
     with engine_of(store).connect() as conn:
-        for call_id, key, status in conn.execute(query):
-            out.setdefault(call_id, []).append((key, status))
+        for row in conn.execute(query):
+            out.setdefault(str(row[0]), []).append((str(row[1]), str(row[2])))
     return out
 
 
@@ -214,7 +214,7 @@ def call_row_counts(store: RunStore, run_id: str, call_ids: list[str]) -> dict[s
         .group_by(run_rows.c.call_id)
     )
     with engine_of(store).connect() as conn:
-        return {cid: int(n) for cid, n in conn.execute(query)}
+        return {str(r[0]): int(r[1]) for r in conn.execute(query)}
 
 
 def search_rows(store: RunStore, run_id: str, text: str, limit: int = 50) -> list[RowOutcome]:
