@@ -119,7 +119,7 @@ def test_unknown_key_without_close_match_lists_allowed(tmp_path: Path) -> None:
     good_project(tmp_path, {"models/users.yml": "source: warehouse\nprimary_key: id\nzzz: 1\n"})
     [(file, line, key, reason)] = load_errors(tmp_path)
     assert (file, line, key) == ("models/users.yml", 3, "zzz")
-    assert reason.startswith("unknown key `zzz` (allowed: description, primary_key, source, sql")
+    assert reason.startswith("unknown key `zzz` (allowed: dbt, description, primary_key, source, sql")
 
 
 def test_wrong_type(tmp_path: Path) -> None:
@@ -330,7 +330,7 @@ def test_config_errors_message_lists_every_problem(tmp_path: Path) -> None:
         load_project(tmp_path, registry=registry())
     assert str(info.value).splitlines() == [
         "backhaul.yml:2: version: must be 1",
-        "backhaul.yml:3: extra: unknown key `extra` (allowed: defaults, name, state, version)",
+        "backhaul.yml:3: extra: unknown key `extra` (allowed: dbt_project, defaults, name, owner, state, version)",
     ]
 
 

@@ -14,7 +14,7 @@ import re
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
@@ -41,6 +41,9 @@ from backhaul.config.project import (
 from backhaul.config.secrets import check_references
 from backhaul.errors import ConfigError, ConfigErrors
 from backhaul.plugins import Registry
+
+if TYPE_CHECKING:
+    from backhaul.dbt.refs import RefResolver
 
 PROJECT_FILES = ("backhaul.yml", "backhaul.yaml")
 FOLDERS = {"sources": "source", "models": "model", "destinations": "destination", "syncs": "sync"}
@@ -455,12 +458,40 @@ def quote_table(name: str) -> str:
 
 
 def _model_sql(
-    config: ModelConfig, yml: Path, root: Path, errors: list[ConfigError]
+    config: ModelConfig, yml: Path, root: Path, errors: list[ConfigError], dbt: RefResolver
+) -> tuple[str, Path | None] | None:
+    """The model's query, with dbt references resolved (see ``backhaul.dbt.refs``)."""
+    found = _query(config, yml, root, errors, dbt)
+    if found is None:
+        return None
+    sql, sql_file = found
+    if config.dbt is not None or config.table is not None:
+        return sql, sql_file
+    try:
+        if sql_file is not None:
+            return dbt.render(sql, file=_rel(sql_file, root)), sql_file
+        positions = read_yaml(yml, root)[1]
+        return dbt.render(sql, file=_rel(yml, root), line=positions.line("sql"), key="sql"), None
+    except ConfigError as exc:
+        errors.append(exc)
+        return None
+
+
+def _query(
+    config: ModelConfig, yml: Path, root: Path, errors: list[ConfigError], dbt: RefResolver
 ) -> tuple[str, Path | None] | None:
     if config.sql is not None:
         return config.sql, None
     if config.table is not None:
         return f"SELECT * FROM {quote_table(config.table)}", None
+    if config.dbt is not None:
+        rel = _rel(yml, root)
+        try:
+            line = read_yaml(yml, root)[1].line("dbt")
+            return dbt.select_sql(config.dbt, file=rel, line=line), None
+        except ConfigError as exc:
+            errors.append(exc)
+            return None
     sql_file = yml.with_suffix(".sql")
     rel = _rel(yml, root)
     if not sql_file.is_file():
@@ -571,13 +602,16 @@ def load_project(path: str | Path = ".", *, registry: Registry | None = None) ->
         name: SourceDef(name, config, data, pos)
         for name, config, data, pos in _connectors(root, "sources", reg.sources, reg.source, errors)
     }
+    from backhaul.dbt.refs import RefResolver
+
+    dbt = RefResolver(root, project_config.dbt_project if project_config else None)
     models: dict[str, ModelDef] = {}
     model_files: dict[str, Path] = {}
     for name, path_, data, positions in _files(root, "models", errors):
         model_files[name] = path_
         config, found = validate(ModelConfig, data, positions)
         errors += found
-        if config is not None and (sql := _model_sql(config, path_, root, errors)):
+        if config is not None and (sql := _model_sql(config, path_, root, errors, dbt)):
             models[name] = ModelDef(name, config, sql[0], sql[1], positions)
     errors += _orphan_sql(root, model_files)
     destinations = {

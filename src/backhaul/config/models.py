@@ -44,6 +44,14 @@ class ProjectConfig(Strict):
     version: Literal[1] = 1
     state: StateConfig = StateConfig()
     defaults: Defaults = Defaults()
+    dbt_project: str | None = Field(
+        None,
+        description="The dbt project folder (relative to backhaul.yml) whose manifest "
+        "resolves `dbt:` models and `{{ ref('name') }}` in model SQL.",
+    )
+    owner: str | None = Field(
+        None, description="Who owns these syncs, as `Name <email>`; used in dbt exposures."
+    )
 
 
 class DuckDBSourceConfig(Strict):
@@ -63,6 +71,11 @@ class ModelConfig(Strict):
     primary_key: list[str] = Field(min_length=1)
     sql: str | None = Field(None, description="Inline SQL; default is models/NAME.sql.")
     table: str | None = Field(None, description="Read a whole table instead of SQL.")
+    dbt: str | None = Field(
+        None,
+        description="Read a whole dbt model: its name or `ref('name')`, resolved through "
+        "the manifest of `dbt_project` in backhaul.yml.",
+    )
     description: str | None = None
     tags: list[str] = []
 
@@ -73,8 +86,11 @@ class ModelConfig(Strict):
 
     @model_validator(mode="after")
     def _one_query(self) -> ModelConfig:
-        if self.sql is not None and self.table is not None:
-            raise ValueError("give either `sql` or `table`, not both")
+        given = [k for k in ("sql", "table", "dbt") if getattr(self, k) is not None]
+        if len(given) == 2:
+            raise ValueError(f"give either `{given[0]}` or `{given[1]}`, not both")
+        if len(given) > 2:
+            raise ValueError("give only one of `sql`, `table` or `dbt`")
         return self
 
 
