@@ -167,3 +167,6 @@ audit_log = Table(
     Column("ip", String(64), nullable=True),
     Index("ix_audit_log_at", "at"),
 )
+
+# The newest runs across all syncs (overview chart, GET /api/v1/runs) without a sort.
+Index("ix_runs_started_at_id", runs.c.started_at, runs.c.id)

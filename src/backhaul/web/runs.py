@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,6 +134,8 @@ class RunManager:
             active.started.set()
 
     def _on_event(self, active: _Active, event: RunEvent) -> None:
+        if isinstance(event, RunStarted | RunFinished):
+            invalidate_latest(self.store)
         p = active.progress
         if isinstance(event, RunStarted):
             p.update(
@@ -216,8 +220,45 @@ class RunManager:
 # -- queries ----------------------------------------------------------------------------
 
 
+class _Memo:
+    """The last answer of :func:`latest_runs` per store, for ``LATEST_TTL`` seconds."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_store: weakref.WeakKeyDictionary[RunStore, tuple[float, dict[str, RunRecord]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+
+_LATEST = _Memo()
+# Under load the overview asks for the same 200 rows many times a second; runs started by
+# this server invalidate the memo at once, runs from other processes show within this time.
+LATEST_TTL = 1.0
+
+
+def invalidate_latest(store: RunStore) -> None:
+    """Forget the memoised last runs of ``store`` (a run started, progressed or ended)."""
+    with _LATEST.lock:
+        _LATEST.by_store.pop(store, None)
+
+
 def latest_runs(store: RunStore) -> dict[str, RunRecord]:
-    """The newest run of every sync, in one grouped query (uses ix_runs_sync_started_at)."""
+    """The newest run of every sync, in one grouped query (uses ix_runs_sync_started_at).
+
+    Memoised for up to ``LATEST_TTL`` seconds; the RunManager clears it on run events.
+    """
+    now = time.monotonic()
+    with _LATEST.lock:
+        hit = _LATEST.by_store.get(store)
+    if hit is not None and now - hit[0] < LATEST_TTL:
+        return dict(hit[1])
+    found = _query_latest(store)
+    with _LATEST.lock:
+        _LATEST.by_store[store] = (now, found)
+    return dict(found)
+
+
+def _query_latest(store: RunStore) -> dict[str, RunRecord]:
     newest = (
         select(runs.c.sync, func.max(runs.c.started_at).label("started_at"))
         .group_by(runs.c.sync)

@@ -1,4 +1,4 @@
-"""Web app: users, API tokens and the audit log.
+"""Web app: users, API tokens, the audit log, and an index for the newest runs.
 
 Revision ID: 0002
 Revises: 0001
@@ -54,9 +54,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
+    op.create_index("ix_runs_started_at_id", "runs", ["started_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_started_at_id", table_name="runs")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
     op.drop_table("audit_log")
     op.drop_table("api_tokens")
