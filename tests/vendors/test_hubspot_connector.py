@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from backhaul import api
+from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.hubspot import (
     HubSpotConfig,
     HubSpotDestination,
@@ -16,6 +18,8 @@ from backhaul.destinations.hubspot import (
     _turns,
 )
 from backhaul.engine.summary import RunStatus
+from backhaul.errors import DestinationError, FailureType
+from backhaul.observe.recorder import MemoryRecorder
 from backhaul.plugins import Registry
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
@@ -379,3 +383,28 @@ async def test_rolling_window_counts_calls_from_their_answers() -> None:
     assert window.limit == 1
     window.lower(5)
     assert window.limit == 1  # never raised above the configured limit
+
+
+async def test_connection_test_outside_a_run_reads_properties(
+    tmp_path: Path, server: EmulatorServer, hub: HubSpotEmulator
+) -> None:
+    def open_hubspot(token: str) -> tuple[HubSpotDestination, MemoryRecorder]:
+        recorder = MemoryRecorder()
+        config = HubSpotConfig.model_validate(
+            {"type": "hubspot", "token": token, "base_url": server.url, "retry": FAST_RETRY}
+        )
+        context = DestinationContext(tmp_path, recorder, "", "", (token,))
+        return HubSpotDestination(config, context), recorder
+
+    good, recorder = open_hubspot(hub.token)
+    await good.check()
+    await good.close()
+    bad, _ = open_hubspot("pat-na1-wrong")
+    with pytest.raises(DestinationError) as refused:
+        await bad.check()
+    await bad.close()
+
+    assert [c.url.rsplit("/", 2)[-2:] for c in recorder.calls] == [["properties", "contacts"]]
+    assert refused.value.failure is FailureType.CONFIG
+    assert refused.value.message.startswith("HubSpot rejected the token")
+    assert [c.status for c in hub.calls] == [200, 401]

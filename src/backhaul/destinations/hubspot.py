@@ -205,22 +205,30 @@ class HubSpotDestination:
         self._verify_lock = asyncio.Lock()
         self._verify_error: DestinationError | None = None
         self._is_verified = False
+        self._in_run = bool(context.run_id)
         self.object: str | None = None
         self.id_property: str | None = None
 
     # -- protocol --------------------------------------------------------------------
 
     async def check(self) -> None:
-        """Check the configuration without calling HubSpot.
+        """Check the configuration; outside a run, also prove token and object with HubSpot.
 
         The engine calls ``check()`` and ``prepare()`` even for a run that only reports
-        skipped rows, and such a run must not reach HubSpot; so the token, the object and
-        the properties are proven by :meth:`verify` just before the first write.
+        skipped rows, and such a run must not reach HubSpot; so within a run the token, the
+        object and the properties are proven by :meth:`verify` just before the first write.
+        A connection test (no run id) reads the object's properties at once.
         """
         if not self.base.startswith(("http://", "https://")):
             raise _config("HubSpot `base_url` must start with https://: fix the destination file")
         if not self.config.token.strip():
             raise _config(f"HubSpot `token` is empty: {TOKEN_HELP}")
+        if self._in_run:
+            return
+        try:
+            await self._load_properties(self.config.object or "contacts")
+        finally:
+            await self.client.aclose()  # a connection test runs in an event loop of its own
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
