@@ -35,7 +35,7 @@ class PostgresSourceConfig(SourceConfig):
     password: str | None = None
     database: str | None = None
     sslmode: str | None = Field(None, description="disable, require, verify-full...")
-    max_row_mb: int = Field(32, gt=0, le=1024, description="Largest row the reader accepts.")
+    max_row_mb: int = Field(8, gt=0, le=1024, description="Largest row the reader accepts.")
 
     @model_validator(mode="after")
     def _url_or_host(self) -> PostgresSourceConfig:
