@@ -19,7 +19,6 @@ import copy
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -28,11 +27,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from backhaul.testing.server import LoopbackServer
 
 SIGNATURE_HEADER = "x-backhaul-signature"
 TIMESTAMP_HEADER = "x-backhaul-timestamp"
@@ -100,10 +100,8 @@ class WebhookReceiver:
         self._records: dict[str, dict[str, Any]] = {}
         self._faults: deque[_Fault] = deque()
         self._rejects: dict[str, str] = {}
-        self._stopping = threading.Event()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._port: int | None = None
+        self._server: LoopbackServer | None = None
+        self._port: int | None = None  # kept after stop() for messages that name it
         self.app = Starlette(
             routes=[
                 Route(
@@ -131,56 +129,25 @@ class WebhookReceiver:
         """The webhook URL to configure in a destination file."""
         return f"{self.base_url}{self.path}"
 
+    @property
+    def _stopping(self) -> threading.Event:
+        return self._server.stopping if self._server is not None else threading.Event()
+
     def start(self, timeout: float = 10.0) -> WebhookReceiver:
         """Serve in a background thread; returns once the server accepts connections."""
-        if self._thread is not None:
+        if self._server is not None:
             raise RuntimeError("the receiver is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            lifespan="off",
-            ws="none",
-            http="h11",
-            access_log=False,
-            log_config=None,  # leave the host application's logging alone
-            log_level=None,
-        )
-        server = uvicorn.Server(config)
+        server = LoopbackServer(self.app, name="webhook-receiver")
+        server.start(timeout)
         self._server = server
-        self._stopping.clear()
-        thread = threading.Thread(
-            target=server.run,
-            kwargs={"sockets": [sock]},
-            name=f"webhook-receiver-{self._port}",
-            daemon=True,
-        )
-        self._thread = thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                sock.close()
-                raise RuntimeError("the webhook receiver did not start")
-            time.sleep(0.005)
+        self._port = server.port
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving and wait for the thread to end; safe to call twice."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self._stopping.set()  # ends injected delays at once
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-        self._server = None
-        self._thread = None
+        if self._server is not None:
+            self._server.stop(timeout)  # also ends injected delays at once
+            self._server = None
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
@@ -313,16 +280,8 @@ class WebhookReceiver:
 
     def _abort(self, request: Request) -> None:
         """Close the TCP connection that carried ``request`` without answering."""
-        server = self._server
-        client = request.scope.get("client")
-        if server is None or client is None:
-            return
-        for conn in list(server.server_state.connections):
-            if getattr(conn, "client", None) == tuple(client):
-                transport = getattr(conn, "transport", None)
-                if transport is not None:
-                    transport.abort()
-                return
+        if self._server is not None:
+            self._server.abort(request)
 
     def _authorize(self, received: ReceivedRequest) -> Response | None:
         if self.token is not None:
