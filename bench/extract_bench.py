@@ -93,8 +93,18 @@ rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": rss}))
 """
 
-COLUMNS = ["id", "email", "name", "score", "amount", "ratio", "active", "created_at",
-           "signup_date", "plan"]
+COLUMNS = [
+    "id",
+    "email",
+    "name",
+    "score",
+    "amount",
+    "ratio",
+    "active",
+    "created_at",
+    "signup_date",
+    "plan",
+]
 
 
 def write_project(root: Path, url: str) -> None:
@@ -115,7 +125,9 @@ def write_project(root: Path, url: str) -> None:
 def phase(kind: str, url: str, root: Path) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, "-c", PHASE, kind, url, str(root)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -164,13 +176,16 @@ def main() -> None:
         "load_average": os.getloadavg(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "extract_bench.json").write_text(json.dumps({"meta": meta, "results": results},
-                                                            indent=2))
+    (args.out / "extract_bench.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2)
+    )
     print(meta)
     print(f"{'phase':<14} {'rows':>10} {'seconds':>8} {'rows/s':>12} {'peak RSS MB':>12}")
     for kind, r in results.items():
-        print(f"{kind:<14} {int(r['rows']):>10,} {r['seconds']:>8.2f} "
-              f"{r['rows'] / r['seconds']:>12,.0f} {r['peak_rss_mb']:>12.0f}")
+        print(
+            f"{kind:<14} {int(r['rows']):>10,} {r['seconds']:>8.2f} "
+            f"{r['rows'] / r['seconds']:>12,.0f} {r['peak_rss_mb']:>12.0f}"
+        )
 
 
 if __name__ == "__main__":
