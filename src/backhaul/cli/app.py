@@ -115,6 +115,18 @@ def run(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Override the safety guards.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print run summaries as JSON.")] = False,
+    after_dbt: Annotated[
+        bool,
+        typer.Option(
+            "--after-dbt",
+            help="Run only the syncs whose dbt models the last dbt run rebuilt (reads "
+            "target/run_results.json of `dbt_project`).",
+        ),
+    ] = False,
+    run_results: Annotated[
+        Path | None,
+        typer.Option("--run-results", help="With --after-dbt: this run_results.json instead."),
+    ] = None,
 ) -> None:
     """Run syncs: send what changed since the last run."""
     from backhaul.api import open_store
@@ -128,6 +140,12 @@ def run(
             raise ConfigError(f"--select takes `tag:NAME`, not `{sel}`")
         tags.append(sel[4:])
     chosen = project.select(list(syncs or []), tags, all_syncs)
+    if after_dbt or run_results is not None:
+        from backhaul.cli.dbt import after_dbt_syncs
+
+        chosen = after_dbt_syncs(project, run_results, chosen, _console(stderr=as_json))
+        if not chosen:
+            raise typer.Exit(0)
     if not chosen:
         raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
     reporter = RunReporter(_console(stderr=as_json), quiet=False)

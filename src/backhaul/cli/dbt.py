@@ -1,0 +1,42 @@
+"""dbt commands and options: ``run --after-dbt``, ``init --from-dbt``, ``dbt exposures``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from backhaul.config.project import Project, SyncDef
+
+dbt_app = typer.Typer(help="Work with a dbt project: exposures for Backhaul syncs.")
+
+
+def after_dbt_syncs(
+    project: Project, run_results: Path | None, candidates: list[SyncDef], console: Console
+) -> list[SyncDef]:
+    """The candidate syncs whose dbt models the dbt run rebuilt; prints which and why.
+
+    Args:
+        project: The loaded project.
+        run_results: Path of run_results.json (or a dbt project folder); None for the
+            one in ``dbt_project``'s target folder.
+        candidates: The syncs the command line selected (all enabled ones by default).
+        console: Where the choices are printed.
+    """
+    from backhaul.dbt.run_results import choose_syncs, default_path, load_run_results
+
+    path = run_results if run_results is not None else default_path(project)
+    results = load_run_results(path)
+    command = f"`dbt {results.command}`" if results.command else "dbt"
+    console.print(f"after {command} ({results.path}, {results.generated_at or 'no time'}):")
+    choices = choose_syncs(project, results, candidates)
+    for choice in choices:
+        mark = "[green]run [/]" if choice.run else "[dim]skip[/]"
+        console.print(f"  {mark} {choice.sync}: {choice.reason}")
+    chosen = {c.sync for c in choices if c.run}
+    if not chosen:
+        console.print("no sync reads a model that dbt rebuilt: nothing to run")
+    return [s for s in candidates if s.name in chosen]
