@@ -219,9 +219,10 @@ def test_unknown_destination_type_lists_known_types(tmp_path: Path) -> None:
 
 def test_missing_type(tmp_path: Path) -> None:
     good_project(tmp_path, {"sources/warehouse.yml": "path: warehouse.duckdb\n"})
-    assert load_errors(tmp_path) == [
-        ("sources/warehouse.yml", None, "type", "missing required key `type` (known: duckdb)")
-    ]
+    [(file, line, key, message)] = load_errors(tmp_path)
+    assert (file, line, key) == ("sources/warehouse.yml", None, "type")
+    assert message.startswith("missing required key `type` (known: ")
+    assert "duckdb" in message and "postgres" in message
 
 
 def test_destination_keys_are_checked_by_the_connector_model(tmp_path: Path) -> None:
