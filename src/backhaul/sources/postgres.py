@@ -216,7 +216,9 @@ class PostgresSource:
             try:
                 reader = pacsv.open_csv(
                     source,
-                    read_options=pacsv.ReadOptions(column_names=cols, block_size=block),
+                    read_options=pacsv.ReadOptions(
+                        column_names=cols, block_size=block, use_threads=False
+                    ),
                     parse_options=pacsv.ParseOptions(newlines_in_values=True),
                     convert_options=pacsv.ConvertOptions(
                         column_types=csv_types,
