@@ -35,10 +35,22 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")] = Path("."),
     name: Annotated[str | None, typer.Option(help="Project name (default: folder name).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing project.")] = False,
+    from_dbt: Annotated[
+        Path | None,
+        typer.Option("--from-dbt", help="A dbt project folder: write models for its models."),
+    ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", help="With --from-dbt: dbt models by name or `tag:NAME`."),
+    ] = None,
 ) -> None:
     """Create a new project with an example model, destination and sync."""
     from backhaul.config.scaffold import init_project
 
+    if from_dbt is not None:
+        from backhaul.cli.dbt import init_from_dbt
+
+        return init_from_dbt(directory, from_dbt, list(select or []), name, force)
     written = init_project(directory, name, force=force)
     console = _console()
     for path in written:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from backhaul.cli.common import _console
+
 if TYPE_CHECKING:
     from backhaul.config.project import Project, SyncDef
 
@@ -40,3 +42,24 @@ def after_dbt_syncs(
     if not chosen:
         console.print("no sync reads a model that dbt rebuilt: nothing to run")
     return [s for s in candidates if s.name in chosen]
+
+
+def init_from_dbt(
+    directory: Path, dbt_dir: Path, selectors: list[str], name: str | None, force: bool
+) -> None:
+    """``backhaul init --from-dbt``: write models for the selected dbt models and say so."""
+    from backhaul.dbt.scaffold import TODO_KEY, init_from_dbt
+
+    written = init_from_dbt(directory, dbt_dir, selectors, name=name, force=force)
+    console = _console()
+    todo = []
+    for path in written:
+        console.print(f"created {path}")
+        if path.suffix == ".yml" and f"primary_key: {TODO_KEY}" in path.read_text("utf-8"):
+            todo.append(path.stem)
+    if todo:
+        console.print(
+            f"\n[yellow]set `primary_key`[/] in models {', '.join(todo)}: dbt has no "
+            "unique + not_null test to take it from (`backhaul validate` lists them)"
+        )
+    console.print(f"\nNext: add a destination and a sync, then `backhaul validate -C {directory}`")
