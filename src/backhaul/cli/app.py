@@ -16,6 +16,7 @@ from rich.table import Table
 
 from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 from backhaul.cli.connection import connection_command
+from backhaul.cli.dbt import dbt_app
 from backhaul.cli.sandbox import sandbox_command
 from backhaul.cli.web import serve, users_app
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
@@ -385,6 +386,7 @@ app.command("sandbox")(sandbox_command)
 app.command("test-connection")(connection_command)
 app.command("serve")(serve)
 app.add_typer(users_app, name="users")
+app.add_typer(dbt_app, name="dbt")
 
 
 def main() -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from backhaul.cli.common import _console
+from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 
 if TYPE_CHECKING:
     from backhaul.config.project import Project, SyncDef
@@ -63,3 +63,31 @@ def init_from_dbt(
             "unique + not_null test to take it from (`backhaul validate` lists them)"
         )
     console.print(f"\nNext: add a destination and a sync, then `backhaul validate -C {directory}`")
+
+
+@dbt_app.command("exposures")
+@handles_errors
+def exposures(
+    project_dir: ProjectDir = Path("."),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the YAML to this file (default: print).")
+    ] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="`Name <email>`; default: owner in backhaul.yml.")
+    ] = None,
+) -> None:
+    """Write dbt exposures for the syncs whose models read dbt models."""
+    from backhaul.dbt.exposures import build_exposures
+
+    result = build_exposures(_load(project_dir), owner=owner)
+    err = _console(stderr=True)
+    for sync, why in result.skipped.items():
+        err.print(f"skipped {sync}: {why}")
+    text = result.yaml()
+    if out is None:
+        print(text, end="")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    count = len(result.data["exposures"])
+    err.print(f"wrote {count} exposure{'s' if count != 1 else ''} to {out}")
