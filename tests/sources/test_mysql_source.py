@@ -143,3 +143,21 @@ def test_sync_from_mariadb_into_sqlite(maria_db: str, project: Builder) -> None:
     second = project.run("to_db")
     assert (second.counts.added, second.counts.changed, second.counts.succeeded) == (0, 1, 1)
     assert sqlite_rows(dest)[2] == (3, "changed@example.com")
+
+
+def test_a_stream_left_unread_ends_with_close(maria_db: str) -> None:
+    src = source(url_of(maria_db))
+    try:
+        reader = src.stream("SELECT * FROM users ORDER BY id", batch_size=100)
+        assert next(iter(reader)).num_rows == 100
+        src.close()  # ends the stream's own connection too
+        del reader
+        conn = maria_connect()
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.processlist WHERE db = %s", (maria_db,)
+            )
+            assert cur.fetchone() == (0,)
+        conn.close()
+    finally:
+        src.close()

@@ -188,3 +188,17 @@ def test_run_resolves_source_secrets(
     project.sqlite_destination()
     project.sync("to_db")
     assert project.run("to_db").counts.succeeded == 2500
+
+
+def test_a_stream_left_unread_ends_with_close(pg_url: str) -> None:
+    src = source(pg_url)
+    try:
+        reader = src.stream("SELECT * FROM users ORDER BY id", batch_size=100)
+        assert next(iter(reader)).num_rows == 100
+        src.close()  # the planner may drop a stream it only needed the schema of
+        del reader
+        assert src.stream("SELECT count(*) AS n FROM users").read_all().to_pylist() == [
+            {"n": 2500}
+        ]
+    finally:
+        src.close()

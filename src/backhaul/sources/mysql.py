@@ -8,6 +8,7 @@ Column types are read from the result's description; the session runs in UTC so 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
@@ -83,6 +84,7 @@ class MySQLSource:
             f"{self._params['host']}:{self._params['port']}/{self._params.get('database') or ''}"
         )
         self._conn: Any = None
+        self._streams: list[Callable[[], None]] = []  # how to end streams not read to the end
 
     def _open(self) -> Any:
         pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
@@ -153,9 +155,14 @@ class MySQLSource:
         types = [_arrow_type(d) for d in cur.description or []]
 
         def finish() -> None:
+            if finish in self._streams:
+                self._streams.remove(finish)
             with contextlib.suppress(pymysql.Error):
                 cur.close()
-            conn.close()
+            with contextlib.suppress(pymysql.Error):
+                conn.close()
+
+        self._streams.append(finish)
 
         return dbapi_reader(
             cur.fetchmany, names, types, batch_size, on_error=self._query_error, finish=finish
@@ -180,6 +187,8 @@ class MySQLSource:
         return str(self._connect().get_server_info())
 
     def close(self) -> None:
+        for finish in list(self._streams):
+            finish()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
