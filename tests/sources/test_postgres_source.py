@@ -197,8 +197,6 @@ def test_a_stream_left_unread_ends_with_close(pg_url: str) -> None:
         assert next(iter(reader)).num_rows == 100
         src.close()  # the planner may drop a stream it only needed the schema of
         del reader
-        assert src.stream("SELECT count(*) AS n FROM users").read_all().to_pylist() == [
-            {"n": 2500}
-        ]
+        assert src.stream("SELECT count(*) AS n FROM users").read_all().to_pylist() == [{"n": 2500}]
     finally:
         src.close()
