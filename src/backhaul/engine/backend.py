@@ -67,8 +67,13 @@ class LocalBackend:
 def backend_for(ws: Workspace) -> PlanBackend:
     """The backend a sync is configured for (local unless told otherwise)."""
     if ws.config.planner == "warehouse":
+        from backhaul.engine import warehouse_backend
+
+        if warehouse_backend.supports(ws):
+            return warehouse_backend.open_backend(ws)
         raise ConfigError(
-            f"`planner: warehouse` is not supported for {ws.source.config.type} sources; "
+            f"`planner: warehouse` is not supported for {ws.source.config.type} sources "
+            f"(supported: {', '.join(warehouse_backend.SUPPORTED)} files and servers); "
             "use `planner: local`",
             file=str(ws.sync.positions.file),
             line=ws.sync.positions.line("planner"),

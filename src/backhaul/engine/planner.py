@@ -32,6 +32,8 @@ class Plan:
     skipped: int = 0  # changed rows not sent (insert mode)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     invalid_samples: list[dict[str, Any]] = field(default_factory=list)
+    transferred_rows: int = 0  # rows read out of the warehouse to plan (warehouse planner)
+    transferred_bytes: int = 0
 
 
 def _on(left: str, right: str, n: int) -> str:
@@ -169,7 +171,7 @@ def build_outbox(ws: Workspace, *, target: str, limit_per_op: int | None = None)
     limit = f" QUALIFY row_number() OVER (PARTITION BY p.op) <= {limit_per_op}" if limit_per_op else ""
     sent = (
         f"SELECT p.op, {keys}, {key_text_sql(layout.key_cols, 'p')} AS key_text, "
-        f"{mapper.fingerprint_expr('m')} AS fp, {', '.join(fcols + tcols + mcols)} "
+        f"p.fp AS fp, {', '.join(fcols + tcols + mcols)} "
         f"FROM {ws.model_sql} AS m JOIN work.plan p ON {on} "
         f"WHERE p.op IN ('add', 'change', 'retry', 'skip'){limit}"
     )

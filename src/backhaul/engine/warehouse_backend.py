@@ -98,7 +98,7 @@ class WarehouseBackend:
     # -- errors -----------------------------------------------------------------------
     def _denied(self, exc: BaseException, doing: str) -> ConfigError:
         return ConfigError(
-            f"Backhaul cannot {doing} in the warehouse schema `{self.schema}` "
+            f"Backhaul cannot {doing} for `planner: warehouse` (schema `{self.schema}`) "
             f"({_first_line(exc)}). An admin can run: {grants(self.dialect, self.schema)} "
             "See docs/warehouse-planning.md for every warehouse's GRANT statements; the "
             "planner state was left as it was.",
@@ -130,7 +130,21 @@ class WarehouseBackend:
         meta = self._meta()
         wanted = "|".join(self.local_key_types) + "/" + "|".join(self.local_match_types)
         if meta is None:
-            self._run([self.sql.create_schema()], "create its schema")
+            try:
+                self.conn.execute(self.sql.create_schema())
+            except Exception as exc:
+                # Some warehouses refuse even `IF NOT EXISTS` without the privilege to
+                # create schemas: an admin may have created it, so try the tables first.
+                if not _is_permission(exc):
+                    raise
+                try:
+                    self._run(self.sql.create_tables(), "create its planner tables")
+                except ConfigError:
+                    raise self._denied(exc, "create the schema") from None
+                except Exception as missing:
+                    if not _is_missing(missing):
+                        raise
+                    raise self._denied(exc, "create the schema") from None
             self._run(self.sql.create_tables(), "create its planner tables")
             meta = {}
         stored = meta.get("layout")

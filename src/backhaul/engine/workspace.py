@@ -106,7 +106,13 @@ def open_workspace(
             con.execute("USE wh")
             model_sql = f"(\n{body}\n)"
         else:
-            reader = source.stream(body)
+            if sync.config.planner == "warehouse":
+                # The warehouse planner fetches only the planned rows later: columns only.
+                schema = source.stream(f"SELECT * FROM (\n{body}\n) AS q LIMIT 0").schema
+                source.close()  # the unread stream is dropped with its connection
+                reader = schema.empty_table().to_reader()
+            else:
+                reader = source.stream(body)
             con.register("extract_stream", reader)
             con.execute("CREATE TABLE work.extract AS SELECT * FROM extract_stream")
             con.unregister("extract_stream")
