@@ -1,0 +1,268 @@
+"""Web benchmark: latency of the overview page and the runs API under 50 concurrent clients.
+
+Usage::
+
+    python bench/web_bench.py                      # 200 syncs, 10k runs, 50 clients, 60 s each
+    python bench/web_bench.py --duration 10        # a quicker look
+
+Builds a project with ``--syncs`` sync files and a run store holding ``--runs`` runs
+(inserted directly with SQLAlchemy), serves it with uvicorn in a separate process on
+127.0.0.1, then for each endpoint runs ``--clients`` concurrent httpx clients for
+``--duration`` seconds (bounded also by ``--max-requests``). Prints p50/p95/p99 latency,
+throughput and errors per endpoint and writes ``bench/out/web_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ENDPOINTS = ["/", "/api/v1/syncs", "/api/v1/runs?limit=50"]
+STATUSES = ["succeeded"] * 8 + ["partial", "failed"]
+
+SERVER = r"""
+import sys, uvicorn
+from pathlib import Path
+from backhaul.web.app import create_app
+app = create_app(Path(sys.argv[1]))
+# Keep idle connections longer than any client pause, so a reused connection is never
+# closed by the server just as the client sends on it (seen as ReadError otherwise).
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
+            access_log=False, timeout_keep_alive=75)
+"""
+
+
+def write_project(root: Path, syncs: int) -> None:
+    for folder in ("sources", "models", "destinations", "syncs"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "backhaul.yml").write_text("name: web_bench\nversion: 1\n")
+    (root / "sources" / "warehouse.yml").write_text("type: duckdb\npath: ':memory:'\n")
+    (root / "models" / "people.yml").write_text(
+        "source: warehouse\nprimary_key: id\n"
+        "sql: SELECT range AS id, 'p' || range AS name FROM range(100)\n"
+    )
+    (root / "destinations" / "crm.yml").write_text(
+        "type: sqlite\npath: crm.sqlite\ntable: people\ncreate_table: true\n"
+    )
+    for i in range(syncs):
+        (root / "syncs" / f"sync_{i:03d}.yml").write_text(
+            "model: people\ndestination: crm\nmode: upsert\nmappings:\n"
+            "  - {column: id, field: id}\n  - {column: name, field: name}\n"
+        )
+
+
+def fill_store(root: Path, syncs: int, runs: int) -> tuple[str, str]:
+    """Insert ``runs`` runs spread over the syncs; returns (admin username, API token)."""
+    from sqlalchemy import insert
+
+    from backhaul import api
+    from backhaul.state.tables import COUNT_COLUMNS
+    from backhaul.state.tables import runs as runs_table
+    from backhaul.web.auth import Role
+    from backhaul.web.users import UserStore, engine_of
+
+    project = api.load_project(root)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    values = []
+    for n in range(runs):
+        began = start + timedelta(minutes=10 * n)
+        values.append(
+            {
+                "id": f"{n:016x}",
+                "sync": f"sync_{n % syncs:03d}",
+                "status": STATUSES[n % len(STATUSES)],
+                "trigger": "bench",
+                "full_resync": False,
+                "dry_run": False,
+                "git_commit": None,
+                "started_at": began,
+                "finished_at": began + timedelta(seconds=5 + n % 50),
+                "error": None,
+                **{c: (n * 7 + i) % 1000 for i, c in enumerate(COUNT_COLUMNS)},
+            }
+        )
+    with api.open_store(project) as store:
+        with engine_of(store).begin() as conn:
+            for lo in range(0, len(values), 2000):
+                conn.execute(insert(runs_table), values[lo : lo + 2000])
+        users = UserStore(store)
+        users.add("bench", "bench-password", Role.VIEWER)
+        token, _ = users.create_token("bench", "bench")
+    return "bench", token
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def load(
+    url: str,
+    token: str,
+    path: str,
+    clients: int,
+    duration: float,
+    max_requests: int,
+    think: float = 0.0,
+) -> dict[str, object]:
+    latencies: list[float] = []
+    errors = 0
+    kinds: dict[str, int] = {}
+    deadline = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/html,application/json"}
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=30
+    ) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline and len(latencies) + errors < max_requests:
+                t = time.perf_counter()
+                try:
+                    answer = await client.get(path)
+                    await answer.aread()
+                    kind = "" if answer.status_code == 200 else str(answer.status_code)
+                except httpx.HTTPError as exc:
+                    kind = type(exc).__name__
+                if not kind:
+                    latencies.append((time.perf_counter() - t) * 1000)
+                else:
+                    errors += 1
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                if think:
+                    await asyncio.sleep(think)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - began
+    return {
+        "endpoint": path,
+        "requests": len(latencies) + errors,
+        "errors": errors,
+        "error_kinds": kinds,
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(pct(latencies, 0.50), 1),
+        "p95_ms": round(pct(latencies, 0.95), 1),
+        "p99_ms": round(pct(latencies, 0.99), 1),
+        "mean_ms": round(statistics.fmean(latencies), 1) if latencies else float("nan"),
+    }
+
+
+def wait_up(url: str, token: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise SystemExit("the server exited during start-up")
+        try:
+            if (
+                httpx.get(
+                    url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+                ).status_code
+                == 200
+            ):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--syncs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--max-requests", type=int, default=500_000)
+    parser.add_argument("--endpoint", action="append", help="paths to load (default: 3)")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds each client waits between requests (0: closed loop)",
+    )
+    args = parser.parse_args()
+    endpoints = args.endpoint or ENDPOINTS
+    with tempfile.TemporaryDirectory(prefix="backhaul-web-bench-") as tmp:
+        root = Path(tmp)
+        write_project(root, args.syncs)
+        _, token = fill_store(root, args.syncs, args.runs)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(root), str(port)],
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        try:
+            wait_up(url, token, proc)
+            results = []
+            for path in endpoints:
+                asyncio.run(load(url, token, path, 5, 2.0, 1000))  # warm-up
+                result = asyncio.run(
+                    load(
+                        url, token, path, args.clients, args.duration, args.max_requests, args.think
+                    )
+                )
+                results.append(result)
+                print(json.dumps(result))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(
+        f"\n{args.syncs} syncs, {args.runs} runs, {args.clients} clients, "
+        f"{args.duration:.0f} s per endpoint, think time {args.think:g} s"
+    )
+    print(
+        f"{'endpoint':<26}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'errors':>8}"
+    )
+    for r in results:
+        print(
+            f"{r['endpoint']!s:<26}{r['requests']:>10}{r['rps']:>9}{r['p50_ms']:>9}"
+            f"{r['p95_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
+        )
+    out = HERE / "out"
+    out.mkdir(exist_ok=True)
+    name = "web_bench.json" if not args.think else "web_bench_think.json"
+    (out / name).write_text(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                f"{platform.python_version()}",
+                "syncs": args.syncs,
+                "runs": args.runs,
+                "clients": args.clients,
+                "duration_s": args.duration,
+                "think_s": args.think,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
