@@ -134,7 +134,7 @@ class PostgresConn:
 
     def stage(self, name: str, ddl: str, table: pa.Table) -> None:
         self._conn.execute(f"CREATE TEMPORARY TABLE {name} ({ddl}) ON COMMIT DROP".encode())
-        cols = ", ".join(table.column_names)
+        cols = ", ".join('"' + c.replace('"', '""') + '"' for c in table.column_names)
         with (
             self._conn.cursor() as cur,
             cur.copy(f"COPY {name} ({cols}) FROM STDIN".encode()) as cp,
@@ -157,11 +157,17 @@ class DuckDBConn:
     local = True
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, path: Path | None, *, writable: bool
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path | None,
+        *,
+        writable: bool,
+        owned: bool = False,
     ) -> None:
         self.rows_fetched = 0
         self.bytes_fetched = 0
         self._con = con
+        self._owned = owned  # True: this adapter opened ``con`` and closes it
         if writable and path is not None:
             literal = str(path).replace("'", "''")
             try:
@@ -214,7 +220,9 @@ class DuckDBConn:
         self._staged.append(name)
 
     def close(self) -> None:
-        """The connection belongs to the workspace; nothing to close here."""
+        """Close the connection if this adapter opened it (not the workspace's)."""
+        if self._owned:
+            self._con.close()
 
 
 def postgres_params(config: Any) -> dict[str, Any]:
