@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from backhaul.errors import BackhaulError, ConfigError, DestinationError, FailureType
 
@@ -143,7 +144,7 @@ def connection_command(
             )
     except ConfigError as exc:
         for line in exc.message.splitlines():
-            err.print(f"[red]error:[/] {line}")
+            err.print(f"[red]error:[/] {escape(line)}")
         raise typer.Exit(2) from None
     code = 0
     for kind, check in checks:
@@ -151,12 +152,12 @@ def connection_command(
             report = check(project, name)
         except BackhaulError as exc:
             first = exc.message.splitlines()[0] if exc.message else type(exc).__name__
-            err.print(f"[red]error:[/] {kind} `{name}`: {first}")
+            err.print(f"[red]error:[/] {kind} `{name}`: {escape(first)}")
             code = max(code, exit_code(exc))
             continue
         version = f"{report.version}, " if report.version else ""
         out.print(
-            f"[green]ok[/]: {kind} `{name}` ({report.type}): {version}{report.latency_ms:.0f} ms"
+            f"[green]ok[/]: {kind} `{name}` ({report.type}): {escape(version)}{report.latency_ms:.0f} ms"
         )
     if code:
         raise typer.Exit(code)
