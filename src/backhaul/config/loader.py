@@ -458,10 +458,15 @@ def quote_table(name: str) -> str:
 
 
 def _model_sql(
-    config: ModelConfig, yml: Path, root: Path, errors: list[ConfigError], dbt: RefResolver
+    config: ModelConfig,
+    yml: Path,
+    root: Path,
+    errors: list[ConfigError],
+    dbt: RefResolver,
+    positions: Positions,
 ) -> tuple[str, Path | None] | None:
     """The model's query, with dbt references resolved (see ``backhaul.dbt.refs``)."""
-    found = _query(config, yml, root, errors, dbt)
+    found = _query(config, yml, root, errors, dbt, positions)
     if found is None:
         return None
     sql, sql_file = found
@@ -470,7 +475,6 @@ def _model_sql(
     try:
         if sql_file is not None:
             return dbt.render(sql, file=_rel(sql_file, root)), sql_file
-        positions = read_yaml(yml, root)[1]
         return dbt.render(sql, file=_rel(yml, root), line=positions.line("sql"), key="sql"), None
     except ConfigError as exc:
         errors.append(exc)
@@ -478,7 +482,12 @@ def _model_sql(
 
 
 def _query(
-    config: ModelConfig, yml: Path, root: Path, errors: list[ConfigError], dbt: RefResolver
+    config: ModelConfig,
+    yml: Path,
+    root: Path,
+    errors: list[ConfigError],
+    dbt: RefResolver,
+    positions: Positions,
 ) -> tuple[str, Path | None] | None:
     if config.sql is not None:
         return config.sql, None
@@ -487,8 +496,7 @@ def _query(
     if config.dbt is not None:
         rel = _rel(yml, root)
         try:
-            line = read_yaml(yml, root)[1].line("dbt")
-            return dbt.select_sql(config.dbt, file=rel, line=line), None
+            return dbt.select_sql(config.dbt, file=rel, line=positions.line("dbt")), None
         except ConfigError as exc:
             errors.append(exc)
             return None
@@ -611,7 +619,7 @@ def load_project(path: str | Path = ".", *, registry: Registry | None = None) ->
         model_files[name] = path_
         config, found = validate(ModelConfig, data, positions)
         errors += found
-        if config is not None and (sql := _model_sql(config, path_, root, errors, dbt)):
+        if config is not None and (sql := _model_sql(config, path_, root, errors, dbt, positions)):
             models[name] = ModelDef(name, config, sql[0], sql[1], positions)
     errors += _orphan_sql(root, model_files)
     destinations = {
