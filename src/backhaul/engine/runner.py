@@ -196,8 +196,23 @@ class SyncRun:
             self.store.finish_run(self.summary)
             self.db.shutdown(wait=True)
             ws.close()
+            self._write_back()
             self.events(RunFinished(self.summary))
         return self.summary
+
+    def _write_back(self) -> None:
+        """Append the run and its row outcomes to the warehouse when the sync asks for it."""
+        config = getattr(self.sync.config, "writeback", None)
+        if config is None or not config.enabled:
+            return
+        from backhaul.observe.writeback import write_back
+
+        try:
+            write_back(self.project, self.sync.name, self.summary, self.store, config)
+        except Exception as exc:  # the run's own result stands; say why the log is missing
+            message = exc.message if isinstance(exc, BackhaulError) else str(exc).split("\n")[0]
+            self.events(Notice(self.run_id, self.sync.name,
+                               f"sync logs were not written back: {message}"))
 
     def _record_invalid(self, ws: Workspace) -> None:
         rows = planner.invalid_rows(ws)
