@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.intercom import IntercomConfig, IntercomDestination
 from backhaul.engine.summary import RunStatus
+from backhaul.errors import DestinationError, FailureType
+from backhaul.observe.recorder import MemoryRecorder
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.intercom import IntercomEmulator
 from conftest import Builder
@@ -239,3 +244,27 @@ def test_rejection_and_429_and_wrong_token(
     failed = project.run("up")
     assert failed.status is RunStatus.FAILED
     assert "intercom refused the token (401): check `token`" in (failed.error or "")
+
+
+async def test_connection_test_proves_the_token(
+    tmp_path: Path, ic: tuple[IntercomEmulator, str]
+) -> None:
+    emulator, url = ic
+
+    def open_intercom(token: str) -> IntercomDestination:
+        config = IntercomConfig.model_validate(
+            {"type": "intercom", "base_url": url, "token": token}
+        )
+        return IntercomDestination(config, DestinationContext(tmp_path, MemoryRecorder()))
+
+    good = open_intercom(TOKEN)
+    await good.check()
+    await good.close()
+    bad = open_intercom("ic-wrong-token")
+    with pytest.raises(DestinationError) as refused:
+        await bad.check()
+    await bad.close()
+
+    assert refused.value.failure is FailureType.CONFIG
+    assert refused.value.message.startswith("intercom refused the token (401)")
+    assert [(c.path, c.status) for c in emulator.calls] == [("/me", 200), ("/me", 401)]

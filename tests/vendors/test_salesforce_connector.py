@@ -350,11 +350,10 @@ async def test_object_and_fields_are_checked_before_anything_is_sent(
 ) -> None:
     emulator, url = org
     dest = destination(url, emulator, **extra)
-    await dest.prepare({f: pa.string() for f in fields}, [fields[0]], "Contact")
 
     try:
         with pytest.raises(DestinationError) as caught:
-            await dest.verify()
+            await dest.prepare({f: pa.string() for f in fields}, [fields[0]], "Contact")
     finally:
         await dest.close()
 
@@ -371,7 +370,6 @@ async def test_throttled_calls_wait_and_the_daily_quota_stops_the_batch(
     await dest.prepare(
         {"External_Id__c": pa.string(), "LastName": pa.string()}, ["External_Id__c"], "Contact"
     )
-    await dest.verify()
     emulator.faults.rate_limit_next(1, retry_after=1)
     ok = await dest.write(make_batch([{"External_Id__c": "a", "LastName": "A"}]))
     throttled = next(i for i, c in enumerate(emulator.calls) if c.status == 403)
@@ -387,3 +385,25 @@ async def test_throttled_calls_wait_and_the_daily_quota_stops_the_batch(
     assert caught.value.failure is FailureType.TRANSIENT
     assert "daily API request allocation (api-usage=" in caught.value.message
     assert sorted(contacts(emulator)) == ["a"]
+
+
+async def test_connection_test_logs_in_and_describes_the_object(
+    org: tuple[SalesforceEmulator, str],
+) -> None:
+    emulator, url = org
+    good = destination(url, emulator)
+    await good.check()
+    await good.close()
+    bad = destination(url, emulator)
+    bad.config.auth.client_secret = "wrong-secret"
+    with pytest.raises(DestinationError) as refused:
+        await bad.check()
+    await bad.close()
+
+    assert refused.value.failure is FailureType.CONFIG
+    assert "refused the credentials (invalid_client" in refused.value.message
+    assert [(c.path, c.status) for c in emulator.calls] == [
+        ("/services/oauth2/token", 200),
+        ("/services/data/v62.0/sobjects/Contact/describe", 200),
+        ("/services/oauth2/token", 400),
+    ]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from backhaul.engine.summary import RunStatus
+from backhaul.errors import DestinationError, FailureType
+from backhaul.observe.recorder import MemoryRecorder
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.zendesk import ZendeskEmulator
 from conftest import Builder
@@ -300,3 +305,30 @@ def test_429_is_waited_out(project: Builder, zd: tuple[ZendeskEmulator, str]) ->
     statuses = [c.status for c in emulator.calls]
     assert statuses[0] == 429 and statuses.count(429) == 1
     assert len(emulator.state()["users"]) == 6
+
+
+async def test_connection_test_proves_the_credentials(
+    tmp_path: Path, zd: tuple[ZendeskEmulator, str]
+) -> None:
+    emulator, url = zd
+
+    def open_zendesk(token: str) -> ZendeskDestination:
+        config = ZendeskConfig.model_validate(
+            {"type": "zendesk", "base_url": url, "email": EMAIL, "api_token": token}
+        )
+        return ZendeskDestination(config, DestinationContext(tmp_path, MemoryRecorder()))
+
+    good = open_zendesk(TOKEN)
+    await good.check()
+    await good.close()
+    bad = open_zendesk("zd-wrong-token")
+    with pytest.raises(DestinationError) as refused:
+        await bad.check()
+    await bad.close()
+
+    assert refused.value.failure is FailureType.CONFIG
+    assert "check `email and api_token`" in refused.value.message
+    assert [(c.path, c.status) for c in emulator.calls] == [
+        ("/api/v2/users/me.json", 200),
+        ("/api/v2/users/me.json", 401),
+    ]

@@ -200,31 +200,21 @@ class HubSpotDestination:
         )
         self.base = config.base_url.rstrip("/")
         self._properties: dict[str, dict[str, dict[str, Any]]] = {}
-        self._fields: list[str] = []
-        self._match: list[str] = []
-        self._verify_lock = asyncio.Lock()
-        self._verify_error: DestinationError | None = None
-        self._is_verified = False
-        self._in_run = bool(context.run_id)
         self.object: str | None = None
         self.id_property: str | None = None
 
     # -- protocol --------------------------------------------------------------------
 
     async def check(self) -> None:
-        """Check the configuration; outside a run, also prove token and object with HubSpot.
+        """Check the configuration, then prove token and object by reading its properties.
 
-        The engine calls ``check()`` and ``prepare()`` even for a run that only reports
-        skipped rows, and such a run must not reach HubSpot; so within a run the token, the
-        object and the properties are proven by :meth:`verify` just before the first write.
-        A connection test (no run id) reads the object's properties at once.
+        Reads the destination's ``object`` (contacts when it names none): a bad token, a
+        missing scope or an unknown object is a CONFIG error.
         """
         if not self.base.startswith(("http://", "https://")):
             raise _config("HubSpot `base_url` must start with https://: fix the destination file")
         if not self.config.token.strip():
             raise _config(f"HubSpot `token` is empty: {TOKEN_HELP}")
-        if self._in_run:
-            return
         try:
             await self._load_properties(self.config.object or "contacts")
         finally:
@@ -233,31 +223,25 @@ class HubSpotDestination:
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
     ) -> None:
-        """Note what the run will send; :meth:`verify` checks it against HubSpot."""
-        self.object = self._object_name(object)
-        self._fields = list(fields)
-        self._match = list(match_fields)
-
-    async def verify(self) -> None:
-        """Read the object's properties (proving token, scopes and object) and check the
-        mapped fields: each must be a writable property and the match field unique."""
-        name = self._object_name(self.object)
+        """Read the object's properties and check the mapped fields against them: each must
+        be a writable property, and the match field a property with unique values."""
+        name = self._object_name(object)
         props = await self._load_properties(name)
-        unknown = sorted(f for f in self._fields if f not in props)
+        unknown = sorted(f for f in fields if f not in props)
         if unknown:
             raise _config(
                 f"HubSpot {name} {_plural(unknown, 'has no property', 'has no properties')} "
                 f"{', '.join(unknown)}: create {_plural(unknown, 'it', 'them')} in HubSpot "
                 "(Settings > Properties) or change the sync's mappings"
             )
-        frozen = sorted(f for f in self._fields if _read_only(props[f]))
+        frozen = sorted(f for f in fields if _read_only(props[f]))
         if frozen:
             raise _config(
                 f"HubSpot {name} {_plural(frozen, 'property', 'properties')} "
                 f"{', '.join(frozen)} {_plural(frozen, 'is', 'are')} read-only: remove "
                 f"{_plural(frozen, 'it', 'them')} from the sync's mappings"
             )
-        self.id_property = self._identity(name, props, self._match)
+        self.id_property = self._identity(name, props, match_fields)
         self.object = name
 
     async def write(self, batch: Batch) -> list[RecordResult]:
@@ -266,7 +250,6 @@ class HubSpotDestination:
             await self.prepare(
                 {f: pa.string() for f in batch.fields}, batch.match_fields, batch.object
             )
-        await self._verified()
         assert self.id_property is not None
         records = list(batch.flat_records())
         skip = batch.skip_null_fields
@@ -296,21 +279,6 @@ class HubSpotDestination:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-    async def _verified(self) -> None:
-        """Run :meth:`verify` once for all concurrent writes; a failure is kept, not retried."""
-        async with self._verify_lock:
-            if self._verify_error is not None:
-                raise self._verify_error
-            if self._is_verified:
-                return
-            try:
-                await self.verify()
-            except DestinationError as exc:
-                if exc.failure is FailureType.CONFIG:
-                    self._verify_error = exc
-                raise
-            self._is_verified = True
 
     # -- operations ------------------------------------------------------------------
 

@@ -99,8 +99,6 @@ class IntercomDestination:
         self.redactor.add(config.token)
         self.object: str = config.object
         self._gate = asyncio.Semaphore(config.concurrency)
-        self._probe = asyncio.Lock()
-        self._checked = False
         self.client = HttpClient(
             label="intercom",
             recorder=context.recorder,
@@ -121,21 +119,14 @@ class IntercomDestination:
         return f"{self.config.base_url.rstrip('/')}/{path}"
 
     async def check(self) -> None:
-        """Check the configuration; the token is proven by the first write.
-
-        The engine calls ``check()`` even when a run has only skipped rows to report, and
-        such a run must not reach Intercom, so the authenticated probe (:meth:`verify`) runs
-        before the first batch instead.
-        """
+        """Check ``base_url``, then read ``/me``: a bad token or API version is a CONFIG
+        error."""
         if not self.config.base_url.startswith(("http://", "https://")):
             raise DestinationError(
                 "intercom `base_url` must start with http:// or https://: fix it in the "
                 "destination file",
                 failure=FailureType.CONFIG,
             )
-
-    async def verify(self) -> None:
-        """Read ``/me``; a bad token or API version becomes a CONFIG error."""
         try:
             result = await self.client.request("GET", self._url("me"))
         except DestinationError as exc:
@@ -147,6 +138,8 @@ class IntercomDestination:
                     status=exc.status,
                 ) from None
             raise
+        finally:
+            await self.client.aclose()  # a connection test runs in an event loop of its own
         if not result.ok:
             raise DestinationError(
                 f"intercom refused the check ({result.error}): check `api_version` and "
@@ -154,12 +147,6 @@ class IntercomDestination:
                 failure=FailureType.CONFIG,
                 status=result.status,
             )
-
-    async def _verified(self) -> None:
-        async with self._probe:
-            if not self._checked:
-                await self.verify()
-                self._checked = True
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
@@ -185,7 +172,6 @@ class IntercomDestination:
         match = batch.match_fields[0] if batch.match_fields else IDENTITIES[self.object][0]
         records = list(batch.records())
         results: list[RecordResult | None] = [None] * len(records)
-        await self._verified()
 
         async def one(i: int) -> None:
             async with self._gate:

@@ -187,9 +187,6 @@ class SalesforceDestination:
         self.object: str | None = None
         self.external_id: str | None = None
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
-        self._mapped: list[str] = []
-        self._verify_lock = asyncio.Lock()
-        self._verified = False
 
     # -- session ---------------------------------------------------------------------------
 
@@ -328,11 +325,10 @@ class SalesforceDestination:
     # -- protocol ----------------------------------------------------------------------------
 
     async def check(self) -> None:
-        """Check the configuration without calling Salesforce.
+        """Check the URLs, log in and, when the destination names its object, describe it.
 
-        The engine calls ``check()`` and ``prepare()`` even when a run only has skipped rows,
-        and such a run must not reach the org, so the login and ``describe`` (:meth:`verify`)
-        run before the first batch instead. Call :meth:`verify` to test a connection.
+        Bad credentials, an unknown object or an external id field that is not one raise a
+        CONFIG error.
         """
         for key in ("login_url", "instance_url"):
             url = getattr(self.config, key)
@@ -341,38 +337,24 @@ class SalesforceDestination:
                     f"salesforce `{key}` must start with https://: fix it in the destination file",
                     failure=FailureType.CONFIG,
                 )
-
-    async def verify(self) -> None:
-        """Log in and describe the object: bad credentials, an unknown object, an unknown
-        external id field or a mapped field that cannot be written raise a CONFIG error."""
-        async with self._auth_lock:
-            await self._login()
-        obj = self.object or self.config.object
-        if obj is None:
-            return  # write() verifies again once prepare() has named the object
-        described = await self._fields(obj)
-        if self.external_id or self.config.external_id_field:
-            self._check_external_id(obj, described)
-        for name in self._mapped:
-            spec = described.get(name)
-            if spec is None:
-                raise DestinationError(
-                    f"salesforce {obj} has no field `{name}`: map to a field's API name "
-                    "(custom fields end in __c)",
-                    failure=FailureType.CONFIG,
-                )
-            if not spec.get("updateable") and name != self.external_id:
-                raise DestinationError(
-                    f"salesforce {obj} field `{name}` cannot be updated: remove its mapping "
-                    "or give the user of `auth` edit access to it",
-                    failure=FailureType.CONFIG,
-                )
-        self._verified = True
+        try:
+            async with self._auth_lock:
+                await self._login()
+            obj = self.config.object
+            if obj is not None:
+                described = await self._fields(obj)
+                if self.config.external_id_field:
+                    self._check_external_id(obj, self.config.external_id_field, described)
+        finally:
+            # A connection test runs in an event loop of its own; the session is kept.
+            await self.client.aclose()
+            await self.token_client.aclose()
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
     ) -> None:
-        """Settle the object and external id field; the org checks them on the first write."""
+        """Settle the object and external id field, then describe the object: an unknown
+        object or field, or a mapped field that cannot be written, raise a CONFIG error."""
         obj = self.config.object or object
         if not obj:
             raise DestinationError(
@@ -395,8 +377,23 @@ class SalesforceDestination:
                 f"{', '.join(match_fields)}: set `match` in the sync to {ext}",
                 failure=FailureType.CONFIG,
             )
+        described = await self._fields(obj)
+        self._check_external_id(obj, ext, described)
+        for name in fields:
+            spec = described.get(name)
+            if spec is None:
+                raise DestinationError(
+                    f"salesforce {obj} has no field `{name}`: map to a field's API name "
+                    "(custom fields end in __c)",
+                    failure=FailureType.CONFIG,
+                )
+            if not spec.get("updateable") and name != ext:
+                raise DestinationError(
+                    f"salesforce {obj} field `{name}` cannot be updated: remove its mapping "
+                    "or give the user of `auth` edit access to it",
+                    failure=FailureType.CONFIG,
+                )
         self.object, self.external_id = obj, ext
-        self._mapped = list(fields)
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Send ``batch`` and return one result per record."""
@@ -404,9 +401,6 @@ class SalesforceDestination:
             await self.prepare(
                 {n: pa.string() for n in batch.fields}, batch.match_fields, batch.object
             )
-        async with self._verify_lock:
-            if not self._verified:
-                await self.verify()
         assert self.external_id is not None
         ext = self.external_id
         records = list(batch.flat_records())
@@ -477,9 +471,8 @@ class SalesforceDestination:
         self._described[obj] = fields
         return fields
 
-    def _check_external_id(self, obj: str, fields: dict[str, dict[str, Any]]) -> None:
-        ext = self.external_id or self.config.external_id_field
-        spec = fields.get(ext or "")
+    def _check_external_id(self, obj: str, ext: str, fields: dict[str, dict[str, Any]]) -> None:
+        spec = fields.get(ext)
         if spec is None:
             raise DestinationError(
                 f"salesforce {obj} has no field `{ext}`: check `external_id_field`",

@@ -103,8 +103,6 @@ class ZendeskDestination:
             self.redactor.add(auth.partition(" ")[2])
         self.object: str = config.object
         self._gate = asyncio.Semaphore(config.concurrency)
-        self._probe = asyncio.Lock()
-        self._checked = False
         self.client = HttpClient(
             label="zendesk",
             recorder=context.recorder,
@@ -120,21 +118,14 @@ class ZendeskDestination:
         return f"{self.config.root}/api/v2/{path}"
 
     async def check(self) -> None:
-        """Check the configuration; the credentials are proven by the first write.
-
-        The engine calls ``check()`` even when a run has only skipped rows to report, and
-        such a run must not reach Zendesk, so the authenticated probe (:meth:`verify`) runs
-        before the first batch instead.
-        """
+        """Check ``base_url``, then read the authenticated user: bad credentials are a
+        CONFIG error."""
         if not self.config.root.startswith(("http://", "https://")):
             raise DestinationError(
                 "zendesk `base_url` must start with http:// or https://: fix it in the "
                 "destination file",
                 failure=FailureType.CONFIG,
             )
-
-    async def verify(self) -> None:
-        """Read the authenticated user; bad credentials become a CONFIG error."""
         try:
             await self.client.request("GET", self._url("users/me.json"))
         except DestinationError as exc:
@@ -147,12 +138,8 @@ class ZendeskDestination:
                     status=exc.status,
                 ) from None
             raise
-
-    async def _verified(self) -> None:
-        async with self._probe:
-            if not self._checked:
-                await self.verify()
-                self._checked = True
+        finally:
+            await self.client.aclose()  # a connection test runs in an event loop of its own
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
@@ -182,7 +169,6 @@ class ZendeskDestination:
                 "zendesk tickets can only be created: set `mode: insert` in the sync",
                 failure=FailureType.CONFIG,
             )
-        await self._verified()
         match = batch.match_fields[0] if batch.match_fields else IDENTITIES[object][0]
         records = list(batch.records())
         results: dict[int, RecordResult] = {}
