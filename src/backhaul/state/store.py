@@ -419,7 +419,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _record(row: Row[Any]) -> RunRecord:
+def record_from_row(row: Row[Any]) -> RunRecord:
+    """A RunRecord from a row of the ``runs`` table (for queries the store has no method for)."""
     return RunRecord(
         run_id=row.id,
         sync=row.sync,
@@ -433,6 +434,9 @@ def _record(row: Row[Any]) -> RunRecord:
         trigger=row.trigger,
         git_commit=row.git_commit,
     )
+
+
+_record = record_from_row  # the name this module uses internally
 
 
 def _normalise(url: str) -> URL:

@@ -22,9 +22,9 @@ from backhaul.observe.redact import Redactor
 from backhaul.state.store import RunRecord, RunStore
 from backhaul.web import runs as queries
 from backhaul.web.auth import CurrentUser, Role, User, csrf_token, require
-from backhaul.web.deps import get_project, get_runs, get_store, get_users
+from backhaul.web.deps import ProjectDep, RunsDep, StoreDep, UsersDep
 from backhaul.web.runs import RunManager
-from backhaul.web.users import AuditEntry, TokenInfo, UserError, UserStore
+from backhaul.web.users import AuditEntry, TokenInfo, UserError
 
 MAX_PREVIEW = 100
 MAX_PAGE = 500
@@ -52,10 +52,6 @@ router = APIRouter(
 )
 docs_router = APIRouter(include_in_schema=False)
 
-ProjectDep = Annotated[Project, Depends(get_project)]
-StoreDep = Annotated[RunStore, Depends(get_store)]
-RunsDep = Annotated[RunManager, Depends(get_runs)]
-UsersDep = Annotated[UserStore, Depends(get_users)]
 Operator = Annotated[User, Depends(require(Role.OPERATOR))]
 Admin = Annotated[User, Depends(require(Role.ADMIN))]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]

@@ -1,27 +1,32 @@
-"""FastAPI dependencies shared by the API and the pages: project, stores, runs, templates."""
+"""FastAPI dependencies shared by the API and the pages: project, stores, runs, templates.
+
+Routes take them as ``ProjectDep``, ``StoreDep``, ``UsersDep`` and ``RunsDep``: those use
+``async`` twins of the getters, because FastAPI runs a plain ``def`` dependency in a worker
+thread, a hop that costs more than reading ``app.state``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from backhaul.config.project import Project
 from backhaul.state.store import RunStore
 from backhaul.web.auth import csrf_token
-
-if TYPE_CHECKING:
-    from backhaul.web.runs import RunManager
-    from backhaul.web.users import UserStore
+from backhaul.web.runs import RunManager
+from backhaul.web.users import UserStore
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 # Autoescape everything: any value from a model, a destination or a user is untrusted.
+# Templates ship with the package, so they are loaded once: no stat of every template (and
+# of every include) on each render to see whether the file changed.
 templates = Jinja2Templates(
-    env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
+    env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, auto_reload=False)
 )
 templates.env.globals["csrf_token"] = csrf_token
 
@@ -48,3 +53,25 @@ def get_runs(request: Request) -> RunManager:
     """The app's RunManager: triggers, cancels and follows runs."""
     runs: RunManager = request.app.state.runs
     return runs
+
+
+async def _project(request: Request) -> Project:
+    return get_project(request)
+
+
+async def _store(request: Request) -> RunStore:
+    return get_store(request)
+
+
+async def _users(request: Request) -> UserStore:
+    return get_users(request)
+
+
+async def _runs(request: Request) -> RunManager:
+    return get_runs(request)
+
+
+ProjectDep = Annotated[Project, Depends(_project)]
+StoreDep = Annotated[RunStore, Depends(_store)]
+UsersDep = Annotated[UserStore, Depends(_users)]
+RunsDep = Annotated[RunManager, Depends(_runs)]

@@ -3,7 +3,7 @@
 Every page needs a logged-in viewer; running a sync needs an operator. Templates are
 rendered with autoescape on, and nothing from the project, the warehouse or a destination
 is ever marked safe: the only ``Markup`` handed to templates is the SVG built (and escaped)
-by :mod:`backhaul.web.charts`.
+by :mod:`backhaul.web.charts`, and the overview's body, itself rendered with autoescape.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
 
 from backhaul.config.project import Project, SyncDef
 from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus
@@ -27,8 +29,9 @@ from backhaul.state import snapshots
 from backhaul.state.store import RunRecord, RunStore, StoreError
 from backhaul.state.tables import run_rows
 from backhaul.web.auth import Role, User, require
+from backhaul.web.cache import SharedMemo, memo
 from backhaul.web.charts import ChartRun, run_history_svg
-from backhaul.web.deps import get_project, get_runs, get_store, templates
+from backhaul.web.deps import ProjectDep, StoreDep, get_runs, templates
 from backhaul.web.runs import RunConflict, get_call, latest_runs
 from backhaul.web.users import engine_of
 
@@ -36,8 +39,6 @@ router = APIRouter(include_in_schema=False)
 
 Viewer = Annotated[User, Depends(require(Role.VIEWER))]
 Operator = Annotated[User, Depends(require(Role.OPERATOR))]
-ProjectDep = Annotated[Project, Depends(get_project)]
-StoreDep = Annotated[RunStore, Depends(get_store)]
 
 PREVIEW_ROWS = 100
 CHART_RUNS = 30
@@ -245,7 +246,7 @@ def search_rows(store: RunStore, run_id: str, text: str, limit: int = 50) -> lis
 # -- other helpers ---------------------------------------------------------------------
 
 
-def snapshot_rows(request: Request, project: Project, name: str) -> int | None:
+def snapshot_rows(state: Any, project: Project, name: str) -> int | None:
     """Rows in a sync's snapshot, cached per app until the state file changes.
 
     Opening 200 DuckDB files on every overview request would be far too slow; a stat is not.
@@ -256,10 +257,8 @@ def snapshot_rows(request: Request, project: Project, name: str) -> int | None:
         stamp = (path.stat().st_mtime_ns, wal.stat().st_mtime_ns if wal.exists() else 0)
     except FileNotFoundError:
         return 0
-    cache: dict[str, tuple[tuple[int, int], int]] = (
-        getattr(request.app.state, "snapshot_rows", None) or {}
-    )
-    request.app.state.snapshot_rows = cache
+    cache: dict[str, tuple[tuple[int, int], int]] = getattr(state, "snapshot_rows", None) or {}
+    state.snapshot_rows = cache
     hit = cache.get(str(path))
     if hit is not None and hit[0] == stamp:
         return hit[1]
@@ -345,13 +344,16 @@ def _finished(record: RunRecord) -> bool:
 # -- pages -----------------------------------------------------------------------------
 
 
-@router.get("/", response_class=HTMLResponse)
-def overview(request: Request, user: Viewer, project: ProjectDep, store: StoreDep) -> Response:
-    """Every sync with its last run, and a chart of recent runs across syncs."""
-    names = sorted(project.syncs)
+# The overview's body is the same for every user; it is rendered at most once per this many
+# seconds (sooner when a run starts or ends here) and shared by all requests meanwhile.
+OVERVIEW_TTL = 1.0
+
+
+def overview_body(project: Project, store: RunStore, state: Any) -> Markup:
+    """The overview's content (sync table, chart, models), rendered with autoescape on."""
     last = latest_runs(store)
     rows = []
-    for name in names:
+    for name in sorted(project.syncs):
         sync = project.syncs[name].config
         record = last.get(name)
         rows.append(
@@ -362,7 +364,7 @@ def overview(request: Request, user: Viewer, project: ProjectDep, store: StoreDe
                 sync.mode.value,
                 sync.enabled,
                 run_view(record) if record else None,
-                snapshot_rows(request, project, name),
+                snapshot_rows(state, project, name),
             )
         )
     recent = list(reversed(store.runs(limit=CHART_RUNS)))
@@ -372,13 +374,28 @@ def overview(request: Request, user: Viewer, project: ProjectDep, store: StoreDe
         chart_id="recent-runs",
     )
     context = {
-        "user": user,
-        "title": "Overview",
         "syncs": rows,
         "chart": chart,
         "project": project.config.name,
         "models": sorted(project.models),
     }
+    # Rendered by an autoescaping environment: every value in it is already escaped.
+    return Markup(templates.env.get_template("partials/overview_body.html").render(context))
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(
+    request: Request, user: Viewer, project: ProjectDep, store: StoreDep
+) -> Response:
+    """Every sync with its last run, and a chart of recent runs across syncs."""
+    shared: SharedMemo[Markup] = memo(store, f"overview:{id(project)}", OVERVIEW_TTL)
+    body = shared.peek()
+    if body is None:
+        # Rendering reads the store and stats snapshot files: off the event loop, and only
+        # one thread at a time (the others wait for its result).
+        state = request.app.state
+        body = await run_in_threadpool(shared.get, lambda: overview_body(project, store, state))
+    context = {"user": user, "title": "Overview", "body": body}
     return render(request, "overview.html", context)
 
 
@@ -425,7 +442,7 @@ def _sync_response(
         "runs": [run_view(r) for r in history],
         "can_run": user.role.allows(Role.OPERATOR),
         "running": next((r.run_id for r in history if not _finished(r)), None),
-        "rows_synced": snapshot_rows(request, project, sync.name),
+        "rows_synced": snapshot_rows(request.app.state, project, sync.name),
         "error": error,
     }
     return render(request, "sync.html", context, status_code=status_code)

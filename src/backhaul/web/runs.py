@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +27,9 @@ from backhaul.observe.events import (
     RunStarted,
 )
 from backhaul.observe.recorder import HttpCall
-from backhaul.state.store import RunRecord, RunStore, _record
+from backhaul.state.store import RunRecord, RunStore, record_from_row
 from backhaul.state.tables import http_calls, run_rows, runs
+from backhaul.web import cache
 from backhaul.web.auth import User
 from backhaul.web.users import UserStore, engine_of
 
@@ -131,6 +130,8 @@ class RunManager:
                     self._finished[active.run_id] = dict(active.progress)
                     while len(self._finished) > KEEP_FINISHED:
                         self._finished.popitem(last=False)
+            # The sync is no longer running: answers that said so are stale now.
+            invalidate_latest(self.store)
             active.started.set()
 
     def _on_event(self, active: _Active, event: RunEvent) -> None:
@@ -220,26 +221,14 @@ class RunManager:
 # -- queries ----------------------------------------------------------------------------
 
 
-class _Memo:
-    """The last answer of :func:`latest_runs` per store, for ``LATEST_TTL`` seconds."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_store: weakref.WeakKeyDictionary[RunStore, tuple[float, dict[str, RunRecord]]] = (
-            weakref.WeakKeyDictionary()
-        )
-
-
-_LATEST = _Memo()
 # Under load the overview asks for the same 200 rows many times a second; runs started by
 # this server invalidate the memo at once, runs from other processes show within this time.
 LATEST_TTL = 1.0
 
 
 def invalidate_latest(store: RunStore) -> None:
-    """Forget the memoised last runs of ``store`` (a run started, progressed or ended)."""
-    with _LATEST.lock:
-        _LATEST.by_store.pop(store, None)
+    """Forget every memoised answer about ``store`` (a run started or ended)."""
+    cache.invalidate(store)
 
 
 def latest_runs(store: RunStore) -> dict[str, RunRecord]:
@@ -247,14 +236,9 @@ def latest_runs(store: RunStore) -> dict[str, RunRecord]:
 
     Memoised for up to ``LATEST_TTL`` seconds; the RunManager clears it on run events.
     """
-    now = time.monotonic()
-    with _LATEST.lock:
-        hit = _LATEST.by_store.get(store)
-    if hit is not None and now - hit[0] < LATEST_TTL:
-        return dict(hit[1])
-    found = _query_latest(store)
-    with _LATEST.lock:
-        _LATEST.by_store[store] = (now, found)
+    found: dict[str, RunRecord] = cache.memo(store, "latest_runs", LATEST_TTL).get(
+        lambda: _query_latest(store)
+    )
     return dict(found)
 
 
@@ -268,7 +252,7 @@ def _query_latest(store: RunStore) -> dict[str, RunRecord]:
         newest, (runs.c.sync == newest.c.sync) & (runs.c.started_at == newest.c.started_at)
     )
     with engine_of(store).connect() as conn:
-        return {row.sync: _record(row) for row in conn.execute(query)}
+        return {row.sync: record_from_row(row) for row in conn.execute(query)}
 
 
 def list_runs(store: RunStore, *, sync: str | None, limit: int, offset: int) -> list[RunRecord]:
@@ -277,7 +261,7 @@ def list_runs(store: RunStore, *, sync: str | None, limit: int, offset: int) -> 
     if sync is not None:
         query = query.where(runs.c.sync == sync)
     with engine_of(store).connect() as conn:
-        return [_record(r) for r in conn.execute(query.limit(limit).offset(offset))]
+        return [record_from_row(r) for r in conn.execute(query.limit(limit).offset(offset))]
 
 
 def run_rows_page(

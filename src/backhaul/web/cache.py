@@ -1,0 +1,98 @@
+"""Short-lived answers shared by every request: computed once, reused for about a second.
+
+Under load, 50 clients asking for the overview at once would each query the store, stat
+200 snapshot files and render 200 table rows, for the same result. A :class:`SharedMemo`
+keeps the last result for ``ttl`` seconds and lets only one caller compute it while the
+others wait for that result (single flight). Memos are kept per run store, and
+:func:`invalidate` (called by the RunManager when a run starts or ends) drops them all at
+once, so runs started by this server show without delay; runs started by another process
+(the CLI, another worker) show within ``ttl``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from backhaul.state.store import RunStore
+
+T = TypeVar("T")
+
+
+class SharedMemo(Generic[T]):
+    """One value, recomputed at most once per ``ttl`` seconds, by one caller at a time.
+
+    Args:
+        ttl: Seconds a computed value stays fresh.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._value: tuple[float, T] | None = None
+        self._generation = 0
+
+    def peek(self) -> T | None:
+        """The value when it is fresh, else None (never computes; safe on the event loop)."""
+        held = self._value
+        if held is not None and time.monotonic() - held[0] < self.ttl:
+            return held[1]
+        return None
+
+    def get(self, compute: Callable[[], T]) -> T:
+        """The fresh value, computing it with ``compute`` when there is none.
+
+        Blocks while another thread computes it, then returns that thread's result.
+        """
+        fresh = self.peek()
+        if fresh is not None:
+            return fresh
+        with self._lock:
+            fresh = self.peek()
+            if fresh is not None:
+                return fresh
+            generation = self._generation
+            began = time.monotonic()  # the value is as old as the data it was read from
+            value = compute()
+            # A run that started or ended while computing made this value stale at birth:
+            # hand it to this caller, but do not keep it.
+            if generation == self._generation:
+                self._value = (began, value)
+            return value
+
+    def clear(self) -> None:
+        """Forget the value; the next :meth:`get` computes it anew."""
+        self._generation += 1
+        self._value = None
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_store: weakref.WeakKeyDictionary[RunStore, dict[str, SharedMemo[Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+
+_MEMOS = _Registry()
+
+
+def memo(store: RunStore, name: str, ttl: float) -> SharedMemo[Any]:
+    """The memo called ``name`` of ``store``, created on first use."""
+    with _MEMOS.lock:
+        memos = _MEMOS.by_store.setdefault(store, {})
+        found = memos.get(name)
+        if found is None:
+            found = memos[name] = SharedMemo(ttl)
+        return found
+
+
+def invalidate(store: RunStore) -> None:
+    """Drop every memoised answer about ``store`` (a run started or ended)."""
+    with _MEMOS.lock:
+        memos = list(_MEMOS.by_store.get(store, {}).values())
+    for m in memos:
+        m.clear()
