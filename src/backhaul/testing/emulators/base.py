@@ -6,6 +6,11 @@ route so the fault switches apply uniformly, records each call, and adds a contr
 under ``/_emulator`` so tests (and people using ``backhaul sandbox``) can inspect state and
 inject faults over HTTP.
 
+Every request to a vendor route goes through, in order: :meth:`Emulator.before_request`
+(the vendor's edge: authentication, rate windows), the fault switches, the route itself;
+then :meth:`Emulator.response_headers` adds its headers to whichever answer came out, and
+the call is recorded.
+
 Tests assert on the emulator's resulting records (``emulator.state()``), not on requests.
 """
 
@@ -167,6 +172,26 @@ class Emulator:
             headers={"Retry-After": f"{max(1, round(retry_after))}"},
         )
 
+    async def before_request(self, request: Request) -> Response | None:
+        """Check a request before the fault switches see it, as the vendor's edge would.
+
+        Override for what every route of the vendor checks first: authentication, rate
+        windows, quotas. Values the answer's headers need can be kept on ``request.state``.
+
+        Returns:
+            An answer to send instead of running the route (it is recorded), or ``None`` to
+            let the request through to the fault switches and the route.
+        """
+        return None
+
+    def response_headers(self, request: Request) -> dict[str, str]:
+        """Headers added to every answer of a vendor route (e.g. rate-limit counters).
+
+        Runs once the answer is built, whatever built it (:meth:`before_request`, a fault
+        switch or the route); a header the answer already has is left as it is.
+        """
+        return {}
+
     def vendor_state(self) -> dict[str, Any]:
         """The records the emulator holds, for inspection."""
         return {}
@@ -231,15 +256,18 @@ class Emulator:
                 body: Any = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-            if self.faults.latency:
-                await asyncio.sleep(self.faults.latency)
-            fault = self.faults.next()
-            if fault is not None:
-                early = await self._inject(fault, request)
-                if early is not None:
-                    self.record(request, body, early.status_code)
-                    return early
-            response: Response = await endpoint(request)
+            response = await self.before_request(request)
+            if response is None:
+                if self.faults.latency:
+                    await asyncio.sleep(self.faults.latency)
+                fault = self.faults.next()
+                if fault is not None:
+                    response = await self._inject(fault, request)
+            if response is None:
+                response = await endpoint(request)
+            for name, value in self.response_headers(request).items():
+                if name not in response.headers:
+                    response.headers[name] = value
             self.record(request, body, response.status_code)
             return response
 

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from backhaul.testing.emulators.base import Emulator, Endpoint, SlidingWindow
+from backhaul.testing.emulators.base import Emulator, SlidingWindow
 
 DEFAULT_TOKEN = "pat-na1-00000000-0000-4000-8000-emulator0001"
 OBJECT_PREFIXES = ("/crm/v3/objects/{object_type}", "/crm/objects/{version}/{object_type}")
@@ -337,48 +337,39 @@ class HubSpotEmulator(Emulator):
 
     # -- auth and rate limits (before the fault switches, as HubSpot's edge would) -------
 
-    def _wrap(self, endpoint: Any) -> Endpoint:
-        inner = super()._wrap(endpoint)
+    async def before_request(self, request: Request) -> Response | None:
+        search = request.url.path.endswith("/search")
+        window = self.search_window if search else self.window
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] != self.token:
+            return self._unauthorized(bool(auth))
+        allowed, remaining, wait = window.hit()
+        if not search:  # HubSpot sends no rate headers on search answers
+            request.state.remaining = remaining
+        if allowed and self.daily_limit is not None:
+            with self.lock:
+                allowed = self.daily_used < self.daily_limit
+                self.daily_used += int(allowed)
+            policy = "DAILY"
+        else:
+            policy = "SECONDLY" if search else "TEN_SECONDLY_ROLLING"
+        return None if allowed else self._too_many(policy, wait)
 
-        async def handler(request: Request) -> Response:
-            search = request.url.path.endswith("/search")
-            window = self.search_window if search else self.window
-            auth = request.headers.get("authorization", "")
-            if not auth.startswith("Bearer ") or auth[7:] != self.token:
-                await self._record_refusal(request, 401)
-                return self._unauthorized(bool(auth))
-            allowed, remaining, wait = window.hit()
-            if allowed and self.daily_limit is not None:
-                with self.lock:
-                    allowed = self.daily_used < self.daily_limit
-                    self.daily_used += int(allowed)
-                policy = "DAILY"
-            else:
-                policy = "SECONDLY" if search else "TEN_SECONDLY_ROLLING"
-            if not allowed:
-                await self._record_refusal(request, 429)
-                response = self._too_many(policy, wait)
-            else:
-                response = await inner(request)
-            if not search:  # HubSpot sends no rate headers on search answers
-                self._rate_headers(response, remaining)
-            return response
-
-        return handler
-
-    async def _record_refusal(self, request: Request, status: int) -> None:
-        raw = await request.body()
-        self.record(request, raw.decode("utf-8", "replace") or None, status)
-
-    def _rate_headers(self, response: Response, remaining: int) -> None:
+    def response_headers(self, request: Request) -> dict[str, str]:
+        remaining = getattr(request.state, "remaining", None)
+        if remaining is None:  # refused before the window, or a search
+            return {}
         w = self.window
-        response.headers["X-HubSpot-RateLimit-Max"] = str(w.limit)
-        response.headers["X-HubSpot-RateLimit-Remaining"] = str(remaining)
-        response.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = str(int(w.seconds * 1000))
+        headers = {
+            "X-HubSpot-RateLimit-Max": str(w.limit),
+            "X-HubSpot-RateLimit-Remaining": str(remaining),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(w.seconds * 1000)),
+        }
         if self.daily_limit is not None:
-            response.headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
+            headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
             left = max(0, self.daily_limit - self.daily_used)
-            response.headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(left)
+            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(left)
+        return headers
 
     def _unauthorized(self, sent: bool) -> Response:
         message = (

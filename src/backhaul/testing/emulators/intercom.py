@@ -157,6 +157,10 @@ class IntercomEmulator(Emulator):
     # -- plumbing ----------------------------------------------------------------------------
 
     @staticmethod
+    def _json(body: Any, status: int = 200) -> JSONResponse:
+        return JSONResponse(body, status_code=status)
+
+    @staticmethod
     def _error(
         code: str, message: str, status: int, headers: dict[str, str] | None = None
     ) -> JSONResponse:
@@ -167,7 +171,7 @@ class IntercomEmulator(Emulator):
         }
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def _gate(self, request: Request) -> Response | None:
+    async def before_request(self, request: Request) -> Response | None:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or value != self.token:
             return self._error("unauthorized", "Access Token Invalid", 401)
@@ -181,30 +185,24 @@ class IntercomEmulator(Emulator):
         allowed, remaining, wait = self.window.hit()
         request.state.remaining = remaining
         request.state.reset = math.ceil(time.time() + (wait or self.window.seconds))
-        if not allowed:
-            return self.vendor_rate_limited(wait)
-        return None
+        return None if allowed else self.vendor_rate_limited(wait)
 
-    def _json(self, request: Request, body: Any, status: int = 200) -> JSONResponse:
-        headers = {
+    def response_headers(self, request: Request) -> dict[str, str]:
+        if not hasattr(request.state, "remaining"):  # refused before the window
+            return {}
+        return {
             "X-RateLimit-Limit": str(self.window.limit),
             "X-RateLimit-Remaining": str(request.state.remaining),
             "X-RateLimit-Reset": str(request.state.reset),
         }
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    def _fail(self, request: Request, code: str, message: str, status: int) -> JSONResponse:
-        response = self._error(code, message, status)
-        response.headers["X-RateLimit-Remaining"] = str(request.state.remaining)
-        return response
 
     async def _body(self, request: Request) -> dict[str, Any] | Response:
         try:
             body = await request.json()
         except ValueError:
-            return self._fail(request, "parameter_invalid", "Request body is not valid JSON", 400)
+            return self._error("parameter_invalid", "Request body is not valid JSON", 400)
         if not isinstance(body, dict):
-            return self._fail(request, "parameter_invalid", "Request body must be an object", 400)
+            return self._error("parameter_invalid", "Request body must be an object", 400)
         return body
 
     def _problem(self, body: dict[str, Any], allowed: frozenset[str]) -> tuple[str, str] | None:
@@ -257,10 +255,7 @@ class IntercomEmulator(Emulator):
     # -- contacts ----------------------------------------------------------------------------
 
     async def _me(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         return self._json(
-            request,
             {
                 "type": "admin",
                 "id": "1",
@@ -270,25 +265,22 @@ class IntercomEmulator(Emulator):
         )
 
     async def _create_contact(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         body = await self._body(request)
         if isinstance(body, Response):
             return body
         with self.lock:
             problem = self._problem(body, CONTACT_FIELDS)
             if problem is not None:
-                return self._fail(request, *problem, 400)
+                return self._error(*problem, 400)
             if body.get("role", "user") == "user" and not (
                 body.get("external_id") or body.get("email")
             ):
-                return self._fail(
-                    request, "parameter_invalid", "Users must have an email or external_id", 400
+                return self._error(
+                    "parameter_invalid", "Users must have an email or external_id", 400
                 )
             other = self._match(body, None)
             if other is not None:
-                return self._fail(
-                    request,
+                return self._error(
                     "conflict",
                     f"A contact matching those details already exists with id={other['id']}",
                     409,
@@ -309,11 +301,9 @@ class IntercomEmulator(Emulator):
             }
             self._apply(row, body)
             self.contacts[row["id"]] = row
-            return self._json(request, dict(row))
+            return self._json(dict(row))
 
     async def _contact(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         contact_id = request.path_params["id"]
         body: dict[str, Any] | Response = {}
         if request.method == "PUT":
@@ -323,13 +313,12 @@ class IntercomEmulator(Emulator):
         with self.lock:
             row = self.contacts.get(contact_id)
             if row is None:
-                return self._fail(request, "not_found", "User Not Found", 404)
+                return self._error("not_found", "User Not Found", 404)
             if request.method == "GET":
-                return self._json(request, dict(row))
+                return self._json(dict(row))
             if request.method == "DELETE":
                 del self.contacts[contact_id]
                 return self._json(
-                    request,
                     {
                         "id": row["id"],
                         "external_id": row.get("external_id"),
@@ -340,28 +329,24 @@ class IntercomEmulator(Emulator):
             assert isinstance(body, dict)
             problem = self._problem(body, CONTACT_FIELDS)
             if problem is not None:
-                return self._fail(request, *problem, 400)
+                return self._error(*problem, 400)
             other = self._match(body, contact_id)
             if other is not None:
-                return self._fail(
-                    request,
+                return self._error(
                     "conflict",
                     f"A contact matching those details already exists with id={other['id']}",
                     409,
                 )
             self._apply(row, body)
-            return self._json(request, dict(row))
+            return self._json(dict(row))
 
     async def _archive(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         with self.lock:
             row = self.contacts.get(request.path_params["id"])
             if row is None:
-                return self._fail(request, "not_found", "User Not Found", 404)
+                return self._error("not_found", "User Not Found", 404)
             row["archived"] = True
             return self._json(
-                request,
                 {
                     "id": row["id"],
                     "external_id": row.get("external_id"),
@@ -371,16 +356,13 @@ class IntercomEmulator(Emulator):
             )
 
     async def _search(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         body = await self._body(request)
         if isinstance(body, Response):
             return body
         query = body.get("query")
         filters = self._filters(query)
         if filters is None:
-            return self._fail(
-                request,
+            return self._error(
                 "parameter_invalid",
                 "query must be a filter on id, external_id or email",
                 400,
@@ -400,9 +382,7 @@ class IntercomEmulator(Emulator):
             "per_page": per_page,
             "total_pages": math.ceil(len(hits) / per_page) if hits else 0,
         }
-        return self._json(
-            request, {"type": "list", "data": data, "total_count": len(hits), "pages": pages}
-        )
+        return self._json({"type": "list", "data": data, "total_count": len(hits), "pages": pages})
 
     @staticmethod
     def _filters(query: Any) -> list[dict[str, Any]] | None:
@@ -433,24 +413,22 @@ class IntercomEmulator(Emulator):
     # -- companies ---------------------------------------------------------------------------
 
     async def _companies(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         if request.method == "GET":
             wanted = request.query_params.get("company_id")
             with self.lock:
                 row = next((c for c in self.companies.values() if c["company_id"] == wanted), None)
             if row is None:
-                return self._fail(request, "company_not_found", "Company Not Found", 404)
-            return self._json(request, dict(row))
+                return self._error("company_not_found", "Company Not Found", 404)
+            return self._json(dict(row))
         body = await self._body(request)
         if isinstance(body, Response):
             return body
         with self.lock:
             problem = self._problem(body, COMPANY_FIELDS)
             if problem is not None:
-                return self._fail(request, *problem, 400)
+                return self._error(*problem, 400)
             if not body.get("company_id"):
-                return self._fail(request, "parameter_invalid", "company_id is required", 400)
+                return self._error("parameter_invalid", "company_id is required", 400)
             row = next(
                 (c for c in self.companies.values() if c["company_id"] == str(body["company_id"])),
                 None,
@@ -465,16 +443,14 @@ class IntercomEmulator(Emulator):
                 }
                 self.companies[row["id"]] = row
             self._apply(row, {**body, "company_id": str(body["company_id"])})
-            return self._json(request, dict(row))
+            return self._json(dict(row))
 
     async def _company(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         with self.lock:
             row = self.companies.get(request.path_params["id"])
             if row is None:
-                return self._fail(request, "company_not_found", "Company Not Found", 404)
+                return self._error("company_not_found", "Company Not Found", 404)
             if request.method == "DELETE":
                 del self.companies[row["id"]]
-                return self._json(request, {"id": row["id"], "object": "company", "deleted": True})
-            return self._json(request, dict(row))
+                return self._json({"id": row["id"], "object": "company", "deleted": True})
+            return self._json(dict(row))

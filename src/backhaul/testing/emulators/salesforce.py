@@ -205,7 +205,7 @@ class SalesforceEmulator(Emulator):
 
     def vendor_error(self, status: int, message: str) -> Response:
         code = "SERVER_UNAVAILABLE" if status >= 500 else "BAD_REQUEST"
-        return sf_error(status, code, message, **self._limit_header())
+        return sf_error(status, code, message)
 
     def vendor_rate_limited(self, retry_after: float) -> Response:
         # Salesforce throttles concurrent long-running requests with a 403, not a 429.
@@ -214,7 +214,6 @@ class SalesforceEmulator(Emulator):
             "REQUEST_LIMIT_EXCEEDED",
             "ConcurrentPerOrgLongTxn Limit exceeded.",
             **{"Retry-After": f"{max(1, round(retry_after))}"},
-            **self._limit_header(),
         )
 
     def vendor_state(self) -> dict[str, Any]:
@@ -296,8 +295,10 @@ class SalesforceEmulator(Emulator):
             }
         )
 
-    def _guard(self, request: Request) -> Response | None:
-        """Auth and the daily quota, checked before any data call."""
+    async def before_request(self, request: Request) -> Response | None:
+        """Auth and the daily quota, checked before any data call (not the token endpoint)."""
+        if not _is_data(request):
+            return None
         version = request.path_params.get("version", "")
         if not re.fullmatch(r"v\d+\.\d", version):
             return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -310,39 +311,27 @@ class SalesforceEmulator(Emulator):
         allowed, remaining, _ = self.quota.hit()
         self._remaining = remaining
         if not allowed:
-            return sf_error(
-                403,
-                "REQUEST_LIMIT_EXCEEDED",
-                "TotalRequests Limit exceeded.",
-                **self._limit_header(),
-            )
+            return sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         return None
 
-    def _limit_header(self) -> dict[str, str]:
+    def response_headers(self, request: Request) -> dict[str, str]:
+        """``Sforce-Limit-Info`` on every answer of a data call."""
+        if not _is_data(request):
+            return {}
         used = self.quota.limit - self._remaining
         return {"Sforce-Limit-Info": f"api-usage={used}/{self.quota.limit}"}
-
-    def _json(self, body: Any, status: int = 200) -> JSONResponse:
-        return JSONResponse(body, status, headers=self._limit_header())
-
-    def _err(self, status: int, code: str, message: str) -> JSONResponse:
-        return sf_error(status, code, message, **self._limit_header())
 
     # -- REST ----------------------------------------------------------------------------
 
     async def limits(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         left = self._remaining
-        return self._json({"DailyApiRequests": {"Max": self.quota.limit, "Remaining": left}})
+        return JSONResponse({"DailyApiRequests": {"Max": self.quota.limit, "Remaining": left}})
 
     async def describe(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         fields = self.schema.get(request.path_params["obj"])
         if fields is None:
-            return self._err(404, "NOT_FOUND", "The requested resource does not exist")
-        return self._json(
+            return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        return JSONResponse(
             {
                 "name": request.path_params["obj"],
                 "createable": True,
@@ -352,25 +341,23 @@ class SalesforceEmulator(Emulator):
         )
 
     async def upsert(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         obj, ext = request.path_params["obj"], request.path_params["ext"]
         version = float(request.path_params["version"].lstrip("v"))
         fields = self.schema.get(obj)
         if fields is None or version < MIN_COLLECTIONS_UPSERT:
-            return self._err(404, "NOT_FOUND", "The requested resource does not exist")
+            return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
         problem = self._ext_problem(obj, ext)
         if problem is not None:
-            return self._err(*problem)
+            return sf_error(*problem)
         try:
             body = await request.json()
         except ValueError:
-            return self._err(400, "JSON_PARSER_ERROR", "Unexpected character in request body")
+            return sf_error(400, "JSON_PARSER_ERROR", "Unexpected character in request body")
         records = body.get("records") if isinstance(body, dict) else None
         if not isinstance(records, list):
-            return self._err(400, "JSON_PARSER_ERROR", "Expected a `records` array")
+            return sf_error(400, "JSON_PARSER_ERROR", "Expected a `records` array")
         if len(records) > self.collection_limit:
-            return self._err(
+            return sf_error(
                 400,
                 "EXCEEDED_ID_LIMIT",
                 f"record limit reached. cannot submit more than {self.collection_limit} "
@@ -379,10 +366,10 @@ class SalesforceEmulator(Emulator):
         for rec in records:
             kind = rec.get("attributes", {}).get("type") if isinstance(rec, dict) else None
             if not kind:
-                return self._err(400, "INVALID_TYPE", "Must send a concrete entity type.")
+                return sf_error(400, "INVALID_TYPE", "Must send a concrete entity type.")
             for name in rec:
                 if name != "attributes" and name not in fields:
-                    return self._err(
+                    return sf_error(
                         400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj}"
                     )
         all_or_none = bool(body.get("allOrNone", False))
@@ -407,7 +394,7 @@ class SalesforceEmulator(Emulator):
                     }
                     for r in results
                 ]
-        return self._json(results)
+        return JSONResponse(results)
 
     def _ext_problem(self, obj: str, ext: str) -> tuple[int, str, str] | None:
         spec = self.schema[obj].get(ext)
@@ -504,20 +491,18 @@ class SalesforceEmulator(Emulator):
         return f"{prefix}EMU{next(self._ids):012d}"[:18]
 
     async def delete(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         ids = [i for i in request.query_params.get("ids", "").split(",") if i]
         if not ids:
-            return self._err(400, "MISSING_ARGUMENT", "ids parameter is required")
+            return sf_error(400, "MISSING_ARGUMENT", "ids parameter is required")
         if len(ids) > self.collection_limit:
-            return self._err(
+            return sf_error(
                 400,
                 "EXCEEDED_ID_LIMIT",
                 f"record limit reached. cannot submit more than {self.collection_limit} "
                 "records into this call",
             )
         with self.lock:
-            return self._json([self._delete_one(i) for i in ids])
+            return JSONResponse([self._delete_one(i) for i in ids])
 
     def _delete_one(self, record_id: str) -> dict[str, Any]:
         for obj, rows in self.records.items():
@@ -544,18 +529,16 @@ class SalesforceEmulator(Emulator):
         }
 
     async def query(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         parsed = _parse_soql(request.query_params.get("q", ""))
         if parsed is None:
-            return self._err(400, "MALFORMED_QUERY", "unexpected token in query")
+            return sf_error(400, "MALFORMED_QUERY", "unexpected token in query")
         names, obj, where_field, values = parsed
         fields = self.schema.get(obj)
         if fields is None:
-            return self._err(400, "INVALID_TYPE", f"sObject type '{obj}' is not supported.")
+            return sf_error(400, "INVALID_TYPE", f"sObject type '{obj}' is not supported.")
         for name in [*names, *([where_field] if where_field else [])]:
             if name not in fields:
-                return self._err(400, "INVALID_FIELD", f"No such column '{name}' on entity '{obj}'")
+                return sf_error(400, "INVALID_FIELD", f"No such column '{name}' on entity '{obj}'")
         with self.lock:
             rows = [
                 {"attributes": {"type": obj}, **{n: r.get(n) for n in names}}
@@ -565,12 +548,10 @@ class SalesforceEmulator(Emulator):
         return self._page(request.path_params["version"], rows)
 
     async def query_more(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         with self.lock:
             rows = self._cursors.pop(request.path_params["cursor"], None)
         if rows is None:
-            return self._err(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+            return sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return self._page(request.path_params["version"], rows)
 
     def _page(self, version: str, rows: list[dict[str, Any]]) -> Response:
@@ -581,36 +562,34 @@ class SalesforceEmulator(Emulator):
             with self.lock:
                 self._cursors[cursor] = rest
             body["nextRecordsUrl"] = f"/services/data/{version}/query/{cursor}"
-        return self._json(body)
+        return JSONResponse(body)
 
     # -- Bulk API 2.0 ---------------------------------------------------------------------
 
     async def create_job(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         try:
             spec = await request.json()
         except ValueError:
-            return self._err(400, "JSON_PARSER_ERROR", "Unexpected character in request body")
+            return sf_error(400, "JSON_PARSER_ERROR", "Unexpected character in request body")
         obj = spec.get("object")
         operation = spec.get("operation")
         ext = spec.get("externalIdFieldName")
         if obj not in self.schema:
-            return self._err(400, "INVALIDJOB", f"Unable to find object: {obj}")
+            return sf_error(400, "INVALIDJOB", f"Unable to find object: {obj}")
         if operation not in ("insert", "update", "upsert", "delete", "hardDelete"):
-            return self._err(400, "INVALIDJOB", f"Invalid operation: {operation}")
+            return sf_error(400, "INVALIDJOB", f"Invalid operation: {operation}")
         if spec.get("contentType", "CSV") != "CSV":
-            return self._err(400, "INVALIDJOB", "contentType must be CSV")
+            return sf_error(400, "INVALIDJOB", "contentType must be CSV")
         if operation == "upsert":
             if not ext:
-                return self._err(
+                return sf_error(
                     400,
                     "INVALIDJOB",
                     f"External ID was blank for {obj}. An External ID must be specified for upsert.",
                 )
             problem = self._ext_problem(obj, ext)
             if problem is not None:
-                return self._err(400, "INVALIDJOB", problem[2])
+                return sf_error(400, "INVALIDJOB", problem[2])
         job = Job(
             id=f"750EMU{secrets.token_hex(6).upper()}",
             object=obj,
@@ -620,44 +599,40 @@ class SalesforceEmulator(Emulator):
         )
         with self.lock:
             self.jobs[job.id] = job
-        return self._json(job.info(request.path_params["version"]))
+        return JSONResponse(job.info(request.path_params["version"]))
 
     async def upload(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         job = self.jobs.get(request.path_params["job"])
         if job is None:
-            return self._err(404, "NOT_FOUND", "The requested resource does not exist")
+            return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
         if not request.headers.get("content-type", "").startswith("text/csv"):
-            return self._err(400, "INVALIDCONTENTTYPE", "Content-Type must be text/csv")
+            return sf_error(400, "INVALIDCONTENTTYPE", "Content-Type must be text/csv")
         raw = await request.body()
         if len(raw) > self.bulk_upload_limit:
-            return self._err(400, "INVALIDBATCH", "Exceeded max file size")
+            return sf_error(400, "INVALIDBATCH", "Exceeded max file size")
         if job.state != "Open" or job.csv_text is not None:
-            return self._err(
+            return sf_error(
                 409, "INVALIDJOBSTATE", "Found multiple contents for job or job is not Open"
             )
         job.csv_text = raw.decode("utf-8")
-        return Response(status_code=201, headers=self._limit_header())
+        return Response(status_code=201)
 
     async def job(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         version = request.path_params["version"]
         wanted = (await request.json()).get("state") if request.method == "PATCH" else None
         with self.lock:
             job = self.jobs.get(request.path_params["job"])
             if job is None:
-                return self._err(404, "NOT_FOUND", "The requested resource does not exist")
+                return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
             if request.method == "DELETE":
                 if job.state not in ("JobComplete", "Failed", "Aborted"):
-                    return self._err(400, "INVALIDJOBSTATE", "Job is not in a terminal state")
+                    return sf_error(400, "INVALIDJOBSTATE", "Job is not in a terminal state")
                 del self.jobs[job.id]
-                return Response(status_code=204, headers=self._limit_header())
+                return Response(status_code=204)
             if request.method == "PATCH":
                 return self._change_state(job, wanted, version)
             self._advance(job)
-            return self._json(job.info(version))
+            return JSONResponse(job.info(version))
 
     def _change_state(self, job: Job, wanted: Any, version: str) -> Response:
         if wanted == "UploadComplete" and job.state == "Open":
@@ -670,10 +645,10 @@ class SalesforceEmulator(Emulator):
             job.columns, rows = _read_csv(job.csv_text or "")
             job.unprocessed = rows
         else:
-            return self._err(
+            return sf_error(
                 400, "INVALIDJOBSTATE", f"Cannot change the job state from {job.state} to {wanted}"
             )
-        return self._json(job.info(version))
+        return JSONResponse(job.info(version))
 
     def _advance(self, job: Job) -> None:
         """Jobs move on one state every ``bulk_polls_per_state`` polls (the lock is held)."""
@@ -726,14 +701,12 @@ class SalesforceEmulator(Emulator):
         return self._apply(job.object, None, values)
 
     async def results(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
-            return refused
         kind = request.path_params["kind"].lower()
         job = self.jobs.get(request.path_params["job"])
         if job is None or kind not in ("successfulresults", "failedresults", "unprocessedrecords"):
-            return self._err(404, "NOT_FOUND", "The requested resource does not exist")
+            return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
         if job.state not in ("JobComplete", "Failed", "Aborted"):
-            return self._err(400, "INVALIDJOBSTATE", "Job is not in a terminal state")
+            return sf_error(400, "INVALIDJOBSTATE", "Job is not in a terminal state")
         if kind == "successfulresults":
             header, rows = ["sf__Id", "sf__Created", *job.columns], job.succeeded
         elif kind == "failedresults":
@@ -745,9 +718,11 @@ class SalesforceEmulator(Emulator):
         writer.writeheader()
         # Results come back in no particular order: clients must correlate by key.
         writer.writerows(reversed(rows))
-        return PlainTextResponse(
-            out.getvalue(), media_type="text/csv", headers=self._limit_header()
-        )
+        return PlainTextResponse(out.getvalue(), media_type="text/csv")
+
+
+def _is_data(request: Request) -> bool:
+    return request.url.path.startswith("/services/data/")
 
 
 def _oauth_error(code: str, description: str) -> JSONResponse:

@@ -247,11 +247,14 @@ class SlackEmulator(Emulator):
 
     # -- Web API ------------------------------------------------------------------------------
 
+    async def before_request(self, request: Request) -> Response | None:
+        """Web API calls need the bot token (a webhook's secret is its path)."""
+        if not request.url.path.startswith("/api/"):
+            return None
+        problem = self._auth_problem(request, await _arguments(request))
+        return None if problem is None else JSONResponse({"ok": False, "error": problem})
+
     async def _auth_test(self, request: Request) -> Response:
-        args = await _arguments(request)
-        problem = self._auth_problem(request, args)
-        if problem:
-            return JSONResponse({"ok": False, "error": problem})
         return JSONResponse(
             {
                 "ok": True,
@@ -266,9 +269,6 @@ class SlackEmulator(Emulator):
 
     async def _post_message(self, request: Request) -> Response:
         args = await _arguments(request)
-        problem = self._auth_problem(request, args)
-        if problem:
-            return JSONResponse({"ok": False, "error": problem})
         if args.get("_invalid"):
             return JSONResponse({"ok": False, "error": "invalid_json"})
         channel = args.get("channel")

@@ -148,7 +148,7 @@ class ZendeskEmulator(Emulator):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _gate(self, request: Request) -> Response | None:
+    async def before_request(self, request: Request) -> Response | None:
         """Auth first, then the rate window (a refused login does not count)."""
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
@@ -165,20 +165,20 @@ class ZendeskEmulator(Emulator):
             return JSONResponse({"error": "Couldn't authenticate you"}, status_code=401)
         allowed, remaining, wait = self.window.hit()
         request.state.remaining = remaining
-        if not allowed:
-            return self.vendor_rate_limited(wait)
-        return None
+        return None if allowed else self.vendor_rate_limited(wait)
 
-    def _json(self, request: Request, body: Any, status: int = 200) -> JSONResponse:
-        headers = {
+    def response_headers(self, request: Request) -> dict[str, str]:
+        if not hasattr(request.state, "remaining"):  # refused before the window
+            return {}
+        return {
             "X-Rate-Limit": str(self.window.limit),
-            "X-Rate-Limit-Remaining": str(getattr(request.state, "remaining", 0)),
+            "X-Rate-Limit-Remaining": str(request.state.remaining),
         }
-        return JSONResponse(body, status_code=status, headers=headers)
 
-    def _invalid(self, request: Request, description: str, status: int = 400) -> JSONResponse:
-        return self._json(
-            request, {"error": "InvalidValue", "description": description}, status=status
+    @staticmethod
+    def _invalid(description: str, status: int = 400) -> JSONResponse:
+        return JSONResponse(
+            {"error": "InvalidValue", "description": description}, status_code=status
         )
 
     @staticmethod
@@ -189,13 +189,12 @@ class ZendeskEmulator(Emulator):
         try:
             body = await request.json()
         except ValueError:
-            return self._invalid(request, "The request body is not valid JSON")
+            return self._invalid("The request body is not valid JSON")
         items = body.get(object) if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
-            return self._invalid(request, f"Parameter `{object}` must be a non-empty array")
+            return self._invalid(f"Parameter `{object}` must be a non-empty array")
         if len(items) > self.max_batch:
             return self._invalid(
-                request,
                 f"Too many {object}: {len(items)} given, at most {self.max_batch} per request",
             )
         return items
@@ -206,18 +205,17 @@ class ZendeskEmulator(Emulator):
         with self.lock:
             busy = sum(1 for j in self.jobs.values() if j.status in ("queued", "working"))
             if busy >= self.max_jobs:
-                return self._json(
-                    request,
+                return JSONResponse(
                     {
                         "error": "TooManyJobs",
                         "description": f"At most {self.max_jobs} jobs "
                         "may be queued or running at once; wait for some to finish",
                     },
-                    status=429,
+                    status_code=429,
                 )
             job = Job(uuid.uuid4().hex, job_type, total, work)
             self.jobs[job.id] = job
-        return self._json(request, {"job_status": self._job_body(request, job)})
+        return JSONResponse({"job_status": self._job_body(request, job)})
 
     def _job_body(self, request: Request, job: Job) -> dict[str, Any]:
         done = job.status == "completed"
@@ -339,13 +337,9 @@ class ZendeskEmulator(Emulator):
     # -- endpoints ---------------------------------------------------------------------------
 
     async def _me(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
-        return self._json(request, {"user": {"id": 1, "email": self.email, "role": "admin"}})
+        return JSONResponse({"user": {"id": 1, "email": self.email, "role": "admin"}})
 
     async def _users_upsert(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         items = await self._items(request, "users")
         if isinstance(items, Response):
             return items
@@ -369,8 +363,6 @@ class ZendeskEmulator(Emulator):
         return self._queue(request, "bulk_create_or_update_users", len(items), work)
 
     async def _create_many(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         object = self._object(request)
         items = await self._items(request, object)
         if isinstance(items, Response):
@@ -389,16 +381,14 @@ class ZendeskEmulator(Emulator):
         return self._queue(request, f"bulk_create_{object}", len(items), work)
 
     async def _update_many(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         object = self._object(request)
         if object == "tickets":
-            return self._invalid(request, "Use the tickets update endpoints", status=404)
+            return self._invalid("Use the tickets update endpoints", status=404)
         items = await self._items(request, object)
         if isinstance(items, Response):
             return items
         if any(not isinstance(item, dict) or "id" not in item for item in items):
-            return self._invalid(request, f"Each of `{object}` needs an `id`")
+            return self._invalid(f"Each of `{object}` needs an `id`")
 
         def work() -> list[Result]:
             out: list[Result] = []
@@ -419,11 +409,11 @@ class ZendeskEmulator(Emulator):
     def _selection(self, request: Request) -> tuple[str, list[str]] | Response:
         ids, externals = request.query_params.get("ids"), request.query_params.get("external_ids")
         if not ids and not externals:
-            return self._invalid(request, "Give `ids` or `external_ids`")
+            return self._invalid("Give `ids` or `external_ids`")
         name, raw = ("ids", ids) if ids else ("external_ids", externals)
         values = [v for v in (raw or "").split(",") if v]
         if len(values) > self.max_batch:
-            return self._invalid(request, f"Too many {name}: at most {self.max_batch} per request")
+            return self._invalid(f"Too many {name}: at most {self.max_batch} per request")
         return name, values
 
     def _select(self, object: str, name: str, values: list[str]) -> list[dict[str, Any] | None]:
@@ -432,19 +422,15 @@ class ZendeskEmulator(Emulator):
         return [self._find(object, "external_id", v) for v in values]
 
     async def _show_many(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         object = self._object(request)
         selection = self._selection(request)
         if isinstance(selection, Response):
             return selection
         with self.lock:
             found = [dict(r) for r in self._select(object, *selection) if r is not None]
-        return self._json(request, {object: found, "next_page": None, "count": len(found)})
+        return JSONResponse({object: found, "next_page": None, "count": len(found)})
 
     async def _destroy_many(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         object = self._object(request)
         selection = self._selection(request)
         if isinstance(selection, Response):
@@ -463,8 +449,6 @@ class ZendeskEmulator(Emulator):
         return self._queue(request, f"bulk_delete_{object}", len(selection[1]), work)
 
     async def _users_search(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         query = request.query_params.get("query", "")
         external = request.query_params.get("external_id")
         with self.lock:
@@ -473,13 +457,11 @@ class ZendeskEmulator(Emulator):
             elif query.startswith("email:"):
                 row = self._find("users", "email", query[len("email:") :].strip('"'))
             else:
-                return self._invalid(request, "Give `query=email:...` or `external_id`")
+                return self._invalid("Give `query=email:...` or `external_id`")
             found = [dict(row)] if row is not None else []
-        return self._json(request, {"users": found, "next_page": None, "count": len(found)})
+        return JSONResponse({"users": found, "next_page": None, "count": len(found)})
 
     async def _tickets(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         if request.method == "GET":
             external = request.query_params.get("external_id")
             with self.lock:
@@ -488,37 +470,34 @@ class ZendeskEmulator(Emulator):
                     for r in self.records["tickets"].values()
                     if external is None or str(r.get("external_id")) == external
                 ]
-            return self._json(request, {"tickets": found, "next_page": None, "count": len(found)})
+            return JSONResponse({"tickets": found, "next_page": None, "count": len(found)})
         try:
             body = await request.json()
         except ValueError:
-            return self._invalid(request, "The request body is not valid JSON")
+            return self._invalid("The request body is not valid JSON")
         item = body.get("ticket") if isinstance(body, dict) else None
         with self.lock:
             problem = self._problem("tickets", item, None)
             if problem is not None:
-                return self._json(
-                    request,
+                return JSONResponse(
                     {
                         "error": "RecordInvalid",
                         "description": "Record validation errors",
                         "details": {"base": [{"description": problem[1], "error": problem[0]}]},
                     },
-                    status=422,
+                    status_code=422,
                 )
             assert isinstance(item, dict)
             row = dict(self._write("tickets", item, None))
-        return self._json(request, {"ticket": row}, status=201)
+        return JSONResponse({"ticket": row}, status_code=201)
 
     async def _job_status(self, request: Request) -> Response:
-        if (refused := self._gate(request)) is not None:
-            return refused
         job_id = request.path_params["id"].removesuffix(".json")
         with self.lock:
             job = self.jobs.get(job_id)
             if job is None:
-                return self._json(
-                    request, {"error": "RecordNotFound", "description": "Not found"}, status=404
+                return JSONResponse(
+                    {"error": "RecordNotFound", "description": "Not found"}, status_code=404
                 )
             if job.status != "completed":
                 job.polls += 1
@@ -528,4 +507,4 @@ class ZendeskEmulator(Emulator):
                 else:
                     job.status = "working"
             body = self._job_body(request, job)
-        return self._json(request, {"job_status": body})
+        return JSONResponse({"job_status": body})
