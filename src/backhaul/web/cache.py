@@ -25,6 +25,11 @@ T = TypeVar("T")
 class SharedMemo(Generic[T]):
     """One value, recomputed at most once per ``ttl`` seconds, by one caller at a time.
 
+    When the value has merely aged past ``ttl``, one caller recomputes it while the others
+    keep getting the previous value (up to ``ttl`` plus one computation old), so requests
+    never queue behind a refresh. After :meth:`clear` there is no previous value: callers
+    wait for the new one, so a run that just started or ended always shows.
+
     Args:
         ttl: Seconds a computed value stays fresh.
     """
@@ -43,17 +48,21 @@ class SharedMemo(Generic[T]):
         return None
 
     def get(self, compute: Callable[[], T]) -> T:
-        """The fresh value, computing it with ``compute`` when there is none.
+        """The value, computing it with ``compute`` when it is missing or too old.
 
-        Blocks while another thread computes it, then returns that thread's result.
+        Blocks only when there is no value at all and another thread is computing it.
         """
-        fresh = self.peek()
-        if fresh is not None:
-            return fresh
-        with self._lock:
-            fresh = self.peek()
-            if fresh is not None:
-                return fresh
+        held = self._value
+        if held is not None and time.monotonic() - held[0] < self.ttl:
+            return held[1]
+        if held is not None and not self._lock.acquire(blocking=False):
+            return held[1]  # another thread is refreshing it: the previous value will do
+        if held is None:
+            self._lock.acquire()
+        try:
+            held = self._value
+            if held is not None and time.monotonic() - held[0] < self.ttl:
+                return held[1]
             generation = self._generation
             began = time.monotonic()  # the value is as old as the data it was read from
             value = compute()
@@ -62,6 +71,8 @@ class SharedMemo(Generic[T]):
             if generation == self._generation:
                 self._value = (began, value)
             return value
+        finally:
+            self._lock.release()
 
     def clear(self) -> None:
         """Forget the value; the next :meth:`get` computes it anew."""
