@@ -14,6 +14,7 @@ from backhaul.destinations.http import (
     RateLimiter,
     Refused,
     RetryPolicy,
+    RollingWindowLimiter,
     split_batch,
 )
 from backhaul.errors import DestinationError, FailureType
@@ -254,6 +255,18 @@ async def test_rate_limit_spaces_requests(
             await client.request("POST", receiver.url, json={"id": i})
     assert len(receiver.records) == 4
     assert clock.now == pytest.approx(1.0)  # two at once, then one every half second
+
+
+async def test_each_attempt_hands_its_permit_back_to_the_limiter(
+    recorder: MemoryRecorder, receiver: WebhookReceiver, clock: FakeClock
+) -> None:
+    window = RollingWindowLimiter(1, 10.0, clock=clock, sleep=clock.sleep)
+    async with HttpClient(label="webhook", recorder=recorder, limiter=window) as client:
+        await client.request("POST", receiver.url, json={"id": 1})
+        await client.request("POST", receiver.url, json={"id": 2})
+    # One window after the first answer; a permit never handed back would wait until stale.
+    assert clock.sleeps == [pytest.approx(10.0)]
+    assert len(receiver.records) == 2
 
 
 async def test_pause_hint_reads_vendor_headers(

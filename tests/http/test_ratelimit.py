@@ -1,4 +1,4 @@
-"""The token bucket, driven by a fake clock so no test waits or reads wall-clock time."""
+"""The token bucket and the rolling window, driven by a fake clock so no test waits or reads wall-clock time."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
-from backhaul.destinations.http import RateLimit, RateLimiter
+from backhaul.destinations.http import RateLimit, RateLimiter, RollingWindowLimiter
 
 
 class FakeClock:
@@ -148,3 +148,32 @@ async def test_limiter_from_config() -> None:
     for _ in range(100):
         await unlimited.acquire()
     assert clock.now == pytest.approx(5.0)
+
+
+async def test_rolling_window_counts_calls_from_their_answers() -> None:
+    clock = FakeClock()
+    window = RollingWindowLimiter(2, 10.0, clock=clock, sleep=clock.sleep)
+    first = await window.acquire()
+    clock.now = 0.5
+    window.answered(first)  # the vendor counted the call by 0.5 at the latest
+    second = await window.acquire()
+    window.answered(second)
+
+    await window.acquire()  # the third call waits until the first leaves the window
+
+    assert clock.now == pytest.approx(10.5)
+    assert clock.sleeps == [pytest.approx(10.0)]
+    window.lower(1)
+    assert window.limit == 1
+    window.lower(5)
+    assert window.limit == 1  # never raised above the configured limit
+
+
+async def test_rolling_window_blocks_a_slot_until_its_call_is_answered() -> None:
+    clock = FakeClock()
+    window = RollingWindowLimiter(1, 1.0, stale_after=5.0, clock=clock, sleep=clock.sleep)
+    await window.acquire()  # never answered: the slot frees only once stale
+
+    await window.acquire()
+
+    assert clock.now == pytest.approx(6.0)  # stale after 5 s, then one window

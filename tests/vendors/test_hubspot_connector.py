@@ -14,7 +14,6 @@ from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.hubspot import (
     HubSpotConfig,
     HubSpotDestination,
-    RollingWindowLimiter,
     _turns,
 )
 from backhaul.engine.summary import RunStatus
@@ -358,31 +357,6 @@ def test_never_exceeds_the_burst_limit_and_ends_equal_to_the_model(
 def test_config_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="extra"):
         HubSpotConfig.model_validate({"type": "hubspot", "token": "t", "hapikey": "x"})
-
-
-async def test_rolling_window_counts_calls_from_their_answers() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(round(seconds, 6))
-        now[0] += seconds
-
-    window = RollingWindowLimiter(2, 10.0, clock=lambda: now[0], sleep=sleep)
-    await window.acquire()
-    now[0] = 0.5
-    window.answered()  # HubSpot counted the call by 0.5 at the latest
-    await window.acquire()
-    window.answered()
-
-    await window.acquire()  # the third call waits until the first leaves HubSpot's window
-
-    assert now[0] == pytest.approx(10.5)
-    assert slept == [10.0]
-    window.lower(1)
-    assert window.limit == 1
-    window.lower(5)
-    assert window.limit == 1  # never raised above the configured limit
 
 
 async def test_connection_test_outside_a_run_reads_properties(

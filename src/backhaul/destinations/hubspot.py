@@ -11,13 +11,8 @@ say the account allows less. See docs/destinations/hubspot.md.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -36,7 +31,13 @@ from backhaul.destinations.base import (
     Operation,
     RecordResult,
 )
-from backhaul.destinations.http import HttpClient, HttpResult, RateLimit, RateLimiter, RetryPolicy
+from backhaul.destinations.http import (
+    HttpClient,
+    HttpResult,
+    RateLimit,
+    RetryPolicy,
+    RollingWindowLimiter,
+)
 from backhaul.errors import DestinationError, FailureType
 from backhaul.observe.redact import Redactor
 
@@ -79,97 +80,6 @@ CAPABILITIES = Capabilities(
     default_batch_size=100,
     default_concurrency=4,
 )
-
-
-@dataclass(slots=True)
-class _Slot:
-    sent: float
-    done: float | None = None  # when the answer came back (HubSpot counted it by then)
-
-
-# The slot of the call a task is making: the client sends and reads the answer in one task.
-_CURRENT: ContextVar[_Slot | None] = ContextVar("hubspot_call_slot", default=None)
-
-
-class RollingWindowLimiter(RateLimiter):
-    """At most ``limit`` calls in any ``seconds``-long window, as HubSpot counts them.
-
-    A token bucket of the same rate lets up to twice the limit through in one window (a full
-    bucket, then its refill); HubSpot's burst limit is a rolling window of arrivals. A call
-    arrives at HubSpot some time between being sent and being answered, so a call counts
-    from when its answer came back (:meth:`answered`) and, while unanswered, blocks its slot.
-    That keeps under the limit whatever the network delay, at the cost of one round trip
-    per window.
-
-    Args:
-        limit: Calls allowed in each window.
-        seconds: Length of the window.
-        stale_after: Seconds after which a call that never got an answer (a timeout, a
-            dropped connection) counts as answered then.
-        clock: Monotonic clock in seconds.
-        sleep: Waits the given seconds.
-    """
-
-    def __init__(
-        self,
-        limit: int,
-        seconds: float,
-        *,
-        stale_after: float = 90.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        super().__init__(None, clock=clock, sleep=sleep)
-        self.limit = limit
-        self.seconds = seconds
-        self.stale_after = stale_after
-        self._now = clock
-        self._wait = sleep
-        self._slots: deque[_Slot] = deque()
-        self._gate = asyncio.Lock()
-
-    def lower(self, limit: int) -> None:
-        """Allow fewer calls per window from now on (never more than configured)."""
-        if 0 < limit < self.limit:
-            self.limit = limit
-
-    def answered(self) -> None:
-        """Mark the current task's call as answered (called with each response)."""
-        slot = _CURRENT.get()
-        if slot is not None and slot.done is None:
-            slot.done = self._now()
-
-    async def acquire(self, n: int = 1) -> None:
-        """Wait until ``n`` more calls fit in the window, then count them."""
-        if not 1 <= n <= self.limit:
-            raise ValueError(f"n must be between 1 and {self.limit}")
-        self.answered()  # a retry: this task's previous attempt is over
-        async with self._gate:
-            while True:
-                now = self._now()
-                if now < self.paused_until:
-                    await self._wait(self.paused_until - now)
-                    continue
-                frees = [self._frees(s) for s in self._slots]
-                self._slots = deque(
-                    s for s, f in zip(self._slots, frees, strict=True) if f is None or f > now
-                )
-                if len(self._slots) + n <= self.limit:
-                    slots = [_Slot(now) for _ in range(n)]
-                    self._slots.extend(slots)
-                    _CURRENT.set(slots[-1])
-                    return
-                times = [f for f in frees if f is not None and f > now]
-                # Unanswered calls free nothing until answered: look again shortly.
-                await self._wait(min(times) - now if times else min(0.02, self.seconds / 10))
-
-    def _frees(self, slot: _Slot) -> float | None:
-        """When ``slot`` leaves the window (``None`` while its call is unanswered)."""
-        if slot.done is not None:
-            return slot.done + self.seconds
-        if self._now() - slot.sent >= self.stale_after:
-            return slot.sent + self.stale_after + self.seconds
-        return None
 
 
 class HubSpotDestination:
@@ -489,7 +399,6 @@ class HubSpotDestination:
 
     def _pause_hint(self, response: httpx.Response) -> float | None:
         """Follow HubSpot's rate-limit headers: a lower limit, and a pause after a 429."""
-        self.window.answered()
         headers = response.headers
         limit = _int(headers.get("x-hubspot-ratelimit-max"))
         if limit is not None:

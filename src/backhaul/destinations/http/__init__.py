@@ -19,7 +19,12 @@ from backhaul.destinations.http.client import (
     redact_url,
     split_batch,
 )
-from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
+from backhaul.destinations.http.ratelimit import (
+    Permit,
+    RateLimit,
+    RateLimiter,
+    RollingWindowLimiter,
+)
 from backhaul.destinations.http.retry import (
     EXCEPTION_RULES,
     STATUS_RULES,
@@ -38,10 +43,12 @@ __all__ = [
     "Action",
     "HttpClient",
     "HttpResult",
+    "Permit",
     "RateLimit",
     "RateLimiter",
     "Refused",
     "RetryPolicy",
+    "RollingWindowLimiter",
     "Rule",
     "Segment",
     "classify_exception",

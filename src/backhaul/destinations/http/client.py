@@ -125,6 +125,9 @@ class HttpClient:
         recorder: Receives every attempt, redacted and truncated.
         redactor: Masks secret values; add every secret of the destination to it.
         limiter: Shared by every task of one destination account (default: unlimited).
+            Each attempt takes a permit from it and hands it back through
+            :meth:`~backhaul.destinations.http.ratelimit.RateLimiter.answered` once the
+            attempt is answered or has failed.
         retry: When and how long to retry transient failures.
         timeout: Seconds to wait for connect, read and write (waiting for a pooled
             connection does not count).
@@ -247,13 +250,14 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
-            await self.limiter.acquire()
+            permit = await self.limiter.acquire()
             http = self._http()
             request = http.build_request(method, target, content=body, headers=send_headers)
             started = time.perf_counter()
             try:
                 response = await http.send(request)
             except httpx.HTTPError as exc:
+                self.limiter.answered(permit)
                 problem = self._describe(exc)
                 self._record(request, None, started, attempt, error=problem)
                 rule = classify_exception(exc)
@@ -266,6 +270,10 @@ class HttpClient:
                     failure=rule.failure,
                     detail=self.redactor.text(f"{type(exc).__name__}: {exc}"),
                 ) from None
+            except BaseException:
+                self.limiter.answered(permit)  # cancelled: the attempt is over all the same
+                raise
+            self.limiter.answered(permit)
             call = self._record(request, response, started, attempt)
             hint = self._pause_hint(response) if self._pause_hint else None
             if hint:

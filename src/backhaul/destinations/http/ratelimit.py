@@ -1,15 +1,21 @@
-"""A token-bucket rate limiter shared by every task that talks to one destination account.
+"""Rate limiters shared by every task that talks to one destination account.
 
 One limiter per account, not per task: when the destination says "slow down" (a 429 with
 ``Retry-After``, or a vendor's own rate-limit header), :meth:`RateLimiter.penalize` stops
 every task that shares the limiter, not only the one that got the answer.
+
+:class:`RateLimiter` is a token bucket; :class:`RollingWindowLimiter` keeps to a vendor's
+rolling window of calls. The HTTP client takes a :class:`Permit` before each attempt and
+hands it back through :meth:`RateLimiter.answered` once the attempt is over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +31,18 @@ class RateLimit(BaseModel):
 
     requests: int = Field(gt=0, description="Requests allowed in each window.")
     per_seconds: float = Field(1.0, gt=0, description="Length of the window in seconds.")
+
+
+@dataclass(slots=True)
+class Permit:
+    """Leave to send ``count`` calls, taken at clock time ``sent``.
+
+    ``answered`` is the clock time the calls' answers came back (``None`` until then).
+    """
+
+    sent: float
+    count: int = 1
+    answered: float | None = None
 
 
 class RateLimiter:
@@ -99,7 +117,7 @@ class RateLimiter:
         if seconds > 0:
             self.pause_until(self._clock() + seconds)
 
-    async def acquire(self, n: int = 1) -> None:
+    async def acquire(self, n: int = 1) -> Permit:
         """Wait until ``n`` requests may be sent, then take them from the bucket."""
         if n < 1:
             raise ValueError("n must be at least 1")
@@ -112,12 +130,21 @@ class RateLimiter:
                     await self._sleep(self._paused_until - now)
                     continue
                 if self._per_second is None:
-                    return
+                    return Permit(now, n)
                 self._refill(now)
                 if self._tokens >= n - _EPSILON:  # float refills land a hair short
                     self._tokens = max(0.0, self._tokens - n)
-                    return
+                    return Permit(now, n)
                 await self._sleep((n - self._tokens) / self._per_second)
+
+    def answered(self, permit: Permit) -> None:
+        """Note that the attempt made with ``permit`` is over (answered, failed or cancelled).
+
+        The HTTP client calls this after every attempt. A token bucket only notes the time;
+        limiters that count a call from when the destination saw it override it.
+        """
+        if permit.answered is None:
+            permit.answered = self._clock()
 
     def _refill(self, now: float) -> None:
         assert self._per_second is not None
@@ -126,3 +153,77 @@ class RateLimiter:
         elapsed = now - self._updated
         self._tokens = min(self._capacity, self._tokens + elapsed * self._per_second)
         self._updated = now
+
+
+class RollingWindowLimiter(RateLimiter):
+    """At most ``limit`` calls in any ``seconds``-long window, as a vendor counts them.
+
+    A token bucket of the same rate lets up to twice the limit through in one window (a full
+    bucket, then its refill); a rolling window of arrivals does not. A call arrives at the
+    vendor some time between being sent and being answered, so a call counts from when it
+    was :meth:`answered` and, while unanswered, blocks its slot. That keeps under the limit
+    whatever the network delay, at the cost of one round trip per window.
+
+    Args:
+        limit: Calls allowed in each window.
+        seconds: Length of the window.
+        stale_after: Seconds after which a permit never handed back (a lost task) counts as
+            answered then.
+        clock: Monotonic clock in seconds.
+        sleep: Waits the given seconds.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        seconds: float,
+        *,
+        stale_after: float = 90.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if limit < 1 or seconds <= 0:
+            raise ValueError("limit must be at least 1 and seconds positive")
+        super().__init__(None, clock=clock, sleep=sleep)
+        self.limit = limit
+        self.seconds = seconds
+        self.stale_after = stale_after
+        self._now = clock
+        self._wait = sleep
+        self._held: deque[Permit] = deque()
+        self._gate = asyncio.Lock()
+
+    def lower(self, limit: int) -> None:
+        """Allow fewer calls per window from now on (never more than configured)."""
+        if 0 < limit < self.limit:
+            self.limit = limit
+
+    async def acquire(self, n: int = 1) -> Permit:
+        """Wait until ``n`` more calls fit in the window, then count them."""
+        if not 1 <= n <= self.limit:
+            raise ValueError(f"n must be between 1 and {self.limit}")
+        async with self._gate:
+            while True:
+                now = self._now()
+                if now < self.paused_until:
+                    await self._wait(self.paused_until - now)
+                    continue
+                frees = [self._frees(p, now) for p in self._held]
+                self._held = deque(
+                    p for p, f in zip(self._held, frees, strict=True) if f is None or f > now
+                )
+                if sum(p.count for p in self._held) + n <= self.limit:
+                    permit = Permit(now, n)
+                    self._held.append(permit)
+                    return permit
+                times = [f for f in frees if f is not None and f > now]
+                # Unanswered calls free nothing until answered: look again shortly.
+                await self._wait(min(times) - now if times else min(0.02, self.seconds / 10))
+
+    def _frees(self, permit: Permit, now: float) -> float | None:
+        """When ``permit`` leaves the window (``None`` while its calls are unanswered)."""
+        if permit.answered is not None:
+            return permit.answered + self.seconds
+        if now - permit.sent >= self.stale_after:
+            return permit.sent + self.stale_after + self.seconds
+        return None
