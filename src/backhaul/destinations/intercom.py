@@ -29,9 +29,14 @@ from backhaul.destinations.base import (
     Operation,
     RecordResult,
 )
-from backhaul.destinations.http import HttpClient, HttpResult, RateLimit, RateLimiter, RetryPolicy
-from backhaul.errors import BackhaulError, DestinationError, FailureType
-from backhaul.observe.redact import Redactor
+from backhaul.destinations.http import HttpResult, RateLimit, RetryPolicy
+from backhaul.destinations.http.connector import (
+    client_for,
+    identity_field,
+    redactor_for,
+    run_bounded,
+)
+from backhaul.errors import DestinationError, FailureType
 
 IDENTITIES: dict[str, tuple[str, ...]] = {
     "contacts": ("external_id", "email"),
@@ -95,17 +100,14 @@ class IntercomDestination:
 
     def __init__(self, config: IntercomConfig, context: DestinationContext) -> None:
         self.config = config
-        self.redactor = Redactor(context.secrets)
-        self.redactor.add(config.token)
+        self.redactor = redactor_for(context, config.token)
         self.object: str = config.object
         self._gate = asyncio.Semaphore(config.concurrency)
-        self.client = HttpClient(
-            label="intercom",
-            recorder=context.recorder,
-            redactor=self.redactor,
-            limiter=RateLimiter.from_config(config.rate_limit),
-            retry=config.retry,
-            timeout=config.timeout_seconds,
+        self.client = client_for(
+            "intercom",
+            config,
+            context,
+            self.redactor,
             concurrency=config.concurrency,
             headers={
                 "Authorization": f"Bearer {config.token}",
@@ -153,40 +155,18 @@ class IntercomDestination:
     ) -> None:
         """Check the object and the identity field."""
         name = object or self.config.object
-        if name not in IDENTITIES:
-            raise DestinationError(
-                f"intercom has no object `{name}`: use contacts or companies",
-                failure=FailureType.CONFIG,
-            )
+        identity_field("intercom", IDENTITIES, name, list(match_fields))
         self.object = name
-        allowed = IDENTITIES[name]
-        if len(match_fields) != 1 or match_fields[0] not in allowed:
-            raise DestinationError(
-                f"intercom {name} are matched by {' or '.join(allowed)}: map it and make it "
-                "the sync's match field",
-                failure=FailureType.CONFIG,
-            )
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Send each record of ``batch`` (concurrently, bounded) and return its outcome."""
         match = batch.match_fields[0] if batch.match_fields else IDENTITIES[self.object][0]
         records = list(batch.records())
-        results: list[RecordResult | None] = [None] * len(records)
 
-        async def one(i: int) -> None:
-            async with self._gate:
-                results[i] = await self._record(batch.operation, match, i, records[i])
+        async def one(i: int) -> RecordResult:
+            return await self._record(batch.operation, match, i, records[i])
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for i in range(len(records)):
-                    group.create_task(one(i))
-        except BaseExceptionGroup as failed:
-            raise _first_error(failed) from None
-        return [
-            r if r is not None else RecordResult.rejected(i, "not sent")
-            for i, r in enumerate(results)
-        ]
+        return await run_bounded(self._gate, range(len(records)), one)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -298,19 +278,3 @@ def _outcome(i: int, result: HttpResult) -> RecordResult:
     return RecordResult.rejected(
         i, result.error or f"{result.status} {result.reason}", result.call_id
     )
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to raise for a failed batch: a config problem first, then any of ours."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    for exc in leaves:
-        if isinstance(exc, DestinationError) and exc.failure is FailureType.CONFIG:
-            return exc
-    return next((e for e in leaves if isinstance(e, BackhaulError)), leaves[0])

@@ -32,10 +32,10 @@ from backhaul.destinations.base import (
     Operation,
     RecordResult,
 )
-from backhaul.destinations.http import HttpClient, HttpResult, RateLimit, RateLimiter, RetryPolicy
-from backhaul.destinations.webhook import first_line, template_environment
+from backhaul.destinations.http import HttpResult, RateLimit, RateLimiter, RetryPolicy
+from backhaul.destinations.http.connector import client_for, redactor_for
+from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.redact import Redactor
 
 MAX_BLOCKS = 50  # Slack's limit of blocks in one message
 DEFAULT_API = "https://slack.com/api"
@@ -118,11 +118,9 @@ class SlackConfig(DestinationConfig):
     @field_validator("text", "blocks")
     @classmethod
     def _template_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                template_environment().from_string(value)
-            except LiquidError as exc:
-                raise ValueError(f"not valid Liquid: {first_line(exc)}") from None
+        problem = liquid_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -153,10 +151,9 @@ class SlackDestination:
 
     def __init__(self, config: SlackConfig, context: DestinationContext) -> None:
         self.config = config
-        self.redactor = Redactor(context.secrets)
+        self.redactor = redactor_for(context, config.token)
         headers: dict[str, str] = {}
         if config.token:
-            self.redactor.add(config.token)
             headers["Authorization"] = f"Bearer {config.token}"
         if config.webhook_url:
             # The whole URL is the secret; its last segment alone is enough to post.
@@ -174,15 +171,14 @@ class SlackDestination:
         # then never arrive closer than the interval, and a Retry-After pauses it the same way.
         self._interval = limit.per_seconds / limit.requests
         self._turn = asyncio.Lock()  # one post at a time keeps the channel's order and pace
-        self.client = HttpClient(
-            label="slack",
-            recorder=context.recorder,
-            redactor=self.redactor,
-            limiter=RateLimiter(None),
-            retry=config.retry,
-            timeout=config.timeout_seconds,
+        self.client = client_for(
+            "slack",
+            config,
+            context,
+            self.redactor,
             concurrency=1,
             headers=headers,
+            limiter=RateLimiter(None),
         )
 
     async def check(self) -> None:

@@ -17,7 +17,6 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-from liquid import Environment, StrictUndefined
 from liquid.exceptions import LiquidError
 from pydantic import Field, field_validator
 
@@ -29,15 +28,10 @@ from backhaul.destinations.base import (
     Operation,
     RecordResult,
 )
-from backhaul.destinations.http import (
-    HttpClient,
-    RateLimit,
-    RateLimiter,
-    RetryPolicy,
-    dumps_json,
-)
-from backhaul.errors import BackhaulError, DestinationError, FailureType
-from backhaul.observe.redact import Redactor
+from backhaul.destinations.http import RateLimit, RetryPolicy, dumps_json
+from backhaul.destinations.http.connector import client_for, redactor_for, run_bounded
+from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
+from backhaul.errors import DestinationError, FailureType
 
 SIGNATURE_HEADER = "X-Backhaul-Signature"
 TIMESTAMP_HEADER = "X-Backhaul-Timestamp"
@@ -90,11 +84,9 @@ class WebhookConfig(DestinationConfig):
     @field_validator("body_template")
     @classmethod
     def _template_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                template_environment().from_string(value)
-            except LiquidError as exc:
-                raise ValueError(f"body_template is not valid Liquid: {first_line(exc)}") from None
+        problem = liquid_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(f"body_template is {problem}")
         return value
 
 
@@ -115,9 +107,7 @@ class WebhookDestination:
 
     def __init__(self, config: WebhookConfig, context: DestinationContext) -> None:
         self.config = config
-        self.redactor = Redactor(context.secrets)
-        if config.signing_secret:
-            self.redactor.add(config.signing_secret)
+        self.redactor = redactor_for(context, config.signing_secret)
         for name, value in config.headers.items():
             if name.lower() not in PLAIN_HEADERS:
                 self.redactor.add(value)
@@ -139,13 +129,11 @@ class WebhookDestination:
             (v for k, v in config.headers.items() if k.lower() == "content-type"), None
         )
         self._gate = asyncio.Semaphore(config.concurrency)
-        self.client = HttpClient(
-            label="webhook",
-            recorder=context.recorder,
-            redactor=self.redactor,
-            limiter=RateLimiter.from_config(config.rate_limit),
-            retry=config.retry,
-            timeout=config.timeout_seconds,
+        self.client = client_for(
+            "webhook",
+            config,
+            context,
+            self.redactor,
             concurrency=config.concurrency,
             headers=config.headers,
         )
@@ -193,23 +181,14 @@ class WebhookDestination:
         records = list(batch.records())
         keys = list(batch.keys)
         size = 1 if self.config.mode == "row" else self.config.batch_size
-        results: list[RecordResult] = []
+        starts = range(0, len(records), size)
 
-        async def send(start: int) -> None:
-            async with self._gate:
-                part = await self._send(
-                    batch.operation, records[start : start + size], keys[start : start + size]
-                )
-            results.extend(_shift(r, start) for r in part)
+        async def send(start: int) -> list[RecordResult]:
+            end = start + size
+            return await self._send(batch.operation, records[start:end], keys[start:end])
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for start in range(0, len(records), size):
-                    group.create_task(send(start))
-        except BaseExceptionGroup as failed:
-            raise _first_error(failed) from None
-        results.sort(key=lambda r: r.index)
-        return results
+        parts = await run_bounded(self._gate, starts, send)
+        return [_shift(r, start) for start, part in zip(starts, parts, strict=True) for r in part]
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -287,13 +266,6 @@ def record_errors(body: Any, size: int) -> dict[int, str]:
     return found
 
 
-def template_environment() -> Environment:
-    """A Liquid environment for bodies: undefined variables are errors; ``json`` filter."""
-    env = Environment(undefined=StrictUndefined, autoescape=False)
-    env.filters["json"] = lambda value: dumps_json(value).decode("utf-8")
-    return env
-
-
 def url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a webhook URL, or ``None`` when it can."""
     try:
@@ -308,29 +280,5 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _shift(result: RecordResult, offset: int) -> RecordResult:
     return RecordResult(result.index + offset, result.status, result.error, result.call_id)
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to raise for a failed batch: a config problem first, then any of ours."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    for exc in leaves:
-        if isinstance(exc, DestinationError) and exc.failure is FailureType.CONFIG:
-            return exc
-    for exc in leaves:
-        if isinstance(exc, BackhaulError):
-            return exc
-    return leaves[0]

@@ -27,9 +27,14 @@ from backhaul.destinations.base import (
     Operation,
     RecordResult,
 )
-from backhaul.destinations.http import HttpClient, RateLimit, RateLimiter, RetryPolicy
+from backhaul.destinations.http import RateLimit, RetryPolicy
+from backhaul.destinations.http.connector import (
+    client_for,
+    identity_field,
+    redactor_for,
+    run_bounded,
+)
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.redact import Redactor
 
 MAX_BATCH = 100
 ObjectName = Literal["users", "organizations", "tickets"]
@@ -92,24 +97,20 @@ class ZendeskDestination:
 
     def __init__(self, config: ZendeskConfig, context: DestinationContext) -> None:
         self.config = config
-        self.redactor = Redactor(context.secrets)
         if config.oauth_token:
             auth = f"Bearer {config.oauth_token}"
-            self.redactor.add(config.oauth_token)
+            self.redactor = redactor_for(context, config.oauth_token)
         else:
             raw = f"{config.email}/token:{config.api_token}".encode()
             auth = "Basic " + base64.b64encode(raw).decode("ascii")
-            self.redactor.add(config.api_token or "")
-            self.redactor.add(auth.partition(" ")[2])
+            self.redactor = redactor_for(context, config.api_token, auth.partition(" ")[2])
         self.object: str = config.object
         self._gate = asyncio.Semaphore(config.concurrency)
-        self.client = HttpClient(
-            label="zendesk",
-            recorder=context.recorder,
-            redactor=self.redactor,
-            limiter=RateLimiter.from_config(config.rate_limit),
-            retry=config.retry,
-            timeout=config.timeout_seconds,
+        self.client = client_for(
+            "zendesk",
+            config,
+            context,
+            self.redactor,
             concurrency=config.concurrency,
             headers={"Authorization": auth, "Accept": "application/json"},
         )
@@ -146,19 +147,8 @@ class ZendeskDestination:
     ) -> None:
         """Check the object and the identity field."""
         name = object or self.config.object
-        if name not in IDENTITIES:
-            raise DestinationError(
-                f"zendesk has no object `{name}`: use users, organizations or tickets",
-                failure=FailureType.CONFIG,
-            )
+        identity_field("zendesk", IDENTITIES, name, list(match_fields))
         self.object = name
-        allowed = IDENTITIES[name]
-        if len(match_fields) != 1 or match_fields[0] not in allowed:
-            raise DestinationError(
-                f"zendesk {name} are matched by {' or '.join(allowed)}: map one of them and "
-                "make it the sync's match field",
-                failure=FailureType.CONFIG,
-            )
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Send one batch (at most 100 records) as Zendesk jobs and map their results."""
@@ -237,14 +227,13 @@ class ZendeskDestination:
                 path = "users/search.json?query=" + quote(f'email:"{value}"', safe="")
             else:
                 path = "tickets.json?external_id=" + quote(value, safe="")
-            async with self._gate:
-                result = await self.client.request("GET", self._url(path))
+            result = await self.client.request("GET", self._url(path))
             self._raise_unless_ok(result.error, "look up records")
             rows = (result.json or {}).get(object) or []
             hit = next((r for r in rows if str(r.get(match, "")).lower() == value.lower()), None)
             return value.lower(), None if hit is None else int(hit["id"])
 
-        pairs = await asyncio.gather(*(one(v) for v in values))
+        pairs = await run_bounded(self._gate, values, one)
         return {value: id_ for value, id_ in pairs if id_ is not None}
 
     @staticmethod

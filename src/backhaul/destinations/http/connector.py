@@ -1,0 +1,133 @@
+"""Pieces every HTTP connector needs the same way: redactor, client, bounded fan-out, errors.
+
+Each connector keeps its vendor's logic; what is here is only what is the same for all of
+them, so that it is written (and fixed) once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Protocol, TypeVar
+
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.http.client import HttpClient, PauseHint
+from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
+from backhaul.destinations.http.retry import RetryPolicy
+from backhaul.errors import BackhaulError, DestinationError, FailureType
+from backhaul.observe.recorder import CallRecorder
+from backhaul.observe.redact import Redactor
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class HttpSettings(Protocol):
+    """The settings of a destination file that shape its HTTP client."""
+
+    @property
+    def rate_limit(self) -> RateLimit | None: ...
+
+    @property
+    def retry(self) -> RetryPolicy: ...
+
+    @property
+    def timeout_seconds(self) -> float: ...
+
+
+def redactor_for(context: DestinationContext, *secrets: str | None) -> Redactor:
+    """A redactor for the run's resolved secrets and the connector's own (``None`` skipped)."""
+    redactor = Redactor(context.secrets)
+    for secret in secrets:
+        if secret:
+            redactor.add(secret)
+    return redactor
+
+
+def client_for(
+    label: str,
+    config: HttpSettings,
+    context: DestinationContext,
+    redactor: Redactor,
+    *,
+    concurrency: int,
+    headers: Mapping[str, str] | None = None,
+    limiter: RateLimiter | None = None,
+    recorder: CallRecorder | None = None,
+    pause_hint: PauseHint | None = None,
+) -> HttpClient:
+    """The :class:`HttpClient` a destination file asks for: its retry policy, timeout and
+    rate limit (``limiter`` replaces the token bucket built from ``rate_limit``)."""
+    return HttpClient(
+        label=label,
+        recorder=recorder or context.recorder,
+        redactor=redactor,
+        limiter=limiter or RateLimiter.from_config(config.rate_limit),
+        retry=config.retry,
+        timeout=config.timeout_seconds,
+        concurrency=concurrency,
+        headers=headers,
+        pause_hint=pause_hint,
+    )
+
+
+async def run_bounded(
+    gate: asyncio.Semaphore, items: Iterable[T], send: Callable[[T], Awaitable[R]]
+) -> list[R]:
+    """``send`` each item, as many at once as ``gate`` allows; results in item order.
+
+    When one fails, the others are cancelled and the error that says most is raised
+    (see :func:`first_error`).
+    """
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await send(item)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(item)) for item in items]
+    except BaseExceptionGroup as failed:
+        raise first_error(failed) from None
+    return [task.result() for task in tasks]
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to raise for a failed batch: a config problem first, then any of ours."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    for exc in leaves:
+        if isinstance(exc, DestinationError) and exc.failure is FailureType.CONFIG:
+            return exc
+    return next((e for e in leaves if isinstance(e, BackhaulError)), leaves[0])
+
+
+def identity_field(
+    vendor: str, identities: Mapping[str, tuple[str, ...]], object: str, match_fields: list[str]
+) -> str:
+    """The match field of a sync writing ``object``, which must be one of its identities.
+
+    Raises:
+        DestinationError: CONFIG, naming the objects or identity fields there are.
+    """
+    if object not in identities:
+        names = list(identities)
+        known = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        raise DestinationError(
+            f"{vendor} has no object `{object}`: use {known}", failure=FailureType.CONFIG
+        )
+    allowed = identities[object]
+    if len(match_fields) != 1 or match_fields[0] not in allowed:
+        which = "one of them" if len(allowed) > 1 else "it"
+        raise DestinationError(
+            f"{vendor} {object} are matched by {' or '.join(allowed)}: map {which} and make "
+            "it the sync's match field",
+            failure=FailureType.CONFIG,
+        )
+    return match_fields[0]
