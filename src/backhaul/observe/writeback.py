@@ -70,7 +70,9 @@ def open_conn(project: Project, source_name: str) -> WarehouseConn:
     src = project.sources.get(source_name)
     if src is None:
         raise ConfigError(f"unknown source `{source_name}`")
-    cfg = src.config
+    from backhaul.config.secrets import resolve
+
+    cfg, _secrets = resolve(src.config, positions=src.positions)  # ${env:NAME} values
     if cfg.type == "postgres":
         return PostgresConn(postgres_params(cfg), connect_timeout=cfg.connect_timeout)
     if cfg.type == "duckdb" and cfg.path != ":memory:":
