@@ -32,14 +32,13 @@ from backhaul.destinations.base import (
     RecordResult,
 )
 from backhaul.destinations.http import (
-    HttpClient,
     HttpResult,
     RateLimit,
     RetryPolicy,
     RollingWindowLimiter,
 )
+from backhaul.destinations.http.connector import client_for, redactor_for
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.redact import Redactor
 
 API_URL = "https://api.hubapi.com"
 DEFAULT_ID_PROPERTY = {"contacts": "email", "companies": "domain"}
@@ -90,22 +89,20 @@ class HubSpotDestination:
 
     def __init__(self, config: HubSpotConfig, context: DestinationContext) -> None:
         self.config = config
-        self.redactor = Redactor(context.secrets)
-        self.redactor.add(config.token)
+        self.redactor = redactor_for(context, config.token)
         self.window = RollingWindowLimiter(
             config.rate_limit.requests,
             config.rate_limit.per_seconds,
             stale_after=config.timeout_seconds * 3,
         )
-        self.client = HttpClient(
-            label="HubSpot",
-            recorder=context.recorder,
-            redactor=self.redactor,
-            limiter=self.window,
-            retry=config.retry,
-            timeout=config.timeout_seconds,
+        self.client = client_for(
+            "HubSpot",
+            config,
+            context,
+            self.redactor,
             concurrency=config.connections,
             headers={"Authorization": f"Bearer {config.token}", "Accept": "application/json"},
+            limiter=self.window,
             pause_hint=self._pause_hint,
         )
         self.base = config.base_url.rstrip("/")
