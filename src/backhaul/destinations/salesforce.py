@@ -5,19 +5,18 @@ sObject Collections API (200 records a call, results in request order); large on
 Bulk API 2.0 ingest jobs (see :mod:`backhaul.destinations.salesforce_bulk`). Update, insert,
 clear and delete first look the batch's external ids up with one SOQL query per 200 keys.
 Sessions come from the OAuth token endpoint (client credentials or refresh token) and are
-renewed once when Salesforce answers ``INVALID_SESSION_ID``.
+renewed once when Salesforce answers ``INVALID_SESSION_ID`` (see
+:mod:`backhaul.destinations.salesforce_auth`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json as jsonlib
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from backhaul.destinations.base import (
     Batch,
@@ -28,7 +27,6 @@ from backhaul.destinations.base import (
     RecordResult,
 )
 from backhaul.destinations.http import (
-    HttpClient,
     HttpResult,
     RateLimit,
     RateLimiter,
@@ -36,34 +34,20 @@ from backhaul.destinations.http import (
     RetryPolicy,
     split_batch,
 )
+from backhaul.destinations.http.connector import client_for, redactor_for
+from backhaul.destinations.salesforce_auth import (
+    ClientCredentials,
+    RefreshTokenAuth,
+    SalesforceSession,
+    TokenCallRecorder,
+    sf_errors,
+)
 from backhaul.destinations.salesforce_bulk import BulkJob, cell, run_bulk
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.recorder import CallRecorder, HttpCall
-from backhaul.observe.redact import MASK, Redactor
 
 COLLECTION_SIZE = 200  # sObject Collections: most records per call
 QUERY_CHARS = 8_000  # keep a lookup's URL well under Salesforce's 16,384-character limit
-TOKEN_FIELDS = ("access_token", "refresh_token", "id_token", "signature")
 CONFIG_CODES = frozenset({"NOT_FOUND", "INVALID_FIELD", "INVALID_TYPE", "INVALID_SESSION_ID"})
-
-
-class ClientCredentials(BaseModel):
-    """OAuth client credentials flow of a connected app (with a run-as user)."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["client_credentials"]
-    client_id: str
-    client_secret: str
-
-
-class RefreshTokenAuth(BaseModel):
-    """A refresh token issued to the connected app for a user."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["refresh_token"]
-    client_id: str
-    client_secret: str
-    refresh_token: str
 
 
 class SalesforceConfig(DestinationConfig):
@@ -109,44 +93,6 @@ CAPABILITIES = Capabilities(
 )
 
 
-class TokenCallRecorder:
-    """Records token calls with the issued tokens and the form's secrets masked."""
-
-    def __init__(self, inner: CallRecorder) -> None:
-        self.inner = inner
-
-    def record(self, call: HttpCall) -> None:
-        if call.request_body:
-            call.request_body = "&".join(
-                f"{part.partition('=')[0]}={MASK}"
-                if part.partition("=")[0] in ("client_secret", "refresh_token")
-                else part
-                for part in call.request_body.split("&")
-            )
-        if call.response_body:
-            try:
-                body = jsonlib.loads(call.response_body)
-            except ValueError:
-                body = None
-            if isinstance(body, dict):
-                call.response_body = jsonlib.dumps(
-                    {k: MASK if k in TOKEN_FIELDS else v for k, v in body.items()}
-                )
-        self.inner.record(call)
-
-
-def sf_errors(body: Any) -> list[tuple[str, str]]:
-    """``(errorCode, message)`` pairs of a Salesforce REST error array."""
-    items = body if isinstance(body, list) else [body] if isinstance(body, dict) else []
-    out = []
-    for item in items:
-        if isinstance(item, dict):
-            code = item.get("errorCode") or item.get("statusCode") or item.get("error") or ""
-            message = item.get("message") or item.get("error_description") or ""
-            out.append((str(code), str(message)))
-    return out
-
-
 def item_error(item: Any) -> str:
     """The text shown for a refused record of a collections answer."""
     errors = item.get("errors") if isinstance(item, dict) else None
@@ -166,161 +112,34 @@ class SalesforceDestination:
 
     def __init__(self, config: SalesforceConfig, context: DestinationContext) -> None:
         self.config = config
-        self.redactor = Redactor(context.secrets)
-        self.redactor.add(config.auth.client_secret)
-        if isinstance(config.auth, RefreshTokenAuth):
-            self.redactor.add(config.auth.refresh_token)
-        common: dict[str, Any] = {
-            "label": "salesforce",
-            "redactor": self.redactor,
-            "retry": config.retry,
-            "timeout": config.timeout_seconds,
-            "concurrency": config.concurrency,
-        }
-        self.client = HttpClient(
-            recorder=context.recorder, limiter=RateLimiter.from_config(config.rate_limit), **common
+        auth = config.auth
+        refresh = auth.refresh_token if isinstance(auth, RefreshTokenAuth) else None
+        self.redactor = redactor_for(context, auth.client_secret, refresh)
+        self.client = client_for(
+            "salesforce", config, context, self.redactor, concurrency=config.concurrency
         )
-        self.token_client = HttpClient(recorder=TokenCallRecorder(context.recorder), **common)
-        self._token: str | None = None
-        self._instance: str | None = None
-        self._auth_lock = asyncio.Lock()
+        self.token_client = client_for(
+            "salesforce",
+            config,
+            context,
+            self.redactor,
+            concurrency=config.concurrency,
+            limiter=RateLimiter(None),  # logins do not count against the org's API limits
+            recorder=TokenCallRecorder(context.recorder),
+        )
+        self.session = SalesforceSession(
+            auth=auth,
+            login_url=config.login_url,
+            instance_url=config.instance_url,
+            api_version=config.api_version,
+            retry=config.retry,
+            client=self.client,
+            token_client=self.token_client,
+            redactor=self.redactor,
+        )
         self.object: str | None = None
         self.external_id: str | None = None
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
-
-    # -- session ---------------------------------------------------------------------------
-
-    async def _login(self) -> None:
-        auth = self.config.auth
-        form = {
-            "grant_type": auth.type,
-            "client_id": auth.client_id,
-            "client_secret": auth.client_secret,
-        }
-        if isinstance(auth, RefreshTokenAuth):
-            form["refresh_token"] = auth.refresh_token
-        url = self.config.login_url.rstrip("/") + "/services/oauth2/token"
-        result = await self.token_client.request(
-            "POST",
-            url,
-            content=urlencode(form).encode("ascii"),
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-            expected=range(200, 500),
-        )
-        body = result.json if isinstance(result.json, dict) else {}
-        if result.status != 200 or not body.get("access_token"):
-            raise DestinationError(
-                self._login_problem(result, body), failure=FailureType.CONFIG, status=result.status
-            )
-        self._token = str(body["access_token"])
-        self.redactor.add(self._token)
-        self._instance = (self.config.instance_url or str(body.get("instance_url") or "")).rstrip(
-            "/"
-        ) or self.config.login_url.rstrip("/")
-
-    def _login_problem(self, result: HttpResult, body: dict[str, Any]) -> str:
-        host = urlsplit(self.config.login_url).netloc or self.config.login_url
-        code = str(body.get("error") or "")
-        said = self.redactor.text(f"{code}: {body.get('error_description', '')}".strip(": "))
-        if not code:
-            return (
-                f"salesforce login at {host} answered {result.status} {result.reason}: "
-                "check `login_url` in the destination file"
-            )
-        fix = {
-            "invalid_client_id": "check `auth.client_id` (the connected app's consumer key)",
-            "invalid_client": "check `auth.client_id` and `auth.client_secret` (the connected "
-            "app's consumer key and secret)",
-            "unsupported_grant_type": f"enable the {self.config.auth.type} flow for the "
-            "connected app",
-        }.get(code)
-        if fix is None and code == "invalid_grant":
-            fix = (
-                "check `auth.refresh_token` (it may be revoked or expired)"
-                if isinstance(self.config.auth, RefreshTokenAuth)
-                else "check that the connected app allows the client credentials flow and "
-                "has a run-as user"
-            )
-        return (
-            f"salesforce login at {host} refused the credentials ({said}): "
-            f"{fix or 'check `auth` in the destination file'}"
-        )
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> HttpResult:
-        """One data call (``path`` relative to ``/services/data/<version>``, or absolute).
-
-        Renews the session once on ``INVALID_SESSION_ID``; backs off on the concurrent
-        request limit; fails the batch when the org's daily API allocation is used up.
-        Other 4xx answers are returned for the caller to read.
-        """
-        renewed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            async with self._auth_lock:
-                if self._token is None:
-                    await self._login()
-                token, base = self._token, self._instance
-            url = (
-                path
-                if path.startswith("/services/")
-                else f"/services/data/{self.config.api_version}{path}"
-            )
-            result = await self.client.request(
-                method,
-                f"{base}{url}",
-                json=json,
-                content=content,
-                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
-                expected=range(200, 500),
-            )
-            codes = [c for c, _ in sf_errors(result.json)] if result.status >= 400 else []
-            if result.status == 401 and not renewed:
-                renewed = True
-                async with self._auth_lock:
-                    if self._token == token:  # another task may have renewed it already
-                        self._token = None
-                continue
-            if result.status == 401:
-                raise DestinationError(
-                    "salesforce refused the new session too (INVALID_SESSION_ID): check that "
-                    "the user of `auth` has API access and the org allows it",
-                    failure=FailureType.CONFIG,
-                    status=401,
-                )
-            if result.status == 403 and "REQUEST_LIMIT_EXCEEDED" in codes:
-                usage = result.headers.get("sforce-limit-info", "")
-                message = " ".join(m for _, m in sf_errors(result.json))
-                if "TotalRequests" in message:
-                    raise DestinationError(
-                        f"salesforce org has used its daily API request allocation ({usage}): "
-                        "rows stay pending; run again when the rolling 24-hour window frees "
-                        "requests, or raise the org's limit",
-                        failure=FailureType.TRANSIENT,
-                        status=403,
-                    )
-                policy = self.config.retry
-                if attempt < policy.max_attempts:
-                    wait = result.headers.get("retry-after")
-                    await asyncio.sleep(
-                        float(wait) if wait and wait.isdigit() else policy.delay(attempt)
-                    )
-                    continue
-                raise DestinationError(
-                    f"salesforce kept refusing calls ({message}, {attempt} attempts): lower "
-                    "`concurrency` or `rate_limit`",
-                    failure=FailureType.TRANSIENT,
-                    status=403,
-                )
-            return result
 
     # -- protocol ----------------------------------------------------------------------------
 
@@ -338,8 +157,7 @@ class SalesforceDestination:
                     failure=FailureType.CONFIG,
                 )
         try:
-            async with self._auth_lock:
-                await self._login()
+            await self.session.start()
             obj = self.config.object
             if obj is not None:
                 described = await self._fields(obj)
@@ -347,8 +165,7 @@ class SalesforceDestination:
                     self._check_external_id(obj, self.config.external_id_field, described)
         finally:
             # A connection test runs in an event loop of its own; the session is kept.
-            await self.client.aclose()
-            await self.token_client.aclose()
+            await self.session.aclose()
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
@@ -441,8 +258,7 @@ class SalesforceDestination:
         return [results[i] for i in range(len(records))]
 
     async def close(self) -> None:
-        await self.client.aclose()
-        await self.token_client.aclose()
+        await self.session.aclose()
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -453,7 +269,7 @@ class SalesforceDestination:
     async def _fields(self, obj: str) -> dict[str, dict[str, Any]]:
         if obj in self._described:
             return self._described[obj]
-        result = await self.call("GET", f"/sobjects/{quote(obj, safe='')}/describe")
+        result = await self.session.call("GET", f"/sobjects/{quote(obj, safe='')}/describe")
         if result.status == 404:
             raise DestinationError(
                 f"salesforce has no object `{obj}` (or the user of `auth` cannot see it): "
@@ -501,7 +317,7 @@ class SalesforceDestination:
             soql = f"SELECT Id, {ext} FROM {obj} WHERE {ext} IN ({', '.join(chunk)})"
             path = f"/query?q={quote(soql, safe='')}"
             while path:
-                result = await self.call("GET", path)
+                result = await self.session.call("GET", path)
                 if result.status != 200 or not isinstance(result.json, dict):
                     raise DestinationError(
                         f"salesforce lookup of {obj} by {ext} failed: {result.error}",
@@ -526,7 +342,7 @@ class SalesforceDestination:
                 "allOrNone": False,
                 "records": [{"attributes": attributes, **rows[i]} for i in part],
             }
-            result = await self.call("PATCH", url, json=body)
+            result = await self.session.call("PATCH", url, json=body)
             if result.status == 200 and isinstance(result.json, list):
                 return result
             self._raise_config(result)
@@ -562,7 +378,7 @@ class SalesforceDestination:
         for start in range(0, len(indexes), COLLECTION_SIZE):
             part = indexes[start : start + COLLECTION_SIZE]
             query = urlencode({"ids": ",".join(ids[i] for i in part), "allOrNone": "false"})
-            result = await self.call("DELETE", f"/composite/sobjects?{query}")
+            result = await self.session.call("DELETE", f"/composite/sobjects?{query}")
             if result.status != 200 or not isinstance(result.json, list):
                 self._raise_config(result)
                 error = result.error or f"{result.status} {result.reason}"
@@ -607,7 +423,7 @@ class SalesforceDestination:
 
     async def _run(self, job: BulkJob) -> dict[int, str | None]:
         return await run_bulk(
-            self.call,
+            self.session.call,
             job,
             poll_interval=self.config.poll_interval_seconds,
             timeout=self.config.bulk_timeout_seconds,
@@ -625,3 +441,15 @@ class SalesforceDestination:
                 else RecordResult.rejected(i, self.redactor.text(error) or error)
             )
         return out
+
+
+__all__ = [
+    "CAPABILITIES",
+    "ClientCredentials",
+    "RefreshTokenAuth",
+    "SalesforceConfig",
+    "SalesforceDestination",
+    "TokenCallRecorder",
+    "item_error",
+    "sf_errors",
+]

@@ -21,8 +21,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -30,181 +28,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.hubspot_store import (
+    HubRecord,
+    InputError,
+    ObjectType,
+    default_properties,
+    hubspot_error,
+    matches,
+    now_stamp,
+    prop,
+)
 
 DEFAULT_TOKEN = "pat-na1-00000000-0000-4000-8000-emulator0001"
 OBJECT_PREFIXES = ("/crm/v3/objects/{object_type}", "/crm/objects/{version}/{object_type}")
 PROPERTY_PREFIXES = ("/crm/v3/properties/{object_type}", "/crm/properties/{version}/{object_type}")
-READ_ONLY = ("hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate")
-
-
-def prop(
-    name: str,
-    *,
-    type: str = "string",
-    field_type: str = "text",
-    group: str = "information",
-    unique: bool = False,
-    read_only: bool = False,
-    label: str | None = None,
-) -> dict[str, Any]:
-    """A property definition as ``GET /crm/v3/properties/{objectType}`` lists it."""
-    return {
-        "name": name,
-        "label": label or name.replace("_", " ").capitalize(),
-        "type": type,
-        "fieldType": field_type,
-        "groupName": group,
-        "description": "",
-        "options": [],
-        "displayOrder": -1,
-        "calculated": False,
-        "externalOptions": False,
-        "hasUniqueValue": unique,
-        "hidden": False,
-        "formField": not read_only,
-        "modificationMetadata": {
-            "archivable": not read_only,
-            "readOnlyDefinition": True,
-            "readOnlyValue": read_only,
-        },
-    }
-
-
-def _defaults(extra: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    stamps = [prop(n, type="datetime", field_type="date", read_only=True) for n in READ_ONLY[1:]]
-    base = [prop("hs_object_id", type="number", field_type="number", read_only=True), *stamps]
-    return {p["name"]: p for p in [*base, *extra]}
-
-
-def default_properties(object_type: str) -> dict[str, dict[str, Any]]:
-    """The built-in properties of a standard object (a small, typical subset)."""
-    if object_type == "contacts":
-        names = ("firstname", "lastname", "phone", "company", "jobtitle", "city", "country")
-        return _defaults(
-            [
-                prop("email", unique=True, group="contactinformation"),
-                prop("lifecyclestage", field_type="select"),
-                *(prop(n, group="contactinformation") for n in names),
-            ]
-        )
-    if object_type == "companies":
-        return _defaults(
-            [
-                prop("domain", unique=True, group="companyinformation"),
-                *(prop(n) for n in ("name", "industry", "phone", "city", "country")),
-                prop("numberofemployees", type="number", field_type="number"),
-                prop("annualrevenue", type="number", field_type="number"),
-            ]
-        )
-    if object_type == "deals":
-        return _defaults(
-            [
-                prop("dealname"),
-                prop("dealstage", field_type="select"),
-                prop("pipeline", field_type="select"),
-                prop("amount", type="number", field_type="number"),
-                prop("closedate", type="datetime", field_type="date"),
-            ]
-        )
-    return _defaults([prop("name")])
-
-
-@dataclass
-class HubRecord:
-    id: str
-    properties: dict[str, str]
-    created: str
-    updated: str
-
-    def body(
-        self, names: Iterable[str] | None = None, extra: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        wanted: dict[str, str | None] = dict(self.properties)
-        if names is not None:
-            wanted = {n: self.properties.get(n) for n in names}
-        props = {**wanted, "hs_object_id": self.id}
-        return {
-            "id": self.id,
-            "properties": props,
-            "createdAt": self.created,
-            "updatedAt": self.updated,
-            "archived": False,
-            **(extra or {}),
-        }
-
-
-@dataclass
-class ObjectType:
-    """One object type: its properties, live records and unique-value indexes."""
-
-    name: str
-    type_id: str
-    label: str  # "CONTACT", for messages
-    properties: dict[str, dict[str, Any]]
-    records: dict[str, HubRecord] = field(default_factory=dict)
-    archived: dict[str, HubRecord] = field(default_factory=dict)
-    index: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.reindex()
-
-    def reindex(self) -> None:
-        """Rebuild the value -> id index of every unique property."""
-        self.index = {n: {} for n, p in self.properties.items() if p["hasUniqueValue"]}
-        for rec in self.records.values():
-            for name, values in self.index.items():
-                if rec.properties.get(name):
-                    values[rec.properties[name]] = rec.id
-
-    def unique(self, name: str) -> bool:
-        p = self.properties.get(name)
-        return name == "hs_object_id" or bool(p and p["hasUniqueValue"])
-
-    def find(self, value: str, id_property: str | None) -> HubRecord | None:
-        if not id_property or id_property == "hs_object_id":
-            return self.records.get(value)
-        found = self.index.get(id_property, {}).get(value)
-        return None if found is None else self.records.get(found)
-
-
-@dataclass
-class InputError:
-    """A per-input failure, in HubSpot's shape."""
-
-    status: int
-    category: str
-    message: str
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    context: dict[str, Any] = field(default_factory=dict)
-
-    def body(self, trace: str | None = None) -> dict[str, Any]:
-        context = dict(self.context)
-        if trace is not None:
-            context["objectWriteTraceId"] = [trace]
-        out: dict[str, Any] = {
-            "status": "error",
-            "category": self.category,
-            "message": self.message,
-            "context": context,
-        }
-        if self.errors:
-            out["errors"] = self.errors
-        return out
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _error(status: int, category: str, message: str, **extra: Any) -> JSONResponse:
-    body = {
-        "status": "error",
-        "message": message,
-        "correlationId": str(uuid.uuid4()),
-        "category": category,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status)
 
 
 class HubSpotEmulator(Emulator):
@@ -304,7 +141,7 @@ class HubSpotEmulator(Emulator):
 
     def vendor_error(self, status: int, message: str) -> Response:
         category = "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR"
-        return _error(status, category, message)
+        return hubspot_error(status, category, message)
 
     def vendor_rate_limited(self, retry_after: float) -> Response:
         return self._too_many("TEN_SECONDLY_ROLLING", retry_after)
@@ -377,11 +214,11 @@ class HubSpotEmulator(Emulator):
             if sent
             else "Authentication credentials not found."
         )
-        return _error(401, "INVALID_AUTHENTICATION", message)
+        return hubspot_error(401, "INVALID_AUTHENTICATION", message)
 
     def _too_many(self, policy: str, wait: float) -> Response:
         words = {"DAILY": "daily", "SECONDLY": "secondly"}.get(policy, policy.lower())
-        response = _error(
+        response = hubspot_error(
             429,
             "RATE_LIMITS",
             f"You have reached your {words} limit.",
@@ -395,13 +232,17 @@ class HubSpotEmulator(Emulator):
 
     # -- helpers -------------------------------------------------------------------------
 
+    def _new_id(self) -> str:
+        self._next_id += 1
+        return str(self._next_id)
+
     def _type(self, request: Request) -> ObjectType | Response:
         name = str(request.path_params["object_type"])
         with self.lock:
             for obj in self.types.values():
                 if name in (obj.name, obj.type_id):
                     return obj
-        return _error(400, "VALIDATION_ERROR", f"Unable to infer object type from: {name}")
+        return hubspot_error(400, "VALIDATION_ERROR", f"Unable to infer object type from: {name}")
 
     def _identity(self, obj: ObjectType, values: Iterable[str | None]) -> InputError | None:
         """``faults.rejects`` applies to any identity value of an input."""
@@ -409,92 +250,6 @@ class HubSpotEmulator(Emulator):
             if v is not None and v in self.faults.rejects:
                 return InputError(400, "VALIDATION_ERROR", self.faults.rejects[v])
         return None
-
-    def _check_props(
-        self, obj: ObjectType, props: Any, current: HubRecord | None
-    ) -> InputError | None:
-        if not isinstance(props, dict):
-            return InputError(400, "VALIDATION_ERROR", "properties must be an object")
-        problems: list[dict[str, Any]] = []
-        for name, value in props.items():
-            p = obj.properties.get(name)
-            text = "" if value is None else str(value)
-            if p is None:
-                problems.append(
-                    {
-                        "message": f'Property "{name}" does not exist',
-                        "code": "PROPERTY_DOESNT_EXIST",
-                        "in": name,
-                    }
-                )
-            elif p["modificationMetadata"]["readOnlyValue"]:
-                problems.append(
-                    {
-                        "message": f'Property "{name}" is a read only property',
-                        "code": "READ_ONLY_VALUE",
-                        "in": name,
-                    }
-                )
-            elif p["type"] == "number" and text and not _is_number(text):
-                problems.append(
-                    {
-                        "message": f'"{text}" is not a valid number',
-                        "code": "INVALID_DECIMAL",
-                        "in": name,
-                    }
-                )
-            elif name == "email" and obj.name == "contacts" and text and "@" not in text:
-                problems.append(
-                    {
-                        "message": f"Email address {text} is invalid",
-                        "code": "INVALID_EMAIL",
-                        "in": name,
-                    }
-                )
-            elif p["hasUniqueValue"] and text:
-                owner = obj.index.get(name, {}).get(text)
-                if owner is not None and (current is None or owner != current.id):
-                    return InputError(
-                        409,
-                        "CONFLICT",
-                        f"{obj.label.capitalize()} already exists. Existing ID: {owner}",
-                        context={"id": [owner]},
-                    )
-        if problems:
-            detail = "; ".join(e["message"] for e in problems)
-            return InputError(
-                400, "VALIDATION_ERROR", f"Property values were not valid: {detail}", problems
-            )
-        return None
-
-    def _write(self, obj: ObjectType, rec: HubRecord | None, props: dict[str, Any]) -> HubRecord:
-        now = _now()
-        if rec is None:
-            self._next_id += 1
-            rec = HubRecord(str(self._next_id), {}, now, now)
-            obj.records[rec.id] = rec
-        for name, value in props.items():
-            text = "" if value is None else str(value)
-            old = rec.properties.get(name)
-            if name in obj.index and old:
-                obj.index[name].pop(old, None)
-            if text == "":  # HubSpot clears a property given an empty string
-                rec.properties.pop(name, None)
-            else:
-                rec.properties[name] = text
-                if name in obj.index:
-                    obj.index[name][text] = rec.id
-        rec.updated = now
-        rec.properties["lastmodifieddate"] = now
-        rec.properties.setdefault("createdate", rec.created)
-        return rec
-
-    def _archive(self, obj: ObjectType, rec: HubRecord) -> None:
-        obj.records.pop(rec.id, None)
-        for name, values in obj.index.items():
-            if rec.properties.get(name):
-                values.pop(rec.properties[name], None)
-        obj.archived[rec.id] = rec
 
     # -- batch endpoints ---------------------------------------------------------------
 
@@ -506,12 +261,14 @@ class HubSpotEmulator(Emulator):
             try:
                 body = await request.json()
             except ValueError:
-                return _error(400, "VALIDATION_ERROR", "Invalid input JSON: not JSON")
+                return hubspot_error(400, "VALIDATION_ERROR", "Invalid input JSON: not JSON")
             inputs = body.get("inputs") if isinstance(body, dict) else None
             if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
-                return _error(400, "VALIDATION_ERROR", "Invalid input JSON: `inputs` is required")
+                return hubspot_error(
+                    400, "VALIDATION_ERROR", "Invalid input JSON: `inputs` is required"
+                )
             if len(inputs) > self.max_inputs:
-                return _error(
+                return hubspot_error(
                     400,
                     "VALIDATION_ERROR",
                     f"Batch input of {len(inputs)} exceeds the limit of {self.max_inputs} inputs",
@@ -536,19 +293,19 @@ class HubSpotEmulator(Emulator):
         inputs: list[dict[str, Any]],
         request: Request,
     ) -> Response:
-        started = _now()
+        started = now_stamp()
         id_prop = body.get("idProperty") or request.query_params.get("idProperty")
         if verb == "upsert":
             id_prop = inputs[0].get("idProperty", id_prop) if inputs else id_prop
             if not id_prop:
-                return _error(400, "VALIDATION_ERROR", "idProperty is required for upsert")
+                return hubspot_error(400, "VALIDATION_ERROR", "idProperty is required for upsert")
         if id_prop and verb in ("upsert", "read", "update"):
             if id_prop not in obj.properties:
-                return _error(
+                return hubspot_error(
                     400, "VALIDATION_ERROR", f'Property "{id_prop}" does not exist on {obj.name}'
                 )
             if not obj.unique(id_prop):
-                return _error(
+                return hubspot_error(
                     400,
                     "VALIDATION_ERROR",
                     f'Property "{id_prop}" is not unique and cannot be used as '
@@ -558,7 +315,7 @@ class HubSpotEmulator(Emulator):
             ids = [str(i.get("id", "")) for i in inputs]
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             if dupes:
-                return _error(
+                return hubspot_error(
                     400, "VALIDATION_ERROR", f"Duplicate IDs found in batch input: {dupes}"
                 )
         multi = bool(inputs) and all("objectWriteTraceId" in i for i in inputs)
@@ -568,7 +325,7 @@ class HubSpotEmulator(Emulator):
         errors = [(item, err) for item, _, err in plan if err is not None]
         if errors and not multi and verb != "read":
             first = errors[0][1]
-            return _error(
+            return hubspot_error(
                 first.status,
                 first.category,
                 first.message,
@@ -585,13 +342,13 @@ class HubSpotEmulator(Emulator):
                 results.append(rec.body(body.get("properties") or None))
             elif verb == "archive":
                 if rec is not None:
-                    self._archive(obj, rec)
+                    obj.archive(rec)
             else:
                 props = dict(item.get("properties") or {})
                 is_new = rec is None
                 if verb == "upsert" and is_new:
                     props.setdefault(str(id_prop), str(item["id"]))
-                rec = self._write(obj, rec, props)
+                rec = obj.write(rec, props, self._new_id)
                 extra = {"new": is_new} if verb == "upsert" else {}
                 results.append(rec.body(None, {**extra, **trace}))
         if verb == "archive":
@@ -601,7 +358,7 @@ class HubSpotEmulator(Emulator):
             "results": results,
             "requestedAt": started,
             "startedAt": started,
-            "completedAt": _now(),
+            "completedAt": now_stamp(),
         }
         if verb == "read" and errors:
             missing = [str(item.get("id")) for item, _ in errors]
@@ -654,7 +411,7 @@ class HubSpotEmulator(Emulator):
             )
         if verb == "upsert" and rec is None and own == "hs_object_id":
             return item, None, InputError(404, "OBJECT_NOT_FOUND", f"No object with id {value}")
-        return item, rec, self._check_props(obj, props, rec if verb != "create" else None)
+        return item, rec, obj.check(props, rec if verb != "create" else None)
 
     # -- single-object endpoints -------------------------------------------------------
 
@@ -666,12 +423,12 @@ class HubSpotEmulator(Emulator):
         props = body.get("properties") if isinstance(body, dict) else None
         with self.lock:
             unique_values = [str(v) for k, v in dict(props or {}).items() if found.unique(k)]
-            err = self._identity(found, unique_values) or self._check_props(found, props, None)
+            err = self._identity(found, unique_values) or found.check(props, None)
             if err is not None:
                 return JSONResponse(
                     {**err.body(), "correlationId": str(uuid.uuid4())}, status_code=err.status
                 )
-            rec = self._write(found, None, dict(props or {}))
+            rec = found.write(None, dict(props or {}), self._new_id)
             return JSONResponse(rec.body(), status_code=201)
 
     async def _one(self, request: Request) -> Response:
@@ -684,20 +441,20 @@ class HubSpotEmulator(Emulator):
             rec = found.find(value, id_prop)
             if request.method == "DELETE":
                 if rec is not None:
-                    self._archive(found, rec)
+                    found.archive(rec)
                 return Response(status_code=204)
             if rec is None:
-                return _error(404, "OBJECT_NOT_FOUND", "Object not found.")
+                return hubspot_error(404, "OBJECT_NOT_FOUND", "Object not found.")
             if request.method == "GET":
                 names = request.query_params.get("properties")
                 return JSONResponse(rec.body(names.split(",") if names else None))
         body = await request.json()
         props = body.get("properties") if isinstance(body, dict) else None
         with self.lock:
-            err = self._check_props(found, props, rec)
+            err = found.check(props, rec)
             if err is not None:
                 return JSONResponse(err.body(), status_code=err.status)
-            return JSONResponse(self._write(found, rec, dict(props or {})).body())
+            return JSONResponse(found.write(rec, dict(props or {}), self._new_id).body())
 
     async def _list(self, request: Request) -> Response:
         found = self._type(request)
@@ -726,7 +483,7 @@ class HubSpotEmulator(Emulator):
             or any(len(g.get("filters", [])) > 10 for g in groups)
             or len(filters) > 25
         ):
-            return _error(
+            return hubspot_error(
                 400,
                 "VALIDATION_ERROR",
                 "Too many filters: at most 5 filterGroups, "
@@ -735,14 +492,14 @@ class HubSpotEmulator(Emulator):
         limit = int(body.get("limit", 10))
         after = int(body.get("after") or 0)
         if limit > 200 or after + limit > 10_000:
-            return _error(
+            return hubspot_error(
                 400,
                 "VALIDATION_ERROR",
                 "limit must be at most 200 and a search returns at most 10000 results",
             )
         with self.lock:
             recs = sorted(found.records.values(), key=lambda r: int(r.id))
-            hits = [r for r in recs if not groups or any(_matches(r, g) for g in groups)]
+            hits = [r for r in recs if not groups or any(matches(r, g) for g in groups)]
             names = body.get("properties") or None
             page = [r.body(names) for r in hits[after : after + limit]]
         out: dict[str, Any] = {"total": len(hits), "results": page}
@@ -763,10 +520,10 @@ class HubSpotEmulator(Emulator):
         need = ("name", "label", "type", "fieldType", "groupName")
         missing = [k for k in need if not isinstance(body, dict) or not body.get(k)]
         if missing:
-            return _error(400, "VALIDATION_ERROR", f"Missing required fields: {missing}")
+            return hubspot_error(400, "VALIDATION_ERROR", f"Missing required fields: {missing}")
         with self.lock:
             if body["name"] in found.properties:
-                return _error(
+                return hubspot_error(
                     409,
                     "OBJECT_ALREADY_EXISTS",
                     f"A property named '{body['name']}' already exists.",
@@ -791,16 +548,16 @@ class HubSpotEmulator(Emulator):
         with self.lock:
             p = found.properties.get(name)
         if p is None:
-            return _error(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
+            return hubspot_error(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
         return JSONResponse(p)
 
     async def _create_schema(self, request: Request) -> Response:
         body = await request.json()
         name = body.get("name") if isinstance(body, dict) else None
         if not name or not isinstance(name, str):
-            return _error(400, "VALIDATION_ERROR", "name is required")
+            return hubspot_error(400, "VALIDATION_ERROR", "name is required")
         if name in self.types:
-            return _error(409, "OBJECT_ALREADY_EXISTS", f"Object type {name} already exists")
+            return hubspot_error(409, "OBJECT_ALREADY_EXISTS", f"Object type {name} already exists")
         props = []
         for p in body.get("properties") or []:
             props.append(
@@ -822,45 +579,6 @@ class HubSpotEmulator(Emulator):
             },
             status_code=201,
         )
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _matches(rec: HubRecord, group: Mapping[str, Any]) -> bool:
-    """All filters of a filter group hold for ``rec``."""
-    for f in group.get("filters", []):
-        name, op = f.get("propertyName"), f.get("operator", "EQ")
-        have = rec.id if name == "hs_object_id" else rec.properties.get(name)
-        want = f.get("value")
-        if op == "HAS_PROPERTY":
-            ok = have is not None
-        elif op == "NOT_HAS_PROPERTY":
-            ok = have is None
-        elif op == "IN":
-            ok = have in [str(v) for v in f.get("values", [])]
-        elif op == "NOT_IN":
-            ok = have not in [str(v) for v in f.get("values", [])]
-        elif op == "EQ":
-            ok = have == str(want)
-        elif op == "NEQ":
-            ok = have != str(want)
-        elif op in ("GT", "GTE", "LT", "LTE"):
-            ok = have is not None and _is_number(have) and _compare(float(have), op, float(want))
-        else:
-            ok = False
-        if not ok:
-            return False
-    return True
-
-
-def _compare(have: float, op: str, want: float) -> bool:
-    return {"GT": have > want, "GTE": have >= want, "LT": have < want, "LTE": have <= want}[op]
 
 
 __all__ = ["DEFAULT_TOKEN", "HubSpotEmulator", "ObjectType", "default_properties", "prop"]
