@@ -175,10 +175,6 @@ def test_validate_opens_the_source_with_secrets(pg_url: str, project: Builder) -
     assert "column `mail` is not in the output of model `users`" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/workspace.py open_source does not resolve ${env:NAME} in source configs",
-)
 def test_run_resolves_source_secrets(
     pg_url: str, project: Builder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
@@ -313,7 +314,7 @@ def run_show(
     console.print(f"  {counts_line(record.counts)}")
     console.print(f"  succeeded {record.counts.succeeded:,} · rejected {record.counts.rejected:,}")
     if record.error:
-        console.print(f"  [red]error:[/] {record.error}")
+        console.print(f"  [red]error:[/] {escape(record.error)}")
     if rejected:
         table = Table(
             "key",
@@ -324,12 +325,12 @@ def run_show(
             title_justify="left",
         )
         for r in rejected:
-            table.add_row(r.key, r.op.value, r.operation or "", r.error or "")
+            table.add_row(escape(r.key), r.op.value, r.operation or "", escape(r.error or ""))
         console.print(table)
     if invalid:
         table = Table("key", "reason", title="invalid rows", title_justify="left")
         for r in invalid:
-            table.add_row(r.key, r.error or "")
+            table.add_row(escape(r.key), escape(r.error or ""))
         console.print(table)
     if calls:
         table = Table(

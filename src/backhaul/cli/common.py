@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from backhaul.errors import BackhaulError, ConfigErrors
 
@@ -35,10 +36,10 @@ def handles_errors(fn: F) -> F:
         except ConfigErrors as exc:
             err = _console(stderr=True)
             for e in exc.errors:
-                err.print(f"[red]error:[/] {e.message}")
+                err.print(f"[red]error:[/] {escape(e.message)}")
             raise typer.Exit(2) from None
         except BackhaulError as exc:
-            _console(stderr=True).print(f"[red]error:[/] {exc.message}")
+            _console(stderr=True).print(f"[red]error:[/] {escape(exc.message)}")
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -93,7 +94,7 @@ class RunReporter:
                     f"(ok {event.succeeded:,}, rejected {event.rejected:,}; {rate} rows/s)"
                 )
         elif isinstance(event, Notice):
-            self.console.print(f"  [yellow]note:[/] {event.message}")
+            self.console.print(f"  [yellow]note:[/] {escape(event.message)}")
         elif isinstance(event, RunFinished):
             if self.progress is not None:
                 self.progress.stop()
@@ -109,9 +110,12 @@ def print_summary(console: Console, s: RunSummary) -> None:
         f"succeeded {c.succeeded:,}, rejected {c.rejected:,}, invalid {c.invalid:,}"
     )
     if s.error:
-        console.print(f"  [{style}]error:[/] {s.error}", highlight=False)
+        console.print(f"  [{style}]error:[/] {escape(s.error)}", highlight=False)
     for row in s.invalid_samples[:5]:
-        console.print(f"  invalid row {row['key']}: {row['reason']}", highlight=False)
+        console.print(
+            f"  invalid row {escape(str(row['key']))}: {escape(str(row['reason']))}",
+            highlight=False,
+        )
     if c.rejected:
         console.print(f"  see the rejected rows with: backhaul run-show {s.run_id}")
 
@@ -119,7 +123,7 @@ def print_summary(console: Console, s: RunSummary) -> None:
 def plan_table(console: Console, s: RunSummary) -> None:
     console.print(f"[bold]{s.sync}[/] (dry run, nothing sent): {counts_line(s.counts)}")
     if s.error:
-        console.print(f"[red]guard:[/] {s.error}", highlight=False)
+        console.print(f"[red]guard:[/] {escape(s.error)}", highlight=False)
     for op in ("add", "change", "retry", "remove", "skip"):
         rows = s.samples.get(op)
         if not rows:
@@ -129,10 +133,13 @@ def plan_table(console: Console, s: RunSummary) -> None:
         for col in cols:
             table.add_column(col, overflow="fold")
         for row in rows:
-            table.add_row(*[_cell(row.get(col)) for col in cols])
+            table.add_row(*[escape(_cell(row.get(col))) for col in cols])
         console.print(table)
     for row in s.invalid_samples[:10]:
-        console.print(f"invalid row {row['key']}: {row['reason']}", highlight=False)
+        console.print(
+            f"invalid row {escape(str(row['key']))}: {escape(str(row['reason']))}",
+            highlight=False,
+        )
 
 
 def _cell(value: Any) -> str:

@@ -20,24 +20,63 @@ token_app = typer.Typer(help="API tokens for the REST API.", no_args_is_help=Tru
 users_app.add_typer(token_app, name="token")
 
 
+# Idle keep-alive connections stay open this long. uvicorn's 5 s default closes them while
+# a client (or a proxy in front) may be about to reuse one, which the client sees as a
+# connection reset; proxies keep theirs for 60 s, so stay above that.
+KEEP_ALIVE_S = 75
+
+
 @handles_errors
 def serve(
     project_dir: ProjectDir = Path("."),
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes. Each has its own run manager: see docs/web.md before "
+            "using more than 1.",
+        ),
+    ] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = True,
 ) -> None:
     """Serve the web app and the REST API (sign in with a user from `backhaul users add`)."""
+    import os
+
     import uvicorn
 
-    from backhaul.web.app import create_app
+    from backhaul.web.app import PROJECT_ENV, close_app, create_app
 
+    # Built here even with several workers: it migrates the store and creates the signing
+    # key once, before the workers start and would race to create it.
     app = create_app(project_dir)
     if not app.state.users.all():
         _console(stderr=True).print(
             "[yellow]note:[/] no users yet: create one with `backhaul users add NAME --role admin`"
         )
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "access_log": access_log,
+        "proxy_headers": True,
+        "timeout_keep_alive": KEEP_ALIVE_S,
+    }
     _console(stderr=True).print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    if workers == 1:
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        return
+    close_app(app)
+    os.environ[PROJECT_ENV] = str(project_dir.resolve())
+    uvicorn.run(
+        "backhaul.web.app:app_from_env",
+        factory=True,
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def _users(project_dir: Path) -> tuple[RunStore, UserStore]:

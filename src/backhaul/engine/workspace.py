@@ -34,8 +34,11 @@ def open_source(project: Project, model: ModelDef) -> Any:
             line=model.positions.line("source"),
             key="source",
         )
+    from backhaul.config.secrets import resolve
+
     cls = project.registry.source(src.config.type)
-    return cls(src.config, project.root)
+    config, _secrets = resolve(src.config, positions=src.positions)
+    return cls(config, project.root)
 
 
 @dataclass
