@@ -41,16 +41,8 @@ ENDPOINTS = ["/", "/api/v1/syncs", "/api/v1/runs?limit=50"]
 STATUSES = ["succeeded"] * 8 + ["partial", "failed"]
 PASSWORD = "bench-password"
 
-SERVER = r"""
-import sys, uvicorn
-from pathlib import Path
-from backhaul.web.app import create_app
-app = create_app(Path(sys.argv[1]))
-# Keep idle connections longer than any client pause, so a reused connection is never
-# closed by the server just as the client sends on it (seen as ReadError otherwise).
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
-            access_log=False, timeout_keep_alive=75)
-"""
+# The server is `backhaul serve` itself, so the bench measures the settings users get.
+SERVER = "from backhaul.cli.app import main; main()"
 
 
 def write_project(root: Path, syncs: int) -> None:
@@ -310,6 +302,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument(
+        "--access-log", action="store_true", help="keep uvicorn's access log on (off by default)"
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="pin the server to core 1 and the load tool to core 0 (taskset)",
@@ -329,7 +324,11 @@ def main() -> None:
         username, token = fill_store(root, args.syncs, args.runs)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = [sys.executable, "-c", SERVER, str(root), str(port), str(args.workers)]
+        server = [
+            *(sys.executable, "-c", SERVER, "serve", "--project-dir", str(root)),
+            *("--port", str(port), "--workers", str(args.workers)),
+            *(() if args.access_log else ("--no-access-log",)),
+        ]
         if pin:
             server = ["taskset", "-c", "1", *server]
         proc = subprocess.Popen(server, env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -400,6 +399,7 @@ def main() -> None:
                 "duration_s": args.duration,
                 "think_s": args.think,
                 "workers": args.workers,
+                "access_log": args.access_log,
                 "tool": tool,
                 "pinned": pin,
                 "results": results,

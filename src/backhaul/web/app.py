@@ -17,6 +17,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backhaul.config.project import Project
+from backhaul.errors import ConfigError
 from backhaul.state.store import RunStore
 from backhaul.web import security
 from backhaul.web.auth import LoginLimiter
@@ -121,13 +122,15 @@ def create_app(project_dir: Path, *, settings: WebSettings | None = None) -> Fas
     from backhaul.web.api import docs_router
     from backhaul.web.api import router as api_router
 
-    app.include_router(auth_router)
-    app.include_router(api_router)
-    app.include_router(docs_router)
+    # Routes are matched in order: the pages (the overview is the busiest) come first. No
+    # page path overlaps an API, docs or login path, so the order changes nothing else.
     pages = _pages_router()
     if pages is not None:
         app.include_router(pages)
-    else:
+    app.include_router(auth_router)
+    app.include_router(api_router)
+    app.include_router(docs_router)
+    if pages is None:
 
         @app.get("/", include_in_schema=False)
         async def home() -> RedirectResponse:
@@ -139,6 +142,20 @@ def create_app(project_dir: Path, *, settings: WebSettings | None = None) -> Fas
     app.add_middleware(_Sessions, secret_key=secret_key, max_age=settings.session_max_age)
     security.install(app, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+PROJECT_ENV = "BACKHAUL_WEB_PROJECT_DIR"
+
+
+def app_from_env() -> FastAPI:
+    """The app for the project named by ``$BACKHAUL_WEB_PROJECT_DIR``.
+
+    The factory each worker process calls when ``backhaul serve --workers N`` runs several.
+    """
+    folder = os.environ.get(PROJECT_ENV)
+    if not folder:
+        raise ConfigError(f"set {PROJECT_ENV} to the project folder to serve")
+    return create_app(Path(folder))
 
 
 def _pages_router() -> APIRouter | None:
@@ -160,4 +177,4 @@ def close_app(app: FastAPI) -> None:
     store.close()
 
 
-__all__ = ["Project", "WebSettings", "close_app", "create_app", "load_secret"]
+__all__ = ["Project", "WebSettings", "app_from_env", "close_app", "create_app", "load_secret"]

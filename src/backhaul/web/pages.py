@@ -9,6 +9,7 @@ by :mod:`backhaul.web.charts`, and the overview's body, itself rendered with aut
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,22 +252,36 @@ def snapshot_rows(state: Any, project: Project, name: str) -> int | None:
 
     Opening 200 DuckDB files on every overview request would be far too slow; a stat is not.
     """
-    path = snapshots.state_path(project.state_dir, name)
-    wal = path.with_name(path.name + ".wal")
+    # The file names are worked out once per sync: building Paths for 200 syncs cost more
+    # than the stats themselves.
+    paths: dict[str, tuple[str, str]] = getattr(state, "snapshot_paths", None) or {}
+    state.snapshot_paths = paths
+    found = paths.get(name)
+    if found is None:
+        file = snapshots.state_path(project.state_dir, name)
+        found = paths[name] = (str(file), str(file.with_name(file.name + ".wal")))
+    path, wal = found
     try:
-        stamp = (path.stat().st_mtime_ns, wal.stat().st_mtime_ns if wal.exists() else 0)
+        stamp = (os.stat(path).st_mtime_ns, _mtime_ns(wal))
     except FileNotFoundError:
         return 0
     cache: dict[str, tuple[tuple[int, int], int]] = getattr(state, "snapshot_rows", None) or {}
     state.snapshot_rows = cache
-    hit = cache.get(str(path))
+    hit = cache.get(path)
     if hit is not None and hit[0] == stamp:
         return hit[1]
     rows, _pending = snapshots.read_counts(project.state_dir, name)
     if rows < 0:
         return None  # a run holds the state file right now
-    cache[str(path)] = (stamp, rows)
+    cache[path] = (stamp, rows)
     return rows
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def pretty(body: str | None) -> str | None:
