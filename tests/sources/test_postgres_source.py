@@ -196,3 +196,13 @@ def test_a_stream_left_unread_ends_with_close(pg_url: str) -> None:
         assert src.stream("SELECT count(*) AS n FROM users").read_all().to_pylist() == [{"n": 2500}]
     finally:
         src.close()
+
+
+def test_a_query_with_no_rows_streams_an_empty_result(pg_url: str) -> None:
+    src = source(pg_url)
+    try:
+        table = src.stream("SELECT 1::bigint AS id, 'x'::text AS name WHERE false").read_all()
+    finally:
+        src.close()
+    assert table.num_rows == 0
+    assert table.column_names == ["id", "name"]

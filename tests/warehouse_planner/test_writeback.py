@@ -115,3 +115,15 @@ def test_schema_option_is_validated() -> None:
     with pytest.raises(ValueError):
         WritebackConfig.model_validate({"enabled": True, "schema": "drop table; --"})
     assert WritebackConfig().enabled is False
+
+
+def test_a_sync_file_turns_writeback_on(project: Builder, receiver: WebhookReceiver) -> None:
+    project.users(12)
+    project.webhook_destination(receiver)
+    project.sync("s", destination="hook", writeback={"enabled": True, "schema": "sync_logs"})
+    summary = project.run("s")
+    assert summary.status is RunStatus.SUCCEEDED
+    logged = project.sql("SELECT count(*) FROM sync_logs.backhaul_changelog WHERE status = 'ok'")
+    assert logged == [(12,)]
+    runs = project.sql("SELECT status, added FROM sync_logs.backhaul_runs")
+    assert runs == [("succeeded", 12)]

@@ -161,6 +161,20 @@ class MatchConfig(Strict):
         return [value] if isinstance(value, str) else value
 
 
+class WritebackConfig(Strict):
+    """`writeback:` in a sync file: sync logs written back to the source warehouse."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    enabled: bool = False
+    schema_: str = Field(
+        "backhaul_logs",
+        alias="schema",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Schema in the source warehouse for the runs and changelog tables.",
+    )
+
+
 class SyncConfig(Strict):
     """`syncs/NAME.yml`: a model sent to a destination."""
 
@@ -191,6 +205,7 @@ class SyncConfig(Strict):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Schema Backhaul owns in the warehouse for `planner: warehouse`.",
     )
+    writeback: WritebackConfig = WritebackConfig()
 
     @property
     def removal(self) -> OnRemove:

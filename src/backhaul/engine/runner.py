@@ -202,8 +202,8 @@ class SyncRun:
 
     def _write_back(self) -> None:
         """Append the run and its row outcomes to the warehouse when the sync asks for it."""
-        config = getattr(self.sync.config, "writeback", None)
-        if config is None or not config.enabled:
+        config = self.sync.config.writeback
+        if not config.enabled:
             return
         from backhaul.observe.writeback import write_back
 

@@ -14,28 +14,14 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
+from backhaul.config.models import WritebackConfig
 from backhaul.config.project import Project
 from backhaul.engine.summary import RunSummary
 from backhaul.errors import ConfigError
 from backhaul.state.warehouse_conn import DuckDBConn, PostgresConn, WarehouseConn, postgres_params
 
 PAGE = 10_000
-
-
-class WritebackConfig(BaseModel):
-    """``writeback:`` in a sync file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = False
-    schema_: str = Field(
-        "backhaul_logs",
-        alias="schema",
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Schema in the source warehouse for the runs and changelog tables.",
-    )
 
 
 RUN_COLUMNS = (

@@ -214,6 +214,8 @@ class PostgresSource:
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
+                if source.at_end():
+                    return  # COPY sent no data: the model has no rows
                 reader = pacsv.open_csv(
                     source,
                     read_options=pacsv.ReadOptions(
@@ -304,6 +306,16 @@ class _CopyStream:
         out = bytes(self._buf[:size])
         del self._buf[:size]
         return out
+
+    def at_end(self) -> bool:
+        """True when the COPY has no data at all (reads ahead one chunk to know)."""
+        if not self._buf and not self._done:
+            chunk = self._copy.read()
+            if chunk:
+                self._buf += chunk
+            else:
+                self._done = True
+        return self._done and not self._buf
 
     def close(self) -> None:
         self.closed = True
