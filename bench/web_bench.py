@@ -302,7 +302,10 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument(
-        "--access-log", action="store_true", help="keep uvicorn's access log on (off by default)"
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="serve without the access log (on by default, as in `backhaul serve`)",
     )
     parser.add_argument(
         "--pin",
@@ -331,9 +334,18 @@ def main() -> None:
         ]
         if pin:
             server = ["taskset", "-c", "1", *server]
-        proc = subprocess.Popen(server, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        # The server's log (an access line per request) goes to a file, as it would in
+        # production, not to this terminal.
+        log = open(root / "server.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            server, stdout=log, stderr=log, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        )
         try:
-            wait_up(url, token, proc)
+            try:
+                wait_up(url, token, proc)
+            except SystemExit:
+                sys.stderr.write((root / "server.log").read_text(errors="replace")[-4000:])
+                raise
             cookie = session_cookie(url, username, PASSWORD)
             results = []
             for path in endpoints:
@@ -368,6 +380,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+            log.close()
     tool = "wrk" if wrk is not None else "httpx"
     print(
         f"\n{args.syncs} syncs, {args.runs} runs, {args.clients} clients, "
