@@ -8,7 +8,8 @@ Example::
         for entry in sandbox.entries:
             print(entry.url, entry.credentials)
 
-Emulators are found as modules of :mod:`backhaul.testing.emulators` (``base`` aside); each
+Emulators are found as modules of :mod:`backhaul.testing.emulators` (``base`` and private
+``_`` helper modules aside); each
 module's :class:`~backhaul.testing.emulators.base.Emulator` subclass is built with its
 defaults. A module that fails to import is left out and reported in
 :attr:`Sandbox.unavailable`.

@@ -27,8 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
-from backhaul.testing.emulators.hubspot_store import (
+from backhaul.testing.emulators._hubspot_store import (
     HubRecord,
     InputError,
     ObjectType,
@@ -38,6 +37,7 @@ from backhaul.testing.emulators.hubspot_store import (
     now_stamp,
     prop,
 )
+from backhaul.testing.emulators.base import Emulator, SlidingWindow
 
 DEFAULT_TOKEN = "pat-na1-00000000-0000-4000-8000-emulator0001"
 OBJECT_PREFIXES = ("/crm/v3/objects/{object_type}", "/crm/objects/{version}/{object_type}")
