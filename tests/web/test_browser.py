@@ -1,14 +1,17 @@
 """The pages in a real browser: Debian's Chromium driven by Playwright.
 
 Covers sign-in, browsing, running a sync and following it live, finding a rejected row and
-its HTTP call, and what a viewer may not do. Saves screenshots of the main pages to
-``docs/img/`` (1280x800), which ``docs/web.md`` shows.
+its HTTP call, and what a viewer may not do. Saves screenshots of the main pages
+(1280x800) to a scratch folder, or to ``docs/img/`` (shown in ``docs/web.md``) when
+``BACKHAUL_SCREENSHOTS=docs/img`` is set.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,11 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+# Screenshots go to a scratch folder; set BACKHAUL_SCREENSHOTS=docs/img to refresh the docs.
+SHOTS = Path(
+    os.environ.get("BACKHAUL_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / "backhaul-screenshots"
+)
 VIEWPORT = {"width": 1280, "height": 800}
 RUN_TIMEOUT_MS = 60_000
 
