@@ -201,3 +201,84 @@ __all__ = [
     "demo_project_files",
     "write_demo_project",
 ]
+
+
+_HUBSPOT_YML = """\
+# The HubSpot sandbox emulator that `backhaul demo` starts (a real HubSpot account takes
+# the default base_url and a private-app token in HUBSPOT_TOKEN).
+type: hubspot
+token: ${{env:HUBSPOT_TOKEN}}
+base_url: {base_url}
+"""
+
+_SLACK_YML = """\
+# The Slack sandbox emulator that `backhaul demo` starts: one digest message per run.
+type: slack
+token: ${{env:SLACK_BOT_TOKEN}}
+channel: "#alerts"
+base_url: {base_url}
+mode: digest
+max_records_in_digest: 5
+text: |-
+  {{{{ count }}}} new product-qualified leads{{% for r in records %}}
+  • {{{{ r.first_name }}}} {{{{ r.last_name }}}} at {{{{ r.account_name }}}} (score {{{{ r.lead_score }}}}){{% endfor %}}{{% if more > 0 %}}
+  …and {{{{ more }}}} more{{% endif %}}
+"""
+
+_PQL_TO_HUBSPOT_YML = """\
+# CRM contacts in HubSpot, matched by email: created, updated, archived when users leave.
+model: pql_users
+destination: hubspot
+object: contacts
+mode: mirror
+match:
+  fields: [email]
+mappings:
+  - {column: email, field: email}
+  - {column: first_name, field: firstname}
+  - {column: last_name, field: lastname}
+  - {column: account_name, field: company}
+  - {column: lead_score, field: lead_score, cast: int}
+  - {column: lifecycle_stage, field: backhaul_stage}
+tags: [crm]
+"""
+
+_NEW_PQLS_YML = """\
+source: warehouse
+primary_key: user_id
+description: Users who are product-qualified leads right now.
+"""
+
+_PQL_ALERTS_YML = """\
+# Tell sales in Slack about each new PQL once (insert mode: changes are not re-announced).
+model: new_pqls
+destination: slack
+mode: insert
+batch_size: 1000
+mappings:
+  - {column: user_id, field: user_id}
+  - {column: email, field: email}
+  - {column: first_name, field: first_name}
+  - {column: last_name, field: last_name}
+  - {column: account_name, field: account_name}
+  - {column: lead_score, field: lead_score, cast: int}
+tags: [sales]
+"""
+
+
+def saas_project_files(*, hubspot_url: str, slack_url: str) -> dict[str, str]:
+    """Files of the demo's syncs to the HubSpot and Slack sandbox emulators."""
+    pqls = _model_sql("pql_users").strip().rstrip(";")
+    new_pqls = (
+        "-- The PQLs of pql_users.sql\n"
+        "SELECT user_id, email, first_name, last_name, account_name, lead_score\n"
+        f"FROM (\n{pqls}\n) AS pql_users\nWHERE pql\n"
+    )
+    return {
+        "destinations/hubspot.yml": _HUBSPOT_YML.format(base_url=json.dumps(hubspot_url)),
+        "destinations/slack.yml": _SLACK_YML.format(base_url=json.dumps(slack_url)),
+        "models/new_pqls.yml": _NEW_PQLS_YML,
+        "models/new_pqls.sql": new_pqls,
+        "syncs/pql_to_hubspot.yml": _PQL_TO_HUBSPOT_YML,
+        "syncs/pql_alerts.yml": _PQL_ALERTS_YML,
+    }
