@@ -406,8 +406,8 @@ async def overview(
     shared: SharedMemo[Markup] = memo(store, f"overview:{id(project)}", OVERVIEW_TTL)
     body = shared.peek()
     if body is None:
-        # Rendering reads the store and stats snapshot files: off the event loop, and only
-        # one thread at a time (the others wait for its result).
+        # Rendering reads the store and stats snapshot files: off the event loop, and by one
+        # thread at a time (the others get the previous body, or wait when there is none).
         state = request.app.state
         body = await run_in_threadpool(shared.get, lambda: overview_body(project, store, state))
     context = {"user": user, "title": "Overview", "body": body}
