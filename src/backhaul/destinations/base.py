@@ -13,10 +13,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from backhaul.observe.recorder import CallRecorder
 
@@ -179,18 +179,12 @@ class Destination(Protocol):
         """Release connections; called once at the end of the run, even after a failure."""
 
 
-DestinationFactory = Any  # a class: ``cls(config, context)`` returns a Destination
-
-NullPolicy = Literal["send", "skip"]
-
 __all__ = [
     "Batch",
     "Capabilities",
     "Destination",
     "DestinationConfig",
     "DestinationContext",
-    "Field",
-    "NullPolicy",
     "Operation",
     "RecordResult",
     "RecordStatus",

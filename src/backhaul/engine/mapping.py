@@ -78,7 +78,7 @@ class Mapper:
     character) and renamed to their field names when a batch is built.
     """
 
-    def __init__(self, sync: SyncConfig, columns: Iterable[str], *, sync_name: str = "") -> None:
+    def __init__(self, sync: SyncConfig, columns: Iterable[str]) -> None:
         self.sync = sync
         self.columns = list(columns)
         self.mappings: list[Mapping] = list(sync.mappings)

@@ -29,7 +29,6 @@ class Plan:
     snapshot_rows: int
     full_resync: bool
     fingerprint_drift: bool = False
-    skipped: int = 0  # changed rows not sent (insert mode)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     invalid_samples: list[dict[str, Any]] = field(default_factory=list)
     transferred_rows: int = 0  # rows read out of the warehouse to plan (warehouse planner)
@@ -48,8 +47,10 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
     if not ws.read_only:
         snapshots.fold_acks(con, layout)
         snap = "st.snapshot"
-    elif ws.has_state and snapshots.has_table(con, "acks") and scalar(
-        con, "SELECT count(*) FROM st.acks"
+    elif (
+        ws.has_state
+        and snapshots.has_table(con, "acks")
+        and scalar(con, "SELECT count(*) FROM st.acks")
     ):
         snap = snapshots.folded_copy(con, layout)
     else:
@@ -98,7 +99,7 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
                 WHEN {null_key} THEN 'null primary key'
                 ELSE c.bad
             END AS reason
-        FROM work.cur c FULL OUTER JOIN {snap} s ON {_on('c', 's', n)}
+        FROM work.cur c FULL OUTER JOIN {snap} s ON {_on("c", "s", n)}
         {retry_join}
         WHERE c.fp IS NULL OR s.fp IS NULL OR c.bad IS NOT NULL OR ({resend}) OR {retried}
         """
@@ -119,24 +120,28 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
     con.execute("DELETE FROM work.plan WHERE op = 'unchanged'")
     if full_resync:
         con.execute("DELETE FROM work.plan WHERE op = 'remove'")  # deletes stay off
-    counts = Counts()
-    counts.queried = int(scalar(con, "SELECT count(*) FROM work.cur") or 0)
-    by_op = dict(con.execute("SELECT op, sum(n)::BIGINT FROM work.plan GROUP BY op").fetchall())
+    queried = int(scalar(con, "SELECT count(*) FROM work.cur") or 0)
+    counts = count_plan(ws, queried)
+    snapshot_rows = snapshots.snapshot_size(con, snap)
+    return Plan(counts, snapshot_rows, full_resync, drift)
+
+
+def count_plan(ws: Workspace, queried: int) -> Counts:
+    """Counts of ``work.plan`` by kind; in insert mode, changes become skips (never sent)."""
+    by_op = dict(ws.con.execute("SELECT op, sum(n)::BIGINT FROM work.plan GROUP BY op").fetchall())
+    counts = Counts(queried=queried)
     counts.added = int(by_op.get("add", 0))
     counts.changed = int(by_op.get("change", 0))
     counts.removed = int(by_op.get("remove", 0))
     counts.retried = int(by_op.get("retry", 0))
     counts.invalid = int(by_op.get("invalid", 0))
     counts.unchanged = max(
-        counts.queried - counts.invalid - counts.added - counts.changed - counts.retried, 0
+        queried - counts.invalid - counts.added - counts.changed - counts.retried, 0
     )
-    skipped = 0
     if ws.config.mode is Mode.INSERT:
         # Insert mode never touches existing records: changes advance the snapshot silently.
-        con.execute("UPDATE work.plan SET op = 'skip' WHERE op IN ('change', 'retry')")
-        skipped = counts.changed + counts.retried
-    snapshot_rows = snapshots.snapshot_size(con, snap)
-    return Plan(counts, snapshot_rows, full_resync, drift, skipped)
+        ws.con.execute("UPDATE work.plan SET op = 'skip' WHERE op IN ('change', 'retry')")
+    return counts
 
 
 def invalid_rows(ws: Workspace, limit: int | None = None) -> list[tuple[str | None, str]]:
@@ -168,7 +173,9 @@ def build_outbox(ws: Workspace, *, target: str, limit_per_op: int | None = None)
     mcols = [f"{values[j]} AS m{i}" for i, j in enumerate(match_idx)]
     keys = ", ".join(f"p.k{i}" for i in range(n))
     on = " AND ".join(f"m.{quote(k)} = p.k{i}" for i, k in enumerate(ws.key_columns))
-    limit = f" QUALIFY row_number() OVER (PARTITION BY p.op) <= {limit_per_op}" if limit_per_op else ""
+    limit = (
+        f" QUALIFY row_number() OVER (PARTITION BY p.op) <= {limit_per_op}" if limit_per_op else ""
+    )
     sent = (
         f"SELECT p.op, {keys}, {key_text_sql(layout.key_cols, 'p')} AS key_text, "
         f"p.fp AS fp, {', '.join(fcols + tcols + mcols)} "
@@ -196,8 +203,11 @@ def build_outbox(ws: Workspace, *, target: str, limit_per_op: int | None = None)
         return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
     # Ordered inserts: upserts, then removals, then skips, so batches stay homogeneous.
     total = 0
-    for part, where in ((sent, "op IN ('add', 'change', 'retry')"), (removed, "TRUE"),
-                        (sent, "op = 'skip'")):
+    for part, where in (
+        (sent, "op IN ('add', 'change', 'retry')"),
+        (removed, "TRUE"),
+        (sent, "op = 'skip'"),
+    ):
         con.execute(
             f"INSERT INTO {target} BY NAME SELECT ({total} + row_number() OVER () - 1)::BIGINT "
             f"AS seq, * FROM ({part}) WHERE {where}"

@@ -24,7 +24,6 @@ from backhaul.destinations.base import (
     Batch,
     Destination,
     DestinationContext,
-    Operation,
     RecordResult,
 )
 from backhaul.duck import arrow_table, scalar
@@ -51,7 +50,7 @@ from backhaul.observe.events import (
     RunStarted,
     ignore,
 )
-from backhaul.observe.recorder import CallRecorder, NullRecorder
+from backhaul.observe.recorder import CallRecorder
 
 T = TypeVar("T")
 ENGINE_RETRIES = 2  # whole-batch retries of transient failures, on top of the HTTP toolkit's
@@ -428,4 +427,4 @@ def plan_sync(
         ws.close()
 
 
-__all__ = ["NullRecorder", "Operation", "plan_sync", "run_sync"]
+__all__ = ["plan_sync", "run_sync"]

@@ -18,8 +18,7 @@ from backhaul.config.models import Mode
 from backhaul.duck import scalar
 from backhaul.engine import planner
 from backhaul.engine.mapping import quote
-from backhaul.engine.planner import Plan
-from backhaul.engine.summary import Counts
+from backhaul.engine.planner import Plan, count_plan
 from backhaul.engine.warehouse_sql import (
     FINGERPRINT_VERSION,
     FP_TYPE,
@@ -212,8 +211,7 @@ class WarehouseBackend:
         self._has_plan = True
         if full_resync:
             self._run([sql.drop_removals()], "create its work tables")
-        counts = Counts()
-        counts.queried = int(self.conn.fetchall(sql.count_current())[0][0] or 0)
+        queried = int(self.conn.fetchall(sql.count_current())[0][0] or 0)
         self._run(sql.drop_scratch(), "drop its work tables")
 
         self._pull_plan(ws)
@@ -221,23 +219,9 @@ class WarehouseBackend:
         self._pull_removed(ws)
         self._mark_cast_failures(ws)
 
-        by_op = dict(
-            ws.con.execute("SELECT op, sum(n)::BIGINT FROM work.plan GROUP BY op").fetchall()
-        )
-        counts.added = int(by_op.get("add", 0))
-        counts.changed = int(by_op.get("change", 0))
-        counts.removed = int(by_op.get("remove", 0))
-        counts.retried = int(by_op.get("retry", 0))
-        counts.invalid = int(by_op.get("invalid", 0))
-        counts.unchanged = max(
-            counts.queried - counts.invalid - counts.added - counts.changed - counts.retried, 0
-        )
-        skipped = 0
-        if ws.config.mode is Mode.INSERT:
-            ws.con.execute("UPDATE work.plan SET op = 'skip' WHERE op IN ('change', 'retry')")
-            skipped = counts.changed + counts.retried
+        counts = count_plan(ws, queried)
         snapshot_rows = int(self.conn.fetchall(sql.snapshot_size())[0][0] or 0)
-        plan = Plan(counts, snapshot_rows, full_resync, drift, skipped)
+        plan = Plan(counts, snapshot_rows, full_resync, drift)
         plan.transferred_rows = self.conn.rows_fetched
         plan.transferred_bytes = self.conn.bytes_fetched
         ws.notes.append(

@@ -4,7 +4,6 @@ and the model readable as a relation (the warehouse attached, or its rows stream
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -147,7 +146,7 @@ def open_workspace(
                     line=sync.positions.line(f"mappings.{i}.column"),
                     key=f"mappings.{i}.column",
                 )
-        mapper = Mapper(sync.config, columns, sync_name=sync.name)
+        mapper = Mapper(sync.config, columns)
         match_fields = resolve_match(sync, model, needs_match)
         layout = key_layout(con, model_sql, model, mapper, match_fields)
         # Only now, with the model and mappings checked, is the state touched.
@@ -217,7 +216,3 @@ def key_layout(
     # An untyped NULL (a static null match field) is stored as text.
     fixed = ["VARCHAR" if t == '"NULL"' else t for t in types]
     return KeyLayout(tuple(fixed[:n]), tuple(fixed[n:]))
-
-
-def state_file(project: Project, sync: str) -> Path:
-    return snapshots.state_path(project.state_dir, sync)

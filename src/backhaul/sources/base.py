@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import duckdb
@@ -40,6 +39,3 @@ class Source(Protocol):
 
     def close(self) -> None: ...
 
-
-SourceFactory = Any  # ``cls(config, project_dir: Path)``
-ProjectDir = Path

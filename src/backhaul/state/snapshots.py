@@ -227,15 +227,6 @@ def drop_resolved_rejections(con: duckdb.DuckDBPyConnection, layout: KeyLayout) 
     )
 
 
-def pending_rejections(con: duckdb.DuckDBPyConnection, limit: int = 100) -> list[tuple[str, str, str, int]]:
-    if not has_table(con, "rejected"):
-        return []
-    rows = con.execute(
-        "SELECT key_text, op, error, attempts FROM st.rejected ORDER BY rejected_at DESC LIMIT ?", [limit]
-    ).fetchall()
-    return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
-
-
 def snapshot_size(con: duckdb.DuckDBPyConnection, relation: str = "st.snapshot") -> int:
     if relation == "st.snapshot" and not has_table(con, "snapshot"):
         return 0
