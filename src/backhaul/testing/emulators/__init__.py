@@ -1,5 +1,11 @@
 """Faithful local emulators of vendor APIs, served on loopback (the sandbox)."""
 
-from backhaul.testing.emulators.base import Emulator, EmulatorServer, Faults, SlidingWindow
+from backhaul.testing.emulators.base import (
+    Emulator,
+    EmulatorServer,
+    Faults,
+    FixedWindow,
+    SlidingWindow,
+)
 
-__all__ = ["Emulator", "EmulatorServer", "Faults", "SlidingWindow"]
+__all__ = ["Emulator", "EmulatorServer", "Faults", "FixedWindow", "SlidingWindow"]

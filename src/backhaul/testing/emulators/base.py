@@ -142,6 +142,56 @@ class SlidingWindow:
             self._hits.append(now)
             return True, self.limit - len(self._hits), 0.0
 
+    def reset_in(self) -> float:
+        """Seconds until the oldest counted request leaves the window (a slot frees)."""
+        with self._lock:
+            if not self._hits:
+                return self.seconds
+            return max(0.0, self._hits[0] + self.seconds - self.clock())
+
+
+class FixedWindow:
+    """A counter that empties at fixed boundaries, for vendors that document fixed windows.
+
+    Same interface as :class:`SlidingWindow`. The first window starts at the first request.
+    """
+
+    def __init__(self, limit: int, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.seconds = seconds
+        self.clock = clock
+        self._start: float | None = None
+        self._count = 0
+        self._lock = threading.Lock()
+        self.refused = 0
+
+    def _roll(self, now: float) -> None:
+        if self._start is None or now >= self._start + self.seconds:
+            passed = 0 if self._start is None else (now - self._start) // self.seconds
+            self._start = now if self._start is None else self._start + passed * self.seconds
+            self._count = 0
+
+    def hit(self) -> tuple[bool, int, float]:
+        """Count one request: (allowed, remaining in window, seconds until the window resets)."""
+        now = self.clock()
+        with self._lock:
+            self._roll(now)
+            assert self._start is not None
+            wait = self._start + self.seconds - now
+            if self._count >= self.limit:
+                self.refused += 1
+                return False, 0, wait
+            self._count += 1
+            return True, self.limit - self._count, wait
+
+    def reset_in(self) -> float:
+        """Seconds until the current window ends."""
+        now = self.clock()
+        with self._lock:
+            self._roll(now)
+            assert self._start is not None
+            return self._start + self.seconds - now
+
 
 class Emulator:
     """Base of a vendor emulator. Subclasses implement the ``vendor_*`` hooks."""
@@ -183,6 +233,19 @@ class Emulator:
             let the request through to the fault switches and the route.
         """
         return None
+
+    def after_request(self, request: Request) -> None:
+        """Called once the answer to a vendor route is built (or the route failed).
+
+        Override to release what :meth:`before_request` took, e.g. a connection slot of a
+        vendor that limits concurrent requests.
+        """
+
+    def vendor_control(self, spec: dict[str, Any]) -> None:
+        """Apply vendor-specific switches from a ``POST /_emulator/faults`` body.
+
+        Keys the base does not know are passed here (e.g. holding asynchronous jobs).
+        """
 
     def response_headers(self, request: Request) -> dict[str, str]:
         """Headers added to every answer of a vendor route (e.g. rate-limit counters).
@@ -256,15 +319,18 @@ class Emulator:
                 body: Any = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-            response = await self.before_request(request)
-            if response is None:
-                if self.faults.latency:
-                    await asyncio.sleep(self.faults.latency)
-                fault = self.faults.next()
-                if fault is not None:
-                    response = await self._inject(fault, request)
-            if response is None:
-                response = await endpoint(request)
+            try:
+                response = await self.before_request(request)
+                if response is None:
+                    if self.faults.latency:
+                        await asyncio.sleep(self.faults.latency)
+                    fault = self.faults.next()
+                    if fault is not None:
+                        response = await self._inject(fault, request)
+                if response is None:
+                    response = await endpoint(request)
+            finally:
+                self.after_request(request)
             for name, value in self.response_headers(request).items():
                 if name not in response.headers:
                     response.headers[name] = value
@@ -332,6 +398,8 @@ class Emulator:
             f.fail_randomly(float(spec["fail_randomly"]))
         if "reject" in spec:
             f.reject({str(k): str(v) for k, v in dict(spec["reject"]).items()})
+        with self.lock:
+            self.vendor_control(spec)
         return JSONResponse({"ok": True})
 
 

@@ -10,38 +10,23 @@ limit (429 + ``Retry-After``, ``X-Rate-Limit`` headers) and a cap on unfinished 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from backhaul.testing.emulators._http import authorization, basic_credentials
+from backhaul.testing.emulators._jobs import Job
 from backhaul.testing.emulators.base import Emulator, SlidingWindow
 
 OBJECTS = ("users", "organizations", "tickets")
 SINGULAR = {"users": "user", "organizations": "organization", "tickets": "ticket"}
 Result = dict[str, Any]
-
-
-@dataclass
-class Job:
-    """One bulk job: its work runs when a poll completes it."""
-
-    id: str
-    job_type: str
-    total: int
-    work: Callable[[], list[Result]]
-    polls: int = 0
-    status: str = "queued"
-    results: list[Result] | None = None
-    created: float = field(default_factory=time.time)
+STAGES = ("queued", "working", "completed")
 
 
 class ZendeskEmulator(Emulator):
@@ -83,7 +68,7 @@ class ZendeskEmulator(Emulator):
         self.polls_to_complete = max(1, polls_to_complete)
         self.max_jobs = max_jobs
         self.records: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in OBJECTS}
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, Job[list[Result]]] = {}
         self._ids = itertools.count(1001)
 
     # -- hooks -----------------------------------------------------------------------------
@@ -150,17 +135,10 @@ class ZendeskEmulator(Emulator):
 
     async def before_request(self, request: Request) -> Response | None:
         """Auth first, then the rate window (a refused login does not count)."""
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        good = False
-        if scheme.lower() == "basic":
-            try:
-                decoded = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                decoded = ""
-            good = decoded == f"{self.email}/token:{self.api_token}"
-        elif scheme.lower() == "bearer":
-            good = value == self.oauth_token
+        basic = basic_credentials(request)
+        good = basic == (f"{self.email}/token", self.api_token) or (
+            authorization(request, "Bearer") == self.oauth_token
+        )
         if not good:
             return JSONResponse({"error": "Couldn't authenticate you"}, status_code=401)
         allowed, remaining, wait = self.window.hit()
@@ -203,7 +181,7 @@ class ZendeskEmulator(Emulator):
         self, request: Request, job_type: str, total: int, work: Callable[[], list[Result]]
     ) -> Response:
         with self.lock:
-            busy = sum(1 for j in self.jobs.values() if j.status in ("queued", "working"))
+            busy = sum(1 for j in self.jobs.values() if not j.done)
             if busy >= self.max_jobs:
                 return JSONResponse(
                     {
@@ -213,15 +191,15 @@ class ZendeskEmulator(Emulator):
                     },
                     status_code=429,
                 )
-            job = Job(uuid.uuid4().hex, job_type, total, work)
+            job = Job(total, work, STAGES, self.polls_to_complete, kind=job_type)
             self.jobs[job.id] = job
         return JSONResponse({"job_status": self._job_body(request, job)})
 
-    def _job_body(self, request: Request, job: Job) -> dict[str, Any]:
+    def _job_body(self, request: Request, job: Job[list[Result]]) -> dict[str, Any]:
         done = job.status == "completed"
         return {
             "id": job.id,
-            "job_type": job.job_type,
+            "job_type": job.kind,
             "url": f"{request.base_url}api/v2/job_statuses/{job.id}.json",
             "total": job.total,
             "progress": job.total if done else (0 if job.status == "working" else None),
@@ -229,7 +207,7 @@ class ZendeskEmulator(Emulator):
             "message": "Completed at " + time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime())
             if done
             else None,
-            "results": job.results,
+            "results": job.result,
         }
 
     def _find(self, object: str, field_name: str, value: Any) -> dict[str, Any] | None:
@@ -499,12 +477,6 @@ class ZendeskEmulator(Emulator):
                 return JSONResponse(
                     {"error": "RecordNotFound", "description": "Not found"}, status_code=404
                 )
-            if job.status != "completed":
-                job.polls += 1
-                if job.polls >= self.polls_to_complete:
-                    job.results = job.work()
-                    job.status = "completed"
-                else:
-                    job.status = "working"
+            job.poll()
             body = self._job_body(request, job)
         return JSONResponse({"job_status": body})
