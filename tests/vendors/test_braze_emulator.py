@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ KEY = "braze-test-key-7c1"
 TIME = "2024-05-01T10:00:00Z"
 
 
+@contextmanager
 def serve(emulator: BrazeEmulator) -> Iterator[httpx.Client]:
     with (
         EmulatorServer(emulator) as server,
@@ -31,7 +33,8 @@ def braze() -> BrazeEmulator:
 
 @pytest.fixture
 def http(braze: BrazeEmulator) -> Iterator[httpx.Client]:
-    yield from serve(braze)
+    with serve(braze) as client:
+        yield client
 
 
 def attrs(external_id: str, **values: Any) -> dict[str, Any]:
@@ -98,7 +101,7 @@ def test_one_object_over_the_combined_cap_is_refused_whole(
 
 def test_per_array_cap_counts_each_array_on_its_own() -> None:
     braze = BrazeEmulator(api_key=KEY, cap_mode="per_array", max_objects=3)
-    for http in serve(braze):
+    with serve(braze) as http:
         three_each = {
             "attributes": [attrs(f"u-{i}") for i in range(3)],
             "events": [{"external_id": "u-0", "name": "e", "time": TIME}] * 3,
@@ -206,7 +209,7 @@ def test_alias_email_and_most_recent_external_id_identity_rules(
 
 def test_rate_limit_is_429_with_rate_headers_and_no_retry_after() -> None:
     braze = BrazeEmulator(api_key=KEY, track_rate_limit=2, track_rate_window=60)
-    for http in serve(braze):
+    with serve(braze) as http:
         body = {"attributes": [attrs("u-1")]}
         assert [http.post("/users/track", json=body).status_code for _ in range(2)] == [201, 201]
         limited = http.post("/users/track", json=body)

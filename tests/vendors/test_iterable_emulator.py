@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ KEY = "it-test-key-3b9"
 UPDATE = "/api/users/bulkUpdate"
 
 
+@contextmanager
 def serve(emulator: IterableEmulator) -> Iterator[httpx.Client]:
     with (
         EmulatorServer(emulator) as server,
@@ -31,7 +33,8 @@ def it() -> IterableEmulator:
 
 @pytest.fixture
 def http(it: IterableEmulator) -> Iterator[httpx.Client]:
-    yield from serve(it)
+    with serve(it) as client:
+        yield client
 
 
 def users(*items: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +114,7 @@ def test_failures_are_200_listed_by_identifier(it: IterableEmulator, http: httpx
 def test_one_byte_over_the_request_cap_is_refused() -> None:
     body = json.dumps(users(*({"email": f"u{i}@x.io"} for i in range(40)))).encode()
     it = IterableEmulator(api_key=KEY, rate_limits={}, max_request_bytes=len(body) - 1)
-    for http in serve(it):
+    with serve(it) as http:
         headers = {"Content-Type": "application/json"}
         refused = http.post(UPDATE, content=body, headers=headers)
         assert refused.status_code == 413
@@ -123,7 +126,7 @@ def test_one_byte_over_the_request_cap_is_refused() -> None:
 
 def test_endpoint_rate_limit_is_429_and_others_are_not_counted() -> None:
     it = IterableEmulator(api_key=KEY, rate_limits={UPDATE: (2, 60.0)})
-    for http in serve(it):
+    with serve(it) as http:
         codes = [http.post(UPDATE, json=users({"email": "a@x.io"})).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
         limited = http.post(UPDATE, json=users({"email": "a@x.io"}))
