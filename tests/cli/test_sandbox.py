@@ -130,6 +130,27 @@ def test_once_prints_credentials_and_a_destination_file(tmp_path: Path) -> None:
     assert config["api_token"] == "${env:ZENDESK_API_TOKEN}"
 
 
+def test_emulator_without_a_destination_type_prints_url_and_credentials_only() -> None:
+    result = run_cli("sandbox", "braze", "segment", "--once")
+    assert result.returncode == 0, result.stderr
+    assert [v for v, _ in HEADER.findall(result.stdout)] == ["braze", "segment"]
+    assert "export BRAZE_API_KEY=" in result.stdout
+    assert "export SEGMENT_WRITE_KEY=" in result.stdout
+    assert "destinations/" not in result.stdout
+    assert "no `braze` destination type" in result.stdout
+
+
+def test_every_printed_destination_file_names_a_known_type() -> None:
+    known = Registry.discover().destinations
+    with Sandbox() as sandbox:
+        for entry in sandbox.entries:
+            text = describe(entry)
+            config = entry.destination_file
+            assert (f"destinations/{entry.vendor}.yml:" in text) == (config is not None)
+            if config is not None:
+                assert config["type"] in known
+
+
 def test_unknown_emulator_is_refused_with_the_known_ones() -> None:
     result = run_cli("sandbox", "nosuchvendor", "--once")
     assert result.returncode == 1

@@ -28,6 +28,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from backhaul.errors import BackhaulError
+from backhaul.plugins import Registry
 from backhaul.testing import emulators
 from backhaul.testing.emulators.base import Emulator, EmulatorServer
 
@@ -97,6 +98,18 @@ class SandboxEntry:
     def destination(self) -> dict[str, Any]:
         """A destination file's content pointing at this emulator."""
         return self.emulator.destination_config(self.url)
+
+    @property
+    def destination_file(self) -> dict[str, Any] | None:
+        """:attr:`destination` when Backhaul has a destination of its type, else ``None``.
+
+        An emulator can exist before its connector; a file naming a type that
+        ``backhaul validate`` would refuse is not offered.
+        """
+        config = self.destination
+        if not config or config.get("type") not in Registry.discover().destinations:
+            return None
+        return config
 
 
 @dataclass
@@ -171,8 +184,16 @@ def describe(entry: SandboxEntry) -> str:
     lines += [f"  export {name}={value}" for name, value in entry.credentials.items()]
     if not entry.credentials:
         lines.append("  (none)")
-    lines += ["", f"destinations/{entry.vendor}.yml:"]
-    lines += ["  " + line for line in to_yaml(entry.destination).splitlines()]
+    config = entry.destination_file
+    if config is None:
+        lines += [
+            "",
+            f"destination file: none yet (Backhaul has no `{entry.vendor}` destination type);",
+            "  call the API at the URL above with these credentials",
+        ]
+    else:
+        lines += ["", f"destinations/{entry.vendor}.yml:"]
+        lines += ["  " + line for line in to_yaml(config).splitlines()]
     lines += ["", "control API:"]
     lines += [f"  {method:<4} {entry.url}{path}  {what}" for method, path, what in CONTROL_API]
     return "\n".join(lines) + "\n"
