@@ -376,7 +376,8 @@ class Emulator:
     async def _control_faults(self, request: Request) -> Response:
         """``{"fail_next": 2, "status": 500}``, ``{"rate_limit_next": 1}``,
         ``{"timeout_next": 1, "seconds": 3}``, ``{"drop_next": 1}``, ``{"latency": 0.2}``,
-        ``{"fail_randomly": 0.2}``, ``{"reject": {"key": "error"}}``, ``{"clear": true}``."""
+        ``{"fail_randomly": 0.2}``, ``{"reject": {"key": "error"}}``, ``{"clear": true}``;
+        the whole body also goes to :meth:`vendor_control` for vendor-specific keys."""
         try:
             spec = await request.json()
         except ValueError:
