@@ -67,8 +67,16 @@ def run(
     from backhaul.engine.runner import run_sync
 
     with open_store(project) as store:
-        return run_sync(project, sync, store=store, full_resync=full_resync, force=force,
-                        events=events, trigger=trigger, cancel=cancel)
+        return run_sync(
+            project,
+            sync,
+            store=store,
+            full_resync=full_resync,
+            force=force,
+            events=events,
+            trigger=trigger,
+            cancel=cancel,
+        )
 
 
 def reset(project: Project, sync: str) -> bool:
@@ -100,9 +108,16 @@ def status(project: Project) -> list[SyncStatus]:
         for name, sync in sorted(project.syncs.items()):
             rows, pending = snapshots.read_counts(project.state_dir, name)
             out.append(
-                SyncStatus(name, sync.config.model, sync.config.destination,
-                           sync.config.mode.value, sync.config.enabled, store.last_run(name),
-                           rows, pending)
+                SyncStatus(
+                    name,
+                    sync.config.model,
+                    sync.config.destination,
+                    sync.config.mode.value,
+                    sync.config.enabled,
+                    store.last_run(name),
+                    rows,
+                    pending,
+                )
             )
     return out
 

@@ -58,7 +58,12 @@ class ConfigErrors(ConfigError):
         self.errors = errors
         first = errors[0]
         BackhaulError.__init__(self, "\n".join(e.message for e in errors))
-        self.file, self.line, self.key, self.reason = first.file, first.line, first.key, first.reason
+        self.file, self.line, self.key, self.reason = (
+            first.file,
+            first.line,
+            first.key,
+            first.reason,
+        )
 
 
 class SourceError(BackhaulError):

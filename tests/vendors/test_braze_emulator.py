@@ -220,7 +220,7 @@ def test_rate_limit_is_429_with_rate_headers_and_no_retry_after() -> None:
         assert "retry-after" not in limited.headers
         # the other user endpoints count in their own window
         assert http.post("/users/delete", json={"external_ids": ["u-1"]}).status_code == 201
-        assert braze.track_window.refused == 1
+        assert braze.windows["/users/track"].refused == 1
 
 
 def test_delete_caps_at_50_identifiers_and_removes_profiles(

@@ -183,8 +183,9 @@ class SyncConfig(Strict):
     object: str | None = Field(None, description="Table, file or object type at the destination.")
     mode: Mode = Mode.UPSERT
     on_remove: OnRemove | None = Field(
-        None, description="What to do with rows that left the model (default: delete in mirror "
-        "mode, nothing otherwise)."
+        None,
+        description="What to do with rows that left the model (default: delete in mirror "
+        "mode, nothing otherwise).",
     )
     nulls: Literal["send", "skip"] = "send"
     match: MatchConfig = MatchConfig()

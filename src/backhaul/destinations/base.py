@@ -163,8 +163,9 @@ class Destination(Protocol):
     async def check(self) -> None:
         """Raise :class:`~backhaul.errors.DestinationError` if the destination is unusable."""
 
-    async def prepare(self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str],
-                      object: str | None) -> None:
+    async def prepare(
+        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
+    ) -> None:
         """Called once per run before the first write (create tables, look up schemas)."""
 
     async def write(self, batch: Batch) -> list[RecordResult]:

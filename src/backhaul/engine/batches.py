@@ -74,7 +74,9 @@ def split_chunk(
         keys = chunk.column("key_text").to_pylist()
         ops = chunk.column("op").to_pylist()
         for i, reason in errors.items():
-            invalid.append(RowOutcome(keys[i], ROW_OPS.get(ops[i], RowOp.CHANGE), "invalid", reason))
+            invalid.append(
+                RowOutcome(keys[i], ROW_OPS.get(ops[i], RowOp.CHANGE), "invalid", reason)
+            )
         chunk = chunk.take(pa.array(keep, pa.int64()))
     out: list[Prepared] = []
     for op in ("add", "change", "retry", "skip", "remove"):
@@ -86,7 +88,13 @@ def split_chunk(
     # Merge add/change/retry: they share one destination operation.
     merged: list[Prepared] = []
     for p in out:
-        if merged and p.operation is not None and merged[-1].operation == p.operation and p.batch and merged[-1].batch:
+        if (
+            merged
+            and p.operation is not None
+            and merged[-1].operation == p.operation
+            and p.batch
+            and merged[-1].batch
+        ):
             rows = pa.concat_tables([merged[-1].rows, p.rows])
             merged[-1] = _prepare(rows, mapper, p.operation, match_fields, object, batch_id)
         else:
@@ -125,7 +133,9 @@ def _prepare(
         keys=[str(k) for k in keys],
         match_fields=list(match_fields),
         object=object,
-        skip_null_fields=mapper.skip_null_fields if operation is not Operation.CLEAR else frozenset(),
+        skip_null_fields=mapper.skip_null_fields
+        if operation is not Operation.CLEAR
+        else frozenset(),
         batch_id=batch_id,
         json_fields=mapper.json_fields,
     )
@@ -133,7 +143,9 @@ def _prepare(
 
 
 def sort_results(
-    prepared: Prepared, results: Sequence[RecordResult] | None, key_cols: Sequence[str],
+    prepared: Prepared,
+    results: Sequence[RecordResult] | None,
+    key_cols: Sequence[str],
     match_cols: Sequence[str],
 ) -> tuple[pa.Table, pa.Table | None, pa.Table]:
     """Split a batch's results into acked rows, rejected rows and per-row outcomes.
@@ -167,21 +179,26 @@ def sort_results(
         status = pc.if_else(pc.equal(ops, "skip"), "skipped", "ok")
     else:
         status = pc.if_else(mask, "ok", "rejected")
-    outcomes = pa.table({
-        "key": rows.column("key_text"),
-        # Insert mode's "skip" rows are changes that were not sent.
-        "op": pc.if_else(pc.equal(ops, "skip"), "change", ops),
-        "status": status,
-        "error": pa.array(errors, pa.string()),
-        "operation": pa.nulls(n, pa.string()) if operation is None
-        else pa.array([operation] * n, pa.string()),
-        "call_id": pa.array(calls, pa.string()),
-    })
+    outcomes = pa.table(
+        {
+            "key": rows.column("key_text"),
+            # Insert mode's "skip" rows are changes that were not sent.
+            "op": pc.if_else(pc.equal(ops, "skip"), "change", ops),
+            "status": status,
+            "error": pa.array(errors, pa.string()),
+            "operation": pa.nulls(n, pa.string())
+            if operation is None
+            else pa.array([operation] * n, pa.string()),
+            "call_id": pa.array(calls, pa.string()),
+        }
+    )
     acked = rows.select(["op", *key_cols, "fp", *match_cols]).filter(mask)
     rejected = None
     if not all(ok_mask):
         bad = pc.invert(mask)
-        rejected = rows.filter(bad).select([*key_cols, "key_text", "op"]).append_column(
-            "error", pa.array(errors, pa.string()).filter(bad)
+        rejected = (
+            rows.filter(bad)
+            .select([*key_cols, "key_text", "op"])
+            .append_column("error", pa.array(errors, pa.string()).filter(bad))
         )
     return acked, rejected, outcomes

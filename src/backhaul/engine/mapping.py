@@ -96,7 +96,9 @@ class Mapper:
                     ) from None
                 roots = sorted(bound.analyze().globals)
                 known = [v for v in roots if v in self.columns]
-                self.templates[i] = CompiledTemplate(m.field, m.template, tuple(known), m.cast, bound)
+                self.templates[i] = CompiledTemplate(
+                    m.field, m.template, tuple(known), m.cast, bound
+                )
 
     @property
     def skip_null_fields(self) -> frozenset[str]:
@@ -106,7 +108,8 @@ class Mapper:
     @property
     def json_fields(self) -> frozenset[str]:
         return frozenset(
-            m.field for m in self.mappings
+            m.field
+            for m in self.mappings
             if isinstance(m, ColumnMapping | TemplateMapping) and m.cast is Cast.JSON
         )
 
@@ -140,10 +143,14 @@ class Mapper:
             name = literal(m.field)
             if isinstance(m, TemplateMapping):
                 tpl = self.templates[i]
-                args = ", ".join([name, literal(m.template)] + [f"{alias}.{quote(c)}" for c in tpl.variables])
+                args = ", ".join(
+                    [name, literal(m.template)] + [f"{alias}.{quote(c)}" for c in tpl.variables]
+                )
                 terms.append(f"hash({args})")
             else:
-                terms.append(f"(CASE WHEN {value} IS NULL THEN 0::UBIGINT ELSE hash({name}, {value}) END)")
+                terms.append(
+                    f"(CASE WHEN {value} IS NULL THEN 0::UBIGINT ELSE hash({name}, {value}) END)"
+                )
         expr = terms[0]
         for term in terms[1:]:
             expr = f"xor({expr}, {term})"
@@ -159,7 +166,9 @@ class Mapper:
                     f"'cannot cast column `{m.column}` value ' || "
                     f"left(CAST({col} AS VARCHAR), 80) || ' to {m.cast.value}'"
                 )
-                cases.append(f"WHEN {col} IS NOT NULL AND {cast_expr(col, m.cast)} IS NULL THEN {reason}")
+                cases.append(
+                    f"WHEN {col} IS NOT NULL AND {cast_expr(col, m.cast)} IS NULL THEN {reason}"
+                )
         if not cases:
             return None
         return "CASE " + " ".join(cases) + " END"
@@ -186,7 +195,9 @@ class Mapper:
                     errors.setdefault(row, f"template for `{tpl.field}` failed: {first}")
                     values.append(None)
             col = table.schema.get_field_index(f"f{i}")
-            arr = pa.array(values) if any(v is not None for v in values) else pa.nulls(n, pa.string())
+            arr = (
+                pa.array(values) if any(v is not None for v in values) else pa.nulls(n, pa.string())
+            )
             table = table.set_column(col, f"f{i}", arr)
         return table, errors
 

@@ -65,7 +65,10 @@ def git_commit(project: Project) -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(project.root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -121,8 +124,9 @@ class SyncRun:
         self.store = store
         self.events = events
         self.run_id = new_run_id()
-        self.summary = RunSummary(self.run_id, sync.name, RunStatus.RUNNING,
-                                  started_at=datetime.now(UTC))
+        self.summary = RunSummary(
+            self.run_id, sync.name, RunStatus.RUNNING, started_at=datetime.now(UTC)
+        )
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backhaul-db")
         self.ws: Workspace | None = None
         self.backend: PlanBackend = LocalBackend()
@@ -137,13 +141,19 @@ class SyncRun:
         dest, _secrets = open_destination(self.project, self.sync, recorder, self.run_id)
         caps = type(dest).capabilities
         self.batch_size = self._batch_size(dest)
-        ws = open_workspace(self.project, self.sync, read_only=False,
-                            needs_match=caps.needs_match_fields)
+        ws = open_workspace(
+            self.project, self.sync, read_only=False, needs_match=caps.needs_match_fields
+        )
         self.ws = ws
         self.summary.full_resync = options.full_resync
         self.store.mark_abandoned(self.sync.name)
-        self.store.start_run(self.run_id, self.sync.name, full_resync=options.full_resync,
-                             trigger=options.trigger, git_commit=git_commit(self.project))
+        self.store.start_run(
+            self.run_id,
+            self.sync.name,
+            full_resync=options.full_resync,
+            trigger=options.trigger,
+            git_commit=git_commit(self.project),
+        )
         self.events(RunStarted(self.run_id, self.sync.name))
         try:
             self.events(PhaseStarted(self.run_id, self.sync.name, "plan"))
@@ -210,8 +220,9 @@ class SyncRun:
             write_back(self.project, self.sync.name, self.summary, self.store, config)
         except Exception as exc:  # the run's own result stands; say why the log is missing
             message = exc.message if isinstance(exc, BackhaulError) else str(exc).split("\n")[0]
-            self.events(Notice(self.run_id, self.sync.name,
-                               f"sync logs were not written back: {message}"))
+            self.events(
+                Notice(self.run_id, self.sync.name, f"sync logs were not written back: {message}")
+            )
 
     def _record_invalid(self, ws: Workspace) -> None:
         rows = planner.invalid_rows(ws)
@@ -219,8 +230,10 @@ class SyncRun:
             return
         self.store.add_rows(
             self.run_id,
-            [RowOutcome(k if k is not None else "(null)", RowOp.INVALID, "invalid", reason)
-             for k, reason in rows],
+            [
+                RowOutcome(k if k is not None else "(null)", RowOp.INVALID, "invalid", reason)
+                for k, reason in rows
+            ],
         )
         self.summary.invalid_samples = [{"key": k, "reason": r} for k, r in rows[:20]]
 
@@ -324,8 +337,14 @@ class SyncRun:
             )
         )
         split = await asyncio.to_thread(
-            split_chunk, chunk, ws.mapper, mode=cfg.mode, removal=cfg.removal,
-            match_fields=ws.match_fields, object=cfg.object, batch_id=idx,
+            split_chunk,
+            chunk,
+            ws.mapper,
+            mode=cfg.mode,
+            removal=cfg.removal,
+            match_fields=ws.match_fields,
+            object=cfg.object,
+            batch_id=idx,
         )
         counts: Counts = self.summary.counts
         if split.invalid:
@@ -352,8 +371,16 @@ class SyncRun:
             counts.rejected += rejected_n
             progress["sent"] += outcomes.num_rows
             self.store.update_counts(self.run_id, counts)
-            self.events(BatchDone(self.run_id, self.sync.name, progress["sent"],
-                                  counts.succeeded, counts.rejected, total))
+            self.events(
+                BatchDone(
+                    self.run_id,
+                    self.sync.name,
+                    progress["sent"],
+                    counts.succeeded,
+                    counts.rejected,
+                    total,
+                )
+            )
 
     async def _write(self, dest: Destination, batch: Batch) -> list[RecordResult]:
         attempt = 0
@@ -404,8 +431,15 @@ def plan_sync(
     ws = open_workspace(project, sync, read_only=True, needs_match=caps.needs_match_fields)
     try:
         plan = backend_for(ws).compute(ws, full_resync=full_resync)
-        summary = RunSummary("dry-run", name, RunStatus.SUCCEEDED, plan.counts, started_at=started,
-                             full_resync=full_resync, dry_run=True)
+        summary = RunSummary(
+            "dry-run",
+            name,
+            RunStatus.SUCCEEDED,
+            plan.counts,
+            started_at=started,
+            full_resync=full_resync,
+            dry_run=True,
+        )
         cfg = sync.config
         max_pct = cfg.max_remove_pct
         if max_pct is None:

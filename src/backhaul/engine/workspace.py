@@ -165,8 +165,18 @@ def open_workspace(
             con.execute("CREATE TABLE st.meta (name VARCHAR PRIMARY KEY, value VARCHAR)")
             snapshots.ensure_tables(con, layout)
         return Workspace(
-            project, sync, model, con, source, model_sql, columns, mapper, layout,
-            match_fields, has_state, read_only,
+            project,
+            sync,
+            model,
+            con,
+            source,
+            model_sql,
+            columns,
+            mapper,
+            layout,
+            match_fields,
+            has_state,
+            read_only,
         )
     except BaseException:
         con.close()
@@ -188,9 +198,7 @@ def resolve_match(sync: SyncDef, model: ModelDef, needs_match: bool) -> list[str
         return list(sync.config.match.fields)
     pk = model.config.primary_key
     found = [
-        m.field
-        for m in sync.config.mappings
-        if isinstance(m, ColumnMapping) and m.column in pk
+        m.field for m in sync.config.mappings if isinstance(m, ColumnMapping) and m.column in pk
     ]
     if needs_match and not found:
         raise ConfigError(
@@ -204,7 +212,10 @@ def resolve_match(sync: SyncDef, model: ModelDef, needs_match: bool) -> list[str
 
 
 def key_layout(
-    con: duckdb.DuckDBPyConnection, model_sql: str, model: ModelDef, mapper: Mapper,
+    con: duckdb.DuckDBPyConnection,
+    model_sql: str,
+    model: ModelDef,
+    mapper: Mapper,
     match_fields: list[str],
 ) -> KeyLayout:
     keys = [f"m.{quote(k)}" for k in model.config.primary_key]

@@ -121,9 +121,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
         )
     keys = ", ".join(layout.key_cols)
     con.execute(f"CREATE TABLE IF NOT EXISTS st.snapshot ({layout.ddl()})")
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS st.acks (run_id VARCHAR, op VARCHAR, {layout.ddl()})"
-    )
+    con.execute(f"CREATE TABLE IF NOT EXISTS st.acks (run_id VARCHAR, op VARCHAR, {layout.ddl()})")
     key_ddl = ", ".join(f"k{i} {t}" for i, t in enumerate(layout.key_types))
     con.execute(
         f"CREATE TABLE IF NOT EXISTS st.rejected ({key_ddl}, key_text VARCHAR, op VARCHAR, "

@@ -252,13 +252,20 @@ class RunStore:
         )
         if self._engine.dialect.paramstyle != "qmark":
             sql = sql.replace("?", "%s")
-        cols = [table.column(c).to_pylist() for c in
-                ("key", "op", "status", "error", "operation", "call_id")]
+        cols = [
+            table.column(c).to_pylist()
+            for c in ("key", "op", "status", "error", "operation", "call_id")
+        ]
         with self._write() as conn:
             for start in range(0, table.num_rows, _CHUNK):
                 end = start + _CHUNK
-                params = list(zip([run_id] * (min(end, table.num_rows) - start),
-                                  *(c[start:end] for c in cols), strict=True))
+                params = list(
+                    zip(
+                        [run_id] * (min(end, table.num_rows) - start),
+                        *(c[start:end] for c in cols),
+                        strict=True,
+                    )
+                )
                 conn.exec_driver_sql(sql, params)
 
     def add_calls(self, run_id: str, calls: Sequence[HttpCall]) -> None:

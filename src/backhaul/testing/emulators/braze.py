@@ -10,9 +10,9 @@ when no object is valid; alias-only profiles created only with
 ``_update_existing_only: false``; an email with no profile creates an email-only user; by
 email, the most recently updated profile with an ``external_id`` is the one updated;
 attributes merge, events and purchases are never de-duplicated; ``/users/delete`` with at
-most 50 identifiers; 3,000 ``/users/track`` requests per 3 s and 20,000 per minute for the
-other user endpoints (429), with ``X-RateLimit-Limit/Remaining/Reset`` (epoch seconds) on
-every answer.
+most 50 identifiers; 3,000 ``/users/track`` requests per 3 s, 20,000 per minute to
+``/users/delete`` and 250 to ``/users/export/ids`` (429), with
+``X-RateLimit-Limit/Remaining/Reset`` (epoch seconds) on every answer.
 
 Unverified facts (Braze's documents or connectors differ; each is a setting):
 ``success_status`` (201 as connectors see it; the docs show only the body), ``cap_mode``
@@ -58,8 +58,10 @@ class BrazeEmulator(Emulator):
         cap_mode: ``"combined"`` counts the three arrays together, ``"per_array"`` each one.
         track_rate_limit: ``/users/track`` requests per ``track_rate_window`` seconds.
         track_rate_window: Its window (Braze: 3,000 per 3 s).
-        users_rate_limit: Requests per minute to ``/users/delete`` and ``/users/export/ids``
-            together (Braze: 20,000 for delete/alias/identify/merge).
+        users_rate_limit: Requests per minute to ``/users/delete`` (Braze: 20,000, shared
+            with alias, identify and merge).
+        export_rate_limit: Requests per minute to ``/users/export/ids`` (Braze: 250 for new
+            customers).
         max_delete_ids: Most identifiers per ``/users/delete`` request (Braze: 50).
         max_export_ids: Most ``external_ids`` per ``/users/export/ids`` request (50).
         success_status: HTTP status of a successful ``/users/track`` (unverified: 201).
@@ -81,6 +83,7 @@ class BrazeEmulator(Emulator):
         track_rate_limit: int = 3000,
         track_rate_window: float = 3.0,
         users_rate_limit: int = 20_000,
+        export_rate_limit: int = 250,
         max_delete_ids: int = 50,
         max_export_ids: int = 50,
         success_status: int = 201,
@@ -96,8 +99,11 @@ class BrazeEmulator(Emulator):
         self.api_key = api_key
         self.max_objects = max_objects
         self.cap_mode = cap_mode
-        self.track_window = SlidingWindow(track_rate_limit, track_rate_window, clock)
-        self.users_window = SlidingWindow(users_rate_limit, 60.0, clock)
+        self.windows = {
+            "/users/track": SlidingWindow(track_rate_limit, track_rate_window, clock),
+            "/users/delete": SlidingWindow(users_rate_limit, 60.0, clock),
+            "/users/export/ids": SlidingWindow(export_rate_limit, 60.0, clock),
+        }
         self.max_delete_ids = max_delete_ids
         self.max_export_ids = max_export_ids
         self.success_status = success_status
@@ -152,7 +158,7 @@ class BrazeEmulator(Emulator):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _window(self, request: Request) -> SlidingWindow:
-        return self.track_window if request.url.path == "/users/track" else self.users_window
+        return self.windows[request.url.path]
 
     async def before_request(self, request: Request) -> Response | None:
         if authorization(request, "Bearer") != self.api_key:
