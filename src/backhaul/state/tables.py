@@ -168,5 +168,19 @@ audit_log = Table(
     Index("ix_audit_log_at", "at"),
 )
 
+# -- web app: sign-in sessions (migration 0003) ------------------------------------------
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    # SHA-256 hex of the session id the browser holds: reading the table gives no cookie.
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    # Ending every session of a user (sign-out, password or role change) finds them here.
+    Index("ix_web_sessions_user_id", "user_id"),
+)
+
 # The newest runs across all syncs (overview chart, GET /api/v1/runs) without a sort.
 Index("ix_runs_started_at_id", runs.c.started_at, runs.c.id)

@@ -1,7 +1,9 @@
 """Users, API tokens and the audit log, kept in the run store database.
 
 Passwords are hashed with argon2id; API tokens are random 32-byte strings of which only a
-SHA-256 hash is stored, so neither can be read back from the database.
+SHA-256 hash is stored, so neither can be read back from the database. Removing a user and
+changing a password or a role end that user's sign-in sessions in the same transaction;
+API tokens are left alone (revoke them separately).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from backhaul.errors import BackhaulError
 from backhaul.state.store import RunStore
 from backhaul.state.tables import api_tokens, audit_log, users
 from backhaul.web.auth import Role, User
+from backhaul.web.sessions import end_user_sessions
 
 TOKEN_PREFIX = "bh_"
 USERNAME = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
@@ -87,8 +90,7 @@ class UserStore:
         """Create a user. Raises UserError for a bad name, a short password or a duplicate."""
         if not USERNAME.match(username):
             raise UserError(f"invalid username {username!r}: use 1-64 letters, digits, and _ . @ -")
-        if len(password) < MIN_PASSWORD:
-            raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
+        _check_password(password)
         values = {
             "username": username,
             "password_hash": _HASHER.hash(password),
@@ -128,21 +130,58 @@ class UserStore:
             return [User(r.id, r.username, Role(r.role)) for r in rows]
 
     def remove(self, username: str) -> bool:
-        """Delete a user and their tokens; returns False when there was no such user."""
+        """Delete a user, their tokens and sessions; False when there was no such user."""
         with self._engine.begin() as conn:
             found = conn.execute(select(users.c.id).where(users.c.username == username)).first()
             if found is None:
                 return False
+            end_user_sessions(conn, found.id)
             conn.execute(delete(api_tokens).where(api_tokens.c.user_id == found.id))
             conn.execute(delete(users).where(users.c.id == found.id))
         return True
 
     def set_role(self, username: str, role: Role) -> bool:
+        """Change a user's role; False when there is no such user.
+
+        A real change ends the user's sessions, so they sign in again under the new role;
+        setting the role they already have changes nothing.
+        """
         with self._engine.begin() as conn:
-            result = conn.execute(
-                update(users).where(users.c.username == username).values(role=Role(role).value)
-            )
-        return bool(result.rowcount)
+            found = conn.execute(
+                select(users.c.id, users.c.role).where(users.c.username == username)
+            ).first()
+            if found is None:
+                return False
+            if found.role != Role(role).value:
+                conn.execute(
+                    update(users).where(users.c.id == found.id).values(role=Role(role).value)
+                )
+                end_user_sessions(conn, found.id)
+        return True
+
+    def set_password(self, username: str, password: str) -> bool:
+        """Replace a user's password and end their sessions; False when there is no such user.
+
+        Raises:
+            UserError: The password is too short.
+        """
+        _check_password(password)
+        hashed = _HASHER.hash(password)
+        with self._engine.begin() as conn:
+            found = conn.execute(select(users.c.id).where(users.c.username == username)).first()
+            if found is None:
+                return False
+            conn.execute(update(users).where(users.c.id == found.id).values(password_hash=hashed))
+            end_user_sessions(conn, found.id)
+        return True
+
+    def end_sessions(self, username: str) -> int | None:
+        """End every session of a user; how many were stored, or None for an unknown user."""
+        with self._engine.begin() as conn:
+            found = conn.execute(select(users.c.id).where(users.c.username == username)).first()
+            if found is None:
+                return None
+            return end_user_sessions(conn, found.id)
 
     def authenticate(self, username: str, password: str) -> User | None:
         """The user when the password matches, else None (in constant-ish time)."""
@@ -264,6 +303,11 @@ class UserStore:
                 )
                 for r in conn.execute(query)
             ]
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
 
 
 def _now() -> datetime:
