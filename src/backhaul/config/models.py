@@ -7,10 +7,11 @@ up by ``type`` in the project's plugin registry.
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
@@ -37,6 +38,50 @@ class Defaults(Strict):
     concurrency: int | None = Field(None, gt=0, le=64)
 
 
+def check_proxy_address(value: str) -> str:
+    """``value`` when it is an IP address or network (``10.0.0.5``, ``10.1.0.0/16``).
+
+    Raises:
+        ValueError: For anything else, with an example of what is accepted.
+    """
+    text = value.strip()
+    try:
+        if "/" in text:
+            ipaddress.ip_network(text, strict=False)
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or network; write e.g. 10.0.0.5 or 10.1.0.0/16"
+        ) from None
+    return text
+
+
+ProxyAddress = Annotated[str, AfterValidator(check_proxy_address)]
+
+
+class WebConfig(Strict):
+    """Settings of `backhaul serve`; its command-line options override them."""
+
+    session_idle_timeout: int = Field(
+        3600, gt=0, description="Seconds a signed-in session may go unused before it ends."
+    )
+    session_max_age: int = Field(
+        8 * 3600, gt=0, description="Seconds a session lasts after sign-in, however busy."
+    )
+    login_rate: int = Field(
+        5, gt=0, description="Failed sign-ins per minute for one user name from one address."
+    )
+    login_rate_per_address: int = Field(
+        20, gt=0, description="Failed sign-ins per minute from one address, whatever the names."
+    )
+    trusted_proxies: list[ProxyAddress] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed; none by default.",
+    )
+
+
 class ProjectConfig(Strict):
     """`backhaul.yml` at the project root."""
 
@@ -44,6 +89,7 @@ class ProjectConfig(Strict):
     version: Literal[1] = 1
     state: StateConfig = StateConfig()
     defaults: Defaults = Defaults()
+    web: WebConfig = WebConfig()
     dbt_project: str | None = Field(
         None,
         description="The dbt project folder (relative to backhaul.yml) whose manifest "

@@ -53,6 +53,8 @@ class LoopbackServer:
             ws="none",
             http="h11",
             access_log=False,
+            # The app sees the real peer: forwarded headers are the app's own business.
+            proxy_headers=False,
             log_config=None,  # leave the host application's logging alone
             log_level=None,
         )

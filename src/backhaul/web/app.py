@@ -7,15 +7,19 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
 from backhaul.state.store import RunStore
@@ -23,6 +27,7 @@ from backhaul.web import security
 from backhaul.web.auth import LoginLimiter
 from backhaul.web.auth import router as auth_router
 from backhaul.web.runs import RunManager
+from backhaul.web.sessions import Clock, SessionLifetimes, SessionStore, utc_now
 from backhaul.web.users import UserStore
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -30,21 +35,28 @@ SECRET_FILE = "web_secret"
 SESSION_COOKIE = "backhaul_session"
 
 
-class WebSettings(BaseModel):
-    """Settings of the web app.
+class WebSettings(WebConfig):
+    """Settings of the web app: the ``web:`` keys of ``backhaul.yml`` and two more.
+
+    The inherited fields are ``session_idle_timeout`` and ``session_max_age`` (seconds),
+    ``login_rate`` and ``login_rate_per_address`` (failed sign-ins per minute) and
+    ``trusted_proxies``; see :class:`backhaul.config.models.WebConfig`.
 
     Attributes:
         secret_key: Signs session cookies. Default: generated once and kept in
-            ``<state dir>/web_secret`` (mode 0600), so sessions survive a restart.
-        session_max_age: Seconds a session stays valid after sign-in.
-        login_rate: Failed sign-ins allowed per minute per client IP and username.
+            ``<state dir>/web_secret`` (mode 0600), so cookies survive a restart.
         max_body_bytes: Larger request bodies are refused with 413.
     """
 
     secret_key: str | None = Field(None, min_length=32)
-    session_max_age: int = Field(8 * 3600, gt=0)
-    login_rate: int = Field(5, gt=0)
     max_body_bytes: int = Field(1024 * 1024, gt=0)
+
+    @classmethod
+    def for_project(cls, project: Project, **overrides: Any) -> WebSettings:
+        """The project's ``web:`` settings with ``overrides`` (those not None) on top."""
+        values = project.config.web.model_dump()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
 
 
 def load_secret(state_dir: Path) -> str:
@@ -65,7 +77,7 @@ def load_secret(state_dir: Path) -> str:
 
 
 class _Sessions:
-    """Signed-cookie sessions whose cookie is marked Secure when the request came over https."""
+    """The signed session cookie (session id and CSRF token), Secure when served over https."""
 
     def __init__(self, app: ASGIApp, secret_key: str, max_age: int) -> None:
         options = {
@@ -82,20 +94,31 @@ class _Sessions:
         await (self._secure if https else self._plain)(scope, receive, send)
 
 
-def create_app(project_dir: Path, *, settings: WebSettings | None = None) -> FastAPI:
+def create_app(
+    project_dir: Path, *, settings: WebSettings | None = None, clock: Clock = utc_now
+) -> FastAPI:
     """Build the web app for the project in ``project_dir``.
 
     Loads the project, opens (and migrates) its run store, and wires the API, the pages,
     login and static files. Call :func:`close_app` (or serve with lifespan on) to release
     the store and stop runs in progress.
+
+    Args:
+        project_dir: The project folder.
+        settings: Default: the ``web:`` keys of the project's ``backhaul.yml``.
+        clock: The time sessions are judged by (UTC); tests pass one they can move.
     """
     from backhaul.api import load_project
 
-    settings = settings or WebSettings()
     project = load_project(project_dir)
+    settings = settings or WebSettings.for_project(project)
     secret_key = settings.secret_key or load_secret(project.state_dir)
     store = RunStore.open(project.metadata_url)
     users = UserStore(store)
+    lifetimes = SessionLifetimes(
+        idle_timeout=timedelta(seconds=settings.session_idle_timeout),
+        max_age=timedelta(seconds=settings.session_max_age),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,7 +140,8 @@ def create_app(project_dir: Path, *, settings: WebSettings | None = None) -> Fas
     app.state.store = store
     app.state.users = users
     app.state.runs = RunManager(project, store, users)
-    app.state.login_limiter = LoginLimiter(settings.login_rate)
+    app.state.sessions = SessionStore(store, lifetimes, clock)
+    app.state.login_limiter = LoginLimiter(settings.login_rate, settings.login_rate_per_address)
 
     from backhaul.web.api import docs_router
     from backhaul.web.api import router as api_router
@@ -141,21 +165,30 @@ def create_app(project_dir: Path, *, settings: WebSettings | None = None) -> Fas
 
     app.add_middleware(_Sessions, secret_key=secret_key, max_age=settings.session_max_age)
     security.install(app, max_body_bytes=settings.max_body_bytes)
+    if settings.trusted_proxies:
+        # Outermost, so the session cookie's Secure flag, the sign-in limits and the audit
+        # log all see the client's address and scheme. Only these peers are believed.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     return app
 
 
 PROJECT_ENV = "BACKHAUL_WEB_PROJECT_DIR"
+SETTINGS_ENV = "BACKHAUL_WEB_SETTINGS"
 
 
 def app_from_env() -> FastAPI:
     """The app for the project named by ``$BACKHAUL_WEB_PROJECT_DIR``.
 
-    The factory each worker process calls when ``backhaul serve --workers N`` runs several.
+    The factory each worker process calls when ``backhaul serve --workers N`` runs several;
+    ``$BACKHAUL_WEB_SETTINGS`` (JSON of :class:`WebSettings`) carries the command line's
+    settings, else the project's ``backhaul.yml`` gives them.
     """
     folder = os.environ.get(PROJECT_ENV)
     if not folder:
         raise ConfigError(f"set {PROJECT_ENV} to the project folder to serve")
-    return create_app(Path(folder))
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = WebSettings.model_validate_json(raw) if raw else None
+    return create_app(Path(folder), settings=settings)
 
 
 def _pages_router() -> APIRouter | None:

@@ -1,19 +1,20 @@
 """Who is asking, and may they: roles, the current user, CSRF tokens, login and logout.
 
-A request is authenticated by the signed session cookie set at login, or by an API token
-in ``Authorization: Bearer <token>``. Cookie-authenticated requests that change state
-must carry the session's CSRF token (form field ``csrf_token`` or header
-``X-CSRF-Token``); token-authenticated requests are exempt, because a browser never adds
-that header on its own.
+A request is authenticated by the session cookie set at login, or by an API token in
+``Authorization: Bearer <token>``. The cookie is signed and holds a random session id and
+the CSRF token; the session itself lives in the run store (``backhaul.web.sessions``) and
+is looked up on every request, so signing out ends it for every copy of the cookie.
+Cookie-authenticated requests that change state must carry the session's CSRF token (form
+field ``csrf_token`` or header ``X-CSRF-Token``); token-authenticated requests are exempt,
+because a browser never adds that header on its own.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,15 +23,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
 
 if TYPE_CHECKING:
+    from backhaul.web.sessions import SessionStore
     from backhaul.web.users import UserStore
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
-_SESSION_USER = "uid"
+_SESSION_ID = "sid"
 _SESSION_CSRF = "csrf"
 
 
@@ -73,6 +78,11 @@ class AuthError(Exception):
 def _users(request: Request) -> UserStore:
     users: UserStore = request.app.state.users
     return users
+
+
+def _sessions(request: Request) -> SessionStore:
+    sessions: SessionStore = request.app.state.sessions
+    return sessions
 
 
 def csrf_token(request: Request) -> str:
@@ -124,10 +134,14 @@ async def current_user(request: Request) -> User:
         if user is None:
             raise AuthError(401, "unauthorized", "unknown or revoked API token")
     else:
-        uid = request.session.get(_SESSION_USER)
-        found = await run_in_threadpool(_users(request).get, uid) if isinstance(uid, int) else None
-        if found is None:
+        sid = request.session.get(_SESSION_ID)
+        if not isinstance(sid, str):
             raise AuthError(401, "unauthorized", "sign in first")
+        found = await run_in_threadpool(_sessions(request).user_for, sid)
+        if found is None:
+            # Signed out, expired or the user changed: drop the dead id from the cookie.
+            request.session.pop(_SESSION_ID, None)
+            raise AuthError(401, "unauthorized", "the session has ended: sign in again")
         user = found
         if request.method not in SAFE_METHODS:
             await _check_csrf(request)
@@ -151,42 +165,59 @@ def require(role: Role) -> Callable[[Request], Awaitable[User]]:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """Why sign-ins are refused for now: which count is full and for how long."""
+
+    seconds: int
+    scope: str  # "address" or "name"
+
+
 class LoginLimiter:
-    """Counts failed logins per (client IP, username) in a sliding one-minute window."""
+    """Counts failed sign-ins in a moving one-minute window (the ``limits`` library).
 
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
+    Two counts: per client address, whatever the names (what slows guessing across many
+    accounts), and per address and user name (what stops guessing one account early). A
+    successful sign-in clears only its own name's count: signing in to one's own account
+    must not reset the count of an address that is guessing others.
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and now - times[0] > 60:
-            times.popleft()
-        return times
+    Args:
+        per_name: Failures allowed per minute for one name from one address.
+        per_address: Failures allowed per minute from one address.
+    """
 
-    def retry_after(self, ip: str, username: str) -> int:
-        """Seconds to wait before another attempt is allowed (0: allowed now)."""
-        now = time.monotonic()
-        with self._lock:
-            times = self._recent((ip, username.lower()), now)
-            if len(times) < self.per_minute:
-                return 0
-            return max(1, int(60 - (now - times[0])) + 1)
+    def __init__(self, per_name: int, per_address: int) -> None:
+        # In memory, per process: expired entries are dropped by the storage itself.
+        self._window = MovingWindowRateLimiter(MemoryStorage())
+        self._per_name = RateLimitItemPerMinute(per_name)
+        self._per_address = RateLimitItemPerMinute(per_address)
+
+    def throttle(self, ip: str, username: str) -> Throttle | None:
+        """What refuses another attempt now, or None when one is allowed."""
+        for scope, item, ids in self._counts(ip, username):
+            if not self._window.test(item, *ids):
+                reset_at, _ = self._window.get_window_stats(item, *ids)
+                return Throttle(max(1, math.ceil(reset_at - time.time())), scope)
+        return None
 
     def failed(self, ip: str, username: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._failures) > 10_000:  # bound memory under a spray of names
-                self._failures.clear()
-            self._recent((ip, username.lower()), now).append(now)
+        """Count one failed attempt against both counts."""
+        for _, item, ids in self._counts(ip, username):
+            self._window.hit(item, *ids)
 
     def succeeded(self, ip: str, username: str) -> None:
-        with self._lock:
-            self._failures.pop((ip, username.lower()), None)
+        """Forget the failures of this name from this address (not the address's)."""
+        self._window.clear(self._per_name, "name", ip, username.lower())
+
+    def _counts(self, ip: str, username: str) -> list[tuple[str, RateLimitItem, tuple[str, ...]]]:
+        return [
+            ("address", self._per_address, ("address", ip)),
+            ("name", self._per_name, ("name", ip, username.lower())),
+        ]
 
 
 def client_ip(request: Request) -> str:
+    """The client's address: the peer's, or a trusted proxy's ``X-Forwarded-For`` value."""
     return request.client.host if request.client else "unknown"
 
 
@@ -230,7 +261,7 @@ async def login(
     csrf: Annotated[str, Form(alias=CSRF_FIELD)] = "",
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
-    """Check the password and start a session (rate limited per IP and username)."""
+    """Check the password and start a session (rate limited per address and per name)."""
     next_url = _safe_next(next)
     if not _csrf_ok(request, csrf):
         return _login_page(
@@ -243,17 +274,18 @@ async def login(
     ip = client_ip(request)
     limiter: LoginLimiter = request.app.state.login_limiter
     users = _users(request)
-    wait = limiter.retry_after(ip, username)
-    if wait:
-        await run_in_threadpool(users.audit, None, "login_throttled", username, None, ip)
+    throttle = limiter.throttle(ip, username)
+    if throttle is not None:
+        details = {"limit": throttle.scope}
+        await run_in_threadpool(users.audit, None, "login_throttled", username, details, ip)
         response = _login_page(
             request,
-            error=f"Too many failed attempts: wait {wait} seconds.",
+            error=f"Too many failed attempts: wait {throttle.seconds} seconds.",
             status=429,
             next_url=next_url,
             username=username,
         )
-        response.headers["Retry-After"] = str(wait)
+        response.headers["Retry-After"] = str(throttle.seconds)
         return response
     user = await run_in_threadpool(users.authenticate, username, password)
     if user is None:
@@ -267,9 +299,14 @@ async def login(
             username=username,
         )
     limiter.succeeded(ip, username)
-    # A fresh session (and CSRF token) at login, so a planted cookie cannot be reused.
+    sessions = _sessions(request)
+    previous = request.session.get(_SESSION_ID)
+    if isinstance(previous, str):
+        await run_in_threadpool(sessions.end, previous)
+    # A new session id (and CSRF token) at every sign-in: an id planted before sign-in is
+    # never the one that gets signed in.
     request.session.clear()
-    request.session[_SESSION_USER] = user.id
+    request.session[_SESSION_ID] = await run_in_threadpool(sessions.start, user.id)
     csrf_token(request)
     await run_in_threadpool(users.audit, user.username, "login", user.username, None, ip)
     return RedirectResponse(next_url, status_code=303)
@@ -277,9 +314,15 @@ async def login(
 
 @router.post("/logout")
 async def logout(request: Request, user: CurrentUser) -> Response:
-    """End the session."""
+    """End every session of the user, in every browser and server process."""
+    ended = await run_in_threadpool(_sessions(request).end_all, user.id)
     request.session.clear()
     await run_in_threadpool(
-        _users(request).audit, user.username, "logout", user.username, None, client_ip(request)
+        _users(request).audit,
+        user.username,
+        "logout",
+        user.username,
+        {"sessions_ended": ended},
+        client_ip(request),
     )
     return RedirectResponse("/login", status_code=303)
