@@ -13,6 +13,7 @@ from backhaul.errors import BackhaulError
 
 if TYPE_CHECKING:
     from backhaul.state.store import RunStore
+    from backhaul.web.auth import Role
     from backhaul.web.users import UserStore
 
 users_app = typer.Typer(help="Users and API tokens of the web app.", no_args_is_help=True)
@@ -42,35 +43,80 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
     ] = True,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            metavar="ADDRESS",
+            help="Address or network (10.0.0.5, 10.1.0.0/16) of a reverse proxy whose "
+            "X-Forwarded-For/-Proto headers are believed; repeat for more. Replaces "
+            "web.trusted_proxies of backhaul.yml. Default: none.",
+        ),
+    ] = None,
+    session_idle_timeout: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="SECONDS",
+            help="Seconds a session may go unused (default: backhaul.yml, else 3600).",
+        ),
+    ] = None,
+    session_max_age: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="SECONDS",
+            help="Seconds a session lasts after sign-in (default: backhaul.yml, else 28800).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web app and the REST API (sign in with a user from `backhaul users add`)."""
     import os
 
     import uvicorn
 
-    from backhaul.web.app import PROJECT_ENV, close_app, create_app
+    from backhaul.config.models import check_proxy_address
+    from backhaul.web.app import PROJECT_ENV, SETTINGS_ENV, WebSettings, close_app, create_app
 
+    proxies: list[str] = []
+    for value in trusted_proxy or []:
+        try:
+            proxies.append(check_proxy_address(value))
+        except ValueError as exc:
+            raise BackhaulError(f"--trusted-proxy: {exc}") from None
+    settings = WebSettings.for_project(
+        _load(project_dir),
+        trusted_proxies=proxies or None,
+        session_idle_timeout=session_idle_timeout,
+        session_max_age=session_max_age,
+    )
     # Built here even with several workers: it migrates the store and creates the signing
     # key once, before the workers start and would race to create it.
-    app = create_app(project_dir)
+    app = create_app(project_dir, settings=settings)
+    err = _console(stderr=True)
     if not app.state.users.all():
-        _console(stderr=True).print(
+        err.print(
             "[yellow]note:[/] no users yet: create one with `backhaul users add NAME --role admin`"
         )
+    if settings.trusted_proxies:
+        err.print(f"trusting X-Forwarded-For/-Proto from {', '.join(settings.trusted_proxies)}")
     options = {
         "host": host,
         "port": port,
         "log_level": "info",
         "access_log": access_log,
-        "proxy_headers": True,
+        # The app believes forwarded headers from the trusted proxies only (web.trusted_proxies);
+        # uvicorn's own handling would trust 127.0.0.1 or $FORWARDED_ALLOW_IPS as well.
+        "proxy_headers": False,
         "timeout_keep_alive": KEEP_ALIVE_S,
     }
-    _console(stderr=True).print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    err.print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
     if workers == 1:
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
     close_app(app)
     os.environ[PROJECT_ENV] = str(project_dir.resolve())
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
     uvicorn.run(
         "backhaul.web.app:app_from_env",
         factory=True,
@@ -86,6 +132,17 @@ def _users(project_dir: Path) -> tuple[RunStore, UserStore]:
     project = _load(project_dir)
     store = RunStore.open(project.metadata_url)
     return store, UserStore(store)
+
+
+def _role(name: str) -> Role:
+    from backhaul.web.auth import Role
+
+    try:
+        return Role(name)
+    except ValueError:
+        raise BackhaulError(
+            f"unknown role `{name}`: use {', '.join(r.value for r in Role)}"
+        ) from None
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -109,14 +166,7 @@ def add(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Create a user (the password is asked twice, or read from stdin)."""
-    from backhaul.web.auth import Role
-
-    try:
-        chosen = Role(role)
-    except ValueError:
-        raise BackhaulError(
-            f"unknown role `{role}`: use {', '.join(r.value for r in Role)}"
-        ) from None
+    chosen = _role(role)
     password = _read_password(password_stdin)
     store, users = _users(project_dir)
     with store:
@@ -154,6 +204,62 @@ def remove(
             raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
         users.audit(None, "user_remove", username, {"via": "cli"})
     _console().print(f"removed user {username}")
+
+
+@users_app.command("password")
+@handles_errors
+def password(
+    username: Annotated[str, typer.Argument(help="Whose password.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin (scripts).")
+    ] = False,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Set a new password and sign the user out everywhere (API tokens keep working)."""
+    new = _read_password(password_stdin)
+    store, users = _users(project_dir)
+    with store:
+        if not users.set_password(username, new):
+            raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
+        users.audit(None, "user_password", username, {"via": "cli"})
+    _console().print(f"changed the password of {username}; their sessions have ended")
+
+
+@users_app.command("role")
+@handles_errors
+def role(
+    username: Annotated[str, typer.Argument(help="Whose role.")],
+    new_role: Annotated[str, typer.Argument(help="viewer, operator, editor or admin.")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Change a user's role; a change signs them out everywhere."""
+    chosen = _role(new_role)
+    store, users = _users(project_dir)
+    with store:
+        before = users.by_name(username)
+        if before is None or not users.set_role(username, chosen):
+            raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
+        users.audit(None, "user_role", username, {"role": chosen.value, "via": "cli"})
+    if before.role is chosen:
+        _console().print(f"{username} already has the {chosen.value} role")
+    else:
+        _console().print(f"{username} is now {chosen.value}; their sessions have ended")
+
+
+@users_app.command("sign-out")
+@handles_errors
+def sign_out(
+    username: Annotated[str, typer.Argument(help="Whose sessions to end.")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """End every web session of a user at once (API tokens keep working)."""
+    store, users = _users(project_dir)
+    with store:
+        ended = users.end_sessions(username)
+        if ended is None:
+            raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
+        users.audit(None, "user_sign_out", username, {"sessions_ended": ended, "via": "cli"})
+    _console().print(f"ended {ended} session(s) of {username}")
 
 
 @token_app.command("create")
