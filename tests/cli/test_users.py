@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner, Result
 from backhaul.cli.app import app
 from backhaul.state.store import RunStore
 from backhaul.web.auth import Role
+from backhaul.web.sessions import SessionLifetimes, SessionStore
 from backhaul.web.users import UserStore
 
 PASSWORD = "correct horse battery"
@@ -118,3 +120,37 @@ def test_remove_deletes_the_user_and_their_tokens(project: Path) -> None:
     assert {"user_add", "token_create", "user_remove"} <= set(actions)
     gone = cli(project, "users", "remove", "fay")
     assert gone.exit_code == 1 and "no user `fay`" in gone.output
+
+
+def test_password_and_role_changes_end_sessions_and_refuse_bad_input(project: Path) -> None:
+    cli(project, "users", "add", "gus", "--role", "operator", "--password-stdin", stdin=PASSWORD)
+    with RunStore.open(db_url(project)) as store:
+        gus = UserStore(store).by_name("gus")
+        assert gus is not None
+        sessions = SessionStore(store, SessionLifetimes(timedelta(hours=1), timedelta(hours=8)))
+        session = sessions.start(gus.id)
+    changed = cli(project, "users", "password", "gus", "--password-stdin", stdin="new password 2\n")
+    assert changed.exit_code == 0, changed.output
+    with RunStore.open(db_url(project)) as store:
+        users = UserStore(store)
+        assert users.authenticate("gus", PASSWORD) is None
+        assert users.authenticate("gus", "new password 2") is not None
+        sessions = SessionStore(store, sessions.lifetimes)
+        assert sessions.user_for(session) is None
+        session = sessions.start(gus.id)
+    same = cli(project, "users", "role", "gus", "operator")
+    assert same.exit_code == 0 and "already has the operator role" in same.output
+    with RunStore.open(db_url(project)) as store:
+        assert SessionStore(store, sessions.lifetimes).user_for(session) is not None
+    assert cli(project, "users", "role", "gus", "viewer").exit_code == 0
+    with RunStore.open(db_url(project)) as store:
+        assert SessionStore(store, sessions.lifetimes).user_for(session) is None
+        assert UserStore(store).by_name("gus").role is Role.VIEWER  # type: ignore[union-attr]
+
+    short = cli(project, "users", "password", "gus", "--password-stdin", stdin="short\n")
+    assert short.exit_code == 1 and "at least 8 characters" in short.output
+    nobody = cli(project, "users", "password", "nobody", "--password-stdin", stdin=PASSWORD)
+    assert nobody.exit_code == 1 and "no user `nobody`" in nobody.output
+    bad_role = cli(project, "users", "role", "gus", "root")
+    assert bad_role.exit_code == 1 and "unknown role `root`" in bad_role.output
+    assert "Traceback" not in short.output + nobody.output + bad_role.output

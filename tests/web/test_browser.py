@@ -12,12 +12,14 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backhaul.web.app import SESSION_COOKIE
 from backhaul.web.auth import Role
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -164,3 +166,39 @@ def test_a_viewer_cannot_use_the_run_buttons_nor_post_directly(
         "/api/v1/syncs/pql_to_crm/runs", headers={"X-CSRF-Token": token}, data={}
     )
     assert api.status == 403
+
+
+def test_signing_out_ends_the_session_for_a_copied_cookie_too(
+    browser: object, live_server: Any
+) -> None:
+    name = f"browser-{uuid.uuid4().hex[:8]}"
+    live_server.app.state.users.add(name, "browser-password", Role.VIEWER)
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)  # type: ignore[attr-defined]
+    thief = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)  # type: ignore[attr-defined]
+    try:
+        page = context.new_page()
+        page.goto("/login")
+        page.fill("#username", name)
+        page.fill("#password", "browser-password")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+        copied = [c for c in context.cookies() if c["name"] == SESSION_COOKIE]
+        assert len(copied) == 1
+        thief.add_cookies(copied)
+        stolen = thief.new_page()
+        stolen.goto("/")
+        expect(stolen.locator(".who")).to_contain_text(name)
+
+        page.click("text=Sign out")
+        page.wait_for_url("**/login")
+        expect(page.locator("#username")).to_be_visible()
+
+        # The copy taken before signing out no longer opens a page nor the API.
+        stolen.goto("/syncs/pql_to_crm")
+        stolen.wait_for_url(re.compile(r".*/login\?next=/syncs/pql_to_crm$"))
+        assert thief.request.get("/api/v1/me").status == 401
+        page.goto("/")
+        page.wait_for_url(re.compile(r".*/login\?next=/$"))
+    finally:
+        thief.close()
+        context.close()
