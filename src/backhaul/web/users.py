@@ -106,13 +106,6 @@ class UserStore:
         assert new_id is not None
         return User(int(new_id[0]), username, Role(role))
 
-    def get(self, user_id: int) -> User | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(users.c.id, users.c.username, users.c.role).where(users.c.id == user_id)
-            ).first()
-        return User(row.id, row.username, Role(row.role)) if row else None
-
     def by_name(self, username: str) -> User | None:
         with self._engine.connect() as conn:
             row = conn.execute(
