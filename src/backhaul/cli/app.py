@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from backhaul.cli.audiences import audience_command, models_command, test_command
 from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 from backhaul.cli.connection import connection_command
 from backhaul.cli.dbt import dbt_app
@@ -383,6 +384,9 @@ def demo(
     raise typer.Exit(run_demo(directory, console=_console(), keep=keep))
 
 
+app.command("models")(models_command)
+app.command("audience")(audience_command)
+app.command("test")(test_command)
 app.command("sandbox")(sandbox_command)
 app.command("test-connection")(connection_command)
 app.command("serve")(serve)

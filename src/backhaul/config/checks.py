@@ -57,7 +57,11 @@ def check_project(project: Project, *, open_sources: bool = True) -> list[Config
     errors += _match_errors(project)
     errors += _batch_errors(project)
     if open_sources:
-        errors += _source_errors(project)
+        from backhaul.audiences.checks import audience_errors
+
+        found, failed = audience_errors(project)
+        errors += found
+        errors += _source_errors(project, skip=failed)
     return errors
 
 
@@ -132,11 +136,13 @@ def _batch_errors(project: Project) -> list[ConfigError]:
     return errors
 
 
-def _source_errors(project: Project) -> list[ConfigError]:
+def _source_errors(project: Project, skip: Iterable[str] = ()) -> list[ConfigError]:
+    """Models against their warehouse; ``skip`` names models already reported."""
     errors: list[ConfigError] = []
     by_source: dict[str, list[ModelDef]] = {}
+    skipped = set(skip)
     for model in project.models.values():
-        if model.config.source in project.sources:
+        if model.config.source in project.sources and model.name not in skipped:
             by_source.setdefault(model.config.source, []).append(model)
     for name in sorted(by_source):
         errors += _check_source(project, project.sources[name], by_source[name])

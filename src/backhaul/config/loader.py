@@ -46,7 +46,14 @@ if TYPE_CHECKING:
     from backhaul.dbt.refs import RefResolver
 
 PROJECT_FILES = ("backhaul.yml", "backhaul.yaml")
-FOLDERS = {"sources": "source", "models": "model", "destinations": "destination", "syncs": "sync"}
+FOLDERS = {
+    "sources": "source",
+    "models": "model",
+    "destinations": "destination",
+    "syncs": "sync",
+    "audience_schemas": "audience schema",
+    "audiences": "audience",
+}
 MAPPING_KINDS: dict[str, type[BaseModel]] = {
     "column": ColumnMapping,
     "value": StaticMapping,
@@ -635,17 +642,30 @@ def load_project(path: str | Path = ".", *, registry: Registry | None = None) ->
         if config is not None:
             syncs[name] = SyncDef(name, config, positions)
 
+    from backhaul.audiences.loading import load_audiences
+
+    audiences = load_audiences(
+        _files(root, "audience_schemas", errors),
+        _files(root, "audiences", errors),
+        sources,
+        models,
+        reg,
+        errors,
+    )
+
     if errors or project_config is None:
         raise ConfigErrors(errors)
     return Project(
         root=root,
         config=project_config,
         sources=sources,
-        models=models,
+        models=audiences.models,
         destinations=destinations,
         syncs=syncs,
         registry=reg,
         positions=project_positions,
+        audience_schemas=audiences.schemas,
+        audiences=audiences.audiences,
     )
 
 

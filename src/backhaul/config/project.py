@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backhaul.config.models import DuckDBSourceConfig, ModelConfig, ProjectConfig, SyncConfig
 from backhaul.plugins import Registry
+
+if TYPE_CHECKING:
+    from backhaul.audiences.defs import AudienceDef, AudienceSchemaDef
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class ModelDef:
     sql: str  # resolved query text (from the .sql file, inline `sql`, or `table`)
     sql_file: Path | None
     positions: Positions
+    audience: str | None = None  # set when the model is compiled from audiences/NAME.yml
+    personal: frozenset[str] = frozenset()  # columns an audience schema marks personal
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class Project:
     syncs: dict[str, SyncDef]
     registry: Registry
     positions: Positions | None = None
+    audience_schemas: dict[str, AudienceSchemaDef] = field(default_factory=dict)
+    audiences: dict[str, AudienceDef] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:

@@ -91,6 +91,9 @@ class ModelSummary(BaseModel):
     primary_key: list[str]
     description: str | None
     tags: list[str]
+    audience_schema: str | None = Field(
+        None, description="The audience schema, when the model is an audience."
+    )
 
 
 class ColumnOut(BaseModel):
@@ -290,14 +293,16 @@ def counts_dict(counts: Counts) -> dict[str, int]:
     return {name: getattr(counts, name) for name in _COUNT_NAMES}
 
 
-def _model_summary(m: ModelDef) -> ModelSummary:
+def _model_summary(m: ModelDef, project: Project) -> ModelSummary:
     c = m.config
+    audience = project.audiences.get(m.audience) if m.audience else None
     return ModelSummary(
         name=m.name,
         source=c.source,
         primary_key=c.primary_key,
         description=c.description,
         tags=c.tags,
+        audience_schema=audience.schema if audience is not None else None,
     )
 
 
@@ -352,6 +357,11 @@ def masked_config(dest: DestinationDef) -> dict[str, Any]:
     return masked if isinstance(masked, dict) else {}
 
 
+def masked(model: ModelDef, column: str, value: Any) -> Any:
+    """A preview value, masked when an audience schema marks its column personal."""
+    return MASK if value is not None and column in model.personal else value
+
+
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
@@ -373,11 +383,12 @@ def describe_model(project: Project, model: ModelDef, preview: int) -> ModelOut:
         if preview:
             reader = source.stream(f"SELECT * FROM ({model.sql}) AS m LIMIT {int(preview)}")
             rows = [
-                {k: _jsonable(v) for k, v in row.items()} for row in reader.read_all().to_pylist()
+                {k: _jsonable(masked(model, k, v)) for k, v in row.items()}
+                for row in reader.read_all().to_pylist()
             ]
     finally:
         source.close()
-    summary = _model_summary(model)
+    summary = _model_summary(model, project)
     return ModelOut(**summary.model_dump(), sql=model.sql, columns=columns, preview=rows)
 
 
@@ -488,7 +499,7 @@ def list_sources(project: ProjectDep) -> list[SourceOut]:
 @router.get("/models", response_model=list[ModelSummary], responses=ERRORS)
 def list_models(project: ProjectDep) -> list[ModelSummary]:
     """Every model with its source and primary key."""
-    return [_model_summary(m) for _, m in sorted(project.models.items())]
+    return [_model_summary(m, project) for _, m in sorted(project.models.items())]
 
 
 @router.get("/models/{name}", response_model=ModelOut, responses=ERRORS)

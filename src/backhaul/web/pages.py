@@ -29,6 +29,7 @@ from backhaul.observe.recorder import HttpCall
 from backhaul.state import snapshots
 from backhaul.state.store import RunRecord, RunStore, StoreError
 from backhaul.state.tables import run_rows
+from backhaul.web.api import masked
 from backhaul.web.auth import Role, User, require
 from backhaul.web.cache import SharedMemo, memo
 from backhaul.web.charts import ChartRun, run_history_svg
@@ -609,7 +610,9 @@ def model_page(request: Request, name: str, user: Viewer, project: ProjectDep) -
             reader = source.stream(sql, batch_size=PREVIEW_ROWS)
             header = list(reader.schema.names)
             for batch in reader:
-                preview += [list(row.values()) for row in batch.to_pylist()]
+                preview += [
+                    [masked(model, k, v) for k, v in row.items()] for row in batch.to_pylist()
+                ]
                 if len(preview) >= PREVIEW_ROWS:
                     break
         finally:

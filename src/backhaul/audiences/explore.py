@@ -1,0 +1,352 @@
+"""Ask the warehouse about an audience: size, size per condition, sample, breakdown, overlap,
+priority lists.
+
+Everything runs through the project's source classes (``Source.stream``), so it works on
+any warehouse the compiler has a dialect for; it is tested on DuckDB and Postgres. An
+:class:`Explorer` holds one open source and one compiler; the audience may be a saved one
+(by name) or an unsaved :class:`AudienceConfig` being edited::
+
+    with open_explorer(project, "people") as ex:
+        size = ex.size("enterprise_eu", project.audiences["enterprise_eu"].config)
+        rows = ex.sample("enterprise_eu", config).rows
+
+Personal-data columns are masked inside the warehouse (``'***'``), so their values never
+leave it through these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlglot import exp
+
+from backhaul.audiences.audience import SPLIT_COLUMN, AudienceConfig, Splits
+from backhaul.audiences.compiler import PARENT, Compiler, col, combine, ident
+from backhaul.audiences.conditions import (
+    AudienceCondition,
+    ColumnCondition,
+    Condition,
+    EventCondition,
+    GroupCondition,
+    RelatedCondition,
+    SqlCondition,
+)
+from backhaul.audiences.defs import AudienceSchemaDef
+from backhaul.audiences.splits import bucket_expr, group_bounds, holdout_bound
+from backhaul.config.project import Project
+from backhaul.errors import BackhaulError, ConfigError
+
+SAMPLE_ROWS = 25
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class ConditionSize:
+    """One top-level condition: members it matches alone, and with the ones before it."""
+
+    key: str  # ``conditions.N`` in the audience file
+    label: str
+    alone: int
+    cumulative: int
+
+
+@dataclass(frozen=True)
+class AudienceSize:
+    """How many people the audience holds.
+
+    Attributes:
+        parent: Rows of the parent with a key (everyone the audience could hold).
+        matched: Rows matching the conditions.
+        holdout: Matched rows held out by the splits.
+        members: Matched rows that syncs receive (``matched - holdout``).
+        splits: Members per split group (empty without groups).
+        conditions: Each top-level condition's count alone and cumulated in order.
+    """
+
+    parent: int
+    matched: int
+    holdout: int
+    members: int
+    splits: dict[str, int]
+    conditions: list[ConditionSize]
+
+
+@dataclass(frozen=True)
+class Sample:
+    columns: list[str]
+    rows: list[list[Any]]
+    masked: list[str]  # the columns shown as ``***``
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    column: str
+    values: list[tuple[Any, int]]  # most frequent first
+    other: int  # members whose value is not among ``values``
+
+
+@dataclass(frozen=True)
+class Overlap:
+    first: int
+    second: int
+    both: int
+
+    @property
+    def only_first(self) -> int:
+        return self.first - self.both
+
+    @property
+    def only_second(self) -> int:
+        return self.second - self.both
+
+
+def describe(cond: Condition) -> str:
+    """A short plain-text label of a condition, for tables and charts."""
+    if isinstance(cond, ColumnCondition):
+        shown = "" if cond.value is None else f" {cond.value}"
+        days = "" if cond.days is None else f" {cond.days} days"
+        return f"{cond.column} {cond.op}{shown}{days}"
+    if isinstance(cond, RelatedCondition):
+        kind, n = cond.count_rule()
+        return f"has {kind.replace('_', ' ')} {n} {cond.related}" + (" where ..." if cond.where else "")
+    if isinstance(cond, EventCondition):
+        if cond.first or cond.last:
+            which = "first" if cond.first else "last"
+            return f"{which} {cond.event} {(cond.first or cond.last).op}"  # type: ignore[union-attr]
+        kind, n = cond.count_rule()
+        return f"did {cond.event} {kind.replace('_', ' ')} {n} times"
+    if isinstance(cond, AudienceCondition):
+        return ("not in " if cond.negated else "in ") + cond.audience
+    if isinstance(cond, SqlCondition):
+        return f"sql: {cond.sql}"
+    if isinstance(cond, GroupCondition):
+        return f"{cond.match} of {len(cond.items)} conditions"
+    return type(cond).__name__  # pragma: no cover
+
+
+def _count_if(condition: exp.Expr) -> exp.Expr:
+    return exp.Count(this=exp.Case().when(condition, exp.Literal.number(1)))
+
+
+@dataclass
+class Explorer:
+    """One schema's audiences against one open warehouse connection."""
+
+    schema: AudienceSchemaDef
+    compiler: Compiler
+    source: Any  # a backhaul.sources Source
+
+    def _rows(self, query: exp.Expr) -> tuple[list[str], list[list[Any]]]:
+        sql = self.compiler.render(query)
+        table = self.source.stream(sql).read_all()
+        names = list(table.schema.names)
+        return names, [list(row.values()) for row in table.to_pylist()]
+
+    def sql(self, name: str, config: AudienceConfig) -> str:
+        """The audience model's SQL ("view SQL")."""
+        return self.compiler.render(self.compiler.members(name, config))
+
+    def size(self, name: str, config: AudienceConfig) -> AudienceSize:
+        """Counts in one pass over the parent (each condition evaluated once per row)."""
+        c = self.compiler
+        key = col(PARENT, c.catalog.parent.key)
+        flags = [c.condition(cond) for cond in config.conditions]
+        inner: list[exp.Expr] = [
+            exp.alias_(f, ident(f"c{i}")) for i, f in enumerate(flags)
+        ]
+        if config.splits is not None:
+            inner.append(exp.alias_(bucket_expr(key, config.splits, name), ident("b")))
+        if not inner:
+            inner.append(exp.alias_(exp.true(), ident("c_all")))
+        q = "q"
+        refs = [col(q, f"c{i}") for i in range(len(flags))]
+        matched = combine(config.match, [r.copy() for r in refs])
+        outer: list[exp.Expr] = [
+            exp.alias_(exp.Count(this=exp.Star()), ident("parent")),
+            exp.alias_(_count_if(matched), ident("matched")),
+        ]
+        for i, ref in enumerate(refs):
+            outer.append(exp.alias_(_count_if(ref.copy()), ident(f"alone{i}")))
+            upto = combine(config.match, [r.copy() for r in refs[: i + 1]])
+            outer.append(exp.alias_(_count_if(upto), ident(f"cumulative{i}")))
+        bucket = col(q, "b")
+        held = holdout_bound(config.splits) if config.splits is not None else None
+        if held is not None:
+            outer.append(
+                exp.alias_(
+                    _count_if(exp.and_(matched.copy(), bucket.copy() < exp.Literal.string(held))),
+                    ident("holdout"),
+                )
+            )
+        groups = group_bounds(config.splits) if config.splits is not None else []
+        low = held
+        for i, (_group, bound) in enumerate(groups):
+            parts = [matched.copy()]
+            if low is not None:
+                parts.append(bucket.copy() >= exp.Literal.string(low))
+            if bound is not None:
+                parts.append(bucket.copy() < exp.Literal.string(bound))
+            outer.append(exp.alias_(_count_if(exp.and_(*parts)), ident(f"split{i}")))
+            low = bound
+        sub = c.parent().select(*inner).subquery(q)
+        names, rows = self._rows(exp.select(*outer).from_(sub))
+        row = dict(zip(names, rows[0], strict=True))
+        matched_n = int(row["matched"])
+        holdout_n = int(row.get("holdout") or 0)
+        return AudienceSize(
+            parent=int(row["parent"]),
+            matched=matched_n,
+            holdout=holdout_n,
+            members=matched_n - holdout_n,
+            splits={g: int(row[f"split{i}"]) for i, (g, _) in enumerate(groups)},
+            conditions=[
+                ConditionSize(
+                    f"conditions.{i}", describe(cond), int(row[f"alone{i}"]),
+                    int(row[f"cumulative{i}"]),
+                )
+                for i, cond in enumerate(config.conditions)
+            ],
+        )
+
+    def sample(self, name: str, config: AudienceConfig, limit: int = SAMPLE_ROWS) -> Sample:
+        """Up to ``limit`` members (holdout excluded), personal columns masked in the warehouse.
+
+        The rows are the members with the lowest split hash: a spread-out, repeatable pick.
+        """
+        c = self.compiler
+        columns = c.output_columns(config) or list(c.catalog.parent.columns)
+        personal = c.catalog.parent.personal
+        members = c.members(name, config).subquery("m")
+        projections: list[exp.Expr] = []
+        for name_ in columns:
+            ref = col("m", name_)
+            if name_ in personal:
+                masked = exp.Case().when(ref.is_(exp.null()), exp.null()).else_(
+                    exp.Literal.string(MASK)
+                )
+                projections.append(exp.alias_(masked, ident(name_)))
+            else:
+                projections.append(ref)
+        if config.splits is not None and config.splits.groups:
+            projections.append(col("m", SPLIT_COLUMN))
+        order = bucket_expr(col("m", c.catalog.parent.key), config.splits or Splits(), name)
+        query = (
+            exp.select(*projections)
+            .from_(members)
+            .order_by(order, col("m", c.catalog.parent.key))
+            .limit(int(limit))
+        )
+        names, rows = self._rows(query)
+        return Sample(names, rows, [n for n in columns if n in personal])
+
+    def breakdown(
+        self, name: str, config: AudienceConfig, column: str, limit: int = 20
+    ) -> Breakdown:
+        """Members per value of a parent column (most frequent first), holdout excluded."""
+        c = self.compiler
+        parent = c.catalog.parent
+        if parent.closed and column not in parent.columns:
+            raise ConfigError(f"`{column}` is not a column of the parent model `{parent.model}`")
+        if column in parent.personal:
+            raise ConfigError(
+                f"`{column}` holds personal data: a breakdown would show its values; "
+                "choose another column"
+            )
+        members = c.members(name, config.model_copy(update={"columns": [column]}))
+        count = exp.Count(this=exp.Star())
+        query = (
+            exp.select(exp.alias_(col("m", column), ident("value")), exp.alias_(count, ident("n")))
+            .from_(members.subquery("m"))
+            .group_by(col("m", column))
+            .order_by(exp.Ordered(this=count.copy(), desc=True), col("m", column))
+        )
+        _, rows = self._rows(query)
+        values = [(r[0], int(r[1])) for r in rows]
+        shown = values[: int(limit)]
+        return Breakdown(column, shown, sum(n for _, n in values[int(limit):]))
+
+    def overlap(self, first: AudienceConfig, second: AudienceConfig) -> Overlap:
+        """Members of each audience and of both (by conditions; holdouts not applied)."""
+        c = self.compiler
+        flags = c.parent().select(
+            exp.alias_(c.predicate(first), ident("a")), exp.alias_(c.predicate(second), ident("b"))
+        )
+        a, b = col("q", "a"), col("q", "b")
+        query = exp.select(
+            exp.alias_(_count_if(a), ident("first")),
+            exp.alias_(_count_if(b.copy()), ident("second")),
+            exp.alias_(_count_if(exp.and_(a.copy(), b.copy())), ident("both")),
+        ).from_(flags.subquery("q"))
+        _, rows = self._rows(query)
+        return Overlap(int(rows[0][0]), int(rows[0][1]), int(rows[0][2]))
+
+    def priority(self, names: list[str]) -> list[tuple[str, int]]:
+        """People per audience of an ordered list, each in the first audience they match."""
+        from backhaul.audiences.priority import priority_counts
+
+        _, rows = self._rows(priority_counts(self.compiler, names))
+        found = {str(r[0]): int(r[1]) for r in rows}
+        return [(n, found.get(n, 0)) for n in names]
+
+
+@contextmanager
+def open_explorer(
+    project: Project,
+    schema: str,
+    *,
+    now: datetime | None = None,
+    audiences: Mapping[str, AudienceConfig] | None = None,
+) -> Iterator[Explorer]:
+    """An :class:`Explorer` on the warehouse of ``schema``'s models, closed afterwards.
+
+    Args:
+        project: The loaded project.
+        schema: An audience schema name.
+        now: The time relative dates count from (default: the warehouse's clock).
+        audiences: Audience definitions for membership conditions (default: the project's;
+            pass edited ones to explore unsaved changes).
+    """
+    from backhaul.engine.workspace import open_source
+
+    found = project.audience_schemas.get(schema)
+    if found is None:
+        known = ", ".join(sorted(project.audience_schemas)) or "none"
+        raise ConfigError(f"unknown audience schema `{schema}` (known: {known})")
+    configs = (
+        dict(audiences)
+        if audiences is not None
+        else {n: a.config for n, a in project.audiences.items()}
+    )
+    queries = {m: project.models[m].sql for m in found.catalog.models}
+    compiler = Compiler(found.catalog, configs, found.dialect, queries, now=now)
+    source = open_source(project, project.models[found.catalog.parent.model])
+    try:
+        yield Explorer(found, compiler, source)
+    finally:
+        source.close()
+
+
+def audience_size(project: Project, name: str, *, now: datetime | None = None) -> AudienceSize:
+    """The size of a saved audience (a convenience over :class:`Explorer`)."""
+    audience = project.audiences.get(name)
+    if audience is None:
+        raise BackhaulError(f"unknown audience `{name}` (known: {', '.join(sorted(project.audiences)) or 'none'})")
+    with open_explorer(project, audience.schema, now=now) as ex:
+        return ex.size(name, audience.config)
+
+
+__all__ = [
+    "AudienceSize",
+    "Breakdown",
+    "ConditionSize",
+    "Explorer",
+    "Overlap",
+    "Sample",
+    "audience_size",
+    "describe",
+    "open_explorer",
+]
