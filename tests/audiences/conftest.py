@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
-
 from tests.audiences.world import DuckWorld, PgWorld
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

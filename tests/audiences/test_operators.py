@@ -9,22 +9,57 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
-
 from tests.audiences.world import DuckWorld, audience
 
 D = date
 T = datetime
 DATA: dict[str, list[dict[str, Any]]] = {
     "people": [
-        {"id": 1, "name": "Ann O'Neil", "country": "FR", "age": 30, "score": 1.5, "vip": True,
-         "born": D(1990, 5, 1), "seen": T(2024, 6, 14, 10), "account_id": 10},
-        {"id": 2, "name": "bob", "country": "DE", "age": 45, "score": 2.0, "vip": False,
-         "born": D(1985, 1, 15), "seen": T(2024, 6, 1), "account_id": 11},
+        {
+            "id": 1,
+            "name": "Ann O'Neil",
+            "country": "FR",
+            "age": 30,
+            "score": 1.5,
+            "vip": True,
+            "born": D(1990, 5, 1),
+            "seen": T(2024, 6, 14, 10),
+            "account_id": 10,
+        },
+        {
+            "id": 2,
+            "name": "bob",
+            "country": "DE",
+            "age": 45,
+            "score": 2.0,
+            "vip": False,
+            "born": D(1985, 1, 15),
+            "seen": T(2024, 6, 1),
+            "account_id": 11,
+        },
         {"id": 3},
-        {"id": 4, "name": "Çelik", "country": "US", "age": 18, "score": -0.5, "vip": False,
-         "born": D(2006, 6, 15), "seen": T(2024, 5, 1, 23, 59, 59), "account_id": 12},
-        {"id": 5, "name": "dan\\x", "country": "FR", "age": 60, "score": 10.0, "vip": True,
-         "born": D(1964, 12, 31), "seen": T(2024, 6, 15, 12), "account_id": 10},
+        {
+            "id": 4,
+            "name": "Çelik",
+            "country": "US",
+            "age": 18,
+            "score": -0.5,
+            "vip": False,
+            "born": D(2006, 6, 15),
+            "seen": T(2024, 5, 1, 23, 59, 59),
+            "account_id": 12,
+        },
+        {
+            "id": 5,
+            "name": "dan\\x",
+            "country": "FR",
+            "age": 60,
+            "score": 10.0,
+            "vip": True,
+            "born": D(1964, 12, 31),
+            "seen": T(2024, 6, 15, 12),
+            "account_id": 10,
+        },
         {"id": None, "name": "no key", "country": "FR", "age": 30, "vip": True, "account_id": 10},
     ],
     "accounts": [
@@ -117,14 +152,18 @@ COLUMN_CASES = [
 
 
 @pytest.mark.parametrize(("condition", "expected"), COLUMN_CASES, ids=lambda x: str(x))
-def test_parent_column_operators(w: DuckWorld, condition: dict[str, Any], expected: set[int]) -> None:
+def test_parent_column_operators(
+    w: DuckWorld, condition: dict[str, Any], expected: set[int]
+) -> None:
     assert w.members(audience([condition])) == expected
 
 
 RELATED_CASES = [
     ({"related": "accounts", "where": [c("plan", "equals", "enterprise")]}, {1, 5}),
-    ({"related": "accounts", "where": [c("plan", "equals", "enterprise")], "exactly": 0},
-     {2, 3, 4}),
+    (
+        {"related": "accounts", "where": [c("plan", "equals", "enterprise")], "exactly": 0},
+        {2, 3, 4},
+    ),
     ({"related": "accounts"}, {1, 2, 4, 5}),  # 3 has no account
     ({"related": "accounts", "where": [c("seats", "gte", 50)]}, {1, 5}),
     ({"related": "accounts", "where": [c("plan", "not_equals", "free")]}, {1, 4, 5}),
@@ -135,8 +174,10 @@ RELATED_CASES = [
     ({"related": "orders", "at_least": 0}, EVERYONE),
     ({"related": "orders", "where": [c("amount", "gt", 30)], "at_least": 2}, {1}),
     ({"related": "orders", "where": [c("status", "not_equals", "paid")]}, {1, 4}),
-    ({"related": "orders", "where": [c("status", "equals", "paid"),
-                                     c("amount", "lt", 50)]}, {1, 2}),
+    (
+        {"related": "orders", "where": [c("status", "equals", "paid"), c("amount", "lt", 50)]},
+        {1, 2},
+    ),
 ]
 
 
@@ -155,18 +196,25 @@ EVENT_CASES = [
     ({"event": "visits", "did_not": True, "within_last_days": 7}, {3, 4}),
     ({"event": "visits", "did_not": True}, {3}),
     ({"event": "visits", "at_most": 1}, {3, 4, 5}),
-    ({"event": "visits", "at_least": 2, "where": [c("page", "starts_with", "/pricing")]},
-     {1, 2}),
+    ({"event": "visits", "at_least": 2, "where": [c("page", "starts_with", "/pricing")]}, {1, 2}),
     ({"event": "visits", "between": [D(2024, 6, 10), D(2024, 6, 14)]}, {1, 2}),
     ({"event": "visits", "between": [T(2024, 6, 10, 10), T(2024, 6, 15, 11)]}, {1, 2}),
     ({"event": "visits", "where": [c("page", "is_null")]}, {5}),
     ({"event": "visits", "first": {"op": "before", "value": D(2024, 2, 1)}}, {4}),
     ({"event": "visits", "first": {"op": "within_last", "days": 40}}, {2, 5}),
     ({"event": "visits", "last": {"op": "not_within_last", "days": 3}}, {2, 3, 4}),
-    ({"event": "visits", "last": {"op": "after", "value": D(2024, 6, 14)},
-      "where": [c("page", "equals", "/pricing")]}, {1, 2}),
-    ({"event": "visits", "last": {"op": "between", "value": [D(2024, 6, 14), D(2024, 6, 15)]}},
-     {1, 5}),
+    (
+        {
+            "event": "visits",
+            "last": {"op": "after", "value": D(2024, 6, 14)},
+            "where": [c("page", "equals", "/pricing")],
+        },
+        {1, 2},
+    ),
+    (
+        {"event": "visits", "last": {"op": "between", "value": [D(2024, 6, 14), D(2024, 6, 15)]}},
+        {1, 5},
+    ),
 ]
 
 
@@ -191,14 +239,39 @@ GROUP_CASES = [
     (audience([], match="any"), set()),
     (audience([c("country", "equals", "DE"), c("age", "lt", 20)], match="any"), {2, 4}),
     (audience([c("country", "equals", "FR"), c("age", "is_null")], match="none"), {2, 4}),
-    (audience([c("vip", "equals", True),
-               {"any": [c("age", "gt", 50), c("country", "equals", "DE")]}]), {5}),
-    (audience([{"none": [c("country", "equals", "FR"), {"all": [c("age", "gt", 40),
-                                                                c("vip", "equals", False)]}]}]),
-     {3, 4}),
-    (audience([{"any": [{"related": "orders", "at_least": 2},
-                        {"event": "visits", "first": {"op": "before", "value": D(2024, 2, 1)}}]},
-               {"not_in_audience": "nobody"}]), {1, 4}),
+    (
+        audience(
+            [c("vip", "equals", True), {"any": [c("age", "gt", 50), c("country", "equals", "DE")]}]
+        ),
+        {5},
+    ),
+    (
+        audience(
+            [
+                {
+                    "none": [
+                        c("country", "equals", "FR"),
+                        {"all": [c("age", "gt", 40), c("vip", "equals", False)]},
+                    ]
+                }
+            ]
+        ),
+        {3, 4},
+    ),
+    (
+        audience(
+            [
+                {
+                    "any": [
+                        {"related": "orders", "at_least": 2},
+                        {"event": "visits", "first": {"op": "before", "value": D(2024, 2, 1)}},
+                    ]
+                },
+                {"not_in_audience": "nobody"},
+            ]
+        ),
+        {1, 4},
+    ),
 ]
 
 

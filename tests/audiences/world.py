@@ -18,12 +18,12 @@ from typing import Any
 import duckdb
 import psycopg
 from psycopg import sql
+from sqlglot import exp
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.catalog import Catalog
 from backhaul.audiences.compiler import Compiler, col
 from backhaul.audiences.schema import AudienceSchemaConfig
-from sqlglot import exp
 
 SCHEMA = AudienceSchemaConfig.model_validate(
     {
@@ -150,7 +150,7 @@ class PgWorld(DuckWorld):
 
     dialect = "postgres"
 
-    def __init__(self, url: str) -> None:  # noqa: D107 - the parent's connection is replaced
+    def __init__(self, url: str) -> None:
         self.conn = psycopg.connect(url, autocommit=True)
         self.schema = f"aud_{uuid.uuid4().hex[:10]}"
         self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))

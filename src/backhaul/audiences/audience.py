@@ -65,8 +65,9 @@ class Splits(Strict):
     """A holdout and named groups, assigned by a hash of the key (see ``splits.py``)."""
 
     seed: str | None = Field(
-        None, description="Mixed into the hash; default: the audience name. Change it to "
-        "reshuffle everyone."
+        None,
+        description="Mixed into the hash; default: the audience name. Change it to "
+        "reshuffle everyone.",
     )
     holdout: float = Field(0, ge=0, lt=100, description="Percent kept out of every sync.")
     groups: list[SplitGroup] = Field(default_factory=list)
@@ -98,8 +99,9 @@ class AudienceTest(Strict):
 
     name: str = Field(min_length=1)
     now: Any = Field(
-        None, description="The time relative dates count from (`within_last`...), e.g. "
-        "2024-06-01 12:00:00."
+        None,
+        description="The time relative dates count from (`within_last`...), e.g. "
+        "2024-06-01 12:00:00.",
     )
     rows: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="Rows of each model the schema uses, by model name."
@@ -146,8 +148,9 @@ class AudienceConfig(Strict):
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     columns: list[str] | None = Field(
-        None, description="Parent columns the audience model returns besides the key; "
-        "default: every column the schema offers."
+        None,
+        description="Parent columns the audience model returns besides the key; "
+        "default: every column the schema offers.",
     )
     match: Literal["all", "any", "none"] = Field(
         "all", description="How the top-level conditions combine."

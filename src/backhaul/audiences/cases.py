@@ -107,8 +107,10 @@ def _used_columns(
 def _join_hints(catalog: Catalog, case: AudienceTest) -> dict[str, dict[str, ColumnType]]:
     """Types for join columns a case leaves empty, from the column they join to."""
     parent = catalog.parent
-    pairs = [((parent.model, t.parent_key or parent.key), (t.model, t.key))
-             for t in catalog.related.values()]
+    pairs = [
+        ((parent.model, t.parent_key or parent.key), (t.model, t.key))
+        for t in catalog.related.values()
+    ]
     pairs += [((parent.model, parent.key), (t.model, t.key)) for t in catalog.events.values()]
     declared = {(t.model, c): k for t in catalog.tables for c, k in t.columns.items() if k}
     hints: dict[str, dict[str, ColumnType]] = {}
@@ -230,8 +232,8 @@ def run_case(
             queries[model] = f"SELECT * FROM {ident(table).sql(dialect='duckdb')}"
         compiler = Compiler(catalog, audiences, "duckdb", queries, now=_case_now(case))
         key = catalog.parent.key
-        members = compiler.members(name, config, splits=False).subquery("m")
-        sql = compiler.render(exp.select(col("m", key)).from_(members))
+        members = compiler.members(name, config, splits=False).subquery("m", copy=False)
+        sql = compiler.render(exp.select(col("m", key), copy=False).from_(members, copy=False))
         try:
             selected = {_norm(r[0]) for r in con.execute(sql).fetchall()}
         except duckdb.Error as exc:

@@ -93,14 +93,20 @@ class Catalog:
         """A catalog from a schema file; the parent key is already resolved by the loader."""
         p = config.parent
         parent = Table(
-            "parent", "parent", p.model, parent_key,
+            "parent",
+            "parent",
+            p.model,
+            parent_key,
             columns=_declared(p.columns, parent_key),
             closed=bool(p.columns),
             personal=frozenset(n for n, s in p.columns.items() if s.personal),
         )
         related = {
             n: Table(
-                n, "related", r.model, r.key,
+                n,
+                "related",
+                r.model,
+                r.key,
                 columns=_declared(r.columns, r.key),
                 closed=bool(r.columns),
                 personal=frozenset(c for c, s in r.columns.items() if s.personal),
@@ -111,7 +117,10 @@ class Catalog:
         }
         events = {
             n: Table(
-                n, "event", e.model, e.key,
+                n,
+                "event",
+                e.model,
+                e.key,
                 columns={**_declared(e.columns, e.key), e.timestamp: _ts(e.columns, e.timestamp)},
                 closed=bool(e.columns),
                 personal=frozenset(c for c, s in e.columns.items() if s.personal),

@@ -94,7 +94,9 @@ def _plans(source: Any, sql: str) -> list[Problem]:
     return []
 
 
-def _schema_errors(schema: AudienceSchemaDef, types: dict[str, dict[str, str]]) -> list[ConfigError]:
+def _schema_errors(
+    schema: AudienceSchemaDef, types: dict[str, dict[str, str]]
+) -> list[ConfigError]:
     errors: list[ConfigError] = []
     pos = schema.positions
     config = schema.config
@@ -115,29 +117,49 @@ def _schema_errors(schema: AudienceSchemaDef, types: dict[str, dict[str, str]]) 
             columns = types.get(model, {})
             if column is not None and columns and column not in columns:
                 errors.append(
-                    _error(pos, key, f"`{column}` is not in the output of model `{model}` "
-                           f"(columns: {', '.join(columns)})")
+                    _error(
+                        pos,
+                        key,
+                        f"`{column}` is not in the output of model `{model}` "
+                        f"(columns: {', '.join(columns)})",
+                    )
                 )
         for column, declared in spec.columns.items():
             key = f"{prefix}.columns.{column}"
             if column not in have:
                 errors.append(
-                    _error(pos, key, f"`{column}` is not in the output of model `{table.model}` "
-                           f"(columns: {', '.join(have)})")
+                    _error(
+                        pos,
+                        key,
+                        f"`{column}` is not in the output of model `{table.model}` "
+                        f"(columns: {', '.join(have)})",
+                    )
                 )
             elif declared.type is not None:
                 actual = from_warehouse(have[column])
                 if actual is not None and actual != declared.type:
                     errors.append(
-                        _error(pos, key, f"declared {declared.type}, but the warehouse type "
-                               f"is {have[column]} ({actual}); fix `type`")
+                        _error(
+                            pos,
+                            key,
+                            f"declared {declared.type}, but the warehouse type "
+                            f"is {have[column]} ({actual}); fix `type`",
+                        )
                     )
-        if table.kind == "event" and table.timestamp in have and table.timestamp not in spec.columns:
+        if (
+            table.kind == "event"
+            and table.timestamp in have
+            and table.timestamp not in spec.columns
+        ):
             actual = from_warehouse(have[table.timestamp or ""])
             if actual is not None and actual.value not in ("date", "timestamp"):
                 errors.append(
-                    _error(pos, f"{prefix}.timestamp", f"`{table.timestamp}` is "
-                           f"{have[table.timestamp or '']} in the warehouse, not a date or timestamp")
+                    _error(
+                        pos,
+                        f"{prefix}.timestamp",
+                        f"`{table.timestamp}` is "
+                        f"{have[table.timestamp or '']} in the warehouse, not a date or timestamp",
+                    )
                 )
     return errors
 

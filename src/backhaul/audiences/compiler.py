@@ -69,11 +69,11 @@ def _is_day(value: Any) -> bool:
 def combine(match: str, items: list[exp.Expr]) -> exp.Expr:
     """``all`` / ``any`` / ``none`` of boolean expressions (true for an empty ``all``)."""
     if match == "all":
-        return exp.and_(*items) if items else exp.true()
-    anyof = exp.or_(*items) if items else exp.false()
+        return exp.and_(*items, copy=False) if items else exp.true()
+    anyof = exp.or_(*items, copy=False) if items else exp.false()
     if match == "any":
         return anyof
-    return exp.not_(exp.paren(anyof)) if items else exp.true()
+    return exp.not_(exp.paren(anyof, copy=False), copy=False) if items else exp.true()
 
 
 @dataclass
@@ -119,7 +119,9 @@ class Compiler:
         return self.timestamp(read)
 
     def timestamp(self, value: date) -> exp.Expr:
-        moment = value if isinstance(value, datetime) else datetime.combine(value, datetime.min.time())
+        moment = (
+            value if isinstance(value, datetime) else datetime.combine(value, datetime.min.time())
+        )
         # BigQuery's TIMESTAMP is what sqlglot calls TIMESTAMPTZ; elsewhere a plain timestamp.
         type_ = "TIMESTAMPTZ" if self.dialect == "bigquery" else "TIMESTAMP"
         text = moment.isoformat(sep=" ")
@@ -129,7 +131,7 @@ class Compiler:
         if self.now is not None:
             return self.timestamp(self.now)
         return exp.paren(
-            exp.AtTimeZone(this=exp.CurrentTimestamp(), zone=exp.Literal.string("UTC"))
+            exp.AtTimeZone(this=exp.CurrentTimestamp(), zone=exp.Literal.string("UTC")), copy=False
         )
 
     def _today(self) -> exp.Expr:
@@ -154,11 +156,11 @@ class Compiler:
         """A two-valued test of ``column`` (never null)."""
         if op in NEGATIONS:
             positive = self.comparison(column, kind, NEGATIONS[op], value, days)
-            return exp.not_(positive)
+            return exp.not_(positive, copy=False)
         if op is Op.IS_NULL:
             return column.is_(exp.null())
         return exp.Coalesce(
-            this=exp.paren(self._positive(column, kind, op, value, days)),
+            this=exp.paren(self._positive(column, kind, op, value, days), copy=False),
             expressions=[exp.false()],
         )
 
@@ -170,7 +172,7 @@ class Compiler:
         if op in DAYS:
             tkind = ColumnType.DATE if kind is ColumnType.DATE else ColumnType.TIMESTAMP
             upper = self._today() if tkind is ColumnType.DATE else self._now()
-            return exp.and_(c >= self._days_back(days or 0, tkind), c <= upper)
+            return exp.and_(c >= self._days_back(days or 0, tkind), c <= upper, copy=False)
         if op is Op.EQUALS:
             if whole_days and _is_day(coerce(value, kind)):
                 return self._day(c, coerce(value, kind))
@@ -178,8 +180,10 @@ class Compiler:
         if op is Op.IN:
             read = [coerce(v, kind) for v in value]
             if whole_days and any(_is_day(v) for v in read):
-                return exp.or_(*(self._positive(c, kind, Op.EQUALS, v, None) for v in value))
-            return c.isin(*(self.literal(v, kind) for v in value))
+                return exp.or_(
+                    *(self._positive(c, kind, Op.EQUALS, v, None) for v in value), copy=False
+                )
+            return c.isin(*(self.literal(v, kind) for v in value), copy=False)
         if op is Op.CONTAINS:
             found = exp.StrPosition(this=c, substr=self.literal(value, kind))
             return found > exp.Literal.number(0)
@@ -188,7 +192,7 @@ class Compiler:
         if op is Op.BETWEEN:
             low = self._positive(c, kind, Op.GTE, value[0], None)
             high = self._positive(c, kind, Op.LTE, value[1], None)
-            return exp.and_(low, high)
+            return exp.and_(low, high, copy=False)
         read = coerce(value, kind)
         if whole_days and _is_day(read) and op in (Op.GT, Op.AFTER, Op.LTE):
             next_day = self.timestamp(read + timedelta(days=1))
@@ -207,7 +211,7 @@ class Compiler:
     def _day(self, c: exp.Expr, day: date) -> exp.Expr:
         start = self.timestamp(day)
         end = self.timestamp(day + timedelta(days=1))
-        return exp.and_(c >= start, c < end)
+        return exp.and_(c >= start, c < end, copy=False)
 
     def column_test(self, table: Table, alias: str, cond: ColumnCondition) -> exp.Expr:
         kind = effective_type(table, cond.column, cond.op, cond.value)
@@ -223,7 +227,9 @@ class Compiler:
         if isinstance(cond, ColumnCondition):
             return self.column_test(self.catalog.parent, PARENT, cond)
         if isinstance(cond, GroupCondition):
-            return exp.paren(combine(cond.match, [self.condition(c, stack) for c in cond.items]))
+            return exp.paren(
+                combine(cond.match, [self.condition(c, stack) for c in cond.items]), copy=False
+            )
         if isinstance(cond, RelatedCondition):
             return self._related(cond)
         if isinstance(cond, EventCondition):
@@ -232,7 +238,7 @@ class Compiler:
             return self._membership(cond, stack)
         if isinstance(cond, SqlCondition):
             parsed = sqlglot.condition(cond.sql, dialect=self.dialect)
-            return exp.Coalesce(this=exp.paren(parsed), expressions=[exp.false()])
+            return exp.Coalesce(this=exp.paren(parsed, copy=False), expressions=[exp.false()])
         raise TypeError(f"unknown condition {type(cond).__name__}")  # pragma: no cover
 
     def _membership(self, cond: AudienceCondition, stack: tuple[str, ...]) -> exp.Expr:
@@ -242,12 +248,17 @@ class Compiler:
         other = self.audiences.get(cond.audience)
         if other is None:
             raise ConfigError(f"unknown audience `{cond.audience}`")
-        inner = exp.paren(self.predicate(other, (*stack, cond.audience)))
-        return exp.not_(inner) if cond.negated else inner
+        inner = exp.paren(self.predicate(other, (*stack, cond.audience)), copy=False)
+        return exp.not_(inner, copy=False) if cond.negated else inner
 
     def _counted(
-        self, member: exp.Expr, table: Table, alias: str, filters: list[exp.Expr],
-        rule: tuple[str, int], key: str,
+        self,
+        member: exp.Expr,
+        table: Table,
+        alias: str,
+        filters: list[exp.Expr],
+        rule: tuple[str, int],
+        key: str,
     ) -> exp.Expr:
         """``member`` IN the keys of ``table`` whose filtered row count meets ``rule``."""
         kind, n = rule
@@ -264,18 +275,16 @@ class Compiler:
         if n > 1 or op == "=":
             count = exp.Count(this=exp.Star())
             having = count >= n if op == ">=" else count.eq(n)
-            keys = keys.group_by(col(alias, key)).having(having)
-        found = exp.Coalesce(this=member.isin(query=keys), expressions=[exp.false()])
-        return exp.not_(found) if negate else found
+            keys = keys.group_by(col(alias, key), copy=False).having(having, copy=False)
+        found = exp.Coalesce(this=member.isin(query=keys, copy=False), expressions=[exp.false()])
+        return exp.not_(found, copy=False) if negate else found
 
-    def _keys(
-        self, table: Table, alias: str, filters: list[exp.Expr], key: str
-    ) -> exp.Select:
-        present = exp.not_(col(alias, key).is_(exp.null()))
+    def _keys(self, table: Table, alias: str, filters: list[exp.Expr], key: str) -> exp.Select:
+        present = exp.not_(col(alias, key).is_(exp.null()), copy=False)
         return (
-            exp.select(col(alias, key))
-            .from_(self.relation(table.model, alias))
-            .where(exp.and_(present, *filters))
+            exp.select(col(alias, key), copy=False)
+            .from_(self.relation(table.model, alias), copy=False)
+            .where(exp.and_(present, *filters, copy=False), copy=False)
         )
 
     def _related(self, cond: RelatedCondition) -> exp.Expr:
@@ -297,9 +306,9 @@ class Compiler:
             op = NEGATIONS.get(timed.op, timed.op)
             test = self.comparison(moment, ts_kind, op, timed.value, timed.days)
             keys = self._keys(table, "e", filters, table.key)
-            keys = keys.group_by(col("e", table.key)).having(test)
-            found = member.isin(query=keys)
-            return exp.not_(found) if timed.op in NEGATIONS else found
+            keys = keys.group_by(col("e", table.key), copy=False).having(test, copy=False)
+            found = member.isin(query=keys, copy=False)
+            return exp.not_(found, copy=False) if timed.op in NEGATIONS else found
         if cond.within_last_days is not None:
             filters.append(
                 self.comparison(ts, ts_kind, Op.WITHIN_LAST, None, cond.within_last_days)
@@ -314,8 +323,8 @@ class Compiler:
         key = col(PARENT, self.catalog.parent.key)
         return (
             exp.select()
-            .from_(self.relation(self.catalog.parent.model, PARENT))
-            .where(exp.not_(key.is_(exp.null())))
+            .from_(self.relation(self.catalog.parent.model, PARENT), copy=False)
+            .where(exp.not_(key.is_(exp.null()), copy=False), copy=False)
         )
 
     def output_columns(self, config: AudienceConfig) -> list[str]:
@@ -337,16 +346,16 @@ class Compiler:
             if columns
             else [exp.Column(this=exp.Star(), table=ident(PARENT))]
         )
-        query = self.parent().where(self.predicate(config))
+        query = self.parent().where(self.predicate(config), copy=False)
         if splits and config.splits is not None:
             bucket = bucket_expr(col(PARENT, self.catalog.parent.key), config.splits, name)
             bound = holdout_bound(config.splits)
             if bound is not None:
-                query = query.where(bucket >= exp.Literal.string(bound))
+                query = query.where(bucket >= exp.Literal.string(bound), copy=False)
             case = split_case(bucket.copy(), config.splits)
             if case is not None:
-                projections.append(exp.alias_(case, ident(SPLIT_COLUMN)))
-        return query.select(*projections)
+                projections.append(exp.alias_(case, ident(SPLIT_COLUMN), copy=False))
+        return query.select(*projections, copy=False)
 
     def render(self, expression: exp.Expr) -> str:
         """SQL text of ``expression`` with each model's query in place of its placeholder."""
@@ -357,7 +366,9 @@ class Compiler:
             # A literal that happens to hold a placeholder's text would make its count
             # differ: then rename the placeholders and render again.
             names = {
-                f"{PLACEHOLDER}_{i}": f"{PLACEHOLDER}_{attempt}x{i}" if attempt else f"{PLACEHOLDER}_{i}"
+                f"{PLACEHOLDER}_{i}": f"{PLACEHOLDER}_{attempt}x{i}"
+                if attempt
+                else f"{PLACEHOLDER}_{i}"
                 for i in self._models.values()
             }
             tree = expression.copy()

@@ -78,7 +78,9 @@ OPS_BY_TYPE: dict[ColumnType, frozenset[Op]] = {
     ColumnType.DATE: _ANY | {Op.IN, Op.NOT_IN, Op.BEFORE, Op.AFTER} | _ORDERED | DAYS,
     ColumnType.TIMESTAMP: _ANY | {Op.IN, Op.NOT_IN, Op.BEFORE, Op.AFTER} | _ORDERED | DAYS,
 }
-TIME_OPS = OPS_BY_TYPE[ColumnType.DATE] - {Op.EQUALS, Op.NOT_EQUALS, Op.IN, Op.NOT_IN}
+# When an event first or last happened: a time is always there (no null tests), and
+# equality to the microsecond is not a useful question.
+TIME_OPS = OPS_BY_TYPE[ColumnType.DATE] - _ANY - {Op.IN, Op.NOT_IN}
 
 
 def _scalar(value: Any, where: str) -> None:
@@ -259,9 +261,7 @@ class AudienceCondition(Strict):
 class SqlCondition(Strict):
     """A raw SQL predicate over the parent's columns. Only editors may write one."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"x-backhaul-editor-only": True}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"x-backhaul-editor-only": True})
     editor_only: ClassVar[bool] = True
 
     sql: str = Field(min_length=1, description="A boolean SQL expression in the source's dialect.")

@@ -112,7 +112,9 @@ def describe(cond: Condition) -> str:
         return f"{cond.column} {cond.op}{shown}{days}"
     if isinstance(cond, RelatedCondition):
         kind, n = cond.count_rule()
-        return f"has {kind.replace('_', ' ')} {n} {cond.related}" + (" where ..." if cond.where else "")
+        return f"has {kind.replace('_', ' ')} {n} {cond.related}" + (
+            " where ..." if cond.where else ""
+        )
     if isinstance(cond, EventCondition):
         if cond.first or cond.last:
             which = "first" if cond.first else "last"
@@ -129,7 +131,7 @@ def describe(cond: Condition) -> str:
 
 
 def _count_if(condition: exp.Expr) -> exp.Expr:
-    return exp.Count(this=exp.Case().when(condition, exp.Literal.number(1)))
+    return exp.Count(this=exp.Case().when(condition, exp.Literal.number(1), copy=False))
 
 
 @dataclass
@@ -156,30 +158,35 @@ class Explorer:
         key = col(PARENT, c.catalog.parent.key)
         flags = [c.condition(cond) for cond in config.conditions]
         inner: list[exp.Expr] = [
-            exp.alias_(f, ident(f"c{i}")) for i, f in enumerate(flags)
+            exp.alias_(f, ident(f"c{i}"), copy=False) for i, f in enumerate(flags)
         ]
         if config.splits is not None:
-            inner.append(exp.alias_(bucket_expr(key, config.splits, name), ident("b")))
+            inner.append(exp.alias_(bucket_expr(key, config.splits, name), ident("b"), copy=False))
         if not inner:
-            inner.append(exp.alias_(exp.true(), ident("c_all")))
+            inner.append(exp.alias_(exp.true(), ident("c_all"), copy=False))
         q = "q"
         refs = [col(q, f"c{i}") for i in range(len(flags))]
         matched = combine(config.match, [r.copy() for r in refs])
         outer: list[exp.Expr] = [
-            exp.alias_(exp.Count(this=exp.Star()), ident("parent")),
-            exp.alias_(_count_if(matched), ident("matched")),
+            exp.alias_(exp.Count(this=exp.Star()), ident("parent"), copy=False),
+            exp.alias_(_count_if(matched), ident("matched"), copy=False),
         ]
         for i, ref in enumerate(refs):
-            outer.append(exp.alias_(_count_if(ref.copy()), ident(f"alone{i}")))
+            outer.append(exp.alias_(_count_if(ref.copy()), ident(f"alone{i}"), copy=False))
             upto = combine(config.match, [r.copy() for r in refs[: i + 1]])
-            outer.append(exp.alias_(_count_if(upto), ident(f"cumulative{i}")))
+            outer.append(exp.alias_(_count_if(upto), ident(f"cumulative{i}"), copy=False))
         bucket = col(q, "b")
         held = holdout_bound(config.splits) if config.splits is not None else None
         if held is not None:
             outer.append(
                 exp.alias_(
-                    _count_if(exp.and_(matched.copy(), bucket.copy() < exp.Literal.string(held))),
+                    _count_if(
+                        exp.and_(
+                            matched.copy(), bucket.copy() < exp.Literal.string(held), copy=False
+                        )
+                    ),
                     ident("holdout"),
+                    copy=False,
                 )
             )
         groups = group_bounds(config.splits) if config.splits is not None else []
@@ -190,10 +197,12 @@ class Explorer:
                 parts.append(bucket.copy() >= exp.Literal.string(low))
             if bound is not None:
                 parts.append(bucket.copy() < exp.Literal.string(bound))
-            outer.append(exp.alias_(_count_if(exp.and_(*parts)), ident(f"split{i}")))
+            outer.append(
+                exp.alias_(_count_if(exp.and_(*parts, copy=False)), ident(f"split{i}"), copy=False)
+            )
             low = bound
-        sub = c.parent().select(*inner).subquery(q)
-        names, rows = self._rows(exp.select(*outer).from_(sub))
+        sub = c.parent().select(*inner, copy=False).subquery(q, copy=False)
+        names, rows = self._rows(exp.select(*outer, copy=False).from_(sub, copy=False))
         row = dict(zip(names, rows[0], strict=True))
         matched_n = int(row["matched"])
         holdout_n = int(row.get("holdout") or 0)
@@ -205,7 +214,9 @@ class Explorer:
             splits={g: int(row[f"split{i}"]) for i, (g, _) in enumerate(groups)},
             conditions=[
                 ConditionSize(
-                    f"conditions.{i}", describe(cond), int(row[f"alone{i}"]),
+                    f"conditions.{i}",
+                    describe(cond),
+                    int(row[f"alone{i}"]),
                     int(row[f"cumulative{i}"]),
                 )
                 for i, cond in enumerate(config.conditions)
@@ -220,25 +231,27 @@ class Explorer:
         c = self.compiler
         columns = c.output_columns(config) or list(c.catalog.parent.columns)
         personal = c.catalog.parent.personal
-        members = c.members(name, config).subquery("m")
+        members = c.members(name, config).subquery("m", copy=False)
         projections: list[exp.Expr] = []
         for name_ in columns:
             ref = col("m", name_)
             if name_ in personal:
-                masked = exp.Case().when(ref.is_(exp.null()), exp.null()).else_(
-                    exp.Literal.string(MASK)
+                masked = (
+                    exp.Case()
+                    .when(ref.is_(exp.null()), exp.null(), copy=False)
+                    .else_(exp.Literal.string(MASK), copy=False)
                 )
-                projections.append(exp.alias_(masked, ident(name_)))
+                projections.append(exp.alias_(masked, ident(name_), copy=False))
             else:
                 projections.append(ref)
         if config.splits is not None and config.splits.groups:
             projections.append(col("m", SPLIT_COLUMN))
         order = bucket_expr(col("m", c.catalog.parent.key), config.splits or Splits(), name)
         query = (
-            exp.select(*projections)
-            .from_(members)
-            .order_by(order, col("m", c.catalog.parent.key))
-            .limit(int(limit))
+            exp.select(*projections, copy=False)
+            .from_(members, copy=False)
+            .order_by(order, col("m", c.catalog.parent.key), copy=False)
+            .limit(int(limit), copy=False)
         )
         names, rows = self._rows(query)
         return Sample(names, rows, [n for n in columns if n in personal])
@@ -259,28 +272,37 @@ class Explorer:
         members = c.members(name, config.model_copy(update={"columns": [column]}))
         count = exp.Count(this=exp.Star())
         query = (
-            exp.select(exp.alias_(col("m", column), ident("value")), exp.alias_(count, ident("n")))
-            .from_(members.subquery("m"))
-            .group_by(col("m", column))
-            .order_by(exp.Ordered(this=count.copy(), desc=True), col("m", column))
+            exp.select(
+                exp.alias_(col("m", column), ident("value"), copy=False),
+                exp.alias_(count, ident("n"), copy=False),
+                copy=False,
+            )
+            .from_(members.subquery("m", copy=False), copy=False)
+            .group_by(col("m", column), copy=False)
+            .order_by(exp.Ordered(this=count.copy(), desc=True), col("m", column), copy=False)
         )
         _, rows = self._rows(query)
         values = [(r[0], int(r[1])) for r in rows]
         shown = values[: int(limit)]
-        return Breakdown(column, shown, sum(n for _, n in values[int(limit):]))
+        return Breakdown(column, shown, sum(n for _, n in values[int(limit) :]))
 
     def overlap(self, first: AudienceConfig, second: AudienceConfig) -> Overlap:
         """Members of each audience and of both (by conditions; holdouts not applied)."""
         c = self.compiler
         flags = c.parent().select(
-            exp.alias_(c.predicate(first), ident("a")), exp.alias_(c.predicate(second), ident("b"))
+            exp.alias_(c.predicate(first), ident("a"), copy=False),
+            exp.alias_(c.predicate(second), ident("b"), copy=False),
+            copy=False,
         )
         a, b = col("q", "a"), col("q", "b")
         query = exp.select(
-            exp.alias_(_count_if(a), ident("first")),
-            exp.alias_(_count_if(b.copy()), ident("second")),
-            exp.alias_(_count_if(exp.and_(a.copy(), b.copy())), ident("both")),
-        ).from_(flags.subquery("q"))
+            exp.alias_(_count_if(a), ident("first"), copy=False),
+            exp.alias_(_count_if(b.copy()), ident("second"), copy=False),
+            exp.alias_(
+                _count_if(exp.and_(a.copy(), b.copy(), copy=False)), ident("both"), copy=False
+            ),
+            copy=False,
+        ).from_(flags.subquery("q", copy=False), copy=False)
         _, rows = self._rows(query)
         return Overlap(int(rows[0][0]), int(rows[0][1]), int(rows[0][2]))
 
@@ -334,7 +356,9 @@ def audience_size(project: Project, name: str, *, now: datetime | None = None) -
     """The size of a saved audience (a convenience over :class:`Explorer`)."""
     audience = project.audiences.get(name)
     if audience is None:
-        raise BackhaulError(f"unknown audience `{name}` (known: {', '.join(sorted(project.audiences)) or 'none'})")
+        raise BackhaulError(
+            f"unknown audience `{name}` (known: {', '.join(sorted(project.audiences)) or 'none'})"
+        )
     with open_explorer(project, audience.schema, now=now) as ex:
         return ex.size(name, audience.config)
 

@@ -39,9 +39,7 @@ class LoadedAudiences:
 
 
 def _error(positions: Positions, key: str | None, message: str) -> ConfigError:
-    return ConfigError(
-        message, file=positions.file.as_posix(), line=positions.line(key), key=key
-    )
+    return ConfigError(message, file=positions.file.as_posix(), line=positions.line(key), key=key)
 
 
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
@@ -139,7 +137,8 @@ def _resolve_schema(
         if len(parent.config.primary_key) != 1:
             return [
                 _error(
-                    positions, "parent.model",
+                    positions,
+                    "parent.model",
                     f"model `{parent.name}` has a primary key of "
                     f"{len(parent.config.primary_key)} columns: set `parent.key` to the one "
                     "column that identifies a person",
@@ -152,7 +151,8 @@ def _resolve_schema(
         if other != source:
             errors.append(
                 _error(
-                    positions, where,
+                    positions,
+                    where,
                     f"model `{model}` reads source `{other}` but the parent reads `{source}`: "
                     "an audience runs in one warehouse",
                 )
@@ -162,15 +162,19 @@ def _resolve_schema(
         if spec is not None and spec.type is not None and spec.type not in TEMPORAL:
             errors.append(
                 _error(
-                    positions, f"events.{n}.timestamp",
+                    positions,
+                    f"events.{n}.timestamp",
                     f"the timestamp column `{event.timestamp}` is declared {spec.type}; "
                     "it must be a date or a timestamp",
                 )
             )
     if source not in sources:
         errors.append(
-            _error(positions, "parent.model", _unknown("source", source, sources)
-                   + f"; model `{parent.name}` reads it")
+            _error(
+                positions,
+                "parent.model",
+                _unknown("source", source, sources) + f"; model `{parent.name}` reads it",
+            )
         )
     if errors:
         return errors
@@ -194,8 +198,11 @@ def _audience_errors(
         schema = schemas.get(audience.schema)
         if schema is None:
             errors.append(
-                _error(audience.positions, "schema", _unknown("audience schema", audience.schema,
-                                                              schemas))
+                _error(
+                    audience.positions,
+                    "schema",
+                    _unknown("audience schema", audience.schema, schemas),
+                )
             )
             continue
         problems = check_audience(
@@ -205,7 +212,8 @@ def _audience_errors(
     for name, (key, loop) in sorted(membership_cycles(configs).items()):
         errors.append(
             _error(
-                audiences[name].positions, key,
+                audiences[name].positions,
+                key,
                 f"audience membership loops ({loop}); an audience cannot contain itself",
             )
         )
@@ -252,8 +260,13 @@ def audience_model(
         tags=list(audience.config.tags),
     )
     return ModelDef(
-        audience.name, config, sql, None, audience.positions,
-        audience=audience.name, personal=frozenset(personal),
+        audience.name,
+        config,
+        sql,
+        None,
+        audience.positions,
+        audience=audience.name,
+        personal=frozenset(personal),
     )
 
 

@@ -36,23 +36,27 @@ def priority_query(compiler: Compiler, names: list[str]) -> exp.Select:
     predicates = _configs(compiler, names)
     case = exp.Case()
     for name, pred in zip(names, predicates, strict=True):
-        case = case.when(pred, exp.Literal.string(name))
+        case = case.when(pred, exp.Literal.string(name), copy=False)
     key = col(PARENT, compiler.catalog.parent.key)
-    anyof = exp.or_(*(p.copy() for p in predicates))
+    anyof = exp.or_(*(p.copy() for p in predicates), copy=False)
     return (
         compiler.parent()
-        .select(key, exp.alias_(case, ident(PRIORITY_COLUMN)))
-        .where(exp.paren(anyof))
+        .select(key, exp.alias_(case, ident(PRIORITY_COLUMN), copy=False), copy=False)
+        .where(exp.paren(anyof, copy=False), copy=False)
     )
 
 
 def priority_counts(compiler: Compiler, names: list[str]) -> exp.Select:
     """``audience, n``: how many people each audience of the list gets."""
-    assigned = priority_query(compiler, names).subquery("a")
+    assigned = priority_query(compiler, names).subquery("a", copy=False)
     return (
-        exp.select(col("a", PRIORITY_COLUMN), exp.alias_(exp.Count(this=exp.Star()), ident("n")))
-        .from_(assigned)
-        .group_by(col("a", PRIORITY_COLUMN))
+        exp.select(
+            col("a", PRIORITY_COLUMN),
+            exp.alias_(exp.Count(this=exp.Star()), ident("n"), copy=False),
+            copy=False,
+        )
+        .from_(assigned, copy=False)
+        .group_by(col("a", PRIORITY_COLUMN), copy=False)
     )
 
 

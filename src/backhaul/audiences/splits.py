@@ -92,11 +92,15 @@ def split_case(bucket_sql: exp.Expr, splits: Splits) -> exp.Expr | None:
     bounds = group_bounds(splits)
     if not bounds:
         return None
+    if len(bounds) == 1:
+        return exp.Literal.string(bounds[0][0])
     case = exp.Case()
     for name, bound in bounds[:-1]:
         assert bound is not None  # only the last group runs to the end of the range
-        case = case.when(bucket_sql.copy() < exp.Literal.string(bound), exp.Literal.string(name))
-    return case.else_(exp.Literal.string(bounds[-1][0]))
+        case = case.when(
+            bucket_sql.copy() < exp.Literal.string(bound), exp.Literal.string(name), copy=False
+        )
+    return case.else_(exp.Literal.string(bounds[-1][0]), copy=False)
 
 
 __all__ = [

@@ -87,9 +87,7 @@ def _what(table: Table) -> str:
     return f"{table.kind} model `{table.name}`"
 
 
-def check_comparison(
-    table: Table, column: str, op: Op, value: Any, key: str
-) -> list[Problem]:
+def check_comparison(table: Table, column: str, op: Op, value: Any, key: str) -> list[Problem]:
     """One column test: the column exists, the operator fits its type, the values parse."""
     if table.closed and column not in table.columns:
         return [
@@ -199,9 +197,7 @@ def _conditions(
             except SqlglotError as exc:
                 problems.append(Problem(f"{here}.sql", _sql_problem(exc)))
         elif isinstance(cond, GroupCondition) and not cond.items:
-            problems.append(
-                Problem(f"{here}.{cond.match}", "a group needs at least one condition")
-            )
+            problems.append(Problem(f"{here}.{cond.match}", "a group needs at least one condition"))
     return problems
 
 
@@ -321,7 +317,10 @@ def membership_cycles(audiences: Mapping[str, AudienceConfig]) -> dict[str, tupl
 
 
 def _path_back(
-    node: str, target: str, audiences: Mapping[str, AudienceConfig], path: list[str],
+    node: str,
+    target: str,
+    audiences: Mapping[str, AudienceConfig],
+    path: list[str],
     seen: set[str],
 ) -> list[str] | None:
     if node == target:

@@ -65,7 +65,12 @@ def naive_utc(value: datetime) -> datetime:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return datetime(
-        value.year, value.month, value.day, value.hour, value.minute, value.second,
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
         value.microsecond,
     )
 

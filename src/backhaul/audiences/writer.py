@@ -147,7 +147,7 @@ def _merge(node: Any, new: Any, path: tuple[Any, ...]) -> Any:
                 node[i] = _merge(node[i], value, (*path, i))
             else:
                 node.append(_fresh(value, (*path, i)))
-        del node[len(new):]
+        del node[len(new) :]
         return node
     return _fresh(new, path)
 

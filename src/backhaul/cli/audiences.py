@@ -28,8 +28,11 @@ def models_command(project_dir: ProjectDir = Path(".")) -> None:
         used = sorted(s.name for s in project.syncs.values() if s.config.model == name)
         kind = f"audience ({project.audiences[name].schema})" if model.audience else "model"
         table.add_row(
-            escape(name), kind, escape(model.config.source),
-            escape(", ".join(model.config.primary_key)), escape(", ".join(used)),
+            escape(name),
+            kind,
+            escape(model.config.source),
+            escape(", ".join(model.config.primary_key)),
+            escape(", ".join(used)),
         )
     _console().print(table)
 
@@ -74,8 +77,11 @@ def audience_command(
         parts = ex.breakdown(name, audience.config, breakdown) if breakdown else None
     if as_json:
         data: dict[str, Any] = {
-            "parent": size.parent, "matched": size.matched, "holdout": size.holdout,
-            "members": size.members, "splits": size.splits,
+            "parent": size.parent,
+            "matched": size.matched,
+            "holdout": size.holdout,
+            "members": size.members,
+            "splits": size.splits,
             "conditions": [c.__dict__ for c in size.conditions],
         }
         if rows is not None:
