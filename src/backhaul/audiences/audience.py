@@ -33,9 +33,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backhaul.audiences.conditions import Condition
+from backhaul.config.models import NAME_PATTERN
 
 SPLIT_COLUMN = "split"
-SPLIT_NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
 
 class Strict(BaseModel):
@@ -50,7 +50,7 @@ def basis_points(percent: float) -> int:
 class SplitGroup(Strict):
     """One named share of the audience."""
 
-    name: str = Field(pattern=SPLIT_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
     percent: float = Field(gt=0, le=100)
 
     @field_validator("percent")
