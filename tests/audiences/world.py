@@ -108,8 +108,8 @@ class DuckWorld:
 
     dialect = "duckdb"
 
-    def __init__(self) -> None:
-        self.con = duckdb.connect(":memory:")
+    def __init__(self, path: str = ":memory:") -> None:
+        self.con = duckdb.connect(path)
 
     def table(self, name: str) -> str:
         return f'"{name}"'

@@ -51,11 +51,11 @@ class SplitGroup(Strict):
     """One named share of the audience."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    percent: float = Field(gt=0, le=100)
+    percent: int | float = Field(gt=0, le=100)
 
     @field_validator("percent")
     @classmethod
-    def _resolution(cls, value: float) -> float:
+    def _resolution(cls, value: int | float) -> int | float:
         if abs(value * 100 - round(value * 100)) > 1e-6:
             raise ValueError("must have at most two decimals (splits resolve to 0.01%)")
         return value
@@ -69,12 +69,12 @@ class Splits(Strict):
         description="Mixed into the hash; default: the audience name. Change it to "
         "reshuffle everyone.",
     )
-    holdout: float = Field(0, ge=0, lt=100, description="Percent kept out of every sync.")
+    holdout: int | float = Field(0, ge=0, lt=100, description="Percent kept out of every sync.")
     groups: list[SplitGroup] = Field(default_factory=list)
 
     @field_validator("holdout")
     @classmethod
-    def _resolution(cls, value: float) -> float:
+    def _resolution(cls, value: int | float) -> int | float:
         if abs(value * 100 - round(value * 100)) > 1e-6:
             raise ValueError("must have at most two decimals (splits resolve to 0.01%)")
         return value

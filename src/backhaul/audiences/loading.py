@@ -80,7 +80,9 @@ def load_audiences(
     from backhaul.config.loader import validate
 
     schemas: dict[str, AudienceSchemaDef] = {}
+    broken: set[str] = set()  # schema files with errors: their audiences are not checked
     for name, path, data, positions in schema_files:
+        broken.add(name)
         config, found = validate(AudienceSchemaConfig, data, positions)
         errors.extend(found)
         if config is not None:
@@ -89,6 +91,7 @@ def load_audiences(
                 errors.extend(schema)
             else:
                 schemas[name] = schema
+                broken.discard(name)
 
     audiences: dict[str, AudienceDef] = {}
     for name, path, data, positions in audience_files:
@@ -105,7 +108,7 @@ def load_audiences(
         elif config is not None:
             audiences[name] = AudienceDef(name, config, path, positions)
 
-    errors.extend(_audience_errors(audiences, schemas))
+    errors.extend(_audience_errors(audiences, schemas, broken))
     out_models = _mark_personal(dict(models), schemas)
     if not errors:
         for audience in audiences.values():
@@ -190,12 +193,16 @@ def _resolve_schema(
 
 
 def _audience_errors(
-    audiences: Mapping[str, AudienceDef], schemas: Mapping[str, AudienceSchemaDef]
+    audiences: Mapping[str, AudienceDef],
+    schemas: Mapping[str, AudienceSchemaDef],
+    broken: set[str],
 ) -> list[ConfigError]:
     errors: list[ConfigError] = []
     configs = {n: a.config for n, a in audiences.items()}
     for audience in audiences.values():
         schema = schemas.get(audience.schema)
+        if schema is None and audience.schema in broken:
+            continue  # the schema file's own errors say what to fix first
         if schema is None:
             errors.append(
                 _error(
