@@ -26,6 +26,8 @@ SCHEMA_FILES = {
     "model": "model.schema.json",
     "destination": "destination.schema.json",
     "sync": "sync.schema.json",
+    "audience_schema": "audience_schema.schema.json",
+    "audience": "audience.schema.json",
 }
 TITLES = {
     "project": "Backhaul project (backhaul.yml)",
@@ -33,8 +35,17 @@ TITLES = {
     "model": "Backhaul model (models/*.yml)",
     "destination": "Backhaul destination (destinations/*.yml)",
     "sync": "Backhaul sync (syncs/*.yml)",
+    "audience_schema": "Backhaul audience schema (audience_schemas/*.yml)",
+    "audience": "Backhaul audience (audiences/*.yml)",
 }
-FOLDER_OF = {"source": "sources", "model": "models", "destination": "destinations", "sync": "syncs"}
+FOLDER_OF = {
+    "source": "sources",
+    "model": "models",
+    "destination": "destinations",
+    "sync": "syncs",
+    "audience_schema": "audience_schemas",
+    "audience": "audiences",
+}
 
 
 @dataclass
@@ -85,12 +96,17 @@ def _kinds(registry: Registry, warnings: list[str]) -> dict[str, Any]:
     destinations = _connector_models(
         registry.destinations, registry.destination, "destination", warnings
     )
+    from backhaul.audiences.audience import AudienceConfig
+    from backhaul.audiences.schema import AudienceSchemaConfig
+
     return {
         "project": ProjectConfig,
         "source": _union(sources),
         "model": ModelConfig,
         "destination": _union(destinations),
         "sync": SyncConfig,
+        "audience_schema": AudienceSchemaConfig,
+        "audience": AudienceConfig,
     }
 
 
@@ -168,6 +184,8 @@ def _readme(schema_dir: str, warnings: list[str]) -> str:
         "model": "models/users.yml",
         "destination": "destinations/crm.yml",
         "sync": "syncs/users_to_crm.yml",
+        "audience_schema": "audience_schemas/people.yml",
+        "audience": "audiences/eu_customers.yml",
     }
     for kind, file in examples.items():
         lines.append(f"| `{file}` | `{modeline(kind, file, schema_dir)}` |")
