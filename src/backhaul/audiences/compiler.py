@@ -151,14 +151,28 @@ class Compiler:
 
     # -- one comparison ---------------------------------------------------------------------
     def comparison(
-        self, column: exp.Expr, kind: ColumnType | None, op: Op, value: Any, days: int | None
+        self,
+        column: exp.Expr,
+        kind: ColumnType | None,
+        op: Op,
+        value: Any,
+        days: int | None,
+        *,
+        filtering: bool = False,
     ) -> exp.Expr:
-        """A two-valued test of ``column`` (never null)."""
+        """A two-valued test of ``column`` (never null).
+
+        With ``filtering`` the test is only used where null counts as false (a WHERE, or
+        under AND/OR there): a positive test then skips the ``COALESCE``, which lets the
+        warehouse push it into the scan (about twice as fast on an event log in DuckDB).
+        """
         if op in NEGATIONS:
             positive = self.comparison(column, kind, NEGATIONS[op], value, days)
             return exp.not_(positive, copy=False)
         if op is Op.IS_NULL:
             return column.is_(exp.null())
+        if filtering:
+            return exp.paren(self._positive(column, kind, op, value, days), copy=False)
         return exp.Coalesce(
             this=exp.paren(self._positive(column, kind, op, value, days), copy=False),
             expressions=[exp.false()],
@@ -213,42 +227,62 @@ class Compiler:
         end = self.timestamp(day + timedelta(days=1))
         return exp.and_(c >= start, c < end, copy=False)
 
-    def column_test(self, table: Table, alias: str, cond: ColumnCondition) -> exp.Expr:
+    def column_test(
+        self, table: Table, alias: str, cond: ColumnCondition, *, filtering: bool = False
+    ) -> exp.Expr:
         kind = effective_type(table, cond.column, cond.op, cond.value)
-        return self.comparison(col(alias, cond.column), kind, cond.op, cond.value, cond.days)
+        return self.comparison(
+            col(alias, cond.column), kind, cond.op, cond.value, cond.days, filtering=filtering
+        )
 
     # -- conditions ---------------------------------------------------------------------------
-    def predicate(self, config: AudienceConfig, _stack: tuple[str, ...] = ()) -> exp.Expr:
-        """Membership of one parent row (alias ``p``) as a boolean expression."""
-        items = [self.condition(c, _stack) for c in config.conditions]
+    def predicate(
+        self, config: AudienceConfig, _stack: tuple[str, ...] = (), *, filtering: bool = False
+    ) -> exp.Expr:
+        """Membership of one parent row (alias ``p``) as a boolean expression.
+
+        With ``filtering`` the expression may be null where it is false (see
+        :meth:`comparison`); ``none`` groups and exclusions stay two-valued inside.
+        """
+        inner = filtering and config.match != "none"
+        items = [self.condition(c, _stack, filtering=inner) for c in config.conditions]
         return combine(config.match, items)
 
-    def condition(self, cond: Condition, stack: tuple[str, ...] = ()) -> exp.Expr:
+    def condition(
+        self, cond: Condition, stack: tuple[str, ...] = (), *, filtering: bool = False
+    ) -> exp.Expr:
         if isinstance(cond, ColumnCondition):
-            return self.column_test(self.catalog.parent, PARENT, cond)
+            return self.column_test(self.catalog.parent, PARENT, cond, filtering=filtering)
         if isinstance(cond, GroupCondition):
-            return exp.paren(
-                combine(cond.match, [self.condition(c, stack) for c in cond.items]), copy=False
-            )
+            inner = filtering and cond.match != "none"
+            items = [self.condition(c, stack, filtering=inner) for c in cond.items]
+            return exp.paren(combine(cond.match, items), copy=False)
         if isinstance(cond, RelatedCondition):
             return self._related(cond)
         if isinstance(cond, EventCondition):
             return self._event(cond)
         if isinstance(cond, AudienceCondition):
-            return self._membership(cond, stack)
+            return self._membership(cond, stack, filtering)
         if isinstance(cond, SqlCondition):
             parsed = sqlglot.condition(cond.sql, dialect=self.dialect)
+            if filtering:
+                return exp.paren(parsed, copy=False)
             return exp.Coalesce(this=exp.paren(parsed, copy=False), expressions=[exp.false()])
         raise TypeError(f"unknown condition {type(cond).__name__}")  # pragma: no cover
 
-    def _membership(self, cond: AudienceCondition, stack: tuple[str, ...]) -> exp.Expr:
+    def _membership(
+        self, cond: AudienceCondition, stack: tuple[str, ...], filtering: bool
+    ) -> exp.Expr:
         if cond.audience in stack:
             loop = " → ".join([*stack, cond.audience])
             raise ConfigError(f"audience membership loops: {loop}; remove one of the references")
         other = self.audiences.get(cond.audience)
         if other is None:
             raise ConfigError(f"unknown audience `{cond.audience}`")
-        inner = exp.paren(self.predicate(other, (*stack, cond.audience)), copy=False)
+        inside = self.predicate(
+            other, (*stack, cond.audience), filtering=filtering and not cond.negated
+        )
+        inner = exp.paren(inside, copy=False)
         return exp.not_(inner, copy=False) if cond.negated else inner
 
     def _counted(
@@ -289,7 +323,7 @@ class Compiler:
 
     def _related(self, cond: RelatedCondition) -> exp.Expr:
         table = self.catalog.related[cond.related]
-        filters = [self.column_test(table, "r", w) for w in cond.where]
+        filters = [self.column_test(table, "r", w, filtering=True) for w in cond.where]
         member = col(PARENT, table.parent_key or self.catalog.parent.key)
         return self._counted(member, table, "r", filters, cond.count_rule(), table.key)
 
@@ -298,23 +332,27 @@ class Compiler:
         ts_name = table.timestamp or ""
         ts_kind = table.type_of(ts_name) or ColumnType.TIMESTAMP
         ts = col("e", ts_name)
-        filters = [self.column_test(table, "e", w) for w in cond.where]
+        filters = [self.column_test(table, "e", w, filtering=True) for w in cond.where]
         member = col(PARENT, self.catalog.parent.key)
         timed = cond.first or cond.last
         if timed is not None:
             moment: exp.Expr = exp.Min(this=ts) if cond.first else exp.Max(this=ts)
             op = NEGATIONS.get(timed.op, timed.op)
-            test = self.comparison(moment, ts_kind, op, timed.value, timed.days)
+            test = self.comparison(moment, ts_kind, op, timed.value, timed.days, filtering=True)
             keys = self._keys(table, "e", filters, table.key)
             keys = keys.group_by(col("e", table.key), copy=False).having(test, copy=False)
             found = member.isin(query=keys, copy=False)
             return exp.not_(found, copy=False) if timed.op in NEGATIONS else found
         if cond.within_last_days is not None:
             filters.append(
-                self.comparison(ts, ts_kind, Op.WITHIN_LAST, None, cond.within_last_days)
+                self.comparison(
+                    ts, ts_kind, Op.WITHIN_LAST, None, cond.within_last_days, filtering=True
+                )
             )
         elif cond.between is not None:
-            filters.append(self.comparison(ts, ts_kind, Op.BETWEEN, cond.between, None))
+            filters.append(
+                self.comparison(ts, ts_kind, Op.BETWEEN, cond.between, None, filtering=True)
+            )
         return self._counted(member, table, "e", filters, cond.count_rule(), table.key)
 
     # -- whole queries -----------------------------------------------------------------------
@@ -346,7 +384,7 @@ class Compiler:
             if columns
             else [exp.Column(this=exp.Star(), table=ident(PARENT))]
         )
-        query = self.parent().where(self.predicate(config), copy=False)
+        query = self.parent().where(self.predicate(config, filtering=True), copy=False)
         if splits and config.splits is not None:
             bucket = bucket_expr(col(PARENT, self.catalog.parent.key), config.splits, name)
             bound = holdout_bound(config.splits)

@@ -156,7 +156,9 @@ class Explorer:
         """Counts in one pass over the parent (each condition evaluated once per row)."""
         c = self.compiler
         key = col(PARENT, c.catalog.parent.key)
-        flags = [c.condition(cond) for cond in config.conditions]
+        # Null may stand for false in the counts unless a `none` negates the flags.
+        filtering = config.match != "none"
+        flags = [c.condition(cond, filtering=filtering) for cond in config.conditions]
         inner: list[exp.Expr] = [
             exp.alias_(f, ident(f"c{i}"), copy=False) for i, f in enumerate(flags)
         ]
@@ -290,8 +292,8 @@ class Explorer:
         """Members of each audience and of both (by conditions; holdouts not applied)."""
         c = self.compiler
         flags = c.parent().select(
-            exp.alias_(c.predicate(first), ident("a"), copy=False),
-            exp.alias_(c.predicate(second), ident("b"), copy=False),
+            exp.alias_(c.predicate(first, filtering=True), ident("a"), copy=False),
+            exp.alias_(c.predicate(second, filtering=True), ident("b"), copy=False),
             copy=False,
         )
         a, b = col("q", "a"), col("q", "b")

@@ -27,7 +27,7 @@ def _configs(compiler: Compiler, names: list[str]) -> list[exp.Expr]:
                 f"audience `{name}` is built on schema `{config.schema_}`, not "
                 f"`{compiler.catalog.name}`: a priority list needs one parent"
             )
-        predicates.append(compiler.predicate(config))
+        predicates.append(compiler.predicate(config, filtering=True))
     return predicates
 
 
