@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,11 +21,16 @@ from sqlglot import exp
 from tests.audiences import test_operators as hand
 from tests.audiences.evaluator import Evaluator
 from tests.audiences.strategies import HOSTILE, STRINGS, trees, world_data
-from tests.audiences.world import CATALOG, NOW, TABLES, DuckWorld, audience, key_query
+from tests.audiences.world import CATALOG, NOW, SCHEMA, TABLES, DuckWorld, audience, key_query
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.compiler import Compiler
+from backhaul.audiences.defs import AudienceSchemaDef
+from backhaul.audiences.explore import Explorer
 from backhaul.audiences.typecheck import check_audience
+from backhaul.config.models import DuckDBSourceConfig
+from backhaul.config.project import Positions
+from backhaul.sources.duckdb import DuckDBSource
 
 OTHERS = {
     "fr": audience([{"column": "country", "op": "equals", "value": "FR"}]),
@@ -81,6 +87,41 @@ def test_postgres_selects_what_the_evaluator_selects(pg: DuckWorld, case: Any) -
     data, config = case
     pg.load(data)
     assert pg.members(config, OTHERS) == Evaluator(data, OTHERS, NOW).members(config)
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DuckWorld, Explorer]]:
+    """The world in a DuckDB file, and an explorer reading it through the DuckDB source."""
+    path = tmp_path_factory.mktemp("size") / "wh.duckdb"
+    world = DuckWorld(str(path))
+    config = DuckDBSourceConfig(type="duckdb", path=str(path), read_only=False)
+    source = DuckDBSource(config, path.parent)
+    schema = AudienceSchemaDef("people", SCHEMA, CATALOG, "wh", "duckdb", path, Positions(path))
+    queries = {t: f'SELECT * FROM "{t}"' for t in TABLES}
+    compiler = Compiler(CATALOG, OTHERS, "duckdb", queries, now=NOW)
+    try:
+        yield world, Explorer(schema, compiler, source)
+    finally:
+        source.close()
+        world.close()
+
+
+@settings(max_examples=max(20, settings.default.max_examples // 2))
+@given(cases())
+def test_size_counts_what_the_evaluator_counts(explorer: Any, case: Any) -> None:
+    """Total, each top-level condition alone and cumulated: the one-pass size query."""
+    world, ex = explorer
+    data, config = case
+    world.load(data)
+    evaluator = Evaluator(data, OTHERS, NOW)
+    size = ex.size("a", config)
+    assert size.matched == len(evaluator.members(config))
+    assert size.parent == len([p for p in data["people"] if p.get("id") is not None])
+    for i, found in enumerate(size.conditions):
+        alone = config.model_copy(update={"conditions": [config.conditions[i]], "match": "all"})
+        upto = config.model_copy(update={"conditions": config.conditions[: i + 1]})
+        assert found.alone == len(evaluator.members(alone))
+        assert found.cumulative == len(evaluator.members(upto))
 
 
 def _plain_text(conditions: Any) -> Any:
