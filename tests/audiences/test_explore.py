@@ -207,3 +207,34 @@ def test_an_unsaved_audience_can_be_explored(setup: Any) -> None:
     with open_explorer(project, "people", now=datetime(2024, 6, 15)) as ex:
         size = ex.size("draft", draft)
     assert size.matched == _count(setup, "p.country = 'FR' AND p.age < 40")
+
+
+def test_backslashes_stay_literal_on_a_postgres_that_reads_them_as_escapes(
+    tmp_path: Path, pg_db: str
+) -> None:
+    """A server set to ``standard_conforming_strings = off`` would read ``\\'`` as a quote;
+    the source turns the standard behaviour back on for its session."""
+    import psycopg
+
+    name = pg_db.rsplit("/", 1)[1]
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET standard_conforming_strings = off')
+    world = PgWorld(pg_db)
+    try:
+        root = postgres_project(
+            tmp_path / "proj",
+            world,
+            pg_db,
+            {"people": [{"id": 1, "name": "a\\'b"}, {"id": 2, "name": "a\\"}, {"id": 3}]},
+        )
+        audience_file(
+            root,
+            "odd",
+            'schema: people\nconditions:\n  - {column: name, op: equals, value: "a\\\\\'b"}\n',
+        )
+        project = api.load_project(root)
+        with open_explorer(project, "people") as ex:
+            size = ex.size("odd", project.audiences["odd"].config)
+        assert size.matched == 1
+    finally:
+        world.close()

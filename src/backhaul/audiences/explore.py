@@ -116,9 +116,10 @@ def describe(cond: Condition) -> str:
             " where ..." if cond.where else ""
         )
     if isinstance(cond, EventCondition):
-        if cond.first or cond.last:
+        timed = cond.first or cond.last
+        if timed is not None:
             which = "first" if cond.first else "last"
-            return f"{which} {cond.event} {(cond.first or cond.last).op}"  # type: ignore[union-attr]
+            return f"{which} {cond.event} {timed.op}"
         kind, n = cond.count_rule()
         return f"did {cond.event} {kind.replace('_', ' ')} {n} times"
     if isinstance(cond, AudienceCondition):

@@ -96,6 +96,9 @@ class PostgresSource:
             # timestamptz text carries a fixed offset Arrow can parse.
             conn.execute("SET default_transaction_read_only = on")
             conn.execute("SET TIME ZONE 'UTC'")
+            # Generated SQL (audiences) writes backslashes as plain characters in literals;
+            # a server configured the old way would read them as escapes.
+            conn.execute("SET standard_conforming_strings = on")
             conn.execute("SET DateStyle = 'ISO, YMD'")
             self._conn = conn
         return self._conn
