@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,23 @@ def test_an_audience_syncs_like_a_model_and_mirror_mode_adds_and_removes_members
     assert second.status.value == "succeeded", second
     assert (second.counts.added, second.counts.removed) == (1, 1)
     assert [r[0] for r in sqlite_rows(root / "list.sqlite", "members")] == [1, 4, 5]
+
+
+def test_cli_audience_shows_size_sample_breakdown_and_sql(root: Path) -> None:
+    audience_file(root, "eu", EU)
+    args = ("-C", str(root), "--now", "2024-06-15T12:00:00")
+    shown = run_cli("audience", "eu", "--sample", "2", "--breakdown", "country", *args)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "eu: 3 members of 5 (matched 3, holdout 0)"
+    assert "country in ['FR', 'DE']" in shown.stdout
+    assert "***" in shown.stdout and "Ann" not in shown.stdout
+    as_json = run_cli("audience", "eu", "--json", "--breakdown", "country", *args)
+    data = json.loads(as_json.stdout)
+    assert (data["parent"], data["matched"], data["members"]) == (5, 3, 3)
+    assert data["breakdown"]["values"] == [["FR", 2], ["DE", 1]]
+    sql = run_cli("audience", "eu", "--sql", "-C", str(root))
+    assert sql.returncode == 0
+    assert sql.stdout.strip() == api.load_project(root).models["eu"].sql.strip()
+    missing = run_cli("audience", "nope", "-C", str(root))
+    assert missing.returncode == 2 and "unknown audience `nope` (known: eu)" in missing.stderr

@@ -232,10 +232,13 @@ class Explorer:
         The rows are the members with the lowest split hash: a spread-out, repeatable pick.
         """
         c = self.compiler
-        columns = c.output_columns(config) or list(c.catalog.parent.columns)
+        # No columns chosen or declared: every column, and no column is marked personal.
+        columns = c.output_columns(config)
         personal = c.catalog.parent.personal
         members = c.members(name, config).subquery("m", copy=False)
-        projections: list[exp.Expr] = []
+        projections: list[exp.Expr] = (
+            [] if columns else [exp.Column(this=exp.Star(), table=ident("m"))]
+        )
         for name_ in columns:
             ref = col("m", name_)
             if name_ in personal:
@@ -247,7 +250,7 @@ class Explorer:
                 projections.append(exp.alias_(masked, ident(name_), copy=False))
             else:
                 projections.append(ref)
-        if config.splits is not None and config.splits.groups:
+        if columns and config.splits is not None and config.splits.groups:
             projections.append(col("m", SPLIT_COLUMN))
         order = bucket_expr(col("m", c.catalog.parent.key), config.splits or Splits(), name)
         query = (
