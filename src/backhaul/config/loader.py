@@ -10,6 +10,7 @@ them at once. ``${env:NAME}`` references are kept as written (see ``secrets.py``
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -17,9 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from backhaul.config.models import (
     NAME_PATTERN,
@@ -39,7 +37,10 @@ from backhaul.config.project import (
     SyncDef,
 )
 from backhaul.config.secrets import check_references
+from backhaul.config.yamlfile import read_yaml
+from backhaul.config.yamlfile import rel_path as _rel
 from backhaul.errors import ConfigError, ConfigErrors
+from backhaul.files import NotReadable, problem, read_text
 from backhaul.plugins import Registry
 
 if TYPE_CHECKING:
@@ -62,67 +63,6 @@ MAPPING_KINDS: dict[str, type[BaseModel]] = {
 _NAME = re.compile(NAME_PATTERN)
 _MAPPING_KEY = re.compile(r"^mappings\.\d+(\.|$)")
 Loc = tuple[str | int, ...]
-
-
-# --- YAML with positions -------------------------------------------------------------------
-
-
-def read_yaml(path: Path, root: Path) -> tuple[Any, Positions]:
-    """Parse one YAML file into plain Python data and the line of every key.
-
-    Raises:
-        ConfigError: The file cannot be read or is not valid YAML.
-    """
-    rel = _rel(path, root)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", file=rel) from None
-    try:
-        node = YAML(typ="rt").load(text)
-    except YAMLError as exc:
-        line = None
-        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, MarkedYAMLError):
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else None
-            problem = " ".join(p for p in (exc.context, exc.problem) if p) or problem
-        raise ConfigError(f"malformed YAML: {problem}", file=rel, line=line) from None
-    lines: dict[str, int] = {}
-    data = _plain(node, "", lines)
-    return data, Positions(Path(rel), lines)
-
-
-def _plain(node: Any, key: str, lines: dict[str, int]) -> Any:
-    """Convert ruamel's round-trip nodes to plain types, recording key lines (1-based)."""
-    if isinstance(node, CommentedMap):
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            child = f"{key}.{k}" if key else str(k)
-            line, _ = node.lc.key(k)
-            lines[child] = line + 1
-            out[str(k)] = _plain(v, child, lines)
-        return out
-    if isinstance(node, CommentedSeq):
-        items: list[Any] = []
-        for i, v in enumerate(node):
-            child = f"{key}.{i}" if key else str(i)
-            line, _ = node.lc.item(i)
-            lines[child] = line + 1
-            items.append(_plain(v, child, lines))
-        return items
-    # Scalar subclasses (LiteralScalarString, ScalarFloat...) become their base type.
-    for base in (bool, int, float, str):
-        if isinstance(node, base):
-            return base(node)
-    return node
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 # --- pydantic errors -> ConfigError ---------------------------------------------------------
@@ -281,20 +221,41 @@ def _keys_at(tp: Any, loc: Loc) -> set[str]:
 
 
 def _entity_files(root: Path, folder: str, errors: list[ConfigError]) -> dict[str, Path]:
-    """Definitions in ``folder`` (subfolders included) by name, reporting duplicate names."""
+    """Definitions in ``folder`` (subfolders included) by name, reporting duplicate names.
+
+    Every entry named ``*.yml``/``*.yaml`` must be a readable regular file: a folder, a
+    dangling link or a pipe by that name is reported, never skipped or opened.
+    """
     base = root / folder
+    kind = FOLDERS[folder]
     if not base.is_dir():
+        if base.is_symlink() or base.exists():
+            why = problem(base) or "is not a folder"
+            errors.append(
+                ConfigError(f"{why}; `{folder}` must be a folder of {kind} files", file=folder)
+            )
         return {}
+
+    def unlisted(exc: OSError) -> None:
+        where = _rel(Path(exc.filename), root) if exc.filename else folder
+        errors.append(ConfigError(f"cannot list this folder ({exc.strerror})", file=where))
+
+    entries: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(base, onerror=unlisted):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for entry in (*dirnames, *filenames):
+            if not entry.startswith(".") and Path(entry).suffix in (".yml", ".yaml"):
+                entries.append(Path(dirpath) / entry)
     found: dict[str, Path] = {}
-    files = sorted(
-        (p for p in base.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file()),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    files = []
+    for path in sorted(entries, key=lambda p: p.relative_to(root).as_posix()):
+        if (reason := problem(path)) is not None:
+            message = f"{reason}; each {kind} is one YAML file"
+            errors.append(ConfigError(message, file=_rel(path, root)))
+        else:
+            files.append(path)
     for path in files:
-        if any(part.startswith(".") for part in path.relative_to(base).parts):
-            continue
         name, rel = path.stem, _rel(path, root)
-        kind = FOLDERS[folder]
         if name in found:
             first = _rel(found[name], root)
             errors.append(
@@ -509,7 +470,7 @@ def _query(
             return None
     sql_file = yml.with_suffix(".sql")
     rel = _rel(yml, root)
-    if not sql_file.is_file():
+    if not (sql_file.exists() or sql_file.is_symlink()):
         errors.append(
             ConfigError(
                 f"missing SQL file {_rel(sql_file, root)}: create it, or set `sql` or "
@@ -519,9 +480,10 @@ def _query(
         )
         return None
     try:
-        return sql_file.read_text(encoding="utf-8"), sql_file
-    except (OSError, UnicodeDecodeError) as exc:
-        errors.append(ConfigError(f"cannot read SQL file: {exc}", file=_rel(sql_file, root)))
+        return read_text(sql_file), sql_file
+    except NotReadable as exc:
+        errors.append(ConfigError(f"{exc.reason}; it should hold the model's query",
+                                  file=_rel(sql_file, root)))
         return None
 
 
@@ -548,14 +510,21 @@ def find_root(path: str | Path) -> tuple[Path, Path]:
     """The project folder and its ``backhaul.yml``.
 
     Raises:
-        ConfigError: There is no project file there.
+        ConfigError: There is no project file there, or it is not a readable file.
     """
     start = Path(path).resolve()
-    if start.is_file() and start.name in PROJECT_FILES:
-        return start.parent, start
-    for name in PROJECT_FILES:
-        if (start / name).is_file():
-            return start, start / name
+    if start.name in PROJECT_FILES and not start.is_dir():
+        candidates = [start]
+        start = start.parent
+    else:
+        candidates = [start / name for name in PROJECT_FILES]
+    for candidate in candidates:
+        if not (candidate.exists() or candidate.is_symlink()):
+            continue
+        reason = problem(candidate)
+        if reason is not None:
+            raise ConfigError(f"{reason}; it should hold the project settings", file=candidate.name)
+        return start, candidate
     raise ConfigError(f"no backhaul.yml in {start}: run `backhaul init` to create a project")
 
 
