@@ -28,8 +28,19 @@ class StateConfig(Strict):
         None,
         description="SQLAlchemy URL of the run store; default: a SQLite file in `path`.",
     )
-    memory_limit: str = Field("1GB", description="DuckDB memory limit for planning.")
+    memory_limit: str = Field(
+        "1GB",
+        description="DuckDB memory limit for planning: a size (`512MB`, `2GB`, `1.5GiB`; "
+        "units B, KB, MB, GB, TB or KiB, MiB, GiB, TiB) or a share of the RAM (`50%`).",
+    )
     threads: int | None = Field(None, ge=1, description="DuckDB threads for planning.")
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _memory_limit(cls, value: Any) -> str:
+        from backhaul.duck import check_memory_limit
+
+        return check_memory_limit(value)
 
 
 class Defaults(Strict):
