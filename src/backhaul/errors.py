@@ -67,7 +67,43 @@ class ConfigErrors(ConfigError):
 
 
 class SourceError(BackhaulError):
-    """The warehouse refused or failed a query, or could not be reached."""
+    """The warehouse refused or failed a query, or could not be reached.
+
+    ``key`` names the key of the source file at fault (``path`` of a DuckDB file that does
+    not exist) when the source can tell; the caller, which knows the file, adds its line.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.key = key
+
+
+class ModelError(BackhaulError):
+    """The model's query failed while its rows were read (a value it cannot compute).
+
+    Names the model's SQL file (or its ``.yml`` and key) like a :class:`ConfigError`; it is
+    not one because the same SQL may work on other data: the run fails, nothing is sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        key: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(ConfigError.format(message, file, line, key), detail=detail)
+        self.file = file
+        self.line = line
+        self.key = key
+        self.reason = message
+
+
+class StateError(BackhaulError):
+    """Backhaul's own state cannot be used: a sync's snapshot file or the run store is
+    damaged, or the disk they are on is full. The message names the file and what to run."""
 
 
 class GuardError(BackhaulError):

@@ -211,9 +211,9 @@ def test_match_fields_must_be_mapped(tmp_path: Path) -> None:
 def test_source_that_cannot_open(tmp_path: Path) -> None:
     project = load(tmp_path, {"sources/warehouse.yml": "type: duckdb\npath: missing.duckdb\n"})
     [(file, line, key, reason)] = where(project)
-    assert (file, line, key) == ("sources/warehouse.yml", None, None)
-    assert reason.startswith("cannot open source `warehouse`: DuckDB file")
-    assert "missing.duckdb does not exist" in reason
+    assert (file, line, key) == ("sources/warehouse.yml", 2, "path")
+    assert reason.startswith("DuckDB file")
+    assert "missing.duckdb does not exist; fix `path`" in reason
 
 
 def test_without_open_sources_the_sql_is_not_compiled(tmp_path: Path) -> None:

@@ -163,7 +163,7 @@ def run(
             raise typer.Exit(0)
     if not chosen:
         raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
-    reporter = RunReporter(_console(stderr=as_json), quiet=False)
+    reporter = RunReporter(_console(stderr=as_json), quiet=False, errors=_console(stderr=True))
     results = []
     with open_store(project) as store:
         for sync in chosen:

@@ -50,8 +50,11 @@ def counts_line(c: Counts) -> str:
 class RunReporter:
     """An event sink: progress bars on a terminal, a few plain lines otherwise."""
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+    def __init__(
+        self, console: Console, *, quiet: bool = False, errors: Console | None = None
+    ) -> None:
         self.console = console
+        self.errors = errors  # where a run's error goes (stderr), if not with the rest
         self.quiet = quiet
         self.live = console.is_terminal and not quiet
         self.progress: Progress | None = None
@@ -99,17 +102,20 @@ class RunReporter:
             if self.progress is not None:
                 self.progress.stop()
                 self.progress = None
-            print_summary(self.console, event.summary)
+            print_summary(self.console, event.summary, errors=self.errors)
 
 
-def print_summary(console: Console, s: RunSummary) -> None:
+def print_summary(console: Console, s: RunSummary, *, errors: Console | None = None) -> None:
+    """The outcome of a run; its error, if any, goes to ``errors`` as one line when given."""
     style = STATUS_STYLE.get(s.status, "white")
     c = s.counts
     console.print(
         f"  [{style}]{s.status.value}[/] in {s.duration_s:.2f}s: "
         f"succeeded {c.succeeded:,}, rejected {c.rejected:,}, invalid {c.invalid:,}"
     )
-    if s.error:
+    if s.error and errors is not None:
+        errors.print(f"[{style}]error:[/] {escape(s.sync)}: {escape(s.error)}", highlight=False)
+    elif s.error:
         console.print(f"  [{style}]error:[/] {escape(s.error)}", highlight=False)
     for row in s.invalid_samples[:5]:
         console.print(

@@ -19,7 +19,7 @@ from liquid.exceptions import LiquidError
 from backhaul.config.models import ColumnMapping, TemplateMapping
 from backhaul.config.project import DestinationDef, ModelDef, Positions, Project, SourceDef
 from backhaul.config.secrets import check_references, resolve
-from backhaul.errors import BackhaulError, ConfigError
+from backhaul.errors import BackhaulError, ConfigError, SourceError
 from backhaul.observe.redact import Redactor
 
 
@@ -160,6 +160,12 @@ def _open(project: Project, source: SourceDef) -> tuple[Any, Redactor, list[Conf
         cls = project.registry.source(str(source.raw.get("type")))
         handle = cls(config, project.root)
         handle.check()
+    except SourceError as exc:
+        if exc.key is not None:  # one key of the source file is wrong (a DuckDB `path`)
+            message = redactor.text(exc.message) or exc.message
+            return None, redactor, [_error(message, source.positions, exc.key)]
+        message = f"cannot open source `{source.name}`: {redactor.text(exc.message)}"
+        return None, redactor, [_error(message, source.positions, None)]
     except BackhaulError as exc:
         message = f"cannot open source `{source.name}`: {redactor.text(exc.message)}"
         return None, redactor, [_error(message, source.positions, None)]

@@ -18,6 +18,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from backhaul.engine import planner
+from backhaul.engine.failures import Phase
 from backhaul.engine.planner import Plan
 from backhaul.engine.workspace import Workspace
 from backhaul.errors import ConfigError
@@ -48,20 +49,24 @@ class LocalBackend:
     """The snapshot in ``.backhaul/syncs/<sync>.duckdb``; the diff runs in local DuckDB."""
 
     def compute(self, ws: Workspace, *, full_resync: bool) -> Plan:
-        return planner.compute_plan(ws, full_resync=full_resync)
+        with ws.guard(Phase.PLAN):
+            return planner.compute_plan(ws, full_resync=full_resync)
 
     def drop_resolved_rejections(self, ws: Workspace) -> None:
-        snapshots.drop_resolved_rejections(ws.con, ws.layout)
+        with ws.guard(Phase.PLAN):
+            snapshots.drop_resolved_rejections(ws.con, ws.layout)
 
     def commit_batch(
         self, ws: Workspace, run_id: str, acked: pa.Table | None, rejected: pa.Table | None
     ) -> None:
-        snapshots.commit_batch(ws.con, ws.layout, run_id, acked, rejected)
+        with ws.guard(Phase.CHECKPOINT):
+            snapshots.commit_batch(ws.con, ws.layout, run_id, acked, rejected)
 
     def finish(self, ws: Workspace, *, adopt_fingerprint: bool) -> None:
-        snapshots.fold_acks(ws.con, ws.layout)
-        if adopt_fingerprint:
-            snapshots.set_meta(ws.con, "fp_canary", snapshots.canary(ws.con))
+        with ws.guard(Phase.FINISH):
+            snapshots.fold_acks(ws.con, ws.layout)
+            if adopt_fingerprint:
+                snapshots.set_meta(ws.con, "fp_canary", snapshots.canary(ws.con))
 
 
 def backend_for(ws: Workspace) -> PlanBackend:

@@ -14,6 +14,7 @@ from typing import Any
 
 from backhaul.config.models import Mode
 from backhaul.duck import arrow_table, scalar
+from backhaul.engine.failures import model_guard
 from backhaul.engine.mapping import quote
 from backhaul.engine.summary import Counts
 from backhaul.engine.workspace import Workspace
@@ -67,10 +68,11 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
 
     keys = [f"m.{quote(k)} AS k{i}" for i, k in enumerate(ws.key_columns)]
     bad = ws.mapper.cast_failure_expr("m") or "NULL"
-    con.execute(
-        f"CREATE OR REPLACE TABLE work.cur AS SELECT {', '.join(keys)}, "
-        f"{ws.mapper.fingerprint_expr('m')} AS fp, {bad} AS bad FROM {ws.model_sql} AS m"
-    )
+    with model_guard(ws.project, ws.model):  # pass 1 reads every model row
+        con.execute(
+            f"CREATE OR REPLACE TABLE work.cur AS SELECT {', '.join(keys)}, "
+            f"{ws.mapper.fingerprint_expr('m')} AS fp, {bad} AS bad FROM {ws.model_sql} AS m"
+        )
 
     null_key = " OR ".join(f"c.k{i} IS NULL" for i in range(n))
     resend = "TRUE" if (full_resync or drift) else "c.fp <> s.fp"

@@ -30,6 +30,7 @@ from backhaul.duck import arrow_table, scalar
 from backhaul.engine import planner
 from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk
+from backhaul.engine.failures import Phase
 from backhaul.engine.guards import check_guards
 from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
 from backhaul.engine.workspace import Workspace, open_workspace
@@ -39,6 +40,8 @@ from backhaul.errors import (
     DestinationError,
     FailureType,
     GuardError,
+    ModelError,
+    StateError,
 )
 from backhaul.observe.events import (
     BatchDone,
@@ -141,9 +144,13 @@ class SyncRun:
         dest, _secrets = open_destination(self.project, self.sync, recorder, self.run_id)
         caps = type(dest).capabilities
         self.batch_size = self._batch_size(dest)
-        ws = open_workspace(
-            self.project, self.sync, read_only=False, needs_match=caps.needs_match_fields
-        )
+        try:
+            ws = open_workspace(
+                self.project, self.sync, read_only=False, needs_match=caps.needs_match_fields
+            )
+        except ModelError as exc:  # the warehouse failed on a row while streaming the model
+            asyncio.run(dest.close())
+            return self._failed_before_start(exc)
         self.ws = ws
         self.summary.full_resync = options.full_resync
         self.store.mark_abandoned(self.sync.name)
@@ -169,14 +176,16 @@ class SyncRun:
                 max_pct = self.project.config.defaults.max_remove_pct
             check_guards(plan, removal=cfg.removal, max_remove_pct=max_pct, force=options.force)
             self.backend.drop_resolved_rejections(ws)
-            total = planner.build_outbox(ws, target="st.outbox")
+            with ws.guard(Phase.PLAN):
+                total = planner.build_outbox(ws, target="st.outbox")
             self.events(Planned(self.run_id, self.sync.name, plan.counts, total))
             if total:
                 self.events(PhaseStarted(self.run_id, self.sync.name, "send"))
                 asyncio.run(self._send(dest, total))
             else:
                 asyncio.run(dest.close())
-            ws.con.execute("DROP TABLE IF EXISTS st.outbox")
+            with ws.guard(Phase.FINISH):
+                ws.con.execute("DROP TABLE IF EXISTS st.outbox")
             c = self.summary.counts
             clean = not c.rejected and self.summary.error is None and not self.cancel.is_set()
             self.backend.finish(ws, adopt_fingerprint=plan.fingerprint_drift and clean)
@@ -194,7 +203,9 @@ class SyncRun:
             self.summary.error = exc.message
         except BackhaulError as exc:
             self.summary.status = RunStatus.FAILED
-            self.summary.error = exc.message
+            # The first failure is the cause (a full disk that stopped sending also fails
+            # the clean-up after it).
+            self.summary.error = self.summary.error or exc.message
         except KeyboardInterrupt:
             self.summary.status = RunStatus.CANCELLED
             self.summary.error = "cancelled"
@@ -207,6 +218,17 @@ class SyncRun:
             ws.close()
             self._write_back()
             self.events(RunFinished(self.summary))
+        return self.summary
+
+    def _failed_before_start(self, exc: BackhaulError) -> RunSummary:
+        """Record a run that failed before its state was opened (nothing was sent)."""
+        self.events(RunStarted(self.run_id, self.sync.name))
+        self.summary.status = RunStatus.FAILED
+        self.summary.error = exc.message
+        self.summary.finished_at = datetime.now(UTC)
+        self.store.finish_run(self.summary)
+        self.db.shutdown(wait=True)
+        self.events(RunFinished(self.summary))
         return self.summary
 
     def _write_back(self) -> None:
@@ -305,7 +327,7 @@ class SyncRun:
                     if stop.is_set() or self.cancel.is_set():
                         return
                     await self._chunk(dest, idx, batch_size, total, progress)
-                except DestinationError as exc:
+                except (DestinationError, StateError) as exc:  # stop sending what cannot land
                     if self.summary.error is None:
                         self.summary.error = exc.message
                     stop.set()

@@ -3,17 +3,27 @@ and the model readable as a relation (the warehouse attached, or its rows stream
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from backhaul.config.models import ColumnMapping, SyncConfig
 from backhaul.config.project import ModelDef, Project, SyncDef
+from backhaul.engine.failures import (
+    Phase,
+    StreamWatch,
+    cause,
+    model_error,
+    state_error,
+    state_guard,
+)
 from backhaul.engine.mapping import Mapper, quote
-from backhaul.errors import ConfigError
+from backhaul.errors import BackhaulError, ConfigError, SourceError
 from backhaul.state import snapshots
-from backhaul.state.snapshots import KeyLayout
+from backhaul.state.snapshots import Failure, KeyLayout
 
 
 def strip_sql(sql: str) -> str:
@@ -67,6 +77,10 @@ class Workspace:
     def key_columns(self) -> list[str]:
         return list(self.model.config.primary_key)
 
+    def guard(self, phase: Phase) -> AbstractContextManager[None]:
+        """A damaged snapshot or a full disk during ``phase``, as one line (see failures)."""
+        return state_guard(self.project, self.sync.name, phase)
+
     def close(self) -> None:
         try:
             self.con.close()
@@ -103,22 +117,11 @@ def open_workspace(
     source = open_source(project, model)
     try:
         con.execute("ATTACH ':memory:' AS work")
-        body = strip_sql(model.sql)
-        if source.attach(con, "wh"):
-            con.execute("USE wh")
-            model_sql = f"(\n{body}\n)"
-        else:
-            if sync.config.planner == "warehouse":
-                # The warehouse planner fetches only the planned rows later: columns only.
-                schema = source.stream(f"SELECT * FROM (\n{body}\n) AS q LIMIT 0").schema
-                source.close()  # the unread stream is dropped with its connection
-                reader = schema.empty_table().to_reader()
-            else:
-                reader = source.stream(body)
-            con.register("extract_stream", reader)
-            con.execute("CREATE TABLE work.extract AS SELECT * FROM extract_stream")
-            con.unregister("extract_stream")
-            model_sql = "work.extract"
+        try:
+            with state_guard(project, sync.name, Phase.PLAN):
+                model_sql = _model_relation(project, sync, model, con, source)
+        except SourceError as exc:
+            raise _pin(project, model, exc) from None
         try:
             rel = con.sql(f"SELECT * FROM {model_sql} AS m LIMIT 0")
         except duckdb.Error as exc:
@@ -151,19 +154,20 @@ def open_workspace(
         layout = key_layout(con, model_sql, model, mapper, match_fields)
         # Only now, with the model and mappings checked, is the state touched.
         path = snapshots.state_path(state_dir, sync.name)
-        has_state = snapshots.attach(con, path, read_only=read_only)
-        if not read_only:
-            snapshots.ensure_tables(con, layout)
-        elif has_state and snapshots.has_table(con, "snapshot"):
-            snapshots.ensure_tables_compatible(con, layout)
-        else:
-            # A dry run with no state yet plans against an empty snapshot in memory.
-            if has_state:
-                con.execute("DETACH st")
-                con.execute("ATTACH ':memory:' AS st")
-            has_state = False
-            con.execute("CREATE TABLE st.meta (name VARCHAR PRIMARY KEY, value VARCHAR)")
-            snapshots.ensure_tables(con, layout)
+        with state_guard(project, sync.name, Phase.PLAN):
+            has_state = _attach(project, sync, con, path, read_only)
+            if not read_only:
+                snapshots.ensure_tables(con, layout)
+            elif has_state and snapshots.has_table(con, "snapshot"):
+                snapshots.ensure_tables_compatible(con, layout)
+            else:
+                # A dry run with no state yet plans against an empty snapshot in memory.
+                if has_state:
+                    con.execute("DETACH st")
+                    con.execute("ATTACH ':memory:' AS st")
+                has_state = False
+                con.execute("CREATE TABLE st.meta (name VARCHAR PRIMARY KEY, value VARCHAR)")
+                snapshots.ensure_tables(con, layout)
         return Workspace(
             project,
             sync,
@@ -182,6 +186,56 @@ def open_workspace(
         con.close()
         source.close()
         raise
+
+
+def _model_relation(
+    project: Project, sync: SyncDef, model: ModelDef, con: duckdb.DuckDBPyConnection, source: Any
+) -> str:
+    """Make the model readable in ``con``: the warehouse attached, or its rows copied in."""
+    body = strip_sql(model.sql)
+    if source.attach(con, "wh"):
+        con.execute("USE wh")
+        return f"(\n{body}\n)"
+    if sync.config.planner == "warehouse":
+        # The warehouse planner fetches only the planned rows later: columns only.
+        schema = source.stream(f"SELECT * FROM (\n{body}\n) AS q LIMIT 0").schema
+        source.close()  # the unread stream is dropped with its connection
+        reader = schema.empty_table().to_reader()
+    else:
+        reader = source.stream(body)
+    watch = StreamWatch(reader)
+    con.register("extract_stream", watch.reader)
+    try:
+        con.execute("CREATE TABLE work.extract AS SELECT * FROM extract_stream")
+    except duckdb.Error:
+        if isinstance(watch.error, BackhaulError):  # the warehouse failed on a row mid-stream
+            raise model_error(project, model, watch.error.message) from None
+        raise
+    finally:
+        con.unregister("extract_stream")
+    return "work.extract"
+
+
+def _pin(project: Project, model: ModelDef, exc: SourceError) -> BackhaulError:
+    """A source error about one key of the source file, with that file's name and line."""
+    src = project.sources.get(model.config.source)
+    if exc.key is None or src is None:
+        return exc
+    positions = src.positions
+    return ConfigError(
+        exc.message, file=positions.file.as_posix(), line=positions.line(exc.key), key=exc.key
+    )
+
+
+def _attach(
+    project: Project, sync: SyncDef, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool
+) -> bool:
+    """Attach the sync's state; a file DuckDB cannot open is named with what to do."""
+    try:
+        return snapshots.attach(con, path, read_only=read_only)
+    except duckdb.Error as exc:
+        kind = snapshots.failure(exc, path) or Failure.DAMAGED  # opening concerns this file only
+        raise state_error(project, sync.name, kind, cause(exc, path), Phase.PLAN) from None
 
 
 def resolve_match(sync: SyncDef, model: ModelDef, needs_match: bool) -> list[str]:

@@ -11,6 +11,7 @@ import pyarrow as pa
 from backhaul.config.models import DuckDBSourceConfig
 from backhaul.duck import arrow_reader
 from backhaul.errors import SourceError
+from backhaul.files import problem
 
 
 class DuckDBSource:
@@ -26,12 +27,19 @@ class DuckDBSource:
             self.path = path if path.is_absolute() else project_dir / path
         self._con: duckdb.DuckDBPyConnection | None = None
 
+    def _check_path(self) -> None:
+        """Refuse a warehouse path that is missing or not a file (a pipe would block)."""
+        if self.path is None:
+            return
+        reason = problem(self.path)
+        if reason == "does not exist":
+            reason += "; fix `path` or create the warehouse there"
+        if reason is not None:
+            raise SourceError(f"DuckDB file {self.path} {reason}", key="path")
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            if self.path is not None and not self.path.exists():
-                raise SourceError(
-                    f"DuckDB file {self.path} does not exist; check `path` in the source file"
-                )
+            self._check_path()
             try:
                 if self.path is None:
                     self._con = duckdb.connect(":memory:")
@@ -63,8 +71,7 @@ class DuckDBSource:
     def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
         if self.path is None or self.config.setup_sql:
             return False
-        if not self.path.exists():
-            raise SourceError(f"DuckDB file {self.path} does not exist")
+        self._check_path()
         self.close()  # a file is opened by one process configuration at a time
         path = str(self.path).replace("'", "''")
         try:

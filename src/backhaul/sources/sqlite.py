@@ -15,6 +15,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from backhaul.errors import SourceError
+from backhaul.files import problem
 from backhaul.sources.common import SourceConfig, dbapi_reader, limit_zero, one_line, strip_sql
 
 
@@ -39,10 +40,11 @@ class SQLiteSource:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            if not self.path.is_file():
-                raise SourceError(
-                    f"SQLite file {self.path} does not exist; check `path` in the source file"
-                )
+            reason = problem(self.path)
+            if reason == "does not exist":
+                reason += "; check `path` in the source file"
+            if reason is not None:
+                raise SourceError(f"SQLite file {self.path} {reason}", key="path")
             try:
                 # Read-only: a model must never change the warehouse.
                 uri = f"{self.path.resolve().as_uri()}?mode=ro"

@@ -14,15 +14,20 @@ Tables (all in the attached catalog ``st``):
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from backhaul.duck import scalar
-from backhaul.errors import BackhaulError
+from backhaul.errors import BackhaulError, StateError
+from backhaul.files import problem
 
 FINGERPRINT_VERSION = "1"
 # A fixed row of every common type. If a DuckDB upgrade changes hash(), this value changes
@@ -33,8 +38,44 @@ CANARY_SQL = (
 )
 
 
-class StateLocked(BackhaulError):
+# How DuckDB words a write the disk refused (it quotes strerror) and a file that is damaged.
+_DISK_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+_DAMAGED = ("not a valid DuckDB database file", "Corrupt database file")
+_SHORT_READ = "Could not read enough bytes from file"
+
+
+class StateLocked(StateError):
     """Another process holds this sync's state (a run of the same sync is going on)."""
+
+
+class Failure(StrEnum):
+    """What a DuckDB error says went wrong underneath a run."""
+
+    DAMAGED = "damaged"  # a file's bytes are not what DuckDB wrote: truncated, overwritten
+    DISK_FULL = "disk full"  # a write was refused: no space, quota, file size limit
+    MEMORY = "memory"  # out of memory with no room left to spill to disk
+
+
+def failure(exc: duckdb.Error, path: Path | None = None) -> Failure | None:
+    """Classify ``exc``; None when it is none of :class:`Failure` (a bug, a bad query...).
+
+    With ``path``, a short read counts as damage only when DuckDB names that file.
+    """
+    text = str(exc)
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return Failure.MEMORY
+    if any(marker in text for marker in _DISK_FULL):
+        return Failure.DISK_FULL
+    if _SHORT_READ in text:
+        return Failure.DAMAGED if path is None or str(path) in text else None
+    if any(marker in text for marker in _DAMAGED):
+        return Failure.DAMAGED
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """DuckDB's message without its hints and context lines."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -63,10 +104,22 @@ def state_path(state_dir: Path, sync: str) -> Path:
 
 
 def attach(con: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> bool:
-    """Attach the sync's state as ``st``; returns False if there is none yet (read-only)."""
-    if read_only and not path.exists():
+    """Attach the sync's state as ``st``; returns False if there is none yet (read-only).
+
+    Raises:
+        StateLocked: Another process holds the file.
+        StateError: The path is not a regular file (never opened: a pipe would block).
+        duckdb.Error: DuckDB could not open it; :func:`failure` tells damage from the rest.
+    """
+    exists = path.exists() or path.is_symlink()
+    if read_only and not exists:
         con.execute("ATTACH ':memory:' AS st")
         return False
+    if exists and (reason := problem(path)) is not None:
+        raise StateError(
+            f"the snapshot file {path} {reason}; nothing was sent. Move it away and run "
+            "again: with no snapshot, every model row is sent again (a full resync)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = " (READ_ONLY)" if read_only else ""
     literal = str(path).replace("'", "''")
@@ -169,7 +222,7 @@ def fold_acks(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> int:
         con.execute("DROP TABLE latest_acks")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
     return pending
 
@@ -212,8 +265,14 @@ def commit_batch(
             con.unregister("rejected_batch")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    # A COMMIT that failed (a full disk) has rolled back already; say nothing more then.
+    with contextlib.suppress(duckdb.TransactionException):
+        con.execute("ROLLBACK")
 
 
 def drop_resolved_rejections(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
@@ -252,9 +311,11 @@ def folded_copy(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> str:
 def reset(state_dir: Path, sync: str) -> bool:
     """Forget a sync's state; returns True if there was any."""
     path = state_path(state_dir, sync)
-    existed = path.exists()
+    existed = path.exists() or path.is_symlink()
     for candidate in (path, path.with_suffix(".duckdb.wal")):
-        if candidate.exists():
+        if candidate.is_dir() and not candidate.is_symlink():
+            raise StateError(f"{candidate} is a directory, not a snapshot file; move it away")
+        if candidate.exists() or candidate.is_symlink():
             candidate.unlink()
     return existed
 

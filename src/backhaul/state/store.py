@@ -22,11 +22,12 @@ from alembic.config import Config
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, Row, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
-from backhaul.errors import BackhaulError
+from backhaul.errors import StateError
+from backhaul.files import problem
 from backhaul.observe.recorder import HttpCall
 from backhaul.state.tables import COUNT_COLUMNS, http_calls, run_rows, runs
 
@@ -39,7 +40,7 @@ _PG_MIGRATION_LOCK = 0x6261636B6861756C  # "backhaul"
 _BEGIN = "backhaul_begin"  # execution option: which BEGIN statement SQLite should use
 
 
-class StoreError(BackhaulError):
+class StoreError(StateError):
     """The metadata store could not be opened, migrated or queried as asked."""
 
 
@@ -91,7 +92,11 @@ class RunStore:
         """
         parsed = _normalise(url)
         if parsed.get_backend_name() == "sqlite" and not _is_memory(parsed):
-            Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database or "")
+            reason = problem(path)
+            if reason not in (None, "does not exist"):  # never open a pipe or a folder
+                raise StoreError(f"the run store {path} {reason}; move it away and run again")
+            path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(url)
         try:
             store.upgrade()
@@ -106,7 +111,7 @@ class RunStore:
         config.set_main_option("script_location", str(MIGRATIONS))
         sqlite = self._engine.dialect.name == "sqlite"
         try:
-            with self._engine.connect() as conn:
+            with self._guard(), self._engine.connect() as conn:
                 driver: Any = conn.connection.driver_connection if sqlite else None
                 if sqlite:
                     # Rebuilding a table in batch mode must not cascade deletes to its
@@ -315,7 +320,7 @@ class RunStore:
         query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         if sync is not None:
             query = query.where(runs.c.sync == sync)
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return [_record(row) for row in conn.execute(query)]
 
     def run(self, run_id: str) -> RunRecord | None:
@@ -324,7 +329,7 @@ class RunStore:
         Raises:
             StoreError: the prefix matches more than one run.
         """
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
             if row is not None or len(run_id) < MIN_PREFIX:
                 return _record(row) if row is not None else None
@@ -363,7 +368,7 @@ class RunStore:
         if key is not None:
             query = query.where(run_rows.c.key == key)
         query = query.order_by(run_rows.c.id).limit(limit).offset(offset)
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return [
                 RowOutcome(
                     key=row.key,
@@ -383,7 +388,7 @@ class RunStore:
             .where(run_rows.c.run_id == run_id)
             .group_by(run_rows.c.op, run_rows.c.status)
         )
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return {(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)}
 
     def calls(self, run_id: str, limit: int = 100) -> list[HttpCall]:
@@ -394,7 +399,7 @@ class RunStore:
             .order_by(http_calls.c.started_at, http_calls.c.call_id)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._read() as conn:
             return [
                 HttpCall(
                     method=row.method,
@@ -416,10 +421,49 @@ class RunStore:
     def _write(self) -> Iterator[Connection]:
         # SQLite: take the write lock up front, so a second writer waits (busy timeout)
         # instead of failing when it tries to upgrade a read lock.
-        with self._engine.connect() as conn:
+        with self._guard(), self._engine.connect() as conn:
             conn.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._guard(), self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """A damaged store or a full disk as one line saying what to do (other errors pass)."""
+        try:
+            yield
+        except DBAPIError as exc:
+            failure = _failure(exc.orig)
+            if failure is None:
+                raise
+            raise StoreError(self._failure_message(failure, exc.orig), detail=str(exc)) from None
+
+    def _failure_message(self, failure: str, orig: BaseException | None) -> str:
+        cause = str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else failure
+        if self._engine.dialect.name != "sqlite":
+            if failure == "damaged":
+                return (
+                    f"the run store at {self.url} reports damaged data ({cause}); have the "
+                    "database repaired, or point state.metadata_url at a new database"
+                )
+            return f"the run store's database server ({self.url}) could not write: {cause}; " \
+                "free space there and run again"
+        path = Path(self._url.database or "")
+        if failure == "damaged":
+            return (
+                f"the run store {path} is damaged ({cause}); move it away with its -wal and "
+                f"-shm files (`mkdir -p {path.parent}/damaged && mv {path}* "
+                f"{path.parent}/damaged/`) and run again: a new, empty store is made (run "
+                "history and web users start over); snapshots are kept, so nothing is sent again"
+            )
+        return (
+            f"the run store {path} could not be written ({cause}); check that its disk has "
+            "free space and run again"
+        )
 
 
 def _now() -> datetime:
@@ -444,6 +488,21 @@ def record_from_row(row: Row[Any]) -> RunRecord:
 
 
 _record = record_from_row  # the name this module uses internally
+
+
+def _failure(orig: BaseException | None) -> str | None:
+    """"damaged" or "full" when the driver's error says so; None for anything else."""
+    name = str(getattr(orig, "sqlite_errorname", "") or "")  # sqlite3, Python 3.11+
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return "damaged"
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+        return "full"
+    state = str(getattr(orig, "sqlstate", "") or "")  # psycopg
+    if state in ("XX001", "XX002"):  # data_corrupted, index_corrupted
+        return "damaged"
+    if state in ("53100", "58030"):  # disk_full, io_error
+        return "full"
+    return None
 
 
 def _normalise(url: str) -> URL:

@@ -53,7 +53,7 @@ class ReceivedRequest:
 
 @dataclass(frozen=True, slots=True)
 class _Fault:
-    kind: str  # "fail" | "rate_limit" | "delay" | "drop"
+    kind: str  # "fail" | "rate_limit" | "delay" | "drop" | "hold"
     status: int = 500
     seconds: float = 0.0
 
@@ -100,6 +100,7 @@ class WebhookReceiver:
         self._records: dict[str, dict[str, Any]] = {}
         self._faults: deque[_Fault] = deque()
         self._rejects: dict[str, str] = {}
+        self._released = threading.Event()
         self._server: LoopbackServer | None = None
         self._port: int | None = None  # kept after stop() for messages that name it
         self.app = Starlette(
@@ -205,6 +206,16 @@ class WebhookReceiver:
         """
         self._add(n, _Fault("delay", seconds=seconds))
 
+    def hold_next(self, n: int = 1) -> None:
+        """Keep the next ``n`` requests waiting (already in :attr:`requests`) until
+        :meth:`release`; then they are handled as usual. Lets a test act mid-request."""
+        self._released.clear()
+        self._add(n, _Fault("hold"))
+
+    def release(self) -> None:
+        """Let held requests (and those held later, until the next :meth:`hold_next`) go on."""
+        self._released.set()
+
     def drop_next(self, n: int = 1) -> None:
         """Close the connection of the next ``n`` requests without answering."""
         self._add(n, _Fault("drop"))
@@ -268,10 +279,18 @@ class WebhookReceiver:
             for _ in range(20):  # let the loop run connection_lost before we answer
                 await asyncio.sleep(0)
             return Response(status_code=204)
-        # delay: wait in short steps so stop() and a gone client end it early
+        # delay or hold: wait in short steps so stop() and a gone client end it early
         deadline = time.monotonic() + fault.seconds
-        while time.monotonic() < deadline and not self._stopping.is_set():
-            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        while not self._stopping.is_set():
+            if fault.kind == "hold":
+                if self._released.is_set():
+                    break
+                step = 0.02
+            else:
+                step = min(0.02, deadline - time.monotonic())
+                if step <= 0:
+                    break
+            await asyncio.sleep(step)
             if await request.is_disconnected():
                 return Response(status_code=204)
         if self._stopping.is_set():
