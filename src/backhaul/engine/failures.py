@@ -31,9 +31,8 @@ class Phase(StrEnum):
     FINISH = "finish"  # everything delivered is in the checkpoint log
 
 
-def shown(project: Project, sync: str) -> str:
-    """The sync's snapshot file as messages name it: relative to the project folder."""
-    path = snapshots.state_path(project.state_dir, sync)
+def shown(project: Project, path: Path) -> str:
+    """A state path as messages name it: relative to the project folder when inside it."""
     try:
         return path.relative_to(project.root).as_posix()
     except ValueError:
@@ -42,7 +41,7 @@ def shown(project: Project, sync: str) -> str:
 
 def state_error(project: Project, sync: str, kind: Failure, cause: str, phase: Phase) -> StateError:
     """The one-line message for a state failure of ``kind`` during ``phase``."""
-    file = shown(project, sync)
+    file = shown(project, snapshots.state_path(project.state_dir, sync))
     again = f"run `backhaul run {sync}` again"
     if kind is Failure.DAMAGED:
         done = "nothing was sent" if phase is Phase.PLAN else "the run stopped"
@@ -55,7 +54,8 @@ def state_error(project: Project, sync: str, kind: Failure, cause: str, phase: P
         done = "nothing was sent" if phase is Phase.PLAN else "the run stopped"
         return StateError(
             f"sync `{sync}` ran out of memory (state.memory_limit "
-            f"{project.config.state.memory_limit}; DuckDB spills to {shown_dir(project, 'tmp')} "
+            f"{project.config.state.memory_limit}; DuckDB spills to "
+            f"{shown(project, project.state_dir / 'tmp')}/ "
             f"while that disk has room): {cause}; {done}. Raise state.memory_limit in "
             f"backhaul.yml or free disk space, then {again}"
         )
@@ -72,14 +72,6 @@ def state_error(project: Project, sync: str, kind: Failure, cause: str, phase: P
         f"{where} while folding the checkpoints into the snapshot; every delivered row is in "
         f"the checkpoint log. Free space there and {again}"
     )
-
-
-def shown_dir(project: Project, name: str) -> str:
-    path = project.state_dir / name
-    try:
-        return path.relative_to(project.root).as_posix() + "/"
-    except ValueError:
-        return path.as_posix() + "/"
 
 
 @contextmanager
@@ -107,11 +99,7 @@ def model_error(project: Project, model: ModelDef, cause: str) -> ModelError:
         "again. Nothing was sent"
     )
     if model.sql_file is not None:
-        try:
-            file = model.sql_file.relative_to(project.root).as_posix()
-        except ValueError:
-            file = model.sql_file.as_posix()
-        return ModelError(message, file=file)
+        return ModelError(message, file=shown(project, model.sql_file))
     key = "sql" if model.config.sql is not None else "table" if model.config.table else "dbt"
     return ModelError(
         message, file=model.positions.file.as_posix(), line=model.positions.line(key), key=key
