@@ -89,7 +89,7 @@ def state_guard(project: Project, sync: str, phase: Phase) -> Iterator[None]:
 
 def cause(exc: duckdb.Error, path: Path) -> str:
     """DuckDB's first line, without the state file's path (the message names it already)."""
-    return first_line(exc).replace(f' "{path}"', "")
+    return first_line(exc).replace(f' "{path}"', "").rstrip(".")
 
 
 def model_error(project: Project, model: ModelDef, cause: str) -> ModelError:
