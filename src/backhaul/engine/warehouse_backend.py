@@ -12,11 +12,13 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 
+import duckdb
 import pyarrow as pa
 
 from backhaul.config.models import Mode
 from backhaul.duck import scalar
 from backhaul.engine import planner
+from backhaul.engine.failures import model_error
 from backhaul.engine.mapping import quote
 from backhaul.engine.planner import Plan, count_plan
 from backhaul.engine.warehouse_sql import (
@@ -203,7 +205,12 @@ class WarehouseBackend:
             )
         model = strip_sql(ws.model.sql)
         has_rejected = bool(self.conn.fetchall(sql.count_rejected())[0][0])
-        self._run([sql.drop_current(), sql.current(model)], "create its work tables")
+        try:  # the statement that runs the model over every row
+            self._run([sql.drop_current(), sql.current(model)], "create its work tables")
+        except Exception as exc:
+            if not _is_data_error(exc):
+                raise
+            raise model_error(ws.project, ws.model, _first_line(exc)) from None
         self._run(
             sql.plan(resend_all=full_resync or drift, has_rejected=has_rejected),
             "create its work tables",
@@ -363,6 +370,15 @@ def _counting(reader: pa.RecordBatchReader, backend: WarehouseBackend) -> pa.Rec
 
 def _first_line(exc: BaseException) -> str:
     return next((p.strip() for p in str(exc).splitlines() if p.strip()), type(exc).__name__)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """A value the model's query could not compute: DuckDB's data errors, SQLSTATE class 22
+    (division by zero, a failed cast...) or P0001 (an exception raised in SQL)."""
+    if isinstance(exc, duckdb.DataError | duckdb.InvalidInputException):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and (state.startswith("22") or state == "P0001")
 
 
 def _is_permission(exc: BaseException) -> bool:
