@@ -338,8 +338,8 @@ def read_counts(state_dir: Path, sync: str) -> tuple[int, int]:
     try:
         try:
             attach(con, path, read_only=True)
-        except (StateLocked, duckdb.Error):
-            return -1, -1  # a run holds the state right now
+        except (StateError, duckdb.Error):
+            return -1, -1  # a run holds the state right now (or it cannot be read: run says why)
         rows = snapshot_size(con)
         pending = 0
         if has_table(con, "rejected"):
