@@ -37,8 +37,17 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Non
 # DuckDB's size syntax (its `memory_limit` setting), without the trailing words it ignores.
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)\s*$", re.IGNORECASE)
 _SHARE = re.compile(r"^\s*\d+(?:\.\d+)?\s*%\s*$")
-_UNIT = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-         "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+_UNIT = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
 MIN_MEMORY_LIMIT = 16 * 1000**2  # below this DuckDB cannot plan even a small sync
 
 
@@ -64,7 +73,9 @@ def check_memory_limit(value: Any) -> str:
         con.execute("SET memory_limit = ?", [value])
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        raise ValueError(f"{accepted}; DuckDB {duckdb.__version__} refuses {value!r}: {first}") from None
+        raise ValueError(
+            f"{accepted}; DuckDB {duckdb.__version__} refuses {value!r}: {first}"
+        ) from None
     finally:
         con.close()
     return value

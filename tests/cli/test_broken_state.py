@@ -81,7 +81,12 @@ def _overwritten(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-DAMAGE = {"garbage": _garbage, "empty": _empty, "truncated": _truncated, "overwritten": _overwritten}
+DAMAGE = {
+    "garbage": _garbage,
+    "empty": _empty,
+    "truncated": _truncated,
+    "overwritten": _overwritten,
+}
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))

@@ -91,7 +91,9 @@ def test_a_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
 def test_text_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "s.yml"
     path.write_bytes(b"name: caf\xe9\n")
-    with pytest.raises(ConfigError, match=r"^s.yml: is not UTF-8 text \(byte 9 cannot be decoded\)"):
+    with pytest.raises(
+        ConfigError, match=r"^s.yml: is not UTF-8 text \(byte 9 cannot be decoded\)"
+    ):
         read_yaml(path, tmp_path)
 
 

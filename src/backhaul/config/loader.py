@@ -482,8 +482,11 @@ def _query(
     try:
         return read_text(sql_file), sql_file
     except NotReadable as exc:
-        errors.append(ConfigError(f"{exc.reason}; it should hold the model's query",
-                                  file=_rel(sql_file, root)))
+        errors.append(
+            ConfigError(
+                f"{exc.reason}; it should hold the model's query", file=_rel(sql_file, root)
+            )
+        )
         return None
 
 

@@ -100,7 +100,9 @@ def check_shape(text: str, file: str) -> None:
             frames[-1] = (frames[-1][0] + 1, frames[-1][1])
         elif isinstance(event, AliasEvent):
             if event.anchor in open_anchors:
-                raise _refuse(f"alias *{event.anchor} refers to a node that contains it", file, event)
+                raise _refuse(
+                    f"alias *{event.anchor} refers to a node that contains it", file, event
+                )
             size = sizes.get(event.anchor, 1)  # an unknown anchor: the composer says so
             added += size
             if added > MAX_ALIAS_VALUES:

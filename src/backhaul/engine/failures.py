@@ -61,8 +61,9 @@ def state_error(project: Project, sync: str, kind: Failure, cause: str, phase: P
         )
     where = f"no space left on the disk of {file} ({cause})"
     if phase is Phase.PLAN:
-        return StateError(f"{where} while planning sync `{sync}`; nothing was sent. "
-                          f"Free space there and {again}")
+        return StateError(
+            f"{where} while planning sync `{sync}`; nothing was sent. Free space there and {again}"
+        )
     if phase is Phase.CHECKPOINT:
         return StateError(
             f"{where} while recording delivered rows; the run stopped. Free space there and "

@@ -443,15 +443,19 @@ class RunStore:
             raise StoreError(self._failure_message(failure, exc.orig), detail=str(exc)) from None
 
     def _failure_message(self, failure: str, orig: BaseException | None) -> str:
-        cause = str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else failure
+        cause = (
+            str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else failure
+        )
         if self._engine.dialect.name != "sqlite":
             if failure == "damaged":
                 return (
                     f"the run store at {self.url} reports damaged data ({cause}); have the "
                     "database repaired, or point state.metadata_url at a new database"
                 )
-            return f"the run store's database server ({self.url}) could not write: {cause}; " \
+            return (
+                f"the run store's database server ({self.url}) could not write: {cause}; "
                 "free space there and run again"
+            )
         path = Path(self._url.database or "")
         if failure == "damaged":
             return (
@@ -491,7 +495,7 @@ _record = record_from_row  # the name this module uses internally
 
 
 def _failure(orig: BaseException | None) -> str | None:
-    """"damaged" or "full" when the driver's error says so; None for anything else."""
+    """ "damaged" or "full" when the driver's error says so; None for anything else."""
     name = str(getattr(orig, "sqlite_errorname", "") or "")  # sqlite3, Python 3.11+
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return "damaged"
