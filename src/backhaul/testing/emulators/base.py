@@ -149,6 +149,14 @@ class SlidingWindow:
                 return self.seconds
             return max(0.0, self._hits[0] + self.seconds - self.clock())
 
+    def used(self) -> int:
+        """Requests counted in the window as it stands now."""
+        now = self.clock()
+        with self._lock:
+            while self._hits and self._hits[0] <= now - self.seconds:
+                self._hits.popleft()
+            return len(self._hits)
+
 
 class FixedWindow:
     """A counter that empties at fixed boundaries, for vendors that document fixed windows.
