@@ -1,0 +1,700 @@
+"""Google Ads API emulator: Customer Match lists filled through offline user data jobs (REST).
+
+What it enforces, as the Google Ads API does: a Bearer access token (fixed, or issued by
+``POST /token`` for the refresh token) and the ``developer-token`` header (401
+``UNAUTHENTICATED`` otherwise); the customer in the path; jobs of type
+``CUSTOMER_MATCH_USER_LIST`` on an existing user list; ``:addOperations`` only while the job
+is ``PENDING`` (``JOB_ALREADY_STARTED``), at most 100,000 user identifiers per request and 20
+per operation (``TOO_MANY_USER_IDENTIFIERS``), identifiers that fit the list's upload key
+type, hashed e-mail, phone and names as lower-case SHA-256 hex (``INVALID_SHA256_FORMAT``),
+``countryCode`` as an ISO code, ``removeAll`` only first, no creates and removes in one job
+(``CONFLICTING_OPERATION``); with ``enablePartialFailure`` the valid operations are kept and
+the others reported in ``partialFailureError`` (HTTP 200), without it any error refuses the
+whole request; ``:run`` refused with ``CONCURRENT_MODIFICATION`` while another job on the
+same list is running; jobs move ``PENDING`` → ``RUNNING`` → ``SUCCESS`` (or ``FAILED``) over
+status polls (``googleAds:search``) and change the list only when they succeed; a rolling
+request window answered with 429 ``RESOURCE_EXHAUSTED`` and a ``retryDelay``.
+
+Lists keep their members (see ``_audience``): ``emulator.values(list, "hashedEmail")`` is
+the set of e-mail hashes a list holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from backhaul.testing.emulators._audience import MOBILE_ID, Membership, hash_problem
+from backhaul.testing.emulators._google import GoogleOAuth, google_error
+from backhaul.testing.emulators.base import Emulator, SlidingWindow
+
+VERSION = re.compile(r"v\d+")
+KEY_FIELDS = {
+    "CONTACT_INFO": {"hashedEmail", "hashedPhoneNumber", "addressInfo"},
+    "CRM_ID": {"thirdPartyUserId"},
+    "MOBILE_ADVERTISING_ID": {"mobileId"},
+}
+SNAKE = {
+    "hashedEmail": "hashed_email",
+    "hashedPhoneNumber": "hashed_phone_number",
+    "addressInfo": "address_info",
+    "thirdPartyUserId": "third_party_user_id",
+    "mobileId": "mobile_id",
+}
+CONSENT = {"GRANTED", "DENIED", "UNSPECIFIED", "UNKNOWN"}
+ADDRESS = ("hashedFirstName", "hashedLastName", "countryCode", "postalCode")
+JOB_QUERY = re.compile(r"\bFROM\s+offline_user_data_job\b", re.IGNORECASE)
+LIST_QUERY = re.compile(r"\bFROM\s+user_list\b", re.IGNORECASE)
+RESOURCE_IN_QUERY = re.compile(r"resource_name\s*=\s*'([^']+)'")
+
+
+class AdsError(Exception):
+    """One GoogleAdsError: an error code (``{kind: code}``), a message, a field path."""
+
+    def __init__(
+        self, kind: str, code: str, message: str, path: list[dict[str, Any]] | None = None
+    ):
+        super().__init__(message)
+        self.kind, self.code, self.message, self.path = kind, code, message, path or []
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"errorCode": {self.kind: self.code}, "message": self.message}
+        if self.path:
+            out["location"] = {"fieldPathElements": self.path}
+        return out
+
+
+@dataclass
+class UserList:
+    id: str
+    customer_id: str
+    name: str
+    upload_key_type: str
+    members: Membership = field(default_factory=Membership)
+
+    @property
+    def resource_name(self) -> str:
+        return f"customers/{self.customer_id}/userLists/{self.id}"
+
+
+@dataclass
+class Job:
+    id: str
+    customer_id: str
+    user_list: UserList
+    status: str = "PENDING"
+    operations: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
+    polls: int = 0
+    failure_reason: str = "UNSPECIFIED"
+    fail_with: str | None = None
+
+    @property
+    def resource_name(self) -> str:
+        return f"customers/{self.customer_id}/offlineUserDataJobs/{self.id}"
+
+
+class GoogleAdsEmulator(Emulator):
+    """One Google Ads customer with Customer Match user lists, in memory.
+
+    Args:
+        developer_token: The ``developer-token`` header accepted.
+        access_token: A Bearer token accepted from the start.
+        client_id: OAuth client of the token endpoint.
+        client_secret: Its secret.
+        refresh_token: The refresh token the token endpoint exchanges.
+        customer_id: The customer (digits, no dashes).
+        user_lists: Names of CONTACT_INFO lists created at start (the sandbox gets one).
+        max_identifiers_per_request: Most user identifiers in one addOperations (100,000).
+        max_identifiers_per_operation: Most identifiers in one operation (20).
+        polls_to_finish: Status polls a running job takes to finish.
+        allow_mixed_operations: Accept creates and removes in one job (Google's
+            ``CONFLICTING_OPERATION`` says no; whether it applies to Customer Match is
+            unverified, so the strict answer is the default).
+        require_full_address: ``addressInfo`` needs all of first and last name, country and
+            postal code (unverified).
+        rate_limit: Requests per ``rate_window`` seconds (Google publishes no fixed rate).
+        rate_window: Length of the rolling window in seconds.
+        lowercase_hashes_only: Refuse upper-case hex digests as malformed.
+        clock: Monotonic clock of the rate window.
+        seed: Seed of the random fault switch.
+    """
+
+    vendor: ClassVar[str] = "google_ads"
+
+    def __init__(
+        self,
+        *,
+        developer_token: str = "emulator-developer-token",
+        access_token: str = "ya29.emulator-access-token",
+        client_id: str = "emulator-client.apps.googleusercontent.com",
+        client_secret: str = "emulator-client-secret",
+        refresh_token: str = "1//emulator-refresh-token",
+        customer_id: str = "7693729833",
+        user_lists: Sequence[str] = ("Backhaul sandbox list",),
+        max_identifiers_per_request: int = 100_000,
+        max_identifiers_per_operation: int = 20,
+        polls_to_finish: int = 2,
+        allow_mixed_operations: bool = False,
+        require_full_address: bool = True,
+        rate_limit: int = 1_000,
+        rate_window: float = 60.0,
+        lowercase_hashes_only: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.developer_token = developer_token
+        self.oauth = GoogleOAuth(
+            client_id=client_id,
+            client_secret=client_secret,
+            refresh_token=refresh_token,
+            tokens=(access_token,),
+            scope="https://www.googleapis.com/auth/adwords",
+        )
+        self.access_token = access_token
+        self.customer_id = customer_id
+        self.max_per_request = max_identifiers_per_request
+        self.max_per_operation = max_identifiers_per_operation
+        self.polls_to_finish = max(1, polls_to_finish)
+        self.allow_mixed_operations = allow_mixed_operations
+        self.require_full_address = require_full_address
+        self.window = SlidingWindow(rate_limit, rate_window, clock)
+        self.lowercase_hashes_only = lowercase_hashes_only
+        self._initial = tuple(user_lists)
+        self._ids = itertools.count(709078448)
+        self._failures: list[str] = []
+        self.lists: dict[str, UserList] = {}
+        self.jobs: dict[str, Job] = {}
+        self.vendor_reset()
+
+    # -- set-up and inspection ---------------------------------------------------------------
+
+    def add_user_list(self, name: str, upload_key_type: str = "CONTACT_INFO") -> str:
+        """A new empty Customer Match list; its resource name."""
+        with self.lock:
+            user_list = UserList(str(next(self._ids)), self.customer_id, name, upload_key_type)
+            self.lists[user_list.resource_name] = user_list
+            return user_list.resource_name
+
+    @property
+    def user_list(self) -> str:
+        """The first list's resource name."""
+        return next(iter(self.lists))
+
+    def values(self, user_list: str, key: str = "hashedEmail") -> set[str]:
+        """Every value of identifier ``key`` among the list's members."""
+        with self.lock:
+            return self.lists[user_list].members.values(key)
+
+    def size(self, user_list: str) -> int:
+        with self.lock:
+            return len(self.lists[user_list].members)
+
+    def fail_next_jobs(self, n: int = 1, reason: str = "UNKNOWN") -> None:
+        """The next ``n`` jobs to run end ``FAILED`` with ``reason`` (the list unchanged)."""
+        with self.lock:
+            self._failures.extend([reason] * n)
+
+    def finish_jobs(self) -> None:
+        """Finish every running job now, as if enough status polls had come."""
+        with self.lock:
+            for job in self.jobs.values():
+                if job.status == "RUNNING":
+                    self._finish(job)
+
+    # -- emulator hooks ----------------------------------------------------------------------
+
+    def vendor_routes(self) -> list[BaseRoute]:
+        base = "/{version}/customers/{cid}"
+        return [
+            Route("/token", self.oauth.token_endpoint, methods=["POST"]),
+            Route(f"{base}/offlineUserDataJobs:create", self._create, methods=["POST"]),
+            Route(f"{base}/offlineUserDataJobs/{{action}}", self._job_action, methods=["POST"]),
+            Route(f"{base}/googleAds:search", self._search, methods=["POST"]),
+            Route(f"{base}/userLists:mutate", self._mutate_lists, methods=["POST"]),
+        ]
+
+    def vendor_reset(self) -> None:
+        self.lists.clear()
+        self.jobs.clear()
+        self._failures.clear()
+        for name in self._initial:
+            self.add_user_list(name)
+
+    def vendor_state(self) -> dict[str, Any]:
+        return {
+            "user_lists": {
+                name: {
+                    "name": ul.name,
+                    "upload_key_type": ul.upload_key_type,
+                    "size": len(ul.members),
+                    "members": ul.members.rows(),
+                }
+                for name, ul in self.lists.items()
+            },
+            "jobs": {
+                job.resource_name: {
+                    "user_list": job.user_list.resource_name,
+                    "status": job.status,
+                    "operations": len(job.operations),
+                    "failure_reason": job.failure_reason,
+                }
+                for job in self.jobs.values()
+            },
+        }
+
+    def vendor_error(self, status: int, message: str) -> Response:
+        return google_error(status, message)
+
+    def vendor_rate_limited(self, retry_after: float) -> Response:
+        delay = f"{max(1, round(retry_after))}s"
+        error = AdsError("quotaError", "RESOURCE_TEMPORARILY_EXHAUSTED", "Too many requests.")
+        body = error.body()
+        body["details"] = {"quotaErrorDetails": {"rateScope": "DEVELOPER", "retryDelay": delay}}
+        return google_error(
+            429, "Resource has been exhausted (e.g. check quota).", [self._failure_raw([body])]
+        )
+
+    def credentials(self) -> dict[str, str]:
+        return {
+            "GOOGLE_ADS_DEVELOPER_TOKEN": self.developer_token,
+            "GOOGLE_ADS_CLIENT_ID": self.oauth.client_id,
+            "GOOGLE_ADS_CLIENT_SECRET": self.oauth.client_secret,
+            "GOOGLE_ADS_REFRESH_TOKEN": self.oauth.refresh_token,
+            "GOOGLE_ADS_CUSTOMER_ID": self.customer_id,
+            "GOOGLE_ADS_USER_LIST": self.user_list if self.lists else "",
+        }
+
+    # -- the edge ----------------------------------------------------------------------------
+
+    async def before_request(self, request: Request) -> Response | None:
+        if request.url.path == "/token":
+            return None
+        if self.oauth.valid(request) is None:
+            return self._refuse(
+                401,
+                "authenticationError",
+                "OAUTH_TOKEN_INVALID",
+                "Request had invalid authentication credentials.",
+            )
+        if request.headers.get("developer-token") != self.developer_token:
+            return self._refuse(
+                401,
+                "authenticationError",
+                "DEVELOPER_TOKEN_INVALID",
+                "The developer token is not valid.",
+            )
+        login = request.headers.get("login-customer-id")
+        if login is not None and not login.isdigit():
+            return self._refuse(
+                400,
+                "requestError",
+                "INVALID_CUSTOMER_ID",
+                "login-customer-id must be digits only, without dashes.",
+            )
+        if not VERSION.fullmatch(request.path_params.get("version", "")):
+            return google_error(404, "The requested URL was not found: use a version such as v23.")
+        if request.path_params.get("cid") != self.customer_id:
+            return self._refuse(
+                403,
+                "authorizationError",
+                "USER_PERMISSION_DENIED",
+                "The caller does not have permission to access this customer.",
+            )
+        allowed, _, wait = self.window.hit()
+        return None if allowed else self.vendor_rate_limited(wait)
+
+    def _failure_raw(self, errors: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "@type": "type.googleapis.com/google.ads.googleads.v23.errors.GoogleAdsFailure",
+            "errors": errors,
+            "requestId": secrets.token_urlsafe(12),
+        }
+
+    def _refuse(self, status: int, kind: str, code: str, message: str) -> Response:
+        return self._errors(status, [AdsError(kind, code, message)])
+
+    def _errors(self, status: int, errors: list[AdsError]) -> Response:
+        message = "Request contains an invalid argument." if status == 400 else errors[0].message
+        return google_error(status, message, [self._failure_raw([e.body() for e in errors])])
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def _create(self, request: Request) -> Response:
+        body = await self._body(request)
+        job_spec = body.get("job") if isinstance(body, dict) else None
+        if not isinstance(job_spec, dict) or job_spec.get("type") != "CUSTOMER_MATCH_USER_LIST":
+            return self._refuse(
+                400, "fieldError", "INVALID_VALUE", "job.type must be CUSTOMER_MATCH_USER_LIST."
+            )
+        meta = job_spec.get("customerMatchUserListMetadata") or {}
+        consent = meta.get("consent") or {}
+        if any(v not in CONSENT for v in consent.values()):
+            return self._refuse(
+                400,
+                "fieldError",
+                "INVALID_VALUE",
+                "consent values are GRANTED, DENIED or UNSPECIFIED.",
+            )
+        with self.lock:
+            user_list = self.lists.get(str(meta.get("userList")))
+            if user_list is None:
+                return self._refuse(
+                    400,
+                    "offlineUserDataJobError",
+                    "INVALID_USER_LIST_ID",
+                    "The user list ID provided for the job is invalid.",
+                )
+            job = Job(str(next(self._ids)), self.customer_id, user_list)
+            self.jobs[job.id] = job
+        return JSONResponse({"resourceName": job.resource_name})
+
+    async def _job_action(self, request: Request) -> Response:
+        job_id, _, action = request.path_params["action"].partition(":")
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is None or action not in ("addOperations", "run"):
+                return self._refuse(
+                    400,
+                    "mutateError",
+                    "RESOURCE_NOT_FOUND",
+                    "The offline user data job was not found.",
+                )
+            if job.status != "PENDING":
+                return self._refuse(
+                    400,
+                    "offlineUserDataJobError",
+                    "JOB_ALREADY_STARTED",
+                    "Once the upload job is started, new operations cannot be added.",
+                )
+        if action == "run":
+            return self._run(job)
+        return await self._add_operations(request, job)
+
+    async def _add_operations(self, request: Request, job: Job) -> Response:
+        body = await self._body(request)
+        ops = body.get("operations") if isinstance(body, dict) else None
+        if not isinstance(ops, list) or not ops:
+            return self._refuse(
+                400, "fieldError", "REQUIRED_NONEMPTY_LIST", "operations must be a non-empty list."
+            )
+        partial = bool(body.get("enablePartialFailure"))
+        total = sum(len(self._identifiers(op)) for op in ops)
+        if total > self.max_per_request:
+            return self._refuse(
+                400,
+                "offlineUserDataJobError",
+                "TOO_MANY_USER_IDENTIFIERS",
+                f"Maximum number of user identifiers allowed per request is {self.max_per_request} and per operation is {self.max_per_operation}.",
+            )
+        with self.lock:
+            if job.status != "PENDING":
+                return self._refuse(
+                    400,
+                    "offlineUserDataJobError",
+                    "JOB_ALREADY_STARTED",
+                    "Once the upload job is started, new operations cannot be added.",
+                )
+            kinds = {kind for kind, _ in job.operations}
+            accepted: list[tuple[str, frozenset[tuple[str, str]]]] = []
+            errors: list[AdsError] = []
+            for i, op in enumerate(ops):
+                try:
+                    kind, member = self._operation(
+                        i, op, job, kinds, first=not job.operations and i == 0
+                    )
+                except AdsError as exc:
+                    errors.append(exc)
+                    continue
+                kinds.add(kind)
+                accepted.append((kind, member))
+            if errors and not partial:
+                return self._errors(400, errors)
+            job.operations.extend(accepted)
+        if not errors:
+            return JSONResponse({})
+        first = errors[0].message
+        message = (
+            first if len(errors) == 1 else f"Multiple errors in 'details'. First error: {first}"
+        )
+        status = {
+            "code": 3,
+            "message": message,
+            "details": [self._failure_raw([e.body() for e in errors])],
+        }
+        return JSONResponse({"partialFailureError": status})
+
+    def _run(self, job: Job) -> Response:
+        with self.lock:
+            busy = [
+                j
+                for j in self.jobs.values()
+                if j.status == "RUNNING" and j.user_list is job.user_list
+            ]
+            if busy:
+                return self._refuse(
+                    400,
+                    "databaseError",
+                    "CONCURRENT_MODIFICATION",
+                    "Multiple requests were attempting to modify the same resource at once. Retry the request.",
+                )
+            job.status = "RUNNING"
+            job.fail_with = self._failures.pop(0) if self._failures else None
+            operation = f"customers/{self.customer_id}/operations/{secrets.randbelow(10**12)}"
+        return JSONResponse({"name": operation})
+
+    async def _search(self, request: Request) -> Response:
+        body = await self._body(request)
+        query = str(body.get("query", "")) if isinstance(body, dict) else ""
+        wanted = RESOURCE_IN_QUERY.search(query)
+        with self.lock:
+            if JOB_QUERY.search(query):
+                rows = []
+                for job in self.jobs.values():
+                    if wanted and wanted.group(1) != job.resource_name:
+                        continue
+                    if job.status == "RUNNING":
+                        job.polls += 1
+                        if job.polls >= self.polls_to_finish:
+                            self._finish(job)
+                    rows.append(
+                        {
+                            "offlineUserDataJob": {
+                                "resourceName": job.resource_name,
+                                "id": job.id,
+                                "type": "CUSTOMER_MATCH_USER_LIST",
+                                "status": job.status,
+                                "failureReason": job.failure_reason,
+                            }
+                        }
+                    )
+            elif LIST_QUERY.search(query):
+                rows = [
+                    {"userList": {"resourceName": ul.resource_name, "id": ul.id, "name": ul.name}}
+                    for ul in self.lists.values()
+                    if not wanted or wanted.group(1) == ul.resource_name
+                ]
+            else:
+                return self._refuse(
+                    400,
+                    "queryError",
+                    "PROHIBITED_RESOURCE_TYPE_IN_FROM_CLAUSE",
+                    "This emulator answers queries FROM offline_user_data_job or user_list.",
+                )
+        return JSONResponse(
+            {"results": rows, "fieldMask": "", "requestId": secrets.token_urlsafe(12)}
+        )
+
+    async def _mutate_lists(self, request: Request) -> Response:
+        body = await self._body(request)
+        ops = body.get("operations") if isinstance(body, dict) else None
+        if not isinstance(ops, list) or not ops:
+            return self._refuse(
+                400, "fieldError", "REQUIRED_NONEMPTY_LIST", "operations must be a non-empty list."
+            )
+        results = []
+        for op in ops:
+            spec = op.get("create") if isinstance(op, dict) else None
+            if not isinstance(spec, dict) or not spec.get("name"):
+                return self._refuse(
+                    400, "fieldError", "REQUIRED", "Each operation needs create.name."
+                )
+            if any(ul.name == spec["name"] for ul in self.lists.values()):
+                return self._refuse(
+                    400,
+                    "userListError",
+                    "NAME_ALREADY_USED",
+                    "Name is already being used for another user list for the account.",
+                )
+            key_type = (spec.get("crmBasedUserList") or {}).get("uploadKeyType", "CONTACT_INFO")
+            if key_type not in KEY_FIELDS:
+                return self._refuse(
+                    400,
+                    "fieldError",
+                    "INVALID_VALUE",
+                    f"uploadKeyType is one of {', '.join(KEY_FIELDS)}.",
+                )
+            results.append({"resourceName": self.add_user_list(str(spec["name"]), key_type)})
+        return JSONResponse({"results": results})
+
+    # -- rules -------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _body(request: Request) -> Any:
+        try:
+            return await request.json()
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _identifiers(op: Any) -> list[Any]:
+        if not isinstance(op, dict):
+            return []
+        spec = op.get("create") or op.get("remove")
+        ids = spec.get("userIdentifiers") if isinstance(spec, dict) else None
+        return ids if isinstance(ids, list) else []
+
+    def _operation(
+        self, i: int, op: Any, job: Job, kinds: set[str], *, first: bool
+    ) -> tuple[str, frozenset[tuple[str, str]]]:
+        at: list[dict[str, Any]] = [{"fieldName": "operations", "index": i}]
+        given = [k for k in ("create", "remove", "removeAll") if isinstance(op, dict) and op.get(k)]
+        if len(given) != 1:
+            raise AdsError(
+                "fieldError",
+                "INVALID_VALUE",
+                "Each operation has exactly one of create, remove or removeAll.",
+                at,
+            )
+        kind = given[0]
+        if kind == "removeAll":
+            if not first:
+                raise AdsError(
+                    "offlineUserDataJobError",
+                    "INVALID_OPERATION_ORDER",
+                    "When a remove-all operation is provided, it has to be the first operation of the operation list.",
+                    at,
+                )
+            return "removeAll", frozenset()
+        other = "remove" if kind == "create" else "create"
+        if other in kinds and not self.allow_mixed_operations:
+            raise AdsError(
+                "offlineUserDataJobError",
+                "CONFLICTING_OPERATION",
+                "Mixing creation and removal of offline data in the same job is not allowed.",
+                at,
+            )
+        at = [*at, {"fieldName": kind}]
+        ids = self._identifiers(op)
+        if not ids:
+            raise AdsError(
+                "offlineUserDataJobError",
+                "MISSING_USER_IDENTIFIER",
+                "The user identifier is missing valid data.",
+                at,
+            )
+        if len(ids) > self.max_per_operation:
+            raise AdsError(
+                "offlineUserDataJobError",
+                "TOO_MANY_USER_IDENTIFIERS",
+                f"Maximum number of user identifiers allowed per request is {self.max_per_request} and per operation is {self.max_per_operation}.",
+                at,
+            )
+        member = [self._identifier(j, ident, job, at) for j, ident in enumerate(ids)]
+        return kind, frozenset(member)
+
+    def _identifier(
+        self, j: int, ident: Any, job: Job, at: list[dict[str, Any]]
+    ) -> tuple[str, str]:
+        here = [*at, {"fieldName": "user_identifiers", "index": j}]
+        fields = [k for k in SNAKE if isinstance(ident, dict) and k in ident]
+        if len(fields) != 1:
+            raise AdsError(
+                "offlineUserDataJobError",
+                "MISSING_USER_IDENTIFIER",
+                "Each user identifier has exactly one of hashedEmail, hashedPhoneNumber, addressInfo, thirdPartyUserId or mobileId.",
+                here,
+            )
+        name = fields[0]
+        value = ident[name]
+        here = [*here, {"fieldName": SNAKE[name]}]
+        if name not in KEY_FIELDS[job.user_list.upload_key_type]:
+            raise AdsError(
+                "offlineUserDataJobError",
+                "INCOMPATIBLE_UPLOAD_KEY_TYPE",
+                "Upload data is not compatible with the upload key type of the associated user list.",
+                here,
+            )
+        if name == "addressInfo":
+            text = self._address(value, here)
+        elif name == "mobileId":
+            if not (isinstance(value, str) and MOBILE_ID.fullmatch(value)):
+                raise AdsError(
+                    "offlineUserDataJobError",
+                    "INVALID_MOBILE_ID_FORMAT",
+                    "The mobile ID is malformed.",
+                    here,
+                )
+            text = value
+        elif name == "thirdPartyUserId":
+            if not isinstance(value, str) or not value:
+                raise AdsError(
+                    "offlineUserDataJobError",
+                    "MISSING_USER_IDENTIFIER",
+                    "The user identifier is missing valid data.",
+                    here,
+                )
+            text = value
+        else:
+            if hash_problem(value, lowercase_only=self.lowercase_hashes_only) is not None:
+                raise AdsError(
+                    "offlineUserDataJobError",
+                    "INVALID_SHA256_FORMAT",
+                    "The SHA256 encoded value is malformed.",
+                    here,
+                )
+            text = value
+        if text in self.faults.rejects:
+            raise AdsError("offlineUserDataJobError", "UNKNOWN", self.faults.rejects[text], here)
+        return name, text
+
+    def _address(self, value: Any, at: list[dict[str, Any]]) -> str:
+        if not isinstance(value, dict):
+            raise AdsError(
+                "offlineUserDataJobError",
+                "MISSING_USER_IDENTIFIER",
+                "addressInfo must be an object.",
+                at,
+            )
+        missing = [k for k in ADDRESS if not value.get(k)]
+        if missing and self.require_full_address:
+            raise AdsError(
+                "offlineUserDataJobError",
+                "MISSING_USER_IDENTIFIER",
+                f"addressInfo needs {', '.join(missing)}.",
+                at,
+            )
+        for key in ("hashedFirstName", "hashedLastName"):
+            if value.get(key) and hash_problem(
+                value[key], lowercase_only=self.lowercase_hashes_only
+            ):
+                raise AdsError(
+                    "offlineUserDataJobError",
+                    "INVALID_SHA256_FORMAT",
+                    "The SHA256 encoded value is malformed.",
+                    [*at, {"fieldName": key}],
+                )
+        country = value.get("countryCode")
+        if country is not None and not (
+            isinstance(country, str) and re.fullmatch(r"[A-Za-z]{2}", country)
+        ):
+            raise AdsError(
+                "offlineUserDataJobError",
+                "INVALID_COUNTRY_CODE",
+                "The country code is invalid.",
+                [*at, {"fieldName": "country_code"}],
+            )
+        return ",".join(f"{k}={value.get(k, '')}" for k in ADDRESS)
+
+    def _finish(self, job: Job) -> None:
+        if job.fail_with is not None:
+            job.status, job.failure_reason = "FAILED", job.fail_with
+            return
+        members = job.user_list.members
+        for kind, member in job.operations:
+            if kind == "removeAll":
+                members.clear()
+            elif kind == "create":
+                members.add(member)
+            else:
+                members.remove(member)
+        job.status = "SUCCESS"
