@@ -151,6 +151,18 @@ def test_every_printed_destination_file_names_a_known_type() -> None:
                 assert config["type"] in known
 
 
+def test_emulators_without_a_destination_type_print_no_destination_file() -> None:
+    result = run_cli("sandbox", "meta", "google_ads", "google_sheets", "--once")
+    assert result.returncode == 0, result.stderr
+    assert [v for v, _ in HEADER.findall(result.stdout)] == ["meta", "google_ads", "google_sheets"]
+    assert "destinations/" not in result.stdout
+    for vendor in ("meta", "google_ads", "google_sheets"):
+        assert f"no `{vendor}` destination type" in result.stdout
+    assert "export META_ACCESS_TOKEN=" in result.stdout
+    assert "export GOOGLE_ADS_DEVELOPER_TOKEN=" in result.stdout
+    assert "export GOOGLE_SHEETS_SPREADSHEET_ID=" in result.stdout
+
+
 def test_unknown_emulator_is_refused_with_the_known_ones() -> None:
     result = run_cli("sandbox", "nosuchvendor", "--once")
     assert result.returncode == 1

@@ -267,6 +267,7 @@ class GoogleAdsEmulator(Emulator):
     def credentials(self) -> dict[str, str]:
         return {
             "GOOGLE_ADS_DEVELOPER_TOKEN": self.developer_token,
+            "GOOGLE_ADS_ACCESS_TOKEN": self.access_token,
             "GOOGLE_ADS_CLIENT_ID": self.oauth.client_id,
             "GOOGLE_ADS_CLIENT_SECRET": self.oauth.client_secret,
             "GOOGLE_ADS_REFRESH_TOKEN": self.oauth.refresh_token,
