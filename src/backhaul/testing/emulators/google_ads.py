@@ -26,80 +26,27 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from backhaul.testing.emulators._audience import MOBILE_ID, Membership, hash_problem
+from backhaul.testing.emulators._customer_match import (
+    KEY_FIELDS,
+    AdsError,
+    Job,
+    OperationRules,
+    UserList,
+)
 from backhaul.testing.emulators._google import GoogleOAuth, google_error
 from backhaul.testing.emulators.base import Emulator, SlidingWindow
 
 VERSION = re.compile(r"v\d+")
-KEY_FIELDS = {
-    "CONTACT_INFO": {"hashedEmail", "hashedPhoneNumber", "addressInfo"},
-    "CRM_ID": {"thirdPartyUserId"},
-    "MOBILE_ADVERTISING_ID": {"mobileId"},
-}
-SNAKE = {
-    "hashedEmail": "hashed_email",
-    "hashedPhoneNumber": "hashed_phone_number",
-    "addressInfo": "address_info",
-    "thirdPartyUserId": "third_party_user_id",
-    "mobileId": "mobile_id",
-}
 CONSENT = {"GRANTED", "DENIED", "UNSPECIFIED", "UNKNOWN"}
-ADDRESS = ("hashedFirstName", "hashedLastName", "countryCode", "postalCode")
 JOB_QUERY = re.compile(r"\bFROM\s+offline_user_data_job\b", re.IGNORECASE)
 LIST_QUERY = re.compile(r"\bFROM\s+user_list\b", re.IGNORECASE)
 RESOURCE_IN_QUERY = re.compile(r"resource_name\s*=\s*'([^']+)'")
-
-
-class AdsError(Exception):
-    """One GoogleAdsError: an error code (``{kind: code}``), a message, a field path."""
-
-    def __init__(
-        self, kind: str, code: str, message: str, path: list[dict[str, Any]] | None = None
-    ):
-        super().__init__(message)
-        self.kind, self.code, self.message, self.path = kind, code, message, path or []
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"errorCode": {self.kind: self.code}, "message": self.message}
-        if self.path:
-            out["location"] = {"fieldPathElements": self.path}
-        return out
-
-
-@dataclass
-class UserList:
-    id: str
-    customer_id: str
-    name: str
-    upload_key_type: str
-    members: Membership = field(default_factory=Membership)
-
-    @property
-    def resource_name(self) -> str:
-        return f"customers/{self.customer_id}/userLists/{self.id}"
-
-
-@dataclass
-class Job:
-    id: str
-    customer_id: str
-    user_list: UserList
-    status: str = "PENDING"
-    operations: list[tuple[str, frozenset[tuple[str, str]]]] = field(default_factory=list)
-    polls: int = 0
-    failure_reason: str = "UNSPECIFIED"
-    fail_with: str | None = None
-
-    @property
-    def resource_name(self) -> str:
-        return f"customers/{self.customer_id}/offlineUserDataJobs/{self.id}"
 
 
 class GoogleAdsEmulator(Emulator):
@@ -389,7 +336,7 @@ class GoogleAdsEmulator(Emulator):
                 400, "fieldError", "REQUIRED_NONEMPTY_LIST", "operations must be a non-empty list."
             )
         partial = bool(body.get("enablePartialFailure"))
-        total = sum(len(self._identifiers(op)) for op in ops)
+        total = sum(len(OperationRules.identifiers(op)) for op in ops)
         if total > self.max_per_request:
             return self._refuse(
                 400,
@@ -406,11 +353,12 @@ class GoogleAdsEmulator(Emulator):
                     "Once the upload job is started, new operations cannot be added.",
                 )
             kinds = {kind for kind, _ in job.operations}
+            rules = self._rules()
             accepted: list[tuple[str, frozenset[tuple[str, str]]]] = []
             errors: list[AdsError] = []
             for i, op in enumerate(ops):
                 try:
-                    kind, member = self._operation(
+                    kind, member = rules.operation(
                         i, op, job, kinds, first=not job.operations and i == 0
                     )
                 except AdsError as exc:
@@ -536,166 +484,19 @@ class GoogleAdsEmulator(Emulator):
         except ValueError:
             return None
 
-    @staticmethod
-    def _identifiers(op: Any) -> list[Any]:
-        if not isinstance(op, dict):
-            return []
-        spec = op.get("create") or op.get("remove")
-        ids = spec.get("userIdentifiers") if isinstance(spec, dict) else None
-        return ids if isinstance(ids, list) else []
-
-    def _operation(
-        self, i: int, op: Any, job: Job, kinds: set[str], *, first: bool
-    ) -> tuple[str, frozenset[tuple[str, str]]]:
-        at: list[dict[str, Any]] = [{"fieldName": "operations", "index": i}]
-        given = [k for k in ("create", "remove", "removeAll") if isinstance(op, dict) and op.get(k)]
-        if len(given) != 1:
-            raise AdsError(
-                "fieldError",
-                "INVALID_VALUE",
-                "Each operation has exactly one of create, remove or removeAll.",
-                at,
-            )
-        kind = given[0]
-        if kind == "removeAll":
-            if not first:
-                raise AdsError(
-                    "offlineUserDataJobError",
-                    "INVALID_OPERATION_ORDER",
-                    "When a remove-all operation is provided, it has to be the first operation of the operation list.",
-                    at,
-                )
-            return "removeAll", frozenset()
-        other = "remove" if kind == "create" else "create"
-        if other in kinds and not self.allow_mixed_operations:
-            raise AdsError(
-                "offlineUserDataJobError",
-                "CONFLICTING_OPERATION",
-                "Mixing creation and removal of offline data in the same job is not allowed.",
-                at,
-            )
-        at = [*at, {"fieldName": kind}]
-        ids = self._identifiers(op)
-        if not ids:
-            raise AdsError(
-                "offlineUserDataJobError",
-                "MISSING_USER_IDENTIFIER",
-                "The user identifier is missing valid data.",
-                at,
-            )
-        if len(ids) > self.max_per_operation:
-            raise AdsError(
-                "offlineUserDataJobError",
-                "TOO_MANY_USER_IDENTIFIERS",
-                f"Maximum number of user identifiers allowed per request is {self.max_per_request} and per operation is {self.max_per_operation}.",
-                at,
-            )
-        member = [self._identifier(j, ident, job, at) for j, ident in enumerate(ids)]
-        return kind, frozenset(member)
-
-    def _identifier(
-        self, j: int, ident: Any, job: Job, at: list[dict[str, Any]]
-    ) -> tuple[str, str]:
-        here = [*at, {"fieldName": "user_identifiers", "index": j}]
-        fields = [k for k in SNAKE if isinstance(ident, dict) and k in ident]
-        if len(fields) != 1:
-            raise AdsError(
-                "offlineUserDataJobError",
-                "MISSING_USER_IDENTIFIER",
-                "Each user identifier has exactly one of hashedEmail, hashedPhoneNumber, addressInfo, thirdPartyUserId or mobileId.",
-                here,
-            )
-        name = fields[0]
-        value = ident[name]
-        here = [*here, {"fieldName": SNAKE[name]}]
-        if name not in KEY_FIELDS[job.user_list.upload_key_type]:
-            raise AdsError(
-                "offlineUserDataJobError",
-                "INCOMPATIBLE_UPLOAD_KEY_TYPE",
-                "Upload data is not compatible with the upload key type of the associated user list.",
-                here,
-            )
-        if name == "addressInfo":
-            text = self._address(value, here)
-        elif name == "mobileId":
-            if not (isinstance(value, str) and MOBILE_ID.fullmatch(value)):
-                raise AdsError(
-                    "offlineUserDataJobError",
-                    "INVALID_MOBILE_ID_FORMAT",
-                    "The mobile ID is malformed.",
-                    here,
-                )
-            text = value
-        elif name == "thirdPartyUserId":
-            if not isinstance(value, str) or not value:
-                raise AdsError(
-                    "offlineUserDataJobError",
-                    "MISSING_USER_IDENTIFIER",
-                    "The user identifier is missing valid data.",
-                    here,
-                )
-            text = value
-        else:
-            if hash_problem(value, lowercase_only=self.lowercase_hashes_only) is not None:
-                raise AdsError(
-                    "offlineUserDataJobError",
-                    "INVALID_SHA256_FORMAT",
-                    "The SHA256 encoded value is malformed.",
-                    here,
-                )
-            text = value
-        if text in self.faults.rejects:
-            raise AdsError("offlineUserDataJobError", "UNKNOWN", self.faults.rejects[text], here)
-        return name, text
-
-    def _address(self, value: Any, at: list[dict[str, Any]]) -> str:
-        if not isinstance(value, dict):
-            raise AdsError(
-                "offlineUserDataJobError",
-                "MISSING_USER_IDENTIFIER",
-                "addressInfo must be an object.",
-                at,
-            )
-        missing = [k for k in ADDRESS if not value.get(k)]
-        if missing and self.require_full_address:
-            raise AdsError(
-                "offlineUserDataJobError",
-                "MISSING_USER_IDENTIFIER",
-                f"addressInfo needs {', '.join(missing)}.",
-                at,
-            )
-        for key in ("hashedFirstName", "hashedLastName"):
-            if value.get(key) and hash_problem(
-                value[key], lowercase_only=self.lowercase_hashes_only
-            ):
-                raise AdsError(
-                    "offlineUserDataJobError",
-                    "INVALID_SHA256_FORMAT",
-                    "The SHA256 encoded value is malformed.",
-                    [*at, {"fieldName": key}],
-                )
-        country = value.get("countryCode")
-        if country is not None and not (
-            isinstance(country, str) and re.fullmatch(r"[A-Za-z]{2}", country)
-        ):
-            raise AdsError(
-                "offlineUserDataJobError",
-                "INVALID_COUNTRY_CODE",
-                "The country code is invalid.",
-                [*at, {"fieldName": "country_code"}],
-            )
-        return ",".join(f"{k}={value.get(k, '')}" for k in ADDRESS)
-
     def _finish(self, job: Job) -> None:
         if job.fail_with is not None:
             job.status, job.failure_reason = "FAILED", job.fail_with
             return
-        members = job.user_list.members
-        for kind, member in job.operations:
-            if kind == "removeAll":
-                members.clear()
-            elif kind == "create":
-                members.add(member)
-            else:
-                members.remove(member)
+        job.apply()
         job.status = "SUCCESS"
+
+    def _rules(self) -> OperationRules:
+        return OperationRules(
+            max_per_request=self.max_per_request,
+            max_per_operation=self.max_per_operation,
+            allow_mixed_operations=self.allow_mixed_operations,
+            require_full_address=self.require_full_address,
+            lowercase_hashes_only=self.lowercase_hashes_only,
+            rejects=dict(self.faults.rejects),
+        )
