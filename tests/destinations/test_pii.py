@@ -132,6 +132,13 @@ def test_default_country_and_row_country_for_phones() -> None:
     )
 
 
+def test_a_bad_default_country_only_affects_keys_that_use_it() -> None:
+    bad = PiiOptions(default_country="USA")
+    assert normalise(META, PiiKey.EMAIL, "ann@x.com", options=bad) == "ann@x.com"
+    with pytest.raises(PiiError, match="alpha-2"):
+        normalise(META, PiiKey.PHONE, "650 555 1234", options=bad)
+
+
 def test_prehashed_values_pass_through_lower_cased() -> None:
     upper = ANN_SHA256.upper()
     for platform in Platform:

@@ -110,6 +110,7 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _MOBILE_ID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
+_BY_COUNTRY = frozenset({PiiKey.PHONE, PiiKey.ZIP})
 _US_ZIP4 = re.compile(r"\d{5}-\d{4}")
 _GMAIL = ("gmail.com", "googlemail.com")
 
@@ -201,7 +202,8 @@ def normalise(
     opts = options or PiiOptions()
     if not supports(platform, key):
         raise PiiError(key, f"{platform} does not match audiences on this key")
-    region = _region(country or opts.default_country, key)
+    # Only phone numbers and ZIP codes depend on the country.
+    region = _region(country or opts.default_country, key) if key in _BY_COUNTRY else None
     return _RULES[key](platform, _text(key, value), value, region, opts)
 
 
