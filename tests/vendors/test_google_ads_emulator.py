@@ -210,6 +210,13 @@ def test_request_cap_remove_all_order_and_no_mixing(
     assert add_ops(http, job2, ops).json() == {}
     assert run_to_end(http, job2) == "SUCCESS"
     assert emulator.values(ul) == {email("only@x.com")["hashedEmail"]}
+    # The ordering rule is a setting (unverified beyond the error's description).
+    emulator.remove_all_first = False
+    job3 = create_job(http, ul)
+    ops = [{"create": {"userIdentifiers": [email("x@x.com")]}}, {"removeAll": True}]
+    assert add_ops(http, job3, ops).json() == {}
+    assert run_to_end(http, job3) == "SUCCESS"
+    assert emulator.size(ul) == 0
 
 
 def test_remove_takes_out_exactly_the_matching_members(

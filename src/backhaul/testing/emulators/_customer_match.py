@@ -87,6 +87,7 @@ class OperationRules:
     max_per_request: int
     max_per_operation: int
     allow_mixed_operations: bool
+    remove_all_first: bool
     require_full_address: bool
     lowercase_hashes_only: bool
     rejects: Mapping[str, str]
@@ -113,7 +114,7 @@ class OperationRules:
             )
         kind = given[0]
         if kind == "removeAll":
-            if not first:
+            if not first and self.remove_all_first:
                 raise AdsError(
                     "offlineUserDataJobError",
                     "INVALID_OPERATION_ORDER",

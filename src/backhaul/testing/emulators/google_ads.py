@@ -66,6 +66,8 @@ class GoogleAdsEmulator(Emulator):
         allow_mixed_operations: Accept creates and removes in one job (Google's
             ``CONFLICTING_OPERATION`` says no; whether it applies to Customer Match is
             unverified, so the strict answer is the default).
+        remove_all_first: Accept ``removeAll`` only as a job's first operation (Google's
+            ``INVALID_OPERATION_ORDER``; whether it is per job or per request is unverified).
         require_full_address: ``addressInfo`` needs all of first and last name, country and
             postal code (unverified).
         rate_limit: Requests per ``rate_window`` seconds (Google publishes no fixed rate).
@@ -91,6 +93,7 @@ class GoogleAdsEmulator(Emulator):
         max_identifiers_per_operation: int = 20,
         polls_to_finish: int = 2,
         allow_mixed_operations: bool = False,
+        remove_all_first: bool = True,
         require_full_address: bool = True,
         rate_limit: int = 1_000,
         rate_window: float = 60.0,
@@ -113,6 +116,7 @@ class GoogleAdsEmulator(Emulator):
         self.max_per_operation = max_identifiers_per_operation
         self.polls_to_finish = max(1, polls_to_finish)
         self.allow_mixed_operations = allow_mixed_operations
+        self.remove_all_first = remove_all_first
         self.require_full_address = require_full_address
         self.window = SlidingWindow(rate_limit, rate_window, clock)
         self.lowercase_hashes_only = lowercase_hashes_only
@@ -496,6 +500,7 @@ class GoogleAdsEmulator(Emulator):
             max_per_request=self.max_per_request,
             max_per_operation=self.max_per_operation,
             allow_mixed_operations=self.allow_mixed_operations,
+            remove_all_first=self.remove_all_first,
             require_full_address=self.require_full_address,
             lowercase_hashes_only=self.lowercase_hashes_only,
             rejects=dict(self.faults.rejects),
