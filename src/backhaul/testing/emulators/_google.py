@@ -15,6 +15,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from backhaul.testing.emulators._http import authorization
+
 GRPC_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -82,8 +84,8 @@ class GoogleOAuth:
 
     def valid(self, request: Request) -> str | None:
         """The Bearer token of ``request`` when it is accepted, else ``None``."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = authorization(request, "Bearer")
+        if token is None:
             return None
         with self._lock:
             known = token in self._issued

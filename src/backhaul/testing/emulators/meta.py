@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from backhaul.testing.emulators._audience import MOBILE_ID, Membership, hash_problem
+from backhaul.testing.emulators._http import authorization
 from backhaul.testing.emulators.base import Emulator, SlidingWindow
 
 DEFAULT_TOKEN = "EAAB-emulator-system-user-token-0001"
@@ -255,9 +256,8 @@ class MetaEmulator(Emulator):
             return self._graph_error(exc)
         request.state.params = params
         token = params.get("access_token")
-        auth = request.headers.get("authorization", "")
-        if token is None and self.accept_bearer and auth.startswith("Bearer "):
-            token = auth[7:]
+        if token is None and self.accept_bearer:
+            token = authorization(request, "Bearer")
         if not token:
             return self._graph_error(
                 GraphError("An access token is required to request this resource.", 104)
