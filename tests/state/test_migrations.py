@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from backhaul.state.store import MIGRATIONS, RunStore
-from backhaul.state.tables import VERSION_TABLE, metadata
+from backhaul.state.tables import COUNT_COLUMNS, VERSION_TABLE, metadata
 
 TABLES = {"runs", "run_rows", "http_calls"}
 
@@ -89,3 +90,35 @@ def test_migrations_are_one_numbered_chain() -> None:
         assert re.fullmatch(rf"{number:04d}_[a-z0-9_]+\.py", script.path.rsplit("/", 1)[-1])
         if number > 1:
             assert script.down_revision == f"{number - 1:04d}"
+
+
+def test_upgrade_to_wait_columns_keeps_earlier_runs_and_calls(store_url: str) -> None:
+    if store_url.startswith("sqlite"):
+        Path(store_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0002")
+            counts = ", ".join(COUNT_COLUMNS)
+            conn.execute(text(
+                f"INSERT INTO runs (id, sync, status, trigger, full_resync, dry_run, started_at, "
+                f"{counts}) VALUES ('old-run', 's', 'succeeded', 'cli', false, false, "
+                "'2026-01-01 00:00:00', 1, 1, 0, 0, 0, 0, 0, 1, 0)"
+            ))
+            conn.execute(text(
+                "INSERT INTO http_calls (call_id, run_id, method, url, status, latency_ms, "
+                "request_headers, attempt, started_at) VALUES ('c1', 'old-run', 'POST', "
+                "'http://x', 200, 1.5, '{}', 1, '2026-01-01 00:00:00')"
+            ))
+    finally:
+        engine.dispose()
+
+    with RunStore.open(store_url) as store:
+        record = store.run("old-run")
+        [call] = store.calls("old-run")
+
+    assert record is not None and record.wait_s == 0.0
+    assert (call.response_headers, call.wait_ms, call.wait_reason) == ({}, 0.0, None)

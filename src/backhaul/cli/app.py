@@ -284,6 +284,7 @@ def run_show(
                     "sync": record.sync,
                     "status": record.status.value,
                     "counts": record.counts.as_dict(),
+                    "wait_s": round(record.wait_s, 3),
                     "error": record.error,
                     "rejected": [
                         {"key": r.key, "op": r.op.value, "error": r.error} for r in rejected
@@ -296,6 +297,11 @@ def run_show(
                             "status": c.status,
                             "latency_ms": c.latency_ms,
                             "attempt": c.attempt,
+                            "error": c.error,
+                            "wait_ms": c.wait_ms,
+                            "wait_reason": c.wait_reason,
+                            "request_headers": c.request_headers,
+                            "response_headers": c.response_headers,
                         }
                         for c in calls
                     ],
@@ -314,6 +320,13 @@ def run_show(
     )
     console.print(f"  {counts_line(record.counts)}")
     console.print(f"  succeeded {record.counts.succeeded:,} · rejected {record.counts.rejected:,}")
+    if record.wait_s:
+        from backhaul.observe.waits import seconds_text
+
+        console.print(
+            f"  waited {seconds_text(record.wait_s)} for the destination "
+            "(rate limits, retries, client-side throttling)"
+        )
     if record.error:
         console.print(f"  [red]error:[/] {escape(record.error)}")
     if rejected:
@@ -340,18 +353,23 @@ def run_show(
             "status",
             "ms",
             "attempt",
+            "waited before",
             "error",
             title="HTTP calls",
             title_justify="left",
         )
         for c in calls:
+            waited = f"{c.wait_ms:,.0f} ms" if c.wait_ms >= 1 else ""
+            if c.wait_reason:
+                waited += f": {c.wait_reason}"
             table.add_row(
                 c.method,
-                c.url,
+                escape(c.url),
                 str(c.status or ""),
                 f"{c.latency_ms:.0f}",
                 str(c.attempt),
-                c.error or "",
+                escape(waited),
+                escape(c.error or ""),
             )
         console.print(table)
 

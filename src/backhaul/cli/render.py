@@ -27,7 +27,14 @@ from backhaul.observe.events import (
     RunEvent,
     RunFinished,
     RunStarted,
+    Waiting,
+    WaitKind,
 )
+from backhaul.observe.waits import seconds_text, wait_line
+
+WAIT_LINES = 5  # wait lines printed one per wait before repeats are held back
+WAIT_EVERY = 10.0  # after that, at most one wait line this many seconds apart
+WAIT_SHOWN = 0.1  # seconds of waiting worth a line in the summary
 
 STATUS_STYLE = {
     RunStatus.SUCCEEDED: "green",
@@ -61,12 +68,16 @@ class RunReporter:
         self.task: TaskID | None = None
         self.started = time.monotonic()
         self.last_line = 0.0
+        self.wait_lines = 0  # wait lines printed in this run
+        self.last_wait = 0.0  # when the last one was printed
+        self.held_waits = 0  # waits not printed since then
 
     def __call__(self, event: RunEvent) -> None:
         if self.quiet:
             return
         if isinstance(event, RunStarted):
             self.started = time.monotonic()
+            self.wait_lines = self.held_waits = 0
             self.console.print(f"[bold]{event.sync}[/]: run {event.run_id}")
         elif isinstance(event, PhaseStarted) and event.phase == "plan":
             self.console.print(f"  {event.sync}: extracting and planning…")
@@ -98,21 +109,52 @@ class RunReporter:
                 )
         elif isinstance(event, Notice):
             self.console.print(f"  [yellow]note:[/] {escape(event.message)}")
+        elif isinstance(event, Waiting):
+            self._waiting(event)
         elif isinstance(event, RunFinished):
             if self.progress is not None:
                 self.progress.stop()
                 self.progress = None
-            print_summary(self.console, event.summary, errors=self.errors)
+            print_summary(
+                self.console, event.summary, errors=self.errors, held_waits=self.held_waits
+            )
+
+    def _waiting(self, event: Waiting) -> None:
+        """One line per wait; on a long run repeats are held back and counted."""
+        now = time.monotonic()
+        if event.kind is WaitKind.THROTTLE:  # already a summary, at most one a minute
+            self.console.print(f"  {escape(wait_line(event))}", highlight=False)
+            return
+        if self.wait_lines >= WAIT_LINES and now - self.last_wait < WAIT_EVERY:
+            self.held_waits += 1
+            return
+        more = f" ({self.held_waits} more waits since the last line)" if self.held_waits else ""
+        self.console.print(f"  {escape(wait_line(event))}{more}", highlight=False)
+        self.wait_lines += 1
+        self.last_wait = now
+        self.held_waits = 0
 
 
-def print_summary(console: Console, s: RunSummary, *, errors: Console | None = None) -> None:
-    """The outcome of a run; its error, if any, goes to ``errors`` as one line when given."""
+def print_summary(
+    console: Console, s: RunSummary, *, errors: Console | None = None, held_waits: int = 0
+) -> None:
+    """The outcome of a run; its error, if any, goes to ``errors`` as one line when given.
+
+    ``held_waits`` counts wait lines that were not printed (long runs).
+    """
     style = STATUS_STYLE.get(s.status, "white")
     c = s.counts
     console.print(
         f"  [{style}]{s.status.value}[/] in {s.duration_s:.2f}s: "
         f"succeeded {c.succeeded:,}, rejected {c.rejected:,}, invalid {c.invalid:,}"
     )
+    if s.wait_s >= WAIT_SHOWN:
+        unshown = f"; {held_waits} waits not shown above" if held_waits else ""
+        console.print(
+            f"  waited {seconds_text(s.wait_s)} for the destination (rate limits, retries, "
+            f"client-side throttling{unshown}); details: backhaul run-show {s.run_id}",
+            highlight=False,
+        )
     if s.error and errors is not None:
         errors.print(f"[{style}]error:[/] {escape(s.sync)}: {escape(s.error)}", highlight=False)
     elif s.error:

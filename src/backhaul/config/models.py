@@ -8,6 +8,7 @@ up by ``type`` in the project's plugin registry.
 from __future__ import annotations
 
 import ipaddress
+import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -177,6 +178,13 @@ class StaticMapping(Strict):
     field: str
     nulls: Literal["send", "skip"] | None = None
 
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("a static value must be a finite number (JSON has no NaN or Infinity)")
+        return value
+
 
 class TemplateMapping(Strict):
     """Render a Liquid template with the row's columns as variables."""
@@ -201,6 +209,14 @@ class OnRemove(StrEnum):
     NOTHING = "nothing"
     CLEAR = "clear"
     DELETE = "delete"
+
+
+class NonFinite(StrEnum):
+    """What a sync sends for NaN, +Infinity and -Infinity."""
+
+    INVALID = "invalid"  # the row is invalid, with a reason naming the column
+    NULL = "null"  # null instead of the value
+    STRING = "string"  # the text "NaN", "Infinity" or "-Infinity" (JSON destinations)
 
 
 class MatchConfig(Strict):
@@ -245,6 +261,12 @@ class SyncConfig(Strict):
         "mode, nothing otherwise).",
     )
     nulls: Literal["send", "skip"] = "send"
+    non_finite: NonFinite | None = Field(
+        None,
+        description="NaN and Infinity in a mapped field: `invalid` (the row is not sent), "
+        "`null` or `string` (\"NaN\", \"Infinity\", \"-Infinity\"; JSON destinations). "
+        "Default: invalid, except that Postgres and DuckDB tables store them as they are.",
+    )
     match: MatchConfig = MatchConfig()
     mappings: list[Annotated[Mapping, Field(union_mode="left_to_right")]] = Field(min_length=1)
     batch_size: int | None = Field(None, gt=0, le=100_000)

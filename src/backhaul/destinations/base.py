@@ -18,7 +18,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from backhaul import floats
 from backhaul.observe.recorder import CallRecorder
+from backhaul.observe.waits import NoWaits, WaitObserver
 
 
 class Operation(StrEnum):
@@ -72,6 +74,9 @@ class Batch:
     skip_null_fields: frozenset[str] = frozenset()
     batch_id: int = 0
     json_fields: frozenset[str] = frozenset()  # fields cast to json: text in ``table``
+    # `non_finite: string`: NaN and infinities become "NaN", "Infinity", "-Infinity" in
+    # records (the table keeps the floats).
+    non_finite_text: bool = False
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -99,13 +104,16 @@ class Batch:
     def flat_records(self) -> Iterator[dict[str, Any]]:
         """Yield each record as a flat dict keyed by the dotted field names.
 
-        Fields cast to ``json`` hold parsed JSON values (objects, lists, numbers...).
+        Fields cast to ``json`` hold parsed JSON values (objects, lists, numbers...). With
+        ``non_finite_text``, NaN and infinities anywhere in a record become text.
         """
         parse = [n for n in self.table.column_names if n in self.json_fields]
         for row in self.table.to_pylist():
             for name in parse:
                 if isinstance(row[name], str):
                     row[name] = json.loads(row[name])
+            if self.non_finite_text:
+                row = {k: floats.replace(v, floats.text_of) for k, v in row.items()}
             yield row
 
 
@@ -131,6 +139,11 @@ class Capabilities:
     default_batch_size: int = 500
     default_concurrency: int = 1
     needs_match_fields: bool = True
+    # Float columns store NaN and ±Infinity as they are (SQL doubles): kept unless the sync
+    # sets `non_finite`.
+    non_finite_floats: bool = False
+    # Records travel as JSON: `non_finite: string` can send such values as text.
+    json_records: bool = False
 
 
 class DestinationConfig(BaseModel):
@@ -144,13 +157,18 @@ class DestinationConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class DestinationContext:
-    """What the engine hands a destination when it opens it."""
+    """What the engine hands a destination when it opens it.
+
+    ``waits`` receives every wait the destination's calls make (rate-limit pauses,
+    retries, client-side throttling), so the run can report and count them.
+    """
 
     project_dir: Path
     recorder: CallRecorder
     sync_name: str = ""
     run_id: str = ""
     secrets: Sequence[str] = field(default_factory=tuple)
+    waits: WaitObserver = field(default_factory=NoWaits)
 
 
 @runtime_checkable

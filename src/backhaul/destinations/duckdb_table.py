@@ -35,6 +35,7 @@ class DuckDBDestination(SqlTableDestination):
 
     config_model: ClassVar[type[DestinationConfig]] = DuckDBConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
+        non_finite_floats=True,
         operations=ALL_OPERATIONS,
         max_batch_size=100_000,
         default_batch_size=10_000,

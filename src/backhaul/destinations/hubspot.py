@@ -11,7 +11,7 @@ say the account allows less. See docs/destinations/hubspot.md.
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from datetime import time as dtime
@@ -36,6 +36,7 @@ from backhaul.destinations.http import (
     RateLimit,
     RetryPolicy,
     RollingWindowLimiter,
+    dumps_json,
 )
 from backhaul.destinations.http.connector import client_for, redactor_for
 from backhaul.errors import DestinationError, FailureType
@@ -74,6 +75,7 @@ class HubSpotConfig(DestinationConfig):
 
 
 CAPABILITIES = Capabilities(
+    json_records=True,
     operations=frozenset(Operation),
     max_batch_size=100,  # HubSpot's limit for every batch endpoint
     default_batch_size=100,
@@ -524,15 +526,20 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+        # Whole numbers without ".0"; negative zero keeps its sign.
+        return "-0" if value == 0 and math.copysign(1.0, value) < 0 else str(int(value))
     if isinstance(value, Decimal):
+        if value.is_zero() and value.is_signed():
+            return "-0"
+        if not value.is_finite():
+            return str(value)
         return str(int(value)) if value == value.to_integral_value() else str(value)
     if isinstance(value, datetime | date | dtime):
         return value.isoformat()
     if isinstance(value, list | tuple | set):
         return ";".join(_text(v) for v in value)  # multiple-checkbox properties
     if isinstance(value, dict):
-        return json.dumps(value, default=str, sort_keys=True)
+        return dumps_json(value, sort_keys=True).decode("utf-8")
     return str(value)
 
 

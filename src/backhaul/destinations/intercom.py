@@ -72,6 +72,7 @@ class IntercomConfig(DestinationConfig):
 
 
 CAPABILITIES = Capabilities(
+    json_records=True,
     operations=frozenset(Operation),
     max_batch_size=100,
     default_batch_size=50,

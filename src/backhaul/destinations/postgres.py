@@ -55,6 +55,7 @@ class PostgresDestination(SqlTableDestination):
 
     config_model: ClassVar[type[DestinationConfig]] = PostgresConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
+        non_finite_floats=True,
         operations=ALL_OPERATIONS,
         max_batch_size=50_000,
         default_batch_size=5_000,

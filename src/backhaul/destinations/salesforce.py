@@ -86,6 +86,7 @@ class SalesforceConfig(DestinationConfig):
 
 
 CAPABILITIES = Capabilities(
+    json_records=True,
     operations=frozenset(Operation),
     max_batch_size=150_000,  # a Bulk API job; REST batches are cut into calls of 200
     default_batch_size=COLLECTION_SIZE,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from backhaul.destinations.http import HttpClient, HttpResult, RetryPolicy
 from backhaul.errors import DestinationError, FailureType
+from backhaul.observe.events import WaitKind
 from backhaul.observe.recorder import CallRecorder, HttpCall
 from backhaul.observe.redact import MASK, Redactor
 
@@ -248,8 +249,11 @@ class SalesforceSession:
                 policy = self.retry
                 if attempt < policy.max_attempts:
                     wait = result.headers.get("retry-after")
-                    await asyncio.sleep(
-                        float(wait) if wait and wait.isdigit() else policy.delay(attempt)
+                    await self.client.hold(
+                        float(wait) if wait and wait.isdigit() else policy.delay(attempt),
+                        "salesforce concurrent request limit (403 REQUEST_LIMIT_EXCEEDED); "
+                        f"retry {attempt + 1} of {policy.max_attempts}",
+                        WaitKind.RATE_LIMIT,
                     )
                     continue
                 raise DestinationError(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,7 +21,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import HttpResult, dumps_json
 from backhaul.errors import DestinationError, FailureType
 
 NULL_MARK = "#N/A"  # a Bulk API cell that sets the field to null; an empty cell leaves it alone
@@ -66,7 +65,7 @@ def cell(value: Any, *, skip_null: bool = False) -> str:
         return value.isoformat()
     if isinstance(value, Decimal | int | float | str):
         return str(value)
-    return json.dumps(value, default=str, separators=(",", ":"))
+    return dumps_json(value).decode("utf-8")
 
 
 def to_csv(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> bytes:

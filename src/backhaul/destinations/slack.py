@@ -135,6 +135,7 @@ class SlackConfig(DestinationConfig):
 
 
 CAPABILITIES = Capabilities(
+    json_records=True,
     operations=WRITABLE,
     max_batch_size=1000,
     default_batch_size=50,

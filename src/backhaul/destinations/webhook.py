@@ -32,6 +32,7 @@ from backhaul.destinations.http import RateLimit, RetryPolicy, dumps_json
 from backhaul.destinations.http.connector import client_for, redactor_for, run_bounded
 from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
 from backhaul.errors import DestinationError, FailureType
+from backhaul.floats import NonFiniteError
 
 SIGNATURE_HEADER = "X-Backhaul-Signature"
 TIMESTAMP_HEADER = "X-Backhaul-Timestamp"
@@ -91,6 +92,7 @@ class WebhookConfig(DestinationConfig):
 
 
 CAPABILITIES = Capabilities(
+    json_records=True,
     operations=frozenset(Operation),
     max_batch_size=10_000,
     default_batch_size=100,
@@ -201,6 +203,11 @@ class WebhookDestination:
             body = self._body(operation, records, keys)
         except LiquidError as exc:
             error = f"body_template failed: {self.redactor.text(first_line(exc))}"
+            return [RecordResult.rejected(i, error) for i in range(len(records))]
+        except NonFiniteError as exc:
+            # Never a bare NaN on the wire; the engine's `non_finite` policy normally keeps
+            # such values from getting here.
+            error = f"not sent: {exc}; set `non_finite` on the sync to send such values"
             return [RecordResult.rejected(i, error) for i in range(len(records))]
         headers = {"Content-Type": self._content_type or "application/json"}
         if self.config.signing_secret:

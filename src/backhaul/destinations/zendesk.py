@@ -82,6 +82,7 @@ class ZendeskConfig(DestinationConfig):
 
 
 CAPABILITIES = Capabilities(
+    json_records=True,
     operations=frozenset(Operation),
     max_batch_size=MAX_BATCH,
     default_batch_size=MAX_BATCH,

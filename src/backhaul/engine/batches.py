@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backhaul.config.models import Mode, OnRemove
+from backhaul.config.models import Mode, NonFinite, OnRemove
 from backhaul.destinations.base import Batch, Operation, RecordResult, RecordStatus
+from backhaul.engine.finite import screen
 from backhaul.engine.mapping import Mapper
 from backhaul.engine.summary import RowOp, RowOutcome
 
@@ -66,9 +67,13 @@ def split_chunk(
     object: str | None,
     batch_id: int,
 ) -> Split:
-    """Render templates, drop rows that failed, and group the rest by operation."""
+    """Render templates, screen non-finite floats, drop rows that failed, and group the rest
+    by operation."""
     invalid: list[RowOutcome] = []
     chunk, errors = mapper.render(chunk, mapper.template_columns())
+    chunk, unsendable = screen(chunk, mapper)
+    for row, reason in unsendable.items():
+        errors.setdefault(row, reason)
     if errors:
         keep = [i for i in range(chunk.num_rows) if i not in errors]
         keys = chunk.column("key_text").to_pylist()
@@ -138,6 +143,7 @@ def _prepare(
         else frozenset(),
         batch_id=batch_id,
         json_fields=mapper.json_fields,
+        non_finite_text=mapper.finite.mode is NonFinite.STRING,
     )
     return Prepared(batch, rows, operation)
 

@@ -7,7 +7,9 @@ rendered per row, from a template compiled once per sync.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
+from collections.abc import Mapping as TypeMap
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +21,18 @@ from backhaul.config.models import (
     Cast,
     ColumnMapping,
     Mapping,
+    NonFinite,
     StaticMapping,
     SyncConfig,
     TemplateMapping,
+)
+from backhaul.engine.finite import (
+    FinitePolicy,
+    float_reason_sql,
+    is_float_type,
+    may_nest_floats,
+    nested_check_sql,
+    nested_reason,
 )
 from backhaul.errors import ConfigError
 
@@ -47,6 +58,8 @@ def literal(value: Any) -> str:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value == 0 and math.copysign(1.0, value) < 0:
+        return "CAST('-0.0' AS DOUBLE)"  # `-0.0` alone is a DECIMAL, which has no sign of zero
     if isinstance(value, int | float):
         return repr(value)
     return "'" + str(value).replace("'", "''") + "'"
@@ -76,11 +89,26 @@ class Mapper:
 
     Output columns are named ``f0``, ``f1``… in SQL (field names may hold dots and any
     character) and renamed to their field names when a batch is built.
+
+    Args:
+        sync: The sync's config.
+        columns: The model's column names.
+        types: The model's DuckDB column types, by name (needed to screen floats).
+        finite: What to do with NaN and infinities (default: rows holding them are invalid).
     """
 
-    def __init__(self, sync: SyncConfig, columns: Iterable[str]) -> None:
+    def __init__(
+        self,
+        sync: SyncConfig,
+        columns: Iterable[str],
+        *,
+        types: TypeMap[str, str] | None = None,
+        finite: FinitePolicy | None = None,
+    ) -> None:
         self.sync = sync
         self.columns = list(columns)
+        self.types = dict(types or {})
+        self.finite = finite or FinitePolicy()
         self.mappings: list[Mapping] = list(sync.mappings)
         self.fields = [m.field for m in self.mappings]
         self.env = Environment()
@@ -113,6 +141,24 @@ class Mapper:
             if isinstance(m, ColumnMapping | TemplateMapping) and m.cast is Cast.JSON
         )
 
+    def value_type(self, i: int) -> str | None:
+        """The DuckDB type of mapping ``i``'s value when known before rendering, else None."""
+        m = self.mappings[i]
+        if not isinstance(m, ColumnMapping):
+            return None
+        if m.cast is None:
+            return self.types.get(m.column)
+        return CAST_TYPES[m.cast]
+
+    def source_of(self, i: int) -> str:
+        """Where mapping ``i``'s value comes from, for messages: ``column `x```…"""
+        m = self.mappings[i]
+        if isinstance(m, ColumnMapping):
+            return f"column `{m.column}`"
+        if isinstance(m, TemplateMapping):
+            return f"the template for `{m.field}`"
+        return f"the static value of `{m.field}`"
+
     def template_columns(self) -> list[str]:
         cols: list[str] = []
         for t in self.templates.values():
@@ -136,17 +182,28 @@ class Mapper:
 
         A field whose value is null contributes nothing, so mapping a new column resends only
         the rows where it has a value, and a change of any mapped value, cast, static value or
-        template changes the fingerprint. Unmapped columns never take part.
+        template changes the fingerprint. Unmapped columns never take part. DuckDB hashes
+        -0.0 like 0.0, so a float's sign of zero is hashed apart; a non-finite float is
+        hashed with what the policy does with it, so changing ``non_finite`` resends it.
         """
         terms: list[str] = []
         for i, (m, value) in enumerate(zip(self.mappings, self.value_exprs(alias), strict=True)):
             name = literal(m.field)
+            kind = self.value_type(i)
             if isinstance(m, TemplateMapping):
                 tpl = self.templates[i]
                 args = ", ".join(
                     [name, literal(m.template)] + [f"{alias}.{quote(c)}" for c in tpl.variables]
                 )
                 terms.append(f"hash({args})")
+            elif kind is not None and is_float_type(kind):
+                tag = literal(self.finite.tag)
+                terms.append(
+                    f"(CASE WHEN {value} IS NULL THEN 0::UBIGINT "
+                    f"WHEN {value} = 0 AND signbit({value}) THEN hash({name}, '-0') "
+                    f"WHEN NOT isfinite({value}) THEN hash({name}, CAST({value} AS VARCHAR), {tag}) "
+                    f"ELSE hash({name}, {value}) END)"
+                )
             else:
                 terms.append(
                     f"(CASE WHEN {value} IS NULL THEN 0::UBIGINT ELSE hash({name}, {value}) END)"
@@ -157,7 +214,11 @@ class Mapper:
         return expr
 
     def cast_failure_expr(self, alias: str = "m") -> str | None:
-        """SQL giving a reason text when a cast fails for the row, else NULL."""
+        """SQL giving a reason text when a row cannot be sent as it is, else NULL.
+
+        A cast that fails, or a mapped column holding NaN or an infinity that the sync's
+        ``non_finite`` policy does not let through.
+        """
         cases = []
         for m in self.mappings:
             if isinstance(m, ColumnMapping) and m.cast is not None and m.cast is not Cast.STRING:
@@ -169,9 +230,30 @@ class Mapper:
                 cases.append(
                     f"WHEN {col} IS NOT NULL AND {cast_expr(col, m.cast)} IS NULL THEN {reason}"
                 )
+        cases += self._non_finite_cases(alias)
         if not cases:
             return None
         return "CASE " + " ".join(cases) + " END"
+
+    def _non_finite_cases(self, alias: str) -> list[str]:
+        """CASE branches for model columns holding values the policy does not let through."""
+        policy = self.finite
+        if policy.mode is not NonFinite.INVALID:
+            return []
+        cases = []
+        for i, m in enumerate(self.mappings):
+            kind = self.value_type(i)
+            if not isinstance(m, ColumnMapping) or kind is None:
+                continue
+            value = cast_expr(f"{alias}.{quote(m.column)}", m.cast)
+            what = self.source_of(i)
+            if is_float_type(kind) and not policy.keep_floats:
+                reason = float_reason_sql(value, what, policy)
+                cases.append(f"WHEN {value} IS NOT NULL AND NOT isfinite({value}) THEN {reason}")
+            elif may_nest_floats(kind):
+                reason = literal(nested_reason(what, policy))
+                cases.append(f"WHEN {value} IS NOT NULL AND {nested_check_sql(value)} THEN {reason}")
+        return cases
 
     def render(self, table: pa.Table, template_cols: list[str]) -> tuple[pa.Table, dict[int, str]]:
         """Fill template fields of a batch; return the table and per-row template errors.

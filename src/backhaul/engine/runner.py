@@ -31,6 +31,7 @@ from backhaul.engine import planner
 from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk
 from backhaul.engine.failures import Phase
+from backhaul.engine.finite import policy_for
 from backhaul.engine.guards import check_guards
 from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
 from backhaul.engine.workspace import Workspace, open_workspace
@@ -51,9 +52,11 @@ from backhaul.observe.events import (
     Planned,
     RunFinished,
     RunStarted,
+    WaitKind,
     ignore,
 )
 from backhaul.observe.recorder import CallRecorder
+from backhaul.observe.waits import NoWaits, WaitObserver, WaitTracker
 
 T = TypeVar("T")
 ENGINE_RETRIES = 2  # whole-batch retries of transient failures, on top of the HTTP toolkit's
@@ -79,15 +82,24 @@ def git_commit(project: Project) -> str | None:
 
 
 def open_destination(
-    project: Project, sync: SyncDef, recorder: CallRecorder, run_id: str
+    project: Project,
+    sync: SyncDef,
+    recorder: CallRecorder,
+    run_id: str,
+    waits: WaitObserver | None = None,
 ) -> tuple[Destination, list[str]]:
-    """Resolve the destination's secrets and open its connector."""
+    """Resolve the destination's secrets and open its connector.
+
+    ``waits`` is told of every wait the destination's calls make.
+    """
     from backhaul.config.secrets import resolve
 
     dest = destination_def(project, sync)
     cls = project.registry.destination(dest.config.type)
     config, secrets = resolve(dest.config, positions=dest.positions)
-    context = DestinationContext(project.root, recorder, sync.name, run_id, tuple(secrets))
+    context = DestinationContext(
+        project.root, recorder, sync.name, run_id, tuple(secrets), waits or NoWaits()
+    )
     return cls(config, context), secrets
 
 
@@ -133,6 +145,7 @@ class SyncRun:
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backhaul-db")
         self.ws: Workspace | None = None
         self.backend: PlanBackend = LocalBackend()
+        self.waits = WaitTracker(self.run_id, sync.name, events)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
@@ -141,12 +154,19 @@ class SyncRun:
         from backhaul.state.recorder import StoreRecorder
 
         recorder = StoreRecorder(self.store, self.run_id)
-        dest, _secrets = open_destination(self.project, self.sync, recorder, self.run_id)
+        dest, _secrets = open_destination(
+            self.project, self.sync, recorder, self.run_id, self.waits
+        )
         caps = type(dest).capabilities
         self.batch_size = self._batch_size(dest)
+        finite = policy_for(self.sync, caps)
         try:
             ws = open_workspace(
-                self.project, self.sync, read_only=False, needs_match=caps.needs_match_fields
+                self.project,
+                self.sync,
+                read_only=False,
+                needs_match=caps.needs_match_fields,
+                finite=finite,
             )
         except ModelError as exc:  # the warehouse failed on a row while streaming the model
             asyncio.run(dest.close())
@@ -212,6 +232,7 @@ class SyncRun:
             raise
         finally:
             recorder.flush()
+            self.summary.wait_s = self.waits.total_s
             self.summary.finished_at = datetime.now(UTC)
             self.store.finish_run(self.summary)
             self.db.shutdown(wait=True)
@@ -392,7 +413,7 @@ class SyncRun:
             counts.succeeded += outcomes.num_rows - rejected_n
             counts.rejected += rejected_n
             progress["sent"] += outcomes.num_rows
-            self.store.update_counts(self.run_id, counts)
+            self.store.update_counts(self.run_id, counts, wait_s=self.waits.total_s)
             self.events(
                 BatchDone(
                     self.run_id,
@@ -416,7 +437,14 @@ class SyncRun:
                     return [RecordResult.rejected(i, msg) for i in range(len(batch))]
                 if exc.failure is not FailureType.TRANSIENT or attempt > ENGINE_RETRIES:
                     raise
-                await asyncio.sleep(exc.retry_after or 0.5 * 2**attempt)
+                delay = exc.retry_after or 0.5 * 2**attempt
+                kind = WaitKind.RATE_LIMIT if exc.status == 429 else WaitKind.RETRY
+                self.waits.announce(
+                    kind, delay,
+                    f"batch {batch.batch_id} failed ({exc.message}); "
+                    f"batch retry {attempt} of {ENGINE_RETRIES}",
+                )
+                await self.waits.held(kind, asyncio.sleep(delay))
 
 
 def run_sync(
@@ -450,7 +478,8 @@ def plan_sync(
     dest = destination_def(project, sync)
     caps = project.registry.destination(dest.config.type).capabilities
     started = datetime.now(UTC)
-    ws = open_workspace(project, sync, read_only=True, needs_match=caps.needs_match_fields)
+    ws = open_workspace(project, sync, read_only=True, needs_match=caps.needs_match_fields,
+                        finite=policy_for(sync, caps))
     try:
         plan = backend_for(ws).compute(ws, full_resync=full_resync)
         summary = RunSummary(

@@ -72,6 +72,7 @@ class RunSummary:
     dry_run: bool = False
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     invalid_samples: list[dict[str, Any]] = field(default_factory=list)
+    wait_s: float = 0.0  # time at least one call waited (rate limits, retries, throttling)
 
     @property
     def duration_s(self) -> float:
@@ -99,4 +100,5 @@ class RunSummary:
             "error": self.error,
             "full_resync": self.full_resync,
             "dry_run": self.dry_run,
+            "wait_s": round(self.wait_s, 3),
         }

@@ -20,6 +20,7 @@ from backhaul.engine.failures import (
     state_error,
     state_guard,
 )
+from backhaul.engine.finite import FinitePolicy
 from backhaul.engine.mapping import Mapper, quote
 from backhaul.errors import BackhaulError, ConfigError, SourceError
 from backhaul.state import snapshots
@@ -89,11 +90,17 @@ class Workspace:
 
 
 def open_workspace(
-    project: Project, sync: SyncDef, *, read_only: bool, needs_match: bool = True
+    project: Project,
+    sync: SyncDef,
+    *,
+    read_only: bool,
+    needs_match: bool = True,
+    finite: FinitePolicy | None = None,
 ) -> Workspace:
     """Open the planning connection for ``sync``.
 
     ``read_only`` (dry runs) attaches the state read-only, so a plan never changes it.
+    ``finite`` is the run's ``non_finite`` policy (default: such rows are invalid).
     """
     model = project.models.get(sync.config.model)
     if model is None:
@@ -149,7 +156,7 @@ def open_workspace(
                     line=sync.positions.line(f"mappings.{i}.column"),
                     key=f"mappings.{i}.column",
                 )
-        mapper = Mapper(sync.config, columns)
+        mapper = Mapper(sync.config, columns, types=columns, finite=finite)
         match_fields = resolve_match(sync, model, needs_match)
         layout = key_layout(con, model_sql, model, mapper, match_fields)
         # Only now, with the model and mappings checked, is the state touched.

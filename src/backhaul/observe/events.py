@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from backhaul.engine.summary import Counts, RunSummary
 
@@ -46,12 +47,37 @@ class Notice:
     message: str
 
 
+class WaitKind(StrEnum):
+    """Why a run waited on its destination."""
+
+    RATE_LIMIT = "rate_limit"  # the destination asked for a pause (429, Retry-After, its headers)
+    RETRY = "retry"  # backoff before sending a failed call or batch again
+    THROTTLE = "throttle"  # the client-side limiter keeping under the configured rate
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The run waits (rate limit, retry), or a summary of client-side throttling.
+
+    ``seconds`` is the wait about to happen (for ``throttle``: the time calls were held back
+    since the last such summary); ``reason`` says why, for one line of output;
+    ``waited_s`` is the run's total waiting time so far.
+    """
+
+    run_id: str
+    sync: str
+    kind: WaitKind
+    seconds: float
+    reason: str
+    waited_s: float = 0.0
+
+
 @dataclass(frozen=True)
 class RunFinished:
     summary: RunSummary
 
 
-RunEvent = RunStarted | PhaseStarted | Planned | BatchDone | Notice | RunFinished
+RunEvent = RunStarted | PhaseStarted | Planned | BatchDone | Notice | Waiting | RunFinished
 EventSink = Callable[[RunEvent], None]
 
 

@@ -17,7 +17,12 @@ BODY_LIMIT = 16 * 1024
 
 @dataclass(slots=True)
 class HttpCall:
-    """One HTTP attempt as recorded (already redacted and truncated)."""
+    """One HTTP attempt as recorded (already redacted and truncated).
+
+    ``wait_ms`` is how long the attempt was held back before it was sent (a rate-limit
+    pause, the backoff before a retry, client-side throttling) and ``wait_reason`` why,
+    when it waited.
+    """
 
     method: str
     url: str
@@ -30,6 +35,9 @@ class HttpCall:
     attempt: int = 1
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    wait_ms: float = 0.0
+    wait_reason: str | None = None
 
 
 def truncate(body: str | None, limit: int = BODY_LIMIT) -> str | None:

@@ -59,6 +59,7 @@ class RunRecord:
     dry_run: bool
     trigger: str
     git_commit: str | None
+    wait_s: float = 0.0  # seconds at least one call waited (rate limits, retries, throttling)
 
     @property
     def duration_s(self) -> float:
@@ -191,10 +192,13 @@ class RunStore:
         with self._write() as conn:
             conn.execute(insert(runs).values(values))
 
-    def update_counts(self, run_id: str, counts: Counts) -> None:
-        """Store the latest counts of a running run (called after each checkpoint)."""
+    def update_counts(self, run_id: str, counts: Counts, *, wait_s: float | None = None) -> None:
+        """Store the latest counts (and waiting time) of a running run, after each checkpoint."""
+        values: dict[str, Any] = counts.as_dict()
+        if wait_s is not None:
+            values["wait_s"] = wait_s
         with self._write() as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).values(counts.as_dict()))
+            conn.execute(update(runs).where(runs.c.id == run_id).values(values))
 
     def finish_run(self, summary: RunSummary) -> None:
         """Store the final status, counts, finish time and error of a run.
@@ -206,6 +210,7 @@ class RunStore:
             "status": summary.status.value,
             "finished_at": finished_at,
             "error": summary.error,
+            "wait_s": summary.wait_s,
             **summary.counts.as_dict(),
         }
         with self._write() as conn:
@@ -291,6 +296,9 @@ class RunStore:
                 "error": call.error,
                 "attempt": call.attempt,
                 "started_at": call.started_at,
+                "response_headers": json.dumps(call.response_headers, sort_keys=True),
+                "wait_ms": call.wait_ms,
+                "wait_reason": call.wait_reason,
             }
             for call in calls
         ]
@@ -400,22 +408,7 @@ class RunStore:
             .limit(limit)
         )
         with self._read() as conn:
-            return [
-                HttpCall(
-                    method=row.method,
-                    url=row.url,
-                    status=row.status,
-                    latency_ms=row.latency_ms,
-                    request_headers=json.loads(row.request_headers),
-                    request_body=row.request_body,
-                    response_body=row.response_body,
-                    error=row.error,
-                    attempt=row.attempt,
-                    started_at=row.started_at,
-                    call_id=row.call_id,
-                )
-                for row in conn.execute(query)
-            ]
+            return [call_from_row(row) for row in conn.execute(query)]
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -488,6 +481,27 @@ def record_from_row(row: Row[Any]) -> RunRecord:
         dry_run=bool(row.dry_run),
         trigger=row.trigger,
         git_commit=row.git_commit,
+        wait_s=float(row.wait_s or 0.0),
+    )
+
+
+def call_from_row(row: Row[Any]) -> HttpCall:
+    """An HttpCall from a row of the ``http_calls`` table."""
+    return HttpCall(
+        method=row.method,
+        url=row.url,
+        status=row.status,
+        latency_ms=row.latency_ms,
+        request_headers=json.loads(row.request_headers),
+        request_body=row.request_body,
+        response_body=row.response_body,
+        error=row.error,
+        attempt=row.attempt,
+        started_at=row.started_at,
+        call_id=row.call_id,
+        response_headers=json.loads(row.response_headers) if row.response_headers else {},
+        wait_ms=float(row.wait_ms or 0.0),
+        wait_reason=row.wait_reason,
     )
 
 

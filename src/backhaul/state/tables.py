@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -95,6 +96,8 @@ runs = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),
     *(Column(name, Integer, nullable=False) for name in COUNT_COLUMNS),
+    # Seconds during which at least one call waited: rate limits, retries, throttling.
+    Column("wait_s", Float, nullable=False, server_default=text("0")),
     Index("ix_runs_sync_started_at", "sync", "started_at"),
 )
 
@@ -128,6 +131,9 @@ http_calls = Table(
     Column("error", Text, nullable=True),
     Column("attempt", Integer, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
+    Column("response_headers", Text, nullable=True),  # JSON object, already redacted
+    Column("wait_ms", Float, nullable=False, server_default=text("0")),  # held before sending
+    Column("wait_reason", Text, nullable=True),
     Index("ix_http_calls_run_id", "run_id"),
 )
 

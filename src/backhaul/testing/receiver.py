@@ -58,6 +58,16 @@ class _Fault:
     seconds: float = 0.0
 
 
+def strict_json(body: bytes | str) -> Any:
+    """Parse JSON as a strict receiver does: bare ``NaN``, ``Infinity`` and ``-Infinity``
+    (which Python's parser accepts by default) are refused with :class:`ValueError`."""
+    return json.loads(body, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def sign(secret: str, body: bytes) -> str:
     """The ``X-Backhaul-Signature`` value for ``body``: ``sha256=<hex HMAC-SHA256>``."""
     digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
@@ -66,6 +76,9 @@ def sign(secret: str, body: bytes) -> str:
 
 class WebhookReceiver:
     """An HTTP server on loopback that records webhook calls and keeps the records' state.
+
+    It parses bodies strictly, like most receivers: a body holding a bare ``NaN`` or
+    ``Infinity`` is answered 400 and changes nothing.
 
     Records are kept in :attr:`records` keyed by ``str(record[key_field])`` (a dotted
     ``key_field`` reads a nested value). A body ``{"operation": ..., "records": [...]}`` is a
@@ -236,7 +249,7 @@ class WebhookReceiver:
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
         try:
-            parsed: Any = json.loads(body) if body else None
+            parsed: Any = strict_json(body) if body else None
         except ValueError:
             parsed = None
         received = ReceivedRequest(
@@ -260,7 +273,10 @@ class WebhookReceiver:
         if request.method == "GET":
             return JSONResponse({"ok": True})
         if parsed is None:
-            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+            return JSONResponse(
+                {"error": "the body is not JSON (bare NaN and Infinity are not JSON either)"},
+                status_code=400,
+            )
         return self._apply_body(parsed)
 
     async def _inject(self, fault: _Fault, request: Request) -> Response | None:

@@ -126,6 +126,11 @@ class RunOut(BaseModel):
     error: str | None
     git_commit: str | None
     counts: dict[str, int]
+    wait_s: float = Field(
+        0.0,
+        description="Seconds during which at least one call waited for the destination "
+        "(rate-limit pauses, retries, client-side throttling).",
+    )
 
 
 class SyncSummary(BaseModel):
@@ -163,6 +168,9 @@ class ProgressOut(BaseModel):
     succeeded: int = 0
     rejected: int = 0
     error: str | None = None
+    waiting: str | None = Field(
+        None, description="The latest wait of a live run, as one line (`waiting 10 s: ...`)."
+    )
 
 
 class RunDetail(RunOut):
@@ -188,10 +196,19 @@ class CallOut(BaseModel):
     attempt: int
     error: str | None
     started_at: datetime
+    wait_ms: float = Field(
+        0.0, description="How long the attempt was held back before it was sent."
+    )
+    wait_reason: str | None = Field(
+        None, description="Why it waited: a rate-limit pause, a retry's backoff, throttling."
+    )
 
 
 class CallDetail(CallOut):
     request_headers: dict[str, str]
+    response_headers: dict[str, str] = Field(
+        default_factory=dict, description="Redacted like the request headers."
+    )
     request_body: str | None
     response_body: str | None
     rows: list[RowOut]
@@ -282,6 +299,7 @@ def run_out(r: RunRecord) -> RunOut:
         error=r.error,
         git_commit=r.git_commit,
         counts=counts_dict(r.counts),
+        wait_s=round(r.wait_s, 3),
     )
 
 
@@ -417,6 +435,7 @@ def _progress(runs: RunManager, record: RunRecord) -> ProgressOut:
             "sent": live.get("sent", 0),
             "succeeded": live.get("succeeded", 0),
             "rejected": live.get("rejected", 0),
+            "waiting": live.get("waiting"),
         }
     )
 
@@ -449,6 +468,8 @@ def _call_out(c: Any) -> dict[str, Any]:
         "attempt": c.attempt,
         "error": c.error,
         "started_at": c.started_at,
+        "wait_ms": c.wait_ms,
+        "wait_reason": c.wait_reason,
     }
 
 
@@ -664,6 +685,7 @@ def get_call(run_id: str, call_id: str, store: StoreDep) -> CallDetail:
     return CallDetail(
         **_call_out(call),
         request_headers=dict(call.request_headers),
+        response_headers=dict(call.response_headers),
         request_body=call.request_body,
         response_body=call.response_body,
         rows=[_row_out(r) for r in rows],

@@ -47,6 +47,7 @@ CHART_RUNS = 30
 CALLS_SHOWN = 200
 KEYS_PER_CALL = 60
 STATUS_ORDER = ("ok", "rejected", "invalid", "skipped")
+WAIT_SHOWN = 0.1  # seconds of waiting worth showing
 
 
 # -- view values ------------------------------------------------------------------------
@@ -68,6 +69,7 @@ class RunView:
     full_resync: bool
     error: str | None
     finished: bool
+    waited: str = ""  # time spent waiting for the destination, when there was any
 
     @property
     def rejected_rate(self) -> str:
@@ -104,6 +106,8 @@ class CallView:
     headers: str
     keys: list[tuple[str, str]] = field(default_factory=list)  # (key, status)
     more_keys: int = 0
+    response_headers: str = ""
+    waited: str = ""  # how long the attempt was held back before it was sent, and why
 
     @property
     def ok(self) -> bool:
@@ -151,6 +155,7 @@ def run_view(record: RunRecord) -> RunView:
         full_resync=record.full_resync,
         error=record.error,
         finished=not running,
+        waited=seconds_text(record.wait_s) if record.wait_s >= WAIT_SHOWN else "",
     )
 
 
@@ -323,10 +328,25 @@ def call_view(
         started=when(call.started_at),
         request_body=pretty(call.request_body),
         response_body=pretty(call.response_body),
-        headers="\n".join(f"{k}: {v}" for k, v in sorted(call.request_headers.items())),
+        headers=header_lines(call.request_headers),
         keys=shown,
         more_keys=max(total, len(keys)) - len(shown),
+        response_headers=header_lines(call.response_headers),
+        waited=call_wait(call),
     )
+
+
+def header_lines(headers: dict[str, str]) -> str:
+    """Headers as ``name: value`` lines, sorted by name."""
+    return "\n".join(f"{k}: {v}" for k, v in sorted(headers.items()))
+
+
+def call_wait(call: HttpCall) -> str:
+    """``waited 10 s before this attempt: HubSpot rate limit (429, ...)``, or ``""``."""
+    if call.wait_ms < WAIT_SHOWN * 1000:
+        return ""
+    why = f": {call.wait_reason}" if call.wait_reason else ""
+    return f"waited {seconds_text(call.wait_ms / 1000)} before this attempt{why}"
 
 
 def find_run(store: RunStore, run_id: str) -> RunRecord | None:
@@ -347,6 +367,7 @@ def progress_context(request: Request, record: RunRecord) -> dict[str, Any]:
         "succeeded": c.succeeded,
         "rejected": c.rejected,
         "status": record.status.value,
+        "waiting": None,
     }
     if live:
         data.update({k: v for k, v in live.items() if k in data and v is not None})

@@ -6,7 +6,6 @@ their events to report live progress, and cancels them on request.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -25,9 +24,11 @@ from backhaul.observe.events import (
     RunEvent,
     RunFinished,
     RunStarted,
+    Waiting,
 )
 from backhaul.observe.recorder import HttpCall
-from backhaul.state.store import RunRecord, RunStore, record_from_row
+from backhaul.observe.waits import wait_line
+from backhaul.state.store import RunRecord, RunStore, call_from_row, record_from_row
 from backhaul.state.tables import http_calls, run_rows, runs
 from backhaul.web import cache
 from backhaul.web.auth import User
@@ -167,6 +168,9 @@ class RunManager:
             )
         elif isinstance(event, Notice):
             p.setdefault("notices", []).append(event.message)
+        elif isinstance(event, Waiting):
+            p["waiting"] = wait_line(event)
+            p["wait_s"] = event.waited_s
         elif isinstance(event, RunFinished):
             s = event.summary
             p.update(
@@ -288,22 +292,6 @@ def run_rows_page(
         ]
 
 
-def _call(row: Any) -> HttpCall:
-    return HttpCall(
-        method=row.method,
-        url=row.url,
-        status=row.status,
-        latency_ms=row.latency_ms,
-        request_headers=json.loads(row.request_headers),
-        request_body=row.request_body,
-        response_body=row.response_body,
-        error=row.error,
-        attempt=row.attempt,
-        started_at=row.started_at,
-        call_id=row.call_id,
-    )
-
-
 def calls_page(store: RunStore, run_id: str, *, limit: int, offset: int) -> list[HttpCall]:
     """Recorded HTTP calls of a run, oldest first, paged."""
     query = (
@@ -314,7 +302,7 @@ def calls_page(store: RunStore, run_id: str, *, limit: int, offset: int) -> list
         .offset(offset)
     )
     with engine_of(store).connect() as conn:
-        return [_call(r) for r in conn.execute(query)]
+        return [call_from_row(r) for r in conn.execute(query)]
 
 
 def get_call(store: RunStore, run_id: str, call_id: str) -> HttpCall | None:
@@ -322,4 +310,4 @@ def get_call(store: RunStore, run_id: str, call_id: str) -> HttpCall | None:
     query = select(http_calls).where(http_calls.c.run_id == run_id, http_calls.c.call_id == call_id)
     with engine_of(store).connect() as conn:
         row = conn.execute(query).first()
-    return _call(row) if row is not None else None
+    return call_from_row(row) if row is not None else None

@@ -24,7 +24,8 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import httpx
 
-from backhaul.destinations.http.ratelimit import RateLimiter
+from backhaul import floats
+from backhaul.destinations.http.ratelimit import Permit, RateLimiter
 from backhaul.destinations.http.retry import (
     Action,
     RetryPolicy,
@@ -33,11 +34,15 @@ from backhaul.destinations.http.retry import (
     parse_retry_after,
 )
 from backhaul.errors import DestinationError, FailureType
+from backhaul.observe.events import WaitKind
 from backhaul.observe.recorder import CallRecorder, HttpCall, truncate
 from backhaul.observe.redact import MASK, Redactor
+from backhaul.observe.waits import NoWaits, WaitObserver
 
 SUCCESS = range(200, 300)
 ERROR_TEXT_LIMIT = 500
+PAUSE_NEWS = 0.05  # seconds a pause must grow by to be announced again
+HELD_MS = 1.0  # an attempt held back less than this did not wait (for its record)
 # Query parameters whose values are masked even when they are not a known secret.
 SENSITIVE_PARAM_WORDS = ("key", "token", "secret", "password", "signature", "auth")
 
@@ -75,17 +80,55 @@ class HttpResult:
         return self.error is None
 
 
-def dumps_json(value: Any) -> bytes:
-    """Encode ``value`` as compact UTF-8 JSON; dates, decimals and bytes get a JSON form."""
-    return jsonlib.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    ).encode("utf-8")
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """How long an attempt waited before it was sent, and why (for its record)."""
+
+    ms: float
+    reason: str | None
+
+    def __post_init__(self) -> None:
+        if self.ms < HELD_MS:  # the limiter's bookkeeping, not a wait
+            object.__setattr__(self, "reason", None)
+            object.__setattr__(self, "ms", 0.0)
+        object.__setattr__(self, "ms", round(self.ms, 3))
+
+
+def _held_reason(permit: Permit) -> str | None:
+    if permit.paused_s > 0:
+        return "a rate-limit pause the destination asked for"
+    if permit.throttled_s > 0:
+        return "the client-side rate limit"
+    return None
+
+
+def dumps_json(value: Any, *, sort_keys: bool = False) -> bytes:
+    """Encode ``value`` as compact UTF-8 JSON; dates, decimals and bytes get a JSON form.
+
+    Raises:
+        NonFiniteError: ``value`` holds NaN or an infinity somewhere. JSON has no token for
+            them, so none ever leaves as a bare ``NaN``/``Infinity``; the engine's
+            ``non_finite`` policy decides what to send instead, before this is called.
+    """
+    try:
+        text = jsonlib.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, default=_json_default,
+            allow_nan=False, sort_keys=sort_keys,
+        )
+    except ValueError:
+        found = floats.find(value)
+        if found is None:
+            raise
+        raise floats.NonFiniteError(*found) from None
+    return text.encode("utf-8")
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime | date | dtime):
         return value.isoformat()
     if isinstance(value, Decimal):
+        if not value.is_finite() or (value.is_zero() and value.is_signed()):
+            return float(value)  # NaN and infinities are refused; -0 keeps its sign
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
@@ -139,6 +182,8 @@ class HttpClient:
             without it.
         sleep: Waits between attempts; injected so tests need not wait.
         rand: Source of jitter in ``[0, 1)``.
+        waits: Told of every wait (rate-limit pauses, retries, throttling), so the run can
+            report and count them.
     """
 
     def __init__(
@@ -156,8 +201,10 @@ class HttpClient:
         pause_hint: PauseHint | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        waits: WaitObserver | None = None,
     ) -> None:
         self.label = label
+        self.waits: WaitObserver = waits or NoWaits()
         self.recorder = recorder
         self.redactor = redactor or Redactor()
         self.limiter = limiter or RateLimiter(None)
@@ -235,7 +282,14 @@ class HttpClient:
         send_headers = dict(headers or {})
         body: bytes | str | None = content
         if json is not None:
-            body = dumps_json(json)
+            try:
+                body = dumps_json(json)
+            except floats.NonFiniteError as exc:
+                raise DestinationError(
+                    f"{self.label}: {exc}; set `non_finite: null` or `non_finite: string` "
+                    "on the sync to send such values",
+                    failure=FailureType.REJECTED,
+                ) from None
             if not any(k.lower() == "content-type" for k in send_headers):
                 send_headers["Content-Type"] = "application/json"
         try:
@@ -248,21 +302,31 @@ class HttpClient:
         host = where(target)
         policy = self.retry
         attempt = 0
+        held = 0.0  # seconds this attempt was held back: a retry's backoff, the limiter
+        why: str | None = None  # why it waited, when a retry or a pause made it wait
         while True:
             attempt += 1
-            permit = await self.limiter.acquire()
+            asked = time.perf_counter()
+            permit = await self.limiter.acquire(observer=self.waits)
+            held += time.perf_counter() - asked
             http = self._http()
             request = http.build_request(method, target, content=body, headers=send_headers)
             started = time.perf_counter()
+            waited = _Held(held * 1000, why or _held_reason(permit))
+            held, why = 0.0, None
             try:
                 response = await http.send(request)
             except httpx.HTTPError as exc:
                 self.limiter.answered(permit)
                 problem = self._describe(exc)
-                self._record(request, None, started, attempt, error=problem)
+                self._record(request, None, started, attempt, waited, error=problem)
                 rule = classify_exception(exc)
                 if rule.action is Action.RETRY and attempt < policy.max_attempts:
-                    await self._sleep(policy.delay(attempt, rand=self._rand))
+                    why = (
+                        f"{self.label} at {host} {problem}; retry {attempt + 1} of "
+                        f"{policy.max_attempts}"
+                    )
+                    held = await self._timed(self.hold(policy.delay(attempt, rand=self._rand), why))
                     continue
                 times = f" ({attempt} attempts)" if attempt > 1 else ""
                 raise DestinationError(
@@ -274,15 +338,18 @@ class HttpClient:
                 self.limiter.answered(permit)  # cancelled: the attempt is over all the same
                 raise
             self.limiter.answered(permit)
-            call = self._record(request, response, started, attempt)
+            call = self._record(request, response, started, attempt, waited)
+            paused_before = self.limiter.paused_until
             hint = self._pause_hint(response) if self._pause_hint else None
             if hint:
                 self.limiter.penalize(hint)
             if response.status_code in expected:
+                self._announce_pause(paused_before, response, hint)
                 return self._result(response, call, attempt, error=None)
             rule = classify_status(response.status_code)
             error = self._error_text(response)
             if rule.action is Action.REJECT:
+                self._announce_pause(paused_before, response, hint)
                 return self._result(response, call, attempt, error=error)
             wait = parse_retry_after(response.headers.get("retry-after"))
             if wait is None:
@@ -298,7 +365,13 @@ class HttpClient:
                 elif rule.action is Action.RATE_LIMITED:
                     self.limiter.penalize(policy.delay(attempt, rand=self._rand))
                 else:
-                    await self._sleep(policy.delay(attempt, rand=self._rand))
+                    why = (
+                        f"{self.label} at {host} answered {response.status_code} "
+                        f"{response.reason_phrase}; retry {attempt + 1} of {policy.max_attempts}"
+                    )
+                    held = await self._timed(self.hold(policy.delay(attempt, rand=self._rand), why))
+                    continue
+                why = self._announce_pause(paused_before, response, hint)
                 continue
             times = f" {attempt} times" if attempt > 1 else ""
             raise DestinationError(
@@ -309,6 +382,46 @@ class HttpClient:
                 retry_after=wait,
                 detail=error,
             )
+
+    @staticmethod
+    async def _timed(waiting: Awaitable[None]) -> float:
+        """Await ``waiting`` and return how many seconds it took."""
+        start = time.perf_counter()
+        await waiting
+        return time.perf_counter() - start
+
+    async def hold(self, seconds: float, why: str, kind: WaitKind = WaitKind.RETRY) -> None:
+        """Wait ``seconds`` before trying again, announced to the run and counted as waiting.
+
+        For connectors that retry on their own terms (a vendor's concurrency limit).
+        """
+        self.waits.announce(kind, seconds, why)
+        await self.waits.held(kind, self._sleep(seconds))
+
+    def _announce_pause(
+        self, before: float, response: httpx.Response, hint: float | None
+    ) -> str | None:
+        """Announce the pause this answer started, if it started or lengthened one.
+
+        Several tasks answered at once extend the same pause; it is announced once.
+        Returns the reason, for the record of the attempt that waits.
+        """
+        reason = self._pause_reason(response, hint)
+        if self.limiter.paused_until <= before + PAUSE_NEWS:
+            return reason if self.limiter.pause_left() > 0 else None
+        self.waits.announce(WaitKind.RATE_LIMIT, self.limiter.pause_left(), reason)
+        return reason
+
+    def _pause_reason(self, response: httpx.Response, hint: float | None) -> str:
+        status = response.status_code
+        retry_after = response.headers.get("retry-after")
+        details = [str(status)]
+        if retry_after is not None:
+            details.append(f"Retry-After {retry_after.strip()}")
+        elif hint:
+            details.append("as its rate-limit headers ask")
+        what = "rate limit" if status == 429 or hint else "asked to wait"
+        return f"{self.label} {what} ({', '.join(details)})"
 
     def _describe(self, exc: httpx.HTTPError) -> str:
         if isinstance(exc, httpx.TimeoutException):
@@ -328,6 +441,7 @@ class HttpClient:
         response: httpx.Response | None,
         started: float,
         attempt: int,
+        waited: _Held,
         *,
         error: str | None = None,
     ) -> HttpCall:
@@ -342,6 +456,9 @@ class HttpClient:
             response_body=None if response is None else truncate(redact(response.text)),
             error=error,
             attempt=attempt,
+            response_headers={} if response is None else self.redactor.headers(response.headers),
+            wait_ms=waited.ms,
+            wait_reason=waited.reason,
         )
         self.recorder.record(call)
         return call

@@ -68,6 +68,7 @@ def client_for(
         concurrency=concurrency,
         headers=headers,
         pause_hint=pause_hint,
+        waits=context.waits,
     )
 
 

@@ -6,7 +6,10 @@ every task that shares the limiter, not only the one that got the answer.
 
 :class:`RateLimiter` is a token bucket; :class:`RollingWindowLimiter` keeps to a vendor's
 rolling window of calls. The HTTP client takes a :class:`Permit` before each attempt and
-hands it back through :meth:`RateLimiter.answered` once the attempt is over.
+hands it back through :meth:`RateLimiter.answered` once the attempt is over. Every wait in
+:meth:`RateLimiter.acquire` is reported to the run's wait observer when one is given: a
+pause the destination asked for as ``rate_limit``, keeping to the configured rate as
+``throttle``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from backhaul.observe.events import WaitKind
+from backhaul.observe.waits import NoWaits, WaitObserver
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -38,11 +44,28 @@ class Permit:
     """Leave to send ``count`` calls, taken at clock time ``sent``.
 
     ``answered`` is the clock time the calls' answers came back (``None`` until then).
+    ``paused_s`` and ``throttled_s`` say how long taking it waited: for a pause the
+    destination asked for, and to keep to the configured rate.
     """
 
     sent: float
     count: int = 1
     answered: float | None = None
+    paused_s: float = 0.0
+    throttled_s: float = 0.0
+
+
+class _Waited:
+    """How long one :meth:`RateLimiter.acquire` waited, by reason."""
+
+    __slots__ = ("paused", "throttled")
+
+    def __init__(self) -> None:
+        self.paused = 0.0
+        self.throttled = 0.0
+
+    def permit(self, now: float, n: int) -> Permit:
+        return Permit(now, n, paused_s=self.paused, throttled_s=self.throttled)
 
 
 class RateLimiter:
@@ -117,25 +140,50 @@ class RateLimiter:
         if seconds > 0:
             self.pause_until(self._clock() + seconds)
 
-    async def acquire(self, n: int = 1) -> Permit:
-        """Wait until ``n`` requests may be sent, then take them from the bucket."""
+    def pause_left(self) -> float:
+        """Seconds until the current pause ends (0 when there is none)."""
+        return max(0.0, self._paused_until - self._clock())
+
+    async def acquire(self, n: int = 1, *, observer: WaitObserver | None = None) -> Permit:
+        """Wait until ``n`` requests may be sent, then take them from the bucket.
+
+        Args:
+            n: Requests to take.
+            observer: Told how long each wait lasted and why.
+        """
         if n < 1:
             raise ValueError("n must be at least 1")
         if self._per_second is not None and n > self._capacity:
             raise ValueError(f"cannot take {n} tokens from a bucket of {int(self._capacity)}")
+        waited = _Waited()
         async with self._lock:
             while True:
                 now = self._clock()
                 if now < self._paused_until:
-                    await self._sleep(self._paused_until - now)
+                    await self._hold(observer, waited, True, self._paused_until - now)
                     continue
                 if self._per_second is None:
-                    return Permit(now, n)
+                    return waited.permit(now, n)
                 self._refill(now)
                 if self._tokens >= n - _EPSILON:  # float refills land a hair short
                     self._tokens = max(0.0, self._tokens - n)
-                    return Permit(now, n)
-                await self._sleep((n - self._tokens) / self._per_second)
+                    return waited.permit(now, n)
+                await self._hold(
+                    observer, waited, False, (n - self._tokens) / self._per_second
+                )
+
+    async def _hold(
+        self, observer: WaitObserver | None, waited: _Waited, paused: bool, seconds: float
+    ) -> None:
+        """Sleep ``seconds``, counted as a pause or as throttling."""
+        kind = WaitKind.RATE_LIMIT if paused else WaitKind.THROTTLE
+        start = self._clock()
+        await (observer or NoWaits()).held(kind, self._sleep(seconds))
+        spent = max(0.0, self._clock() - start)
+        if paused:
+            waited.paused += spent
+        else:
+            waited.throttled += spent
 
     def answered(self, permit: Permit) -> None:
         """Note that the attempt made with ``permit`` is over (answered, failed or cancelled).
@@ -189,7 +237,6 @@ class RollingWindowLimiter(RateLimiter):
         self.seconds = seconds
         self.stale_after = stale_after
         self._now = clock
-        self._wait = sleep
         self._held: deque[Permit] = deque()
         self._gate = asyncio.Lock()
 
@@ -198,27 +245,38 @@ class RollingWindowLimiter(RateLimiter):
         if 0 < limit < self.limit:
             self.limit = limit
 
-    async def acquire(self, n: int = 1) -> Permit:
-        """Wait until ``n`` more calls fit in the window, then count them."""
+    async def acquire(self, n: int = 1, *, observer: WaitObserver | None = None) -> Permit:
+        """Wait until ``n`` more calls fit in the window, then count them.
+
+        Args:
+            n: Calls to count.
+            observer: Told how long each wait lasted and why.
+        """
         if not 1 <= n <= self.limit:
             raise ValueError(f"n must be between 1 and {self.limit}")
+        waited = _Waited()
         async with self._gate:
             while True:
                 now = self._now()
                 if now < self.paused_until:
-                    await self._wait(self.paused_until - now)
+                    await self._hold(observer, waited, True, self.paused_until - now)
                     continue
                 frees = [self._frees(p, now) for p in self._held]
                 self._held = deque(
                     p for p, f in zip(self._held, frees, strict=True) if f is None or f > now
                 )
                 if sum(p.count for p in self._held) + n <= self.limit:
-                    permit = Permit(now, n)
+                    permit = waited.permit(now, n)
                     self._held.append(permit)
                     return permit
                 times = [f for f in frees if f is not None and f > now]
                 # Unanswered calls free nothing until answered: look again shortly.
-                await self._wait(min(times) - now if times else min(0.02, self.seconds / 10))
+                await self._hold(
+                    observer,
+                    waited,
+                    False,
+                    min(times) - now if times else min(0.02, self.seconds / 10),
+                )
 
     def _frees(self, permit: Permit, now: float) -> float | None:
         """When ``permit`` leaves the window (``None`` while its calls are unanswered)."""

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from backhaul.testing.receiver import strict_json
 from backhaul.testing.server import LoopbackServer
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -323,12 +324,19 @@ class Emulator:
     def _wrap(self, endpoint: Any) -> Endpoint:
         async def handler(request: Request) -> Response:
             raw = await request.body()
+            bare_constant = False
             try:
-                body: Any = json.loads(raw) if raw else None
+                body: Any = strict_json(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
+                bare_constant = _lenient_json(raw)
             try:
                 response = await self.before_request(request)
+                if response is None and bare_constant:
+                    # Python's parser takes bare NaN/Infinity; a vendor's refuses the call.
+                    response = self.vendor_error(
+                        400, "Invalid input JSON: NaN and Infinity are not JSON values"
+                    )
                 if response is None:
                     if self.faults.latency:
                         await asyncio.sleep(self.faults.latency)
@@ -410,6 +418,15 @@ class Emulator:
         with self.lock:
             self.vendor_control(spec)
         return JSONResponse({"ok": True})
+
+
+def _lenient_json(raw: bytes) -> bool:
+    """Whether ``raw`` parses once bare NaN and Infinity are allowed."""
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
 
 
 class EmulatorServer(LoopbackServer):
