@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +333,19 @@ def test_the_receiver_refuses_a_bare_nan(tmp_path: Path) -> None:
         assert hook.records == {}
     with pytest.raises(ValueError):
         strict_json(json.dumps({"x": float("inf")}))
+
+
+def test_validate_refuses_string_for_a_table_destination(project: Builder) -> None:
+    project.users(1)
+    project.sqlite_destination()
+    project.sync("s", non_finite="string")
+
+    done = project.cli("validate", "--offline")
+
+    assert done.returncode == 2
+    assert re.search(
+        r"syncs/s\.yml:\d+: non_finite: `non_finite: string` needs a destination that sends "
+        r"records as JSON; this one stores typed columns: use `invalid` or `null`$",
+        done.stderr.strip(),
+    ), done.stderr
+    assert "Traceback" not in done.stderr

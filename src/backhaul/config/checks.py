@@ -56,6 +56,7 @@ def check_project(project: Project, *, open_sources: bool = True) -> list[Config
     errors += _env_errors(project)
     errors += _match_errors(project)
     errors += _batch_errors(project)
+    errors += _non_finite_errors(project)
     if open_sources:
         from backhaul.audiences.checks import audience_errors
 
@@ -133,6 +134,26 @@ def _batch_errors(project: Project) -> list[ConfigError]:
         elif project.positions is not None:
             message += f" (the default applies to sync `{sync.name}`)"
             errors.append(_error(message, project.positions, "defaults.batch_size"))
+    return errors
+
+
+def _non_finite_errors(project: Project) -> list[ConfigError]:
+    """`non_finite: string` for a destination that stores typed columns, not JSON."""
+    from backhaul.engine.finite import policy_for
+
+    errors: list[ConfigError] = []
+    for sync in sorted(project.syncs.values(), key=lambda s: s.name):
+        dest = project.destinations.get(sync.config.destination)
+        if dest is None or sync.config.non_finite is None:
+            continue
+        try:
+            cls = project.registry.destination(str(dest.raw.get("type")))
+        except Exception:
+            continue  # the loader already reported a connector that does not load
+        try:
+            policy_for(sync, cls.capabilities)
+        except ConfigError as exc:
+            errors.append(exc)
     return errors
 
 
