@@ -202,6 +202,23 @@ def test_warehouse_planner_screens_them_the_same_way(
     assert {r["id"] for r in strict_records(receiver)} == {1, 5}
 
 
+def test_warehouse_planner_resends_when_the_policy_changes(
+    project: Builder, receiver: WebhookReceiver
+) -> None:
+    project.sql("CREATE TABLE nums AS SELECT * FROM (VALUES (1, 1.5), (2, 'nan'::DOUBLE)) t(id, x)")
+    project.model("users", "SELECT id, x::DOUBLE AS score FROM nums")
+    project.webhook_destination(receiver)
+    maps = [{"column": "id", "field": "id"}, {"column": "score", "field": "score"}]
+    project.sync("s", destination="hook", mappings=maps, planner="warehouse", non_finite="null")
+    assert project.run("s").counts.added == 2
+    project.sync("s", destination="hook", mappings=maps, planner="warehouse", non_finite="string")
+
+    again = project.run("s")
+
+    assert again.counts.changed == 2, again.error
+    assert receiver.records["2"]["score"] == "NaN"
+
+
 # -- destinations that store floats -------------------------------------------------------
 
 

@@ -89,7 +89,7 @@ class WarehouseBackend:
             key_types=tuple(portable_type(t, conn.dialect) for t in layout.key_types),
             match_types=tuple(portable_type(t, conn.dialect) for t in layout.match_types),
             fp_columns=tuple(fingerprint_columns(ws.mapper.mappings, vars_by_field)),
-            spec=mapping_spec(ws.mapper.mappings),
+            spec=mapping_spec(ws.mapper.mappings, ws.config.non_finite),
             plan_name="preview" if ws.read_only else "plan",
             plan_in_schema=not conn.local,
         )

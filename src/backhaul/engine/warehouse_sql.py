@@ -91,15 +91,18 @@ def portable_type(duck_type: str, dialect: str) -> str:
     return upper
 
 
-def mapping_spec(mappings: Sequence[Mapping]) -> str:
+def mapping_spec(mappings: Sequence[Mapping], non_finite: str | None = None) -> str:
     """A short digest of everything in the mappings that is not a source value.
 
-    Folded into every fingerprint, so a changed static value, cast or template resends.
+    Folded into every fingerprint, so a changed static value, cast, template or
+    ``non_finite`` policy resends (a sync that never set the policy keeps its digest).
     """
-    parts = []
+    parts: list[object] = []
     for m in mappings:
         data = m.model_dump(mode="json", exclude_none=True)
         parts.append(data)
+    if non_finite is not None:
+        parts.append({"non_finite": non_finite})
     text = json.dumps([FINGERPRINT_VERSION, parts], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
