@@ -721,7 +721,9 @@ async def run_events(run_id: str, store: StoreDep, runs: RunsDep) -> StreamingRe
 def cancel_run(run_id: str, user: Operator, store: StoreDep, runs: RunsDep) -> CancelOut:
     """Stop a run after its current batches (operator or above); 409 if it is not running."""
     record = _run_or_404(store, run_id)
-    if not runs.cancel(record.run_id, user=user):
+    # A run that has stored its final status is over, even while its thread still tidies up.
+    finished = record.status.value != "running"
+    if finished or not runs.cancel(record.run_id, user=user):
         raise HTTPException(409, f"run `{record.run_id}` is not running in this server")
     return CancelOut(run_id=record.run_id, cancelled=True)
 
