@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backhaul.config.alerts import AlertsConfig, SyncAlertsConfig
+
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
 
@@ -109,6 +111,9 @@ class ProjectConfig(Strict):
     )
     owner: str | None = Field(
         None, description="Who owns these syncs, as `Name <email>`; used in dbt exposures."
+    )
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig, description="Alert rules and channels of every sync."
     )
 
 
@@ -286,6 +291,9 @@ class SyncConfig(Strict):
         description="Schema Backhaul owns in the warehouse for `planner: warehouse`.",
     )
     writeback: WritebackConfig = WritebackConfig()
+    alerts: SyncAlertsConfig = Field(
+        default_factory=SyncAlertsConfig, description="Alert rules and channels of this sync."
+    )
 
     @property
     def removal(self) -> OnRemove:

@@ -190,3 +190,64 @@ web_sessions = Table(
 
 # The newest runs across all syncs (overview chart, GET /api/v1/runs) without a sort.
 Index("ix_runs_started_at_id", runs.c.started_at, runs.c.id)
+
+# -- alerts: state per (sync, rule), history, deliveries and mutes (migration 0003) --------
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("sync", String(255), primary_key=True),
+    Column("rule", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),  # "ok" | "firing"
+    Column("since", UTCDateTime, nullable=False),
+    Column("message", Text, nullable=True),
+    Column("run_id", String(64), nullable=True),
+    Column("notified", Boolean, nullable=False),  # the raise reached the channels
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("sync", String(255), nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # "raised" | "resolved" | "test"
+    Column("message", Text, nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("muted", Boolean, nullable=False),
+    Index("ix_alert_events_sync_at", "sync", "at"),
+    Index("ix_alert_events_at", "at"),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "event_id",
+        Integer,
+        ForeignKey("alert_events.id", ondelete="CASCADE"),
+        nullable=True,  # run lifecycle messages and metrics belong to no alert
+    ),
+    Column("run_id", String(64), nullable=True),
+    Column("what", String(32), nullable=False),  # "alert.raised", "run.started", "metrics"...
+    Column("channel", String(255), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("request", Text, nullable=True),  # what was sent, redacted and truncated
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_alert_deliveries_event_id", "event_id"),
+    Index("ix_alert_deliveries_at", "at"),
+)
+
+alert_mutes = Table(
+    "alert_mutes",
+    metadata,
+    Column("sync", String(255), primary_key=True),
+    Column("rule", String(32), primary_key=True),  # "*": every rule of the sync
+    Column("muted_by", String(64), nullable=True),
+    Column("muted_at", UTCDateTime, nullable=False),
+)

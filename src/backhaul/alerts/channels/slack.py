@@ -1,0 +1,138 @@
+"""Slack channel: a Block Kit message through an incoming webhook or ``chat.postMessage``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpSender, RunNotice
+from backhaul.destinations.slack import DEFAULT_API, webhook_url_problem
+from backhaul.observe.redact import Redactor
+
+ICONS = {"raised": ":red_circle:", "resolved": ":large_green_circle:", "test": ":wave:"}
+
+
+class SlackChannelConfig(ChannelConfig):
+    """``channels/NAME.yml`` with ``type: slack``."""
+
+    type: Literal["slack"]
+    webhook_url: str | None = Field(
+        None, description="Incoming webhook URL (a secret: use ${env:NAME}). Or set `token`."
+    )
+    token: str | None = Field(None, description="Bot token (xoxb-...) with chat:write.")
+    channel: str | None = Field(None, description="Channel id or #name (with `token`).")
+    base_url: str = Field(DEFAULT_API, description="Slack Web API base URL.")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_shape(cls, value: str | None) -> str | None:
+        if value is not None and "${" not in value:
+            problem = webhook_url_problem(value)
+            if problem:
+                raise ValueError(f"webhook_url {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackChannelConfig:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("set either `webhook_url` or `token` (with `channel`), not both")
+        if self.token is not None and not self.channel:
+            raise ValueError("`channel` is required with `token`")
+        return self
+
+
+class SlackChannel:
+    """Posts one message per alert; the button opens the run in the web app."""
+
+    def __init__(self, name: str, config: SlackChannelConfig, redactor: Redactor) -> None:
+        self.name = name
+        self.config = config
+        redactor.add(config.token or "")
+        if config.webhook_url:
+            # The whole URL is the secret; its path and last segment alone are enough too.
+            path = urlsplit(config.webhook_url).path
+            for part in (config.webhook_url, path, path.rstrip("/").rpartition("/")[2]):
+                redactor.add(part)
+        self.sender = HttpSender("slack", config, redactor)
+
+    async def alert(self, alert: Alert) -> Delivery:
+        return await self._post(message(alert))
+
+    async def run_event(self, notice: RunNotice) -> Delivery | None:
+        return None
+
+    async def _post(self, body: dict[str, Any]) -> Delivery:
+        if self.config.webhook_url is not None:
+            return await self.sender.send("POST", self.config.webhook_url, json_body=body)
+        url = f"{self.config.base_url.rstrip('/')}/chat.postMessage"
+        headers = {"Authorization": f"Bearer {self.config.token}"}
+        sent = await self.sender.send(
+            "POST", url, json_body={**body, "channel": self.config.channel}, headers=headers
+        )
+        if not sent.ok:
+            return sent
+        # The Web API answers 200 with {"ok": false, "error": ...} when it refuses a message.
+        answer = _answer(sent)
+        if answer is not None:
+            return Delivery(False, sent.status, f"slack refused the message: {answer}", sent.request)
+        return sent
+
+
+def _answer(sent: Delivery) -> str | None:
+    """Slack's error code when the Web API refused the message, else ``None``."""
+    body = sent.answer
+    if isinstance(body, dict) and body.get("ok") is True:
+        return None
+    if isinstance(body, dict):
+        return str(body.get("error") or "unknown_error")
+    return "the answer was not Slack's JSON"
+
+
+def message(alert: Alert) -> dict[str, Any]:
+    """The Block Kit message of an alert (text is the notification's fallback)."""
+    fields = [
+        {"type": "mrkdwn", "text": f"*Sync*\n{alert.sync or '—'}"},
+        {"type": "mrkdwn", "text": f"*Rule*\n{alert.rule}"},
+        {"type": "mrkdwn", "text": f"*Project*\n{alert.project}"},
+    ]
+    if alert.run_id:
+        fields.append({"type": "mrkdwn", "text": f"*Run*\n{alert.run_id}"})
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _clip(alert.headline, 150), "emoji": True},
+        },
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"{ICONS[alert.kind]} {_clip(alert.message, 2900)}"},
+        },
+        {"type": "section", "fields": fields},
+    ]
+    if alert.run_url:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open run"},
+                        "url": alert.run_url,
+                    }
+                ],
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": f"Backhaul · {alert.at:%Y-%m-%d %H:%M:%S %Z}"}
+            ],
+        }
+    )
+    return {"text": f"{alert.headline}: {alert.message}", "blocks": blocks}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
