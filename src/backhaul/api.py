@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,11 +62,21 @@ def run(
     events: EventSink = ignore,
     trigger: str = "api",
     cancel: threading.Event | None = None,
+    alerts: bool = False,
 ) -> RunSummary:
-    """Run one sync and return its summary (``cancel`` stops it between batches)."""
+    """Run one sync and return its summary (``cancel`` stops it between batches).
+
+    With ``alerts`` the run is judged by the project's alert rules and notifications are
+    sent (and waited for) before this returns; see docs/alerts.md.
+    """
     from backhaul.engine.runner import run_sync
 
-    with open_store(project) as store:
+    with open_store(project) as store, ExitStack() as stack:
+        if alerts:
+            from backhaul.alerts import AlertSink
+            from backhaul.observe.events import tee
+
+            events = tee(events, stack.enter_context(AlertSink.open(project, store)))
         return run_sync(
             project,
             sync,

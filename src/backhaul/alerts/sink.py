@@ -77,8 +77,13 @@ class AlertSink:
         except Exception:  # the boundary: an alerting bug must not end the run
             log.exception("alerts: could not handle %s", type(event).__name__)
 
+    def _wants_runs(self, sync: str) -> bool:
+        return sync in self.engine.project.syncs and bool(self.engine.rules(sync).channels)
+
     def _run_started(self, event: RunStarted) -> None:
         engine = self.engine
+        if not self._wants_runs(event.sync):
+            return
         notice = RunNotice(
             what="run.started",
             project=engine.project.config.name,
@@ -94,8 +99,9 @@ class AlertSink:
         engine = self.engine
         changes = engine.judge_run(event.summary)
         self._send(changes)
-        notice = run_notice(engine.project, event.summary, engine.web_url)
-        self._submit(lambda: engine.run_event(notice))
+        if self._wants_runs(event.summary.sync) and not event.summary.dry_run:
+            notice = run_notice(engine.project, event.summary, engine.web_url)
+            self._submit(lambda: engine.run_event(notice))
 
     def tick(self, now: datetime | None = None) -> list[Transition]:
         """Judge the clock rules (stale) now; the scheduler calls this periodically."""

@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from backhaul.cli.alerts import alerts_app
 from backhaul.cli.audiences import audience_command, models_command, test_command
 from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 from backhaul.cli.connection import connection_command
@@ -144,9 +145,11 @@ def run(
     ] = None,
 ) -> None:
     """Run syncs: send what changed since the last run."""
+    from backhaul.alerts import AlertSink
     from backhaul.api import open_store
     from backhaul.cli.render import RunReporter
     from backhaul.engine.runner import run_sync
+    from backhaul.observe.events import tee
 
     project = _load(project_dir)
     tags = []
@@ -165,7 +168,7 @@ def run(
         raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
     reporter = RunReporter(_console(stderr=as_json), quiet=False, errors=_console(stderr=True))
     results = []
-    with open_store(project) as store:
+    with open_store(project) as store, AlertSink.open(project, store) as alerts:
         for sync in chosen:
             results.append(
                 run_sync(
@@ -174,7 +177,7 @@ def run(
                     store=store,
                     full_resync=full_resync,
                     force=force,
-                    events=reporter,
+                    events=tee(reporter, alerts),
                 )
             )
     if as_json:
@@ -410,6 +413,7 @@ app.command("test-connection")(connection_command)
 app.command("serve")(serve)
 app.add_typer(users_app, name="users")
 app.add_typer(dbt_app, name="dbt")
+app.add_typer(alerts_app, name="alerts")
 
 
 def main() -> None:

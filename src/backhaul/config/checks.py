@@ -57,6 +57,7 @@ def check_project(project: Project, *, open_sources: bool = True) -> list[Config
     errors += _match_errors(project)
     errors += _batch_errors(project)
     errors += _non_finite_errors(project)
+    errors += _alert_errors(project)
     if open_sources:
         from backhaul.audiences.checks import audience_errors
 
@@ -155,6 +156,14 @@ def _non_finite_errors(project: Project) -> list[ConfigError]:
         except ConfigError as exc:
             errors.append(exc)
     return errors
+
+
+def _alert_errors(project: Project) -> list[ConfigError]:
+    """Channel files, the channels that `alerts:` blocks name, and their variables."""
+    from backhaul.alerts.config import env_errors, load_channels, reference_errors
+
+    channels, errors = load_channels(project)
+    return errors + reference_errors(project, channels) + env_errors(channels)
 
 
 def _source_errors(project: Project, skip: Iterable[str] = ()) -> list[ConfigError]:

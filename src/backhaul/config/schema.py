@@ -28,6 +28,7 @@ SCHEMA_FILES = {
     "sync": "sync.schema.json",
     "audience_schema": "audience_schema.schema.json",
     "audience": "audience.schema.json",
+    "channel": "channel.schema.json",
 }
 TITLES = {
     "project": "Backhaul project (backhaul.yml)",
@@ -37,6 +38,7 @@ TITLES = {
     "sync": "Backhaul sync (syncs/*.yml)",
     "audience_schema": "Backhaul audience schema (audience_schemas/*.yml)",
     "audience": "Backhaul audience (audiences/*.yml)",
+    "channel": "Backhaul alert channel (channels/*.yml)",
 }
 FOLDER_OF = {
     "source": "sources",
@@ -45,6 +47,7 @@ FOLDER_OF = {
     "sync": "syncs",
     "audience_schema": "audience_schemas",
     "audience": "audiences",
+    "channel": "channels",
 }
 
 
@@ -107,7 +110,14 @@ def _kinds(registry: Registry, warnings: list[str]) -> dict[str, Any]:
         "sync": SyncConfig,
         "audience_schema": AudienceSchemaConfig,
         "audience": AudienceConfig,
+        "channel": _channel_union(),
     }
+
+
+def _channel_union() -> Any:
+    from backhaul.alerts.channels import CHANNEL_TYPES
+
+    return _union([model for model, _ in CHANNEL_TYPES.values()])
 
 
 def schema_bundle(registry: Registry | None = None) -> SchemaBundle:
@@ -186,6 +196,7 @@ def _readme(schema_dir: str, warnings: list[str]) -> str:
         "sync": "syncs/users_to_crm.yml",
         "audience_schema": "audience_schemas/people.yml",
         "audience": "audiences/eu_customers.yml",
+        "channel": "channels/team_slack.yml",
     }
     for kind, file in examples.items():
         lines.append(f"| `{file}` | `{modeline(kind, file, schema_dir)}` |")

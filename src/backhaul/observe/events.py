@@ -84,3 +84,13 @@ EventSink = Callable[[RunEvent], None]
 def ignore(event: RunEvent) -> None:
     """The default sink."""
     return None
+
+
+def tee(*sinks: EventSink) -> EventSink:
+    """One sink that hands every event to each of ``sinks`` in turn."""
+
+    def each(event: RunEvent) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return each

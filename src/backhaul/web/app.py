@@ -19,6 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from backhaul.alerts import AlertSink
 from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
@@ -139,10 +140,14 @@ def create_app(
     app.state.project = project
     app.state.store = store
     app.state.users = users
-    app.state.runs = RunManager(project, store, users)
+    alerts = AlertSink.open(project, store)
+    app.state.alerts = alerts
+    app.state.runs = RunManager(project, store, users, events=alerts)
     app.state.sessions = SessionStore(store, lifetimes, clock)
     app.state.login_limiter = LoginLimiter(settings.login_rate, settings.login_rate_per_address)
 
+    from backhaul.web.alerts import api_router as alerts_api_router
+    from backhaul.web.alerts import page_router as alerts_page_router
     from backhaul.web.api import docs_router
     from backhaul.web.api import router as api_router
 
@@ -153,6 +158,8 @@ def create_app(
         app.include_router(pages)
     app.include_router(auth_router)
     app.include_router(api_router)
+    app.include_router(alerts_api_router)
+    app.include_router(alerts_page_router)
     app.include_router(docs_router)
     if pages is None:
 
@@ -203,9 +210,11 @@ def _pages_router() -> APIRouter | None:
 
 
 def close_app(app: FastAPI) -> None:
-    """Cancel runs in progress and close the run store; safe to call twice."""
+    """Cancel runs in progress, send queued alerts and close the run store; safe to call twice."""
     runs: RunManager = app.state.runs
     runs.shutdown()
+    alerts: AlertSink = app.state.alerts
+    alerts.close()
     store: RunStore = app.state.store
     store.close()
 

@@ -18,6 +18,7 @@ from backhaul.engine.summary import RowOp, RowOutcome
 from backhaul.errors import BackhaulError
 from backhaul.observe.events import (
     BatchDone,
+    EventSink,
     Notice,
     PhaseStarted,
     Planned,
@@ -25,6 +26,8 @@ from backhaul.observe.events import (
     RunFinished,
     RunStarted,
     Waiting,
+    ignore,
+    tee,
 )
 from backhaul.observe.recorder import HttpCall
 from backhaul.observe.waits import wait_line
@@ -61,12 +64,16 @@ class RunManager:
         project: The loaded project.
         store: The shared run store.
         users: Where trigger and cancel are recorded in the audit log.
+        events: Also given every event of every run (the app's alert sink).
     """
 
-    def __init__(self, project: Project, store: RunStore, users: UserStore) -> None:
+    def __init__(
+        self, project: Project, store: RunStore, users: UserStore, events: EventSink = ignore
+    ) -> None:
         self.project = project
         self.store = store
         self.users = users
+        self.events = events
         self._lock = threading.Lock()
         self._by_sync: dict[str, _Active] = {}
         self._by_run: dict[str, _Active] = {}
@@ -117,7 +124,7 @@ class RunManager:
                 active.sync,
                 store=self.store,
                 full_resync=full_resync,
-                events=lambda e: self._on_event(active, e),
+                events=tee(lambda e: self._on_event(active, e), self.events),
                 trigger="web",
                 cancel=active.cancel,
             )

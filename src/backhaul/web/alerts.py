@@ -1,0 +1,215 @@
+"""Alerts in the web app: ``/api/v1/alerts`` and the ``/alerts`` page.
+
+Viewers read rules, states and history; operators mute and unmute (audited).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
+
+from backhaul.alerts.status import alert_status
+from backhaul.alerts.store import ALL_RULES, AlertEvent, AlertStore
+from backhaul.config.alerts import RULE_NAMES
+from backhaul.config.project import Project
+from backhaul.web.api import ERRORS, SafeJSONResponse
+from backhaul.web.auth import Role, User, require
+from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
+
+HISTORY_SHOWN = 50
+
+api_router = APIRouter(
+    prefix="/api/v1/alerts",
+    default_response_class=SafeJSONResponse,
+    dependencies=[Depends(require(Role.VIEWER))],
+    tags=["alerts"],
+)
+page_router = APIRouter(include_in_schema=False)
+
+Viewer = Annotated[User, Depends(require(Role.VIEWER))]
+Operator = Annotated[User, Depends(require(Role.OPERATOR))]
+
+
+class RuleOut(BaseModel):
+    rule: str
+    condition: str
+    state: str
+    since: datetime | None
+    message: str | None
+    run_id: str | None
+    muted: bool
+
+
+class SyncAlertsOut(BaseModel):
+    sync: str
+    channels: list[str]
+    recovery: bool
+    muted: bool
+    rules: list[RuleOut]
+
+
+class DeliveryOut(BaseModel):
+    channel: str
+    what: str
+    ok: bool
+    status: int | None
+    error: str | None
+    at: datetime
+
+
+class AlertEventOut(BaseModel):
+    id: int
+    at: datetime
+    sync: str
+    rule: str
+    kind: str
+    message: str
+    run_id: str | None
+    muted: bool
+    deliveries: list[DeliveryOut]
+
+
+class MuteIn(BaseModel):
+    rule: str | None = None
+
+
+class MuteOut(BaseModel):
+    sync: str
+    rule: str | None
+    muted: bool
+    changed: bool
+
+
+def _event_out(e: AlertEvent) -> AlertEventOut:
+    return AlertEventOut(
+        id=e.id,
+        at=e.at,
+        sync=e.sync,
+        rule=e.rule,
+        kind=e.kind,
+        message=e.message,
+        run_id=e.run_id,
+        muted=e.muted,
+        deliveries=[
+            DeliveryOut(
+                channel=d.channel, what=d.what, ok=d.ok, status=d.status, error=d.error, at=d.at
+            )
+            for d in e.deliveries
+        ],
+    )
+
+
+def _target(project: Project, sync: str, rule: str | None) -> str:
+    """The mute key of ``rule`` of ``sync``; 404/400 for names that do not exist."""
+    if sync not in project.syncs:
+        raise HTTPException(404, f"no sync `{sync}`")
+    if rule in (None, ""):
+        return ALL_RULES
+    if rule not in RULE_NAMES:
+        raise HTTPException(400, f"unknown rule `{rule}` (rules: {', '.join(RULE_NAMES)})")
+    return str(rule)
+
+
+def _set_mute(
+    project: Project, store: Any, users: Any, user: User, sync: str, rule: str | None, on: bool
+) -> MuteOut:
+    key = _target(project, sync, rule)
+    alerts = AlertStore(store)
+    changed = alerts.mute(sync, key, by=user.username) if on else alerts.unmute(sync, key)
+    if changed:
+        users.audit(user.username, "alerts_mute" if on else "alerts_unmute", sync, {"rule": key})
+    return MuteOut(sync=sync, rule=None if key == ALL_RULES else key, muted=on, changed=changed)
+
+
+# -- API --------------------------------------------------------------------------------
+
+
+@api_router.get("", response_model=list[SyncAlertsOut], responses=ERRORS)
+def list_alerts(project: ProjectDep, store: StoreDep) -> list[SyncAlertsOut]:
+    """Every sync's alert rules with their current state and mutes."""
+    return [SyncAlertsOut(**s.as_dict()) for s in alert_status(project, store)]
+
+
+@api_router.get("/history", response_model=list[AlertEventOut], responses=ERRORS)
+def alert_history(
+    store: StoreDep,
+    sync: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[AlertEventOut]:
+    """Raises, recoveries and tests, newest first, with what each channel was sent."""
+    return [_event_out(e) for e in AlertStore(store).events(sync=sync, limit=limit, offset=offset)]
+
+
+@api_router.post("/{sync}/mute", response_model=MuteOut, responses=ERRORS)
+def mute_sync(
+    sync: str,
+    user: Operator,
+    project: ProjectDep,
+    store: StoreDep,
+    users: UsersDep,
+    body: MuteIn | None = None,
+) -> MuteOut:
+    """Silence a sync, or one of its rules (operator or above); states are still tracked."""
+    return _set_mute(project, store, users, user, sync, body.rule if body else None, True)
+
+
+@api_router.post("/{sync}/unmute", response_model=MuteOut, responses=ERRORS)
+def unmute_sync(
+    sync: str,
+    user: Operator,
+    project: ProjectDep,
+    store: StoreDep,
+    users: UsersDep,
+    body: MuteIn | None = None,
+) -> MuteOut:
+    """Hear from a sync (or one of its rules) again (operator or above)."""
+    return _set_mute(project, store, users, user, sync, body.rule if body else None, False)
+
+
+# -- page -------------------------------------------------------------------------------
+
+
+@page_router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(
+    request: Request,
+    user: Viewer,
+    project: ProjectDep,
+    store: StoreDep,
+    sync: Annotated[str, Query(max_length=255)] = "",
+) -> Response:
+    """Rules and their state per sync, mute buttons, and the alert history."""
+    statuses = alert_status(project, store)
+    history = AlertStore(store).events(sync=sync or None, limit=HISTORY_SHOWN)
+    context = {
+        "user": user,
+        "title": "Alerts",
+        "syncs": statuses,
+        "firing": sum(s.firing for s in statuses),
+        "history": history,
+        "sync": sync,
+        "can_mute": user.role.allows(Role.OPERATOR),
+    }
+    return templates.TemplateResponse(request, "alerts.html", context)
+
+
+@page_router.post("/alerts/{sync}/mute")
+def mute_form(
+    sync: str,
+    user: Operator,
+    project: ProjectDep,
+    store: StoreDep,
+    users: UsersDep,
+    rule: Annotated[str, Form()] = "",
+    on: Annotated[bool, Form()] = True,
+) -> Response:
+    """The page's mute and unmute buttons."""
+    _set_mute(project, store, users, user, sync, rule or None, on)
+    return RedirectResponse("/alerts", status_code=303)
+
+
+__all__ = ["api_router", "page_router"]
