@@ -308,7 +308,14 @@ class AlertStore:
                     sent.setdefault(int(d.event_id), []).append(_delivery(d))
         return [
             AlertEvent(
-                r.id, r.at, r.sync, r.rule, r.kind, r.message, r.run_id, bool(r.muted),
+                r.id,
+                r.at,
+                r.sync,
+                r.rule,
+                r.kind,
+                r.message,
+                r.run_id,
+                bool(r.muted),
                 sent.get(r.id, []),
             )
             for r in rows
@@ -363,8 +370,16 @@ class AlertStore:
 
 def _delivery(d: Row[Any]) -> DeliveryRecord:
     return DeliveryRecord(
-        int(d.id), d.event_id, d.run_id, d.what, d.channel, bool(d.ok), d.status, d.error,
-        d.request, d.at,
+        int(d.id),
+        d.event_id,
+        d.run_id,
+        d.what,
+        d.channel,
+        bool(d.ok),
+        d.status,
+        d.error,
+        d.request,
+        d.at,
     )
 
 

@@ -76,7 +76,9 @@ class SlackChannel:
         # The Web API answers 200 with {"ok": false, "error": ...} when it refuses a message.
         answer = _answer(sent)
         if answer is not None:
-            return Delivery(False, sent.status, f"slack refused the message: {answer}", sent.request)
+            return Delivery(
+                False, sent.status, f"slack refused the message: {answer}", sent.request
+            )
         return sent
 
 
@@ -126,9 +128,7 @@ def message(alert: Alert) -> dict[str, Any]:
     blocks.append(
         {
             "type": "context",
-            "elements": [
-                {"type": "mrkdwn", "text": f"Backhaul · {alert.at:%Y-%m-%d %H:%M:%S %Z}"}
-            ],
+            "elements": [{"type": "mrkdwn", "text": f"Backhaul · {alert.at:%Y-%m-%d %H:%M:%S %Z}"}],
         }
     )
     return {"text": f"{alert.headline}: {alert.message}", "blocks": blocks}

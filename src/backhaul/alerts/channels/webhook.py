@@ -24,9 +24,7 @@ from backhaul.destinations.webhook import (
 )
 from backhaul.observe.redact import Redactor
 
-EventName = Literal[
-    "run.started", "run.succeeded", "run.failed", "alert.raised", "alert.resolved"
-]
+EventName = Literal["run.started", "run.succeeded", "run.failed", "alert.raised", "alert.resolved"]
 ALL_EVENTS: list[EventName] = [
     "run.started",
     "run.succeeded",
