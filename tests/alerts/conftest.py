@@ -118,7 +118,7 @@ def channels(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterat
     datadog = DatadogEmulator(api_key="dd" + secrets.token_hex(15))
     hook_secret = "whsec-" + secrets.token_hex(12)
     with (
-        EmulatorServer(slack) as slack_server,
+        EmulatorServer(slack),
         EmulatorServer(pagerduty) as pd_server,
         EmulatorServer(datadog) as dd_server,
         WebhookReceiver(key_field="id", secret=hook_secret) as hook,
