@@ -249,8 +249,10 @@ class AlertEngine:
         return [s for s in found if s is not None]
 
 
-def run_notice(project: Project, run: RunSummary, web_url: str | None) -> RunNotice:
-    """The lifecycle event of a finished run."""
+def run_notice(
+    project: Project, run: RunSummary, web_url: str | None, redactor: Redactor
+) -> RunNotice:
+    """The lifecycle event of a finished run (its error masked by ``redactor``)."""
     what: RunWhat = "run.succeeded" if run.status in SUCCEEDED else "run.failed"
     return RunNotice(
         what=what,
@@ -261,7 +263,7 @@ def run_notice(project: Project, run: RunSummary, web_url: str | None) -> RunNot
         at=run.finished_at or utc_now(),
         counts=run.counts.as_dict(),
         duration_s=run.duration_s,
-        error=run.error,
+        error=redactor.text(run.error),
         run_url=f"{web_url.rstrip('/')}/runs/{run.run_id}" if web_url else None,
     )
 

@@ -100,7 +100,7 @@ class AlertSink:
         changes = engine.judge_run(event.summary)
         self._send(changes)
         if self._wants_runs(event.summary.sync) and not event.summary.dry_run:
-            notice = run_notice(engine.project, event.summary, engine.web_url)
+            notice = run_notice(engine.project, event.summary, engine.web_url, engine.redactor)
             self._submit(lambda: engine.run_event(notice))
 
     def tick(self, now: datetime | None = None) -> list[Transition]:
