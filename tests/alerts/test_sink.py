@@ -69,7 +69,8 @@ def test_muted_sync_is_tracked_but_silent(
     with api.open_store(project.load()) as store:
         assert AlertStore(store).unmute("users_hook")
     receiver.reject_keys({"3": "no", "4": "no"})
-    run(project)
+    project.sql("UPDATE users SET email = 'new' || id || '@example.com' WHERE id IN (3, 4)")
+    assert run(project).counts.rejected == 2
     assert len(channels.slack_messages()) == 1  # heard again once unmuted
 
 
