@@ -86,7 +86,11 @@ def test_a_run_error_quoting_a_secret_is_masked(
         loaded = project.load()
         now = datetime.now(UTC)
         summary = RunSummary(
-            "r1", "users_hook", RunStatus.FAILED, started_at=now, finished_at=now,
+            "r1",
+            "users_hook",
+            RunStatus.FAILED,
+            started_at=now,
+            finished_at=now,
             error=f"the destination said: bad token {hidden}",
         )
         with api.open_store(loaded) as store, AlertSink.open(loaded, store) as alerts:
