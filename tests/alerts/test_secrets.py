@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
+from tests.alerts.conftest import Channels, alert_project, run
+from tests.conftest import Builder
 
 from backhaul import api
 from backhaul.alerts import AlertSink
@@ -20,8 +22,6 @@ from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.observe.events import RunFinished
 from backhaul.state.tables import alert_deliveries, alert_events, alert_states
 from backhaul.testing.receiver import WebhookReceiver
-from tests.alerts.conftest import Channels, alert_project, run
-from tests.conftest import Builder
 
 
 def recorded_text(project: Builder) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from tests.alerts.conftest import Channels, alert_project, history, run
+from tests.conftest import Builder
+
 from backhaul import api
 from backhaul.alerts import AlertSink
 from backhaul.alerts.store import AlertStore
 from backhaul.engine.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
-from tests.alerts.conftest import Channels, alert_project, history, run
-from tests.conftest import Builder
 
 
 def test_stale_rule_through_its_pluggable_interface(
