@@ -191,7 +191,7 @@ web_sessions = Table(
 # The newest runs across all syncs (overview chart, GET /api/v1/runs) without a sort.
 Index("ix_runs_started_at_id", runs.c.started_at, runs.c.id)
 
-# -- alerts: state per (sync, rule), history, deliveries and mutes (migration 0004) --------
+# -- alerts: state per (sync, rule), history, deliveries and mutes (migration 0005) --------
 
 alert_states = Table(
     "alert_states",
