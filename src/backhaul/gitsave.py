@@ -1,0 +1,351 @@
+"""Save a project file from the web app: write it, validate the project, commit it.
+
+One function, :func:`save_file`, used by every editor of the web app (the audience builder
+today, the editors of sources, models, destinations and syncs next). The steps, under a
+lock held for the whole save:
+
+1. refuse when the repository is in the middle of a merge, rebase or cherry-pick, or when
+   the file has changes that are not committed (made outside Backhaul): saving would
+   commit someone else's work under the signed-in user's name;
+2. refuse when the file changed on disk since the editor opened it (``base`` differs);
+3. write the new text atomically, then run the same checks as ``backhaul validate
+   --offline``; on any problem put the previous text back and raise
+   :class:`InvalidContent` with every problem (file, line, key, message);
+4. commit only that file, authored by the signed-in user. Nothing else is committed, even
+   when other files are staged or changed. A failed commit (a refusing hook) puts the
+   previous text back too.
+
+Outside a Git repository the file is written and validated the same way; the caller
+records the save in the audit log. Git is driven through its command line (see
+docs/architecture.md for why).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backhaul.errors import BackhaulError, ConfigError
+
+GIT_TIMEOUT_S = 60
+LOCK_FILE = "backhaul-save.lock"
+_IN_PROGRESS = {
+    "MERGE_HEAD": "merge",
+    "CHERRY_PICK_HEAD": "cherry-pick",
+    "REVERT_HEAD": "revert",
+    "rebase-merge": "rebase",
+    "rebase-apply": "rebase",
+}
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who a commit is by: the signed-in user."""
+
+    name: str
+    email: str
+
+    @classmethod
+    def for_user(cls, username: str, domain: str = "users.backhaul.invalid") -> Author:
+        """An author for a web user; web users have no e-mail address of their own."""
+        return cls(username, f"{username}@{domain}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem, placed at a file, line and key when known."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    key: str | None = None
+
+    @property
+    def text(self) -> str:
+        """``file:line: key: message``, as the CLI prints it."""
+        return ConfigError.format(self.message, self.file, self.line, self.key)
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What a save did.
+
+    Attributes:
+        path: The file, relative to the project folder.
+        changed: False when the text was already on disk (nothing written or committed).
+        commit: The new commit's id; None outside Git or when nothing changed.
+        text: The text now in the file.
+    """
+
+    path: str
+    changed: bool
+    commit: str | None
+    text: str
+
+
+class SaveError(BackhaulError):
+    """A save that was refused; the file is as it was before."""
+
+
+class InvalidContent(SaveError):
+    """The new text fails validation: nothing was committed and the old text is back."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(p.text for p in problems)
+        super().__init__(f"not saved: the project would not validate\n{lines}")
+
+
+class SaveConflict(SaveError):
+    """The file or the repository is in a state a save must not paper over."""
+
+
+Validator = Callable[[Path], list[Problem]]
+
+
+def text_hash(text: str | None) -> str:
+    """The ``base`` an editor sends back: a hash of the text it opened ("" for no file)."""
+    if text is None:
+        return ""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def project_problems(root: Path) -> list[Problem]:
+    """The checks of ``backhaul validate --offline`` on the project in ``root``."""
+    from backhaul.config.checks import check_project
+    from backhaul.config.loader import load_project
+    from backhaul.errors import ConfigErrors
+
+    try:
+        project = load_project(root)
+    except ConfigErrors as exc:
+        return [_problem(e) for e in exc.errors]
+    except ConfigError as exc:
+        return [_problem(exc)]
+    return [_problem(e) for e in check_project(project, open_sources=False)]
+
+
+def _problem(error: ConfigError) -> Problem:
+    return Problem(error.reason, error.file, error.line, error.key)
+
+
+@dataclass
+class Repo:
+    """The Git work tree a project lives in, driven through ``git``."""
+
+    top: Path
+    git_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def find(cls, folder: Path) -> Repo | None:
+        """The repository holding ``folder``; None when it is not in one (or git is missing)."""
+        try:
+            out = _git(folder, "rev-parse", "--show-toplevel", "--absolute-git-dir")
+        except (SaveError, FileNotFoundError):
+            return None
+        top, git_dir = out.splitlines()[:2]
+        return cls(Path(top).resolve(), Path(git_dir))
+
+    def path_of(self, target: Path) -> str:
+        """``target`` as Git names it: relative to the top of the work tree."""
+        return target.relative_to(self.top).as_posix()
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
+        return _git(self.top, *args, env={**self.env, **(env or {})})
+
+    def in_progress(self) -> str | None:
+        """The operation the repository is in the middle of, if any."""
+        for name, what in _IN_PROGRESS.items():
+            if (self.git_dir / name).exists():
+                return what
+        return None
+
+    def has_head(self) -> bool:
+        try:
+            self.run("rev-parse", "--verify", "--quiet", "HEAD")
+        except SaveError:
+            return False
+        return True
+
+    def uncommitted(self, rel: str) -> bool:
+        """The file differs from the last commit (in the index or the work tree)."""
+        return bool(self.run("status", "--porcelain", "--untracked-files=all", "--", rel).strip())
+
+    def commit(self, rel: str, message: str, author: Author) -> str:
+        """Commit only ``rel``, by ``author``; returns the commit id."""
+        self.run("add", "--", rel)
+        env = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email}
+        if not self._configured("user.name") or not self._configured("user.email"):
+            # No identity for the server: the user commits as well as authors.
+            env |= {"GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
+        self.run("commit", "--quiet", "--only", "-m", message, "--", rel, env=env)
+        return self.run("rev-parse", "HEAD").strip()
+
+    def unstage(self, rel: str) -> None:
+        """Put the index entry of ``rel`` back to the last commit (or drop a new file)."""
+        if self.has_head():
+            self.run("reset", "--quiet", "HEAD", "--", rel)
+        else:
+            self.run("rm", "--cached", "--quiet", "--ignore-unmatch", "--", rel)
+
+    def _configured(self, key: str) -> bool:
+        try:
+            return bool(self.run("config", "--get", key).strip())
+        except SaveError:
+            return False
+
+
+def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    full = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SaveError(f"git {args[0]} took longer than {GIT_TIMEOUT_S} s; try again") from exc
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines()
+        detail = why[-1] if why else f"exit code {done.returncode}"
+        raise SaveError(f"git {args[0]} failed: {detail}", detail=done.stderr)
+    return done.stdout
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One save at a time per project, across threads and processes (``serve --workers``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _write(target: Path, text: str | None) -> None:
+    """Replace ``target`` atomically with ``text``; None removes it."""
+    if text is None:
+        target.unlink(missing_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read(target: Path) -> str | None:
+    try:
+        with open(target, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def save_file(
+    root: Path,
+    rel: str,
+    text: str,
+    *,
+    author: Author,
+    message: str,
+    base: str | None = None,
+    validate: Validator = project_problems,
+    lock_dir: Path | None = None,
+) -> SaveResult:
+    """Write ``root/rel``, validate the project, and commit the file when in Git.
+
+    Args:
+        root: The project folder.
+        rel: The file, relative to ``root`` (``audiences/vip.yml``).
+        text: Its new content.
+        author: The signed-in user.
+        message: The commit message.
+        base: :func:`text_hash` of the text the editor opened ("" for a new file); when
+            given and the file now holds something else, the save is refused.
+        validate: Returns the problems of the project in a folder; default: the checks of
+            ``backhaul validate --offline``.
+        lock_dir: Where the lock file goes outside Git (default: ``root/.backhaul``).
+
+    Raises:
+        SaveConflict: A merge or rebase is in progress, the file has uncommitted changes,
+            or it changed since ``base``.
+        InvalidContent: The project would not validate; the old text is back.
+        SaveError: Git failed (a hook refused the commit...); the old text is back.
+    """
+    root = root.resolve()
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root):
+        raise SaveError(f"`{rel}` is outside the project folder")
+    rel = target.relative_to(root).as_posix()
+    repo = Repo.find(root)
+    lock = (repo.git_dir if repo else (lock_dir or root / ".backhaul")) / LOCK_FILE
+    with _locked(lock):
+        in_git = repo.path_of(target) if repo is not None else rel
+        if repo is not None:
+            busy = repo.in_progress()
+            if busy:
+                raise SaveConflict(
+                    f"the Git repository is in the middle of a {busy}: finish or abort it, "
+                    f"then save again ({rel} was not changed)"
+                )
+            if repo.uncommitted(in_git):
+                raise SaveConflict(
+                    f"{rel} has changes that are not committed (made outside Backhaul): "
+                    "commit or discard them, then reopen it and save again"
+                )
+        before = _read(target)
+        if base is not None and text_hash(before) != base:
+            raise SaveConflict(
+                f"{rel} changed on disk since you opened it: reopen it to see the new "
+                "version, then make your change again"
+            )
+        if before == text:
+            return SaveResult(rel, False, None, text)
+        _write(target, text)
+        try:
+            problems = validate(root)
+            if problems:
+                raise InvalidContent(problems)
+            commit = repo.commit(in_git, message, author) if repo is not None else None
+        except BaseException:
+            _write(target, before)
+            if repo is not None:
+                # The save already failed; its own error says why.
+                with suppress(SaveError):
+                    repo.unstage(in_git)
+            raise
+        return SaveResult(rel, True, commit, text)
+
+
+__all__ = [
+    "Author",
+    "InvalidContent",
+    "Problem",
+    "Repo",
+    "SaveConflict",
+    "SaveError",
+    "SaveResult",
+    "Validator",
+    "project_problems",
+    "save_file",
+    "text_hash",
+]

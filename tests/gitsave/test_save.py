@@ -1,0 +1,199 @@
+"""A save is a commit: backhaul.gitsave on real Git repositories (the git command line)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.audiences.projects import audience_file, duckdb_project
+from tests.audiences.test_operators import DATA
+
+from backhaul.gitsave import (
+    Author,
+    InvalidContent,
+    Problem,
+    SaveConflict,
+    SaveError,
+    project_problems,
+    save_file,
+    text_hash,
+)
+
+ANN = Author("ann", "ann@example.com")
+GOOD = "schema: people\nconditions:\n  - {column: country, op: equals, value: FR}\n"
+
+
+def git(root: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "setup", "GIT_AUTHOR_EMAIL": "setup@example.com"}
+    env |= {"GIT_COMMITTER_NAME": "setup", "GIT_COMMITTER_EMAIL": "setup@example.com"}
+    done = subprocess.run(
+        ["git", *args], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 or args[0] == "merge", done.stderr
+    return done.stdout
+
+
+def repo(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    (root / ".gitignore").write_text(".backhaul/\n*.duckdb*\n", encoding="utf-8")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "start")
+    return root
+
+
+def no_problems(root: Path) -> list[Problem]:
+    return []
+
+
+def log(root: Path) -> list[str]:
+    return git(root, "log", "--format=%an <%ae>|%cn|%s").splitlines()
+
+
+def test_outside_git_the_file_is_written_and_validated(tmp_path: Path) -> None:
+    root = duckdb_project(tmp_path / "p", DATA)
+    result = save_file(root, "audiences/fr.yml", GOOD, author=ANN, message="Create fr")
+    assert (result.changed, result.commit, result.path) == (True, None, "audiences/fr.yml")
+    assert (root / "audiences/fr.yml").read_text(encoding="utf-8") == GOOD
+
+
+def test_a_save_in_git_is_one_commit_of_that_file_by_the_user(tmp_path: Path) -> None:
+    root = repo(duckdb_project(tmp_path / "p", DATA))
+    (root / "README.md").write_text("changed by someone else\n", encoding="utf-8")
+    (root / "notes.txt").write_text("staged by someone else\n", encoding="utf-8")
+    git(root, "add", "notes.txt")
+    result = save_file(root, "audiences/fr.yml", GOOD, author=ANN, message="Create fr")
+    assert result.commit == git(root, "rev-parse", "HEAD").strip()
+    assert log(root)[0].startswith("ann <ann@example.com>|")
+    assert log(root)[0].endswith("|Create fr")
+    assert git(root, "show", "--name-only", "--format=", "HEAD").split() == ["audiences/fr.yml"]
+    # The other changes are still there, uncommitted, as they were.
+    status = git(root, "status", "--porcelain").splitlines()
+    assert sorted(status) == ["?? README.md", "A  notes.txt"]
+
+
+def test_without_a_server_identity_the_user_is_also_the_committer(tmp_path: Path) -> None:
+    root = repo(tmp_path / "p")
+    home = tmp_path / "home"
+    home.mkdir()
+    saved = {k: os.environ.get(k) for k in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_NOSYSTEM")}
+    os.environ.update(HOME=str(home), XDG_CONFIG_HOME=str(home), GIT_CONFIG_NOSYSTEM="1")
+    try:
+        save_file(root, "a.yml", "a: 1\n", author=ANN, message="Add a", validate=no_problems)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert log(root)[0] == "ann <ann@example.com>|ann|Add a"
+
+
+def test_invalid_content_is_refused_and_the_old_text_stays(tmp_path: Path) -> None:
+    root = repo(duckdb_project(tmp_path / "p", DATA))
+    audience_file(root, "fr", GOOD)
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "fr")
+    bad = "schema: people\nconditions:\n  - {column: country, op: contains, value: 3}\n"
+    head = git(root, "rev-parse", "HEAD")
+    with pytest.raises(InvalidContent) as caught:
+        save_file(root, "audiences/fr.yml", bad, author=ANN, message="Break fr")
+    problems = caught.value.problems
+    assert problems and all(p.file == "audiences/fr.yml" for p in problems)
+    assert any(p.key == "conditions.0.value" for p in problems), problems
+    assert (root / "audiences/fr.yml").read_text(encoding="utf-8") == GOOD
+    assert git(root, "rev-parse", "HEAD") == head
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_a_file_with_uncommitted_hand_edits_is_not_committed_over(tmp_path: Path) -> None:
+    root = repo(tmp_path / "p")
+    (root / "a.yml").write_text("a: 1\n", encoding="utf-8")
+    git(root, "add", "a.yml")
+    git(root, "commit", "-qm", "a")
+    (root / "a.yml").write_text("a: 2  # by hand\n", encoding="utf-8")
+    with pytest.raises(SaveConflict, match="changes that are not committed"):
+        save_file(root, "a.yml", "a: 3\n", author=ANN, message="m", validate=no_problems)
+    assert (root / "a.yml").read_text(encoding="utf-8") == "a: 2  # by hand\n"
+
+
+def test_a_file_changed_since_it_was_opened_is_a_conflict(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "a.yml").write_text("a: 1\n", encoding="utf-8")
+    opened = text_hash("a: 0\n")
+    with pytest.raises(SaveConflict, match="changed on disk since you opened it"):
+        save_file(
+            root, "a.yml", "a: 3\n", author=ANN, message="m", base=opened, validate=no_problems
+        )
+    with pytest.raises(SaveConflict):  # "new" (base "") but the file exists meanwhile
+        save_file(root, "a.yml", "a: 3\n", author=ANN, message="m", base="", validate=no_problems)
+    done = save_file(
+        root,
+        "a.yml",
+        "a: 3\n",
+        author=ANN,
+        message="m",
+        base=text_hash("a: 1\n"),
+        validate=no_problems,
+    )
+    assert done.changed
+
+
+def test_a_merge_in_progress_blocks_saves(tmp_path: Path) -> None:
+    root = repo(tmp_path / "p")
+    (root / "a.yml").write_text("a: 1\n", encoding="utf-8")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "a")
+    git(root, "checkout", "-qb", "other")
+    (root / "a.yml").write_text("a: 2\n", encoding="utf-8")
+    git(root, "commit", "-qam", "two")
+    git(root, "checkout", "-q", "main")
+    (root / "a.yml").write_text("a: 3\n", encoding="utf-8")
+    git(root, "commit", "-qam", "three")
+    git(root, "merge", "other")  # conflicts
+    assert (root / ".git" / "MERGE_HEAD").exists()
+    with pytest.raises(SaveConflict, match="middle of a merge"):
+        save_file(root, "b.yml", "b: 1\n", author=ANN, message="m", validate=no_problems)
+    assert not (root / "b.yml").exists()
+
+
+def test_a_refusing_hook_leaves_the_old_file_and_a_clean_index(tmp_path: Path) -> None:
+    root = repo(tmp_path / "p")
+    hook = root / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'policy: no saves today' >&2\nexit 1\n", encoding="utf-8")
+    hook.chmod(0o755)
+    with pytest.raises(SaveError, match="policy: no saves today"):
+        save_file(root, "b.yml", "b: 1\n", author=ANN, message="m", validate=no_problems)
+    assert not (root / "b.yml").exists()
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_saving_the_same_text_commits_nothing(tmp_path: Path) -> None:
+    root = repo(tmp_path / "p")
+    save_file(root, "b.yml", "b: 1\n", author=ANN, message="m", validate=no_problems)
+    head = git(root, "rev-parse", "HEAD")
+    again = save_file(root, "b.yml", "b: 1\n", author=ANN, message="m", validate=no_problems)
+    assert (again.changed, again.commit) == (False, None)
+    assert git(root, "rev-parse", "HEAD") == head
+
+
+def test_a_project_in_a_subfolder_of_the_repository(tmp_path: Path) -> None:
+    top = repo(tmp_path / "repo")
+    root = duckdb_project(top / "analytics", DATA)
+    git(top, "add", ".")
+    git(top, "commit", "-qm", "project")
+    result = save_file(root, "audiences/fr.yml", GOOD, author=ANN, message="Create fr")
+    assert result.path == "audiences/fr.yml"
+    shown = git(top, "show", "--name-only", "--format=", "HEAD").split()
+    assert shown == ["analytics/audiences/fr.yml"]
+    assert project_problems(root) == []
+
+
+def test_paths_outside_the_project_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    with pytest.raises(SaveError, match="outside the project"):
+        save_file(root, "../x.yml", "x: 1\n", author=ANN, message="m", validate=no_problems)
