@@ -41,6 +41,7 @@ from backhaul.config.project import Project
 from backhaul.errors import BackhaulError, ConfigError
 
 SAMPLE_ROWS = 25
+SUGGESTED_VALUES = 50
 MASK = "***"
 
 
@@ -311,6 +312,35 @@ class Explorer:
         ).from_(flags.subquery("q", copy=False), copy=False)
         _, rows = self._rows(query)
         return Overlap(int(rows[0][0]), int(rows[0][1]), int(rows[0][2]))
+
+    def values(self, table: str, column: str, limit: int = SUGGESTED_VALUES) -> list[Any] | None:
+        """The distinct values of a column, for suggestions; None when there are more than
+        ``limit`` or the column holds personal data (its values must not leave the warehouse).
+
+        Args:
+            table: ``parent``, or the name of a related or event model of the schema.
+            column: A column of that table.
+        """
+        catalog = self.compiler.catalog
+        found = catalog.parent if table == "parent" else None
+        found = found or catalog.related.get(table) or catalog.events.get(table)
+        if found is None:
+            raise ConfigError(f"`{table}` is not the parent, a related or an event model")
+        if found.closed and column not in found.columns:
+            raise ConfigError(f"`{column}` is not a column of `{table}`")
+        if column in found.personal:
+            return None
+        ref = col("t", column)
+        query = (
+            exp.select(ref, copy=False)
+            .distinct()
+            .from_(self.compiler.relation(found.model, "t"), copy=False)
+            .where(exp.not_(ref.copy().is_(exp.null()), copy=False), copy=False)
+            .order_by(ref.copy(), copy=False)
+            .limit(int(limit) + 1, copy=False)
+        )
+        _, rows = self._rows(query)
+        return None if len(rows) > limit else [r[0] for r in rows]
 
     def priority(self, names: list[str]) -> list[tuple[str, int]]:
         """People per audience of an ordered list, each in the first audience they match."""

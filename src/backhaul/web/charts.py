@@ -228,4 +228,59 @@ def _legend(box: _Box) -> list[str]:
     return out
 
 
-__all__ = ["SERIES", "ChartRun", "nice_max", "run_history_svg"]
+def breakdown_svg(
+    values: Sequence[tuple[str, int]],
+    *,
+    title: str,
+    other: int = 0,
+    chart_id: str = "breakdown",
+    width: int = 560,
+) -> Markup:
+    """A horizontal bar per value (members with that value), most frequent first.
+
+    Args:
+        values: ``(label, count)`` pairs in the order to draw them.
+        title: the chart's accessible name (escaped here).
+        other: members whose value is not among ``values``; drawn as a last bar "other".
+        chart_id: prefix of the element ids, unique within the page.
+        width: width of the drawing in SVG units (it scales to its container).
+    """
+    bars = [*values, ("other", other)] if other else list(values)
+    label_w, right, row_h, top = 150, 70, 22, 8
+    height = top * 2 + row_h * max(len(bars), 1)
+    uid = escape(chart_id)
+    total = sum(n for _, n in bars)
+    desc = ", ".join(f"{label}: {n}" for label, n in bars) or "no members"
+    parts = [
+        f'<svg class="chart breakdown" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{uid}-t">{escape(title)}</title>',
+        f'<desc id="{uid}-d">{escape(desc)}</desc>',
+    ]
+    if not bars:
+        parts.append(
+            f'<text class="empty" x="{width / 2:g}" y="{height / 2 + 4:g}" '
+            'text-anchor="middle">No members</text></svg>'
+        )
+        return Markup("".join(parts))  # every text above is escaped
+    top_n = max(n for _, n in bars) or 1
+    plot_w = width - label_w - right
+    for i, (label, n) in enumerate(bars):
+        y = top + i * row_h
+        w = max(n / top_n * plot_w, 1.0)
+        share = f"{n / total:.0%}" if total else "0%"
+        shown = label if len(label) <= 22 else label[:21] + "…"
+        parts += [
+            f'<g class="bar"><title>{escape(f"{label}: {n} ({share})")}</title>',
+            f'<text class="axis" x="{label_w - 6}" y="{y + 15}" text-anchor="end">'
+            f"{escape(shown)}</text>",
+            f'<rect class="s-added" x="{label_w}" y="{y + 3}" width="{w:.1f}" '
+            f'height="{row_h - 6}"/>',
+            f'<text class="axis" x="{label_w + w + 4:.1f}" y="{y + 15}">'
+            f"{escape(f'{n} · {share}')}</text></g>",
+        ]
+    parts.append("</svg>")
+    return Markup("".join(parts))  # every text above is escaped
+
+
+__all__ = ["SERIES", "ChartRun", "breakdown_svg", "nice_max", "run_history_svg"]

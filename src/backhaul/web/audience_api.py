@@ -1,0 +1,331 @@
+"""The audience builder's API: explore an audience being edited, suggest values, save it.
+
+Every route needs a signed-in user. Anyone may explore; saving needs the editor role, and
+so does any raw SQL condition a user wrote (a preview runs it in the warehouse): a viewer
+may explore a saved audience that holds one, unchanged, but not write their own.
+
+A save goes through :func:`backhaul.gitsave.save_file`: the file is written with the
+audience writer, the project validated with the CLI's checks, and, in a Git repository,
+committed by the signed-in user. The app then reloads the project, so the model pages,
+syncs and the builder see the saved audience.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from backhaul.audiences.audience import AudienceConfig
+from backhaul.audiences.cases import run_case
+from backhaul.audiences.conditions import Condition, GroupCondition, SqlCondition, walk
+from backhaul.audiences.editing import audience_text, edited_config, file_data
+from backhaul.audiences.explore import Explorer, describe, open_explorer
+from backhaul.audiences.typecheck import check_audience
+from backhaul.config.models import NAME_PATTERN
+from backhaul.config.project import Project
+from backhaul.errors import BackhaulError, ConfigError
+from backhaul.gitsave import (
+    Author,
+    InvalidContent,
+    Problem,
+    SaveConflict,
+    SaveError,
+    save_file,
+    text_hash,
+)
+from backhaul.web.api import SafeJSONResponse, _jsonable
+from backhaul.web.auth import Role, User, require
+from backhaul.web.charts import breakdown_svg
+from backhaul.web.deps import ProjectDep, UsersDep
+
+router = APIRouter(prefix="/api/v1", default_response_class=SafeJSONResponse)
+Viewer = Annotated[User, Depends(require(Role.VIEWER))]
+Editor = Annotated[User, Depends(require(Role.EDITOR))]
+MAX_PRIORITY = 20
+_NAME = re.compile(NAME_PATTERN)
+
+
+class Draft(BaseModel):
+    """An audience as the builder holds it (see :mod:`backhaul.audiences.editing`)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    schema_: str = Field(alias="schema", min_length=1)
+    audience: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreviewIn(Draft):
+    sample: bool = True
+    breakdown: str | None = None
+    overlap: str | None = None
+    priority: list[str] = Field(default_factory=list, max_length=MAX_PRIORITY)
+    tests: bool = True
+
+
+class SaveIn(Draft):
+    base: str = Field("", description="Hash of the file the builder opened ('' for new).")
+
+
+def problem_out(p: Problem | ConfigError) -> dict[str, Any]:
+    if isinstance(p, ConfigError):
+        p = Problem(p.reason, p.file, p.line, p.key)
+    return {"key": p.key, "line": p.line, "file": p.file, "message": p.message, "text": p.text}
+
+
+def audience_path(name: str) -> str:
+    return f"audiences/{name}.yml"
+
+
+def read_audience(project: Project, name: str) -> str | None:
+    """The audience file's text as it is on disk now (None: no such file)."""
+    try:
+        with open(project.root / audience_path(name), encoding="utf-8", newline="") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _sql_texts(conditions: list[Condition]) -> set[str]:
+    return {c.sql for _, c in walk(conditions, "conditions") if isinstance(c, SqlCondition)}
+
+
+def _check_sql_allowed(project: Project, user: User, config: AudienceConfig) -> None:
+    """Raw SQL runs in the warehouse: only editors may write it; others keep saved ones."""
+    if user.role.allows(Role.EDITOR):
+        return
+    saved: set[str] = set()
+    for audience in project.audiences.values():
+        saved |= _sql_texts(audience.config.conditions)
+    if _sql_texts(config.conditions) - saved:
+        raise BackhaulError("raw SQL conditions need the editor role; remove the SQL condition")
+
+
+def _draft_config(
+    project: Project, draft: Draft
+) -> tuple[AudienceConfig | None, list[dict[str, Any]], str | None]:
+    """The draft as a config, its problems (beside their keys) and the file's text."""
+    if not _NAME.match(draft.name):
+        raise BackhaulError(
+            f"`{draft.name}` is not a valid name: use letters, digits, `_` and `-`, "
+            "starting with a letter or `_`"
+        )
+    schema = project.audience_schemas.get(draft.schema_)
+    if schema is None:
+        known = ", ".join(sorted(project.audience_schemas)) or "none"
+        raise BackhaulError(f"unknown audience schema `{draft.schema_}` (known: {known})")
+    original = read_audience(project, draft.name)
+    rel = audience_path(draft.name)
+    config, errors = edited_config(rel, draft.schema_, draft.audience, original)
+    if config is None:
+        return None, [problem_out(e) for e in errors], original
+    if config.schema_ != draft.schema_:
+        raise BackhaulError(f"audience `{draft.name}` uses schema `{config.schema_}`")
+    configs = {n: a.config for n, a in project.audiences.items()} | {draft.name: config}
+    problems = check_audience(draft.name, config, schema.catalog, configs, dialect=schema.dialect)
+    found = [problem_out(Problem(p.message, rel, None, p.key)) for p in problems]
+    return (None if found else config), found, original
+
+
+def _group_sizes(ex: Explorer, name: str, config: AudienceConfig) -> dict[str, int]:
+    """People matching each condition and group of the tree on its own, by its key."""
+    nodes = walk(config.conditions, "conditions")
+    if not nodes:
+        return {}
+    flat = config.model_copy(
+        update={"conditions": [c for _, c in nodes], "match": "all", "splits": None}
+    )
+    size = ex.size(name, flat)
+    return {key: part.alone for (key, _), part in zip(nodes, size.conditions, strict=True)}
+
+
+def preview(project: Project, body: PreviewIn, config: AudienceConfig) -> dict[str, Any]:
+    """Size, per-group sizes, sample, SQL, breakdown, overlap, priority and test results."""
+    name = body.name
+    configs = {n: a.config for n, a in project.audiences.items()} | {name: config}
+    out: dict[str, Any] = {"errors": []}
+    schema = project.audience_schemas[body.schema_]
+    if body.tests and config.tests:
+        out["tests"] = [
+            asdict(run_case(schema, configs, name, config, case)) | {"passed": None}
+            for case in config.tests
+        ]
+        for item in out["tests"]:
+            item["passed"] = not item["missing"] and not item["unexpected"] and not item["error"]
+            item["missing"] = _jsonable(item["missing"])
+            item["unexpected"] = _jsonable(item["unexpected"])
+    with open_explorer(project, body.schema_, audiences=configs) as ex:
+        out["sql"] = ex.sql(name, config)
+        size = ex.size(name, config)
+        out["size"] = {
+            "parent": size.parent,
+            "matched": size.matched,
+            "holdout": size.holdout,
+            "members": size.members,
+            "splits": size.splits,
+            "conditions": [
+                {"key": c.key, "label": c.label, "alone": c.alone, "cumulative": c.cumulative}
+                for c in size.conditions
+            ],
+        }
+        out["groups"] = _group_sizes(ex, name, config)
+        if body.sample:
+            sample = ex.sample(name, config)
+            out["sample"] = {
+                "columns": sample.columns,
+                "rows": _jsonable(sample.rows),
+                "masked": sample.masked,
+            }
+        if body.breakdown:
+            parts = ex.breakdown(name, config, body.breakdown)
+            values = [("null" if v is None else str(v), n) for v, n in parts.values]
+            out["breakdown"] = {
+                "column": parts.column,
+                "values": _jsonable(parts.values),
+                "other": parts.other,
+                "svg": str(
+                    breakdown_svg(
+                        values,
+                        other=parts.other,
+                        title=f"Members by {parts.column}",
+                        chart_id="breakdown-chart",
+                    )
+                ),
+            }
+        if body.overlap:
+            other = project.audiences.get(body.overlap)
+            if other is None or other.schema != body.schema_:
+                raise BackhaulError(f"`{body.overlap}` is not an audience of `{body.schema_}`")
+            both = ex.overlap(config, other.config)
+            out["overlap"] = {
+                "with": body.overlap,
+                "first": both.first,
+                "second": both.second,
+                "both": both.both,
+                "only_first": both.only_first,
+                "only_second": both.only_second,
+            }
+        if body.priority:
+            for item in body.priority:
+                if item not in configs:
+                    raise BackhaulError(f"`{item}` is not an audience")
+            out["priority"] = [[n, c] for n, c in ex.priority(list(dict.fromkeys(body.priority)))]
+    return out
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return SafeJSONResponse({"error": {"code": code, "message": message, **extra}}, status)
+
+
+@router.post("/audiences/preview")
+def preview_route(body: PreviewIn, user: Viewer, project: ProjectDep) -> Any:
+    """Explore an audience being edited: nothing is saved."""
+    try:
+        config, problems, _ = _draft_config(project, body)
+        if config is None:
+            return {"errors": problems}
+        _check_sql_allowed(project, user, config)
+        return preview(project, body, config)
+    except BackhaulError as exc:
+        return _error(400, "invalid", exc.message)
+
+
+@router.get("/audience-schemas/{schema}/values")
+def values_route(
+    schema: str,
+    user: Viewer,
+    project: ProjectDep,
+    table: Annotated[str, Query(max_length=200)] = "parent",
+    column: Annotated[str, Query(min_length=1, max_length=200)] = "",
+) -> Any:
+    """Suggested values of a column: all of them when few (None when many, or personal)."""
+    if schema not in project.audience_schemas:
+        return _error(404, "not_found", f"unknown audience schema `{schema}`")
+    try:
+        with open_explorer(project, schema) as ex:
+            found = ex.values(table, column)
+    except BackhaulError as exc:
+        return _error(400, "invalid", exc.message)
+    return {"values": None if found is None else _jsonable(found)}
+
+
+def _message(name: str, original: str | None, config: AudienceConfig) -> str:
+    if original is None:
+        return f"Create audience {name}\n\nConditions: {_summary(config.conditions)}"
+    old = file_data(original)
+    new = file_data(audience_text(config, None))
+    changed = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    what = ", ".join(changed) or "formatting"
+    return f"Edit audience {name}: {what}\n\nConditions: {_summary(config.conditions)}"
+
+
+def _summary(conditions: list[Condition]) -> str:
+    if not conditions:
+        return "none (everyone)"
+    return "; ".join(describe(c) for c in conditions if not isinstance(c, GroupCondition)) or (
+        f"{len(conditions)} groups"
+    )
+
+
+def reload_project(request: Request) -> Project:
+    """Load the project again after a save, for every page and the run manager."""
+    from backhaul.api import load_project
+
+    project = load_project(request.app.state.project.root)
+    request.app.state.project = project
+    request.app.state.runs.project = project
+    return project
+
+
+@router.put("/audiences/{name}")
+def save_route(
+    request: Request, name: str, body: SaveIn, user: Editor, project: ProjectDep, users: UsersDep
+) -> Any:
+    """Write ``audiences/<name>.yml`` and, in Git, commit it by the signed-in user."""
+    body.name = name
+    try:
+        config, problems, original = _draft_config(project, body)
+        if config is None:
+            return _error(422, "invalid", "the audience has problems", problems=problems)
+        if name in project.models and project.models[name].audience is None:
+            raise BackhaulError(f"`{name}` is the name of a model; choose another name")
+        text = audience_text(config, original)
+        result = save_file(
+            project.root,
+            audience_path(name),
+            text,
+            author=Author.for_user(user.username),
+            message=_message(name, original, config),
+            base=body.base,
+        )
+    except InvalidContent as exc:
+        found = [problem_out(p) for p in exc.problems]
+        return _error(422, "invalid", "the project would not validate", problems=found)
+    except SaveConflict as exc:
+        return _error(409, "conflict", exc.message)
+    except SaveError as exc:
+        return _error(409, "not_saved", exc.message)
+    except BackhaulError as exc:
+        return _error(400, "invalid", exc.message)
+    if result.changed:
+        users.audit(
+            user.username,
+            "audience_save",
+            name,
+            {"file": result.path, "commit": result.commit},
+            request.client.host if request.client else None,
+        )
+        reload_project(request)
+    return {
+        "path": result.path,
+        "changed": result.changed,
+        "commit": result.commit,
+        "base": text_hash(result.text),
+        "yaml": result.text,
+    }
+
+
+__all__ = ["audience_path", "preview", "read_audience", "reload_project", "router"]
