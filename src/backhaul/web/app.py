@@ -150,6 +150,8 @@ def create_app(
     from backhaul.web.alerts import page_router as alerts_page_router
     from backhaul.web.api import docs_router
     from backhaul.web.api import router as api_router
+    from backhaul.web.audience_api import router as audience_api_router
+    from backhaul.web.audience_pages import router as audience_pages_router
 
     # Routes are matched in order: the pages (the overview is the busiest) come first. No
     # page path overlaps an API, docs or login path, so the order changes nothing else.
@@ -157,7 +159,9 @@ def create_app(
     if pages is not None:
         app.include_router(pages)
     app.include_router(auth_router)
+    app.include_router(audience_api_router)
     app.include_router(api_router)
+    app.include_router(audience_pages_router)
     app.include_router(alerts_api_router)
     app.include_router(alerts_page_router)
     app.include_router(docs_router)

@@ -652,8 +652,20 @@ def model_page(request: Request, name: str, user: Viewer, project: ProjectDep) -
         "error": error,
         "sql_file": model.sql_file.name if model.sql_file else None,
         "syncs": sorted(s.name for s in project.syncs.values() if s.config.model == name),
+        "audience_schemas": model_schemas(project, name),
     }
     return render(request, "model.html", context)
+
+
+def model_schemas(project: Project, model: str) -> list[tuple[str, str, list[str]]]:
+    """The audience schemas that read ``model``: (schema, the model's role, its audiences)."""
+    out: list[tuple[str, str, list[str]]] = []
+    for schema in sorted(project.audience_schemas.values(), key=lambda s: s.name):
+        role = next((t.kind for t in schema.catalog.tables if t.model == model), None)
+        if role is not None:
+            names = sorted(n for n, a in project.audiences.items() if a.schema == schema.name)
+            out.append((schema.name, role, names))
+    return out
 
 
 __all__ = ["router"]
