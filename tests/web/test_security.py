@@ -20,8 +20,9 @@ from backhaul.web.security import CONTENT_SECURITY_POLICY
 Client = Callable[..., httpx.Client]
 PUBLIC = {"/login"}
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
-# Sign-out is allowed to every signed-in user; it only ends their own session.
-ANY_ROLE = {("POST", "/logout")}
+# Sign-out is allowed to every signed-in user; it only ends their own session. Previewing an
+# audience draft is a POST (the draft is the body) that changes nothing.
+ANY_ROLE = {("POST", "/logout"), ("POST", "/api/v1/audiences/preview")}
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 

@@ -43,7 +43,11 @@ from backhaul.web.auth import Role, User, require
 from backhaul.web.charts import breakdown_svg
 from backhaul.web.deps import ProjectDep, UsersDep
 
-router = APIRouter(prefix="/api/v1", default_response_class=SafeJSONResponse)
+router = APIRouter(
+    prefix="/api/v1",
+    default_response_class=SafeJSONResponse,
+    dependencies=[Depends(require(Role.VIEWER))],
+)
 Viewer = Annotated[User, Depends(require(Role.VIEWER))]
 Editor = Annotated[User, Depends(require(Role.EDITOR))]
 MAX_PRIORITY = 20
@@ -231,6 +235,8 @@ def preview_route(body: PreviewIn, user: Viewer, project: ProjectDep) -> Any:
         return preview(project, body, config)
     except BackhaulError as exc:
         return _error(400, "invalid", exc.message)
+    except Exception as exc:  # a driver's own error (raw SQL can cause any): say it, no 500
+        return _error(400, "warehouse", f"the warehouse refused the query: {exc}")
 
 
 @router.get("/audience-schemas/{schema}/values")
@@ -292,6 +298,13 @@ def save_route(
             return _error(422, "invalid", "the audience has problems", problems=problems)
         if name in project.models and project.models[name].audience is None:
             raise BackhaulError(f"`{name}` is the name of a model; choose another name")
+        if body.base == "" and original is not None:
+            return _error(
+                409,
+                "conflict",
+                f"an audience named `{name}` exists already: choose another name, or open "
+                f"/audiences/{name} to edit it",
+            )
         text = audience_text(config, original)
         result = save_file(
             project.root,

@@ -101,7 +101,7 @@ def builder_state(
         "can_save": user.role.allows(Role.EDITOR),
         "can_sql": user.role.allows(Role.EDITOR),
         "has_tests": bool(config.tests),
-        "file": audience_path(name),
+        "file": audience_path(name) if name else "",
         "git": Repo.find(project.root) is not None,
     }
 

@@ -124,7 +124,11 @@
         if (!cat.ops[t || ""].includes(c.op)) { c.op = "is_not_null"; delete c.value; delete c.days; }
         changed();
       }, { class: "column", "aria-label": "column" }),
-      select(ops, c.op, (op) => { reshape(c, op); changed(); }, { class: "op", "aria-label": "operator" }),
+      select(ops, c.op, (op) => {
+        reshape(c, op);
+        if (type === "boolean" && "value" in c && typeof c.value !== "boolean") c.value = true;
+        changed();
+      }, { class: "op", "aria-label": "operator" }),
     ];
     if (DAYS.includes(c.op)) {
       parts.push(h("input", { class: "days", type: "number", min: "0", value: show(c.days), "aria-label": "days",
@@ -170,7 +174,7 @@
   function countKey(c) { return COUNTS.find((k) => k in c); }
   function countEditor(c, kinds) {
     const k = countKey(c) || (c.did_not ? "did_not" : (c.first ? "first" : (c.last ? "last" : "at_least")));
-    const n = COUNTS.includes(k) ? c[k] : 1;
+    const n = COUNTS.includes(k) && c[k] !== undefined ? c[k] : 1;
     const parts = [select(kinds, k, (v) => {
       for (const x of [...COUNTS, "did_not", "first", "last"]) delete c[x];
       if (COUNTS.includes(v)) c[v] = n;
@@ -264,22 +268,25 @@
   }
   function condition(c, list, i, key) {
     const kind = kindOf(c);
-    let body;
+    const badge = h("span", { class: "size-badge", "data-size": key });
+    const remove = h("button", { type: "button", class: "icon remove", title: "Remove", "aria-label": "remove condition",
+      onclick: () => { list.splice(i, 1); changed(); } }, "×");
     if (kind === "group") {
       const match = GROUPS.find((g) => g in c);
-      body = [h("span", { class: "kind" }, "people matching"),
-        select(GROUPS, match, (m) => { const items = c[match]; delete c[match]; c[m] = items; changed(); }, { class: "match", "aria-label": "group match" }),
-        conditionList(c[match], `${key}.${match}`)];
-    } else if (kind === "column") body = [columnTest(c, "parent", key)];
+      return h("div", { class: "cond group", "data-key": key, "data-kind": kind },
+        h("div", { class: "cond-line" }, h("span", { class: "kind" }, "people matching"),
+          select(GROUPS, match, (m) => { const items = c[match]; delete c[match]; c[m] = items; changed(); }, { class: "match", "aria-label": "group match" }),
+          badge, remove),
+        conditionList(c[match], `${key}.${match}`), h("div", { class: "errors" }));
+    }
+    let body;
+    if (kind === "column") body = [columnTest(c, "parent", key)];
     else if (kind === "related") body = relatedEditor(c, key);
     else if (kind === "event") body = eventEditor(c, key);
     else if (kind === "sql") body = sqlEditor(c);
     else body = audienceEditor(c);
-    const remove = h("button", { type: "button", class: "icon remove", title: "Remove", "aria-label": "remove condition",
-      onclick: () => { list.splice(i, 1); changed(); } }, "×");
     return h("div", { class: "cond " + kind, "data-key": key, "data-kind": kind },
-      h("div", { class: "cond-line" }, body, h("span", { class: "size-badge", "data-size": key }), remove),
-      h("div", { class: "errors" }));
+      h("div", { class: "cond-line" }, body, badge, remove), h("div", { class: "errors" }));
   }
   function conditionList(list, key) {
     return h("div", { class: "cond-list" }, list.map((c, i) => condition(c, list, i, `${key}.${i}`)), addMenu(list, key));
@@ -342,6 +349,7 @@
     return S.name || (input && /^[A-Za-z_][A-Za-z0-9_-]*$/.test(input.value) ? input.value : "new_audience");
   }
   function refresh() {
+    root.dataset.pending = "1";
     clearTimeout(state.timer);
     state.timer = setTimeout(preview, 250);
   }
@@ -350,6 +358,7 @@
       body: JSON.stringify(body) }).then((r) => r.json().then((d) => [r.status, d]));
   }
   function preview() {
+    state.timer = null;
     const seq = ++state.seq;
     root.classList.add("loading");
     const body = { name: audienceName(), schema: S.schema, audience: payload(), sample: true, tests: S.has_tests,
@@ -357,6 +366,7 @@
       priority: state.priority.map((p) => (p === "(this audience)" ? audienceName() : p)) };
     post("/api/v1/audiences/preview", "POST", body).then(([status, d]) => {
       if (seq !== state.seq) return;
+      if (!state.timer) delete root.dataset.pending; // no newer change is waiting
       root.classList.remove("loading");
       root.dataset.previewed = String(seq);
       const err = byId("preview-error");
@@ -368,6 +378,13 @@
       }
       err.hidden = true;
       showResults(d);
+    }).catch((e) => {
+      if (seq !== state.seq) return;
+      delete root.dataset.pending;
+      root.classList.remove("loading");
+      const err = byId("preview-error");
+      err.hidden = false;
+      err.textContent = "The server did not answer (" + e + "); try again.";
     });
   }
   function fmt(n) { return Number(n).toLocaleString("en-US"); }
@@ -481,5 +498,5 @@
 
   setupPanels();
   render();
-  preview();
+  refresh();
 })();
