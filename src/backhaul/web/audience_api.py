@@ -323,6 +323,7 @@ def save_route(
         return _error(409, "not_saved", exc.message)
     except BackhaulError as exc:
         return _error(400, "invalid", exc.message)
+    warning = None
     if result.changed:
         users.audit(
             user.username,
@@ -331,13 +332,17 @@ def save_route(
             {"file": result.path, "commit": result.commit},
             request.client.host if request.client else None,
         )
-        reload_project(request)
+        try:
+            reload_project(request)
+        except BackhaulError as exc:  # another file broke meanwhile: keep serving the old
+            warning = f"saved, but the project did not reload: {exc.message}"
     return {
         "path": result.path,
         "changed": result.changed,
         "commit": result.commit,
         "base": text_hash(result.text),
         "yaml": result.text,
+        "warning": warning,
     }
 
 

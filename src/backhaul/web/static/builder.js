@@ -459,6 +459,7 @@
         S.base = d.base;
         status.textContent = d.changed ? (d.commit ? `Saved ${d.path} · commit ${d.commit.slice(0, 10)}` : `Saved ${d.path}`) : "No change to save.";
         status.className = "ok";
+        if (d.warning) status.textContent += " · " + d.warning;
         const pre = byId("audience-yaml");
         if (pre) pre.textContent = d.yaml;
         showProblems([], true);
