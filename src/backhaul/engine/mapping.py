@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from liquid import Environment
 from liquid.exceptions import LiquidError
 
 from backhaul.config.models import (
@@ -35,6 +34,7 @@ from backhaul.engine.finite import (
     nested_reason,
 )
 from backhaul.errors import ConfigError
+from backhaul.templates import first_line, liquid_environment
 
 CAST_TYPES = {
     Cast.STRING: "VARCHAR",
@@ -111,7 +111,7 @@ class Mapper:
         self.finite = finite or FinitePolicy()
         self.mappings: list[Mapping] = list(sync.mappings)
         self.fields = [m.field for m in self.mappings]
-        self.env = Environment()
+        self.env = liquid_environment()  # the environment `validate` checks templates against
         self.templates: dict[int, CompiledTemplate] = {}
         for i, m in enumerate(self.mappings):
             if isinstance(m, TemplateMapping):
@@ -119,7 +119,7 @@ class Mapper:
                     bound = self.env.from_string(m.template)
                 except LiquidError as exc:
                     raise ConfigError(
-                        f"template for `{m.field}` does not parse: {exc}",
+                        f"the template for `{m.field}` does not parse: {first_line(exc)}",
                         key=f"mappings.{i}.template",
                     ) from None
                 roots = sorted(bound.analyze().globals)
