@@ -47,9 +47,19 @@ def open_store(project: Project) -> Iterator[RunStore]:
 
 
 def plan(project: Project, sync: str, *, full_resync: bool = False, sample: int = 5) -> RunSummary:
-    """What a run would do, with samples; nothing is sent and no state changes."""
-    from backhaul.engine.runner import plan_sync
+    """What a run would do, with samples; nothing is sent and no state changes.
 
+    Raises:
+        ConfigError: the sync fails the checks ``validate`` makes (all of them listed).
+    """
+    from backhaul.config.checks import check_syncs
+    from backhaul.engine.runner import plan_sync
+    from backhaul.errors import ConfigErrors
+
+    project.sync(sync)
+    problems = check_syncs(project, [sync])[sync]
+    if problems:
+        raise ConfigErrors(problems)
     return plan_sync(project, sync, full_resync=full_resync, sample=sample)
 
 
@@ -64,12 +74,15 @@ def run(
     cancel: threading.Event | None = None,
     alerts: bool = False,
 ) -> RunSummary:
-    """Run one sync and return its summary (``cancel`` stops it between batches).
+    """Check one sync as ``validate`` does, run it, and return its summary.
+
+    A sync that fails its checks is not run: it is recorded as a failed run whose summary
+    lists the errors in ``problems`` (exit code 2). ``cancel`` stops a run between batches.
 
     With ``alerts`` the run is judged by the project's alert rules and notifications are
     sent (and waited for) before this returns; see docs/alerts.md.
     """
-    from backhaul.engine.runner import run_sync
+    from backhaul.engine.launch import run_checked
 
     with open_store(project) as store, ExitStack() as stack:
         if alerts:
@@ -77,7 +90,7 @@ def run(
             from backhaul.observe.events import tee
 
             events = tee(events, stack.enter_context(AlertSink.open(project, store)))
-        return run_sync(
+        return run_checked(
             project,
             sync,
             store=store,

@@ -24,6 +24,7 @@ from backhaul import api
 from conftest import SHM, Builder, run_cli
 
 UNSET = f"BH_TEST_UNSET_{uuid.uuid4().hex[:8].upper()}"
+TYPO = [{"column": "id", "field": "id"}, {"template": "{{ frist_name }}", "field": "name"}]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Case:
     fragments: tuple[str, ...] = ()
     args: tuple[str, ...] = ("run", "s")
     prerun: bool = False  # run the sync once before breaking it (state exists)
+    stdout: bool = False  # the command prints a summary table of the syncs it ran
 
 
 def _closed_port() -> int:
@@ -278,6 +280,37 @@ CASES: dict[str, Case] = {
         "batch_size",
         ("10000",),
     ),
+    "template_variable_typo": Case(
+        lambda b: b.sync("s", mappings=TYPO), "syncs/s.yml", "frist_name", "mappings.1.template",
+        ("template variable `frist_name` is not a column",), prerun=True,
+    ),
+    "template_variable_typo_plan": Case(
+        lambda b: b.sync("s", mappings=TYPO), "syncs/s.yml", "frist_name", "mappings.1.template",
+        ("template variable `frist_name`",), args=("plan", "s"), prerun=True,
+    ),
+    "template_unknown_filter": Case(
+        lambda b: b.sync("s", mappings=[TYPO[0], {"template": "{{ name | upcsae }}", "field": "n"}]),
+        "syncs/s.yml", "upcsae", "mappings.1.template", ("unknown Liquid filter `upcsae`",),
+        prerun=True,
+    ),
+    "template_syntax_error": Case(
+        lambda b: b.sync("s", mappings=[TYPO[0], {"template": "{{ name | }", "field": "n"}]),
+        "syncs/s.yml", "{{ name | }", "mappings.1.template", ("the template does not parse",),
+    ),
+    "slack_in_mirror_mode": Case(
+        lambda b: (
+            b.destination("db", type="slack", webhook_url="https://hooks.slack.com/services/T1/B2/x"),
+            b.sync("s", mode="mirror"),
+        ),
+        "syncs/s.yml", "mode:", "mode", ("the `slack` destination cannot delete records",),
+    ),
+    "missing_env_in_run_all": Case(
+        lambda b: b.destination(
+            "db", type="postgres", url=f"postgresql://u:${{env:{UNSET}}}@127.0.0.1/x", table="t"
+        ),
+        "destinations/db.yml", "url:", "url", (UNSET, "not set"), args=("run", "--all"),
+        prerun=True, stdout=True,
+    ),
     "webhook_rate_limit_zero": Case(
         lambda b: b.destination(
             "db", type="webhook", url="http://127.0.0.1:9/h", rate_limit={"requests": 0}
@@ -348,7 +381,8 @@ def test_one_clear_line_naming_file_line_and_key(name: str, outcomes: dict[str, 
     assert f"error: {where}: " in line
     for fragment in case.fragments:
         assert fragment in line
-    assert result.stdout.strip() == ""
+    if not case.stdout:
+        assert result.stdout.strip() == ""
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -426,14 +426,14 @@ def test_removals_are_not_supported(
     project.users(3)
     token_destination(project, base, monkeypatch)
     project.sync("s", destination="slack", mappings=MAPPINGS, mode="mirror", max_remove_pct=100)
-    assert project.run("s").status is RunStatus.SUCCEEDED
-    project.sql("DELETE FROM users WHERE id = 3")
 
     run = project.run("s")
 
-    assert run.status is RunStatus.FAILED
+    # Refused before anything is read or sent: mirror mode would delete messages.
+    assert run.status is RunStatus.FAILED and run.exit_code == 2
     assert run.error is not None and "set `on_remove: nothing`" in run.error
-    assert len(slack.posted("alerts")) == 3
+    assert run.error.startswith("syncs/s.yml:")
+    assert slack.posted("alerts") == [] and slack.calls == []
 
 
 def test_unknown_webhook_is_a_config_error(

@@ -147,8 +147,8 @@ def run(
     """Run syncs: send what changed since the last run."""
     from backhaul.alerts import AlertSink
     from backhaul.api import open_store
-    from backhaul.cli.render import RunReporter
-    from backhaul.engine.runner import run_sync
+    from backhaul.cli.render import RunReporter, runs_table
+    from backhaul.engine.launch import run_many, worst_exit_code
     from backhaul.observe.events import tee
 
     project = _load(project_dir)
@@ -167,24 +167,22 @@ def run(
     if not chosen:
         raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
     reporter = RunReporter(_console(stderr=as_json), quiet=False, errors=_console(stderr=True))
-    results = []
     with open_store(project) as store, AlertSink.open(project, store) as alerts:
-        for sync in chosen:
-            results.append(
-                run_sync(
-                    project,
-                    sync.name,
-                    store=store,
-                    full_resync=full_resync,
-                    force=force,
-                    events=tee(reporter, alerts),
-                )
-            )
+        # Each sync is checked as `validate` checks it; one that fails is recorded as a
+        # failed run and the others still run.
+        results = run_many(
+            project,
+            [s.name for s in chosen],
+            store=store,
+            full_resync=full_resync,
+            force=force,
+            events=tee(reporter, alerts),
+        )
     if as_json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
-    codes = [r.exit_code for r in results]
-    code = 1 if 1 in codes else (3 if 3 in codes else 0)
-    raise typer.Exit(code)
+    elif len(results) > 1:
+        runs_table(_console(), results)
+    raise typer.Exit(worst_exit_code(results))
 
 
 @app.command()
@@ -195,7 +193,14 @@ def status(project_dir: ProjectDir = Path(".")) -> None:
 
     project = _load(project_dir)
     table = Table(
-        "sync", "model → destination", "mode", "last run", "status", "snapshot", "pending rejected"
+        "sync",
+        "model → destination",
+        "mode",
+        "last run",
+        "status",
+        "snapshot",
+        "pending rejected",
+        "error",
     )
     for s in sync_status(project):
         last = s.last_run
@@ -207,6 +212,7 @@ def status(project_dir: ProjectDir = Path(".")) -> None:
             last.status.value if last else "",
             "busy" if s.snapshot_rows < 0 else f"{s.snapshot_rows:,}",
             "busy" if s.pending_rejections < 0 else f"{s.pending_rejections:,}",
+            escape(last.error or "") if last else "",
         )
     _console().print(table)
 
@@ -235,6 +241,7 @@ def runs(
         "invalid",
         "ok",
         "rejected",
+        "error",
     )
     with open_store(project) as store:
         for r in store.runs(sync, limit=limit):
@@ -256,6 +263,7 @@ def runs(
                         c.rejected,
                     )
                 ),
+                escape(r.error or ""),
             )
     _console().print(table)
 

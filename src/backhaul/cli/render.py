@@ -76,6 +76,8 @@ class RunReporter:
         if self.quiet:
             return
         if isinstance(event, RunStarted):
+            if event.refused:
+                return  # its errors are printed when it finishes
             self.started = time.monotonic()
             self.wait_lines = self.held_waits = 0
             self.console.print(f"[bold]{event.sync}[/]: run {event.run_id}")
@@ -111,6 +113,10 @@ class RunReporter:
             self.console.print(f"  [yellow]note:[/] {escape(event.message)}")
         elif isinstance(event, Waiting):
             self._waiting(event)
+        elif isinstance(event, RunFinished) and event.summary.refused:
+            out = self.errors or self.console
+            for line in event.summary.problems:
+                out.print(f"[red]error:[/] {escape(line)}", highlight=False)
         elif isinstance(event, RunFinished):
             if self.progress is not None:
                 self.progress.stop()
@@ -166,6 +172,24 @@ def print_summary(
         )
     if c.rejected:
         console.print(f"  see the rejected rows with: backhaul run-show {s.run_id}")
+
+
+def runs_table(console: Console, summaries: list[RunSummary]) -> None:
+    """One line per sync of a multi-sync run: what happened and what was delivered."""
+    table = Table("sync", "status", "secs", "delivered", "rejected", "invalid", "error")
+    for s in summaries:
+        style = STATUS_STYLE.get(s.status, "white")
+        c = s.counts
+        table.add_row(
+            escape(s.sync),
+            f"[{style}]{s.status.value}[/]",
+            f"{s.duration_s:.1f}",
+            f"{c.succeeded:,}",
+            f"{c.rejected:,}",
+            f"{c.invalid:,}",
+            escape(s.error or ""),
+        )
+    console.print(table)
 
 
 def plan_table(console: Console, s: RunSummary) -> None:

@@ -13,11 +13,15 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from liquid import Environment
-from liquid.exceptions import LiquidError
-
 from backhaul.config.models import ColumnMapping, TemplateMapping
-from backhaul.config.project import DestinationDef, ModelDef, Positions, Project, SourceDef
+from backhaul.config.project import (
+    DestinationDef,
+    ModelDef,
+    Positions,
+    Project,
+    SourceDef,
+    SyncDef,
+)
 from backhaul.config.secrets import check_references, resolve
 from backhaul.errors import BackhaulError, ConfigError, SourceError
 from backhaul.observe.redact import Redactor
@@ -47,43 +51,176 @@ def _column_hint(name: str, columns: Iterable[str]) -> str:
 def check_project(project: Project, *, open_sources: bool = True) -> list[ConfigError]:
     """Find problems that span files; return them all (empty when the project is sound).
 
+    The checks of each sync are :func:`check_syncs`, the same function ``run``, ``plan``
+    and the web app call before a sync runs; this adds the definitions no sync uses, the
+    alert channels and the audiences.
+
     Args:
         project: A loaded project.
         open_sources: Also compile every model's SQL in its warehouse and check the columns
             it returns. Sources are closed again before returning.
     """
-    errors = _reference_errors(project)
-    errors += _env_errors(project)
-    errors += _match_errors(project)
-    errors += _batch_errors(project)
-    errors += _non_finite_errors(project)
-    errors += _alert_errors(project)
+    skip: set[str] = set()
+    errors: list[ConfigError] = []
     if open_sources:
         from backhaul.audiences.checks import audience_errors
 
-        found, failed = audience_errors(project)
+        found, skip = audience_errors(project)
         errors += found
-        errors += _source_errors(project, skip=failed)
-    return errors
+    with Columns(project, enabled=open_sources, skip=skip) as columns:
+        for found in _check(project, sorted(project.syncs), columns).values():
+            errors += found
+        used = {s.config.model for s in project.syncs.values()}
+        for name in sorted(set(project.models) - used):
+            errors += _model_errors(project, project.models[name], columns)
+    errors += _unused_env_errors(project)
+    errors += _alert_errors(project)
+    return _unique(errors)
 
 
-def _reference_errors(project: Project) -> list[ConfigError]:
+def check_syncs(
+    project: Project, names: Iterable[str], *, open_sources: bool = True
+) -> dict[str, list[ConfigError]]:
+    """Every check ``validate`` makes of each named sync, by sync (empty lists: sound).
+
+    This is the one check a sync passes before it runs, whoever runs it (``backhaul run``,
+    ``plan``, ``validate``, the web app's Run now, the Python API). Nothing is sent and no
+    state is opened: the sync's files are checked against each other, its variables
+    against the environment, its templates against the Liquid environment the runtime
+    renders with, its mode against what the destination can do and (with
+    ``open_sources``) its model against the warehouse.
+    """
+    with Columns(project, enabled=open_sources) as columns:
+        return _check(project, list(names), columns)
+
+
+def _check(project: Project, names: list[str], columns: Columns) -> dict[str, list[ConfigError]]:
+    out: dict[str, list[ConfigError]] = {}
+    for name in names:
+        sync = project.sync(name)
+        out[name] = _unique(_sync_errors(project, sync, columns))
+    return out
+
+
+def _unique(errors: Iterable[ConfigError]) -> list[ConfigError]:
+    seen: set[str] = set()
+    out: list[ConfigError] = []
+    for e in errors:
+        if e.message not in seen:
+            seen.add(e.message)
+            out.append(e)
+    return out
+
+
+class Columns:
+    """The output columns of models, from their warehouses, each source opened once."""
+
+    def __init__(self, project: Project, *, enabled: bool, skip: Iterable[str] = ()) -> None:
+        self.project = project
+        self.enabled = enabled
+        self.skip = set(skip)
+        self.opened: dict[str, tuple[Any, Redactor, list[ConfigError]]] = {}
+        self.found: dict[str, list[str] | ConfigError] = {}
+
+    def __enter__(self) -> Columns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle, _redactor, _errors in self.opened.values():
+            if handle is not None:
+                handle.close()
+
+    def source_errors(self, source: SourceDef) -> list[ConfigError]:
+        """Why ``source`` cannot be opened (empty when it opens or checks are off)."""
+        if not self.enabled:
+            return []
+        return self._open(source)[2]
+
+    def of(self, model: ModelDef) -> list[str] | ConfigError | None:
+        """The model's columns, its SQL error, or None (not checked / source unusable)."""
+        if not self.enabled or model.name in self.skip:
+            return None
+        source = self.project.sources.get(model.config.source)
+        if source is None:
+            return None
+        if model.name not in self.found:
+            handle, redactor, _errors = self._open(source)
+            if handle is None:
+                return None
+            try:
+                self.found[model.name] = list(handle.columns(model.sql))
+            except BackhaulError as exc:
+                self.found[model.name] = sql_error(
+                    self.project, model, redactor.text(exc.message) or ""
+                )
+        return self.found[model.name]
+
+    def _open(self, source: SourceDef) -> tuple[Any, Redactor, list[ConfigError]]:
+        if source.name not in self.opened:
+            if check_references(source.raw, positions=source.positions):
+                self.opened[source.name] = (None, Redactor(), [])  # reported as env errors
+            else:
+                self.opened[source.name] = _open(self.project, source)
+        return self.opened[source.name]
+
+
+def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[ConfigError]:
+    """Every problem of one sync and of the files it uses."""
     errors: list[ConfigError] = []
-    for model in project.models.values():
-        if model.config.source not in project.sources:
-            message = _unknown("source", model.config.source, project.sources)
-            errors.append(_error(message, model.positions, "source"))
-    for sync in project.syncs.values():
-        if sync.config.model not in project.models:
-            message = _unknown("model", sync.config.model, project.models)
-            errors.append(_error(message, sync.positions, "model"))
-        if sync.config.destination not in project.destinations:
-            message = _unknown("destination", sync.config.destination, project.destinations)
-            errors.append(_error(message, sync.positions, "destination"))
+    model = project.models.get(sync.config.model)
+    dest = project.destinations.get(sync.config.destination)
+    if model is None:
+        message = _unknown("model", sync.config.model, project.models)
+        errors.append(_error(message, sync.positions, "model"))
+    if dest is None:
+        message = _unknown("destination", sync.config.destination, project.destinations)
+        errors.append(_error(message, sync.positions, "destination"))
+    cls = _connector(project, dest)
+    if dest is not None:
+        errors += check_references(dest.raw, positions=dest.positions)
+    model_errors = _model_errors(project, model, columns) if model is not None else []
+    # A primary key the model lacks is the cause; how it maps to a match field is not.
+    errors += _match_errors(sync, None if model_errors else model, cls)
+    errors += _template_errors(sync)
+    if cls is not None and dest is not None:
+        errors += _batch_errors(project, sync, dest, cls)
+        errors += _non_finite_errors(sync, cls)
+        errors += _capability_errors(sync, dest, cls)
+    if model is not None:
+        errors += model_errors
+        found = columns.of(model)
+        if isinstance(found, list):
+            errors += _mapping_column_errors(sync, model, found)
     return errors
 
 
-def _env_errors(project: Project) -> list[ConfigError]:
+def _connector(project: Project, dest: DestinationDef | None) -> Any:
+    if dest is None:
+        return None
+    try:
+        return project.registry.destination(str(dest.raw.get("type")))
+    except Exception:
+        return None  # the loader already reported a connector that does not load
+
+
+def _model_errors(project: Project, model: ModelDef, columns: Columns) -> list[ConfigError]:
+    """The model's source, its variables, its SQL and its primary key."""
+    source = project.sources.get(model.config.source)
+    if source is None:
+        message = _unknown("source", model.config.source, project.sources)
+        return [_error(message, model.positions, "source")]
+    errors = check_references(source.raw, positions=source.positions)
+    errors += columns.source_errors(source)
+    found = columns.of(model)
+    if isinstance(found, ConfigError):
+        errors.append(found)
+    elif found is not None:
+        errors += _key_errors(model, found)
+    return errors
+
+
+def _unused_env_errors(project: Project) -> list[ConfigError]:
+    """Variables of sources and destinations (``validate`` checks them all)."""
     errors: list[ConfigError] = []
     defs: list[SourceDef | DestinationDef] = [*project.sources.values()]
     defs += project.destinations.values()
@@ -92,69 +229,132 @@ def _env_errors(project: Project) -> list[ConfigError]:
     return errors
 
 
-def _match_errors(project: Project) -> list[ConfigError]:
+def _match_errors(sync: SyncDef, model: ModelDef | None, cls: Any) -> list[ConfigError]:
     errors: list[ConfigError] = []
-    for sync in project.syncs.values():
-        mapped = [m.field for m in sync.config.mappings]
-        for i, field in enumerate(sync.config.match.fields):
-            if field not in mapped:
-                close = difflib.get_close_matches(field, mapped, n=1)
-                hint = f"did you mean `{close[0]}`?" if close else f"mapped: {', '.join(mapped)}"
-                errors.append(
-                    _error(
-                        f"match field `{field}` is not a mapped field ({hint})",
-                        sync.positions,
-                        f"match.fields.{i}",
-                    )
+    mapped = [m.field for m in sync.config.mappings]
+    for i, field in enumerate(sync.config.match.fields):
+        if field not in mapped:
+            close = difflib.get_close_matches(field, mapped, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"mapped: {', '.join(mapped)}"
+            errors.append(
+                _error(
+                    f"match field `{field}` is not a mapped field ({hint})",
+                    sync.positions,
+                    f"match.fields.{i}",
                 )
+            )
+    if errors or model is None or cls is None:
+        return errors
+    from backhaul.engine.workspace import resolve_match
+
+    try:
+        resolve_match(sync, model, bool(cls.capabilities.needs_match_fields))
+    except ConfigError as exc:
+        errors.append(exc)
     return errors
 
 
-def _batch_errors(project: Project) -> list[ConfigError]:
+def _batch_errors(
+    project: Project, sync: SyncDef, dest: DestinationDef, cls: Any
+) -> list[ConfigError]:
     """A batch size (the sync's, else the project default) above the destination's maximum."""
-    errors: list[ConfigError] = []
-    default = project.config.defaults.batch_size
-    for sync in sorted(project.syncs.values(), key=lambda s: s.name):
-        size = sync.config.batch_size or default
-        dest = project.destinations.get(sync.config.destination)
-        if size is None or dest is None:
-            continue
-        try:
-            cls = project.registry.destination(str(dest.raw.get("type")))
-            limit = int(cls.capabilities.max_batch_size)
-        except Exception:
-            continue  # the loader already reported a connector that does not load
-        if size <= limit:
-            continue
-        message = (
-            f"batch_size {size} is above the largest batch the `{dest.raw['type']}` "
-            f"destination accepts ({limit}); set it to {limit} or less"
-        )
-        if sync.config.batch_size is not None:
-            errors.append(_error(message, sync.positions, "batch_size"))
-        elif project.positions is not None:
-            message += f" (the default applies to sync `{sync.name}`)"
-            errors.append(_error(message, project.positions, "defaults.batch_size"))
-    return errors
+    size = sync.config.batch_size or project.config.defaults.batch_size
+    limit = int(cls.capabilities.max_batch_size)
+    if size is None or size <= limit:
+        return []
+    message = (
+        f"batch_size {size} is above the largest batch the `{dest.raw['type']}` "
+        f"destination accepts ({limit}); set it to {limit} or less"
+    )
+    if sync.config.batch_size is not None:
+        return [_error(message, sync.positions, "batch_size")]
+    if project.positions is not None:
+        message += f" (the default applies to sync `{sync.name}`)"
+        return [_error(message, project.positions, "defaults.batch_size")]
+    return []
 
 
-def _non_finite_errors(project: Project) -> list[ConfigError]:
+def _non_finite_errors(sync: SyncDef, cls: Any) -> list[ConfigError]:
     """`non_finite: string` for a destination that stores typed columns, not JSON."""
     from backhaul.engine.finite import policy_for
 
+    if sync.config.non_finite is None:
+        return []
+    try:
+        policy_for(sync, cls.capabilities)
+    except ConfigError as exc:
+        return [exc]
+    return []
+
+
+def _capability_errors(sync: SyncDef, dest: DestinationDef, cls: Any) -> list[ConfigError]:
+    """The sync's mode and ``on_remove`` against the operations the destination has."""
+    from backhaul.engine.batches import destination_operation
+
+    cfg = sync.config
+    kind = str(dest.raw.get("type"))
+    can = sorted(op.value for op in cls.capabilities.operations)
     errors: list[ConfigError] = []
-    for sync in sorted(project.syncs.values(), key=lambda s: s.name):
-        dest = project.destinations.get(sync.config.destination)
-        if dest is None or sync.config.non_finite is None:
+    sends = destination_operation("add", cfg.mode, cfg.removal)
+    if sends is not None and sends not in cls.capabilities.operations:
+        errors.append(
+            _error(
+                f"mode `{cfg.mode.value}` needs the `{kind}` destination to {sends.value} "
+                f"records, which it cannot (it can: {', '.join(can)}); pick another mode",
+                sync.positions,
+                "mode",
+            )
+        )
+    removes = destination_operation("remove", cfg.mode, cfg.removal)
+    if removes is not None and removes not in cls.capabilities.operations:
+        if cfg.on_remove is None:
+            message = (
+                f"mode `{cfg.mode.value}` {removes.value}s the records of rows that leave the "
+                f"model, and the `{kind}` destination cannot {removes.value} records: use "
+                "mode `upsert`, or set `on_remove: nothing`"
+            )
+            errors.append(_error(message, sync.positions, "mode"))
+        else:
+            message = (
+                f"on_remove `{cfg.on_remove.value}` needs the `{kind}` destination to "
+                f"{removes.value} records, which it cannot (it can: {', '.join(can)}); "
+                "set `on_remove: nothing`"
+            )
+            errors.append(_error(message, sync.positions, "on_remove"))
+    check = getattr(cls, "check_sync", None)
+    if check is not None and not errors:
+        from backhaul.destinations.base import SyncShape
+
+        shape = SyncShape(
+            object=cfg.object,
+            fields=tuple(m.field for m in cfg.mappings),
+            match_fields=tuple(cfg.match.fields),
+            operations=frozenset(op for op in (sends, removes) if op is not None),
+        )
+        for problem in check(dest.config, shape):
+            errors.append(_error(problem.message, sync.positions, problem.key))
+    return errors
+
+
+def _template_errors(sync: SyncDef) -> list[ConfigError]:
+    """Templates that do not parse or use a filter the runtime does not have."""
+    from backhaul.templates import check_template, liquid_environment, unknown_filters_text
+
+    env = liquid_environment()
+    errors: list[ConfigError] = []
+    for i, mapping in enumerate(sync.config.mappings):
+        if not isinstance(mapping, TemplateMapping):
             continue
-        try:
-            cls = project.registry.destination(str(dest.raw.get("type")))
-        except Exception:
-            continue  # the loader already reported a connector that does not load
-        try:
-            policy_for(sync, cls.capabilities)
-        except ConfigError as exc:
-            errors.append(exc)
+        key = f"mappings.{i}.template"
+        found = check_template(mapping.template, env)
+        if found.error is not None:
+            where = (
+                f" (line {found.error_line} of the template)" if (found.error_line or 1) > 1 else ""
+            )
+            message = f"the template does not parse: {found.error}{where}"
+            errors.append(_error(message, sync.positions, key))
+        elif found.unknown_filters:
+            errors.append(_error(unknown_filters_text(found.unknown_filters), sync.positions, key))
     return errors
 
 
@@ -164,19 +364,6 @@ def _alert_errors(project: Project) -> list[ConfigError]:
 
     channels, errors = load_channels(project)
     return errors + reference_errors(project, channels) + env_errors(channels)
-
-
-def _source_errors(project: Project, skip: Iterable[str] = ()) -> list[ConfigError]:
-    """Models against their warehouse; ``skip`` names models already reported."""
-    errors: list[ConfigError] = []
-    by_source: dict[str, list[ModelDef]] = {}
-    skipped = set(skip)
-    for model in project.models.values():
-        if model.config.source in project.sources and model.name not in skipped:
-            by_source.setdefault(model.config.source, []).append(model)
-    for name in sorted(by_source):
-        errors += _check_source(project, project.sources[name], by_source[name])
-    return errors
 
 
 def _open(project: Project, source: SourceDef) -> tuple[Any, Redactor, list[ConfigError]]:
@@ -209,23 +396,6 @@ def _open(project: Project, source: SourceDef) -> tuple[Any, Redactor, list[Conf
     return handle, redactor, []
 
 
-def _check_source(project: Project, source: SourceDef, models: list[ModelDef]) -> list[ConfigError]:
-    handle, redactor, errors = _open(project, source)
-    if handle is None:
-        return errors
-    try:
-        for model in sorted(models, key=lambda m: m.name):
-            try:
-                columns = handle.columns(model.sql)
-            except BackhaulError as exc:
-                errors.append(sql_error(project, model, redactor.text(exc.message) or ""))
-                continue
-            errors += _column_errors(project, model, list(columns))
-    finally:
-        handle.close()
-    return errors
-
-
 def sql_error(
     project: Project, model: ModelDef, message: str, *, line_offset: int = 0
 ) -> ConfigError:
@@ -246,7 +416,7 @@ def sql_error(
     return _error(text, model.positions, key)
 
 
-def _column_errors(project: Project, model: ModelDef, columns: list[str]) -> list[ConfigError]:
+def _key_errors(model: ModelDef, columns: list[str]) -> list[ConfigError]:
     errors: list[ConfigError] = []
     for i, col in enumerate(model.config.primary_key):
         if col not in columns:
@@ -259,49 +429,38 @@ def _column_errors(project: Project, model: ModelDef, columns: list[str]) -> lis
                     key,
                 )
             )
-    env = Environment()
-    for sync in sorted(project.syncs.values(), key=lambda s: s.name):
-        if sync.config.model != model.name:
-            continue
-        for i, mapping in enumerate(sync.config.mappings):
-            if isinstance(mapping, ColumnMapping) and mapping.column not in columns:
-                errors.append(
-                    _error(
-                        f"column `{mapping.column}` is not in the output of model "
-                        f"`{model.name}` ({_column_hint(mapping.column, columns)})",
-                        sync.positions,
-                        f"mappings.{i}.column",
-                    )
-                )
-            elif isinstance(mapping, TemplateMapping):
-                errors += _template_errors(env, mapping, i, sync.positions, model.name, columns)
     return errors
 
 
-def _template_errors(
-    env: Environment,
-    mapping: TemplateMapping,
-    index: int,
-    positions: Positions,
-    model: str,
-    columns: list[str],
-) -> list[ConfigError]:
-    key = f"mappings.{index}.template"
-    try:
-        variables = env.from_string(mapping.template).analyze().globals
-    except LiquidError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return [_error(f"the template does not parse: {first}", positions, key)]
-    return [
-        _error(
-            f"template variable `{name}` is not a column of model `{model}` "
-            f"({_column_hint(name, columns)})",
-            positions,
-            key,
-        )
-        for name in sorted(variables)
-        if name not in columns
-    ]
+def _mapping_column_errors(sync: SyncDef, model: ModelDef, columns: list[str]) -> list[ConfigError]:
+    """Mapped columns and template variables against the model's output."""
+    from backhaul.templates import check_template, liquid_environment
+
+    env = liquid_environment()
+    errors: list[ConfigError] = []
+    for i, mapping in enumerate(sync.config.mappings):
+        if isinstance(mapping, ColumnMapping) and mapping.column not in columns:
+            errors.append(
+                _error(
+                    f"column `{mapping.column}` is not in the output of model "
+                    f"`{model.name}` ({_column_hint(mapping.column, columns)})",
+                    sync.positions,
+                    f"mappings.{i}.column",
+                )
+            )
+        elif isinstance(mapping, TemplateMapping):
+            found = check_template(mapping.template, env)
+            errors += [
+                _error(
+                    f"template variable `{name}` is not a column of model `{model.name}` "
+                    f"({_column_hint(name, columns)})",
+                    sync.positions,
+                    f"mappings.{i}.template",
+                )
+                for name in sorted(found.variables)
+                if name not in columns
+            ]
+    return errors
 
 
-__all__ = ["check_project"]
+__all__ = ["check_project", "check_syncs", "sql_error"]

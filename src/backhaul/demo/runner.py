@@ -63,14 +63,14 @@ def _add_hubspot_properties(base_url: str, token: str) -> None:
 def _run_all(directory: Path, console: Console, title: str) -> list[RunSummary]:
     from backhaul import api
     from backhaul.cli.render import RunReporter
-    from backhaul.engine.runner import run_sync
+    from backhaul.engine.launch import run_checked
 
     project = api.load_project(directory)
     console.rule(title)
     reporter = RunReporter(console)
     with api.open_store(project) as store:
         return [
-            run_sync(project, name, store=store, events=reporter, trigger="demo")
+            run_checked(project, name, store=store, events=reporter, trigger="demo")
             for name in sorted(project.syncs)
         ]
 

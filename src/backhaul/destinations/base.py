@@ -146,6 +146,30 @@ class Capabilities:
     json_records: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SyncShape:
+    """What a sync asks of its destination, known before anything runs.
+
+    A connector may define ``check_sync(config, shape) -> list[SyncProblem]`` (a static or
+    class method) to refuse, up front, a sync it could never serve: an object it does not
+    have, a match field that cannot identify its records, a field it does not accept.
+    ``validate``, ``run``, ``plan`` and the web app all call it before anything is sent.
+    """
+
+    object: str | None
+    fields: tuple[str, ...]
+    match_fields: tuple[str, ...]  # as the sync sets them (empty: the primary key's fields)
+    operations: frozenset[Operation]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncProblem:
+    """Why a destination cannot serve a sync: ``key`` is the sync file's key at fault."""
+
+    key: str
+    message: str
+
+
 class DestinationConfig(BaseModel):
     """Base of every destination config model. Subclasses add ``type: Literal[...]``."""
 
@@ -207,5 +231,7 @@ __all__ = [
     "Operation",
     "RecordResult",
     "RecordStatus",
+    "SyncProblem",
+    "SyncShape",
     "set_path",
 ]

@@ -28,11 +28,14 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
+    SyncProblem,
+    SyncShape,
 )
 from backhaul.destinations.http import HttpResult, RateLimit, RetryPolicy
 from backhaul.destinations.http.connector import (
     client_for,
     identity_field,
+    identity_problems,
     redactor_for,
     run_bounded,
 )
@@ -98,6 +101,13 @@ class IntercomDestination:
 
     config_model: ClassVar[type[DestinationConfig]] = IntercomConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
+
+    @staticmethod
+    def check_sync(config: IntercomConfig, shape: SyncShape) -> list[SyncProblem]:
+        """The object and its identity field, before anything runs."""
+        name = shape.object or config.object
+        problems = identity_problems("intercom", IDENTITIES, name, list(shape.match_fields))
+        return problems
 
     def __init__(self, config: IntercomConfig, context: DestinationContext) -> None:
         self.config = config

@@ -26,11 +26,14 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
+    SyncProblem,
+    SyncShape,
 )
 from backhaul.destinations.http import RateLimit, RetryPolicy
 from backhaul.destinations.http.connector import (
     client_for,
     identity_field,
+    identity_problems,
     redactor_for,
     run_bounded,
 )
@@ -95,6 +98,16 @@ class ZendeskDestination:
 
     config_model: ClassVar[type[DestinationConfig]] = ZendeskConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
+
+    @staticmethod
+    def check_sync(config: ZendeskConfig, shape: SyncShape) -> list[SyncProblem]:
+        """The object and its identity field, before anything runs."""
+        name = shape.object or config.object
+        problems = identity_problems("zendesk", IDENTITIES, name, list(shape.match_fields))
+        if not problems and name == "tickets" and shape.operations - {Operation.INSERT}:
+            message = "zendesk tickets can only be created: set `mode: insert` in the sync"
+            problems.append(SyncProblem("mode", message))
+        return problems
 
     def __init__(self, config: ZendeskConfig, context: DestinationContext) -> None:
         self.config = config

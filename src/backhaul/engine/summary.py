@@ -73,6 +73,13 @@ class RunSummary:
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     invalid_samples: list[dict[str, Any]] = field(default_factory=list)
     wait_s: float = 0.0  # time at least one call waited (rate limits, retries, throttling)
+    # Configuration errors that kept the sync from running (`file:line: key: message`);
+    # a refused run is `failed` and nothing was read or sent.
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.problems)
 
     @property
     def duration_s(self) -> float:
@@ -82,6 +89,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
+        if self.problems:
+            return 2
         if self.status in (RunStatus.FAILED, RunStatus.GUARDED, RunStatus.CANCELLED):
             return 1
         if self.status is RunStatus.PARTIAL or self.counts.invalid:
@@ -101,4 +110,5 @@ class RunSummary:
             "full_resync": self.full_resync,
             "dry_run": self.dry_run,
             "wait_s": round(self.wait_s, 3),
+            "problems": list(self.problems),
         }

@@ -13,6 +13,7 @@ from backhaul.engine.summary import Counts, RunSummary
 class RunStarted:
     run_id: str
     sync: str
+    refused: bool = False  # the sync failed its checks: recorded as failed, nothing runs
 
 
 @dataclass(frozen=True)

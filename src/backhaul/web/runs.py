@@ -116,10 +116,10 @@ class RunManager:
         return active.run_id
 
     def _run(self, active: _Active, full_resync: bool) -> None:
-        from backhaul.engine.runner import run_sync
+        from backhaul.engine.launch import run_checked
 
         try:
-            run_sync(
+            run_checked(
                 self.project,
                 active.sync,
                 store=self.store,

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
-from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import DestinationContext, SyncProblem
 from backhaul.destinations.http.client import HttpClient, PauseHint
 from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
 from backhaul.destinations.http.retry import RetryPolicy
@@ -132,3 +132,16 @@ def identity_field(
             failure=FailureType.CONFIG,
         )
     return match_fields[0]
+
+
+def identity_problems(
+    vendor: str, identities: Mapping[str, tuple[str, ...]], object: str, match_fields: list[str]
+) -> list[SyncProblem]:
+    """:func:`identity_field`'s refusal as a problem of the sync file (none when it fits)."""
+    try:
+        identity_field(vendor, identities, object, match_fields)
+    except DestinationError as exc:
+        key = "object" if object not in identities else "match.fields"
+        return [SyncProblem(key, exc.message)]
+    return []
+

@@ -1,0 +1,139 @@
+"""Check a sync, then run it: the one entry point for every caller that runs syncs.
+
+``backhaul run``, the web app's Run now, the Python API and a scheduler all call
+:func:`run_checked` (or :func:`run_many`). A sync is first checked exactly as
+``backhaul validate`` checks it (:func:`backhaul.config.checks.check_syncs`); a sync that
+fails its checks is recorded as a ``failed`` run carrying the first error line, and
+nothing is read, planned or sent for it. Each sync fails alone: the others still run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from backhaul.config.checks import check_syncs
+from backhaul.config.project import Project
+from backhaul.engine.runner import new_run_id, run_sync
+from backhaul.engine.summary import RunStatus, RunSummary
+from backhaul.errors import ConfigError, ConfigErrors
+from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore
+
+
+def problems_of(exc: ConfigError) -> list[ConfigError]:
+    """The single errors inside ``exc`` (a :class:`ConfigErrors` holds several)."""
+    return list(exc.errors) if isinstance(exc, ConfigErrors) else [exc]
+
+
+def run_checked(
+    project: Project,
+    name: str,
+    *,
+    store: Any,
+    full_resync: bool = False,
+    force: bool = False,
+    events: EventSink = ignore,
+    trigger: str = "cli",
+    cancel: threading.Event | None = None,
+    problems: Sequence[ConfigError] | None = None,
+) -> RunSummary:
+    """Check ``name`` as ``validate`` does; run it when sound, else record it as failed.
+
+    Args:
+        problems: The sync's check results when the caller already has them (checking
+            many syncs at once opens each warehouse once); checked here when None.
+
+    Returns:
+        The run's summary. A refused run has ``problems`` set, status ``failed`` and exit
+        code 2; its state is untouched.
+    """
+    project.sync(name)  # an unknown name is the caller's mistake, not a run
+    found = list(problems) if problems is not None else check_syncs(project, [name])[name]
+    if not found:
+        try:
+            return run_sync(
+                project,
+                name,
+                store=store,
+                full_resync=full_resync,
+                force=force,
+                events=events,
+                trigger=trigger,
+                cancel=cancel,
+            )
+        except ConfigError as exc:  # found only while opening (a connector's own check)
+            found = problems_of(exc)
+    return record_refused(project, name, found, store=store, events=events, trigger=trigger)
+
+
+def run_many(
+    project: Project,
+    names: Sequence[str],
+    *,
+    store: Any,
+    full_resync: bool = False,
+    force: bool = False,
+    events: EventSink = ignore,
+    trigger: str = "cli",
+) -> list[RunSummary]:
+    """Check every sync in ``names`` (each warehouse opened once), then run them in order.
+
+    A sync that fails its checks is recorded as failed and the others still run.
+    """
+    checked = check_syncs(project, names)
+    return [
+        run_checked(
+            project,
+            name,
+            store=store,
+            full_resync=full_resync,
+            force=force,
+            events=events,
+            trigger=trigger,
+            problems=checked[name],
+        )
+        for name in names
+    ]
+
+
+def record_refused(
+    project: Project,
+    name: str,
+    problems: Sequence[ConfigError],
+    *,
+    store: Any,
+    events: EventSink = ignore,
+    trigger: str = "cli",
+) -> RunSummary:
+    """Record a run of ``name`` that its configuration errors kept from starting."""
+    lines = [p.message for p in problems]
+    error = lines[0]
+    if len(lines) > 1:
+        error += f" (and {len(lines) - 1} more: run `backhaul validate`)"
+    now = datetime.now(UTC)
+    summary = RunSummary(
+        new_run_id(),
+        name,
+        RunStatus.FAILED,
+        started_at=now,
+        finished_at=now,
+        error=error,
+        problems=lines,
+    )
+    store.start_run(summary.run_id, name, full_resync=False, trigger=trigger, started_at=now)
+    store.finish_run(summary)
+    events(RunStarted(summary.run_id, name, refused=True))
+    events(RunFinished(summary))
+    return summary
+
+
+def worst_exit_code(summaries: Sequence[RunSummary]) -> int:
+    """The exit code of several runs: the worst of theirs (2 > 1 > 3 > 0)."""
+    order = {0: 0, 3: 1, 1: 2, 2: 3}
+    codes = [s.exit_code for s in summaries]
+    return max(codes, key=lambda c: order.get(c, 2), default=0)
+
+
+__all__ = ["record_refused", "run_checked", "run_many", "worst_exit_code"]
