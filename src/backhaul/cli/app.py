@@ -235,13 +235,15 @@ def runs(
         "status",
         "secs",
         "queried",
+        "planned",
         "added",
         "changed",
         "removed",
+        "skipped",
         "invalid",
-        "ok",
         "rejected",
         "error",
+        caption="added, changed, removed: rows the destination acknowledged",
     )
     with open_store(project) as store:
         for r in store.runs(sync, limit=limit):
@@ -255,11 +257,12 @@ def runs(
                     f"{v:,}"
                     for v in (
                         c.queried,
-                        c.added,
-                        c.changed,
-                        c.removed,
+                        c.planned,
+                        c.delivered_added,
+                        c.delivered_changed + c.delivered_retried,
+                        c.delivered_removed,
+                        c.skipped,
                         c.invalid,
-                        c.succeeded,
                         c.rejected,
                     )
                 ),
@@ -323,14 +326,14 @@ def run_show(
         )
         return
     console = _console()
-    from backhaul.cli.render import counts_line
+    from backhaul.cli.render import counts_line, delivered_line
 
     console.print(
         f"[bold]run {record.run_id}[/] of {record.sync}: {record.status.value} "
         f"in {record.duration_s:.2f}s (commit {record.git_commit or 'n/a'})"
     )
-    console.print(f"  {counts_line(record.counts)}")
-    console.print(f"  succeeded {record.counts.succeeded:,} · rejected {record.counts.rejected:,}")
+    console.print(f"  planned: {counts_line(record.counts)}")
+    console.print(f"  {delivered_line(record.counts)}")
     if record.wait_s:
         from backhaul.observe.waits import seconds_text
 

@@ -46,6 +46,15 @@ STATUS_STYLE = {
 }
 
 
+def delivered_line(c: Counts) -> str:
+    """What the destination acknowledged, by kind; skipped rows needed no call."""
+    return (
+        f"delivered {c.succeeded:,} (added {c.delivered_added:,} · changed "
+        f"{c.delivered_changed + c.delivered_retried:,} · removed {c.delivered_removed:,}) · "
+        f"skipped {c.skipped:,} · rejected {c.rejected:,} · invalid {c.invalid:,}"
+    )
+
+
 def counts_line(c: Counts) -> str:
     return (
         f"queried {c.queried:,} · added {c.added:,} · changed {c.changed:,} · "
@@ -150,10 +159,7 @@ def print_summary(
     """
     style = STATUS_STYLE.get(s.status, "white")
     c = s.counts
-    console.print(
-        f"  [{style}]{s.status.value}[/] in {s.duration_s:.2f}s: "
-        f"succeeded {c.succeeded:,}, rejected {c.rejected:,}, invalid {c.invalid:,}"
-    )
+    console.print(f"  [{style}]{s.status.value}[/] in {s.duration_s:.2f}s: {delivered_line(c)}")
     if s.wait_s >= WAIT_SHOWN:
         unshown = f"; {held_waits} waits not shown above" if held_waits else ""
         console.print(
@@ -176,7 +182,7 @@ def print_summary(
 
 def runs_table(console: Console, summaries: list[RunSummary]) -> None:
     """One line per sync of a multi-sync run: what happened and what was delivered."""
-    table = Table("sync", "status", "secs", "delivered", "rejected", "invalid", "error")
+    table = Table("sync", "status", "secs", "delivered", "skipped", "rejected", "invalid", "error")
     for s in summaries:
         style = STATUS_STYLE.get(s.status, "white")
         c = s.counts
@@ -185,6 +191,7 @@ def runs_table(console: Console, summaries: list[RunSummary]) -> None:
             f"[{style}]{s.status.value}[/]",
             f"{s.duration_s:.1f}",
             f"{c.succeeded:,}",
+            f"{c.skipped:,}",
             f"{c.rejected:,}",
             f"{c.invalid:,}",
             escape(s.error or ""),

@@ -12,7 +12,14 @@ from backhaul.config.models import Mode, NonFinite, OnRemove
 from backhaul.destinations.base import Batch, Operation, RecordResult, RecordStatus
 from backhaul.engine.finite import screen
 from backhaul.engine.mapping import Mapper
-from backhaul.engine.summary import RowOp, RowOutcome
+from backhaul.engine.summary import (
+    SKIP_INSERT,
+    SKIP_REMOVE,
+    Counts,
+    RowOp,
+    RowOutcome,
+    RowStatus,
+)
 
 ROW_OPS = {"add": RowOp.ADD, "change": RowOp.CHANGE, "retry": RowOp.RETRY, "remove": RowOp.REMOVE}
 
@@ -80,7 +87,7 @@ def split_chunk(
         ops = chunk.column("op").to_pylist()
         for i, reason in errors.items():
             invalid.append(
-                RowOutcome(keys[i], ROW_OPS.get(ops[i], RowOp.CHANGE), "invalid", reason)
+                RowOutcome(keys[i], ROW_OPS.get(ops[i], RowOp.CHANGE), RowStatus.INVALID, reason)
             )
         chunk = chunk.take(pa.array(keep, pa.int64()))
     out: list[Prepared] = []
@@ -182,9 +189,12 @@ def sort_results(
     mask = pa.array(ok_mask, pa.bool_())
     ops = rows.column("op")
     if prepared.batch is None:
-        status = pc.if_else(pc.equal(ops, "skip"), "skipped", "ok")
+        # Nothing was sent: insert mode's changes, or removals with on_remove nothing.
+        status = pa.array([RowStatus.SKIPPED.value] * n, pa.string())
+        reasons = pc.if_else(pc.equal(ops, "skip"), SKIP_INSERT, SKIP_REMOVE)
+        errors = reasons.to_pylist()
     else:
-        status = pc.if_else(mask, "ok", "rejected")
+        status = pc.if_else(mask, RowStatus.OK.value, RowStatus.REJECTED.value)
     outcomes = pa.table(
         {
             "key": rows.column("key_text"),
@@ -208,3 +218,26 @@ def sort_results(
             .append_column("error", pa.array(errors, pa.string()).filter(bad))
         )
     return acked, rejected, outcomes
+
+
+def tally_outcomes(counts: Counts, outcomes: pa.Table) -> None:
+    """Add one batch's row outcomes to the run's counts: delivered rows by kind (never
+    skipped ones), rejected and skipped."""
+    if not outcomes.num_rows:
+        return
+    grouped = outcomes.group_by(["op", "status"]).aggregate([("key", "count")])
+    for op, status, n in zip(
+        grouped.column("op").to_pylist(),
+        grouped.column("status").to_pylist(),
+        grouped.column("key_count").to_pylist(),
+        strict=True,
+    ):
+        if status == RowStatus.OK:
+            counts.succeeded += n
+            name = {"add": "added", "change": "changed", "remove": "removed", "retry": "retried"}
+            attr = f"delivered_{name.get(op, 'changed')}"
+            setattr(counts, attr, getattr(counts, attr) + n)
+        elif status == RowStatus.REJECTED:
+            counts.rejected += n
+        elif status == RowStatus.SKIPPED:
+            counts.skipped += n

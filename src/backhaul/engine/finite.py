@@ -109,9 +109,7 @@ def float_reason_sql(value: str, what: str, policy: FinitePolicy) -> str:
 def nested_check_sql(value: str) -> str:
     """SQL true when ``value`` (nested or JSON) holds a NaN or infinity anywhere inside."""
     text = f"CAST(to_json({value}) AS VARCHAR)"
-    return (
-        f"regexp_matches(regexp_replace({text}, '{_STRINGS_RE}', '', 'g'), '{_TOKEN_RE}')"
-    )
+    return f"regexp_matches(regexp_replace({text}, '{_STRINGS_RE}', '', 'g'), '{_TOKEN_RE}')"
 
 
 def nested_reason(what: str, policy: FinitePolicy) -> str:
@@ -155,8 +153,9 @@ def screen(table: pa.Table, mapper: Mapper) -> tuple[pa.Table, dict[int, str]]:
                         row, f"{what} holds {floats.text_of(values[row])}: {policy.hint()}"
                     )
         elif field in mapper.json_fields or _nested_floats(column.type):
-            table = _screen_nested(table, name, field in mapper.json_fields, what, policy,
-                                   sent, errors)
+            table = _screen_nested(
+                table, name, field in mapper.json_fields, what, policy, sent, errors
+            )
     return table, errors
 
 

@@ -252,7 +252,9 @@ class Mapper:
                 cases.append(f"WHEN {value} IS NOT NULL AND NOT isfinite({value}) THEN {reason}")
             elif may_nest_floats(kind):
                 reason = literal(nested_reason(what, policy))
-                cases.append(f"WHEN {value} IS NOT NULL AND {nested_check_sql(value)} THEN {reason}")
+                cases.append(
+                    f"WHEN {value} IS NOT NULL AND {nested_check_sql(value)} THEN {reason}"
+                )
         return cases
 
     def render(self, table: pa.Table, template_cols: list[str]) -> tuple[pa.Table, dict[int, str]]:

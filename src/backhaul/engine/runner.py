@@ -29,11 +29,19 @@ from backhaul.destinations.base import (
 from backhaul.duck import arrow_table, scalar
 from backhaul.engine import planner
 from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
-from backhaul.engine.batches import rename_fields, sort_results, split_chunk
+from backhaul.engine.batches import rename_fields, sort_results, split_chunk, tally_outcomes
 from backhaul.engine.failures import Phase
 from backhaul.engine.finite import policy_for
 from backhaul.engine.guards import check_guards
-from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
+from backhaul.engine.summary import (
+    Counts,
+    RowOp,
+    RowOutcome,
+    RowStatus,
+    RunStatus,
+    RunSummary,
+    final_status,
+)
 from backhaul.engine.workspace import Workspace, open_workspace
 from backhaul.errors import (
     BackhaulError,
@@ -214,10 +222,8 @@ class SyncRun:
                 self.summary.error = "cancelled on request; rows not yet sent stay pending"
             elif self.summary.error is not None:
                 self.summary.status = RunStatus.FAILED
-            elif c.rejected:
-                self.summary.status = RunStatus.PARTIAL
             else:
-                self.summary.status = RunStatus.SUCCEEDED
+                self.summary.status, self.summary.error = final_status(c, self.run_id)
         except GuardError as exc:
             self.summary.status = RunStatus.GUARDED
             self.summary.error = exc.message
@@ -274,7 +280,9 @@ class SyncRun:
         self.store.add_rows(
             self.run_id,
             [
-                RowOutcome(k if k is not None else "(null)", RowOp.INVALID, "invalid", reason)
+                RowOutcome(
+                    k if k is not None else "(null)", RowOp.INVALID, RowStatus.INVALID, reason
+                )
                 for k, reason in rows
             ],
         )
@@ -409,9 +417,7 @@ class SyncRun:
             )
             await self._db(self.backend.commit_batch, ws, self.run_id, acked, rejected)
             self.store.add_row_table(self.run_id, outcomes)
-            rejected_n = 0 if rejected is None else rejected.num_rows
-            counts.succeeded += outcomes.num_rows - rejected_n
-            counts.rejected += rejected_n
+            tally_outcomes(counts, outcomes)
             progress["sent"] += outcomes.num_rows
             self.store.update_counts(self.run_id, counts, wait_s=self.waits.total_s)
             self.events(
@@ -440,7 +446,8 @@ class SyncRun:
                 delay = exc.retry_after or 0.5 * 2**attempt
                 kind = WaitKind.RATE_LIMIT if exc.status == 429 else WaitKind.RETRY
                 self.waits.announce(
-                    kind, delay,
+                    kind,
+                    delay,
                     f"batch {batch.batch_id} failed ({exc.message}); "
                     f"batch retry {attempt} of {ENGINE_RETRIES}",
                 )
@@ -478,8 +485,13 @@ def plan_sync(
     dest = destination_def(project, sync)
     caps = project.registry.destination(dest.config.type).capabilities
     started = datetime.now(UTC)
-    ws = open_workspace(project, sync, read_only=True, needs_match=caps.needs_match_fields,
-                        finite=policy_for(sync, caps))
+    ws = open_workspace(
+        project,
+        sync,
+        read_only=True,
+        needs_match=caps.needs_match_fields,
+        finite=policy_for(sync, caps),
+    )
     try:
         plan = backend_for(ws).compute(ws, full_resync=full_resync)
         summary = RunSummary(

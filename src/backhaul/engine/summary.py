@@ -9,11 +9,22 @@ from typing import Any
 
 
 class RunStatus(StrEnum):
+    """How a run ended; docs/runs.md describes each with its exit code.
+
+    ``succeeded`` (0): every row that needed the destination was delivered, or there was
+    nothing to do. ``partial`` (3): finished, and some rows were delivered or already in
+    step while others were invalid or rejected. ``failed`` (1, or 2 when the sync's
+    configuration kept it from starting): stopped by an error, or nothing valid could be
+    delivered (every row it touched was invalid or rejected). ``guarded`` (1): a safety
+    guard stopped it before anything was sent. ``cancelled`` (1): stopped on request;
+    what was acknowledged stays, the rest stays pending.
+    """
+
     RUNNING = "running"
-    SUCCEEDED = "succeeded"  # everything planned was acknowledged
-    PARTIAL = "partial"  # finished, some rows rejected (exit code 3)
-    FAILED = "failed"  # stopped by an error (exit code 1)
-    GUARDED = "guarded"  # stopped by a guard before sending anything
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    GUARDED = "guarded"
     CANCELLED = "cancelled"
 
 
@@ -25,8 +36,30 @@ class RowOp(StrEnum):
     INVALID = "invalid"
 
 
+class RowStatus(StrEnum):
+    """What happened to one row in one run."""
+
+    OK = "ok"  # the destination acknowledged it
+    REJECTED = "rejected"  # the destination refused it; it is retried by the next run
+    INVALID = "invalid"  # never sent (null or duplicate key, failed cast, template error...)
+    SKIPPED = "skipped"  # needed no call (the reason says why); the snapshot moves on
+
+
+# Why a row needed no call, recorded as the row's reason.
+SKIP_INSERT = "insert mode: the record already exists and changes are not sent"
+SKIP_REMOVE = "on_remove is `nothing`: the row left the model; nothing is sent and it is forgotten"
+
+
 @dataclass
 class Counts:
+    """Rows of one run: what the plan found, then what became of them.
+
+    ``added``/``changed``/``removed``/``retried`` are planned; ``delivered_*`` are the
+    rows of each kind the destination acknowledged (``succeeded`` is their sum).
+    ``skipped`` rows needed no call (insert-mode changes, removals with
+    ``on_remove: nothing``) and are never counted as sent.
+    """
+
     queried: int = 0
     added: int = 0
     changed: int = 0
@@ -36,6 +69,11 @@ class Counts:
     invalid: int = 0
     succeeded: int = 0
     rejected: int = 0
+    skipped: int = 0
+    delivered_added: int = 0
+    delivered_changed: int = 0
+    delivered_removed: int = 0
+    delivered_retried: int = 0
 
     @property
     def planned(self) -> int:
@@ -45,14 +83,32 @@ class Counts:
         return asdict(self)
 
 
+def final_status(counts: Counts, run_id: str) -> tuple[RunStatus, str | None]:
+    """The status of a run that finished without an error, and why when not succeeded."""
+    unsent = counts.invalid + counts.rejected
+    if not unsent:
+        return RunStatus.SUCCEEDED, None
+    if counts.succeeded or counts.skipped or counts.unchanged:
+        return RunStatus.PARTIAL, None
+    parts = []
+    if counts.invalid:
+        parts.append(f"{counts.invalid:,} invalid")
+    if counts.rejected:
+        parts.append(f"{counts.rejected:,} rejected by the destination")
+    return RunStatus.FAILED, (
+        f"nothing valid could be delivered: every row was {' or '.join(parts)}; "
+        f"see the reasons with `backhaul run-show {run_id}`"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RowOutcome:
     """What happened to one row in one run."""
 
     key: str
     op: RowOp
-    status: str  # "ok" | "rejected" | "invalid" | "skipped"
-    error: str | None = None
+    status: RowStatus
+    error: str | None = None  # why it was rejected, invalid or skipped
     operation: str | None = None  # the destination operation (upsert, delete, ...)
     call_id: str | None = None
 
@@ -93,7 +149,7 @@ class RunSummary:
             return 2
         if self.status in (RunStatus.FAILED, RunStatus.GUARDED, RunStatus.CANCELLED):
             return 1
-        if self.status is RunStatus.PARTIAL or self.counts.invalid:
+        if self.status is RunStatus.PARTIAL:
             return 3
         return 0
 

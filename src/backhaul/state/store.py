@@ -25,11 +25,11 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
+from backhaul.engine.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus, RunSummary
 from backhaul.errors import StateError
 from backhaul.files import problem
 from backhaul.observe.recorder import HttpCall
-from backhaul.state.tables import COUNT_COLUMNS, http_calls, run_rows, runs
+from backhaul.state.tables import COUNT_COLUMNS, OUTCOME_COLUMNS, http_calls, run_rows, runs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 INTERRUPTED = "interrupted (process ended before the run finished)"
@@ -381,7 +381,7 @@ class RunStore:
                 RowOutcome(
                     key=row.key,
                     op=RowOp(row.op),
-                    status=row.status,
+                    status=RowStatus(row.status),
                     error=row.error,
                     operation=row.operation,
                     call_id=row.call_id,
@@ -473,7 +473,9 @@ def record_from_row(row: Row[Any]) -> RunRecord:
         run_id=row.id,
         sync=row.sync,
         status=RunStatus(row.status),
-        counts=Counts(**{name: int(getattr(row, name)) for name in COUNT_COLUMNS}),
+        counts=Counts(
+            **{name: int(getattr(row, name)) for name in (*COUNT_COLUMNS, *OUTCOME_COLUMNS)}
+        ),
         started_at=row.started_at,
         finished_at=row.finished_at,
         error=row.error,

@@ -53,6 +53,14 @@ COUNT_COLUMNS = (
     "succeeded",
     "rejected",
 )
+# Added by migration 0006: rows that needed no call, and delivered rows by kind of change.
+OUTCOME_COLUMNS = (
+    "skipped",
+    "delivered_added",
+    "delivered_changed",
+    "delivered_removed",
+    "delivered_retried",
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -98,6 +106,7 @@ runs = Table(
     *(Column(name, Integer, nullable=False) for name in COUNT_COLUMNS),
     # Seconds during which at least one call waited: rate limits, retries, throttling.
     Column("wait_s", Float, nullable=False, server_default=text("0")),
+    *(Column(name, Integer, nullable=False, server_default=text("0")) for name in OUTCOME_COLUMNS),
     Index("ix_runs_sync_started_at", "sync", "started_at"),
 )
 

@@ -108,7 +108,7 @@ def run_history_svg(
     width: int = 760,
     height: int = 220,
 ) -> Markup:
-    """A stacked bar per run (added/changed/removed/rejected) with a duration line.
+    """A stacked bar per run (delivered added/changed/removed, rejected) with a duration line.
 
     Args:
         runs: runs oldest first; each becomes one bar, left to right.

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from backhaul.config.project import Project, SyncDef
-from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus
+from backhaul.engine.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus
 from backhaul.engine.workspace import open_source, strip_sql
 from backhaul.errors import BackhaulError
 from backhaul.observe.recorder import HttpCall
@@ -46,7 +46,7 @@ PREVIEW_ROWS = 100
 CHART_RUNS = 30
 CALLS_SHOWN = 200
 KEYS_PER_CALL = 60
-STATUS_ORDER = ("ok", "rejected", "invalid", "skipped")
+STATUS_ORDER: tuple[str, ...] = tuple(s.value for s in RowStatus)
 WAIT_SHOWN = 0.1  # seconds of waiting worth showing
 
 
@@ -162,12 +162,14 @@ def run_view(record: RunRecord) -> RunView:
 def chart_run(record: RunRecord, *, with_sync: bool) -> ChartRun:
     label = f"{record.sync} {record.run_id[:8]}" if with_sync else f"run {record.run_id[:8]}"
     c = record.counts
+    # What the destination acknowledged, not what was planned: a run that failed before
+    # sending shows no bar.
     return ChartRun(
         label,
         record.started_at,
-        c.added,
-        c.changed,
-        c.removed,
+        c.delivered_added,
+        c.delivered_changed + c.delivered_retried,
+        c.delivered_removed,
         c.rejected,
         record.duration_s,
         record.status.value,
@@ -241,7 +243,7 @@ def search_rows(store: RunStore, run_id: str, text: str, limit: int = 50) -> lis
             RowOutcome(
                 key=r.key,
                 op=RowOp(r.op),
-                status=r.status,
+                status=RowStatus(r.status),
                 error=r.error,
                 operation=r.operation,
                 call_id=r.call_id,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backhaul.config.project import Project
-from backhaul.engine.summary import RowOp, RowOutcome
+from backhaul.engine.summary import RowOp, RowOutcome, RowStatus
 from backhaul.errors import BackhaulError
 from backhaul.observe.events import (
     BatchDone,
@@ -294,7 +294,7 @@ def run_rows_page(
     query = query.order_by(run_rows.c.id).limit(limit).offset(offset)
     with engine_of(store).connect() as conn:
         return [
-            RowOutcome(r.key, RowOp(r.op), r.status, r.error, r.operation, r.call_id)
+            RowOutcome(r.key, RowOp(r.op), RowStatus(r.status), r.error, r.operation, r.call_id)
             for r in conn.execute(query)
         ]
 
