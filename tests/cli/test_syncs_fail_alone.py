@@ -152,3 +152,26 @@ def test_the_web_app_shows_the_failed_run_and_its_error(project: Builder, role: 
     assert items[0]["status"] == "failed"
     assert "destinations/broken.yml" in items[0]["error"]
     assert "failed" in sync_page.text
+
+
+def test_a_sync_whose_snapshot_is_damaged_fails_alone(project: Builder) -> None:
+    _project(project)
+    project.write(
+        "destinations/broken.yml",
+        {"type": "sqlite", "path": "b.sqlite", "table": "contacts", "create_table": True},
+    )
+    assert project.cli("run", "--all").returncode == 0
+    project.sql("UPDATE users SET email = 'new@x' WHERE id = 1")
+    project.state_file("b").write_bytes(b"")  # an empty snapshot file: state is broken
+
+    result = project.cli("run", "--all")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: b: the snapshot of sync `b`")
+    assert dict(sqlite_rows(project.root / "a.sqlite"))[1] == "new@x"
+    assert dict(sqlite_rows(project.root / "c.sqlite"))[1] == "new@x"
+    with api.open_store(project.load()) as store:
+        last_b = store.last_run("b")
+    assert last_b is not None and last_b.status is RunStatus.FAILED
+    assert last_b.error is not None and "backhaul reset b" in last_b.error

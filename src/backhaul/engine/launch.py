@@ -18,7 +18,7 @@ from backhaul.config.checks import check_syncs
 from backhaul.config.project import Project
 from backhaul.engine.runner import new_run_id, run_sync
 from backhaul.engine.summary import RunStatus, RunSummary
-from backhaul.errors import ConfigError, ConfigErrors
+from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
 from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore
 
 
@@ -80,22 +80,57 @@ def run_many(
 ) -> list[RunSummary]:
     """Check every sync in ``names`` (each warehouse opened once), then run them in order.
 
-    A sync that fails its checks is recorded as failed and the others still run.
+    A sync that fails its checks, or cannot start (a damaged snapshot, say), is recorded
+    as failed and the others still run.
     """
     checked = check_syncs(project, names)
-    return [
-        run_checked(
-            project,
-            name,
-            store=store,
-            full_resync=full_resync,
-            force=force,
-            events=events,
-            trigger=trigger,
-            problems=checked[name],
-        )
-        for name in names
-    ]
+    results: list[RunSummary] = []
+    for name in names:
+        try:
+            summary = run_checked(
+                project,
+                name,
+                store=store,
+                full_resync=full_resync,
+                force=force,
+                events=events,
+                trigger=trigger,
+                problems=checked[name],
+            )
+        except BackhaulError as exc:  # its state is broken (say): this sync fails alone
+            summary = record_failed(
+                project, name, exc.message, store=store, events=events, trigger=trigger
+            )
+        results.append(summary)
+    return results
+
+
+def record_failed(
+    project: Project,
+    name: str,
+    error: str,
+    *,
+    store: Any,
+    events: EventSink = ignore,
+    trigger: str = "cli",
+    problems: Sequence[str] = (),
+) -> RunSummary:
+    """Record a run of ``name`` that failed before it started (nothing was sent)."""
+    now = datetime.now(UTC)
+    summary = RunSummary(
+        new_run_id(),
+        name,
+        RunStatus.FAILED,
+        started_at=now,
+        finished_at=now,
+        error=error,
+        problems=list(problems),
+    )
+    store.start_run(summary.run_id, name, full_resync=False, trigger=trigger, started_at=now)
+    store.finish_run(summary)
+    events(RunStarted(summary.run_id, name, refused=bool(problems)))
+    events(RunFinished(summary))
+    return summary
 
 
 def record_refused(
@@ -112,21 +147,9 @@ def record_refused(
     error = lines[0]
     if len(lines) > 1:
         error += f" (and {len(lines) - 1} more: run `backhaul validate`)"
-    now = datetime.now(UTC)
-    summary = RunSummary(
-        new_run_id(),
-        name,
-        RunStatus.FAILED,
-        started_at=now,
-        finished_at=now,
-        error=error,
-        problems=lines,
+    return record_failed(
+        project, name, error, store=store, events=events, trigger=trigger, problems=lines
     )
-    store.start_run(summary.run_id, name, full_resync=False, trigger=trigger, started_at=now)
-    store.finish_run(summary)
-    events(RunStarted(summary.run_id, name, refused=True))
-    events(RunFinished(summary))
-    return summary
 
 
 def worst_exit_code(summaries: Sequence[RunSummary]) -> int:
@@ -136,4 +159,4 @@ def worst_exit_code(summaries: Sequence[RunSummary]) -> int:
     return max(codes, key=lambda c: order.get(c, 2), default=0)
 
 
-__all__ = ["record_refused", "run_checked", "run_many", "worst_exit_code"]
+__all__ = ["record_failed", "record_refused", "run_checked", "run_many", "worst_exit_code"]
