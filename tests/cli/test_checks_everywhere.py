@@ -254,3 +254,43 @@ def test_web_run_now_refuses_a_broken_sync_and_records_why(
     assert "frist_name" in page.text
     assert receiver.requests == []
     assert not project.state_file("s").exists()
+
+
+def test_a_message_template_reading_an_unmapped_field_is_refused(
+    project: Builder, slack: SlackEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.users(3)
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url("alerts"))
+    project.destination(
+        "slack",
+        type="slack",
+        webhook_url="${env:SLACK_WEBHOOK_URL}",
+        text="New user {{ emial }} ({{ key }})",
+    )
+    project.sync("s", destination="slack")
+
+    result = project.cli("run", "s")
+
+    assert result.returncode == 2
+    line = _one_error(result.stderr)
+    assert f"syncs/s.yml:{_line_of(project.root / 'syncs/s.yml', 'mappings:')}: mappings: " in line
+    assert "the slack destination's `text` reads `emial`, which the sync does not map" in line
+    assert slack.calls == []
+
+
+def test_a_webhook_body_reading_only_what_it_is_given_passes(
+    project: Builder, receiver: WebhookReceiver
+) -> None:
+    project.users(2)
+    project.destination(
+        "hook",
+        type="webhook",
+        url=receiver.url,
+        mode="row",
+        body_template='{"id": {{ id }}, "email": {{ record.email | json }}, "op": "{{ operation }}"}',
+    )
+    project.sync("s", destination="hook")
+
+    assert project.cli("validate").returncode == 0
+    assert project.cli("run", "s").returncode == 0
+    assert receiver.records["1"]["email"] == "u1@example.com"

@@ -31,9 +31,11 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
+    SyncProblem,
+    SyncShape,
 )
 from backhaul.destinations.http import HttpResult, RateLimit, RateLimiter, RetryPolicy
-from backhaul.destinations.http.connector import client_for, redactor_for
+from backhaul.destinations.http.connector import client_for, redactor_for, template_field_problems
 from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
 from backhaul.errors import DestinationError, FailureType
 
@@ -149,6 +151,20 @@ class SlackDestination:
 
     config_model: ClassVar[type[DestinationConfig]] = SlackConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
+
+    @staticmethod
+    def check_sync(config: SlackConfig, shape: SyncShape) -> list[SyncProblem]:
+        """The text and blocks templates read only what each message provides."""
+        problems: list[SyncProblem] = []
+        row = config.mode == "row"
+        provided = (
+            ("record", "operation", "key") if row else ("records", "count", "more", "operation")
+        )
+        for key, source in (("text", config.text), ("blocks", config.blocks)):
+            problems += template_field_problems(
+                "slack", key, source, provided, shape.fields if row else ()
+            )
+        return problems
 
     def __init__(self, config: SlackConfig, context: DestinationContext) -> None:
         self.config = config

@@ -27,9 +27,16 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
+    SyncProblem,
+    SyncShape,
 )
 from backhaul.destinations.http import RateLimit, RetryPolicy, dumps_json
-from backhaul.destinations.http.connector import client_for, redactor_for, run_bounded
+from backhaul.destinations.http.connector import (
+    client_for,
+    redactor_for,
+    run_bounded,
+    template_field_problems,
+)
 from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
 from backhaul.errors import DestinationError, FailureType
 from backhaul.floats import NonFiniteError
@@ -106,6 +113,22 @@ class WebhookDestination:
 
     config_model: ClassVar[type[DestinationConfig]] = WebhookConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
+
+    @staticmethod
+    def check_sync(config: WebhookConfig, shape: SyncShape) -> list[SyncProblem]:
+        """The body template reads only what each body provides."""
+        if config.mode == "row":
+            return template_field_problems(
+                "webhook",
+                "body_template",
+                config.body_template,
+                ("record", "operation", "key"),
+                shape.fields,
+            )
+        provided = ("records", "keys", "operation")
+        return template_field_problems(
+            "webhook", "body_template", config.body_template, provided, ()
+        )
 
     def __init__(self, config: WebhookConfig, context: DestinationContext) -> None:
         self.config = config

@@ -145,3 +145,25 @@ def identity_problems(
         return [SyncProblem(key, exc.message)]
     return []
 
+
+def template_field_problems(
+    vendor: str, key: str, source: str | None, provided: Iterable[str], fields: Iterable[str]
+) -> list[SyncProblem]:
+    """Variables a destination's template (``key`` of its file) reads that the sync does not
+    map: at run time each would fail every record."""
+    if source is None:
+        return []
+    from backhaul.templates import check_template
+
+    roots = {f.split(".")[0] for f in fields}
+    known = set(provided) | roots
+    missing = sorted(check_template(source).variables - known)
+    if not missing:
+        return []
+    names = ", ".join(f"`{n}`" for n in missing)
+    message = (
+        f"the {vendor} destination's `{key}` reads {names}, which the sync does not map "
+        f"(mapped: {', '.join(sorted(roots))}; also known there: "
+        f"{', '.join(sorted(set(provided)))}): map it or change the template"
+    )
+    return [SyncProblem("mappings", message)]
