@@ -294,3 +294,23 @@ def test_a_webhook_body_reading_only_what_it_is_given_passes(
     assert project.cli("validate").returncode == 0
     assert project.cli("run", "s").returncode == 0
     assert receiver.records["1"]["email"] == "u1@example.com"
+
+
+def test_zendesk_match_field_from_the_primary_key_passes_the_checks(project: Builder) -> None:
+    project.model("people", "SELECT 'a@example.com' AS email, 'A' AS name", primary_key="email")
+    project.destination(
+        "zd",
+        type="zendesk",
+        subdomain="acme",
+        email="a@example.com",
+        api_token="t",
+    )
+    project.sync(
+        "s",
+        model="people",
+        destination="zd",
+        object="users",
+        mappings=[{"column": "email", "field": "email"}, {"column": "name", "field": "name"}],
+    )
+
+    assert project.cli("validate").returncode == 0

@@ -185,7 +185,7 @@ def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[Conf
     if cls is not None and dest is not None:
         errors += _batch_errors(project, sync, dest, cls)
         errors += _non_finite_errors(sync, cls)
-        errors += _capability_errors(sync, dest, cls)
+        errors += _capability_errors(sync, dest, cls, _resolved_match(sync, model, cls))
     if model is not None:
         errors += model_errors
         found = columns.of(model)
@@ -287,7 +287,21 @@ def _non_finite_errors(sync: SyncDef, cls: Any) -> list[ConfigError]:
     return []
 
 
-def _capability_errors(sync: SyncDef, dest: DestinationDef, cls: Any) -> list[ConfigError]:
+def _resolved_match(sync: SyncDef, model: ModelDef | None, cls: Any) -> tuple[str, ...]:
+    """The match fields a run would use (the primary key's fields when not set)."""
+    if model is None:
+        return tuple(sync.config.match.fields)
+    from backhaul.engine.workspace import resolve_match
+
+    try:
+        return tuple(resolve_match(sync, model, bool(cls.capabilities.needs_match_fields)))
+    except ConfigError:
+        return tuple(sync.config.match.fields)  # reported by _match_errors
+
+
+def _capability_errors(
+    sync: SyncDef, dest: DestinationDef, cls: Any, match: tuple[str, ...]
+) -> list[ConfigError]:
     """The sync's mode and ``on_remove`` against the operations the destination has."""
     from backhaul.engine.batches import destination_operation
 
@@ -328,7 +342,7 @@ def _capability_errors(sync: SyncDef, dest: DestinationDef, cls: Any) -> list[Co
         shape = SyncShape(
             object=cfg.object,
             fields=tuple(m.field for m in cfg.mappings),
-            match_fields=tuple(cfg.match.fields),
+            match_fields=match,
             operations=frozenset(op for op in (sends, removes) if op is not None),
         )
         for problem in check(dest.config, shape):

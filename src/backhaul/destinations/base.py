@@ -158,7 +158,7 @@ class SyncShape:
 
     object: str | None
     fields: tuple[str, ...]
-    match_fields: tuple[str, ...]  # as the sync sets them (empty: the primary key's fields)
+    match_fields: tuple[str, ...]  # as a run resolves them (default: the primary key's fields)
     operations: frozenset[Operation]
 
 
