@@ -402,7 +402,9 @@ def test_no_state_change(name: str, outcomes: dict[str, Outcome]) -> None:
         assert got.state_before is not None
 
 
-def test_unreachable_destination_fails_with_one_clear_line(project: Builder) -> None:
+def test_unreachable_destination_fails_with_one_clear_line(
+    project: Builder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = _closed_port()
     project.users(5)
     secret = f"pw-{uuid.uuid4().hex}"
@@ -426,7 +428,9 @@ def test_unreachable_destination_fails_with_one_clear_line(project: Builder) -> 
     assert len(errors) == 1, output
     assert f"127.0.0.1:{port}" in errors[0] and "connection refused" in errors[0]
     assert "check `url`" in errors[0]
-    # Nothing was delivered, so the next run still plans every row.
+    # Nothing was delivered, so the next run still plans every row (a plan checks the
+    # destination's variables as validate does: set it here too).
+    monkeypatch.setenv("BH_TEST_PG_PASSWORD", secret)
     assert project.plan("s").counts.added == 5
     with api.open_store(project.load()) as store:
         record = store.last_run("s")
