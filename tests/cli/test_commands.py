@@ -226,4 +226,5 @@ def test_exit_code_1_wins_over_3_across_syncs(project: Builder) -> None:
 
     assert result.exit_code == 1
     statuses = {s["sync"]: s["status"] for s in json.loads(result.stdout)}
-    assert statuses == {"bad_rows": "succeeded", "guarded": "guarded"}
+    # Every row of `bad_rows` is a duplicate: nothing valid could be sent, so it failed.
+    assert statuses == {"bad_rows": "failed", "guarded": "guarded"}

@@ -318,7 +318,9 @@ def test_too_many_blocks_are_rejected_with_slacks_error(
 
     run = project.run("s")
 
-    assert run.status is RunStatus.PARTIAL and run.counts.rejected == 2
+    # Every record was refused: nothing was delivered, so the run failed.
+    assert run.status is RunStatus.FAILED and run.counts.rejected == 2
+    assert run.error is not None and "2 rejected by the destination" in run.error
     errors = {r.key: r.error or "" for r in project.rows(run.run_id, status="rejected")}
     assert set(errors) == {"1", "2"}
     assert all(e.startswith("invalid_blocks: 51 blocks") for e in errors.values())
