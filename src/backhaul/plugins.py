@@ -23,6 +23,7 @@ BUILTIN_DESTINATIONS = {
     "zendesk": "backhaul.destinations.zendesk:ZendeskDestination",
     "intercom": "backhaul.destinations.intercom:IntercomDestination",
     "slack": "backhaul.destinations.slack:SlackDestination",
+    "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
 }
 BUILTIN_SOURCES = {
     "duckdb": "backhaul.sources.duckdb:DuckDBSource",

@@ -77,6 +77,9 @@ class Batch:
     # `non_finite: string`: NaN and infinities become "NaN", "Infinity", "-Infinity" in
     # records (the table keeps the floats).
     non_finite_text: bool = False
+    # The planned change behind each record, in record order: "add", "change", "retry" or
+    # "remove" (empty when the batch was built outside a run). Message destinations send it.
+    changes: Sequence[str] = ()
 
     def __len__(self) -> int:
         return int(self.table.num_rows)

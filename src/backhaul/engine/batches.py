@@ -151,6 +151,7 @@ def _prepare(
         batch_id=batch_id,
         json_fields=mapper.json_fields,
         non_finite_text=mapper.finite.mode is NonFinite.STRING,
+        changes=[str(op) for op in rows.column("op").to_pylist()],
     )
     return Prepared(batch, rows, operation)
 

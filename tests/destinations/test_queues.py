@@ -1,0 +1,192 @@
+"""Queue destinations against the real brokers: message shape, ids, rounds of changes,
+refusals, unreachable brokers and config errors. The 100k-row crash test is in
+tests/engine_kill/test_queue_kill.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.conftest import Builder
+from tests.destinations.brokers import BROKERS, Broker, Rabbit, Received, check_id
+
+from backhaul.engine.summary import RunStatus
+
+SYNC = "users_to_queue"
+MAPPINGS = [
+    {"column": "id", "field": "id"},
+    {"column": "email", "field": "email"},
+    {"column": "score", "field": "stats.score"},
+    {"column": "signup", "field": "signup"},
+]
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    made: Broker = BROKERS[request.param]()
+    made.start()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def setup(project: Builder, broker: Broker, n: int = 30, **dest: Any) -> None:
+    project.users(n, "DATE '2024-01-01' + (i % 30)::INTEGER AS signup")
+    project.destination("q", **{**broker.destination(), **dest})
+    project.sync(SYNC, model="users", destination="q", mode="mirror", mappings=MAPPINGS)
+
+
+def records(messages: list[Received]) -> list[dict[str, Any]]:
+    """Every record carried, in order (a batch message carries many)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        out.extend(m.body.get("records", [m.body]))
+    return out
+
+
+def test_rows_travel_as_json_messages_with_stable_ids(project: Builder, broker: Broker) -> None:
+    setup(project, broker)
+    first = project.run(SYNC)
+    assert first.status is RunStatus.SUCCEEDED, first.error
+    assert first.counts.succeeded == 30
+
+    got = broker.received(at_least=30)
+    assert len(got) == 30
+    for message in got:
+        check_id(SYNC, message)
+        assert message.body["sync"] == SYNC
+        assert message.body["op"] == "add"
+        assert message.body["operation"] == "upsert"
+    by_key = {m.body["key"]: m.body for m in got}
+    assert sorted(by_key, key=int) == [str(i) for i in range(1, 31)]
+    assert by_key["7"]["fields"] == {
+        "id": 7, "email": "u7@example.com", "stats": {"score": 7}, "signup": "2024-01-08",
+    }
+
+    # Update three, remove two, add two: exactly those seven changes travel.
+    project.sql(
+        "UPDATE users SET email = 'new' || id || '@example.org' WHERE id IN (1, 2, 3)",
+        "DELETE FROM users WHERE id IN (4, 5)",
+        "INSERT INTO users SELECT i, 'u' || i || '@example.com', 'name ' || i, i % 97, "
+        "DATE '2024-02-01' FROM range(31, 33) t(i)",
+    )
+    second = project.run(SYNC)
+    assert second.status is RunStatus.SUCCEEDED, second.error
+    got = broker.received(at_least=37)
+    assert len(got) == 37
+    new = {(m.body["op"], m.body["key"]): m.body for m in got[30:]}
+    assert sorted(new) == sorted(
+        [("change", "1"), ("change", "2"), ("change", "3"), ("remove", "4"), ("remove", "5"),
+         ("add", "31"), ("add", "32")]
+    )
+    assert new[("change", "2")]["fields"]["email"] == "new2@example.org"
+    assert new[("remove", "4")]["fields"] == {"id": 4}
+    assert new[("remove", "4")]["operation"] == "delete"
+    for message in got[30:]:
+        check_id(SYNC, message)
+
+    # Nothing changed: nothing is sent.
+    third = project.run(SYNC)
+    assert third.status is RunStatus.SUCCEEDED and third.counts.planned == 0
+    assert len(broker.received(at_least=37)) == 37
+
+
+def test_the_same_change_keeps_its_id(project: Builder, broker: Broker) -> None:
+    """A full resync sends every row again; each carries the id it had the first time."""
+    setup(project, broker, n=10)
+    project.run(SYNC)
+    again = project.run(SYNC, full_resync=True)
+    assert again.status is RunStatus.SUCCEEDED and again.counts.succeeded == 10
+    got = broker.received(at_least=10)
+    assert len(got) == 20
+    first = {m.body["key"]: m.body["id"] for m in got[:10]}
+    # A resend of an unchanged row is a "change" of the same content: its id is the one
+    # such a change always has, the same on every resend.
+    resent = {m.body["key"]: m.body["id"] for m in got[10:]}
+    assert set(first) == set(resent)
+    third = project.run(SYNC, full_resync=True)
+    assert third.status is RunStatus.SUCCEEDED
+    got = broker.received(at_least=10)
+    assert {m.body["key"]: m.body["id"] for m in got[20:]} == resent
+
+
+def test_one_message_per_batch(project: Builder, broker: Broker) -> None:
+    setup(project, broker, n=25, message_per="batch")
+    project.write(
+        f"syncs/{SYNC}.yml",
+        {"model": "users", "destination": "q", "mode": "mirror", "mappings": MAPPINGS,
+         "batch_size": 10},
+    )
+    summary = project.run(SYNC)
+    assert summary.status is RunStatus.SUCCEEDED, summary.error
+    got = broker.received(at_least=3)
+    assert [len(m.body["records"]) for m in got] == [10, 10, 5]
+    for message in got:
+        check_id(SYNC, message)
+    assert sorted(int(r["key"]) for r in records(got)) == list(range(1, 26))
+
+
+def test_unreachable_broker_fails_cleanly_and_keeps_the_snapshot(
+    project: Builder, broker: Broker
+) -> None:
+    setup(project, broker, n=5)
+    project.destination("q", **broker.unreachable())
+    done = project.cli("run", SYNC)
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    assert "not reachable" in output, output
+    failed = project.run(SYNC)
+    assert failed.status is RunStatus.FAILED
+    assert failed.counts.succeeded == 0
+    assert failed.error is not None and "\n" not in failed.error
+    assert "not reachable" in failed.error and "check" in failed.error
+
+    # The snapshot did not move: with the broker back, every row goes as an add.
+    project.destination("q", **broker.destination())
+    ok = project.run(SYNC)
+    assert ok.status is RunStatus.SUCCEEDED and ok.counts.added == 5
+    got = broker.received(at_least=5)
+    assert sorted(m.body["key"] for m in got) == ["1", "2", "3", "4", "5"]
+
+
+BAD_CONFIG = {
+    "rabbitmq": ({"in_flight": 0}, "in_flight"),
+    "nats": ({"subject": ""}, "subject"),
+    "redis_streams": ({"maxlen": -1}, "maxlen"),
+    "mqtt": ({"qos": 0}, "qos"),
+}
+
+
+def test_bad_config_names_file_line_and_key(project: Builder, broker: Broker) -> None:
+    change, key = BAD_CONFIG[broker.name]
+    setup(project, broker, n=1, **change)
+    done = project.cli("validate")
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    line = next((x for x in output.splitlines() if "destinations/q.yml:" in x), "")
+    assert f": {key}:" in line, output
+
+
+def test_rabbitmq_unroutable_messages_are_rejected_not_acknowledged(project: Builder) -> None:
+    """A routing key no queue is bound to: the broker returns every message (mandatory), so
+    no row is acknowledged and all go again next run."""
+    rabbit = Rabbit()
+    setup(project, rabbit, n=4)
+    project.destination(
+        "q", type="rabbitmq", url="amqp://guest:guest@127.0.0.1:5672/", routing_key=rabbit.queue
+    )
+    summary = project.run(SYNC)
+    assert summary.counts.rejected == 4 and summary.counts.succeeded == 0
+    rows = project.rows(summary.run_id, status="rejected")
+    assert all("unroutable" in (r.error or "") for r in rows)
+    project.destination("q", **rabbit.destination())  # now the queue is declared
+    try:
+        retry = project.run(SYNC)
+        assert retry.status is RunStatus.SUCCEEDED and retry.counts.succeeded == 4
+        assert len(rabbit.received(at_least=4)) == 4
+    finally:
+        rabbit.close()
