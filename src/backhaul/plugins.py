@@ -24,6 +24,8 @@ BUILTIN_DESTINATIONS = {
     "intercom": "backhaul.destinations.intercom:IntercomDestination",
     "slack": "backhaul.destinations.slack:SlackDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
+    "nats": "backhaul.destinations.nats:NATSDestination",
+    "redis_streams": "backhaul.destinations.redis_streams:RedisStreamsDestination",
 }
 BUILTIN_SOURCES = {
     "duckdb": "backhaul.sources.duckdb:DuckDBSource",

@@ -44,6 +44,7 @@ class Received:
 
 class Broker(Protocol):
     name: str
+    deduplicates: bool  # drops a repeated message id by itself (within a window)
 
     def destination(self) -> dict[str, Any]: ...
 
@@ -81,6 +82,7 @@ def check_id(sync: str, message: Received) -> None:
 @dataclass
 class Rabbit:
     name: str = "rabbitmq"
+    deduplicates: bool = False
     queue: str = field(default_factory=lambda: unique("bh_test"))
     _got: list[Received] = field(default_factory=list)
 
@@ -136,6 +138,7 @@ class Rabbit:
 @dataclass
 class Nats:
     name: str = "nats"
+    deduplicates: bool = True
     stream: str = field(default_factory=lambda: unique("BH_TEST"))
 
     @property
@@ -201,6 +204,7 @@ class Nats:
 @dataclass
 class RedisStream:
     name: str = "redis_streams"
+    deduplicates: bool = False
     stream: str = field(default_factory=lambda: unique("bh_test"))
 
     def destination(self) -> dict[str, Any]:
@@ -245,6 +249,7 @@ class Mqtt:
     nobody subscribes to), collecting on paho's network thread."""
 
     name: str = "mqtt"
+    deduplicates: bool = False
     topic: str = field(default_factory=lambda: f"backhaul-test/{uuid.uuid4().hex[:10]}")
     _got: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -303,4 +308,6 @@ class Mqtt:
             self._client.disconnect()
 
 
-BROKERS: dict[str, type[Broker]] = {"rabbitmq": Rabbit}
+BROKERS: dict[str, type[Broker]] = {
+    "rabbitmq": Rabbit, "nats": Nats, "redis_streams": RedisStream,
+}

@@ -107,9 +107,12 @@ def test_the_same_change_keeps_its_id(project: Builder, broker: Broker) -> None:
     resent = {m.body["key"]: m.body["id"] for m in got[10:]}
     assert set(first) == set(resent)
     third = project.run(SYNC, full_resync=True)
-    assert third.status is RunStatus.SUCCEEDED
+    assert third.status is RunStatus.SUCCEEDED and third.counts.succeeded == 10
     got = broker.received(at_least=10)
-    assert {m.body["key"]: m.body["id"] for m in got[20:]} == resent
+    if broker.deduplicates:
+        assert len(got) == 20  # the broker dropped the repeats by their ids
+    else:
+        assert {m.body["key"]: m.body["id"] for m in got[20:]} == resent
 
 
 def test_one_message_per_batch(project: Builder, broker: Broker) -> None:
