@@ -26,6 +26,7 @@ BUILTIN_DESTINATIONS = {
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
     "nats": "backhaul.destinations.nats:NATSDestination",
     "redis_streams": "backhaul.destinations.redis_streams:RedisStreamsDestination",
+    "mqtt": "backhaul.destinations.mqtt:MQTTDestination",
 }
 BUILTIN_SOURCES = {
     "duckdb": "backhaul.sources.duckdb:DuckDBSource",

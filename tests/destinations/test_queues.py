@@ -4,12 +4,17 @@ tests/engine_kill/test_queue_kill.py."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.conftest import Builder
-from tests.destinations.brokers import BROKERS, Broker, Rabbit, Received, check_id
+from tests.destinations.brokers import BROKERS, Broker, Nats, Rabbit, Received, check_id
 
 from backhaul.engine.summary import RunStatus
 
@@ -193,3 +198,34 @@ def test_rabbitmq_unroutable_messages_are_rejected_not_acknowledged(project: Bui
         assert len(rabbit.received(at_least=4)) == 4
     finally:
         rabbit.close()
+
+
+def test_nats_without_jetstream_is_a_clear_config_error(project: Builder) -> None:
+    """A server of our own without JetStream: nothing to confirm messages, so the run stops
+    with a line saying how to enable it."""
+    server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(server).exists():
+        pytest.skip("nats-server is not installed here")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [server, "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        core_only = Nats()
+        setup(project, core_only, n=3, servers=f"nats://127.0.0.1:{port}")
+        summary = project.run(SYNC)
+        assert summary.status is RunStatus.FAILED and summary.counts.succeeded == 0
+        assert summary.error is not None and "does not have JetStream enabled" in summary.error
+        assert "-js" in summary.error
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
