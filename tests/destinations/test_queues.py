@@ -4,6 +4,7 @@ tests/engine_kill/test_queue_kill.py."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -12,9 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
+import redis
 from tests.conftest import Builder
-from tests.destinations.brokers import BROKERS, Broker, Nats, Rabbit, Received, check_id
+from tests.destinations.brokers import (
+    BROKERS,
+    RABBIT_URL,
+    REDIS_URL,
+    Broker,
+    Nats,
+    Rabbit,
+    Received,
+    RedisStream,
+    check_id,
+)
 
 from backhaul.engine.summary import RunStatus
 
@@ -146,6 +159,9 @@ def test_unreachable_broker_fails_cleanly_and_keeps_the_snapshot(
     output = done.stdout + done.stderr
     assert "Traceback" not in output
     assert "not reachable" in output, output
+    probe = project.cli("test-connection", "q")
+    assert probe.returncode == 1 and "not reachable" in probe.stdout + probe.stderr
+    assert "Traceback" not in probe.stdout + probe.stderr
     failed = project.run(SYNC)
     assert failed.status is RunStatus.FAILED
     assert failed.counts.succeeded == 0
@@ -154,6 +170,7 @@ def test_unreachable_broker_fails_cleanly_and_keeps_the_snapshot(
 
     # The snapshot did not move: with the broker back, every row goes as an add.
     project.destination("q", **broker.destination())
+    assert project.cli("test-connection", "q").returncode == 0
     ok = project.run(SYNC)
     assert ok.status is RunStatus.SUCCEEDED and ok.counts.added == 5
     got = broker.received(at_least=5)
@@ -229,3 +246,52 @@ def test_nats_without_jetstream_is_a_clear_config_error(project: Builder) -> Non
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_rabbitmq_named_exchange_binds_the_queue_and_a_missing_one_is_named(
+    project: Builder,
+) -> None:
+    rabbit = Rabbit()
+    exchange = f"{rabbit.queue}_x"
+
+    async def declare(delete: bool = False) -> None:
+        connection = await aio_pika.connect(RABBIT_URL)
+        try:
+            channel = await connection.channel()
+            if delete:
+                await channel.exchange_delete(exchange)
+            else:
+                await channel.declare_exchange(exchange, aio_pika.ExchangeType.DIRECT)
+        finally:
+            await connection.close()
+
+    setup(project, rabbit, n=6, exchange=exchange, routing_key="rows")
+    missing = project.run(SYNC)
+    assert missing.status is RunStatus.FAILED and missing.counts.succeeded == 0
+    assert missing.error is not None and f"no exchange `{exchange}`" in missing.error
+    asyncio.run(declare())
+    try:
+        summary = project.run(SYNC)
+        assert summary.status is RunStatus.SUCCEEDED and summary.counts.succeeded == 6
+        got = rabbit.received(at_least=6)
+        assert sorted(m.body["key"] for m in got) == [str(i) for i in range(1, 7)]
+    finally:
+        rabbit.close()
+        asyncio.run(declare(delete=True))
+
+
+def test_redis_maxlen_trims_the_stream(project: Builder) -> None:
+    stream = RedisStream()
+    try:
+        setup(project, stream, n=1000, maxlen=100)
+        summary = project.run(SYNC)
+        assert summary.status is RunStatus.SUCCEEDED and summary.counts.succeeded == 1000
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            length = client.xlen(stream.stream)
+        finally:
+            client.close()
+        # MAXLEN ~ trims whole internal nodes: about 100 entries stay, never fewer.
+        assert 100 <= length < 1000
+    finally:
+        stream.close()
