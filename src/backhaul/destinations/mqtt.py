@@ -1,7 +1,8 @@
 """MQTT destination: one QoS 1 or 2 message per changed row (or per batch) on a topic.
 
-Uses the Eclipse Paho client driven by the run's event loop; each publish is settled
-when the broker's PUBACK (QoS 1) or PUBCOMP (QoS 2) arrives. A row is acknowledged only then, and only when an MQTT 5 broker's reason code is
+Uses the Eclipse Paho client with its network loop on its own thread; each publish is
+settled on the run's event loop when the broker's PUBACK (QoS 1) or PUBCOMP (QoS 2)
+arrives. A row is acknowledged only then, and only when an MQTT 5 broker's reason code is
 a success. See docs/destinations/mqtt.md.
 """
 
@@ -81,14 +82,11 @@ class MQTTConfig(QueueConfig):
 
 
 class _Connection:
-    """One Paho client driven by the run's event loop: its socket is watched with
-    ``add_reader``/``add_writer`` (Paho's external-loop hooks), so publishes, acks and
-    callbacks all happen on the loop's thread, without a network thread to hand off to."""
+    """One Paho client, its network thread, and the publishes awaiting their ack."""
 
     def __init__(self, config: MQTTConfig, loop: asyncio.AbstractEventLoop) -> None:
         v5 = config.protocol == "5"
         self.loop = loop
-        self._thread = threading.get_ident()
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id or f"backhaul-{uuid.uuid4().hex[:12]}",
@@ -104,113 +102,49 @@ class _Connection:
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_socket_open = self._on_socket_open
-        self.client.on_socket_close = self._on_socket_close
-        self.client.on_socket_register_write = self._on_register_write
-        self.client.on_socket_unregister_write = self._on_unregister_write
         self.connected: asyncio.Future[ReasonCode] = loop.create_future()
-        self.disconnected: asyncio.Future[None] = loop.create_future()
         self.lost: str | None = None
+        # Acks can arrive before publish() returned the mid: keep them until it is known.
+        self._lock = threading.Lock()
         self._pending: dict[int, asyncio.Future[ReasonCode]] = {}
         self._early: dict[int, ReasonCode] = {}
-        self._misc: asyncio.Task[None] | None = None
 
-    def _in_loop(self, fn: Any, *args: Any) -> None:
-        """Run ``fn`` on the loop: now when on its thread (connect() runs on another)."""
-        if threading.get_ident() == self._thread:
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    # -- the socket, watched by the loop --------------------------------------------------
-    def _on_socket_open(self, _c: Any, _u: Any, sock: Any) -> None:
-        self._in_loop(self._watch, sock)
-
-    def _watch(self, sock: Any) -> None:
-        self.loop.add_reader(sock, self._read)
-        self._misc = self.loop.create_task(self._housekeeping())
-
-    def _read(self) -> None:
-        try:
-            self.client.loop_read()
-            while getattr(self.client.socket(), "pending", lambda: 0)() > 0:  # TLS buffers
-                self.client.loop_read()
-        except OSError as exc:
-            self._lose(str(exc))
-
-    def _write(self) -> None:
-        try:
-            self.client.loop_write()
-        except OSError as exc:
-            self._lose(str(exc))
-
-    def _on_socket_close(self, _c: Any, _u: Any, sock: Any) -> None:
-        self._in_loop(self._unwatch, sock)
-
-    def _unwatch(self, sock: Any) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self.loop.remove_reader(sock)
-            self.loop.remove_writer(sock)
-        if self._misc is not None:
-            self._misc.cancel()
-
-    def _on_register_write(self, _c: Any, _u: Any, sock: Any) -> None:
-        self._in_loop(self.loop.add_writer, sock, self._write)
-
-    def _on_unregister_write(self, _c: Any, _u: Any, sock: Any) -> None:
-        self._in_loop(self.loop.remove_writer, sock)
-
-    async def _housekeeping(self) -> None:
-        """Keep-alive pings and retries of unacknowledged packets."""
-        while self.client.loop_misc() == paho.MQTT_ERR_SUCCESS:
-            await asyncio.sleep(1)
-
-    # -- MQTT events --------------------------------------------------------------------------
+    # Paho calls these on its network thread.
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
-        self._in_loop(_settle, self.connected, reason)
+        self.loop.call_soon_threadsafe(_settle, self.connected, reason)
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
-        future = self._pending.pop(mid, None)
-        if future is None:
-            self._early[mid] = reason
-        else:
-            _settle(future, reason)
+        with self._lock:
+            future = self._pending.pop(mid, None)
+            if future is None:
+                self._early[mid] = reason
+                return
+        self.loop.call_soon_threadsafe(_settle, future, reason)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
-        self._in_loop(self._lose, str(reason))
-
-    def _lose(self, why: str) -> None:
-        if self.lost is None:
-            self.lost = why
-        waiting, self._pending = list(self._pending.values()), {}
-        error = ConnectionError(f"disconnected: {why}")
+        self.lost = str(reason)
+        with self._lock:
+            waiting, self._pending = list(self._pending.values()), {}
+        error = ConnectionError(f"disconnected: {reason}")
         for future in [self.connected, *waiting]:
-            _fail(future, error)
-        if not self.disconnected.done():
-            self.disconnected.set_result(None)
+            self.loop.call_soon_threadsafe(_fail, future, error)
 
     def ack_for(self, mid: int) -> asyncio.Future[ReasonCode]:
-        """The future settled by the broker's ack of message ``mid``."""
         future: asyncio.Future[ReasonCode] = self.loop.create_future()
-        reason = self._early.pop(mid, None)
-        if reason is not None:
-            future.set_result(reason)
-        elif self.lost is not None:
-            future.set_exception(ConnectionError(f"disconnected: {self.lost}"))
-        else:
-            self._pending[mid] = future
+        with self._lock:
+            reason = self._early.pop(mid, None)
+            if reason is None:
+                self._pending[mid] = future
+                if self.lost is not None:
+                    future.set_exception(ConnectionError(f"disconnected: {self.lost}"))
+                return future
+        future.set_result(reason)
         return future
 
-    async def stop(self) -> None:
-        """Send DISCONNECT and wait (briefly) for the socket to close."""
-        if self.lost is None and self.client.disconnect() == paho.MQTT_ERR_SUCCESS:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.disconnected), 5)
-        sock = self.client.socket()
-        if sock is not None:
-            self._unwatch(sock)
-        if self._misc is not None:
-            self._misc.cancel()
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.client.disconnect()
+        self.client.loop_stop()
 
 
 def _settle(future: asyncio.Future[ReasonCode], reason: ReasonCode) -> None:
@@ -253,15 +187,16 @@ class MQTTDestination:
                 ),
                 timeout,
             )
+            conn.client.loop_start()
             reason = await asyncio.wait_for(conn.connected, timeout)
         except (OSError, TimeoutError, ValueError) as exc:
-            await conn.stop()
+            conn.stop()
             raise unreachable(
                 "MQTT broker", self.where, reason_of(exc, self.redactor),
                 "check `host` and `port` in the destination file and that the broker is running",
             ) from None
         if reason.is_failure:
-            await conn.stop()
+            conn.stop()
             raise DestinationError(
                 f"MQTT broker at {self.where} refused the connection ({reason}): check "
                 "`username`, `password` and `client_id` in the destination file",
@@ -338,4 +273,4 @@ class MQTTDestination:
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await conn.stop()
+            await asyncio.to_thread(conn.stop)
