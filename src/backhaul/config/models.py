@@ -96,6 +96,28 @@ class WebConfig(Strict):
     )
 
 
+class DbtCloudConfig(Strict):
+    """The dbt Cloud webhook receiver of `backhaul serve` (see docs/orchestrators.md)."""
+
+    webhook_secret: str = Field(
+        min_length=1,
+        description="The webhook's secret from dbt Cloud, as `${env:NAME}`; each event's "
+        "`Authorization` header must be the HMAC-SHA256 of its body with this key.",
+    )
+    api_token: str = Field(
+        min_length=1,
+        description="A dbt Cloud API token (as `${env:NAME}`) that may read run artifacts.",
+    )
+    base_url: str = Field(
+        "https://cloud.getdbt.com",
+        description="Your dbt Cloud access URL (region or single-tenant host).",
+    )
+    job_ids: list[int] = Field(
+        default_factory=list,
+        description="Only events of these jobs run syncs (default: events of every job).",
+    )
+
+
 class ProjectConfig(Strict):
     """`backhaul.yml` at the project root."""
 
@@ -111,6 +133,11 @@ class ProjectConfig(Strict):
     )
     owner: str | None = Field(
         None, description="Who owns these syncs, as `Name <email>`; used in dbt exposures."
+    )
+    dbt_cloud: DbtCloudConfig | None = Field(
+        None,
+        description="Run the syncs a dbt Cloud job rebuilt when its completion webhook "
+        "arrives at `backhaul serve` (POST /api/v1/dbt-cloud/webhook).",
     )
     alerts: AlertsConfig = Field(
         default_factory=AlertsConfig, description="Alert rules and channels of every sync."

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backhaul.dbt.manifest import REF_TYPES, target_path
 from backhaul.dbt.refs import RefResolver, model_nodes
@@ -94,6 +94,15 @@ def load_run_results(path: Path) -> RunResults:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read dbt run results {path}: {exc}") from None
+    return parse_run_results(data, path)
+
+
+def parse_run_results(data: Any, path: Path) -> RunResults:
+    """Run results from the parsed JSON of a run_results.json (``path`` says where from).
+
+    Raises:
+        ConfigError: ``data`` is not dbt run results.
+    """
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         raise ConfigError(f"{path} is not a dbt run_results.json (it has no `results`)")
     results = {
@@ -149,4 +158,5 @@ __all__ = [
     "choose_syncs",
     "default_path",
     "load_run_results",
+    "parse_run_results",
 ]
