@@ -152,6 +152,7 @@ def create_app(
     from backhaul.web.api import router as api_router
     from backhaul.web.audience_api import router as audience_api_router
     from backhaul.web.audience_pages import router as audience_pages_router
+    from backhaul.web.dbt_cloud import router as dbt_cloud_router
 
     # Routes are matched in order: the pages (the overview is the busiest) come first. No
     # page path overlaps an API, docs or login path, so the order changes nothing else.
@@ -162,6 +163,7 @@ def create_app(
     app.include_router(audience_api_router)
     app.include_router(api_router)
     app.include_router(audience_pages_router)
+    app.include_router(dbt_cloud_router)
     app.include_router(alerts_api_router)
     app.include_router(alerts_page_router)
     app.include_router(docs_router)

@@ -6,6 +6,7 @@ their events to report live progress, and cancels them on request.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from backhaul.web.users import UserStore, engine_of
 START_TIMEOUT = 120.0  # seconds to wait for a run to open its destination and workspace
 KEEP_FINISHED = 200  # finished runs whose last progress stays in memory
 
+log = logging.getLogger(__name__)
+
 
 class RunConflict(BackhaulError):
     """The sync already has a run in progress."""
@@ -55,6 +58,7 @@ class _Active:
     error: BaseException | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     thread: threading.Thread | None = None
+    again: User | None = None  # run the sync once more when this run ends (coalesced)
 
 
 class RunManager:
@@ -78,6 +82,7 @@ class RunManager:
         self._by_sync: dict[str, _Active] = {}
         self._by_run: dict[str, _Active] = {}
         self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._closing = False
 
     def trigger(self, sync: str, *, full_resync: bool, user: User) -> str:
         """Start a run of ``sync`` in a background thread and return its run id.
@@ -115,6 +120,34 @@ class RunManager:
         )
         return active.run_id
 
+    def trigger_coalesced(self, sync: str, *, user: User) -> tuple[str, bool]:
+        """Start a run of ``sync``, or coalesce with the run in progress.
+
+        When the sync is running, one more run is queued to start when it ends (however
+        many requests arrive meanwhile), so changes made after the current run read its
+        model are still sent. Returns the run id (of the new run, or of the one in
+        progress) and whether the request was coalesced.
+
+        Raises:
+            ConfigError: unknown sync, or it cannot start.
+        """
+        while True:
+            with self._lock:
+                active = self._by_sync.get(sync)
+                if active is not None:
+                    active.again = user
+            if active is None:
+                try:
+                    return self.trigger(sync, full_resync=False, user=user), False
+                except RunConflict:
+                    continue  # another request started it just now: coalesce with that run
+            active.started.wait(START_TIMEOUT)
+            if active.run_id is not None:
+                return active.run_id, True
+            raise active.error or RunConflict(
+                f"sync `{sync}` did not start within {START_TIMEOUT:.0f} s"
+            )
+
     def _run(self, active: _Active, full_resync: bool) -> None:
         from backhaul.engine.launch import run_checked
 
@@ -141,6 +174,22 @@ class RunManager:
             # The sync is no longer running: answers that said so are stale now.
             invalidate_latest(self.store)
             active.started.set()
+            with self._lock:
+                again, closing = active.again, self._closing
+            if again is not None and not closing and active.run_id is not None:
+                threading.Thread(
+                    target=self._follow_up,
+                    args=(active.sync, again),
+                    name=f"backhaul-web-again-{active.sync}",
+                    daemon=True,
+                ).start()
+
+    def _follow_up(self, sync: str, user: User) -> None:
+        """The run queued by :meth:`trigger_coalesced` (its failures are in the store)."""
+        try:
+            self.trigger_coalesced(sync, user=user)
+        except Exception:  # recorded by the run store, or the sync was removed
+            log.exception("the queued run of sync %s did not start", sync)
 
     def _on_event(self, active: _Active, event: RunEvent) -> None:
         if isinstance(event, RunStarted | RunFinished):
@@ -221,6 +270,7 @@ class RunManager:
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel every run in progress and wait for their threads."""
         with self._lock:
+            self._closing = True
             actives = list(self._by_sync.values())
         for a in actives:
             a.cancel.set()
