@@ -42,6 +42,8 @@ class DbtNode:
     description: str = ""
     # Columns with both a `unique` and a `not_null` test: good primary-key candidates.
     key_columns: tuple[str, ...] = ()
+    # The `schema` the node's config sets (before dbt's generate_schema_name), if any.
+    config_schema: str | None = None
 
     @property
     def relation(self) -> str:
@@ -201,7 +203,14 @@ def _node(uid: str, raw: dict[str, Any], keys: tuple[str, ...]) -> DbtNode:
         columns=tuple(str(c.get("name", k)) for k, c in columns.items()),
         description=str(raw.get("description") or ""),
         key_columns=keys,
+        config_schema=_config_schema(raw),
     )
+
+
+def _config_schema(raw: dict[str, Any]) -> str | None:
+    config = raw.get("config")
+    schema = config.get("schema") if isinstance(config, dict) else None
+    return schema if isinstance(schema, str) and schema else None
 
 
 def _key_columns(nodes: dict[str, Any]) -> dict[str, tuple[str, ...]]:
