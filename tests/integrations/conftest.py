@@ -9,7 +9,9 @@ exactly one row).
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,10 @@ from tests.conftest import Builder
 from tests.dbt.conftest import DbtProject, built_dbt, dbt_project
 
 __all__ = ["built_dbt", "dbt_project"]
+
+# Airflow reads and writes its configuration under $AIRFLOW_HOME (default ~/airflow) on
+# import; keep it out of the home folder.
+os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "backhaul-airflow-home"))
 
 ORDERS_SQL = (
     "SELECT o.order_id AS id, c.email, o.amount\n"
