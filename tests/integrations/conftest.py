@@ -10,12 +10,17 @@ exactly one row).
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.conftest import Builder
 from tests.dbt.conftest import DbtProject, built_dbt, dbt_project
@@ -90,10 +95,19 @@ class Served:
     token: str
 
 
+SERVE = (sys.executable, "-m", "backhaul.cli.app", "serve")
+START_TIMEOUT_S = 300.0  # a safety net for a loaded machine, not a measurement
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def served_syncs(syncs: SyncProject) -> Iterator[Served]:
-    from tests.web.test_serve import Serving
-
+    """`backhaul serve` for the project as a subprocess on loopback, and an API token."""
     from backhaul.state.store import RunStore
     from backhaul.web.auth import Role
     from backhaul.web.users import UserStore
@@ -102,8 +116,32 @@ def served_syncs(syncs: SyncProject) -> Iterator[Served]:
         users = UserStore(store)
         users.add("ops", "ops-password-1", Role.OPERATOR)
         token, _ = users.create_token("ops", "orchestrator")
-    server = Serving(syncs.root)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = syncs.root / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*SERVE, "-C", str(syncs.root), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"},
+        )
     try:
-        yield Served(server.url, token)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{url}/login", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"backhaul serve did not start: {log_path.read_text()}")
+            time.sleep(0.2)
+        yield Served(url, token)
     finally:
-        server.stop()
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
