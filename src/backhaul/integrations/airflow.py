@@ -57,7 +57,7 @@ class BackhaulRunTrigger(BaseTrigger):
         poll_interval: float = DEFAULT_POLL_S,
         timeout_s: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.url = url
         self.token = token
         self.run_id = run_id
@@ -80,9 +80,11 @@ class BackhaulRunTrigger(BaseTrigger):
                 self.run_id, poll_s=self.poll_interval, timeout_s=self.timeout_s
             )
         except RemoteError as exc:
-            yield TriggerEvent({"status": "error", "message": exc.message, "run_id": self.run_id})
+            error = {"status": "error", "message": exc.message, "run_id": self.run_id}
+            yield TriggerEvent(error)  # type: ignore[no-untyped-call]
             return
-        yield TriggerEvent({"status": "finished", "result": result.as_dict()})
+        finished = {"status": "finished", "result": result.as_dict()}
+        yield TriggerEvent(finished)  # type: ignore[no-untyped-call]
 
 
 class BackhaulSyncOperator(BaseOperator):

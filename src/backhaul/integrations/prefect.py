@@ -29,7 +29,7 @@ from backhaul.integrations.common import SyncRunResult, check
 from backhaul.integrations.remote import DEFAULT_POLL_S, Connection, RemoteClient
 
 
-class BackhaulConnection(Block):  # type: ignore[misc]
+class BackhaulConnection(Block):
     """Where ``backhaul serve`` is, and an operator's API token for its REST API."""
 
     _block_type_name = "Backhaul Connection"
