@@ -37,11 +37,12 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def _settings(project: Project) -> DbtCloudConfig | JSONResponse:
     config = project.config.dbt_cloud
     if config is None:
+        # Like any API route called without credentials: no secret means nothing can sign.
         return _error(
-            404,
-            "not_configured",
-            "this project has no `dbt_cloud` section in backhaul.yml; add one to receive "
-            "dbt Cloud webhooks",
+            401,
+            "unauthorized",
+            "this project accepts no dbt Cloud webhooks: add a `dbt_cloud` section with "
+            "`webhook_secret` to backhaul.yml",
         )
     try:
         resolved, _ = resolve(config, positions=project.positions, key_prefix="dbt_cloud")
@@ -62,7 +63,7 @@ async def dbt_cloud_webhook(request: Request) -> JSONResponse:
     if not verify(settings.webhook_secret, body, request.headers.get("authorization")):
         return _error(
             401,
-            "bad_signature",
+            "unauthorized",
             "the Authorization header is not the HMAC-SHA256 of the body with the webhook "
             "secret; check `dbt_cloud.webhook_secret`",
         )
