@@ -88,8 +88,10 @@ def run(
         if alerts:
             from backhaul.alerts import AlertSink
             from backhaul.observe.events import tee
+            from backhaul.schedule.timetable import Timetable
 
-            events = tee(events, stack.enter_context(AlertSink.open(project, store)))
+            sink = AlertSink.open(project, store, next_run=Timetable(project, store).expected)
+            events = tee(events, stack.enter_context(sink))
         return run_checked(
             project,
             sync,
@@ -100,6 +102,22 @@ def run(
             trigger=trigger,
             cancel=cancel,
         )
+
+
+def pause(project: Project, sync: str, *, store: RunStore, by: str | None = None) -> bool:
+    """Pause ``sync``'s schedule (False when it was paused already)."""
+    from backhaul.schedule.state import ScheduleStore
+
+    project.sync(sync)
+    return ScheduleStore(store).pause(sync, by)
+
+
+def resume(project: Project, sync: str, *, store: RunStore) -> bool:
+    """Resume ``sync``'s schedule, counting its next run from now (False if not paused)."""
+    from backhaul.schedule.state import ScheduleStore
+
+    project.sync(sync)
+    return ScheduleStore(store).resume(sync)
 
 
 def reset(project: Project, sync: str) -> bool:
@@ -152,8 +170,10 @@ __all__ = [
     "SyncStatus",
     "load_project",
     "open_store",
+    "pause",
     "plan",
     "reset",
+    "resume",
     "run",
     "status",
 ]

@@ -110,6 +110,30 @@ class AlertEngine:
                 changes += self._judge_stale_of(name, rules, at)
         return changes
 
+    def judge_hung(self, now: datetime | None = None) -> list[Transition]:
+        """Raise the SLA rule of every sync whose latest run is still running past its SLA.
+
+        A run that hangs never finishes, so judging finished runs alone would never see it;
+        the run's own end (or the next run) clears the state as usual.
+        """
+        from backhaul.alerts.rules import Sla
+
+        at = now or self.clock()
+        changes: list[Transition] = []
+        for name in sorted(self.project.syncs):
+            sla = next((r for r in self.rules(name).run_rules if isinstance(r, Sla)), None)
+            if sla is None:
+                continue
+            latest = self.runs.last_run(name)
+            if latest is None or latest.status is not RunStatus.RUNNING or latest.dry_run:
+                continue
+            verdict = sla.judge_running(latest.started_at, at)
+            if verdict is not None:
+                found = self._record(name, sla.name, True, verdict.message, latest.run_id, at=at)
+                if found is not None:
+                    changes.append(found)
+        return changes
+
     def _judge_stale_of(self, sync: str, rules: SyncRules, now: datetime) -> list[Transition]:
         assert self.next_run is not None and rules.stale is not None
         expected = self.next_run(sync)

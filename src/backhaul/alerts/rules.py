@@ -31,7 +31,8 @@ COUNTED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.GUARDED})
 NextRun = Callable[[str], datetime | None]
 """A sync's expected next run, or ``None`` when it has no schedule.
 
-The scheduler provides it; until then no sync has one and the stale rule never fires.
+:meth:`backhaul.schedule.timetable.Timetable.expected` provides it; without one the stale
+rule is never judged.
 """
 
 
@@ -140,6 +141,14 @@ class Sla:
         took = run.duration_s
         text = f"the run took {_duration(took)} (SLA {_duration(limit)})"
         return Verdict(took > limit, text)
+
+    def judge_running(self, started_at: datetime, now: datetime) -> Verdict | None:
+        """A run still running at ``now``: firing once it is past the SLA, else nothing."""
+        limit = self.setting.minutes * 60
+        took = (now - started_at).total_seconds()
+        if took <= limit:
+            return None
+        return Verdict(True, f"the run has been running for {_duration(took)} (SLA {_duration(limit)})")
 
 
 @dataclass(frozen=True)

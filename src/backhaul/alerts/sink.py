@@ -104,8 +104,8 @@ class AlertSink:
             self._submit(lambda: engine.run_event(notice))
 
     def tick(self, now: datetime | None = None) -> list[Transition]:
-        """Judge the clock rules (stale) now; the scheduler calls this periodically."""
-        changes = self.engine.judge_stale(now)
+        """Judge the clock rules (stale, runs past their SLA); the scheduler calls this."""
+        changes = self.engine.judge_stale(now) + self.engine.judge_hung(now)
         self._send(changes)
         return changes
 

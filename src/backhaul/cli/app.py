@@ -21,6 +21,12 @@ from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 from backhaul.cli.connection import connection_command
 from backhaul.cli.dbt import dbt_app
 from backhaul.cli.sandbox import sandbox_command
+from backhaul.cli.schedule import (
+    pause_command,
+    resume_command,
+    scheduler_command,
+    schedules_command,
+)
 from backhaul.cli.web import serve, users_app
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
 
@@ -150,6 +156,7 @@ def run(
     from backhaul.cli.render import RunReporter, runs_table
     from backhaul.engine.launch import run_many, worst_exit_code
     from backhaul.observe.events import tee
+    from backhaul.schedule.timetable import Timetable
 
     project = _load(project_dir)
     tags = []
@@ -167,7 +174,10 @@ def run(
     if not chosen:
         raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
     reporter = RunReporter(_console(stderr=as_json), quiet=False, errors=_console(stderr=True))
-    with open_store(project) as store, AlertSink.open(project, store) as alerts:
+    with (
+        open_store(project) as store,
+        AlertSink.open(project, store, next_run=Timetable(project, store).expected) as alerts,
+    ):
         # Each sync is checked as `validate` checks it; one that fails is recorded as a
         # failed run and the others still run.
         results = run_many(
@@ -422,6 +432,10 @@ app.command("test")(test_command)
 app.command("sandbox")(sandbox_command)
 app.command("test-connection")(connection_command)
 app.command("serve")(serve)
+app.command("scheduler")(scheduler_command)
+app.command("schedules")(schedules_command)
+app.command("pause")(pause_command)
+app.command("resume")(resume_command)
 app.add_typer(users_app, name="users")
 app.add_typer(dbt_app, name="dbt")
 app.add_typer(alerts_app, name="alerts")

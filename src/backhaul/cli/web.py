@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -42,6 +44,14 @@ def serve(
     ] = 1,
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = True,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Also run the scheduler (default). Turn it off when `backhaul scheduler` "
+            "runs elsewhere.",
+        ),
     ] = True,
     trusted_proxy: Annotated[
         list[str] | None,
@@ -92,7 +102,7 @@ def serve(
     )
     # Built here even with several workers: it migrates the store and creates the signing
     # key once, before the workers start and would race to create it.
-    app = create_app(project_dir, settings=settings)
+    app = create_app(project_dir, settings=settings, scheduler=scheduler and workers == 1)
     err = _console(stderr=True)
     if not app.state.users.all():
         err.print(
@@ -111,18 +121,45 @@ def serve(
         "timeout_keep_alive": KEEP_ALIVE_S,
     }
     err.print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    if scheduler:
+        mode = "queueing runs for workers" if app.state.project.config.scheduler.queue else ""
+        err.print("running the scheduler" + (f" ({mode})" if mode else ""))
     if workers == 1:
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
     close_app(app)
     os.environ[PROJECT_ENV] = str(project_dir.resolve())
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
-    uvicorn.run(
-        "backhaul.web.app:app_from_env",
-        factory=True,
-        workers=workers,
-        **options,  # type: ignore[arg-type]
-    )
+    with _scheduler_beside(project_dir, scheduler):
+        uvicorn.run(
+            "backhaul.web.app:app_from_env",
+            factory=True,
+            workers=workers,
+            **options,  # type: ignore[arg-type]
+        )
+
+
+@contextmanager
+def _scheduler_beside(project_dir: Path, on: bool) -> Iterator[None]:
+    """With several server processes, one scheduler runs in the parent process."""
+    if not on:
+        yield
+        return
+    import threading
+
+    from backhaul.api import open_store
+    from backhaul.cli.schedule import open_scheduler
+
+    project = _load(project_dir)
+    stop = threading.Event()
+    with open_store(project) as store, open_scheduler(project, store) as found:
+        thread = threading.Thread(target=found.run_forever, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(30)
 
 
 def _users(project_dir: Path) -> tuple[RunStore, UserStore]:

@@ -75,6 +75,7 @@ def check_project(project: Project, *, open_sources: bool = True) -> list[Config
             errors += _model_errors(project, project.models[name], columns)
     errors += _unused_env_errors(project)
     errors += _alert_errors(project)
+    errors += schedule_errors(project)
     return _unique(errors)
 
 
@@ -380,6 +381,54 @@ def _alert_errors(project: Project) -> list[ConfigError]:
     return errors + reference_errors(project, channels) + env_errors(channels)
 
 
+def schedule_errors(project: Project) -> list[ConfigError]:
+    """`after:` names known syncs, not itself, and the sequences form no cycle;
+    `after_dbt` needs the dbt project; `scheduler.queue` needs Postgres."""
+    from backhaul.schedule.graph import find_cycles
+
+    errors: list[ConfigError] = []
+    for sync in sorted(project.syncs.values(), key=lambda s: s.name):
+        schedule = sync.config.schedule
+        for i, parent in enumerate(schedule.after or []):
+            key = f"schedule.after.{i}" if len(schedule.after or []) > 1 else "schedule.after"
+            if parent == sync.name:
+                errors.append(_error("a sync cannot run after itself", sync.positions, key))
+            elif parent not in project.syncs:
+                message = _unknown("sync", parent, project.syncs)
+                errors.append(_error(message, sync.positions, key))
+        if schedule.after_dbt and not project.config.dbt_project:
+            errors.append(
+                _error(
+                    "`after_dbt` needs the dbt project: set `dbt_project` in backhaul.yml",
+                    sync.positions,
+                    "schedule.after_dbt",
+                )
+            )
+    for cycle in find_cycles(project):
+        first = project.syncs[cycle[0]]
+        path = " → ".join([*cycle, cycle[0]])
+        errors.append(
+            _error(
+                f"the sequence {path} is a cycle: none of them would ever run; remove one "
+                "`after`",
+                first.positions,
+                "schedule.after",
+            )
+        )
+    scheduler = project.config.scheduler
+    if scheduler.queue and not project.metadata_url.startswith("postgresql"):
+        errors.append(
+            ConfigError(
+                "the run queue needs the Postgres metadata store: set state.metadata_url to a "
+                "postgresql:// URL, or remove `queue: true`",
+                file=project.positions.file.as_posix() if project.positions else "backhaul.yml",
+                line=project.positions.line("scheduler.queue") if project.positions else None,
+                key="scheduler.queue",
+            )
+        )
+    return errors
+
+
 def _open(project: Project, source: SourceDef) -> tuple[Any, Redactor, list[ConfigError]]:
     """Open a source with its secrets resolved; errors instead when that is not possible."""
     try:
@@ -477,4 +526,4 @@ def _mapping_column_errors(sync: SyncDef, model: ModelDef, columns: list[str]) -
     return errors
 
 
-__all__ = ["check_project", "check_syncs", "sql_error"]
+__all__ = ["check_project", "check_syncs", "schedule_errors", "sql_error"]

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backhaul.config.alerts import AlertsConfig, SyncAlertsConfig
+from backhaul.config.schedule import ScheduleConfig, SchedulerConfig, manual_if_empty
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 
@@ -141,6 +142,9 @@ class ProjectConfig(Strict):
     )
     alerts: AlertsConfig = Field(
         default_factory=AlertsConfig, description="Alert rules and channels of every sync."
+    )
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig, description="How scheduled runs are started."
     )
 
 
@@ -321,6 +325,16 @@ class SyncConfig(Strict):
     alerts: SyncAlertsConfig = Field(
         default_factory=SyncAlertsConfig, description="Alert rules and channels of this sync."
     )
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig,
+        description="When the sync runs on its own: `every`, `cron` (+ `timezone`), `after` "
+        "other syncs, `after_dbt`, or `manual` (the default).",
+    )
+
+    @field_validator("schedule", mode="before", json_schema_input_type=ScheduleConfig | Literal["manual"])
+    @classmethod
+    def _manual(cls, value: Any) -> Any:
+        return manual_if_empty(value)
 
     @property
     def removal(self) -> OnRemove:

@@ -260,3 +260,19 @@ alert_mutes = Table(
     Column("muted_by", String(64), nullable=True),
     Column("muted_at", UTCDateTime, nullable=False),
 )
+
+# The scheduler's state per sync: paused or not, since when the schedule is known (the base
+# of the first expected run), and the last slot a run was started for (a compare-and-set
+# claim, so two schedulers never start the same slot twice).
+schedule_states = Table(
+    "schedule_states",
+    metadata,
+    Column("sync", String(255), primary_key=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("paused_by", String(64), nullable=True),
+    Column("paused_at", UTCDateTime, nullable=True),
+    Column("fired_slot", UTCDateTime, nullable=True),
+    Column("fired_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

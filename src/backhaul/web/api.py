@@ -21,6 +21,7 @@ from backhaul.config.project import DestinationDef, ModelDef, Project, SyncDef
 from backhaul.engine.summary import Counts
 from backhaul.errors import BackhaulError, SourceError
 from backhaul.observe.redact import Redactor
+from backhaul.schedule.timetable import NextRun
 from backhaul.state.store import RunRecord, RunStore
 from backhaul.web import runs as queries
 from backhaul.web.auth import CurrentUser, Role, User, csrf_token, require
@@ -140,7 +141,14 @@ class SyncSummary(BaseModel):
     mode: str
     enabled: bool
     tags: list[str]
-    schedule: str = "manual"
+    schedule: str = Field(
+        "manual", description="`every 15m`, `cron 0 6 * * * (UTC)`, `after a, b`, `after dbt`, "
+        "`manual` (`disabled` for a disabled sync)."
+    )
+    paused: bool = False
+    next_run_at: datetime | None = Field(
+        None, description="The expected next run of an interval or cron schedule (UTC)."
+    )
     running: bool
     last_run: RunOut | None
 
@@ -324,9 +332,14 @@ def _model_summary(m: ModelDef, project: Project) -> ModelSummary:
     )
 
 
-def _sync_summary(s: SyncDef, last: RunRecord | None, running: bool) -> SyncSummary:
+def _sync_summary(
+    s: SyncDef, last: RunRecord | None, running: bool, upcoming: NextRun | None = None
+) -> SyncSummary:
     c = s.config
     return SyncSummary(
+        schedule=upcoming.schedule if upcoming else c.schedule.describe(),
+        paused=upcoming.paused if upcoming else False,
+        next_run_at=upcoming.at if upcoming else None,
         name=s.name,
         model=c.model,
         destination=c.destination,
@@ -559,7 +572,11 @@ def sync_summaries(project: Project, store: RunStore, runs: RunManager) -> list[
     """Every sync with its last run and whether it is running now."""
     last = queries.latest_runs(store)
     running = runs.running_syncs()
-    return [_sync_summary(s, last.get(n), n in running) for n, s in sorted(project.syncs.items())]
+    upcoming = runs.timetable.next_runs()
+    return [
+        _sync_summary(s, last.get(n), n in running, upcoming.get(n))
+        for n, s in sorted(project.syncs.items())
+    ]
 
 
 def _json(adapter: TypeAdapter[Any], value: Any) -> bytes:
@@ -594,7 +611,12 @@ def get_sync(
     if sync is None:
         raise not_found(f"sync `{name}`")
     history = store.runs(name, limit=limit)
-    summary = _sync_summary(sync, history[0] if history else None, name in runs.running_syncs())
+    summary = _sync_summary(
+        sync,
+        history[0] if history else None,
+        name in runs.running_syncs(),
+        runs.timetable.next_runs().get(name),
+    )
     try:
         file = sync.positions.file
         text = (file if file.is_absolute() else project.root / file).read_text(encoding="utf-8")

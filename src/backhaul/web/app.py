@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import os
 import secrets
+import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from backhaul.alerts import AlertSink
 from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
+from backhaul.schedule.timetable import Timetable
 from backhaul.state.store import RunStore
 from backhaul.web import security
 from backhaul.web.auth import LoginLimiter
@@ -96,7 +98,11 @@ class _Sessions:
 
 
 def create_app(
-    project_dir: Path, *, settings: WebSettings | None = None, clock: Clock = utc_now
+    project_dir: Path,
+    *,
+    settings: WebSettings | None = None,
+    clock: Clock = utc_now,
+    scheduler: bool = False,
 ) -> FastAPI:
     """Build the web app for the project in ``project_dir``.
 
@@ -108,6 +114,9 @@ def create_app(
         project_dir: The project folder.
         settings: Default: the ``web:`` keys of the project's ``backhaul.yml``.
         clock: The time sessions are judged by (UTC); tests pass one they can move.
+        scheduler: Also run the scheduler while the app is served (from its lifespan's
+            start to its end): scheduled runs are started by the app's run manager, or
+            queued for workers when ``scheduler.queue`` is set.
     """
     from backhaul.api import load_project
 
@@ -123,6 +132,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if scheduler:
+            start_scheduler(app)
         yield
         close_app(app)
 
@@ -140,9 +151,12 @@ def create_app(
     app.state.project = project
     app.state.store = store
     app.state.users = users
-    alerts = AlertSink.open(project, store)
+    timetable = Timetable(project, store)
+    alerts = AlertSink.open(project, store, next_run=timetable.expected)
     app.state.alerts = alerts
     app.state.runs = RunManager(project, store, users, events=alerts)
+    app.state.timetable = app.state.runs.timetable
+    app.state.scheduler_running = False
     app.state.sessions = SessionStore(store, lifetimes, clock)
     app.state.login_limiter = LoginLimiter(settings.login_rate, settings.login_rate_per_address)
 
@@ -153,6 +167,7 @@ def create_app(
     from backhaul.web.audience_api import router as audience_api_router
     from backhaul.web.audience_pages import router as audience_pages_router
     from backhaul.web.dbt_cloud import router as dbt_cloud_router
+    from backhaul.web.schedules import api_router as schedules_api_router
 
     # Routes are matched in order: the pages (the overview is the busiest) come first. No
     # page path overlaps an API, docs or login path, so the order changes nothing else.
@@ -165,6 +180,7 @@ def create_app(
     app.include_router(audience_pages_router)
     app.include_router(dbt_cloud_router)
     app.include_router(alerts_api_router)
+    app.include_router(schedules_api_router)
     app.include_router(alerts_page_router)
     app.include_router(docs_router)
     if pages is None:
@@ -215,8 +231,45 @@ def _pages_router() -> APIRouter | None:
     return router if isinstance(router, APIRouter) else None
 
 
+def start_scheduler(app: FastAPI) -> None:
+    """Run the scheduler in a thread of this app until :func:`close_app`.
+
+    Scheduled runs go through the app's run manager (so pages follow them live and a run
+    button cannot start a second run of a busy sync), or to the queue with
+    ``scheduler.queue``.
+    """
+    from backhaul.cli.schedule import open_scheduler
+
+    project: Project = app.state.project
+    launcher = None if project.config.scheduler.queue else app.state.runs
+    stack = ExitStack()
+    scheduler = stack.enter_context(open_scheduler(project, app.state.store, launcher=launcher))
+    # The app's alert sink judges the app's own runs; the scheduler's judges the clock.
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=scheduler.run_forever, args=(stop,), name="backhaul-scheduler", daemon=True
+    )
+    thread.start()
+    app.state.scheduler_stop = (stop, thread, stack)
+    app.state.scheduler_running = True
+
+
+def stop_scheduler(app: FastAPI, timeout: float = 30.0) -> None:
+    """Stop the scheduler thread started by :func:`start_scheduler` (if any)."""
+    found = getattr(app.state, "scheduler_stop", None)
+    if found is None:
+        return
+    stop, thread, stack = found
+    app.state.scheduler_stop = None
+    app.state.scheduler_running = False
+    stop.set()
+    thread.join(timeout)
+    stack.close()
+
+
 def close_app(app: FastAPI) -> None:
     """Cancel runs in progress, send queued alerts and close the run store; safe to call twice."""
+    stop_scheduler(app)
     runs: RunManager = app.state.runs
     runs.shutdown()
     alerts: AlertSink = app.state.alerts
@@ -225,4 +278,13 @@ def close_app(app: FastAPI) -> None:
     store.close()
 
 
-__all__ = ["Project", "WebSettings", "app_from_env", "close_app", "create_app", "load_secret"]
+__all__ = [
+    "Project",
+    "WebSettings",
+    "app_from_env",
+    "close_app",
+    "create_app",
+    "load_secret",
+    "start_scheduler",
+    "stop_scheduler",
+]

@@ -26,6 +26,7 @@ from backhaul.engine.summary import Counts, RowOp, RowOutcome, RowStatus, RunSta
 from backhaul.engine.workspace import open_source, strip_sql
 from backhaul.errors import BackhaulError
 from backhaul.observe.recorder import HttpCall
+from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
 from backhaul.state.store import RunRecord, RunStore, StoreError
 from backhaul.state.tables import run_rows
@@ -86,6 +87,9 @@ class SyncRow:
     enabled: bool
     last: RunView | None
     rows_synced: int | None  # None while a run holds the snapshot
+    schedule: str = "manual"
+    next_run: str = "manual"
+    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,10 +395,13 @@ OVERVIEW_TTL = 1.0
 def overview_body(project: Project, store: RunStore, state: Any) -> Markup:
     """The overview's content (sync table, chart, models), rendered with autoescape on."""
     last = latest_runs(store)
+    timetable: Timetable = state.timetable
+    upcoming = timetable.next_runs()
     rows = []
     for name in sorted(project.syncs):
         sync = project.syncs[name].config
         record = last.get(name)
+        nxt = upcoming[name]
         rows.append(
             SyncRow(
                 name,
@@ -404,6 +411,9 @@ def overview_body(project: Project, store: RunStore, state: Any) -> Markup:
                 sync.enabled,
                 run_view(record) if record else None,
                 snapshot_rows(state, project, name),
+                nxt.schedule,
+                nxt.label(),
+                nxt.paused,
             )
         )
     recent = list(reversed(store.runs(limit=CHART_RUNS)))
@@ -417,6 +427,8 @@ def overview_body(project: Project, store: RunStore, state: Any) -> Markup:
         "chart": chart,
         "project": project.config.name,
         "models": sorted(project.models),
+        "scheduled": sum(1 for n in upcoming.values() if n.kind != "manual"),
+        "scheduler": bool(getattr(state, "scheduler_running", False)),
     }
     # Rendered by an autoescaping environment: every value in it is already escaped.
     return Markup(templates.env.get_template("partials/overview_body.html").render(context))
@@ -483,8 +495,36 @@ def _sync_response(
         "running": next((r.run_id for r in history if not _finished(r)), None),
         "rows_synced": snapshot_rows(request.app.state, project, sync.name),
         "error": error,
+        "next": request.app.state.timetable.next_runs()[sync.name],
     }
     return render(request, "sync.html", context, status_code=status_code)
+
+
+@router.post("/syncs/{name}/pause")
+def pause_sync(
+    request: Request, name: str, user: Operator, project: ProjectDep, store: StoreDep
+) -> Response:
+    """Pause the sync's schedule."""
+    return _set_paused(request, name, user, project, store, True)
+
+
+@router.post("/syncs/{name}/resume")
+def resume_sync(
+    request: Request, name: str, user: Operator, project: ProjectDep, store: StoreDep
+) -> Response:
+    """Resume the sync's schedule."""
+    return _set_paused(request, name, user, project, store, False)
+
+
+def _set_paused(
+    request: Request, name: str, user: User, project: Project, store: RunStore, paused: bool
+) -> Response:
+    from backhaul.web.schedules import set_paused
+
+    if name not in project.syncs:
+        return not_found(request, user, "sync", name)
+    set_paused(request.app.state, name, user, paused)
+    return RedirectResponse(f"/syncs/{name}", status_code=303)
 
 
 @router.post("/syncs/{name}/run")

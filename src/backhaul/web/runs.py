@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from backhaul.observe.events import (
 )
 from backhaul.observe.recorder import HttpCall
 from backhaul.observe.waits import wait_line
+from backhaul.schedule.timetable import Timetable
 from backhaul.state.store import RunRecord, RunStore, call_from_row, record_from_row
 from backhaul.state.tables import http_calls, run_rows, runs
 from backhaul.web import cache
@@ -83,6 +85,7 @@ class RunManager:
         self._by_run: dict[str, _Active] = {}
         self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._closing = False
+        self.timetable = Timetable(project, store)
 
     def trigger(self, sync: str, *, full_resync: bool, user: User) -> str:
         """Start a run of ``sync`` in a background thread and return its run id.
@@ -148,19 +151,52 @@ class RunManager:
                 f"sync `{sync}` did not start within {START_TIMEOUT:.0f} s"
             )
 
-    def _run(self, active: _Active, full_resync: bool) -> None:
-        from backhaul.engine.launch import run_checked
+    def launch(self, sync: str, *, reason: str, refused: Callable[[], None]) -> bool:
+        """Start a scheduled run of ``sync`` (the scheduler's launcher); False when it is busy.
+
+        ``refused`` is called when the run turns out not to start: another process holds
+        the sync.
+        """
+        self.project.sync(sync)
+        active = _Active(sync, "scheduler")
+        with self._lock:
+            if sync in self._by_sync or self._closing:
+                return False
+            self._by_sync[sync] = active
+        thread = threading.Thread(
+            target=self._run,
+            args=(active, False, "schedule", refused),
+            name=f"backhaul-scheduled-run-{sync}",
+            daemon=True,
+        )
+        active.thread = thread
+        thread.start()
+        return True
+
+    def _run(
+        self,
+        active: _Active,
+        full_resync: bool,
+        trigger: str = "web",
+        refused: Callable[[], None] | None = None,
+    ) -> None:
+        from backhaul.schedule.local import run_one
+        from backhaul.state.snapshots import StateLocked
 
         try:
-            run_checked(
+            run_one(
                 self.project,
                 active.sync,
                 store=self.store,
                 full_resync=full_resync,
                 events=tee(lambda e: self._on_event(active, e), self.events),
-                trigger="web",
+                trigger=trigger,
                 cancel=active.cancel,
             )
+        except StateLocked as exc:
+            active.error = exc
+            if refused is not None:
+                refused()
         except BaseException as exc:  # reported to trigger(), or recorded by the store
             active.error = exc
         finally:

@@ -1,0 +1,164 @@
+"""`backhaul scheduler`, `backhaul schedules`, `backhaul pause` and `backhaul resume`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
+from backhaul.errors import ConfigError, ConfigErrors
+
+if TYPE_CHECKING:
+    from backhaul.config.project import Project
+    from backhaul.schedule.scheduler import Launcher, Scheduler
+    from backhaul.state.store import RunStore
+
+
+def check_schedules(project: Project) -> None:
+    """Refuse to schedule a project whose schedules are wrong (unknown parents, cycles)."""
+    from backhaul.config.checks import schedule_errors
+
+    problems = schedule_errors(project)
+    if problems:
+        raise ConfigErrors(problems)
+
+
+@contextmanager
+def open_scheduler(
+    project: Project, store: RunStore, *, launcher: Launcher | None = None, events: Any = None
+) -> Iterator[Scheduler]:
+    """A scheduler for ``project`` with its alert sink and launcher; closes both on exit.
+
+    Without ``launcher`` the project's ``scheduler:`` settings choose one: the Postgres
+    queue (``queue: true``) or runs in this process.
+    """
+    from backhaul.alerts import AlertSink
+    from backhaul.observe.events import tee
+    from backhaul.schedule.local import LocalLauncher
+    from backhaul.schedule.scheduler import Scheduler
+    from backhaul.schedule.timetable import Timetable
+
+    check_schedules(project)
+    with ExitStack() as stack:
+        timetable = Timetable(project, store)
+        alerts = stack.enter_context(AlertSink.open(project, store, next_run=timetable.expected))
+        if launcher is None:
+            settings = project.config.scheduler
+            if settings.queue:
+                raise ConfigError(
+                    "scheduler.queue: the worker queue is not part of this version yet; "
+                    "remove `queue: true` to run scheduled syncs in the scheduler's process"
+                )
+            else:
+                sink = tee(alerts, events) if events is not None else alerts
+                local = LocalLauncher(
+                    project, store, events=sink, max_parallel=settings.max_parallel
+                )
+                stack.callback(local.close)
+                launcher = local
+        yield Scheduler(project, store, launcher, alerts=alerts)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """Set ``stop`` on SIGTERM and SIGINT (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        logging.getLogger("backhaul.schedule").info(
+            "received %s: stopping", signal.Signals(signum).name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@handles_errors
+def scheduler_command(
+    project_dir: ProjectDir = Path("."),
+    once: Annotated[
+        bool, typer.Option("--once", help="Start what is due now, wait for it, and exit.")
+    ] = False,
+) -> None:
+    """Run the scheduler alone: start scheduled syncs when they are due (Ctrl-C stops)."""
+    from backhaul.api import open_store
+    from backhaul.cli.logs import setup_logging
+
+    setup_logging()
+    project = _load(project_dir)
+    with open_store(project) as store, open_scheduler(project, store) as scheduler:
+        if once:
+            for launch in scheduler.tick():
+                _console(stderr=True).print(f"started {launch.sync} ({launch.reason})")
+            wait = getattr(scheduler.launcher, "wait", None)
+            if wait is not None:
+                wait()
+            return
+        stop = threading.Event()
+        stop_on_signals(stop)
+        mode = "queue for `backhaul worker`" if project.config.scheduler.queue else "in-process"
+        _console(stderr=True).print(
+            f"scheduler running ({mode}, {len(project.syncs)} syncs); Ctrl-C stops"
+        )
+        scheduler.run_forever(stop)
+
+
+@handles_errors
+def schedules_command(project_dir: ProjectDir = Path(".")) -> None:
+    """Every sync with its schedule and next run."""
+    from backhaul.api import open_store
+    from backhaul.schedule.timetable import Timetable
+
+    project = _load(project_dir)
+    table = Table("sync", "schedule", "state", "next run")
+    with open_store(project) as store:
+        for name, nxt in Timetable(project, store).next_runs().items():
+            table.add_row(name, nxt.schedule, "paused" if nxt.paused else "", nxt.label())
+    _console().print(table)
+
+
+@handles_errors
+def pause_command(
+    sync: Annotated[str, typer.Argument(help="The sync to pause.")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Pause a sync's schedule: the scheduler starts no run of it until it is resumed."""
+    from backhaul.api import open_store, pause
+
+    project = _load(project_dir)
+    with open_store(project) as store:
+        changed = pause(project, sync, store=store, by="cli")
+    _console().print(f"{sync}: {'paused' if changed else 'was already paused'}")
+
+
+@handles_errors
+def resume_command(
+    sync: Annotated[str, typer.Argument(help="The sync to resume.")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Resume a paused sync; its next run is counted from now."""
+    from backhaul.api import open_store, resume
+
+    project = _load(project_dir)
+    with open_store(project) as store:
+        changed = resume(project, sync, store=store)
+    _console().print(f"{sync}: {'resumed' if changed else 'was not paused'}")
+
+
+__all__ = [
+    "open_scheduler",
+    "pause_command",
+    "resume_command",
+    "scheduler_command",
+    "schedules_command",
+    "stop_on_signals",
+]
