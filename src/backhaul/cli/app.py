@@ -26,6 +26,7 @@ from backhaul.cli.schedule import (
     resume_command,
     scheduler_command,
     schedules_command,
+    worker_command,
 )
 from backhaul.cli.web import serve, users_app
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
@@ -434,6 +435,7 @@ app.command("test-connection")(connection_command)
 app.command("serve")(serve)
 app.command("scheduler")(scheduler_command)
 app.command("schedules")(schedules_command)
+app.command("worker")(worker_command)
 app.command("pause")(pause_command)
 app.command("resume")(resume_command)
 app.add_typer(users_app, name="users")

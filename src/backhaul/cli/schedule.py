@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
-from backhaul.errors import ConfigError, ConfigErrors
+from backhaul.errors import ConfigErrors
 
 if TYPE_CHECKING:
     from backhaul.config.project import Project
@@ -53,10 +53,9 @@ def open_scheduler(
         if launcher is None:
             settings = project.config.scheduler
             if settings.queue:
-                raise ConfigError(
-                    "scheduler.queue: the worker queue is not part of this version yet; "
-                    "remove `queue: true` to run scheduled syncs in the scheduler's process"
-                )
+                from backhaul.schedule.queue import QueueLauncher
+
+                launcher = stack.enter_context(QueueLauncher.open(project, store))
             else:
                 sink = tee(alerts, events) if events is not None else alerts
                 local = LocalLauncher(
@@ -113,6 +112,55 @@ def scheduler_command(
 
 
 @handles_errors
+def worker_command(
+    project_dir: ProjectDir = Path("."),
+    name: Annotated[str | None, typer.Option(help="Name in logs (default: host:pid).")] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Runs of different syncs at once.")
+    ] = 1,
+    tick: Annotated[
+        bool,
+        typer.Option(
+            "--tick/--no-tick",
+            help="Also run the scheduler's tick as a periodic task (default on).",
+        ),
+    ] = True,
+) -> None:
+    """Take runs from the Postgres queue (`scheduler.queue: true`) until SIGTERM."""
+    import asyncio
+    import os
+    import socket
+
+    from backhaul.alerts import AlertSink
+    from backhaul.api import open_store
+    from backhaul.cli.logs import setup_logging
+    from backhaul.schedule.queue import conninfo
+    from backhaul.schedule.timetable import Timetable
+    from backhaul.schedule.worker import Worker
+
+    setup_logging()
+    project = _load(project_dir)
+    conninfo(project)  # a clear error before anything starts when the store is not Postgres
+    check_schedules(project)
+    label = name or f"{socket.gethostname()}:{os.getpid()}"
+    with (
+        open_store(project) as store,
+        AlertSink.open(project, store, next_run=Timetable(project, store).expected) as alerts,
+    ):
+        worker = Worker(
+            project,
+            store,
+            events=alerts,
+            name=label,
+            concurrency=concurrency,
+            tick=tick,
+            alerts=alerts,
+        )
+        _console(stderr=True).print(f"worker {label} started; SIGTERM stops it gracefully")
+        asyncio.run(worker.run())
+
+
+@handles_errors
 def schedules_command(project_dir: ProjectDir = Path(".")) -> None:
     """Every sync with its schedule and next run."""
     from backhaul.api import open_store
@@ -161,4 +209,5 @@ __all__ = [
     "scheduler_command",
     "schedules_command",
     "stop_on_signals",
+    "worker_command",
 ]

@@ -177,6 +177,22 @@ class SchedulerConfig(BaseModel):
     tick_seconds: float = Field(
         5.0, gt=0, le=300, description="How often the scheduler looks for syncs that are due."
     )
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, le=300, description="How often each `backhaul worker` records that it lives."
+    )
+    stalled_after_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A worker silent this long is taken for dead: its run is marked "
+        "interrupted and queued again.",
+    )
+    retries: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Attempts of a queued run that a stopping worker handed back.",
+    )
 
 
 __all__ = ["ScheduleConfig", "SchedulerConfig", "manual_if_empty", "parse_duration"]
