@@ -5,6 +5,7 @@ flight, and a schedule nobody works on raises `stale`."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from backhaul import api
 from backhaul.alerts import AlertSink
 from backhaul.alerts.store import AlertStore
 from backhaul.engine.summary import RunStatus
+from backhaul.observe.metrics import exposition, registry_for
 from backhaul.schedule.queue import QueueLauncher, queue_depth
 from backhaul.schedule.timetable import Timetable
 from backhaul.state.store import INTERRUPTED, RunRecord
@@ -140,6 +142,12 @@ def _delivered(receiver: WebhookReceiver) -> Counter[str]:
     return counts
 
 
+def _metrics(project: Builder) -> str:
+    loaded = project.load()
+    with api.open_store(loaded) as store:
+        return exposition(registry_for(loaded, store)).decode()
+
+
 def _complete(receiver: WebhookReceiver) -> bool:
     return set(receiver.records) == {str(i) for i in range(1, ROWS + 1)}
 
@@ -150,8 +158,8 @@ def test_a_sync_never_runs_twice_at_once_and_the_tick_schedules(
     _project(project, pg_db, receiver, hourly={"every": "1h"})
     receiver.hold_next(1)  # the first request waits: the first run stays in progress
     _defer(project, "a")
-    workers.start("w1")
-    workers.start("w2")
+    workers.start("w1", "--log-format", "json")
+    workers.start("w2", "--log-format", "json")
     _until(
         "a's first run",
         lambda: any(r.status is RunStatus.RUNNING for r in _runs(project, "a")),
@@ -177,8 +185,23 @@ def test_a_sync_never_runs_twice_at_once_and_the_tick_schedules(
     )
     assert [r.trigger for r in _runs(project, "hourly")] == ["schedule"]
     assert _complete(receiver)
+    text = _metrics(project)
+    assert "backhaul_workers 2.0" in text
+    assert 'backhaul_worker_last_heartbeat_timestamp_seconds{worker="' in text
+    assert 'backhaul_runs_total{status="succeeded",sync="a"} 2.0' in text
     workers.stop_all()
     assert [p.returncode for p in workers.procs.values()] == [0, 0]
+    # JSON lines; those of a run carry its id and sync.
+    lines = [
+        json.loads(line)
+        for name in ("w1", "w2")
+        for line in workers.log(name).splitlines()
+        if line.startswith("{")
+    ]
+    ids = {r.run_id for r in _runs(project, "a")}
+    started = [line for line in lines if line["message"] == "run started"]
+    assert {line["run_id"] for line in started if line["sync"] == "a"} == ids
+    assert all({"run_id", "sync", "level", "time"} <= set(line) for line in lines)
 
 
 def test_a_killed_worker_is_detected_and_its_run_retried(
@@ -263,6 +286,7 @@ def test_a_schedule_no_worker_takes_raises_stale_once(
     assert queued.returncode == 0, queued.stderr
     assert "started often" in queued.stderr
     loaded = project.load()
+    assert 'backhaul_queue_jobs{status="todo"} 1.0' in _metrics(project)
     with api.open_store(loaded) as store:
         assert queue_depth(store) == {"todo": 1}
         now = datetime.now(UTC)

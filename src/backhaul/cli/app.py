@@ -150,13 +150,20 @@ def run(
         Path | None,
         typer.Option("--run-results", help="With --after-dbt: this run_results.json instead."),
     ] = None,
+    log_fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Also log each run to stderr as `text` or `json` lines (with run_id and sync).",
+        ),
+    ] = None,
 ) -> None:
     """Run syncs: send what changed since the last run."""
     from backhaul.alerts import AlertSink
     from backhaul.api import open_store
     from backhaul.cli.render import RunReporter, runs_table
     from backhaul.engine.launch import run_many, worst_exit_code
-    from backhaul.observe.events import tee
+    from backhaul.observe.events import EventSink, tee
     from backhaul.schedule.timetable import Timetable
 
     project = _load(project_dir)
@@ -174,7 +181,15 @@ def run(
             raise typer.Exit(0)
     if not chosen:
         raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
-    reporter = RunReporter(_console(stderr=as_json), quiet=False, errors=_console(stderr=True))
+    reporter: EventSink = RunReporter(
+        _console(stderr=as_json), quiet=False, errors=_console(stderr=True)
+    )
+    if log_fmt is not None:
+        from backhaul.cli.common import log_format
+        from backhaul.observe.logs import LogSink, setup_logging
+
+        setup_logging(log_format(log_fmt))
+        reporter = tee(reporter, LogSink())
     with (
         open_store(project) as store,
         AlertSink.open(project, store, next_run=Timetable(project, store).expected) as alerts,

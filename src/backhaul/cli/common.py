@@ -17,6 +17,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 ProjectDir = Annotated[
     Path, typer.Option("--project-dir", "-C", help="The project folder (holds backhaul.yml).")
 ]
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        help="Log lines as `text` or `json` (one object a line, with run_id and sync).",
+    ),
+]
+
+
+def log_format(value: str) -> Any:
+    """``value`` checked as a log format (``text`` or ``json``)."""
+    if value not in ("text", "json"):
+        raise BackhaulError(f"--log-format takes `text` or `json`, not `{value}`")
+    return value
 
 
 def _console(stderr: bool = False) -> Console:

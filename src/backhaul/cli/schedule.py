@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
+from backhaul.cli.common import (
+    LogFormatOption,
+    ProjectDir,
+    _console,
+    _load,
+    handles_errors,
+    log_format,
+)
 from backhaul.errors import ConfigErrors
 
 if TYPE_CHECKING:
@@ -87,14 +94,18 @@ def scheduler_command(
     once: Annotated[
         bool, typer.Option("--once", help="Start what is due now, wait for it, and exit.")
     ] = False,
+    log_fmt: LogFormatOption = "text",
 ) -> None:
     """Run the scheduler alone: start scheduled syncs when they are due (Ctrl-C stops)."""
     from backhaul.api import open_store
-    from backhaul.cli.logs import setup_logging
+    from backhaul.observe.logs import LogSink, setup_logging
 
-    setup_logging()
+    setup_logging(log_format(log_fmt))
     project = _load(project_dir)
-    with open_store(project) as store, open_scheduler(project, store) as scheduler:
+    with (
+        open_store(project) as store,
+        open_scheduler(project, store, events=LogSink()) as scheduler,
+    ):
         if once:
             for launch in scheduler.tick():
                 _console(stderr=True).print(f"started {launch.sync} ({launch.reason})")
@@ -125,6 +136,7 @@ def worker_command(
             help="Also run the scheduler's tick as a periodic task (default on).",
         ),
     ] = True,
+    log_fmt: LogFormatOption = "text",
 ) -> None:
     """Take runs from the Postgres queue (`scheduler.queue: true`) until SIGTERM."""
     import asyncio
@@ -133,12 +145,13 @@ def worker_command(
 
     from backhaul.alerts import AlertSink
     from backhaul.api import open_store
-    from backhaul.cli.logs import setup_logging
+    from backhaul.observe.events import tee
+    from backhaul.observe.logs import LogSink, setup_logging
     from backhaul.schedule.queue import conninfo
     from backhaul.schedule.timetable import Timetable
     from backhaul.schedule.worker import Worker
 
-    setup_logging()
+    setup_logging(log_format(log_fmt))
     project = _load(project_dir)
     conninfo(project)  # a clear error before anything starts when the store is not Postgres
     check_schedules(project)
@@ -150,7 +163,7 @@ def worker_command(
         worker = Worker(
             project,
             store,
-            events=alerts,
+            events=tee(alerts, LogSink()),
             name=label,
             concurrency=concurrency,
             tick=tick,

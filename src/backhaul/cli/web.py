@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
+from backhaul.cli.common import (
+    LogFormatOption,
+    ProjectDir,
+    _console,
+    _load,
+    handles_errors,
+    log_format,
+)
 from backhaul.errors import BackhaulError
 
 if TYPE_CHECKING:
@@ -45,6 +52,7 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
     ] = True,
+    log_fmt: LogFormatOption = "text",
     scheduler: Annotated[
         bool,
         typer.Option(
@@ -86,8 +94,10 @@ def serve(
     import uvicorn
 
     from backhaul.config.models import check_proxy_address
+    from backhaul.observe.logs import setup_logging
     from backhaul.web.app import PROJECT_ENV, SETTINGS_ENV, WebSettings, close_app, create_app
 
+    setup_logging(log_format(log_fmt))
     proxies: list[str] = []
     for value in trusted_proxy or []:
         try:
@@ -114,6 +124,7 @@ def serve(
         "host": host,
         "port": port,
         "log_level": "info",
+        "log_config": None,  # uvicorn's records go through Backhaul's handler (text or json)
         "access_log": access_log,
         # The app believes forwarded headers from the trusted proxies only (web.trusted_proxies);
         # uvicorn's own handling would trust 127.0.0.1 or $FORWARDED_ALLOW_IPS as well.

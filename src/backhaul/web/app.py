@@ -24,6 +24,9 @@ from backhaul.alerts import AlertSink
 from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
+from backhaul.observe.events import tee
+from backhaul.observe.logs import LogSink
+from backhaul.observe.metrics import registry_for
 from backhaul.schedule.timetable import Timetable
 from backhaul.state.store import RunStore
 from backhaul.web import security
@@ -154,9 +157,10 @@ def create_app(
     timetable = Timetable(project, store)
     alerts = AlertSink.open(project, store, next_run=timetable.expected)
     app.state.alerts = alerts
-    app.state.runs = RunManager(project, store, users, events=alerts)
+    app.state.runs = RunManager(project, store, users, events=tee(alerts, LogSink()))
     app.state.timetable = app.state.runs.timetable
     app.state.scheduler_running = False
+    app.state.metrics = registry_for(project, store)
     app.state.sessions = SessionStore(store, lifetimes, clock)
     app.state.login_limiter = LoginLimiter(settings.login_rate, settings.login_rate_per_address)
 
@@ -167,6 +171,7 @@ def create_app(
     from backhaul.web.audience_api import router as audience_api_router
     from backhaul.web.audience_pages import router as audience_pages_router
     from backhaul.web.dbt_cloud import router as dbt_cloud_router
+    from backhaul.web.metrics import router as metrics_router
     from backhaul.web.schedules import api_router as schedules_api_router
 
     # Routes are matched in order: the pages (the overview is the busiest) come first. No
@@ -181,6 +186,7 @@ def create_app(
     app.include_router(dbt_cloud_router)
     app.include_router(alerts_api_router)
     app.include_router(schedules_api_router)
+    app.include_router(metrics_router)
     app.include_router(alerts_page_router)
     app.include_router(docs_router)
     if pages is None:
