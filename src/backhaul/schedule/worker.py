@@ -46,8 +46,9 @@ class Worker:
         events: Every run's events (the alert sink, metrics).
         name: The worker's name in logs.
         concurrency: Runs of different syncs at once in this process.
-        tick: Also run the scheduler's tick as a periodic task.
-        on_tick: The tick itself (default: a scheduler queueing through this worker's app).
+        tick: Also run the scheduler's tick as a periodic task (queueing through this
+            worker's app).
+        alerts: The alert sink the tick judges the clock rules with.
     """
 
     def __init__(
