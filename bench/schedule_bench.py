@@ -1,0 +1,280 @@
+"""Unattended operation at scale: a scheduler and N workers on the real Postgres queue run
+many syncs on mixed schedules for a while; one worker is killed with SIGKILL mid-run.
+
+Usage::
+
+    python bench/schedule_bench.py                          # 200 syncs, 3 workers, 10 min
+    python bench/schedule_bench.py --syncs 20 --workers 2 --minutes 2 --kill-after 30
+
+Builds a project in ``bench/out/schedule/`` (a Postgres warehouse table with one group of
+rows per sync and a destination table per sync in a fresh database, the metadata store and
+queue in another), starts ``backhaul scheduler`` (queue mode) and the workers as real processes,
+changes rows in the warehouse while they run, kills one worker once runs are in progress,
+stops changing rows ``--settle`` seconds before the end, then stops everything with SIGTERM
+and checks, from the run store and the destination tables:
+
+- no sync ran twice at once (no two runs of one sync overlap in time);
+- no schedule slot was missed (no `stale` alert was raised; the largest gap between two
+  starts of an interval sync, against its interval);
+- the killed worker's run was marked interrupted and the sync ran successfully after it;
+- every destination table equals its model.
+
+Prints the numbers and writes ``bench/out/schedule_bench.json``. The databases are dropped
+at the end. Rate budgets shared per destination account are not part of this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+ROWS_PER_SYNC = 200
+SCHEDULES: list[dict[str, Any]] = [
+    {"every": "30s"},
+    {"every": "1m"},
+    {"cron": "* * * * *", "timezone": "Europe/Berlin"},
+    {"every": "90s"},
+]
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def build_project(root: Path, syncs: int, meta_url: str, dest_url: str, tick: float) -> None:
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    write(
+        root / "backhaul.yml",
+        f"""name: schedule_bench
+state:
+  metadata_url: {meta_url}
+scheduler:
+  queue: true
+  tick_seconds: {tick}
+  heartbeat_seconds: 2
+  stalled_after_seconds: 8
+alerts:
+  rules:
+    stale: {{grace_minutes: 1}}
+""",
+    )
+    write(root / "sources/wh.yml", f"type: postgres\nurl: {dest_url}\n")
+    write(
+        root / "destinations/pg.yml",
+        f"type: postgres\nurl: {dest_url}\ncreate_table: true\n",
+    )
+    with psycopg.connect(dest_url, autocommit=True) as con:
+        con.execute(
+            "CREATE TABLE items AS SELECT g, i AS id, 'v' || i AS v "
+            f"FROM generate_series(0, {syncs - 1}) g, generate_series(0, {ROWS_PER_SYNC - 1}) i"
+        )
+    for n in range(syncs):
+        name = f"s{n:03d}"
+        write(root / f"models/m{n:03d}.yml", "source: wh\nprimary_key: id\n")
+        write(root / f"models/m{n:03d}.sql", f"SELECT id, v FROM items WHERE g = {n}\n")
+        if n % 10 == 9:
+            schedule = f"schedule:\n  after: [s{n - 1:03d}]\n"  # a sequence
+        else:
+            spec = SCHEDULES[n % len(SCHEDULES)]
+            body = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in spec.items())
+            schedule = "schedule:\n" + body
+        write(
+            root / f"syncs/{name}.yml",
+            f"model: m{n:03d}\ndestination: pg\nobject: t_{name}\nbatch_size: 10\n"
+            + "mappings:\n  - {column: id, field: id}\n  - {column: v, field: v}\n"
+            + schedule,
+        )
+
+
+def start(root: Path, logs: Path, *args: str) -> tuple[subprocess.Popen[bytes], Any]:
+    log = (logs / f"{args[0]}-{len(list(logs.iterdir()))}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backhaul.cli.app", *args, "-C", str(root)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    return proc, log
+
+
+def running_runs(meta_url: str) -> int:
+    with psycopg.connect(meta_url) as conn:
+        try:
+            row = conn.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0  # no process has created the run store yet
+    return int(row[0]) if row else 0
+
+
+def mutate(dest_url: str, syncs: int, rng: random.Random) -> None:
+    """Change one row in each of a few groups of the warehouse table."""
+    with psycopg.connect(dest_url, autocommit=True) as con:
+        for g in rng.sample(range(syncs), k=min(syncs, 10)):
+            con.execute(
+                "UPDATE items SET v = v || '+' WHERE g = %s AND id = %s",
+                [g, rng.randrange(ROWS_PER_SYNC)],
+            )
+
+
+def check(root: Path, syncs: int, meta_url: str, dest_url: str) -> dict[str, Any]:
+    with psycopg.connect(meta_url) as conn:
+        runs = conn.execute(
+            "SELECT sync, started_at, finished_at, status, error FROM runs "
+            "WHERE NOT dry_run ORDER BY sync, started_at"
+        ).fetchall()
+        stale = conn.execute(
+            "SELECT count(*) FROM alert_events WHERE rule = 'stale' AND kind = 'raised'"
+        ).fetchone()
+    by_sync: dict[str, list[tuple[Any, ...]]] = {}
+    for row in runs:
+        by_sync.setdefault(row[0], []).append(row)
+    overlaps = 0
+    for rows in by_sync.values():
+        for a, b in itertools.pairwise(rows):
+            if a[2] is not None and b[1] < a[2]:
+                overlaps += 1
+    interrupted = [r for r in runs if r[4] and "interrupted" in r[4]]
+    recovered = all(
+        any(
+            later[1] > r[1] and later[3] in ("succeeded", "partial")
+            for later in by_sync.get(r[0], [])
+        )
+        for r in interrupted
+    )
+    gaps: list[float] = []
+    for n in range(syncs):
+        spec = SCHEDULES[n % len(SCHEDULES)]
+        if n % 10 == 9 or "every" not in spec:
+            continue
+        starts = [r[1] for r in by_sync.get(f"s{n:03d}", [])]
+        for a, b in itertools.pairwise(starts):
+            every = int(spec["every"].rstrip("sm")) * (60 if spec["every"].endswith("m") else 1)
+            gaps.append((b - a).total_seconds() / every)
+    equal = 0
+    with psycopg.connect(dest_url) as dest:
+        for n in range(syncs):
+            model = sorted(
+                (str(i), v)
+                for i, v in dest.execute("SELECT id, v FROM items WHERE g = %s", [n]).fetchall()
+            )
+            try:
+                got = sorted(
+                    (str(i), v)
+                    for i, v in dest.execute(f'SELECT id, v FROM "t_s{n:03d}"').fetchall()
+                )
+            except psycopg.errors.UndefinedTable:
+                dest.rollback()
+                got = []
+            equal += got == model
+    return {
+        "runs": len(runs),
+        "runs_succeeded": sum(r[3] == "succeeded" for r in runs),
+        "overlapping_runs": overlaps,
+        "stale_alerts_raised": int(stale[0]) if stale else 0,
+        "largest_interval_gap_ratio": round(max(gaps), 2) if gaps else None,
+        "interrupted_runs": len(interrupted),
+        "interrupted_syncs": sorted({r[0] for r in interrupted}),
+        "interrupted_runs_recovered": recovered,
+        "destinations_equal_to_model": equal,
+        "syncs": syncs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--syncs", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--kill-after", type=float, default=120.0, help="seconds")
+    parser.add_argument("--settle", type=float, default=150.0, help="seconds without changes")
+    parser.add_argument("--tick", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, default=HERE / "out" / "schedule")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    suffix = uuid.uuid4().hex[:10]
+    meta_db, dest_db = f"bh_bench_meta_{suffix}", f"bh_bench_dest_{suffix}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{meta_db}"')
+        conn.execute(f'CREATE DATABASE "{dest_db}"')
+    meta_url = f"postgresql://postgres@127.0.0.1:5432/{meta_db}"
+    dest_url = f"postgresql://postgres@127.0.0.1:5432/{dest_db}"
+    root = args.out / "project"
+    logs = args.out / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    procs: list[tuple[subprocess.Popen[bytes], Any]] = []
+    rng = random.Random(args.seed)
+    try:
+        build_project(root, args.syncs, meta_url, dest_url, args.tick)
+        began = time.monotonic()
+        procs.append(start(root, logs, "scheduler"))
+        workers = [start(root, logs, "worker", "--no-tick") for _ in range(args.workers)]
+        procs += workers
+        end = began + args.minutes * 60
+        killed = False
+        while time.monotonic() < end:
+            elapsed = time.monotonic() - began
+            # Mid-run: once every worker has a run in progress (or, failing that for a
+            # minute, any run is in progress), each worker runs one sync at a time.
+            busy = running_runs(meta_url) if not killed and elapsed >= args.kill_after else 0
+            late = elapsed >= args.kill_after + 60
+            if busy >= len(workers) or (late and busy > 0):
+                victim = workers[0][0]
+                victim.send_signal(signal.SIGKILL)
+                killed = True
+                print(f"{elapsed:6.0f} s: killed worker pid {victim.pid} (SIGKILL)", flush=True)
+            if end - time.monotonic() > args.settle:
+                mutate(dest_url, args.syncs, rng)
+            time.sleep(2.0)
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in procs:
+            try:
+                proc.wait(180)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        result = check(root, args.syncs, meta_url, dest_url)
+        result.update(
+            minutes=args.minutes,
+            workers=args.workers,
+            worker_killed=killed,
+            cpu_count=os.cpu_count(),
+            python=platform.python_version(),
+            elapsed_s=round(time.monotonic() - began, 1),
+        )
+        print(json.dumps(result, indent=2))
+        (HERE / "out").mkdir(exist_ok=True)
+        (HERE / "out" / "schedule_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+            log.close()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{meta_db}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{dest_db}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
