@@ -19,8 +19,9 @@ and checks, from the run store and the destination tables:
 - the killed worker's run was marked interrupted and the sync ran successfully after it;
 - every destination table equals its model.
 
-Prints the numbers and writes ``bench/out/schedule_bench.json``. The databases are dropped
-at the end. Rate budgets shared per destination account are not part of this run.
+Prints the numbers and writes them to ``bench/out/schedule/schedule_bench.json``. The
+databases are dropped at the end. Rate budgets shared per destination account are not part
+of this run.
 """
 
 from __future__ import annotations
@@ -263,8 +264,7 @@ def main() -> None:
             elapsed_s=round(time.monotonic() - began, 1),
         )
         print(json.dumps(result, indent=2))
-        (HERE / "out").mkdir(exist_ok=True)
-        (HERE / "out" / "schedule_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "schedule_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     finally:
         for proc, log in procs:
             if proc.poll() is None:
