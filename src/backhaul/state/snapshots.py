@@ -3,13 +3,18 @@
 Tables (all in the attached catalog ``st``):
 
 * ``snapshot``: what the destination has acknowledged, one row per primary key: key columns
-  ``k0..``, the fingerprint ``fp`` of the mapped fields, and the values ``m0..`` of the match
-  fields (needed to delete or clear a record once its row has left the model).
+  ``k0..``, the fingerprint ``fp`` of the mapped fields, and the identity the key was last
+  delivered as: the values ``m0..`` of the match fields (needed to delete or clear a record
+  once its row has left the model, or once its match values changed) and ``rid``, the
+  destination's own record id where the destination returns one (null otherwise).
 * ``acks``: an append-only log written after every acknowledged batch (the checkpoint).
   It is folded into ``snapshot`` at the start and end of each run, so a checkpoint costs an
   append, not a rewrite of a large table.
 * ``rejected``: rows the destination refused, with its error; retried on every later run.
 * ``meta``: key types, fingerprint version and canary.
+
+Snapshots written before ``rid`` existed gain the column (null) the first time a run opens
+them; a dry run reads them as if it were there.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ CANARY_SQL = (
     "SELECT hash('backhaul', 42::BIGINT, 'text', 3.25::DOUBLE, DATE '2024-01-02', "
     "TIMESTAMP '2024-01-02 03:04:05', TRUE, 12.34::DECIMAL(10,2), [1, 2], {'a': 1})::VARCHAR"
 )
+# The destination's record id column of ``snapshot`` and ``acks``.
+RECORD_ID = "rid"
+# Ack ops that take a key out of the snapshot: a removal, and the removal of the record a
+# key was delivered as before its match values changed (a new record follows in the run).
+FORGETTING_OPS = ("remove", "rekey")
 
 
 # How DuckDB words a write the disk refused (it quotes strerror) and a file that is damaged.
@@ -95,10 +105,15 @@ class KeyLayout:
     def match_cols(self) -> list[str]:
         return [f"m{i}" for i in range(len(self.match_types))]
 
+    @property
+    def snapshot_cols(self) -> list[str]:
+        """Columns of a snapshot row: keys, fingerprint, match values, record id."""
+        return [*self.key_cols, "fp", *self.match_cols, RECORD_ID]
+
     def ddl(self) -> str:
         keys = [f"k{i} {t}" for i, t in enumerate(self.key_types)]
         match = [f"m{i} {t}" for i, t in enumerate(self.match_types)]
-        return ", ".join([*keys, "fp UBIGINT", *match])
+        return ", ".join([*keys, "fp UBIGINT", *match, f"{RECORD_ID} VARCHAR"])
 
 
 def state_path(state_dir: Path, sync: str) -> Path:
@@ -160,6 +175,28 @@ def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     )
 
 
+def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return bool(
+        scalar(
+            con,
+            "SELECT count(*) FROM duckdb_columns() WHERE database_name = 'st' "
+            "AND table_name = ? AND column_name = ?",
+            [table, column],
+        )
+    )
+
+
+def _rid(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """``rid``, or a null in its place for a table written before record ids were kept."""
+    return RECORD_ID if has_column(con, table, RECORD_ID) else f"NULL::VARCHAR AS {RECORD_ID}"
+
+
+def _newest_first(keys: str) -> str:
+    """Window order of a key's acks: the newest wins, but a new record beats the removal of
+    the old one (``rekey``) whatever their order."""
+    return f"PARTITION BY {keys} ORDER BY CASE WHEN op = 'rekey' THEN 1 ELSE 0 END, rowid DESC"
+
+
 def canary(con: duckdb.DuckDBPyConnection) -> str:
     return str(scalar(con, CANARY_SQL))
 
@@ -177,6 +214,9 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
     keys = ", ".join(layout.key_cols)
     con.execute(f"CREATE TABLE IF NOT EXISTS st.snapshot ({layout.ddl()})")
     con.execute(f"CREATE TABLE IF NOT EXISTS st.acks (run_id VARCHAR, op VARCHAR, {layout.ddl()})")
+    # A snapshot from before record ids were kept: add the column (null until delivered).
+    for table in ("snapshot", "acks"):
+        con.execute(f"ALTER TABLE st.{table} ADD COLUMN IF NOT EXISTS {RECORD_ID} VARCHAR")
     key_ddl = ", ".join(f"k{i} {t}" for i, t in enumerate(layout.key_types))
     con.execute(
         f"CREATE TABLE IF NOT EXISTS st.rejected ({key_ddl}, key_text VARCHAR, op VARCHAR, "
@@ -206,19 +246,20 @@ def fold_acks(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> int:
     if not pending:
         return 0
     keys = ", ".join(layout.key_cols)
-    cols = ", ".join([*layout.key_cols, "fp", *layout.match_cols])
+    cols = ", ".join(layout.snapshot_cols)
     on = " AND ".join(f"s.{k} = a.{k}" for k in layout.key_cols)
     con.execute("BEGIN")
     try:
         # The newest ack of a key wins (the log is in commit order: rowid).
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE latest_acks AS SELECT {cols}, op FROM ("
-            f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid DESC) AS rn "
+            f"SELECT *, row_number() OVER ({_newest_first(keys)}) AS rn "
             f"FROM st.acks) WHERE rn = 1"
         )
         con.execute(f"DELETE FROM st.snapshot s USING latest_acks a WHERE {on}")
         con.execute(
-            f"INSERT INTO st.snapshot SELECT {cols} FROM latest_acks WHERE op NOT IN ('remove')"
+            f"INSERT INTO st.snapshot ({cols}) SELECT {cols} FROM latest_acks "
+            f"WHERE op NOT IN {FORGETTING_OPS}"
         )
         con.execute("DELETE FROM st.acks")
         con.execute("DROP TABLE latest_acks")
@@ -238,7 +279,7 @@ def commit_batch(
 ) -> None:
     """Checkpoint one batch in one transaction.
 
-    ``acked`` has columns op, k0.., fp, m0..; ``rejected`` has k0.., key_text, op, error.
+    ``acked`` has columns op, k0.., fp, m0.., rid; ``rejected`` has k0.., key_text, op, error.
     Acknowledged keys leave the rejected list; rejected keys are added or counted again.
     """
     keys = layout.key_cols
@@ -247,7 +288,7 @@ def commit_batch(
     try:
         if acked is not None and acked.num_rows:
             con.register("acked_batch", acked)
-            cols = ", ".join([*keys, "fp", *layout.match_cols])
+            cols = ", ".join(layout.snapshot_cols)
             con.execute(
                 f"INSERT INTO st.acks (run_id, op, {cols}) SELECT ?, op, {cols} FROM acked_batch",
                 [run_id],
@@ -293,21 +334,43 @@ def snapshot_size(con: duckdb.DuckDBPyConnection, relation: str = "st.snapshot")
 
 
 def folded_copy(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> str:
-    """For read-only dry runs: the snapshot with unfolded acks applied, as a work table."""
+    """For read-only dry runs: the snapshot with unfolded acks applied, as a work table.
+
+    A snapshot written before record ids were kept reads with a null ``rid``.
+    """
     keys = ", ".join(layout.key_cols)
-    cols = ", ".join([*layout.key_cols, "fp", *layout.match_cols])
+    base = [*layout.key_cols, "fp", *layout.match_cols]
+    cols = ", ".join(layout.snapshot_cols)
     on = " AND ".join(f"s.{k} = a.{k}" for k in layout.key_cols)
+    pending = has_table(con, "acks") and bool(scalar(con, "SELECT count(*) FROM st.acks"))
+    if not pending:
+        con.execute(
+            f"CREATE OR REPLACE TABLE work.snapshot AS SELECT {', '.join(base)}, "
+            f"{_rid(con, 'snapshot')} FROM st.snapshot"
+        )
+        return "work.snapshot"
     con.execute(
         f"CREATE OR REPLACE TABLE work.latest_acks AS SELECT {cols}, op FROM ("
-        f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid DESC) AS rn "
-        f"FROM st.acks) WHERE rn = 1"
+        f"SELECT {', '.join(base)}, {_rid(con, 'acks')}, op, "
+        f"row_number() OVER ({_newest_first(keys)}) AS rn FROM st.acks) WHERE rn = 1"
     )
     con.execute(
-        f"CREATE OR REPLACE TABLE work.snapshot AS SELECT {cols} FROM st.snapshot s "
+        f"CREATE OR REPLACE TABLE work.snapshot AS SELECT {', '.join(base)}, "
+        f"{_rid(con, 'snapshot')} FROM st.snapshot s "
         f"WHERE NOT EXISTS (SELECT 1 FROM work.latest_acks a WHERE {on}) "
-        f"UNION ALL SELECT {cols} FROM work.latest_acks WHERE op <> 'remove'"
+        f"UNION ALL SELECT {cols} FROM work.latest_acks WHERE op NOT IN {FORGETTING_OPS}"
     )
     return "work.snapshot"
+
+
+def needs_copy(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a read-only plan must read the snapshot through :func:`folded_copy`: acks
+    not yet folded, or a snapshot from before record ids were kept."""
+    if not has_table(con, "snapshot"):
+        return False
+    if not has_column(con, "snapshot", RECORD_ID):
+        return True
+    return has_table(con, "acks") and bool(scalar(con, "SELECT count(*) FROM st.acks"))
 
 
 def reset(state_dir: Path, sync: str) -> bool:
