@@ -46,10 +46,15 @@ class RecordResult:
     status: RecordStatus
     error: str | None = None
     call_id: str | None = None  # the recorded HTTP call that carried it, when there was one
+    # The destination's own id of the record written (a HubSpot contact id, a Salesforce
+    # Id...), where it returns one: kept in the snapshot as the key's identity.
+    record_id: str | None = None
 
     @classmethod
-    def ok(cls, index: int, call_id: str | None = None) -> RecordResult:
-        return cls(index, RecordStatus.OK, None, call_id)
+    def ok(
+        cls, index: int, call_id: str | None = None, record_id: str | None = None
+    ) -> RecordResult:
+        return cls(index, RecordStatus.OK, None, call_id, record_id)
 
     @classmethod
     def rejected(cls, index: int, error: str, call_id: str | None = None) -> RecordResult:
@@ -64,6 +69,12 @@ class Batch:
     stays one dotted column name) in record order. ``keys`` holds each record's primary key
     rendered as text, for errors and run records. ``match_fields`` are the target fields that
     identify a record at the destination.
+
+    ``record_ids`` (when not None) holds, per record, the destination's id of the record the
+    row was last delivered as, given for rows whose match values changed since: a
+    destination that declares ``update_by_id`` writes such a record by that id (its match
+    field included) rather than by match value, and falls back to the match value when no
+    record has that id any more. None entries are records to match as usual.
     """
 
     operation: Operation
@@ -80,6 +91,7 @@ class Batch:
     # The planned change behind each record, in record order: "add", "change", "retry" or
     # "remove" (empty when the batch was built outside a run). Message destinations send it.
     changes: Sequence[str] = ()
+    record_ids: Sequence[str | None] | None = None
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -147,6 +159,11 @@ class Capabilities:
     non_finite_floats: bool = False
     # Records travel as JSON: `non_finite: string` can send such values as text.
     json_records: bool = False
+    # Results carry the destination's record ids (RecordResult.record_id).
+    record_ids: bool = False
+    # Writes a record by its stored id, match field included (Batch.record_ids): a key
+    # whose match value changed updates its record instead of replacing it.
+    update_by_id: bool = False
 
 
 @dataclass(frozen=True, slots=True)

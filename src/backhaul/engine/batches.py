@@ -21,7 +21,13 @@ from backhaul.engine.summary import (
     RowStatus,
 )
 
-ROW_OPS = {"add": RowOp.ADD, "change": RowOp.CHANGE, "retry": RowOp.RETRY, "remove": RowOp.REMOVE}
+ROW_OPS = {
+    "add": RowOp.ADD,
+    "change": RowOp.CHANGE,
+    "retry": RowOp.RETRY,
+    "remove": RowOp.REMOVE,
+    "rekey": RowOp.CHANGE,  # the old record of a key whose match values changed
+}
 
 
 def rename_fields(table: pa.Table, fields: Sequence[str]) -> pa.Table:
@@ -36,8 +42,12 @@ def rename_fields(table: pa.Table, fields: Sequence[str]) -> pa.Table:
 
 
 def destination_operation(op: str, mode: Mode, removal: OnRemove) -> Operation | None:
-    """The destination operation for a planned row, or None when nothing is sent."""
-    if op == "remove":
+    """The destination operation for a planned row, or None when nothing is sent.
+
+    ``rekey`` rows (the record a key was delivered as before its match values changed)
+    are removed the way removals are.
+    """
+    if op in ("remove", "rekey"):
         return {OnRemove.DELETE: Operation.DELETE, OnRemove.CLEAR: Operation.CLEAR}.get(removal)
     if op == "skip":
         return None
@@ -54,7 +64,7 @@ class Prepared:
     """One destination batch plus what the engine needs to checkpoint it."""
 
     batch: Batch | None  # None: nothing to send (skip rows, removals with on_remove=nothing)
-    rows: pa.Table  # the outbox rows (op, k.., key_text, fp, m..) in batch order
+    rows: pa.Table  # the outbox rows (op, k.., key_text, fp, m.., rid, via_id) in batch order
     operation: Operation | None
 
 
@@ -91,7 +101,7 @@ def split_chunk(
             )
         chunk = chunk.take(pa.array(keep, pa.int64()))
     out: list[Prepared] = []
-    for op in ("add", "change", "retry", "skip", "remove"):
+    for op in ("rekey", "add", "change", "retry", "skip", "remove"):
         part = chunk.filter(pc.equal(chunk.column("op"), op))
         if not part.num_rows:
             continue
@@ -139,6 +149,11 @@ def _prepare(
         table = pa.table(cols)
     else:
         table = pa.table({f: rows.column(f"f{i}") for i, f in enumerate(fields)})
+    record_ids = None
+    if operation in (Operation.UPSERT, Operation.UPDATE) and "via_id" in rows.column_names:
+        via = rows.column("via_id")
+        if via.null_count < rows.num_rows:
+            record_ids = [None if v is None else str(v) for v in via.to_pylist()]
     batch = Batch(
         operation=operation,
         table=table,
@@ -151,7 +166,11 @@ def _prepare(
         batch_id=batch_id,
         json_fields=mapper.json_fields,
         non_finite_text=mapper.finite.mode is NonFinite.STRING,
-        changes=[str(op) for op in rows.column("op").to_pylist()],
+        # The old record of a rekeyed key goes as part of that key's change.
+        changes=[
+            "change" if op == "rekey" else str(op) for op in rows.column("op").to_pylist()
+        ],
+        record_ids=record_ids,
     )
     return Prepared(batch, rows, operation)
 
@@ -164,8 +183,9 @@ def sort_results(
 ) -> tuple[pa.Table, pa.Table | None, pa.Table]:
     """Split a batch's results into acked rows, rejected rows and per-row outcomes.
 
-    Returns ``(acked, rejected, outcomes)``: acked has op, k.., fp, m..; rejected has
+    Returns ``(acked, rejected, outcomes)``: acked has op, k.., fp, m.., rid; rejected has
     k.., key_text, op, error; outcomes has key, op, status, error, operation, call_id.
+    ``rid`` is the record id the destination returned, else the one the row was sent with.
     """
     rows = prepared.rows
     n = rows.num_rows
@@ -173,6 +193,7 @@ def sort_results(
     ok_mask = [True] * n
     errors: list[str | None] = [None] * n
     calls: list[str | None] = [None] * n
+    returned: list[str | None] = [None] * n
     if results is not None:
         seen = [False] * n
         for r in results:
@@ -180,6 +201,7 @@ def sort_results(
                 continue
             seen[r.index] = True
             calls[r.index] = r.call_id
+            returned[r.index] = r.record_id
             if r.status is RecordStatus.REJECTED:
                 ok_mask[r.index] = False
                 errors[r.index] = r.error or "rejected by the destination (no reason given)"
@@ -209,7 +231,9 @@ def sort_results(
             "call_id": pa.array(calls, pa.string()),
         }
     )
-    acked = rows.select(["op", *key_cols, "fp", *match_cols]).filter(mask)
+    known = rows.column("rid") if "rid" in rows.column_names else pa.nulls(n, pa.string())
+    rid = pc.coalesce(pa.array(returned, pa.string()), known.cast(pa.string()))
+    acked = rows.select(["op", *key_cols, "fp", *match_cols]).append_column("rid", rid).filter(mask)
     rejected = None
     if not all(ok_mask):
         bad = pc.invert(mask)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backhaul.config.models import Mode
+from backhaul.config.models import Mode, OnRemove
 from backhaul.duck import arrow_table, scalar
 from backhaul.engine.failures import model_guard
 from backhaul.engine.mapping import quote
@@ -48,11 +48,7 @@ def compute_plan(ws: Workspace, *, full_resync: bool) -> Plan:
     if not ws.read_only:
         snapshots.fold_acks(con, layout)
         snap = "st.snapshot"
-    elif (
-        ws.has_state
-        and snapshots.has_table(con, "acks")
-        and scalar(con, "SELECT count(*) FROM st.acks")
-    ):
+    elif ws.has_state and snapshots.needs_copy(con):
         snap = snapshots.folded_copy(con, layout)
     else:
         snap = "st.snapshot"
@@ -157,13 +153,43 @@ def invalid_rows(ws: Workspace, limit: int | None = None) -> list[tuple[str | No
     return [(r[0], str(r[1])) for r in ws.con.execute(sql).fetchall()]
 
 
-def build_outbox(ws: Workspace, *, target: str, limit_per_op: int | None = None) -> int:
+@dataclass(frozen=True)
+class Identity:
+    """How a run handles a key whose match values changed since it was last delivered.
+
+    ``by_id``: the destination updates a record by its stored id, match field included, so
+    the row goes as an upsert addressed by that id. Otherwise, when ``rekeys`` (upsert and
+    mirror modes whose removals act), the record delivered under the old match values is
+    removed (``on_remove``) before the new one is written.
+    """
+
+    by_id: bool = False
+    rekeys: bool = False
+
+    @classmethod
+    def of(cls, ws: Workspace, *, update_by_id: bool) -> Identity:
+        cfg = ws.config
+        acts = cfg.removal is not OnRemove.NOTHING and cfg.mode in (Mode.UPSERT, Mode.MIRROR)
+        return cls(by_id=update_by_id, rekeys=acts)
+
+
+def build_outbox(
+    ws: Workspace,
+    *,
+    target: str,
+    limit_per_op: int | None = None,
+    identity: Identity | None = None,
+) -> int:
     """Materialise what to send: one row per planned key with its mapped values.
 
-    Columns: seq, op, k0.., key_text, fp, f0.. (mapped fields), t_<col> (template inputs),
-    m0.. (match values). Rows to upsert come first, then removals, then skips. Returns the
-    number of rows.
+    Columns: seq, op, k.., key_text, fp, f0.. (mapped fields), t_<col> (template inputs),
+    m0.. (match values), rid (the destination's record id to keep once the row is
+    acknowledged, unless the destination returns a newer one) and via_id (the record id to
+    address the record by: keys whose match values changed, when ``identity.by_id``).
+    Removals of the old identity of rekeyed keys (op ``rekey``) come first, then rows to
+    upsert, then removals, then skips. Returns the number of rows.
     """
+    identity = identity or Identity()
     con = ws.con
     layout = ws.layout
     n = len(layout.key_types)
@@ -172,40 +198,69 @@ def build_outbox(ws: Workspace, *, target: str, limit_per_op: int | None = None)
     fcols = [f"{v} AS f{i}" for i, v in enumerate(values)]
     tcols = [f"m.{quote(c)} AS t_{c}" for c in mapper.template_columns()]
     match_idx = [mapper.fields.index(f) for f in ws.match_fields]
-    mcols = [f"{values[j]} AS m{i}" for i, j in enumerate(match_idx)]
+    current = [values[j] for j in match_idx]
+    # Insert mode's skips changed nothing at the destination: the old identity stays.
+    mcols = [
+        f"CASE WHEN p.op = 'skip' AND s.fp IS NOT NULL THEN s.m{i} ELSE {v} END AS m{i}"
+        for i, v in enumerate(current)
+    ]
     keys = ", ".join(f"p.k{i}" for i in range(n))
     on = " AND ".join(f"m.{quote(k)} = p.k{i}" for i, k in enumerate(ws.key_columns))
+    snap_on = _on("p", "s", n)
+    # A key delivered before whose match values are now different.
+    if current:
+        had = " OR ".join(f"s.m{i} IS NOT NULL" for i in range(len(current)))
+        moved = " OR ".join(f"({v}) IS DISTINCT FROM s.m{i}" for i, v in enumerate(current))
+        rekeyed = f"(s.fp IS NOT NULL AND ({had}) AND ({moved}))"
+    else:
+        rekeyed = "FALSE"
+    via = f"({rekeyed} AND s.rid IS NOT NULL)" if identity.by_id else "FALSE"
     limit = (
         f" QUALIFY row_number() OVER (PARTITION BY p.op) <= {limit_per_op}" if limit_per_op else ""
     )
+    base = f"FROM {ws.model_sql} AS m JOIN work.plan p ON {on} LEFT JOIN {ws.snapshot_rel} s ON {snap_on}"
     sent = (
         f"SELECT p.op, {keys}, {key_text_sql(layout.key_cols, 'p')} AS key_text, "
-        f"p.fp AS fp, {', '.join(fcols + tcols + mcols)} "
-        f"FROM {ws.model_sql} AS m JOIN work.plan p ON {on} "
-        f"WHERE p.op IN ('add', 'change', 'retry', 'skip'){limit}"
+        f"p.fp AS fp, {', '.join(fcols + tcols + mcols)}, "
+        f"CASE WHEN {rekeyed} AND NOT {via} THEN NULL ELSE s.rid END AS rid, "
+        f"CASE WHEN {via} THEN s.rid END AS via_id "
+        f"{base} WHERE p.op IN ('add', 'change', 'retry', 'skip'){limit}"
     )
     # Removed rows: their values are gone; the snapshot keeps the match values.
     null_f = [f"NULL AS f{i}" for i in range(len(values))]
     null_t = [f"NULL AS t_{c}" for c in mapper.template_columns()]
     snap_m = [f"s.m{i} AS m{i}" for i in range(len(match_idx))]
+    old = ", ".join(null_f + null_t + snap_m)
     limit_r = f" LIMIT {limit_per_op}" if limit_per_op else ""
     removed = (
         f"SELECT 'remove' AS op, {keys}, {key_text_sql(layout.key_cols, 'p')} AS key_text, "
-        f"s.fp AS fp, {', '.join(null_f + null_t + snap_m)} "
-        f"FROM work.plan p JOIN {ws.snapshot_rel} s ON {_on('p', 's', n)} "
+        f"s.fp AS fp, {old}, s.rid AS rid, NULL::VARCHAR AS via_id "
+        f"FROM work.plan p JOIN {ws.snapshot_rel} s ON {snap_on} "
         f"WHERE p.op = 'remove'{limit_r}"
     )
-    con.execute(
-        f"CREATE OR REPLACE TABLE {target} AS SELECT (row_number() OVER () - 1)::BIGINT AS seq, * "
-        f"FROM (SELECT * FROM ({sent}) UNION ALL BY NAME SELECT * FROM ({removed}))"
-        if limit_per_op
-        else f"CREATE OR REPLACE TABLE {target} AS SELECT 0::BIGINT AS seq, * FROM ({sent}) LIMIT 0"
+    # Keys whose match values changed: the record under the old values goes first.
+    rekey_where = (
+        f"p.op IN ('change', 'retry') AND {rekeyed} AND NOT {via}" if identity.rekeys else "FALSE"
+    )
+    rekey = (
+        f"SELECT 'rekey' AS op, {keys}, {key_text_sql(layout.key_cols, 'p')} AS key_text, "
+        f"s.fp AS fp, {old}, s.rid AS rid, NULL::VARCHAR AS via_id "
+        f"{base} WHERE {rekey_where}{limit_r}"
     )
     if limit_per_op:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {target} AS SELECT (row_number() OVER () - 1)::BIGINT "
+            f"AS seq, * FROM (SELECT * FROM ({sent}) UNION ALL BY NAME SELECT * FROM "
+            f"({removed}) UNION ALL BY NAME SELECT * FROM ({rekey}))"
+        )
         return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
-    # Ordered inserts: upserts, then removals, then skips, so batches stay homogeneous.
+    con.execute(
+        f"CREATE OR REPLACE TABLE {target} AS SELECT 0::BIGINT AS seq, * FROM ({sent}) LIMIT 0"
+    )
+    # Ordered inserts: old identities, upserts, removals, skips: batches stay homogeneous.
     total = 0
     for part, where in (
+        (rekey, "TRUE"),
         (sent, "op IN ('add', 'change', 'retry')"),
         (removed, "TRUE"),
         (sent, "op = 'skip'"),
@@ -218,9 +273,15 @@ def build_outbox(ws: Workspace, *, target: str, limit_per_op: int | None = None)
     return total
 
 
-def samples(ws: Workspace, per_op: int = 5) -> dict[str, list[dict[str, Any]]]:
-    """A few planned rows of each kind with the values that would be sent (dry runs)."""
-    build_outbox(ws, target="work.sample", limit_per_op=per_op)
+def samples(
+    ws: Workspace, per_op: int = 5, identity: Identity | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """A few planned rows of each kind with the values that would be sent (dry runs).
+
+    ``rekey`` samples are keys whose match values changed: the record delivered under the
+    old values is removed before the new one is written.
+    """
+    build_outbox(ws, target="work.sample", limit_per_op=per_op, identity=identity)
     fields = ws.mapper.fields
     out: dict[str, list[dict[str, Any]]] = {}
     table = arrow_table(ws.con, "SELECT * FROM work.sample ORDER BY op, key_text")
@@ -233,5 +294,8 @@ def samples(ws: Workspace, per_op: int = 5) -> dict[str, list[dict[str, Any]]]:
         record.update({f: row[f] for f in fields})
         if op == "remove":
             record = {"key": record["key"]}
+        elif op == "rekey":  # the record under the old match values, removed first
+            old = {f"{f} (old)": row[f"m{i}"] for i, f in enumerate(ws.match_fields)}
+            record = {"key": record["key"], **old}
         out.setdefault(op, []).append(record)
     return out

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from backhaul.config.models import Cast, OnRemove, TemplateMapping
 from backhaul.config.project import DestinationDef, Project, SyncDef
@@ -154,6 +155,7 @@ class SyncRun:
         self.ws: Workspace | None = None
         self.backend: PlanBackend = LocalBackend()
         self.waits = WaitTracker(self.run_id, sync.name, events)
+        self.held: set[str] = set()  # keys whose old record could not be removed this run
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
@@ -204,8 +206,9 @@ class SyncRun:
                 max_pct = self.project.config.defaults.max_remove_pct
             check_guards(plan, removal=cfg.removal, max_remove_pct=max_pct, force=options.force)
             self.backend.drop_resolved_rejections(ws)
+            identity = planner.Identity.of(ws, update_by_id=caps.update_by_id)
             with ws.guard(Phase.PLAN):
-                total = planner.build_outbox(ws, target="st.outbox")
+                total = planner.build_outbox(ws, target="st.outbox", identity=identity)
             self.events(Planned(self.run_id, self.sync.name, plan.counts, total))
             if total:
                 self.events(PhaseStarted(self.run_id, self.sync.name, "send"))
@@ -313,7 +316,7 @@ class SyncRun:
         assert self.ws is not None
         ops = ["'add'", "'change'", "'retry'"]
         if self.sync.config.removal is not OnRemove.NOTHING:
-            ops.append("'remove'")
+            ops += ["'remove'", "'rekey'"]
         sql = f"SELECT count(*) FROM st.outbox WHERE op IN ({', '.join(ops)})"
         return bool(scalar(self.ws.con, sql))
 
@@ -348,14 +351,13 @@ class SyncRun:
             )
             sem = asyncio.Semaphore(concurrency)
             stop = asyncio.Event()
-            tasks: list[asyncio.Task[None]] = []
             progress = {"sent": 0}
 
-            async def handle(idx: int) -> None:
+            async def handle(idx: int, lo: int, hi: int) -> None:
                 try:
                     if stop.is_set() or self.cancel.is_set():
                         return
-                    await self._chunk(dest, idx, batch_size, total, progress)
+                    await self._chunk(dest, idx, lo, hi, total, progress)
                 except (DestinationError, StateError) as exc:  # stop sending what cannot land
                     if self.summary.error is None:
                         self.summary.error = exc.message
@@ -363,30 +365,42 @@ class SyncRun:
                 finally:
                     sem.release()
 
-            for idx in range((total + batch_size - 1) // batch_size):
-                await sem.acquire()
-                if stop.is_set() or self.cancel.is_set():
-                    sem.release()
-                    break
-                tasks.append(asyncio.create_task(handle(idx)))
-            await asyncio.gather(*tasks)
+            # Old records of rekeyed keys (the outbox's first rows) are all removed before
+            # any new record is written, so no write can land on a record about to go.
+            rekeys = await self._db(
+                lambda: int(
+                    scalar(ws.con, "SELECT count(*) FROM st.outbox WHERE op = 'rekey'") or 0
+                )
+            )
+            idx = 0
+            for first, end in ((0, rekeys), (rekeys, total)):
+                tasks: list[asyncio.Task[None]] = []
+                for lo in range(first, end, batch_size):
+                    await sem.acquire()
+                    if stop.is_set() or self.cancel.is_set():
+                        sem.release()
+                        break
+                    hi = min(lo + batch_size, end)
+                    tasks.append(asyncio.create_task(handle(idx, lo, hi)))
+                    idx += 1
+                await asyncio.gather(*tasks)
         except DestinationError as exc:
             self.summary.error = exc.message
         finally:
             await dest.close()
 
     async def _chunk(
-        self, dest: Destination, idx: int, size: int, total: int, progress: dict[str, int]
+        self, dest: Destination, idx: int, lo: int, hi: int, total: int, progress: dict[str, int]
     ) -> None:
         assert self.ws is not None
         ws = self.ws
         cfg = self.sync.config
-        lo, hi = idx * size, (idx + 1) * size
         chunk = await self._db(
             lambda: arrow_table(
                 ws.con, "SELECT * FROM st.outbox WHERE seq >= ? AND seq < ? ORDER BY seq", [lo, hi]
             )
         )
+        chunk = self._hold_rekeyed(chunk)
         split = await asyncio.to_thread(
             split_chunk,
             chunk,
@@ -416,6 +430,10 @@ class SyncRun:
                 prepared, results, ws.layout.key_cols, ws.layout.match_cols
             )
             await self._db(self.backend.commit_batch, ws, self.run_id, acked, rejected)
+            if _is_rekey(prepared.rows):
+                outcomes = self._rekey_outcomes(outcomes)
+                if not outcomes.num_rows:
+                    continue
             self.store.add_row_table(self.run_id, outcomes)
             tally_outcomes(counts, outcomes)
             progress["sent"] += outcomes.num_rows
@@ -430,6 +448,34 @@ class SyncRun:
                     total,
                 )
             )
+
+    def _hold_rekeyed(self, chunk: pa.Table) -> pa.Table:
+        """Drop the new records of keys whose old record could not be removed this run:
+        written now, the old one would be left behind. Both go again next run."""
+        if not self.held or not chunk.num_rows:
+            return chunk
+        held = pa.array(sorted(self.held), pa.string())
+        keep = pc.invert(
+            pc.and_(
+                pc.is_in(chunk.column("key_text"), held), pc.not_equal(chunk.column("op"), "remove")
+            )
+        )
+        return chunk.filter(keep)
+
+    def _rekey_outcomes(self, outcomes: pa.Table) -> pa.Table:
+        """Outcomes worth a row of their own among a batch of old records removed: only the
+        refused ones, which stand for their key's change (its new record is held back)."""
+        refused = outcomes.filter(pc.equal(outcomes.column("status"), "rejected"))
+        self.held.update(str(k) for k in refused.column("key").to_pylist())
+        errors = pc.binary_join_element_wise(
+            "the record under the old match values could not be removed (",
+            refused.column("error"),
+            "); the new one was not written",
+            "",
+        )
+        refused = refused.set_column(refused.schema.get_field_index("error"), "error", errors)
+        change = pa.array(["change"] * refused.num_rows, pa.string())
+        return refused.set_column(refused.schema.get_field_index("op"), "op", change)
 
     async def _write(self, dest: Destination, batch: Batch) -> list[RecordResult]:
         attempt = 0
@@ -452,6 +498,10 @@ class SyncRun:
                     f"batch retry {attempt} of {ENGINE_RETRIES}",
                 )
                 await self.waits.held(kind, asyncio.sleep(delay))
+
+
+def _is_rekey(rows: pa.Table) -> bool:
+    return bool(rows.num_rows) and rows.column("op")[0].as_py() == "rekey"
 
 
 def run_sync(
@@ -513,7 +563,8 @@ def plan_sync(
             summary.status = RunStatus.GUARDED
             summary.error = exc.message
         if sample:
-            summary.samples = planner.samples(ws, sample)
+            identity = planner.Identity.of(ws, update_by_id=caps.update_by_id)
+            summary.samples = planner.samples(ws, sample, identity)
         summary.invalid_samples = [
             {"key": k if k is not None else "(null)", "reason": r}
             for k, r in planner.invalid_rows(ws, 20)
