@@ -44,8 +44,12 @@ from backhaul.errors import DestinationError, FailureType
 API_URL = "https://api.hubapi.com"
 DEFAULT_ID_PROPERTY = {"contacts": "email", "companies": "domain"}
 ERROR_LIMIT = 500
-# An operation's sender: (indexes to send, all records, their id values) -> results.
-_Send = Callable[[list[int], list[dict[str, Any]], list[str]], Awaitable[dict[int, RecordResult]]]
+# An operation's sender: (indexes to send, all records, their id-property values, the
+# HubSpot ids of records to address by id) -> results.
+_Send = Callable[
+    [list[int], list[dict[str, Any]], list[str], list[str | None]],
+    Awaitable[dict[int, RecordResult]],
+]
 TOKEN_HELP = "set `token` in the destination file to a valid private app token"
 
 
@@ -76,6 +80,8 @@ class HubSpotConfig(DestinationConfig):
 
 CAPABILITIES = Capabilities(
     json_records=True,
+    record_ids=True,  # every write answers with the record's HubSpot id
+    update_by_id=True,  # a changed e-mail updates the contact by its id
     operations=frozenset(Operation),
     max_batch_size=100,  # HubSpot's limit for every batch endpoint
     default_batch_size=100,
@@ -164,6 +170,9 @@ class HubSpotDestination:
         skip = batch.skip_null_fields
         records = [{k: v for k, v in r.items() if v is not None or k not in skip} for r in records]
         values = [_text(r.get(self.id_property)) for r in records]
+        ids: list[str | None] = (
+            list(batch.record_ids) if batch.record_ids is not None else [None] * len(records)
+        )
         results: dict[int, RecordResult] = {}
         todo: list[int] = []
         for i, value in enumerate(values):
@@ -183,7 +192,7 @@ class HubSpotDestination:
         send = senders[batch.operation]
         # HubSpot refuses a batch naming the same record twice: such records go in turns.
         for turn in _turns(todo, values):
-            results.update(await send(turn, records, values))
+            results.update(await send(turn, records, values, ids))
         return [results[i] for i in range(len(records))]
 
     async def close(self) -> None:
@@ -192,8 +201,22 @@ class HubSpotDestination:
     # -- operations ------------------------------------------------------------------
 
     async def _upsert(
-        self, idx: list[int], records: list[dict[str, Any]], values: list[str]
+        self,
+        idx: list[int],
+        records: list[dict[str, Any]],
+        values: list[str],
+        ids: list[str | None],
     ) -> dict[int, RecordResult]:
+        out: dict[int, RecordResult] = {}
+        by_id = [i for i in idx if ids[i]]
+        if by_id:
+            # Keys whose match value changed: update the contact they were delivered as,
+            # by its id, new e-mail included. One that is gone is upserted by value below.
+            found = {i: str(ids[i]) for i in by_id}
+            out, gone = await self._update_by_id(by_id, records, values, found)
+            idx = [i for i in idx if i not in out or i in gone]
+        if not idx:
+            return out
         inputs = [
             {
                 "id": values[i],
@@ -204,20 +227,54 @@ class HubSpotDestination:
             for i in idx
         ]
         result = await self._call("batch/upsert", {"inputs": inputs}, {200, 201, 207})
-        return self._outcomes(result, idx, values)
+        return {**out, **self._outcomes(result, idx, values)}
+
+    async def _update_by_id(
+        self,
+        idx: list[int],
+        records: list[dict[str, Any]],
+        values: list[str],
+        found: Mapping[int, str],
+        *,
+        clear: bool = False,
+    ) -> tuple[dict[int, RecordResult], set[int]]:
+        """``batch/update`` of records by HubSpot id; also returns the indexes whose id
+        HubSpot no longer has (deleted or merged away meanwhile)."""
+        inputs = []
+        for i in idx:
+            props = _properties(records[i], clear_nulls=True)
+            if clear:
+                props = {k: "" for k in props if k != self.id_property}
+            inputs.append({"id": found[i], "objectWriteTraceId": str(i), "properties": props})
+        result = await self._call("batch/update", {"inputs": inputs}, {200, 207})
+        gone = {
+            i
+            for entry in _list(result.json, "errors")
+            if entry.get("category") == "OBJECT_NOT_FOUND"
+            for i in _traces(entry)
+        }
+        return self._outcomes(result, idx, values), gone
 
     async def _update(
         self,
         idx: list[int],
         records: list[dict[str, Any]],
         values: list[str],
+        ids: list[str | None],
         *,
         clear: bool = False,
     ) -> dict[int, RecordResult]:
+        out: dict[int, RecordResult] = {}
+        by_id = [i for i in idx if ids[i] and not clear]
+        if by_id:  # a changed match value: the record it was delivered as, by its id
+            known = {i: str(ids[i]) for i in by_id}
+            out, gone = await self._update_by_id(by_id, records, values, known)
+            idx = [i for i in idx if i not in out or i in gone]
+            if not idx:
+                return out
         found, refused = await self._lookup(idx, values)
         if refused:
-            return refused
-        out: dict[int, RecordResult] = {}
+            return {**out, **refused}
         for i in idx:
             if values[i] not in found:
                 # Nothing to clear on a record that is not there; an update needs it.
@@ -243,12 +300,20 @@ class HubSpotDestination:
         return {**out, **self._outcomes(result, present, values)}
 
     async def _clear(
-        self, idx: list[int], records: list[dict[str, Any]], values: list[str]
+        self,
+        idx: list[int],
+        records: list[dict[str, Any]],
+        values: list[str],
+        ids: list[str | None],
     ) -> dict[int, RecordResult]:
-        return await self._update(idx, records, values, clear=True)
+        return await self._update(idx, records, values, ids, clear=True)
 
     async def _insert(
-        self, idx: list[int], records: list[dict[str, Any]], values: list[str]
+        self,
+        idx: list[int],
+        records: list[dict[str, Any]],
+        values: list[str],
+        ids: list[str | None],
     ) -> dict[int, RecordResult]:
         found, refused = await self._lookup(idx, values)
         if refused:
@@ -267,7 +332,11 @@ class HubSpotDestination:
         return {**out, **self._outcomes(result, absent, values, exists_ok=True)}
 
     async def _delete(
-        self, idx: list[int], records: list[dict[str, Any]], values: list[str]
+        self,
+        idx: list[int],
+        records: list[dict[str, Any]],
+        values: list[str],
+        ids: list[str | None],
     ) -> dict[int, RecordResult]:
         found, refused = await self._lookup(idx, values)
         if refused:
@@ -321,9 +390,7 @@ class HubSpotDestination:
         wanted = set(idx)
         failed: dict[int, str] = {}
         for entry in _list(result.json, "errors"):
-            traces = (entry.get("context") or {}).get("objectWriteTraceId") or []
-            for trace in traces if isinstance(traces, list) else [traces]:
-                i = _int(trace)
+            for i in _traces(entry):
                 if i in wanted:
                     failed[i] = (
                         ""
@@ -331,14 +398,14 @@ class HubSpotDestination:
                         else (self._clip(_entry_text(entry)))
                     )
         by_value = {values[i]: i for i in idx}
-        confirmed: set[int] = set()
+        confirmed: dict[int, str | None] = {}
         for item in _list(result.json, "results"):
-            i = _int(item.get("objectWriteTraceId"))
-            if i is None:
+            at = _int(item.get("objectWriteTraceId"))
+            if at is None:
                 value = (item.get("properties") or {}).get(self.id_property)
-                i = by_value.get(str(value)) if value is not None else None
-            if i in wanted:
-                confirmed.add(i)
+                at = by_value.get(str(value)) if value is not None else None
+            if at is not None and at in wanted:
+                confirmed[at] = None if item.get("id") is None else str(item["id"])
         out: dict[int, RecordResult] = {}
         for i in idx:
             if i in failed:
@@ -347,7 +414,7 @@ class HubSpotDestination:
                     RecordResult.rejected(i, error, call) if error else RecordResult.ok(i, call)
                 )
             elif i in confirmed:
-                out[i] = RecordResult.ok(i, call)
+                out[i] = RecordResult.ok(i, call, confirmed[i])
             else:
                 out[i] = RecordResult.rejected(
                     i, "HubSpot answered without a result or an error for this record", call
@@ -499,6 +566,13 @@ def _read_only(definition: Mapping[str, Any]) -> bool:
 def _list(body: Any, key: str) -> list[dict[str, Any]]:
     items = body.get(key) if isinstance(body, dict) else None
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def _traces(entry: Mapping[str, Any]) -> list[int]:
+    """The batch indexes a 207 error entry names (its ``objectWriteTraceId`` values)."""
+    traces = (entry.get("context") or {}).get("objectWriteTraceId") or []
+    found = (_int(t) for t in (traces if isinstance(traces, list) else [traces]))
+    return [i for i in found if i is not None]
 
 
 def _int(value: Any) -> int | None:
