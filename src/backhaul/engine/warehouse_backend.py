@@ -2,9 +2,9 @@
 
 The snapshot, the checkpoint log and the rejected rows live in a schema Backhaul owns in
 the source warehouse, and the diff runs there as SQL (:mod:`backhaul.engine.warehouse_sql`).
-Only the planned keys, the model rows of keys to send and the snapshot rows of removed keys
-leave the warehouse; they land in the workspace as ``work.plan``, ``work.extract`` and
-``work.removed``, and the outbox is built locally from them as with the local planner.
+Only the planned keys, the model rows of keys to send and the snapshot rows of removed and
+changed keys leave the warehouse; they land in the workspace as ``work.plan``,
+``work.extract`` and ``work.removed``, and the outbox is built locally from them as with the local planner.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from backhaul.engine.planner import Plan, count_plan
 from backhaul.engine.warehouse_sql import (
     FINGERPRINT_VERSION,
     FP_TYPE,
+    IDENTITY_VERSION,
     PlannerSql,
     fingerprint_columns,
     mapping_spec,
@@ -166,6 +167,14 @@ class WarehouseBackend:
                 ):
                     self._run(self.sql.set_meta(name, value), "write its planner tables")
             meta = {"layout": wanted, "fp_version": FINGERPRINT_VERSION, "fp_canary": canary}
+        if meta.get("identity") != IDENTITY_VERSION:
+            # Tables from before record ids were kept: add the column, null until delivered.
+            self._run(self.sql.add_record_ids(), "add a column to its planner tables")
+            with self.conn.transaction():
+                self._run(
+                    self.sql.set_meta("identity", IDENTITY_VERSION), "write its planner tables"
+                )
+            meta["identity"] = IDENTITY_VERSION
         return meta
 
     def _fold(self) -> None:
@@ -223,7 +232,7 @@ class WarehouseBackend:
 
         self._pull_plan(ws)
         self._pull_extract(ws, model)
-        self._pull_removed(ws)
+        self._pull_removed(ws, with_rid=meta.get("identity") == IDENTITY_VERSION)
         self._mark_cast_failures(ws)
 
         counts = count_plan(ws, queried)
@@ -291,11 +300,12 @@ class WarehouseBackend:
             ws.con.execute("DELETE FROM work.extract")  # nothing to send: no model row needed
         ws.model_sql = "work.extract"
 
-    def _pull_removed(self, ws: Workspace) -> None:
+    def _pull_removed(self, ws: Workspace, *, with_rid: bool) -> None:
+        """Snapshot rows of removed, changed and retried keys into ``work.removed``."""
         keys = [(f"k{i}", t) for i, t in enumerate(self.local_key_types)]
         match = [(f"m{i}", t) for i, t in enumerate(self.local_match_types)]
-        casts = [*keys, ("fp", FP_TYPE[self.dialect]), *match]
-        self._pull(ws, "work.removed", self.sql.removed_rows(), casts)
+        casts = [*keys, ("fp", FP_TYPE[self.dialect]), *match, ("rid", "VARCHAR")]
+        self._pull(ws, "work.removed", self.sql.snapshot_rows(with_rid=with_rid), casts)
         ws.snapshot_rel = "work.removed"
 
     def _mark_cast_failures(self, ws: Workspace) -> None:

@@ -6,11 +6,14 @@ spliced in after transpiling, so the user's SQL reaches the warehouse exactly as
 
 Tables (in the schema Backhaul owns, prefixed with the sync's table prefix ``p``):
 
-* ``p_snapshot (k.., fp, m..)``: what the destination acknowledged.
-* ``p_acks (run_id, op, k.., fp, m.., acked_at)``: append-only checkpoint log, folded into
-  the snapshot at the start and end of each run.
+* ``p_snapshot (k.., fp, m.., rid)``: what the destination acknowledged, with the identity
+  each key was delivered as (match values, and the destination's record id where it
+  returns one).
+* ``p_acks (run_id, op, k.., fp, m.., acked_at, rid)``: append-only checkpoint log, folded
+  into the snapshot at the start and end of each run.
 * ``p_rejected (k.., key_text, op, error, attempts, run_id, rejected_at)``: retried later.
-* ``p_meta (name, value)``: layout, fingerprint version and canary.
+* ``p_meta (name, value)``: layout, fingerprint version and canary; ``identity`` once the
+  snapshot has its ``rid`` column (tables made before it gain the column on the next run).
 * ``p_plan (k.., n, fp, op, reason)``: the planned keys of the run in progress.
 """
 
@@ -53,6 +56,8 @@ FP_TYPE = {
 }
 # Scratch tables that live only for the session, where the warehouse has them.
 TEMP = {"postgres", "duckdb", "snowflake", "redshift"}
+RID_TYPE = "VARCHAR(1024)"  # a destination's record id, as text
+IDENTITY_VERSION = "1"  # meta ``identity``: the snapshot and acks have ``rid``
 _UNSIGNED = {"UTINYINT": "SMALLINT", "USMALLINT": "INT", "UINTEGER": "BIGINT"}
 
 
@@ -198,6 +203,10 @@ class PlannerSql:
             cols += [f"m{i} {t}" for i, t in enumerate(self.match_types)]
         return cols
 
+    @property
+    def snapshot_cols(self) -> list[str]:
+        return [*self.keys, "fp", *self.matches, "rid"]
+
     def fp_expr(self, alias: str = "m") -> str:
         """The fingerprint of a model row: the warehouse hash of a canonical text."""
         pieces = [quote_literal(self.spec)]
@@ -229,9 +238,15 @@ class PlannerSql:
 
     def create_tables(self) -> list[str]:
         keys = [f"k{i} {t}" for i, t in enumerate(self.key_types)]
-        snap = ", ".join(self._cols_ddl())
+        snap = ", ".join([*self._cols_ddl(), f"rid {RID_TYPE}"])
         acks = ", ".join(
-            ["run_id VARCHAR(64)", "op VARCHAR(16)", *self._cols_ddl(), "acked_at TIMESTAMP"]
+            [
+                "run_id VARCHAR(64)",
+                "op VARCHAR(16)",
+                *self._cols_ddl(),
+                "acked_at TIMESTAMP",
+                f"rid {RID_TYPE}",
+            ]
         )
         rejected = ", ".join(
             [
@@ -253,6 +268,13 @@ class PlannerSql:
         ):
             out.append(self._sql(f"CREATE TABLE IF NOT EXISTS {self.table(name)} ({ddl})"))
         return out
+
+    def add_record_ids(self) -> list[str]:
+        """Give tables made before record ids were kept their ``rid`` column."""
+        return [
+            self._sql(f"ALTER TABLE {self.table(name)} ADD COLUMN IF NOT EXISTS rid {RID_TYPE}")
+            for name in ("snapshot", "acks")
+        ]
 
     def get_meta(self) -> str:
         return self._sql(f"SELECT name, value FROM {self.table('meta')}")
@@ -363,11 +385,17 @@ class PlannerSql:
             model,
         )
 
-    def removed_rows(self) -> str:
+    def snapshot_rows(self, *, with_rid: bool = True) -> str:
+        """Snapshot rows of the planned keys that have one: removed keys (their match values
+        are what a removal sends) and changed or retried keys (the identity they were
+        delivered as, to tell a changed match value). ``with_rid=False`` reads a snapshot
+        from before record ids were kept."""
         cols = ", ".join(f"s.{c}" for c in [*self.keys, "fp", *self.matches])
+        rid = "s.rid" if with_rid else f"CAST(NULL AS {RID_TYPE}) AS rid"
         return self._sql(
-            f"SELECT {cols} FROM {self.table('snapshot')} AS s WHERE EXISTS (SELECT 1 FROM "
-            f"{self.plan_table} AS p WHERE {self._on('p', 's')} AND p.op = 'remove')"
+            f"SELECT {cols}, {rid} FROM {self.table('snapshot')} AS s WHERE EXISTS (SELECT 1 "
+            f"FROM {self.plan_table} AS p WHERE {self._on('p', 's')} "
+            "AND p.op IN ('remove', 'change', 'retry'))"
         )
 
     def drop_scratch(self) -> list[str]:
@@ -389,14 +417,14 @@ class PlannerSql:
     # -- checkpoints ----------------------------------------------------------------------
     def acked_ddl(self) -> str:
         """Columns of a staged batch of acknowledged rows (``bh_acked``)."""
-        return ", ".join(["op VARCHAR(16)", *self._cols_ddl()])
+        return ", ".join(["op VARCHAR(16)", *self._cols_ddl(), f"rid {RID_TYPE}"])
 
     def rejected_ddl(self) -> str:
         keys = [f"k{i} {t}" for i, t in enumerate(self.key_types)]
         return ", ".join([*keys, "key_text VARCHAR(4096)", "op VARCHAR(16)", "error VARCHAR(4096)"])
 
     def commit_acked(self, run_id: str, staged: str) -> list[str]:
-        cols = ", ".join([*self.keys, "fp", *self.matches])
+        cols = ", ".join(self.snapshot_cols)
         rej = self.table("rejected")
         on = " AND ".join(f"x.{k} = {self.prefix}_rejected.{k}" for k in self.keys)
         return [
@@ -426,12 +454,14 @@ class PlannerSql:
     def fold(self) -> tuple[list[str], list[str], list[str]]:
         """(before, in one transaction, after): apply the ack log to the snapshot.
 
-        The newest ack of a key wins. The latest-acks table is built outside the
+        The newest ack of a key wins, except that a key's new record beats the removal of
+        its old one (``rekey``) whatever their timestamps. A ``remove`` or ``rekey`` takes
+        the key out of the snapshot. The latest-acks table is built outside the
         transaction: some warehouses refuse a transaction writing two databases (DuckDB's
         temp catalog and the warehouse file).
         """
         keys = ", ".join(self.keys)
-        cols = ", ".join([*self.keys, "fp", *self.matches])
+        cols = ", ".join(self.snapshot_cols)
         latest = self.scratch("latest")
         on = " AND ".join(f"a.{k} = {self.prefix}_snapshot.{k}" for k in self.keys)
         before = [
@@ -440,7 +470,8 @@ class PlannerSql:
                 "latest",
                 self._sql(
                     f"SELECT {cols}, op FROM (SELECT a.*, ROW_NUMBER() OVER (PARTITION BY {keys} "
-                    f"ORDER BY acked_at DESC) AS rn FROM {self.table('acks')} AS a) AS x "
+                    f"ORDER BY CASE WHEN op = 'rekey' THEN 1 ELSE 0 END, acked_at DESC) AS rn "
+                    f"FROM {self.table('acks')} AS a) AS x "
                     f"WHERE rn = 1"
                 ),
             ),
@@ -452,7 +483,7 @@ class PlannerSql:
             ),
             self._sql(
                 f"INSERT INTO {self.table('snapshot')} ({cols}) SELECT {cols} FROM {latest} "
-                f"WHERE op <> 'remove'"
+                f"WHERE op NOT IN ('remove', 'rekey')"
             ),
             self._sql(f"DELETE FROM {self.table('acks')} WHERE TRUE"),
         ]
