@@ -268,3 +268,74 @@ async def test_connection_test_proves_the_token(
     assert refused.value.failure is FailureType.CONFIG
     assert refused.value.message.startswith("intercom refused the token (401)")
     assert [(c.path, c.status) for c in emulator.calls] == [("/me", 200), ("/me", 401)]
+
+
+# -- identity that survives change ------------------------------------------------------------
+
+EMAIL_MAPS = [
+    {"column": "email", "field": "email"},
+    {"column": "name", "field": "name"},
+]
+
+
+def test_a_changed_email_updates_the_contact_by_its_id(
+    project: Builder, ic: tuple[IntercomEmulator, str]
+) -> None:
+    emulator, url = ic
+    _project(project, url)
+    project.sql(
+        "INSERT INTO users SELECT i, 'u' || i || '@example.com', 'n', 0 FROM range(7, 41) t(i)"
+    )
+    project.sync(
+        "m",
+        destination="ic",
+        object="contacts",
+        mode="mirror",
+        max_remove_pct=100,
+        match={"fields": ["email"]},
+        mappings=EMAIL_MAPS,
+    )
+    assert project.run("m").status is RunStatus.SUCCEEDED
+    before = {c["email"]: c["id"] for c in emulator.state()["contacts"]}
+    project.sql("UPDATE users SET email = 'moved' || id || '@example.org' WHERE id % 20 = 0")
+    calls = len(emulator.calls)
+
+    run = project.run("m")
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    after = {c["email"]: c["id"] for c in emulator.state()["contacts"]}
+    model = {str(e) for (e,) in project.sql("SELECT email FROM users")}
+    assert set(after) == model and len(after) == 40  # no contact left under an old e-mail
+    assert after["moved20@example.org"] == before["u20@example.com"]
+    assert after["moved40@example.org"] == before["u40@example.com"]
+    sent = [(c.method, c.path) for c in emulator.calls[calls:]]
+    assert sent.count(("PUT", f"/contacts/{before['u20@example.com']}")) == 1
+    assert not [c for c in sent if c[0] == "DELETE"]
+
+
+def test_a_changed_company_id_replaces_the_company_in_mirror_mode(
+    project: Builder, ic: tuple[IntercomEmulator, str]
+) -> None:
+    emulator, url = ic
+    _project(project, url)
+    maps = [
+        {"column": "email", "field": "company_id"},
+        {"column": "name", "field": "name"},
+    ]
+    project.sync(
+        "c",
+        destination="ic",
+        object="companies",
+        mode="mirror",
+        max_remove_pct=100,
+        match={"fields": ["company_id"]},
+        mappings=maps,
+    )
+    assert project.run("c").status is RunStatus.SUCCEEDED
+    project.sql("UPDATE users SET email = 'acme-' || id WHERE id = 3")
+
+    run = project.run("c")
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    companies = sorted(c["company_id"] for c in emulator.state()["companies"])
+    assert companies == sorted(str(e) for (e,) in project.sql("SELECT email FROM users"))

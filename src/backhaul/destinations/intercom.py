@@ -76,6 +76,11 @@ class IntercomConfig(DestinationConfig):
 
 CAPABILITIES = Capabilities(
     json_records=True,
+    # Contacts: every create or update answers with the contact's id, and a contact whose
+    # match value changed is updated by that id. Companies return no id (their company_id
+    # cannot change), so a changed company_id replaces the company in mirror mode.
+    record_ids=True,
+    update_by_id=True,
     operations=frozenset(Operation),
     max_batch_size=100,
     default_batch_size=50,
@@ -173,9 +178,11 @@ class IntercomDestination:
         """Send each record of ``batch`` (concurrently, bounded) and return its outcome."""
         match = batch.match_fields[0] if batch.match_fields else IDENTITIES[self.object][0]
         records = list(batch.records())
+        ids = batch.record_ids
 
         async def one(i: int) -> RecordResult:
-            return await self._record(batch.operation, match, i, records[i])
+            known = ids[i] if ids is not None else None
+            return await self._record(batch.operation, match, i, records[i], known)
 
         return await run_bounded(self._gate, range(len(records)), one)
 
@@ -185,13 +192,24 @@ class IntercomDestination:
     # -- one record ----------------------------------------------------------------------
 
     async def _record(
-        self, op: Operation, match: str, i: int, record: dict[str, Any]
+        self, op: Operation, match: str, i: int, record: dict[str, Any], known: str | None
     ) -> RecordResult:
         value = record.get(match)
         if value in (None, ""):
             return RecordResult.rejected(i, f"no {match} value: intercom needs one")
         if self.object == "companies":
             return await self._company(op, i, str(value), record)
+        if known and op in (Operation.UPSERT, Operation.UPDATE):
+            # Its match value changed: update the contact it was delivered as, by its id.
+            moved = await self.client.request(
+                "PUT",
+                self._url(f"contacts/{quote(known, safe='')}"),
+                json=record,
+                expected={200, 404},
+            )
+            if moved.status != 404:
+                return _outcome(i, moved, with_id=True)
+            # Deleted in Intercom meanwhile: find or create it by its new value.
         return await self._contact(op, match, i, str(value), record)
 
     async def _contact(
@@ -207,7 +225,7 @@ class IntercomDestination:
                 return RecordResult.ok(i)  # nothing there to remove or clear
             created = await self.client.request("POST", self._url("contacts"), json=record)
             if created.ok or created.status != 409:
-                return _outcome(i, created)
+                return _outcome(i, created, with_id=True)
             if op is Operation.INSERT:
                 return RecordResult.ok(i, created.call_id)  # it exists: insert leaves it alone
             # Someone created it meanwhile, or search has not caught up: find it, then update.
@@ -234,7 +252,7 @@ class IntercomDestination:
             return RecordResult.rejected(
                 i, "the intercom contact disappeared while it was updated", updated.call_id
             )
-        return _outcome(i, updated)
+        return _outcome(i, updated, with_id=op is not Operation.CLEAR)
 
     async def _search(self, match: str, value: str) -> dict[str, Any] | None:
         body = {
@@ -283,9 +301,12 @@ class IntercomDestination:
         return _outcome(i, await self.client.request("POST", self._url("companies"), json=record))
 
 
-def _outcome(i: int, result: HttpResult) -> RecordResult:
+def _outcome(i: int, result: HttpResult, *, with_id: bool = False) -> RecordResult:
+    """The record's result; ``with_id``: carry the id Intercom answered with."""
     if result.ok:
-        return RecordResult.ok(i, result.call_id)
+        body = result.json if isinstance(result.json, dict) else {}
+        rid = body.get("id") if with_id else None
+        return RecordResult.ok(i, result.call_id, None if rid is None else str(rid))
     return RecordResult.rejected(
         i, result.error or f"{result.status} {result.reason}", result.call_id
     )
