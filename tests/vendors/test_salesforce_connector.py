@@ -407,3 +407,42 @@ async def test_connection_test_logs_in_and_describes_the_object(
         ("/services/data/v62.0/sobjects/Contact/describe", 200),
         ("/services/oauth2/token", 400),
     ]
+
+
+# -- identity that survives change ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bulk", ["never", "always"])
+def test_a_changed_external_id_updates_the_record_by_its_id(
+    project: Builder, org: tuple[SalesforceEmulator, str], env: None, bulk: str
+) -> None:
+    emulator, url = org
+    setup(project, url, n=40, bulk=bulk)
+    project.sync(
+        "s",
+        destination="sf",
+        object="Contact",
+        mode="mirror",
+        max_remove_pct=100,
+        match={"fields": ["External_Id__c"]},
+        mappings=[
+            {"column": "email", "field": "External_Id__c"},
+            {"column": "name", "field": "LastName"},
+        ],
+    )
+    assert project.run("s").status is RunStatus.SUCCEEDED
+    before = {k: c["Id"] for k, c in contacts(emulator).items()}
+    project.sql(
+        "UPDATE users SET email = 'moved' || id || '@example.org' WHERE id % 20 = 0",
+        "UPDATE users SET name = 'renamed' WHERE id = 5",
+    )
+
+    run = project.run("s")
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.counts.changed == 3 and run.counts.succeeded == 3
+    after = contacts(emulator)
+    model = {str(e): str(n) for e, n in project.sql("SELECT email, name FROM users")}
+    assert {k: c["LastName"] for k, c in after.items()} == model  # no orphan record
+    assert after["moved20@example.org"]["Id"] == before["u20@example.com"]
+    assert after["moved40@example.org"]["Id"] == before["u40@example.com"]

@@ -87,11 +87,20 @@ class SalesforceConfig(DestinationConfig):
 
 CAPABILITIES = Capabilities(
     json_records=True,
+    # sObject Collections answer each record with its Id; a record whose external id value
+    # changed is written by that Id (an upsert keyed on Id), so it is kept, not replaced.
+    record_ids=True,
+    update_by_id=True,
     operations=frozenset(Operation),
     max_batch_size=150_000,  # a Bulk API job; REST batches are cut into calls of 200
     default_batch_size=COLLECTION_SIZE,
     default_concurrency=4,
 )
+
+
+def _gone(error: str) -> bool:
+    """Whether a refusal of a write by Id says no record has that Id any more."""
+    return error.startswith(("NOT_FOUND", "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"))
 
 
 def item_error(item: Any) -> str:
@@ -231,6 +240,23 @@ class SalesforceDestination:
         todo = [i for i in range(len(records)) if i not in results]
         bulk = self._use_bulk(len(records))
         op = batch.operation
+        delivered = batch.record_ids
+        if delivered is not None and op in (Operation.UPSERT, Operation.UPDATE):
+            # External id values that changed: write the record they were delivered as.
+            known = {i: str(delivered[i]) for i in todo if delivered[i]}
+            if known:
+                skip = batch.skip_null_fields
+                rows_by_id = {
+                    i: {
+                        "Id": rid,
+                        **{k: v for k, v in records[i].items() if not (v is None and k in skip)},
+                    }
+                    for i, rid in known.items()
+                }
+                moved = await self._rest_upsert(rows_by_id, key="Id")
+                gone = {i for i, r in moved.items() if r.error and _gone(r.error)}
+                results.update({i: r for i, r in moved.items() if i not in gone})
+                todo = [i for i in todo if i not in results]
         if op is not Operation.UPSERT and todo:
             found = await self._lookup([k for i in todo if (k := keys[i]) is not None])
             missing = [i for i in todo if keys[i] not in found]
@@ -333,9 +359,12 @@ class SalesforceDestination:
             chunk, size = [], 0
         return found
 
-    async def _rest_upsert(self, rows: dict[int, dict[str, Any]]) -> dict[int, RecordResult]:
+    async def _rest_upsert(
+        self, rows: dict[int, dict[str, Any]], *, key: str | None = None
+    ) -> dict[int, RecordResult]:
+        """sObject Collections upsert keyed on ``key`` (default: the external id field)."""
         attributes = {"type": self.object}
-        url = f"/composite/sobjects/{self.object}/{self.external_id}"
+        url = f"/composite/sobjects/{self.object}/{key or self.external_id}"
         out: dict[int, RecordResult] = {}
 
         async def send(part: Sequence[int]) -> HttpResult | Refused:
@@ -364,8 +393,9 @@ class SalesforceDestination:
                     continue
                 answers = outcome.json
                 for i, item in zip(segment.items, answers, strict=False):
+                    rid = item.get("id")
                     out[i] = (
-                        RecordResult.ok(i, outcome.call_id)
+                        RecordResult.ok(i, outcome.call_id, None if rid is None else str(rid))
                         if item.get("success")
                         else RecordResult.rejected(i, item_error(item), outcome.call_id)
                     )
@@ -414,7 +444,8 @@ class SalesforceDestination:
         order = list(rows)
         cells = [[cell(rows[i].get(c), skip_null=c not in rows[i]) for c in columns] for i in order]
         job = BulkJob(self.object, "upsert", columns, cells, self.external_id, self.external_id)
-        return self._bulk_results(order, await self._run(job))
+        ids: dict[int, str] = {}
+        return self._bulk_results(order, await self._run(job, ids), ids)
 
     async def _bulk_delete(self, ids: dict[int, str]) -> dict[int, RecordResult]:
         assert self.object is not None
@@ -422,22 +453,26 @@ class SalesforceDestination:
         job = BulkJob(self.object, "delete", ["Id"], [[ids[i]] for i in order], "Id")
         return self._bulk_results(order, await self._run(job))
 
-    async def _run(self, job: BulkJob) -> dict[int, str | None]:
+    async def _run(self, job: BulkJob, ids: dict[int, str] | None = None) -> dict[int, str | None]:
         return await run_bulk(
             self.session.call,
             job,
             poll_interval=self.config.poll_interval_seconds,
             timeout=self.config.bulk_timeout_seconds,
+            record_ids=ids,
         )
 
     def _bulk_results(
-        self, order: list[int], outcome: dict[int, str | None]
+        self,
+        order: list[int],
+        outcome: dict[int, str | None],
+        ids: dict[int, str] | None = None,
     ) -> dict[int, RecordResult]:
         out: dict[int, RecordResult] = {}
         for row, i in enumerate(order):
             error = outcome.get(row, "no result from Salesforce")
             out[i] = (
-                RecordResult.ok(i)
+                RecordResult.ok(i, record_id=(ids or {}).get(row))
                 if error is None
                 else RecordResult.rejected(i, self.redactor.text(error) or error)
             )

@@ -102,15 +102,20 @@ async def run_bulk(
     timeout: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     upload_limit: int = MAX_UPLOAD_BYTES,
+    record_ids: dict[int, str] | None = None,
 ) -> dict[int, str | None]:
     """Load ``job`` through as many ingest jobs as its size needs.
+
+    ``record_ids``, when given, receives the Salesforce Id of each acknowledged row
+    (``sf__Id`` of the job's successful results).
 
     Returns:
         Row index -> ``None`` when Salesforce acknowledged the row, else the error to show.
     """
     outcome: dict[int, str | None] = {}
+    ids = record_ids if record_ids is not None else {}
     for start, end in split_rows(job.columns, job.rows, upload_limit):
-        part = await _one_job(call, job, start, end, poll_interval, timeout, sleep)
+        part = await _one_job(call, job, start, end, poll_interval, timeout, sleep, ids)
         outcome.update(part)
     return outcome
 
@@ -123,6 +128,7 @@ async def _one_job(
     poll_interval: float,
     timeout: float,
     sleep: Callable[[float], Awaitable[None]],
+    ids: dict[int, str],
 ) -> dict[int, str | None]:
     spec: dict[str, Any] = {
         "object": job.object,
@@ -172,7 +178,10 @@ async def _one_job(
     def take(row: dict[str, str], value: str | None) -> None:
         waiting = indexes.get(row.get(job.key_column, ""))
         if waiting:
-            outcome[waiting.popleft()] = value
+            at = waiting.popleft()
+            outcome[at] = value
+            if value is None and row.get("sf__Id"):
+                ids[at] = row["sf__Id"]
 
     for row in await _results(call, job_id, "successfulResults"):
         take(row, None)
