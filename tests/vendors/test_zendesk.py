@@ -332,3 +332,38 @@ async def test_connection_test_proves_the_credentials(
         ("/api/v2/users/me.json", 200),
         ("/api/v2/users/me.json", 401),
     ]
+
+
+# -- identity that survives change ------------------------------------------------------------
+
+
+def test_a_changed_email_updates_the_user_by_its_id(
+    project: Builder, zd: tuple[ZendeskEmulator, str]
+) -> None:
+    emulator, url = zd
+    _project(project, url)
+    project.sql(
+        "INSERT INTO users SELECT i, 'u' || i || '@example.com', 'n' || i, 0 FROM range(7, 41) t(i)"
+    )
+    maps = [{"column": "email", "field": "email"}, {"column": "name", "field": "name"}]
+    project.sync(
+        "m",
+        destination="zd",
+        object="users",
+        mode="mirror",
+        max_remove_pct=100,
+        match={"fields": ["email"]},
+        mappings=maps,
+    )
+    assert project.run("m").status is RunStatus.SUCCEEDED
+    before = {u["email"]: u["id"] for u in emulator.state()["users"]}
+    project.sql("UPDATE users SET email = 'moved' || id || '@example.org' WHERE id % 20 = 0")
+
+    run = project.run("m")
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    after = {u["email"]: u["id"] for u in emulator.state()["users"]}
+    model = {str(e) for (e,) in project.sql("SELECT email FROM users")}
+    assert set(after) == model  # no user left under an old e-mail
+    assert after["moved20@example.org"] == before["u20@example.com"]
+    assert after["moved40@example.org"] == before["u40@example.com"]

@@ -86,6 +86,10 @@ class ZendeskConfig(DestinationConfig):
 
 CAPABILITIES = Capabilities(
     json_records=True,
+    # Job results carry each record's Zendesk id; a user or organization whose identity
+    # value changed is updated by that id (update_many), so it is kept, not replaced.
+    record_ids=True,
+    update_by_id=True,
     operations=frozenset(Operation),
     max_batch_size=MAX_BATCH,
     default_batch_size=MAX_BATCH,
@@ -182,6 +186,16 @@ class ZendeskDestination:
                 results[i] = RecordResult.rejected(i, f"no {match} value: zendesk needs one")
             else:
                 todo.append(i)
+        known = batch.record_ids
+        if known is not None and op in (Operation.UPSERT, Operation.UPDATE):
+            # Identity values that changed: update the record they were delivered as, by id.
+            by_id = [i for i in todo if known[i]]
+            if by_id:
+                items = [{**records[i], "id": _zendesk_id(known[i])} for i in by_id]
+                moved = await self._job("PUT", f"{object}/update_many.json", object, items, by_id)
+                gone = {i for i, r in moved.items() if "RecordNotFound" in (r.error or "")}
+                results.update({i: r for i, r in moved.items() if i not in gone})
+                todo = [i for i in todo if i not in results]
         if object == "users" and op is Operation.UPSERT:
             items = [records[i] for i in todo]
             results.update(
@@ -297,7 +311,8 @@ class ZendeskDestination:
                 text = ": ".join(str(p) for p in (entry.get("error"), entry.get("details")) if p)
                 out[i] = RecordResult.rejected(i, self.redactor.text(text) or "failed", call)
             else:
-                out[i] = RecordResult.ok(i, call)
+                rid = entry.get("id")
+                out[i] = RecordResult.ok(i, call, None if rid is None else str(rid))
         for i in indexes:
             out.setdefault(i, RecordResult.rejected(i, "zendesk reported no result for it", call))
         return out
@@ -322,3 +337,9 @@ class ZendeskDestination:
                 )
             job = (result.json or {}).get("job_status") or {}
         return job
+
+
+def _zendesk_id(value: str | None) -> int | str:
+    """A stored record id as Zendesk sends it: a number."""
+    text = str(value)
+    return int(text) if text.isdigit() else text
