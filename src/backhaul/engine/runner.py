@@ -432,6 +432,7 @@ class SyncRun:
             await self._db(self.backend.commit_batch, ws, self.run_id, acked, rejected)
             if _is_rekey(prepared.rows):
                 outcomes = self._rekey_outcomes(outcomes)
+                progress["sent"] += prepared.rows.num_rows - outcomes.num_rows
                 if not outcomes.num_rows:
                     continue
             self.store.add_row_table(self.run_id, outcomes)
