@@ -461,6 +461,23 @@ def removed_rows(target: Target, workdir: Path) -> None:
             assert _same(h.value(have[key], "name"), before[key][1]), f"{key} changed"
 
 
+def match_value_changes(target: Target, workdir: Path) -> None:
+    """Mirror mode: rows whose match value changes leave no record under the old value."""
+    _needs(target, Operation.UPSERT)
+    if Operation.DELETE not in target.operations:
+        raise CheckSkipped("skipped: the destination cannot delete")
+    h = Harness(target, workdir, "rekey")
+    sync = h.sync("people_rekey", mode="mirror", on_remove="delete")
+    _expect_status(h.run(sync), RunStatus.SUCCEEDED, "mirror first run")
+    h.sql("UPDATE people SET email = 'moved-' || email WHERE id IN (4, 9)")
+    run = h.run(sync)
+    _expect_status(run, RunStatus.SUCCEEDED, "mirror run after two match values changed")
+    assert run.counts.changed == 2, f"expected 2 changed rows, planned {run.counts.changed}"
+    _assert_matches_model(h, "after two match values changed")
+    again = h.run(sync)
+    assert again.counts.planned == 0, f"the run after it planned {again.counts.planned} rows"
+
+
 def rejection_mapped_to_key(target: Target, workdir: Path) -> None:
     """A refused record is reported under its own key, retried, and accepted once fixed."""
     faults = _faults(target)
@@ -615,6 +632,7 @@ CHECKS: dict[str, Callable[[Target, Path], None]] = {
         update_semantics,
         insert_semantics,
         removed_rows,
+        match_value_changes,
         rejection_mapped_to_key,
         rate_limit_respected,
         transient_retried,
