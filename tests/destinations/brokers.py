@@ -261,12 +261,13 @@ class Mqtt:
     name: str = "mqtt"
     deduplicates: bool = False
     topic: str = field(default_factory=lambda: f"backhaul-test/{uuid.uuid4().hex[:10]}")
+    port: int = MQTT_PORT
     _got: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _client: paho.Client | None = None
 
     def destination(self) -> dict[str, Any]:
-        return {"type": "mqtt", "host": MQTT_HOST, "port": MQTT_PORT, "topic": self.topic,
+        return {"type": "mqtt", "host": MQTT_HOST, "port": self.port, "topic": self.topic,
                 "qos": 1}
 
     def unreachable(self) -> dict[str, Any]:
@@ -291,7 +292,7 @@ class Mqtt:
         # rather than queue (and past its queue limit, drop) them.
         props = Properties(PacketTypes.CONNECT)
         props.ReceiveMaximum = 65535
-        client.connect(MQTT_HOST, MQTT_PORT, properties=props)
+        client.connect(MQTT_HOST, self.port, properties=props)
         client.loop_start()
         client.subscribe(self.topic, qos=1)
         assert subscribed.wait(10), "the MQTT test subscriber could not subscribe"

@@ -10,13 +10,16 @@ carrying the model's values. Only messages of batches in flight at the kill may 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ import duckdb
 import pytest
 import sqlalchemy.exc
 from tests.conftest import dump_yaml
-from tests.destinations.brokers import BROKERS, Broker, Received, check_id
+from tests.destinations.brokers import BROKERS, Broker, Mqtt, Received, check_id
 
 from backhaul import api
 from backhaul.engine.summary import RunStatus
@@ -155,9 +158,64 @@ class QueueProject:
             self._store.close()
 
 
+MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def private_mosquitto(tmp_path: Path) -> Iterator[int]:
+    """A Mosquitto of the test's own whose queue towards a subscriber has no limit.
+
+    A stock Mosquitto keeps at most 1,000 messages queued for a subscriber and drops the
+    rest ("Outgoing messages are being dropped" in its log). At 100,000 messages on a busy
+    machine the test's subscriber falls that far behind, and the broker's drops would look
+    like messages the destination lost. The destination itself is unchanged.
+    """
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 0\nmax_queued_bytes 0\n"
+    )
+    proc = subprocess.Popen(
+        [str(MOSQUITTO), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    pytest.fail(f"the test's own mosquitto did not start: {err}")
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(params=sorted(BROKERS))
 def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[QueueProject, Broker]]:
-    broker: Broker = BROKERS[request.param]()
+    with ExitStack() as stack:
+        if request.param == "mqtt":
+            if MOSQUITTO is None:
+                pytest.skip("the MQTT kill test needs the mosquitto binary on PATH")
+            port = stack.enter_context(private_mosquitto(tmp_path))
+            broker: Broker = Mqtt(port=port)
+        else:
+            broker = BROKERS[request.param]()
+        yield from _setup(broker, tmp_path)
+
+
+def _setup(broker: Broker, tmp_path: Path) -> Iterator[tuple[QueueProject, Broker]]:
     broker.start()
     qp = QueueProject(tmp_path / "proj")
     try:
