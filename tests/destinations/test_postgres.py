@@ -230,3 +230,94 @@ async def test_two_records_with_one_key_are_both_applied_in_order(
     await d.close()
     assert [r.status for r in res] == [RecordStatus.OK, RecordStatus.OK]
     assert rows(pg_url)[-1] == (5, "u5@x.io", "Oslo", 2)
+
+
+async def test_bulk_copy_keeps_every_value_as_written(
+    pg_url: str, context: DestinationContext
+) -> None:
+    import datetime as dt
+    import decimal
+    import math
+
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("text", pa.string()),
+            ("score", pa.float64()),
+            ("active", pa.bool_()),
+            ("ltv", pa.decimal128(12, 2)),
+            ("born", pa.date32()),
+            ("seen", pa.timestamp("us", tz="UTC")),
+            ("local", pa.timestamp("us")),
+            ("raw", pa.binary()),
+            ("tags", pa.list_(pa.string())),
+            ("plan", pa.dictionary(pa.int32(), pa.string())),
+        ]
+    )
+    tricky = ['a,"b"\nc', "", None, "NULL", "\\N", "émoji 🚀", " padded "]
+    records = [
+        {
+            "id": i,
+            "text": tricky[i % len(tricky)],
+            "score": [0.1, float("nan"), float("inf"), -float("inf"), None, 1 / 3, -0.0][i % 7],
+            "active": [True, False, None][i % 3],
+            "ltv": decimal.Decimal("1234567890.12") if i % 2 else None,
+            "born": dt.date(1, 1, 1) if i % 2 else dt.date(2024, 2, 29),
+            "seen": dt.datetime(2024, 1, 1, 1, 2, 3, 456789, tzinfo=dt.UTC),
+            "local": dt.datetime(1999, 12, 31, 23, 59, 59, 999999),
+            "raw": bytes([0, 1, 44, 34, 10, 255]) if i % 2 else b"",
+            "tags": ["vip", 'quo"te'] if i % 2 else None,
+            "plan": "pro" if i % 2 else "free",
+        }
+        for i in range(14)
+    ]
+    d = dest(pg_url, context, table="things", create_table=True)
+    await d.prepare({f.name: f.type for f in schema}, ["id"], None)
+    res = await d.write(make_batch(Operation.UPSERT, records, schema=schema))
+    await d.close()
+    assert all(r.status is RecordStatus.OK for r in res)
+    got = rows(pg_url, "things")
+    assert len(got) == len(records)
+    for want, row in zip(records, got, strict=True):
+        assert row[0] == want["id"]
+        assert row[1] == want["text"]
+        if want["score"] is not None and math.isnan(want["score"]):
+            assert math.isnan(row[2])
+        else:
+            assert row[2] == want["score"]
+        assert row[3:8] == (
+            want["active"],
+            want["ltv"],
+            want["born"],
+            want["seen"],
+            want["local"],
+        )
+        assert bytes(row[8]) == want["raw"]
+        assert row[9] == want["tags"]
+        assert row[10] == want["plan"]
+
+
+async def test_a_bad_row_in_a_large_batch_is_found_and_the_rest_lands(
+    pg_url: str, context: DestinationContext
+) -> None:
+    # The too-long code fails while copying into the stage (it has the target's types),
+    # the negative age in the merge: both are found inside a batch of 3,000.
+    sql(
+        pg_url,
+        "CREATE TABLE users (id bigint PRIMARY KEY, code varchar(5), age int CHECK (age >= 0))",
+    )
+    d = dest(pg_url, context)
+    await d.prepare({"id": pa.int64(), "code": pa.string(), "age": pa.int64()}, ["id"], "users")
+    records = [{"id": i, "code": f"c{i % 1000}", "age": i % 90} for i in range(3000)]
+    records[1234]["code"] = "far too long"
+    records[2999]["age"] = -1
+    res = await d.write(make_batch(Operation.UPSERT, records))
+    await d.close()
+    assert len(res) == 3000
+    bad = {r.index: r.error or "" for r in res if r.status is RecordStatus.REJECTED}
+    assert sorted(bad) == [1234, 2999]
+    assert "value too long for type character varying(5)" in bad[1234]
+    assert 'violates check constraint "users_age_check"' in bad[2999]
+    with psycopg.connect(pg_url) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM users ORDER BY id").fetchall()]
+    assert ids == [i for i in range(3000) if i not in (1234, 2999)]

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, overload, runtime_checkable
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
@@ -59,6 +59,53 @@ class RecordResult:
     @classmethod
     def rejected(cls, index: int, error: str, call_id: str | None = None) -> RecordResult:
         return cls(index, RecordStatus.REJECTED, error, call_id)
+
+
+class BatchResults(Sequence[RecordResult]):
+    """The outcome of a whole batch held as columns: its size and the rejected positions.
+
+    Bulk destinations (SQL tables, files) accept or refuse records together, with a few
+    refused ones at most, so they report ``BatchResults(n, {index: reason})`` instead of
+    building one :class:`RecordResult` per row; the engine checkpoints it without looking
+    at each row. It is still a sequence of :class:`RecordResult`, built on demand.
+    """
+
+    __slots__ = ("_n", "rejected")
+
+    def __init__(self, n: int, rejected: Mapping[int, str] | None = None) -> None:
+        self._n = n
+        self.rejected: dict[int, str] = dict(rejected or {})
+        bad = [i for i in self.rejected if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"rejected positions {bad} are outside a batch of {n}")
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _at(self, index: int) -> RecordResult:
+        error = self.rejected.get(index)
+        return RecordResult.ok(index) if error is None else RecordResult.rejected(index, error)
+
+    @overload
+    def __getitem__(self, index: int) -> RecordResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RecordResult]: ...
+
+    def __getitem__(self, index: int | slice) -> RecordResult | list[RecordResult]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(self._n))]
+        if index < 0:
+            index += self._n
+        if not 0 <= index < self._n:
+            raise IndexError("batch result index out of range")
+        return self._at(index)
+
+    def __iter__(self) -> Iterator[RecordResult]:
+        return (self._at(i) for i in range(self._n))
+
+    def __repr__(self) -> str:
+        return f"BatchResults({self._n}, rejected={self.rejected!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +277,8 @@ class Destination(Protocol):
     ) -> None:
         """Called once per run before the first write (create tables, look up schemas)."""
 
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Send one batch; return one result per record.
+    async def write(self, batch: Batch) -> Sequence[RecordResult]:
+        """Send one batch; return one result per record (a list, or :class:`BatchResults`).
 
         Raise :class:`~backhaul.errors.DestinationError` when the whole call failed; the
         engine retries transient failures and fails the run on config failures.
@@ -244,6 +291,7 @@ class Destination(Protocol):
 
 __all__ = [
     "Batch",
+    "BatchResults",
     "Capabilities",
     "Destination",
     "DestinationConfig",

@@ -26,10 +26,10 @@ from pydantic import Field
 
 from backhaul.destinations.base import (
     Batch,
+    BatchResults,
     Capabilities,
     DestinationConfig,
     DestinationContext,
-    RecordResult,
 )
 from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
 from backhaul.destinations.sql_common import ALL_OPERATIONS, DUCKDB, first_line
@@ -250,7 +250,7 @@ class FileDestination:
                 failure=FailureType.CONFIG,
             ) from None
 
-    async def write(self, batch: Batch) -> list[RecordResult]:
+    async def write(self, batch: Batch) -> BatchResults:
         """Make the batch durable in the sidecar; the file is published by ``close``."""
         if self._con is None:
             schema = batch.table.schema
@@ -262,12 +262,12 @@ class FileDestination:
                 return await self._state.write(batch)
             return await asyncio.to_thread(self._append, batch)
 
-    def _append(self, batch: Batch) -> list[RecordResult]:
+    def _append(self, batch: Batch) -> BatchResults:
         con = self._open()
         n = len(batch)
         table = batch.table.add_column(
             0, "_seq", pa.array(range(self._seq, self._seq + n), type=pa.int64())
-        ).add_column(1, "_operation", pa.array([batch.operation.value] * n, type=pa.string()))
+        ).add_column(1, "_operation", pa.repeat(pa.scalar(batch.operation.value), n))
         try:
             con.begin()
             con.register("_bh_batch", table)
@@ -283,7 +283,7 @@ class FileDestination:
         finally:
             con.unregister("_bh_batch")
         self._seq += n
-        return [RecordResult.ok(i) for i in range(n)]
+        return BatchResults(n)
 
     async def close(self) -> None:
         """Publish the output file from the sidecar and release it."""

@@ -22,11 +22,11 @@ import pyarrow as pa
 
 from backhaul.destinations.base import (
     Batch,
+    BatchResults,
     Capabilities,
     DestinationConfig,
     DestinationContext,
     Operation,
-    RecordResult,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -263,30 +263,89 @@ def first_line(text: str) -> str:
     return "the database refused the record"
 
 
+def _plain_value(value: Any, *, plain: bool = False) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    if plain and isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if plain and isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
+
+
 def python_rows(table: pa.Table, *, plain: bool = False) -> list[tuple[Any, ...]]:
     """Rows as tuples for a DB-API driver; nested values become JSON text.
 
     With ``plain`` (SQLite) dates, times and decimals become text too, since the
     driver has no adapters for them.
     """
-
-    def conv(value: Any) -> Any:
-        if isinstance(value, dict | list):
-            return json.dumps(value, default=str)
-        if plain and isinstance(value, dt.date | dt.time):
-            return value.isoformat()
-        if plain and isinstance(value, decimal.Decimal):
-            return str(value)
-        return value
-
     cols = [col.to_pylist() for col in table.columns]
-    return [tuple(conv(v) for v in row) for row in zip(*cols, strict=True)]
+    return [tuple(_plain_value(v, plain=plain) for v in row) for row in zip(*cols, strict=True)]
+
+
+def _csv_native(dtype: pa.DataType) -> bool:
+    """Whether Arrow's CSV writer renders this type as SQL databases read it back."""
+    t = pa.types
+    if t.is_dictionary(dtype):
+        return _csv_native(dtype.value_type)
+    return bool(
+        t.is_integer(dtype)
+        or t.is_floating(dtype)
+        or t.is_boolean(dtype)
+        or t.is_string(dtype)
+        or t.is_large_string(dtype)
+        or t.is_decimal(dtype)
+        or t.is_date(dtype)
+        or t.is_time(dtype)
+        or t.is_timestamp(dtype)
+        or t.is_null(dtype)
+    )
+
+
+def csv_ready(
+    table: pa.Table,
+    *,
+    binary: Callable[[bytes], str],
+    boolean: pa.DataType | None = None,
+) -> pa.Table:
+    """``table`` with every column in a type Arrow's CSV writer renders faithfully.
+
+    Dictionary columns are decoded; nested values (structs, lists, maps) become JSON
+    text and binary values ``binary(value)``, the only columns converted value by value.
+    ``boolean`` casts booleans (MySQL reads ``1``/``0``, not ``true``/``false``).
+    """
+    columns = []
+    for col in table.columns:
+        dtype = col.type
+        if pa.types.is_dictionary(dtype):
+            col = col.cast(dtype.value_type)
+            dtype = col.type
+        if boolean is not None and pa.types.is_boolean(dtype):
+            col = col.cast(boolean)
+        elif not _csv_native(dtype):
+            values = [
+                None
+                if v is None
+                else binary(v)
+                if isinstance(v, bytes)
+                else _plain_value(v)
+                if isinstance(v, dict | list)
+                else str(v)
+                for v in col.to_pylist()
+            ]
+            col = pa.chunked_array([pa.array(values, pa.string())])
+        columns.append(col)
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def staged(batch: Batch, indices: Sequence[int]) -> pa.Table:
     """The records at ``indices`` with their batch position as the first column."""
-    sub = batch.table.take(pa.array(indices, type=pa.int64()))
-    return sub.add_column(0, INDEX, pa.array(indices, type=pa.int64()))
+    positions = pa.array(indices, type=pa.int64())
+    whole = len(indices) == batch.table.num_rows and (
+        not indices or (indices[0] == 0 and indices[-1] == len(indices) - 1)
+    )
+    sub = batch.table if whole else batch.table.take(positions)
+    return sub.add_column(0, INDEX, positions)
 
 
 async def bisect(
@@ -318,28 +377,34 @@ def key_rounds(table: pa.Table, match: Sequence[str]) -> list[list[int]]:
     """Split record positions so no round holds a match key twice.
 
     One set-based statement cannot apply two records with the same key in order, so the
-    n-th record of a key goes to round n; rounds run one after the other.
+    n-th record of a key goes to round n; rounds run one after the other. The usual batch
+    has no repeated key and stays one round, found without a Python loop over its rows.
     """
     present = [m for m in match if m in table.column_names]
+    n = table.num_rows
     if not present:
-        return [list(range(table.num_rows))]
-    seen: dict[tuple[Any, ...], int] = {}
+        return [list(range(n))]
+    try:
+        distinct = table.select(present).group_by(present).aggregate([]).num_rows
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):  # keys of a type Arrow cannot group
+        distinct = -1
+    if distinct == n:
+        return [list(range(n))]
+    seen: dict[Any, int] = {}
     rounds: list[list[int]] = []
     cols = [table.column(m).to_pylist() for m in present]
     for i, key in enumerate(zip(*cols, strict=True)):
-        n = seen.get(key, 0)
-        seen[key] = n + 1
-        if n == len(rounds):
+        k = repr(key) if distinct < 0 else key  # unhashable values (lists, dicts)
+        count = seen.get(k, 0)
+        seen[k] = count + 1
+        if count == len(rounds):
             rounds.append([])
-        rounds[n].append(i)
+        rounds[count].append(i)
     return rounds
 
 
-def results(n: int, rejected: Mapping[int, str]) -> list[RecordResult]:
-    return [
-        RecordResult.rejected(i, rejected[i]) if i in rejected else RecordResult.ok(i)
-        for i in range(n)
-    ]
+def results(n: int, rejected: Mapping[int, str]) -> BatchResults:
+    return BatchResults(n, rejected)
 
 
 class SqlTableDestination:
@@ -491,7 +556,7 @@ class SqlTableDestination:
         cur.execute(sql)
         conn.commit()
 
-    async def write(self, batch: Batch) -> list[RecordResult]:
+    async def write(self, batch: Batch) -> BatchResults:
         """Apply the batch in one transaction; bisect it when the data is refused."""
         if self._table is None:
             await self.prepare(
@@ -501,7 +566,7 @@ class SqlTableDestination:
             )
         n = len(batch)
         if n == 0:
-            return []
+            return BatchResults(0)
 
         def run_round(indices: list[int]) -> Callable[[Any], Awaitable[dict[int, str]]]:
             def use(conn: Any) -> Awaitable[dict[int, str]]:

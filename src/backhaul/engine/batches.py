@@ -9,7 +9,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backhaul.config.models import Mode, NonFinite, OnRemove
-from backhaul.destinations.base import Batch, Operation, RecordResult, RecordStatus
+from backhaul.destinations.base import (
+    Batch,
+    BatchResults,
+    Operation,
+    RecordResult,
+    RecordStatus,
+)
 from backhaul.engine.finite import screen
 from backhaul.engine.mapping import Mapper
 from backhaul.engine.summary import (
@@ -194,7 +200,12 @@ def sort_results(
     errors: list[str | None] = [None] * n
     calls: list[str | None] = [None] * n
     returned: list[str | None] = [None] * n
-    if results is not None:
+    if isinstance(results, BatchResults) and len(results) == n:
+        # Columnar results: only the rejected positions are visited.
+        for i, error in results.rejected.items():
+            ok_mask[i] = False
+            errors[i] = error
+    elif results is not None:
         seen = [False] * n
         for r in results:
             if not 0 <= r.index < n:

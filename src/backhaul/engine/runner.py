@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -478,7 +478,7 @@ class SyncRun:
         change = pa.array(["change"] * refused.num_rows, pa.string())
         return refused.set_column(refused.schema.get_field_index("op"), "op", change)
 
-    async def _write(self, dest: Destination, batch: Batch) -> list[RecordResult]:
+    async def _write(self, dest: Destination, batch: Batch) -> Sequence[RecordResult]:
         attempt = 0
         while True:
             try:
