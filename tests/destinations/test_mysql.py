@@ -167,3 +167,89 @@ async def test_missing_database(context: DestinationContext) -> None:
 def test_bad_url_is_a_config_error(context: DestinationContext) -> None:
     with pytest.raises(DestinationError, match="must look like"):
         dest("postgres://x@h/db", context)
+
+
+def loads_so_far() -> int:
+    """The server's count of LOAD DATA statements (it only grows)."""
+    found = sql("mysql://root@127.0.0.1:3306/mysql", "SHOW GLOBAL STATUS LIKE 'Com_load'")
+    return int(found[0][1])
+
+
+async def test_local_infile_stages_batches_and_keeps_every_value(
+    mysql_url: str, context: DestinationContext
+) -> None:
+    import datetime as dt
+    import decimal
+
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("text", pa.string()),
+            ("active", pa.bool_()),
+            ("ltv", pa.decimal128(12, 2)),
+            ("born", pa.date32()),
+            ("seen", pa.timestamp("us")),
+            ("score", pa.float64()),
+            ("tags", pa.list_(pa.string())),
+        ]
+    )
+    tricky = ['a,"b"\nc', "", None, "NULL", "\\N", "back\\slash", "émoji 🚀", "'quote'"]
+    records = [
+        {
+            "id": i,
+            "text": tricky[i % len(tricky)],
+            "active": [True, False, None][i % 3],
+            "ltv": decimal.Decimal("1234567890.12") if i % 2 else None,
+            "born": dt.date(2024, 2, 29),
+            "seen": dt.datetime(1999, 12, 31, 23, 59, 59, 999999) if i % 2 else None,
+            "score": [0.1, 1 / 3, -0.0, None][i % 4],
+            "tags": ["vip", 'quo"te'] if i % 2 else None,
+        }
+        for i in range(16)
+    ]
+    before = loads_so_far()
+    d = dest(mysql_url, context, table="things", create_table=True, local_infile=True)
+    await d.prepare({f.name: f.type for f in schema}, ["id"], None)
+    res = await d.write(make_batch(Operation.UPSERT, records, schema=schema))
+    await d.close()
+    assert all(r.status is RecordStatus.OK for r in res)
+    assert loads_so_far() > before
+    got = sql(mysql_url, "SELECT * FROM things ORDER BY id")
+    for want, row in zip(records, got, strict=True):
+        active = None if want["active"] is None else int(want["active"])
+        assert row[:7] == (
+            want["id"],
+            want["text"],
+            active,
+            want["ltv"],
+            want["born"],
+            want["seen"],
+            want["score"],
+        )
+        tags = None if row[7] is None else __import__("json").loads(row[7])
+        assert tags == want["tags"]
+
+
+async def test_local_infile_batch_with_bad_rows_falls_back_and_finds_them(
+    mysql_url: str, context: DestinationContext
+) -> None:
+    # A LOCAL load turns these errors into warnings; the batch is staged again with
+    # INSERT so each bad record is found and reported, and the rest is written.
+    sql(
+        mysql_url,
+        "CREATE TABLE users (id BIGINT PRIMARY KEY, email VARCHAR(50) NOT NULL, "
+        "`address.city` TEXT, age BIGINT CHECK (age >= 0))",
+    )
+    d = dest(mysql_url, context, local_infile=True)
+    await d.prepare(FIELDS, ["id"], "users")
+    batch = [person(i) for i in range(500)]
+    batch[20]["age"] = -1
+    batch[260]["email"] = None
+    batch[499]["email"] = "x" * 80
+    res = await d.write(make_batch(Operation.UPSERT, batch))
+    await d.close()
+    bad = {r.index: r.error or "" for r in res if r.status is RecordStatus.REJECTED}
+    assert set(bad) == {20, 260, 499}
+    assert "cannot be null" in bad[260]
+    assert "Data too long for column 'email'" in bad[499]
+    assert [r[0] for r in rows(mysql_url)] == [i for i in range(500) if i not in bad]
