@@ -200,6 +200,8 @@ def private_mosquitto(tmp_path: Path) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 @pytest.fixture(params=sorted(BROKERS))

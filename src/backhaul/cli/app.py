@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from backhaul.cli.alerts import alerts_app
 from backhaul.cli.audiences import audience_command, models_command, test_command
@@ -30,6 +30,11 @@ from backhaul.cli.schedule import (
 )
 from backhaul.cli.web import serve, users_app
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
+
+
+def error_column() -> Column:
+    """The error column of a table: wide enough that a file name is never cut short."""
+    return Column("error", min_width=32, overflow="fold")
 
 app = typer.Typer(
     name="backhaul",
@@ -226,7 +231,7 @@ def status(project_dir: ProjectDir = Path(".")) -> None:
         "status",
         "snapshot",
         "pending rejected",
-        "error",
+        error_column(),
     )
     for s in sync_status(project):
         last = s.last_run
@@ -268,7 +273,7 @@ def runs(
         "skipped",
         "invalid",
         "rejected",
-        "error",
+        error_column(),
         caption="added, changed, removed: rows the destination acknowledged",
     )
     with open_store(project) as store:
@@ -394,7 +399,7 @@ def run_show(
             "ms",
             "attempt",
             "waited before",
-            "error",
+            error_column(),
             title="HTTP calls",
             title_justify="left",
         )
