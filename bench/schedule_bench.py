@@ -59,7 +59,9 @@ def write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def build_project(root: Path, syncs: int, meta_url: str, dest_url: str, tick: float) -> None:
+def build_project(
+    root: Path, syncs: int, meta_url: str, dest_url: str, tick: float, extract_s: float
+) -> None:
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -91,7 +93,10 @@ alerts:
     for n in range(syncs):
         name = f"s{n:03d}"
         write(root / f"models/m{n:03d}.yml", "source: wh\nprimary_key: id\n")
-        write(root / f"models/m{n:03d}.sql", f"SELECT id, v FROM items WHERE g = {n}\n")
+        # pg_sleep holds each run in its extract for a while, so that a worker killed at a
+        # moment when every worker is busy is certain to die holding a run.
+        sleep = f" CROSS JOIN pg_sleep({extract_s})" if extract_s > 0 else ""
+        write(root / f"models/m{n:03d}.sql", f"SELECT id, v FROM items{sleep} WHERE g = {n}\n")
         if n % 10 == 9:
             schedule = f"schedule:\n  after: [s{n - 1:03d}]\n"  # a sequence
         else:
@@ -208,6 +213,9 @@ def main() -> None:
     parser.add_argument("--kill-after", type=float, default=120.0, help="seconds")
     parser.add_argument("--settle", type=float, default=150.0, help="seconds without changes")
     parser.add_argument("--tick", type=float, default=2.0)
+    parser.add_argument(
+        "--extract-seconds", type=float, default=0.0, help="each model's query sleeps this long"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "out" / "schedule")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -225,13 +233,14 @@ def main() -> None:
     procs: list[tuple[subprocess.Popen[bytes], Any]] = []
     rng = random.Random(args.seed)
     try:
-        build_project(root, args.syncs, meta_url, dest_url, args.tick)
+        build_project(root, args.syncs, meta_url, dest_url, args.tick, args.extract_seconds)
         began = time.monotonic()
         procs.append(start(root, logs, "scheduler"))
         workers = [start(root, logs, "worker", "--no-tick") for _ in range(args.workers)]
         procs += workers
         end = began + args.minutes * 60
         killed = False
+        next_change = began
         while time.monotonic() < end:
             elapsed = time.monotonic() - began
             # Mid-run: once every worker has a run in progress (or, failing that for a
@@ -243,9 +252,11 @@ def main() -> None:
                 victim.send_signal(signal.SIGKILL)
                 killed = True
                 print(f"{elapsed:6.0f} s: killed worker pid {victim.pid} (SIGKILL)", flush=True)
-            if end - time.monotonic() > args.settle:
+            if end - time.monotonic() > args.settle and time.monotonic() >= next_change:
                 mutate(dest_url, args.syncs, rng)
-            time.sleep(2.0)
+                next_change = time.monotonic() + 2.0
+            # Look often while waiting for the moment to kill: runs are short.
+            time.sleep(0.25 if not killed and elapsed >= args.kill_after else 2.0)
         for proc, _ in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -26,6 +26,8 @@ def test_small_bench_run(tmp_path: Path) -> None:
             "10",
             "--settle",
             "110",
+            "--extract-seconds",
+            "2",
             "--out",
             str(tmp_path),
         ],
