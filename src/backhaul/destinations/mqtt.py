@@ -12,27 +12,16 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-import pyarrow as pa
 from pydantic import Field, field_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    RecordResult,
-)
-from backhaul.destinations.http.connector import redactor_for
+from backhaul.destinations.base import DestinationConfig, DestinationContext
 from backhaul.destinations.queues import (
-    CAPABILITIES,
     QueueConfig,
+    QueueDestination,
     QueueMessage,
     Refused,
-    build_messages,
-    publish_all,
     reason_of,
     unreachable,
 )
@@ -158,17 +147,15 @@ def _fail(future: asyncio.Future[ReasonCode], error: BaseException) -> None:
         future.exception()  # retrieved: nobody may be waiting for a connect that ended
 
 
-class MQTTDestination:
+class MQTTDestination(QueueDestination["_Connection"]):
     """Publishes with QoS 1 or 2 and waits for each ack; see :class:`MQTTConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = MQTTConfig
-    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    config: MQTTConfig
+    broker = "the MQTT broker"
 
     def __init__(self, config: MQTTConfig, context: DestinationContext) -> None:
-        self.config = config
-        self.sync = context.sync_name
-        self.redactor = redactor_for(context, config.password)
-        self.where = f"{config.host}:{config.port}"
+        super().__init__(config, context, f"{config.host}:{config.port}", config.password)
         self._conn: _Connection | None = None
 
     async def _open(self) -> _Connection:
@@ -205,70 +192,42 @@ class MQTTDestination:
         self._conn = conn
         return conn
 
-    async def check(self) -> None:
-        """Connect and disconnect (a check may run in its own event loop)."""
-        try:
-            await self._open()
-        finally:
-            await self.close()
-
-    async def prepare(
-        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
-    ) -> None:
-        """Connect for the writes."""
-        await self._open()
-
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Publish ``batch``; acknowledge the rows of messages the broker acked."""
-        messages, rejected = build_messages(batch, self.sync, self.config.message_per)
-        conn = await self._open()
-        v5 = self.config.protocol == "5"
-
-        async def publish(message: QueueMessage) -> None:
-            props = None
-            if v5:
-                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                props.ContentType = "application/json"
-                props.PayloadFormatIndicator = 1
-                props.UserProperty = [
-                    ("message-id", message.id),
-                    ("sync", self.sync),
-                    ("op", message.change),
-                ]
-            info = conn.client.publish(
-                self.config.topic,
-                message.body,
-                qos=self.config.qos,
-                retain=self.config.retain,
-                properties=props,
+    async def _publish(self, conn: _Connection, message: QueueMessage) -> None:
+        props = None
+        if self.config.protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ContentType = "application/json"
+            props.PayloadFormatIndicator = 1
+            props.UserProperty = [
+                ("message-id", message.id),
+                ("sync", self.sync),
+                ("op", message.change),
+            ]
+        info = conn.client.publish(
+            self.config.topic,
+            message.body,
+            qos=self.config.qos,
+            retain=self.config.retain,
+            properties=props,
+        )
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise DestinationError(
+                f"MQTT broker at {self.where} lost the connection while publishing "
+                f"({paho.error_string(info.rc)})",
+                failure=FailureType.TRANSIENT,
             )
-            if info.rc != paho.MQTT_ERR_SUCCESS:
-                raise DestinationError(
-                    f"MQTT broker at {self.where} lost the connection while publishing "
-                    f"({paho.error_string(info.rc)})",
-                    failure=FailureType.TRANSIENT,
-                )
-            try:
-                reason = await asyncio.wait_for(
-                    conn.ack_for(info.mid), self.config.confirm_timeout_seconds
-                )
-            except (OSError, TimeoutError) as exc:
-                raise DestinationError(
-                    f"MQTT broker at {self.where} did not ack a message "
-                    f"({reason_of(exc, self.redactor)})",
-                    failure=FailureType.TRANSIENT,
-                ) from None
-            if reason.is_failure:
-                raise Refused(str(reason))
-
         try:
-            sent = await publish_all(
-                messages, publish, in_flight=self.config.in_flight, what="the MQTT broker"
+            reason = await asyncio.wait_for(
+                conn.ack_for(info.mid), self.config.confirm_timeout_seconds
             )
-        except DestinationError:
-            await self.close()  # reconnect on the engine's retry
-            raise
-        return rejected + sent
+        except (OSError, TimeoutError) as exc:
+            raise DestinationError(
+                f"MQTT broker at {self.where} did not ack a message "
+                f"({reason_of(exc, self.redactor)})",
+                failure=FailureType.TRANSIENT,
+            ) from None
+        if reason.is_failure:
+            raise Refused(str(reason))
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -10,27 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
 
-import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    RecordResult,
-)
-from backhaul.destinations.http.connector import redactor_for
+from backhaul.destinations.base import DestinationConfig, DestinationContext
 from backhaul.destinations.queues import (
-    CAPABILITIES,
     QueueConfig,
+    QueueDestination,
     QueueMessage,
     Refused,
-    build_messages,
-    publish_all,
     reason_of,
     unreachable,
 )
@@ -81,19 +70,18 @@ class NATSConfig(QueueConfig):
         return self
 
 
-class NATSDestination:
+class NATSDestination(QueueDestination["JetStreamContext"]):
     """Publishes to JetStream and waits for each publish ack; see :class:`NATSConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = NATSConfig
-    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    config: NATSConfig
+    broker = "NATS"
 
     def __init__(self, config: NATSConfig, context: DestinationContext) -> None:
-        self.config = config
-        self.sync = context.sync_name
-        self.redactor = redactor_for(context, config.password, config.token)
         servers = config.servers
         self.servers = [servers] if isinstance(servers, str) else list(servers)
-        self.where = ", ".join(s.rpartition("@")[2] for s in self.servers)
+        where = ", ".join(s.rpartition("@")[2] for s in self.servers)
+        super().__init__(config, context, where, config.password, config.token)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
 
@@ -137,7 +125,7 @@ class NATSDestination:
         self._js = self._nc.jetstream(timeout=self.config.confirm_timeout_seconds)
         return self._js
 
-    async def _find_stream(self, js: JetStreamContext) -> None:
+    async def _checked(self, js: JetStreamContext) -> None:
         """Make sure a stream captures the subject (creating it when configured)."""
         stream, subject = self.config.stream, self.config.subject
         try:
@@ -173,60 +161,35 @@ class NATSDestination:
                 "NATS", self.where, reason_of(exc, self.redactor), "check that it is running"
             ) from None
 
-    async def check(self) -> None:
-        """Connect and find the stream, then disconnect (a check may run in its own loop)."""
+    async def _publish(self, js: JetStreamContext, message: QueueMessage) -> None:
+        headers = {
+            "Nats-Msg-Id": message.id,
+            "Content-Type": "application/json",
+            "Backhaul-Sync": self.sync,
+            "Backhaul-Op": message.change,
+        }
         try:
-            await self._find_stream(await self._open())
-        finally:
-            await self.close()
-
-    async def prepare(
-        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
-    ) -> None:
-        """Connect for the writes; create the stream when ``create_stream`` says so."""
-        await self._find_stream(await self._open())
-
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Publish ``batch`` and acknowledge the rows of messages the stream acked."""
-        messages, rejected = build_messages(batch, self.sync, self.config.message_per)
-        js = await self._open()
-
-        async def publish(message: QueueMessage) -> None:
-            headers = {
-                "Nats-Msg-Id": message.id,
-                "Content-Type": "application/json",
-                "Backhaul-Sync": self.sync,
-                "Backhaul-Op": message.change,
-            }
-            try:
-                await js.publish(
-                    self.config.subject,
-                    message.body,
-                    timeout=self.config.confirm_timeout_seconds,
-                    stream=self.config.stream,
-                    headers=headers,
-                )
-            except nats.js.errors.NoStreamResponseError:
-                raise DestinationError(
-                    f"no JetStream stream captures subject `{self.config.subject}` on NATS at "
-                    f"{self.where}: create one, or set `create_stream: true` with `stream`",
-                    failure=FailureType.CONFIG,
-                ) from None
-            except nats.js.errors.APIError as exc:
-                raise Refused(f"{exc.description or exc} (error {exc.err_code})") from None
-            except (OSError, TimeoutError, nats.errors.Error) as exc:
-                raise DestinationError(
-                    f"NATS at {self.where} did not ack a message "
-                    f"({reason_of(exc, self.redactor)})",
-                    failure=FailureType.TRANSIENT,
-                ) from None
-
-        try:
-            sent = await publish_all(messages, publish, in_flight=self.config.in_flight, what="NATS")
-        except DestinationError:
-            await self.close()  # reconnect on the engine's retry
-            raise
-        return rejected + sent
+            await js.publish(
+                self.config.subject,
+                message.body,
+                timeout=self.config.confirm_timeout_seconds,
+                stream=self.config.stream,
+                headers=headers,
+            )
+        except nats.js.errors.NoStreamResponseError:
+            raise DestinationError(
+                f"no JetStream stream captures subject `{self.config.subject}` on NATS at "
+                f"{self.where}: create one, or set `create_stream: true` with `stream`",
+                failure=FailureType.CONFIG,
+            ) from None
+        except nats.js.errors.APIError as exc:
+            raise Refused(f"{exc.description or exc} (error {exc.err_code})") from None
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            raise DestinationError(
+                f"NATS at {self.where} did not ack a message "
+                f"({reason_of(exc, self.redactor)})",
+                failure=FailureType.TRANSIENT,
+            ) from None
 
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None

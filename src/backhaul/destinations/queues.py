@@ -15,23 +15,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
 
+import pyarrow as pa
 from pydantic import Field
 
 from backhaul.destinations.base import (
     Batch,
     Capabilities,
     DestinationConfig,
+    DestinationContext,
     Operation,
     RecordResult,
 )
 from backhaul.destinations.http import dumps_json
+from backhaul.destinations.http.connector import redactor_for
 from backhaul.errors import DestinationError, FailureType
 from backhaul.floats import NonFiniteError
 from backhaul.observe.redact import Redactor
+
+Conn = TypeVar("Conn")
 
 # The change a record carries, by what the planner decided for its row.
 CHANGE_OF = {"add": "add", "change": "change", "retry": "change", "remove": "remove"}
@@ -214,9 +220,81 @@ def unreachable(what: str, where: str, reason: str, fix: str) -> DestinationErro
     )
 
 
+class QueueDestination(Generic[Conn]):
+    """What the queue destinations share: the sync name, a redactor, the place named in
+    errors, ``check``/``prepare`` by opening a connection, and ``write`` as one publish per
+    message with at most ``in_flight`` waiting for the broker's confirmation.
+
+    A broker's class sets ``broker`` (how errors name it) and implements ``_open`` (connect,
+    or return the live connection), ``_publish`` (send one message and wait for its
+    confirmation, raising :class:`Refused` or a :class:`DestinationError`) and ``close``.
+    A broker that batches differently (Redis pipelines) overrides ``write``.
+    """
+
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    broker: ClassVar[str]
+    config: QueueConfig  # each broker narrows it to its own config class
+
+    def __init__(
+        self, config: QueueConfig, context: DestinationContext, where: str, *secrets: str | None
+    ) -> None:
+        self.config = config
+        self.sync = context.sync_name
+        self.redactor = redactor_for(context, *secrets)
+        self.where = where
+
+    async def _open(self) -> Conn:
+        raise NotImplementedError
+
+    async def _publish(self, conn: Conn, message: QueueMessage) -> None:
+        raise NotImplementedError
+
+    async def _checked(self, conn: Conn) -> None:
+        """What ``check`` and ``prepare`` verify once connected; nothing by default."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def check(self) -> None:
+        """Connect and verify, then disconnect (a check may run in its own event loop)."""
+        try:
+            await self._checked(await self._open())
+        finally:
+            await self.close()
+
+    async def prepare(
+        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
+    ) -> None:
+        """Open the connection the writes use."""
+        await self._checked(await self._open())
+
+    async def write(self, batch: Batch) -> list[RecordResult]:
+        """Publish ``batch``; acknowledge the rows of the messages the broker confirmed."""
+        config = self.config
+        messages, rejected = build_messages(batch, self.sync, config.message_per)
+        conn = await self._open()
+
+        async def publish(message: QueueMessage) -> None:
+            await self._publish(conn, message)
+
+        try:
+            sent = await publish_all(messages, publish, in_flight=config.in_flight, what=self.broker)
+        except DestinationError:
+            await self.close()  # reconnect on the engine's retry
+            raise
+        return rejected + sent
+
+
+def url_place(url: str, default_port: int) -> tuple[str, str | None]:
+    """``host:port`` of a broker URL for error messages, and the URL's password to redact."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or default_port}", parts.password
+
+
 __all__ = [
     "CAPABILITIES",
     "QueueConfig",
+    "QueueDestination",
     "QueueMessage",
     "Refused",
     "build_messages",
@@ -224,4 +302,5 @@ __all__ = [
     "publish_all",
     "reason_of",
     "unreachable",
+    "url_place",
 ]

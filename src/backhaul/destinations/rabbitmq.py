@@ -9,31 +9,20 @@ they go again next run. See docs/destinations/rabbitmq.md.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
-from urllib.parse import urlsplit
 
-import pyarrow as pa
 from pydantic import Field, model_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    RecordResult,
-)
-from backhaul.destinations.http.connector import redactor_for
+from backhaul.destinations.base import DestinationConfig, DestinationContext
 from backhaul.destinations.queues import (
-    CAPABILITIES,
     QueueConfig,
+    QueueDestination,
     QueueMessage,
     Refused,
-    build_messages,
-    publish_all,
     reason_of,
     trim,
     unreachable,
+    url_place,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -74,20 +63,20 @@ class RabbitMQConfig(QueueConfig):
         return self
 
 
-class RabbitMQDestination:
+class RabbitMQDestination(QueueDestination["aio_pika.abc.AbstractExchange"]):
     """Publishes to RabbitMQ with publisher confirms; see :class:`RabbitMQConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = RabbitMQConfig
-    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    config: RabbitMQConfig
+    broker = "RabbitMQ"
 
     def __init__(self, config: RabbitMQConfig, context: DestinationContext) -> None:
-        self.config = config
-        self.sync = context.sync_name
-        self.redactor = redactor_for(context)
-        parts = urlsplit(config.url)
-        if parts.password:
-            self.redactor.add(parts.password)
-        self.where = f"{parts.hostname or 'localhost'}:{parts.port or 5672}"
+        super().__init__(config, context, *url_place(config.url, 5672))
+        self.delivery = (
+            aio_pika.DeliveryMode.PERSISTENT
+            if config.persistent
+            else aio_pika.DeliveryMode.NOT_PERSISTENT
+        )
         self.routing_key = config.routing_key or config.queue or ""
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
@@ -150,66 +139,38 @@ class RabbitMQDestination:
         self._channel, self._exchange = channel, exchange
         return exchange
 
-    async def check(self) -> None:
-        """Connect and find the exchange, then disconnect (a check may run in its own loop)."""
-        try:
-            await self._open()
-        finally:
-            await self.close()
-
-    async def prepare(
-        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
+    async def _publish(
+        self, exchange: aio_pika.abc.AbstractExchange, message: QueueMessage
     ) -> None:
-        """Open the connection the writes use and declare ``queue`` when configured."""
-        await self._open()
-
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Publish ``batch`` and acknowledge the rows of confirmed messages."""
-        messages, rejected = build_messages(batch, self.sync, self.config.message_per)
-        exchange = await self._open()
-        delivery = (
-            aio_pika.DeliveryMode.PERSISTENT
-            if self.config.persistent
-            else aio_pika.DeliveryMode.NOT_PERSISTENT
+        amqp = aio_pika.Message(
+            message.body,
+            message_id=message.id,
+            content_type="application/json",
+            delivery_mode=self.delivery,
+            type=message.change,
+            app_id="backhaul",
+            headers={"backhaul-sync": self.sync},
         )
-
-        async def publish(message: QueueMessage) -> None:
-            amqp = aio_pika.Message(
-                message.body,
-                message_id=message.id,
-                content_type="application/json",
-                delivery_mode=delivery,
-                type=message.change,
-                app_id="backhaul",
-                headers={"backhaul-sync": self.sync},
-            )
-            try:
-                await exchange.publish(
-                    amqp,
-                    self.routing_key,
-                    mandatory=True,
-                    timeout=self.config.confirm_timeout_seconds,
-                )
-            except aiormq.exceptions.PublishError as exc:
-                raise Refused(f"unroutable ({_reply_text(exc)}): no queue is bound to "
-                              f"routing key `{self.routing_key}`") from None
-            except aiormq.exceptions.DeliveryError as exc:
-                raise Refused(f"nack ({_reply_text(exc)})") from None
-            except (OSError, TimeoutError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
-                raise DestinationError(
-                    f"RabbitMQ at {self.where} lost the connection while publishing "
-                    f"({reason_of(exc, self.redactor)})",
-                    failure=FailureType.TRANSIENT,
-                ) from None
-
         try:
-            sent = await publish_all(
-                messages, publish, in_flight=self.config.in_flight, what="RabbitMQ"
+            await exchange.publish(
+                amqp,
+                self.routing_key,
+                mandatory=True,
+                timeout=self.config.confirm_timeout_seconds,
             )
-        except DestinationError:
-            await self.close()  # reconnect on the engine's retry
-            raise
-        return rejected + sent
+        except aiormq.exceptions.PublishError as exc:
+            raise Refused(
+                f"unroutable ({_reply_text(exc)}): no queue is bound to "
+                f"routing key `{self.routing_key}`"
+            ) from None
+        except aiormq.exceptions.DeliveryError as exc:
+            raise Refused(f"nack ({_reply_text(exc)})") from None
+        except (OSError, TimeoutError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+            raise DestinationError(
+                f"RabbitMQ at {self.where} lost the connection while publishing "
+                f"({reason_of(exc, self.redactor)})",
+                failure=FailureType.TRANSIENT,
+            ) from None
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

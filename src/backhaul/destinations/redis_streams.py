@@ -6,28 +6,24 @@ answered its XADD with the new entry's id. See docs/destinations/redis-streams.m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
-from urllib.parse import urlsplit
 
-import pyarrow as pa
 from pydantic import Field, field_validator
 
 from backhaul.destinations.base import (
     Batch,
-    Capabilities,
     DestinationConfig,
     DestinationContext,
     RecordResult,
 )
-from backhaul.destinations.http.connector import redactor_for
 from backhaul.destinations.queues import (
-    CAPABILITIES,
     QueueConfig,
+    QueueDestination,
     build_messages,
     reason_of,
     trim,
     unreachable,
+    url_place,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -64,23 +60,21 @@ class RedisStreamsConfig(QueueConfig):
         return value
 
 
-class RedisStreamsDestination:
+class RedisStreamsDestination(QueueDestination["aioredis.Redis"]):
     """Appends entries with XADD; see :class:`RedisStreamsConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = RedisStreamsConfig
-    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    config: RedisStreamsConfig
+    broker = "Redis"
 
     def __init__(self, config: RedisStreamsConfig, context: DestinationContext) -> None:
-        self.config = config
-        self.sync = context.sync_name
-        self.redactor = redactor_for(context)
-        parts = urlsplit(config.url)
-        if parts.password:
-            self.redactor.add(parts.password)
-        self.where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+        super().__init__(config, context, *url_place(config.url, 6379))
         self._client: aioredis.Redis | None = None
 
-    def _open(self) -> aioredis.Redis:
+    async def _open(self) -> aioredis.Redis:
+        return self._connection()
+
+    def _connection(self) -> aioredis.Redis:
         if self._client is None:
             self._client = aioredis.Redis.from_url(
                 self.config.url,
@@ -104,7 +98,7 @@ class RedisStreamsDestination:
     async def check(self) -> None:
         """Connect and make sure ``stream`` is a stream (or absent), then disconnect."""
         try:
-            kind = await self._open().type(self.config.stream)
+            kind = await self._connection().type(self.config.stream)
         except (OSError, redis.exceptions.RedisError) as exc:
             raise self._failed(exc) from None
         finally:
@@ -117,15 +111,10 @@ class RedisStreamsDestination:
                 failure=FailureType.CONFIG,
             )
 
-    async def prepare(
-        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
-    ) -> None:
-        """Nothing to prepare: XADD creates the stream."""
-
     async def write(self, batch: Batch) -> list[RecordResult]:
         """XADD every message of ``batch``; acknowledge the rows Redis gave an entry id."""
         messages, results = build_messages(batch, self.sync, self.config.message_per)
-        client = self._open()
+        client = self._connection()
         step = self.config.in_flight
         for start in range(0, len(messages), step):
             part = messages[start : start + step]
