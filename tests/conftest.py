@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +33,14 @@ from backhaul.testing.receiver import WebhookReceiver
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SHM = Path("/dev/shm")
+
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def dump_yaml(data: dict[str, Any]) -> str:

@@ -9,16 +9,13 @@ but not save. Screenshots go to a scratch folder, or to ``docs/img/`` (shown in
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 from tests.audiences.builder_env import PASSWORDS, BuilderEnv, builder_env
+from tests.browser import SHOTS, chromium, requires_chromium
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.editing import file_data
@@ -27,24 +24,8 @@ from backhaul.web.auth import Role
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-SHOTS = Path(
-    os.environ.get("BACKHAUL_SCREENSHOTS") or Path(tempfile.gettempdir()) / "backhaul-screenshots"
-)
 SETTLE_MS = 60_000
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and shutil.which("chromium") is None,
-    reason="Chromium is not installed (apt-get install chromium)",
-)
+pytestmark = requires_chromium
 
 SAVED = """\
 schema: people
@@ -97,12 +78,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuilderEnv]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as found:
+        yield found
 
 
 @pytest.fixture

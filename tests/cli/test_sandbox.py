@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from ruamel.yaml import YAML
+from tests.conftest import free_port
 
 from backhaul.plugins import Registry
 from backhaul.testing.sandbox import Sandbox, describe, emulator_names
@@ -76,11 +77,6 @@ def running() -> Iterator[list[Running]]:
         assert run.proc.stdout is not None
         run.proc.stdout.close()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_sandbox_serves_every_emulator_until_interrupted(running: list[Running]) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import pytest
 import sqlalchemy.exc
-from tests.conftest import dump_yaml
+from tests.conftest import dump_yaml, free_port
 from tests.destinations.brokers import BROKERS, Broker, Mqtt, Received, check_id
 
 from backhaul import api
@@ -160,11 +160,6 @@ class QueueProject:
 
 MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

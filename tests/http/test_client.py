@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
+from tests.conftest import free_port
 
 from backhaul.destinations.http import (
     HttpClient,
@@ -89,12 +89,6 @@ async def client(
     yield http
     await http.aclose()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_success_is_recorded_once(

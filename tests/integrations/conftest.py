@@ -10,7 +10,6 @@ exactly one row).
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import Builder
+from tests.conftest import Builder, free_port
 from tests.dbt.conftest import DbtProject, built_dbt, dbt_project
 
 __all__ = ["built_dbt", "dbt_project"]
@@ -99,11 +98,6 @@ SERVE = (sys.executable, "-m", "backhaul.cli.app", "serve")
 START_TIMEOUT_S = 300.0  # a safety net for a loaded machine, not a measurement
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.fixture
 def served_syncs(syncs: SyncProject) -> Iterator[Served]:
@@ -116,7 +110,7 @@ def served_syncs(syncs: SyncProject) -> Iterator[Served]:
         users = UserStore(store)
         users.add("ops", "ops-password-1", Role.OPERATOR)
         token, _ = users.create_token("ops", "orchestrator")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = syncs.root / "serve.log"
     with log_path.open("w") as log:

@@ -44,7 +44,9 @@ def _project(project: Builder, pg_db: str, receiver: WebhookReceiver, **schedule
                 "queue": True,
                 "tick_seconds": 1,
                 "heartbeat_seconds": 1,
-                "stalled_after_seconds": 3,
+                # Not tighter: on a loaded machine a live worker's heartbeat can be a few
+                # seconds late, and it would be taken for dead with its run re-queued.
+                "stalled_after_seconds": 10,
             },
         },
     )

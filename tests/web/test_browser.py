@@ -8,55 +8,29 @@ its HTTP call, and what a viewer may not do. Saves screenshots of the main pages
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.browser import SHOTS, chromium, requires_chromium
 
 from backhaul.web.app import SESSION_COOKIE
 from backhaul.web.auth import Role
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Screenshots go to a scratch folder; set BACKHAUL_SCREENSHOTS=docs/img to refresh the docs.
-SHOTS = Path(
-    os.environ.get("BACKHAUL_SCREENSHOTS")
-    or Path(tempfile.gettempdir()) / "backhaul-screenshots"
-)
 VIEWPORT = {"width": 1280, "height": 800}
 RUN_TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and shutil.which("chromium") is None,
-    reason="Chromium is not installed (apt-get install chromium)",
-)
+pytestmark = requires_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as found:
+        yield found
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ configured from the command line and from backhaul.yml."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.conftest import free_port
 from tests.web.conftest import login
 from typer.testing import CliRunner
 
@@ -28,11 +28,6 @@ START_TIMEOUT_S = 60.0  # a safety net for a slow machine, not a measurement
 def backhaul(*args: str) -> list[str]:
     return [sys.executable, "-m", "backhaul.cli.app", *args]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
