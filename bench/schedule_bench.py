@@ -131,6 +131,14 @@ def running_runs(meta_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def interrupted_runs(meta_url: str) -> int:
+    with psycopg.connect(meta_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM runs WHERE error LIKE '%%interrupted%%'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def mutate(dest_url: str, syncs: int, rng: random.Random) -> None:
     """Change one row in each of a few groups of the warehouse table."""
     with psycopg.connect(dest_url, autocommit=True) as con:
@@ -241,7 +249,14 @@ def main() -> None:
         end = began + args.minutes * 60
         killed = False
         next_change = began
-        while time.monotonic() < end:
+        # After the kill, go on until the killed run has been found and marked interrupted
+        # (a heartbeat timeout and a recovery pass later), however loaded the machine is.
+        recovery_deadline = end
+        while time.monotonic() < end or (
+            killed
+            and time.monotonic() < recovery_deadline
+            and interrupted_runs(meta_url) == 0
+        ):
             elapsed = time.monotonic() - began
             # Mid-run: once every worker has a run in progress (or, failing that for a
             # minute, any run is in progress), each worker runs one sync at a time.
@@ -251,6 +266,7 @@ def main() -> None:
                 victim = workers[0][0]
                 victim.send_signal(signal.SIGKILL)
                 killed = True
+                recovery_deadline = time.monotonic() + 120.0
                 print(f"{elapsed:6.0f} s: killed worker pid {victim.pid} (SIGKILL)", flush=True)
             if end - time.monotonic() > args.settle and time.monotonic() >= next_change:
                 mutate(dest_url, args.syncs, rng)

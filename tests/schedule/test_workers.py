@@ -5,6 +5,7 @@ flight, and a schedule nobody works on raises `stale`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from sqlalchemy import text
 from tests.conftest import Builder
 
 from backhaul import api
@@ -25,7 +27,7 @@ from backhaul.alerts import AlertSink
 from backhaul.alerts.store import AlertStore
 from backhaul.engine.summary import RunStatus
 from backhaul.observe.metrics import exposition, registry_for
-from backhaul.schedule.queue import QueueLauncher, queue_depth
+from backhaul.schedule.queue import QueueLauncher, new_app, queue_depth, recover_stalled
 from backhaul.schedule.timetable import Timetable
 from backhaul.state.store import INTERRUPTED, RunRecord
 from backhaul.testing.receiver import WebhookReceiver
@@ -303,3 +305,41 @@ def test_a_schedule_no_worker_takes_raises_stale_once(
     assert "started often" not in again.stderr
     with api.open_store(loaded) as store:
         assert queue_depth(store) == {"todo": 1}
+
+
+def test_a_dead_workers_job_is_ended_when_its_sync_already_waits_in_the_queue(
+    project: Builder, pg_db: str, receiver: WebhookReceiver
+) -> None:
+    # A worker died holding a run of `a` while the scheduler had already queued a's next
+    # run: the dead job cannot go back to the queue (one waiting run per sync), so recovery
+    # ends it, marks its run interrupted, and leaves the waiting run to cover it.
+    _project(project, pg_db, receiver)
+    loaded = project.load()
+    with api.open_store(loaded) as store:
+        with QueueLauncher.open(loaded, store) as queue:
+            dead = queue.defer("a", "test", trigger="queue")
+        with store.engine.begin() as conn:  # taken by a worker that no longer exists
+            conn.execute(
+                text("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = :id"),
+                {"id": dead},
+            )
+        store.start_run("deadrun1", "a", full_resync=False, trigger="queue")
+        with QueueLauncher.open(loaded, store) as queue:
+            waiting = queue.defer("a", "test", trigger="schedule")
+
+        async def recover() -> list[str]:
+            app = new_app(loaded)
+            async with app.open_async():
+                return await recover_stalled(app, store, stalled_after=10)
+
+        assert asyncio.run(recover()) == ["a"]
+        run = store.run("deadrun1")
+        assert run is not None and run.status is RunStatus.FAILED and run.error == INTERRUPTED
+        with store.engine.connect() as conn:
+            statuses = dict(
+                conn.execute(
+                    text("SELECT id, status::text FROM procrastinate_jobs WHERE id IN (:a, :b)"),
+                    {"a": dead, "b": waiting},
+                ).all()
+            )
+        assert statuses == {dead: "failed", waiting: "todo"}

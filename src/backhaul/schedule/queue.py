@@ -141,6 +141,9 @@ async def recover_stalled(
     it). The retried run replans from the model, so at most the batches that were in
     flight are sent again.
     """
+    from procrastinate.exceptions import UniqueViolation
+    from procrastinate.jobs import Status
+
     found: list[str] = []
     stalled = await app.job_manager.get_stalled_jobs(
         queue=QUEUE, task_name=RUN_TASK, seconds_since_heartbeat=stalled_after
@@ -149,6 +152,10 @@ async def recover_stalled(
         sync = str(job.task_kwargs.get("sync", ""))
         try:
             await app.job_manager.retry_job(job)
+        except UniqueViolation:
+            # The sync already has a run waiting in the queue (its next scheduled slot):
+            # that run replans from the model and covers this one, so this job ends here.
+            await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
         except Exception as exc:  # another worker recovered it first
             log.info("worker: job %s was recovered elsewhere (%s)", job.id, exc)
             continue
