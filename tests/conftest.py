@@ -152,6 +152,10 @@ class Builder:
             self._loaded = api.load_project(self.root)
         return self._loaded
 
+    def load_isolated(self) -> Project:
+        """The project loaded as `run --all` loads it: invalid definitions set aside."""
+        return api.load_project(self.root, isolate=True)
+
     def run(self, sync: str, **options: Any) -> RunSummary:
         return api.run(self.load(), sync, **options)
 

@@ -27,11 +27,15 @@ if TYPE_CHECKING:
     from backhaul.state.store import RunRecord, RunStore
 
 
-def load_project(path: str | Path = ".") -> Project:
-    """Load and validate the project files in ``path`` (raises ConfigError on problems)."""
+def load_project(path: str | Path = ".", *, isolate: bool = False) -> Project:
+    """Load and validate the project files in ``path`` (raises ConfigError on problems).
+
+    With ``isolate``, invalid source, model, destination and sync files are set aside in
+    ``Project.broken`` instead of raising, so the syncs that do not use them can run.
+    """
     from backhaul.config.loader import load_project as _load
 
-    return _load(path)
+    return _load(path, isolate=isolate)
 
 
 @contextmanager
@@ -56,7 +60,8 @@ def plan(project: Project, sync: str, *, full_resync: bool = False, sample: int 
     from backhaul.engine.runner import plan_sync
     from backhaul.errors import ConfigErrors
 
-    project.sync(sync)
+    if not project.broken_errors("syncs", sync):
+        project.sync(sync)
     problems = check_syncs(project, [sync])[sync]
     if problems:
         raise ConfigErrors(problems)
@@ -136,8 +141,9 @@ class SyncStatus:
     mode: str
     enabled: bool
     last_run: RunRecord | None
-    snapshot_rows: int
+    snapshot_rows: int  # snapshots.BUSY or snapshots.DAMAGED when it cannot be counted
     pending_rejections: int
+    config_error: str | None = None  # the sync's file (or one it uses) is invalid
 
 
 def status(project: Project) -> list[SyncStatus]:
@@ -160,7 +166,12 @@ def status(project: Project) -> list[SyncStatus]:
                     pending,
                 )
             )
-    return out
+        for name in project.broken_syncs:  # loaded with isolate=True
+            rows, pending = snapshots.read_counts(project.state_dir, name)
+            error = project.broken_errors("syncs", name)[0]
+            last = store.last_run(name)
+            out.append(SyncStatus(name, "?", "?", "?", True, last, rows, pending, str(error)))
+    return sorted(out, key=lambda s: s.name)
 
 
 __all__ = [

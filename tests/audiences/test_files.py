@@ -290,3 +290,45 @@ def test_cli_audience_shows_size_sample_breakdown_and_sql(root: Path) -> None:
     assert sql.stdout.strip() == api.load_project(root).models["eu"].sql.strip()
     missing = run_cli("audience", "nope", "-C", str(root))
     assert missing.returncode == 2 and "unknown audience `nope` (known: eu)" in missing.stderr
+
+
+def test_run_checks_the_audience_as_validate_does_and_sends_nothing(tmp_path: Path) -> None:
+    # The warehouse reads `seen` as a timestamp but the audience compares it with a date:
+    # only the check against the warehouse sees it, and `run` makes that check too.
+    root = duckdb_project(tmp_path / "proj", DATA)
+    schema = root / "audience_schemas" / "people.yml"
+    schema.write_text(schema.read_text().replace("    seen: timestamp\n", ""))
+    schema.write_text(
+        schema.read_text().replace(
+            "    name: {type: string, personal: true}\n",
+            "    name: {type: string, personal: true}\n    seen:\n",
+        )
+    )
+    audience_file(
+        root,
+        "recent",
+        "schema: people\nconditions:\n  - {column: seen, op: equals, value: 2024-06-14}\n",
+    )
+    write(
+        root,
+        "destinations/list.yml",
+        "type: sqlite\npath: list.sqlite\ntable: members\ncreate_table: true\n",
+    )
+    write(
+        root,
+        "syncs/recent_list.yml",
+        "model: recent\ndestination: list\nmappings:\n  - {column: id, field: id}\n",
+    )
+
+    ran = run_cli("run", "recent_list", "-C", str(root))
+
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    lines = [ln for ln in ran.stderr.splitlines() if ln.strip()]
+    assert lines == [
+        "error: audiences/recent.yml:3: conditions.0.column: `seen` is timestamp in the "
+        "warehouse but the audience reads it as date from its value: declare `seen: timestamp` "
+        "in the columns of `people` in the schema"
+    ]
+    assert not (root / "list.sqlite").exists()
+    planned = run_cli("plan", "recent_list", "-C", str(root))
+    assert planned.returncode == 2 and "audiences/recent.yml:3:" in planned.stderr

@@ -175,3 +175,100 @@ def test_a_sync_whose_snapshot_is_damaged_fails_alone(project: Builder) -> None:
         last_b = store.last_run("b")
     assert last_b is not None and last_b.status is RunStatus.FAILED
     assert last_b.error is not None and "backhaul reset b" in last_b.error
+    status = project.cli("status")
+    status_b = next(ln for ln in status.stdout.splitlines() if ln.startswith("│ b "))
+    assert "damaged" in status_b and "busy" not in status_b
+
+
+def _fixed(project: Builder) -> None:
+    project.write(
+        "destinations/broken.yml",
+        {"type": "sqlite", "path": "b.sqlite", "table": "contacts", "create_table": True},
+    )
+
+
+def test_a_sync_file_that_is_not_yaml_fails_alone(project: Builder) -> None:
+    _project(project)
+    _fixed(project)
+    project.write("syncs/d.yml", "model: users\ndestination: db_a\nmappings: [\n")
+
+    result = project.cli("run", "--all")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: syncs/d.yml:"), errors
+    rows = {ln.split("│")[1].strip(): ln for ln in result.stdout.splitlines() if ln.count("│") > 3}
+    assert {"a", "b", "c", "d"} <= set(rows)
+    assert "failed" in rows["d"] and all("succeeded" in rows[n] for n in "abc")
+    assert len(sqlite_rows(project.root / "a.sqlite")) == 4
+    assert not project.state_file("d").exists()
+
+    # `runs` and `status` show it; `validate` still refuses the whole project.
+    runs = project.cli("runs", "d")
+    status = project.cli("status")
+    assert runs.returncode == status.returncode == 0, runs.stderr + status.stderr
+    assert "failed" in runs.stdout and "syncs/d.yml" in runs.stdout
+    status_d = next(ln for ln in status.stdout.splitlines() if ln.startswith("│ d "))
+    assert "failed" in status_d and "(invalid file)" in status_d
+    assert project.cli("validate", "--offline").returncode == 2
+
+    # Named alone, it fails alone with the same line; `plan` refuses it the same way.
+    alone = project.cli("run", "d")
+    assert alone.returncode == 2 and alone.stderr.count("syncs/d.yml:") == 1
+    plan = project.cli("plan", "d")
+    assert plan.returncode == 2 and "syncs/d.yml:" in plan.stderr
+    assert project.cli("plan", "a").returncode == 0
+
+
+def test_a_destination_file_that_is_invalid_fails_only_the_syncs_that_use_it(
+    project: Builder,
+) -> None:
+    _project(project)
+    project.write(
+        "destinations/broken.yml",
+        {"type": "sqlite", "path": "b.sqlite", "table": "contacts", "no_such_key": 1},
+    )
+
+    result = project.cli("run", "--all")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: destinations/broken.yml:"), errors
+    assert "no_such_key" in errors[0]
+    assert len(sqlite_rows(project.root / "a.sqlite")) == 4
+    assert len(sqlite_rows(project.root / "c.sqlite")) == 4
+    with api.open_store(project.load_isolated()) as store:
+        last_b = store.last_run("b")
+    assert last_b is not None and last_b.status is RunStatus.FAILED
+    assert last_b.error is not None and last_b.error.startswith("destinations/broken.yml:")
+
+
+def test_a_broken_project_file_still_stops_everything(project: Builder) -> None:
+    _project(project)
+    _fixed(project)
+    (project.root / "backhaul.yml").write_text("name: [\n", encoding="utf-8")
+
+    result = project.cli("run", "--all")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: backhaul.yml:")
+    assert not (project.root / "a.sqlite").exists()
+
+
+def test_the_scheduler_records_a_broken_sync_and_schedules_the_others(project: Builder) -> None:
+    _project(project)
+    _fixed(project)
+    project.sync("hourly", destination="db_c", schedule={"every": "1h"})
+    project.write("syncs/d.yml", "model: users\ndestination: db_a\nschedule: {every: [\n")
+
+    result = project.cli("scheduler", "--once")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "started hourly" in result.stderr
+    with api.open_store(project.load_isolated()) as store:
+        last_d = store.last_run("d")
+        last_hourly = store.last_run("hourly")
+    assert last_d is not None and last_d.status is RunStatus.FAILED
+    assert last_d.trigger == "schedule" and (last_d.error or "").startswith("syncs/d.yml:")
+    assert last_hourly is not None and last_hourly.status is RunStatus.SUCCEEDED

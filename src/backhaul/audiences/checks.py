@@ -49,6 +49,16 @@ def audience_errors(project: Project) -> tuple[list[ConfigError], set[str]]:
     return errors, failed
 
 
+def audience_errors_of(project: Project, name: str) -> list[ConfigError]:
+    """Problems of the audience ``name`` (and of its schema) against the warehouse; empty
+    when ``name`` is not an audience. The check a sync of an audience passes before it runs."""
+    audience = project.audiences.get(name)
+    schema = project.audience_schemas.get(audience.schema) if audience is not None else None
+    if audience is None or schema is None:
+        return []
+    return _check_schema(project, schema, {name: audience})[0]
+
+
 def _check_schema(
     project: Project, schema: AudienceSchemaDef, audiences: Mapping[str, AudienceDef]
 ) -> tuple[list[ConfigError], set[str]]:

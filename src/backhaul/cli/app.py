@@ -120,7 +120,7 @@ def plan(
     from backhaul.api import plan as plan_sync
     from backhaul.cli.render import plan_table
 
-    project = _load(project_dir)
+    project = _load(project_dir, isolate=True)
     summary = plan_sync(project, sync, full_resync=full_resync, sample=sample)
     if as_json:
         data = summary.as_dict() | {"samples": summary.samples, "invalid": summary.invalid_samples}
@@ -171,20 +171,25 @@ def run(
     from backhaul.observe.events import EventSink, tee
     from backhaul.schedule.timetable import Timetable
 
-    project = _load(project_dir)
+    # A sync whose own file (or a file it uses) is invalid fails alone: the others run.
+    project = _load(project_dir, isolate=True)
     tags = []
     for sel in select or []:
         if not sel.startswith("tag:"):
             raise ConfigError(f"--select takes `tag:NAME`, not `{sel}`")
         tags.append(sel[4:])
-    chosen = project.select(list(syncs or []), tags, all_syncs)
+    named = list(syncs or [])
+    every = all_syncs or (not named and not tags)
+    broken = [n for n in project.broken_syncs if every or n in named]
+    rest = [n for n in named if n not in broken]
+    chosen = project.select(rest, tags, all_syncs) if every or rest or tags else []
     if after_dbt or run_results is not None:
         from backhaul.cli.dbt import after_dbt_syncs
 
         chosen = after_dbt_syncs(project, run_results, chosen, _console(stderr=as_json))
-        if not chosen:
+        if not chosen and not broken:
             raise typer.Exit(0)
-    if not chosen:
+    if not chosen and not broken:
         raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
     reporter: EventSink = RunReporter(
         _console(stderr=as_json), quiet=False, errors=_console(stderr=True)
@@ -203,7 +208,7 @@ def run(
         # failed run and the others still run.
         results = run_many(
             project,
-            [s.name for s in chosen],
+            sorted([s.name for s in chosen] + broken),
             store=store,
             full_resync=full_resync,
             force=force,
@@ -221,8 +226,9 @@ def run(
 def status(project_dir: ProjectDir = Path(".")) -> None:
     """Every sync with its last run and snapshot size."""
     from backhaul.api import status as sync_status
+    from backhaul.state.snapshots import BUSY
 
-    project = _load(project_dir)
+    project = _load(project_dir, isolate=True)
     table = Table(
         "sync",
         "model → destination",
@@ -233,17 +239,21 @@ def status(project_dir: ProjectDir = Path(".")) -> None:
         "pending rejected",
         error_column(),
     )
+    def count(n: int) -> str:
+        return f"{n:,}" if n >= 0 else "busy" if n == BUSY else "damaged"
+
     for s in sync_status(project):
         last = s.last_run
+        error = s.config_error or (last.error if last else None) or ""
         table.add_row(
             s.name + ("" if s.enabled else " (disabled)"),
-            f"{s.model} → {s.destination}",
+            "(invalid file)" if s.config_error else f"{s.model} → {s.destination}",
             s.mode,
             last.started_at.strftime("%Y-%m-%d %H:%M:%S") if last and last.started_at else "never",
             last.status.value if last else "",
-            "busy" if s.snapshot_rows < 0 else f"{s.snapshot_rows:,}",
-            "busy" if s.pending_rejections < 0 else f"{s.pending_rejections:,}",
-            escape(last.error or "") if last else "",
+            count(s.snapshot_rows),
+            count(s.pending_rejections),
+            escape(error),
         )
     _console().print(table)
 
@@ -258,8 +268,9 @@ def runs(
     """Recent runs of a sync with their counts."""
     from backhaul.api import open_store
 
-    project = _load(project_dir)
-    project.sync(sync)
+    project = _load(project_dir, isolate=True)
+    if not project.broken_errors("syncs", sync):
+        project.sync(sync)
     table = Table(
         "run",
         "started",

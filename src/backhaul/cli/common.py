@@ -59,7 +59,7 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(project_dir: Path) -> Any:
+def _load(project_dir: Path, *, isolate: bool = False) -> Any:
     from backhaul.api import load_project
 
-    return load_project(project_dir)
+    return load_project(project_dir, isolate=isolate)

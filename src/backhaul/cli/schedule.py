@@ -70,7 +70,23 @@ def open_scheduler(
                 )
                 stack.callback(local.close)
                 launcher = local
+        record_broken(project, store, events=alerts)
         yield Scheduler(project, store, launcher, alerts=alerts)
+
+
+def record_broken(project: Project, store: RunStore, *, events: Any) -> None:
+    """Record a failed run for each sync whose file is invalid, once as the scheduler
+    starts: nothing can schedule it, and a failed run is where people look (and alert)."""
+    from backhaul.engine.launch import record_refused
+
+    for name in project.broken_syncs:
+        problems = project.broken_errors("syncs", name)
+        summary = record_refused(
+            project, name, problems, store=store, events=events, trigger="schedule"
+        )
+        logging.getLogger("backhaul.schedule").error(
+            "%s is not scheduled: %s", name, summary.error
+        )
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -101,7 +117,7 @@ def scheduler_command(
     from backhaul.observe.logs import LogSink, setup_logging
 
     setup_logging(log_format(log_fmt))
-    project = _load(project_dir)
+    project = _load(project_dir, isolate=True)  # a broken sync fails alone
     with (
         open_store(project) as store,
         open_scheduler(project, store, events=LogSink()) as scheduler,
@@ -152,7 +168,7 @@ def worker_command(
     from backhaul.schedule.worker import Worker
 
     setup_logging(log_format(log_fmt))
-    project = _load(project_dir)
+    project = _load(project_dir, isolate=True)  # a queued run of a broken sync fails alone
     conninfo(project)  # a clear error before anything starts when the store is not Postgres
     check_schedules(project)
     label = name or f"{socket.gethostname()}:{os.getpid()}"

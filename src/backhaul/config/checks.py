@@ -68,6 +68,7 @@ def check_project(project: Project, *, open_sources: bool = True) -> list[Config
         found, skip = audience_errors(project)
         errors += found
     with Columns(project, enabled=open_sources, skip=skip) as columns:
+        columns.audiences_checked = open_sources  # just above, all at once
         for found in _check(project, sorted(project.syncs), columns).values():
             errors += found
         used = {s.config.model for s in project.syncs.values()}
@@ -98,6 +99,9 @@ def check_syncs(
 def _check(project: Project, names: list[str], columns: Columns) -> dict[str, list[ConfigError]]:
     out: dict[str, list[ConfigError]] = {}
     for name in names:
+        if broken := project.broken_errors("syncs", name):
+            out[name] = broken  # its own file is invalid: nothing else can be checked
+            continue
         sync = project.sync(name)
         out[name] = _unique(_sync_errors(project, sync, columns))
     return out
@@ -120,6 +124,7 @@ class Columns:
         self.project = project
         self.enabled = enabled
         self.skip = set(skip)
+        self.audiences_checked = False
         self.opened: dict[str, tuple[Any, Redactor, list[ConfigError]]] = {}
         self.found: dict[str, list[str] | ConfigError] = {}
 
@@ -172,10 +177,14 @@ def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[Conf
     dest = project.destinations.get(sync.config.destination)
     if model is None:
         message = _unknown("model", sync.config.model, project.models)
-        errors.append(_error(message, sync.positions, "model"))
+        errors += project.broken_errors("models", sync.config.model) or [
+            _error(message, sync.positions, "model")
+        ]
     if dest is None:
         message = _unknown("destination", sync.config.destination, project.destinations)
-        errors.append(_error(message, sync.positions, "destination"))
+        errors += project.broken_errors("destinations", sync.config.destination) or [
+            _error(message, sync.positions, "destination")
+        ]
     cls = _connector(project, dest)
     if dest is not None:
         errors += check_references(dest.raw, positions=dest.positions)
@@ -187,6 +196,12 @@ def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[Conf
         errors += _batch_errors(project, sync, dest, cls)
         errors += _non_finite_errors(sync, cls)
         errors += _capability_errors(sync, dest, cls, _resolved_match(sync, model, cls))
+    audience = model is not None and model.name in project.audiences
+    if model is not None and audience and columns.enabled and not columns.audiences_checked:
+        from backhaul.audiences.checks import audience_errors_of
+
+        # An audience's conditions against the warehouse, as `validate` checks them.
+        errors += audience_errors_of(project, model.name)
     if model is not None:
         errors += model_errors
         found = columns.of(model)
@@ -209,7 +224,9 @@ def _model_errors(project: Project, model: ModelDef, columns: Columns) -> list[C
     source = project.sources.get(model.config.source)
     if source is None:
         message = _unknown("source", model.config.source, project.sources)
-        return [_error(message, model.positions, "source")]
+        return project.broken_errors("sources", model.config.source) or [
+            _error(message, model.positions, "source")
+        ]
     errors = check_references(source.raw, positions=source.positions)
     errors += columns.source_errors(source)
     found = columns.of(model)
@@ -393,7 +410,7 @@ def schedule_errors(project: Project) -> list[ConfigError]:
             key = f"schedule.after.{i}" if len(schedule.after or []) > 1 else "schedule.after"
             if parent == sync.name:
                 errors.append(_error("a sync cannot run after itself", sync.positions, key))
-            elif parent not in project.syncs:
+            elif parent not in project.syncs and not project.broken_errors("syncs", parent):
                 message = _unknown("sync", parent, project.syncs)
                 errors.append(_error(message, sync.positions, key))
         if schedule.after_dbt and not project.config.dbt_project:

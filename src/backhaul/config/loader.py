@@ -558,7 +558,9 @@ def _connectors(
         errors += found
 
 
-def load_project(path: str | Path = ".", *, registry: Registry | None = None) -> Project:
+def load_project(
+    path: str | Path = ".", *, registry: Registry | None = None, isolate: bool = False
+) -> Project:
     """Load and validate every file of the project in ``path``.
 
     Positions (and so every error) name files relative to the project folder.
@@ -566,13 +568,18 @@ def load_project(path: str | Path = ".", *, registry: Registry | None = None) ->
     Args:
         path: The project folder (or its ``backhaul.yml``).
         registry: Connector registry; default: built-ins plus installed entry points.
+        isolate: Keep going past invalid source, model, destination and sync files: each
+            is left out and its errors kept in :attr:`Project.broken`, so that the syncs
+            that do not use it can still run (``run --all``, the scheduler, the workers).
+            Problems in any other file still raise.
 
     Returns:
         The project, with ``${env:NAME}`` references unresolved.
 
     Raises:
         ConfigError: No project file was found.
-        ConfigErrors: Any file is invalid; holds every problem found in every file.
+        ConfigErrors: Any file is invalid (with ``isolate``: any file that is not one
+            definition); holds every problem found in every file.
     """
     root, project_file = find_root(path)
     reg = registry if registry is not None else Registry.discover()
@@ -625,6 +632,18 @@ def load_project(path: str | Path = ".", *, registry: Registry | None = None) ->
         errors,
     )
 
+    broken: dict[tuple[str, str], list[ConfigError]] = {}
+    if errors and isolate and project_config is not None:
+        broken = _isolated(errors)
+        for folder, name in broken:
+            entities: dict[str, dict[str, Any]] = {
+                "sources": sources,
+                "models": models,
+                "destinations": destinations,
+                "syncs": syncs,
+            }
+            entities[folder].pop(name, None)
+        errors = []
     if errors or project_config is None:
         raise ConfigErrors(errors)
     return Project(
@@ -638,7 +657,23 @@ def load_project(path: str | Path = ".", *, registry: Registry | None = None) ->
         positions=project_positions,
         audience_schemas=audiences.schemas,
         audiences=audiences.audiences,
+        broken=broken,
     )
+
+
+_ISOLABLE = ("sources", "models", "destinations", "syncs")
+
+
+def _isolated(errors: list[ConfigError]) -> dict[tuple[str, str], list[ConfigError]]:
+    """``errors`` by the definition whose file each names; raises when one names no
+    definition (the project file, an audience, a folder), which nothing can run without."""
+    found: dict[tuple[str, str], list[ConfigError]] = {}
+    for error in errors:
+        parts = Path(error.file).parts if error.file else ()
+        if len(parts) < 2 or parts[0] not in _ISOLABLE:
+            raise ConfigErrors(errors)
+        found.setdefault((parts[0], Path(parts[-1]).stem), []).append(error)
+    return found
 
 
 __all__ = ["find_root", "load_project", "quote_table", "read_yaml", "validate"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backhaul.config.models import DuckDBSourceConfig, ModelConfig, ProjectConfig, SyncConfig
+from backhaul.errors import ConfigError
 from backhaul.plugins import Registry
 
 if TYPE_CHECKING:
@@ -86,6 +87,10 @@ class Project:
     positions: Positions | None = None
     audience_schemas: dict[str, AudienceSchemaDef] = field(default_factory=dict)
     audiences: dict[str, AudienceDef] = field(default_factory=dict)
+    #: Definitions whose own file is invalid, by (folder, name), when the project was
+    #: loaded with ``isolate=True``: they are left out of the dicts above and each sync
+    #: that is (or uses) one fails alone with these errors.
+    broken: dict[tuple[str, str], list[ConfigError]] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -99,9 +104,16 @@ class Project:
             return url
         return f"sqlite:///{self.state_dir / 'backhaul.db'}"
 
-    def sync(self, name: str) -> SyncDef:
-        from backhaul.errors import ConfigError
+    @property
+    def broken_syncs(self) -> list[str]:
+        """Syncs whose own file is invalid (only with ``isolate=True``), in name order."""
+        return sorted(name for folder, name in self.broken if folder == "syncs")
 
+    def broken_errors(self, folder: str, name: str | None) -> list[ConfigError]:
+        """The errors of an invalid definition (empty when it is sound or unknown)."""
+        return list(self.broken.get((folder, name), [])) if name is not None else []
+
+    def sync(self, name: str) -> SyncDef:
         try:
             return self.syncs[name]
         except KeyError:

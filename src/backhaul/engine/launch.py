@@ -49,7 +49,8 @@ def run_checked(
         The run's summary. A refused run has ``problems`` set, status ``failed`` and exit
         code 2; its state is untouched.
     """
-    project.sync(name)  # an unknown name is the caller's mistake, not a run
+    if not project.broken_errors("syncs", name):
+        project.sync(name)  # an unknown name is the caller's mistake, not a run
     found = list(problems) if problems is not None else check_syncs(project, [name])[name]
     if not found:
         try:

@@ -394,28 +394,45 @@ def key_text_sql(key_cols: Sequence[str], alias: str = "") -> str:
     return f"('(' || {parts} || ')')"
 
 
+BUSY = -1  # read_counts: a run holds the snapshot right now
+DAMAGED = -2  # read_counts: the snapshot cannot be read (`backhaul run` says why)
+
+
 def read_counts(state_dir: Path, sync: str) -> tuple[int, int]:
-    """(snapshot rows, pending rejections) of a sync, read without locking it for long."""
+    """(snapshot rows, pending rejections) of a sync, read without locking it for long.
+
+    Both are :data:`BUSY` while a run holds the snapshot and :data:`DAMAGED` when it
+    cannot be read.
+    """
     path = state_path(state_dir, sync)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return 0, 0
     con = duckdb.connect(":memory:")
     try:
         try:
             attach(con, path, read_only=True)
+        except StateLocked:
+            return BUSY, BUSY
         except (StateError, duckdb.Error):
-            return -1, -1  # a run holds the state right now (or it cannot be read: run says why)
-        rows = snapshot_size(con)
-        pending = 0
-        if has_table(con, "rejected"):
-            pending = int(scalar(con, "SELECT count(*) FROM st.rejected") or 0)
-        if has_table(con, "acks") and scalar(con, "SELECT count(*) FROM st.acks"):
-            layout_text = get_meta(con, "layout")
-            if layout_text:
-                con.execute("ATTACH ':memory:' AS work")
-                keys, match = layout_text.split("/")
-                layout = KeyLayout(tuple(keys.split("|")), tuple(t for t in match.split("|") if t))
-                rows = snapshot_size(con, folded_copy(con, layout))
-        return rows, pending
+            return DAMAGED, DAMAGED
+        try:
+            return _counts(con)
+        except duckdb.Error:
+            return DAMAGED, DAMAGED
     finally:
         con.close()
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    rows = snapshot_size(con)
+    pending = 0
+    if has_table(con, "rejected"):
+        pending = int(scalar(con, "SELECT count(*) FROM st.rejected") or 0)
+    if has_table(con, "acks") and scalar(con, "SELECT count(*) FROM st.acks"):
+        layout_text = get_meta(con, "layout")
+        if layout_text:
+            con.execute("ATTACH ':memory:' AS work")
+            keys, match = layout_text.split("/")
+            layout = KeyLayout(tuple(keys.split("|")), tuple(t for t in match.split("|") if t))
+            rows = snapshot_size(con, folded_copy(con, layout))
+    return rows, pending
