@@ -163,6 +163,7 @@ def worker_command(
     from backhaul.api import open_store
     from backhaul.observe.events import tee
     from backhaul.observe.logs import LogSink, setup_logging
+    from backhaul.observe.traces import trace_sink
     from backhaul.schedule.queue import conninfo
     from backhaul.schedule.timetable import Timetable
     from backhaul.schedule.worker import Worker
@@ -170,6 +171,7 @@ def worker_command(
     setup_logging(log_format(log_fmt))
     project = _load(project_dir, isolate=True)  # a queued run of a broken sync fails alone
     conninfo(project)  # a clear error before anything starts when the store is not Postgres
+    trace_sink()  # and when OTEL_TRACES_EXPORTER names an exporter that is not shipped
     check_schedules(project)
     label = name or f"{socket.gethostname()}:{os.getpid()}"
     with (

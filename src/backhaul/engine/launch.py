@@ -19,7 +19,8 @@ from backhaul.config.project import Project
 from backhaul.engine.runner import new_run_id, run_sync
 from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
-from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore
+from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore, tee
+from backhaul.observe.traces import trace_sink
 
 
 def problems_of(exc: ConfigError) -> list[ConfigError]:
@@ -51,6 +52,8 @@ def run_checked(
     """
     if not project.broken_errors("syncs", name):
         project.sync(name)  # an unknown name is the caller's mistake, not a run
+    if (traces := trace_sink()) is not None:  # OTEL_TRACES_EXPORTER=otlp
+        events = tee(events, traces)
     found = list(problems) if problems is not None else check_syncs(project, [name])[name]
     if not found:
         try:
@@ -84,6 +87,7 @@ def run_many(
     A sync that fails its checks, or cannot start (a damaged snapshot, say), is recorded
     as failed and the others still run.
     """
+    trace_sink()  # a wrong OTEL_TRACES_EXPORTER stops the command before any run
     checked = check_syncs(project, names)
     results: list[RunSummary] = []
     for name in names:

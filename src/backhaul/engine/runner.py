@@ -219,6 +219,7 @@ class SyncRun:
                 ws.con.execute("DROP TABLE IF EXISTS st.outbox")
             c = self.summary.counts
             clean = not c.rejected and self.summary.error is None and not self.cancel.is_set()
+            self.events(PhaseStarted(self.run_id, self.sync.name, "commit"))
             self.backend.finish(ws, adopt_fingerprint=plan.fingerprint_drift and clean)
             if self.cancel.is_set() and self.summary.error is None:
                 self.summary.status = RunStatus.CANCELLED

@@ -20,7 +20,7 @@ class RunStarted:
 class PhaseStarted:
     run_id: str
     sync: str
-    phase: str  # "extract" | "plan" | "send" | "commit"
+    phase: str  # "plan" | "send" | "commit" (extracting comes before RunStarted)
 
 
 @dataclass(frozen=True)
