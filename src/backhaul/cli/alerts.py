@@ -15,6 +15,7 @@ from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 from backhaul.errors import BackhaulError, ConfigError
 
 alerts_app = typer.Typer(
+    rich_markup_mode=None,
     help="Alert rules, their current state and history; test channels; mute syncs.",
     no_args_is_help=False,
     invoke_without_command=True,

@@ -17,7 +17,17 @@ from rich.table import Column, Table
 
 from backhaul.cli.alerts import alerts_app
 from backhaul.cli.audiences import audience_command, models_command, test_command
-from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
+from backhaul.cli.common import (
+    ExcludeOption,
+    JsonOption,
+    ProjectDir,
+    SelectOption,
+    _console,
+    _load,
+    handles_errors,
+    print_json,
+    run_json,
+)
 from backhaul.cli.connection import connection_command
 from backhaul.cli.dbt import dbt_app
 from backhaul.cli.sandbox import sandbox_command
@@ -36,13 +46,35 @@ def error_column() -> Column:
     """The error column of a table: wide enough that a file name is never cut short."""
     return Column("error", min_width=32, overflow="fold")
 
+
 app = typer.Typer(
+    rich_markup_mode=None,
     name="backhaul",
     help="Reverse ETL: keep operational tools in step with SQL models in your warehouse.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"backhaul {version('backhaul')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Reverse ETL: keep operational tools in step with SQL models in your warehouse."""
 
 
 @app.command()
@@ -79,18 +111,67 @@ def init(
 def validate(
     project_dir: ProjectDir = Path("."),
     offline: Annotated[bool, typer.Option(help="Skip checks that open the warehouse.")] = False,
+    output: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="text|json|github",
+            help="`json`: {ok, errors: [{file, line, key, message}]}; `github`: workflow "
+            "annotations (::error file=...) for pull requests.",
+        ),
+    ] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
 ) -> None:
     """Check every file: keys, references, SQL, primary keys and mapped columns."""
     from backhaul.config.checks import check_project
 
-    project = _load(project_dir)
-    problems = check_project(project, open_sources=not offline)
+    fmt = "json" if as_json else output
+    if fmt not in ("text", "json", "github"):
+        raise ConfigError(f"--format takes `text`, `json` or `github`, not `{fmt}`")
+    if fmt == "text":
+        project = _load(project_dir)
+        problems = check_project(project, open_sources=not offline)
+        if problems:
+            raise ConfigErrors(problems)
+        _console().print(
+            f"[green]ok[/]: {len(project.sources)} sources, {len(project.models)} models, "
+            f"{len(project.destinations)} destinations, {len(project.syncs)} syncs"
+        )
+        return
+    try:
+        problems = check_project(_load(project_dir), open_sources=not offline)
+    except ConfigErrors as exc:
+        problems = list(exc.errors)
+    except ConfigError as exc:
+        problems = [exc]
+    if fmt == "json":
+        errors = [
+            {"file": e.file, "line": e.line, "key": e.key, "message": e.reason} for e in problems
+        ]
+        print_json({"ok": not problems, "errors": errors})
+    else:
+        for e in problems:
+            print(_annotation(e))
     if problems:
-        raise ConfigErrors(problems)
-    _console().print(
-        f"[green]ok[/]: {len(project.sources)} sources, {len(project.models)} models, "
-        f"{len(project.destinations)} destinations, {len(project.syncs)} syncs"
-    )
+        raise typer.Exit(2)
+
+
+def _annotation(error: ConfigError) -> str:
+    """A GitHub Actions workflow command that marks ``error`` on its file and line."""
+
+    def escape_data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def escape_property(text: str) -> str:
+        return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+    props = []
+    if error.file:
+        props.append(f"file={escape_property(error.file)}")
+        if error.line:
+            props.append(f"line={error.line}")
+    props.append(f"title={escape_property(error.key or 'backhaul validate')}")
+    return f"::error {','.join(props)}::{escape_data(error.reason)}"
 
 
 @app.command()
@@ -110,34 +191,65 @@ def schema(
 @app.command()
 @handles_errors
 def plan(
-    sync: Annotated[str, typer.Argument(help="The sync to plan.")],
+    syncs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="SELECTOR", help="Syncs to plan (as --select; none: all)."),
+    ] = None,
     project_dir: ProjectDir = Path("."),
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
     full_resync: Annotated[bool, typer.Option("--full-resync")] = False,
     sample: Annotated[int, typer.Option(help="Rows to show per kind of change.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON: one object for one sync named exactly, else a list of them.",
+        ),
+    ] = False,
 ) -> None:
     """Dry run: what would be added, changed and removed. Nothing is sent."""
     from backhaul.api import plan as plan_sync
     from backhaul.cli.render import plan_table
+    from backhaul.selection import parse_atom
+    from backhaul.selection import select as choose
 
     project = _load(project_dir, isolate=True)
-    summary = plan_sync(project, sync, full_resync=full_resync, sample=sample)
-    if as_json:
-        data = summary.as_dict() | {"samples": summary.samples, "invalid": summary.invalid_samples}
-        print(json.dumps(data, default=str, indent=2))
-    else:
-        plan_table(_console(), summary)
+    words = [*(syncs or []), *(select or [])]
+    names = choose(project, words, exclude or [])
+    if not names:
+        raise ConfigError("no sync selected: name one, or use --select")
+    single = len(words) == 1 and parse_atom(words[0]).exact_name and len(names) == 1
+    found: list[dict[str, object]] = []
+    problems: list[ConfigError] = []
+    for name in names:
+        try:
+            summary = plan_sync(project, name, full_resync=full_resync, sample=sample)
+        except ConfigErrors as exc:
+            problems += exc.errors
+            continue
+        if as_json:
+            extra = {"samples": summary.samples, "invalid": summary.invalid_samples}
+            found.append(summary.as_dict() | extra)
+        else:
+            plan_table(_console(), summary)
+    if as_json and (found or not problems):
+        print(json.dumps(found[0] if single and found else found, default=str, indent=2))
+    if problems:
+        raise ConfigErrors(problems)
 
 
 @app.command()
 @handles_errors
 def run(
-    syncs: Annotated[list[str] | None, typer.Argument(help="Syncs to run.")] = None,
+    syncs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="SELECTOR", help="Syncs to run (as --select; none: all)."),
+    ] = None,
     project_dir: ProjectDir = Path("."),
     all_syncs: Annotated[bool, typer.Option("--all", help="Run every enabled sync.")] = False,
-    select: Annotated[
-        list[str] | None, typer.Option("--select", help="Select syncs by tag: `tag:NAME`.")
-    ] = None,
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
     full_resync: Annotated[
         bool, typer.Option("--full-resync", help="Resend every row (no deletes this run).")
     ] = False,
@@ -159,6 +271,7 @@ def run(
         str | None,
         typer.Option(
             "--log-format",
+            metavar="text|json",
             help="Also log each run to stderr as `text` or `json` lines (with run_id and sync).",
         ),
     ] = None,
@@ -170,19 +283,14 @@ def run(
     from backhaul.engine.launch import run_many, worst_exit_code
     from backhaul.observe.events import EventSink, tee
     from backhaul.schedule.timetable import Timetable
+    from backhaul.selection import select as choose
 
     # A sync whose own file (or a file it uses) is invalid fails alone: the others run.
     project = _load(project_dir, isolate=True)
-    tags = []
-    for sel in select or []:
-        if not sel.startswith("tag:"):
-            raise ConfigError(f"--select takes `tag:NAME`, not `{sel}`")
-        tags.append(sel[4:])
-    named = list(syncs or [])
-    every = all_syncs or (not named and not tags)
-    broken = [n for n in project.broken_syncs if every or n in named]
-    rest = [n for n in named if n not in broken]
-    chosen = project.select(rest, tags, all_syncs) if every or rest or tags else []
+    words = [] if all_syncs else [*(syncs or []), *(select or [])]
+    names = choose(project, words, exclude or [])
+    broken = [n for n in names if n in project.broken_syncs]
+    chosen = [project.syncs[n] for n in names if n not in broken]
     if after_dbt or run_results is not None:
         from backhaul.cli.dbt import after_dbt_syncs
 
@@ -190,7 +298,7 @@ def run(
         if not chosen and not broken:
             raise typer.Exit(0)
     if not chosen and not broken:
-        raise ConfigError("no sync selected: name one, use --all, or --select tag:NAME")
+        raise ConfigError("no sync selected: name one, use --all, or --select")
     reporter: EventSink = RunReporter(
         _console(stderr=as_json), quiet=False, errors=_console(stderr=True)
     )
@@ -223,12 +331,46 @@ def run(
 
 @app.command()
 @handles_errors
-def status(project_dir: ProjectDir = Path(".")) -> None:
+def status(
+    project_dir: ProjectDir = Path("."),
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Every sync with its last run and snapshot size."""
     from backhaul.api import status as sync_status
-    from backhaul.state.snapshots import BUSY
+    from backhaul.selection import select as choose
+    from backhaul.state.snapshots import BUSY, DAMAGED
 
     project = _load(project_dir, isolate=True)
+    wanted = set(choose(project, select or [], exclude or [], default_all=False))
+    every = not select and not exclude
+    found = [s for s in sync_status(project) if every or s.name in wanted]
+    if as_json:
+
+        def snapshot(n: int) -> str:
+            return "busy" if n == BUSY else "damaged" if n == DAMAGED else "ok"
+
+        print_json(
+            [
+                {
+                    "sync": s.name,
+                    "model": None if s.config_error else s.model,
+                    "destination": None if s.config_error else s.destination,
+                    "mode": None if s.config_error else s.mode,
+                    "enabled": s.enabled,
+                    "snapshot": snapshot(s.snapshot_rows),
+                    "snapshot_rows": s.snapshot_rows if s.snapshot_rows >= 0 else None,
+                    "pending_rejections": (
+                        s.pending_rejections if s.pending_rejections >= 0 else None
+                    ),
+                    "config_error": s.config_error,
+                    "last_run": run_json(s.last_run) if s.last_run else None,
+                }
+                for s in found
+            ]
+        )
+        return
     table = Table(
         "sync",
         "model → destination",
@@ -239,10 +381,11 @@ def status(project_dir: ProjectDir = Path(".")) -> None:
         "pending rejected",
         error_column(),
     )
+
     def count(n: int) -> str:
         return f"{n:,}" if n >= 0 else "busy" if n == BUSY else "damaged"
 
-    for s in sync_status(project):
+    for s in found:
         last = s.last_run
         error = s.config_error or (last.error if last else None) or ""
         table.add_row(

@@ -15,14 +15,38 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
+from backhaul.cli.common import (
+    JsonOption,
+    ProjectDir,
+    _console,
+    _load,
+    handles_errors,
+    print_json,
+)
 from backhaul.errors import ConfigError
 
 
 @handles_errors
-def models_command(project_dir: ProjectDir = Path(".")) -> None:
+def models_command(project_dir: ProjectDir = Path("."), as_json: JsonOption = False) -> None:
     """Every model with its source and key; audiences are models too."""
     project = _load(project_dir)
+    if as_json:
+        print_json(
+            [
+                {
+                    "model": name,
+                    "kind": "audience" if model.audience else "model",
+                    "audience_schema": (project.audiences[name].schema if model.audience else None),
+                    "source": model.config.source,
+                    "primary_key": list(model.config.primary_key),
+                    "used_by": sorted(
+                        s.name for s in project.syncs.values() if s.config.model == name
+                    ),
+                }
+                for name, model in sorted(project.models.items())
+            ]
+        )
+        return
     table = Table("model", "kind", "source", "primary key", "used by")
     for name, model in sorted(project.models.items()):
         used = sorted(s.name for s in project.syncs.values() if s.config.model == name)

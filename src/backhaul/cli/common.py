@@ -15,12 +15,16 @@ from backhaul.errors import BackhaulError, ConfigErrors
 
 F = TypeVar("F", bound=Callable[..., Any])
 ProjectDir = Annotated[
-    Path, typer.Option("--project-dir", "-C", help="The project folder (holds backhaul.yml).")
+    Path,
+    typer.Option(
+        "--project-dir", "-C", metavar="DIR", help="The project folder (holds backhaul.yml)."
+    ),
 ]
 LogFormatOption = Annotated[
     str,
     typer.Option(
         "--log-format",
+        metavar="text|json",
         help="Log lines as `text` or `json` (one object a line, with run_id and sync).",
     ),
 ]
@@ -63,3 +67,64 @@ def _load(project_dir: Path, *, isolate: bool = False) -> Any:
     from backhaul.api import load_project
 
     return load_project(project_dir, isolate=isolate)
+
+
+SelectOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--select",
+        "-s",
+        metavar="SELECTOR",
+        help="Syncs to choose: names (wildcards * ?), tag:T, model:M, destination:D; "
+        "+ before/after adds a sequence's upstream/downstream syncs; commas intersect. "
+        "Repeatable.",
+    ),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude", metavar="SELECTOR", help="Syncs to leave out, chosen the same way. Repeatable."
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON (shapes in docs/cli.md) instead of a table.")
+]
+
+
+def print_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout; times as ISO 8601 text."""
+    import json
+
+    print(json.dumps(data, indent=2, default=_json_default, allow_nan=False))
+
+
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+    from enum import Enum
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return value.as_posix()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def run_json(run: Any) -> dict[str, Any]:
+    """A stored run (``RunRecord``) as the JSON object ``runs --json`` and ``status --json``
+    print."""
+    return {
+        "run_id": run.run_id,
+        "sync": run.sync,
+        "status": run.status.value,
+        "trigger": run.trigger,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_s": round(run.duration_s, 3),
+        "full_resync": run.full_resync,
+        "git_commit": run.git_commit,
+        "wait_s": run.wait_s,
+        "counts": run.counts.as_dict(),
+        "error": run.error,
+    }

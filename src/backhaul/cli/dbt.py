@@ -13,7 +13,9 @@ from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
 if TYPE_CHECKING:
     from backhaul.config.project import Project, SyncDef
 
-dbt_app = typer.Typer(help="Work with a dbt project: exposures for Backhaul syncs.")
+dbt_app = typer.Typer(
+    rich_markup_mode=None, help="Work with a dbt project: exposures for Backhaul syncs."
+)
 
 
 def after_dbt_syncs(

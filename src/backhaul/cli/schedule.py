@@ -14,12 +14,14 @@ import typer
 from rich.table import Table
 
 from backhaul.cli.common import (
+    JsonOption,
     LogFormatOption,
     ProjectDir,
     _console,
     _load,
     handles_errors,
     log_format,
+    print_json,
 )
 from backhaul.errors import ConfigErrors
 
@@ -84,9 +86,7 @@ def record_broken(project: Project, store: RunStore, *, events: Any) -> None:
         summary = record_refused(
             project, name, problems, store=store, events=events, trigger="schedule"
         )
-        logging.getLogger("backhaul.schedule").error(
-            "%s is not scheduled: %s", name, summary.error
-        )
+        logging.getLogger("backhaul.schedule").error("%s is not scheduled: %s", name, summary.error)
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -192,7 +192,7 @@ def worker_command(
 
 
 @handles_errors
-def schedules_command(project_dir: ProjectDir = Path(".")) -> None:
+def schedules_command(project_dir: ProjectDir = Path("."), as_json: JsonOption = False) -> None:
     """Every sync with its schedule and next run."""
     from backhaul.api import open_store
     from backhaul.schedule.timetable import Timetable
@@ -200,8 +200,24 @@ def schedules_command(project_dir: ProjectDir = Path(".")) -> None:
     project = _load(project_dir)
     table = Table("sync", "schedule", "state", "next run")
     with open_store(project) as store:
-        for name, nxt in Timetable(project, store).next_runs().items():
-            table.add_row(name, nxt.schedule, "paused" if nxt.paused else "", nxt.label())
+        found = Timetable(project, store).next_runs()
+    if as_json:
+        print_json(
+            [
+                {
+                    "sync": name,
+                    "schedule": nxt.schedule,
+                    "kind": nxt.kind,
+                    "paused": nxt.paused,
+                    "next_run": nxt.at,
+                    "label": nxt.label(),
+                }
+                for name, nxt in found.items()
+            ]
+        )
+        return
+    for name, nxt in found.items():
+        table.add_row(name, nxt.schedule, "paused" if nxt.paused else "", nxt.label())
     _console().print(table)
 
 

@@ -25,8 +25,12 @@ if TYPE_CHECKING:
     from backhaul.web.auth import Role
     from backhaul.web.users import UserStore
 
-users_app = typer.Typer(help="Users and API tokens of the web app.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens for the REST API.", no_args_is_help=True)
+users_app = typer.Typer(
+    rich_markup_mode=None, help="Users and API tokens of the web app.", no_args_is_help=True
+)
+token_app = typer.Typer(
+    rich_markup_mode=None, help="API tokens for the REST API.", no_args_is_help=True
+)
 users_app.add_typer(token_app, name="token")
 
 

@@ -44,6 +44,8 @@ class DbtNode:
     key_columns: tuple[str, ...] = ()
     # The `schema` the node's config sets (before dbt's generate_schema_name), if any.
     config_schema: str | None = None
+    # The unique ids of the nodes it is built from (its parents in dbt's graph).
+    depends_on: tuple[str, ...] = ()
 
     @property
     def relation(self) -> str:
@@ -204,6 +206,7 @@ def _node(uid: str, raw: dict[str, Any], keys: tuple[str, ...]) -> DbtNode:
         description=str(raw.get("description") or ""),
         key_columns=keys,
         config_schema=_config_schema(raw),
+        depends_on=tuple(str(n) for n in (raw.get("depends_on") or {}).get("nodes") or ()),
     )
 
 
