@@ -1,8 +1,8 @@
 """FastAPI dependencies shared by the API and the pages: project, stores, runs, templates.
 
 Routes take them as ``ProjectDep``, ``ReaderDep`` (run history, read-only), ``StoreDep``
-(only routes that write: mutes, pauses), ``UsersDep``, ``RunsDep`` and ``CacheDep``: those use
-``async`` twins of the getters, because FastAPI runs a plain ``def`` dependency in a worker
+(the alert routes, whose ``AlertStore`` also writes mutes), ``UsersDep``, ``RunsDep`` and
+``CacheDep``: those use ``async`` twins of the getters, because FastAPI runs a plain ``def`` dependency in a worker
 thread, a hop that costs more than reading ``app.state``.
 """
 
