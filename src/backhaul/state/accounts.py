@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from backhaul.state.reader import RunReader
+from backhaul.state.store import RunStore
 from backhaul.state.tables import api_tokens, audit_log, users, web_sessions
 
 
@@ -73,7 +73,7 @@ class AccountStore:
         store: An open (migrated) run store; its database holds the tables.
     """
 
-    def __init__(self, store: RunReader) -> None:
+    def __init__(self, store: RunStore) -> None:
         self._engine = store.engine
 
     # -- users ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from backhaul.state.accounts import AccountStore
-from backhaul.state.reader import RunReader
+from backhaul.state.store import RunStore
 from backhaul.web.auth import Role, User
 
 Clock = Callable[[], datetime]
@@ -64,7 +64,7 @@ class SessionStore:
     """
 
     def __init__(
-        self, store: RunReader, lifetimes: SessionLifetimes, clock: Clock = utc_now
+        self, store: RunStore, lifetimes: SessionLifetimes, clock: Clock = utc_now
     ) -> None:
         self._accounts = AccountStore(store)
         self.lifetimes = lifetimes

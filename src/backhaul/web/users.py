@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from backhaul.errors import BackhaulError
 from backhaul.state.accounts import Account, AccountStore, AuditEntry, TokenInfo
-from backhaul.state.reader import RunReader
+from backhaul.state.store import RunStore
 from backhaul.web.auth import Role, User
 
 TOKEN_PREFIX = "bh_"
@@ -48,7 +48,7 @@ class UserStore:
         store: An open (migrated) run store; its database holds the tables.
     """
 
-    def __init__(self, store: RunReader) -> None:
+    def __init__(self, store: RunStore) -> None:
         self._accounts = AccountStore(store)
 
     # -- users ---------------------------------------------------------------------------
