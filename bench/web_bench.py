@@ -72,7 +72,7 @@ def fill_store(root: Path, syncs: int, runs: int) -> tuple[str, str]:
     from backhaul.state.tables import COUNT_COLUMNS
     from backhaul.state.tables import runs as runs_table
     from backhaul.web.auth import Role
-    from backhaul.web.users import UserStore, engine_of
+    from backhaul.web.users import UserStore
 
     project = api.load_project(root)
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -95,7 +95,7 @@ def fill_store(root: Path, syncs: int, runs: int) -> tuple[str, str]:
             }
         )
     with api.open_store(project) as store:
-        with engine_of(store).begin() as conn:
+        with store.engine.begin() as conn:
             for lo in range(0, len(values), 2000):
                 conn.execute(insert(runs_table), values[lo : lo + 2000])
         users = UserStore(store)

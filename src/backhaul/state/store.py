@@ -1,5 +1,8 @@
 """The metadata store: run records, per-row outcomes and the API-call log.
 
+:class:`RunStore` writes (and migrates); it extends :class:`backhaul.state.reader.RunReader`,
+which holds every query, so code that only reads can be handed a ``RunReader``.
+
 A SQLite file by default (``sqlite:///.backhaul/backhaul.db``); a Postgres database
 (``postgresql+psycopg://...``) for teams and for several workers. The schema is managed by
 the Alembic migrations in ``state/migrations``, run in-process by :meth:`RunStore.open`.
@@ -10,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -20,57 +22,36 @@ import pyarrow as pa
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine, Row, create_engine, event, func, insert, select, update
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy import insert, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
-from backhaul.engine.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus, RunSummary
-from backhaul.errors import StateError
+from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
 from backhaul.files import problem
 from backhaul.observe.recorder import HttpCall
-from backhaul.state.tables import COUNT_COLUMNS, OUTCOME_COLUMNS, http_calls, run_rows, runs
+from backhaul.state.reader import (
+    BEGIN_OPTION,
+    MIN_PREFIX,
+    RunReader,
+    RunRecord,
+    StoreError,
+    call_from_row,
+    is_memory,
+    normalise_url,
+    record_from_row,
+)
+from backhaul.state.tables import http_calls, run_rows, runs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 INTERRUPTED = "interrupted (process ended before the run finished)"
-MIN_PREFIX = 6
 _CHUNK = 10_000  # rows per executemany: bounds memory while keeping round trips few
 # Any fixed 64-bit number; every Backhaul process uses the same one to serialise migrations.
 _PG_MIGRATION_LOCK = 0x6261636B6861756C  # "backhaul"
-_BEGIN = "backhaul_begin"  # execution option: which BEGIN statement SQLite should use
+_BEGIN = BEGIN_OPTION  # execution option: which BEGIN statement SQLite should use
 
 
-class StoreError(StateError):
-    """The metadata store could not be opened, migrated or queried as asked."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One run of one sync, as stored."""
-
-    run_id: str
-    sync: str
-    status: RunStatus
-    counts: Counts
-    started_at: datetime
-    finished_at: datetime | None
-    error: str | None
-    full_resync: bool
-    dry_run: bool
-    trigger: str
-    git_commit: str | None
-    wait_s: float = 0.0  # seconds at least one call waited (rate limits, retries, throttling)
-
-    @property
-    def duration_s(self) -> float:
-        """Seconds from start to finish; 0.0 while the run has no finish time."""
-        if self.finished_at is None:
-            return 0.0
-        return (self.finished_at - self.started_at).total_seconds()
-
-
-class RunStore:
-    """Reads and writes run records through SQLAlchemy Core.
+class RunStore(RunReader):
+    """Writes run records through SQLAlchemy Core; reads are those of :class:`RunReader`.
 
     Safe to share between threads; each method uses its own short transaction.
 
@@ -79,11 +60,6 @@ class RunStore:
             ``postgresql+psycopg://user@host/db`` (plain ``postgresql://`` means psycopg too).
     """
 
-    def __init__(self, url: str) -> None:
-        self._url = _normalise(url)
-        self.url = self._url.render_as_string(hide_password=True)
-        self._engine = _create_engine(self._url)
-
     @classmethod
     def open(cls, url: str) -> RunStore:
         """Connect and migrate the schema to the latest version.
@@ -91,8 +67,8 @@ class RunStore:
         Creates the folder of a SQLite file if needed. Several processes may open the same
         store at once: migrations are serialised by a database lock.
         """
-        parsed = _normalise(url)
-        if parsed.get_backend_name() == "sqlite" and not _is_memory(parsed):
+        parsed = normalise_url(url)
+        if parsed.get_backend_name() == "sqlite" and not is_memory(parsed):
             path = Path(parsed.database or "")
             reason = problem(path)
             if reason not in (None, "does not exist"):  # never open a pipe or a folder
@@ -142,16 +118,6 @@ class RunStore:
                 "in backhaul.yml and that the database is reachable.",
                 detail=str(exc.orig),
             ) from exc
-
-    @property
-    def engine(self) -> Engine:
-        """The SQLAlchemy engine, for modules that keep their own tables in this database
-        (the web app's users, tokens and audit log) and for read-only reporting queries."""
-        return self._engine
-
-    def close(self) -> None:
-        """Release every pooled connection."""
-        self._engine.dispose()
 
     def __enter__(self) -> RunStore:
         return self
@@ -321,95 +287,6 @@ class RunStore:
             )
             return int(result.rowcount)
 
-    # -- reading -------------------------------------------------------------------------
-
-    def runs(self, sync: str | None = None, limit: int = 20) -> list[RunRecord]:
-        """The most recent runs, newest first, of one sync or of all."""
-        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-        if sync is not None:
-            query = query.where(runs.c.sync == sync)
-        with self._read() as conn:
-            return [_record(row) for row in conn.execute(query)]
-
-    def run(self, run_id: str) -> RunRecord | None:
-        """One run by id, or by a unique prefix of at least six characters.
-
-        Raises:
-            StoreError: the prefix matches more than one run.
-        """
-        with self._read() as conn:
-            row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
-            if row is not None or len(run_id) < MIN_PREFIX:
-                return _record(row) if row is not None else None
-            query = (
-                select(runs)
-                .where(runs.c.id.startswith(run_id, autoescape=True))
-                .order_by(runs.c.id)
-                .limit(2)
-            )
-            found = conn.execute(query).all()
-        if len(found) > 1:
-            raise StoreError(
-                f"Run id prefix {run_id!r} matches several runs "
-                f"({found[0].id}, {found[1].id}, ...): give more characters."
-            )
-        return _record(found[0]) if found else None
-
-    def last_run(self, sync: str) -> RunRecord | None:
-        """The newest run of ``sync`` (dry runs included), or ``None``."""
-        found = self.runs(sync, limit=1)
-        return found[0] if found else None
-
-    def rows(
-        self,
-        run_id: str,
-        *,
-        status: str | None = None,
-        key: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[RowOutcome]:
-        """Per-row outcomes of a run in the order they were recorded, optionally filtered."""
-        query = select(run_rows).where(run_rows.c.run_id == run_id)
-        if status is not None:
-            query = query.where(run_rows.c.status == status)
-        if key is not None:
-            query = query.where(run_rows.c.key == key)
-        query = query.order_by(run_rows.c.id).limit(limit).offset(offset)
-        with self._read() as conn:
-            return [
-                RowOutcome(
-                    key=row.key,
-                    op=RowOp(row.op),
-                    status=RowStatus(row.status),
-                    error=row.error,
-                    operation=row.operation,
-                    call_id=row.call_id,
-                )
-                for row in conn.execute(query)
-            ]
-
-    def row_counts(self, run_id: str) -> dict[tuple[str, str], int]:
-        """How many rows of a run ended in each ``(op, status)`` pair."""
-        query = (
-            select(run_rows.c.op, run_rows.c.status, func.count())
-            .where(run_rows.c.run_id == run_id)
-            .group_by(run_rows.c.op, run_rows.c.status)
-        )
-        with self._read() as conn:
-            return {(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)}
-
-    def calls(self, run_id: str, limit: int = 100) -> list[HttpCall]:
-        """Recorded HTTP calls of a run, oldest first."""
-        query = (
-            select(http_calls)
-            .where(http_calls.c.run_id == run_id)
-            .order_by(http_calls.c.started_at, http_calls.c.call_id)
-            .limit(limit)
-        )
-        with self._read() as conn:
-            return [call_from_row(row) for row in conn.execute(query)]
-
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         # SQLite: take the write lock up front, so a second writer waits (busy timeout)
@@ -419,153 +296,19 @@ class RunStore:
             with conn.begin():
                 yield conn
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._guard(), self._engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """A damaged store or a full disk as one line saying what to do (other errors pass)."""
-        try:
-            yield
-        except DBAPIError as exc:
-            failure = _failure(exc.orig)
-            if failure is None:
-                raise
-            raise StoreError(self._failure_message(failure, exc.orig), detail=str(exc)) from None
-
-    def _failure_message(self, failure: str, orig: BaseException | None) -> str:
-        cause = (
-            str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else failure
-        )
-        if self._engine.dialect.name != "sqlite":
-            if failure == "damaged":
-                return (
-                    f"the run store at {self.url} reports damaged data ({cause}); have the "
-                    "database repaired, or point state.metadata_url at a new database"
-                )
-            return (
-                f"the run store's database server ({self.url}) could not write: {cause}; "
-                "free space there and run again"
-            )
-        path = Path(self._url.database or "")
-        if failure == "damaged":
-            return (
-                f"the run store {path} is damaged ({cause}); move it away with its -wal and "
-                f"-shm files (`mkdir -p {path.parent}/damaged && mv {path}* "
-                f"{path.parent}/damaged/`) and run again: a new, empty store is made (run "
-                "history and web users start over); snapshots are kept, so nothing is sent again"
-            )
-        return (
-            f"the run store {path} could not be written ({cause}); check that its disk has "
-            "free space and run again"
-        )
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def record_from_row(row: Row[Any]) -> RunRecord:
-    """A RunRecord from a row of the ``runs`` table (for queries the store has no method for)."""
-    return RunRecord(
-        run_id=row.id,
-        sync=row.sync,
-        status=RunStatus(row.status),
-        counts=Counts(
-            **{name: int(getattr(row, name)) for name in (*COUNT_COLUMNS, *OUTCOME_COLUMNS)}
-        ),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        error=row.error,
-        full_resync=bool(row.full_resync),
-        dry_run=bool(row.dry_run),
-        trigger=row.trigger,
-        git_commit=row.git_commit,
-        wait_s=float(row.wait_s or 0.0),
-    )
-
-
-def call_from_row(row: Row[Any]) -> HttpCall:
-    """An HttpCall from a row of the ``http_calls`` table."""
-    return HttpCall(
-        method=row.method,
-        url=row.url,
-        status=row.status,
-        latency_ms=row.latency_ms,
-        request_headers=json.loads(row.request_headers),
-        request_body=row.request_body,
-        response_body=row.response_body,
-        error=row.error,
-        attempt=row.attempt,
-        started_at=row.started_at,
-        call_id=row.call_id,
-        response_headers=json.loads(row.response_headers) if row.response_headers else {},
-        wait_ms=float(row.wait_ms or 0.0),
-        wait_reason=row.wait_reason,
-    )
-
-
-_record = record_from_row  # the name this module uses internally
-
-
-def _failure(orig: BaseException | None) -> str | None:
-    """ "damaged" or "full" when the driver's error says so; None for anything else."""
-    name = str(getattr(orig, "sqlite_errorname", "") or "")  # sqlite3, Python 3.11+
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return "damaged"
-    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
-        return "full"
-    state = str(getattr(orig, "sqlstate", "") or "")  # psycopg
-    if state in ("XX001", "XX002"):  # data_corrupted, index_corrupted
-        return "damaged"
-    if state in ("53100", "58030"):  # disk_full, io_error
-        return "full"
-    return None
-
-
-def _normalise(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(
-            f"{url!r} is not a database URL: use sqlite:///path/to/backhaul.db or "
-            "postgresql+psycopg://user@host/dbname for state.metadata_url."
-        ) from exc
-    # psycopg 3 is the Postgres driver Backhaul ships with; SQLAlchemy's default is psycopg2.
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def _is_memory(url: URL) -> bool:
-    return url.database in (None, "", ":memory:")
-
-
-def _create_engine(url: URL) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    # The recorder may flush from another thread; the busy timeout makes concurrent
-    # writers (other processes, other threads) wait their turn instead of failing.
-    connect_args = {"check_same_thread": False, "timeout": 30}
-    if _is_memory(url):
-        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
-    else:
-        engine = create_engine(url, connect_args=connect_args)
-    event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", _sqlite_begin)
-    return engine
-
-
-def _sqlite_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin, so DDL is
-    # transactional and writers can ask for the write lock with BEGIN IMMEDIATE.
-    dbapi_connection.isolation_level = None
-    dbapi_connection.execute("PRAGMA foreign_keys=ON")
-    # WAL: readers (the web UI) never block the writer of a running sync, and vice versa.
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN, "BEGIN"))
+__all__ = [
+    "INTERRUPTED",
+    "MIGRATIONS",
+    "MIN_PREFIX",
+    "RunReader",
+    "RunRecord",
+    "RunStore",
+    "StoreError",
+    "call_from_row",
+    "record_from_row",
+]

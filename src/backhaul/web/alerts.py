@@ -16,7 +16,7 @@ from backhaul.alerts.status import alert_status
 from backhaul.alerts.store import ALL_RULES, AlertEvent, AlertStore
 from backhaul.config.alerts import RULE_NAMES
 from backhaul.config.project import Project
-from backhaul.web.api import ERRORS, SafeJSONResponse
+from backhaul.web.api.base import ERRORS, SafeJSONResponse
 from backhaul.web.auth import Role, User, require
 from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
 

@@ -32,6 +32,7 @@ from backhaul.state.store import RunStore
 from backhaul.web import security
 from backhaul.web.auth import LoginLimiter
 from backhaul.web.auth import router as auth_router
+from backhaul.web.cache import AnswerCache
 from backhaul.web.runs import RunManager
 from backhaul.web.sessions import Clock, SessionLifetimes, SessionStore, utc_now
 from backhaul.web.users import UserStore
@@ -152,12 +153,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.project = project
-    app.state.store = store
+    app.state.store = store  # for the routes that write (mutes, pauses) and the runs
+    app.state.reader = store  # the same store, as the read-only RunReader most routes use
+    app.state.cache = cache = AnswerCache()
     app.state.users = users
     timetable = Timetable(project, store)
     alerts = AlertSink.open(project, store, next_run=timetable.expected)
     app.state.alerts = alerts
-    app.state.runs = RunManager(project, store, users, events=tee(alerts, LogSink()))
+    app.state.runs = RunManager(project, store, users, cache, events=tee(alerts, LogSink()))
     app.state.timetable = app.state.runs.timetable
     app.state.scheduler_running = False
     app.state.metrics = registry_for(project, store)

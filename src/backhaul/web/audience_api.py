@@ -38,7 +38,7 @@ from backhaul.gitsave import (
     save_file,
     text_hash,
 )
-from backhaul.web.api import SafeJSONResponse, _jsonable
+from backhaul.web.api.base import SafeJSONResponse, jsonable
 from backhaul.web.auth import Role, User, require
 from backhaul.web.charts import breakdown_svg
 from backhaul.web.deps import ProjectDep, UsersDep
@@ -159,8 +159,8 @@ def preview(project: Project, body: PreviewIn, config: AudienceConfig) -> dict[s
         ]
         for item in out["tests"]:
             item["passed"] = not item["missing"] and not item["unexpected"] and not item["error"]
-            item["missing"] = _jsonable(item["missing"])
-            item["unexpected"] = _jsonable(item["unexpected"])
+            item["missing"] = jsonable(item["missing"])
+            item["unexpected"] = jsonable(item["unexpected"])
     with open_explorer(project, body.schema_, audiences=configs) as ex:
         out["sql"] = ex.sql(name, config)
         size = ex.size(name, config)
@@ -180,7 +180,7 @@ def preview(project: Project, body: PreviewIn, config: AudienceConfig) -> dict[s
             sample = ex.sample(name, config)
             out["sample"] = {
                 "columns": sample.columns,
-                "rows": _jsonable(sample.rows),
+                "rows": jsonable(sample.rows),
                 "masked": sample.masked,
             }
         if body.breakdown:
@@ -188,7 +188,7 @@ def preview(project: Project, body: PreviewIn, config: AudienceConfig) -> dict[s
             values = [("null" if v is None else str(v), n) for v, n in parts.values]
             out["breakdown"] = {
                 "column": parts.column,
-                "values": _jsonable(parts.values),
+                "values": jsonable(parts.values),
                 "other": parts.other,
                 "svg": str(
                     breakdown_svg(
@@ -255,7 +255,7 @@ def values_route(
             found = ex.values(table, column)
     except BackhaulError as exc:
         return _error(400, "invalid", exc.message)
-    return {"values": None if found is None else _jsonable(found)}
+    return {"values": None if found is None else jsonable(found)}
 
 
 def _message(name: str, original: str | None, config: AudienceConfig) -> str:

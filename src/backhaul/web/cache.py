@@ -3,21 +3,19 @@
 Under load, 50 clients asking for the overview at once would each query the store, stat
 200 snapshot files and render 200 table rows, for the same result. A :class:`SharedMemo`
 keeps the last result for ``ttl`` seconds and lets only one caller compute it while the
-others wait for that result (single flight). Memos are kept per run store, and
-:func:`invalidate` (called by the RunManager when a run starts or ends) drops them all at
-once, so runs started by this server show without delay; runs started by another process
-(the CLI, another worker) show within ``ttl``.
+others wait for that result (single flight). The app owns one :class:`AnswerCache` (made by
+the app factory, reached through ``app.state.cache``) holding its memos by name;
+:meth:`AnswerCache.invalidate` (called by the RunManager when a run starts or ends, and when
+a schedule is paused) drops them all at once, so runs started by this server show without
+delay; runs started by another process (the CLI, another worker) show within ``ttl``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
-
-from backhaul.state.store import RunStore
 
 T = TypeVar("T")
 
@@ -80,30 +78,27 @@ class SharedMemo(Generic[T]):
         self._value = None
 
 
-class _Registry:
+class AnswerCache:
+    """The memoised answers of one app, by name. Safe to share between threads."""
+
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_store: weakref.WeakKeyDictionary[RunStore, dict[str, SharedMemo[Any]]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._lock = threading.Lock()
+        self._memos: dict[str, SharedMemo[Any]] = {}
+
+    def memo(self, name: str, ttl: float) -> SharedMemo[Any]:
+        """The memo called ``name``, created (keeping values ``ttl`` seconds) on first use."""
+        with self._lock:
+            found = self._memos.get(name)
+            if found is None:
+                found = self._memos[name] = SharedMemo(ttl)
+            return found
+
+    def invalidate(self) -> None:
+        """Drop every memoised answer (a run started or ended, a schedule changed)."""
+        with self._lock:
+            memos = list(self._memos.values())
+        for m in memos:
+            m.clear()
 
 
-_MEMOS = _Registry()
-
-
-def memo(store: RunStore, name: str, ttl: float) -> SharedMemo[Any]:
-    """The memo called ``name`` of ``store``, created on first use."""
-    with _MEMOS.lock:
-        memos = _MEMOS.by_store.setdefault(store, {})
-        found = memos.get(name)
-        if found is None:
-            found = memos[name] = SharedMemo(ttl)
-        return found
-
-
-def invalidate(store: RunStore) -> None:
-    """Drop every memoised answer about ``store`` (a run started or ended)."""
-    with _MEMOS.lock:
-        memos = list(_MEMOS.by_store.get(store, {}).values())
-    for m in memos:
-        m.clear()
+__all__ = ["AnswerCache", "SharedMemo"]

@@ -18,25 +18,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from backhaul.config.project import Project, SyncDef
-from backhaul.engine.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus
+from backhaul.engine.summary import Counts, RowOp, RowStatus, RunStatus
 from backhaul.engine.workspace import open_source, strip_sql
 from backhaul.errors import BackhaulError
 from backhaul.observe.recorder import HttpCall
 from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
-from backhaul.state.store import RunRecord, RunStore, StoreError
-from backhaul.state.tables import run_rows
-from backhaul.web.api import masked
+from backhaul.state.reader import RunReader, RunRecord, StoreError
+from backhaul.web.api.models import masked
 from backhaul.web.auth import Role, User, require
-from backhaul.web.cache import SharedMemo, memo
+from backhaul.web.cache import SharedMemo
 from backhaul.web.charts import ChartRun, run_history_svg
-from backhaul.web.deps import ProjectDep, StoreDep, get_runs, templates
-from backhaul.web.runs import RunConflict, get_call, latest_runs
-from backhaul.web.users import engine_of
+from backhaul.web.deps import CacheDep, ProjectDep, ReaderDep, get_runs, templates
+from backhaul.web.runs import RunConflict, latest_runs
 
 router = APIRouter(include_in_schema=False)
 
@@ -197,63 +194,14 @@ def not_found(request: Request, user: User, what: str, name: str) -> HTMLRespons
     return render(request, "404.html", context, status_code=404)
 
 
-# -- store queries the RunStore has no method for ---------------------------------------
+# -- store queries ---------------------------------------------------------------------
 
 
 def call_keys(
-    store: RunStore, run_id: str, call_ids: list[str]
+    reader: RunReader, run_id: str, call_ids: list[str]
 ) -> dict[str, list[tuple[str, str]]]:
-    """Keys (and row status) of the rows each call carried."""
-    if not call_ids:
-        return {}
-    query = (
-        select(run_rows.c.call_id, run_rows.c.key, run_rows.c.status)
-        .where(run_rows.c.run_id == run_id, run_rows.c.call_id.in_(call_ids))
-        .order_by(run_rows.c.id)
-        .limit(KEYS_PER_CALL * len(call_ids) * 4)
-    )
-    out: dict[str, list[tuple[str, str]]] = {}
-    with engine_of(store).connect() as conn:
-        for row in conn.execute(query):
-            out.setdefault(str(row[0]), []).append((str(row[1]), str(row[2])))
-    return out
-
-
-def call_row_counts(store: RunStore, run_id: str, call_ids: list[str]) -> dict[str, int]:
-    if not call_ids:
-        return {}
-    query = (
-        select(run_rows.c.call_id, func.count())
-        .where(run_rows.c.run_id == run_id, run_rows.c.call_id.in_(call_ids))
-        .group_by(run_rows.c.call_id)
-    )
-    with engine_of(store).connect() as conn:
-        return {str(r[0]): int(r[1]) for r in conn.execute(query)}
-
-
-def search_rows(store: RunStore, run_id: str, text: str, limit: int = 50) -> list[RowOutcome]:
-    """Rows whose key is ``text``; failing that, rows whose key contains it."""
-    exact = store.rows(run_id, key=text, limit=limit)
-    if exact:
-        return exact
-    query = (
-        select(run_rows)
-        .where(run_rows.c.run_id == run_id, run_rows.c.key.contains(text, autoescape=True))
-        .order_by(run_rows.c.id)
-        .limit(limit)
-    )
-    with engine_of(store).connect() as conn:
-        return [
-            RowOutcome(
-                key=r.key,
-                op=RowOp(r.op),
-                status=RowStatus(r.status),
-                error=r.error,
-                operation=r.operation,
-                call_id=r.call_id,
-            )
-            for r in conn.execute(query)
-        ]
+    """Keys (and row status) of the rows each call carried, enough to show per call."""
+    return reader.call_keys(run_id, call_ids, limit=KEYS_PER_CALL * len(call_ids) * 4)
 
 
 # -- other helpers ---------------------------------------------------------------------
@@ -355,9 +303,9 @@ def call_wait(call: HttpCall) -> str:
     return f"waited {seconds_text(call.wait_ms / 1000)} before this attempt{why}"
 
 
-def find_run(store: RunStore, run_id: str) -> RunRecord | None:
+def find_run(reader: RunReader, run_id: str) -> RunRecord | None:
     try:
-        return store.run(run_id)
+        return reader.run(run_id)
     except StoreError:
         return None  # an ambiguous prefix names no single run
 
@@ -392,9 +340,9 @@ def _finished(record: RunRecord) -> bool:
 OVERVIEW_TTL = 1.0
 
 
-def overview_body(project: Project, store: RunStore, state: Any) -> Markup:
+def overview_body(project: Project, reader: RunReader, state: Any) -> Markup:
     """The overview's content (sync table, chart, models), rendered with autoescape on."""
-    last = latest_runs(store)
+    last = latest_runs(reader, state.cache)
     timetable: Timetable = state.timetable
     upcoming = timetable.next_runs()
     rows = []
@@ -416,7 +364,7 @@ def overview_body(project: Project, store: RunStore, state: Any) -> Markup:
                 nxt.paused,
             )
         )
-    recent = list(reversed(store.runs(limit=CHART_RUNS)))
+    recent = list(reversed(reader.runs(limit=CHART_RUNS)))
     chart = run_history_svg(
         [chart_run(r, with_sync=True) for r in recent],
         title="Recent runs across all syncs",
@@ -436,36 +384,36 @@ def overview_body(project: Project, store: RunStore, state: Any) -> Markup:
 
 @router.get("/", response_class=HTMLResponse)
 async def overview(
-    request: Request, user: Viewer, project: ProjectDep, store: StoreDep
+    request: Request, user: Viewer, project: ProjectDep, reader: ReaderDep, cache: CacheDep
 ) -> Response:
     """Every sync with its last run, and a chart of recent runs across syncs."""
-    shared: SharedMemo[Markup] = memo(store, f"overview:{id(project)}", OVERVIEW_TTL)
+    shared: SharedMemo[Markup] = cache.memo("overview", OVERVIEW_TTL)
     body = shared.peek()
     if body is None:
         # Rendering reads the store and stats snapshot files: off the event loop, and by one
         # thread at a time (the others get the previous body, or wait when there is none).
         state = request.app.state
-        body = await run_in_threadpool(shared.get, lambda: overview_body(project, store, state))
+        body = await run_in_threadpool(shared.get, lambda: overview_body(project, reader, state))
     context = {"user": user, "title": "Overview", "body": body}
     return render(request, "overview.html", context)
 
 
 @router.get("/syncs/{name}", response_class=HTMLResponse)
 def sync_page(
-    request: Request, name: str, user: Viewer, project: ProjectDep, store: StoreDep
+    request: Request, name: str, user: Viewer, project: ProjectDep, reader: ReaderDep
 ) -> Response:
     """A sync's YAML as written, its mappings, run history and run buttons."""
     sync = project.syncs.get(name)
     if sync is None:
         return not_found(request, user, "sync", name)
-    return _sync_response(request, user, project, store, sync)
+    return _sync_response(request, user, project, reader, sync)
 
 
 def _sync_response(
     request: Request,
     user: User,
     project: Project,
-    store: RunStore,
+    reader: RunReader,
     sync: SyncDef,
     error: str | None = None,
     status_code: int = 200,
@@ -475,7 +423,7 @@ def _sync_response(
         yaml_text = path.read_text(encoding="utf-8")
     except OSError as exc:
         yaml_text = f"# cannot read {sync.positions.file}: {exc.strerror}"
-    history = store.runs(sync.name, limit=CHART_RUNS)
+    history = reader.runs(sync.name, limit=CHART_RUNS)
     chart = run_history_svg(
         [chart_run(r, with_sync=False) for r in reversed(history)],
         title=f"Run history of {sync.name}",
@@ -501,23 +449,19 @@ def _sync_response(
 
 
 @router.post("/syncs/{name}/pause")
-def pause_sync(
-    request: Request, name: str, user: Operator, project: ProjectDep, store: StoreDep
-) -> Response:
+def pause_sync(request: Request, name: str, user: Operator, project: ProjectDep) -> Response:
     """Pause the sync's schedule."""
-    return _set_paused(request, name, user, project, store, True)
+    return _set_paused(request, name, user, project, True)
 
 
 @router.post("/syncs/{name}/resume")
-def resume_sync(
-    request: Request, name: str, user: Operator, project: ProjectDep, store: StoreDep
-) -> Response:
+def resume_sync(request: Request, name: str, user: Operator, project: ProjectDep) -> Response:
     """Resume the sync's schedule."""
-    return _set_paused(request, name, user, project, store, False)
+    return _set_paused(request, name, user, project, False)
 
 
 def _set_paused(
-    request: Request, name: str, user: User, project: Project, store: RunStore, paused: bool
+    request: Request, name: str, user: User, project: Project, paused: bool
 ) -> Response:
     from backhaul.web.schedules import set_paused
 
@@ -533,7 +477,7 @@ def trigger_run(
     name: str,
     user: Operator,
     project: ProjectDep,
-    store: StoreDep,
+    reader: ReaderDep,
     full_resync: Annotated[bool, Form()] = False,
 ) -> Response:
     """Start a run in the background and go to its page."""
@@ -543,15 +487,15 @@ def trigger_run(
     try:
         run_id = get_runs(request).trigger(name, full_resync=full_resync, user=user)
     except RunConflict as exc:
-        last = store.last_run(name)
+        last = reader.last_run(name)
         if last is not None and not _finished(last):
             return RedirectResponse(f"/runs/{last.run_id}", status_code=303)
         return _sync_response(
-            request, user, project, store, sync, error=exc.message, status_code=409
+            request, user, project, reader, sync, error=exc.message, status_code=409
         )
     except BackhaulError as exc:
         return _sync_response(
-            request, user, project, store, sync, error=exc.message, status_code=400
+            request, user, project, reader, sync, error=exc.message, status_code=400
         )
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
@@ -561,22 +505,22 @@ def run_page(
     request: Request,
     run_id: str,
     user: Viewer,
-    store: StoreDep,
+    reader: ReaderDep,
     key: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
     """Counts, rows by operation and status, rejected rows and every HTTP call of a run."""
-    record = find_run(store, run_id)
+    record = find_run(reader, run_id)
     if record is None:
         return not_found(request, user, "run", run_id)
     rid = record.run_id
-    matrix = store.row_counts(rid)
+    matrix = reader.row_counts(rid)
     ops = [op.value for op in RowOp if any(k[0] == op.value for k in matrix)]
     statuses = [s for s in STATUS_ORDER if any(k[1] == s for k in matrix)]
     statuses += sorted({k[1] for k in matrix} - set(statuses))
-    calls = store.calls(rid, limit=CALLS_SHOWN)
+    calls = reader.calls(rid, limit=CALLS_SHOWN)
     ids = [c.call_id for c in calls]
-    keys = call_keys(store, rid, ids)
-    totals = call_row_counts(store, rid, ids)
+    keys = call_keys(reader, rid, ids)
+    totals = reader.call_row_counts(rid, ids)
     context = {
         **progress_context(request, record),
         "user": user,
@@ -584,19 +528,19 @@ def run_page(
         "matrix": matrix,
         "ops": ops,
         "statuses": statuses,
-        "rejected": store.rows(rid, status="rejected", limit=200),
+        "rejected": reader.rows(rid, status="rejected", limit=200),
         "calls": [call_view(c, keys.get(c.call_id), totals.get(c.call_id, 0)) for c in calls],
         "calls_capped": len(calls) == CALLS_SHOWN,
         "key": key,
-        "found": search_rows(store, rid, key) if key else None,
+        "found": reader.search_rows(rid, key) if key else None,
     }
     return render(request, "run.html", context)
 
 
 @router.get("/runs/{run_id}/progress", response_class=HTMLResponse)
-def run_progress(request: Request, run_id: str, user: Viewer, store: StoreDep) -> Response:
+def run_progress(request: Request, run_id: str, user: Viewer, reader: ReaderDep) -> Response:
     """The live progress partial; once the run ends, the page reloads to show the results."""
-    record = find_run(store, run_id)
+    record = find_run(reader, run_id)
     if record is None:
         return not_found(request, user, "run", run_id)
     headers = {"HX-Refresh": "true"} if _finished(record) else None
@@ -610,34 +554,34 @@ def run_rows_partial(
     request: Request,
     run_id: str,
     user: Viewer,
-    store: StoreDep,
+    reader: ReaderDep,
     key: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
     """Rows of a run found by primary key (the search box's htmx target)."""
-    record = find_run(store, run_id)
+    record = find_run(reader, run_id)
     if record is None:
         return not_found(request, user, "run", run_id)
-    found = search_rows(store, record.run_id, key.strip()) if key.strip() else None
+    found = reader.search_rows(record.run_id, key.strip()) if key.strip() else None
     context = {"run": run_view(record), "key": key, "found": found}
     return render(request, "partials/rows.html", context)
 
 
-def _call_context(store: RunStore, run_id: str, call_id: str) -> dict[str, Any] | None:
-    record = find_run(store, run_id)
-    call = get_call(store, record.run_id, call_id) if record else None
+def _call_context(reader: RunReader, run_id: str, call_id: str) -> dict[str, Any] | None:
+    record = find_run(reader, run_id)
+    call = reader.call(record.run_id, call_id) if record else None
     if record is None or call is None:
         return None
-    keys = call_keys(store, record.run_id, [call_id]).get(call_id, [])
-    total = call_row_counts(store, record.run_id, [call_id]).get(call_id, 0)
+    keys = call_keys(reader, record.run_id, [call_id]).get(call_id, [])
+    total = reader.call_row_counts(record.run_id, [call_id]).get(call_id, 0)
     return {"run": run_view(record), "c": call_view(call, keys, total)}
 
 
 @router.get("/runs/{run_id}/calls/{call_id}", response_class=HTMLResponse)
 def call_page(
-    request: Request, run_id: str, call_id: str, user: Viewer, store: StoreDep
+    request: Request, run_id: str, call_id: str, user: Viewer, reader: ReaderDep
 ) -> Response:
     """One HTTP call with its bodies and every row it carried (rows link here)."""
-    context = _call_context(store, run_id, call_id)
+    context = _call_context(reader, run_id, call_id)
     if context is None:
         return not_found(request, user, "HTTP call", call_id)
     title = f"{context['c'].call.method} call"
@@ -646,10 +590,10 @@ def call_page(
 
 @router.get("/runs/{run_id}/calls/{call_id}/body", response_class=HTMLResponse)
 def call_body(
-    request: Request, run_id: str, call_id: str, user: Viewer, store: StoreDep
+    request: Request, run_id: str, call_id: str, user: Viewer, reader: ReaderDep
 ) -> Response:
     """A call's headers and bodies, loaded when its entry in the debugger is opened."""
-    context = _call_context(store, run_id, call_id)
+    context = _call_context(reader, run_id, call_id)
     if context is None:
         return not_found(request, user, "HTTP call", call_id)
     return render(request, "partials/call_body.html", context)

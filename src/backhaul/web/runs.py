@@ -1,4 +1,4 @@
-"""Runs started from the web app, and the run-history queries the API and pages need.
+"""Runs started from the web app, and the memoised newest run of every sync.
 
 :class:`RunManager` runs syncs in background threads (one run per sync at a time), follows
 their events to report live progress, and cancels them on request.
@@ -13,10 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
-
 from backhaul.config.project import Project
-from backhaul.engine.summary import RowOp, RowOutcome, RowStatus
 from backhaul.errors import BackhaulError
 from backhaul.observe.events import (
     BatchDone,
@@ -31,14 +28,13 @@ from backhaul.observe.events import (
     ignore,
     tee,
 )
-from backhaul.observe.recorder import HttpCall
 from backhaul.observe.waits import wait_line
 from backhaul.schedule.timetable import Timetable
-from backhaul.state.store import RunRecord, RunStore, call_from_row, record_from_row
-from backhaul.state.tables import http_calls, run_rows, runs
-from backhaul.web import cache
+from backhaul.state.reader import RunReader, RunRecord
+from backhaul.state.store import RunStore
 from backhaul.web.auth import User
-from backhaul.web.users import UserStore, engine_of
+from backhaul.web.cache import AnswerCache
+from backhaul.web.users import UserStore
 
 START_TIMEOUT = 120.0  # seconds to wait for a run to open its destination and workspace
 KEEP_FINISHED = 200  # finished runs whose last progress stays in memory
@@ -70,15 +66,22 @@ class RunManager:
         project: The loaded project.
         store: The shared run store.
         users: Where trigger and cancel are recorded in the audit log.
+        cache: The app's memoised answers, dropped when a run starts or ends.
         events: Also given every event of every run (the app's alert sink).
     """
 
     def __init__(
-        self, project: Project, store: RunStore, users: UserStore, events: EventSink = ignore
+        self,
+        project: Project,
+        store: RunStore,
+        users: UserStore,
+        cache: AnswerCache,
+        events: EventSink = ignore,
     ) -> None:
         self.project = project
         self.store = store
         self.users = users
+        self.cache = cache
         self.events = events
         self._lock = threading.Lock()
         self._by_sync: dict[str, _Active] = {}
@@ -208,7 +211,7 @@ class RunManager:
                     while len(self._finished) > KEEP_FINISHED:
                         self._finished.popitem(last=False)
             # The sync is no longer running: answers that said so are stale now.
-            invalidate_latest(self.store)
+            self.cache.invalidate()
             active.started.set()
             with self._lock:
                 again, closing = active.again, self._closing
@@ -229,7 +232,7 @@ class RunManager:
 
     def _on_event(self, active: _Active, event: RunEvent) -> None:
         if isinstance(event, RunStarted | RunFinished):
-            invalidate_latest(self.store)
+            self.cache.invalidate()
         p = active.progress
         if isinstance(event, RunStarted):
             p.update(
@@ -323,84 +326,10 @@ class RunManager:
 LATEST_TTL = 1.0
 
 
-def invalidate_latest(store: RunStore) -> None:
-    """Forget every memoised answer about ``store`` (a run started or ended)."""
-    cache.invalidate(store)
+def latest_runs(reader: RunReader, cache: AnswerCache) -> dict[str, RunRecord]:
+    """The newest run of every sync, memoised in ``cache`` for up to ``LATEST_TTL`` seconds.
 
-
-def latest_runs(store: RunStore) -> dict[str, RunRecord]:
-    """The newest run of every sync, in one grouped query (uses ix_runs_sync_started_at).
-
-    Memoised for up to ``LATEST_TTL`` seconds; the RunManager clears it on run events.
+    The RunManager clears the memo on run events.
     """
-    found: dict[str, RunRecord] = cache.memo(store, "latest_runs", LATEST_TTL).get(
-        lambda: _query_latest(store)
-    )
+    found: dict[str, RunRecord] = cache.memo("latest_runs", LATEST_TTL).get(reader.latest_runs)
     return dict(found)
-
-
-def _query_latest(store: RunStore) -> dict[str, RunRecord]:
-    newest = (
-        select(runs.c.sync, func.max(runs.c.started_at).label("started_at"))
-        .group_by(runs.c.sync)
-        .subquery()
-    )
-    query = select(runs).join(
-        newest, (runs.c.sync == newest.c.sync) & (runs.c.started_at == newest.c.started_at)
-    )
-    with engine_of(store).connect() as conn:
-        return {row.sync: record_from_row(row) for row in conn.execute(query)}
-
-
-def list_runs(store: RunStore, *, sync: str | None, limit: int, offset: int) -> list[RunRecord]:
-    """Runs newest first, optionally of one sync, paged."""
-    query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc())
-    if sync is not None:
-        query = query.where(runs.c.sync == sync)
-    with engine_of(store).connect() as conn:
-        return [record_from_row(r) for r in conn.execute(query.limit(limit).offset(offset))]
-
-
-def run_rows_page(
-    store: RunStore,
-    run_id: str,
-    *,
-    status: str | None = None,
-    key: str | None = None,
-    op: str | None = None,
-    call_id: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[RowOutcome]:
-    """Per-row outcomes of a run, filtered and paged, in the order they were recorded."""
-    query = select(run_rows).where(run_rows.c.run_id == run_id)
-    for column, value in (("status", status), ("key", key), ("op", op), ("call_id", call_id)):
-        if value is not None:
-            query = query.where(run_rows.c[column] == value)
-    query = query.order_by(run_rows.c.id).limit(limit).offset(offset)
-    with engine_of(store).connect() as conn:
-        return [
-            RowOutcome(r.key, RowOp(r.op), RowStatus(r.status), r.error, r.operation, r.call_id)
-            for r in conn.execute(query)
-        ]
-
-
-def calls_page(store: RunStore, run_id: str, *, limit: int, offset: int) -> list[HttpCall]:
-    """Recorded HTTP calls of a run, oldest first, paged."""
-    query = (
-        select(http_calls)
-        .where(http_calls.c.run_id == run_id)
-        .order_by(http_calls.c.started_at, http_calls.c.call_id)
-        .limit(limit)
-        .offset(offset)
-    )
-    with engine_of(store).connect() as conn:
-        return [call_from_row(r) for r in conn.execute(query)]
-
-
-def get_call(store: RunStore, run_id: str, call_id: str) -> HttpCall | None:
-    """One recorded call of a run, or None."""
-    query = select(http_calls).where(http_calls.c.run_id == run_id, http_calls.c.call_id == call_id)
-    with engine_of(store).connect() as conn:
-        row = conn.execute(query).first()
-    return call_from_row(row) if row is not None else None

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 from backhaul.config.project import Project
 from backhaul.schedule.state import ScheduleStore
 from backhaul.schedule.timetable import NextRun, Timetable
-from backhaul.web import cache
-from backhaul.web.api import ERRORS, SafeJSONResponse
+from backhaul.web.api.base import ERRORS, SafeJSONResponse
 from backhaul.web.auth import Role, User, require
+from backhaul.web.cache import AnswerCache
 from backhaul.web.deps import ProjectDep
 
 api_router = APIRouter(
@@ -64,7 +64,8 @@ def set_paused(state: Any, sync: str, user: User, paused: bool) -> bool:
         state.users.audit(user.username, "schedule_pause" if paused else "schedule_resume", sync)
     timetable: Timetable = state.timetable
     timetable.refresh()
-    cache.invalidate(state.store)
+    cache: AnswerCache = state.cache
+    cache.invalidate()
     return changed
 
 

@@ -4,7 +4,8 @@ The browser holds only a random session id (inside the signed session cookie). T
 ``web_sessions`` row holds whose session it is, when it began and when it was last used,
 under the SHA-256 of that id. Deleting the row ends the session at the very next request,
 in every server process, because each request reads the row (one primary-key lookup) and
-nothing about a session is cached.
+nothing about a session is cached. The rows are read and written by
+:class:`backhaul.state.accounts.AccountStore`; the lifetimes are judged here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, or_, select, update
-
+from backhaul.state.accounts import AccountStore
 from backhaul.state.store import RunStore
-from backhaul.state.tables import users, web_sessions
 from backhaul.web.auth import Role, User
 
 Clock = Callable[[], datetime]
@@ -55,12 +54,6 @@ class SessionLifetimes:
         return min(_MAX_TOUCH_INTERVAL, self.idle_timeout / 10)
 
 
-def end_user_sessions(conn: Connection, user_id: int) -> int:
-    """Delete every session of ``user_id`` inside the caller's transaction; returns how many."""
-    result = conn.execute(delete(web_sessions).where(web_sessions.c.user_id == user_id))
-    return int(result.rowcount or 0)
-
-
 class SessionStore:
     """Starts, checks and ends sessions. Safe to share between threads.
 
@@ -73,7 +66,7 @@ class SessionStore:
     def __init__(
         self, store: RunStore, lifetimes: SessionLifetimes, clock: Clock = utc_now
     ) -> None:
-        self._engine = store.engine
+        self._accounts = AccountStore(store)
         self.lifetimes = lifetimes
         self._clock = clock
 
@@ -85,63 +78,35 @@ class SessionStore:
         """
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
-        with self._engine.begin() as conn:
-            conn.execute(
-                delete(web_sessions).where(
-                    or_(
-                        web_sessions.c.last_seen_at < now - self.lifetimes.idle_timeout,
-                        web_sessions.c.created_at < now - self.lifetimes.max_age,
-                    )
-                )
-            )
-            conn.execute(
-                insert(web_sessions).values(
-                    id=_digest(session_id), user_id=user_id, created_at=now, last_seen_at=now
-                )
-            )
+        self._accounts.start_session(
+            _digest(session_id),
+            user_id,
+            now,
+            idle_since=now - self.lifetimes.idle_timeout,
+            born_before=now - self.lifetimes.max_age,
+        )
         return session_id
 
     def user_for(self, session_id: str) -> User | None:
         """The session's user when the session is live, else None (and an expired one ends)."""
         digest = _digest(session_id)
-        query = (
-            select(
-                users.c.id,
-                users.c.username,
-                users.c.role,
-                web_sessions.c.created_at,
-                web_sessions.c.last_seen_at,
-            )
-            .join(users, users.c.id == web_sessions.c.user_id)
-            .where(web_sessions.c.id == digest)
-        )
-        with self._engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
+        found = self._accounts.session(digest)
+        if found is None:
             return None
         now = self._clock()
-        idle = now - row.last_seen_at
-        if idle > self.lifetimes.idle_timeout or now - row.created_at > self.lifetimes.max_age:
-            self._delete(digest)
+        idle = now - found.last_seen_at
+        if idle > self.lifetimes.idle_timeout or now - found.created_at > self.lifetimes.max_age:
+            self._accounts.end_session(digest)
             return None
         if idle >= self.lifetimes.touch_interval:
-            with self._engine.begin() as conn:
-                conn.execute(
-                    update(web_sessions)
-                    .where(web_sessions.c.id == digest, web_sessions.c.last_seen_at < now)
-                    .values(last_seen_at=now)
-                )
-        return User(row.id, row.username, Role(row.role))
+            self._accounts.touch_session(digest, now)
+        account = found.account
+        return User(account.id, account.username, Role(account.role))
 
     def end(self, session_id: str) -> None:
         """End one session (nothing happens when it has already ended)."""
-        self._delete(_digest(session_id))
+        self._accounts.end_session(_digest(session_id))
 
     def end_all(self, user_id: int) -> int:
         """End every session of ``user_id``; returns how many were live."""
-        with self._engine.begin() as conn:
-            return end_user_sessions(conn, user_id)
-
-    def _delete(self, digest: str) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(delete(web_sessions).where(web_sessions.c.id == digest))
+        return self._accounts.end_sessions(user_id)

@@ -1,0 +1,26 @@
+"""The REST API under ``/api/v1``: read the project and its runs, trigger and cancel runs,
+manage users and tokens. Every route needs a signed-in user or an API token.
+
+One module per resource, each with its own router, response models and handlers; this
+module mounts them under ``/api/v1`` behind the viewer check, in the order the OpenAPI
+document lists them. ``base`` holds what they share.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from backhaul.web.api import audit, destinations, me, models, runs, sources, syncs, tokens, users
+from backhaul.web.api.base import ERRORS, SafeJSONResponse
+from backhaul.web.api.docs import router as docs_router
+from backhaul.web.auth import Role, require
+
+router = APIRouter(
+    prefix="/api/v1",
+    default_response_class=SafeJSONResponse,
+    dependencies=[Depends(require(Role.VIEWER))],
+)
+for _resource in (me, sources, models, destinations, syncs, runs, users, tokens, audit):
+    router.include_router(_resource.router)
+
+__all__ = ["ERRORS", "SafeJSONResponse", "docs_router", "router"]
