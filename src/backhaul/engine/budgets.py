@@ -70,9 +70,7 @@ def estimated_calls(counts: Counts, batch_size: int, removal: OnRemove) -> int:
     return batches + 1 if batches else 0
 
 
-def quota_warning(
-    dest: DestinationDef, calls: int, store: BudgetStore | None
-) -> str | None:
+def quota_warning(dest: DestinationDef, calls: int, store: BudgetStore | None) -> str | None:
     """A warning line when ``calls`` is more than the account's quota leaves today."""
     quota = quota_of(dest)
     if quota is None or calls == 0:

@@ -176,7 +176,7 @@ class AccountBudget:
 
 
 def resets_text(when: datetime) -> str:
-    """``00:00 Europe/Paris (in 3 h 12 min)``-style text for messages."""
+    """``2026-12-06 00:00 CET, in 3 h 12 min``-style text for messages."""
     left = max(0, int((when - datetime.now(UTC)).total_seconds()))
     hours, minutes = divmod(left // 60, 60)
-    return f"{when:%Y-%m-%d %H:%M} {when.tzname()} (in {hours} h {minutes} min)"
+    return f"{when:%Y-%m-%d %H:%M} {when.tzname()}, in {hours} h {minutes} min"

@@ -60,9 +60,7 @@ class SharedLimiter(RateLimiter):
         self.budget = budget
         self._rate = rate
         self._stale_after = stale_after
-        self.quota = (
-            Quota(rate.per_day, rate.day_zone) if rate.per_day is not None else None
-        )
+        self.quota = Quota(rate.per_day, rate.day_zone) if rate.per_day is not None else None
 
     def window(self) -> Window:
         """The shared window now: a rolling window the connector lowered counts as lowered."""
