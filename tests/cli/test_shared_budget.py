@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN, HubSpotEmulator
@@ -23,6 +25,7 @@ from conftest import Builder
 
 LIMIT = 5  # calls per WINDOW seconds at the emulator, and in each destination file
 WINDOW = 0.5
+REDIS_URL = "redis://127.0.0.1:6379/0"
 ROWS = 40  # per sync, one call each: a process alone needs eight windows
 
 
@@ -33,8 +36,10 @@ def hub() -> Iterator[tuple[HubSpotEmulator, str]]:
         yield emulator, server.url
 
 
-def two_syncs(root: Any, pg_db: str, url: str, accounts: tuple[str, str], **rate: Any) -> Builder:
-    project = Builder(root, project_extra={"state": {"metadata_url": pg_db}})
+def two_syncs(
+    root: Any, state: dict[str, str], url: str, accounts: tuple[str, str], **rate: Any
+) -> Builder:
+    project = Builder(root, project_extra={"state": state})
     project.sql(
         "CREATE TABLE users AS SELECT i::BIGINT AS id, 'u' || i || '@example.com' AS email, "
         f"'name ' || i AS name FROM range(1, {2 * ROWS + 1}) t(i)"
@@ -90,7 +95,7 @@ def test_two_processes_on_one_account_stay_inside_its_window(
     fast_tmp: Any, pg_db: str, hub: tuple[HubSpotEmulator, str]
 ) -> None:
     emulator, url = hub
-    project = two_syncs(fast_tmp / "proj", pg_db, url, ("acme", "acme"))
+    project = two_syncs(fast_tmp / "proj", {"metadata_url": pg_db}, url, ("acme", "acme"))
     for done in run_together(project, "sync_a", "sync_b"):
         assert done.returncode == 0, done.stdout
     assert emulator.window.refused == 0
@@ -101,9 +106,29 @@ def test_two_processes_on_two_accounts_each_keep_only_their_own(
     fast_tmp: Any, pg_db: str, hub: tuple[HubSpotEmulator, str]
 ) -> None:
     emulator, url = hub
-    project = two_syncs(fast_tmp / "proj", pg_db, url, ("acme", "globex"))
+    project = two_syncs(fast_tmp / "proj", {"metadata_url": pg_db}, url, ("acme", "globex"))
     run_together(project, "sync_a", "sync_b")
     assert emulator.window.refused > 0  # the emulator sees both at once: the test can fail
+
+
+def test_two_processes_share_a_budget_in_redis_beside_the_sqlite_store(
+    fast_tmp: Any, hub: tuple[HubSpotEmulator, str]
+) -> None:
+    emulator, url = hub
+    account = f"test-{uuid.uuid4().hex[:12]}"  # its own Redis key, removed afterwards
+    key = f"backhaul:budget:hubspot:{account}"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        state = {"budget_url": REDIS_URL}
+        project = two_syncs(fast_tmp / "proj", state, url, (account, account))
+        for done in run_together(project, "sync_a", "sync_b"):
+            assert done.returncode == 0, done.stdout
+        assert emulator.window.refused == 0
+        assert len(emulator.records("contacts")) == 2 * ROWS
+        assert client.exists(key)
+    finally:
+        client.delete(key)
+        client.close()
 
 
 def test_plan_warns_of_the_daily_quota_and_run_stops_at_it(
@@ -112,7 +137,12 @@ def test_plan_warns_of_the_daily_quota_and_run_stops_at_it(
     emulator, url = hub
     quota = 12
     project = two_syncs(
-        fast_tmp / "proj", pg_db, url, ("acme", "acme"), per_day=quota, day_zone="UTC"
+        fast_tmp / "proj",
+        {"metadata_url": pg_db},
+        url,
+        ("acme", "acme"),
+        per_day=quota,
+        day_zone="UTC",
     )
     env = {"HUBSPOT_TOKEN": DEFAULT_TOKEN}
     planned = project.cli("plan", "sync_a", env=env)
