@@ -9,12 +9,13 @@ is Postgres; with the default SQLite store each run keeps its own in-process lim
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from backhaul.config.models import OnRemove
-from backhaul.config.project import DestinationDef, Project, SyncDef
+from backhaul.config.project import DestinationDef, Project
 from backhaul.destinations.http.budget import AccountBudget, BudgetStore, Quota, resets_text
 from backhaul.engine.summary import Counts
 
@@ -52,10 +53,8 @@ def budget_store(project: Project, engine: Any | None) -> BudgetStore | None:
     return None
 
 
-def budget_for(
-    project: Project, sync: SyncDef, dest: DestinationDef, store: BudgetStore | None
-) -> AccountBudget | None:
-    """The budget of the account ``sync`` writes to (``None`` without a shared store)."""
+def budget_for(dest: DestinationDef, store: BudgetStore | None) -> AccountBudget | None:
+    """The budget of the account ``dest`` writes to (``None`` without a shared store)."""
     if store is None:
         return None
     label = f"destination `{dest.name}`"
@@ -88,8 +87,6 @@ def quota_warning(dest: DestinationDef, calls: int, store: BudgetStore | None) -
     left = max(0, quota.per_day - used)
     if calls <= left:
         return None
-    import time
-
     resets = resets_text(quota.resets_at(time.time()))
     return (
         f"this run needs about {calls:,} calls but only {left:,} of today's quota of "

@@ -32,7 +32,14 @@ from backhaul.duck import arrow_table, scalar
 from backhaul.engine import planner
 from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk, tally_outcomes
-from backhaul.engine.budgets import budget_for, budget_store, estimated_calls, quota_warning
+from backhaul.engine.budgets import (
+    budget_for,
+    budget_store,
+    estimated_calls,
+    opened,
+    quota_of,
+    quota_warning,
+)
 from backhaul.engine.failures import Phase
 from backhaul.engine.finite import policy_for
 from backhaul.engine.guards import check_guards
@@ -118,7 +125,7 @@ def open_destination(
         run_id,
         tuple(secrets),
         waits or NoWaits(),
-        budget_for(project, sync, dest, budgets),
+        budget_for(dest, budgets),
     )
     return cls(config, context), secrets
 
@@ -617,8 +624,6 @@ def _plan_warnings(
     project: Project, sync: SyncDef, dest: DestinationDef, caps: Any, counts: Counts
 ) -> list[str]:
     """What the plan should say before anything is sent: a daily quota it would exceed."""
-    from backhaul.engine.budgets import opened, quota_of
-
     if quota_of(dest) is None:
         return []
     size = sync.config.batch_size or project.config.defaults.batch_size or caps.default_batch_size
