@@ -139,9 +139,9 @@ def redis_budgets() -> Iterator[RedisBudgets]:
         client.close()
 
 
-def hammer(url: str, store: BudgetStore | None, account: str, quota: int | None = None) -> list[
-    BaseException
-]:
+def hammer(
+    url: str, store: BudgetStore | None, account: str, quota: int | None = None
+) -> list[BaseException]:
     """THREADS threads, each with its own loop, client and limiter, send CALLS calls each."""
     failures: list[BaseException] = []
     rate = RateLimit(requests=LIMIT, per_seconds=WINDOW, per_day=quota)
@@ -214,7 +214,11 @@ def test_a_pause_one_limiter_is_asked_for_holds_the_others(
 
     async def scenario() -> float:
         first.penalize(0.3)  # a 429 with Retry-After seen by one process
-        await asyncio.sleep(0.05)  # its store update runs off the loop
+        key = f"{redis_budgets.prefix}a"
+        for _ in range(500):  # its store update runs off the loop: wait until it landed
+            if float(redis_budgets.client.hget(key, "paused_until") or 0) > 0:
+                break
+            await asyncio.sleep(0.01)
         permit = await other.acquire()
         other.answered(permit)
         return permit.paused_s
