@@ -7,6 +7,7 @@ either: callers pass redacted text.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -134,6 +135,18 @@ class DestinationError(BackhaulError):
         self.failure = failure
         self.status = status
         self.retry_after = retry_after
+
+
+class QuotaSpentError(DestinationError):
+    """The account's daily quota of calls is used up: waiting for a retry does not help.
+
+    The engine stops sending at once (no whole-batch retry); what was not sent stays
+    pending for a later run.
+    """
+
+    def __init__(self, message: str, *, resets_at: datetime) -> None:
+        super().__init__(message, failure=FailureType.TRANSIENT)
+        self.resets_at = resets_at
 
 
 class RunCancelled(BackhaulError):

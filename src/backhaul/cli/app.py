@@ -229,7 +229,11 @@ def plan(
             problems += exc.errors
             continue
         if as_json:
-            extra = {"samples": summary.samples, "invalid": summary.invalid_samples}
+            extra = {
+                "samples": summary.samples,
+                "invalid": summary.invalid_samples,
+                "warnings": summary.warnings,
+            }
             found.append(summary.as_dict() | extra)
         else:
             plan_table(_console(), summary)

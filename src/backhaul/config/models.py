@@ -38,6 +38,13 @@ class StateConfig(Strict):
         "units B, KB, MB, GB, TB or KiB, MiB, GiB, TiB) or a share of the RAM (`50%`).",
     )
     threads: int | None = Field(None, ge=1, description="DuckDB threads for planning.")
+    budget_url: str | None = Field(
+        None,
+        pattern=r"^rediss?://",
+        description="Redis URL (`redis://host:6379/0`) holding the rate-limit budget each "
+        "destination account shares across syncs and workers; default: the metadata store "
+        "when it is Postgres, else each run keeps its own limiter.",
+    )
 
     @field_validator("memory_limit", mode="before")
     @classmethod

@@ -13,14 +13,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload, runtime_checkable
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from backhaul import floats
 from backhaul.observe.recorder import CallRecorder
 from backhaul.observe.waits import NoWaits, WaitObserver
+
+if TYPE_CHECKING:
+    from backhaul.destinations.http.budget import AccountBudget
 
 
 class Operation(StrEnum):
@@ -244,6 +247,14 @@ class DestinationConfig(BaseModel):
 
     type: str
     description: str | None = None
+    account: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="The vendor account this destination writes to. Destinations naming the "
+        "same account (and type) share one rate-limit budget across syncs and workers; "
+        "without it, the syncs of this destination file share one.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +262,9 @@ class DestinationContext:
     """What the engine hands a destination when it opens it.
 
     ``waits`` receives every wait the destination's calls make (rate-limit pauses,
-    retries, client-side throttling), so the run can report and count them.
+    retries, client-side throttling), so the run can report and count them. ``budget`` is
+    the account's rate-limit budget in the shared store, when the project has one; the HTTP
+    toolkit's limiter then keeps to it (see docs/rate-limits.md).
     """
 
     project_dir: Path
@@ -260,6 +273,7 @@ class DestinationContext:
     run_id: str = ""
     secrets: Sequence[str] = field(default_factory=tuple)
     waits: WaitObserver = field(default_factory=NoWaits)
+    budget: AccountBudget | None = None
 
 
 @runtime_checkable

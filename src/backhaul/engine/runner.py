@@ -27,10 +27,19 @@ from backhaul.destinations.base import (
     DestinationContext,
     RecordResult,
 )
+from backhaul.destinations.http.budget import BudgetStore
 from backhaul.duck import arrow_table, scalar
 from backhaul.engine import planner
 from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk, tally_outcomes
+from backhaul.engine.budgets import (
+    budget_for,
+    budget_store,
+    estimated_calls,
+    opened,
+    quota_of,
+    quota_warning,
+)
 from backhaul.engine.failures import Phase
 from backhaul.engine.finite import policy_for
 from backhaul.engine.guards import check_guards
@@ -51,6 +60,7 @@ from backhaul.errors import (
     FailureType,
     GuardError,
     ModelError,
+    QuotaSpentError,
     StateError,
 )
 from backhaul.observe.events import (
@@ -96,10 +106,12 @@ def open_destination(
     recorder: CallRecorder,
     run_id: str,
     waits: WaitObserver | None = None,
+    budgets: BudgetStore | None = None,
 ) -> tuple[Destination, list[str]]:
     """Resolve the destination's secrets and open its connector.
 
-    ``waits`` is told of every wait the destination's calls make.
+    ``waits`` is told of every wait the destination's calls make; ``budgets`` holds the
+    shared rate-limit budgets (``None``: the connector's limiter is this run's own).
     """
     from backhaul.config.secrets import resolve
 
@@ -107,7 +119,13 @@ def open_destination(
     cls = project.registry.destination(dest.config.type)
     config, secrets = resolve(dest.config, positions=dest.positions)
     context = DestinationContext(
-        project.root, recorder, sync.name, run_id, tuple(secrets), waits or NoWaits()
+        project.root,
+        recorder,
+        sync.name,
+        run_id,
+        tuple(secrets),
+        waits or NoWaits(),
+        budget_for(dest, budgets),
     )
     return cls(config, context), secrets
 
@@ -156,6 +174,7 @@ class SyncRun:
         self.backend: PlanBackend = LocalBackend()
         self.waits = WaitTracker(self.run_id, sync.name, events)
         self.held: set[str] = set()  # keys whose old record could not be removed this run
+        self.budgets: BudgetStore | None = None
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
@@ -164,8 +183,9 @@ class SyncRun:
         from backhaul.state.recorder import StoreRecorder
 
         recorder = StoreRecorder(self.store, self.run_id)
+        self.budgets = budget_store(self.project, getattr(self.store, "engine", None))
         dest, _secrets = open_destination(
-            self.project, self.sync, recorder, self.run_id, self.waits
+            self.project, self.sync, recorder, self.run_id, self.waits, self.budgets
         )
         caps = type(dest).capabilities
         self.batch_size = self._batch_size(dest)
@@ -180,6 +200,7 @@ class SyncRun:
             )
         except ModelError as exc:  # the warehouse failed on a row while streaming the model
             asyncio.run(dest.close())
+            self._close_budgets()
             return self._failed_before_start(exc)
         self.ws = ws
         self.summary.full_resync = options.full_resync
@@ -210,6 +231,9 @@ class SyncRun:
             with ws.guard(Phase.PLAN):
                 total = planner.build_outbox(ws, target="st.outbox", identity=identity)
             self.events(Planned(self.run_id, self.sync.name, plan.counts, total))
+            warning = self._quota_warning(plan.counts) if total else None
+            if warning:
+                self.events(Notice(self.run_id, self.sync.name, warning))
             if total:
                 self.events(PhaseStarted(self.run_id, self.sync.name, "send"))
                 asyncio.run(self._send(dest, total))
@@ -247,9 +271,24 @@ class SyncRun:
             self.store.finish_run(self.summary)
             self.db.shutdown(wait=True)
             ws.close()
+            self._close_budgets()
             self._write_back()
             self.events(RunFinished(self.summary))
         return self.summary
+
+    def _quota_warning(self, counts: Counts) -> str | None:
+        """The plan's quota warning, said again as the run starts sending."""
+        dest = destination_def(self.project, self.sync)
+        calls = estimated_calls(counts, self.batch_size, self.sync.config.removal)
+        try:
+            return quota_warning(dest, calls, self.budgets)
+        except Exception:  # the budget store is checked again on every call; say nothing
+            return None
+
+    def _close_budgets(self) -> None:
+        close = getattr(self.budgets, "close", None)
+        if close is not None:
+            close()
 
     def _failed_before_start(self, exc: BackhaulError) -> RunSummary:
         """Record a run that failed before its state was opened (nothing was sent)."""
@@ -489,7 +528,11 @@ class SyncRun:
                 if exc.failure is FailureType.REJECTED:
                     msg = exc.message
                     return [RecordResult.rejected(i, msg) for i in range(len(batch))]
-                if exc.failure is not FailureType.TRANSIENT or attempt > ENGINE_RETRIES:
+                if (
+                    exc.failure is not FailureType.TRANSIENT
+                    or attempt > ENGINE_RETRIES
+                    or isinstance(exc, QuotaSpentError)  # no retry helps before it resets
+                ):
                     raise
                 delay = exc.retry_after or 0.5 * 2**attempt
                 kind = WaitKind.RATE_LIMIT if exc.status == 429 else WaitKind.RETRY
@@ -564,6 +607,7 @@ def plan_sync(
         except GuardError as exc:
             summary.status = RunStatus.GUARDED
             summary.error = exc.message
+        summary.warnings = _plan_warnings(project, sync, dest, caps, plan.counts)
         if sample:
             identity = planner.Identity.of(ws, update_by_id=caps.update_by_id)
             summary.samples = planner.samples(ws, sample, identity)
@@ -575,6 +619,30 @@ def plan_sync(
         return summary
     finally:
         ws.close()
+
+
+def _plan_warnings(
+    project: Project, sync: SyncDef, dest: DestinationDef, caps: Any, counts: Counts
+) -> list[str]:
+    """What the plan should say before anything is sent: a daily quota it would exceed."""
+    if quota_of(dest) is None:
+        return []
+    size = sync.config.batch_size or project.config.defaults.batch_size or caps.default_batch_size
+    calls = estimated_calls(counts, min(size, caps.max_batch_size), sync.config.removal)
+    engine = None
+    store: Any = None
+    if not project.config.state.budget_url and project.metadata_url.startswith("postgres"):
+        from backhaul.state.store import RunStore
+
+        store = RunStore.open(project.metadata_url)
+        engine = store.engine
+    try:
+        with opened(project, engine) as budgets:
+            warning = quota_warning(dest, calls, budgets)
+    finally:
+        if store is not None:
+            store.close()
+    return [warning] if warning else []
 
 
 __all__ = ["plan_sync", "run_sync"]

@@ -132,6 +132,8 @@ class RunSummary:
     # Configuration errors that kept the sync from running (`file:line: key: message`);
     # a refused run is `failed` and nothing was read or sent.
     problems: list[str] = field(default_factory=list)
+    # Lines a plan says before anything is sent (a daily quota the run would exceed).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def refused(self) -> bool:

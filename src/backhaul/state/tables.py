@@ -276,3 +276,17 @@ schedule_states = Table(
     Column("fired_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# One rate-limit budget per destination account, shared by every worker (Postgres stores
+# only): the pause a vendor asked for, today's count against the daily quota, and the
+# calls in the current window (JSON; see destinations/http/budget.py).
+rate_budgets = Table(
+    "rate_budgets",
+    metadata,
+    Column("account", String(255), primary_key=True),
+    Column("paused_until", Float, nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("day_used", Integer, nullable=False),
+    Column("calls", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

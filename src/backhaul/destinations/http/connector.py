@@ -14,6 +14,7 @@ from backhaul.destinations.base import DestinationContext, SyncProblem
 from backhaul.destinations.http.client import HttpClient, PauseHint
 from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
 from backhaul.destinations.http.retry import RetryPolicy
+from backhaul.destinations.http.shared import SharedLimiter
 from backhaul.errors import BackhaulError, DestinationError, FailureType
 from backhaul.observe.recorder import CallRecorder
 from backhaul.observe.redact import Redactor
@@ -57,12 +58,22 @@ def client_for(
     pause_hint: PauseHint | None = None,
 ) -> HttpClient:
     """The :class:`HttpClient` a destination file asks for: its retry policy, timeout and
-    rate limit (``limiter`` replaces the token bucket built from ``rate_limit``)."""
+    rate limit (``limiter`` replaces the token bucket built from ``rate_limit``).
+
+    When the run has a shared budget for the destination's account and the file sets a
+    ``rate_limit``, the limiter also keeps to that budget (:class:`SharedLimiter`), so every
+    process writing to the account shares one window, pause and daily quota.
+    """
+    local = limiter or RateLimiter.from_config(config.rate_limit)
+    if context.budget is not None and config.rate_limit is not None:
+        local = SharedLimiter(
+            local, context.budget, config.rate_limit, stale_after=config.timeout_seconds * 3
+        )
     return HttpClient(
         label=label,
         recorder=recorder or context.recorder,
         redactor=redactor,
-        limiter=limiter or RateLimiter.from_config(config.rate_limit),
+        limiter=local,
         retry=config.retry,
         timeout=config.timeout_seconds,
         concurrency=concurrency,

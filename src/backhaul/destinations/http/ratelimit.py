@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backhaul.observe.events import WaitKind
 from backhaul.observe.waits import NoWaits, WaitObserver
@@ -37,6 +37,32 @@ class RateLimit(BaseModel):
 
     requests: int = Field(gt=0, description="Requests allowed in each window.")
     per_seconds: float = Field(1.0, gt=0, description="Length of the window in seconds.")
+    per_day: int | None = Field(
+        None,
+        gt=0,
+        description="The account's daily quota of calls, where the vendor has one (HubSpot: "
+        "250,000 for a Starter private app). Counted in the shared budget when the project "
+        "has one (a Postgres metadata store, or `state.budget_url`); `plan` warns when a "
+        "run needs more than remain, and `run` stops sending when it is used up.",
+    )
+    day_zone: str = Field(
+        "UTC",
+        description="Time zone whose midnight starts a new quota day (HubSpot: the "
+        "account's time zone).",
+    )
+
+    @field_validator("day_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone `{value}`: use an IANA name such as UTC or America/New_York"
+            ) from None
+        return value
 
 
 @dataclass(slots=True)
@@ -53,6 +79,7 @@ class Permit:
     answered: float | None = None
     paused_s: float = 0.0
     throttled_s: float = 0.0
+    grant: str | None = None  # its slot in a shared budget, handed back when answered
 
 
 class _Waited:
