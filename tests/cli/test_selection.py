@@ -124,3 +124,26 @@ def test_validate_errors_as_json_and_github_annotations(project: Builder) -> Non
     assert github.returncode == 2
     first = github.stdout.splitlines()[0]
     assert first.startswith("::error file=syncs/bad.yml,line=3,title=mode::")
+
+
+def test_runs_across_syncs_with_filters(project: Builder) -> None:
+    _project(project)
+    project.write(
+        "destinations/mail.yml",
+        {"type": "postgres", "url": "postgresql://u:${env:BH_TEST_NEVER_SET}@127.0.0.1/x"},
+    )
+    assert project.cli("run", "--all").returncode == 2  # mail_c fails its checks
+
+    every = json.loads(project.cli("runs", "--json").stdout)
+    assert sorted(r["sync"] for r in every) == ["crm_a", "crm_b", "mail_c"]
+    failed = json.loads(project.cli("runs", "--status", "failed", "--json").stdout)
+    assert [r["sync"] for r in failed] == ["mail_c"]
+    assert "BH_TEST_NEVER_SET" in failed[0]["error"]
+    crm = json.loads(project.cli("runs", "-s", "destination:crm", "--since", "1h", "--json").stdout)
+    assert sorted(r["sync"] for r in crm) == ["crm_a", "crm_b"]
+    assert json.loads(project.cli("runs", "--since", "2999-01-01", "--json").stdout) == []
+    assert json.loads(project.cli("runs", "--trigger", "schedule", "--json").stdout) == []
+    table = project.cli("runs", "--status", "failed")
+    assert table.returncode == 0 and "mail_c" in table.stdout and "crm_a" not in table.stdout
+    bad = project.cli("runs", "--since", "yesterday")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --since takes a duration")

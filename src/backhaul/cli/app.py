@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -408,17 +409,51 @@ def status(
 @app.command()
 @handles_errors
 def runs(
-    sync: Annotated[str, typer.Argument(help="The sync.")],
+    syncs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="SELECTOR", help="Syncs whose runs to list (as --select)."),
+    ] = None,
     project_dir: ProjectDir = Path("."),
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", metavar="STATUS", help="Only runs in this status. Repeatable."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only runs started since: a duration (30m, 12h, 7d) or a time."),
+    ] = None,
+    trigger: Annotated[
+        str | None, typer.Option(help="Only runs started this way: cli, schedule, web, api...")
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
+    as_json: JsonOption = False,
 ) -> None:
-    """Recent runs of a sync with their counts."""
+    """Recent runs, newest first: of every sync, or of the chosen ones, with filters."""
     from backhaul.api import open_store
+    from backhaul.engine.summary import RunStatus
+    from backhaul.selection import select as choose
 
     project = _load(project_dir, isolate=True)
-    if not project.broken_errors("syncs", sync):
-        project.sync(sync)
+    words = [*(syncs or []), *(select or [])]
+    chosen = choose(project, words, exclude or []) if words or exclude else None
+    try:
+        statuses = [RunStatus(s) for s in status or []]
+    except ValueError:
+        known = ", ".join(s.value for s in RunStatus)
+        raise ConfigError(f"--status takes one of {known}") from None
+    started = _since(since) if since is not None else None
+    with open_store(project) as store:
+        found = store.runs(
+            limit=limit, syncs=chosen, statuses=statuses, since=started, trigger=trigger
+        )
+    if as_json:
+        print_json([run_json(r) for r in found])
+        return
+    many = chosen is None or len(chosen) != 1
     table = Table(
+        *(["sync"] if many else []),
         "run",
         "started",
         "status",
@@ -434,30 +469,50 @@ def runs(
         error_column(),
         caption="added, changed, removed: rows the destination acknowledged",
     )
-    with open_store(project) as store:
-        for r in store.runs(sync, limit=limit):
-            c = r.counts
-            table.add_row(
-                r.run_id,
-                r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "",
-                r.status.value,
-                f"{r.duration_s:.1f}",
-                *(
-                    f"{v:,}"
-                    for v in (
-                        c.queried,
-                        c.planned,
-                        c.delivered_added,
-                        c.delivered_changed + c.delivered_retried,
-                        c.delivered_removed,
-                        c.skipped,
-                        c.invalid,
-                        c.rejected,
-                    )
-                ),
-                escape(r.error or ""),
-            )
+    for r in found:
+        c = r.counts
+        table.add_row(
+            *([escape(r.sync)] if many else []),
+            r.run_id,
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "",
+            r.status.value,
+            f"{r.duration_s:.1f}",
+            *(
+                f"{v:,}"
+                for v in (
+                    c.queried,
+                    c.planned,
+                    c.delivered_added,
+                    c.delivered_changed + c.delivered_retried,
+                    c.delivered_removed,
+                    c.skipped,
+                    c.invalid,
+                    c.rejected,
+                )
+            ),
+            escape(r.error or ""),
+        )
     _console().print(table)
+
+
+def _since(text: str) -> datetime:
+    """``30m``, ``12h``, ``7d`` ago, or an ISO time (UTC when it has no offset)."""
+    import re
+    from datetime import UTC, timedelta
+
+    found = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
+    if found:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+        delta = timedelta(**{unit[found.group(2)]: int(found.group(1))})
+        return datetime.now(UTC) - delta
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--since takes a duration like 30m, 12h or 7d, or a time like "
+            f"2026-01-31T08:00, not `{text}`"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @app.command("run-show")

@@ -98,11 +98,36 @@ class RunReader:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def runs(self, sync: str | None = None, limit: int = 20, offset: int = 0) -> list[RunRecord]:
-        """The most recent runs, newest first, of one sync or of all, paged."""
+    def runs(
+        self,
+        sync: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        syncs: Sequence[str] | None = None,
+        statuses: Sequence[RunStatus] = (),
+        since: datetime | None = None,
+        trigger: str | None = None,
+    ) -> list[RunRecord]:
+        """The most recent runs, newest first, of one sync or of all, paged.
+
+        Args:
+            syncs: Only runs of these syncs.
+            statuses: Only runs in one of these statuses.
+            since: Only runs started at or after this time.
+            trigger: Only runs started this way (``cli``, ``schedule``, ``web``, ...).
+        """
         query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc())
         if sync is not None:
             query = query.where(runs.c.sync == sync)
+        if syncs is not None:
+            query = query.where(runs.c.sync.in_(list(syncs)))
+        if statuses:
+            query = query.where(runs.c.status.in_([s.value for s in statuses]))
+        if since is not None:
+            query = query.where(runs.c.started_at >= since)
+        if trigger is not None:
+            query = query.where(runs.c.trigger == trigger)
         query = query.limit(limit)
         if offset:
             query = query.offset(offset)
