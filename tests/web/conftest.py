@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from fastapi import FastAPI
 from backhaul import api
 from backhaul.demo.project import SIGNING_SECRET_ENV, WAREHOUSE_FILE, write_demo_project
 from backhaul.demo.warehouse import build_warehouse
+from backhaul.state.accounts import AccountStore
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import WebSettings, close_app, create_app
@@ -182,6 +184,16 @@ def web_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebEnv]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_counts(request: pytest.FixtureRequest) -> None:
+    """Each test starts with no failed sign-ins counted: the counts live in the shared
+    project's store, where one test's wrong passwords would throttle the next test."""
+    if "web_env" not in request.fixturenames:
+        return
+    env: WebEnv = request.getfixturevalue("web_env")
+    AccountStore(env.app.state.store).prune_sign_in_failures(datetime.now(UTC) + timedelta(days=1))
 
 
 @pytest.fixture(scope="session")

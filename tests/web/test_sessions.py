@@ -356,3 +356,17 @@ def test_session_records_on_each_store(
         fourth = sessions.start(ada.id)
         assert users.remove("ada") is True
         assert sessions.user_for(fourth) is None
+
+
+def test_every_web_process_counts_the_same_failed_sign_ins(
+    web_env: WebEnv, serve: Callable[..., Served]
+) -> None:
+    # Two apps on one store stand for two processes of `backhaul serve --workers 2`:
+    # guesses spread over both are counted together, so more processes never mean more.
+    first = serve(WebSettings(login_rate=10, login_rate_per_address=4))
+    second = serve(WebSettings(login_rate=10, login_rate_per_address=4))
+    statuses = [
+        failed_logins(url, names(1))[0]
+        for url in (first.url, second.url, first.url, second.url, first.url, second.url)
+    ]
+    assert statuses == [401, 401, 401, 401, 429, 429]

@@ -19,7 +19,13 @@ from sqlalchemy import Connection, Row, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from backhaul.state.store import RunStore
-from backhaul.state.tables import api_tokens, audit_log, users, web_sessions
+from backhaul.state.tables import (
+    api_tokens,
+    audit_log,
+    sign_in_failures,
+    users,
+    web_sessions,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +329,45 @@ class AccountStore:
         """Delete every session of ``user_id``; returns how many there were."""
         with self._engine.begin() as conn:
             return _end_sessions(conn, user_id)
+
+
+    # -- failed sign-ins -------------------------------------------------------------------
+
+    def sign_in_failed(self, address: str, name: str, at: datetime) -> None:
+        """Count one failed sign-in from ``address`` for the user name ``name``."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(sign_in_failures).values(address=address, name=name.lower(), at=at)
+            )
+
+    def recent_sign_in_failures(
+        self, address: str, since: datetime, name: str | None = None
+    ) -> list[datetime]:
+        """When sign-ins from ``address`` (for ``name``, if given) failed since ``since``,
+        oldest first."""
+        query = select(sign_in_failures.c.at).where(
+            sign_in_failures.c.address == address, sign_in_failures.c.at >= since
+        )
+        if name is not None:
+            query = query.where(sign_in_failures.c.name == name.lower())
+        with self._engine.connect() as conn:
+            return [row.at for row in conn.execute(query.order_by(sign_in_failures.c.at))]
+
+    def forget_sign_in_failures(self, address: str, name: str) -> None:
+        """Forget the failures of ``name`` from ``address`` (after it signed in)."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                delete(sign_in_failures).where(
+                    sign_in_failures.c.address == address,
+                    sign_in_failures.c.name == name.lower(),
+                )
+            )
+
+    def prune_sign_in_failures(self, before: datetime) -> int:
+        """Delete failures older than ``before`` (no limit looks that far back)."""
+        with self._engine.begin() as conn:
+            found = conn.execute(delete(sign_in_failures).where(sign_in_failures.c.at < before))
+            return int(found.rowcount or 0)
 
 
 _ACCOUNT = select(users.c.id, users.c.username, users.c.role)

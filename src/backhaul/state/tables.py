@@ -197,6 +197,18 @@ web_sessions = Table(
     Index("ix_web_sessions_user_id", "user_id"),
 )
 
+# Failed sign-ins of the last minutes, shared by every process of `backhaul serve`: the
+# sign-in limit counts them per address (across user names) and per address and name.
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(64), nullable=False),
+    Column("name", String(255), nullable=False),  # the user name tried, lower-cased
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_sign_in_failures_address_at", "address", "at"),
+)
+
 # The newest runs across all syncs (overview chart, GET /api/v1/runs) without a sort.
 Index("ix_runs_started_at_id", runs.c.started_at, runs.c.id)
 

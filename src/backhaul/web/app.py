@@ -28,6 +28,7 @@ from backhaul.observe.events import tee
 from backhaul.observe.logs import LogSink
 from backhaul.observe.metrics import registry_for
 from backhaul.schedule.timetable import Timetable
+from backhaul.state.accounts import AccountStore
 from backhaul.state.store import RunStore
 from backhaul.web import security
 from backhaul.web.auth import LoginLimiter
@@ -165,7 +166,9 @@ def create_app(
     app.state.scheduler_running = False
     app.state.metrics = registry_for(project, store)
     app.state.sessions = SessionStore(store, lifetimes, clock)
-    app.state.login_limiter = LoginLimiter(settings.login_rate, settings.login_rate_per_address)
+    app.state.login_limiter = LoginLimiter(
+        AccountStore(store), settings.login_rate, settings.login_rate_per_address, clock
+    )
 
     from backhaul.web.alerts import api_router as alerts_api_router
     from backhaul.web.alerts import page_router as alerts_page_router

@@ -14,21 +14,19 @@ from __future__ import annotations
 import hmac
 import math
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
 
 if TYPE_CHECKING:
+    from backhaul.state.accounts import AccountStore
     from backhaul.web.sessions import SessionStore
     from backhaul.web.users import UserStore
 
@@ -174,46 +172,62 @@ class Throttle:
 
 
 class LoginLimiter:
-    """Counts failed sign-ins in a moving one-minute window (the ``limits`` library).
+    """Counts failed sign-ins in a moving one-minute window, in the run store.
 
-    Two counts: per client address, whatever the names (what slows guessing across many
-    accounts), and per address and user name (what stops guessing one account early). A
-    successful sign-in clears only its own name's count: signing in to one's own account
-    must not reset the count of an address that is guessing others.
+    The counts live in the store (``sign_in_failures``), so every process of
+    ``backhaul serve --workers N`` and every machine serving the same store count together:
+    more processes never mean more guesses. Two counts: per client address, whatever the
+    names (what slows guessing across many accounts), and per address and user name (what
+    stops guessing one account early). A successful sign-in clears only its own name's
+    count: signing in to one's own account must not reset the count of an address that is
+    guessing others. Each method is a short blocking transaction (call it from a thread).
 
     Args:
+        accounts: The store of the web app's own tables.
         per_name: Failures allowed per minute for one name from one address.
         per_address: Failures allowed per minute from one address.
     """
 
-    def __init__(self, per_name: int, per_address: int) -> None:
-        # In memory, per process: expired entries are dropped by the storage itself.
-        self._window = MovingWindowRateLimiter(MemoryStorage())
-        self._per_name = RateLimitItemPerMinute(per_name)
-        self._per_address = RateLimitItemPerMinute(per_address)
+    WINDOW = timedelta(minutes=1)
+    KEEP = timedelta(hours=1)  # older failures are pruned: no count looks back that far
+
+    def __init__(
+        self,
+        accounts: AccountStore,
+        per_name: int,
+        per_address: int,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._accounts = accounts
+        self._per_name = per_name
+        self._per_address = per_address
+        self._clock = clock or (lambda: datetime.now(UTC))
 
     def throttle(self, ip: str, username: str) -> Throttle | None:
         """What refuses another attempt now, or None when one is allowed."""
-        for scope, item, ids in self._counts(ip, username):
-            if not self._window.test(item, *ids):
-                reset_at, _ = self._window.get_window_stats(item, *ids)
-                return Throttle(max(1, math.ceil(reset_at - time.time())), scope)
+        now = self._clock()
+        since = now - self.WINDOW
+        counts = [
+            ("address", self._per_address, None),
+            ("name", self._per_name, username),
+        ]
+        for scope, limit, name in counts:
+            failures = self._accounts.recent_sign_in_failures(ip, since, name)
+            if len(failures) >= limit:
+                # Allowed again once the oldest of the last `limit` failures leaves the window.
+                frees = failures[len(failures) - limit] + self.WINDOW
+                return Throttle(max(1, math.ceil((frees - now).total_seconds())), scope)
         return None
 
     def failed(self, ip: str, username: str) -> None:
         """Count one failed attempt against both counts."""
-        for _, item, ids in self._counts(ip, username):
-            self._window.hit(item, *ids)
+        now = self._clock()
+        self._accounts.sign_in_failed(ip, username, now)
+        self._accounts.prune_sign_in_failures(now - self.KEEP)
 
     def succeeded(self, ip: str, username: str) -> None:
         """Forget the failures of this name from this address (not the address's)."""
-        self._window.clear(self._per_name, "name", ip, username.lower())
-
-    def _counts(self, ip: str, username: str) -> list[tuple[str, RateLimitItem, tuple[str, ...]]]:
-        return [
-            ("address", self._per_address, ("address", ip)),
-            ("name", self._per_name, ("name", ip, username.lower())),
-        ]
+        self._accounts.forget_sign_in_failures(ip, username)
 
 
 def client_ip(request: Request) -> str:
@@ -274,7 +288,7 @@ async def login(
     ip = client_ip(request)
     limiter: LoginLimiter = request.app.state.login_limiter
     users = _users(request)
-    throttle = limiter.throttle(ip, username)
+    throttle = await run_in_threadpool(limiter.throttle, ip, username)
     if throttle is not None:
         details = {"limit": throttle.scope}
         await run_in_threadpool(users.audit, None, "login_throttled", username, details, ip)
@@ -289,7 +303,7 @@ async def login(
         return response
     user = await run_in_threadpool(users.authenticate, username, password)
     if user is None:
-        limiter.failed(ip, username)
+        await run_in_threadpool(limiter.failed, ip, username)
         await run_in_threadpool(users.audit, None, "login_failed", username, None, ip)
         return _login_page(
             request,
@@ -298,7 +312,7 @@ async def login(
             next_url=next_url,
             username=username,
         )
-    limiter.succeeded(ip, username)
+    await run_in_threadpool(limiter.succeeded, ip, username)
     sessions = _sessions(request)
     previous = request.session.get(_SESSION_ID)
     if isinstance(previous, str):
