@@ -17,11 +17,14 @@ and checks, from the run store and the destination tables:
 - no schedule slot was missed (no `stale` alert was raised; the largest gap between two
   starts of an interval sync, against its interval);
 - the killed worker's run was marked interrupted and the sync ran successfully after it;
-- every destination table equals its model.
+- every destination table equals its model;
+- the ``--hubspot-syncs`` syncs, which write to one HubSpot account (the emulator, served
+  by this script, with a small rolling window) through one destination file, never went
+  over the account's window together: the emulator refused no call (their workers share
+  one rate-limit budget in the Postgres store), and its contacts equal their models.
 
 Prints the numbers and writes them to ``bench/out/schedule/schedule_bench.json``. The
-databases are dropped at the end. Rate budgets shared per destination account are not part
-of this run.
+databases are dropped at the end.
 """
 
 from __future__ import annotations
@@ -43,9 +46,13 @@ from typing import Any
 
 import psycopg
 
+from backhaul.testing.emulators import EmulatorServer
+from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN, HubSpotEmulator
+
 HERE = Path(__file__).resolve().parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROWS_PER_SYNC = 200
+HUB_LIMIT, HUB_WINDOW = 10, 2.0  # the emulated account's rolling window (calls, seconds)
 SCHEDULES: list[dict[str, Any]] = [
     {"every": "30s"},
     {"every": "1m"},
@@ -60,7 +67,14 @@ def write(path: Path, text: str) -> None:
 
 
 def build_project(
-    root: Path, syncs: int, meta_url: str, dest_url: str, tick: float, extract_s: float
+    root: Path,
+    syncs: int,
+    meta_url: str,
+    dest_url: str,
+    tick: float,
+    extract_s: float,
+    hub_syncs: int = 0,
+    hub_url: str = "",
 ) -> None:
     if root.exists():
         shutil.rmtree(root)
@@ -88,7 +102,8 @@ alerts:
     with psycopg.connect(dest_url, autocommit=True) as con:
         con.execute(
             "CREATE TABLE items AS SELECT g, i AS id, 'v' || i AS v "
-            f"FROM generate_series(0, {syncs - 1}) g, generate_series(0, {ROWS_PER_SYNC - 1}) i"
+            f"FROM generate_series(0, {syncs + hub_syncs - 1}) g, "
+            f"generate_series(0, {ROWS_PER_SYNC - 1}) i"
         )
     for n in range(syncs):
         name = f"s{n:03d}"
@@ -108,6 +123,28 @@ alerts:
             f"model: m{n:03d}\ndestination: pg\nobject: t_{name}\nbatch_size: 10\n"
             + "mappings:\n  - {column: id, field: id}\n  - {column: v, field: v}\n"
             + schedule,
+        )
+
+
+    if hub_syncs:
+        write(
+            root / "destinations/hub.yml",
+            f"type: hubspot\ntoken: ${{env:HUBSPOT_TOKEN}}\nbase_url: {hub_url}\n"
+            f"account: bench\nrate_limit: {{requests: {HUB_LIMIT}, per_seconds: {HUB_WINDOW}}}\n",
+        )
+    for k in range(hub_syncs):
+        write(root / f"models/h{k:03d}.yml", "source: wh\nprimary_key: id\n")
+        write(
+            root / f"models/h{k:03d}.sql",
+            f"SELECT id, 'u' || id || '@h{k}.example.com' AS email, v FROM items "
+            f"WHERE g = {syncs + k}\n",
+        )
+        write(
+            root / f"syncs/h{k:03d}.yml",
+            f"model: h{k:03d}\ndestination: hub\nobject: contacts\nbatch_size: 25\n"
+            "match: {fields: [email]}\n"
+            "mappings:\n  - {column: email, field: email}\n  - {column: v, field: firstname}\n"
+            'schedule: {every: "30s"}\n',
         )
 
 
@@ -139,14 +176,37 @@ def interrupted_runs(meta_url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def mutate(dest_url: str, syncs: int, rng: random.Random) -> None:
+def mutate(dest_url: str, groups: int, rng: random.Random) -> None:
     """Change one row in each of a few groups of the warehouse table."""
     with psycopg.connect(dest_url, autocommit=True) as con:
-        for g in rng.sample(range(syncs), k=min(syncs, 10)):
+        for g in rng.sample(range(groups), k=min(groups, 10)):
             con.execute(
                 "UPDATE items SET v = v || '+' WHERE g = %s AND id = %s",
                 [g, rng.randrange(ROWS_PER_SYNC)],
             )
+
+
+def check_hub(hub: HubSpotEmulator, syncs: int, hub_syncs: int, dest_url: str) -> dict[str, Any]:
+    """The emulated account's refusals, and how many HubSpot syncs match their models."""
+    contacts = hub.records("contacts", key="email")
+    equal = 0
+    with psycopg.connect(dest_url) as dest:
+        for k in range(hub_syncs):
+            rows = dest.execute("SELECT id, v FROM items WHERE g = %s", [syncs + k]).fetchall()
+            model = {(f"u{i}@h{k}.example.com", v) for i, v in rows}
+            got = {
+                (email, props.get("firstname"))
+                for email, props in contacts.items()
+                if email.endswith(f"@h{k}.example.com")
+            }
+            equal += got == model
+    return {
+        "hubspot_syncs": hub_syncs,
+        "hubspot_calls": len(hub.calls),
+        "hubspot_refused": hub.window.refused,
+        "hubspot_window": f"{HUB_LIMIT} calls / {HUB_WINDOW:g} s",
+        "hubspot_syncs_equal_to_model": equal,
+    }
 
 
 def check(root: Path, syncs: int, meta_url: str, dest_url: str) -> dict[str, Any]:
@@ -224,6 +284,9 @@ def main() -> None:
     parser.add_argument(
         "--extract-seconds", type=float, default=0.0, help="each model's query sleeps this long"
     )
+    parser.add_argument(
+        "--hubspot-syncs", type=int, default=10, help="syncs sharing one HubSpot account"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "out" / "schedule")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -240,8 +303,20 @@ def main() -> None:
     logs.mkdir(parents=True)
     procs: list[tuple[subprocess.Popen[bytes], Any]] = []
     rng = random.Random(args.seed)
+    os.environ["HUBSPOT_TOKEN"] = DEFAULT_TOKEN  # inherited by the scheduler and workers
+    hub = HubSpotEmulator(burst_limit=HUB_LIMIT, burst_seconds=HUB_WINDOW, daily_limit=None)
+    hub_server = EmulatorServer(hub).start()
     try:
-        build_project(root, args.syncs, meta_url, dest_url, args.tick, args.extract_seconds)
+        build_project(
+            root,
+            args.syncs,
+            meta_url,
+            dest_url,
+            args.tick,
+            args.extract_seconds,
+            args.hubspot_syncs,
+            hub_server.url,
+        )
         began = time.monotonic()
         procs.append(start(root, logs, "scheduler"))
         workers = [start(root, logs, "worker", "--no-tick") for _ in range(args.workers)]
@@ -269,7 +344,7 @@ def main() -> None:
                 recovery_deadline = time.monotonic() + 120.0
                 print(f"{elapsed:6.0f} s: killed worker pid {victim.pid} (SIGKILL)", flush=True)
             if end - time.monotonic() > args.settle and time.monotonic() >= next_change:
-                mutate(dest_url, args.syncs, rng)
+                mutate(dest_url, args.syncs + args.hubspot_syncs, rng)
                 next_change = time.monotonic() + 2.0
             # Look often while waiting for the moment to kill: runs are short.
             time.sleep(0.25 if not killed and elapsed >= args.kill_after else 2.0)
@@ -282,6 +357,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         result = check(root, args.syncs, meta_url, dest_url)
+        result.update(check_hub(hub, args.syncs, args.hubspot_syncs, dest_url))
         result.update(
             minutes=args.minutes,
             workers=args.workers,
@@ -293,6 +369,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         (args.out / "schedule_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     finally:
+        hub_server.stop()
         for proc, log in procs:
             if proc.poll() is None:
                 proc.kill()

@@ -42,4 +42,7 @@ def test_small_bench_run(tmp_path: Path) -> None:
     assert result["overlapping_runs"] == 0
     assert result["stale_alerts_raised"] == 0
     assert result["interrupted_runs"] >= 1 and result["interrupted_runs_recovered"] is True
+    # Three syncs on one HubSpot account, on two workers, kept under its window together.
+    assert result["hubspot_calls"] > 0 and result["hubspot_refused"] == 0
+    assert result["hubspot_syncs_equal_to_model"] == 3
     assert result["destinations_equal_to_model"] == result["syncs"] == 6
