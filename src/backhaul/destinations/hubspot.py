@@ -24,7 +24,6 @@ import pyarrow as pa
 from pydantic import Field
 
 from backhaul.destinations.base import (
-    Batch,
     Capabilities,
     DestinationConfig,
     DestinationContext,
@@ -32,7 +31,6 @@ from backhaul.destinations.base import (
     RecordResult,
 )
 from backhaul.destinations.http import (
-    HttpDestination,
     HttpDestinationConfig,
     HttpResult,
     RateLimit,
@@ -45,9 +43,11 @@ from backhaul.destinations.keyed import (
     Found,
     Gone,
     Identity,
+    KeyedDestination,
     Rows,
+    Upsert,
+    keyed_capabilities,
     turns,
-    write_keyed,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -88,18 +88,15 @@ class HubSpotConfig(HttpDestinationConfig):
     )
 
 
-CAPABILITIES = Capabilities(
-    json_records=True,
-    record_ids=True,  # every write answers with the record's HubSpot id
-    update_by_id=True,  # a changed e-mail updates the contact by its id
-    operations=frozenset(Operation),
+# Every write answers with the record's HubSpot id; a changed e-mail updates the contact by it.
+CAPABILITIES = keyed_capabilities(
     max_batch_size=100,  # HubSpot's limit for every batch endpoint
     default_batch_size=100,
     default_concurrency=4,
 )
 
 
-class HubSpotDestination(HttpDestination):
+class HubSpotDestination(KeyedDestination):
     """Writes records to one HubSpot object type; see :class:`HubSpotConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = HubSpotConfig
@@ -124,7 +121,6 @@ class HubSpotDestination(HttpDestination):
         )
         self.base = config.base_url.rstrip("/")
         self._properties: dict[str, dict[str, dict[str, Any]]] = {}
-        self.identity: Identity | None = None
 
     # -- protocol --------------------------------------------------------------------
 
@@ -160,25 +156,14 @@ class HubSpotDestination(HttpDestination):
         field = self._identity(name, props, match_fields)
         self.identity = Identity("HubSpot", name, field, text=_text)
 
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Send one batch (at most 100 records) and map HubSpot's answers to records."""
-        if self.identity is None:  # prepare() was not called
-            await self.prepare(
-                {f: pa.string() for f in batch.fields}, batch.match_fields, batch.object
-            )
-        assert self.identity is not None
-        skip = batch.skip_null_fields
-        records = [
-            {k: v for k, v in r.items() if v is not None or k not in skip}
-            for r in batch.flat_records()
-        ]
-        return await write_keyed(self, batch, records, self.identity, upsert=self._upsert)
+    def native_upsert(self, identity: Identity) -> Upsert:
+        return self._upsert
 
     # -- the calls of a keyed write (backhaul.destinations.keyed) ---------------------------
 
     async def find(self, rows: Rows, idx: Sequence[int]) -> Found:
         """``batch/read`` by the id property: HubSpot ids of the records that exist."""
-        field = self._field
+        field = rows.identity.field
         body = {
             "idProperty": field,
             "properties": [field],
@@ -209,7 +194,7 @@ class HubSpotDestination(HttpDestination):
         for i, rid in ids.items():
             props = _properties(rows.records[i], clear_nulls=True)
             if rows.operation is Operation.CLEAR:
-                props = {k: "" for k in props if k != self._field}
+                props = {k: "" for k in props if k != rows.identity.field}
             inputs.append({"id": rid, "objectWriteTraceId": str(i), "properties": props})
         result = await self._call("batch/update", {"inputs": inputs}, {200, 207})
         return self._outcomes(result, list(ids), rows)
@@ -227,7 +212,7 @@ class HubSpotDestination(HttpDestination):
         inputs = [
             {
                 "id": rows.keys[i],
-                "idProperty": self._field,
+                "idProperty": rows.identity.field,
                 "objectWriteTraceId": str(i),
                 "properties": _properties(rows.records[i], clear_nulls=True),
             }
@@ -248,7 +233,7 @@ class HubSpotDestination(HttpDestination):
         for item in _list(result.json, "results"):
             at = _int(item.get("objectWriteTraceId"))
             if at is None:
-                value = (item.get("properties") or {}).get(self._field)
+                value = (item.get("properties") or {}).get(rows.identity.field)
                 at = by_value.get(str(value)) if value is not None else None
             if at is not None and at in wanted:
                 rid = None if item.get("id") is None else str(item["id"])
@@ -266,11 +251,6 @@ class HubSpotDestination(HttpDestination):
         return out
 
     # -- calls -----------------------------------------------------------------------
-
-    @property
-    def _field(self) -> str:
-        assert self.identity is not None
-        return self.identity.field
 
     async def _call(self, verb: str, body: Any, expected: set[int]) -> HttpResult:
         assert self.identity is not None

@@ -18,26 +18,15 @@ from typing import ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-import pyarrow as pa
 from pydantic import Field
 
 from backhaul.destinations.base import (
-    Batch,
     Capabilities,
     DestinationConfig,
     DestinationContext,
-    Operation,
     RecordResult,
-    SyncProblem,
-    SyncShape,
 )
-from backhaul.destinations.http import (
-    HttpDestination,
-    HttpDestinationConfig,
-    HttpResult,
-    RateLimit,
-)
-from backhaul.destinations.http.connector import identity_field, identity_problems
+from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
 from backhaul.destinations.keyed import (
     Answer,
     Answers,
@@ -45,8 +34,10 @@ from backhaul.destinations.keyed import (
     Found,
     Gone,
     Identity,
+    KeyedDestination,
     Rows,
-    write_keyed,
+    Upsert,
+    keyed_capabilities,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -86,17 +77,11 @@ class IntercomConfig(HttpDestinationConfig):
     )
 
 
-CAPABILITIES = Capabilities(
-    json_records=True,
-    # Contacts: every create or update answers with the contact's id, and a contact whose
-    # match value changed is updated by that id. Companies return no id (their company_id
-    # cannot change), so a changed company_id replaces the company in mirror mode.
-    record_ids=True,
-    update_by_id=True,
-    operations=frozenset(Operation),
-    max_batch_size=100,
-    default_batch_size=50,
-    default_concurrency=1,
+# Contacts: every create or update answers with the contact's id, and a contact whose match
+# value changed is updated by that id. Companies return no id (their company_id cannot
+# change), so a changed company_id replaces the company in mirror mode.
+CAPABILITIES = keyed_capabilities(
+    max_batch_size=100, default_batch_size=50, default_concurrency=1
 )
 
 
@@ -113,19 +98,20 @@ def rate_pause(response: httpx.Response) -> float | None:
     return min(LONGEST_PAUSE, max(0.0, wait)) or None
 
 
-class IntercomDestination(HttpDestination):
-    """Writes contacts or companies to Intercom; see :class:`IntercomConfig`."""
+class IntercomDestination(KeyedDestination):
+    """Writes contacts or companies to Intercom; see :class:`IntercomConfig`.
+
+    Contacts are searched, then created or updated by id; companies are created or updated
+    by ``company_id`` in one call, which is their native upsert.
+    """
 
     config_model: ClassVar[type[DestinationConfig]] = IntercomConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     vendor = "intercom"
+    identities = IDENTITIES
+    nested = True
+    ignore_case = True
     config: IntercomConfig
-
-    @staticmethod
-    def check_sync(config: IntercomConfig, shape: SyncShape) -> list[SyncProblem]:
-        """The object and its identity field, before anything runs."""
-        name = shape.object or config.object
-        return identity_problems("intercom", IDENTITIES, name, list(shape.match_fields))
 
     def __init__(self, config: IntercomConfig, context: DestinationContext) -> None:
         super().__init__(
@@ -140,7 +126,6 @@ class IntercomDestination(HttpDestination):
             hints=HINTS,
             pause_hint=rate_pause,
         )
-        self.object: str = config.object
 
     def _url(self, path: str) -> str:
         return f"{self.config.base_url.rstrip('/')}/{path}"
@@ -149,55 +134,37 @@ class IntercomDestination(HttpDestination):
         """Read ``/me``: a bad token or API version is a CONFIG error."""
         return await self.client.request("GET", self._url("me"))
 
-    async def prepare(
-        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
-    ) -> None:
-        """Check the object and the identity field."""
-        name = object or self.config.object
-        identity_field("intercom", IDENTITIES, name, list(match_fields))
-        self.object = name
-
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Send each record of ``batch`` (concurrently, bounded) and return its outcome.
-
-        Contacts are searched, then created or updated by id; companies are created or
-        updated by ``company_id`` in one call, which is their native upsert.
-        """
-        match = batch.match_fields[0] if batch.match_fields else IDENTITIES[self.object][0]
-        contacts = self.object == "contacts"
-        identity = Identity("intercom", self.object, match, ignore_case=contacts)
-        upsert = None if contacts else self._save_companies
-        return await write_keyed(self, batch, list(batch.records()), identity, upsert=upsert)
+    def native_upsert(self, identity: Identity) -> Upsert | None:
+        return self._save_companies if identity.object == "companies" else None
 
     # -- the calls of a keyed write (backhaul.destinations.keyed), one call per record ----
 
     async def find(self, rows: Rows, idx: Sequence[int]) -> Found:
         async def one(i: int) -> str | None:
-            if self.object == "companies":
+            if rows.identity.object == "companies":
                 return await self._company_id(rows.keys[i])
             return await self._search(rows.identity.field, rows.keys[i])
 
-        ids = await self.each(idx, one)
-        return {i: rid for i, rid in zip(idx, ids, strict=True) if rid is not None}
+        return {i: rid for i, rid in (await self.each(idx, one)).items() if rid is not None}
 
     async def create(self, rows: Rows, idx: Sequence[int]) -> Answers:
-        if self.object == "companies":
+        if rows.identity.object == "companies":
             return await self._save_companies(rows, idx)
 
         async def one(i: int) -> Answer:
             created = await self.client.request("POST", self._url("contacts"), json=rows.records[i])
             if created.status != 409:
-                return self._outcome(i, created)
+                return _outcome(i, created, with_id=True)
             # Someone created it meanwhile, or search has not caught up: it exists.
             hit = EXISTING_ID.search(created.text)
             error = created.error or "409 Conflict"
             return Exists(error, created.call_id, hit.group(1) if hit else None)
 
-        return dict(zip(idx, await self.each(idx, one), strict=True))
+        return await self.each(idx, one)
 
     async def update(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
         """``PUT /contacts/{id}`` (a 404 is :class:`Gone`); companies by ``company_id``."""
-        if self.object == "companies":
+        if rows.identity.object == "companies":
             return await self._save_companies(rows, list(ids))
 
         async def one(i: int) -> Answer:
@@ -207,31 +174,31 @@ class IntercomDestination(HttpDestination):
             )
             if updated.status == 404:
                 return Gone(f"{updated.status} {updated.reason}", updated.call_id)
-            return self._outcome(i, updated)
+            return _outcome(i, updated, with_id=True)
 
-        return dict(zip(ids, await self.each(ids, one), strict=True))
+        return await self.each(ids, one)
 
     async def delete(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
         """Delete (or archive, per ``delete_action``) by id; one already gone counts."""
 
         async def one(i: int) -> Answer:
             at = quote(ids[i], safe="")
-            method, path = "DELETE", f"{self.object}/{at}"
-            if self.object == "contacts" and self.config.delete_action == "archive":
+            method, path = "DELETE", f"{rows.identity.object}/{at}"
+            if rows.identity.object == "contacts" and self.config.delete_action == "archive":
                 method, path = "POST", f"contacts/{at}/archive"
             gone = await self.client.request(method, self._url(path), expected={200, 404})
-            return self._outcome(i, gone)
+            return _outcome(i, gone)
 
-        return dict(zip(ids, await self.each(ids, one), strict=True))
+        return await self.each(ids, one)
 
     async def _save_companies(self, rows: Rows, idx: Sequence[int]) -> Answers:
         """``POST /companies``: creates the company or updates the one with its company_id."""
 
         async def one(i: int) -> Answer:
             saved = await self.client.request("POST", self._url("companies"), json=rows.records[i])
-            return self._outcome(i, saved)
+            return _outcome(i, saved)
 
-        return dict(zip(idx, await self.each(idx, one), strict=True))
+        return await self.each(idx, one)
 
     async def _search(self, match: str, value: str) -> str | None:
         """The id of the contact whose ``match`` field is ``value`` (any case), if any."""
@@ -263,13 +230,14 @@ class IntercomDestination(HttpDestination):
         body = looked.json if looked.status == 200 and isinstance(looked.json, dict) else {}
         return None if body.get("id") is None else str(body["id"])
 
-    def _outcome(self, i: int, result: HttpResult) -> RecordResult:
-        """The record's result, with the id Intercom answered for a contact (companies keep
-        none: their company_id cannot change, so they are never addressed by id)."""
-        if result.ok:
-            body = result.json if isinstance(result.json, dict) else {}
-            rid = body.get("id") if self.object == "contacts" else None
-            return RecordResult.ok(i, result.call_id, None if rid is None else str(rid))
-        return RecordResult.rejected(
-            i, result.error or f"{result.status} {result.reason}", result.call_id
-        )
+
+def _outcome(i: int, result: HttpResult, *, with_id: bool = False) -> RecordResult:
+    """The record's result; ``with_id``: carry the id Intercom answered with (contacts only:
+    a company's company_id cannot change, so companies are never addressed by id)."""
+    if result.ok:
+        body = result.json if isinstance(result.json, dict) else {}
+        rid = body.get("id") if with_id else None
+        return RecordResult.ok(i, result.call_id, None if rid is None else str(rid))
+    return RecordResult.rejected(
+        i, result.error or f"{result.status} {result.reason}", result.call_id
+    )

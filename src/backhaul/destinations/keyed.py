@@ -27,16 +27,31 @@ decides which record of a batch needs which call; a connector implements the cal
 4. A record that no answer speaks of is rejected.
 
 Each outcome has one wording (:data:`NO_KEY`, :data:`MISSING`, :data:`REMOVED`,
-:data:`NO_RESULT`), whichever the vendor.
+:data:`NO_RESULT`), whichever the vendor. :class:`KeyedDestination` is the connector
+skeleton around it: an :class:`~backhaul.destinations.http.HttpDestination` whose
+``prepare`` settles the object and its match field and whose ``write`` is
+:func:`write_keyed`. See docs/connectors.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from typing import Any, ClassVar, Protocol, TypeAlias
 
-from backhaul.destinations.base import Batch, Operation, RecordResult
+import pyarrow as pa
+
+from backhaul.destinations.base import (
+    Batch,
+    Capabilities,
+    DestinationConfig,
+    Operation,
+    RecordResult,
+    SyncProblem,
+    SyncShape,
+)
+from backhaul.destinations.http.connector import identity_field, identity_problems
+from backhaul.destinations.http.destination import HttpDestination
 
 NO_KEY = "no {field} value: {vendor} needs it to find the record"
 MISSING = "{vendor} {object} has no record with {field} = {key}: update mode creates none"
@@ -265,6 +280,90 @@ def _settle(identity: Identity, i: int, answer: Answer | None) -> RecordResult:
     return RecordResult.rejected(i, answer.error, answer.call_id)
 
 
+def keyed_capabilities(
+    *, max_batch_size: int, default_batch_size: int, default_concurrency: int
+) -> Capabilities:
+    """What a keyed destination can do: every operation, on JSON records, answered with
+    the vendor's record ids, and a record written by its id when its match value changed."""
+    return Capabilities(
+        operations=frozenset(Operation),
+        max_batch_size=max_batch_size,
+        default_batch_size=default_batch_size,
+        default_concurrency=default_concurrency,
+        json_records=True,
+        record_ids=True,
+        update_by_id=True,
+    )
+
+
+class KeyedDestination(HttpDestination):
+    """A REST destination of keyed records: implements :class:`KeyedApi` and writes with
+    :func:`write_keyed`.
+
+    With ``identities`` (object -> the fields its records can be matched by), ``check_sync``
+    and ``prepare`` refuse a sync whose object or match field is not in it; a vendor that
+    learns its objects at run time (HubSpot, Salesforce) overrides ``prepare`` instead. Either
+    way ``prepare`` sets ``identity``, and ``write`` sends every batch through
+    :func:`write_keyed`, with :meth:`native_upsert` when the vendor has one.
+    """
+
+    identities: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    nested: ClassVar[bool] = False  # records as nested objects (``address.city`` expanded)
+    ignore_case: ClassVar[bool] = False  # match values equal but for case: one record
+    identity: Identity | None = None
+
+    @classmethod
+    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
+        """The object and its match field, before anything runs (with ``identities``)."""
+        if not cls.identities:
+            return []
+        name = shape.object or getattr(config, "object", None) or ""
+        return identity_problems(cls.vendor, cls.identities, name, list(shape.match_fields))
+
+    async def prepare(
+        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
+    ) -> None:
+        """Check the object (the sync's, else the destination file's) and its match field."""
+        name = object or getattr(self.config, "object", None) or ""
+        field = identity_field(self.vendor, self.identities, name, list(match_fields))
+        self.identity = Identity(self.vendor, name, field, ignore_case=self.ignore_case)
+
+    def native_upsert(self, identity: Identity) -> Upsert | None:
+        """The vendor's upsert by match value for this object, if it has one."""
+        return None
+
+    async def write(self, batch: Batch) -> list[RecordResult]:
+        """Send one batch; one result per record (see :func:`write_keyed`)."""
+        if self.identity is None:  # prepare() was not called
+            types = {f: pa.string() for f in batch.fields}
+            await self.prepare(types, batch.match_fields, batch.object)
+        assert self.identity is not None
+        if self.nested:
+            records = list(batch.records())
+        else:
+            skip = batch.skip_null_fields
+            records = [
+                {k: v for k, v in r.items() if v is not None or k not in skip}
+                for r in batch.flat_records()
+            ]
+        upsert = self.native_upsert(self.identity)
+        return await write_keyed(self, batch, records, self.identity, upsert=upsert)
+
+    # The calls of KeyedApi, which each vendor implements.
+
+    async def find(self, rows: Rows, idx: Sequence[int]) -> Found:
+        raise NotImplementedError
+
+    async def create(self, rows: Rows, idx: Sequence[int]) -> Answers:
+        raise NotImplementedError
+
+    async def update(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
+        raise NotImplementedError
+
+    async def delete(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
+        raise NotImplementedError
+
+
 def turns(idx: Sequence[int], keys: Sequence[str]) -> Iterator[list[int]]:
     """Split ``idx`` into runs in which each key (``keys[i]``) appears once, in batch order."""
     pending = list(idx)
@@ -294,8 +393,10 @@ __all__ = [
     "Gone",
     "Identity",
     "KeyedApi",
+    "KeyedDestination",
     "Rows",
     "Upsert",
+    "keyed_capabilities",
     "turns",
     "write_keyed",
 ]

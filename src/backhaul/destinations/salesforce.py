@@ -19,15 +19,12 @@ import pyarrow as pa
 from pydantic import Field
 
 from backhaul.destinations.base import (
-    Batch,
     Capabilities,
     DestinationConfig,
     DestinationContext,
-    Operation,
     RecordResult,
 )
 from backhaul.destinations.http import (
-    HttpDestination,
     HttpDestinationConfig,
     HttpResult,
     RateLimiter,
@@ -35,7 +32,16 @@ from backhaul.destinations.http import (
     split_batch,
 )
 from backhaul.destinations.http.connector import client_for
-from backhaul.destinations.keyed import Answers, Found, Gone, Identity, Rows, write_keyed
+from backhaul.destinations.keyed import (
+    Answers,
+    Found,
+    Gone,
+    Identity,
+    KeyedDestination,
+    Rows,
+    Upsert,
+    keyed_capabilities,
+)
 from backhaul.destinations.salesforce_auth import (
     ClientCredentials,
     RefreshTokenAuth,
@@ -86,13 +92,9 @@ class SalesforceConfig(HttpDestinationConfig):
     timeout_seconds: float = Field(120.0, gt=0)
 
 
-CAPABILITIES = Capabilities(
-    json_records=True,
-    # sObject Collections answer each record with its Id; a record whose external id value
-    # changed is written by that Id, so it is kept, not replaced.
-    record_ids=True,
-    update_by_id=True,
-    operations=frozenset(Operation),
+# sObject Collections answer each record with its Id; a record whose external id value
+# changed is written by that Id, so it is kept, not replaced.
+CAPABILITIES = keyed_capabilities(
     max_batch_size=150_000,  # a Bulk API job; REST batches are cut into calls of 200
     default_batch_size=COLLECTION_SIZE,
     default_concurrency=4,
@@ -110,7 +112,7 @@ def item_error(item: Any) -> str:
     return "; ".join(parts) or "refused by Salesforce"
 
 
-class SalesforceDestination(HttpDestination):
+class SalesforceDestination(KeyedDestination):
     """Writes records to one sObject of a Salesforce org; see :class:`SalesforceConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = SalesforceConfig
@@ -142,7 +144,6 @@ class SalesforceDestination(HttpDestination):
             token_client=self.token_client,
             redactor=self.redactor,
         )
-        self.identity: Identity | None = None
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
 
     # -- protocol ----------------------------------------------------------------------------
@@ -205,19 +206,8 @@ class SalesforceDestination(HttpDestination):
                 )
         self.identity = Identity("salesforce", obj, ext)
 
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Send ``batch`` and return one result per record."""
-        if self.identity is None:
-            await self.prepare(
-                {n: pa.string() for n in batch.fields}, batch.match_fields, batch.object
-            )
-        assert self.identity is not None
-        skip = batch.skip_null_fields
-        records = [
-            {k: v for k, v in r.items() if not (v is None and k in skip)}
-            for r in batch.flat_records()
-        ]
-        return await write_keyed(self, batch, records, self.identity, upsert=self.create)
+    def native_upsert(self, identity: Identity) -> Upsert:
+        return self.create  # an upsert keyed on the external id field
 
     # -- the calls of a keyed write (backhaul.destinations.keyed) ---------------------------
 

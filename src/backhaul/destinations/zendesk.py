@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-import pyarrow as pa
 from pydantic import Field, model_validator
 
 from backhaul.destinations.base import (
@@ -30,9 +29,17 @@ from backhaul.destinations.base import (
     SyncProblem,
     SyncShape,
 )
-from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, RateLimit
-from backhaul.destinations.http.connector import identity_field, identity_problems
-from backhaul.destinations.keyed import Answers, Found, Gone, Identity, Rows, write_keyed
+from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
+from backhaul.destinations.keyed import (
+    Answers,
+    Found,
+    Gone,
+    Identity,
+    KeyedDestination,
+    Rows,
+    Upsert,
+    keyed_capabilities,
+)
 from backhaul.errors import DestinationError, FailureType
 
 MAX_BATCH = 100
@@ -78,32 +85,29 @@ class ZendeskConfig(HttpDestinationConfig):
         return (self.base_url or f"https://{self.subdomain}.zendesk.com").rstrip("/")
 
 
-CAPABILITIES = Capabilities(
-    json_records=True,
-    # Job results carry each record's Zendesk id; a user or organization whose identity
-    # value changed is updated by that id (update_many), so it is kept, not replaced.
-    record_ids=True,
-    update_by_id=True,
-    operations=frozenset(Operation),
-    max_batch_size=MAX_BATCH,
-    default_batch_size=MAX_BATCH,
-    default_concurrency=4,
+# Job results carry each record's Zendesk id; a user or organization whose identity value
+# changed is updated by that id (update_many), so it is kept, not replaced.
+CAPABILITIES = keyed_capabilities(
+    max_batch_size=MAX_BATCH, default_batch_size=MAX_BATCH, default_concurrency=4
 )
 
 
-class ZendeskDestination(HttpDestination):
+class ZendeskDestination(KeyedDestination):
     """Writes users, organizations or tickets to Zendesk; see :class:`ZendeskConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = ZendeskConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     vendor = "zendesk"
+    identities = IDENTITIES
+    nested = True
+    ignore_case = True
     config: ZendeskConfig
 
-    @staticmethod
-    def check_sync(config: ZendeskConfig, shape: SyncShape) -> list[SyncProblem]:
-        """The object and its identity field, before anything runs."""
-        name = shape.object or config.object
-        problems = identity_problems("zendesk", IDENTITIES, name, list(shape.match_fields))
+    @classmethod
+    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
+        """The object and its identity field; tickets only in insert mode."""
+        problems = super().check_sync(config, shape)
+        name = shape.object or getattr(config, "object", None)
         if not problems and name == "tickets" and shape.operations - {Operation.INSERT}:
             problems.append(SyncProblem("mode", TICKETS_INSERT_ONLY))
         return problems
@@ -125,7 +129,6 @@ class ZendeskDestination(HttpDestination):
             headers={"Authorization": auth, "Accept": "application/json"},
             hints={401: fix, 403: fix},
         )
-        self.object: str = config.object
 
     def _url(self, path: str) -> str:
         return f"{self.config.root}/api/v2/{path}"
@@ -134,30 +137,22 @@ class ZendeskDestination(HttpDestination):
         """Read the authenticated user: bad credentials are a CONFIG error."""
         await self.client.request("GET", self._url("users/me.json"))
 
-    async def prepare(
-        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
-    ) -> None:
-        """Check the object and the identity field."""
-        name = object or self.config.object
-        identity_field("zendesk", IDENTITIES, name, list(match_fields))
-        self.object = name
-
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Send one batch (at most 100 records) as Zendesk jobs and map their results."""
-        object = self.object
+        object = self.identity.object if self.identity else batch.object or self.config.object
         if object == "tickets" and batch.operation is not Operation.INSERT:
             raise DestinationError(TICKETS_INSERT_ONLY, failure=FailureType.CONFIG)
-        match = batch.match_fields[0] if batch.match_fields else IDENTITIES[object][0]
-        identity = Identity("zendesk", object, match, ignore_case=True)
-        upsert = self._upsert_users if object == "users" else None
-        return await write_keyed(self, batch, list(batch.records()), identity, upsert=upsert)
+        return await super().write(batch)
+
+    def native_upsert(self, identity: Identity) -> Upsert | None:
+        return self._upsert_users if identity.object == "users" else None
 
     # -- the calls of a keyed write (backhaul.destinations.keyed) ---------------------------
 
     async def find(self, rows: Rows, idx: Sequence[int]) -> Found:
         """Zendesk ids of the records that exist: ``show_many`` by external id, else a
         search (users by email) or a list (tickets by external id) per record."""
-        object, match = self.object, rows.identity.field
+        object, match = rows.identity.object, rows.identity.field
         values = [rows.keys[i] for i in idx]
         if match == "external_id" and object != "tickets":
             joined = ",".join(quote(v, safe="@") for v in values)
@@ -166,67 +161,72 @@ class ZendeskDestination(HttpDestination):
             )
             found = {
                 str(r["external_id"]).lower(): str(r["id"])
-                for r in self._rows(result.json, result.error)
+                for r in self._rows(object, result)
                 if r.get("external_id")
             }
         else:
 
-            async def one(value: str) -> tuple[str, str | None]:
+            async def one(value: str) -> str | None:
                 if object == "users":
                     path = "users/search.json?query=" + quote(f'email:"{value}"', safe="")
                 else:
                     path = "tickets.json?external_id=" + quote(value, safe="")
                 result = await self.client.request("GET", self._url(path))
-                hits = self._rows(result.json, result.error)
+                hits = self._rows(object, result)
                 hit = next((r for r in hits if str(r.get(match, "")).lower() == value.lower()), None)
-                return value.lower(), None if hit is None else str(hit["id"])
+                return None if hit is None else str(hit["id"])
 
-            found = {v: id_ for v, id_ in await self.each(values, one) if id_ is not None}
+            found = {v.lower(): id_ for v, id_ in (await self.each(values, one)).items() if id_}
         return {i: found[rows.keys[i].lower()] for i in idx if rows.keys[i].lower() in found}
 
-    def _rows(self, body: Any, error: str | None) -> list[dict[str, Any]]:
+    @staticmethod
+    def _rows(object: str, result: HttpResult) -> list[dict[str, Any]]:
         """The records of a lookup's answer; a refused lookup is a CONFIG error."""
-        if error is not None:
+        if result.error is not None:
             raise DestinationError(
-                f"zendesk refused to look up records ({error}): check the sync's match field",
+                f"zendesk refused to look up records ({result.error}): check the sync's match "
+                "field",
                 failure=FailureType.CONFIG,
             )
-        found = (body or {}).get(self.object) or []
+        found = (result.json or {}).get(object) or []
         return [r for r in found if isinstance(r, dict)]
 
     async def create(self, rows: Rows, idx: Sequence[int]) -> Answers:
         items = [rows.records[i] for i in idx]
-        return await self._job("POST", f"{self.object}/create_many.json", items, idx)
+        return await self._job(rows, "POST", "create_many.json", items, idx)
 
     async def update(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
         """``update_many`` by Zendesk id; an id Zendesk no longer has is :class:`Gone`."""
         items = [{**rows.records[i], "id": _zendesk_id(rid)} for i, rid in ids.items()]
-        done = await self._job("PUT", f"{self.object}/update_many.json", items, list(ids))
+        done = await self._job(rows, "PUT", "update_many.json", items, list(ids))
         return {
             i: Gone(r.error or "", r.call_id) if "RecordNotFound" in (r.error or "") else r
             for i, r in done.items()
         }
 
     async def delete(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
-        path = f"{self.object}/destroy_many.json?ids=" + ",".join(ids.values())
-        return await self._job("DELETE", path, None, list(ids))
+        path = "destroy_many.json?ids=" + ",".join(ids.values())
+        return await self._job(rows, "DELETE", path, None, list(ids))
 
     async def _upsert_users(self, rows: Rows, idx: Sequence[int]) -> Answers:
         items = [rows.records[i] for i in idx]
-        return await self._job("POST", "users/create_or_update_many.json", items, idx)
+        return await self._job(rows, "POST", "create_or_update_many.json", items, idx)
 
     # -- jobs ----------------------------------------------------------------------------
 
     async def _job(
         self,
+        rows: Rows,
         method: str,
-        path: str,
+        action: str,
         items: list[dict[str, Any]] | None,
         indexes: Sequence[int],
     ) -> dict[int, RecordResult]:
-        """Run one bulk job for the records at ``indexes``; results by batch index."""
-        body = None if items is None else {self.object: items}
-        submitted = await self.client.request(method, self._url(path), json=body)
+        """Run one bulk job (``action`` on the object) for the records at ``indexes``;
+        results by batch index."""
+        object = rows.identity.object
+        body = None if items is None else {object: items}
+        submitted = await self.client.request(method, self._url(f"{object}/{action}"), json=body)
         call = submitted.call_id
         if not submitted.ok:
             error = submitted.error or f"{submitted.status} {submitted.reason}"

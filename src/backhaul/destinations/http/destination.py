@@ -133,9 +133,10 @@ class HttpDestination:
         """Close the client's connections (a later call opens new ones)."""
         await self.client.aclose()
 
-    async def each(self, items: Iterable[T], send: Callable[[T], Awaitable[R]]) -> list[R]:
-        """``send`` each item, at most ``concurrency`` at once; results in item order."""
-        return await run_bounded(self.gate, items, send)
+    async def each(self, items: Iterable[T], send: Callable[[T], Awaitable[R]]) -> dict[T, R]:
+        """``send`` each item, at most ``concurrency`` at once; results by item."""
+        listed = list(items)
+        return dict(zip(listed, await run_bounded(self.gate, listed, send), strict=True))
 
 
 __all__ = ["HttpDestination", "HttpDestinationConfig"]
