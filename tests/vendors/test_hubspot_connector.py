@@ -119,8 +119,8 @@ def test_update_rejects_missing_contacts_and_retries_them_next_run(
     assert first.status is RunStatus.PARTIAL
     rejected = {r.key: r.error for r in proj.rows(first.run_id, status="rejected")}
     assert rejected == {
-        "3": "no contacts record with email=u3@example.com",
-        "4": "no contacts record with email=u4@example.com",
+        "3": "HubSpot contacts has no record with email = u3@example.com: update mode creates none",
+        "4": "HubSpot contacts has no record with email = u4@example.com: update mode creates none",
     }
     assert {e: c["firstname"] for e, c in by_email(hub).items()} == {
         "u1@example.com": "name 1",
@@ -270,8 +270,8 @@ def test_wrong_token_fails_once_with_one_clear_error(
     run = proj.run("s")
 
     assert run.status is RunStatus.FAILED and run.error is not None
-    assert run.error.startswith("HubSpot rejected the token")
-    assert "set `token` in the destination file" in run.error
+    assert run.error.startswith("HubSpot at 127.0.0.1:")
+    assert "answered 401 Unauthorized: set `token` in the destination file" in run.error
     assert "pat-na1-not-the-right-one" not in run.error
     assert [c.status for c in hub.calls] == [401]  # no retry storm
     with api.open_store(proj.load()) as store:
@@ -380,5 +380,6 @@ async def test_connection_test_outside_a_run_reads_properties(
 
     assert [c.url.rsplit("/", 2)[-2:] for c in recorder.calls] == [["properties", "contacts"]]
     assert refused.value.failure is FailureType.CONFIG
-    assert refused.value.message.startswith("HubSpot rejected the token")
+    assert refused.value.message.startswith("HubSpot at 127.0.0.1:")
+    assert "answered 401 Unauthorized: set `token` in the destination file" in refused.value.message
     assert [c.status for c in hub.calls] == [200, 401]

@@ -243,7 +243,8 @@ def test_rejection_and_429_and_wrong_token(
     project.sql("UPDATE users SET score = 99")
     failed = project.run("up")
     assert failed.status is RunStatus.FAILED
-    assert "intercom refused the token (401): check `token`" in (failed.error or "")
+    assert (failed.error or "").startswith("intercom at 127.0.0.1:")
+    assert "answered 401 Unauthorized: check `token`" in (failed.error or "")
 
 
 async def test_connection_test_proves_the_token(
@@ -266,7 +267,8 @@ async def test_connection_test_proves_the_token(
     await bad.close()
 
     assert refused.value.failure is FailureType.CONFIG
-    assert refused.value.message.startswith("intercom refused the token (401)")
+    assert refused.value.message.startswith("intercom at 127.0.0.1:")
+    assert "answered 401 Unauthorized: check `token`" in refused.value.message
     assert [(c.path, c.status) for c in emulator.calls] == [("/me", 200), ("/me", 401)]
 
 

@@ -309,7 +309,9 @@ async def test_modes_update_insert_clear_and_delete(org: tuple[SalesforceEmulato
     await dest.close()
 
     assert update[0].status is RecordStatus.OK and update[1].status is RecordStatus.REJECTED
-    assert "no Contact with External_Id__c = z exists" in (update[1].error or "")
+    assert update[1].error == (
+        "salesforce Contact has no record with External_Id__c = z: update mode creates none"
+    )
     assert [r.status for r in insert] == [RecordStatus.OK, RecordStatus.OK]
     # LastName is required: Salesforce refuses to clear it, and says so for that record.
     assert clear[0].status is RecordStatus.REJECTED

@@ -290,7 +290,8 @@ def test_wrong_token_fails_the_run_naming_what_to_fix(
     project.sync("up", destination="zd", object="users", mappings=USER_MAPS)
     run = project.run("up")
     assert run.status is RunStatus.FAILED
-    assert "zendesk refused the credentials (401)" in (run.error or "")
+    assert (run.error or "").startswith("zendesk at 127.0.0.1:")
+    assert "answered 401 Unauthorized: check `email and api_token`" in (run.error or "")
     assert "email and api_token" in (run.error or "")
     assert emulator.state()["users"] == []
 

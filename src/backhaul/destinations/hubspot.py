@@ -3,16 +3,16 @@
 Records are matched by one property with unique values (``email`` for contacts, ``domain``
 for companies, or a property created with unique values required). Upserts go to
 ``batch/upsert`` with each record's batch index as ``objectWriteTraceId``, so a 207 answer
-maps every refused input back to its record. Update, insert, delete and clear first look the
-records up with ``batch/read``. Calls stay under HubSpot's rolling burst window (100 calls
-per 10 s for a private app by default) and slow down when HubSpot's own rate-limit headers
-say the account allows less. See docs/destinations/hubspot.md.
+maps every refused input back to its record; the other operations look the records up with
+``batch/read`` (see :mod:`backhaul.destinations.keyed`). Calls stay under HubSpot's rolling
+burst window (100 calls per 10 s for a private app by default) and slow down when HubSpot's
+own rate-limit headers say the account allows less. See docs/destinations/hubspot.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -24,7 +24,6 @@ import pyarrow as pa
 from pydantic import Field
 
 from backhaul.destinations.base import (
-    Batch,
     Capabilities,
     DestinationConfig,
     DestinationContext,
@@ -32,28 +31,39 @@ from backhaul.destinations.base import (
     RecordResult,
 )
 from backhaul.destinations.http import (
+    HttpDestinationConfig,
     HttpResult,
     RateLimit,
-    RetryPolicy,
     RollingWindowLimiter,
     dumps_json,
 )
-from backhaul.destinations.http.connector import client_for, redactor_for
+from backhaul.destinations.keyed import (
+    Answers,
+    Exists,
+    Found,
+    Gone,
+    Identity,
+    KeyedDestination,
+    Rows,
+    Upsert,
+    keyed_capabilities,
+    turns,
+)
 from backhaul.errors import DestinationError, FailureType
 
 API_URL = "https://api.hubapi.com"
 DEFAULT_ID_PROPERTY = {"contacts": "email", "companies": "domain"}
 ERROR_LIMIT = 500
-# An operation's sender: (indexes to send, all records, their id-property values, the
-# HubSpot ids of records to address by id) -> results.
-_Send = Callable[
-    [list[int], list[dict[str, Any]], list[str], list[str | None]],
-    Awaitable[dict[int, RecordResult]],
-]
-TOKEN_HELP = "set `token` in the destination file to a valid private app token"
+HINTS = {
+    401: "set `token` in the destination file to a valid private app token",
+    403: "give the private app the CRM scopes it needs (read and write on the synced object, "
+    "schema read)",
+    404: "check `base_url` and `object` in the destination file",
+}
+_turns = turns  # HubSpot refuses a batch naming one record twice (the tests call it so)
 
 
-class HubSpotConfig(DestinationConfig):
+class HubSpotConfig(HttpDestinationConfig):
     """``destinations/NAME.yml`` with ``type: hubspot``."""
 
     type: Literal["hubspot"]
@@ -73,67 +83,54 @@ class HubSpotConfig(DestinationConfig):
         default_factory=lambda: RateLimit(requests=100, per_seconds=10.0),
         description="HubSpot's burst limit for the app (rolling window).",
     )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout_seconds: float = Field(30.0, gt=0)
-    connections: int = Field(4, ge=1, le=32, description="HTTP connections kept open.")
+    concurrency: int = Field(
+        4, ge=1, le=32, alias="connections", description="HTTP connections kept open."
+    )
 
 
-CAPABILITIES = Capabilities(
-    json_records=True,
-    record_ids=True,  # every write answers with the record's HubSpot id
-    update_by_id=True,  # a changed e-mail updates the contact by its id
-    operations=frozenset(Operation),
+# Every write answers with the record's HubSpot id; a changed e-mail updates the contact by it.
+CAPABILITIES = keyed_capabilities(
     max_batch_size=100,  # HubSpot's limit for every batch endpoint
     default_batch_size=100,
     default_concurrency=4,
 )
 
 
-class HubSpotDestination:
+class HubSpotDestination(KeyedDestination):
     """Writes records to one HubSpot object type; see :class:`HubSpotConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = HubSpotConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
+    vendor = "HubSpot"
+    config: HubSpotConfig
 
     def __init__(self, config: HubSpotConfig, context: DestinationContext) -> None:
-        self.config = config
-        self.redactor = redactor_for(context, config.token)
         self.window = RollingWindowLimiter(
             config.rate_limit.requests,
             config.rate_limit.per_seconds,
             stale_after=config.timeout_seconds * 3,
         )
-        self.client = client_for(
-            "HubSpot",
+        super().__init__(
             config,
             context,
-            self.redactor,
-            concurrency=config.connections,
+            config.token,
             headers={"Authorization": f"Bearer {config.token}", "Accept": "application/json"},
+            hints=HINTS,
             limiter=self.window,
             pause_hint=self._pause_hint,
         )
         self.base = config.base_url.rstrip("/")
         self._properties: dict[str, dict[str, dict[str, Any]]] = {}
-        self.object: str | None = None
-        self.id_property: str | None = None
 
     # -- protocol --------------------------------------------------------------------
 
-    async def check(self) -> None:
-        """Check the configuration, then prove token and object by reading its properties.
-
-        Reads the destination's ``object`` (contacts when it names none): a bad token, a
-        missing scope or an unknown object is a CONFIG error.
-        """
-        if not self.base.startswith(("http://", "https://")):
-            raise _config("HubSpot `base_url` must start with https://: fix the destination file")
+    async def probe(self) -> None:
+        """Prove token and object by reading the properties of the destination's ``object``
+        (contacts when it names none): a bad token, a missing scope or an unknown object is
+        a CONFIG error."""
         if not self.config.token.strip():
-            raise _config(f"HubSpot `token` is empty: {TOKEN_HELP}")
-        try:
-            await self._load_properties(self.config.object or "contacts")
-        finally:
-            await self.client.aclose()  # a connection test runs in an event loop of its own
+            raise _config(f"HubSpot `token` is empty: {HINTS[401]}")
+        await self._load_properties(self.config.object or "contacts")
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
@@ -156,276 +153,108 @@ class HubSpotDestination:
                 f"{', '.join(frozen)} {_plural(frozen, 'is', 'are')} read-only: remove "
                 f"{_plural(frozen, 'it', 'them')} from the sync's mappings"
             )
-        self.id_property = self._identity(name, props, match_fields)
-        self.object = name
+        field = self._identity(name, props, match_fields)
+        self.identity = Identity("HubSpot", name, field, text=_text)
 
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Send one batch (at most 100 records) and map HubSpot's answers to records."""
-        if self.object is None:  # prepare() was not called
-            await self.prepare(
-                {f: pa.string() for f in batch.fields}, batch.match_fields, batch.object
-            )
-        assert self.id_property is not None
-        records = list(batch.flat_records())
-        skip = batch.skip_null_fields
-        records = [{k: v for k, v in r.items() if v is not None or k not in skip} for r in records]
-        values = [_text(r.get(self.id_property)) for r in records]
-        ids: list[str | None] = (
-            list(batch.record_ids) if batch.record_ids is not None else [None] * len(records)
-        )
-        results: dict[int, RecordResult] = {}
-        todo: list[int] = []
-        for i, value in enumerate(values):
-            if value:
-                todo.append(i)
-            else:
-                results[i] = RecordResult.rejected(
-                    i, f"no {self.id_property} value: HubSpot needs it to find the record"
-                )
-        senders: dict[Operation, _Send] = {
-            Operation.UPSERT: self._upsert,
-            Operation.UPDATE: self._update,
-            Operation.CLEAR: self._clear,
-            Operation.INSERT: self._insert,
-            Operation.DELETE: self._delete,
+    def native_upsert(self, identity: Identity) -> Upsert:
+        return self._upsert
+
+    # -- the calls of a keyed write (backhaul.destinations.keyed) ---------------------------
+
+    async def find(self, rows: Rows, idx: Sequence[int]) -> Found:
+        """``batch/read`` by the id property: HubSpot ids of the records that exist."""
+        field = rows.identity.field
+        body = {
+            "idProperty": field,
+            "properties": [field],
+            "inputs": [{"id": rows.keys[i]} for i in idx],
         }
-        send = senders[batch.operation]
-        # HubSpot refuses a batch naming the same record twice: such records go in turns.
-        for turn in _turns(todo, values):
-            results.update(await send(turn, records, values, ids))
-        return [results[i] for i in range(len(records))]
+        result = await self._call("batch/read", body, {200, 207})
+        if not result.ok:  # the lookup itself was refused: so is every record of it
+            error = self._clip(result.error)
+            return {i: RecordResult.rejected(i, error, result.call_id) for i in idx}
+        ids: dict[str, str] = {}
+        for item in _list(result.json, "results"):
+            value = (item.get("properties") or {}).get(field)
+            if value is not None and item.get("id") is not None:
+                ids[str(value)] = str(item["id"])
+        return {i: ids[rows.keys[i]] for i in idx if rows.keys[i] in ids}
 
-    async def close(self) -> None:
-        await self.client.aclose()
+    async def create(self, rows: Rows, idx: Sequence[int]) -> Answers:
+        inputs = [
+            {"objectWriteTraceId": str(i), "properties": _properties(rows.records[i], clear_nulls=False)}
+            for i in idx
+        ]
+        result = await self._call("batch/create", {"inputs": inputs}, {200, 201, 207})
+        return self._outcomes(result, idx, rows)
 
-    # -- operations ------------------------------------------------------------------
+    async def update(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
+        """``batch/update`` by HubSpot id; a clear empties every property but the id one."""
+        inputs = []
+        for i, rid in ids.items():
+            props = _properties(rows.records[i], clear_nulls=True)
+            if rows.operation is Operation.CLEAR:
+                props = {k: "" for k in props if k != rows.identity.field}
+            inputs.append({"id": rid, "objectWriteTraceId": str(i), "properties": props})
+        result = await self._call("batch/update", {"inputs": inputs}, {200, 207})
+        return self._outcomes(result, list(ids), rows)
 
-    async def _upsert(
-        self,
-        idx: list[int],
-        records: list[dict[str, Any]],
-        values: list[str],
-        ids: list[str | None],
-    ) -> dict[int, RecordResult]:
-        out: dict[int, RecordResult] = {}
-        by_id = [i for i in idx if ids[i]]
-        if by_id:
-            # Keys whose match value changed: update the contact they were delivered as,
-            # by its id, new e-mail included. One that is gone is upserted by value below.
-            found = {i: str(ids[i]) for i in by_id}
-            out, gone = await self._update_by_id(by_id, records, values, found)
-            idx = [i for i in idx if i not in out or i in gone]
-        if not idx:
-            return out
+    async def delete(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
+        """``batch/archive``: HubSpot archives the inputs all together or none."""
+        inputs = [{"id": rid} for rid in ids.values()]
+        result = await self._call("batch/archive", {"inputs": inputs}, {200, 204})
+        if result.ok:
+            return {i: RecordResult.ok(i, result.call_id) for i in ids}
+        error = self._clip(result.error)
+        return {i: RecordResult.rejected(i, error, result.call_id) for i in ids}
+
+    async def _upsert(self, rows: Rows, idx: Sequence[int]) -> Answers:
         inputs = [
             {
-                "id": values[i],
-                "idProperty": self.id_property,
+                "id": rows.keys[i],
+                "idProperty": rows.identity.field,
                 "objectWriteTraceId": str(i),
-                "properties": _properties(records[i], clear_nulls=True),
+                "properties": _properties(rows.records[i], clear_nulls=True),
             }
             for i in idx
         ]
         result = await self._call("batch/upsert", {"inputs": inputs}, {200, 201, 207})
-        return {**out, **self._outcomes(result, idx, values)}
+        return self._outcomes(result, idx, rows)
 
-    async def _update_by_id(
-        self,
-        idx: list[int],
-        records: list[dict[str, Any]],
-        values: list[str],
-        found: Mapping[int, str],
-        *,
-        clear: bool = False,
-    ) -> tuple[dict[int, RecordResult], set[int]]:
-        """``batch/update`` of records by HubSpot id; also returns the indexes whose id
-        HubSpot no longer has (deleted or merged away meanwhile)."""
-        inputs = []
-        for i in idx:
-            props = _properties(records[i], clear_nulls=True)
-            if clear:
-                props = {k: "" for k in props if k != self.id_property}
-            inputs.append({"id": found[i], "objectWriteTraceId": str(i), "properties": props})
-        result = await self._call("batch/update", {"inputs": inputs}, {200, 207})
-        gone = {
-            i
-            for entry in _list(result.json, "errors")
-            if entry.get("category") == "OBJECT_NOT_FOUND"
-            for i in _traces(entry)
-        }
-        return self._outcomes(result, idx, values), gone
-
-    async def _update(
-        self,
-        idx: list[int],
-        records: list[dict[str, Any]],
-        values: list[str],
-        ids: list[str | None],
-        *,
-        clear: bool = False,
-    ) -> dict[int, RecordResult]:
-        out: dict[int, RecordResult] = {}
-        by_id = [i for i in idx if ids[i] and not clear]
-        if by_id:  # a changed match value: the record it was delivered as, by its id
-            known = {i: str(ids[i]) for i in by_id}
-            out, gone = await self._update_by_id(by_id, records, values, known)
-            idx = [i for i in idx if i not in out or i in gone]
-            if not idx:
-                return out
-        found, refused = await self._lookup(idx, values)
-        if refused:
-            return {**out, **refused}
-        for i in idx:
-            if values[i] not in found:
-                # Nothing to clear on a record that is not there; an update needs it.
-                out[i] = (
-                    RecordResult.ok(i)
-                    if clear
-                    else RecordResult.rejected(
-                        i, f"no {self.object} record with {self.id_property}={values[i]}"
-                    )
-                )
-        present = [i for i in idx if values[i] in found]
-        if not present:
-            return out
-        inputs = []
-        for i in present:
-            props = _properties(records[i], clear_nulls=True)
-            if clear:
-                props = {k: "" for k in props if k != self.id_property}
-            inputs.append(
-                {"id": found[values[i]], "objectWriteTraceId": str(i), "properties": props}
-            )
-        result = await self._call("batch/update", {"inputs": inputs}, {200, 207})
-        return {**out, **self._outcomes(result, present, values)}
-
-    async def _clear(
-        self,
-        idx: list[int],
-        records: list[dict[str, Any]],
-        values: list[str],
-        ids: list[str | None],
-    ) -> dict[int, RecordResult]:
-        return await self._update(idx, records, values, ids, clear=True)
-
-    async def _insert(
-        self,
-        idx: list[int],
-        records: list[dict[str, Any]],
-        values: list[str],
-        ids: list[str | None],
-    ) -> dict[int, RecordResult]:
-        found, refused = await self._lookup(idx, values)
-        if refused:
-            return refused
-        # INSERT leaves an existing record alone, and that counts as done.
-        out = {i: RecordResult.ok(i) for i in idx if values[i] in found}
-        absent = [i for i in idx if values[i] not in found]
-        if not absent:
-            return out
-        inputs = [
-            {"objectWriteTraceId": str(i), "properties": _properties(records[i], clear_nulls=False)}
-            for i in absent
-        ]
-        result = await self._call("batch/create", {"inputs": inputs}, {200, 201, 207})
-        # Created meanwhile by someone else: it exists, which is all INSERT asks.
-        return {**out, **self._outcomes(result, absent, values, exists_ok=True)}
-
-    async def _delete(
-        self,
-        idx: list[int],
-        records: list[dict[str, Any]],
-        values: list[str],
-        ids: list[str | None],
-    ) -> dict[int, RecordResult]:
-        found, refused = await self._lookup(idx, values)
-        if refused:
-            return refused
-        out = {i: RecordResult.ok(i) for i in idx if values[i] not in found}  # already gone
-        present = [i for i in idx if values[i] in found]
-        if not present:
-            return out
-        inputs = [{"id": found[values[i]]} for i in present]
-        result = await self._call("batch/archive", {"inputs": inputs}, {200, 204})
-        for i in present:
-            out[i] = (
-                RecordResult.ok(i, result.call_id)
-                if result.ok
-                else RecordResult.rejected(i, self._clip(result.error), result.call_id)
-            )
-        return out
-
-    async def _lookup(
-        self, idx: list[int], values: list[str]
-    ) -> tuple[dict[str, str], dict[int, RecordResult]]:
-        """HubSpot ids of the records that exist, by id-property value.
-
-        The second value rejects every record when HubSpot refused the lookup itself.
-        """
-        body = {
-            "idProperty": self.id_property,
-            "properties": [self.id_property],
-            "inputs": [{"id": values[i]} for i in idx],
-        }
-        result = await self._call("batch/read", body, {200, 207})
-        if not result.ok:
-            error = self._clip(result.error)
-            return {}, {i: RecordResult.rejected(i, error, result.call_id) for i in idx}
-        found: dict[str, str] = {}
-        for item in _list(result.json, "results"):
-            props = item.get("properties") or {}
-            value = props.get(self.id_property)
-            if value is not None and item.get("id") is not None:
-                found[str(value)] = str(item["id"])
-        return found, {}
-
-    def _outcomes(
-        self, result: HttpResult, idx: list[int], values: list[str], *, exists_ok: bool = False
-    ) -> dict[int, RecordResult]:
-        """One result per input of a write answered 200/201/207 (or refused whole)."""
+    def _outcomes(self, result: HttpResult, idx: Sequence[int], rows: Rows) -> Answers:
+        """One answer per input of a write answered 200/201/207 (or refused whole)."""
         call = result.call_id
         if not result.ok:
             error = self._clip(result.error)
             return {i: RecordResult.rejected(i, error, call) for i in idx}
         wanted = set(idx)
-        failed: dict[int, str] = {}
-        for entry in _list(result.json, "errors"):
-            for i in _traces(entry):
-                if i in wanted:
-                    failed[i] = (
-                        ""
-                        if exists_ok and entry.get("category") == "CONFLICT"
-                        else (self._clip(_entry_text(entry)))
-                    )
-        by_value = {values[i]: i for i in idx}
-        confirmed: dict[int, str | None] = {}
+        out: dict[int, RecordResult | Exists | Gone] = {}
+        by_value = {rows.keys[i]: i for i in idx}
         for item in _list(result.json, "results"):
             at = _int(item.get("objectWriteTraceId"))
             if at is None:
-                value = (item.get("properties") or {}).get(self.id_property)
+                value = (item.get("properties") or {}).get(rows.identity.field)
                 at = by_value.get(str(value)) if value is not None else None
             if at is not None and at in wanted:
-                confirmed[at] = None if item.get("id") is None else str(item["id"])
-        out: dict[int, RecordResult] = {}
-        for i in idx:
-            if i in failed:
-                error = failed[i]
-                out[i] = (
-                    RecordResult.rejected(i, error, call) if error else RecordResult.ok(i, call)
-                )
-            elif i in confirmed:
-                out[i] = RecordResult.ok(i, call, confirmed[i])
-            else:
-                out[i] = RecordResult.rejected(
-                    i, "HubSpot answered without a result or an error for this record", call
-                )
+                rid = None if item.get("id") is None else str(item["id"])
+                out[at] = RecordResult.ok(at, call, rid)
+        for entry in _list(result.json, "errors"):
+            error = self._clip(_entry_text(entry))
+            for i in (i for i in _traces(entry) if i in wanted):
+                category = entry.get("category")
+                if category == "CONFLICT":  # created meanwhile by someone else
+                    out[i] = Exists(error, call)
+                elif category == "OBJECT_NOT_FOUND":  # deleted or merged away meanwhile
+                    out[i] = Gone(error, call)
+                else:
+                    out[i] = RecordResult.rejected(i, error, call)
         return out
 
     # -- calls -----------------------------------------------------------------------
 
     async def _call(self, verb: str, body: Any, expected: set[int]) -> HttpResult:
-        assert self.object is not None
-        url = f"{self.base}/crm/v3/objects/{quote(self.object, safe='')}/{verb}"
+        assert self.identity is not None
+        url = f"{self.base}/crm/v3/objects/{quote(self.identity.object, safe='')}/{verb}"
         return await self._request("POST", url, body, expected)
 
     async def _request(
@@ -436,32 +265,17 @@ class HubSpotDestination:
                 method, url, json=body, expected=expected or range(200, 300)
             )
         except DestinationError as exc:
-            raise self._explain(exc) from None
-
-    def _explain(self, exc: DestinationError) -> DestinationError:
-        """Say what HubSpot's refusal means and what to change."""
-        why = self._clip(exc.detail or exc.message)
-        if exc.status == 401:
-            return _config(f"HubSpot rejected the token ({why}): {TOKEN_HELP}", 401)
-        if exc.status == 403:
-            return _config(
-                f"HubSpot refused the call ({why}): give the private app the CRM scopes it "
-                f"needs (read and write on {self.object or 'the object'}, schema read)",
-                403,
-            )
-        if exc.status == 404:
-            return _config(
-                f"HubSpot answered 404 Not Found ({why}): check `base_url` and `object`", 404
-            )
-        if exc.status == 429 and "daily" in why.lower():
-            return DestinationError(
-                "HubSpot's daily API limit for this account is used up: the rows stay pending "
-                "and go in a later run (the limit resets at midnight in the account's time zone)",
-                failure=FailureType.TRANSIENT,
-                status=429,
-                detail=why,
-            )
-        return exc
+            why = self._clip(exc.detail or exc.message)
+            if exc.status == 429 and "daily" in why.lower():
+                raise DestinationError(
+                    "HubSpot's daily API limit for this account is used up: the rows stay "
+                    "pending and go in a later run (the limit resets at midnight in the "
+                    "account's time zone)",
+                    failure=FailureType.TRANSIENT,
+                    status=429,
+                    detail=why,
+                ) from None
+            raise
 
     def _pause_hint(self, response: httpx.Response) -> float | None:
         """Follow HubSpot's rate-limit headers: a lower limit, and a pause after a 429."""
@@ -621,19 +435,3 @@ def _properties(record: Mapping[str, Any], *, clear_nulls: bool) -> dict[str, st
     """HubSpot ``properties``: a null clears the property (``""``) or is left out."""
     return {k: _text(v) for k, v in record.items() if v is not None or clear_nulls}
 
-
-def _turns(idx: list[int], values: list[str]) -> Iterator[list[int]]:
-    """Split ``idx`` into runs in which each value appears once, keeping batch order."""
-    pending = idx
-    while pending:
-        seen: set[str] = set()
-        turn: list[int] = []
-        later: list[int] = []
-        for i in pending:
-            if values[i] in seen:
-                later.append(i)
-            else:
-                seen.add(values[i])
-                turn.append(i)
-        yield turn
-        pending = later

@@ -19,22 +19,29 @@ import pyarrow as pa
 from pydantic import Field
 
 from backhaul.destinations.base import (
-    Batch,
     Capabilities,
     DestinationConfig,
     DestinationContext,
-    Operation,
     RecordResult,
 )
 from backhaul.destinations.http import (
+    HttpDestinationConfig,
     HttpResult,
-    RateLimit,
     RateLimiter,
     Refused,
-    RetryPolicy,
     split_batch,
 )
-from backhaul.destinations.http.connector import client_for, redactor_for
+from backhaul.destinations.http.connector import client_for
+from backhaul.destinations.keyed import (
+    Answers,
+    Found,
+    Gone,
+    Identity,
+    KeyedDestination,
+    Rows,
+    Upsert,
+    keyed_capabilities,
+)
 from backhaul.destinations.salesforce_auth import (
     ClientCredentials,
     RefreshTokenAuth,
@@ -48,9 +55,11 @@ from backhaul.errors import DestinationError, FailureType
 COLLECTION_SIZE = 200  # sObject Collections: most records per call
 QUERY_CHARS = 8_000  # keep a lookup's URL well under Salesforce's 16,384-character limit
 CONFIG_CODES = frozenset({"NOT_FOUND", "INVALID_FIELD", "INVALID_TYPE", "INVALID_SESSION_ID"})
+# Refusals of a write by Id that say no record has that Id any more.
+GONE_CODES = ("NOT_FOUND", "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY")
 
 
-class SalesforceConfig(DestinationConfig):
+class SalesforceConfig(HttpDestinationConfig):
     """``destinations/NAME.yml`` with ``type: salesforce``."""
 
     type: Literal["salesforce"]
@@ -79,28 +88,17 @@ class SalesforceConfig(DestinationConfig):
     bulk_timeout_seconds: float = Field(
         3600.0, gt=0, description="Abort a Bulk job still running after this long."
     )
-    rate_limit: RateLimit | None = None
     concurrency: int = Field(4, ge=1, le=25, description="Calls in flight at once.")
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float = Field(120.0, gt=0)
 
 
-CAPABILITIES = Capabilities(
-    json_records=True,
-    # sObject Collections answer each record with its Id; a record whose external id value
-    # changed is written by that Id (an upsert keyed on Id), so it is kept, not replaced.
-    record_ids=True,
-    update_by_id=True,
-    operations=frozenset(Operation),
+# sObject Collections answer each record with its Id; a record whose external id value
+# changed is written by that Id, so it is kept, not replaced.
+CAPABILITIES = keyed_capabilities(
     max_batch_size=150_000,  # a Bulk API job; REST batches are cut into calls of 200
     default_batch_size=COLLECTION_SIZE,
     default_concurrency=4,
 )
-
-
-def _gone(error: str) -> bool:
-    """Whether a refusal of a write by Id says no record has that Id any more."""
-    return error.startswith(("NOT_FOUND", "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"))
 
 
 def item_error(item: Any) -> str:
@@ -114,20 +112,19 @@ def item_error(item: Any) -> str:
     return "; ".join(parts) or "refused by Salesforce"
 
 
-class SalesforceDestination:
+class SalesforceDestination(KeyedDestination):
     """Writes records to one sObject of a Salesforce org; see :class:`SalesforceConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = SalesforceConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
+    vendor = "salesforce"
+    url_keys = ("login_url", "instance_url")
+    config: SalesforceConfig
 
     def __init__(self, config: SalesforceConfig, context: DestinationContext) -> None:
-        self.config = config
         auth = config.auth
         refresh = auth.refresh_token if isinstance(auth, RefreshTokenAuth) else None
-        self.redactor = redactor_for(context, auth.client_secret, refresh)
-        self.client = client_for(
-            "salesforce", config, context, self.redactor, concurrency=config.concurrency
-        )
+        super().__init__(config, context, auth.client_secret, refresh)
         self.token_client = client_for(
             "salesforce",
             config,
@@ -147,35 +144,22 @@ class SalesforceDestination:
             token_client=self.token_client,
             redactor=self.redactor,
         )
-        self.object: str | None = None
-        self.external_id: str | None = None
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
 
     # -- protocol ----------------------------------------------------------------------------
 
-    async def check(self) -> None:
-        """Check the URLs, log in and, when the destination names its object, describe it.
+    async def probe(self) -> None:
+        """Log in and, when the destination names its object, describe it: bad credentials,
+        an unknown object or an external id field that is not one are CONFIG errors."""
+        await self.session.start()
+        obj = self.config.object
+        if obj is not None:
+            described = await self._fields(obj)
+            if self.config.external_id_field:
+                self._check_external_id(obj, self.config.external_id_field, described)
 
-        Bad credentials, an unknown object or an external id field that is not one raise a
-        CONFIG error.
-        """
-        for key in ("login_url", "instance_url"):
-            url = getattr(self.config, key)
-            if url is not None and not url.startswith(("http://", "https://")):
-                raise DestinationError(
-                    f"salesforce `{key}` must start with https://: fix it in the destination file",
-                    failure=FailureType.CONFIG,
-                )
-        try:
-            await self.session.start()
-            obj = self.config.object
-            if obj is not None:
-                described = await self._fields(obj)
-                if self.config.external_id_field:
-                    self._check_external_id(obj, self.config.external_id_field, described)
-        finally:
-            # A connection test runs in an event loop of its own; the session is kept.
-            await self.session.aclose()
+    async def close(self) -> None:
+        await self.session.aclose()  # both clients; the session itself is kept
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
@@ -220,72 +204,41 @@ class SalesforceDestination:
                     "or give the user of `auth` edit access to it",
                     failure=FailureType.CONFIG,
                 )
-        self.object, self.external_id = obj, ext
+        self.identity = Identity("salesforce", obj, ext)
 
-    async def write(self, batch: Batch) -> list[RecordResult]:
-        """Send ``batch`` and return one result per record."""
-        if self.object is None:
-            await self.prepare(
-                {n: pa.string() for n in batch.fields}, batch.match_fields, batch.object
-            )
-        assert self.external_id is not None
-        ext = self.external_id
-        records = list(batch.flat_records())
-        keys = [None if r.get(ext) is None else str(r[ext]) for r in records]
-        results: dict[int, RecordResult] = {
-            i: RecordResult.rejected(i, f"{ext} is empty: a record needs it to be matched")
-            for i, k in enumerate(keys)
-            if k is None
-        }
-        todo = [i for i in range(len(records)) if i not in results]
-        bulk = self._use_bulk(len(records))
-        op = batch.operation
-        delivered = batch.record_ids
-        if delivered is not None and op in (Operation.UPSERT, Operation.UPDATE):
-            # External id values that changed: write the record they were delivered as.
-            known = {i: str(delivered[i]) for i in todo if delivered[i]}
-            if known:
-                skip = batch.skip_null_fields
-                rows_by_id = {
-                    i: {
-                        "Id": rid,
-                        **{k: v for k, v in records[i].items() if not (v is None and k in skip)},
-                    }
-                    for i, rid in known.items()
-                }
-                moved = await self._rest_upsert(rows_by_id, key="Id")
-                gone = {i for i, r in moved.items() if r.error and _gone(r.error)}
-                results.update({i: r for i, r in moved.items() if i not in gone})
-                todo = [i for i in todo if i not in results]
-        if op is not Operation.UPSERT and todo:
-            found = await self._lookup([k for i in todo if (k := keys[i]) is not None])
-            missing = [i for i in todo if keys[i] not in found]
-            present = [i for i in todo if keys[i] in found]
-            if op is Operation.UPDATE:
-                why = f"no {self.object} with {ext} = {{}} exists; mode update does not create it"
-                results.update({i: RecordResult.rejected(i, why.format(keys[i])) for i in missing})
-                todo = present
-            elif op is Operation.INSERT:
-                results.update({i: RecordResult.ok(i) for i in present})  # left as it is
-                todo = missing
-            else:  # DELETE and CLEAR leave absent records alone
-                results.update({i: RecordResult.ok(i) for i in missing})
-                todo = present
-            if op is Operation.DELETE:
-                ids = {i: found[str(keys[i])] for i in todo}
-                sent = await (self._bulk_delete(ids) if bulk else self._rest_delete(ids))
-                results.update(sent)
-                return [results[i] for i in range(len(records))]
-        skip = batch.skip_null_fields
-        rows = {
-            i: {k: v for k, v in records[i].items() if not (v is None and k in skip)} for i in todo
-        }
-        sent = await (self._bulk_upsert(batch, rows) if bulk else self._rest_upsert(rows))
-        results.update(sent)
-        return [results[i] for i in range(len(records))]
+    def native_upsert(self, identity: Identity) -> Upsert:
+        return self.create  # an upsert keyed on the external id field
 
-    async def close(self) -> None:
-        await self.session.aclose()
+    # -- the calls of a keyed write (backhaul.destinations.keyed) ---------------------------
+
+    async def find(self, rows: Rows, idx: Sequence[int]) -> Found:
+        """Record Ids by external id, by SOQL in URL-sized chunks."""
+        ids = await self._lookup(rows.identity, [rows.keys[i] for i in idx])
+        return {i: ids[rows.keys[i]] for i in idx if rows.keys[i] in ids}
+
+    async def create(self, rows: Rows, idx: Sequence[int]) -> Answers:
+        """An upsert keyed on the external id field (it creates what is missing)."""
+        ext = rows.identity.field
+        if self._use_bulk(len(rows.records)):
+            return await self._bulk(rows, "upsert", idx)
+        return await self._rest_upsert(rows.identity, {i: rows.records[i] for i in idx}, ext)
+
+    async def update(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
+        """Write records by their Id, external id included; a gone Id is :class:`Gone`."""
+        if self._use_bulk(len(rows.records)):
+            done = await self._bulk(rows, "update", list(ids), ids)
+        else:
+            by_id = {i: {"Id": rid, **rows.records[i]} for i, rid in ids.items()}
+            done = await self._rest_upsert(rows.identity, by_id, "Id")
+        return {
+            i: Gone(r.error, r.call_id) if r.error and r.error.startswith(GONE_CODES) else r
+            for i, r in done.items()
+        }
+
+    async def delete(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
+        if self._use_bulk(len(rows.records)):
+            return await self._bulk(rows, "delete", list(ids), ids)
+        return await self._rest_delete(rows.identity, ids)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -328,10 +281,10 @@ class SalesforceDestination:
                 failure=FailureType.CONFIG,
             )
 
-    async def _lookup(self, keys: Sequence[str]) -> dict[str, str]:
+    async def _lookup(self, identity: Identity, keys: Sequence[str]) -> dict[str, str]:
         """External id -> record Id for the keys that exist, by SOQL in URL-sized chunks."""
         found: dict[str, str] = {}
-        ext, obj = self.external_id, self.object
+        ext, obj = identity.field, identity.object
         chunk: list[str] = []
         size = 0
         pending = list(dict.fromkeys(keys))
@@ -360,11 +313,11 @@ class SalesforceDestination:
         return found
 
     async def _rest_upsert(
-        self, rows: dict[int, dict[str, Any]], *, key: str | None = None
+        self, identity: Identity, rows: Mapping[int, dict[str, Any]], key: str
     ) -> dict[int, RecordResult]:
-        """sObject Collections upsert keyed on ``key`` (default: the external id field)."""
-        attributes = {"type": self.object}
-        url = f"/composite/sobjects/{self.object}/{key or self.external_id}"
+        """sObject Collections upsert keyed on ``key`` (the external id field, or ``Id``)."""
+        attributes = {"type": identity.object}
+        url = f"/composite/sobjects/{identity.object}/{key}"
         out: dict[int, RecordResult] = {}
 
         async def send(part: Sequence[int]) -> HttpResult | Refused:
@@ -375,7 +328,7 @@ class SalesforceDestination:
             result = await self.session.call("PATCH", url, json=body)
             if result.status == 200 and isinstance(result.json, list):
                 return result
-            self._raise_config(result)
+            self._raise_config(identity, result)
             return Refused(result.error or f"{result.status} {result.reason}", result.call_id)
 
         indexes = list(rows)
@@ -384,26 +337,21 @@ class SalesforceDestination:
             for segment in await split_batch(part, send):
                 outcome = segment.outcome
                 if isinstance(outcome, Refused):
-                    out.update(
-                        {
-                            i: RecordResult.rejected(i, outcome.error, outcome.call_id)
-                            for i in segment.items
-                        }
-                    )
+                    for i in segment.items:
+                        out[i] = RecordResult.rejected(i, outcome.error, outcome.call_id)
                     continue
-                answers = outcome.json
-                for i, item in zip(segment.items, answers, strict=False):
+                for i, item in zip(segment.items, outcome.json, strict=False):
                     rid = item.get("id")
                     out[i] = (
                         RecordResult.ok(i, outcome.call_id, None if rid is None else str(rid))
                         if item.get("success")
                         else RecordResult.rejected(i, item_error(item), outcome.call_id)
                     )
-                for i in segment.items[len(answers) :]:
-                    out[i] = RecordResult.rejected(i, "no result from Salesforce", outcome.call_id)
         return out
 
-    async def _rest_delete(self, ids: dict[int, str]) -> dict[int, RecordResult]:
+    async def _rest_delete(
+        self, identity: Identity, ids: Mapping[int, str]
+    ) -> dict[int, RecordResult]:
         out: dict[int, RecordResult] = {}
         indexes = list(ids)
         for start in range(0, len(indexes), COLLECTION_SIZE):
@@ -411,7 +359,7 @@ class SalesforceDestination:
             query = urlencode({"ids": ",".join(ids[i] for i in part), "allOrNone": "false"})
             result = await self.session.call("DELETE", f"/composite/sobjects?{query}")
             if result.status != 200 or not isinstance(result.json, list):
-                self._raise_config(result)
+                self._raise_config(identity, result)
                 error = result.error or f"{result.status} {result.reason}"
                 out.update({i: RecordResult.rejected(i, error, result.call_id) for i in part})
                 continue
@@ -426,53 +374,45 @@ class SalesforceDestination:
                 )
         return out
 
-    def _raise_config(self, result: HttpResult) -> None:
+    def _raise_config(self, identity: Identity, result: HttpResult) -> None:
         codes = {c for c, _ in sf_errors(result.json)}
         if result.status in (400, 404) and codes & CONFIG_CODES:
             raise DestinationError(
-                f"salesforce refused the {self.object} call ({result.error}): check `object`, "
-                "`external_id_field` and the sync's mappings",
+                f"salesforce refused the {identity.object} call ({result.error}): check "
+                "`object`, `external_id_field` and the sync's mappings",
                 failure=FailureType.CONFIG,
                 status=result.status,
             )
 
-    async def _bulk_upsert(
-        self, batch: Batch, rows: dict[int, dict[str, Any]]
+    async def _bulk(
+        self, rows: Rows, operation: str, idx: Sequence[int], ids: Mapping[int, str] | None = None
     ) -> dict[int, RecordResult]:
-        assert self.external_id is not None and self.object is not None
-        columns = list(batch.fields)
-        order = list(rows)
-        cells = [[cell(rows[i].get(c), skip_null=c not in rows[i]) for c in columns] for i in order]
-        job = BulkJob(self.object, "upsert", columns, cells, self.external_id, self.external_id)
-        ids: dict[int, str] = {}
-        return self._bulk_results(order, await self._run(job, ids), ids)
-
-    async def _bulk_delete(self, ids: dict[int, str]) -> dict[int, RecordResult]:
-        assert self.object is not None
-        order = list(ids)
-        job = BulkJob(self.object, "delete", ["Id"], [[ids[i]] for i in order], "Id")
-        return self._bulk_results(order, await self._run(job))
-
-    async def _run(self, job: BulkJob, ids: dict[int, str] | None = None) -> dict[int, str | None]:
-        return await run_bulk(
+        """One Bulk API 2.0 load of the records at ``idx``: an ``upsert`` keyed on the
+        external id field, or an ``update`` or ``delete`` keyed on their ``ids``."""
+        identity = rows.identity
+        fields = [] if operation == "delete" else list(rows.batch.fields)
+        cells = []
+        for i in idx:
+            record = rows.records[i]
+            row = [cell(record.get(c), skip_null=c not in record) for c in fields]
+            cells.append(row if ids is None else [ids[i], *row])
+        if ids is None:
+            job = BulkJob(identity.object, operation, fields, cells, identity.field, identity.field)
+        else:
+            job = BulkJob(identity.object, operation, ["Id", *fields], cells, "Id")
+        found: dict[int, str] = {}
+        outcome = await run_bulk(
             self.session.call,
             job,
             poll_interval=self.config.poll_interval_seconds,
             timeout=self.config.bulk_timeout_seconds,
-            record_ids=ids,
+            record_ids=found,
         )
-
-    def _bulk_results(
-        self,
-        order: list[int],
-        outcome: dict[int, str | None],
-        ids: dict[int, str] | None = None,
-    ) -> dict[int, RecordResult]:
         out: dict[int, RecordResult] = {}
-        for row, i in enumerate(order):
-            error = outcome.get(row, "no result from Salesforce")
+        for row_at, i in enumerate(idx):
+            error = outcome.get(row_at)
             out[i] = (
-                RecordResult.ok(i, record_id=(ids or {}).get(row))
+                RecordResult.ok(i, record_id=found.get(row_at))
                 if error is None
                 else RecordResult.rejected(i, self.redactor.text(error) or error)
             )

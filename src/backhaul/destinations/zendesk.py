@@ -4,7 +4,8 @@ Every write is a Zendesk bulk job (at most 100 items): the call answers with a q
 ``job_status`` that is polled until it completes; its ``results`` come back in request
 order and are mapped to record indexes. Users upsert with ``create_or_update_many``;
 other operations look the records up first (``show_many`` by external id, search by email)
-and then create, update or destroy only the ones that need it. Tickets can only be created.
+and then create, update or destroy only the ones that need it
+(:mod:`backhaul.destinations.keyed`). Tickets can only be created.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-import pyarrow as pa
 from pydantic import Field, model_validator
 
 from backhaul.destinations.base import (
@@ -29,13 +29,16 @@ from backhaul.destinations.base import (
     SyncProblem,
     SyncShape,
 )
-from backhaul.destinations.http import RateLimit, RetryPolicy
-from backhaul.destinations.http.connector import (
-    client_for,
-    identity_field,
-    identity_problems,
-    redactor_for,
-    run_bounded,
+from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
+from backhaul.destinations.keyed import (
+    Answers,
+    Found,
+    Gone,
+    Identity,
+    KeyedDestination,
+    Rows,
+    Upsert,
+    keyed_capabilities,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -47,9 +50,10 @@ IDENTITIES: dict[str, tuple[str, ...]] = {
     "tickets": ("external_id",),
 }
 FINISHED = ("completed", "failed", "killed")
+TICKETS_INSERT_ONLY = "zendesk tickets can only be created: set `mode: insert` in the sync"
 
 
-class ZendeskConfig(DestinationConfig):
+class ZendeskConfig(HttpDestinationConfig):
     """``destinations/NAME.yml`` with ``type: zendesk``."""
 
     type: Literal["zendesk"]
@@ -67,9 +71,6 @@ class ZendeskConfig(DestinationConfig):
         RateLimit(requests=200, per_seconds=60),
         description="Requests per window (Zendesk plans allow 200 to 2,500 a minute).",
     )
-    concurrency: int = Field(4, ge=1, le=32, description="Calls in flight at once.")
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout_seconds: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _complete(self) -> ZendeskConfig:
@@ -84,207 +85,148 @@ class ZendeskConfig(DestinationConfig):
         return (self.base_url or f"https://{self.subdomain}.zendesk.com").rstrip("/")
 
 
-CAPABILITIES = Capabilities(
-    json_records=True,
-    # Job results carry each record's Zendesk id; a user or organization whose identity
-    # value changed is updated by that id (update_many), so it is kept, not replaced.
-    record_ids=True,
-    update_by_id=True,
-    operations=frozenset(Operation),
-    max_batch_size=MAX_BATCH,
-    default_batch_size=MAX_BATCH,
-    default_concurrency=4,
+# Job results carry each record's Zendesk id; a user or organization whose identity value
+# changed is updated by that id (update_many), so it is kept, not replaced.
+CAPABILITIES = keyed_capabilities(
+    max_batch_size=MAX_BATCH, default_batch_size=MAX_BATCH, default_concurrency=4
 )
 
 
-class ZendeskDestination:
+class ZendeskDestination(KeyedDestination):
     """Writes users, organizations or tickets to Zendesk; see :class:`ZendeskConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = ZendeskConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
+    vendor = "zendesk"
+    identities = IDENTITIES
+    nested = True
+    ignore_case = True
+    config: ZendeskConfig
 
-    @staticmethod
-    def check_sync(config: ZendeskConfig, shape: SyncShape) -> list[SyncProblem]:
-        """The object and its identity field, before anything runs."""
-        name = shape.object or config.object
-        problems = identity_problems("zendesk", IDENTITIES, name, list(shape.match_fields))
+    @classmethod
+    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
+        """The object and its identity field; tickets only in insert mode."""
+        problems = super().check_sync(config, shape)
+        name = shape.object or getattr(config, "object", None)
         if not problems and name == "tickets" and shape.operations - {Operation.INSERT}:
-            message = "zendesk tickets can only be created: set `mode: insert` in the sync"
-            problems.append(SyncProblem("mode", message))
+            problems.append(SyncProblem("mode", TICKETS_INSERT_ONLY))
         return problems
 
     def __init__(self, config: ZendeskConfig, context: DestinationContext) -> None:
-        self.config = config
+        secrets: list[str | None]
         if config.oauth_token:
-            auth = f"Bearer {config.oauth_token}"
-            self.redactor = redactor_for(context, config.oauth_token)
+            auth, secrets = f"Bearer {config.oauth_token}", [config.oauth_token]
         else:
             raw = f"{config.email}/token:{config.api_token}".encode()
             auth = "Basic " + base64.b64encode(raw).decode("ascii")
-            self.redactor = redactor_for(context, config.api_token, auth.partition(" ")[2])
-        self.object: str = config.object
-        self._gate = asyncio.Semaphore(config.concurrency)
-        self.client = client_for(
-            "zendesk",
+            secrets = [config.api_token, auth.partition(" ")[2]]
+        what = "oauth_token" if config.oauth_token else "email and api_token"
+        fix = f"check `{what}` in the destination file (the token must belong to an agent or admin)"
+        super().__init__(
             config,
             context,
-            self.redactor,
-            concurrency=config.concurrency,
+            *secrets,
             headers={"Authorization": auth, "Accept": "application/json"},
+            hints={401: fix, 403: fix},
         )
 
     def _url(self, path: str) -> str:
         return f"{self.config.root}/api/v2/{path}"
 
-    async def check(self) -> None:
-        """Check ``base_url``, then read the authenticated user: bad credentials are a
-        CONFIG error."""
-        if not self.config.root.startswith(("http://", "https://")):
-            raise DestinationError(
-                "zendesk `base_url` must start with http:// or https://: fix it in the "
-                "destination file",
-                failure=FailureType.CONFIG,
-            )
-        try:
-            await self.client.request("GET", self._url("users/me.json"))
-        except DestinationError as exc:
-            if exc.status in (401, 403):
-                what = "oauth_token" if self.config.oauth_token else "email and api_token"
-                raise DestinationError(
-                    f"zendesk refused the credentials ({exc.status}): check `{what}` in the "
-                    "destination file (the token must belong to an agent or admin)",
-                    failure=FailureType.CONFIG,
-                    status=exc.status,
-                ) from None
-            raise
-        finally:
-            await self.client.aclose()  # a connection test runs in an event loop of its own
-
-    async def prepare(
-        self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
-    ) -> None:
-        """Check the object and the identity field."""
-        name = object or self.config.object
-        identity_field("zendesk", IDENTITIES, name, list(match_fields))
-        self.object = name
+    async def probe(self) -> None:
+        """Read the authenticated user: bad credentials are a CONFIG error."""
+        await self.client.request("GET", self._url("users/me.json"))
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Send one batch (at most 100 records) as Zendesk jobs and map their results."""
-        object = self.object
-        op = batch.operation
-        if object == "tickets" and op is not Operation.INSERT:
-            raise DestinationError(
-                "zendesk tickets can only be created: set `mode: insert` in the sync",
-                failure=FailureType.CONFIG,
-            )
-        match = batch.match_fields[0] if batch.match_fields else IDENTITIES[object][0]
-        records = list(batch.records())
-        results: dict[int, RecordResult] = {}
-        todo: list[int] = []
-        for i, record in enumerate(records):
-            if record.get(match) in (None, ""):
-                results[i] = RecordResult.rejected(i, f"no {match} value: zendesk needs one")
-            else:
-                todo.append(i)
-        known = batch.record_ids
-        if known is not None and op in (Operation.UPSERT, Operation.UPDATE):
-            # Identity values that changed: update the record they were delivered as, by id.
-            by_id = [i for i in todo if known[i]]
-            if by_id:
-                items = [{**records[i], "id": _zendesk_id(known[i])} for i in by_id]
-                moved = await self._job("PUT", f"{object}/update_many.json", object, items, by_id)
-                gone = {i for i, r in moved.items() if "RecordNotFound" in (r.error or "")}
-                results.update({i: r for i, r in moved.items() if i not in gone})
-                todo = [i for i in todo if i not in results]
-        if object == "users" and op is Operation.UPSERT:
-            items = [records[i] for i in todo]
-            results.update(
-                await self._job("POST", "users/create_or_update_many.json", object, items, todo)
-            )
-            return [results[i] for i in range(len(records))]
-        found = await self._lookup(object, match, [str(records[i][match]) for i in todo])
-        existing = [i for i in todo if str(records[i][match]).lower() in found]
-        missing = [i for i in todo if i not in set(existing)]
-        ids = {i: found[str(records[i][match]).lower()] for i in existing}
-        if op in (Operation.INSERT, Operation.CLEAR, Operation.DELETE):
-            for i in existing if op is Operation.INSERT else missing:
-                results[i] = RecordResult.ok(i)  # nothing to do: already there / already gone
-        if op is Operation.UPDATE:
-            for i in missing:
-                value = records[i][match]
-                results[i] = RecordResult.rejected(
-                    i, f"no zendesk {object[:-1]} with {match} {value}: update mode creates none"
-                )
-        if op in (Operation.UPSERT, Operation.INSERT) and missing:
-            items = [records[i] for i in missing]
-            results.update(
-                await self._job("POST", f"{object}/create_many.json", object, items, missing)
-            )
-        if op in (Operation.UPSERT, Operation.UPDATE, Operation.CLEAR) and existing:
-            items = [{**records[i], "id": ids[i]} for i in existing]
-            results.update(
-                await self._job("PUT", f"{object}/update_many.json", object, items, existing)
-            )
-        if op is Operation.DELETE and existing:
-            path = f"{object}/destroy_many.json?ids=" + ",".join(str(ids[i]) for i in existing)
-            results.update(await self._job("DELETE", path, object, None, existing))
-        return [results[i] for i in range(len(records))]
+        object = self.identity.object if self.identity else batch.object or self.config.object
+        if object == "tickets" and batch.operation is not Operation.INSERT:
+            raise DestinationError(TICKETS_INSERT_ONLY, failure=FailureType.CONFIG)
+        return await super().write(batch)
 
-    async def close(self) -> None:
-        await self.client.aclose()
+    def native_upsert(self, identity: Identity) -> Upsert | None:
+        return self._upsert_users if identity.object == "users" else None
 
-    # -- lookups -------------------------------------------------------------------------
+    # -- the calls of a keyed write (backhaul.destinations.keyed) ---------------------------
 
-    async def _lookup(self, object: str, match: str, values: list[str]) -> dict[str, int]:
-        """Zendesk ids of the records that exist, by lower-cased identity value."""
-        if not values:
-            return {}
+    async def find(self, rows: Rows, idx: Sequence[int]) -> Found:
+        """Zendesk ids of the records that exist: ``show_many`` by external id, else a
+        search (users by email) or a list (tickets by external id) per record."""
+        object, match = rows.identity.object, rows.identity.field
+        values = [rows.keys[i] for i in idx]
         if match == "external_id" and object != "tickets":
             joined = ",".join(quote(v, safe="@") for v in values)
             result = await self.client.request(
                 "GET", self._url(f"{object}/show_many.json?external_ids={joined}")
             )
-            self._raise_unless_ok(result.error, "look up records")
-            rows = (result.json or {}).get(object) or []
-            return {
-                str(r["external_id"]).lower(): int(r["id"]) for r in rows if r.get("external_id")
+            found = {
+                str(r["external_id"]).lower(): str(r["id"])
+                for r in self._rows(object, result)
+                if r.get("external_id")
             }
+        else:
 
-        async def one(value: str) -> tuple[str, int | None]:
-            if object == "users":
-                path = "users/search.json?query=" + quote(f'email:"{value}"', safe="")
-            else:
-                path = "tickets.json?external_id=" + quote(value, safe="")
-            result = await self.client.request("GET", self._url(path))
-            self._raise_unless_ok(result.error, "look up records")
-            rows = (result.json or {}).get(object) or []
-            hit = next((r for r in rows if str(r.get(match, "")).lower() == value.lower()), None)
-            return value.lower(), None if hit is None else int(hit["id"])
+            async def one(value: str) -> str | None:
+                if object == "users":
+                    path = "users/search.json?query=" + quote(f'email:"{value}"', safe="")
+                else:
+                    path = "tickets.json?external_id=" + quote(value, safe="")
+                result = await self.client.request("GET", self._url(path))
+                hits = self._rows(object, result)
+                hit = next((r for r in hits if str(r.get(match, "")).lower() == value.lower()), None)
+                return None if hit is None else str(hit["id"])
 
-        pairs = await run_bounded(self._gate, values, one)
-        return {value: id_ for value, id_ in pairs if id_ is not None}
+            found = {v.lower(): id_ for v, id_ in (await self.each(values, one)).items() if id_}
+        return {i: found[rows.keys[i].lower()] for i in idx if rows.keys[i].lower() in found}
 
     @staticmethod
-    def _raise_unless_ok(error: str | None, doing: str) -> None:
-        if error is not None:
+    def _rows(object: str, result: HttpResult) -> list[dict[str, Any]]:
+        """The records of a lookup's answer; a refused lookup is a CONFIG error."""
+        if result.error is not None:
             raise DestinationError(
-                f"zendesk refused to {doing} ({error}): check the sync's match field",
+                f"zendesk refused to look up records ({result.error}): check the sync's match "
+                "field",
                 failure=FailureType.CONFIG,
             )
+        found = (result.json or {}).get(object) or []
+        return [r for r in found if isinstance(r, dict)]
+
+    async def create(self, rows: Rows, idx: Sequence[int]) -> Answers:
+        items = [rows.records[i] for i in idx]
+        return await self._job(rows, "POST", "create_many.json", items, idx)
+
+    async def update(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
+        """``update_many`` by Zendesk id; an id Zendesk no longer has is :class:`Gone`."""
+        items = [{**rows.records[i], "id": _zendesk_id(rid)} for i, rid in ids.items()]
+        done = await self._job(rows, "PUT", "update_many.json", items, list(ids))
+        return {
+            i: Gone(r.error or "", r.call_id) if "RecordNotFound" in (r.error or "") else r
+            for i, r in done.items()
+        }
+
+    async def delete(self, rows: Rows, ids: Mapping[int, str]) -> Answers:
+        path = "destroy_many.json?ids=" + ",".join(ids.values())
+        return await self._job(rows, "DELETE", path, None, list(ids))
+
+    async def _upsert_users(self, rows: Rows, idx: Sequence[int]) -> Answers:
+        items = [rows.records[i] for i in idx]
+        return await self._job(rows, "POST", "create_or_update_many.json", items, idx)
 
     # -- jobs ----------------------------------------------------------------------------
 
     async def _job(
         self,
+        rows: Rows,
         method: str,
-        path: str,
-        object: str,
+        action: str,
         items: list[dict[str, Any]] | None,
-        indexes: list[int],
+        indexes: Sequence[int],
     ) -> dict[int, RecordResult]:
-        """Run one bulk job for the records at ``indexes``; results by batch index."""
+        """Run one bulk job (``action`` on the object) for the records at ``indexes``;
+        results by batch index."""
+        object = rows.identity.object
         body = None if items is None else {object: items}
-        submitted = await self.client.request(method, self._url(path), json=body)
+        submitted = await self.client.request(method, self._url(f"{object}/{action}"), json=body)
         call = submitted.call_id
         if not submitted.ok:
             error = submitted.error or f"{submitted.status} {submitted.reason}"
@@ -313,8 +255,6 @@ class ZendeskDestination:
             else:
                 rid = entry.get("id")
                 out[i] = RecordResult.ok(i, call, None if rid is None else str(rid))
-        for i in indexes:
-            out.setdefault(i, RecordResult.rejected(i, "zendesk reported no result for it", call))
         return out
 
     async def _wait(self, job_id: str, job: dict[str, Any]) -> dict[str, Any]:

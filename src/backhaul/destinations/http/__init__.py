@@ -3,7 +3,9 @@
 A connector builds an :class:`HttpClient` and calls :meth:`HttpClient.request`; the toolkit
 waits for the :class:`RateLimiter`, retries transient failures per the :class:`RetryPolicy`,
 records every attempt (redacted) and raises :class:`~backhaul.errors.DestinationError`
-with the right failure type when a call cannot succeed.
+with the right failure type when a call cannot succeed. A REST connector subclasses
+:class:`HttpDestination` and :class:`HttpDestinationConfig`, which own that client, its
+settings, ``check()`` and ``close()``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from backhaul.destinations.http.client import (
     redact_url,
     split_batch,
 )
+from backhaul.destinations.http.destination import HttpDestination, HttpDestinationConfig
 from backhaul.destinations.http.ratelimit import (
     Permit,
     RateLimit,
@@ -42,6 +45,8 @@ __all__ = [
     "SUCCESS",
     "Action",
     "HttpClient",
+    "HttpDestination",
+    "HttpDestinationConfig",
     "HttpResult",
     "Permit",
     "RateLimit",

@@ -184,6 +184,9 @@ class HttpClient:
         rand: Source of jitter in ``[0, 1)``.
         waits: Told of every wait (rate-limit pauses, retries, throttling), so the run can
             report and count them.
+        hints: What to do, by HTTP status, in the message of a call that failed with that
+            status: the vendor's own words, merged over the hints of
+            :data:`~backhaul.destinations.http.retry.STATUS_RULES` (see :meth:`hint`).
     """
 
     def __init__(
@@ -202,8 +205,10 @@ class HttpClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         waits: WaitObserver | None = None,
+        hints: Mapping[int, str] | None = None,
     ) -> None:
         self.label = label
+        self.hints = dict(hints or {})
         self.waits: WaitObserver = waits or NoWaits()
         self.recorder = recorder
         self.redactor = redactor or Redactor()
@@ -235,6 +240,11 @@ class HttpClient:
             )
             self._loop = loop
         return self._client
+
+    def hint(self, status: int) -> str:
+        """What to do about a call that failed with ``status``: the connector's hint for it,
+        else the toolkit's."""
+        return self.hints.get(status) or classify_status(status).hint
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -376,7 +386,7 @@ class HttpClient:
             times = f" {attempt} times" if attempt > 1 else ""
             raise DestinationError(
                 f"{self.label} at {host} answered {response.status_code} "
-                f"{response.reason_phrase}{times}: {rule.hint}",
+                f"{response.reason_phrase}{times}: {self.hint(response.status_code)}",
                 failure=rule.failure,
                 status=response.status_code,
                 retry_after=wait,

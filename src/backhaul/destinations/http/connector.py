@@ -56,9 +56,11 @@ def client_for(
     limiter: RateLimiter | None = None,
     recorder: CallRecorder | None = None,
     pause_hint: PauseHint | None = None,
+    hints: Mapping[int, str] | None = None,
 ) -> HttpClient:
     """The :class:`HttpClient` a destination file asks for: its retry policy, timeout and
-    rate limit (``limiter`` replaces the token bucket built from ``rate_limit``).
+    rate limit (``limiter`` replaces the token bucket built from ``rate_limit``); ``hints``
+    says what to do about a failed call, by status (see :meth:`HttpClient.hint`).
 
     When the run has a shared budget for the destination's account and the file sets a
     ``rate_limit``, the limiter also keeps to that budget (:class:`SharedLimiter`), so every
@@ -80,6 +82,7 @@ def client_for(
         headers=headers,
         pause_hint=pause_hint,
         waits=context.waits,
+        hints=hints,
     )
 
 
