@@ -12,10 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -34,6 +35,7 @@ from backhaul.web import security
 from backhaul.web.auth import LoginLimiter
 from backhaul.web.auth import router as auth_router
 from backhaul.web.cache import AnswerCache
+from backhaul.web.reload import ProjectWatcher, reload_if_changed
 from backhaul.web.runs import RunManager
 from backhaul.web.sessions import Clock, SessionLifetimes, SessionStore, utc_now
 from backhaul.web.users import UserStore
@@ -54,10 +56,13 @@ class WebSettings(WebConfig):
         secret_key: Signs session cookies. Default: generated once and kept in
             ``<state dir>/web_secret`` (mode 0600), so cookies survive a restart.
         max_body_bytes: Larger request bodies are refused with 413.
+        reload_seconds: How often, at most, a request first looks whether the project's
+            files changed (and loads them again when they did).
     """
 
     secret_key: str | None = Field(None, min_length=32)
     max_body_bytes: int = Field(1024 * 1024, gt=0)
+    reload_seconds: float = Field(2.0, ge=0)
 
     @classmethod
     def for_project(cls, project: Project, **overrides: Any) -> WebSettings:
@@ -203,6 +208,14 @@ def create_app(
 
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    app.state.watcher = ProjectWatcher(project.root, settings.reload_seconds)
+
+    @app.middleware("http")
+    async def follow_project_files(request: Request, call_next: Any) -> Any:
+        # Files changed by a pull, an editor or another worker's save: load them again.
+        await run_in_threadpool(reload_if_changed, request.app.state)
+        return await call_next(request)
 
     app.add_middleware(_Sessions, secret_key=secret_key, max_age=settings.session_max_age)
     security.install(app, max_body_bytes=settings.max_body_bytes)

@@ -279,10 +279,10 @@ def _summary(conditions: list[Condition]) -> str:
 def reload_project(request: Request) -> Project:
     """Load the project again after a save, for every page and the run manager."""
     from backhaul.api import load_project
+    from backhaul.web.reload import adopt
 
     project = load_project(request.app.state.project.root)
-    request.app.state.project = project
-    request.app.state.runs.project = project
+    adopt(request.app.state, project)
     return project
 
 
