@@ -123,7 +123,11 @@ def plan(
     project = _load(project_dir, isolate=True)
     summary = plan_sync(project, sync, full_resync=full_resync, sample=sample)
     if as_json:
-        data = summary.as_dict() | {"samples": summary.samples, "invalid": summary.invalid_samples}
+        data = summary.as_dict() | {
+            "samples": summary.samples,
+            "invalid": summary.invalid_samples,
+            "notes": summary.notes,
+        }
         print(json.dumps(data, default=str, indent=2))
     else:
         plan_table(_console(), summary)

@@ -203,6 +203,8 @@ def plan_table(console: Console, s: RunSummary) -> None:
     console.print(f"[bold]{s.sync}[/] (dry run, nothing sent): {counts_line(s.counts)}")
     if s.error:
         console.print(f"[red]guard:[/] {escape(s.error)}", highlight=False)
+    for note in s.notes:
+        console.print(escape(note), highlight=False)
     for op in ("rekey", "add", "change", "retry", "remove", "skip"):
         rows = s.samples.get(op)
         if not rows:

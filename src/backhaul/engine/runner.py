@@ -34,6 +34,7 @@ from backhaul.engine.batches import rename_fields, sort_results, split_chunk, ta
 from backhaul.engine.failures import Phase
 from backhaul.engine.finite import policy_for
 from backhaul.engine.guards import check_guards
+from backhaul.engine.hooks import post_variables, pre_variables, run_hooks, skipped_hooks_note
 from backhaul.engine.summary import (
     Counts,
     RowOp,
@@ -50,6 +51,7 @@ from backhaul.errors import (
     DestinationError,
     FailureType,
     GuardError,
+    HookError,
     ModelError,
     StateError,
 )
@@ -170,6 +172,15 @@ class SyncRun:
         caps = type(dest).capabilities
         self.batch_size = self._batch_size(dest)
         finite = policy_for(self.sync, caps)
+        self.summary.full_resync = options.full_resync
+        try:
+            # Before the model is read: a hook may refresh what it reads.
+            run_hooks(
+                self.project, self.sync, "pre", pre_variables(self.summary, trigger=options.trigger)
+            )
+        except HookError as exc:
+            asyncio.run(dest.close())
+            return self._failed_before_start(exc)
         try:
             ws = open_workspace(
                 self.project,
@@ -182,7 +193,6 @@ class SyncRun:
             asyncio.run(dest.close())
             return self._failed_before_start(exc)
         self.ws = ws
-        self.summary.full_resync = options.full_resync
         self.store.mark_abandoned(self.sync.name)
         self.store.start_run(
             self.run_id,
@@ -228,6 +238,8 @@ class SyncRun:
                 self.summary.status = RunStatus.FAILED
             else:
                 self.summary.status, self.summary.error = final_status(c, self.run_id)
+            ws.close()  # committed; the warehouse file is free for the post hooks
+            self._post_hooks(options.trigger)
         except GuardError as exc:
             self.summary.status = RunStatus.GUARDED
             self.summary.error = exc.message
@@ -250,6 +262,16 @@ class SyncRun:
             self._write_back()
             self.events(RunFinished(self.summary))
         return self.summary
+
+    def _post_hooks(self, trigger: str) -> None:
+        """The sync's post hooks; one failing fails the run, what was delivered stays."""
+        try:
+            run_hooks(
+                self.project, self.sync, "post", post_variables(self.summary, trigger=trigger)
+            )
+        except HookError as exc:
+            self.summary.status = RunStatus.FAILED
+            self.summary.error = exc.message
 
     def _failed_before_start(self, exc: BackhaulError) -> RunSummary:
         """Record a run that failed before its state was opened (nothing was sent)."""
@@ -571,6 +593,7 @@ def plan_sync(
             {"key": k if k is not None else "(null)", "reason": r}
             for k, r in planner.invalid_rows(ws, 20)
         ]
+        summary.notes = skipped_hooks_note(project, sync)
         summary.finished_at = datetime.now(UTC)
         return summary
     finally:

@@ -132,6 +132,7 @@ class RunSummary:
     # Configuration errors that kept the sync from running (`file:line: key: message`);
     # a refused run is `failed` and nothing was read or sent.
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a dry run left out (hooks)
 
     @property
     def refused(self) -> bool:
