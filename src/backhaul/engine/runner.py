@@ -315,6 +315,11 @@ class SyncRun:
         self.summary.invalid_samples = [{"key": k, "reason": r} for k, r in rows[:20]]
 
     def _batch_size(self, dest: Destination) -> int:
+        # A destination that sums a whole run up in one message (Slack's run digest) takes
+        # the run as one batch: its rows are acknowledged together once that message is in.
+        whole: int | None = getattr(dest, "run_batch_size", None)
+        if whole:
+            return whole
         caps = type(dest).capabilities
         size = (
             self.sync.config.batch_size
