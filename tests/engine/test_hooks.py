@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -210,3 +211,64 @@ def test_postgres_failing_pre_hook_rolls_back_and_redacts_secrets(
     assert _pg(pg_db, "SELECT count(*) FROM marks") == [(0,)]
     assert not project.state_file("s").exists()
     assert not (project.root / "dest.sqlite").exists()
+
+
+# -- MariaDB ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def maria_db() -> Iterator[str]:
+    from tests.sources import maria_database, maria_exec
+
+    with maria_database("bh_hooks") as name:
+        maria_exec(
+            name,
+            "CREATE TABLE users (id BIGINT PRIMARY KEY, email VARCHAR(200))",
+            "CREATE TABLE marks (n INT)",
+            "CREATE TABLE audit (run_id VARCHAR(64), sync VARCHAR(64), status VARCHAR(16), "
+            "succeeded BIGINT, added BIGINT, error TEXT)",
+        )
+        yield name
+
+
+def _maria(db: str, sql: str) -> list[tuple[Any, ...]]:
+    from tests.sources import maria_connect
+
+    conn = maria_connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def _maria_project(project: Builder, db: str, **hooks: Any) -> None:
+    project.write("sources/my.yml", {"type": "mysql", "url": f"mysql://root@127.0.0.1:3306/{db}"})
+    project.write("models/users.yml", {"source": "my", "primary_key": "id"})
+    project.write("models/users.sql", "SELECT * FROM users\n")
+    project.sqlite_destination()
+    project.sync("s", hooks=hooks)
+
+
+def test_mariadb_hooks_fill_what_the_model_reads_and_audit(project: Builder, maria_db: str) -> None:
+    fill = "INSERT INTO users VALUES (1, 'a@x.com'), (2, 'b@x.com')"
+    _maria_project(project, maria_db, pre=[fill], post=[AUDIT])
+
+    run = project.run("s")
+
+    assert run.status is RunStatus.SUCCEEDED and run.counts.succeeded == 2
+    assert _maria(maria_db, "SELECT * FROM audit") == [(run.run_id, "s", "succeeded", 2, 2, None)]
+
+
+def test_mariadb_failing_pre_hook_rolls_back_its_dml(project: Builder, maria_db: str) -> None:
+    _maria_project(
+        project, maria_db, pre=["INSERT INTO marks VALUES (1)", "SELECT * FROM missing_table"]
+    )
+
+    run = project.run("s")
+
+    assert run.status is RunStatus.FAILED and run.error is not None
+    assert "hooks.pre.1" in run.error and "missing_table" in run.error
+    assert _maria(maria_db, "SELECT count(*) FROM marks") == [(0,)]
+    assert not project.state_file("s").exists()
