@@ -96,6 +96,17 @@ def test_failing_post_hook_fails_the_run_but_keeps_what_was_delivered(project: B
     assert project.state_file("s").stat().st_size >= before
 
 
+def test_failing_post_hook_keeps_the_earlier_failure_in_the_error(project: Builder) -> None:
+    nulls = "INSERT INTO users SELECT NULL, email FROM raw"  # every row invalid: run fails
+    _duckdb_project(project, pre=["DELETE FROM users", nulls], post=["SELECT * FROM nope"])
+
+    run = project.run("s")
+
+    assert run.status is RunStatus.FAILED and run.error is not None
+    assert run.error.startswith("syncs/s.yml:") and "hooks.post.0" in run.error
+    assert "the run had failed before: nothing valid could be delivered" in run.error
+
+
 def test_plan_does_not_run_hooks_and_says_so(project: Builder) -> None:
     _duckdb_project(project, pre=["INSERT INTO marks VALUES (1)"], post=[AUDIT])
 

@@ -270,8 +270,11 @@ class SyncRun:
                 self.project, self.sync, "post", post_variables(self.summary, trigger=trigger)
             )
         except HookError as exc:
+            earlier = self.summary.error if self.summary.status is RunStatus.FAILED else None
             self.summary.status = RunStatus.FAILED
-            self.summary.error = exc.message
+            self.summary.error = exc.message + (
+                f" (the run had failed before: {earlier})" if earlier else ""
+            )
 
     def _failed_before_start(self, exc: BackhaulError) -> RunSummary:
         """Record a run that failed before its state was opened (nothing was sent)."""
