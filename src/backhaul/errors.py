@@ -102,6 +102,29 @@ class ModelError(BackhaulError):
         self.reason = message
 
 
+class HookError(BackhaulError):
+    """A sync's ``hooks`` statement failed in the warehouse (or could not be rendered).
+
+    Names the sync file, its line and the ``hooks.pre.N`` / ``hooks.post.N`` key like a
+    :class:`ConfigError`; it is not one because the same SQL may work on the next run.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        key: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(ConfigError.format(message, file, line, key), detail=detail)
+        self.file = file
+        self.line = line
+        self.key = key
+        self.reason = message
+
+
 class StateError(BackhaulError):
     """Backhaul's own state cannot be used: a sync's snapshot file or the run store is
     damaged, or the disk they are on is full. The message names the file and what to run."""

@@ -23,10 +23,23 @@ def _json_filter(value: Any) -> str:
     return dumps_json(value).decode("utf-8")
 
 
+def _sql_filter(value: Any) -> str:
+    """``value`` as a SQL literal: NULL, TRUE/FALSE, a number, or quoted text."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def liquid_environment() -> Environment:
-    """A Liquid environment: undefined variables are errors; adds the ``json`` filter."""
+    """A Liquid environment: undefined variables are errors; adds the ``json`` and ``sql``
+    filters."""
     env = Environment(undefined=StrictUndefined, autoescape=False)
     env.filters["json"] = _json_filter
+    env.filters["sql"] = _sql_filter
     return env
 
 
@@ -46,6 +59,8 @@ class TemplateCheck:
     error: str | None = None
     error_line: int | None = None  # the line of the template the parse error is on
     variables: frozenset[str] = frozenset()  # root names the template reads
+    # every variable path the template reads (`run.id` is ("run", "id"))
+    paths: frozenset[tuple[str, ...]] = frozenset()
     unknown_filters: tuple[str, ...] = ()  # filters the environment does not have
 
 
@@ -58,7 +73,12 @@ def check_template(source: str, env: Environment | None = None) -> TemplateCheck
     except LiquidError as exc:
         return TemplateCheck(error=_message(exc), error_line=_line(exc, source))
     unknown = tuple(sorted(name for name in analysis.filters if name not in env.filters))
-    return TemplateCheck(variables=frozenset(analysis.globals), unknown_filters=unknown)
+    paths = frozenset(
+        tuple(str(s) for s in var.segments) for uses in analysis.globals.values() for var in uses
+    )
+    return TemplateCheck(
+        variables=frozenset(analysis.globals), paths=paths, unknown_filters=unknown
+    )
 
 
 def liquid_problem(source: str) -> str | None:

@@ -234,6 +234,7 @@ def plan(
                 "samples": summary.samples,
                 "invalid": summary.invalid_samples,
                 "warnings": summary.warnings,
+                "notes": summary.notes,
             }
             found.append(summary.as_dict() | extra)
         else:

@@ -205,6 +205,8 @@ def plan_table(console: Console, s: RunSummary) -> None:
         console.print(f"[red]guard:[/] {escape(s.error)}", highlight=False)
     for line in s.warnings:
         console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+    for note in s.notes:
+        console.print(escape(note), highlight=False)
     for op in ("rekey", "add", "change", "retry", "remove", "skip"):
         rows = s.samples.get(op)
         if not rows:

@@ -192,6 +192,7 @@ def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[Conf
     # A primary key the model lacks is the cause; how it maps to a match field is not.
     errors += _match_errors(sync, None if model_errors else model, cls)
     errors += _template_errors(sync)
+    errors += _hook_errors(project, sync)
     if cls is not None and dest is not None:
         errors += _batch_errors(project, sync, dest, cls)
         errors += _non_finite_errors(sync, cls)
@@ -388,6 +389,13 @@ def _template_errors(sync: SyncDef) -> list[ConfigError]:
         elif found.unknown_filters:
             errors.append(_error(unknown_filters_text(found.unknown_filters), sync.positions, key))
     return errors
+
+
+def _hook_errors(project: Project, sync: SyncDef) -> list[ConfigError]:
+    """`hooks` Liquid (variables, filters) and whether the model's source can run them."""
+    from backhaul.engine.hooks import hook_errors
+
+    return hook_errors(project, sync)
 
 
 def _alert_errors(project: Project) -> list[ConfigError]:

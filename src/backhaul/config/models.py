@@ -54,10 +54,37 @@ class StateConfig(Strict):
         return check_memory_limit(value)
 
 
+class HooksConfig(Strict):
+    """`hooks:` SQL run on the model's source warehouse around a run (docs/runs.md#hooks)."""
+
+    pre: list[str] | None = Field(
+        None,
+        description="Statements run before the model is read (e.g. refresh a materialised "
+        "view); one failing fails the run before anything is read or sent.",
+    )
+    post: list[str] | None = Field(
+        None,
+        description="Statements run after the run committed (e.g. write an audit row); Liquid "
+        "variables `run.id`, `run.status`, `run.sync` and the counts (`run.succeeded`...).",
+    )
+
+    @field_validator("pre", "post")
+    @classmethod
+    def _not_blank(cls, value: list[str] | None) -> list[str] | None:
+        for i, text in enumerate(value or []):
+            if not text.strip():
+                raise ValueError(f"hook {i} is empty; write a SQL statement or remove it")
+        return value
+
+
 class Defaults(Strict):
     max_remove_pct: float = Field(20.0, ge=0, le=100)
     batch_size: int | None = Field(None, gt=0)
     concurrency: int | None = Field(None, gt=0, le=64)
+    hooks: HooksConfig = Field(
+        default_factory=HooksConfig,
+        description="Hooks of every sync whose own `hooks` does not set that list.",
+    )
 
 
 def check_proxy_address(value: str) -> str:
@@ -329,6 +356,11 @@ class SyncConfig(Strict):
         description="Schema Backhaul owns in the warehouse for `planner: warehouse`.",
     )
     writeback: WritebackConfig = WritebackConfig()
+    hooks: HooksConfig = Field(
+        default_factory=HooksConfig,
+        description="SQL run on the model's source: `pre` before the model is read, `post` "
+        "after the run committed (replaces the project's `defaults.hooks` list by list).",
+    )
     alerts: SyncAlertsConfig = Field(
         default_factory=SyncAlertsConfig, description="Alert rules and channels of this sync."
     )

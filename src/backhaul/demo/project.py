@@ -217,12 +217,10 @@ type: slack
 token: ${{env:SLACK_BOT_TOKEN}}
 channel: "#alerts"
 base_url: {base_url}
-mode: digest
+mode: run_digest
 max_records_in_digest: 5
-text: |-
-  {{{{ count }}}} new product-qualified leads{{% for r in records %}}
-  • {{{{ r.first_name }}}} {{{{ r.last_name }}}} at {{{{ r.account_name }}}} (score {{{{ r.lead_score }}}}){{% endfor %}}{{% if more > 0 %}}
-  …and {{{{ more }}}} more{{% endif %}}
+title: "{{{{ count }}}} new product-qualified leads"
+text: "• {{{{ first_name }}}} {{{{ last_name }}}} at {{{{ account_name }}}} (score {{{{ lead_score }}}})"
 """
 
 _PQL_TO_HUBSPOT_YML = """\
@@ -254,7 +252,6 @@ _PQL_ALERTS_YML = """\
 model: new_pqls
 destination: slack
 mode: insert
-batch_size: 1000
 mappings:
   - {column: user_id, field: user_id}
   - {column: email, field: email}

@@ -278,7 +278,13 @@ class DestinationContext:
 
 @runtime_checkable
 class Destination(Protocol):
-    """One connection to an operational tool, opened for one run."""
+    """One connection to an operational tool, opened for one run.
+
+    A destination may also set ``run_batch_size`` (an ``int``, or ``None``): a connector
+    that sums a whole run up in one message (Slack's ``run_digest``) asks the engine for
+    batches of that many rows, so the run arrives as one batch and its rows are
+    acknowledged together, only when that message is accepted.
+    """
 
     config_model: ClassVar[type[DestinationConfig]]
     capabilities: ClassVar[Capabilities]

@@ -1,7 +1,9 @@
 """Slack destination: post records as messages through an incoming webhook or ``chat.postMessage``.
 
 ``mode: row`` posts one message per record; ``mode: digest`` posts one message per batch
-that sums the batch up (``12 leads became PQLs`` and a list of the first few). Text and
+that sums the batch up (``12 leads became PQLs`` and a list of the first few);
+``mode: run_digest`` posts one message per run (``slack_digest``): the engine hands the
+whole run over as one batch, so the rows are acknowledged only once that message is in. Text and
 Block Kit blocks are Liquid templates. Slack has no record identity: every message is an
 append, so removals and clears are not supported, and a resend posts again.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -37,6 +40,13 @@ from backhaul.destinations.base import (
 from backhaul.destinations.http import HttpResult, RateLimit, RateLimiter, RetryPolicy
 from backhaul.destinations.http.connector import client_for, redactor_for, template_field_problems
 from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
+from backhaul.destinations.slack_digest import (
+    DigestRow,
+    SlackLimits,
+    change_counts,
+    default_title,
+    lay_out,
+)
 from backhaul.errors import DestinationError, FailureType
 
 MAX_BLOCKS = 50  # Slack's limit of blocks in one message
@@ -82,8 +92,10 @@ class SlackConfig(DestinationConfig):
     )
     channel: str | None = Field(None, description="Channel id or #name to post to (with `token`).")
     base_url: str = Field(DEFAULT_API, description="Slack Web API base URL.")
-    mode: Literal["row", "digest"] = Field(
-        "row", description="`row`: one message per record; `digest`: one message per batch."
+    mode: Literal["row", "digest", "run_digest"] = Field(
+        "row",
+        description="`row`: one message per record; `digest`: one message per batch; "
+        "`run_digest`: one message per run (counts, the first rows, `…and K more`).",
     )
     text: str | None = Field(
         None,
@@ -98,6 +110,22 @@ class SlackConfig(DestinationConfig):
     )
     max_records_in_digest: int = Field(
         10, ge=0, le=500, description="Records listed in a digest message."
+    )
+    title: str | None = Field(
+        None,
+        description="run_digest: Liquid template of the first line; `count`, `added`, "
+        "`changed`, `retried`, `removed`, `sync`, `operation`.",
+    )
+    run_digest_max_rows: int = Field(
+        100_000,
+        ge=1,
+        le=1_000_000,
+        description="run_digest: most rows one message covers; a bigger run posts one "
+        "digest per this many rows.",
+    )
+    limits: SlackLimits = Field(
+        default_factory=SlackLimits,
+        description="Message limits a run digest is laid out within (text, blocks, section).",
     )
     rate_limit: RateLimit = Field(
         default_factory=lambda: RateLimit(requests=1, per_seconds=1.0),
@@ -156,7 +184,7 @@ class SlackDestination:
     def check_sync(config: SlackConfig, shape: SyncShape) -> list[SyncProblem]:
         """The text and blocks templates read only what each message provides."""
         problems: list[SyncProblem] = []
-        row = config.mode == "row"
+        row = config.mode in ("row", "run_digest")  # a run digest renders rows as row mode does
         provided = (
             ("record", "operation", "key") if row else ("records", "count", "more", "operation")
         )
@@ -164,6 +192,9 @@ class SlackDestination:
             problems += template_field_problems(
                 "slack", key, source, provided, shape.fields if row else ()
             )
+        if config.mode == "run_digest":
+            title_vars = ("count", "added", "changed", "retried", "removed", "sync", "operation")
+            problems += template_field_problems("slack", "title", config.title, title_vars, ())
         return problems
 
     def __init__(self, config: SlackConfig, context: DestinationContext) -> None:
@@ -181,6 +212,10 @@ class SlackDestination:
         env = template_environment()
         self._text = env.from_string(config.text) if config.text else None
         self._blocks = env.from_string(config.blocks) if config.blocks else None
+        self._title = env.from_string(config.title) if config.title else None
+        self._sync = context.sync_name
+        # A run digest takes the whole run as one batch (the engine reads this).
+        self.run_batch_size = config.run_digest_max_rows if config.mode == "run_digest" else None
         limit = config.rate_limit
         # Slack counts messages as they arrive, and the time between taking a token and
         # arriving varies (the first call of a run also opens the connection). So the pace
@@ -233,6 +268,8 @@ class SlackDestination:
                 "the sync (and use mode upsert, insert or update, not mirror)",
                 failure=FailureType.CONFIG,
             )
+        if self.config.mode == "run_digest":
+            return await self._write_run_digest(batch)
         records = list(batch.records())
         flat = list(batch.flat_records())
         keys = [str(k) for k in batch.keys]
@@ -312,9 +349,76 @@ class SlackDestination:
             return [RecordResult.ok(i, call_id) for i in range(count)]
         return [RecordResult.rejected(i, error, call_id) for i in range(count)]
 
-    def _message(self, text: str, variables: dict[str, Any]) -> dict[str, Any]:
-        message: dict[str, Any] = {"text": text}
+    async def _write_run_digest(self, batch: Batch) -> list[RecordResult]:
+        """One message for every row of ``batch`` (the run): all rows are acknowledged
+        when Slack takes it, none when it does not."""
+        total = len(batch)
+        counts = change_counts(batch.changes, total)
+        operation = batch.operation.value
+        try:
+            title = (
+                self._render(
+                    self._title, {**counts, "sync": self._sync, "operation": operation}, "title"
+                )
+                if self._title
+                else default_title(self._sync, counts, operation)
+            )
+        except _Unsendable as bad:
+            return [RecordResult.rejected(i, bad.reason) for i in range(total)]
+        # Only the rows that may be listed become Python objects; a row whose templates
+        # fail is refused alone (and sent again next run) and the next one is listed.
+        wanted = self.config.max_records_in_digest
+        refused: dict[int, str] = {}
+        rows: list[DigestRow] = []
+        start = 0
+        while len(rows) < wanted and start < total:
+            keys = batch.keys[start : start + wanted]
+            part = replace(batch, table=batch.table.slice(start, wanted), keys=keys)
+            pairs = zip(part.records(), part.flat_records(), strict=True)
+            for j, (record, flat) in enumerate(pairs):
+                if len(rows) >= wanted:
+                    break
+                try:
+                    rows.append(self._digest_row(batch.operation, record, flat, str(keys[j])))
+                except _Unsendable as bad:
+                    refused[start + j] = bad.reason
+            start += wanted
+        if len(refused) == total:  # nothing left to sum up
+            return [RecordResult.rejected(i, refused[i]) for i in range(total)]
+        digest = lay_out(title, rows, total - len(refused), self.config.limits)
+        message = self._message(digest.text, {}, blocks=digest.blocks)
+        error, call_id = await self._post(message)
+        results: list[RecordResult] = []
+        for i in range(total):
+            if i in refused:
+                results.append(RecordResult.rejected(i, refused[i]))
+            elif error is None:
+                results.append(RecordResult.ok(i, call_id))
+            else:
+                results.append(RecordResult.rejected(i, error, call_id))
+        return results
+
+    def _digest_row(
+        self, operation: Operation, record: dict[str, Any], flat: dict[str, Any], key: str
+    ) -> DigestRow:
+        variables = {**record, "record": record, "operation": operation.value, "key": key}
+        text = (
+            self._render(self._text, variables, "text")
+            if self._text
+            else f"{key}: {describe(flat)}"
+        )
+        blocks = None
         if self._blocks:
+            blocks = parse_blocks(self._render(self._blocks, variables, "blocks"))
+        return DigestRow(text, blocks)
+
+    def _message(
+        self, text: str, variables: dict[str, Any], *, blocks: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"text": text}
+        if blocks is not None:
+            message["blocks"] = blocks
+        elif self._blocks:
             message["blocks"] = parse_blocks(self._render(self._blocks, variables, "blocks"))
         if self.config.token:
             message["channel"] = self.config.channel

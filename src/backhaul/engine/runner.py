@@ -43,6 +43,7 @@ from backhaul.engine.budgets import (
 from backhaul.engine.failures import Phase
 from backhaul.engine.finite import policy_for
 from backhaul.engine.guards import check_guards
+from backhaul.engine.hooks import post_variables, pre_variables, run_hooks, skipped_hooks_note
 from backhaul.engine.summary import (
     Counts,
     RowOp,
@@ -59,6 +60,7 @@ from backhaul.errors import (
     DestinationError,
     FailureType,
     GuardError,
+    HookError,
     ModelError,
     QuotaSpentError,
     StateError,
@@ -190,6 +192,15 @@ class SyncRun:
         caps = type(dest).capabilities
         self.batch_size = self._batch_size(dest)
         finite = policy_for(self.sync, caps)
+        self.summary.full_resync = options.full_resync
+        try:
+            # Before the model is read: a hook may refresh what it reads.
+            run_hooks(
+                self.project, self.sync, "pre", pre_variables(self.summary, trigger=options.trigger)
+            )
+        except HookError as exc:
+            asyncio.run(dest.close())
+            return self._failed_before_start(exc)
         try:
             ws = open_workspace(
                 self.project,
@@ -203,7 +214,6 @@ class SyncRun:
             self._close_budgets()
             return self._failed_before_start(exc)
         self.ws = ws
-        self.summary.full_resync = options.full_resync
         self.store.mark_abandoned(self.sync.name)
         self.store.start_run(
             self.run_id,
@@ -252,6 +262,8 @@ class SyncRun:
                 self.summary.status = RunStatus.FAILED
             else:
                 self.summary.status, self.summary.error = final_status(c, self.run_id)
+            ws.close()  # committed; the warehouse file is free for the post hooks
+            self._post_hooks(options.trigger)
         except GuardError as exc:
             self.summary.status = RunStatus.GUARDED
             self.summary.error = exc.message
@@ -289,6 +301,19 @@ class SyncRun:
         close = getattr(self.budgets, "close", None)
         if close is not None:
             close()
+
+    def _post_hooks(self, trigger: str) -> None:
+        """The sync's post hooks; one failing fails the run, what was delivered stays."""
+        try:
+            run_hooks(
+                self.project, self.sync, "post", post_variables(self.summary, trigger=trigger)
+            )
+        except HookError as exc:
+            earlier = self.summary.error if self.summary.status is RunStatus.FAILED else None
+            self.summary.status = RunStatus.FAILED
+            self.summary.error = exc.message + (
+                f" (the run had failed before: {earlier})" if earlier else ""
+            )
 
     def _failed_before_start(self, exc: BackhaulError) -> RunSummary:
         """Record a run that failed before its state was opened (nothing was sent)."""
@@ -332,6 +357,11 @@ class SyncRun:
         self.summary.invalid_samples = [{"key": k, "reason": r} for k, r in rows[:20]]
 
     def _batch_size(self, dest: Destination) -> int:
+        # A destination that sums a whole run up in one message (Slack's run digest) takes
+        # the run as one batch: its rows are acknowledged together once that message is in.
+        whole: int | None = getattr(dest, "run_batch_size", None)
+        if whole:
+            return whole
         caps = type(dest).capabilities
         size = (
             self.sync.config.batch_size
@@ -615,6 +645,7 @@ def plan_sync(
             {"key": k if k is not None else "(null)", "reason": r}
             for k, r in planner.invalid_rows(ws, 20)
         ]
+        summary.notes = skipped_hooks_note(project, sync)
         summary.finished_at = datetime.now(UTC)
         return summary
     finally:

@@ -134,6 +134,7 @@ class RunSummary:
     problems: list[str] = field(default_factory=list)
     # Lines a plan says before anything is sent (a daily quota the run would exceed).
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a dry run left out (hooks)
 
     @property
     def refused(self) -> bool:

@@ -56,6 +56,10 @@ class BigQuerySource(DbApiSource):
     def _job_config(self, module: ModuleType, **options: Any) -> Any:
         return module.QueryJobConfig(**options)
 
+    def run_statement(self, sql: str) -> None:
+        """Run one statement (a sync's hooks) as a query job and wait for it."""
+        self._connect().query(sql).result()
+
     def columns(self, sql: str) -> dict[str, str]:
         """Column names and BigQuery types of ``sql``, from a (free) dry run."""
         client = self._connect()

@@ -303,6 +303,17 @@ class DbApiSource:
             finish=cur.close,
         )
 
+    def run_statement(self, sql: str) -> None:
+        """Run one statement that returns nothing worth reading (a sync's hooks).
+
+        Driver errors are raised as they are; the caller names the hook.
+        """
+        cur = self._connect().cursor()
+        try:
+            cur.execute(sql)
+        finally:
+            cur.close()
+
     def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
         """Warehouses other than DuckDB are streamed, never attached."""
         return False

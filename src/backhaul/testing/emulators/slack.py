@@ -243,6 +243,7 @@ class SlackEmulator(Emulator):
             "token": "${env:SLACK_BOT_TOKEN}",
             "channel": f"#{next(iter(self.channels.values()), 'general')}",
             "base_url": f"{base_url.rstrip('/')}/api",
+            "mode": "run_digest",  # one message per run: what a new sync should start with
         }
 
     # -- Web API ------------------------------------------------------------------------------
