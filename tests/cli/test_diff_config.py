@@ -113,8 +113,14 @@ def test_changed_model_sql_marks_its_syncs_changed(repo: Builder) -> None:
     assert "plan now: 0 to add, 0 to change, 5 to remove" in done.stdout
 
 
-def test_schedule_enabled_and_guard_in_words(repo: Builder) -> None:
-    repo.sync("crm", model="users", destination="db", schedule={"every": "1h"})
+def test_schedule_enabled_guards_and_alerts_in_words(repo: Builder) -> None:
+    repo.sync(
+        "crm",
+        model="users",
+        destination="db",
+        schedule={"every": "1h"},
+        alerts={"rules": {"sla": {"minutes": 5}}},
+    )
     commit(repo.root, "hourly")
     repo.sync(
         "crm",
@@ -123,6 +129,8 @@ def test_schedule_enabled_and_guard_in_words(repo: Builder) -> None:
         schedule={"cron": "0 6 * * *"},
         enabled=False,
         max_remove_pct=5,
+        on_remove="delete",
+        alerts={"rules": {"sla": {"minutes": 10}}},
     )
 
     out = diff(repo, "--no-plan").stdout
@@ -130,6 +138,8 @@ def test_schedule_enabled_and_guard_in_words(repo: Builder) -> None:
     assert "schedule every 1h -> cron 0 6 * * *" in out
     assert "enabled true -> false: the scheduler will stop running it" in out
     assert "max_remove_pct default -> 5: a run that would remove more than 5%" in out
+    assert "on_remove default -> delete: rows that leave the model will now be deleted" in out
+    assert "alert rule sla: minutes 5 -> minutes 10" in out
     assert "plan now" not in out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,8 +20,8 @@ from backhaul.config.project import Project
 from backhaul.config.schedule import ScheduleConfig
 from backhaul.review.rules import say
 
-# Keys shown as one value rather than key by key.
-_WHOLE = {"rate_limit"}
+# Keys shown as one value rather than key by key (a rate, one alert rule's settings).
+_WHOLE = ("rate_limit", "alerts.rules.*")
 _ADDED_TEXT = {
     "sync": "its first run sends every row of the model",
     "model": "",
@@ -112,12 +113,12 @@ def show(key: str, value: Any) -> str:
         text = f"{show('', value.get('requests'))}/{show('', value.get('per_seconds', 1))}s"
         return text + (f", {value['per_day']}/day" if value.get("per_day") else "")
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(",", ": "))
+        return ", ".join(f"{k} {show(k, v)}" for k, v in value.items()) or "none"
     return str(value)
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value and prefix not in _WHOLE:
+    if isinstance(value, dict) and value and not any(fnmatchcase(prefix, p) for p in _WHOLE):
         out: dict[str, Any] = {}
         for key, item in value.items():
             out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))

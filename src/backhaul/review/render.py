@@ -27,13 +27,16 @@ def _counts(plan: PlanOutcome) -> str:
     return text
 
 
-def _heading(review: Review) -> str:
+def _heading(review: Review, code: str = "") -> str:
+    def rev(label: str, commit: str) -> str:
+        return f"{code}{label}{code} ({code}{commit[:7]}{code})"
+
     new = (
         "the working tree"
         if review.new_commit is None
-        else f"{review.new_label} ({review.new_commit[:7]})"
+        else rev(review.new_label, review.new_commit)
     )
-    return f"{review.old_label} ({review.old_commit[:7]}) -> {new}"
+    return f"from {rev(review.old_label, review.old_commit)} to {new}"
 
 
 def _old_note(review: Review) -> str:
@@ -77,7 +80,7 @@ def _cell(value: str) -> str:
 
 def markdown(review: Review) -> str:
     """A pull-request comment: a heading, a table of planned counts, a section per sync."""
-    out = ["## Backhaul configuration review", "", f"Compared `{_heading(review)}`.", ""]
+    out = ["## Backhaul configuration review", "", f"Changes {_heading(review, '`')}.", ""]
     if review.old_error:
         out += [_old_note(review), ""]
     if not review.syncs and not review.definitions:
@@ -90,20 +93,20 @@ def markdown(review: Review) -> str:
             if plan is None:
                 counts = ["-", "-", "-"]
             elif plan.errors:
-                counts = ["checks fail", "", ""]
+                counts = ["cannot plan", "", ""]
             else:
                 counts = [str(plan.added), str(plan.changed), str(plan.removed)]
             out.append(f"| `{_cell(sync.name)}` | {sync.status} | " + " | ".join(counts) + " |")
     for sync in review.syncs:
         out += ["", f"### Sync `{sync.name}` ({sync.status})", ""]
-        out += [f"- {_cell(line)}" for line in _sync_lines(sync)]
+        out += [f"- {line}" for line in _sync_lines(sync)]
         if sync.plan is not None and sync.plan.errors:
             out += ["", "Cannot plan it:", ""] + [f"- {e}" for e in sync.plan.errors]
         elif sync.plan is not None:
             out += ["", f"Plan now: {_counts(sync.plan)}."]
     if review.definitions:
         out += ["", "### Other definitions", ""]
-        out += [f"- {_cell(_sentence(c, None))}" for c in review.definitions]
+        out += [f"- {_sentence(c, None)}" for c in review.definitions]
     return "\n".join(out) + "\n"
 
 

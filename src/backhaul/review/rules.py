@@ -63,7 +63,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("sync", "schedule"): Rule(
         "schedule {old} -> {new}",
-        {"manual": "it will run only when asked", "*": "the scheduler will run it {new}"},
+        {
+            "manual": "it will run only when asked",
+            "*": "the scheduler will start its runs on the new schedule",
+        },
     ),
     ("sync", "enabled"): Rule(
         "enabled {old} -> {new}",
