@@ -7,6 +7,7 @@ checked-out branch are never touched. The archive is unpacked with :mod:`tarfile
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tarfile
 import tempfile
@@ -41,10 +42,19 @@ class Revision:
     folder: Path  # the project folder inside the unpacked tree (may not exist)
 
 
+def _env() -> dict[str, str]:
+    # Messages in English whatever the user's locale: one of them is recognised below.
+    return {**os.environ, "LC_ALL": "C"}
+
+
 def _git(top: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
-            ["git", "-C", str(top), *args], capture_output=True, check=False, timeout=300
+            ["git", "-C", str(top), *args],
+            capture_output=True,
+            check=False,
+            timeout=300,
+            env=_env(),
         )
     except FileNotFoundError:
         raise RevisionError("git is not installed; install it to compare revisions") from None
@@ -105,6 +115,7 @@ def unpacked(repo: Repository, name: str) -> Iterator[Revision]:
             ["git", "-C", str(repo.top), "archive", "--format=tar", commit, "--", *paths],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=_env(),
         ) as proc:
             assert proc.stdout is not None and proc.stderr is not None
             try:
