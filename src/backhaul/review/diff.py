@@ -66,7 +66,7 @@ def _new_side(
                 f"the project in {root} does not load: {_first_error(exc)}; "
                 "`backhaul validate` lists every problem"
             ) from None
-    revision = stack.enter_context(unpacked(repo, to))
+    revision = stack.enter_context(unpacked(repo, to, root))
     try:
         project = _load(revision.folder)
     except BackhaulError as exc:
@@ -88,7 +88,7 @@ def diff_config(
     root = _project_root(folder)
     repo = repository(root)
     with ExitStack() as stack:
-        before = stack.enter_context(unpacked(repo, old))
+        before = stack.enter_context(unpacked(repo, old, root))
         old_project: Project | None = None
         old_error: str | None = None
         if not any((before.folder / name).is_file() for name in ("backhaul.yml", "backhaul.yaml")):

@@ -8,6 +8,7 @@ checked-out branch are never touched. The archive is unpacked with :mod:`tarfile
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -96,38 +97,95 @@ def resolve(repo: Repository, name: str) -> str:
     return done.stdout.decode().strip()
 
 
+def _extract(repo: Repository, commit: str, path: str, target: Path) -> bool:
+    """Unpack ``path`` ("" for everything) of ``commit`` under ``target``; False when the
+    commit has no such path."""
+    # Streamed: a repository may also hold large files (a warehouse, seeds).
+    with subprocess.Popen(
+        [
+            "git",
+            "-C",
+            str(repo.top),
+            "archive",
+            "--format=tar",
+            commit,
+            "--",
+            *filter(None, [path]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                tar.extractall(target, filter="data")
+        except tarfile.ReadError:
+            pass  # nothing archived: git says why on stderr
+        stderr = proc.stderr.read()
+    if proc.returncode == 0:
+        return True
+    if b"did not match" in stderr:
+        return False
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    raise RevisionError(f"git could not read `{commit[:12]}`: {lines[-1] if lines else '?'}")
+
+
+def _dbt_folder(project: Path) -> str | None:
+    """``dbt_project`` of the unpacked ``backhaul.yml``, when it names a relative folder."""
+    from ruamel.yaml import YAML
+
+    for name in ("backhaul.yml", "backhaul.yaml"):
+        try:
+            data = YAML(typ="safe").load((project / name).read_text(encoding="utf-8"))
+        except Exception:  # a broken file is the loader's to report
+            continue
+        value = data.get("dbt_project") if isinstance(data, dict) else None
+        return value if isinstance(value, str) and not Path(value).is_absolute() else None
+    return None
+
+
+def _with_dbt(repo: Repository, commit: str, tree: Path, project: Path, working: Path) -> None:
+    """Give the unpacked project its dbt project, and the working tree's manifest when the
+    revision has none: ``target/`` is a build output, rarely committed."""
+    folder = _dbt_folder(project)
+    if folder is None:
+        return
+    there = (project / folder).resolve()
+    if not there.is_relative_to(tree.resolve()):
+        return
+    if not there.exists():
+        _extract(repo, commit, there.relative_to(tree.resolve()).as_posix(), tree)
+    from backhaul.dbt.manifest import target_path
+
+    theirs = target_path(there) / "manifest.json"
+    ours = target_path((working / folder).resolve()) / "manifest.json"
+    if there.is_dir() and ours.is_file() and not theirs.exists():
+        theirs.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ours, theirs)
+
+
 @contextmanager
-def unpacked(repo: Repository, name: str) -> Iterator[Revision]:
+def unpacked(repo: Repository, name: str, working: Path | None = None) -> Iterator[Revision]:
     """The project folder of revision ``name`` in a temporary folder, removed afterwards.
 
     The folder does not exist when the revision has no files under the project's path.
+    With ``working`` (the project folder in the working tree), a dbt project that
+    ``backhaul.yml`` names outside the project folder is unpacked too, and lent the working
+    tree's manifest when the revision has none.
 
     Raises:
         RevisionError: ``name`` is not a commit, or git could not archive it.
     """
     commit = resolve(repo, name)
     with tempfile.TemporaryDirectory(prefix="backhaul-rev-") as tmp:
-        target = Path(tmp) / "tree"
-        target.mkdir()
-        paths = [repo.prefix] if repo.prefix else []
-        # Streamed: a repository may also hold large files (a warehouse, seeds).
-        with subprocess.Popen(
-            ["git", "-C", str(repo.top), "archive", "--format=tar", commit, "--", *paths],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_env(),
-        ) as proc:
-            assert proc.stdout is not None and proc.stderr is not None
-            try:
-                with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                    tar.extractall(target, filter="data")
-            except tarfile.ReadError:
-                pass  # nothing archived: git says why on stderr
-            stderr = proc.stderr.read()
-        if proc.returncode != 0 and b"did not match" not in stderr:
-            lines = stderr.decode("utf-8", "replace").strip().splitlines()
-            raise RevisionError(f"git could not read `{name}`: {lines[-1] if lines else '?'}")
-        yield Revision(name, commit, target / repo.prefix if repo.prefix else target)
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        _extract(repo, commit, repo.prefix, tree)
+        project = tree / repo.prefix if repo.prefix else tree
+        if working is not None and project.is_dir():
+            _with_dbt(repo, commit, tree, project, working)
+        yield Revision(name, commit, project)
 
 
 __all__ = ["Repository", "Revision", "RevisionError", "repository", "resolve", "unpacked"]
