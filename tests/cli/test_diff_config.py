@@ -131,6 +131,7 @@ def test_schedule_enabled_guards_and_alerts_in_words(repo: Builder) -> None:
         max_remove_pct=5,
         on_remove="delete",
         alerts={"rules": {"sla": {"minutes": 10}}},
+        description="Contacts for sales",
     )
 
     out = diff(repo, "--no-plan").stdout
@@ -140,6 +141,7 @@ def test_schedule_enabled_guards_and_alerts_in_words(repo: Builder) -> None:
     assert "max_remove_pct default -> 5: a run that would remove more than 5%" in out
     assert "on_remove default -> delete: rows that leave the model will now be deleted" in out
     assert "alert rule sla: minutes 5 -> minutes 10" in out
+    assert "description: default -> Contacts for sales" in out  # no rule: key: old -> new
     assert "plan now" not in out
 
 
@@ -148,7 +150,7 @@ def test_destination_change_shows_references_never_values(repo: Builder) -> None
         "hook",
         type="webhook",
         url="http://127.0.0.1:9/in",
-        headers={"Authorization": "${env:HOOK_TOKEN}"},
+        headers={"Authorization": "${env:HOOK_TOKEN}", "X-Api-Key": "hush-plain-1"},
         rate_limit={"requests": 100, "per_seconds": 10},
     )
     commit(repo.root, "hook")
@@ -156,7 +158,7 @@ def test_destination_change_shows_references_never_values(repo: Builder) -> None
         "hook",
         type="webhook",
         url="http://127.0.0.1:9/in",
-        headers={"Authorization": "${env:OTHER_TOKEN}"},
+        headers={"Authorization": "${env:OTHER_TOKEN}", "X-Api-Key": "hush-plain-2"},
         rate_limit={"requests": 150, "per_seconds": 10},
     )
 
@@ -166,7 +168,8 @@ def test_destination_change_shows_references_never_values(repo: Builder) -> None
 
     assert done.returncode == 0, done.stderr
     assert "destination hook: rate_limit 100/10s -> 150/10s" in done.stdout
-    assert "${env:HOOK_TOKEN} -> ${env:OTHER_TOKEN}" in done.stdout
+    assert "headers.Authorization: ${env:HOOK_TOKEN} -> ${env:OTHER_TOKEN}" in done.stdout
+    assert "headers.X-Api-Key: *** -> ***" in done.stdout  # written in plain text: masked
     assert "hush" not in done.stdout + done.stderr
 
 
@@ -201,6 +204,13 @@ def test_bad_revision_is_one_line_and_exit_2(repo: Builder) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "unknown revision `no-such-branch`" in lines[0]
+
+
+def test_unknown_format_is_exit_2(repo: Builder) -> None:
+    done = diff(repo, "--format", "yaml")
+
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --format takes `text`, `markdown` or `json`, not `yaml`"
 
 
 def test_not_a_repository_is_exit_2(project: Builder) -> None:

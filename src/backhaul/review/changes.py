@@ -8,6 +8,7 @@ are compared and shown as written: nothing here resolves a secret.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from backhaul.config.models import ColumnMapping, Mapping, StaticMapping, SyncConfig
 from backhaul.config.project import Project
 from backhaul.config.schedule import ScheduleConfig
+from backhaul.observe.redact import MASK, SENSITIVE_HEADERS
 from backhaul.review.rules import say
 
 # Keys shown as one value rather than key by key (a rate, one alert rule's settings).
@@ -117,6 +119,34 @@ def show(key: str, value: Any) -> str:
     return str(value)
 
 
+_SENSITIVE = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+    "private_key",
+    "credential",
+)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+):([^@\s]+)@")
+
+
+def masked(key: str, text: str) -> str:
+    """``text`` with a secret written in plain text replaced by ``***``.
+
+    A value that refers to the environment (``${env:NAME}``) is shown as written: the
+    reference is no secret. A password in a URL (``postgresql://user:pw@host``) is masked.
+    """
+    leaf = key.rsplit(".", 1)[-1].lower()
+    sensitive = leaf in SENSITIVE_HEADERS or any(word in leaf for word in _SENSITIVE)
+    if sensitive and text not in ("default", "unset") and "${" not in text:
+        return MASK
+    return _URL_PASSWORD.sub(
+        lambda m: m.group(1) + ":" + (m.group(2) if "${" in m.group(2) else MASK) + "@", text
+    )
+
+
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict) and value and not any(fnmatchcase(prefix, p) for p in _WHOLE):
         out: dict[str, Any] = {}
@@ -164,8 +194,8 @@ def _field_changes(scope: str, name: str, old: dict[str, Any], new: dict[str, An
         before, after = old.get(key, "unset"), new.get(key, "unset")
         if before == after:
             continue
-        old_text = before if before == "unset" else show(key, before)
-        new_text = after if after == "unset" else show(key, after)
+        old_text = masked(key, before if before == "unset" else show(key, before))
+        new_text = masked(key, after if after == "unset" else show(key, after))
         said = say(scope, key, old_text, new_text, name=name)
         out.append(Change(scope, name, key, old_text, new_text, said.text, said.consequence))
     return out
