@@ -113,6 +113,19 @@ def test_changed_model_sql_marks_its_syncs_changed(repo: Builder) -> None:
     assert "plan now: 0 to add, 0 to change, 5 to remove" in done.stdout
 
 
+def test_a_changed_default_concerns_syncs_without_their_own(repo: Builder) -> None:
+    repo.sync("own_guard", model="users", destination="db", max_remove_pct=50)
+    commit(repo.root, "a sync with its own guard")
+    repo.write("backhaul.yml", {"name": "t", "defaults": {"max_remove_pct": 5}})
+
+    out = diff(repo, "--no-plan").stdout
+
+    assert "project t: default max_remove_pct 20 -> 5" in out
+    assert "sync crm (changed)" in out
+    assert "uses what changed: backhaul.yml defaults.max_remove_pct" in out
+    assert "own_guard" not in out
+
+
 def test_schedule_enabled_guards_and_alerts_in_words(repo: Builder) -> None:
     repo.sync(
         "crm",

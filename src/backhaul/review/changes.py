@@ -309,13 +309,16 @@ def compare(
     project_changes = _field_changes(
         "project", new.config.name, _flat(_dump(old.config)), _flat(_dump(new.config))
     )
-    return changes + definitions + project_changes, _sync_reviews(changes, definitions, old, new)
+    reviews = _sync_reviews(changes, definitions + project_changes, old, new)
+    return changes + definitions + project_changes, reviews
 
 
 def _sync_reviews(
     changes: Iterable[Change], definitions: list[Change], old: Project, new: Project
 ) -> list[SyncReview]:
     touched = {(c.scope, c.name) for c in definitions}
+    # A default in backhaul.yml matters to the syncs that do not set their own value.
+    defaults = [c.key.split(".", 1)[1] for c in definitions if c.key.startswith("defaults.")]
     old_syncs = set(old.syncs) | set(old.broken_syncs)
     new_syncs = set(new.syncs) | set(new.broken_syncs)
     reviews: dict[str, SyncReview] = {}
@@ -334,6 +337,11 @@ def _sync_reviews(
         if model is not None:
             uses.append(("source", model.config.source))
         because = [f"{scope} {used}" for scope, used in uses if (scope, used) in touched]
+        because += [
+            f"backhaul.yml defaults.{key}"
+            for key in defaults
+            if getattr(sync.config, key, None) is None
+        ]
         if because:
             review = reviews.setdefault(name, SyncReview(name, "changed"))
             review.because = because
