@@ -331,3 +331,15 @@ def test_sync_failing_its_checks_shows_errors(repo: Builder) -> None:
     assert done.returncode == 0, done.stderr
     assert "cannot plan:" in done.stdout
     assert "no_such_column" in done.stdout
+
+
+def test_definition_broken_in_the_working_tree(repo: Builder) -> None:
+    repo.write("models/users.yml", {"source": "wh", "primary_key": "id", "colour": "blue"})
+
+    done = diff(repo)
+
+    assert done.returncode == 0, done.stderr
+    assert "model users: does not load now: models/users.yml" in done.stdout
+    assert "sync crm (changed)" in done.stdout
+    assert "uses what changed: model users" in done.stdout
+    assert "cannot plan:" in done.stdout

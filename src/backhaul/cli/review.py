@@ -16,7 +16,8 @@ FORMATS = ("text", "markdown", "json")
 @handles_errors
 def diff_config_command(
     revision: Annotated[
-        str, typer.Argument(help="The revision to compare with (commit, branch, tag).")
+        str,
+        typer.Argument(metavar="REV", help="The revision to compare from (commit, branch, tag)."),
     ] = "HEAD",
     to: Annotated[
         str | None,

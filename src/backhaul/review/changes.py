@@ -191,11 +191,11 @@ def _sync_values(config: SyncConfig) -> dict[str, Any]:
 def _field_changes(scope: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     out = []
     for key in [*old, *(k for k in new if k not in old)]:
-        before, after = old.get(key, "unset"), new.get(key, "unset")
-        if before == after:
+        if key in old and key in new and old[key] == new[key]:
             continue
-        old_text = masked(key, before if before == "unset" else show(key, before))
-        new_text = masked(key, after if after == "unset" else show(key, after))
+        # `unset`: the key exists on one side only (a connector's type changed, say).
+        old_text = masked(key, show(key, old[key])) if key in old else "unset"
+        new_text = masked(key, show(key, new[key])) if key in new else "unset"
         said = say(scope, key, old_text, new_text, name=name)
         out.append(Change(scope, name, key, old_text, new_text, said.text, said.consequence))
     return out
