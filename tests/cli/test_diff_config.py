@@ -343,3 +343,15 @@ def test_definition_broken_in_the_working_tree(repo: Builder) -> None:
     assert "sync crm (changed)" in done.stdout
     assert "uses what changed: model users" in done.stdout
     assert "cannot plan:" in done.stdout
+
+
+def test_a_link_leading_out_of_the_repository_is_left_out(repo: Builder) -> None:
+    (repo.root / "notes").mkdir()
+    (repo.root / "notes" / "elsewhere").symlink_to("/etc")
+    commit(repo.root, "a link out")
+    repo.sync("crm", model="users", destination="db", mode="mirror")
+
+    done = diff(repo)
+
+    assert done.returncode == 0, done.stderr
+    assert "mode upsert -> mirror" in done.stdout

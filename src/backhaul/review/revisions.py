@@ -2,7 +2,7 @@
 
 The git CLI does the reading (``git archive REV``), so the user's working tree, index and
 checked-out branch are never touched. The archive is unpacked with :mod:`tarfile`'s
-``data`` filter, which refuses links and paths that would land outside the folder.
+``data`` filter; a link or path that would land outside the folder is left out.
 """
 
 from __future__ import annotations
@@ -97,6 +97,14 @@ def resolve(repo: Repository, name: str) -> str:
     return done.stdout.decode().strip()
 
 
+def _inside(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """The ``data`` filter, skipping (not failing on) a link that leads out of the folder."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        return None
+
+
 def _extract(repo: Repository, commit: str, path: str, target: Path) -> bool:
     """Unpack ``path`` ("" for everything) of ``commit`` under ``target``; False when the
     commit has no such path."""
@@ -119,7 +127,7 @@ def _extract(repo: Repository, commit: str, path: str, target: Path) -> bool:
         assert proc.stdout is not None and proc.stderr is not None
         try:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                tar.extractall(target, filter="data")
+                tar.extractall(target, filter=_inside)
         except tarfile.ReadError:
             pass  # nothing archived: git says why on stderr
         stderr = proc.stderr.read()
