@@ -355,3 +355,16 @@ def test_a_link_leading_out_of_the_repository_is_left_out(repo: Builder) -> None
 
     assert done.returncode == 0, done.stderr
     assert "mode upsert -> mirror" in done.stdout
+
+
+def test_leaving_mirror_mode_says_removals_stop(repo: Builder) -> None:
+    repo.sync("crm", model="users", destination="db", mode="mirror")
+    commit(repo.root, "mirror")
+    repo.sync("crm", model="users", destination="db", mode="upsert")
+
+    out = diff(repo, "--no-plan").stdout
+
+    assert (
+        "mode mirror -> upsert: records will be created or updated; "
+        "rows that leave the model are no longer deleted"
+    ) in out

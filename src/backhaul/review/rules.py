@@ -2,7 +2,8 @@
 
 A rule's ``text`` and ``consequence`` are :meth:`str.format` templates over ``name``,
 ``key``, ``old`` and ``new`` (values already shown as text). ``consequence`` may depend on
-the new value: a dict from the new value to its sentence (``"*"`` for any other value).
+the values: a dict from ``old->new`` or from the new value to its sentence (``"*"`` for
+any other value).
 A key no rule names is shown as ``key: old -> new``.
 """
 
@@ -17,10 +18,12 @@ class Rule:
     text: str
     consequence: str | dict[str, str] = ""
 
-    def consequence_for(self, new: str) -> str:
+    def consequence_for(self, old: str, new: str) -> str:
+        """The sentence for ``old -> new``, else for ``new``, else for any value."""
         if isinstance(self.consequence, str):
             return self.consequence
-        return self.consequence.get(new, self.consequence.get("*", ""))
+        by = self.consequence
+        return by.get(f"{old}->{new}", by.get(new, by.get("*", "")))
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ RULES: dict[tuple[str, str], Rule] = {
         "mode {old} -> {new}",
         {
             "mirror": "rows that leave the model will now be deleted at the destination",
+            "mirror->upsert": "records will be created or updated; rows that leave the model "
+            "are no longer deleted",
             "upsert": "records will be created or updated",
             "update": "only records that already exist will be updated; new rows are not created",
             "insert": "only new records will be created; changes to existing ones are not sent",
@@ -160,7 +165,7 @@ def say(scope: str, key: str, old: str, new: str, *, name: str = "", kind: str =
     )
     short = key[len(prefix) :] if prefix else key
     values = {"name": name, "key": short, "old": old, "new": new}
-    return Said(rule.text.format(**values), rule.consequence_for(new).format(**values))
+    return Said(rule.text.format(**values), rule.consequence_for(old, new).format(**values))
 
 
 __all__ = ["RULES", "Rule", "Said", "say"]
