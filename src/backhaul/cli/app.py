@@ -31,6 +31,7 @@ from backhaul.cli.common import (
 )
 from backhaul.cli.connection import connection_command
 from backhaul.cli.dbt import dbt_app
+from backhaul.cli.review import diff_config_command
 from backhaul.cli.sandbox import sandbox_command
 from backhaul.cli.schedule import (
     pause_command,
@@ -672,6 +673,7 @@ app.command("schedules")(schedules_command)
 app.command("worker")(worker_command)
 app.command("pause")(pause_command)
 app.command("resume")(resume_command)
+app.command("diff-config")(diff_config_command)
 app.add_typer(users_app, name="users")
 app.add_typer(dbt_app, name="dbt")
 app.add_typer(alerts_app, name="alerts")

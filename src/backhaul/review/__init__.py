@@ -1,0 +1,13 @@
+"""Review a project change before it runs: what changed, in words, and what it would do.
+
+``diff_config`` compares the project at a Git revision with the working tree (or another
+revision); ``render`` turns the result into text, a pull-request comment or JSON.
+"""
+
+from __future__ import annotations
+
+from backhaul.review.changes import Change, PlanOutcome, Review, SyncReview
+from backhaul.review.diff import diff_config
+from backhaul.review.revisions import RevisionError
+
+__all__ = ["Change", "PlanOutcome", "Review", "RevisionError", "SyncReview", "diff_config"]
