@@ -38,7 +38,7 @@ COLUMNS = ["id", "email", "name", "score", "ltv", "balance", "active", "plan", "
 PHASE = r"""
 import json, resource, sys, time
 from backhaul import api
-from backhaul.engine import planner
+from backhaul.engine.plan import local as planner
 from backhaul.engine.workspace import open_workspace
 project = api.load_project(sys.argv[2])
 t = time.perf_counter()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backhaul.config.models import OnRemove
-from backhaul.engine.planner import Plan
+from backhaul.engine.plan.local import Plan
 from backhaul.errors import GuardError
 
 

@@ -29,8 +29,6 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http.budget import BudgetStore
 from backhaul.duck import arrow_table, scalar
-from backhaul.engine import planner
-from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk, tally_outcomes
 from backhaul.engine.budgets import (
     budget_for,
@@ -43,6 +41,8 @@ from backhaul.engine.budgets import (
 from backhaul.engine.failures import Phase
 from backhaul.engine.finite import policy_for
 from backhaul.engine.guards import check_guards
+from backhaul.engine.plan import local as planner
+from backhaul.engine.plan.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.summary import (
     Counts,
     RowOp,

@@ -8,7 +8,7 @@ Contract for :meth:`PlanBackend.compute`: afterwards the workspace connection ho
 ``work.plan`` (k.., n, fp, op, reason), ``ws.model_sql`` names a relation that yields the
 model rows of at least the planned keys, and ``ws.snapshot_rel`` a relation with the
 snapshot rows (k.., fp, m..) of at least the removed keys, so that
-:func:`backhaul.engine.planner.build_outbox` can build what to send.
+:func:`backhaul.engine.plan.local.build_outbox` can build what to send.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from backhaul.engine import planner
 from backhaul.engine.failures import Phase
-from backhaul.engine.planner import Plan
+from backhaul.engine.plan import local as planner
+from backhaul.engine.plan.local import Plan
 from backhaul.engine.workspace import Workspace
 from backhaul.errors import ConfigError
 from backhaul.state import snapshots
@@ -72,7 +72,7 @@ class LocalBackend:
 def backend_for(ws: Workspace) -> PlanBackend:
     """The backend a sync is configured for (local unless told otherwise)."""
     if ws.config.planner == "warehouse":
-        from backhaul.engine import warehouse_backend
+        from backhaul.engine.plan import warehouse as warehouse_backend
 
         if warehouse_backend.supports(ws):
             return warehouse_backend.open_backend(ws)

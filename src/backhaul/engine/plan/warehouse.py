@@ -1,7 +1,7 @@
 """Planning inside the warehouse (``planner: warehouse``).
 
 The snapshot, the checkpoint log and the rejected rows live in a schema Backhaul owns in
-the source warehouse, and the diff runs there as SQL (:mod:`backhaul.engine.warehouse_sql`).
+the source warehouse, and the diff runs there as SQL (:mod:`backhaul.engine.plan.warehouse_sql`).
 Only the planned keys, the model rows of keys to send and the snapshot rows of removed and
 changed keys leave the warehouse; they land in the workspace as ``work.plan``,
 ``work.extract`` and ``work.removed``, and the outbox is built locally from them as with the local planner.
@@ -17,11 +17,11 @@ import pyarrow as pa
 
 from backhaul.config.models import Mode
 from backhaul.duck import scalar
-from backhaul.engine import planner
 from backhaul.engine.failures import model_error
 from backhaul.engine.mapping import quote
-from backhaul.engine.planner import Plan, count_plan
-from backhaul.engine.warehouse_sql import (
+from backhaul.engine.plan import local as planner
+from backhaul.engine.plan.local import Plan, count_plan
+from backhaul.engine.plan.warehouse_sql import (
     FINGERPRINT_VERSION,
     FP_TYPE,
     IDENTITY_VERSION,
@@ -72,7 +72,7 @@ def open_backend(ws: Workspace) -> WarehouseBackend:
 
 
 class WarehouseBackend:
-    """A :class:`~backhaul.engine.backend.PlanBackend` whose snapshot lives in the warehouse."""
+    """A :class:`~backhaul.engine.plan.backend.PlanBackend` whose snapshot lives in the warehouse."""
 
     def __init__(self, ws: Workspace, conn: WarehouseConn) -> None:
         self.conn = conn
