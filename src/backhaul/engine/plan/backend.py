@@ -1,14 +1,16 @@
 """Where a sync's snapshot lives and where its diff runs.
 
 The runner talks to a :class:`PlanBackend`; it never touches snapshot tables itself.
-:class:`LocalBackend` keeps the snapshot in the sync's local DuckDB file (the default).
-A backend that plans inside the warehouse implements the same five methods.
+:class:`~backhaul.engine.plan.local.LocalBackend` keeps the snapshot in the sync's local
+DuckDB file (the default); :class:`~backhaul.engine.plan.warehouse.WarehouseBackend` plans
+inside the warehouse (``planner: warehouse``). Both implement the same four methods.
 
-Contract for :meth:`PlanBackend.compute`: afterwards the workspace connection holds
-``work.plan`` (k.., n, fp, op, reason), ``ws.model_sql`` names a relation that yields the
-model rows of at least the planned keys, and ``ws.snapshot_rel`` a relation with the
-snapshot rows (k.., fp, m..) of at least the removed keys, so that
-:func:`backhaul.engine.plan.local.build_outbox` can build what to send.
+Contract for :meth:`PlanBackend.compute`: afterwards the workspace connection holds the
+relations the returned :class:`Diff` names: ``work.plan`` (k.., n, fp, op, reason), a
+relation that yields the model rows of at least the planned keys, and one with the
+snapshot rows (k.., fp, m.., rid) of at least the removed keys, so that
+:func:`~backhaul.engine.plan.outbox.build_outbox` can build what to send. A backend reports
+only through the :class:`Diff`; it changes nothing on the workspace object.
 """
 
 from __future__ import annotations
@@ -17,16 +19,14 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from backhaul.engine.failures import Phase
-from backhaul.engine.plan import local as planner
-from backhaul.engine.plan.local import Plan
+from backhaul.engine.plan.local import LocalBackend
+from backhaul.engine.plan.values import Diff
 from backhaul.engine.workspace import Workspace
 from backhaul.errors import ConfigError
-from backhaul.state import snapshots
 
 
 class PlanBackend(Protocol):
-    def compute(self, ws: Workspace, *, full_resync: bool) -> Plan:
+    def compute(self, ws: Workspace, *, full_resync: bool) -> Diff:
         """Classify every model row against the snapshot (see the module docs)."""
         ...
 
@@ -45,40 +45,16 @@ class PlanBackend(Protocol):
         ...
 
 
-class LocalBackend:
-    """The snapshot in ``.backhaul/syncs/<sync>.duckdb``; the diff runs in local DuckDB."""
-
-    def compute(self, ws: Workspace, *, full_resync: bool) -> Plan:
-        with ws.guard(Phase.PLAN):
-            return planner.compute_plan(ws, full_resync=full_resync)
-
-    def drop_resolved_rejections(self, ws: Workspace) -> None:
-        with ws.guard(Phase.PLAN):
-            snapshots.drop_resolved_rejections(ws.con, ws.layout)
-
-    def commit_batch(
-        self, ws: Workspace, run_id: str, acked: pa.Table | None, rejected: pa.Table | None
-    ) -> None:
-        with ws.guard(Phase.CHECKPOINT):
-            snapshots.commit_batch(ws.con, ws.layout, run_id, acked, rejected)
-
-    def finish(self, ws: Workspace, *, adopt_fingerprint: bool) -> None:
-        with ws.guard(Phase.FINISH):
-            snapshots.fold_acks(ws.con, ws.layout)
-            if adopt_fingerprint:
-                snapshots.set_meta(ws.con, "fp_canary", snapshots.canary(ws.con))
-
-
 def backend_for(ws: Workspace) -> PlanBackend:
     """The backend a sync is configured for (local unless told otherwise)."""
     if ws.config.planner == "warehouse":
-        from backhaul.engine.plan import warehouse as warehouse_backend
+        from backhaul.engine.plan import warehouse
 
-        if warehouse_backend.supports(ws):
-            return warehouse_backend.open_backend(ws)
+        if warehouse.supports(ws):
+            return warehouse.open_backend(ws)
         raise ConfigError(
             f"`planner: warehouse` is not supported for {ws.source.config.type} sources "
-            f"(supported: {', '.join(warehouse_backend.SUPPORTED)} files and servers); "
+            f"(supported: {', '.join(warehouse.SUPPORTED)} files and servers); "
             "use `planner: local`",
             file=str(ws.sync.positions.file),
             line=ws.sync.positions.line("planner"),
