@@ -38,13 +38,15 @@ COLUMNS = ["id", "email", "name", "score", "ltv", "balance", "active", "plan", "
 PHASE = r"""
 import json, resource, sys, time
 from backhaul import api
-from backhaul.engine import planner
-from backhaul.engine.workspace import open_workspace
+from backhaul.engine.plan import backend_for, compute
+from backhaul.engine.runner import open_planning, settings_for
 project = api.load_project(sys.argv[2])
 t = time.perf_counter()
 if sys.argv[1] == "plan":
-    ws = open_workspace(project, project.sync("customers_sync"), read_only=True)
-    plan = planner.compute_plan(ws, full_resync=False)
+    sync = project.sync("customers_sync")
+    settings = settings_for(project, sync)
+    ws = open_planning(project, sync, settings, read_only=True)
+    plan = compute(ws, backend_for(ws), settings, full_resync=False, force=True)
     ws.close()
     counts = plan.counts
 else:

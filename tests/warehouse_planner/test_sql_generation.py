@@ -11,7 +11,7 @@ import pytest
 import sqlglot
 
 from backhaul.config.models import ColumnMapping, StaticMapping, TemplateMapping
-from backhaul.engine.warehouse_sql import (
+from backhaul.engine.plan.warehouse_sql import (
     DIALECTS,
     PlannerSql,
     fingerprint_columns,

@@ -277,7 +277,9 @@ def _batch_errors(
     project: Project, sync: SyncDef, dest: DestinationDef, cls: Any
 ) -> list[ConfigError]:
     """A batch size (the sync's, else the project default) above the destination's maximum."""
-    size = sync.config.batch_size or project.config.defaults.batch_size
+    from backhaul.engine.settings import requested_batch_size
+
+    size, key = requested_batch_size(project, sync)
     limit = int(cls.capabilities.max_batch_size)
     if size is None or size <= limit:
         return []
@@ -285,11 +287,11 @@ def _batch_errors(
         f"batch_size {size} is above the largest batch the `{dest.raw['type']}` "
         f"destination accepts ({limit}); set it to {limit} or less"
     )
-    if sync.config.batch_size is not None:
-        return [_error(message, sync.positions, "batch_size")]
+    if key == "batch_size":
+        return [_error(message, sync.positions, key)]
     if project.positions is not None:
         message += f" (the default applies to sync `{sync.name}`)"
-        return [_error(message, project.positions, "defaults.batch_size")]
+        return [_error(message, project.positions, key)]
     return []
 
 

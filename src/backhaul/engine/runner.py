@@ -7,6 +7,7 @@ once per acknowledged batch with exactly the records the destination accepted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import threading
 import uuid
@@ -29,8 +30,6 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http.budget import BudgetStore
 from backhaul.duck import arrow_table, scalar
-from backhaul.engine import planner
-from backhaul.engine.backend import LocalBackend, PlanBackend, backend_for
 from backhaul.engine.batches import rename_fields, sort_results, split_chunk, tally_outcomes
 from backhaul.engine.budgets import (
     budget_for,
@@ -41,9 +40,20 @@ from backhaul.engine.budgets import (
     quota_warning,
 )
 from backhaul.engine.failures import Phase
-from backhaul.engine.finite import policy_for
 from backhaul.engine.guards import check_guards
 from backhaul.engine.hooks import post_variables, pre_variables, run_hooks, skipped_hooks_note
+from backhaul.engine.plan import (
+    Identity,
+    LocalBackend,
+    PlanBackend,
+    SyncPlan,
+    backend_for,
+    build_outbox,
+    compute,
+    invalid_rows,
+    samples,
+)
+from backhaul.engine.settings import SyncSettings, resolve_settings
 from backhaul.engine.summary import (
     Counts,
     RowOp,
@@ -132,6 +142,26 @@ def open_destination(
     return cls(config, context), secrets
 
 
+def settings_for(project: Project, sync: SyncDef) -> SyncSettings:
+    """The sync's settings, resolved once for its plan and its run."""
+    dest = destination_def(project, sync)
+    caps = project.registry.destination(dest.config.type).capabilities
+    return resolve_settings(project, sync, caps)
+
+
+def open_planning(
+    project: Project, sync: SyncDef, settings: SyncSettings, *, read_only: bool
+) -> Workspace:
+    """The workspace a plan is computed in (read-only for a dry run)."""
+    return open_workspace(
+        project,
+        sync,
+        read_only=read_only,
+        needs_match=settings.needs_match,
+        finite=settings.finite,
+    )
+
+
 def destination_def(project: Project, sync: SyncDef) -> DestinationDef:
     dest = project.destinations.get(sync.config.destination)
     if dest is None:
@@ -174,6 +204,7 @@ class SyncRun:
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backhaul-db")
         self.ws: Workspace | None = None
         self.backend: PlanBackend = LocalBackend()
+        self.settings = settings_for(project, sync)
         self.waits = WaitTracker(self.run_id, sync.name, events)
         self.held: set[str] = set()  # keys whose old record could not be removed this run
         self.budgets: BudgetStore | None = None
@@ -189,9 +220,11 @@ class SyncRun:
         dest, _secrets = open_destination(
             self.project, self.sync, recorder, self.run_id, self.waits, self.budgets
         )
-        caps = type(dest).capabilities
-        self.batch_size = self._batch_size(dest)
-        finite = policy_for(self.sync, caps)
+        # A destination that sums a whole run up in one message (Slack's run digest) takes
+        # the run as one batch: its rows are acknowledged together once that message is in.
+        whole: int | None = getattr(dest, "run_batch_size", None)
+        if whole:
+            self.settings = dataclasses.replace(self.settings, batch_size=whole)
         self.summary.full_resync = options.full_resync
         try:
             # Before the model is read: a hook may refresh what it reads.
@@ -200,15 +233,10 @@ class SyncRun:
             )
         except HookError as exc:
             asyncio.run(dest.close())
+            self._close_budgets()
             return self._failed_before_start(exc)
         try:
-            ws = open_workspace(
-                self.project,
-                self.sync,
-                read_only=False,
-                needs_match=caps.needs_match_fields,
-                finite=finite,
-            )
+            ws = open_planning(self.project, self.sync, self.settings, read_only=False)
         except ModelError as exc:  # the warehouse failed on a row while streaming the model
             asyncio.run(dest.close())
             self._close_budgets()
@@ -226,20 +254,19 @@ class SyncRun:
         try:
             self.events(PhaseStarted(self.run_id, self.sync.name, "plan"))
             self.backend = backend_for(ws)
-            plan = self.backend.compute(ws, full_resync=options.full_resync)
-            self.summary.counts = plan.counts
-            for note in ws.notes:
+            plan = compute(
+                ws,
+                self.backend,
+                self.settings,
+                full_resync=options.full_resync,
+                force=options.force,
+            )
+            self.summary.counts = plan.planned_counts()
+            for note in plan.notes:
                 self.events(Notice(self.run_id, self.sync.name, note))
             self._record_invalid(ws)
-            cfg = self.sync.config
-            max_pct = cfg.max_remove_pct
-            if max_pct is None:
-                max_pct = self.project.config.defaults.max_remove_pct
-            check_guards(plan, removal=cfg.removal, max_remove_pct=max_pct, force=options.force)
-            self.backend.drop_resolved_rejections(ws)
-            identity = planner.Identity.of(ws, update_by_id=caps.update_by_id)
-            with ws.guard(Phase.PLAN):
-                total = planner.build_outbox(ws, target="st.outbox", identity=identity)
+            check_guards(plan.verdict)
+            total = self._apply(ws, plan)
             self.events(Planned(self.run_id, self.sync.name, plan.counts, total))
             warning = self._quota_warning(plan.counts) if total else None
             if warning:
@@ -288,10 +315,18 @@ class SyncRun:
             self.events(RunFinished(self.summary))
         return self.summary
 
+    def _apply(self, ws: Workspace, plan: SyncPlan) -> int:
+        """Turn a plan that passed the guards into the outbox; returns its rows."""
+        self.backend.drop_resolved_rejections(ws)
+        with ws.guard(Phase.PLAN):
+            return build_outbox(
+                ws, plan.relations, target="st.outbox", identity=Identity.of(plan.settings)
+            )
+
     def _quota_warning(self, counts: Counts) -> str | None:
         """The plan's quota warning, said again as the run starts sending."""
         dest = destination_def(self.project, self.sync)
-        calls = estimated_calls(counts, self.batch_size, self.sync.config.removal)
+        calls = estimated_calls(counts, self.settings.batch_size, self.settings.removal)
         try:
             return quota_warning(dest, calls, self.budgets)
         except Exception:  # the budget store is checked again on every call; say nothing
@@ -342,7 +377,7 @@ class SyncRun:
             )
 
     def _record_invalid(self, ws: Workspace) -> None:
-        rows = planner.invalid_rows(ws)
+        rows = invalid_rows(ws)
         if not rows:
             return
         self.store.add_rows(
@@ -355,31 +390,6 @@ class SyncRun:
             ],
         )
         self.summary.invalid_samples = [{"key": k, "reason": r} for k, r in rows[:20]]
-
-    def _batch_size(self, dest: Destination) -> int:
-        # A destination that sums a whole run up in one message (Slack's run digest) takes
-        # the run as one batch: its rows are acknowledged together once that message is in.
-        whole: int | None = getattr(dest, "run_batch_size", None)
-        if whole:
-            return whole
-        caps = type(dest).capabilities
-        size = (
-            self.sync.config.batch_size
-            or self.project.config.defaults.batch_size
-            or caps.default_batch_size
-        )
-        if size > caps.max_batch_size:
-            message = f"batch_size {size} is above the destination's limit of {caps.max_batch_size}"
-            own = self.sync.config.batch_size is not None
-            positions = self.sync.positions if own else self.project.positions
-            key = "batch_size" if own else "defaults.batch_size"
-            raise ConfigError(
-                message,
-                file=str(positions.file) if positions else "backhaul.yml",
-                line=positions.line(key) if positions else None,
-                key=key,
-            )
-        return size
 
     def _sends_anything(self) -> bool:
         """Whether any outbox row needs the destination (skips and ignored removals do not)."""
@@ -408,18 +418,12 @@ class SyncRun:
         assert self.ws is not None
         ws = self.ws
         cfg = self.sync.config
-        caps = type(dest).capabilities
         try:
             if await self._db(self._sends_anything):
                 await dest.check()
                 await dest.prepare(self._field_types(), ws.match_fields, cfg.object)
-            batch_size = self.batch_size
-            concurrency = (
-                cfg.concurrency
-                or self.project.config.defaults.concurrency
-                or caps.default_concurrency
-            )
-            sem = asyncio.Semaphore(concurrency)
+            batch_size = self.settings.batch_size
+            sem = asyncio.Semaphore(self.settings.concurrency)
             stop = asyncio.Event()
             progress = {"sent": 0}
 
@@ -607,43 +611,29 @@ def plan_sync(
 ) -> RunSummary:
     """A dry run: what a run would send, with samples. Nothing is sent; state is untouched."""
     sync = project.sync(name)
-    dest = destination_def(project, sync)
-    caps = project.registry.destination(dest.config.type).capabilities
+    settings = settings_for(project, sync)
     started = datetime.now(UTC)
-    ws = open_workspace(
-        project,
-        sync,
-        read_only=True,
-        needs_match=caps.needs_match_fields,
-        finite=policy_for(sync, caps),
-    )
+    ws = open_planning(project, sync, settings, read_only=True)
     try:
-        plan = backend_for(ws).compute(ws, full_resync=full_resync)
+        # The same computation a run makes; the dry run stops before the outbox.
+        plan = compute(ws, backend_for(ws), settings, full_resync=full_resync, force=force)
         summary = RunSummary(
             "dry-run",
             name,
             RunStatus.SUCCEEDED,
-            plan.counts,
+            plan.planned_counts(),
             started_at=started,
             full_resync=full_resync,
             dry_run=True,
         )
-        cfg = sync.config
-        max_pct = cfg.max_remove_pct
-        if max_pct is None:
-            max_pct = project.config.defaults.max_remove_pct
-        try:
-            check_guards(plan, removal=cfg.removal, max_remove_pct=max_pct, force=force)
-        except GuardError as exc:
+        if plan.verdict.guarded:
             summary.status = RunStatus.GUARDED
-            summary.error = exc.message
-        summary.warnings = _plan_warnings(project, sync, dest, caps, plan.counts)
+            summary.error = plan.verdict.message
+        summary.warnings = _plan_warnings(project, sync, plan)
         if sample:
-            identity = planner.Identity.of(ws, update_by_id=caps.update_by_id)
-            summary.samples = planner.samples(ws, sample, identity)
+            summary.samples = samples(ws, plan.relations, sample, Identity.of(settings))
         summary.invalid_samples = [
-            {"key": k if k is not None else "(null)", "reason": r}
-            for k, r in planner.invalid_rows(ws, 20)
+            {"key": k if k is not None else "(null)", "reason": r} for k, r in invalid_rows(ws, 20)
         ]
         summary.notes = skipped_hooks_note(project, sync)
         summary.finished_at = datetime.now(UTC)
@@ -652,14 +642,13 @@ def plan_sync(
         ws.close()
 
 
-def _plan_warnings(
-    project: Project, sync: SyncDef, dest: DestinationDef, caps: Any, counts: Counts
-) -> list[str]:
+def _plan_warnings(project: Project, sync: SyncDef, plan: SyncPlan) -> list[str]:
     """What the plan should say before anything is sent: a daily quota it would exceed."""
+    dest = destination_def(project, sync)
     if quota_of(dest) is None:
         return []
-    size = sync.config.batch_size or project.config.defaults.batch_size or caps.default_batch_size
-    calls = estimated_calls(counts, min(size, caps.max_batch_size), sync.config.removal)
+    settings = plan.settings
+    calls = estimated_calls(plan.counts, settings.batch_size, settings.removal)
     engine = None
     store: Any = None
     if not project.config.state.budget_url and project.metadata_url.startswith("postgres"):

@@ -4,7 +4,7 @@ and the model readable as a relation (the warehouse attached, or its rows stream
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,13 @@ class Workspace:
     model: ModelDef
     con: duckdb.DuckDBPyConnection
     source: Any
-    model_sql: str  # a relation in ``con`` that yields the model's rows
+    model_sql: str  # a relation in ``con`` that yields the model's rows (never reassigned)
     columns: dict[str, str]
     mapper: Mapper
     layout: KeyLayout
     match_fields: list[str]
     has_state: bool
     read_only: bool
-    snapshot_rel: str = "st.snapshot"
-    notes: list[str] = field(default_factory=list)
 
     @property
     def config(self) -> SyncConfig:

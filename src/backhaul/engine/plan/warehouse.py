@@ -1,27 +1,30 @@
 """Planning inside the warehouse (``planner: warehouse``).
 
 The snapshot, the checkpoint log and the rejected rows live in a schema Backhaul owns in
-the source warehouse, and the diff runs there as SQL (:mod:`backhaul.engine.warehouse_sql`).
+the source warehouse, and the diff runs there as SQL (:mod:`backhaul.engine.plan.warehouse_sql`).
 Only the planned keys, the model rows of keys to send and the snapshot rows of removed and
 changed keys leave the warehouse; they land in the workspace as ``work.plan``,
-``work.extract`` and ``work.removed``, and the outbox is built locally from them as with the local planner.
+``work.extract`` and ``work.removed`` (the :class:`Relations` of its :class:`Diff`), and the
+outbox is built locally from them as with the local planner.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from dataclasses import replace
 
 import duckdb
 import pyarrow as pa
 
 from backhaul.config.models import Mode
 from backhaul.duck import scalar
-from backhaul.engine import planner
 from backhaul.engine.failures import model_error
 from backhaul.engine.mapping import quote
-from backhaul.engine.planner import Plan, count_plan
-from backhaul.engine.warehouse_sql import (
+from backhaul.engine.plan import local
+from backhaul.engine.plan.local import count_plan
+from backhaul.engine.plan.values import Diff, Relations
+from backhaul.engine.plan.warehouse_sql import (
     FINGERPRINT_VERSION,
     FP_TYPE,
     IDENTITY_VERSION,
@@ -36,6 +39,9 @@ from backhaul.errors import BackhaulError, ConfigError
 from backhaul.state.warehouse_conn import DuckDBConn, PostgresConn, WarehouseConn
 
 SUPPORTED = ("postgres", "duckdb")
+# Where the planned keys' model rows and the snapshot rows they need land in the workspace.
+EXTRACT = "work.extract"
+REMOVED = "work.removed"
 
 
 def supports(ws: Workspace) -> bool:
@@ -72,7 +78,7 @@ def open_backend(ws: Workspace) -> WarehouseBackend:
 
 
 class WarehouseBackend:
-    """A :class:`~backhaul.engine.backend.PlanBackend` whose snapshot lives in the warehouse."""
+    """A :class:`~backhaul.engine.plan.backend.PlanBackend` whose snapshot lives in the warehouse."""
 
     def __init__(self, ws: Workspace, conn: WarehouseConn) -> None:
         self.conn = conn
@@ -187,7 +193,7 @@ class WarehouseBackend:
         self._run(after, "fold checkpoints into the snapshot")
 
     # -- PlanBackend ------------------------------------------------------------------
-    def compute(self, ws: Workspace, *, full_resync: bool) -> Plan:
+    def compute(self, ws: Workspace, *, full_resync: bool) -> Diff:
         try:
             if ws.read_only:
                 meta = self._meta()
@@ -203,12 +209,13 @@ class WarehouseBackend:
                 self._drop_plan()
                 self.close()
 
-    def _compute(self, ws: Workspace, meta: dict[str, str], *, full_resync: bool) -> Plan:
+    def _compute(self, ws: Workspace, meta: dict[str, str], *, full_resync: bool) -> Diff:
         sql = self.sql
         canary = str(self.conn.fetchall(sql.canary())[0][0])
         drift = meta.get("fp_canary") != canary or meta.get("fp_version") != FINGERPRINT_VERSION
+        notes: list[str] = []
         if drift:
-            ws.notes.append(
+            notes.append(
                 "the warehouse's fingerprint function changed (an upgrade changed how values "
                 "render as text); every row is resent once so no change can be missed"
             )
@@ -237,26 +244,25 @@ class WarehouseBackend:
 
         counts = count_plan(ws, queried)
         snapshot_rows = int(self.conn.fetchall(sql.snapshot_size())[0][0] or 0)
-        plan = Plan(counts, snapshot_rows, full_resync, drift)
-        plan.transferred_rows = self.conn.rows_fetched
-        plan.transferred_bytes = self.conn.bytes_fetched
-        ws.notes.append(
-            f"planned in the warehouse: {plan.transferred_rows} rows "
-            f"({plan.transferred_bytes / 1e6:.1f} MB) left it"
-        )
-        return plan
+        rows, nbytes = self.conn.rows_fetched, self.conn.bytes_fetched
+        notes.append(f"planned in the warehouse: {rows} rows ({nbytes / 1e6:.1f} MB) left it")
+        relations = Relations(model=EXTRACT, snapshot=REMOVED)
+        return Diff(counts, snapshot_rows, drift, relations, tuple(notes), rows, nbytes)
 
-    def _plan_locally(self, ws: Workspace, full_resync: bool) -> Plan:
+    def _plan_locally(self, ws: Workspace, full_resync: bool) -> Diff:
+        model = ws.model_sql
         if not self.conn.local:
             reader = _counting(ws.source.stream(strip_sql(ws.model.sql)), self)
             ws.con.register("bh_model_stream", reader)
-            ws.con.execute("CREATE OR REPLACE TABLE work.extract AS SELECT * FROM bh_model_stream")
+            ws.con.execute(f"CREATE OR REPLACE TABLE {EXTRACT} AS SELECT * FROM bh_model_stream")
             ws.con.unregister("bh_model_stream")
-            ws.model_sql = "work.extract"
-        plan = planner.compute_plan(ws, full_resync=full_resync)
-        plan.transferred_rows = self.conn.rows_fetched
-        plan.transferred_bytes = self.conn.bytes_fetched
-        return plan
+            model = EXTRACT
+        found = local.diff(ws, full_resync=full_resync, model=model)
+        return replace(
+            found,
+            transferred_rows=self.conn.rows_fetched,
+            transferred_bytes=self.conn.bytes_fetched,
+        )
 
     def _pull(self, ws: Workspace, target: str, sql: str, casts: list[tuple[str, str]]) -> None:
         """Copy a warehouse result into a workspace table with the given column types."""
@@ -298,15 +304,13 @@ class WarehouseBackend:
             ws.con.unregister("bh_extract")
         else:
             ws.con.execute("DELETE FROM work.extract")  # nothing to send: no model row needed
-        ws.model_sql = "work.extract"
 
     def _pull_removed(self, ws: Workspace, *, with_rid: bool) -> None:
         """Snapshot rows of removed, changed and retried keys into ``work.removed``."""
         keys = [(f"k{i}", t) for i, t in enumerate(self.local_key_types)]
         match = [(f"m{i}", t) for i, t in enumerate(self.local_match_types)]
         casts = [*keys, ("fp", FP_TYPE[self.dialect]), *match, ("rid", "VARCHAR")]
-        self._pull(ws, "work.removed", self.sql.snapshot_rows(with_rid=with_rid), casts)
-        ws.snapshot_rel = "work.removed"
+        self._pull(ws, REMOVED, self.sql.snapshot_rows(with_rid=with_rid), casts)
 
     def _mark_cast_failures(self, ws: Workspace) -> None:
         """Rows whose mapped casts fail are invalid, found locally on the fetched rows."""

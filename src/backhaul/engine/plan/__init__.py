@@ -1,0 +1,30 @@
+"""Planning a sync: what to add, change and remove compared with its snapshot.
+
+:func:`compute` returns a frozen :class:`SyncPlan` for either backend (the local DuckDB
+snapshot in :mod:`.local`, or the warehouse's own in :mod:`.warehouse`); :mod:`.outbox`
+turns a plan into the rows to send.
+"""
+
+from __future__ import annotations
+
+from backhaul.engine.guards import Verdict
+from backhaul.engine.plan.backend import PlanBackend, backend_for
+from backhaul.engine.plan.compute import compute
+from backhaul.engine.plan.local import LocalBackend, invalid_rows
+from backhaul.engine.plan.outbox import Identity, build_outbox, samples
+from backhaul.engine.plan.values import Diff, Relations, SyncPlan
+
+__all__ = [
+    "Diff",
+    "Identity",
+    "LocalBackend",
+    "PlanBackend",
+    "Relations",
+    "SyncPlan",
+    "Verdict",
+    "backend_for",
+    "build_outbox",
+    "compute",
+    "invalid_rows",
+    "samples",
+]
