@@ -383,3 +383,20 @@ async def test_connection_test_outside_a_run_reads_properties(
     assert refused.value.message.startswith("HubSpot at 127.0.0.1:")
     assert "answered 401 Unauthorized: set `token` in the destination file" in refused.value.message
     assert [c.status for c in hub.calls] == [200, 401]
+
+
+def test_a_sync_without_an_object_is_refused_before_anything_is_sent(
+    proj: Builder, hub: HubSpotEmulator
+) -> None:
+    proj.users(3)
+    email = [{"column": "email", "field": "email"}]
+    proj.sync("s", destination="crm", mappings=email, match={"fields": ["email"]})
+
+    result = proj.cli("run", "s")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: syncs/s.yml"), lines
+    assert ": object: HubSpot needs an object: set `object` in the sync" in lines[0]
+    assert hub.calls == []
+    assert proj.cli("validate", "--offline").returncode == 2

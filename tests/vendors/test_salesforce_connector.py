@@ -448,3 +448,24 @@ def test_a_changed_external_id_updates_the_record_by_its_id(
     assert {k: c["LastName"] for k, c in after.items()} == model  # no orphan record
     assert after["moved20@example.org"]["Id"] == before["u20@example.com"]
     assert after["moved40@example.org"]["Id"] == before["u40@example.com"]
+
+
+def test_the_object_and_external_id_are_checked_before_anything_is_sent(
+    project: Builder, org: tuple[SalesforceEmulator, str], env: None
+) -> None:
+    # Refused by the same checks as `validate`, before the destination is opened: not
+    # even a login reaches the org.
+    emulator, url = org
+    setup(project, url, external_id_field=None)
+    two = {"fields": ["External_Id__c", "LastName"]}
+    project.sync("s", destination="sf", mappings=MAPPINGS, match=two)
+
+    result = project.cli("run", "s")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert [ln.split(": ")[2] for ln in lines] == ["object", "match.fields"], lines
+    assert lines[0].startswith("error: syncs/s.yml:")
+    assert "salesforce needs an object" in lines[0]
+    assert "by one External ID field" in lines[1]
+    assert emulator.calls == []

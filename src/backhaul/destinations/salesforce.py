@@ -23,6 +23,8 @@ from backhaul.destinations.base import (
     DestinationConfig,
     DestinationContext,
     RecordResult,
+    SyncProblem,
+    SyncShape,
 )
 from backhaul.destinations.http import (
     HttpDestinationConfig,
@@ -121,6 +123,39 @@ class SalesforceDestination(KeyedDestination):
     url_keys = ("login_url", "instance_url")
     config: SalesforceConfig
 
+
+    @classmethod
+    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
+        """The object and the External ID field, before anything runs."""
+        problems = super().check_sync(config, shape)
+        configured = getattr(config, "object", None)
+        ext = getattr(config, "external_id_field", None)
+        match = list(shape.match_fields)
+        if shape.object and configured and shape.object != configured:
+            message = (
+                f"the sync's object `{shape.object}` differs from the salesforce destination's "
+                f"object `{configured}`: set it in one place only"
+            )
+            problems.append(SyncProblem("object", message))
+        elif not (shape.object or configured):
+            message = (
+                "salesforce needs an object: set `object` in the sync (e.g. Contact) or in the "
+                "destination file"
+            )
+            problems.append(SyncProblem("object", message))
+        if ext is None and len(match) > 1:
+            message = (
+                "salesforce matches records by one External ID field: match by one field, or "
+                "set `external_id_field` in the destination file"
+            )
+            problems.append(SyncProblem("match.fields", message))
+        elif ext is not None and match not in ([ext], []):
+            message = (
+                f"salesforce matches records by `{ext}` but the sync matches by "
+                f"{', '.join(match)}: set `match` in the sync to {ext}"
+            )
+            problems.append(SyncProblem("match.fields", message))
+        return problems
     def __init__(self, config: SalesforceConfig, context: DestinationContext) -> None:
         auth = config.auth
         refresh = auth.refresh_token if isinstance(auth, RefreshTokenAuth) else None
