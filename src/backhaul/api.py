@@ -27,15 +27,19 @@ if TYPE_CHECKING:
     from backhaul.state.store import RunRecord, RunStore
 
 
-def load_project(path: str | Path = ".", *, isolate: bool = False) -> Project:
+def load_project(
+    path: str | Path = ".", *, isolate: bool = False, target: str | None = None
+) -> Project:
     """Load and validate the project files in ``path`` (raises ConfigError on problems).
 
     With ``isolate``, invalid source, model, destination and sync files are set aside in
     ``Project.broken`` instead of raising, so the syncs that do not use them can run.
+    ``target`` chooses the environment of ``targets:`` (default: ``BACKHAUL_TARGET``, else
+    ``default_target``).
     """
     from backhaul.config.loader import load_project as _load
 
-    return _load(path, isolate=isolate)
+    return _load(path, isolate=isolate, target=target)
 
 
 @contextmanager

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a run failed (or a guard stopped it), 2 a configuration
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -75,8 +76,22 @@ def main_options(
             "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="NAME",
+            envvar="BACKHAUL_TARGET",
+            help="The environment of `targets:` in backhaul.yml to use (sources, destinations, "
+            "state); also BACKHAUL_TARGET.",
+        ),
+    ] = None,
 ) -> None:
     """Reverse ETL: keep operational tools in step with SQL models in your warehouse."""
+    if target:
+        # Read by every project load of this process and of the workers it starts.
+        os.environ["BACKHAUL_TARGET"] = target
 
 
 @app.command()

@@ -26,6 +26,7 @@ from backhaul.config.models import (
     ProjectConfig,
     StaticMapping,
     SyncConfig,
+    TargetConfig,
     TemplateMapping,
 )
 from backhaul.config.project import (
@@ -546,9 +547,13 @@ def _connectors(
     known: dict[str, str],
     load: Callable[[str], Any],
     errors: list[ConfigError],
+    overlays: dict[str, dict[str, Any]] | None = None,
 ) -> Iterator[tuple[str, Any, dict[str, Any], Positions]]:
-    """Sources or destinations, each validated with its connector's config model."""
+    """Sources or destinations, each validated with its connector's config model (with the
+    chosen target's values laid over its file's)."""
     for name, _, data, positions in _files(root, folder, errors):
+        if overlays and name in overlays:
+            data = {**data, **overlays[name]}
         model, found = _connector_model(data, positions, FOLDERS[folder], known, load)
         if model is not None:
             config, found = validate(model, data, positions)
@@ -558,8 +563,62 @@ def _connectors(
         errors += found
 
 
+def _target(
+    config: ProjectConfig, name: str | None, positions: Positions, errors: list[ConfigError]
+) -> TargetConfig | None:
+    """The target called ``name`` (None: none chosen), or an error naming the known ones."""
+    if not name:
+        return None
+    found = config.targets.get(name)
+    if found is None:
+        known = ", ".join(sorted(config.targets)) or "none: add `targets:` to backhaul.yml"
+        key = "default_target" if name == config.default_target else None
+        errors.append(
+            ConfigError(
+                f"unknown target `{name}` (known: {known})",
+                file=positions.file.as_posix(),
+                line=positions.line(key) if key else None,
+                key=key,
+            )
+        )
+    return found
+
+
+def _unknown_overlays(
+    label: str,
+    target: TargetConfig,
+    sources: dict[str, Any],
+    destinations: dict[str, Any],
+    positions: Positions,
+    root: Path,
+) -> list[ConfigError]:
+    """A target that sets values for a source or destination no file defines."""
+    errors: list[ConfigError] = []
+    for kind, overlays, known in (
+        ("sources", target.sources, sources),
+        ("destinations", target.destinations, destinations),
+    ):
+        for name in sorted(set(overlays) - set(known)):
+            if (root / kind / f"{name}.yml").exists() or (root / kind / f"{name}.yaml").exists():
+                continue  # the file exists but is invalid: its own error says why
+            key = f"targets.{label}.{kind}.{name}"
+            errors.append(
+                ConfigError(
+                    f"the target sets {kind[:-1]} `{name}`, which no file in {kind}/ defines",
+                    file=positions.file.as_posix(),
+                    line=positions.line(key),
+                    key=key,
+                )
+            )
+    return errors
+
+
 def load_project(
-    path: str | Path = ".", *, registry: Registry | None = None, isolate: bool = False
+    path: str | Path = ".",
+    *,
+    registry: Registry | None = None,
+    isolate: bool = False,
+    target: str | None = None,
 ) -> Project:
     """Load and validate every file of the project in ``path``.
 
@@ -572,6 +631,8 @@ def load_project(
             is left out and its errors kept in :attr:`Project.broken`, so that the syncs
             that do not use it can still run (``run --all``, the scheduler, the workers).
             Problems in any other file still raise.
+        target: The environment of ``targets:`` to lay over the files; default: the
+            ``BACKHAUL_TARGET`` variable, else ``default_target``, else none.
 
     Returns:
         The project, with ``${env:NAME}`` references unresolved.
@@ -587,14 +648,27 @@ def load_project(
 
     project_config: ProjectConfig | None = None
     project_positions: Positions | None = None
+    chosen: TargetConfig | None = None
+    chosen_name = ""
     if (read := _read(project_file, root, errors)) is not None:
         project_positions = read[1]
         project_config, found = validate(ProjectConfig, read[0], project_positions)
         errors += found
+        if project_config is not None:
+            chosen_name = (
+                target or os.environ.get("BACKHAUL_TARGET") or project_config.default_target or ""
+            )
+            chosen = _target(project_config, chosen_name, project_positions, errors)
+        if chosen is not None and chosen.state:
+            data = {**read[0], "state": {**(read[0].get("state") or {}), **chosen.state}}
+            project_config, found = validate(ProjectConfig, data, project_positions)
+            errors += found
 
     sources = {
         name: SourceDef(name, config, data, pos)
-        for name, config, data, pos in _connectors(root, "sources", reg.sources, reg.source, errors)
+        for name, config, data, pos in _connectors(
+            root, "sources", reg.sources, reg.source, errors, chosen.sources if chosen else {}
+        )
     }
     from backhaul.dbt.refs import RefResolver
 
@@ -611,9 +685,18 @@ def load_project(
     destinations = {
         name: DestinationDef(name, config, data, pos)
         for name, config, data, pos in _connectors(
-            root, "destinations", reg.destinations, reg.destination, errors
+            root,
+            "destinations",
+            reg.destinations,
+            reg.destination,
+            errors,
+            chosen.destinations if chosen else {},
         )
     }
+    if chosen is not None and project_positions is not None:
+        errors += _unknown_overlays(
+            chosen_name, chosen, sources, destinations, project_positions, root
+        )
     syncs: dict[str, SyncDef] = {}
     for name, _, data, positions in _files(root, "syncs", errors):
         config, found = _sync_errors(data, positions)

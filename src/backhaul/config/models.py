@@ -153,6 +153,22 @@ class DbtCloudConfig(Strict):
     )
 
 
+class TargetConfig(Strict):
+    """One environment of `targets:` (like dbt's targets): values laid over the files."""
+
+    sources: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per source name, keys that replace those of `sources/NAME.yml`.",
+    )
+    destinations: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per destination name, keys that replace those of `destinations/NAME.yml`.",
+    )
+    state: dict[str, Any] = Field(
+        default_factory=dict, description="Keys that replace those of `state:` above."
+    )
+
+
 class ProjectConfig(Strict):
     """`backhaul.yml` at the project root."""
 
@@ -179,6 +195,15 @@ class ProjectConfig(Strict):
     )
     scheduler: SchedulerConfig = Field(
         default_factory=SchedulerConfig, description="How scheduled runs are started."
+    )
+    targets: dict[str, TargetConfig] = Field(
+        default_factory=dict,
+        description="Environments (dev, prod, ...) chosen with `--target NAME` or "
+        "BACKHAUL_TARGET: each lays its values over sources, destinations and state.",
+    )
+    default_target: str | None = Field(
+        None,
+        description="The target used when none is chosen (default: none, the files as written).",
     )
 
 
@@ -334,7 +359,7 @@ class SyncConfig(Strict):
     non_finite: NonFinite | None = Field(
         None,
         description="NaN and Infinity in a mapped field: `invalid` (the row is not sent), "
-        "`null` or `string` (\"NaN\", \"Infinity\", \"-Infinity\"; JSON destinations). "
+        '`null` or `string` ("NaN", "Infinity", "-Infinity"; JSON destinations). '
         "Default: invalid, except that Postgres and DuckDB tables store them as they are.",
     )
     match: MatchConfig = MatchConfig()
@@ -370,7 +395,9 @@ class SyncConfig(Strict):
         "other syncs, `after_dbt`, or `manual` (the default).",
     )
 
-    @field_validator("schedule", mode="before", json_schema_input_type=ScheduleConfig | Literal["manual"])
+    @field_validator(
+        "schedule", mode="before", json_schema_input_type=ScheduleConfig | Literal["manual"]
+    )
     @classmethod
     def _manual(cls, value: Any) -> Any:
         return manual_if_empty(value)

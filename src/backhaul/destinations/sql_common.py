@@ -27,6 +27,8 @@ from backhaul.destinations.base import (
     DestinationConfig,
     DestinationContext,
     Operation,
+    SyncProblem,
+    SyncShape,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -417,6 +419,17 @@ class SqlTableDestination:
     dialect: ClassVar[Dialect]
     kind: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
+        """A table is named, in the destination file or the sync, before anything runs."""
+        if getattr(config, "table", None) or shape.object:
+            return []
+        message = (
+            f"{cls.kind} destination has no table: set `table` in the destination file or "
+            "`object` in the sync file"
+        )
+        return [SyncProblem("object", message)]
 
     def __init__(self, config: DestinationConfig, context: DestinationContext) -> None:
         self.context = context
