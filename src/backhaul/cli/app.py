@@ -197,12 +197,27 @@ def schema(
     out: Annotated[Path, typer.Option(help="Folder to write the JSON Schemas to.")] = Path(
         ".backhaul/schema"
     ),
+    outputs: Annotated[
+        bool,
+        typer.Option(
+            "--outputs", help="Also write the JSON Schema of each command's --json output."
+        ),
+    ] = False,
 ) -> None:
     """Write JSON Schemas of the project files, for editor completion."""
     from backhaul.config.schema import write_schemas
 
     for path in write_schemas(out):
         _console().print(f"wrote {path}")
+    if outputs:
+        from backhaul.cli.shapes import OUTPUTS, output_schema
+
+        folder = out / "outputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        for command in OUTPUTS:
+            path = folder / f"{command}.schema.json"
+            path.write_text(json.dumps(output_schema(command), indent=2) + "\n", encoding="utf-8")
+            _console().print(f"wrote {path}")
 
 
 @app.command()
