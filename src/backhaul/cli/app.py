@@ -11,7 +11,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -138,6 +138,14 @@ def validate(
         ),
     ] = "text",
     as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
+    check_destinations: Annotated[
+        bool,
+        typer.Option(
+            "--check-destinations",
+            help="Also ask each destination, read-only: credentials, object, mapped fields "
+            "and their types.",
+        ),
+    ] = False,
 ) -> None:
     """Check every file: keys, references, SQL, primary keys and mapped columns."""
     from backhaul.config.checks import check_project
@@ -145,9 +153,21 @@ def validate(
     fmt = "json" if as_json else output
     if fmt not in ("text", "json", "github"):
         raise ConfigError(f"--format takes `text`, `json` or `github`, not `{fmt}`")
+    if check_destinations and offline:
+        raise ConfigError("--check-destinations opens the destinations: drop --offline")
+
+    def checked(project: Any) -> list[ConfigError]:
+        problems = check_project(project, open_sources=not offline)
+        if check_destinations and not problems:
+            from backhaul.config.destination_checks import check_destinations as ask
+
+            enabled = sorted(n for n, s in project.syncs.items() if s.config.enabled)
+            problems = [e for found in ask(project, enabled).values() for e in found]
+        return problems
+
     if fmt == "text":
         project = _load(project_dir)
-        problems = check_project(project, open_sources=not offline)
+        problems = checked(project)
         if problems:
             raise ConfigErrors(problems)
         _console().print(
@@ -156,7 +176,7 @@ def validate(
         )
         return
     try:
-        problems = check_project(_load(project_dir), open_sources=not offline)
+        problems = checked(_load(project_dir))
     except ConfigErrors as exc:
         problems = list(exc.errors)
     except ConfigError as exc:

@@ -106,7 +106,6 @@ class HubSpotDestination(KeyedDestination):
     vendor = "HubSpot"
     config: HubSpotConfig
 
-
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
         """The object, before anything runs: one is named, in one place only."""
@@ -125,6 +124,7 @@ class HubSpotDestination(KeyedDestination):
             )
             problems.append(SyncProblem("object", message))
         return problems
+
     def __init__(self, config: HubSpotConfig, context: DestinationContext) -> None:
         self.window = RollingWindowLimiter(
             config.rate_limit.requests,
@@ -203,7 +203,10 @@ class HubSpotDestination(KeyedDestination):
 
     async def create(self, rows: Rows, idx: Sequence[int]) -> Answers:
         inputs = [
-            {"objectWriteTraceId": str(i), "properties": _properties(rows.records[i], clear_nulls=False)}
+            {
+                "objectWriteTraceId": str(i),
+                "properties": _properties(rows.records[i], clear_nulls=False),
+            }
             for i in idx
         ]
         result = await self._call("batch/create", {"inputs": inputs}, {200, 201, 207})
@@ -317,6 +320,13 @@ class HubSpotDestination(KeyedDestination):
             return 1.0
         # A rolling window frees its first slot at the latest one interval from now.
         return interval / 1000 if interval else self.window.seconds
+
+    async def field_kinds(self, object: str | None) -> dict[str, str]:
+        """Each property of the object and the kind of value it holds (number, bool, date,
+        datetime or text), read from the account (``validate --check-destinations``)."""
+        props = await self._load_properties(self._object_name(object))
+        kinds = {"number": "number", "bool": "bool", "date": "date", "datetime": "datetime"}
+        return {name: kinds.get(str(p.get("type")), "text") for name, p in props.items()}
 
     async def _load_properties(self, name: str) -> dict[str, dict[str, Any]]:
         cached = self._properties.get(name)
@@ -455,4 +465,3 @@ def _text(value: Any) -> str:
 def _properties(record: Mapping[str, Any], *, clear_nulls: bool) -> dict[str, str]:
     """HubSpot ``properties``: a null clears the property (``""``) or is left out."""
     return {k: _text(v) for k, v in record.items() if v is not None or clear_nulls}
-

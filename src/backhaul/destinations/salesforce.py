@@ -123,7 +123,6 @@ class SalesforceDestination(KeyedDestination):
     url_keys = ("login_url", "instance_url")
     config: SalesforceConfig
 
-
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
         """The object and the External ID field, before anything runs."""
@@ -156,6 +155,7 @@ class SalesforceDestination(KeyedDestination):
             )
             problems.append(SyncProblem("match.fields", message))
         return problems
+
     def __init__(self, config: SalesforceConfig, context: DestinationContext) -> None:
         auth = config.auth
         refresh = auth.refresh_token if isinstance(auth, RefreshTokenAuth) else None
@@ -195,6 +195,22 @@ class SalesforceDestination(KeyedDestination):
 
     async def close(self) -> None:
         await self.session.aclose()  # both clients; the session itself is kept
+
+    async def field_kinds(self, object: str | None) -> dict[str, str]:
+        """Each field of the object and the kind of value it holds (number, bool, date,
+        datetime or text), from its describe (``validate --check-destinations``)."""
+        obj = self.config.object or object
+        if not obj:
+            return {}
+        numbers = {"double", "int", "long", "currency", "percent"}
+        kinds = {"boolean": "bool", "date": "date", "datetime": "datetime"}
+        described = await self._fields(obj)
+        return {
+            name: "number"
+            if spec.get("type") in numbers
+            else kinds.get(str(spec.get("type")), "text")
+            for name, spec in described.items()
+        }
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
