@@ -176,3 +176,28 @@ def test_signing_out_ends_the_session_for_a_copied_cookie_too(
     finally:
         thief.close()
         context.close()
+
+
+def test_the_overview_reads_on_a_phone_and_its_chart_names_each_sync(
+    browser: object, live_server: Any
+) -> None:
+    context = browser.new_context(  # type: ignore[attr-defined]
+        viewport={"width": 390, "height": 844}, base_url=live_server.url
+    )
+    try:
+        page = context.new_page()
+        page.goto("/login")
+        page.fill("#username", live_server.username(Role.VIEWER))
+        page.fill("#password", live_server.passwords[Role.VIEWER])
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+        legend = page.locator("svg.chart g.legend text")
+        expect(legend.first).to_be_visible()
+        names = legend.all_text_contents()
+        assert any(n.startswith(("pql", "xss", "+")) for n in names), names
+        # Wide tables scroll inside their frame; the page itself never scrolls sideways.
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        assert page_width <= 391, page_width
+        shoot(page, "overview-phone.png")
+    finally:
+        context.close()

@@ -106,3 +106,70 @@ def test_text_in_the_chart_is_escaped() -> None:
     assert "&lt;script&gt;" in svg
     assert not re.search(r'id="x"y', svg)
     _parse(svg)  # still well-formed XML
+
+
+def _heights(bar: ET.Element) -> dict[str, float]:
+    return {r.get("class") or "": float(r.get("height", 0)) for r in bar.findall(f"{SVG}rect")}
+
+
+def test_an_incremental_run_stays_visible_next_to_a_first_run() -> None:
+    # Log scale: 12 rows next to 1.2M rows is a bar of a sixth of the plot, not a pixel.
+    runs = [_run("first", added=1_200_000), _run("next", changed=12)]
+    root = _parse(str(run_history_svg(runs, title="t")))
+    first, second = (_heights(b) for b in root.findall(f"{SVG}g[@class='bar']"))
+    assert second["s-changed"] > first["s-added"] / 6
+    assert "rows (log)" in ET.tostring(root, encoding="unicode")
+
+
+def test_one_rejected_row_is_visible_among_thousands() -> None:
+    runs = [_run("a", added=50_000, rejected=1)]
+    root = _parse(str(run_history_svg(runs, title="t")))
+    heights = _heights(root.findall(f"{SVG}g[@class='bar']")[0])
+    assert heights["s-rejected"] >= 3.0
+    total = heights["s-added"] + heights["s-rejected"]
+    plain = _heights(
+        _parse(str(run_history_svg([_run("b", added=50_001)], title="t"))).findall(
+            f"{SVG}g[@class='bar']"
+        )[0]
+    )
+    assert total == pytest.approx(plain["s-added"], abs=0.2)  # the bar keeps its height
+
+
+def test_failed_runs_are_marked_and_the_time_axis_is_labelled() -> None:
+    runs = [
+        ChartRun("r1", datetime(2024, 5, 1, 9, 0, tzinfo=UTC), 5, 0, 0, 0, 1.0, "succeeded"),
+        ChartRun("r2", datetime(2024, 5, 1, 9, 30, tzinfo=UTC), 0, 0, 0, 0, 1.0, "failed"),
+        ChartRun("r3", datetime(2024, 5, 2, 10, 0, tzinfo=UTC), 3, 0, 0, 0, 1.0, "succeeded"),
+    ]
+    root = _parse(str(run_history_svg(runs, title="t")))
+    bars = root.findall(f"{SVG}g")
+    classes = [b.get("class") for b in bars if (b.get("class") or "").startswith("bar")]
+    assert classes == ["bar", "bar failed", "bar"]
+    failed = next(b for b in bars if b.get("class") == "bar failed")
+    assert failed.find(f"{SVG}path[@class='failed-mark']") is not None
+    times = [t.text for t in root.findall(f"{SVG}text[@class='axis time']")]
+    assert times == ["May 01 09:00 UTC", "May 01 09:30 UTC", "May 02 10:00 UTC"]
+
+
+def test_the_overview_has_one_series_per_sync_with_a_legend() -> None:
+    runs = [
+        ChartRun("a 1", None, 5, 0, 0, 0, 1.0, "succeeded", "alpha"),
+        ChartRun("b 1", None, 7, 0, 0, 2, 1.0, "partial", "beta"),
+        ChartRun("a 2", None, 1, 0, 0, 0, 1.0, "succeeded", "alpha"),
+    ]
+    root = _parse(str(run_history_svg(runs, title="t", by_sync=True)))
+    fills = [
+        next(r.get("fill") for r in b.findall(f"{SVG}rect") if r.get("class") == "s-sync")
+        for b in root.findall(f"{SVG}g[@class='bar']")
+    ]
+    assert fills[0] == fills[2] != fills[1]  # one colour per sync
+    legend = root.find(f"{SVG}g[@class='legend']")
+    assert legend is not None
+    assert [t.text for t in legend.findall(f"{SVG}text")] == [
+        "alpha",
+        "beta",
+        "rejected",
+        "duration",
+    ]
+    swatches = [r.get("fill") for r in legend.findall(f"{SVG}rect")]
+    assert swatches == [fills[0], fills[1], None]  # then the rejected key, styled by class

@@ -174,6 +174,7 @@ def chart_run(record: RunRecord, *, with_sync: bool) -> ChartRun:
         c.rejected,
         record.duration_s,
         record.status.value,
+        record.sync,
     )
 
 
@@ -369,6 +370,7 @@ def overview_body(project: Project, reader: RunReader, state: Any) -> Markup:
         [chart_run(r, with_sync=True) for r in recent],
         title="Recent runs across all syncs",
         chart_id="recent-runs",
+        by_sync=True,
     )
     context = {
         "syncs": rows,
