@@ -10,7 +10,10 @@ from typing import Any
 import jsonschema
 from tests.conftest import Builder, run_cli
 
+from backhaul import api
 from backhaul.cli.shapes import OUTPUTS, output_schema
+from backhaul.web.auth import Role
+from backhaul.web.users import UserStore
 
 
 def _check(command: str, text: str) -> Any:
@@ -43,9 +46,16 @@ def test_every_json_output_matches_its_schema(project: Builder) -> None:
     schedules = _check("schedules", project.cli("schedules", "--json").stdout)
     assert {s["sync"]: s["kind"] for s in schedules}["s"] == "interval"
     _check("validate", project.cli("validate", "--offline", "--json").stdout)
+    with api.open_store(project.load()) as store:
+        UserStore(store).add("ana", "a-long-password-1", Role.EDITOR)
+    users = _check("users list", project.cli("users", "list", "--json").stdout)
+    assert users == [{"user": "ana", "role": "editor", "active_tokens": []}]
+    checked = _check("test-connection", project.cli("test-connection", "wh", "--json").stdout)
+    assert checked[0]["kind"] == "source" and checked[0]["ok"] is True
     project.write("syncs/bad.yml", "model: users\ndestination: db\nmode: sideways\n")
     bad = _check("validate", project.cli("validate", "--offline", "--json").stdout)
     assert bad["ok"] is False and bad["errors"][0]["line"] == 3
+
 
 
 def test_a_validator_refuses_a_wrong_shape() -> None:
@@ -77,6 +87,7 @@ def test_schema_writes_the_output_schemas(tmp_path: Path) -> None:
     result = run_cli("schema", "--out", str(out), "--outputs")
     assert result.returncode == 0, result.stderr
     for command in OUTPUTS:
-        written = json.loads((out / "outputs" / f"{command}.schema.json").read_text())
+        file = out / "outputs" / f"{command.replace(' ', '-')}.schema.json"
+        written = json.loads(file.read_text())
         jsonschema.Draft202012Validator.check_schema(written)
         assert written["title"] == f"backhaul {command} --json"

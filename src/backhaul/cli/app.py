@@ -235,7 +235,7 @@ def schema(
         folder = out / "outputs"
         folder.mkdir(parents=True, exist_ok=True)
         for command in OUTPUTS:
-            path = folder / f"{command}.schema.json"
+            path = folder / f"{command.replace(' ', '-')}.schema.json"
             path.write_text(json.dumps(output_schema(command), indent=2) + "\n", encoding="utf-8")
             _console().print(f"wrote {path}")
 

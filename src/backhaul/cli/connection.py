@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from backhaul.cli.common import print_json
 from backhaul.errors import BackhaulError, ConfigError, DestinationError, FailureType
 
 # Queries that name the server's version, for sources without ``server_version()``.
@@ -124,6 +125,9 @@ def connection_command(
     project_dir: Annotated[
         Path, typer.Option("--project-dir", "-C", help="The project folder (holds backhaul.yml).")
     ] = Path("."),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: a list of {kind, name, ok, ...}.")
+    ] = False,
 ) -> None:
     """Open a source or destination, check it, and print the server version and latency."""
     out = Console(highlight=False, soft_wrap=True)
@@ -147,6 +151,7 @@ def connection_command(
             err.print(f"[red]error:[/] {escape(line)}")
         raise typer.Exit(2) from None
     code = 0
+    found: list[dict[str, object]] = []
     for kind, check in checks:
         try:
             report = check(project, name)
@@ -154,11 +159,26 @@ def connection_command(
             first = exc.message.splitlines()[0] if exc.message else type(exc).__name__
             err.print(f"[red]error:[/] {kind} `{name}`: {escape(first)}")
             code = max(code, exit_code(exc))
+            found.append({"kind": kind, "name": name, "ok": False, "error": first})
+            continue
+        found.append(
+            {
+                "kind": kind,
+                "name": name,
+                "ok": True,
+                "type": report.type,
+                "version": report.version,
+                "latency_ms": round(report.latency_ms, 1),
+            }
+        )
+        if as_json:
             continue
         version = f"{report.version}, " if report.version else ""
         out.print(
             f"[green]ok[/]: {kind} `{name}` ({report.type}): {escape(version)}{report.latency_ms:.0f} ms"
         )
+    if as_json:
+        print_json(found)
     if code:
         raise typer.Exit(code)
 

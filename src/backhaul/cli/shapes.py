@@ -132,6 +132,26 @@ class ValidateOut(_Shape):
     errors: list[Problem]
 
 
+class UserOut(_Shape):
+    """One user in `users list --json`."""
+
+    user: str
+    role: Literal["viewer", "operator", "editor", "admin"]
+    active_tokens: list[str]
+
+
+class ConnectionOut(_Shape):
+    """One check in `test-connection --json` (a name may be a source and a destination)."""
+
+    kind: Literal["source", "destination"]
+    name: str
+    ok: bool
+    type: str | None = None
+    version: str | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+
 #: Each command's output: its JSON Schema is ``TypeAdapter(shape).json_schema()``.
 OUTPUTS: dict[str, Any] = {
     "run": list[RunResult],
@@ -141,6 +161,8 @@ OUTPUTS: dict[str, Any] = {
     "models": list[ModelOut],
     "schedules": list[ScheduleOut],
     "validate": ValidateOut,
+    "users list": list[UserOut],
+    "test-connection": list[ConnectionOut],
 }
 
 

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from backhaul.cli.common import (
+    JsonOption,
     LogFormatOption,
     ProjectDir,
     _console,
     _load,
     handles_errors,
     log_format,
+    print_json,
 )
 from backhaul.errors import BackhaulError
 
@@ -229,17 +231,27 @@ def add(
 
 @users_app.command("list")
 @handles_errors
-def list_users(project_dir: ProjectDir = Path(".")) -> None:
+def list_users(project_dir: ProjectDir = Path("."), as_json: JsonOption = False) -> None:
     """Every user with their role and tokens."""
     from rich.table import Table
 
     store, users = _users(project_dir)
     with store:
-        table = Table("user", "role", "active tokens")
         tokens = users.tokens()
-        for u in users.all():
-            names = [t.name for t in tokens if t.username == u.username and t.revoked_at is None]
-            table.add_row(u.username, u.role.value, ", ".join(names))
+        found = [
+            (
+                u.username,
+                u.role.value,
+                [t.name for t in tokens if t.username == u.username and t.revoked_at is None],
+            )
+            for u in users.all()
+        ]
+    if as_json:
+        print_json([{"user": n, "role": r, "active_tokens": t} for n, r, t in found])
+        return
+    table = Table("user", "role", "active tokens")
+    for name, role, names in found:
+        table.add_row(name, role, ", ".join(names))
     _console().print(table)
 
 
