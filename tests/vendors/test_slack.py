@@ -203,6 +203,7 @@ def token_destination(
         "base_url": f"{base}/api",
         "rate_limit": FAST_RATE,
         "retry": FAST_RETRY,
+        "mode": "row",  # these tests are about one message per record
         **extra,
     }
     project.destination("slack", **config)
@@ -219,7 +220,7 @@ def webhook_destination(
         webhook_url="${env:SLACK_WEBHOOK_URL}",
         rate_limit=FAST_RATE,
         retry=FAST_RETRY,
-        **extra,
+        **{"mode": "row", **extra},  # these tests are about one message per record
     )
     return url
 

@@ -28,6 +28,7 @@ BLOCKS = (
     '{"type": "plain_text", "text": "{{ score }}"}]}]'
 )
 COMMON = {
+    "mode": "row",  # the conformance checks count one message per record
     "text": TEXT,
     "blocks": BLOCKS,
     "rate_limit": {"requests": 500},

@@ -93,7 +93,7 @@ class SlackConfig(DestinationConfig):
     channel: str | None = Field(None, description="Channel id or #name to post to (with `token`).")
     base_url: str = Field(DEFAULT_API, description="Slack Web API base URL.")
     mode: Literal["row", "digest", "run_digest"] = Field(
-        "row",
+        "run_digest",
         description="`row`: one message per record; `digest`: one message per batch; "
         "`run_digest`: one message per run (counts, the first rows, `…and K more`).",
     )
