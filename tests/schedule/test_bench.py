@@ -28,6 +28,8 @@ def test_small_bench_run(tmp_path: Path) -> None:
             "110",
             "--extract-seconds",
             "2",
+            "--hubspot-syncs",
+            "3",
             "--out",
             str(tmp_path),
         ],

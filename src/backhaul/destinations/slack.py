@@ -370,10 +370,14 @@ class SlackDestination:
         wanted = self.config.max_records_in_digest
         refused: dict[int, str] = {}
         rows: list[DigestRow] = []
+        # Listed in key order, so the same run always reads the same (the outbox's order
+        # is whatever the planner's query produced).
+        order = sorted(range(total), key=lambda i: _key_order(batch.keys[i]))
         start = 0
         while len(rows) < wanted and start < total:
-            keys = batch.keys[start : start + wanted]
-            part = replace(batch, table=batch.table.slice(start, wanted), keys=keys)
+            chunk = order[start : start + wanted]
+            keys = [batch.keys[i] for i in chunk]
+            part = replace(batch, table=batch.table.take(pa.array(chunk)), keys=keys)
             pairs = zip(part.records(), part.flat_records(), strict=True)
             for j, (record, flat) in enumerate(pairs):
                 if len(rows) >= wanted:
@@ -381,7 +385,7 @@ class SlackDestination:
                 try:
                     rows.append(self._digest_row(batch.operation, record, flat, str(keys[j])))
                 except _Unsendable as bad:
-                    refused[start + j] = bad.reason
+                    refused[chunk[j]] = bad.reason
             start += wanted
         if len(refused) == total:  # nothing left to sum up
             return [RecordResult.rejected(i, refused[i]) for i in range(total)]
@@ -568,3 +572,11 @@ def _api_error(result: HttpResult) -> tuple[str, str | None] | None:
 def _code(detail: str | None) -> str:
     """Slack's error code from the toolkit's ``"404 Not Found: no_service"`` detail."""
     return (detail or "").rpartition(": ")[2].strip()
+
+
+def _key_order(key: str) -> tuple[int, int, str]:
+    """Whole-number keys in numeric order (2 before 10), then the others as text."""
+    text = str(key)
+    if text.lstrip("-").isdigit():
+        return (0, int(text), "")
+    return (1, 0, text)
