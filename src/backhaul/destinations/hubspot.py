@@ -29,8 +29,6 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
-    SyncProblem,
-    SyncShape,
 )
 from backhaul.destinations.http import (
     HttpDestinationConfig,
@@ -106,24 +104,7 @@ class HubSpotDestination(KeyedDestination):
     vendor = "HubSpot"
     config: HubSpotConfig
 
-    @classmethod
-    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
-        """The object, before anything runs: one is named, in one place only."""
-        problems = super().check_sync(config, shape)
-        configured = getattr(config, "object", None)
-        if shape.object and configured and shape.object != configured:
-            message = (
-                f"the sync's object `{shape.object}` differs from the HubSpot destination's "
-                f"object `{configured}`: set it in one place only"
-            )
-            problems.append(SyncProblem("object", message))
-        elif not (shape.object or configured):
-            message = (
-                "HubSpot needs an object: set `object` in the sync (contacts, companies, "
-                "deals or a custom object's name)"
-            )
-            problems.append(SyncProblem("object", message))
-        return problems
+    object_hint = " (contacts, companies, deals or a custom object's name)"
 
     def __init__(self, config: HubSpotConfig, context: DestinationContext) -> None:
         self.window = RollingWindowLimiter(

@@ -308,16 +308,32 @@ class KeyedDestination(HttpDestination):
     """
 
     identities: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    # Where identities are learnt at run time: what to say after "set `object` in the sync"
+    # when no object is named (None: the object is checked against ``identities``).
+    object_hint: ClassVar[str | None] = None
     nested: ClassVar[bool] = False  # records as nested objects (``address.city`` expanded)
     ignore_case: ClassVar[bool] = False  # match values equal but for case: one record
     identity: Identity | None = None
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
-        """The object and its match field, before anything runs (with ``identities``)."""
+        """The object and its match field, before anything runs: with ``identities``, both
+        against them; with ``object_hint`` (objects learnt at run time), that one object is
+        named, in the sync or the destination file but not differently in both."""
+        configured = getattr(config, "object", None)
+        if cls.object_hint is not None:
+            if shape.object and configured and shape.object != configured:
+                message = (
+                    f"the sync's object `{shape.object}` differs from the {cls.vendor} "
+                    f"destination's object `{configured}`: set it in one place only"
+                )
+                return [SyncProblem("object", message)]
+            if not (shape.object or configured):
+                message = f"{cls.vendor} needs an object: set `object` in the sync{cls.object_hint}"
+                return [SyncProblem("object", message)]
         if not cls.identities:
             return []
-        name = shape.object or getattr(config, "object", None) or ""
+        name = shape.object or configured or ""
         return identity_problems(cls.vendor, cls.identities, name, list(shape.match_fields))
 
     async def prepare(

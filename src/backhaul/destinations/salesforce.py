@@ -120,6 +120,7 @@ class SalesforceDestination(KeyedDestination):
     config_model: ClassVar[type[DestinationConfig]] = SalesforceConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     vendor = "salesforce"
+    object_hint = " (e.g. Contact) or in the destination file"
     url_keys = ("login_url", "instance_url")
     config: SalesforceConfig
 
@@ -127,21 +128,8 @@ class SalesforceDestination(KeyedDestination):
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
         """The object and the External ID field, before anything runs."""
         problems = super().check_sync(config, shape)
-        configured = getattr(config, "object", None)
         ext = getattr(config, "external_id_field", None)
         match = list(shape.match_fields)
-        if shape.object and configured and shape.object != configured:
-            message = (
-                f"the sync's object `{shape.object}` differs from the salesforce destination's "
-                f"object `{configured}`: set it in one place only"
-            )
-            problems.append(SyncProblem("object", message))
-        elif not (shape.object or configured):
-            message = (
-                "salesforce needs an object: set `object` in the sync (e.g. Contact) or in the "
-                "destination file"
-            )
-            problems.append(SyncProblem("object", message))
         if ext is None and len(match) > 1:
             message = (
                 "salesforce matches records by one External ID field: match by one field, or "
