@@ -120,17 +120,6 @@ class Project:
             known = ", ".join(sorted(self.syncs)) or "none"
             raise ConfigError(f"unknown sync `{name}` (known: {known})") from None
 
-    def select(self, names: list[str], tags: list[str], all_syncs: bool) -> list[SyncDef]:
-        """Syncs named, tagged (``tag:x`` selectors) or all enabled ones, in name order."""
-        if all_syncs or (not names and not tags):
-            chosen = [s for s in self.syncs.values() if s.config.enabled]
-        else:
-            chosen = [self.sync(n) for n in names]
-            for tag in tags:
-                chosen += [s for s in self.syncs.values() if tag in s.config.tags]
-        unique = {s.name: s for s in chosen}
-        return [unique[n] for n in sorted(unique)]
-
 
 __all__ = [
     "DestinationDef",
