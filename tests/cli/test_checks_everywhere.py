@@ -314,3 +314,22 @@ def test_zendesk_match_field_from_the_primary_key_passes_the_checks(project: Bui
     )
 
     assert project.cli("validate").returncode == 0
+
+
+def test_membership_mode_needs_a_destination_that_keeps_lists(
+    project: Builder, receiver: WebhookReceiver
+) -> None:
+    project.users(3)
+    project.webhook_destination(receiver)
+    project.sync("s", destination="hook", mode="membership")
+
+    result = project.cli("run", "s")
+
+    assert result.returncode == 2
+    line = _one_error(result.stderr)
+    where = _line_of(project.root / "syncs/s.yml", "mode:")
+    assert line.startswith(f"error: syncs/s.yml:{where}: mode: ")
+    assert "mode `membership` needs a destination that keeps lists or audiences" in line
+    assert "use mode `mirror`" in line
+    assert receiver.requests == []
+    assert not project.state_file("s").exists()

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from backhaul.config.models import ColumnMapping, TemplateMapping
+from backhaul.config.models import ColumnMapping, Mode, OnRemove, TemplateMapping
 from backhaul.config.project import (
     DestinationDef,
     ModelDef,
@@ -330,6 +330,21 @@ def _capability_errors(
     kind = str(dest.raw.get("type"))
     can = sorted(op.value for op in cls.capabilities.operations)
     errors: list[ConfigError] = []
+    if cfg.mode is Mode.MEMBERSHIP:
+        if not cls.capabilities.membership:
+            message = (
+                f"mode `membership` needs a destination that keeps lists or audiences, and "
+                f"the `{kind}` destination does not; use mode `mirror` to delete the records "
+                "of rows that leave the model instead"
+            )
+            return [_error(message, sync.positions, "mode")]
+        if cfg.on_remove is OnRemove.CLEAR:
+            message = (
+                "mode `membership` takes rows that leave the model out of the list "
+                "(`on_remove: delete`, the default) or leaves them in (`nothing`); "
+                "`clear` has no meaning for a list"
+            )
+            return [_error(message, sync.positions, "on_remove")]
     sends = destination_operation("add", cfg.mode, cfg.removal)
     if sends is not None and sends not in cls.capabilities.operations:
         errors.append(
@@ -365,6 +380,7 @@ def _capability_errors(
             fields=tuple(m.field for m in cfg.mappings),
             match_fields=match,
             operations=frozenset(op for op in (sends, removes) if op is not None),
+            membership=cfg.mode is Mode.MEMBERSHIP,
         )
         for problem in check(dest.config, shape):
             errors.append(_error(problem.message, sync.positions, problem.key))

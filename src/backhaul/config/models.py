@@ -298,6 +298,9 @@ class Mode(StrEnum):
     UPDATE = "update"
     INSERT = "insert"
     MIRROR = "mirror"
+    # Rows entering the model join a list or audience, rows leaving it are taken out
+    # (destinations that declare Capabilities.membership).
+    MEMBERSHIP = "membership"
 
 
 class OnRemove(StrEnum):
@@ -353,7 +356,7 @@ class SyncConfig(Strict):
     on_remove: OnRemove | None = Field(
         None,
         description="What to do with rows that left the model (default: delete in mirror "
-        "mode, nothing otherwise).",
+        "and membership mode, nothing otherwise).",
     )
     nulls: Literal["send", "skip"] = "send"
     non_finite: NonFinite | None = Field(
@@ -406,7 +409,7 @@ class SyncConfig(Strict):
     def removal(self) -> OnRemove:
         if self.on_remove is not None:
             return self.on_remove
-        return OnRemove.DELETE if self.mode is Mode.MIRROR else OnRemove.NOTHING
+        return OnRemove.DELETE if self.mode in (Mode.MIRROR, Mode.MEMBERSHIP) else OnRemove.NOTHING
 
     @model_validator(mode="after")
     def _unique_fields(self) -> SyncConfig:

@@ -142,6 +142,8 @@ class Batch:
     # "remove" (empty when the batch was built outside a run). Message destinations send it.
     changes: Sequence[str] = ()
     record_ids: Sequence[str | None] | None = None
+    # `mode: membership`: upsert = add to the list or audience, delete = take out of it.
+    membership: bool = False
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -214,6 +216,10 @@ class Capabilities:
     # Writes a record by its stored id, match field included (Batch.record_ids): a key
     # whose match value changed updates its record instead of replacing it.
     update_by_id: bool = False
+    # Keeps lists or audiences (`mode: membership`): an upsert adds the record to the list,
+    # a delete takes it out of the list (the person is not deleted). Batch.membership says
+    # which a batch means.
+    membership: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +236,7 @@ class SyncShape:
     fields: tuple[str, ...]
     match_fields: tuple[str, ...]  # as a run resolves them (default: the primary key's fields)
     operations: frozenset[Operation]
+    membership: bool = False  # `mode: membership`: the object is a list or audience
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ def destination_operation(op: str, mode: Mode, removal: OnRemove) -> Operation |
     return {
         Mode.UPSERT: Operation.UPSERT,
         Mode.MIRROR: Operation.UPSERT,
+        Mode.MEMBERSHIP: Operation.UPSERT,  # add the member (again: adding is idempotent)
         Mode.UPDATE: Operation.UPDATE,
         Mode.INSERT: Operation.INSERT,
     }[mode]
@@ -93,6 +94,7 @@ def split_chunk(
     """Render templates, screen non-finite floats, drop rows that failed, and group the rest
     by operation."""
     invalid: list[RowOutcome] = []
+    membership = mode is Mode.MEMBERSHIP
     chunk, errors = mapper.render(chunk, mapper.template_columns())
     chunk, unsendable = screen(chunk, mapper)
     for row, reason in unsendable.items():
@@ -112,7 +114,9 @@ def split_chunk(
         if not part.num_rows:
             continue
         operation = destination_operation(op, mode, removal)
-        out.append(_prepare(part, mapper, operation, match_fields, object, batch_id))
+        out.append(
+            _prepare(part, mapper, operation, match_fields, object, batch_id, membership)
+        )
     # Merge add/change/retry: they share one destination operation.
     merged: list[Prepared] = []
     for p in out:
@@ -124,7 +128,9 @@ def split_chunk(
             and merged[-1].batch
         ):
             rows = pa.concat_tables([merged[-1].rows, p.rows])
-            merged[-1] = _prepare(rows, mapper, p.operation, match_fields, object, batch_id)
+            merged[-1] = _prepare(
+                rows, mapper, p.operation, match_fields, object, batch_id, membership
+            )
         else:
             merged.append(p)
     return Split(merged, invalid)
@@ -137,6 +143,7 @@ def _prepare(
     match_fields: Sequence[str],
     object: str | None,
     batch_id: int,
+    membership: bool = False,
 ) -> Prepared:
     if operation is None:
         return Prepared(None, rows, None)
@@ -177,6 +184,7 @@ def _prepare(
             "change" if op == "rekey" else str(op) for op in rows.column("op").to_pylist()
         ],
         record_ids=record_ids,
+        membership=membership,
     )
     return Prepared(batch, rows, operation)
 

@@ -38,7 +38,8 @@ _REMOVED_ROWS = {
     "delete": "rows that leave the model will now be deleted at the destination",
     "clear": "rows that leave the model will now have their mapped fields cleared",
     "nothing": "rows that leave the model will now be left as they are at the destination",
-    "default": "rows that leave the model are deleted in mirror mode, left alone otherwise",
+    "default": "rows that leave the model are deleted in mirror mode, taken out of the list "
+    "in membership mode, left alone otherwise",
 }
 
 # (scope, key pattern) -> rule; the first pattern that matches wins.
@@ -51,6 +52,8 @@ RULES: dict[tuple[str, str], Rule] = {
             "mirror->upsert": "records will be created or updated; rows that leave the model "
             "are no longer deleted",
             "upsert": "records will be created or updated",
+            "membership": "rows that enter the model will be added to the list, rows that "
+            "leave it taken out",
             "update": "only records that already exist will be updated; new rows are not created",
             "insert": "only new records will be created; changes to existing ones are not sent",
         },

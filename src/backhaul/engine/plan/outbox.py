@@ -37,6 +37,7 @@ class Identity:
         acts = settings.removal is not OnRemove.NOTHING and settings.mode in (
             Mode.UPSERT,
             Mode.MIRROR,
+            Mode.MEMBERSHIP,
         )
         return cls(by_id=settings.update_by_id, rekeys=acts)
 
