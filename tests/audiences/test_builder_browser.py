@@ -266,3 +266,37 @@ def test_a_viewer_explores_but_cannot_save(page_as: Any, env: BuilderEnv) -> Non
     )
     assert answer.status == 403
     assert (env.root / "audiences/loyal.yml").read_text(encoding="utf-8") == before
+
+
+def test_an_editor_saves_a_priority_list_and_reopens_it(page_as: Any, env: BuilderEnv) -> None:
+    page = page_as(Role.EDITOR)
+    page.goto("/audiences/loyal")
+    settled(page)
+    pick = page.locator("#priority-pick")
+    pick.locator("input[value='pricing_viewers']").check()
+    pick.locator("input[value='(this audience)']").check()
+    settled(page)
+    expect(page.locator("#priority li")).to_have_count(2)
+    expect(page.locator("#priority li").first).to_contain_text("pricing_viewers")
+    page.fill("#priority-name", "offers_ui")
+    page.click("#priority-save")
+    expect(page.locator("#priority-status")).to_contain_text("Saved priority_lists/offers_ui.yml")
+    assert (env.root / "priority_lists/offers_ui.yml").read_text(encoding="utf-8") == (
+        "audiences:\n  - pricing_viewers\n  - loyal\n"
+    )
+    # Reopened, the saved list ticks its audiences in its order.
+    page.goto("/audiences/loyal")
+    settled(page)
+    page.select_option("#priority-saved", "offers_ui")
+    settled(page)
+    expect(pick.locator("input[value='pricing_viewers']")).to_be_checked()
+    expect(pick.locator("input[value='(this audience)']")).to_be_checked()
+    expect(page.locator("#priority li").first).to_contain_text("pricing_viewers")
+    expect(page.locator("#priority-name")).to_have_value("offers_ui")
+
+
+def test_a_viewer_sees_no_priority_save(page_as: Any) -> None:
+    page = page_as(Role.VIEWER)
+    page.goto("/audiences/loyal")
+    settled(page)
+    expect(page.locator("#priority-save")).to_have_count(0)

@@ -1,11 +1,12 @@
-"""Load ``audience_schemas/`` and ``audiences/`` into the project, and compile each audience
-into a model.
+"""Load ``audience_schemas/``, ``audiences/`` and ``priority_lists/`` into the project, and
+compile each audience and priority list into a model.
 
 Called by :func:`backhaul.config.loader.load_project` with the files it read (so the same
 YAML reading, position tracking and error format apply). Each audience becomes a model of
 the same name: its SQL is the compiled audience (relative dates against the warehouse's
 clock), its primary key the parent's key, its source the parent's source, so syncs use it
-with ``model: <audience name>`` in any mode.
+with ``model: <audience name>`` in any mode. A priority list becomes a model the same way:
+the parent's key and the ``audience`` each person landed in.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.catalog import Catalog
 from backhaul.audiences.compiler import Compiler
 from backhaul.audiences.defs import AudienceDef, AudienceSchemaDef
+from backhaul.audiences.priority import PriorityListConfig, PriorityListDef, priority_query
 from backhaul.audiences.schema import AudienceSchemaConfig
 from backhaul.audiences.typecheck import Problem, check_audience, membership_cycles
 from backhaul.audiences.types import TEMPORAL
@@ -36,6 +38,7 @@ class LoadedAudiences:
     schemas: dict[str, AudienceSchemaDef]
     audiences: dict[str, AudienceDef]
     models: dict[str, ModelDef]  # the project's models, audiences added, personal marked
+    priority_lists: dict[str, PriorityListDef]
 
 
 def _error(positions: Positions, key: str | None, message: str) -> ConfigError:
@@ -71,6 +74,7 @@ def load_audiences(
     models: Mapping[str, ModelDef],
     registry: Registry,
     errors: list[ConfigError],
+    priority_files: Iterable[FileRead] = (),
 ) -> LoadedAudiences:
     """Validate and resolve schemas and audiences; compile audiences into models.
 
@@ -109,11 +113,60 @@ def load_audiences(
             audiences[name] = AudienceDef(name, config, path, positions)
 
     errors.extend(_audience_errors(audiences, schemas, broken))
+    lists: dict[str, PriorityListDef] = {}
+    for name, path, data, positions in priority_files:
+        config, found = validate(PriorityListConfig, data, positions)
+        errors.extend(found)
+        if config is not None:
+            resolved = _priority_list(name, config, path, positions, audiences, models)
+            if isinstance(resolved, list):
+                errors.extend(resolved)
+            else:
+                lists[name] = resolved
     out_models = _mark_personal(dict(models), schemas)
     if not errors:
         for audience in audiences.values():
             out_models[audience.name] = audience_model(audience, schemas, audiences, out_models)
-    return LoadedAudiences(schemas, audiences, out_models)
+        for plist in lists.values():
+            out_models[plist.name] = priority_model(plist, schemas, audiences, out_models)
+    return LoadedAudiences(schemas, audiences, out_models, lists)
+
+
+def _priority_list(
+    name: str,
+    config: PriorityListConfig,
+    path: Path,
+    positions: Positions,
+    audiences: Mapping[str, AudienceDef],
+    models: Mapping[str, ModelDef],
+) -> PriorityListDef | list[ConfigError]:
+    """A priority list's audiences exist, appear once and share one schema."""
+    clash = "model in models/" if name in models else "audience" if name in audiences else None
+    if clash is not None:
+        message = (
+            f"priority list `{name}` has the name of the {clash}: a priority list is a model "
+            "too, so rename one"
+        )
+        return [ConfigError(message, file=positions.file.as_posix())]
+    errors: list[ConfigError] = []
+    schema: str | None = None
+    for i, audience in enumerate(config.audiences):
+        key = f"audiences.{i}"
+        if audience in config.audiences[:i]:
+            errors.append(_error(positions, key, f"audience `{audience}` is listed twice"))
+        elif audience not in audiences:
+            errors.append(_error(positions, key, _unknown("audience", audience, audiences)))
+        elif schema is None:
+            schema = audiences[audience].schema
+        elif audiences[audience].schema != schema:
+            message = (
+                f"audience `{audience}` is built on schema `{audiences[audience].schema}` and "
+                f"`{config.audiences[0]}` on `{schema}`: a priority list needs one schema"
+            )
+            errors.append(_error(positions, key, message))
+    if errors or schema is None:
+        return errors
+    return PriorityListDef(name, config, path, positions, schema)
 
 
 def _resolve_schema(
@@ -277,4 +330,37 @@ def audience_model(
     )
 
 
-__all__ = ["LoadedAudiences", "audience_model", "dialect_of", "load_audiences"]
+def priority_model(
+    plist: PriorityListDef,
+    schemas: Mapping[str, AudienceSchemaDef],
+    audiences: Mapping[str, AudienceDef],
+    models: Mapping[str, ModelDef],
+) -> ModelDef:
+    """The model a priority list compiles to: the parent's key and ``audience``."""
+    schema = schemas[plist.schema]
+    compiler = Compiler(
+        schema.catalog,
+        {n: a.config for n, a in audiences.items()},
+        schema.dialect,
+        {m: models[m].sql for m in schema.catalog.models},
+    )
+    sql = compiler.render(priority_query(compiler, list(plist.config.audiences)))
+    config = ModelConfig(
+        source=schema.source,
+        primary_key=[schema.catalog.parent.key],
+        sql=sql,
+        description=plist.config.description,
+        tags=list(plist.config.tags),
+    )
+    key = frozenset({schema.catalog.parent.key})
+    personal = schema.catalog.parent.personal & key
+    return ModelDef(plist.name, config, sql, None, plist.positions, personal=personal)
+
+
+__all__ = [
+    "LoadedAudiences",
+    "audience_model",
+    "dialect_of",
+    "load_audiences",
+    "priority_model",
+]

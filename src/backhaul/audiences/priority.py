@@ -1,14 +1,49 @@
 """Priority lists: an ordered list of audiences of one schema, where each person lands in the
-first audience they match (so nobody gets two competing campaigns)."""
+first audience they match (so nobody gets two competing campaigns).
+
+A list saved as ``priority_lists/NAME.yml`` is a model too: one row per person in any of its
+audiences, with the parent's key and an ``audience`` column naming the one they landed in.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
 from sqlglot import exp
 
+from backhaul.audiences.audience import Strict
 from backhaul.audiences.compiler import PARENT, Compiler, col, ident
+from backhaul.config.project import Positions
 from backhaul.errors import ConfigError
 
 PRIORITY_COLUMN = "audience"
+MAX_AUDIENCES = 20
+
+
+class PriorityListConfig(Strict):
+    """``priority_lists/NAME.yml``: audiences in the order they win."""
+
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    audiences: list[str] = Field(
+        min_length=1,
+        max_length=MAX_AUDIENCES,
+        description="Audiences of one schema, first one wins: a person in several lands in "
+        "the first.",
+    )
+
+
+@dataclass(frozen=True)
+class PriorityListDef:
+    """``priority_lists/NAME.yml``. Its model (``project.models[name]``) is compiled from it."""
+
+    name: str
+    config: PriorityListConfig
+    path: Path
+    positions: Positions
+    schema: str  # the audience schema its audiences share
 
 
 def _configs(compiler: Compiler, names: list[str]) -> list[exp.Expr]:
@@ -60,4 +95,39 @@ def priority_counts(compiler: Compiler, names: list[str]) -> exp.Select:
     )
 
 
-__all__ = ["PRIORITY_COLUMN", "priority_counts", "priority_query"]
+
+
+def priority_list_text(audiences: list[str], original: str | None) -> str:
+    """The file text of a priority list: ``original`` with its ``audiences`` replaced (its
+    comments, description and other keys kept), or a new file."""
+    import io
+
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    from backhaul.audiences.writer import round_trip_yaml
+
+    yaml = round_trip_yaml()
+    data = yaml.load(original) if original else None
+    if not isinstance(data, CommentedMap):
+        data = CommentedMap()
+    old = data.get("audiences")
+    if isinstance(old, list) and [str(a) for a in old] == audiences and original is not None:
+        return original
+    seq = CommentedSeq(audiences)
+    if isinstance(old, CommentedSeq) and old.fa.flow_style():
+        seq.fa.set_flow_style()
+    data["audiences"] = seq
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+__all__ = [
+    "MAX_AUDIENCES",
+    "PRIORITY_COLUMN",
+    "PriorityListConfig",
+    "PriorityListDef",
+    "priority_counts",
+    "priority_list_text",
+    "priority_query",
+]

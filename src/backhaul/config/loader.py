@@ -55,6 +55,7 @@ FOLDERS = {
     "syncs": "sync",
     "audience_schemas": "audience schema",
     "audiences": "audience",
+    "priority_lists": "priority list",
 }
 MAPPING_KINDS: dict[str, type[BaseModel]] = {
     "column": ColumnMapping,
@@ -713,6 +714,7 @@ def load_project(
         models,
         reg,
         errors,
+        _files(root, "priority_lists", errors),
     )
 
     broken: dict[tuple[str, str], list[ConfigError]] = {}
@@ -740,6 +742,7 @@ def load_project(
         positions=project_positions,
         audience_schemas=audiences.schemas,
         audiences=audiences.audiences,
+        priority_lists=audiences.priority_lists,
         broken=broken,
     )
 

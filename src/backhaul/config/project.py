@@ -17,6 +17,7 @@ from backhaul.plugins import Registry
 
 if TYPE_CHECKING:
     from backhaul.audiences.defs import AudienceDef, AudienceSchemaDef
+    from backhaul.audiences.priority import PriorityListDef
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Project:
     positions: Positions | None = None
     audience_schemas: dict[str, AudienceSchemaDef] = field(default_factory=dict)
     audiences: dict[str, AudienceDef] = field(default_factory=dict)
+    priority_lists: dict[str, PriorityListDef] = field(default_factory=dict)
     #: Definitions whose own file is invalid, by (folder, name), when the project was
     #: loaded with ``isolate=True``: they are left out of the dicts above and each sync
     #: that is (or uses) one fails alone with these errors.

@@ -28,6 +28,7 @@ SCHEMA_FILES = {
     "sync": "sync.schema.json",
     "audience_schema": "audience_schema.schema.json",
     "audience": "audience.schema.json",
+    "priority_list": "priority_list.schema.json",
     "channel": "channel.schema.json",
 }
 TITLES = {
@@ -38,6 +39,7 @@ TITLES = {
     "sync": "Backhaul sync (syncs/*.yml)",
     "audience_schema": "Backhaul audience schema (audience_schemas/*.yml)",
     "audience": "Backhaul audience (audiences/*.yml)",
+    "priority_list": "Backhaul priority list (priority_lists/*.yml)",
     "channel": "Backhaul alert channel (channels/*.yml)",
 }
 FOLDER_OF = {
@@ -47,6 +49,7 @@ FOLDER_OF = {
     "sync": "syncs",
     "audience_schema": "audience_schemas",
     "audience": "audiences",
+    "priority_list": "priority_lists",
     "channel": "channels",
 }
 
@@ -100,6 +103,7 @@ def _kinds(registry: Registry, warnings: list[str]) -> dict[str, Any]:
         registry.destinations, registry.destination, "destination", warnings
     )
     from backhaul.audiences.audience import AudienceConfig
+    from backhaul.audiences.priority import PriorityListConfig
     from backhaul.audiences.schema import AudienceSchemaConfig
 
     return {
@@ -110,6 +114,7 @@ def _kinds(registry: Registry, warnings: list[str]) -> dict[str, Any]:
         "sync": SyncConfig,
         "audience_schema": AudienceSchemaConfig,
         "audience": AudienceConfig,
+        "priority_list": PriorityListConfig,
         "channel": _channel_union(),
     }
 
@@ -196,6 +201,7 @@ def _readme(schema_dir: str, warnings: list[str]) -> str:
         "sync": "syncs/users_to_crm.yml",
         "audience_schema": "audience_schemas/people.yml",
         "audience": "audiences/eu_customers.yml",
+        "priority_list": "priority_lists/offers.yml",
         "channel": "channels/team_slack.yml",
     }
     for kind, file in examples.items():

@@ -13,7 +13,7 @@ syncs and the builder see the saved audience.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,6 +25,7 @@ from backhaul.audiences.cases import run_case
 from backhaul.audiences.conditions import Condition, GroupCondition, SqlCondition, walk
 from backhaul.audiences.editing import audience_text, edited_config, file_data
 from backhaul.audiences.explore import Explorer, describe, open_explorer
+from backhaul.audiences.priority import priority_list_text
 from backhaul.audiences.typecheck import check_audience
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Project
@@ -42,6 +43,7 @@ from backhaul.web.api.base import SafeJSONResponse, jsonable
 from backhaul.web.auth import Role, User, require
 from backhaul.web.charts import breakdown_svg
 from backhaul.web.deps import ProjectDep, UsersDep
+from backhaul.web.users import UserStore
 
 router = APIRouter(
     prefix="/api/v1",
@@ -84,13 +86,18 @@ def audience_path(name: str) -> str:
     return f"audiences/{name}.yml"
 
 
-def read_audience(project: Project, name: str) -> str | None:
-    """The audience file's text as it is on disk now (None: no such file)."""
+def read_file(project: Project, rel: str) -> str | None:
+    """A project file's text as it is on disk now (None: no such file)."""
     try:
-        with open(project.root / audience_path(name), encoding="utf-8", newline="") as f:
+        with open(project.root / rel, encoding="utf-8", newline="") as f:
             return f.read()
     except FileNotFoundError:
         return None
+
+
+def read_audience(project: Project, name: str) -> str | None:
+    """The audience file's text as it is on disk now (None: no such file)."""
+    return read_file(project, audience_path(name))
 
 
 def _sql_texts(conditions: list[Condition]) -> set[str]:
@@ -306,13 +313,95 @@ def save_route(
                 f"/audiences/{name} to edit it",
             )
         text = audience_text(config, original)
+    except BackhaulError as exc:
+        return _error(400, "invalid", exc.message)
+    saving = _Saving(audience_path(name), text, _message(name, original, config), body.base)
+    return _save(request, project, user, users, saving, "audience_save", name)
+
+
+class PriorityListIn(BaseModel):
+    audiences: list[str] = Field(min_length=1, max_length=MAX_PRIORITY)
+    base: str = Field("", description="Hash of the file the editor opened ('' for new).")
+
+
+def priority_list_path(name: str) -> str:
+    if not _NAME.match(name):
+        raise BackhaulError(f"`{name}` is not a valid name: use letters, digits, _ and -")
+    return f"priority_lists/{name}.yml"
+
+
+@router.get("/priority-lists")
+def priority_lists_route(project: ProjectDep) -> Any:
+    """Every saved priority list: its schema, audiences in order and the file's ``base``."""
+    out = []
+    for name, plist in sorted(project.priority_lists.items()):
+        text = read_file(project, f"priority_lists/{name}.yml")
+        out.append(
+            {
+                "name": name,
+                "schema": plist.schema,
+                "audiences": list(plist.config.audiences),
+                "description": plist.config.description,
+                "base": text_hash(text),
+            }
+        )
+    return {"priority_lists": out}
+
+
+@router.put("/priority-lists/{name}")
+def save_priority_list_route(
+    request: Request,
+    name: str,
+    body: PriorityListIn,
+    user: Editor,
+    project: ProjectDep,
+    users: UsersDep,
+) -> Any:
+    """Write ``priority_lists/<name>.yml`` (its order) and, in Git, commit it by the user."""
+    try:
+        rel = priority_list_path(name)
+        original = read_file(project, rel)
+        if body.base == "" and original is not None:
+            return _error(
+                409,
+                "conflict",
+                f"a priority list named `{name}` exists already: choose another name",
+            )
+        text = priority_list_text(body.audiences, original)
+    except BackhaulError as exc:
+        return _error(400, "invalid", exc.message)
+    verb = "Add" if original is None else "Update"
+    message = f"{verb} priority list {name}: {' > '.join(body.audiences)}"
+    saving = _Saving(rel, text, message, body.base)
+    return _save(request, project, user, users, saving, "priority_list_save", name)
+
+
+@dataclass(frozen=True)
+class _Saving:
+    rel: str
+    text: str
+    message: str
+    base: str
+
+
+def _save(
+    request: Request,
+    project: Project,
+    user: User,
+    users: UserStore,
+    saving: _Saving,
+    action: str,
+    name: str,
+) -> Any:
+    """Write, validate and commit one builder file; reload the project when it changed."""
+    try:
         result = save_file(
             project.root,
-            audience_path(name),
-            text,
+            saving.rel,
+            saving.text,
             author=Author.for_user(user.username),
-            message=_message(name, original, config),
-            base=body.base,
+            message=saving.message,
+            base=saving.base,
         )
     except InvalidContent as exc:
         found = [problem_out(p) for p in exc.problems]
@@ -327,7 +416,7 @@ def save_route(
     if result.changed:
         users.audit(
             user.username,
-            "audience_save",
+            action,
             name,
             {"file": result.path, "commit": result.commit},
             request.client.host if request.client else None,
@@ -346,4 +435,11 @@ def save_route(
     }
 
 
-__all__ = ["audience_path", "preview", "read_audience", "reload_project", "router"]
+__all__ = [
+    "audience_path",
+    "preview",
+    "priority_list_path",
+    "read_audience",
+    "reload_project",
+    "router",
+]

@@ -24,7 +24,7 @@ from backhaul.config.loader import validate
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Positions, Project
 from backhaul.gitsave import Repo, text_hash
-from backhaul.web.audience_api import audience_path, read_audience
+from backhaul.web.audience_api import audience_path, read_audience, read_file
 from backhaul.web.auth import Role, User, csrf_token, require
 from backhaul.web.deps import ProjectDep, templates
 
@@ -101,6 +101,15 @@ def builder_state(
         "can_save": user.role.allows(Role.EDITOR),
         "can_sql": user.role.allows(Role.EDITOR),
         "has_tests": bool(config.tests),
+        "priority_lists": [
+            {
+                "name": n,
+                "audiences": list(p.config.audiences),
+                "base": text_hash(read_file(project, f"priority_lists/{n}.yml")),
+            }
+            for n, p in sorted(project.priority_lists.items())
+            if p.schema == schema.name
+        ],
         "file": audience_path(name) if name else "",
         "git": Repo.find(project.root) is not None,
     }

@@ -31,6 +31,7 @@ WATCHED = (
     "syncs",
     "audiences",
     "audience_schemas",
+    "priority_lists",
     "channels",
 )
 

@@ -491,10 +491,51 @@
         refresh();
       } }), " " + n));
     }
+    setupPriorityLists(pick);
     const saveButton = byId("save");
     if (saveButton) saveButton.addEventListener("click", save);
     const nameInput = byId("audience-name");
     if (nameInput) nameInput.addEventListener("input", refresh);
+  }
+
+  // A saved priority list: choosing one ticks its audiences in its order; editors save the
+  // ticked order as priority_lists/NAME.yml.
+  function setupPriorityLists(pick) {
+    const lists = S.priority_lists || [];
+    const toBox = (n) => (n === S.name ? "(this audience)" : n);
+    const saved = byId("priority-saved");
+    if (saved) saved.addEventListener("change", () => {
+      const found = lists.find((p) => p.name === saved.value);
+      state.priority = found ? found.audiences.map(toBox) : [];
+      for (const box of pick.querySelectorAll("input[type=checkbox]")) box.checked = state.priority.includes(box.value);
+      const input = byId("priority-name");
+      if (input && found) input.value = found.name;
+      refresh();
+    });
+    const button = byId("priority-save");
+    if (!button) return;
+    button.addEventListener("click", () => {
+      const status = byId("priority-status");
+      const name = byId("priority-name").value.trim();
+      if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(name)) { status.textContent = "Give the list a name: letters, digits, _ and -."; return; }
+      const audiences = state.priority.map((p) => (p === "(this audience)" ? S.name : p));
+      if (audiences.some((a) => !a)) { status.textContent = "Save this audience first: a list names saved audiences."; return; }
+      if (!audiences.length) { status.textContent = "Tick at least one audience."; return; }
+      const known = lists.find((p) => p.name === name);
+      status.textContent = "Saving…";
+      post("/api/v1/priority-lists/" + encodeURIComponent(name), "PUT", { audiences, base: known ? known.base : "" }).then(([code, d]) => {
+        if (code === 200) {
+          if (known) known.base = d.base; else lists.push({ name, audiences, base: d.base });
+          if (known) known.audiences = audiences;
+          status.className = "ok";
+          status.textContent = d.changed ? (d.commit ? `Saved ${d.path} · commit ${d.commit.slice(0, 10)}` : `Saved ${d.path}`) : "No change to save.";
+          return;
+        }
+        const e = d.error || {};
+        status.className = "error";
+        status.textContent = (e.message || "Not saved.") + ((e.problems || []).length ? ": " + e.problems.map((p) => p.message).join("; ") : "");
+      });
+    });
   }
 
   setupPanels();
