@@ -31,7 +31,7 @@ import duckdb
 from ruamel.yaml import YAML
 
 from backhaul import api
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 

@@ -27,8 +27,8 @@ from ruamel.yaml import YAML
 
 from backhaul import api
 from backhaul.config.project import Project
-from backhaul.engine.summary import RowOutcome, RunSummary
 from backhaul.state import snapshots
+from backhaul.summary import RowOutcome, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

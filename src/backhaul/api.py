@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backhaul.config.project import Project
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.observe.events import EventSink, ignore
+from backhaul.summary import RunStatus, RunSummary
 
 if TYPE_CHECKING:
     from backhaul.state.store import RunRecord, RunStore

@@ -14,7 +14,7 @@ import pytest
 from tests.alerts.conftest import WEB_URL, Channels, alert_project, history, run
 from tests.conftest import Builder
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 
 DEDUP = "backhaul/t/users_hook/{rule}"

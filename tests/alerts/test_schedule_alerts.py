@@ -13,8 +13,8 @@ from tests.conftest import Builder
 
 from backhaul import api
 from backhaul.alerts import AlertSink
-from backhaul.engine.summary import RunStatus
 from backhaul.schedule.timetable import Timetable
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 
 

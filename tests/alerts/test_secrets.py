@@ -18,9 +18,9 @@ from tests.conftest import Builder
 
 from backhaul import api
 from backhaul.alerts import AlertSink
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.observe.events import RunFinished
 from backhaul.state.tables import alert_deliveries, alert_events, alert_states
+from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 
 

@@ -11,7 +11,7 @@ from tests.conftest import Builder
 from backhaul import api
 from backhaul.alerts import AlertSink
 from backhaul.alerts.store import AlertStore
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 
 

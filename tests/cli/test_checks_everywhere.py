@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from backhaul import api
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import SlackEmulator
 from backhaul.testing.receiver import WebhookReceiver

@@ -15,7 +15,7 @@ import pytest
 from backhaul import api
 from backhaul.config.loader import load_project
 from backhaul.engine.launch import run_many, worst_exit_code
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role

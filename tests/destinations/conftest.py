@@ -12,8 +12,8 @@ import pyarrow as pa
 import pymysql
 import pytest
 
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import Batch, DestinationContext, Operation
-from backhaul.observe.recorder import MemoryRecorder
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
 from backhaul.destinations.files import FileConfig, FileDestination
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.recorder import MemoryRecorder
 
 from .conftest import make_batch
 
@@ -166,7 +166,7 @@ from pathlib import Path
 import pyarrow as pa
 from backhaul.destinations.base import Batch, DestinationContext, Operation
 from backhaul.destinations.files import FileConfig, FileDestination
-from backhaul.observe.recorder import NullRecorder
+from backhaul.calls import NullRecorder
 
 async def main():
     cfg = FileConfig(type="file", format="jsonl", path=sys.argv[2], layout=sys.argv[3])

@@ -29,7 +29,7 @@ from tests.destinations.brokers import (
     check_id,
 )
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 
 SYNC = "users_to_queue"
 MAPPINGS = [

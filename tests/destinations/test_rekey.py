@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from conftest import Builder, sqlite_rows
 
 MAPPINGS = [

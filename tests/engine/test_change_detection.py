@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import (
     Builder,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 from tests.conftest import Builder, sqlite_rows
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 
 
 def _set_meta(builder: Builder, sync: str, name: str, value: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from backhaul.engine.summary import RunStatus, RunSummary
+from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder, sqlite_rows
 

@@ -10,7 +10,7 @@ import pytest
 
 from backhaul import api
 from backhaul.config.checks import check_syncs
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from conftest import Builder, sqlite_rows
 
 AUDIT = (

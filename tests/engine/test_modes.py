@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from backhaul import api
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder, keys_of, sqlite_dicts, sqlite_rows
 

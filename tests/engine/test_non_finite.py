@@ -16,11 +16,11 @@ import httpx
 import psycopg
 import pytest
 
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.http import HttpClient, dumps_json
-from backhaul.engine.summary import RunStatus
 from backhaul.errors import ConfigError, ConfigErrors, DestinationError, FailureType
 from backhaul.floats import NonFiniteError
-from backhaul.observe.recorder import MemoryRecorder
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from backhaul.testing.receiver import WebhookReceiver, strict_json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from backhaul import api
-from backhaul.engine.summary import SKIP_INSERT, SKIP_REMOVE, RowStatus, RunStatus
+from backhaul.summary import SKIP_INSERT, SKIP_REMOVE, RowStatus, RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.web.charts import run_history_svg
 from backhaul.web.pages import chart_run

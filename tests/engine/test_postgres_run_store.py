@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 from tests.conftest import Builder
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 
 
 def test_runs_and_rows_are_recorded_in_postgres(fast_tmp: Path, pg_db: str) -> None:

@@ -8,7 +8,7 @@ import psycopg
 from typer.testing import CliRunner
 
 from backhaul.cli.app import app
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder, keys_of
 

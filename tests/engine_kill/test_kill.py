@@ -31,9 +31,9 @@ import pytest
 import sqlalchemy.exc
 
 from backhaul import api
-from backhaul.engine.summary import RunStatus
 from backhaul.state import snapshots
 from backhaul.state.store import INTERRUPTED, RunRecord, RunStore
+from backhaul.summary import RunStatus
 
 pytestmark = pytest.mark.slow
 

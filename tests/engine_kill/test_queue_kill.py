@@ -31,8 +31,8 @@ from tests.conftest import dump_yaml, free_port
 from tests.destinations.brokers import BROKERS, Broker, Mqtt, Received, check_id
 
 from backhaul import api
-from backhaul.engine.summary import RunStatus
 from backhaul.state.store import RunRecord, RunStore
+from backhaul.summary import RunStatus
 
 pytestmark = pytest.mark.slow
 

@@ -17,6 +17,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, delete
 
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.http import HttpClient, RateLimit, RateLimiter, RollingWindowLimiter
 from backhaul.destinations.http.budget import (
     AccountBudget,
@@ -34,7 +35,6 @@ from backhaul.destinations.http.budget import (
 )
 from backhaul.destinations.http.shared import SharedLimiter
 from backhaul.errors import QuotaSpentError
-from backhaul.observe.recorder import MemoryRecorder
 from backhaul.state.budgets import PostgresBudgets, RedisBudgets
 from backhaul.state.store import RunStore
 from backhaul.state.tables import rate_budgets

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from tests.conftest import free_port
 
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.http import (
     HttpClient,
     RateLimiter,
@@ -18,7 +19,6 @@ from backhaul.destinations.http import (
     split_batch,
 )
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.recorder import MemoryRecorder
 from backhaul.observe.redact import Redactor
 from backhaul.testing.receiver import WebhookReceiver
 

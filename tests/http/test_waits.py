@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from rich.console import Console
 
+from backhaul.calls import MemoryRecorder
 from backhaul.cli.render import WAIT_LINES, RunReporter
 from backhaul.destinations.http import HttpClient, RateLimiter, RetryPolicy
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.observe.events import (
     RunEvent,
     RunFinished,
@@ -20,8 +20,8 @@ from backhaul.observe.events import (
     Waiting,
     WaitKind,
 )
-from backhaul.observe.recorder import MemoryRecorder
 from backhaul.observe.waits import WaitTracker, seconds_text
+from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
 

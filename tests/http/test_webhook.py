@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import (
     Batch,
     Destination,
@@ -24,7 +25,6 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.webhook import WebhookConfig, WebhookDestination, record_errors
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.recorder import MemoryRecorder
 from backhaul.plugins import Registry
 from backhaul.testing.receiver import WebhookReceiver
 

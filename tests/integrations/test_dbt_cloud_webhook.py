@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from backhaul import api
-from backhaul.engine.summary import RunStatus
 from backhaul.state.store import RunRecord
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators.base import EmulatorServer
 from backhaul.testing.emulators.dbt_cloud import DEFAULT_TOKEN, DbtCloudEmulator
 from backhaul.testing.receiver import WebhookReceiver

@@ -25,11 +25,11 @@ from tests.conftest import Builder
 from backhaul import api
 from backhaul.alerts import AlertSink
 from backhaul.alerts.store import AlertStore
-from backhaul.engine.summary import RunStatus
 from backhaul.observe.metrics import exposition, registry_for
 from backhaul.schedule.queue import QueueLauncher, new_app, queue_depth, recover_stalled
 from backhaul.schedule.timetable import Timetable
 from backhaul.state.store import INTERRUPTED, RunRecord
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 
 ROWS = 20

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from backhaul.engine.summary import RowOp, RowOutcome, RowStatus, RunStatus, RunSummary
-from backhaul.observe.recorder import HttpCall
+from backhaul.calls import HttpCall
 from backhaul.state.reader import RunReader
 from backhaul.state.store import RunStore
+from backhaul.summary import RowOp, RowOutcome, RowStatus, RunStatus, RunSummary
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

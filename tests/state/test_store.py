@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
-from backhaul.observe.recorder import HttpCall
+from backhaul.calls import HttpCall
 from backhaul.state.recorder import StoreRecorder
 from backhaul.state.store import INTERRUPTED, RunStore, StoreError
+from backhaul.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

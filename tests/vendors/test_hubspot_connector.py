@@ -10,16 +10,16 @@ import httpx
 import pytest
 
 from backhaul import api
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.hubspot import (
     HubSpotConfig,
     HubSpotDestination,
     _turns,
 )
-from backhaul.engine.summary import RunStatus
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.recorder import MemoryRecorder
 from backhaul.plugins import Registry
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from conftest import Builder, keys_of

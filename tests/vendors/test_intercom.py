@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.intercom import IntercomConfig, IntercomDestination
-from backhaul.engine.summary import RunStatus
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.recorder import MemoryRecorder
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.intercom import IntercomEmulator
 from conftest import Builder

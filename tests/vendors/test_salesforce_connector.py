@@ -12,12 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from backhaul import api
+from backhaul.calls import MemoryRecorder
 from backhaul.cli.app import app
 from backhaul.destinations.base import Batch, DestinationContext, Operation, RecordStatus
 from backhaul.destinations.salesforce import SalesforceConfig, SalesforceDestination
-from backhaul.engine.summary import RunStatus
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.recorder import MemoryRecorder
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.salesforce import SalesforceEmulator
 from conftest import Builder, keys_of

@@ -14,11 +14,11 @@ import pytest
 from pydantic import ValidationError
 
 from backhaul import api
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.slack import SlackConfig, SlackDestination
-from backhaul.engine.summary import RunStatus
 from backhaul.errors import DestinationError, FailureType
-from backhaul.observe.recorder import MemoryRecorder
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import DEFAULT_TOKEN, SlackEmulator
 from conftest import Builder

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from backhaul.destinations.base import Operation
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.conformance import CHECKS, Harness, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import DEFAULT_TOKEN, SlackEmulator

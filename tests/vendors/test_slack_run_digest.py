@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import SlackEmulator
 from conftest import Builder

@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.observe.events import Notice
+from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import PG_ADMIN, Builder, audit_log, sqlite_audit, sqlite_rows
 

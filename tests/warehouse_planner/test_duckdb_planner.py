@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
 from warehouse_planner import (

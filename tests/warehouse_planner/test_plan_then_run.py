@@ -15,8 +15,8 @@ import pytest
 
 from backhaul.engine.plan import SyncPlan, backend_for, compute
 from backhaul.engine.runner import open_planning, plan_sync, settings_for
-from backhaul.engine.summary import Counts, RunStatus, RunSummary
 from backhaul.observe.events import Planned
+from backhaul.summary import Counts, RunStatus, RunSummary
 from conftest import Builder, sqlite_rows
 from warehouse_planner import MAPPINGS, pg_database
 

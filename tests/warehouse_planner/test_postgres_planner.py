@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import PG_ADMIN, Builder
 from warehouse_planner import (

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 
 from backhaul import api
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.errors import ConfigError
 from backhaul.observe.writeback import WritebackConfig, write_back
+from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
 from warehouse_planner import MAPPINGS, Warehouse, pg_database

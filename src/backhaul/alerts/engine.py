@@ -21,10 +21,10 @@ from backhaul.alerts.rules import NextRun, SyncRules, sync_rules
 from backhaul.alerts.store import AlertStore, Transition
 from backhaul.config.project import DestinationDef, Project, SourceDef
 from backhaul.config.secrets import resolve
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.errors import BackhaulError, ConfigError
 from backhaul.observe.redact import Redactor
 from backhaul.state.store import RunStore
+from backhaul.summary import RunStatus, RunSummary
 
 log = logging.getLogger("backhaul.alerts")
 Clock = Callable[[], datetime]

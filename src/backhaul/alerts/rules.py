@@ -20,8 +20,8 @@ from backhaul.config.alerts import (
     VolumeChangeRule,
 )
 from backhaul.config.project import Project
-from backhaul.engine.summary import Counts, RunStatus, RunSummary
 from backhaul.state.store import RunRecord
+from backhaul.summary import Counts, RunStatus, RunSummary
 
 # Runs that delivered: they show a failure or a guard is behind the sync.
 DELIVERED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})

@@ -484,8 +484,8 @@ def runs(
 ) -> None:
     """Recent runs, newest first: of every sync, or of the chosen ones, with filters."""
     from backhaul.api import open_store
-    from backhaul.engine.summary import RunStatus
     from backhaul.selection import select as choose
+    from backhaul.summary import RunStatus
 
     project = _load(project_dir, isolate=True)
     words = [*(syncs or []), *(select or [])]

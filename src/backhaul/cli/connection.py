@@ -79,9 +79,9 @@ def check_destination(project: Any, name: str) -> ConnectionReport:
         ConfigError: The configuration cannot be used.
         DestinationError: The destination is unreachable or refused the credentials.
     """
+    from backhaul.calls import MemoryRecorder
     from backhaul.config.secrets import resolve
     from backhaul.destinations.base import DestinationContext
-    from backhaul.observe.recorder import MemoryRecorder
     from backhaul.observe.redact import Redactor
 
     dest = project.destinations[name]

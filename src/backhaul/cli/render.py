@@ -18,7 +18,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from backhaul.engine.summary import Counts, RunStatus, RunSummary
 from backhaul.observe.events import (
     BatchDone,
     Notice,
@@ -31,6 +30,7 @@ from backhaul.observe.events import (
     WaitKind,
 )
 from backhaul.observe.waits import seconds_text, wait_line
+from backhaul.summary import Counts, RunStatus, RunSummary
 
 WAIT_LINES = 5  # wait lines printed one per wait before repeats are held back
 WAIT_EVERY = 10.0  # after that, at most one wait line this many seconds apart

@@ -64,8 +64,8 @@ def check_destinations(project: Project, names: Iterable[str]) -> dict[str, list
 
 
 def _check(project: Project, sync: SyncDef) -> list[ConfigError]:
+    from backhaul.calls import NullRecorder
     from backhaul.engine.runner import open_destination
-    from backhaul.observe.recorder import NullRecorder
 
     try:
         dest, _secrets = open_destination(project, sync, NullRecorder(), uuid.uuid4().hex)

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from backhaul.demo.project import WAREHOUSE_FILE, saas_project_files, write_demo_project
 from backhaul.demo.warehouse import apply_changes, build_warehouse
-from backhaul.engine.summary import RunSummary
 from backhaul.errors import BackhaulError
+from backhaul.summary import RunSummary
 from backhaul.testing.emulators.base import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from backhaul.testing.emulators.slack import SlackEmulator

@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from backhaul import floats
-from backhaul.observe.recorder import CallRecorder
+from backhaul.calls import CallRecorder
 from backhaul.observe.waits import NoWaits, WaitObserver
 
 if TYPE_CHECKING:

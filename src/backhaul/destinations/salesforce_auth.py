@@ -15,10 +15,10 @@ from urllib.parse import urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from backhaul.calls import CallRecorder, HttpCall
 from backhaul.destinations.http import HttpClient, HttpResult, RetryPolicy
 from backhaul.errors import DestinationError, FailureType
 from backhaul.observe.events import WaitKind
-from backhaul.observe.recorder import CallRecorder, HttpCall
 from backhaul.observe.redact import MASK, Redactor
 
 TOKEN_FIELDS = ("access_token", "refresh_token", "id_token", "signature")

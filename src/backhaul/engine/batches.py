@@ -18,7 +18,7 @@ from backhaul.destinations.base import (
 )
 from backhaul.engine.finite import screen
 from backhaul.engine.mapping import Mapper
-from backhaul.engine.summary import (
+from backhaul.summary import (
     SKIP_INSERT,
     SKIP_REMOVE,
     Counts,

@@ -17,7 +17,7 @@ from typing import Any
 from backhaul.config.models import OnRemove
 from backhaul.config.project import DestinationDef, Project
 from backhaul.destinations.http.budget import AccountBudget, BudgetStore, Quota, resets_text
-from backhaul.engine.summary import Counts
+from backhaul.summary import Counts
 
 
 def account_key(dest: DestinationDef) -> str:

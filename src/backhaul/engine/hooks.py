@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from backhaul.config.project import Positions, Project, SyncDef
-from backhaul.engine.summary import Counts, RunSummary
 from backhaul.errors import ConfigError, HookError, SourceError
+from backhaul.summary import Counts, RunSummary
 
 Phase = Literal["pre", "post"]
 PHASES: tuple[Phase, ...] = ("pre", "post")

@@ -17,10 +17,10 @@ from typing import Any
 from backhaul.config.checks import check_syncs
 from backhaul.config.project import Project
 from backhaul.engine.runner import new_run_id, run_sync
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
 from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore, tee
 from backhaul.observe.traces import trace_sink
+from backhaul.summary import RunStatus, RunSummary
 
 
 def problems_of(exc: ConfigError) -> list[ConfigError]:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backhaul.calls import CallRecorder
 from backhaul.config.models import Cast, OnRemove, TemplateMapping
 from backhaul.config.project import DestinationDef, Project, SyncDef
 from backhaul.destinations.base import (
@@ -54,15 +55,6 @@ from backhaul.engine.plan import (
     samples,
 )
 from backhaul.engine.settings import SyncSettings, resolve_settings
-from backhaul.engine.summary import (
-    Counts,
-    RowOp,
-    RowOutcome,
-    RowStatus,
-    RunStatus,
-    RunSummary,
-    final_status,
-)
 from backhaul.engine.workspace import Workspace, open_workspace
 from backhaul.errors import (
     BackhaulError,
@@ -86,8 +78,16 @@ from backhaul.observe.events import (
     WaitKind,
     ignore,
 )
-from backhaul.observe.recorder import CallRecorder
 from backhaul.observe.waits import NoWaits, WaitObserver, WaitTracker
+from backhaul.summary import (
+    Counts,
+    RowOp,
+    RowOutcome,
+    RowStatus,
+    RunStatus,
+    RunSummary,
+    final_status,
+)
 
 T = TypeVar("T")
 ENGINE_RETRIES = 2  # whole-batch retries of transient failures, on top of the HTTP toolkit's

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.errors import BackhaulError
+from backhaul.summary import RunStatus, RunSummary
 
 FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.GUARDED, RunStatus.CANCELLED})
 COUNT_KEYS = ("added", "changed", "removed", "rejected", "succeeded", "invalid", "unchanged")

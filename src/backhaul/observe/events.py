@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from backhaul.engine.summary import Counts, RunSummary
+from backhaul.summary import Counts, RunSummary
 
 
 @dataclass(frozen=True)

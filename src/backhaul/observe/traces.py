@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.errors import ConfigError
 from backhaul.observe.events import (
     EventSink,
@@ -31,6 +30,7 @@ from backhaul.observe.events import (
     RunStarted,
     Waiting,
 )
+from backhaul.summary import RunStatus, RunSummary
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer

@@ -17,9 +17,9 @@ import pyarrow as pa
 
 from backhaul.config.models import WritebackConfig
 from backhaul.config.project import Project
-from backhaul.engine.summary import RunSummary
 from backhaul.errors import ConfigError
 from backhaul.state.warehouse_conn import DuckDBConn, PostgresConn, WarehouseConn, postgres_params
+from backhaul.summary import RunSummary
 
 PAGE = 10_000
 

@@ -14,11 +14,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
 from backhaul.config.project import Project
-from backhaul.engine.summary import RunSummary
 from backhaul.errors import BackhaulError
 from backhaul.observe.events import EventSink, ignore
 from backhaul.state.snapshots import StateLocked
 from backhaul.state.store import RunStore
+from backhaul.summary import RunSummary
 
 log = logging.getLogger("backhaul.schedule")
 

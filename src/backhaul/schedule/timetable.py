@@ -18,10 +18,10 @@ from sqlalchemy import false, func, select
 
 from backhaul.config.project import Project
 from backhaul.config.schedule import ScheduleConfig
-from backhaul.engine.summary import RunStatus
 from backhaul.schedule.state import ScheduleState, ScheduleStore
 from backhaul.state.store import RunStore
 from backhaul.state.tables import runs
+from backhaul.summary import RunStatus
 
 DELIVERED = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 MEMO_S = 1.0  # answers are reused this long: the stale check asks once per sync

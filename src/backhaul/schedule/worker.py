@@ -20,7 +20,6 @@ import threading
 from typing import Any
 
 from backhaul.config.project import Project
-from backhaul.engine.summary import RunStatus
 from backhaul.observe.events import EventSink, ignore
 from backhaul.schedule.local import run_one
 from backhaul.schedule.queue import (
@@ -33,6 +32,7 @@ from backhaul.schedule.queue import (
 )
 from backhaul.state.snapshots import StateLocked
 from backhaul.state.store import RunStore
+from backhaul.summary import RunStatus
 
 log = logging.getLogger("backhaul.schedule")
 

@@ -22,10 +22,10 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from backhaul.engine.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus
+from backhaul.calls import HttpCall
 from backhaul.errors import StateError
-from backhaul.observe.recorder import HttpCall
 from backhaul.state.tables import COUNT_COLUMNS, OUTCOME_COLUMNS, http_calls, run_rows, runs
+from backhaul.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus
 
 MIN_PREFIX = 6
 BEGIN_OPTION = "backhaul_begin"  # execution option: which BEGIN statement SQLite should use

@@ -1,4 +1,4 @@
-"""A :class:`~backhaul.observe.recorder.CallRecorder` that writes to the run store."""
+"""A :class:`~backhaul.calls.CallRecorder` that writes to the run store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from backhaul.observe.recorder import HttpCall
+from backhaul.calls import HttpCall
 from backhaul.state.store import RunStore
 
 log = logging.getLogger(__name__)

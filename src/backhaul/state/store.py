@@ -26,9 +26,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from backhaul.engine.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
+from backhaul.calls import HttpCall
 from backhaul.files import problem
-from backhaul.observe.recorder import HttpCall
 from backhaul.state.reader import (
     BEGIN_OPTION,
     MIN_PREFIX,
@@ -41,6 +40,7 @@ from backhaul.state.reader import (
     record_from_row,
 )
 from backhaul.state.tables import http_calls, run_rows, runs
+from backhaul.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 INTERRUPTED = "interrupted (process ended before the run finished)"

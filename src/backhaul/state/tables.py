@@ -41,7 +41,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # with an application that also uses Alembic does not collide with its ``alembic_version``.
 VERSION_TABLE = "backhaul_schema_version"
 
-# The counters of :class:`backhaul.engine.summary.Counts`, one integer column each.
+# The counters of :class:`backhaul.summary.Counts`, one integer column each.
 COUNT_COLUMNS = (
     "queried",
     "added",

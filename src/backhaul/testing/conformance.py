@@ -34,8 +34,8 @@ from ruamel.yaml import YAML
 
 from backhaul import api
 from backhaul.destinations.base import Operation
-from backhaul.engine.summary import RunStatus, RunSummary
 from backhaul.plugins import Registry
+from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.emulators.base import Call, Faults
 
 ROWS = 20

@@ -20,14 +20,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from backhaul.calls import HttpCall
 from backhaul.config.project import Project, SyncDef
-from backhaul.engine.summary import Counts, RowOp, RowStatus, RunStatus
 from backhaul.engine.workspace import open_source, strip_sql
 from backhaul.errors import BackhaulError
-from backhaul.observe.recorder import HttpCall
 from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
 from backhaul.state.reader import RunReader, RunRecord, StoreError
+from backhaul.summary import Counts, RowOp, RowStatus, RunStatus
 from backhaul.web.api.models import masked
 from backhaul.web.auth import Role, User, require
 from backhaul.web.cache import SharedMemo

@@ -15,9 +15,9 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backhaul.calls import MemoryRecorder
 from backhaul.destinations.http import HttpClient, RetryPolicy
 from backhaul.errors import DestinationError
-from backhaul.observe.recorder import MemoryRecorder
 from backhaul.observe.redact import Redactor
 
 AlertKind = Literal["raised", "resolved", "test"]

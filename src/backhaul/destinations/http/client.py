@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import httpx
 
 from backhaul import floats
+from backhaul.calls import CallRecorder, HttpCall, truncate
 from backhaul.destinations.http.ratelimit import Permit, RateLimiter
 from backhaul.destinations.http.retry import (
     Action,
@@ -35,7 +36,6 @@ from backhaul.destinations.http.retry import (
 )
 from backhaul.errors import DestinationError, FailureType
 from backhaul.observe.events import WaitKind
-from backhaul.observe.recorder import CallRecorder, HttpCall, truncate
 from backhaul.observe.redact import MASK, Redactor
 from backhaul.observe.waits import NoWaits, WaitObserver
 

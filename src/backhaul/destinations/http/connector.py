@@ -10,13 +10,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
+from backhaul.calls import CallRecorder
 from backhaul.destinations.base import DestinationContext, SyncProblem
 from backhaul.destinations.http.client import HttpClient, PauseHint
 from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.destinations.http.shared import SharedLimiter
 from backhaul.errors import BackhaulError, DestinationError, FailureType
-from backhaul.observe.recorder import CallRecorder
 from backhaul.observe.redact import Redactor
 
 T = TypeVar("T")

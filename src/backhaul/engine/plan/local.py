@@ -17,10 +17,10 @@ from backhaul.duck import scalar
 from backhaul.engine.failures import Phase, model_guard
 from backhaul.engine.mapping import quote
 from backhaul.engine.plan.values import Diff, Relations
-from backhaul.engine.summary import Counts
 from backhaul.engine.workspace import Workspace
 from backhaul.state import snapshots
 from backhaul.state.snapshots import key_text_sql
+from backhaul.summary import Counts
 
 
 class LocalBackend:

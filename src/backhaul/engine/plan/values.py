@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from backhaul.engine.guards import Verdict
 from backhaul.engine.settings import SyncSettings
-from backhaul.engine.summary import Counts
+from backhaul.summary import Counts
 
 
 @dataclass(frozen=True, slots=True)

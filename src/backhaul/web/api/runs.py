@@ -13,9 +13,9 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from backhaul.engine.summary import Counts, RowOutcome
-from backhaul.observe.recorder import HttpCall
+from backhaul.calls import HttpCall
 from backhaul.state.reader import RunReader, RunRecord
+from backhaul.summary import Counts, RowOutcome
 from backhaul.web.api.base import (
     ERRORS,
     MAX_PAGE,
