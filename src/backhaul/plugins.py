@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from backhaul.destinations.base import Destination
+    from backhaul.sources.base import Source
 
 BUILTIN_DESTINATIONS = {
     "postgres": "backhaul.destinations.postgres:PostgresDestination",
@@ -63,8 +67,10 @@ class Registry:
             reg.sources.setdefault(ep.name, ep.value)
         return reg
 
-    def destination(self, type_: str) -> Any:
-        return _import(self.destinations[type_])
+    def destination(self, type_: str) -> type[Destination]:
+        """The connector class of a destination ``type`` (``KeyError``: not registered)."""
+        return cast("type[Destination]", _import(self.destinations[type_]))
 
-    def source(self, type_: str) -> Any:
-        return _import(self.sources[type_])
+    def source(self, type_: str) -> type[Source]:
+        """The connector class of a source ``type`` (``KeyError``: not registered)."""
+        return cast("type[Source]", _import(self.sources[type_]))

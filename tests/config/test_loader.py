@@ -134,7 +134,7 @@ def test_wrong_enum_value_lists_choices(tmp_path: Path) -> None:
     text = sync_file("  - column: id", "    field: id", extra="mode: upsrt\n")
     good_project(tmp_path, {SYNC: text})
     assert load_errors(tmp_path) == [
-        (SYNC, 3, "mode", "must be 'upsert', 'update', 'insert' or 'mirror'")
+        (SYNC, 3, "mode", "must be 'upsert', 'update', 'insert', 'mirror' or 'membership'")
     ]
 
 

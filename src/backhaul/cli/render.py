@@ -25,6 +25,7 @@ from backhaul.observe.events import (
     Planned,
     RunEvent,
     RunFinished,
+    RunPhase,
     RunStarted,
     Waiting,
     WaitKind,
@@ -90,7 +91,7 @@ class RunReporter:
             self.started = time.monotonic()
             self.wait_lines = self.held_waits = 0
             self.console.print(f"[bold]{event.sync}[/]: run {event.run_id}")
-        elif isinstance(event, PhaseStarted) and event.phase == "plan":
+        elif isinstance(event, PhaseStarted) and event.phase is RunPhase.PLAN:
             self.console.print(f"  {event.sync}: extracting and planning…")
         elif isinstance(event, Planned):
             self.console.print(f"  planned: {counts_line(event.counts)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backhaul.config.models import ColumnMapping, Mode, OnRemove, TemplateMapping
 from backhaul.config.project import (
@@ -25,6 +25,9 @@ from backhaul.config.project import (
 from backhaul.config.secrets import check_references, resolve
 from backhaul.errors import BackhaulError, ConfigError, SourceError
 from backhaul.observe.redact import Redactor
+
+if TYPE_CHECKING:
+    from backhaul.destinations.base import Destination
 
 
 def _error(message: str, positions: Positions, key: str | None) -> ConfigError:
@@ -211,7 +214,7 @@ def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[Conf
     return errors
 
 
-def _connector(project: Project, dest: DestinationDef | None) -> Any:
+def _connector(project: Project, dest: DestinationDef | None) -> type[Destination] | None:
     if dest is None:
         return None
     try:
@@ -248,7 +251,9 @@ def _unused_env_errors(project: Project) -> list[ConfigError]:
     return errors
 
 
-def _match_errors(sync: SyncDef, model: ModelDef | None, cls: Any) -> list[ConfigError]:
+def _match_errors(
+    sync: SyncDef, model: ModelDef | None, cls: type[Destination] | None
+) -> list[ConfigError]:
     errors: list[ConfigError] = []
     mapped = [m.field for m in sync.config.mappings]
     for i, field in enumerate(sync.config.match.fields):
@@ -274,7 +279,7 @@ def _match_errors(sync: SyncDef, model: ModelDef | None, cls: Any) -> list[Confi
 
 
 def _batch_errors(
-    project: Project, sync: SyncDef, dest: DestinationDef, cls: Any
+    project: Project, sync: SyncDef, dest: DestinationDef, cls: type[Destination]
 ) -> list[ConfigError]:
     """A batch size (the sync's, else the project default) above the destination's maximum."""
     from backhaul.engine.settings import requested_batch_size
@@ -295,7 +300,7 @@ def _batch_errors(
     return []
 
 
-def _non_finite_errors(sync: SyncDef, cls: Any) -> list[ConfigError]:
+def _non_finite_errors(sync: SyncDef, cls: type[Destination]) -> list[ConfigError]:
     """`non_finite: string` for a destination that stores typed columns, not JSON."""
     from backhaul.engine.finite import policy_for
 
@@ -308,7 +313,9 @@ def _non_finite_errors(sync: SyncDef, cls: Any) -> list[ConfigError]:
     return []
 
 
-def _resolved_match(sync: SyncDef, model: ModelDef | None, cls: Any) -> tuple[str, ...]:
+def _resolved_match(
+    sync: SyncDef, model: ModelDef | None, cls: type[Destination]
+) -> tuple[str, ...]:
     """The match fields a run would use (the primary key's fields when not set)."""
     if model is None:
         return tuple(sync.config.match.fields)
@@ -321,7 +328,7 @@ def _resolved_match(sync: SyncDef, model: ModelDef | None, cls: Any) -> tuple[st
 
 
 def _capability_errors(
-    sync: SyncDef, dest: DestinationDef, cls: Any, match: tuple[str, ...]
+    sync: SyncDef, dest: DestinationDef, cls: type[Destination], match: tuple[str, ...]
 ) -> list[ConfigError]:
     """The sync's mode and ``on_remove`` against the operations the destination has."""
     from backhaul.engine.batches import destination_operation

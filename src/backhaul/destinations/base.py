@@ -296,6 +296,9 @@ class Destination(Protocol):
     config_model: ClassVar[type[DestinationConfig]]
     capabilities: ClassVar[Capabilities]
 
+    def __init__(self, config: Any, context: DestinationContext) -> None:
+        """Take the destination file (its secrets resolved) and what the engine hands it."""
+
     async def check(self) -> None:
         """Raise :class:`~backhaul.errors.DestinationError` if the destination is unusable."""
 

@@ -42,7 +42,13 @@ from backhaul.engine.budgets import (
 )
 from backhaul.engine.failures import Phase
 from backhaul.engine.guards import check_guards
-from backhaul.engine.hooks import post_variables, pre_variables, run_hooks, skipped_hooks_note
+from backhaul.engine.hooks import (
+    hook_list,
+    post_variables,
+    pre_variables,
+    run_hooks,
+    skipped_hooks_note,
+)
 from backhaul.engine.plan import (
     Identity,
     LocalBackend,
@@ -74,6 +80,7 @@ from backhaul.observe.events import (
     PhaseStarted,
     Planned,
     RunFinished,
+    RunPhase,
     RunStarted,
     WaitKind,
     ignore,
@@ -252,7 +259,7 @@ class SyncRun:
         )
         self.events(RunStarted(self.run_id, self.sync.name))
         try:
-            self.events(PhaseStarted(self.run_id, self.sync.name, "plan"))
+            self.events(PhaseStarted(self.run_id, self.sync.name, RunPhase.PLAN))
             self.backend = backend_for(ws)
             plan = compute(
                 ws,
@@ -272,7 +279,7 @@ class SyncRun:
             if warning:
                 self.events(Notice(self.run_id, self.sync.name, warning))
             if total:
-                self.events(PhaseStarted(self.run_id, self.sync.name, "send"))
+                self.events(PhaseStarted(self.run_id, self.sync.name, RunPhase.SEND))
                 asyncio.run(self._send(dest, total))
             else:
                 asyncio.run(dest.close())
@@ -280,7 +287,7 @@ class SyncRun:
                 ws.con.execute("DROP TABLE IF EXISTS st.outbox")
             c = self.summary.counts
             clean = not c.rejected and self.summary.error is None and not self.cancel.is_set()
-            self.events(PhaseStarted(self.run_id, self.sync.name, "commit"))
+            self.events(PhaseStarted(self.run_id, self.sync.name, RunPhase.COMMIT))
             self.backend.finish(ws, adopt_fingerprint=plan.fingerprint_drift and clean)
             if self.cancel.is_set() and self.summary.error is None:
                 self.summary.status = RunStatus.CANCELLED
@@ -339,6 +346,8 @@ class SyncRun:
 
     def _post_hooks(self, trigger: str) -> None:
         """The sync's post hooks; one failing fails the run, what was delivered stays."""
+        if hook_list(self.project, self.sync, "post").statements:
+            self.events(PhaseStarted(self.run_id, self.sync.name, RunPhase.HOOKS))
         try:
             run_hooks(
                 self.project, self.sync, "post", post_variables(self.summary, trigger=trigger)

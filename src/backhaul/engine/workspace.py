@@ -23,6 +23,7 @@ from backhaul.engine.failures import (
 from backhaul.engine.finite import FinitePolicy
 from backhaul.engine.mapping import Mapper, quote
 from backhaul.errors import BackhaulError, ConfigError, SourceError
+from backhaul.sources.base import Source
 from backhaul.state import snapshots
 from backhaul.state.snapshots import Failure, KeyLayout
 
@@ -35,7 +36,7 @@ def strip_sql(sql: str) -> str:
     return text
 
 
-def open_source(project: Project, model: ModelDef) -> Any:
+def open_source(project: Project, model: ModelDef) -> Source:
     src = project.sources.get(model.config.source)
     if src is None:
         raise ConfigError(
@@ -59,7 +60,7 @@ class Workspace:
     sync: SyncDef
     model: ModelDef
     con: duckdb.DuckDBPyConnection
-    source: Any
+    source: Source
     model_sql: str  # a relation in ``con`` that yields the model's rows (never reassigned)
     columns: dict[str, str]
     mapper: Mapper
@@ -194,7 +195,7 @@ def open_workspace(
 
 
 def _model_relation(
-    project: Project, sync: SyncDef, model: ModelDef, con: duckdb.DuckDBPyConnection, source: Any
+    project: Project, sync: SyncDef, model: ModelDef, con: duckdb.DuckDBPyConnection, source: Source
 ) -> str:
     """Make the model readable in ``con``: the warehouse attached, or its rows copied in."""
     body = strip_sql(model.sql)

@@ -16,11 +16,25 @@ class RunStarted:
     refused: bool = False  # the sync failed its checks: recorded as failed, nothing runs
 
 
+class RunPhase(StrEnum):
+    """The steps of a run, in order, each announced by a :class:`PhaseStarted`.
+
+    Reading the model happens inside ``plan`` (the planner streams or attaches it). A run
+    with nothing to send skips ``send``; ``hooks`` comes only when the sync has post hooks
+    (pre hooks run before :class:`RunStarted`, as part of starting).
+    """
+
+    PLAN = "plan"  # read the model, diff it against the snapshot, check the guards
+    SEND = "send"  # deliver the outbox in batches, checkpointing each acknowledged one
+    COMMIT = "commit"  # fold the checkpoints into the snapshot
+    HOOKS = "hooks"  # the sync's post hooks on its source
+
+
 @dataclass(frozen=True)
 class PhaseStarted:
     run_id: str
     sync: str
-    phase: str  # "plan" | "send" | "commit" (extracting comes before RunStarted)
+    phase: RunPhase
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from backhaul.observe.events import (
     PhaseStarted,
     RunEvent,
     RunFinished,
+    RunPhase,
     RunStarted,
     Waiting,
 )
@@ -35,7 +36,8 @@ from backhaul.summary import RunStatus, RunSummary
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
-PHASES = ("extract", "plan", "send", "commit")
+# "extract": from the run's start to its first phase (opening the source, pre hooks).
+PHASES = ("extract", *(phase.value for phase in RunPhase))
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import duckdb
@@ -13,6 +14,11 @@ class Source(Protocol):
     """An open connection to a warehouse."""
 
     config_model: ClassVar[type[Any]]
+    config: Any  # the source file, secrets resolved (its model is ``config_model``)
+
+    def __init__(self, config: Any, project_dir: Path) -> None:
+        """Open the warehouse named by ``config`` (its secrets resolved); relative paths
+        are relative to ``project_dir``."""
 
     def columns(self, sql: str) -> dict[str, str]:
         """Column names and types of ``sql``'s result, without running it in full.
