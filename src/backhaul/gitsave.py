@@ -32,7 +32,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backhaul.errors import BackhaulError, ConfigError
+from backhaul.errors import ConfigError, InvalidContent, SaveConflict, SaveError
 
 GIT_TIMEOUT_S = 60
 LOCK_FILE = "backhaul-save.lock"
@@ -88,23 +88,6 @@ class SaveResult:
     changed: bool
     commit: str | None
     text: str
-
-
-class SaveError(BackhaulError):
-    """A save that was refused; the file is as it was before."""
-
-
-class InvalidContent(SaveError):
-    """The new text fails validation: nothing was committed and the old text is back."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        lines = "\n".join(p.text for p in problems)
-        super().__init__(f"not saved: the project would not validate\n{lines}")
-
-
-class SaveConflict(SaveError):
-    """The file or the repository is in a state a save must not paper over."""
 
 
 Validator = Callable[[Path], list[Problem]]
@@ -338,11 +321,8 @@ def save_file(
 
 __all__ = [
     "Author",
-    "InvalidContent",
     "Problem",
     "Repo",
-    "SaveConflict",
-    "SaveError",
     "SaveResult",
     "Validator",
     "project_problems",

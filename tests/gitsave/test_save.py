@@ -10,16 +10,8 @@ import pytest
 from tests.audiences.projects import audience_file, duckdb_project
 from tests.audiences.test_operators import DATA
 
-from backhaul.gitsave import (
-    Author,
-    InvalidContent,
-    Problem,
-    SaveConflict,
-    SaveError,
-    project_problems,
-    save_file,
-    text_hash,
-)
+from backhaul.errors import InvalidContent, SaveConflict, SaveError
+from backhaul.gitsave import Author, Problem, project_problems, save_file, text_hash
 
 ANN = Author("ann", "ann@example.com")
 GOOD = "schema: people\nconditions:\n  - {column: country, op: equals, value: FR}\n"

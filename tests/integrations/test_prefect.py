@@ -9,7 +9,7 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from backhaul import api
-from backhaul.integrations.common import SyncRunFailed
+from backhaul.errors import SyncRunFailed
 from backhaul.integrations.prefect import BackhaulConnection, run_backhaul_sync
 
 from .conftest import Served, SyncProject

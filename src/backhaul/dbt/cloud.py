@@ -20,18 +20,10 @@ from typing import Any
 import httpx
 
 from backhaul.dbt.run_results import RunResults, parse_run_results
-from backhaul.errors import BackhaulError
+from backhaul.errors import BackhaulError, BadEvent, CloudApiError
 
 COMPLETED = "job.run.completed"
 TIMEOUT_S = 8.0  # dbt Cloud gives a webhook 10 s to answer
-
-
-class BadEvent(BackhaulError):
-    """The request is not a dbt Cloud job event Backhaul can read."""
-
-
-class CloudApiError(BackhaulError):
-    """The dbt Cloud API did not return the run's artifacts."""
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -150,8 +142,6 @@ class DbtCloudClient:
 
 __all__ = [
     "COMPLETED",
-    "BadEvent",
-    "CloudApiError",
     "DbtCloudClient",
     "JobRunEvent",
     "parse_event",

@@ -28,15 +28,9 @@ from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from backhaul.errors import BackhaulError
+from backhaul.errors import BackhaulError, RemoteError
 from backhaul.integrations.common import SyncRunResult, failure, run_in_process
-from backhaul.integrations.remote import (
-    DEFAULT_POLL_S,
-    AsyncRemoteClient,
-    Connection,
-    RemoteClient,
-    RemoteError,
-)
+from backhaul.integrations.remote import DEFAULT_POLL_S, AsyncRemoteClient, Connection, RemoteClient
 
 TRIGGER_PATH = "backhaul.integrations.airflow.BackhaulRunTrigger"
 

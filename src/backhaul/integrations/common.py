@@ -14,19 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backhaul.errors import BackhaulError
+from backhaul.errors import SyncRunFailed
 from backhaul.summary import RunStatus, RunSummary
 
 FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.GUARDED, RunStatus.CANCELLED})
 COUNT_KEYS = ("added", "changed", "removed", "rejected", "succeeded", "invalid", "unchanged")
-
-
-class SyncRunFailed(BackhaulError):
-    """A sync's run ended in a way the orchestrator's task should fail on."""
-
-    def __init__(self, message: str, result: SyncRunResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass(frozen=True)
@@ -159,7 +151,6 @@ def run_in_process(
 __all__ = [
     "COUNT_KEYS",
     "FAILED_STATUSES",
-    "SyncRunFailed",
     "SyncRunResult",
     "check",
     "failure",

@@ -16,15 +16,11 @@ from typing import Any
 
 import httpx
 
-from backhaul.errors import BackhaulError
+from backhaul.errors import RemoteError
 from backhaul.integrations.common import SyncRunResult
 
 DEFAULT_POLL_S = 5.0
 DEFAULT_TIMEOUT_S = 30.0  # per request
-
-
-class RemoteError(BackhaulError):
-    """``backhaul serve`` refused a request or could not be reached."""
 
 
 @dataclass(frozen=True)
@@ -157,5 +153,4 @@ __all__ = [
     "AsyncRemoteClient",
     "Connection",
     "RemoteClient",
-    "RemoteError",
 ]

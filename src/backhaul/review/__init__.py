@@ -6,8 +6,8 @@ revision); ``render`` turns the result into text, a pull-request comment or JSON
 
 from __future__ import annotations
 
+from backhaul.errors import RevisionError
 from backhaul.review.changes import Change, PlanOutcome, Review, SyncReview
 from backhaul.review.diff import diff_config
-from backhaul.review.revisions import RevisionError
 
 __all__ = ["Change", "PlanOutcome", "Review", "RevisionError", "SyncReview", "diff_config"]

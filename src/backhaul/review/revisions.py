@@ -17,13 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from backhaul.errors import BackhaulError
-
-
-class RevisionError(BackhaulError):
-    """A revision cannot be read: not a Git repository, or no such commit."""
-
-    exit_code = 2
+from backhaul.errors import RevisionError
 
 
 @dataclass(frozen=True)
@@ -196,4 +190,4 @@ def unpacked(repo: Repository, name: str, working: Path | None = None) -> Iterat
         yield Revision(name, commit, project)
 
 
-__all__ = ["Repository", "Revision", "RevisionError", "repository", "resolve", "unpacked"]
+__all__ = ["Repository", "Revision", "repository", "resolve", "unpacked"]

@@ -14,9 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError
+from backhaul.errors import BackhaulError, StateLocked
 from backhaul.observe.events import EventSink, ignore
-from backhaul.state.snapshots import StateLocked
 from backhaul.state.store import RunStore
 from backhaul.summary import RunSummary
 

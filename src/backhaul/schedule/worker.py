@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from backhaul.config.project import Project
+from backhaul.errors import StateLocked
 from backhaul.observe.events import EventSink, ignore
 from backhaul.schedule.local import run_one
 from backhaul.schedule.queue import (
@@ -30,7 +31,6 @@ from backhaul.schedule.queue import (
     ensure_schema,
     recover_stalled,
 )
-from backhaul.state.snapshots import StateLocked
 from backhaul.state.store import RunStore
 from backhaul.summary import RunStatus
 

@@ -23,16 +23,12 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from backhaul.calls import HttpCall
-from backhaul.errors import StateError
+from backhaul.errors import StoreError
 from backhaul.state.tables import COUNT_COLUMNS, OUTCOME_COLUMNS, http_calls, run_rows, runs
 from backhaul.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus
 
 MIN_PREFIX = 6
 BEGIN_OPTION = "backhaul_begin"  # execution option: which BEGIN statement SQLite should use
-
-
-class StoreError(StateError):
-    """The metadata store could not be opened, migrated or queried as asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,7 +450,6 @@ __all__ = [
     "MIN_PREFIX",
     "RunReader",
     "RunRecord",
-    "StoreError",
     "call_from_row",
     "normalise_url",
     "outcome_from_row",

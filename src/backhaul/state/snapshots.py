@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 
 from backhaul.duck import scalar
-from backhaul.errors import BackhaulError, StateError
+from backhaul.errors import BackhaulError, StateError, StateLocked
 from backhaul.files import problem
 
 FINGERPRINT_VERSION = "1"
@@ -52,10 +52,6 @@ FORGETTING_OPS = ("remove", "rekey")
 _DISK_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
 _DAMAGED = ("not a valid DuckDB database file", "Corrupt database file")
 _SHORT_READ = "Could not read enough bytes from file"
-
-
-class StateLocked(StateError):
-    """Another process holds this sync's state (a run of the same sync is going on)."""
 
 
 class Failure(StrEnum):

@@ -27,13 +27,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from backhaul.calls import HttpCall
+from backhaul.errors import StoreError
 from backhaul.files import problem
 from backhaul.state.reader import (
     BEGIN_OPTION,
     MIN_PREFIX,
     RunReader,
     RunRecord,
-    StoreError,
     call_from_row,
     is_memory,
     normalise_url,

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from backhaul.duck import arrow_table
-from backhaul.errors import ConfigError, SourceError
+from backhaul.errors import ConfigError, SourceError, SourceFailure
 
 
 class WarehouseConn(Protocol):
@@ -56,9 +56,38 @@ class WarehouseConn(Protocol):
     def close(self) -> None: ...
 
 
-def _is_permission(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "permission denied" in text or "read-only" in text or "read only" in text
+# SQLSTATEs (Postgres and the warehouses that speak its protocol) by what they mean.
+_SQLSTATE = {
+    "42501": SourceFailure.PERMISSION,  # insufficient_privilege
+    "25006": SourceFailure.PERMISSION,  # read_only_sql_transaction
+    "42P01": SourceFailure.MISSING,  # undefined_table
+    "3F000": SourceFailure.MISSING,  # invalid_schema_name
+    "42704": SourceFailure.MISSING,  # undefined_object
+    "P0001": SourceFailure.DATA,  # an exception raised in SQL
+}
+
+
+def failure_of(exc: BaseException) -> SourceFailure | None:
+    """What a driver error means, from the driver's own classification.
+
+    Postgres (psycopg) errors carry a SQLSTATE: class 22 is data, the rest by
+    :data:`_SQLSTATE`. DuckDB has an exception class per kind; a write to a database
+    attached read-only is the one refusal it reports only in its message.
+    """
+    if isinstance(exc, SourceError):
+        return exc.failure
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str):
+        return SourceFailure.DATA if state.startswith("22") else _SQLSTATE.get(state)
+    if isinstance(exc, duckdb.PermissionException):
+        return SourceFailure.PERMISSION
+    if isinstance(exc, duckdb.CatalogException):
+        return SourceFailure.MISSING
+    if isinstance(exc, duckdb.InvalidInputException) and "read-only mode" in str(exc):
+        return SourceFailure.PERMISSION
+    if isinstance(exc, duckdb.DataError | duckdb.InvalidInputException):
+        return SourceFailure.DATA
+    return None
 
 
 class PostgresConn:
@@ -255,4 +284,4 @@ def postgres_params(config: Any) -> dict[str, Any]:
 
 def permission_error(exc: BaseException) -> bool:
     """Whether a driver error means Backhaul lacks a privilege."""
-    return _is_permission(exc)
+    return failure_of(exc) is SourceFailure.PERMISSION

@@ -27,7 +27,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from backhaul.errors import BackhaulError
+from backhaul.errors import SandboxError
 from backhaul.plugins import Registry
 from backhaul.testing import emulators
 from backhaul.testing.emulators.base import Emulator, EmulatorServer
@@ -39,10 +39,6 @@ CONTROL_API = (
     ("POST", "/_emulator/faults", 'inject faults, e.g. {"rate_limit_next": 1, "retry_after": 2}'),
     ("POST", "/_emulator/reset", "forget records, calls and faults"),
 )
-
-
-class SandboxError(BackhaulError):
-    """The sandbox could not start as asked."""
 
 
 def emulator_names() -> list[str]:
@@ -212,7 +208,6 @@ __all__ = [
     "CONTROL_API",
     "Sandbox",
     "SandboxEntry",
-    "SandboxError",
     "describe",
     "emulator_class",
     "emulator_names",

@@ -29,16 +29,8 @@ from backhaul.audiences.priority import priority_list_text
 from backhaul.audiences.typecheck import check_audience
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError, ConfigError
-from backhaul.gitsave import (
-    Author,
-    InvalidContent,
-    Problem,
-    SaveConflict,
-    SaveError,
-    save_file,
-    text_hash,
-)
+from backhaul.errors import BackhaulError, ConfigError, InvalidContent, SaveConflict, SaveError
+from backhaul.gitsave import Author, Problem, save_file, text_hash
 from backhaul.web.api.base import SafeJSONResponse, jsonable
 from backhaul.web.auth import Role, User, require
 from backhaul.web.charts import breakdown_svg

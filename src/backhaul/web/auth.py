@@ -25,6 +25,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from backhaul.errors import AuthError
+
 if TYPE_CHECKING:
     from backhaul.state.accounts import AccountStore
     from backhaul.web.sessions import SessionStore
@@ -61,16 +63,6 @@ class User:
     id: int
     username: str
     role: Role
-
-
-class AuthError(Exception):
-    """Raised by the auth dependencies; turned into 401/403 (or a login redirect)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def _users(request: Request) -> UserStore:

@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from backhaul.config.models import DbtCloudConfig
 from backhaul.config.project import Project
 from backhaul.config.secrets import resolve
-from backhaul.dbt.cloud import BadEvent, CloudApiError, DbtCloudClient, parse_event, verify
+from backhaul.dbt.cloud import DbtCloudClient, parse_event, verify
 from backhaul.dbt.run_results import choose_syncs
-from backhaul.errors import ConfigError
+from backhaul.errors import BadEvent, CloudApiError, ConfigError
 from backhaul.web.auth import Role, User
 from backhaul.web.runs import RunManager
 

@@ -23,17 +23,17 @@ from starlette.concurrency import run_in_threadpool
 from backhaul.calls import HttpCall
 from backhaul.config.project import Project, SyncDef
 from backhaul.engine.workspace import open_source, strip_sql
-from backhaul.errors import BackhaulError
+from backhaul.errors import BackhaulError, RunConflict, StoreError
 from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
-from backhaul.state.reader import RunReader, RunRecord, StoreError
+from backhaul.state.reader import RunReader, RunRecord
 from backhaul.summary import Counts, RowOp, RowStatus, RunStatus
 from backhaul.web.api.models import masked
 from backhaul.web.auth import Role, User, require
 from backhaul.web.cache import SharedMemo
 from backhaul.web.charts import ChartRun, run_history_svg
 from backhaul.web.deps import CacheDep, ProjectDep, ReaderDep, get_runs, templates
-from backhaul.web.runs import RunConflict, latest_runs
+from backhaul.web.runs import latest_runs
 
 router = APIRouter(include_in_schema=False)
 

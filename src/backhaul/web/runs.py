@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError
+from backhaul.errors import RunConflict
 from backhaul.observe.events import (
     BatchDone,
     EventSink,
@@ -40,10 +40,6 @@ START_TIMEOUT = 120.0  # seconds to wait for a run to open its destination and w
 KEEP_FINISHED = 200  # finished runs whose last progress stays in memory
 
 log = logging.getLogger(__name__)
-
-
-class RunConflict(BackhaulError):
-    """The sync already has a run in progress."""
 
 
 @dataclass
@@ -183,8 +179,8 @@ class RunManager:
         trigger: str = "web",
         refused: Callable[[], None] | None = None,
     ) -> None:
+        from backhaul.errors import StateLocked
         from backhaul.schedule.local import run_one
-        from backhaul.state.snapshots import StateLocked
 
         try:
             run_one(

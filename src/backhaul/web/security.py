@@ -18,8 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backhaul.errors import BackhaulError, ConfigError
-from backhaul.web.auth import AuthError
+from backhaul.errors import AuthError, BackhaulError, ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from backhaul.errors import BackhaulError
+from backhaul.errors import UserError
 from backhaul.state.accounts import Account, AccountStore, AuditEntry, TokenInfo
 from backhaul.state.store import RunStore
 from backhaul.web.auth import Role, User
@@ -30,10 +30,6 @@ MIN_PASSWORD = 8
 # costs as much time as one with a wrong password.
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("backhaul-not-a-user")
-
-
-class UserError(BackhaulError):
-    """A user or token operation was refused (unknown name, duplicate, weak password)."""
 
 
 def hash_token(token: str) -> str:
@@ -173,7 +169,6 @@ __all__ = [
     "TOKEN_PREFIX",
     "AuditEntry",
     "TokenInfo",
-    "UserError",
     "UserStore",
     "hash_token",
 ]

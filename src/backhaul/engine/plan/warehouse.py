@@ -14,7 +14,6 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import replace
 
-import duckdb
 import pyarrow as pa
 
 from backhaul.config.models import Mode
@@ -35,8 +34,13 @@ from backhaul.engine.plan.warehouse_sql import (
     table_prefix,
 )
 from backhaul.engine.workspace import Workspace, strip_sql
-from backhaul.errors import BackhaulError, ConfigError
-from backhaul.state.warehouse_conn import DuckDBConn, PostgresConn, WarehouseConn
+from backhaul.errors import BackhaulError, ConfigError, SourceFailure
+from backhaul.state.warehouse_conn import (
+    DuckDBConn,
+    PostgresConn,
+    WarehouseConn,
+    failure_of,
+)
 
 SUPPORTED = ("postgres", "duckdb")
 # Where the planned keys' model rows and the snapshot rows they need land in the workspace.
@@ -387,19 +391,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _is_data_error(exc: BaseException) -> bool:
-    """A value the model's query could not compute: DuckDB's data errors, SQLSTATE class 22
-    (division by zero, a failed cast...) or P0001 (an exception raised in SQL)."""
-    if isinstance(exc, duckdb.DataError | duckdb.InvalidInputException):
-        return True
-    state = getattr(exc, "sqlstate", None)
-    return isinstance(state, str) and (state.startswith("22") or state == "P0001")
+    """A value the model's query could not compute (a failed cast, a division by zero, an
+    exception raised in SQL)."""
+    return failure_of(exc) is SourceFailure.DATA
 
 
 def _is_permission(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "permission denied" in text or "read-only" in text or "read only" in text
+    return failure_of(exc) is SourceFailure.PERMISSION
 
 
 def _is_missing(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "does not exist" in text or "not found" in text or "catalog error" in text
+    return failure_of(exc) is SourceFailure.MISSING

@@ -8,9 +8,10 @@ from fastapi import HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from backhaul.errors import UserError
 from backhaul.web.api.base import ERRORS, Admin, not_found, resource_router
 from backhaul.web.deps import UsersDep
-from backhaul.web.users import TokenInfo, UserError
+from backhaul.web.users import TokenInfo
 
 router = resource_router()
 

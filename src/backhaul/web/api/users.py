@@ -6,10 +6,10 @@ from fastapi import HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from backhaul.errors import UserError
 from backhaul.web.api.base import ERRORS, Admin, not_found, resource_router
 from backhaul.web.auth import Role
 from backhaul.web.deps import UsersDep
-from backhaul.web.users import UserError
 
 router = resource_router()
 
