@@ -95,7 +95,8 @@ class MailchimpConfig(HttpDestinationConfig):
             raise ValueError("give `api_key` (or `oauth_token`)")
         if not (self.base_url or self.dc):
             raise ValueError(
-                "set `data_center` (e.g. us6): the API key has no `-us6` suffix to read it from"
+                "`api_key` has no data-centre suffix (`…-us6`): use the whole key, or set "
+                "`data_center` (e.g. us6)"
             )
         return self
 
