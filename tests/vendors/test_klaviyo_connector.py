@@ -14,6 +14,7 @@ from backhaul.engine.summary import RunStatus
 from backhaul.plugins import Registry
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.klaviyo import KlaviyoEmulator
+from backhaul.testing.sandbox import Sandbox, describe
 from conftest import Builder, keys_of
 
 KEY = "pk_test_3b8e1f0c9d2a4e6b8c0d1e2f"
@@ -264,3 +265,20 @@ def test_validate_refuses_bad_files_with_file_line_and_key(proj: Builder) -> Non
     ]
     for pattern in expected:
         assert re.search("^error: " + pattern, result.stderr, re.M), (pattern, result.stderr)
+
+
+def test_the_sandbox_destination_file_runs_a_membership_sync(project: Builder) -> None:
+    """`backhaul sandbox klaviyo` prints a destination file that works as pasted."""
+    project.users(3)
+    with Sandbox(["klaviyo"]) as sandbox:
+        [entry] = sandbox.entries
+        text = describe(entry)
+        pasted = text.split("destinations/klaviyo.yml:\n")[1].split("\n\n")[0]
+        project.write("destinations/klaviyo.yml", "\n".join(ln[2:] for ln in pasted.splitlines()))
+        sync = {"match": {"fields": ["email"]}, "mode": "membership", "object": LIST}
+        project.sync("s", destination="klaviyo", mappings=MAPPINGS, **sync)
+        result = project.cli("run", "s", env=entry.credentials)
+        assert result.returncode == 0, result.stdout + result.stderr
+        emulator = entry.emulator
+        assert isinstance(emulator, KlaviyoEmulator)
+        assert emulator.members(LIST) == {f"u{i}@example.com" for i in range(1, 4)}

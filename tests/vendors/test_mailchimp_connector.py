@@ -19,6 +19,7 @@ from backhaul.engine.summary import RunStatus
 from backhaul.plugins import Registry
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.mailchimp import MailchimpEmulator
+from backhaul.testing.sandbox import Sandbox, describe
 from conftest import Builder, keys_of
 
 LIST = "a1b2c3d4e5"
@@ -297,3 +298,25 @@ def test_validate_refuses_bad_files_with_file_line_and_key(proj: Builder) -> Non
     ]
     for pattern in expected:
         assert re.search("^error: " + pattern, result.stderr, re.M), (pattern, result.stderr)
+
+
+def test_the_sandbox_destination_file_runs_a_membership_sync(project: Builder) -> None:
+    """`backhaul sandbox mailchimp` prints a destination file that works as pasted."""
+    project.users(3)
+    with Sandbox(["mailchimp"]) as sandbox:
+        [entry] = sandbox.entries
+        text = describe(entry)
+        pasted = text.split("destinations/mailchimp.yml:\n")[1].split("\n\n")[0]
+        project.write("destinations/mailchimp.yml", "\n".join(ln[2:] for ln in pasted.splitlines()))
+        sync = {"match": {"fields": ["email_address"]}, "mode": "membership"}
+        project.sync(
+            "s", destination="mailchimp", mappings=MAPPINGS, object=f"{LIST}/tags/vip", **sync
+        )
+        result = project.cli("run", "s", env=entry.credentials)
+        assert result.returncode == 0, result.stdout + result.stderr
+        emulator = entry.emulator
+        assert isinstance(emulator, MailchimpEmulator)
+        listed = emulator.state()["lists"][LIST]["members"]
+    assert {e for e, m in listed.items() if m["tags"][0]["name"] == "vip"} == {
+        f"u{i}@example.com" for i in range(1, 4)
+    }
