@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ def target() -> Iterator[Target]:
             faults=emulator.faults,
             calls=lambda: list(emulator.calls),
             bad_destination=_destination(server.url, "0000000000000000000000000000dead-us6"),
-            secrets=[API_KEY],
+            # The key, and the Basic credentials it travels in.
+            secrets=[API_KEY, base64.b64encode(f"backhaul:{API_KEY}".encode()).decode()],
         )
 
 

@@ -201,19 +201,19 @@ class MailchimpDestination(HttpDestination):
                 failure=FailureType.CONFIG,
             )
         out: dict[int, RecordResult] = {}
-        emails: dict[int, str] = {}
+        records: dict[int, dict[str, Any]] = {}
         for i, record in enumerate(batch.records()):
             email = str(record.get(MATCH) or "").strip()
             if email:
-                emails[i] = email
+                records[i] = {**record, MATCH: email}
             else:
                 out[i] = RecordResult.rejected(i, f"no {MATCH} value: mailchimp needs it")
         base = f"lists/{quote(list_id, safe='')}"
+        emails = {i: r[MATCH] for i, r in records.items()}
         if batch.operation is Operation.DELETE:
             out.update(await self._remove(base, emails, tag))
         else:
-            records = dict(enumerate(batch.records()))
-            out.update(await self._upsert(base, batch.operation, emails, records, tag))
+            out.update(await self._upsert(base, batch.operation, records, tag))
         return [out[i] for i in range(len(batch))]
 
     # -- upsert -----------------------------------------------------------------------------
@@ -221,7 +221,6 @@ class MailchimpDestination(HttpDestination):
     def _member(self, record: dict[str, Any], tag: str | None) -> dict[str, Any]:
         """A record as a batch member: status rules applied, the tag added."""
         member = {k: v for k, v in record.items() if v is not None}
-        member[MATCH] = str(record[MATCH]).strip()
         status = member.pop("status", None)
         member["status_if_new"] = status or self.config.status_if_new
         # Never resubscribe someone who unsubscribed, unless the file allows it.
@@ -235,13 +234,12 @@ class MailchimpDestination(HttpDestination):
         self,
         base: str,
         operation: Operation,
-        emails: dict[int, str],
         records: dict[int, dict[str, Any]],
         tag: str | None,
     ) -> dict[int, RecordResult]:
         out: dict[int, RecordResult] = {}
         updated: list[int] = []
-        members = [(i, self._member(records[i], tag)) for i in emails]
+        members = [(i, self._member(r, tag)) for i, r in records.items()]
         requests = [
             r for turn in _turns(members) for r in pack(turn, Caps(items=MAX_MEMBERS)).requests
         ]
@@ -253,7 +251,8 @@ class MailchimpDestination(HttpDestination):
         if tag is not None and updated:
             # The batch call tags the members it creates; existing ones get the tag set on
             # them, so a row is acknowledged only once its member holds the tag.
-            out.update(await self._tag(base, {i: emails[i] for i in updated}, tag, active=True))
+            emails = {i: records[i][MATCH] for i in updated}
+            out.update(await self._tag(base, emails, tag, active=True))
         return out
 
     def _answers(
