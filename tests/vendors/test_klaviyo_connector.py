@@ -282,3 +282,29 @@ def test_the_sandbox_destination_file_runs_a_membership_sync(project: Builder) -
         emulator = entry.emulator
         assert isinstance(emulator, KlaviyoEmulator)
         assert emulator.members(LIST) == {f"u{i}@example.com" for i in range(1, 4)}
+
+
+def test_the_default_rate_limit_keeps_within_klaviyos_windows(
+    project: Builder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Klaviyo's own windows (10/s, 150/min per endpoint) and the default `rate_limit`:
+    many small jobs, their polls and error reads go through without a single 429."""
+    klaviyo = KlaviyoEmulator(api_key=KEY, lists={LIST: "Newsletter"}, max_profiles=5)
+    monkeypatch.setenv("KLAVIYO_API_KEY", KEY)
+    with EmulatorServer(klaviyo) as server:
+        project.destination(
+            "kl",
+            type="klaviyo",
+            api_key="${env:KLAVIYO_API_KEY}",
+            base_url=server.url,
+            poll_interval_seconds=0.01,
+            max_profiles_per_job=5,
+        )
+        profiles_sync(project, 40)
+
+        run = project.run("s")
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert len(job_posts(klaviyo)) == 8
+    assert len(profiles(klaviyo)) == 40
+    assert [c for c in klaviyo.calls if c.status == 429] == []
