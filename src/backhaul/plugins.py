@@ -25,6 +25,8 @@ BUILTIN_DESTINATIONS = {
     "hubspot": "backhaul.destinations.hubspot:HubSpotDestination",
     "salesforce": "backhaul.destinations.salesforce:SalesforceDestination",
     "zendesk": "backhaul.destinations.zendesk:ZendeskDestination",
+    "mailchimp": "backhaul.destinations.mailchimp:MailchimpDestination",
+    "klaviyo": "backhaul.destinations.klaviyo:KlaviyoDestination",
     "intercom": "backhaul.destinations.intercom:IntercomDestination",
     "slack": "backhaul.destinations.slack:SlackDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",

@@ -198,6 +198,14 @@ class KlaviyoEmulator(Emulator):
     def credentials(self) -> dict[str, str]:
         return {"KLAVIYO_API_KEY": self.api_key}
 
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {
+            "type": "klaviyo",
+            "base_url": base_url,
+            "api_key": "${env:KLAVIYO_API_KEY}",
+            "poll_interval_seconds": 0.05,
+        }
+
     # -- control and inspection ------------------------------------------------------------
 
     def hold(self, held: bool = True) -> None:

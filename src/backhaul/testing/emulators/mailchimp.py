@@ -149,6 +149,9 @@ class MailchimpEmulator(Emulator):
     def credentials(self) -> dict[str, str]:
         return {"MAILCHIMP_API_KEY": self.api_key}
 
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {"type": "mailchimp", "base_url": base_url, "api_key": "${env:MAILCHIMP_API_KEY}"}
+
     # -- inspection --------------------------------------------------------------------------
 
     def member(self, list_id: str, email: str) -> Member | None:
