@@ -22,6 +22,8 @@ BUILTIN_DESTINATIONS = {
     "salesforce": "backhaul.destinations.salesforce:SalesforceDestination",
     "zendesk": "backhaul.destinations.zendesk:ZendeskDestination",
     "intercom": "backhaul.destinations.intercom:IntercomDestination",
+    "braze": "backhaul.destinations.braze:BrazeDestination",
+    "iterable": "backhaul.destinations.iterable:IterableDestination",
     "slack": "backhaul.destinations.slack:SlackDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
     "nats": "backhaul.destinations.nats:NATSDestination",
