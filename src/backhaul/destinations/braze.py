@@ -152,7 +152,7 @@ class BrazeDestination(HttpDestination):
         """An empty /users/track: Braze answers 400 (no data) to a good key, 401 to a bad one,
         and needs no permission beyond the one syncs use."""
         return await self.client.request(
-            "POST", self._url("users/track"), json={}, expected={200, 201, 400}
+            "POST", self._url("users/track"), json={}, expected={*range(200, 300), 400}
         )
 
     async def prepare(self, fields: Any, match_fields: Sequence[str], object: str | None) -> None:
