@@ -90,6 +90,10 @@ def test_attributes_are_packed_75_objects_a_call(proj: Builder, braze: BrazeEmul
     assert sorted(track_sizes(braze), reverse=True) == [75, 75, 50]
     users = by_id(braze)
     assert len(users) == 200
+    objects = [
+        o for c in braze.calls if c.path == "/users/track" for o in c.json.get("attributes", [])
+    ]
+    assert all(isinstance(o["external_id"], str) for o in objects)  # ids go as text
     assert users["7"]["email"] == "u7@example.com"
     assert users["7"]["attributes"] == {"first_name": "name 7", "score": 7}
 

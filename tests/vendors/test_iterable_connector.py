@@ -178,6 +178,21 @@ def test_mirror_deletes_users_by_email(proj: Builder, iterable: IterableEmulator
     assert set(by_email(iterable)) == {f"u{i}@example.com" for i in (1, 4, 5, 6)}
 
 
+def test_mirror_deletes_users_by_user_id(proj: Builder, iterable: IterableEmulator) -> None:
+    proj.users(4)
+    mappings = [{"column": "id", "field": "userId"}, {"column": "name", "field": "name"}]
+    proj.sync("s", destination="iterable", mappings=mappings, mode="mirror", max_remove_pct=100)
+    assert proj.run("s").status is RunStatus.SUCCEEDED
+    assert iterable.user(user_id="3") is not None
+    proj.sql("DELETE FROM users WHERE id = 3")
+
+    run = proj.run("s")
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert {u["userId"] for u in iterable.state()["users"]} == {"1", "2", "4"}
+    assert [c.path for c in iterable.calls if c.method == "DELETE"] == ["/api/users/byUserId/3"]
+
+
 def test_membership_subscribes_and_unsubscribes_without_deleting(
     proj: Builder, iterable: IterableEmulator
 ) -> None:

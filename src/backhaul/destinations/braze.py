@@ -174,6 +174,7 @@ class BrazeDestination(HttpDestination):
                 error = f"no {field} value: braze needs it to find the user"
                 results[i] = RecordResult.rejected(i, error)
             else:
+                record[field] = str(record[field])  # Braze identifiers are strings
                 objects.append((i, self._object(batch, field, record)))
         deleting = batch.operation is Operation.DELETE and not batch.membership
         packed = pack(objects, Caps(items=self.config.max_delete_ids) if deleting else self.caps)

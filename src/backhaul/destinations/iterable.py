@@ -216,6 +216,9 @@ class IterableDestination(HttpDestination):
         event = event_id is not None
         top = {"email", "userId"} | ({"eventName", "id", "createdAt"} if event else set())
         item = {k: v for k, v in record.items() if k in top and v is not None}
+        for name in IDENTIFIERS:  # Iterable keeps both as strings
+            if name in item:
+                item[name] = str(item[name])
         data = dict(record.get("dataFields") or {})
         data.update({k: v for k, v in record.items() if k not in top and k != "dataFields"})
         if data:
@@ -281,7 +284,8 @@ class IterableDestination(HttpDestination):
 
 def _failures(answer: Mapping[str, Any], ignore: set[str]) -> dict[tuple[str, str], str]:
     """Each failed identifier, ``("email", lowercased)`` or ``("userId", id)``, and why."""
-    lists = dict(answer.get("failedUpdates") or {})
+    given = answer.get("failedUpdates")
+    lists = dict(given) if isinstance(given, Mapping) else {}
     for name in ("invalidEmails", "invalidUserIds"):
         lists.setdefault(name, answer.get(name) or [])
     out: dict[tuple[str, str], str] = {}
