@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from backhaul.destinations.braze import BrazeConfig, BrazeDestination
 from backhaul.api import RunStatus
+from backhaul.destinations.braze import BrazeConfig, BrazeDestination
 from backhaul.plugins import Registry
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.braze import BAD_EMAIL, BrazeEmulator

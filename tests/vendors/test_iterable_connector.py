@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from backhaul.destinations.iterable import IterableConfig, IterableDestination
 from backhaul.api import RunStatus
+from backhaul.destinations.iterable import IterableConfig, IterableDestination
 from backhaul.plugins import Registry
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.iterable import IterableEmulator
