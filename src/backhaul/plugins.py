@@ -28,6 +28,8 @@ BUILTIN_DESTINATIONS = {
     "mailchimp": "backhaul.destinations.mailchimp:MailchimpDestination",
     "klaviyo": "backhaul.destinations.klaviyo:KlaviyoDestination",
     "intercom": "backhaul.destinations.intercom:IntercomDestination",
+    "braze": "backhaul.destinations.braze:BrazeDestination",
+    "iterable": "backhaul.destinations.iterable:IterableDestination",
     "slack": "backhaul.destinations.slack:SlackDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
     "nats": "backhaul.destinations.nats:NATSDestination",

@@ -127,13 +127,13 @@ def test_once_prints_credentials_and_a_destination_file(tmp_path: Path) -> None:
 
 
 def test_emulator_without_a_destination_type_prints_url_and_credentials_only() -> None:
-    result = run_cli("sandbox", "braze", "segment", "--once")
+    result = run_cli("sandbox", "datadog", "segment", "--once")
     assert result.returncode == 0, result.stderr
-    assert [v for v, _ in HEADER.findall(result.stdout)] == ["braze", "segment"]
-    assert "export BRAZE_API_KEY=" in result.stdout
+    assert [v for v, _ in HEADER.findall(result.stdout)] == ["datadog", "segment"]
+    assert "export DATADOG_API_KEY=" in result.stdout
     assert "export SEGMENT_WRITE_KEY=" in result.stdout
     assert "destinations/" not in result.stdout
-    assert "no `braze` destination type" in result.stdout
+    assert "no `datadog` destination type" in result.stdout
 
 
 def test_every_printed_destination_file_names_a_known_type() -> None:

@@ -282,3 +282,26 @@ def test_fault_switches_answer_in_braze_shapes(braze: BrazeEmulator, http: httpx
     assert braze.state()["users"] == []
     assert http.post("/users/track", json=body).status_code == 201
     assert [c.status for c in braze.calls] == [503, 202, 429, 201]
+
+
+def test_an_injected_rate_limit_names_the_reset_it_asks_for(
+    braze: BrazeEmulator, http: httpx.Client
+) -> None:
+    braze.faults.rate_limit_next(1, retry_after=30)
+    asked = time.time()
+
+    limited = http.post("/users/track", json={"attributes": [attrs("u-1")]})
+
+    assert limited.status_code == 429
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    assert int(limited.headers["x-ratelimit-reset"]) >= asked + 30
+    assert "retry-after" not in limited.headers
+
+
+def test_destination_config_is_a_braze_destination_file() -> None:
+    config = BrazeEmulator().destination_config("http://127.0.0.1:1")
+    assert config == {
+        "type": "braze",
+        "base_url": "http://127.0.0.1:1",
+        "api_key": "${env:BRAZE_API_KEY}",
+    }

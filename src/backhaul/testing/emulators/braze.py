@@ -128,12 +128,15 @@ class BrazeEmulator(Emulator):
         return JSONResponse({"message": message}, status_code=status)
 
     def vendor_rate_limited(self, retry_after: float) -> Response:
-        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
-        return JSONResponse(
-            {"message": "Rate Limit Exceeded"},
-            status_code=429,
-            headers=headers if self.retry_after_header else None,
-        )
+        # A refused call has used the window up: nothing remains until the reset it names
+        # (epoch seconds), whether the window or a fault switch refused it.
+        headers = {
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(math.ceil(time.time() + retry_after)),
+        }
+        if self.retry_after_header:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return JSONResponse({"message": "Rate Limit Exceeded"}, status_code=429, headers=headers)
 
     def vendor_state(self) -> dict[str, Any]:
         return {"users": [_public(p) for p in self.profiles.values()]}
@@ -143,6 +146,9 @@ class BrazeEmulator(Emulator):
 
     def credentials(self) -> dict[str, str]:
         return {"BRAZE_API_KEY": self.api_key}
+
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {"type": "braze", "base_url": base_url, "api_key": "${env:BRAZE_API_KEY}"}
 
     # -- inspection ----------------------------------------------------------------------
 

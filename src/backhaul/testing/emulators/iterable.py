@@ -171,6 +171,9 @@ class IterableEmulator(Emulator):
     def credentials(self) -> dict[str, str]:
         return {"ITERABLE_API_KEY": self.api_key}
 
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {"type": "iterable", "base_url": base_url, "api_key": "${env:ITERABLE_API_KEY}"}
+
     # -- inspection --------------------------------------------------------------------------
 
     def user(self, email: str | None = None, user_id: str | None = None) -> User | None:
