@@ -204,6 +204,7 @@ def alert_project(
         {
             "name": "t",
             "alerts": {"channels": ALL_CHANNELS, "web_url": WEB_URL, "rules": rules or {}},
+            "scheduler": {"spread_first_runs_seconds": 0},  # a new schedule is due at once
         },
     )
     write_channels(project, ch)

@@ -20,6 +20,8 @@ from backhaul.schedule.timetable import Timetable
 
 
 def _project(project: Builder, **schedules: object) -> None:
+    # A new interval schedule is due at once (the first-run spread has a test of its own).
+    project.write("backhaul.yml", {"name": "t", "scheduler": {"spread_first_runs_seconds": 0}})
     project.users(5)
     project.destination("db", type="sqlite", path="dest.sqlite", create_table=True)
     for name, schedule in schedules.items():
@@ -166,3 +168,39 @@ def test_timetable_reads_what_the_scheduler_acts_on(project: Builder) -> None:
     assert upcoming["hourly"].at is not None and upcoming["hourly"].label().startswith("due")
     assert upcoming["seq"].label() == "after hourly"
     assert upcoming["by_hand"].label() == "manual"
+
+
+def test_first_runs_of_new_interval_schedules_spread_over_a_fixed_offset(
+    project: Builder,
+) -> None:
+    project.users(5)
+    project.destination("db", type="sqlite", path="dest.sqlite", create_table=True)
+    names = [f"s{i:02d}" for i in range(12)]
+    for name in names:
+        project.sync(name, object=name, schedule={"every": "10m"})
+    project.sync("quick", object="quick", schedule={"every": "30s"})
+    loaded = project.load()  # the default spread: within 5 minutes, or the interval
+    with api.open_store(loaded) as store:
+        known = datetime.now(UTC)
+        Timetable(loaded, store).states.ensure([*names, "quick"], known)
+
+        def offset(timetable: Timetable, name: str) -> timedelta:
+            at = timetable.expected(name)
+            assert at is not None
+            return at - known
+
+        offsets = {n: offset(Timetable(loaded, store), n) for n in names}
+        again = {n: offset(Timetable(loaded, store), n) for n in names}
+        quick = offset(Timetable(loaded, store), "quick")
+    assert offsets == again  # fixed by the name, not by the process
+    assert all(timedelta(0) <= o < timedelta(minutes=5) for o in offsets.values())
+    assert len(set(offsets.values())) == len(names)  # not all at once
+    assert max(offsets.values()) - min(offsets.values()) > timedelta(minutes=2)
+    assert timedelta(0) <= quick < timedelta(seconds=30)  # within a shorter interval
+    # The scheduler starts only those whose offset has passed.
+    with scheduler(project) as (found, launcher):
+        at = known + timedelta(minutes=2)
+        started = _tick(found, launcher, at)
+    assert sorted(started) == sorted(
+        [n for n, o in offsets.items() if known + o <= at] + ["quick"]
+    )

@@ -45,6 +45,7 @@ def _project(project: Builder, pg_db: str, receiver: WebhookReceiver, **schedule
             "scheduler": {
                 "queue": True,
                 "tick_seconds": 1,
+                "spread_first_runs_seconds": 0,  # a new schedule is due at once
                 "heartbeat_seconds": 1,
                 # Not tighter: on a loaded machine a live worker's heartbeat can be a few
                 # seconds late, and it would be taken for dead with its run re-queued.

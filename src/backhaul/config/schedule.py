@@ -177,6 +177,14 @@ class SchedulerConfig(BaseModel):
     tick_seconds: float = Field(
         5.0, gt=0, le=300, description="How often the scheduler looks for syncs that are due."
     )
+    spread_first_runs_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="A new (or resumed) interval schedule first runs at an offset fixed by its "
+        "name, within this many seconds (or its interval, if shorter), so that many syncs "
+        "added at once do not all start together; 0 runs each at once.",
+    )
     heartbeat_seconds: float = Field(
         10.0, gt=0, le=300, description="How often each `backhaul worker` records that it lives."
     )

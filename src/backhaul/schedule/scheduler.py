@@ -118,7 +118,9 @@ class Scheduler:
             slot: datetime | None = None
             reason = sync.config.schedule.describe()
             if kind in ("interval", "cron"):
-                slot = expected_slot(sync.config.schedule, state, starts.get(name))
+                schedule = sync.config.schedule
+                offset = self.timetable.first_offset(name, schedule)
+                slot = expected_slot(schedule, state, starts.get(name), offset)
                 if slot is not None and slot > at:
                     slot = None
             elif kind == "after":

@@ -9,10 +9,11 @@ same answer the scheduler acts on.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import false, func, select
 
@@ -41,15 +42,37 @@ def next_slot(schedule: ScheduleConfig, after: datetime) -> datetime | None:
     return None
 
 
+def first_run_offset(sync: str, schedule: ScheduleConfig, spread_seconds: float) -> timedelta:
+    """How long after it becomes known (or is resumed) an interval schedule first runs.
+
+    A fraction of ``min(interval, spread_seconds)`` fixed by the sync's name: the same in
+    every process and every restart, different from sync to sync, so two hundred syncs
+    deployed together start over a few minutes instead of all at once.
+    """
+    if schedule.interval is None or spread_seconds <= 0:
+        return timedelta(0)
+    span = min(schedule.interval.total_seconds(), spread_seconds)
+    digest = hashlib.sha256(sync.encode("utf-8")).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return timedelta(seconds=round(fraction * span, 3))
+
+
 def expected_slot(
-    schedule: ScheduleConfig, state: ScheduleState | None, last_start: datetime | None
+    schedule: ScheduleConfig,
+    state: ScheduleState | None,
+    last_start: datetime | None,
+    first_offset: timedelta = timedelta(0),
 ) -> datetime | None:
-    """When a timed, unpaused schedule expects its next run; None for the others."""
+    """When a timed, unpaused schedule expects its next run; None for the others.
+
+    ``first_offset`` (see :func:`first_run_offset`) delays the first run of a new interval
+    schedule.
+    """
     if not schedule.timed or state is None or state.paused:
         return None
     if schedule.interval is not None:
         if last_start is None:
-            return state.since  # a new interval schedule runs at once
+            return state.since + first_offset
         found = next_slot(schedule, last_start)
         return max(found, state.since) if found is not None else None
     base = max(last_start, state.since) if last_start is not None else state.since
@@ -131,7 +154,15 @@ class Timetable:
         if definition is None or not definition.config.enabled:
             return None
         states, starts = self._read()
-        return expected_slot(definition.config.schedule, states.get(sync), starts.get(sync))
+        schedule = definition.config.schedule
+        return expected_slot(
+            schedule, states.get(sync), starts.get(sync), self.first_offset(sync, schedule)
+        )
+
+    def first_offset(self, sync: str, schedule: ScheduleConfig) -> timedelta:
+        """The first-run offset of ``sync`` under the project's ``scheduler`` settings."""
+        spread = self.project.config.scheduler.spread_first_runs_seconds
+        return first_run_offset(sync, schedule, spread)
 
     def next_runs(self) -> dict[str, NextRun]:
         """Every sync's schedule and next run, by name."""
@@ -142,7 +173,9 @@ class Timetable:
             state = states.get(name)
             at = None
             if definition.config.enabled:
-                at = expected_slot(schedule, state, starts.get(name))
+                at = expected_slot(
+                    schedule, state, starts.get(name), self.first_offset(name, schedule)
+                )
             out[name] = NextRun(
                 name,
                 schedule.describe() if definition.config.enabled else "disabled",
@@ -182,4 +215,11 @@ def _aware(value: datetime | str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-__all__ = ["NextRun", "Timetable", "expected_slot", "latest_deliveries", "next_slot"]
+__all__ = [
+    "NextRun",
+    "Timetable",
+    "expected_slot",
+    "first_run_offset",
+    "latest_deliveries",
+    "next_slot",
+]
