@@ -23,6 +23,7 @@ BUILTIN_DESTINATIONS = {
     "zendesk": "backhaul.destinations.zendesk:ZendeskDestination",
     "intercom": "backhaul.destinations.intercom:IntercomDestination",
     "slack": "backhaul.destinations.slack:SlackDestination",
+    "customerio": "backhaul.destinations.customerio:CustomerIoDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
     "nats": "backhaul.destinations.nats:NATSDestination",
     "redis_streams": "backhaul.destinations.redis_streams:RedisStreamsDestination",
