@@ -24,6 +24,7 @@ BUILTIN_DESTINATIONS = {
     "intercom": "backhaul.destinations.intercom:IntercomDestination",
     "slack": "backhaul.destinations.slack:SlackDestination",
     "customerio": "backhaul.destinations.customerio:CustomerIoDestination",
+    "segment": "backhaul.destinations.segment:SegmentDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
     "nats": "backhaul.destinations.nats:NATSDestination",
     "redis_streams": "backhaul.destinations.redis_streams:RedisStreamsDestination",
