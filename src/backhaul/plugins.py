@@ -25,6 +25,7 @@ BUILTIN_DESTINATIONS = {
     "slack": "backhaul.destinations.slack:SlackDestination",
     "customerio": "backhaul.destinations.customerio:CustomerIoDestination",
     "segment": "backhaul.destinations.segment:SegmentDestination",
+    "google_sheets": "backhaul.destinations.google_sheets:GoogleSheetsDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
     "nats": "backhaul.destinations.nats:NATSDestination",
     "redis_streams": "backhaul.destinations.redis_streams:RedisStreamsDestination",
