@@ -17,6 +17,7 @@ limit, and a 429 is waited out with exponential backoff.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlencode
@@ -144,6 +145,9 @@ class GoogleSheetsDestination(HttpDestination):
         self.meta: HttpResult | None = None  # the spreadsheet's sheets, once read
         self.sheet_id = 0
         self.grid_rows = self.grid_columns = 0
+        # Rows are placed by position: batches are written one at a time, whatever the
+        # sync's concurrency.
+        self.writing = asyncio.Lock()
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -251,6 +255,10 @@ class GoogleSheetsDestination(HttpDestination):
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Place the batch's records (replace) or add them (append); results by position."""
+        async with self.writing:
+            return await self._write(batch)
+
+    async def _write(self, batch: Batch) -> list[RecordResult]:
         replace = self.config.write == "replace"
         if not replace and batch.operation not in APPEND_OPS:
             raise DestinationError(
