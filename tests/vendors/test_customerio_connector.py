@@ -225,8 +225,9 @@ def test_validate_refuses_a_destination_file_without_its_key(project: Builder) -
     result = project.cli("validate", "--offline")
 
     assert result.returncode == 2
-    assert "destinations/cio.yml:" in result.stderr
-    assert "api_key" in result.stderr and "region" in result.stderr, result.stderr
+    line = _line_of(project.root / "destinations/cio.yml", "region:")
+    assert f"destinations/cio.yml:{line}: region: must be 'us' or 'eu'" in result.stderr
+    assert "destinations/cio.yml: api_key: missing required key `api_key`" in result.stderr
 
 
 def test_the_sandbox_destination_file_runs_a_sync(project: Builder) -> None:

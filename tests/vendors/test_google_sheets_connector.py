@@ -321,8 +321,11 @@ def test_validate_refuses_bad_files_naming_file_line_and_key(project: Builder) -
     )
     result = project.cli("validate", "--offline")
     assert result.returncode == 2
-    assert "destinations/gs.yml:" in result.stderr
-    assert "give `access_token` or `oauth`" in result.stderr, result.stderr
+    line = _line_of(project.root / "destinations/gs.yml", "access_token:")
+    assert (
+        f"destinations/gs.yml:{line}: access_token: give either `access_token` or `oauth`"
+        in result.stderr
+    ), result.stderr
 
 
 def test_the_sandbox_destination_file_runs_a_sync(project: Builder) -> None:

@@ -238,8 +238,12 @@ def test_validate_refuses_mirror_mode_and_a_track_call_without_an_event(
     result = project.cli("validate", "--offline")
 
     assert result.returncode == 2
-    assert "destinations/seg.yml:" in result.stderr
-    assert "`call: track` needs `event`" in result.stderr, result.stderr
+    line = _line_of(project.root / "destinations/seg.yml", "call:")
+    assert f"destinations/seg.yml:{line}: call: `call` track needs `event`" in result.stderr
+    project.destination("seg", type="segment", write_key="k", event="Scored")
+    result = project.cli("validate", "--offline")
+    line = _line_of(project.root / "destinations/seg.yml", "event:")
+    assert f"destinations/seg.yml:{line}: event: `event` names track events" in result.stderr
     project.destination("seg", type="segment", write_key="k")
     result = project.cli("validate", "--offline")
     line = _line_of(project.root / "syncs/s.yml", "mode:")

@@ -81,7 +81,7 @@ class SegmentConfig(HttpDestinationConfig):
     @model_validator(mode="after")
     def _event_for_track(self) -> SegmentConfig:
         if self.call == "track" and not self.event:
-            raise ValueError("`call: track` needs `event`, the name of the event sent per change")
+            raise ValueError("`call` track needs `event`: the name of the event sent per change")
         if self.call == "identify" and self.event:
             raise ValueError("`event` names track events: set `call: track` or remove `event`")
         return self
