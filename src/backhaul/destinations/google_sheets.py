@@ -87,7 +87,9 @@ class GoogleSheetsConfig(HttpDestinationConfig):
     @model_validator(mode="after")
     def _one_credential(self) -> GoogleSheetsConfig:
         if (self.access_token is None) == (self.oauth is None):
-            raise ValueError("give either `access_token` or `oauth` (a client and its refresh token), not both")
+            raise ValueError(
+                "give either `access_token` or `oauth` (a client and its refresh token), not both"
+            )
         return self
 
 
