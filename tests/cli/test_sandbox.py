@@ -127,11 +127,11 @@ def test_once_prints_credentials_and_a_destination_file(tmp_path: Path) -> None:
 
 
 def test_emulator_without_a_destination_type_prints_url_and_credentials_only() -> None:
-    result = run_cli("sandbox", "datadog", "segment", "--once")
+    result = run_cli("sandbox", "datadog", "pagerduty", "--once")
     assert result.returncode == 0, result.stderr
-    assert [v for v, _ in HEADER.findall(result.stdout)] == ["datadog", "segment"]
+    assert [v for v, _ in HEADER.findall(result.stdout)] == ["datadog", "pagerduty"]
     assert "export DATADOG_API_KEY=" in result.stdout
-    assert "export SEGMENT_WRITE_KEY=" in result.stdout
+    assert "export PAGERDUTY_ROUTING_KEY=" in result.stdout
     assert "destinations/" not in result.stdout
     assert "no `datadog` destination type" in result.stdout
 
@@ -148,15 +148,15 @@ def test_every_printed_destination_file_names_a_known_type() -> None:
 
 
 def test_emulators_without_a_destination_type_print_no_destination_file() -> None:
-    result = run_cli("sandbox", "meta", "google_ads", "google_sheets", "--once")
+    result = run_cli("sandbox", "meta", "google_ads", "klaviyo", "--once")
     assert result.returncode == 0, result.stderr
-    assert [v for v, _ in HEADER.findall(result.stdout)] == ["meta", "google_ads", "google_sheets"]
+    assert [v for v, _ in HEADER.findall(result.stdout)] == ["meta", "google_ads", "klaviyo"]
     assert "destinations/" not in result.stdout
-    for vendor in ("meta", "google_ads", "google_sheets"):
+    for vendor in ("meta", "google_ads", "klaviyo"):
         assert f"no `{vendor}` destination type" in result.stdout
     assert "export META_ACCESS_TOKEN=" in result.stdout
     assert "export GOOGLE_ADS_DEVELOPER_TOKEN=" in result.stdout
-    assert "export GOOGLE_SHEETS_SPREADSHEET_ID=" in result.stdout
+    assert "export KLAVIYO_API_KEY=" in result.stdout
 
 
 def test_unknown_emulator_is_refused_with_the_known_ones() -> None:

@@ -142,6 +142,14 @@ class CustomerIoEmulator(Emulator):
     def credentials(self) -> dict[str, str]:
         return {"CUSTOMERIO_SITE_ID": self.site_id, "CUSTOMERIO_API_KEY": self.api_key}
 
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {
+            "type": "customerio",
+            "base_url": base_url,
+            "site_id": "${env:CUSTOMERIO_SITE_ID}",
+            "api_key": "${env:CUSTOMERIO_API_KEY}",
+        }
+
     # -- inspection --------------------------------------------------------------------------
 
     def person(self, kind: str, value: str) -> Person | None:

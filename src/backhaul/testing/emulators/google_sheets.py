@@ -162,6 +162,14 @@ class GoogleSheetsEmulator(Emulator):
             "GOOGLE_SHEETS_SPREADSHEET_ID": self.spreadsheet_id if self.spreadsheets else "",
         }
 
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {
+            "type": "google_sheets",
+            "base_url": base_url,
+            "spreadsheet_id": "${env:GOOGLE_SHEETS_SPREADSHEET_ID}",
+            "access_token": "${env:GOOGLE_SHEETS_TOKEN}",
+        }
+
     # -- the edge ----------------------------------------------------------------------------
 
     async def before_request(self, request: Request) -> Response | None:

@@ -129,6 +129,9 @@ class SegmentEmulator(Emulator):
     def credentials(self) -> dict[str, str]:
         return {"SEGMENT_WRITE_KEY": self.write_key}
 
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {"type": "segment", "base_url": base_url, "write_key": "${env:SEGMENT_WRITE_KEY}"}
+
     # -- edge --------------------------------------------------------------------------------
 
     async def before_request(self, request: Request) -> Response | None:

@@ -1,0 +1,232 @@
+"""Customer.io destination: people identified and deleted through the Track API v2 batch.
+
+Every batch goes to ``POST /api/v2/batch`` as entries ``{"type": "person", "identifiers":
+{<match field>: value}, "action": "identify" | "delete", "attributes": {...}}``, packed into
+requests under Customer.io's caps (a body under 500 KB, an entry of at most 32 KB). A 207
+answer lists the refused entries by ``batch_index``; they are rejected under their own key
+while the rest are acknowledged. A request refused whole (400) is bisected to find the
+entries at fault.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import Field
+
+from backhaul.destinations.base import (
+    Batch,
+    Capabilities,
+    DestinationConfig,
+    DestinationContext,
+    Operation,
+    RecordResult,
+    SyncProblem,
+    SyncShape,
+)
+from backhaul.destinations.http import (
+    HttpDestination,
+    HttpDestinationConfig,
+    RateLimit,
+    Refused,
+    dumps_json,
+    split_batch,
+)
+from backhaul.destinations.http.connector import run_bounded
+from backhaul.destinations.http.packing import Caps, pack, too_big_message
+from backhaul.errors import DestinationError, FailureType
+
+IDENTIFIERS = ("id", "email", "cio_id")
+REGIONS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
+ENVELOPE = len(b'{"batch":[]}')
+# Customer.io counts requests per second and its 429 carries no Retry-After: a refused
+# call waits out the window before anything else is sent.
+RATE_WINDOW_SECONDS = 1.0
+Entry = tuple[int, dict[str, Any]]
+
+
+class CustomerIoConfig(HttpDestinationConfig):
+    """``destinations/NAME.yml`` with ``type: customerio``."""
+
+    type: Literal["customerio"]
+    site_id: str = Field(min_length=1, description="Tracking site id (Basic auth user).")
+    api_key: str = Field(min_length=1, description="Tracking API key (use ${env:NAME}).")
+    region: Literal["us", "eu"] = Field(
+        "us", description="Your workspace's data center: us (track.customer.io) or eu."
+    )
+    base_url: str | None = Field(None, description="Track API root; overrides `region`.")
+    max_request_bytes: int = Field(
+        500_000,
+        ge=1024,
+        description="A batch body stays under this many bytes (Customer.io: under 500 KB).",
+    )
+    max_entry_bytes: int = Field(
+        32_000, ge=256, description="Largest entry of a batch (Customer.io: 32 KB)."
+    )
+    max_entries: int = Field(
+        1000, ge=1, le=10_000, description="Entries per request at most (not a documented cap)."
+    )
+    rate_limit: RateLimit | None = Field(
+        RateLimit(requests=100, per_seconds=1),
+        description="Requests per window (Customer.io: 100/s in older pages, 1,000/s now).",
+    )
+
+    @property
+    def root(self) -> str:
+        return (self.base_url or REGIONS[self.region]).rstrip("/")
+
+
+CAPABILITIES = Capabilities(
+    operations=frozenset({Operation.UPSERT, Operation.DELETE}),
+    max_batch_size=10_000,
+    default_batch_size=1000,
+    default_concurrency=2,
+    json_records=True,
+)
+
+
+def _identifier_problems(match_fields: Sequence[str]) -> list[SyncProblem]:
+    if len(match_fields) == 1 and match_fields[0] in IDENTIFIERS:
+        return []
+    return [
+        SyncProblem(
+            "match.fields",
+            "customerio identifies people by id, email or cio_id: map one of them and make "
+            "it the sync's only match field",
+        )
+    ]
+
+
+class CustomerIoDestination(HttpDestination):
+    """Identifies and deletes Customer.io people; see :class:`CustomerIoConfig`."""
+
+    config_model: ClassVar[type[DestinationConfig]] = CustomerIoConfig
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    vendor = "customerio"
+    config: CustomerIoConfig
+
+    @classmethod
+    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
+        """One identifier as match field; people are the only object."""
+        problems = _identifier_problems(shape.match_fields)
+        if shape.object not in (None, "people"):
+            message = "customerio writes people: set `object: people` or leave it out"
+            problems.append(SyncProblem("object", message))
+        return problems
+
+    def __init__(self, config: CustomerIoConfig, context: DestinationContext) -> None:
+        token = base64.b64encode(f"{config.site_id}:{config.api_key}".encode()).decode("ascii")
+        fix = "check `site_id` and `api_key` (a Track API key) and `region` in the destination file"
+        super().__init__(
+            config,
+            context,
+            config.api_key,
+            token,
+            headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
+            hints={401: fix, 403: fix},
+            pause_hint=_pause,
+        )
+        self.caps = Caps(
+            items=config.max_entries,
+            request_bytes=config.max_request_bytes - ENVELOPE - 1,
+            item_bytes=config.max_entry_bytes,
+        )
+
+    async def probe(self) -> None:
+        """An empty batch: a wrong key is answered 401 (raised), anything else proves it."""
+        await self.client.request("POST", self._url(), json={"batch": []}, expected={200, 207, 400})
+
+    async def prepare(self, fields: Any, match_fields: Sequence[str], object: str | None) -> None:
+        problems = _identifier_problems(match_fields)
+        if problems:
+            raise DestinationError(problems[0].message, failure=FailureType.CONFIG)
+
+    def _url(self) -> str:
+        return f"{self.config.root}/api/v2/batch"
+
+    async def write(self, batch: Batch) -> list[RecordResult]:
+        """Send the batch as v2 entries, packed within the caps; results by position."""
+        if batch.operation not in CAPABILITIES.operations:
+            raise DestinationError(
+                f"customerio cannot {batch.operation.value} people: use mode upsert or mirror "
+                "(on_remove delete)",
+                failure=FailureType.CONFIG,
+            )
+        [kind] = batch.match_fields[:1] or ["id"]
+        results: dict[int, RecordResult] = {}
+        entries: list[Entry] = []
+        for i, record in enumerate(batch.flat_records()):
+            value = record.pop(kind, None)
+            if value is None or value == "":
+                results[i] = RecordResult.rejected(
+                    i, f"no {kind} value: customerio needs it to identify the person"
+                )
+                continue
+            entry: dict[str, Any] = {"type": "person", "identifiers": {kind: str(value)}}
+            if batch.operation is Operation.DELETE:
+                entry["action"] = "delete"
+            else:
+                skip = batch.skip_null_fields
+                attributes = {k: v for k, v in record.items() if v is not None or k not in skip}
+                entry.update(action="identify", attributes=attributes)
+            entries.append((i, entry))
+        packed = pack(entries, self.caps, size=_size)
+        for i, size in packed.too_big.items():
+            results[i] = RecordResult.rejected(i, too_big_message(size, self.caps, "customerio"))
+        for answers in await run_bounded(self.gate, packed.requests, self._send_bisecting):
+            results.update(answers)
+        return [results[i] for i in sorted(results)]
+
+    async def _send_bisecting(self, request: list[Entry]) -> dict[int, RecordResult]:
+        """Send one request; a request refused whole is halved until the refused entries
+        stand alone."""
+        out: dict[int, RecordResult] = {}
+        for segment in await split_batch(request, self._send):
+            if isinstance(segment.outcome, Refused):
+                refused = segment.outcome
+                for i, _ in segment.items:
+                    out[i] = RecordResult.rejected(i, refused.error, refused.call_id)
+            else:
+                out.update(segment.outcome)
+        return out
+
+    async def _send(self, chunk: Sequence[Entry]) -> dict[int, RecordResult] | Refused:
+        body = {"batch": [entry for _, entry in chunk]}
+        result = await self.client.request("POST", self._url(), json=body, expected={200, 207})
+        call = result.call_id
+        if not result.ok:
+            return Refused(result.error or f"{result.status} {result.reason}", call)
+        errors: dict[int, str] = {}
+        found = result.json.get("errors") if isinstance(result.json, dict) else None
+        for error in found or []:
+            at = error.get("batch_index") if isinstance(error, dict) else None
+            if isinstance(at, int) and 0 <= at < len(chunk):
+                errors[at] = _describe(error)
+        if result.status == 207 and not errors:
+            # A partial answer that names no entry: nothing can be counted as delivered.
+            return Refused(f"customerio answered 207 without errors: {result.text[:200]}", call)
+        return {
+            i: RecordResult.rejected(i, self.redactor.text(errors[n]) or "refused", call)
+            if n in errors
+            else RecordResult.ok(i, call)
+            for n, (i, _) in enumerate(chunk)
+        }
+
+
+def _pause(response: httpx.Response) -> float | None:
+    return RATE_WINDOW_SECONDS if response.status_code == 429 else None
+
+
+def _size(entry: dict[str, Any]) -> int:
+    """Bytes of an entry in the request body, with the comma that follows it."""
+    return len(dumps_json(entry)) + 1
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """Customer.io's reason for a refused entry, on one line."""
+    parts = [str(error.get(k)) for k in ("reason", "field") if error.get(k)]
+    message = str(error.get("message") or "refused")
+    return f"{' '.join(parts)}: {message}" if parts else message
