@@ -23,6 +23,8 @@ BUILTIN_DESTINATIONS = {
     "zendesk": "backhaul.destinations.zendesk:ZendeskDestination",
     "intercom": "backhaul.destinations.intercom:IntercomDestination",
     "slack": "backhaul.destinations.slack:SlackDestination",
+    "meta_audiences": "backhaul.destinations.meta:MetaAudiencesDestination",
+    "google_ads": "backhaul.destinations.google_ads:GoogleAdsDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
     "nats": "backhaul.destinations.nats:NATSDestination",
     "redis_streams": "backhaul.destinations.redis_streams:RedisStreamsDestination",
