@@ -154,7 +154,7 @@ class MetaAudiencesDestination(HttpDestination):
 
     async def probe(self) -> None:
         """Read the token's user: a bad token or proof is a CONFIG error."""
-        refused = self._raise_for(await self.client.request("GET", self._url("me", query=True)))
+        refused = self._raise_for(await self._request("GET", self._url("me", query=True)))
         if refused:
             raise DestinationError(f"{refused}: {FIX_TOKEN}", failure=FailureType.CONFIG)
 
@@ -168,7 +168,7 @@ class MetaAudiencesDestination(HttpDestination):
                 "meta_audiences needs the audience to keep: set `object` in the sync to its id",
                 failure=FailureType.CONFIG,
             )
-        read = await self.client.request("GET", self._url(audience, query=True))
+        read = await self._request("GET", self._url(audience, query=True))
         self.audience = audience
         refused = self._raise_for(read)
         if refused:
@@ -246,13 +246,16 @@ class MetaAudiencesDestination(HttpDestination):
     async def _send(
         self, method: str, schema: list[PiiKey], data: list[list[str]], session: dict[str, Any]
     ) -> HttpResult:
-        """One upload call, waiting out Meta's throttling answers (HTTP 400, codes 4/17/...)."""
+        """One upload call of ``data`` rows in ``session``."""
         body = {
             **self.auth,
             "payload": {"schema": [META_SCHEMA[k] for k in schema], "data": data},
             "session": session,
         }
-        url = self._url(f"{self.audience}/users")
+        return await self._request(method, self._url(f"{self.audience}/users"), body)
+
+    async def _request(self, method: str, url: str, body: Any = None) -> HttpResult:
+        """One call, waiting out Meta's throttling answers (HTTP 400, codes 4, 17, 80003...)."""
         policy = self.config.retry
         attempt = 0
         while True:
@@ -267,7 +270,6 @@ class MetaAudiencesDestination(HttpDestination):
                     f"meta_audiences is throttling this ad account ({error.get('message')}): "
                     "retry later or lower `rate_limit`",
                     failure=FailureType.TRANSIENT,
-                    retry_after=wait,
                 )
             why = f"meta_audiences throttled the call (code {error.get('code')})"
             await self.client.hold(wait, why, WaitKind.RATE_LIMIT)
