@@ -34,6 +34,7 @@ from backhaul.destinations.base import (
     SyncShape,
 )
 from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult
+from backhaul.destinations.http.connector import client_for
 from backhaul.destinations.http.packing import Caps, pack
 from backhaul.destinations.membership import (
     Member,
@@ -43,6 +44,7 @@ from backhaul.destinations.membership import (
     require_membership,
 )
 from backhaul.destinations.pii import PiiKey, PiiOptions, Platform
+from backhaul.destinations.salesforce_auth import TokenCallRecorder
 from backhaul.errors import DestinationError, FailureType
 
 KEYS = (
@@ -170,6 +172,11 @@ class GoogleAdsDestination(HttpDestination):
             hints={401: FIX_AUTH, 403: FIX_AUTH},
             pause_hint=_retry_delay,
         )
+        # Token calls are recorded with the issued token and the form's secrets masked.
+        recorder = TokenCallRecorder(context.recorder)
+        self.token_client = client_for(
+            self.vendor, config, context, self.redactor, concurrency=1, recorder=recorder
+        )
         self.token = config.access_token
         self.token_until = float("inf")
         self.options = PiiOptions(default_country=config.default_country)
@@ -201,7 +208,7 @@ class GoogleAdsDestination(HttpDestination):
             "client_secret": self.config.client_secret or "",
             "refresh_token": self.config.refresh_token or "",
         }
-        answer = await self.client.request(
+        answer = await self.token_client.request(
             "POST",
             self.config.token_url,
             content=urlencode(form),
@@ -236,6 +243,10 @@ class GoogleAdsDestination(HttpDestination):
                 failure=FailureType.CONFIG,
             )
         return result
+
+    async def close(self) -> None:
+        await self.token_client.aclose()
+        await super().close()
 
     async def probe(self) -> HttpResult:
         """Read the account's user lists: bad credentials are a CONFIG error."""
