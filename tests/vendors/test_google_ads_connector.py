@@ -101,6 +101,28 @@ def test_acceptance_100k_list_shrunk_by_10_percent_loses_exactly_those(
     assert set(statuses(emulator)) == {"SUCCESS"}
 
 
+def test_a_run_with_no_change_sends_nothing_and_a_full_resync_adds_no_duplicate(
+    project: Builder, ads: Ads
+) -> None:
+    emulator, _ = ads
+    project.users(30)
+    user_list = setup(project, ads)
+    assert project.run("aud").status is RunStatus.SUCCEEDED
+    calls = len(emulator.calls)
+
+    again = project.run("aud")
+    assert (again.status, again.counts.planned, len(emulator.calls)) == (
+        RunStatus.SUCCEEDED,
+        0,
+        calls,
+    )
+    resync = project.run("aud", full_resync=True)
+
+    assert (resync.status, resync.counts.succeeded) == (RunStatus.SUCCEEDED, 30)
+    assert emulator.values(user_list) == model_hashes(project)
+    assert emulator.size(user_list) == 30
+
+
 # -- what is sent --------------------------------------------------------------------------
 
 

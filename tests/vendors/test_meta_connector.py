@@ -94,6 +94,28 @@ def test_acceptance_100k_audience_shrunk_by_10_percent_loses_exactly_those(
     assert sum(len(c.json["payload"]["data"]) for c in removes) == 10_000
 
 
+def test_a_run_with_no_change_sends_nothing_and_a_full_resync_adds_no_duplicate(
+    project: Builder, meta: tuple[MetaEmulator, EmulatorServer]
+) -> None:
+    emulator, _ = meta
+    project.users(30)
+    audience = setup(project, meta)
+    assert project.run("aud").status is RunStatus.SUCCEEDED
+    calls = len(emulator.calls)
+
+    again = project.run("aud")
+    assert (again.status, again.counts.planned, len(emulator.calls)) == (
+        RunStatus.SUCCEEDED,
+        0,
+        calls,
+    )
+    resync = project.run("aud", full_resync=True)
+
+    assert (resync.status, resync.counts.succeeded) == (RunStatus.SUCCEEDED, 30)
+    assert emulator.values(audience) == model_hashes(project)
+    assert emulator.size(audience) == 30
+
+
 # -- what is sent --------------------------------------------------------------------------
 
 
