@@ -287,9 +287,7 @@ class GoogleAdsDestination(HttpDestination):
         keys, _ = field_keys(batch.fields, KEYS)
         results: dict[int, RecordResult] = {}
         ops: list[tuple[int, list[dict[str, Any]]]] = []
-        for i, member in enumerate(
-            members(batch, Platform.GOOGLE, keys, self.options, self.vendor)
-        ):
+        for i, member in enumerate(members(batch, Platform.GOOGLE, keys, self.options)):
             ids = member if isinstance(member, str) else _identifiers(member)
             if isinstance(ids, str):
                 results[i] = RecordResult.rejected(i, ids)

@@ -102,7 +102,6 @@ def members(
     platform: Platform,
     keys: Mapping[str, PiiKey],
     options: PiiOptions,
-    vendor: str,
 ) -> list[Member | str]:
     """Each record's identifiers, normalised and hashed, or why the record cannot be sent.
 

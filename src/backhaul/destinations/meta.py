@@ -190,7 +190,7 @@ class MetaAudiencesDestination(HttpDestination):
             await self.prepare({}, batch.match_fields, batch.object)
         assert self.audience is not None
         keys, _ = field_keys(batch.fields, KEYS, ALIASES)
-        prepared = members(batch, Platform.META, keys, self.options, self.vendor)
+        prepared = members(batch, Platform.META, keys, self.options)
         results = {
             i: RecordResult.rejected(i, p) for i, p in enumerate(prepared) if isinstance(p, str)
         }
