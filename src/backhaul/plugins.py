@@ -34,6 +34,8 @@ BUILTIN_DESTINATIONS = {
     "customerio": "backhaul.destinations.customerio:CustomerIoDestination",
     "segment": "backhaul.destinations.segment:SegmentDestination",
     "google_sheets": "backhaul.destinations.google_sheets:GoogleSheetsDestination",
+    "meta_audiences": "backhaul.destinations.meta:MetaAudiencesDestination",
+    "google_ads": "backhaul.destinations.google_ads:GoogleAdsDestination",
     "rabbitmq": "backhaul.destinations.rabbitmq:RabbitMQDestination",
     "nats": "backhaul.destinations.nats:NATSDestination",
     "redis_streams": "backhaul.destinations.redis_streams:RedisStreamsDestination",

@@ -147,16 +147,22 @@ def test_every_printed_destination_file_names_a_known_type() -> None:
                 assert config["type"] in known
 
 
-def test_emulators_without_a_destination_type_print_no_destination_file() -> None:
-    result = run_cli("sandbox", "meta", "google_ads", "klaviyo", "--once")
+def test_ad_audience_emulators_print_destination_files_of_their_types() -> None:
+    result = run_cli("sandbox", "meta", "google_ads", "--once")
     assert result.returncode == 0, result.stderr
-    assert [v for v, _ in HEADER.findall(result.stdout)] == ["meta", "google_ads", "klaviyo"]
-    assert "destinations/" not in result.stdout
-    for vendor in ("meta", "google_ads", "klaviyo"):
-        assert f"no `{vendor}` destination type" in result.stdout
     assert "export META_ACCESS_TOKEN=" in result.stdout
     assert "export GOOGLE_ADS_DEVELOPER_TOKEN=" in result.stdout
-    assert "export KLAVIYO_API_KEY=" in result.stdout
+    for vendor, type_, secret in (
+        ("meta", "meta_audiences", "access_token"),
+        ("google_ads", "google_ads", "developer_token"),
+    ):
+        block = result.stdout.split(f"== {vendor}")[1]
+        text = block.split(f"destinations/{vendor}.yml:\n")[1].split("\n\n")[0]
+        config = YAML(typ="safe").load("\n".join(line[2:] for line in text.splitlines()))
+        assert config["type"] == type_
+        assert config[secret].startswith("${env:")
+        model = Registry.discover().destination(type_).config_model
+        assert model.model_validate(config).type == type_
 
 
 def test_unknown_emulator_is_refused_with_the_known_ones() -> None:

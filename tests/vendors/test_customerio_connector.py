@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.customerio import CustomerIoEmulator
 from backhaul.testing.sandbox import Sandbox, describe

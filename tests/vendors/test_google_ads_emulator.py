@@ -312,3 +312,36 @@ def test_quota_window_and_fault_switches() -> None:
         ops = [{"create": {"userIdentifiers": [{"hashedEmail": sha256_hex("r@x.com")}]}}]
         rejected = add_ops(http, job, ops).json()["partialFailureError"]
         assert rejected["message"] == "Blocked for this test"
+
+
+def test_job_rows_name_their_list_and_filter_by_status(
+    ads: tuple[GoogleAdsEmulator, httpx.Client],
+) -> None:
+    emulator, http = ads
+    emulator.polls_to_finish = 100
+    ul = emulator.user_list
+    running, pending = create_job(http, ul), create_job(http, ul)
+    add_ops(http, running, [{"create": {"userIdentifiers": [email("x@x.com")]}}])
+    assert http.post(f"/v23/{running}:run").status_code == 200
+    query = (
+        "SELECT offline_user_data_job.resource_name, "
+        "offline_user_data_job.customer_match_user_list_metadata.user_list "
+        "FROM offline_user_data_job WHERE offline_user_data_job.status = 'RUNNING'"
+    )
+    rows = http.post(f"{V}/googleAds:search", json={"query": query}).json()["results"]
+    assert [r["offlineUserDataJob"]["resourceName"] for r in rows] == [running]
+    assert rows[0]["offlineUserDataJob"]["customerMatchUserListMetadata"] == {"userList": ul}
+    everything = "SELECT offline_user_data_job.status FROM offline_user_data_job"
+    rows = http.post(f"{V}/googleAds:search", json={"query": everything}).json()["results"]
+    assert {r["offlineUserDataJob"]["resourceName"] for r in rows} == {running, pending}
+
+
+def test_destination_file_uses_the_emulators_token_endpoint(
+    ads: tuple[GoogleAdsEmulator, httpx.Client],
+) -> None:
+    emulator, _ = ads
+    config = emulator.destination_config("http://127.0.0.1:1")
+    assert config["type"] == "google_ads"
+    assert config["token_url"] == "http://127.0.0.1:1/token"
+    assert config["customer_id"] == CID
+    assert config["developer_token"] == "${env:GOOGLE_ADS_DEVELOPER_TOKEN}"

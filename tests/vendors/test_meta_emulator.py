@@ -242,3 +242,24 @@ def test_audiences_created_read_and_deleted(meta: tuple[MetaEmulator, httpx.Clie
     assert wrong_version.status_code == 400
     emulator.reset()
     assert emulator.state()["sessions"] == {} and len(emulator.audiences) == 1
+
+
+def test_me_answers_for_a_valid_token_only(meta: tuple[MetaEmulator, httpx.Client]) -> None:
+    _, http = meta
+    me = http.get(f"{V}/me", params={"access_token": TOKEN})
+    assert me.status_code == 200 and me.json()["id"]
+    bad = http.get(f"{V}/me", params={"access_token": "nope"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, 190)
+
+
+def test_destination_file_is_one_for_meta_audiences(
+    meta: tuple[MetaEmulator, httpx.Client],
+) -> None:
+    emulator, _ = meta
+    config = emulator.destination_config("http://127.0.0.1:1")
+    assert config == {
+        "type": "meta_audiences",
+        "access_token": "${env:META_ACCESS_TOKEN}",
+        "app_secret": "${env:META_APP_SECRET}",
+        "base_url": "http://127.0.0.1:1",
+    }

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from backhaul import api
-from backhaul.engine.summary import RunStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.segment import SegmentEmulator
 from backhaul.testing.sandbox import Sandbox, describe

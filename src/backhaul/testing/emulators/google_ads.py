@@ -47,6 +47,7 @@ CONSENT = {"GRANTED", "DENIED", "UNSPECIFIED", "UNKNOWN"}
 JOB_QUERY = re.compile(r"\bFROM\s+offline_user_data_job\b", re.IGNORECASE)
 LIST_QUERY = re.compile(r"\bFROM\s+user_list\b", re.IGNORECASE)
 RESOURCE_IN_QUERY = re.compile(r"resource_name\s*=\s*'([^']+)'")
+STATUS_IN_QUERY = re.compile(r"offline_user_data_job\.status\s*=\s*'([A-Z_]+)'", re.IGNORECASE)
 
 
 class GoogleAdsEmulator(Emulator):
@@ -224,6 +225,18 @@ class GoogleAdsEmulator(Emulator):
             "GOOGLE_ADS_REFRESH_TOKEN": self.oauth.refresh_token,
             "GOOGLE_ADS_CUSTOMER_ID": self.customer_id,
             "GOOGLE_ADS_USER_LIST": self.user_list if self.lists else "",
+        }
+
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {
+            "type": "google_ads",
+            "base_url": base_url,
+            "token_url": f"{base_url}/token",
+            "customer_id": self.customer_id,
+            "developer_token": "${env:GOOGLE_ADS_DEVELOPER_TOKEN}",
+            "client_id": "${env:GOOGLE_ADS_CLIENT_ID}",
+            "client_secret": "${env:GOOGLE_ADS_CLIENT_SECRET}",
+            "refresh_token": "${env:GOOGLE_ADS_REFRESH_TOKEN}",
         }
 
     # -- the edge ----------------------------------------------------------------------------
@@ -409,11 +422,14 @@ class GoogleAdsEmulator(Emulator):
         body = await self._body(request)
         query = str(body.get("query", "")) if isinstance(body, dict) else ""
         wanted = RESOURCE_IN_QUERY.search(query)
+        status = STATUS_IN_QUERY.search(query)
         with self.lock:
             if JOB_QUERY.search(query):
                 rows = []
                 for job in self.jobs.values():
                     if wanted and wanted.group(1) != job.resource_name:
+                        continue
+                    if status and status.group(1).upper() != job.status:
                         continue
                     if job.status == "RUNNING":
                         job.polls += 1
@@ -427,6 +443,9 @@ class GoogleAdsEmulator(Emulator):
                                 "type": "CUSTOMER_MATCH_USER_LIST",
                                 "status": job.status,
                                 "failureReason": job.failure_reason,
+                                "customerMatchUserListMetadata": {
+                                    "userList": job.user_list.resource_name
+                                },
                             }
                         }
                     )

@@ -191,6 +191,7 @@ class MetaEmulator(Emulator):
 
     def vendor_routes(self) -> list[BaseRoute]:
         return [
+            Route("/{version}/me", self._me, methods=["GET"]),
             Route("/{version}/act_{account}/customaudiences", self._create, methods=["POST"]),
             Route("/{version}/{audience}/users", self._users, methods=["POST", "DELETE"]),
             Route("/{version}/{audience}/usersreplace", self._users, methods=["POST"]),
@@ -245,6 +246,14 @@ class MetaEmulator(Emulator):
             "META_APP_SECRET": self.app_secret,
             "META_AD_ACCOUNT_ID": self.ad_account_id,
             "META_AUDIENCE_ID": self.audience_id if self.audiences else "",
+        }
+
+    def destination_config(self, base_url: str) -> dict[str, Any]:
+        return {
+            "type": "meta_audiences",
+            "access_token": "${env:META_ACCESS_TOKEN}",
+            "app_secret": "${env:META_APP_SECRET}",
+            "base_url": base_url,
         }
 
     # -- the edge: parameters, auth, rate window ---------------------------------------------
@@ -362,6 +371,12 @@ class MetaEmulator(Emulator):
                 GraphError(f"customer_file_source must be one of {', '.join(FILE_SOURCES)}")
             )
         return JSONResponse({"id": self.create_audience(str(p["name"]), source)})
+
+    async def _me(self, request: Request) -> Response:
+        """The token's user (a system user of the business), as Graph's ``/me`` answers."""
+        if not VERSION.fullmatch(request.path_params["version"]):
+            return self._graph_error(GraphError("Unknown API version", 2500))
+        return JSONResponse({"id": f"{self.business_id}01", "name": "Backhaul system user"})
 
     async def _read(self, request: Request) -> Response:
         with self.lock:

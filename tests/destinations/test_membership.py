@@ -1,0 +1,50 @@
+"""What the audience destinations share: target fields by identifier and the sync check."""
+
+from __future__ import annotations
+
+from backhaul.destinations.base import Operation, SyncShape
+from backhaul.destinations.membership import field_keys, membership_problems
+from backhaul.destinations.pii import META_SCHEMA, PiiKey
+
+ALIASES = {name: key for key, name in META_SCHEMA.items()}
+GOOGLE = (PiiKey.EMAIL, PiiKey.PHONE, PiiKey.FIRST_NAME)
+
+
+def shape(**changes: object) -> SyncShape:
+    values: dict[str, object] = {
+        "object": "123",
+        "fields": ("email", "phone"),
+        "match_fields": ("email",),
+        "operations": frozenset({Operation.UPSERT, Operation.DELETE}),
+        "membership": True,
+    }
+    values.update(changes)
+    return SyncShape(**values)  # type: ignore[arg-type]
+
+
+def test_fields_are_named_by_key_in_any_case_or_by_the_vendors_alias() -> None:
+    known, unknown = field_keys(["Email", "FN", "ln", "plan"], tuple(META_SCHEMA), ALIASES)
+    assert known == {"Email": PiiKey.EMAIL, "FN": PiiKey.FIRST_NAME, "ln": PiiKey.LAST_NAME}
+    assert unknown == ["plan"]
+    known, unknown = field_keys(["email", "city", "FN"], GOOGLE)
+    assert (known, unknown) == ({"email": PiiKey.EMAIL}, ["city", "FN"])
+
+
+def test_a_membership_sync_of_identifiers_matched_by_one_passes() -> None:
+    assert membership_problems("acme", "list", shape(), GOOGLE, default_object=None) == []
+    assert membership_problems("acme", "list", shape(object=None), GOOGLE, default_object="9") == []
+
+
+def test_each_problem_names_its_key() -> None:
+    def keys(s: SyncShape) -> list[str]:
+        return [p.key for p in membership_problems("acme", "list", s, GOOGLE, default_object=None)]
+
+    assert keys(shape(membership=False)) == ["mode"]
+    assert keys(shape(object=None)) == ["object"]
+    assert keys(shape(fields=("email", "plan"))) == ["mappings"]
+    assert keys(shape(match_fields=("id",))) == ["match.fields"]
+    assert keys(shape(match_fields=())) == ["match.fields"]
+    [mode] = membership_problems(
+        "acme", "list", shape(membership=False), GOOGLE, default_object=None
+    )
+    assert mode.message.startswith("a acme list only has members: set `mode: membership`")
