@@ -36,6 +36,7 @@ from backhaul.destinations.base import (
 from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult
 from backhaul.destinations.http.connector import client_for
 from backhaul.destinations.http.packing import Caps, pack
+from backhaul.destinations.http.tokens import TokenCallRecorder
 from backhaul.destinations.membership import (
     Member,
     field_keys,
@@ -44,7 +45,6 @@ from backhaul.destinations.membership import (
     require_membership,
 )
 from backhaul.destinations.pii import PiiKey, PiiOptions, Platform
-from backhaul.destinations.salesforce_auth import TokenCallRecorder
 from backhaul.errors import DestinationError, FailureType
 
 KEYS = (

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.http.connector import HttpSettings, client_for
-from backhaul.destinations.salesforce_auth import TokenCallRecorder
+from backhaul.destinations.http.tokens import TokenCallRecorder
 from backhaul.errors import DestinationError, FailureType
 from backhaul.observe.redact import Redactor
 

@@ -34,6 +34,7 @@ from backhaul.destinations.http import (
     split_batch,
 )
 from backhaul.destinations.http.connector import client_for
+from backhaul.destinations.http.tokens import TokenCallRecorder
 from backhaul.destinations.keyed import (
     Answers,
     Found,
@@ -48,7 +49,6 @@ from backhaul.destinations.salesforce_auth import (
     ClientCredentials,
     RefreshTokenAuth,
     SalesforceSession,
-    TokenCallRecorder,
     sf_errors,
 )
 from backhaul.destinations.salesforce_bulk import BulkJob, cell, run_bulk
@@ -464,7 +464,6 @@ __all__ = [
     "RefreshTokenAuth",
     "SalesforceConfig",
     "SalesforceDestination",
-    "TokenCallRecorder",
     "item_error",
     "sf_errors",
 ]

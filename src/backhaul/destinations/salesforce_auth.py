@@ -9,19 +9,15 @@ stops a batch when the org's daily API allocation is used up.
 from __future__ import annotations
 
 import asyncio
-import json as jsonlib
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from backhaul.calls import CallRecorder, HttpCall
 from backhaul.destinations.http import HttpClient, HttpResult, RetryPolicy
 from backhaul.errors import DestinationError, FailureType
 from backhaul.observe.events import WaitKind
-from backhaul.observe.redact import MASK, Redactor
-
-TOKEN_FIELDS = ("access_token", "refresh_token", "id_token", "signature")
+from backhaul.observe.redact import Redactor
 
 
 class ClientCredentials(BaseModel):
@@ -41,32 +37,6 @@ class RefreshTokenAuth(BaseModel):
     client_id: str
     client_secret: str
     refresh_token: str
-
-
-class TokenCallRecorder:
-    """Records token calls with the issued tokens and the form's secrets masked."""
-
-    def __init__(self, inner: CallRecorder) -> None:
-        self.inner = inner
-
-    def record(self, call: HttpCall) -> None:
-        if call.request_body:
-            call.request_body = "&".join(
-                f"{part.partition('=')[0]}={MASK}"
-                if part.partition("=")[0] in ("client_secret", "refresh_token")
-                else part
-                for part in call.request_body.split("&")
-            )
-        if call.response_body:
-            try:
-                body = jsonlib.loads(call.response_body)
-            except ValueError:
-                body = None
-            if isinstance(body, dict):
-                call.response_body = jsonlib.dumps(
-                    {k: MASK if k in TOKEN_FIELDS else v for k, v in body.items()}
-                )
-        self.inner.record(call)
 
 
 def sf_errors(body: Any) -> list[tuple[str, str]]:
