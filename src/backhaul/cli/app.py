@@ -43,6 +43,7 @@ from backhaul.cli.schedule import (
 )
 from backhaul.cli.web import serve, users_app
 from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
+from backhaul.gitinfo import commit_text
 
 
 def error_column() -> Column:
@@ -626,7 +627,7 @@ def run_show(
 
     console.print(
         f"[bold]run {record.run_id}[/] of {record.sync}: {record.status.value} "
-        f"in {record.duration_s:.2f}s (commit {record.git_commit or 'n/a'})"
+        f"in {record.duration_s:.2f}s ({commit_text(record.git_commit, record.git_dirty)})"
     )
     console.print(f"  planned: {counts_line(record.counts)}")
     console.print(f"  {delivered_line(record.counts)}")

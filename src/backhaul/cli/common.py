@@ -124,6 +124,7 @@ def run_json(run: Any) -> dict[str, Any]:
         "duration_s": round(run.duration_s, 3),
         "full_resync": run.full_resync,
         "git_commit": run.git_commit,
+        "git_dirty": run.git_dirty,
         "wait_s": run.wait_s,
         "counts": run.counts.as_dict(),
         "error": run.error,

@@ -48,6 +48,7 @@ class StoredRun(_Shape):
     duration_s: float
     full_resync: bool
     git_commit: str | None
+    git_dirty: bool | None  # the project's files differed from git_commit
     wait_s: float
     counts: Counts
     error: str | None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backhaul import gitinfo
 from backhaul.calls import CallRecorder
 from backhaul.config.models import Cast, OnRemove, TemplateMapping
 from backhaul.config.project import DestinationDef, Project, SyncDef
@@ -103,20 +103,6 @@ TEMPLATE_TYPES = {Cast.INT: pa.int64(), Cast.FLOAT: pa.float64(), Cast.BOOL: pa.
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
-
-
-def git_commit(project: Project) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(project.root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def open_destination(
@@ -250,12 +236,14 @@ class SyncRun:
             return self._failed_before_start(exc)
         self.ws = ws
         self.store.mark_abandoned(self.sync.name)
+        revision = gitinfo.head(self.project.root)
         self.store.start_run(
             self.run_id,
             self.sync.name,
             full_resync=options.full_resync,
             trigger=options.trigger,
-            git_commit=git_commit(self.project),
+            git_commit=revision.commit if revision else None,
+            git_dirty=revision.dirty if revision else None,
         )
         self.events(RunStarted(self.run_id, self.sync.name))
         try:

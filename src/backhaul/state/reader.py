@@ -47,6 +47,7 @@ class RunRecord:
     trigger: str
     git_commit: str | None
     wait_s: float = 0.0  # seconds at least one call waited (rate limits, retries, throttling)
+    git_dirty: bool | None = None  # the project's files differed from git_commit
 
     @property
     def duration_s(self) -> float:
@@ -341,6 +342,7 @@ def record_from_row(row: Row[Any]) -> RunRecord:
         trigger=row.trigger,
         git_commit=row.git_commit,
         wait_s=float(row.wait_s or 0.0),
+        git_dirty=None if row.git_dirty is None else bool(row.git_dirty),
     )
 
 

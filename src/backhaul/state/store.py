@@ -141,6 +141,7 @@ class RunStore(RunReader):
         dry_run: bool = False,
         trigger: str = "cli",
         git_commit: str | None = None,
+        git_dirty: bool | None = None,
         started_at: datetime | None = None,
     ) -> None:
         """Record a new run in status ``running`` with zero counts."""
@@ -152,6 +153,7 @@ class RunStore(RunReader):
             "full_resync": full_resync,
             "dry_run": dry_run,
             "git_commit": git_commit,
+            "git_dirty": git_dirty,
             "started_at": started_at or _now(),
             **Counts().as_dict(),
         }

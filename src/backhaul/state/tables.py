@@ -100,6 +100,8 @@ runs = Table(
     Column("full_resync", Boolean, nullable=False),
     Column("dry_run", Boolean, nullable=False),
     Column("git_commit", String(64), nullable=True),
+    # The project's files differed from git_commit when the run started (None: not known).
+    Column("git_dirty", Boolean, nullable=True),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +25,7 @@ from backhaul.calls import HttpCall
 from backhaul.config.project import Project, SyncDef
 from backhaul.engine.workspace import open_source, strip_sql
 from backhaul.errors import BackhaulError, RunConflict, StoreError
+from backhaul.gitinfo import commit_text, file_at, file_history
 from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
 from backhaul.state.reader import RunReader, RunRecord
@@ -68,6 +70,13 @@ class RunView:
     error: str | None
     finished: bool
     waited: str = ""  # time spent waiting for the destination, when there was any
+    commit: str | None = None  # the Git commit the run started from
+    dirty: bool = False  # the project's files differed from that commit
+
+    @property
+    def revision(self) -> str:
+        """``commit 1a2b3c4d5e`` (``with uncommitted changes``), or ``not in Git``."""
+        return commit_text(self.commit, self.dirty)
 
     @property
     def rejected_rate(self) -> str:
@@ -157,6 +166,8 @@ def run_view(record: RunRecord) -> RunView:
         error=record.error,
         finished=not running,
         waited=seconds_text(record.wait_s) if record.wait_s >= WAIT_SHOWN else "",
+        commit=record.git_commit,
+        dirty=bool(record.git_dirty),
     )
 
 
@@ -444,10 +455,39 @@ def _sync_response(
         "can_run": user.role.allows(Role.OPERATOR),
         "running": next((r.run_id for r in history if not _finished(r)), None),
         "rows_synced": snapshot_rows(request.app.state, project, sync.name),
+        "file_history": file_history(project.root, Path(sync.positions.file).as_posix()),
         "error": error,
         "next": request.app.state.timetable.next_runs()[sync.name],
     }
     return render(request, "sync.html", context, status_code=status_code)
+
+
+@router.get("/syncs/{name}/revisions/{commit}", response_class=HTMLResponse)
+def sync_revision_page(
+    request: Request,
+    name: str,
+    commit: Annotated[str, PathParam(min_length=7, max_length=64, pattern="^[0-9a-fA-F]+$")],
+    user: Viewer,
+    project: ProjectDep,
+) -> Response:
+    """The sync's file as it was at ``commit`` (what a run from that commit read)."""
+    sync = project.syncs.get(name)
+    if sync is None:
+        return not_found(request, user, "sync", name)
+    rel = Path(sync.positions.file).as_posix()
+    text = file_at(project.root, commit, rel)
+    if text is None:
+        return not_found(request, user, f"revision of {rel}", commit)
+    context = {
+        "user": user,
+        "title": f"{name} at {commit[:10]}",
+        "sync": sync,
+        "commit": commit,
+        "file": rel,
+        "yaml": text,
+        "history": file_history(project.root, rel),
+    }
+    return render(request, "sync_revision.html", context)
 
 
 @router.post("/syncs/{name}/pause")

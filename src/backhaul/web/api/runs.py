@@ -44,6 +44,11 @@ class RunOut(BaseModel):
     duration_s: float
     error: str | None
     git_commit: str | None
+    git_dirty: bool | None = Field(
+        None,
+        description="The project's files differed from `git_commit` when the run started "
+        "(null: not in Git, or recorded before this was kept).",
+    )
     counts: dict[str, int]
     wait_s: float = Field(
         0.0,
@@ -142,6 +147,7 @@ def run_out(r: RunRecord) -> RunOut:
         duration_s=r.duration_s,
         error=r.error,
         git_commit=r.git_commit,
+        git_dirty=r.git_dirty,
         counts=counts_dict(r.counts),
         wait_s=round(r.wait_s, 3),
     )
