@@ -71,7 +71,8 @@ class Target:
         read: Records at the destination, keyed by ``str(match value)``.
         operations: Operations the destination supports.
         object: The sync's ``object`` (``contacts``), when the destination needs one.
-        field_map: Destination field of the logical fields ``name`` and ``score``.
+        field_map: Destination field of the logical fields ``name`` and ``score``; ``None``
+            leaves one unmapped (not synced, not compared).
         faults: The emulator's fault switches; fault checks are skipped without them.
         calls: The emulator's call log (timestamps, statuses).
         bad_destination: ``destination`` with a wrong credential.
@@ -188,9 +189,9 @@ class Harness:
         t = self.target
         mappings = [{"column": "email", "field": t.match_field}]
         for logical in ("name", "score"):
-            target = t.mapped(logical)
-            if target is not None:
-                mappings.append({"column": logical, "field": target})
+            dest_field = t.mapped(logical)
+            if dest_field is not None:
+                mappings.append({"column": logical, "field": dest_field})
         spec: dict[str, Any] = {
             "model": model,
             "destination": self.dest_name,
