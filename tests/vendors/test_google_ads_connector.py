@@ -349,6 +349,23 @@ def test_a_429_is_waited_out_for_its_retry_delay(project: Builder, ads: Ads) -> 
     assert emulator.values(user_list) == model_hashes(project)
 
 
+def test_a_429_on_the_token_call_is_waited_out_too(project: Builder, ads: Ads) -> None:
+    emulator, _ = ads
+    project.users(10)
+    user_list = setup(project, ads)  # the refresh token: the run's first call gets a token
+    emulator.faults.rate_limit_next(1, retry_after=1.0)
+
+    run = project.run("aud")
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    calls = emulator.calls
+    limited = next(i for i, c in enumerate(calls) if c.status == 429)
+    assert calls[limited].path == "/token"
+    assert calls[limited + 1].path == "/token"
+    assert calls[limited + 1].at - calls[limited].at >= 0.95
+    assert emulator.values(user_list) == model_hashes(project)
+
+
 def test_5xx_and_dropped_connections_are_retried(project: Builder, ads: Ads) -> None:
     emulator, _ = ads
     project.users(20)

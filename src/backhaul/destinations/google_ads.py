@@ -172,10 +172,17 @@ class GoogleAdsDestination(HttpDestination):
             hints={401: FIX_AUTH, 403: FIX_AUTH},
             pause_hint=_retry_delay,
         )
-        # Token calls are recorded with the issued token and the form's secrets masked.
+        # Token calls are recorded with the issued token and the form's secrets masked, and
+        # wait out a rate-limit answer's retryDelay like any other call.
         recorder = TokenCallRecorder(context.recorder)
         self.token_client = client_for(
-            self.vendor, config, context, self.redactor, concurrency=1, recorder=recorder
+            self.vendor,
+            config,
+            context,
+            self.redactor,
+            concurrency=1,
+            recorder=recorder,
+            pause_hint=_retry_delay,
         )
         self.token = config.access_token
         self.token_until = float("inf")

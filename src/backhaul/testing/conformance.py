@@ -4,6 +4,8 @@ Each check builds its own project (a DuckDB warehouse with a ``people`` table, a
 sync) in a subfolder of ``workdir``, runs syncs through the engine, and asserts on the
 destination's records (``Target.read``), the run summary and the run store. A destination
 that cannot do what a check needs (an operation, fault switches) skips it with a reason.
+A list or audience destination (``Target.mode = "membership"``) runs the checks that apply
+to a list in that mode: membership is presence, values are compared only where mapped.
 
 Example::
 
@@ -43,6 +45,7 @@ REJECT_ERROR = "bad record"
 RETRY_AFTER = 1.0
 RETRY_TOLERANCE = 0.05
 MAX_FATAL_CALLS = 3
+MEMBERSHIP = "membership"
 # Words of an error message that tell the user what to do next.
 FIX_WORDS = ("check", "fix", "set ", "use ", "update", "replace", "make sure", "verify", "create")
 
@@ -68,7 +71,8 @@ class Target:
         read: Records at the destination, keyed by ``str(match value)``.
         operations: Operations the destination supports.
         object: The sync's ``object`` (``contacts``), when the destination needs one.
-        field_map: Destination field of the logical fields ``name`` and ``score``.
+        field_map: Destination field of the logical fields ``name`` and ``score``; ``None``
+            leaves one unmapped (not synced, not compared).
         faults: The emulator's fault switches; fault checks are skipped without them.
         calls: The emulator's call log (timestamps, statuses).
         bad_destination: ``destination`` with a wrong credential.
@@ -77,6 +81,17 @@ class Target:
         reject_reason: What a refused record's error must contain (default: the reason
             the emulator was told to give; a vendor that names only a category of failure,
             not the reason, sets that category).
+        mode: The sync mode the checks seed and remove with when it is not upsert/mirror:
+            ``"membership"`` for a list or audience destination.
+        key_of: How a model e-mail appears as a key of ``read()`` and of ``faults.reject``
+            when the destination keeps it transformed (the SHA-256 of the normalised
+            e-mail); ``None``: as it is.
+        value_of: How a mapped ``name``/``score`` value is kept (``(logical, value)`` to what
+            ``read()`` shows, e.g. a hash); ``None``: as it is.
+        rate_limit_status: The HTTP status of the destination's rate-limit answer.
+        rate_limit_wait: Seconds the destination asks to wait after
+            ``faults.rate_limit_next(retry_after=1)``; ``None`` when its answer names no wait
+            in seconds (then only the retry is checked).
     """
 
     destination: dict[str, Any]
@@ -85,13 +100,26 @@ class Target:
     read: Callable[[], dict[str, dict[str, Any]]]
     operations: frozenset[Operation]
     object: str | None = None
-    field_map: dict[str, str] = field(default_factory=dict)
+    field_map: dict[str, str | None] = field(default_factory=dict)
     faults: Faults | FaultSwitches | None = None
     calls: Callable[[], list[Call]] | None = None
     bad_destination: dict[str, Any] | None = None
     secrets: list[str] = field(default_factory=list)
     registry: Registry | None = None
     reject_reason: str = REJECT_ERROR
+    mode: str | None = None
+    key_of: Callable[[str], str] | None = None
+    value_of: Callable[[str, Any], Any] | None = None
+    rate_limit_status: int = 429
+    rate_limit_wait: float | None = RETRY_AFTER
+
+    @property
+    def membership(self) -> bool:
+        return self.mode == MEMBERSHIP
+
+    def mapped(self, logical: str) -> str | None:
+        """The destination field of a logical field (``name``, ``score``); None: unmapped."""
+        return self.field_map.get(logical, logical)
 
 
 @dataclass(frozen=True)
@@ -121,6 +149,8 @@ class Harness:
         # destination the checks share.
         self.domain = f"{tag}-{token}.example.com"
         self.dest_name = _name(str(target.destination.get("type", "destination")))
+        # Every e-mail the model ever held: a record left under an old one must show up.
+        self.emails: set[str] = set()
         self.root.mkdir(parents=True)
         self._write("backhaul.yml", {"name": "conformance"})
         self._write("sources/wh.yml", {"type": "duckdb", "path": "warehouse.duckdb"})
@@ -157,17 +187,18 @@ class Harness:
         on_remove: str | None = None,
     ) -> str:
         t = self.target
+        mappings = [{"column": "email", "field": t.match_field}]
+        for logical in ("name", "score"):
+            dest_field = t.mapped(logical)
+            if dest_field is not None:
+                mappings.append({"column": logical, "field": dest_field})
         spec: dict[str, Any] = {
             "model": model,
             "destination": self.dest_name,
             "mode": mode,
             "match": {"fields": [t.match_field]},
             "max_remove_pct": 100,
-            "mappings": [
-                {"column": "email", "field": t.match_field},
-                {"column": "name", "field": t.field_map.get("name", "name")},
-                {"column": "score", "field": t.field_map.get("score", "score")},
-            ],
+            "mappings": mappings,
         }
         if t.object is not None:
             spec["object"] = t.object
@@ -204,6 +235,7 @@ class Harness:
         return load_project(self.root, registry=self.target.registry)
 
     def run(self, sync: str, *, full_resync: bool = False) -> RunSummary:
+        self.emails.update(self.people())
         return api.run(self.project(), sync, full_resync=full_resync)
 
     def rows(self, run_id: str) -> dict[str, tuple[str, str | None]]:
@@ -233,12 +265,34 @@ class Harness:
             return len(store.calls(run_id, limit=1_000_000))
 
     def read(self) -> dict[str, dict[str, Any]]:
-        """This check's records at the destination (other checks' records left out)."""
-        suffix = "@" + self.domain
-        return {k: v for k, v in self.target.read().items() if k.lower().endswith(suffix)}
+        """This check's records at the destination (other checks' records left out).
+
+        Keys a destination holds transformed (``Target.key_of``) are turned back into every
+        e-mail this check's model ever held, old ones included.
+        """
+        found = self.target.read()
+        key_of = self.target.key_of
+        if key_of is None:
+            suffix = "@" + self.domain
+            return {k: v for k, v in found.items() if k.lower().endswith(suffix)}
+        emails = {key_of(e): e for e in self.emails | set(self.people())}
+        return {emails[k]: v for k, v in found.items() if k in emails}
+
+    def key(self, email: str) -> str:
+        """How ``email`` is known at the destination (and to ``faults.reject``)."""
+        return email if self.target.key_of is None else self.target.key_of(email)
 
     def value(self, record: Mapping[str, Any], logical: str) -> Any:
-        return _lookup(record, self.target.field_map.get(logical, logical))
+        path = self.target.mapped(logical)
+        return None if path is None else _lookup(record, path)
+
+    def same(self, record: Mapping[str, Any], logical: str, expected: Any) -> bool:
+        """A mapped field holds the model's value (an unmapped one is not compared)."""
+        if self.target.mapped(logical) is None:
+            return True
+        if self.target.value_of is not None:
+            expected = self.target.value_of(logical, expected)
+        return _same(self.value(record, logical), expected)
 
 
 def _name(text: str) -> str:
@@ -295,11 +349,43 @@ def _faults(target: Target) -> Faults | FaultSwitches:
 
 
 def _seed_mode(target: Target) -> str:
+    """The mode that puts records at the destination (adds members to a list)."""
+    if target.mode is not None:
+        return target.mode
     if Operation.UPSERT in target.operations:
         return "upsert"
     if Operation.INSERT in target.operations:
         return "insert"
     raise CheckSkipped("skipped: the destination supports neither upsert nor insert")
+
+
+def _removal_modes(target: Target) -> list[tuple[str, str | None]]:
+    """(mode, on_remove) pairs that take records of removed rows out of the destination."""
+    if target.membership:
+        if Operation.DELETE not in target.operations:
+            raise CheckSkipped("skipped: the list cannot take members out (no delete)")
+        return [(MEMBERSHIP, None)]
+    removal = [op for op in (Operation.DELETE, Operation.CLEAR) if op in target.operations]
+    if not removal:
+        raise CheckSkipped("skipped: the destination supports neither delete nor clear")
+    return [("mirror", op.value) for op in removal]
+
+
+def _not_for_lists(target: Target, what: str) -> None:
+    if target.membership:
+        raise CheckSkipped(f"skipped: a list has no {what}: mode membership adds and removes")
+
+
+def _change(h: Harness, statement: str) -> None:
+    """Change the model with ``statement`` so that the next run has something to send."""
+    if h.target.membership:
+        # Membership is presence: only new members are news to a list.
+        h.sql(
+            f"INSERT INTO people SELECT i, 'person' || i || '@{h.domain}', 'Person ' || i, i "
+            f"FROM range({ROWS + 1}, {ROWS + 4}) t(i)"
+        )
+    else:
+        h.sql(statement)
 
 
 def _expect_status(summary: RunSummary, status: RunStatus, step: str) -> None:
@@ -321,7 +407,7 @@ def _assert_matches_model(h: Harness, step: str) -> None:
     )
     for key, (_, name, score) in want.items():
         record = have[key]
-        assert _same(h.value(record, "name"), name) and _same(h.value(record, "score"), score), (
+        assert h.same(record, "name", name) and h.same(record, "score", score), (
             f"{step}: record {key} holds name={h.value(record, 'name')!r} "
             f"score={h.value(record, 'score')!r}, expected {name!r} and {score!r}"
         )
@@ -346,10 +432,10 @@ def _assert_nothing_sent(h: Harness, summary: RunSummary, before: int | None, st
 
 
 def upsert_idempotent(target: Target, workdir: Path) -> None:
-    """Upsert 20 rows; a second run sends nothing; a full resync creates no duplicates."""
+    """Upsert (add) 20 rows; a second run sends nothing; a full resync creates no duplicates."""
     _needs(target, Operation.UPSERT)
     h = Harness(target, workdir, "upsert")
-    sync = h.sync("people_upsert")
+    sync = h.sync("people_upsert", mode=_seed_mode(target))
     first = h.run(sync)
     _expect_status(first, RunStatus.SUCCEEDED, "first run")
     assert first.counts.succeeded == ROWS, f"first run acknowledged {first.counts.succeeded}"
@@ -368,6 +454,7 @@ def upsert_idempotent(target: Target, workdir: Path) -> None:
 
 def update_semantics(target: Target, workdir: Path) -> None:
     """Mode update changes existing records and rejects (never creates) missing ones."""
+    _not_for_lists(target, "update")
     _needs(target, Operation.UPDATE)
     seed_mode = _seed_mode(target)
     h = Harness(target, workdir, "update")
@@ -383,7 +470,7 @@ def update_semantics(target: Target, workdir: Path) -> None:
         record = have.get(h.email(pk))
         assert record is not None, f"update run: existing record {h.email(pk)} disappeared"
         _, name, score = people[h.email(pk)]
-        assert _same(h.value(record, "name"), name) and _same(h.value(record, "score"), score), (
+        assert h.same(record, "name", name) and h.same(record, "score", score), (
             f"update run: {h.email(pk)} was not updated (holds {record})"
         )
     created = sorted(k for k in have if people[k][0] > 10)
@@ -401,6 +488,7 @@ def update_semantics(target: Target, workdir: Path) -> None:
 
 def insert_semantics(target: Target, workdir: Path) -> None:
     """Mode insert creates new records, leaves existing ones alone and skips changes."""
+    _not_for_lists(target, "insert")
     _needs(target, Operation.INSERT)
     h = Harness(target, workdir, "insert")
     h.model("seed", "SELECT * FROM people WHERE id <= 10")
@@ -416,11 +504,11 @@ def insert_semantics(target: Target, workdir: Path) -> None:
         f"insert run: destination keys differ: missing {sorted(set(original) - set(have))[:5]}"
     )
     for key, (_, name, score) in original.items():
-        assert _same(h.value(have[key], "name"), name), (
+        assert h.same(have[key], "name", name), (
             f"insert run: {key} holds name {h.value(have[key], 'name')!r}, expected {name!r} "
             "(an existing record must be left alone)"
         )
-        assert _same(h.value(have[key], "score"), score), f"insert run: {key} score differs"
+        assert h.same(have[key], "score", score), f"insert run: {key} score differs"
     h.sql("UPDATE people SET name = 'Changed again' WHERE id = 15")
     later = h.run(sync)
     assert later.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL), later.error
@@ -434,25 +522,24 @@ def insert_semantics(target: Target, workdir: Path) -> None:
 
 
 def removed_rows(target: Target, workdir: Path) -> None:
-    """Mirror mode deletes (on_remove delete) or clears (on_remove clear) removed rows."""
+    """Mirror mode deletes (on_remove delete) or clears (on_remove clear) removed rows;
+    membership mode takes them out of the list."""
     _needs(target, Operation.UPSERT)
-    removal = [op for op in (Operation.DELETE, Operation.CLEAR) if op in target.operations]
-    if not removal:
-        raise CheckSkipped("skipped: the destination supports neither delete nor clear")
     gone = {f"person{pk}" for pk in range(17, ROWS + 1)}
-    for op in removal:
-        h = Harness(target, workdir, f"removed-{op.value}")
-        sync = h.sync(f"people_mirror_{op.value}", mode="mirror", on_remove=op.value)
-        _expect_status(h.run(sync), RunStatus.SUCCEEDED, f"mirror ({op.value}) first run")
+    for mode, on_remove in _removal_modes(target):
+        what = on_remove or mode
+        h = Harness(target, workdir, f"removed-{what}")
+        sync = h.sync(f"people_{mode}_{what}", mode=mode, on_remove=on_remove)
+        _expect_status(h.run(sync), RunStatus.SUCCEEDED, f"{mode} ({what}) first run")
         before = h.people()
         h.sql(f"DELETE FROM people WHERE id > {ROWS - len(gone)}")
         run = h.run(sync)
-        _expect_status(run, RunStatus.SUCCEEDED, f"mirror ({op.value}) run after removing rows")
-        assert run.counts.removed == len(gone), f"{op.value}: removed {run.counts.removed}"
+        _expect_status(run, RunStatus.SUCCEEDED, f"{mode} ({what}) run after removing rows")
+        assert run.counts.removed == len(gone), f"{what}: removed {run.counts.removed}"
         have = h.read()
         removed = {k for k in before if k.split("@")[0] in gone}
-        if op is Operation.DELETE:
-            _assert_matches_model(h, "after on_remove delete")
+        if on_remove != Operation.CLEAR.value:
+            _assert_matches_model(h, f"after {mode} removed rows ({what})")
             continue
         for key in sorted(removed):
             record = have.get(key)
@@ -462,20 +549,22 @@ def removed_rows(target: Target, workdir: Path) -> None:
                     f"on_remove clear: {key} still holds {logical}={h.value(record, logical)!r}"
                 )
         for key in set(before) - removed:
-            assert _same(h.value(have[key], "name"), before[key][1]), f"{key} changed"
+            assert h.same(have[key], "name", before[key][1]), f"{key} changed"
 
 
 def match_value_changes(target: Target, workdir: Path) -> None:
-    """Mirror mode: rows whose match value changes leave no record under the old value."""
+    """Mirror mode: rows whose match value changes leave no record under the old value;
+    membership mode: they leave the list under the old value and join under the new."""
     _needs(target, Operation.UPSERT)
     if Operation.DELETE not in target.operations:
         raise CheckSkipped("skipped: the destination cannot delete")
+    mode, on_remove = (MEMBERSHIP, None) if target.membership else ("mirror", "delete")
     h = Harness(target, workdir, "rekey")
-    sync = h.sync("people_rekey", mode="mirror", on_remove="delete")
-    _expect_status(h.run(sync), RunStatus.SUCCEEDED, "mirror first run")
+    sync = h.sync("people_rekey", mode=mode, on_remove=on_remove)
+    _expect_status(h.run(sync), RunStatus.SUCCEEDED, f"{mode} first run")
     h.sql("UPDATE people SET email = 'moved-' || email WHERE id IN (4, 9)")
     run = h.run(sync)
-    _expect_status(run, RunStatus.SUCCEEDED, "mirror run after two match values changed")
+    _expect_status(run, RunStatus.SUCCEEDED, f"{mode} run after two match values changed")
     assert run.counts.changed == 2, f"expected 2 changed rows, planned {run.counts.changed}"
     _assert_matches_model(h, "after two match values changed")
     again = h.run(sync)
@@ -489,7 +578,7 @@ def rejection_mapped_to_key(target: Target, workdir: Path) -> None:
     h = Harness(target, workdir, "rejection")
     bad = {3: h.email(3), 7: h.email(7)}
     faults.clear()
-    faults.reject({email: REJECT_ERROR for email in bad.values()})
+    faults.reject({h.key(email): REJECT_ERROR for email in bad.values()})
     sync = h.sync("people_reject", mode=mode)
     try:
         first = h.run(sync)
@@ -537,17 +626,19 @@ def rate_limit_respected(target: Target, workdir: Path) -> None:
     start = len(target.calls())
     faults.rate_limit_next(1, retry_after=RETRY_AFTER)
     try:
-        run = h.run(h.sync("people_rate"))
+        run = h.run(h.sync("people_rate", mode=_seed_mode(target)))
     finally:
         faults.clear()
     _expect_status(run, RunStatus.SUCCEEDED, "run that met a rate limit")
     calls = target.calls()[start:]
-    limited = next((i for i, c in enumerate(calls) if c.status == 429), None)
+    status = target.rate_limit_status
+    limited = next((i for i, c in enumerate(calls) if c.status == status), None)
     assert limited is not None, "the destination never received the rate-limited answer"
     assert limited + 1 < len(calls), "no request followed the rate-limited one"
+    wait = target.rate_limit_wait
     waited = calls[limited + 1].at - calls[limited].at
-    assert waited >= RETRY_AFTER - RETRY_TOLERANCE, (
-        f"the request after a 429 with Retry-After {RETRY_AFTER:g}s came {waited:.3f}s later"
+    assert wait is None or waited >= wait - RETRY_TOLERANCE, (
+        f"the request after a {status} with Retry-After {wait:g}s came {waited:.3f}s later"
     )
     _assert_matches_model(h, "after the rate-limited run")
 
@@ -561,7 +652,7 @@ def transient_retried(target: Target, workdir: Path) -> None:
     faults.fail_next(2, 503)
     faults.drop_next(1)
     try:
-        run = h.run(h.sync("people_transient"))
+        run = h.run(h.sync("people_transient", mode=_seed_mode(target)))
     finally:
         faults.clear()
     _expect_status(run, RunStatus.SUCCEEDED, "run that met two 503s and a dropped connection")
@@ -577,7 +668,7 @@ def fatal_fails_fast(target: Target, workdir: Path) -> None:
     sync = h.sync("people_fatal", mode=mode)
     _expect_status(h.run(sync), RunStatus.SUCCEEDED, "seeding run")
     before = h.read()
-    h.sql("UPDATE people SET name = 'Never sent ' || id")
+    _change(h, "UPDATE people SET name = 'Never sent ' || id")
     h.use_destination(target.bad_destination)
     start = _calls_now(target)
     run = h.run(sync)
@@ -607,7 +698,7 @@ def no_secret_in_calls(target: Target, workdir: Path) -> None:
     sync = h.sync("people_secrets", mode=mode)
     h.run(sync)
     if target.bad_destination is not None:
-        h.sql("UPDATE people SET score = score + 1")
+        _change(h, "UPDATE people SET score = score + 1")
         h.use_destination(target.bad_destination)
         h.run(sync)
     texts = list(h.store_texts())
