@@ -6,5 +6,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 bash scripts/system-packages.sh
 bash scripts/services.sh
 ruff check src tests
+ruff format --check src tests bench
 mypy
 python -m pytest -p no:cacheprovider "$@"

@@ -35,7 +35,6 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SHM = Path("/dev/shm")
 
 
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

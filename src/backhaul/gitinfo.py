@@ -87,7 +87,9 @@ def file_history(folder: Path, rel: str, limit: int = 20) -> list[FileCommit]:
         if len(parts) != 4:
             continue
         commit, author, at, subject = parts
-        found.append(FileCommit(commit, author, datetime.fromisoformat(at).astimezone(UTC), subject))
+        found.append(
+            FileCommit(commit, author, datetime.fromisoformat(at).astimezone(UTC), subject)
+        )
     return found
 
 

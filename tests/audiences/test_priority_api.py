@@ -113,9 +113,7 @@ def test_a_hand_edited_list_keeps_its_comments_and_keys_when_reordered(
 def test_an_invalid_list_is_refused_with_the_cli_message_and_nothing_is_written(
     env: BuilderEnv, editor: httpx.Client
 ) -> None:
-    answer = editor.put(
-        "/api/v1/priority-lists/broken", json={"audiences": ["loyal", "loyall"]}
-    )
+    answer = editor.put("/api/v1/priority-lists/broken", json={"audiences": ["loyal", "loyall"]})
     assert answer.status_code == 422, answer.text
     problems = answer.json()["error"]["problems"]
     assert any(

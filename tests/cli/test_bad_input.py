@@ -58,7 +58,8 @@ BOMB = (
     "model: users\ndestination: db\nmappings:\n  - column: id\n    field: id\n"
     "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
     + "".join(
-        f"{x}: &{x} [{', '.join([f'*{p}'] * 9)}]\n" for p, x in zip("abcdefgh", "bcdefghi", strict=True)
+        f"{x}: &{x} [{', '.join([f'*{p}'] * 9)}]\n"
+        for p, x in zip("abcdefgh", "bcdefghi", strict=True)
     )
 )
 DEEP = "model: users\ndestination: db\nmappings: " + "[" * 5000 + "]" * 5000 + "\n"
@@ -81,81 +82,140 @@ def _symlink_loop(path: Path) -> None:
 
 CASES: dict[str, Case] = {
     "alias_bomb_run": Case(
-        lambda b: b.write("syncs/s.yml", BOMB), "syncs/s.yml", "f: &f", None,
+        lambda b: b.write("syncs/s.yml", BOMB),
+        "syncs/s.yml",
+        "f: &f",
+        None,
         ("aliases expand to more than 100,000 values",),
     ),
     "alias_bomb_validate": Case(
-        lambda b: b.write("syncs/s.yml", BOMB), "syncs/s.yml", "f: &f", None,
-        ("aliases expand to more than 100,000 values",), args=("validate",),
+        lambda b: b.write("syncs/s.yml", BOMB),
+        "syncs/s.yml",
+        "f: &f",
+        None,
+        ("aliases expand to more than 100,000 values",),
+        args=("validate",),
     ),
     "alias_bomb_serve": Case(
-        lambda b: b.write("syncs/s.yml", BOMB), "syncs/s.yml", "f: &f", None,
-        ("aliases expand to more than 100,000 values",), args=("serve", "--port", "0"),
+        lambda b: b.write("syncs/s.yml", BOMB),
+        "syncs/s.yml",
+        "f: &f",
+        None,
+        ("aliases expand to more than 100,000 values",),
+        args=("serve", "--port", "0"),
     ),
     "recursive_alias": Case(
         lambda b: b.write("syncs/s.yml", "model: users\ndestination: db\nmappings: &m [*m]\n"),
-        "syncs/s.yml", "mappings:", None, ("alias *m refers to a node that contains it",),
+        "syncs/s.yml",
+        "mappings:",
+        None,
+        ("alias *m refers to a node that contains it",),
     ),
     "deep_nesting_run": Case(
-        lambda b: b.write("syncs/s.yml", DEEP), "syncs/s.yml", "mappings:", None,
+        lambda b: b.write("syncs/s.yml", DEEP),
+        "syncs/s.yml",
+        "mappings:",
+        None,
         ("nested more than 64 levels deep",),
     ),
     "deep_nesting_serve": Case(
-        lambda b: b.write("syncs/s.yml", DEEP), "syncs/s.yml", "mappings:", None,
-        ("nested more than 64 levels deep",), args=("serve", "--port", "0"),
+        lambda b: b.write("syncs/s.yml", DEEP),
+        "syncs/s.yml",
+        "mappings:",
+        None,
+        ("nested more than 64 levels deep",),
+        args=("serve", "--port", "0"),
     ),
     "sync_file_is_a_directory": Case(
-        _replace("syncs/s.yml", Path.mkdir), "syncs/s.yml", None, None,
+        _replace("syncs/s.yml", Path.mkdir),
+        "syncs/s.yml",
+        None,
+        None,
         ("is a directory, not a file; each sync is one YAML file",),
     ),
     "sync_file_is_a_fifo": Case(  # opening it would block: a hang here fails the test
-        _replace("syncs/s.yml", os.mkfifo), "syncs/s.yml", None, None,
-        ("is a named pipe (FIFO), not a file",), args=("validate",),
+        _replace("syncs/s.yml", os.mkfifo),
+        "syncs/s.yml",
+        None,
+        None,
+        ("is a named pipe (FIFO), not a file",),
+        args=("validate",),
     ),
     "sync_file_is_a_broken_link": Case(
-        _replace("syncs/s.yml", lambda p: p.symlink_to("gone.yml")), "syncs/s.yml", None, None,
+        _replace("syncs/s.yml", lambda p: p.symlink_to("gone.yml")),
+        "syncs/s.yml",
+        None,
+        None,
         ("is a broken symbolic link (to gone.yml",),
     ),
     "sync_file_is_a_link_loop": Case(
-        _replace("syncs/s.yml", _symlink_loop), "syncs/s.yml", None, None,
+        _replace("syncs/s.yml", _symlink_loop),
+        "syncs/s.yml",
+        None,
+        None,
         ("cannot be read (Too many levels of symbolic links)",),
     ),
     "model_sql_is_a_fifo": Case(
-        _replace("models/users.sql", os.mkfifo), "models/users.sql", None, None,
+        _replace("models/users.sql", os.mkfifo),
+        "models/users.sql",
+        None,
+        None,
         ("is a named pipe (FIFO), not a file; it should hold the model's query",),
     ),
     "project_file_is_a_directory": Case(
-        _replace("backhaul.yml", Path.mkdir), "backhaul.yml", None, None,
+        _replace("backhaul.yml", Path.mkdir),
+        "backhaul.yml",
+        None,
+        None,
         ("is a directory, not a file",),
     ),
     "missing_warehouse_file": Case(
         lambda b: b.write("sources/wh.yml", {"type": "duckdb", "path": "gone.duckdb"}),
-        "sources/wh.yml", "path:", "path", ("gone.duckdb does not exist",),
+        "sources/wh.yml",
+        "path:",
+        "path",
+        ("gone.duckdb does not exist",),
     ),
     "missing_warehouse_file_validate": Case(
         lambda b: b.write("sources/wh.yml", {"type": "duckdb", "path": "gone.duckdb"}),
-        "sources/wh.yml", "path:", "path", ("gone.duckdb does not exist",), args=("validate",),
+        "sources/wh.yml",
+        "path:",
+        "path",
+        ("gone.duckdb does not exist",),
+        args=("validate",),
     ),
     "warehouse_path_is_a_fifo": Case(
-        lambda b: (os.mkfifo(b.root / "pipe.duckdb"),
-                   b.write("sources/wh.yml", {"type": "duckdb", "path": "pipe.duckdb"})),
-        "sources/wh.yml", "path:", "path", ("is a named pipe (FIFO)",),
+        lambda b: (
+            os.mkfifo(b.root / "pipe.duckdb"),
+            b.write("sources/wh.yml", {"type": "duckdb", "path": "pipe.duckdb"}),
+        ),
+        "sources/wh.yml",
+        "path:",
+        "path",
+        ("is a named pipe (FIFO)",),
     ),
     "memory_limit_not_a_size": Case(
         lambda b: b.write("backhaul.yml", {"name": "t", "state": {"memory_limit": "lots"}}),
-        "backhaul.yml", "memory_limit:", "state.memory_limit",
+        "backhaul.yml",
+        "memory_limit:",
+        "state.memory_limit",
         ("must be a size such as 512MB", "not 'lots'"),
     ),
     "memory_limit_without_unit": Case(
         lambda b: b.write("backhaul.yml", {"name": "t", "state": {"memory_limit": 1024}}),
-        "backhaul.yml", "memory_limit:", "state.memory_limit", ("GiB", "not 1024"),
+        "backhaul.yml",
+        "memory_limit:",
+        "state.memory_limit",
+        ("GiB", "not 1024"),
     ),
     "memory_limit_too_small": Case(
         lambda b: b.write("backhaul.yml", {"name": "t", "state": {"memory_limit": "1MB"}}),
-        "backhaul.yml", "memory_limit:", "state.memory_limit", ("at least 16MB",),
+        "backhaul.yml",
+        "memory_limit:",
+        "state.memory_limit",
+        ("at least 16MB",),
         args=("validate",),
     ),
-
     "malformed_yaml": Case(_yaml, "syncs/s.yml", "  mode: upsert", None, ("malformed YAML",)),
     "unknown_key": Case(
         lambda b: b.sync("s", modee="upsert"),
@@ -281,35 +341,62 @@ CASES: dict[str, Case] = {
         ("10000",),
     ),
     "template_variable_typo": Case(
-        lambda b: b.sync("s", mappings=TYPO), "syncs/s.yml", "frist_name", "mappings.1.template",
-        ("template variable `frist_name` is not a column",), prerun=True,
+        lambda b: b.sync("s", mappings=TYPO),
+        "syncs/s.yml",
+        "frist_name",
+        "mappings.1.template",
+        ("template variable `frist_name` is not a column",),
+        prerun=True,
     ),
     "template_variable_typo_plan": Case(
-        lambda b: b.sync("s", mappings=TYPO), "syncs/s.yml", "frist_name", "mappings.1.template",
-        ("template variable `frist_name`",), args=("plan", "s"), prerun=True,
+        lambda b: b.sync("s", mappings=TYPO),
+        "syncs/s.yml",
+        "frist_name",
+        "mappings.1.template",
+        ("template variable `frist_name`",),
+        args=("plan", "s"),
+        prerun=True,
     ),
     "template_unknown_filter": Case(
-        lambda b: b.sync("s", mappings=[TYPO[0], {"template": "{{ name | upcsae }}", "field": "n"}]),
-        "syncs/s.yml", "upcsae", "mappings.1.template", ("unknown Liquid filter `upcsae`",),
+        lambda b: b.sync(
+            "s", mappings=[TYPO[0], {"template": "{{ name | upcsae }}", "field": "n"}]
+        ),
+        "syncs/s.yml",
+        "upcsae",
+        "mappings.1.template",
+        ("unknown Liquid filter `upcsae`",),
         prerun=True,
     ),
     "template_syntax_error": Case(
         lambda b: b.sync("s", mappings=[TYPO[0], {"template": "{{ name | }", "field": "n"}]),
-        "syncs/s.yml", "{{ name | }", "mappings.1.template", ("the template does not parse",),
+        "syncs/s.yml",
+        "{{ name | }",
+        "mappings.1.template",
+        ("the template does not parse",),
     ),
     "slack_in_mirror_mode": Case(
         lambda b: (
-            b.destination("db", type="slack", webhook_url="https://hooks.slack.com/services/T1/B2/x"),
+            b.destination(
+                "db", type="slack", webhook_url="https://hooks.slack.com/services/T1/B2/x"
+            ),
             b.sync("s", mode="mirror"),
         ),
-        "syncs/s.yml", "mode:", "mode", ("the `slack` destination cannot delete records",),
+        "syncs/s.yml",
+        "mode:",
+        "mode",
+        ("the `slack` destination cannot delete records",),
     ),
     "missing_env_in_run_all": Case(
         lambda b: b.destination(
             "db", type="postgres", url=f"postgresql://u:${{env:{UNSET}}}@127.0.0.1/x", table="t"
         ),
-        "destinations/db.yml", "url:", "url", (UNSET, "not set"), args=("run", "--all"),
-        prerun=True, stdout=True,
+        "destinations/db.yml",
+        "url:",
+        "url",
+        (UNSET, "not set"),
+        args=("run", "--all"),
+        prerun=True,
+        stdout=True,
     ),
     "webhook_rate_limit_zero": Case(
         lambda b: b.destination(
@@ -321,6 +408,7 @@ CASES: dict[str, Case] = {
         ("greater than 0",),
     ),
 }
+
 
 @dataclass
 class Outcome:

@@ -57,7 +57,6 @@ def test_every_json_output_matches_its_schema(project: Builder) -> None:
     assert bad["ok"] is False and bad["errors"][0]["line"] == 3
 
 
-
 def test_a_validator_refuses_a_wrong_shape() -> None:
     # The schemas are strict enough to catch a renamed or missing key.
     run = {

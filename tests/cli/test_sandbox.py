@@ -78,7 +78,6 @@ def running() -> Iterator[list[Running]]:
         run.proc.stdout.close()
 
 
-
 def test_sandbox_serves_every_emulator_until_interrupted(running: list[Running]) -> None:
     run = Running("--duration", "120")
     running.append(run)

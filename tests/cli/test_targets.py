@@ -18,9 +18,7 @@ def _project(project: Builder, **extra: object) -> Builder:
         "CREATE TABLE users AS SELECT i AS id, 'p' || i || '@prod.example' AS email, "
         "'prod ' || i AS name, 1 AS score FROM range(1, 7) t(i)"
     ).close()
-    project.destination(
-        "db", type="sqlite", path="dev.sqlite", table="contacts", create_table=True
-    )
+    project.destination("db", type="sqlite", path="dev.sqlite", table="contacts", create_table=True)
     project.sync("s", destination="db")
     config = project.load().config.model_dump(exclude_defaults=True)
     project.write(
@@ -76,7 +74,9 @@ def test_an_unknown_target_is_one_line(project: Builder) -> None:
     result = run_cli("--target", "staging", "run", "s", "-C", str(project.root))
 
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: backhaul.yml: unknown target `staging` (known: dev, prod)"
+    assert (
+        result.stderr.strip() == "error: backhaul.yml: unknown target `staging` (known: dev, prod)"
+    )
 
 
 def test_a_target_for_a_destination_no_file_defines_is_an_error(project: Builder) -> None:

@@ -39,9 +39,7 @@ class Ran:
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
-    hub = HubSpotEmulator(
-        token=TOKEN, burst_limit=100, burst_seconds=WAIT, retry_after_header=True
-    )
+    hub = HubSpotEmulator(token=TOKEN, burst_limit=100, burst_seconds=WAIT, retry_after_header=True)
     hub.add_property("contacts", "score", type="number", field_type="number")
     with EmulatorServer(hub) as server:
         project = Builder(tmp_path_factory.mktemp("waits") / "proj")

@@ -119,7 +119,9 @@ def test_unknown_key_without_close_match_lists_allowed(tmp_path: Path) -> None:
     good_project(tmp_path, {"models/users.yml": "source: warehouse\nprimary_key: id\nzzz: 1\n"})
     [(file, line, key, reason)] = load_errors(tmp_path)
     assert (file, line, key) == ("models/users.yml", 3, "zzz")
-    assert reason.startswith("unknown key `zzz` (allowed: dbt, description, primary_key, source, sql")
+    assert reason.startswith(
+        "unknown key `zzz` (allowed: dbt, description, primary_key, source, sql"
+    )
 
 
 def test_wrong_type(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ def test_demo_syncs_everything_twice_and_only_changes_travel(tmp_path: Path) -> 
     folder = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "backhaul.cli.app", "demo", str(folder)],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -34,9 +37,20 @@ def test_demo_syncs_everything_twice_and_only_changes_travel(tmp_path: Path) -> 
 
     # A third run finds nothing to send.
     again = subprocess.run(
-        [sys.executable, "-m", "backhaul.cli.app", "plan", "pql_to_crm", "-C", str(folder),
-         "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "backhaul.cli.app",
+            "plan",
+            "pql_to_crm",
+            "-C",
+            str(folder),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert again.returncode == 0, again.stderr
     assert '"added": 0' in again.stdout and '"changed": 0' in again.stdout

@@ -93,8 +93,11 @@ class Rabbit:
         return {"type": "rabbitmq", "url": RABBIT_URL, "queue": self.queue}
 
     def unreachable(self) -> dict[str, Any]:
-        return {**self.destination(), "url": f"amqp://guest:guest@127.0.0.1:{DEAD_PORT}/",
-                "connect_timeout_seconds": 2}
+        return {
+            **self.destination(),
+            "url": f"amqp://guest:guest@127.0.0.1:{DEAD_PORT}/",
+            "connect_timeout_seconds": 2,
+        }
 
     def start(self) -> None:
         """Nothing: the destination declares its queue."""
@@ -149,12 +152,14 @@ class Nats:
         return f"{self.stream.lower()}.rows"
 
     def destination(self) -> dict[str, Any]:
-        return {"type": "nats", "servers": NATS_URL, "subject": self.subject,
-                "stream": self.stream}
+        return {"type": "nats", "servers": NATS_URL, "subject": self.subject, "stream": self.stream}
 
     def unreachable(self) -> dict[str, Any]:
-        return {**self.destination(), "servers": f"nats://127.0.0.1:{DEAD_PORT}",
-                "connect_timeout_seconds": 2}
+        return {
+            **self.destination(),
+            "servers": f"nats://127.0.0.1:{DEAD_PORT}",
+            "connect_timeout_seconds": 2,
+        }
 
     def start(self) -> None:
         async def create() -> bool:
@@ -185,7 +190,8 @@ class Nats:
             js = nc.jetstream()
             total = (await js.stream_info(self.stream)).state.messages
             sub = await js.pull_subscribe(
-                self.subject, stream=self.stream,
+                self.subject,
+                stream=self.stream,
                 config=ConsumerConfig(ack_policy=AckPolicy.NONE),
             )
             while len(out) < total:
@@ -221,8 +227,11 @@ class RedisStream:
         return {"type": "redis_streams", "url": REDIS_URL, "stream": self.stream}
 
     def unreachable(self) -> dict[str, Any]:
-        return {**self.destination(), "url": f"redis://127.0.0.1:{DEAD_PORT}/0",
-                "connect_timeout_seconds": 2}
+        return {
+            **self.destination(),
+            "url": f"redis://127.0.0.1:{DEAD_PORT}/0",
+            "connect_timeout_seconds": 2,
+        }
 
     def start(self) -> None:
         """Nothing: XADD creates the stream."""
@@ -267,15 +276,15 @@ class Mqtt:
     _client: paho.Client | None = None
 
     def destination(self) -> dict[str, Any]:
-        return {"type": "mqtt", "host": MQTT_HOST, "port": self.port, "topic": self.topic,
-                "qos": 1}
+        return {"type": "mqtt", "host": MQTT_HOST, "port": self.port, "topic": self.topic, "qos": 1}
 
     def unreachable(self) -> dict[str, Any]:
         return {**self.destination(), "port": DEAD_PORT, "connect_timeout_seconds": 2}
 
     def start(self) -> None:
         client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=unique("bh-test-sub"),
+            CallbackAPIVersion.VERSION2,
+            client_id=unique("bh-test-sub"),
             protocol=paho.MQTTv5,
         )
         subscribed = threading.Event()
@@ -320,5 +329,8 @@ class Mqtt:
 
 
 BROKERS: dict[str, type[Broker]] = {
-    "rabbitmq": Rabbit, "nats": Nats, "redis_streams": RedisStream, "mqtt": Mqtt,
+    "rabbitmq": Rabbit,
+    "nats": Nats,
+    "redis_streams": RedisStream,
+    "mqtt": Mqtt,
 }

@@ -80,7 +80,10 @@ def test_rows_travel_as_json_messages_with_stable_ids(project: Builder, broker: 
     by_key = {m.body["key"]: m.body for m in got}
     assert sorted(by_key, key=int) == [str(i) for i in range(1, 31)]
     assert by_key["7"]["fields"] == {
-        "id": 7, "email": "u7@example.com", "stats": {"score": 7}, "signup": "2024-01-08",
+        "id": 7,
+        "email": "u7@example.com",
+        "stats": {"score": 7},
+        "signup": "2024-01-08",
     }
 
     # Update three, remove two, add two: exactly those seven changes travel.
@@ -96,8 +99,15 @@ def test_rows_travel_as_json_messages_with_stable_ids(project: Builder, broker: 
     assert len(got) == 37
     new = {(m.body["op"], m.body["key"]): m.body for m in got[30:]}
     assert sorted(new) == sorted(
-        [("change", "1"), ("change", "2"), ("change", "3"), ("remove", "4"), ("remove", "5"),
-         ("add", "31"), ("add", "32")]
+        [
+            ("change", "1"),
+            ("change", "2"),
+            ("change", "3"),
+            ("remove", "4"),
+            ("remove", "5"),
+            ("add", "31"),
+            ("add", "32"),
+        ]
     )
     assert new[("change", "2")]["fields"]["email"] == "new2@example.org"
     assert new[("remove", "4")]["fields"] == {"id": 4}
@@ -137,8 +147,13 @@ def test_one_message_per_batch(project: Builder, broker: Broker) -> None:
     setup(project, broker, n=25, message_per="batch")
     project.write(
         f"syncs/{SYNC}.yml",
-        {"model": "users", "destination": "q", "mode": "mirror", "mappings": MAPPINGS,
-         "batch_size": 10},
+        {
+            "model": "users",
+            "destination": "q",
+            "mode": "mirror",
+            "mappings": MAPPINGS,
+            "batch_size": 10,
+        },
     )
     summary = project.run(SYNC)
     assert summary.status is RunStatus.SUCCEEDED, summary.error
@@ -228,7 +243,8 @@ def test_nats_without_jetstream_is_a_clear_config_error(project: Builder) -> Non
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [server, "-a", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30

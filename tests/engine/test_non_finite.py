@@ -90,9 +90,7 @@ def test_non_finite_rows_are_invalid_and_only_valid_json_is_sent(
     assert math.copysign(1.0, sent[5]["doc"]["k"]) == -1.0
 
 
-def test_null_policy_sends_null_in_their_place(
-    project: Builder, receiver: WebhookReceiver
-) -> None:
+def test_null_policy_sends_null_in_their_place(project: Builder, receiver: WebhookReceiver) -> None:
     sync(project, receiver, non_finite="null")
 
     run = project.run("s")
@@ -224,7 +222,9 @@ def test_warehouse_planner_resends_when_the_policy_changes(
 
 
 def test_sqlite_refuses_them_by_default_and_takes_null(project: Builder) -> None:
-    project.model("users", "SELECT * FROM (VALUES (1, 'nan'::DOUBLE), (2, '-0.0'::DOUBLE)) t(id, score)")
+    project.model(
+        "users", "SELECT * FROM (VALUES (1, 'nan'::DOUBLE), (2, '-0.0'::DOUBLE)) t(id, score)"
+    )
     path = project.sqlite_destination()
     maps = [{"column": "id", "field": "id"}, {"column": "score", "field": "score"}]
     project.sync("s", mappings=maps)
@@ -305,8 +305,9 @@ def test_hubspot_gets_negative_zero_and_refuses_a_bare_nan(
             headers={"Authorization": f"Bearer {hub.token}", "Content-Type": "application/json"},
         )
         monkeypatch.setenv("HUBSPOT_TOKEN", hub.token)
-        project.destination("crm", type="hubspot", token="${env:HUBSPOT_TOKEN}",
-                            base_url=server.url)
+        project.destination(
+            "crm", type="hubspot", token="${env:HUBSPOT_TOKEN}", base_url=server.url
+        )
         project.model(
             "users",
             "SELECT * FROM (VALUES ('a@x.io', '-0.0'::DOUBLE), ('b@x.io', 'nan'::DOUBLE)) "

@@ -146,7 +146,11 @@ class QueueProject:
 
     def run_to_end(self) -> None:
         done = subprocess.run(
-            self.command(), env=ENV, capture_output=True, text=True, timeout=GIVE_UP_S,
+            self.command(),
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=GIVE_UP_S,
             check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
@@ -159,7 +163,6 @@ class QueueProject:
 
 
 MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-
 
 
 @contextmanager

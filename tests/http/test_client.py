@@ -90,7 +90,6 @@ async def client(
     await http.aclose()
 
 
-
 async def test_success_is_recorded_once(
     client: HttpClient, receiver: WebhookReceiver, recorder: MemoryRecorder
 ) -> None:

@@ -89,9 +89,7 @@ async def test_a_429_is_announced_once_and_recorded_on_the_retry(
     tracker = WaitTracker("r", "s", events.append)
     recorder = MemoryRecorder()
     receiver.rate_limit_next(1, retry_after=0.2)
-    async with HttpClient(
-        label="webhook", recorder=recorder, retry=FAST, waits=tracker
-    ) as client:
+    async with HttpClient(label="webhook", recorder=recorder, retry=FAST, waits=tracker) as client:
         result = await client.request("POST", receiver.url, json={"id": 1})
 
     assert result.ok
@@ -159,9 +157,7 @@ async def test_client_side_throttling_is_summarised_not_announced(
     assert tracker.count(WaitKind.THROTTLE) == 6
 
 
-def test_engine_batch_retries_are_announced(
-    project: Builder, receiver: WebhookReceiver
-) -> None:
+def test_engine_batch_retries_are_announced(project: Builder, receiver: WebhookReceiver) -> None:
     project.users(3)
     project.webhook_destination(receiver, retry={"max_attempts": 1})
     project.sync("s", destination="hook")
@@ -191,8 +187,14 @@ def test_the_cli_holds_back_repeated_wait_lines() -> None:
         Waiting("r", "s", WaitKind.RATE_LIMIT, 1.0, f"HubSpot rate limit (429) #{i}")
         for i in range(20)
     ]
-    summary = RunSummary("r", "s", RunStatus.SUCCEEDED, started_at=datetime.now(UTC),
-                         finished_at=datetime.now(UTC), wait_s=20.0)
+    summary = RunSummary(
+        "r",
+        "s",
+        RunStatus.SUCCEEDED,
+        started_at=datetime.now(UTC),
+        finished_at=datetime.now(UTC),
+        wait_s=20.0,
+    )
 
     lines = _reporter_output([RunStarted("r", "s"), *many, RunFinished(summary)])
 

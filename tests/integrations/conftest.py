@@ -98,7 +98,6 @@ SERVE = (sys.executable, "-m", "backhaul.cli.app", "serve")
 START_TIMEOUT_S = 300.0  # a safety net for a loaded machine, not a measurement
 
 
-
 @pytest.fixture
 def served_syncs(syncs: SyncProject) -> Iterator[Served]:
     """`backhaul serve` for the project as a subprocess on loopback, and an API token."""

@@ -201,6 +201,4 @@ def test_first_runs_of_new_interval_schedules_spread_over_a_fixed_offset(
     with scheduler(project) as (found, launcher):
         at = known + timedelta(minutes=2)
         started = _tick(found, launcher, at)
-    assert sorted(started) == sorted(
-        [n for n, o in offsets.items() if known + o <= at] + ["quick"]
-    )
+    assert sorted(started) == sorted([n for n, o in offsets.items() if known + o <= at] + ["quick"])

@@ -103,16 +103,20 @@ def test_upgrade_to_wait_columns_keeps_earlier_runs_and_calls(store_url: str) ->
             config.attributes["connection"] = conn
             command.upgrade(config, "0002")
             counts = ", ".join(COUNT_COLUMNS)
-            conn.execute(text(
-                f"INSERT INTO runs (id, sync, status, trigger, full_resync, dry_run, started_at, "
-                f"{counts}) VALUES ('old-run', 's', 'succeeded', 'cli', false, false, "
-                "'2026-01-01 00:00:00', 1, 1, 0, 0, 0, 0, 0, 1, 0)"
-            ))
-            conn.execute(text(
-                "INSERT INTO http_calls (call_id, run_id, method, url, status, latency_ms, "
-                "request_headers, attempt, started_at) VALUES ('c1', 'old-run', 'POST', "
-                "'http://x', 200, 1.5, '{}', 1, '2026-01-01 00:00:00')"
-            ))
+            conn.execute(
+                text(
+                    f"INSERT INTO runs (id, sync, status, trigger, full_resync, dry_run, started_at, "
+                    f"{counts}) VALUES ('old-run', 's', 'succeeded', 'cli', false, false, "
+                    "'2026-01-01 00:00:00', 1, 1, 0, 0, 0, 0, 0, 1, 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO http_calls (call_id, run_id, method, url, status, latency_ms, "
+                    "request_headers, attempt, started_at) VALUES ('c1', 'old-run', 'POST', "
+                    "'http://x', 200, 1.5, '{}', 1, '2026-01-01 00:00:00')"
+                )
+            )
     finally:
         engine.dispose()
 

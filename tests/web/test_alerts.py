@@ -57,9 +57,12 @@ def test_page_shows_states_and_mutes_by_form(client_for: Client) -> None:
     assert posted.status_code == 303
     assert "Unmute sync" in operator.get("/alerts").text
     assert operator.post("/alerts/pqls_to_webhook/mute", data={"on": "false"}).status_code == 303
-    assert client_for(Role.OPERATOR, csrf=False).post(
-        "/alerts/pqls_to_webhook/mute", data={"on": "true"}
-    ).status_code == 403
+    assert (
+        client_for(Role.OPERATOR, csrf=False)
+        .post("/alerts/pqls_to_webhook/mute", data={"on": "true"})
+        .status_code
+        == 403
+    )
 
 
 def test_runs_started_in_the_web_app_are_judged(web_env: WebEnv, client_for: Client) -> None:

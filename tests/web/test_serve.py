@@ -29,7 +29,6 @@ def backhaul(*args: str) -> list[str]:
     return [sys.executable, "-m", "backhaul.cli.app", *args]
 
 
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "served"

@@ -148,7 +148,9 @@ class Sla:
         took = (now - started_at).total_seconds()
         if took <= limit:
             return None
-        return Verdict(True, f"the run has been running for {_duration(took)} (SLA {_duration(limit)})")
+        return Verdict(
+            True, f"the run has been running for {_duration(took)} (SLA {_duration(limit)})"
+        )
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,6 @@ def priority_counts(compiler: Compiler, names: list[str]) -> exp.Select:
     )
 
 
-
-
 def priority_list_text(audiences: list[str], original: str | None) -> str:
     """The file text of a priority list: ``original`` with its ``audiences`` replaced (its
     comments, description and other keys kept), or a new file."""

@@ -459,8 +459,7 @@ def schedule_errors(project: Project) -> list[ConfigError]:
         path = " → ".join([*cycle, cycle[0]])
         errors.append(
             _error(
-                f"the sequence {path} is a cycle: none of them would ever run; remove one "
-                "`after`",
+                f"the sequence {path} is a cycle: none of them would ever run; remove one `after`",
                 first.positions,
                 "schedule.after",
             )

@@ -80,9 +80,7 @@ class IntercomConfig(HttpDestinationConfig):
 # Contacts: every create or update answers with the contact's id, and a contact whose match
 # value changed is updated by that id. Companies return no id (their company_id cannot
 # change), so a changed company_id replaces the company in mirror mode.
-CAPABILITIES = keyed_capabilities(
-    max_batch_size=100, default_batch_size=50, default_concurrency=1
-)
+CAPABILITIES = keyed_capabilities(max_batch_size=100, default_batch_size=50, default_concurrency=1)
 
 
 def rate_pause(response: httpx.Response) -> float | None:

@@ -179,7 +179,9 @@ class MQTTDestination(QueueDestination["_Connection"]):
         except (OSError, TimeoutError, ValueError) as exc:
             conn.stop()
             raise unreachable(
-                "MQTT broker", self.where, reason_of(exc, self.redactor),
+                "MQTT broker",
+                self.where,
+                reason_of(exc, self.redactor),
                 "check `host` and `port` in the destination file and that the broker is running",
             ) from None
         if reason.is_failure:

@@ -119,7 +119,9 @@ class NATSDestination(QueueDestination["JetStreamContext"]):
                     failure=FailureType.CONFIG,
                 ) from None
             raise unreachable(
-                "NATS", self.where, reason_of(cause, self.redactor),
+                "NATS",
+                self.where,
+                reason_of(cause, self.redactor),
                 "check `servers` in the destination file and that the server is running",
             ) from None
         self._js = self._nc.jetstream(timeout=self.config.confirm_timeout_seconds)
@@ -186,8 +188,7 @@ class NATSDestination(QueueDestination["JetStreamContext"]):
             raise Refused(f"{exc.description or exc} (error {exc.err_code})") from None
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise DestinationError(
-                f"NATS at {self.where} did not ack a message "
-                f"({reason_of(exc, self.redactor)})",
+                f"NATS at {self.where} did not ack a message ({reason_of(exc, self.redactor)})",
                 failure=FailureType.TRANSIENT,
             ) from None
 

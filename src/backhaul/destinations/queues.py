@@ -136,8 +136,15 @@ def build_messages(
         mid = message_id(sync, change, key, fields)
         head = b'{"id":"' + mid.encode() + b'",'
         tail = (
-            b'"op":"' + change.encode() + b'","operation":' + operation
-            + b',"key":' + dumps_json(key) + b',"fields":' + fields + b"}"
+            b'"op":"'
+            + change.encode()
+            + b'","operation":'
+            + operation
+            + b',"key":'
+            + dumps_json(key)
+            + b',"fields":'
+            + fields
+            + b"}"
         )
         if per == "row":
             body = head + b'"sync":' + sync_json + b"," + tail
@@ -154,8 +161,15 @@ def build_messages(
         return [], rejected
     batch_id = message_id(sync, "batch", "", ",".join(p[2] for p in parts).encode())
     body = (
-        b'{"id":"' + batch_id.encode() + b'","sync":' + sync_json + b',"operation":'
-        + operation + b',"records":[' + b",".join(p[3] for p in parts) + b"]}"
+        b'{"id":"'
+        + batch_id.encode()
+        + b'","sync":'
+        + sync_json
+        + b',"operation":'
+        + operation
+        + b',"records":['
+        + b",".join(p[3] for p in parts)
+        + b"]}"
     )
     return [QueueMessage(batch_id, body, tuple(p[0] for p in parts), "batch", "")], rejected
 
@@ -278,7 +292,9 @@ class QueueDestination(Generic[Conn]):
             await self._publish(conn, message)
 
         try:
-            sent = await publish_all(messages, publish, in_flight=config.in_flight, what=self.broker)
+            sent = await publish_all(
+                messages, publish, in_flight=config.in_flight, what=self.broker
+            )
         except DestinationError:
             await self.close()  # reconnect on the engine's retry
             raise

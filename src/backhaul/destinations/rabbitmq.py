@@ -96,7 +96,9 @@ class RabbitMQDestination(QueueDestination["aio_pika.abc.AbstractExchange"]):
             ) from None
         except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
             raise unreachable(
-                "RabbitMQ", self.where, reason_of(exc, self.redactor),
+                "RabbitMQ",
+                self.where,
+                reason_of(exc, self.redactor),
                 "check `url` in the destination file and that the broker is running",
             ) from None
 
@@ -107,9 +109,7 @@ class RabbitMQDestination(QueueDestination["aio_pika.abc.AbstractExchange"]):
         await self.close()
         self._connection = await self._connect()
         try:
-            channel = await self._connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
+            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             if self.config.exchange:
                 exchange = await channel.get_exchange(self.config.exchange, ensure=True)
             else:
@@ -133,7 +133,9 @@ class RabbitMQDestination(QueueDestination["aio_pika.abc.AbstractExchange"]):
             ) from None
         except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
             raise unreachable(
-                "RabbitMQ", self.where, reason_of(exc, self.redactor),
+                "RabbitMQ",
+                self.where,
+                reason_of(exc, self.redactor),
                 "check that the broker is running",
             ) from None
         self._channel, self._exchange = channel, exchange
@@ -185,4 +187,3 @@ def _reply_text(exc: BaseException) -> str:
     frame = getattr(message, "delivery", None) or getattr(exc, "frame", None)
     text = getattr(frame, "reply_text", None)
     return str(text or type(exc).__name__)
-

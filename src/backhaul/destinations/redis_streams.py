@@ -84,14 +84,18 @@ class RedisStreamsDestination(QueueDestination["aioredis.Redis"]):
         return self._client
 
     def _failed(self, exc: BaseException) -> DestinationError:
-        if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.NoPermissionError):
+        if isinstance(
+            exc, redis.exceptions.AuthenticationError | redis.exceptions.NoPermissionError
+        ):
             return DestinationError(
                 f"Redis at {self.where} refused the sign-in or the command "
                 f"({reason_of(exc, self.redactor)}): check the user and password in `url`",
                 failure=FailureType.CONFIG,
             )
         return unreachable(
-            "Redis", self.where, reason_of(exc, self.redactor),
+            "Redis",
+            self.where,
+            reason_of(exc, self.redactor),
             "check `url` in the destination file and that the server is running",
         )
 

@@ -173,7 +173,9 @@ class ZendeskDestination(KeyedDestination):
                     path = "tickets.json?external_id=" + quote(value, safe="")
                 result = await self.client.request("GET", self._url(path))
                 hits = self._rows(object, result)
-                hit = next((r for r in hits if str(r.get(match, "")).lower() == value.lower()), None)
+                hit = next(
+                    (r for r in hits if str(r.get(match, "")).lower() == value.lower()), None
+                )
                 return None if hit is None else str(hit["id"])
 
             found = {v.lower(): id_ for v, id_ in (await self.each(values, one)).items() if id_}

@@ -114,9 +114,7 @@ def split_chunk(
         if not part.num_rows:
             continue
         operation = destination_operation(op, mode, removal)
-        out.append(
-            _prepare(part, mapper, operation, match_fields, object, batch_id, membership)
-        )
+        out.append(_prepare(part, mapper, operation, match_fields, object, batch_id, membership))
     # Merge add/change/retry: they share one destination operation.
     merged: list[Prepared] = []
     for p in out:
@@ -180,9 +178,7 @@ def _prepare(
         json_fields=mapper.json_fields,
         non_finite_text=mapper.finite.mode is NonFinite.STRING,
         # The old record of a rekeyed key goes as part of that key's change.
-        changes=[
-            "change" if op == "rekey" else str(op) for op in rows.column("op").to_pylist()
-        ],
+        changes=["change" if op == "rekey" else str(op) for op in rows.column("op").to_pylist()],
         record_ids=record_ids,
         membership=membership,
     )

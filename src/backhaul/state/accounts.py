@@ -330,15 +330,12 @@ class AccountStore:
         with self._engine.begin() as conn:
             return _end_sessions(conn, user_id)
 
-
     # -- failed sign-ins -------------------------------------------------------------------
 
     def sign_in_failed(self, address: str, name: str, at: datetime) -> None:
         """Count one failed sign-in from ``address`` for the user name ``name``."""
         with self._engine.begin() as conn:
-            conn.execute(
-                insert(sign_in_failures).values(address=address, name=name.lower(), at=at)
-            )
+            conn.execute(insert(sign_in_failures).values(address=address, name=name.lower(), at=at))
 
     def recent_sign_in_failures(
         self, address: str, since: datetime, name: str | None = None

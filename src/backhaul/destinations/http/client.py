@@ -112,8 +112,12 @@ def dumps_json(value: Any, *, sort_keys: bool = False) -> bytes:
     """
     try:
         text = jsonlib.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, default=_json_default,
-            allow_nan=False, sort_keys=sort_keys,
+            value,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=_json_default,
+            allow_nan=False,
+            sort_keys=sort_keys,
         )
     except ValueError:
         found = floats.find(value)

@@ -195,9 +195,7 @@ class RateLimiter:
                 if self._tokens >= n - _EPSILON:  # float refills land a hair short
                     self._tokens = max(0.0, self._tokens - n)
                     return waited.permit(now, n)
-                await self._hold(
-                    observer, waited, False, (n - self._tokens) / self._per_second
-                )
+                await self._hold(observer, waited, False, (n - self._tokens) / self._per_second)
 
     async def _hold(
         self, observer: WaitObserver | None, waited: _Waited, paused: bool, seconds: float
