@@ -259,6 +259,7 @@ def test_a_broken_project_file_still_stops_everything(project: Builder) -> None:
 def test_the_scheduler_records_a_broken_sync_and_schedules_the_others(project: Builder) -> None:
     _project(project)
     _fixed(project)
+    project.write("backhaul.yml", {"name": "t", "scheduler": {"spread_first_runs_seconds": 0}})
     project.sync("hourly", destination="db_c", schedule={"every": "1h"})
     project.write("syncs/d.yml", "model: users\ndestination: db_a\nschedule: {every: [\n")
 

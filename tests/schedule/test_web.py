@@ -33,7 +33,10 @@ class Served:
 
 @pytest.fixture
 def served(project: Builder) -> Iterator[Served]:
-    project.write("backhaul.yml", {"name": "t", "scheduler": {"tick_seconds": 0.2}})
+    project.write(
+        "backhaul.yml",
+        {"name": "t", "scheduler": {"tick_seconds": 0.2, "spread_first_runs_seconds": 0}},
+    )
     project.users(4)
     project.destination("db", type="sqlite", path="dest.sqlite", create_table=True)
     project.sync("hourly", object="hourly", schedule={"every": "1h"})
