@@ -19,31 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from ruamel.yaml import YAML
 
 from backhaul import api
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 
-OUT = Path(__file__).parent / "out" / "hubspot_bench.json"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
+from common import least_seconds, write_yaml  # noqa: E402
 
-def write_yaml(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    yaml = YAML(typ="safe")
-    yaml.default_flow_style = False
-    with path.open("w", encoding="utf-8") as out:
-        yaml.dump(data, out)
+OUT = HERE / "out" / "hubspot_bench.json"
 
 
 def build_project(root: Path, url: str, rows: int, limit: int, interval: float) -> None:
@@ -82,14 +78,6 @@ def build_project(root: Path, url: str, rows: int, limit: int, interval: float) 
             ],
         },
     )
-
-
-def least_seconds(calls: int, limit: int, interval: float) -> float:
-    """The least time from the first to the last of ``calls`` a rolling window allows.
-
-    Call ``k * limit + 1`` may arrive no sooner than ``k`` windows after the first call.
-    """
-    return (math.ceil(calls / limit) - 1) * interval
 
 
 def scenario(rows: int, limit: int, interval: float, failure_rate: float) -> dict[str, Any]:
