@@ -136,18 +136,24 @@ def test_rate_limit_config_model() -> None:
         RateLimit.model_validate({"requests": 1, "per_seconds": 1, "burst": 3})
 
 
-async def test_limiter_from_config() -> None:
+async def test_limiter_from_config_keeps_a_rolling_window() -> None:
     clock = FakeClock()
-    bucket = RateLimiter.from_config(
+    window = RateLimiter.from_config(
         RateLimit(requests=2, per_seconds=10), clock=clock, sleep=clock.sleep
     )
-    for _ in range(3):
-        await bucket.acquire()
-    assert clock.now == pytest.approx(5.0)
+    assert isinstance(window, RollingWindowLimiter)
+    sent = []
+    for _ in range(5):
+        permit = await window.acquire()
+        sent.append(clock.now)
+        window.answered(permit)
+    # Never more than 2 in any 10 s, even right after a quiet start (a token bucket of the
+    # same rate would let the third call through at 5 s).
+    assert sent == pytest.approx([0.0, 0.0, 10.0, 10.0, 20.0])
     unlimited = RateLimiter.from_config(None, clock=clock, sleep=clock.sleep)
     for _ in range(100):
         await unlimited.acquire()
-    assert clock.now == pytest.approx(5.0)
+    assert clock.now == pytest.approx(20.0)
 
 
 async def test_rolling_window_counts_calls_from_their_answers() -> None:

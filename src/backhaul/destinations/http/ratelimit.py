@@ -139,10 +139,16 @@ class RateLimiter:
     def from_config(
         cls, limit: RateLimit | None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
     ) -> RateLimiter:
-        """Build a limiter from a destination file's ``rate_limit`` (``None``: unlimited)."""
+        """Build a limiter from a destination file's ``rate_limit`` (``None``: unlimited).
+
+        A limit is kept as the vendors count it and as ``rate_limit`` promises: at most
+        ``requests`` calls in any ``per_seconds`` seconds, a :class:`RollingWindowLimiter`.
+        (A token bucket of the same rate would let nearly twice the limit through in one
+        window after a quiet spell.)
+        """
         if limit is None:
             return cls(None, clock=clock, sleep=sleep)
-        return cls(limit.requests, limit.per_seconds, clock=clock, sleep=sleep)
+        return RollingWindowLimiter(limit.requests, limit.per_seconds, clock=clock, sleep=sleep)
 
     @property
     def paused_until(self) -> float:
