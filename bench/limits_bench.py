@@ -43,15 +43,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from backhaul import api
+from backhaul.destinations.pii import PiiKey, Platform, prepare
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.base import Call, Emulator, SlidingWindow
 from backhaul.testing.emulators.braze import BrazeEmulator
+from backhaul.testing.emulators.customerio import CustomerIoEmulator
+from backhaul.testing.emulators.google_ads import GoogleAdsEmulator
+from backhaul.testing.emulators.google_sheets import GoogleSheetsEmulator
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from backhaul.testing.emulators.intercom import IntercomEmulator
 from backhaul.testing.emulators.iterable import IterableEmulator
 from backhaul.testing.emulators.klaviyo import KlaviyoEmulator
 from backhaul.testing.emulators.mailchimp import MailchimpEmulator
+from backhaul.testing.emulators.meta import MetaEmulator
+from backhaul.testing.emulators.segment import SegmentEmulator
 from backhaul.testing.emulators.slack import SlackEmulator
 from backhaul.testing.emulators.zendesk import ZendeskEmulator
 
@@ -65,6 +71,20 @@ FAST_RETRY = {"max_attempts": 8, "base_delay": 0.05, "max_delay": 1.0}
 Records = dict[str, tuple[str, str]]  # e-mail -> (name, score), as the model has them
 
 
+def model(rows: int) -> Records:
+    """The model's people as most cases read them back: ``{email: (name, score)}``."""
+    return {f"p{i}@bench.example": (f"Person {i}", str(i % 97)) for i in range(1, rows + 1)}
+
+
+def hashed_emails(platform: Platform) -> Callable[[int], set[str]]:
+    """The model as an audience holds it: its e-mails hashed as ``platform`` hashes them."""
+
+    def expected(rows: int) -> set[str]:
+        return {prepare(platform, PiiKey.EMAIL, e).value for e in model(rows)}
+
+    return expected
+
+
 @dataclass(frozen=True)
 class Case:
     """One vendor: everything the bench needs to run its connector against its limit.
@@ -72,21 +92,24 @@ class Case:
     Attributes:
         emulator: Builds the emulator enforcing ``limit`` calls per ``window`` seconds.
         sync: The sync file's keys besides ``model`` and ``destination``.
-        records: The emulator's records as ``{email: (name, score)}``.
+        records: The emulator's records, as ``expected`` gives the model's.
         rows_per_call: About how many rows one call of the busiest window carries (sizes the
             default run).
         counted: Which of the emulator's calls count against the limit.
         group: The window a counted call falls in, for vendors that keep one per endpoint.
         destination: Keys added to the emulator's ``destination_config(url)``.
+        expected: What ``records`` should equal for a model of so many rows: by default
+            ``{email: (name, score)}``; for an audience, the set of its members' hashes.
     """
 
     emulator: Callable[[int, float], Emulator]
     sync: dict[str, Any]
-    records: Callable[[Any], Records]
+    records: Callable[[Any], object]
     rows_per_call: float
     counted: Callable[[Call], bool] = lambda call: True
     group: Callable[[Call], str] = lambda call: ""
     destination: dict[str, Any] = field(default_factory=dict)
+    expected: Callable[[int], object] = model
 
 
 def dig(record: Mapping[str, Any], path: str) -> Any:
@@ -146,6 +169,37 @@ def klaviyo(limit: int, window: float) -> Emulator:
     # a destination file has one window, and the bench compares against that one.
     emulator.limits = ((limit, window),)  # type: ignore[assignment]
     return emulator
+
+
+def google_sheets(limit: int, window: float) -> Emulator:
+    # Sheets keeps four windows (reads and writes, per user and per project): all get the
+    # scaled window, so the user's (the first to refuse) is the one a run meets.
+    return GoogleSheetsEmulator(
+        read_per_minute_project=limit,
+        write_per_minute_project=limit,
+        read_per_minute_user=limit,
+        write_per_minute_user=limit,
+        window=window,
+    )
+
+
+def sheet_rows(emulator: GoogleSheetsEmulator) -> Records:
+    """The sheet's data rows (``id, email, name, score`` under a header) as records."""
+    header, *rows = emulator.values()
+    at = {name: header.index(name) for name in ("email", "name", "score")}
+    return {
+        str(row[at["email"]]).lower(): (str(row[at["name"]]), str(row[at["score"]])) for row in rows
+    }
+
+
+def membership() -> dict[str, Any]:
+    """The sync of an audience kept in step with the model by hashed e-mail."""
+    return {
+        "mode": "membership",
+        "match": {"fields": ["email"]},
+        "batch_size": 100,
+        "mappings": maps("email:email"),
+    }
 
 
 MAILCHIMP_LIST = "a1b2c3d4e5"
@@ -272,6 +326,62 @@ CASES: dict[str, Case] = {
         group=lambda call: call.method + " " + JOB_ID.sub("-jobs/{id}", call.path),
         rows_per_call=100 / 2,
     ),
+    "customerio": Case(
+        emulator=lambda limit, window: CustomerIoEmulator(rate_limit=limit, rate_window=window),
+        sync={
+            "match": {"fields": ["email"]},
+            "batch_size": 100,
+            "mappings": maps("email:email", "name:name", "score:score"),
+        },
+        records=lambda e: keyed(
+            e.state()["people"], "email", "attributes.name", "attributes.score"
+        ),
+        rows_per_call=100,  # one v2 batch call per batch
+    ),
+    "segment": Case(
+        emulator=lambda limit, window: SegmentEmulator(rate_limit=limit, rate_window=window),
+        sync={
+            "match": {"fields": ["userId"]},
+            "batch_size": 100,
+            "mappings": maps("email:userId", "name:name", "score:score"),
+        },
+        records=lambda e: keyed(
+            list(e.state()["users"].values()), "userId", "traits.name", "traits.score"
+        ),
+        rows_per_call=100,  # one /v1/batch call of identify messages per batch
+    ),
+    "google_sheets": Case(
+        emulator=google_sheets,
+        sync={
+            "match": {"fields": ["id"]},
+            "batch_size": 100,
+            "mappings": maps("id:id", "email:email", "name:name", "score:score"),
+        },
+        records=sheet_rows,
+        rows_per_call=100,  # a values:batchUpdate per batch, a grid growth now and then
+        # Sheets counts reads and writes in windows of their own.
+        group=lambda call: "read" if call.method == "GET" else "write",
+    ),
+    "meta_audiences": Case(
+        emulator=lambda limit, window: MetaEmulator(rate_limit=limit, rate_window=window),
+        destination={"audience_id": "${env:META_AUDIENCE_ID}"},
+        sync=membership(),
+        records=lambda e: e.values(e.audience_id, "EMAIL"),
+        expected=hashed_emails(Platform.META),
+        rows_per_call=100,  # one upload session of one request per batch
+    ),
+    "google_ads": Case(
+        emulator=lambda limit, window: GoogleAdsEmulator(rate_limit=limit, rate_window=window),
+        destination={"user_list": "${env:GOOGLE_ADS_USER_LIST}", "poll_interval_seconds": 0.05},
+        sync=membership(),
+        records=lambda e: e.values(e.user_list),
+        expected=hashed_emails(Platform.GOOGLE),
+        # A job per batch: create, addOperations, a search for running jobs, run, then polls
+        # (searches) until it succeeds. The emulator counts every one of them, as Google
+        # counts requests per developer token; only the OAuth token exchange is not counted.
+        rows_per_call=100 / 6,
+        counted=lambda call: call.path != "/token",
+    ),
 }
 
 
@@ -296,10 +406,6 @@ def build_project(
     }
     write_yaml(root / "destinations/dest.yml", destination)
     write_yaml(root / "syncs/people.yml", {"model": "people", "destination": "dest", **case.sync})
-
-
-def model(rows: int) -> Records:
-    return {f"p{i}@bench.example": (f"Person {i}", str(i % 97)) for i in range(1, rows + 1)}
 
 
 def refusals(emulator: Emulator) -> int:
@@ -359,7 +465,7 @@ def measure(name: str, case: Case, rows: int, limit: int, window: float) -> dict
         "answered_429": statuses.count(429),
         "never_exceeded": refused == 0 and 429 not in statuses,
         "state_equals_model": summary.status is RunStatus.SUCCEEDED
-        and case.records(emulator) == model(rows),
+        and case.records(emulator) == case.expected(rows),
     }
 
 

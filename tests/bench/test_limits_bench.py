@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from backhaul.destinations.pii import sha256_hex
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -16,6 +18,7 @@ def load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while they are built
     spec.loader.exec_module(module)
     return module
 
@@ -31,6 +34,13 @@ def test_least_time_and_busiest_window_of_a_rolling_window() -> None:
     assert common.busiest_window([], 1.0) == 0
 
 
+def test_an_audience_is_expected_to_hold_the_models_hashed_emails() -> None:
+    bench = load("limits_bench")
+    expected = bench.CASES["meta_audiences"].expected(2)
+    assert expected == {sha256_hex("p1@bench.example"), sha256_hex("p2@bench.example")}
+    assert bench.CASES["hubspot"].expected(1) == {"p1@bench.example": ("Person 1", "1")}
+
+
 def test_tiny_run_keeps_each_limit_and_reaches_the_model(tmp_path: Path) -> None:
     out = tmp_path / "limits.json"
     done = subprocess.run(
@@ -38,7 +48,7 @@ def test_tiny_run_keeps_each_limit_and_reaches_the_model(tmp_path: Path) -> None
             sys.executable,
             str(BENCH / "limits_bench.py"),
             "--vendors",
-            "hubspot,braze,klaviyo",
+            "hubspot,braze,klaviyo,meta_audiences",
             "--limit",
             "4",
             "--window",
@@ -55,7 +65,7 @@ def test_tiny_run_keeps_each_limit_and_reaches_the_model(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stdout + done.stderr
     results = {r["vendor"]: r for r in json.loads(out.read_text(encoding="utf-8"))["results"]}
-    assert set(results) == {"hubspot", "braze", "klaviyo"}
+    assert set(results) == {"hubspot", "braze", "klaviyo", "meta_audiences"}
     for vendor, r in results.items():
         assert r["status"] == "succeeded", (vendor, r["error"])
         assert r["counted_calls"] > 4, vendor  # more than one window's worth: the limit applied
