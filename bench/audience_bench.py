@@ -177,11 +177,15 @@ def main() -> int:
     }
     (HERE / "out").mkdir(exist_ok=True)
     (HERE / "out" / "audience_bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"size estimate of a 5-condition audience: {args.people:,} people, {args.events:,} "
-          f"events, {args.runs} runs")
+    print(
+        f"size estimate of a 5-condition audience: {args.people:,} people, {args.events:,} "
+        f"events, {args.runs} runs"
+    )
     print(f"  p50 {p50:.3f}s  p95 {p95:.3f}s  (min {min(timings):.3f}s, max {max(timings):.3f}s)")
-    print(f"  matched {size.matched:,}, members {size.members:,}, holdout {size.holdout:,}, "
-          f"splits {size.splits}")
+    print(
+        f"  matched {size.matched:,}, members {size.members:,}, holdout {size.holdout:,}, "
+        f"splits {size.splits}"
+    )
     for label, alone, cumulative in result["conditions"]:
         print(f"  {label}: alone {alone:,}, cumulative {cumulative:,}")
     return 0

@@ -32,8 +32,18 @@ sys.path.insert(0, str(HERE))
 
 from datasets import build_bench_model, mutate  # noqa: E402
 
-COLUMNS = ["id", "email", "name", "score", "ltv", "balance", "active", "plan", "signed_up",
-           "updated_at"]
+COLUMNS = [
+    "id",
+    "email",
+    "name",
+    "score",
+    "ltv",
+    "balance",
+    "active",
+    "plan",
+    "signed_up",
+    "updated_at",
+]
 
 PHASE = r"""
 import json, resource, sys, time
@@ -62,7 +72,9 @@ def write_project(root: Path) -> None:
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / "backhaul.yml").write_text("name: plan_bench\n")
     (root / "sources/warehouse.yml").write_text("type: duckdb\npath: warehouse.duckdb\n")
-    (root / "models/customers.yml").write_text("source: warehouse\nprimary_key: id\ntable: customers\n")
+    (root / "models/customers.yml").write_text(
+        "source: warehouse\nprimary_key: id\ntable: customers\n"
+    )
     (root / "destinations/copy.yml").write_text(
         "type: duckdb\npath: destination.duckdb\ntable: customers\ncreate_table: true\n"
     )
@@ -74,8 +86,9 @@ def write_project(root: Path) -> None:
 
 
 def phase(kind: str, root: Path) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-c", PHASE, kind, str(root)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PHASE, kind, str(root)], capture_output=True, text=True, check=True
+    )
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -120,7 +133,9 @@ def main() -> None:
         "python": platform.python_version(),
         "duckdb": __import__("duckdb").__version__,
     }
-    (args.out / "plan_bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    (args.out / "plan_bench.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2)
+    )
     print(f"{meta}")
     header = f"{'rows':>11} {'phase':<18} {'seconds':>8} {'rows/s':>12} {'peak RSS MB':>12}"
     print(header)
@@ -130,7 +145,9 @@ def main() -> None:
             p = r[name]
             assert isinstance(p, dict)
             secs = float(p["seconds"])
-            print(f"{n:>11,} {name:<18} {secs:>8.2f} {n / secs:>12,.0f} {float(p['peak_rss_mb']):>12.0f}")
+            print(
+                f"{n:>11,} {name:<18} {secs:>8.2f} {n / secs:>12,.0f} {float(p['peak_rss_mb']):>12.0f}"
+            )
     _ = resource  # peak RSS is measured inside each phase's process
 
 

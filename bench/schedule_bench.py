@@ -144,7 +144,6 @@ alerts:
             + schedule,
         )
 
-
     if hub_syncs:
         write(
             root / "destinations/hub.yml",
@@ -352,9 +351,7 @@ def main() -> None:
         # (a heartbeat timeout and a recovery pass later), however loaded the machine is.
         recovery_deadline = end
         while time.monotonic() < end or (
-            killed
-            and time.monotonic() < recovery_deadline
-            and interrupted_runs(meta_url) == 0
+            killed and time.monotonic() < recovery_deadline and interrupted_runs(meta_url) == 0
         ):
             elapsed = time.monotonic() - began
             # Mid-run: once every worker has a run in progress (or, failing that for a
