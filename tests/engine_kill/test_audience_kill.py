@@ -1,6 +1,6 @@
 """An audience shrink killed with SIGKILL, for Meta Custom Audiences and Google Ads lists.
 
-A 20,000-member audience is synced in ``mode: membership``; then 10% of the model's rows
+A 100,000-member audience is synced in ``mode: membership``; then 10% of the model's rows
 leave it and a ``backhaul run`` subprocess starts taking them out of the audience kept by
 the vendor's emulator (served from this process, so it outlives the kill). The run is
 killed once the emulator has received some removals (for Google Ads: once a removal job
@@ -37,8 +37,8 @@ from engine_kill.test_kill import GIVE_UP_S, POLL_S, _env, report
 
 pytestmark = pytest.mark.slow
 
-N = 20_000
-BATCH = 200  # the shrink is ten removal batches
+N = 100_000  # the acceptance size: an audience of 100k shrunk by 10%
+BATCH = 1_000  # the shrink is ten removal batches
 LATENCY_S = 0.03  # every emulator answer, so the shrink lasts long enough to be killed
 
 
