@@ -19,21 +19,12 @@ from typing import Any
 
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
+from backhaul.gitinfo import PROJECT_PATHS
 
 log = logging.getLogger("backhaul.web")
 
 #: What makes a project: everything else in its folder (state, targets, notes) is ignored.
-WATCHED = (
-    "backhaul.yml",
-    "sources",
-    "models",
-    "destinations",
-    "syncs",
-    "audiences",
-    "audience_schemas",
-    "priority_lists",
-    "channels",
-)
+WATCHED = PROJECT_PATHS
 
 
 def fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
