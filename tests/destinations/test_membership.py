@@ -48,3 +48,24 @@ def test_each_problem_names_its_key() -> None:
         "acme", "list", shape(membership=False), GOOGLE, default_object=None
     )
     assert mode.message.startswith("a acme list only has members: set `mode: membership`")
+
+
+def test_a_batch_that_neither_adds_nor_removes_is_refused() -> None:
+    import pyarrow as pa
+    import pytest
+
+    from backhaul.destinations.base import Batch
+    from backhaul.destinations.membership import require_membership
+    from backhaul.errors import DestinationError, FailureType
+
+    def batch(operation: Operation, membership: bool = True) -> Batch:
+        table = pa.table({"email": ["a@x.com"]})
+        return Batch(operation, table, ["1"], ["email"], membership=membership)
+
+    require_membership("acme", batch(Operation.UPSERT))
+    require_membership("acme", batch(Operation.DELETE))
+    with pytest.raises(DestinationError, match="acme cannot clear: an audience only adds") as e:
+        require_membership("acme", batch(Operation.CLEAR))
+    assert e.value.failure is FailureType.CONFIG
+    with pytest.raises(DestinationError, match="set `mode: membership`"):
+        require_membership("acme", batch(Operation.UPSERT, membership=False))

@@ -283,12 +283,6 @@ class GoogleAdsDestination(HttpDestination):
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Add (upsert) or remove (delete) the batch's people with one job."""
         require_membership(self.vendor, batch)
-        if batch.operation not in (Operation.UPSERT, Operation.DELETE):
-            raise DestinationError(
-                f"google_ads cannot {batch.operation.value}: a user list only adds and removes "
-                "people",
-                failure=FailureType.CONFIG,
-            )
         if self.user_list is None:
             await self.prepare({}, batch.match_fields, batch.object)
         keys, _ = field_keys(batch.fields, KEYS)

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from backhaul.destinations.base import Batch, SyncProblem, SyncShape
+from backhaul.destinations.base import Batch, Operation, SyncProblem, SyncShape
 from backhaul.destinations.pii import PiiKey, PiiOptions, PiiValue, Platform, Raw, prepare_row
 from backhaul.errors import DestinationError, FailureType
 
@@ -89,10 +89,16 @@ def membership_problems(
 
 
 def require_membership(vendor: str, batch: Batch) -> None:
-    """Refuse a batch sent outside ``mode: membership`` (the checks refuse such a sync)."""
+    """Refuse a batch sent outside ``mode: membership``, or one that neither adds nor removes
+    (the checks refuse such a sync before it runs)."""
     if not batch.membership:
         raise DestinationError(
             f"{vendor} keeps audiences only: set `mode: membership` in the sync",
+            failure=FailureType.CONFIG,
+        )
+    if batch.operation not in (Operation.UPSERT, Operation.DELETE):
+        raise DestinationError(
+            f"{vendor} cannot {batch.operation.value}: an audience only adds and removes people",
             failure=FailureType.CONFIG,
         )
 

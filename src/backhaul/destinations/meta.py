@@ -180,12 +180,6 @@ class MetaAudiencesDestination(HttpDestination):
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Add (upsert) or remove (delete) the batch's people in one upload session."""
         require_membership(self.vendor, batch)
-        if batch.operation not in (Operation.UPSERT, Operation.DELETE):
-            raise DestinationError(
-                f"meta_audiences cannot {batch.operation.value}: an audience only adds and "
-                "removes people",
-                failure=FailureType.CONFIG,
-            )
         if self.audience is None:
             await self.prepare({}, batch.match_fields, batch.object)
         assert self.audience is not None
