@@ -9,7 +9,7 @@ Usage::
 Builds a project in ``bench/out/schedule/`` (a Postgres warehouse table with one group of
 rows per sync and a destination table per sync in a fresh database, the metadata store and
 queue in another), starts ``backhaul scheduler`` (queue mode) and the workers as real processes,
-changes rows in the warehouse while they run, kills one worker once runs are in progress,
+changes rows in the warehouse while they run, kills the first worker while it holds a run,
 stops changing rows ``--settle`` seconds before the end, then stops everything with SIGTERM
 and checks, from the run store and the destination tables:
 
@@ -177,13 +177,29 @@ def start(root: Path, logs: Path, *args: str) -> tuple[subprocess.Popen[bytes], 
     return proc, log
 
 
-def running_runs(meta_url: str) -> int:
+def worker_ids(meta_url: str) -> set[int]:
+    """The ids of the procrastinate workers registered so far."""
     with psycopg.connect(meta_url) as conn:
         try:
-            row = conn.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()
+            rows = conn.execute("SELECT id FROM procrastinate_workers").fetchall()
         except psycopg.errors.UndefinedTable:
-            return 0  # no process has created the run store yet
-    return int(row[0]) if row else 0
+            return set()  # no worker has created the queue's tables yet
+    return {int(r[0]) for r in rows}
+
+
+def holds_running_run(meta_url: str, worker_id: int) -> bool:
+    """Whether the worker is executing a job whose sync has a run in progress."""
+    with psycopg.connect(meta_url) as conn:
+        try:
+            row = conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs j JOIN runs r "
+                "ON r.sync = j.args->>'sync' AND r.status = 'running' "
+                "WHERE j.status = 'doing' AND j.worker_id = %s",
+                (worker_id,),
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return False
+    return bool(row and row[0])
 
 
 def interrupted_runs(meta_url: str) -> int:
@@ -340,10 +356,24 @@ def main() -> None:
             args.hubspot_syncs,
             hub_server.url,
         )
+        # The worker to kill starts alone first, so that its id in the queue is known: the
+        # kill can then wait for a moment when that very worker holds a run in progress.
+        victim = start(root, logs, "worker", "--no-tick")
+        procs.append(victim)
+        known = worker_ids(meta_url)
+        registered_by = time.monotonic() + 120.0
+        while not known and time.monotonic() < registered_by and victim[0].poll() is None:
+            time.sleep(0.2)
+            known = worker_ids(meta_url)
+        if not known:
+            raise SystemExit("the first worker did not register with the queue; see its log")
+        victim_id = max(known)
         began = time.monotonic()
         procs.append(start(root, logs, "scheduler"))
-        workers = [start(root, logs, "worker", "--no-tick") for _ in range(args.workers)]
-        procs += workers
+        workers = [victim] + [
+            start(root, logs, "worker", "--no-tick") for _ in range(args.workers - 1)
+        ]
+        procs += workers[1:]
         end = began + args.minutes * 60
         killed = False
         next_change = began
@@ -354,16 +384,13 @@ def main() -> None:
             killed and time.monotonic() < recovery_deadline and interrupted_runs(meta_url) == 0
         ):
             elapsed = time.monotonic() - began
-            # Mid-run: once every worker has a run in progress (or, failing that for a
-            # minute, any run is in progress), each worker runs one sync at a time.
-            busy = running_runs(meta_url) if not killed and elapsed >= args.kill_after else 0
-            late = elapsed >= args.kill_after + 60
-            if busy >= len(workers) or (late and busy > 0):
-                victim = workers[0][0]
-                victim.send_signal(signal.SIGKILL)
+            # Mid-run: the first worker is killed while it executes a job whose run is in
+            # progress, so that its run is certain to be left behind.
+            if not killed and elapsed >= args.kill_after and holds_running_run(meta_url, victim_id):
+                victim[0].send_signal(signal.SIGKILL)
                 killed = True
                 recovery_deadline = time.monotonic() + 120.0
-                print(f"{elapsed:6.0f} s: killed worker pid {victim.pid} (SIGKILL)", flush=True)
+                print(f"{elapsed:6.0f} s: killed worker pid {victim[0].pid} (SIGKILL)", flush=True)
             if end - time.monotonic() > args.settle and time.monotonic() >= next_change:
                 mutate(dest_url, args.syncs + args.hubspot_syncs, rng)
                 next_change = time.monotonic() + 2.0
