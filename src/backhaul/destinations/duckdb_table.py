@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import duckdb
 import pyarrow as pa
-from pydantic import Field
 
 from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
 from backhaul.destinations.sql_common import (
     ALL_OPERATIONS,
     DUCKDB,
     STAGE,
-    SqlTableDestination,
+    FileDatabaseConfig,
+    FileDatabaseDestination,
     TableInfo,
     first_line,
 )
 from backhaul.errors import DestinationError, FailureType
 
 
-class DuckDBConfig(DestinationConfig):
+class DuckDBConfig(FileDatabaseConfig):
     """A table in a DuckDB database file."""
 
     type: Literal["duckdb"]
-    path: str = Field(description="Database file, relative to the project folder.")
-    table: str | None = Field(None, description="Table name; default: the sync's `object`.")
-    create_table: bool = Field(False, description="Create the table when it does not exist.")
 
 
-class DuckDBDestination(SqlTableDestination):
+class DuckDBDestination(FileDatabaseDestination):
     """Upserts, updates, inserts, clears and deletes rows of one DuckDB table."""
 
     config_model: ClassVar[type[DestinationConfig]] = DuckDBConfig
@@ -47,19 +43,9 @@ class DuckDBDestination(SqlTableDestination):
     def __init__(self, config: DuckDBConfig, context: DestinationContext) -> None:
         super().__init__(config, context)
         self.config = config
-        path = Path(config.path)
-        self.path = path if path.is_absolute() else context.project_dir / path
-
-    def _table_option(self) -> tuple[str | None, bool]:
-        return self.config.table, self.config.create_table
 
     def _connect(self) -> Any:
-        if not self.path.parent.is_dir():
-            raise DestinationError(
-                f"cannot open duckdb database {self.path}: folder {self.path.parent} does not "
-                "exist; check `path` in the destination file",
-                failure=FailureType.CONFIG,
-            )
+        self._require_folder()
         try:
             return duckdb.connect(str(self.path))
         except duckdb.Error as exc:

@@ -16,9 +16,11 @@ import decimal
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
+from pydantic import Field
 
 from backhaul.destinations.base import (
     Batch,
@@ -631,3 +633,33 @@ class SqlTableDestination:
         for conn in list(self._open):
             self._discard(conn)
         self._idle.clear()
+
+
+class FileDatabaseConfig(DestinationConfig):
+    """A table in a database file (SQLite, DuckDB)."""
+
+    path: str = Field(description="Database file, relative to the project folder.")
+    table: str | None = Field(None, description="Table name; default: the sync's `object`.")
+    create_table: bool = Field(False, description="Create the table when it does not exist.")
+
+
+class FileDatabaseDestination(SqlTableDestination):
+    """A SQL-table destination whose database is a file beside the project."""
+
+    def __init__(self, config: FileDatabaseConfig, context: DestinationContext) -> None:
+        super().__init__(config, context)
+        self.file_config = config
+        path = Path(config.path)
+        self.path = path if path.is_absolute() else context.project_dir / path
+
+    def _table_option(self) -> tuple[str | None, bool]:
+        return self.file_config.table, self.file_config.create_table
+
+    def _require_folder(self) -> None:
+        """Refuse, as a configuration mistake, a file whose folder does not exist."""
+        if not self.path.parent.is_dir():
+            raise DestinationError(
+                f"cannot open {self.kind} database {self.path}: folder {self.path.parent} "
+                "does not exist; check `path` in the destination file",
+                failure=FailureType.CONFIG,
+            )

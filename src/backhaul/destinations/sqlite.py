@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -14,7 +13,8 @@ from backhaul.destinations.sql_common import (
     ALL_OPERATIONS,
     SQLITE,
     STAGE,
-    SqlTableDestination,
+    FileDatabaseConfig,
+    FileDatabaseDestination,
     TableInfo,
     first_line,
     python_rows,
@@ -22,17 +22,14 @@ from backhaul.destinations.sql_common import (
 from backhaul.errors import DestinationError, FailureType
 
 
-class SQLiteConfig(DestinationConfig):
+class SQLiteConfig(FileDatabaseConfig):
     """A table in a SQLite database file."""
 
     type: Literal["sqlite"]
-    path: str = Field(description="Database file, relative to the project folder.")
-    table: str | None = Field(None, description="Table name; default: the sync's `object`.")
-    create_table: bool = Field(False, description="Create the table when it does not exist.")
     timeout: float = Field(30, gt=0, description="Seconds to wait for another writer's lock.")
 
 
-class SQLiteDestination(SqlTableDestination):
+class SQLiteDestination(FileDatabaseDestination):
     """Upserts, updates, inserts, clears and deletes rows of one SQLite table."""
 
     config_model: ClassVar[type[DestinationConfig]] = SQLiteConfig
@@ -48,19 +45,9 @@ class SQLiteDestination(SqlTableDestination):
     def __init__(self, config: SQLiteConfig, context: DestinationContext) -> None:
         super().__init__(config, context)
         self.config = config
-        path = Path(config.path)
-        self.path = path if path.is_absolute() else context.project_dir / path
-
-    def _table_option(self) -> tuple[str | None, bool]:
-        return self.config.table, self.config.create_table
 
     def _connect(self) -> Any:
-        if not self.path.parent.is_dir():
-            raise DestinationError(
-                f"cannot open sqlite database {self.path}: folder {self.path.parent} does not "
-                "exist; check `path` in the destination file",
-                failure=FailureType.CONFIG,
-            )
+        self._require_folder()
         try:
             # Transactions are explicit (BEGIN in _begin); worker threads take turns.
             return sqlite3.connect(

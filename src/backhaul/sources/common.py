@@ -245,6 +245,11 @@ class DbApiSource:
     def _open(self, module: ModuleType) -> Any:
         raise NotImplementedError
 
+    @staticmethod
+    def _connect_with(module: ModuleType, options: dict[str, Any]) -> Any:
+        """``module.connect`` with the options that are set (None means: driver default)."""
+        return module.connect(**{k: v for k, v in options.items() if v is not None})
+
     def _arrow_type(self, desc: Sequence[Any]) -> pa.DataType | None:
         return None
 
@@ -285,14 +290,20 @@ class DbApiSource:
         except Exception as exc:
             raise self._query_error(exc) from None
 
-    def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
-        """Stream the rows of ``sql`` with the cursor's ``fetchmany``."""
+    def _execute(self, sql: str) -> Any:
+        """A cursor on which the model's ``sql`` has been run; driver errors become
+        :class:`SourceError` with secrets masked."""
         conn = self._connect()
         try:
             cur = conn.cursor()
             cur.execute(strip_sql(sql))
         except Exception as exc:
             raise self._query_error(exc) from None
+        return cur
+
+    def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
+        """Stream the rows of ``sql`` with the cursor's ``fetchmany``."""
+        cur = self._execute(sql)
         desc = cur.description or []
         return dbapi_reader(
             cur.fetchmany,

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.sources.common import DbApiSource, SourceConfig, strip_sql, tables_reader
+from backhaul.sources.common import DbApiSource, SourceConfig, tables_reader
 
 
 class DatabricksSourceConfig(SourceConfig):
@@ -52,16 +52,11 @@ class DatabricksSource(DbApiSource):
             "schema": cfg.schema_,
             "_socket_timeout": cfg.connect_timeout,
         }
-        return module.connect(**{k: v for k, v in options.items() if v is not None})
+        return self._connect_with(module, options)
 
     def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
         """Stream ``fetchmany_arrow`` tables of at most ``batch_size`` rows."""
-        conn = self._connect()
-        try:
-            cur = conn.cursor()
-            cur.execute(strip_sql(sql))
-        except Exception as exc:
-            raise self._query_error(exc) from None
+        cur = self._execute(sql)
         first: list[pa.Table] = []
 
         def tables() -> Iterator[pa.Table]:

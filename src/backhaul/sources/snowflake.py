@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.sources.common import DbApiSource, SourceConfig, strip_sql, tables_reader
+from backhaul.sources.common import DbApiSource, SourceConfig, tables_reader
 
 
 class SnowflakeSourceConfig(SourceConfig):
@@ -58,16 +58,11 @@ class SnowflakeSource(DbApiSource):
             "login_timeout": cfg.connect_timeout,
             "client_session_keep_alive": False,
         }
-        return module.connect(**{k: v for k, v in options.items() if v is not None})
+        return self._connect_with(module, options)
 
     def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
         """Stream the result's Arrow chunks as Snowflake hands them out."""
-        conn = self._connect()
-        try:
-            cur = conn.cursor()
-            cur.execute(strip_sql(sql))
-        except Exception as exc:
-            raise self._query_error(exc) from None
+        cur = self._execute(sql)
 
         def empty() -> pa.Schema:
             table = cur.fetch_arrow_all(force_return_table=True)
