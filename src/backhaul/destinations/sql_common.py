@@ -26,6 +26,7 @@ from backhaul.destinations.base import (
     Capabilities,
     DestinationConfig,
     DestinationContext,
+    FieldInfo,
     Operation,
     SyncProblem,
     SyncShape,
@@ -529,6 +530,22 @@ class SqlTableDestination:
             cur.fetchall()
 
         await self._run(probe)
+
+    async def fields(self, object: str | None) -> list[FieldInfo]:
+        """The table's columns (empty when it does not exist yet); a column that is a
+        primary key or unique key alone is marked unique."""
+        configured, _ = self._table_option()
+        table = resolve_table(configured, object, self.kind)
+        saved = self._target
+        self._target = self._target_name(table)  # some dialects describe by target
+        try:
+            info: TableInfo | None = await self._run(self._describe, table)
+        finally:
+            self._target = saved
+        if info is None:
+            return []
+        unique = {self.dialect.norm(k[0]) for k in info.unique_keys if len(k) == 1}
+        return [FieldInfo(c, unique=self.dialect.norm(c) in unique) for c in info.columns]
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
