@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -33,6 +33,7 @@ class EditEnv:
     hubspot_url: str
     token: str
     passwords: dict[Role, str]
+    clients: list[httpx.Client] = field(default_factory=list)
 
     @staticmethod
     def username(role: Role) -> str:
@@ -40,6 +41,7 @@ class EditEnv:
 
     def client(self, role: Role) -> httpx.Client:
         client = httpx.Client(base_url=self.url, timeout=60)
+        self.clients.append(client)
         answer = login(client, self.username(role), self.passwords[role])
         assert answer.status_code == 303, answer.text
         client.headers["X-CSRF-Token"] = client.get("/api/v1/me").json()["csrf_token"]
@@ -89,9 +91,12 @@ def edit_env(tmp: Path) -> Iterator[EditEnv]:
     try:
         with EmulatorServer(hubspot) as hub:
             server = LoopbackServer(app, name="backhaul-edit").start()
+            env = EditEnv(root, server.url, hubspot, hub.url, token, passwords)
             try:
-                yield EditEnv(root, server.url, hubspot, hub.url, token, passwords)
+                yield env
             finally:
+                for client in env.clients:
+                    client.close()
                 server.stop()
     finally:
         close_app(app)
