@@ -21,7 +21,7 @@ from backhaul.web.auth import Role
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = requires_chromium
 VIEWPORT = {"width": 1280, "height": 900}
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 30_000
 
 SOURCE = "type: duckdb\npath: warehouse.duckdb\n"
 MODEL = "source: warehouse\nprimary_key: [id]\n"
@@ -52,15 +52,29 @@ def expect(locator: Any) -> Any:
     return playwright_sync.expect(locator)
 
 
-def _saved(page: Any, kind: str, name: str) -> None:
+def _saved(page: Any, kind: str, name: str, errors: list[str] | None = None) -> None:
     page.click("#save")
-    page.wait_for_url(re.compile(rf".*/edit/{kind}/{name}\?saved=1$"), timeout=TIMEOUT_MS)
+    try:
+        page.wait_for_url(re.compile(rf".*/edit/{kind}/{name}\?saved=1$"), timeout=TIMEOUT_MS)
+    except playwright_sync.TimeoutError:
+        said = page.locator("#save-status").inner_text() + str(
+            page.evaluate(
+                "[...document.querySelectorAll('#editor-form :invalid')].map(e => e.outerHTML)"
+            )
+        )
+        problems = page.locator("#editor-form").inner_text()
+        message = f"{kind}/{name} was not saved: {said}\n{errors}\n{problems}"
+        raise AssertionError(message) from None
 
 
 def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
     with chromium() as browser:
         context = browser.new_context(viewport=VIEWPORT, base_url=env.url)
         page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
         page.goto("/login")
         page.fill("#username", env.username(Role.EDITOR))
         page.fill("#password", env.passwords[Role.EDITOR])
@@ -120,9 +134,11 @@ def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
         row = page.locator("#mapping-editor tbody tr").nth(1)
         row.locator(".map-column").select_option("first_name")
         row.locator(".map-field").fill("firstname")
+        row.locator(".map-field").press("Escape")  # close the list of suggestions
+        row.locator(".map-field").blur()
         expect(row.locator(".map-hint")).to_contain_text("text")
         shoot(page, "editor-sync.png")
-        _saved(page, "syncs", "leads_to_hubspot")
+        _saved(page, "syncs", "leads_to_hubspot", errors)
 
         # Run it from its page, as an operator would.
         page.goto("/syncs/leads_to_hubspot")
@@ -146,16 +162,14 @@ def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
         for rel, text in files.items():
             assert (env.root / rel).read_text(encoding="utf-8") == text, rel
         assert run_cli("validate", "-C", str(env.root)).returncode == 0
-        log = env.git("log", "--format=%an <%ae>|%s", "--name-only").strip().split("\n\n")
-        assert log[:4] == [
-            "editor_user <editor_user@users.backhaul.invalid>|"
-            "Create sync leads_to_hubspot (leads -> crm)\nsyncs/leads_to_hubspot.yml",
-            "editor_user <editor_user@users.backhaul.invalid>|"
-            "Create destination crm (hubspot)\ndestinations/crm.yml",
-            "editor_user <editor_user@users.backhaul.invalid>|"
-            "Create model leads\nmodels/leads.sql\nmodels/leads.yml",
-            "editor_user <editor_user@users.backhaul.invalid>|"
-            "Create source warehouse (duckdb)\nsources/warehouse.yml",
+        raw = env.git("log", "--format=%x00%an <%ae>|%s", "--name-only")
+        commits = [[ln for ln in c.splitlines() if ln] for c in raw.split("\x00")[1:]]
+        who = "editor_user <editor_user@users.backhaul.invalid>|"
+        assert commits[:4] == [
+            [f"{who}Create sync leads_to_hubspot (leads -> crm)", "syncs/leads_to_hubspot.yml"],
+            [f"{who}Create destination crm (hubspot)", "destinations/crm.yml"],
+            [f"{who}Create model leads", "models/leads.sql", "models/leads.yml"],
+            [f"{who}Create source warehouse (duckdb)", "sources/warehouse.yml"],
         ]
 
         # A hand comment survives an edit made in the UI.
@@ -172,9 +186,7 @@ def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
         expect(page.locator("#save-status")).to_contain_text(
             "Edit sync leads_to_hubspot: mode upsert -> mirror"
         )
-        assert sync_file.read_text(encoding="utf-8") == hand.replace(
-            "mode: upsert", "mode: mirror"
-        )
+        assert sync_file.read_text(encoding="utf-8") == hand.replace("mode: upsert", "mode: mirror")
         assert env.git("log", "-1", "--format=%an|%s").strip() == (
             "editor_user|Edit sync leads_to_hubspot: mode upsert -> mirror"
         )
@@ -187,6 +199,8 @@ def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
         )
         assert "batch_size" not in sync_file.read_text(encoding="utf-8")
 
+        assert errors == []
+        assert [u for u in missing if not u.endswith("/favicon.ico")] == []
         # The token is in no committed file and no commit.
         assert env.token not in env.git("log", "-p", "--all")
         context.close()
