@@ -15,7 +15,7 @@ import datetime as dt
 import decimal
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -122,6 +122,9 @@ class TableInfo:
 
     columns: list[str]
     unique_keys: list[list[str]]  # primary key and unique constraints/indexes
+    # Per column: the database's type name and whether a new row needs a value (NOT NULL,
+    # no default); for ``fields()``, so a dialect may leave it empty.
+    types: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
 
 def check_table(
@@ -545,7 +548,12 @@ class SqlTableDestination:
         if info is None:
             return []
         unique = {self.dialect.norm(k[0]) for k in info.unique_keys if len(k) == 1}
-        return [FieldInfo(c, unique=self.dialect.norm(c) in unique) for c in info.columns]
+        out = []
+        for column in info.columns:
+            type_name, required = info.types.get(column, (None, False))
+            is_unique = self.dialect.norm(column) in unique
+            out.append(FieldInfo(column, type_name, required=required, unique=is_unique))
+        return out
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
