@@ -119,9 +119,9 @@ def _merge_list(seq: CommentedSeq, values: list[Any]) -> None:
     for i, value in enumerate(values):
         if i >= len(seq):
             seq.append(_node(value))
-            if isinstance(seq[i], CommentedMap) and i > 0 and isinstance(seq[0], CommentedMap):
-                # New items follow the style of the first one (flow `{...}` or block).
-                if seq[0].fa.flow_style():
+            if isinstance(seq[i], CommentedMap) and i > 0 and isinstance(seq[i - 1], CommentedMap):
+                # A new item follows the style of the one before (flow `{...}` or block).
+                if seq[i - 1].fa.flow_style():
                     seq[i].fa.set_flow_style()
                 else:
                     seq[i].fa.set_block_style()

@@ -144,7 +144,7 @@
     const fieldInput = h("input", { class: "map-field", list: "dest-fields", value: m.field || "", placeholder: "field" });
     const hintCell = h("td", { class: "map-hint muted small", text: hint(m.field) });
     const matchBox = h("input", { type: "checkbox", class: "map-match", checked: match.has(m.field) });
-    fieldInput.addEventListener("input", () => { hintCell.textContent = hint(fieldInput.value); });
+    fieldInput.addEventListener("input", () => { hintCell.textContent = hint(fieldInput.value); requiredNote(); });
     colSelect.addEventListener("change", () => {
       if (!fieldInput.value && fields && fieldInfo(colSelect.value)) fieldInput.value = colSelect.value;
       hintCell.textContent = hint(fieldInput.value);
@@ -171,9 +171,18 @@
     const current = mapping.tBodies[0].rows.length ? mappings() : S.mappings;
     match = new Set(mapping.tBodies[0].rows.length ? matchFields() : S.match || []);
     mapping.tBodies[0].replaceChildren(...current.map(mappingRow));
+    requiredNote();
     const list = byId("dest-fields");
     list.replaceChildren(...(fields || []).filter((f) => !f.read_only).map((f) =>
       h("option", { value: f.name, text: [f.label, f.type, f.required ? "required" : "", f.unique ? "unique" : ""].filter(Boolean).join(" · ") })));
+  }
+  // Fields the destination needs on a new record that no mapping fills yet.
+  function requiredNote() {
+    const mapped = new Set(mappings().map((m) => m.field));
+    const missing = (fields || []).filter((f) => f.required && !mapped.has(f.name)).map((f) => f.name);
+    const note = byId("required-note");
+    note.textContent = missing.length ? `Required by the destination and not mapped: ${missing.join(", ")}` : "";
+    note.hidden = !missing.length;
   }
   function loadSides() {
     const model = byId("f-model").value;
