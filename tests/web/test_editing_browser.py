@@ -2,7 +2,9 @@
 a model, a HubSpot destination (the emulator on loopback, its token as ``${env:...}``) and
 a sync entirely in the UI, runs the sync and sees it succeed. The files validate with the
 CLI, read as a person would write them, each save is one commit by the editor, a hand
-comment in the sync survives an edit in the UI, and no commit holds the token."""
+comment in the sync survives an edit in the UI, delete asks first, and no commit holds the
+token. Screenshots go where ``tests/browser.py`` says (``docs/img/editor-*.png`` with
+``BACKHAUL_SCREENSHOTS=docs/img``)."""
 
 from __future__ import annotations
 
@@ -198,6 +200,22 @@ def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
             "must be greater than 0"
         )
         assert "batch_size" not in sync_file.read_text(encoding="utf-8")
+
+        # Delete asks first; a source still in use stays, an unused sync goes in one commit.
+        page.goto("/edit/sources/warehouse")
+        page.click("#delete-link")
+        expect(page.locator("#used-by")).to_contain_text("model leads")
+        page.click("#confirm-delete")
+        expect(page.locator("#save-problems")).to_contain_text("unknown source `warehouse`")
+        assert (env.root / "sources" / "warehouse.yml").exists()
+        page.goto("/edit/syncs/leads_to_hubspot/delete")
+        page.click("#confirm-delete")
+        page.wait_for_url(f"{env.url}/edit")
+        expect(page.locator("#edit-syncs")).to_contain_text("None yet")
+        assert not sync_file.exists()
+        assert env.git("log", "-1", "--format=%an|%s").strip() == (
+            "editor_user|Delete sync leads_to_hubspot"
+        )
 
         assert errors == []
         assert [u for u in missing if not u.endswith("/favicon.ico")] == []
