@@ -192,3 +192,26 @@ def test_delete_is_refused_while_used_and_then_is_one_commit(env: EditEnv) -> No
     assert gone.status_code == 200, gone.text
     assert not Path(env.root / "models" / "spare.yml").exists()
     assert env.git("log", "-1", "--format=%an|%s").strip() == "editor_user|Delete model spare"
+
+
+def test_editing_a_models_sql_commits_the_sql_file_alone(env: EditEnv) -> None:
+    c = env.client(Role.EDITOR)
+    state = _state(env, c, "models/leads")
+    assert state["sql_file"] == "models/leads.sql" and "FROM leads" in str(state["sql"])
+    answer = c.put(
+        "/api/v1/edit/models/leads",
+        json={
+            "values": {"source": "warehouse", "primary_key": "id"},
+            "base": state["base"],
+            "sql": "SELECT id, email, first_name FROM leads WHERE id < 3",
+            "sql_base": state["sql_base"],
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message"] == "Edit model leads: sql"
+    assert env.git("show", "--name-only", "--format=", "HEAD").split() == ["models/leads.sql"]
+    assert (env.root / "models" / "leads.yml").read_text(encoding="utf-8") == (
+        "source: warehouse\nprimary_key: [id]\n"
+    )
+    columns = c.get("/api/v1/edit/models/leads/columns").json()
+    assert [col["name"] for col in columns["columns"]] == ["id", "email", "first_name"]

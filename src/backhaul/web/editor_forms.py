@@ -14,6 +14,7 @@ is written as ``${env:NAME}``; a literal value at a secret-looking key is refuse
 from __future__ import annotations
 
 import enum
+import io
 import re
 import types
 from dataclasses import dataclass, field
@@ -125,8 +126,6 @@ def _shown(widget: Widget, value: Any) -> Any:
 
 
 def _yaml_text(value: Any) -> str:
-    import io
-
     out = io.StringIO()
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from backhaul.config.project import Project
-from backhaul.gitsave import Repo
+from backhaul.gitsave import Repo, text_hash
 from backhaul.web.api.editing import editor_state, file_of, sql_file_of
 from backhaul.web.audience_api import read_file
 from backhaul.web.auth import Role, User, csrf_token, require
@@ -125,8 +125,6 @@ def delete_page(
     files = [rel]
     if kind == "models" and read_file(project, sql_file_of(project, name)) is not None:
         files.append(sql_file_of(project, name))
-    from backhaul.gitsave import text_hash
-
     context = {
         "user": user,
         "title": f"Delete {name}",

@@ -17,6 +17,7 @@ through the source connector as a run does, and a destination's fields come from
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +42,7 @@ router = APIRouter(
 )
 Editor = Annotated[User, Depends(require(Role.EDITOR))]
 PREVIEW_ROWS = 20
-Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
+_NAME = re.compile(NAME_PATTERN)
 
 
 class SaveIn(BaseModel):
@@ -72,9 +73,7 @@ def _kind(kind: str) -> str:
 
 
 def _check_name(name: str) -> None:
-    import re
-
-    if not re.match(NAME_PATTERN, name) or len(name) > 200:
+    if not _NAME.match(name) or len(name) > 200:
         raise BackhaulError(
             f"`{name}` is not a valid name: use letters, digits, `_` and `-`, starting with "
             "a letter or `_`"
@@ -129,11 +128,10 @@ def editor_state(
     if kind == "models":
         sql_rel = sql_file_of(project, name) if name else ""
         inline = "sql" in data
-        sql_text = data.get("sql") if inline else (read_file(project, sql_rel) if sql_rel else None)
-        out |= {"sql": sql_text or "", "sql_file": None if inline else sql_rel}
-        out["sql_base"] = text_hash(
-            None if inline else (read_file(project, sql_rel) if sql_rel else None)
-        )
+        on_disk = None if inline or not sql_rel else read_file(project, sql_rel)
+        shown = data.get("sql") if inline else on_disk
+        out |= {"sql": shown or "", "sql_file": None if inline else sql_rel}
+        out["sql_base"] = text_hash(on_disk)
     if kind == "syncs":
         out["mappings"] = data.get("mappings") or []
         match = data.get("match") or {}
