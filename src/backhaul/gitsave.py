@@ -1,6 +1,6 @@
 """Save a project file from the web app: write it, validate the project, commit it.
 
-One function, :func:`save_file`, used by every editor of the web app (the audience builder
+One function, :func:`save_file` (:func:`save_files` for files that change together), used by every editor of the web app (the audience builder
 today, the editors of sources, models, destinations and syncs next). The steps, under a
 lock held for the whole save:
 
@@ -162,22 +162,24 @@ class Repo:
         """The file differs from the last commit (in the index or the work tree)."""
         return bool(self.run("status", "--porcelain", "--untracked-files=all", "--", rel).strip())
 
-    def commit(self, rel: str, message: str, author: Author) -> str:
-        """Commit only ``rel``, by ``author``; returns the commit id."""
-        self.run("add", "--", rel)
+    def commit(self, rel: str | list[str], message: str, author: Author) -> str:
+        """Commit only ``rel`` (one path or several), by ``author``; returns the commit id."""
+        rels = [rel] if isinstance(rel, str) else rel
+        self.run("add", "--all", "--", *rels)
         env = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email}
         if not self._configured("user.name") or not self._configured("user.email"):
             # No identity for the server: the user commits as well as authors.
             env |= {"GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
-        self.run("commit", "--quiet", "--only", "-m", message, "--", rel, env=env)
+        self.run("commit", "--quiet", "--only", "-m", message, "--", *rels, env=env)
         return self.run("rev-parse", "HEAD").strip()
 
-    def unstage(self, rel: str) -> None:
-        """Put the index entry of ``rel`` back to the last commit (or drop a new file)."""
+    def unstage(self, rel: str | list[str]) -> None:
+        """Put the index entries of ``rel`` back to the last commit (or drop new files)."""
+        rels = [rel] if isinstance(rel, str) else rel
         if self.has_head():
-            self.run("reset", "--quiet", "HEAD", "--", rel)
+            self.run("reset", "--quiet", "HEAD", "--", *rels)
         else:
-            self.run("rm", "--cached", "--quiet", "--ignore-unmatch", "--", rel)
+            self.run("rm", "--cached", "--quiet", "--ignore-unmatch", "--", *rels)
 
     def _configured(self, key: str) -> bool:
         try:
@@ -274,49 +276,99 @@ def save_file(
         InvalidContent: The project would not validate; the old text is back.
         SaveError: Git failed (a hook refused the commit...); the old text is back.
     """
+    bases = None if base is None else {rel: base}
+    results = save_files(
+        root,
+        {rel: text},
+        author=author,
+        message=message,
+        bases=bases,
+        validate=validate,
+        lock_dir=lock_dir,
+    )
+    return results[0]
+
+
+def save_files(
+    root: Path,
+    files: dict[str, str | None],
+    *,
+    author: Author,
+    message: str,
+    bases: dict[str, str] | None = None,
+    validate: Validator = project_problems,
+    lock_dir: Path | None = None,
+) -> list[SaveResult]:
+    """:func:`save_file` for files that change together (a model's ``.yml`` and ``.sql``).
+
+    ``None`` as a file's text deletes it. All files are written, the project validated
+    once, and, in Git, the files that changed committed in one commit; on any problem
+    every file is put back as it was. ``bases`` maps a file to the :func:`text_hash` its
+    editor opened (files not in it are not checked). Returns one result per file, in
+    order; a deleted file's ``text`` is "".
+    """
     root = root.resolve()
-    target = (root / rel).resolve()
-    if not target.is_relative_to(root):
-        raise SaveError(f"`{rel}` is outside the project folder")
-    rel = target.relative_to(root).as_posix()
+    targets: list[tuple[str, Path, str | None]] = []
+    for rel, text in files.items():
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root):
+            raise SaveError(f"`{rel}` is outside the project folder")
+        targets.append((rel, target, text))
     repo = Repo.find(root)
     lock = (repo.git_dir if repo else (lock_dir or root / ".backhaul")) / LOCK_FILE
     with _locked(lock):
-        in_git = repo.path_of(target) if repo is not None else rel
-        if repo is not None:
-            busy = repo.in_progress()
-            if busy:
-                raise SaveConflict(
-                    f"the Git repository is in the middle of a {busy}: finish or abort it, "
-                    f"then save again ({rel} was not changed)"
-                )
-            if repo.uncommitted(in_git):
+        if repo is not None and (busy := repo.in_progress()):
+            names = ", ".join(t[0] for t in targets)
+            raise SaveConflict(
+                f"the Git repository is in the middle of a {busy}: finish or abort it, "
+                f"then save again ({names} was not changed)"
+            )
+        befores: list[str | None] = []
+        for given, target, _ in targets:
+            rel = target.relative_to(root).as_posix()
+            if repo is not None and repo.uncommitted(repo.path_of(target)):
                 raise SaveConflict(
                     f"{rel} has changes that are not committed (made outside Backhaul): "
                     "commit or discard them, then reopen it and save again"
                 )
-        before = _read(target)
-        if base is not None and text_hash(before) != base:
-            raise SaveConflict(
-                f"{rel} changed on disk since you opened it: reopen it to see the new "
-                "version, then make your change again"
-            )
-        if before == text:
-            return SaveResult(rel, False, None, text)
-        _write(target, text)
+            before = _read(target)
+            wanted = (bases or {}).get(given)
+            if wanted is not None and text_hash(before) != wanted:
+                raise SaveConflict(
+                    f"{rel} changed on disk since you opened it: reopen it to see the new "
+                    "version, then make your change again"
+                )
+            befores.append(before)
+        changed = [
+            (target, text, before)
+            for (_, target, text), before in zip(targets, befores, strict=True)
+            if before != text
+        ]
+        results = [
+            SaveResult(target.relative_to(root).as_posix(), before != text, None, text or "")
+            for (_, target, text), before in zip(targets, befores, strict=True)
+        ]
+        if not changed:
+            return results
+        for target, text, _ in changed:
+            _write(target, text)
+        paths = [repo.path_of(t) for t, _, _ in changed] if repo is not None else []
         try:
             problems = validate(root)
             if problems:
                 raise InvalidContent(problems)
-            commit = repo.commit(in_git, message, author) if repo is not None else None
+            commit = repo.commit(paths, message, author) if repo is not None else None
         except BaseException:
-            _write(target, before)
+            for target, _, before in changed:
+                _write(target, before)
             if repo is not None:
                 # The save already failed; its own error says why.
                 with suppress(SaveError):
-                    repo.unstage(in_git)
+                    repo.unstage(paths)
             raise
-        return SaveResult(rel, True, commit, text)
+        return [
+            SaveResult(r.path, r.changed, commit if r.changed else None, r.text) for r in results
+        ]
 
 
 __all__ = [
@@ -327,5 +379,6 @@ __all__ = [
     "Validator",
     "project_problems",
     "save_file",
+    "save_files",
     "text_hash",
 ]

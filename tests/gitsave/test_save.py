@@ -11,7 +11,14 @@ from tests.audiences.projects import audience_file, duckdb_project
 from tests.audiences.test_operators import DATA
 
 from backhaul.errors import InvalidContent, SaveConflict, SaveError
-from backhaul.gitsave import Author, Problem, project_problems, save_file, text_hash
+from backhaul.gitsave import (
+    Author,
+    Problem,
+    project_problems,
+    save_file,
+    save_files,
+    text_hash,
+)
 
 ANN = Author("ann", "ann@example.com")
 GOOD = "schema: people\nconditions:\n  - {column: country, op: equals, value: FR}\n"
@@ -189,3 +196,46 @@ def test_paths_outside_the_project_are_refused(tmp_path: Path) -> None:
     root.mkdir()
     with pytest.raises(SaveError, match="outside the project"):
         save_file(root, "../x.yml", "x: 1\n", author=ANN, message="m", validate=no_problems)
+
+
+def test_files_that_change_together_are_one_commit_and_a_delete_is_a_removal(
+    tmp_path: Path,
+) -> None:
+    root = repo(tmp_path / "p")
+    files = {"models/m.yml": "source: s\n", "models/m.sql": "SELECT 1 AS id\n"}
+    results = save_files(root, dict(files), author=ANN, message="Add m", validate=no_problems)
+    assert [r.path for r in results] == list(files) and results[0].commit == results[1].commit
+    assert sorted(git(root, "show", "--name-only", "--format=", "HEAD").split()) == sorted(files)
+    gone = save_files(
+        root, {p: None for p in files}, author=ANN, message="Delete m", validate=no_problems
+    )
+    assert all(r.changed for r in gone)
+    assert not any((root / p).exists() for p in files)
+    assert git(root, "show", "--name-status", "--format=", "HEAD").split() == [
+        "D",
+        "models/m.sql",
+        "D",
+        "models/m.yml",
+    ]
+    assert log(root)[0].startswith("ann <ann@example.com>|") and log(root)[0].endswith("|Delete m")
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_a_refused_save_of_several_files_puts_every_file_back(tmp_path: Path) -> None:
+    root = repo(tmp_path / "p")
+    (root / "a.yml").write_text("a: 1\n", encoding="utf-8")
+    git(root, "add", "a.yml")
+    git(root, "commit", "-qm", "a")
+    head = git(root, "rev-parse", "HEAD")
+
+    def refuse(folder: Path) -> list[Problem]:
+        return [Problem("no", "a.yml", 1, "a")]
+
+    with pytest.raises(InvalidContent):
+        save_files(
+            root, {"a.yml": None, "b.yml": "b: 1\n"}, author=ANN, message="m", validate=refuse
+        )
+    assert (root / "a.yml").read_text(encoding="utf-8") == "a: 1\n"
+    assert not (root / "b.yml").exists()
+    assert git(root, "rev-parse", "HEAD") == head
+    assert git(root, "status", "--porcelain") == ""

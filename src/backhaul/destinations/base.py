@@ -283,6 +283,32 @@ class DestinationContext:
     budget: AccountBudget | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """One field a destination object holds, as the destination itself describes it.
+
+    Returned by the optional ``fields(object)`` method of a destination (see
+    :class:`Destination`); the web app's mapping editor lists them beside the model's
+    columns.
+
+    Attributes:
+        name: The field's name as a mapping's ``field`` names it.
+        type: The kind of value it holds (``text``, ``number``, ``bool``, ``date``,
+            ``datetime``) or the destination's own type name; None when unknown.
+        label: A human name, when the destination has one.
+        required: The destination refuses a new record without it.
+        unique: Its values identify a record (it can be the sync's match field).
+        read_only: The destination refuses writes to it.
+    """
+
+    name: str
+    type: str | None = None
+    label: str | None = None
+    required: bool = False
+    unique: bool = False
+    read_only: bool = False
+
+
 @runtime_checkable
 class Destination(Protocol):
     """One connection to an operational tool, opened for one run.
@@ -291,6 +317,11 @@ class Destination(Protocol):
     that sums a whole run up in one message (Slack's ``run_digest``) asks the engine for
     batches of that many rows, so the run arrives as one batch and its rows are
     acknowledged together, only when that message is accepted.
+
+    A destination may also offer ``async def fields(self, object: str | None) ->
+    list[FieldInfo]``: the fields of ``object`` (or of its configured object), read from
+    the destination itself without writing anything. The web app's mapping editor uses it
+    when present and falls back to free text otherwise; HubSpot and the SQL tables have it.
     """
 
     config_model: ClassVar[type[DestinationConfig]]
@@ -326,6 +357,7 @@ __all__ = [
     "Destination",
     "DestinationConfig",
     "DestinationContext",
+    "FieldInfo",
     "Operation",
     "RecordResult",
     "RecordStatus",

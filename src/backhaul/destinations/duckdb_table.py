@@ -64,7 +64,8 @@ class DuckDBDestination(FileDatabaseDestination):
 
     def _describe(self, conn: Any, table: str) -> TableInfo | None:
         found = conn.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+            "SELECT column_name, data_type, NOT is_nullable AND column_default IS NULL "
+            "FROM duckdb_columns() WHERE table_name = ? "
             "AND schema_name = current_schema() AND database_name = current_database() "
             "ORDER BY column_index",
             [table],
@@ -77,7 +78,8 @@ class DuckDBDestination(FileDatabaseDestination):
             "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
             [table],
         ).fetchall()
-        return TableInfo([r[0] for r in found], [list(r[0]) for r in keys])
+        types = {r[0]: (str(r[1]), bool(r[2])) for r in found}
+        return TableInfo([r[0] for r in found], [list(r[0]) for r in keys], types)
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         conn.register(STAGE, table)

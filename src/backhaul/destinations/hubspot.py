@@ -27,6 +27,7 @@ from backhaul.destinations.base import (
     Capabilities,
     DestinationConfig,
     DestinationContext,
+    FieldInfo,
     Operation,
     RecordResult,
 )
@@ -308,6 +309,22 @@ class HubSpotDestination(KeyedDestination):
         props = await self._load_properties(self._object_name(object))
         kinds = {"number": "number", "bool": "bool", "date": "date", "datetime": "datetime"}
         return {name: kinds.get(str(p.get("type")), "text") for name, p in props.items()}
+
+    async def fields(self, object: str | None) -> list[FieldInfo]:
+        """The object's properties as the properties API lists them: kind of value,
+        label, unique values, read-only (calculated or not a form field)."""
+        props = await self._load_properties(self._object_name(object or "contacts"))
+        kinds = {"number": "number", "bool": "bool", "date": "date", "datetime": "datetime"}
+        return [
+            FieldInfo(
+                name,
+                kinds.get(str(p.get("type")), "text"),
+                label=str(p["label"]) if p.get("label") else None,
+                unique=bool(p.get("hasUniqueValue")),
+                read_only=_read_only(p),
+            )
+            for name, p in sorted(props.items())
+        ]
 
     async def _load_properties(self, name: str) -> dict[str, dict[str, Any]]:
         cached = self._properties.get(name)

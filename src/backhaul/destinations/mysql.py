@@ -152,11 +152,14 @@ class MySQLDestination(SqlTableDestination):
     def _describe(self, conn: Any, table: str) -> TableInfo | None:
         cur = conn.cursor()
         cur.execute(
-            "SELECT column_name FROM information_schema.columns "
+            "SELECT column_name, column_type, is_nullable = 'NO' AND column_default IS NULL "
+            "AND extra NOT LIKE '%%auto_increment%%' FROM information_schema.columns "
             "WHERE table_schema = DATABASE() AND table_name = %s ORDER BY ordinal_position",
             (table,),
         )
-        columns = [r[0] for r in cur.fetchall()]
+        rows = cur.fetchall()
+        columns = [r[0] for r in rows]
+        types = {r[0]: (str(r[1]), bool(r[2])) for r in rows}
         if not columns:
             conn.rollback()
             return None
@@ -170,7 +173,7 @@ class MySQLDestination(SqlTableDestination):
         for index, column in cur.fetchall():
             keys.setdefault(index, []).append(column)
         conn.rollback()
-        return TableInfo(columns, list(keys.values()))
+        return TableInfo(columns, list(keys.values()), types)
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         q = self.dialect.quote

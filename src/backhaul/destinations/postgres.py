@@ -126,11 +126,14 @@ class PostgresDestination(SqlTableDestination):
             return None
         oid = row[0]
         cur.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+            "SELECT attname, format_type(atttypid, atttypmod), attnotnull AND NOT atthasdef "
+            "AND attidentity = '' FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
             "AND NOT attisdropped ORDER BY attnum",
             (oid,),
         )
-        columns = [r[0] for r in cur.fetchall()]
+        rows = cur.fetchall()
+        columns = [r[0] for r in rows]
+        types = {r[0]: (str(r[1]), bool(r[2])) for r in rows}
         # Unique indexes usable by ON CONFLICT: no expressions, no partial predicate.
         cur.execute(
             "SELECT array_agg(a.attname) FROM pg_index i JOIN pg_attribute a "
@@ -141,7 +144,7 @@ class PostgresDestination(SqlTableDestination):
         )
         keys = [list(r[0]) for r in cur.fetchall()]
         conn.rollback()
-        return TableInfo(columns, keys)
+        return TableInfo(columns, keys, types)
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         fields = table.column_names[1:]

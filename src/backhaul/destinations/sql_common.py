@@ -15,7 +15,7 @@ import datetime as dt
 import decimal
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +28,7 @@ from backhaul.destinations.base import (
     Capabilities,
     DestinationConfig,
     DestinationContext,
+    FieldInfo,
     Operation,
     SyncProblem,
     SyncShape,
@@ -123,6 +124,9 @@ class TableInfo:
 
     columns: list[str]
     unique_keys: list[list[str]]  # primary key and unique constraints/indexes
+    # Per column: the database's type name and whether a new row needs a value (NOT NULL,
+    # no default); for ``fields()``, so a dialect may leave it empty.
+    types: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
 
 def check_table(
@@ -531,6 +535,27 @@ class SqlTableDestination:
             cur.fetchall()
 
         await self._run(probe)
+
+    async def fields(self, object: str | None) -> list[FieldInfo]:
+        """The table's columns (empty when it does not exist yet); a column that is a
+        primary key or unique key alone is marked unique."""
+        configured, _ = self._table_option()
+        table = resolve_table(configured, object, self.kind)
+        saved = self._target
+        self._target = self._target_name(table)  # some dialects describe by target
+        try:
+            info: TableInfo | None = await self._run(self._describe, table)
+        finally:
+            self._target = saved
+        if info is None:
+            return []
+        unique = {self.dialect.norm(k[0]) for k in info.unique_keys if len(k) == 1}
+        out = []
+        for column in info.columns:
+            type_name, required = info.types.get(column, (None, False))
+            is_unique = self.dialect.norm(column) in unique
+            out.append(FieldInfo(column, type_name, required=required, unique=is_unique))
+        return out
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None

@@ -72,6 +72,7 @@ class SQLiteDestination(FileDatabaseDestination):
         if not info:
             return None
         columns = [r[1] for r in info]
+        types = {r[1]: (str(r[2]), bool(r[3]) and r[4] is None) for r in info}
         pk = [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5] > 0]
         keys = [pk] if pk else []
         for _seq, name, unique, _origin, partial in conn.execute(f"PRAGMA index_list({q})"):
@@ -81,7 +82,7 @@ class SQLiteDestination(FileDatabaseDestination):
                 ]
                 if None not in cols:  # expression indexes cannot serve ON CONFLICT
                     keys.append(cols)
-        return TableInfo(columns, keys)
+        return TableInfo(columns, keys, types)
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         q = self.dialect.quote

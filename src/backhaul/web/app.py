@@ -179,9 +179,11 @@ def create_app(
     from backhaul.web.alerts import page_router as alerts_page_router
     from backhaul.web.api import docs_router
     from backhaul.web.api import router as api_router
+    from backhaul.web.api.editing import router as editing_api_router
     from backhaul.web.audience_api import router as audience_api_router
     from backhaul.web.audience_pages import router as audience_pages_router
     from backhaul.web.dbt_cloud import router as dbt_cloud_router
+    from backhaul.web.editor_pages import router as editor_pages_router
     from backhaul.web.metrics import router as metrics_router
     from backhaul.web.schedules import api_router as schedules_api_router
 
@@ -192,7 +194,9 @@ def create_app(
         app.include_router(pages)
     app.include_router(auth_router)
     app.include_router(audience_api_router)
+    app.include_router(editing_api_router)
     app.include_router(api_router)
+    app.include_router(editor_pages_router)
     app.include_router(audience_pages_router)
     app.include_router(dbt_cloud_router)
     app.include_router(alerts_api_router)

@@ -1,0 +1,143 @@
+"""The editor pages: the project's sources, models, destinations and syncs, and a form each.
+
+Only editors (and admins) reach them; viewers and operators get 403. Each form page is
+rendered with its state as JSON (the file's values, its hash, the form's fields), and
+``static/editor.js`` saves it through :mod:`backhaul.web.api.editing`, showing each
+problem beside the field it names. Deleting asks first on a page of its own that lists
+what still uses the item.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from backhaul.config.project import Project
+from backhaul.gitsave import Repo, text_hash
+from backhaul.web.api.editing import editor_state, file_of, sql_file_of
+from backhaul.web.audience_api import read_file
+from backhaul.web.auth import Role, User, csrf_token, require
+from backhaul.web.deps import ProjectDep, templates
+from backhaul.web.editor_forms import KINDS
+
+router = APIRouter(include_in_schema=False)
+Editor = Annotated[User, Depends(require(Role.EDITOR))]
+TITLES = {
+    "sources": "Sources",
+    "models": "Models",
+    "destinations": "Destinations",
+    "syncs": "Syncs",
+}
+
+
+def _not_found(request: Request, user: User, what: str, name: str) -> HTMLResponse:
+    context = {"user": user, "what": what, "name": name, "title": "Not found"}
+    return templates.TemplateResponse(request, "404.html", context, status_code=404)
+
+
+def users_of(project: Project, kind: str, name: str) -> list[str]:
+    """What refers to the item (``sync leads_to_crm``): deleting it would break them."""
+    out: list[str] = []
+    if kind == "sources":
+        out += [f"model {m}" for m, d in sorted(project.models.items()) if d.config.source == name]
+    if kind == "models":
+        out += [f"sync {s}" for s, d in sorted(project.syncs.items()) if d.config.model == name]
+    if kind == "destinations":
+        out += [
+            f"sync {s}" for s, d in sorted(project.syncs.items()) if d.config.destination == name
+        ]
+    return out
+
+
+@router.get("/edit", response_class=HTMLResponse)
+def edit_home(request: Request, user: Editor, project: ProjectDep) -> Response:
+    """Every source, model, destination and sync, with links to edit, add and delete."""
+    kinds: dict[str, list[tuple[str, str]]] = {}
+    for kind in KINDS:
+        defs: dict[str, Any] = getattr(project, kind)
+        kinds[kind] = [(n, file_of(project, kind, n)) for n in sorted(defs)]
+    context = {
+        "user": user,
+        "title": "Edit the project",
+        "kinds": kinds,
+        "labels": TITLES,
+        "singular": KINDS,
+        "git": Repo.find(project.root) is not None,
+    }
+    return templates.TemplateResponse(request, "editor_list.html", context)
+
+
+def _form(
+    request: Request, user: User, project: Project, kind: str, name: str, type_: str | None
+) -> HTMLResponse:
+    state = editor_state(project, kind, name, type_)
+    state["git"] = Repo.find(project.root) is not None
+    context = {
+        "user": user,
+        "title": name or f"New {KINDS[kind]}",
+        "state": state,
+        "csrf": csrf_token(request),
+        "label": TITLES[kind],
+    }
+    return templates.TemplateResponse(request, "editor_form.html", context)
+
+
+@router.get("/edit/{kind}/new", response_class=HTMLResponse)
+def new_page(
+    request: Request,
+    kind: str,
+    user: Editor,
+    project: ProjectDep,
+    type: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    """An empty form for a new item of ``kind`` (``type``: the connector)."""
+    if kind not in KINDS:
+        return _not_found(request, user, "kind", kind)
+    return _form(request, user, project, kind, "", type)
+
+
+@router.get("/edit/{kind}/{name}", response_class=HTMLResponse)
+def edit_page(
+    request: Request,
+    kind: str,
+    name: str,
+    user: Editor,
+    project: ProjectDep,
+    type: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    """The form of a saved item, filled from its file as it is on disk now."""
+    if kind not in KINDS or read_file(project, file_of(project, kind, name)) is None:
+        return _not_found(request, user, KINDS.get(kind, "item"), name)
+    return _form(request, user, project, kind, name, type)
+
+
+@router.get("/edit/{kind}/{name}/delete", response_class=HTMLResponse)
+def delete_page(
+    request: Request, kind: str, name: str, user: Editor, project: ProjectDep
+) -> Response:
+    """Asks before deleting: the files that go, and what still uses the item."""
+    rel = file_of(project, kind, name) if kind in KINDS else ""
+    text = read_file(project, rel) if rel else None
+    if text is None:
+        return _not_found(request, user, KINDS.get(kind, "item"), name)
+    files = [rel]
+    if kind == "models" and read_file(project, sql_file_of(project, name)) is not None:
+        files.append(sql_file_of(project, name))
+    context = {
+        "user": user,
+        "title": f"Delete {name}",
+        "kind": kind,
+        "what": KINDS[kind],
+        "name": name,
+        "files": files,
+        "used_by": users_of(project, kind, name),
+        "base": text_hash(text),
+        "csrf": csrf_token(request),
+        "git": Repo.find(project.root) is not None,
+    }
+    return templates.TemplateResponse(request, "editor_delete.html", context)
+
+
+__all__ = ["router", "users_of"]

@@ -1,0 +1,217 @@
+"""The editors' API on a real Git repository, the web app and the HubSpot emulator on
+loopback: roles, one commit per save by the signed-in user, a hand comment surviving an
+edit, the CLI's messages beside the field, secrets kept out of every commit, delete, the
+destination's fields, preview and test connection."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import run_cli
+from tests.web.editing_env import TOKEN_ENV, EditEnv, edit_env
+
+from backhaul.config.yamledit import edit_yaml
+from backhaul.web.auth import Role
+
+HAND_SYNC = """\
+# Leads to HubSpot: written by hand before the UI existed.
+model: leads
+destination: crm   # the emulator account
+object: contacts
+mode: upsert
+match:
+  fields: [email]
+mappings:
+  - {column: email, field: email}   # the identity
+  - {column: first_name, field: firstname}
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EditEnv]:
+    with edit_env(tmp_path_factory.mktemp("edit")) as found:
+        c = found.client(Role.EDITOR)
+        steps = [
+            ("sources/warehouse", {"type": "duckdb", "values": {"path": "warehouse.duckdb"}}),
+            (
+                "models/leads",
+                {
+                    "values": {"source": "warehouse", "primary_key": ["id"]},
+                    "sql": "SELECT id, email, first_name FROM leads",
+                },
+            ),
+            (
+                "destinations/crm",
+                {
+                    "type": "hubspot",
+                    "values": {"token": TOKEN_ENV, "base_url": found.hubspot_url},
+                },
+            ),
+        ]
+        for path, body in steps:
+            answer = c.put(f"/api/v1/edit/{path}", json=body)
+            assert answer.status_code == 200, answer.text
+        (found.root / "syncs").mkdir()
+        (found.root / "syncs" / "leads_to_hubspot.yml").write_text(HAND_SYNC, encoding="utf-8")
+        found.git("add", "syncs")
+        found.git("commit", "-qm", "A sync written by hand")
+        yield found
+
+
+def _state(env: EditEnv, c: object, path: str) -> dict[str, object]:
+    answer = c.get(f"/api/v1/edit/{path}")  # type: ignore[attr-defined]
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def test_viewers_and_operators_get_403_editors_and_admins_may(env: EditEnv) -> None:
+    for role in (Role.VIEWER, Role.OPERATOR):
+        c = env.client(role)
+        assert c.get("/api/v1/edit/syncs/leads_to_hubspot").status_code == 403
+        assert c.put("/api/v1/edit/syncs/x", json={"values": {}}).status_code == 403
+        assert c.delete("/api/v1/edit/syncs/leads_to_hubspot").status_code == 403
+        assert c.get("/edit").status_code == 403
+        assert "/edit" not in c.get("/").text.split("<main>")[0]
+    for role in (Role.EDITOR, Role.ADMIN):
+        c = env.client(role)
+        assert c.get("/edit").status_code == 200
+        assert 'href="/edit"' in c.get("/").text
+    # A save without the CSRF token is refused.
+    c = env.client(Role.EDITOR)
+    del c.headers["X-CSRF-Token"]
+    assert c.put("/api/v1/edit/syncs/x", json={"values": {}}).status_code == 403
+
+
+def test_an_edit_keeps_the_hand_comment_and_is_one_commit_by_the_user(env: EditEnv) -> None:
+    c = env.client(Role.EDITOR)
+    state = _state(env, c, "syncs/leads_to_hubspot")
+    before = env.git("rev-parse", "HEAD").strip()
+    answer = c.put(
+        "/api/v1/edit/syncs/leads_to_hubspot",
+        json={"values": {"mode": "mirror"}, "base": state["base"]},
+    )
+    assert answer.status_code == 200, answer.text
+    text = (env.root / "syncs" / "leads_to_hubspot.yml").read_text(encoding="utf-8")
+    assert text == HAND_SYNC.replace("mode: upsert", "mode: mirror")
+    log = env.git("log", "--format=%an <%ae>|%s", f"{before}..HEAD").splitlines()
+    assert log == [
+        "editor_user <editor_user@users.backhaul.invalid>|"
+        "Edit sync leads_to_hubspot: mode upsert -> mirror"
+    ]
+    files = env.git("show", "--name-only", "--format=", "HEAD").split()
+    assert files == ["syncs/leads_to_hubspot.yml"]
+    # The app serves the change at once.
+    assert c.get("/api/v1/syncs/leads_to_hubspot").json()["mode"] == "mirror"
+    # Saving again from the stale base is refused: the file changed since it was opened.
+    stale = c.put(
+        "/api/v1/edit/syncs/leads_to_hubspot",
+        json={"values": {"mode": "upsert"}, "base": state["base"]},
+    )
+    assert stale.status_code == 409
+
+
+def test_an_invalid_value_comes_back_beside_its_key_with_the_cli_message(env: EditEnv) -> None:
+    c = env.client(Role.EDITOR)
+    state = _state(env, c, "syncs/leads_to_hubspot")
+    head = env.git("rev-parse", "HEAD").strip()
+    text = (env.root / "syncs" / "leads_to_hubspot.yml").read_text(encoding="utf-8")
+    answer = c.put(
+        "/api/v1/edit/syncs/leads_to_hubspot",
+        json={"values": {"batch_size": "0"}, "base": state["base"]},
+    )
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["error"]["problems"]
+    assert problem["key"] == "batch_size" and problem["file"] == "syncs/leads_to_hubspot.yml"
+    # The same text `backhaul validate` prints for that file.
+    broken = env.root.parent / f"broken-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(env.root, broken)
+    (broken / "syncs" / "leads_to_hubspot.yml").write_text(
+        edit_yaml(text, {"batch_size": 0}), encoding="utf-8"
+    )
+    cli = run_cli("validate", "--offline", "-C", str(broken))
+    assert cli.returncode != 0 and problem["text"] in cli.stdout + cli.stderr
+    # Nothing was kept or committed.
+    assert (env.root / "syncs" / "leads_to_hubspot.yml").read_text(encoding="utf-8") == text
+    assert env.git("rev-parse", "HEAD").strip() == head
+
+
+def test_a_secret_is_written_as_an_env_reference_and_never_committed(env: EditEnv) -> None:
+    c = env.client(Role.EDITOR)
+    # A literal value where a secret goes is refused, beside its field.
+    answer = c.put(
+        "/api/v1/edit/destinations/crm2",
+        json={"type": "hubspot", "values": {"token": env.token, "base_url": env.hubspot_url}},
+    )
+    assert answer.status_code == 422
+    assert answer.json()["error"]["problems"][0]["key"] == "token"
+    text = (env.root / "destinations" / "crm.yml").read_text(encoding="utf-8")
+    assert f"token: ${{env:{TOKEN_ENV}}}" in text
+    history = env.git("log", "-p", "--all")
+    assert env.token not in history
+    assert not (env.root / "destinations" / "crm2.yml").exists()
+
+
+def test_the_destination_lists_its_fields_and_the_source_tests_its_connection(
+    env: EditEnv,
+) -> None:
+    c = env.client(Role.EDITOR)
+    fields = c.get("/api/v1/edit/destinations/crm/fields?object=contacts").json()["fields"]
+    by_name = {f["name"]: f for f in fields}
+    assert by_name["email"]["unique"] and by_name["firstname"]["type"] == "text"
+    check = c.post("/api/v1/edit/sources/warehouse/check").json()
+    assert check["ok"] and check["version"].startswith("DuckDB")
+    preview = c.post(
+        "/api/v1/edit/models/preview",
+        json={"source": "warehouse", "sql": "SELECT id, email FROM leads ORDER BY id"},
+    ).json()
+    assert [col["name"] for col in preview["columns"]] == ["id", "email"]
+    assert preview["rows"][0] == [1, "ann@example.com"]
+
+
+def test_delete_is_refused_while_used_and_then_is_one_commit(env: EditEnv) -> None:
+    c = env.client(Role.EDITOR)
+    page = c.get("/edit/models/leads/delete")
+    assert "sync leads_to_hubspot" in page.text and "models/leads.sql" in page.text
+    refused = c.delete("/api/v1/edit/models/leads")
+    assert refused.status_code == 422
+    assert (env.root / "models" / "leads.sql").exists()
+    made = c.put(
+        "/api/v1/edit/models/spare",
+        json={"values": {"source": "warehouse", "primary_key": ["id"]}, "sql": "SELECT 1 AS id"},
+    )
+    assert made.status_code == 200, made.text
+    assert env.git("show", "--name-only", "--format=", "HEAD").split() == [
+        "models/spare.sql",
+        "models/spare.yml",
+    ]
+    gone = c.delete("/api/v1/edit/models/spare")
+    assert gone.status_code == 200, gone.text
+    assert not Path(env.root / "models" / "spare.yml").exists()
+    assert env.git("log", "-1", "--format=%an|%s").strip() == "editor_user|Delete model spare"
+
+
+def test_editing_a_models_sql_commits_the_sql_file_alone(env: EditEnv) -> None:
+    c = env.client(Role.EDITOR)
+    state = _state(env, c, "models/leads")
+    assert state["sql_file"] == "models/leads.sql" and "FROM leads" in str(state["sql"])
+    answer = c.put(
+        "/api/v1/edit/models/leads",
+        json={
+            "values": {"source": "warehouse", "primary_key": "id"},
+            "base": state["base"],
+            "sql": "SELECT id, email, first_name FROM leads WHERE id < 3",
+            "sql_base": state["sql_base"],
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message"] == "Edit model leads: sql"
+    assert env.git("show", "--name-only", "--format=", "HEAD").split() == ["models/leads.sql"]
+    assert (env.root / "models" / "leads.yml").read_text(encoding="utf-8") == (
+        "source: warehouse\nprimary_key: [id]\n"
+    )
+    columns = c.get("/api/v1/edit/models/leads/columns").json()
+    assert [col["name"] for col in columns["columns"]] == ["id", "email", "first_name"]

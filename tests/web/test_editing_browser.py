@@ -1,0 +1,229 @@
+"""The editors in a real browser: in a fresh Git project, an editor creates a DuckDB source,
+a model, a HubSpot destination (the emulator on loopback, its token as ``${env:...}``) and
+a sync entirely in the UI, runs the sync and sees it succeed. The files validate with the
+CLI, read as a person would write them, each save is one commit by the editor, a hand
+comment in the sync survives an edit in the UI, delete asks first, and no commit holds the
+token. Screenshots go where ``tests/browser.py`` says (``docs/img/editor-*.png`` with
+``BACKHAUL_SCREENSHOTS=docs/img``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.browser import SHOTS, chromium, requires_chromium
+from tests.conftest import run_cli
+from tests.web.editing_env import TOKEN_ENV, EditEnv, edit_env
+
+from backhaul.web.auth import Role
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = requires_chromium
+VIEWPORT = {"width": 1280, "height": 900}
+TIMEOUT_MS = 30_000
+
+SOURCE = "type: duckdb\npath: warehouse.duckdb\n"
+MODEL = "source: warehouse\nprimary_key: [id]\n"
+SQL = "SELECT id, email, first_name\nFROM leads\n"
+SYNC = """\
+model: leads
+destination: crm
+mode: upsert
+match:
+  fields: [email]
+mappings:
+  - {column: email, field: email}
+  - {column: first_name, field: firstname}
+"""
+
+
+def destination(url: str) -> str:
+    return f"type: hubspot\ntoken: ${{env:{TOKEN_ENV}}}\nbase_url: {url}\nobject: contacts\n"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[EditEnv]:
+    with edit_env(tmp_path) as found:
+        yield found
+
+
+def expect(locator: Any) -> Any:
+    return playwright_sync.expect(locator)
+
+
+def _saved(page: Any, kind: str, name: str, errors: list[str] | None = None) -> None:
+    page.click("#save")
+    try:
+        page.wait_for_url(re.compile(rf".*/edit/{kind}/{name}\?saved=1$"), timeout=TIMEOUT_MS)
+    except playwright_sync.TimeoutError:
+        said = page.locator("#save-status").inner_text() + str(
+            page.evaluate(
+                "[...document.querySelectorAll('#editor-form :invalid')].map(e => e.outerHTML)"
+            )
+        )
+        problems = page.locator("#editor-form").inner_text()
+        message = f"{kind}/{name} was not saved: {said}\n{errors}\n{problems}"
+        raise AssertionError(message) from None
+
+
+def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
+    with chromium() as browser:
+        context = browser.new_context(viewport=VIEWPORT, base_url=env.url)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+        page.goto("/login")
+        page.fill("#username", env.username(Role.EDITOR))
+        page.fill("#password", env.passwords[Role.EDITOR])
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{env.url}/")
+        page.click("nav >> text=Edit")
+        page.wait_for_url("**/edit")
+
+        # A source: a DuckDB file; test its connection.
+        page.click("#new-sources")
+        page.select_option("#f-type", "duckdb")
+        page.wait_for_url("**/edit/sources/new?type=duckdb*")
+        page.fill("#f-name", "warehouse")
+        page.fill("#f-path", "warehouse.duckdb")
+        _saved(page, "sources", "warehouse")
+        page.click("#test-connection")
+        expect(page.locator("#test-result")).to_contain_text("reachable")
+
+        # A model: SQL, preview, primary key picked from the preview's columns.
+        page.goto("/edit/models/new")
+        page.fill("#f-name", "leads")
+        page.select_option("#f-source", "warehouse")
+        page.fill("#f-sql", SQL)
+        page.click("#preview-run")
+        expect(page.locator("#preview-table")).to_contain_text("ann@example.com")
+        page.check("[data-pk=id]")
+        expect(page.locator("#f-primary_key")).to_have_value("id")
+        shoot(page, "editor-model.png")
+        _saved(page, "models", "leads")
+
+        # A destination: HubSpot, its token named as an environment variable.
+        page.goto("/edit/destinations/new")
+        page.select_option("#f-type", "hubspot")
+        page.wait_for_url("**/edit/destinations/new?type=hubspot*")
+        page.fill("#f-name", "crm")
+        page.fill("#f-token", TOKEN_ENV)
+        page.fill("#f-base_url", env.hubspot_url)
+        page.fill("#f-object", "contacts")
+        _saved(page, "destinations", "crm")
+        page.click("#test-connection")
+        expect(page.locator("#test-result")).to_contain_text("reachable")
+
+        # A sync: the mapping editor lists the model's columns and HubSpot's properties.
+        page.goto("/edit/syncs/new")
+        page.fill("#f-name", "leads_to_hubspot")
+        page.select_option("#f-model", "leads")
+        page.select_option("#f-destination", "crm")
+        page.select_option("#f-mode", "upsert")
+        expect(page.locator("#fields-note")).to_contain_text("fields listed by the destination")
+        page.click("#add-mapping")
+        row = page.locator("#mapping-editor tbody tr").nth(0)
+        row.locator(".map-column").select_option("email")
+        expect(row.locator(".map-field")).to_have_value("email")  # a property of that name
+        expect(row.locator(".map-hint")).to_contain_text("unique")
+        row.locator(".map-match").check()
+        page.click("#add-mapping")
+        row = page.locator("#mapping-editor tbody tr").nth(1)
+        row.locator(".map-column").select_option("first_name")
+        row.locator(".map-field").fill("firstname")
+        row.locator(".map-field").press("Escape")  # close the list of suggestions
+        row.locator(".map-field").blur()
+        expect(row.locator(".map-hint")).to_contain_text("text")
+        shoot(page, "editor-sync.png")
+        _saved(page, "syncs", "leads_to_hubspot", errors)
+
+        # Run it from its page, as an operator would.
+        page.goto("/syncs/leads_to_hubspot")
+        page.click("#run-now")
+        page.wait_for_url(re.compile(r".*/runs/[0-9a-f]+$"))
+        expect(page.locator("#run-status .badge")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+        assert set(env.hubspot.records("contacts", "email")) == {
+            "ann@example.com",
+            "bob@example.com",
+            "cy@example.com",
+        }
+
+        # The files, as a person would write them; the CLI finds them valid.
+        files = {
+            "sources/warehouse.yml": SOURCE,
+            "models/leads.yml": MODEL,
+            "models/leads.sql": SQL,
+            "destinations/crm.yml": destination(env.hubspot_url),
+            "syncs/leads_to_hubspot.yml": SYNC,
+        }
+        for rel, text in files.items():
+            assert (env.root / rel).read_text(encoding="utf-8") == text, rel
+        assert run_cli("validate", "-C", str(env.root)).returncode == 0
+        raw = env.git("log", "--format=%x00%an <%ae>|%s", "--name-only")
+        commits = [[ln for ln in c.splitlines() if ln] for c in raw.split("\x00")[1:]]
+        who = "editor_user <editor_user@users.backhaul.invalid>|"
+        assert commits[:4] == [
+            [f"{who}Create sync leads_to_hubspot (leads -> crm)", "syncs/leads_to_hubspot.yml"],
+            [f"{who}Create destination crm (hubspot)", "destinations/crm.yml"],
+            [f"{who}Create model leads", "models/leads.sql", "models/leads.yml"],
+            [f"{who}Create source warehouse (duckdb)", "sources/warehouse.yml"],
+        ]
+
+        # A hand comment survives an edit made in the UI.
+        sync_file = env.root / "syncs" / "leads_to_hubspot.yml"
+        hand = "# Owned by the growth team; ask before changing the mode.\n" + SYNC.replace(
+            "destination: crm\n", "destination: crm   # the sandbox account\n"
+        ).replace("field: email}\n", "field: email}   # HubSpot's unique property\n")
+        sync_file.write_text(hand, encoding="utf-8")
+        env.git("commit", "-qam", "Note who owns the sync")
+        page.goto("/edit/syncs/leads_to_hubspot")
+        expect(page.locator("#mapping-editor tbody tr")).to_have_count(2)
+        page.select_option("#f-mode", "mirror")
+        page.click("#save")
+        expect(page.locator("#save-status")).to_contain_text(
+            "Edit sync leads_to_hubspot: mode upsert -> mirror"
+        )
+        assert sync_file.read_text(encoding="utf-8") == hand.replace("mode: upsert", "mode: mirror")
+        assert env.git("log", "-1", "--format=%an|%s").strip() == (
+            "editor_user|Edit sync leads_to_hubspot: mode upsert -> mirror"
+        )
+
+        # A bad value: the CLI's message beside the field, nothing saved.
+        page.fill("#f-batch_size", "0")
+        page.click("#save")
+        expect(page.locator('.field-problems[data-key="batch_size"]')).to_contain_text(
+            "must be greater than 0"
+        )
+        assert "batch_size" not in sync_file.read_text(encoding="utf-8")
+
+        # Delete asks first; a source still in use stays, an unused sync goes in one commit.
+        page.goto("/edit/sources/warehouse")
+        page.click("#delete-link")
+        expect(page.locator("#used-by")).to_contain_text("model leads")
+        page.click("#confirm-delete")
+        expect(page.locator("#save-problems")).to_contain_text("unknown source `warehouse`")
+        assert (env.root / "sources" / "warehouse.yml").exists()
+        page.goto("/edit/syncs/leads_to_hubspot/delete")
+        page.click("#confirm-delete")
+        page.wait_for_url(f"{env.url}/edit")
+        expect(page.locator("#edit-syncs")).to_contain_text("None yet")
+        assert not sync_file.exists()
+        assert env.git("log", "-1", "--format=%an|%s").strip() == (
+            "editor_user|Delete sync leads_to_hubspot"
+        )
+
+        assert errors == []
+        assert [u for u in missing if not u.endswith("/favicon.ico")] == []
+        # The token is in no committed file and no commit.
+        assert env.token not in env.git("log", "-p", "--all")
+        context.close()
+
+
+def shoot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
