@@ -31,6 +31,8 @@ from backhaul.state import snapshots
 from backhaul.summary import RowOutcome, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 
+pytest_plugins = ["tiers"]
+
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SHM = Path("/dev/shm")
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from tests.alerts.conftest import Channels, alert_project
 from tests.conftest import Builder
 
 from backhaul.config.checks import check_project
 from backhaul.config.schema import schema_bundle
 from backhaul.testing.receiver import WebhookReceiver
+
+pytestmark = pytest.mark.integration
 
 
 def test_validate_reports_channel_problems_with_file_and_line(

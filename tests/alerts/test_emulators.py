@@ -6,10 +6,13 @@ import gzip
 import json
 
 import httpx
+import pytest
 
 from backhaul.testing.emulators.base import EmulatorServer
 from backhaul.testing.emulators.datadog import DatadogEmulator
 from backhaul.testing.emulators.pagerduty import PagerDutyEmulator
+
+pytestmark = pytest.mark.integration
 
 KEY = "a" * 32
 

@@ -16,6 +16,8 @@ from tests.audiences.builder_env import HAND_WRITTEN, BuilderEnv, builder_env
 
 from backhaul.web.auth import Role
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuilderEnv]:

@@ -25,7 +25,7 @@ from backhaul.web.auth import Role
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 SETTLE_MS = 60_000
-pytestmark = requires_chromium
+pytestmark = [pytest.mark.integration, requires_chromium]
 
 SAVED = """\
 schema: people

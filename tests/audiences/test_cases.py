@@ -14,6 +14,8 @@ from backhaul import api
 from backhaul.audiences.cases import run_tests
 from backhaul.errors import ConfigError
 
+pytestmark = pytest.mark.integration
+
 ACTIVE_EU = """\
 schema: people
 conditions:

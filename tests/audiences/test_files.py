@@ -15,6 +15,8 @@ from backhaul import api
 from backhaul.config.checks import check_project
 from backhaul.errors import ConfigErrors
 
+pytestmark = pytest.mark.integration
+
 EU = """\
 schema: people
 description: People in France or Germany

@@ -12,6 +12,8 @@ from tests.audiences.builder_env import BuilderEnv, builder_env, git
 
 from backhaul.web.auth import Role
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuilderEnv]:

@@ -15,6 +15,8 @@ from backhaul import api
 from backhaul.audiences.explore import open_explorer
 from backhaul.errors import ConfigErrors
 
+pytestmark = pytest.mark.integration
+
 EU = "schema: people\nconditions:\n  - {column: country, op: in, value: [FR, DE]}\n"
 VIP = "schema: people\nconditions:\n  - {column: vip, op: equals, value: true}\n"
 OFFERS = """\

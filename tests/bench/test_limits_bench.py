@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from backhaul.destinations.pii import sha256_hex
+
+pytestmark = pytest.mark.integration
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

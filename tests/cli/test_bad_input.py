@@ -23,6 +23,8 @@ import pytest
 from backhaul import api
 from conftest import SHM, Builder, run_cli
 
+pytestmark = pytest.mark.integration
+
 UNSET = f"BH_TEST_UNSET_{uuid.uuid4().hex[:8].upper()}"
 TYPO = [{"column": "id", "field": "id"}, {"template": "{{ frist_name }}", "field": "name"}]
 

@@ -26,6 +26,8 @@ from backhaul import api
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder, sqlite_rows
 
+pytestmark = pytest.mark.integration
+
 ROWS = 40
 
 

@@ -25,6 +25,8 @@ from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 TYPO = [
     {"column": "id", "field": "id"},
     {"template": "{{ frist_name }} {{ last_name }}", "field": "name"},

@@ -12,6 +12,8 @@ from backhaul.cli.app import app
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder, run_cli, sqlite_rows
 
+pytestmark = pytest.mark.integration
+
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 
 

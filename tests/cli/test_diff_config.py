@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.com",

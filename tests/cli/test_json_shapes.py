@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from tests.conftest import Builder, run_cli
 
 from backhaul import api
 from backhaul.cli.shapes import OUTPUTS, output_schema
 from backhaul.web.auth import Role
 from backhaul.web.users import UserStore
+
+pytestmark = pytest.mark.integration
 
 
 def _check(command: str, text: str) -> Any:

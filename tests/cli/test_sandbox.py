@@ -22,6 +22,8 @@ from backhaul.plugins import Registry
 from backhaul.testing.sandbox import Sandbox, describe, emulator_names
 from conftest import Builder, run_cli
 
+pytestmark = pytest.mark.integration
+
 HEADER = re.compile(r"^== (\w+): (http://127\.0\.0\.1:\d+)$", re.MULTILINE)
 WAIT = 60.0  # seconds to wait for the sandbox to print (a safety net, not a measurement)
 

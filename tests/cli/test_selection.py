@@ -13,6 +13,8 @@ from tests.conftest import Builder, run_cli
 from backhaul.errors import ConfigError
 from backhaul.selection import parse_atom, select
 
+pytestmark = pytest.mark.integration
+
 
 def _project(project: Builder) -> Builder:
     project.users(3)

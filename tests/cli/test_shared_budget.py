@@ -23,6 +23,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN, HubSpotEmulator
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 LIMIT = 5  # calls per WINDOW seconds at the emulator, and in each destination file
 WINDOW = 0.5
 REDIS_URL = "redis://127.0.0.1:6379/0"

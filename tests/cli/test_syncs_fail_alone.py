@@ -21,6 +21,8 @@ from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role
 from conftest import Builder, sqlite_rows
 
+pytestmark = pytest.mark.integration
+
 UNSET = f"BH_TEST_UNSET_{uuid.uuid4().hex[:8].upper()}"
 
 

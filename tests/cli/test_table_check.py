@@ -3,7 +3,10 @@ entry point makes, before anything runs (not only when the run opens the destina
 
 from __future__ import annotations
 
+import pytest
 from tests.conftest import Builder
+
+pytestmark = pytest.mark.integration
 
 
 def test_no_table_anywhere_is_refused_up_front(project: Builder) -> None:

@@ -7,9 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 from tests.conftest import Builder, run_cli, sqlite_rows
 
 from backhaul import api
+
+pytestmark = pytest.mark.integration
 
 
 def _project(project: Builder, **extra: object) -> Builder:

@@ -11,6 +11,8 @@ from tests.sources import closed_port, pg_database, pg_exec
 
 from backhaul.testing.receiver import WebhookReceiver
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:

@@ -15,6 +15,8 @@ from backhaul.web.auth import Role
 from backhaul.web.sessions import SessionLifetimes, SessionStore
 from backhaul.web.users import UserStore
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "correct horse battery"
 
 

@@ -23,6 +23,8 @@ from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "pat-na1-waits-0b5e7d41-secret"
 PASSWORD = "correct horse battery"
 WAIT = 2  # seconds: HubSpot's rolling window here, and the forced Retry-After

@@ -9,6 +9,8 @@ from backhaul.config.project import Project
 
 from . import TrackedDuckDBSource, good_project, registry
 
+pytestmark = pytest.mark.integration
+
 SYNC = "syncs/users_to_crm.yml"
 SECRET = "pa55-word-for-crm"
 

@@ -32,6 +32,8 @@ from vendors.test_meta_conformance import (
     first_name,
 )
 
+pytestmark = pytest.mark.integration
+
 
 class KeepsLeavers(MetaAudiencesDestination):
     """Acknowledges removals without sending them: people never leave the audience."""

@@ -21,6 +21,8 @@ from tests.destinations.brokers import BROKERS, Broker, Received
 from backhaul.destinations.base import Operation
 from backhaul.testing.conformance import CHECKS, Target
 
+pytestmark = pytest.mark.integration
+
 PASSWORD_ENV = "CONF_RABBIT_PASSWORD"
 
 

@@ -15,6 +15,8 @@ from backhaul.testing.conformance import CHECKS, Target, run_all
 from backhaul.testing.emulators.base import Call
 from backhaul.testing.receiver import WebhookReceiver
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "conformance-token-5b1f0c"
 SIGNING = "conformance-signing-9e24d7"
 ENV = {"CONF_HOOK_TOKEN": TOKEN, "CONF_HOOK_SIGNING": SIGNING}

@@ -20,6 +20,8 @@ from backhaul import api
 
 from .conftest import DbtProject, _installed
 
+pytestmark = pytest.mark.integration
+
 if not _installed("dbt-postgres"):
     pytest.skip("dbt-postgres is a test dependency", allow_module_level=True)
 

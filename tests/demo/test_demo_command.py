@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
+
+pytestmark = pytest.mark.integration
 
 
 def test_demo_syncs_everything_twice_and_only_changes_travel(tmp_path: Path) -> None:

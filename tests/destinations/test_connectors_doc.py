@@ -25,6 +25,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.base import Emulator
 
+pytestmark = pytest.mark.integration
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
 TOKEN = "acme-doc-token-7f3e"
 MODULE = "acme_doc_backhaul"

@@ -15,6 +15,8 @@ from backhaul.errors import DestinationError, FailureType
 
 from .conftest import make_batch
 
+pytestmark = pytest.mark.integration
+
 FIELDS = {"id": pa.int64(), "email": pa.string(), "address.city": pa.string(), "age": pa.int64()}
 
 

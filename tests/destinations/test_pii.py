@@ -24,6 +24,8 @@ from backhaul.destinations.pii import (
     supports,
 )
 
+pytestmark = pytest.mark.integration
+
 META, GOOGLE = Platform.META, Platform.GOOGLE
 
 # Worked examples of the reference (destination-apis.md §7 and §8a).

@@ -31,6 +31,8 @@ from tests.destinations.brokers import (
 
 from backhaul.summary import RunStatus
 
+pytestmark = pytest.mark.integration
+
 SYNC = "users_to_queue"
 MAPPINGS = [
     {"column": "id", "field": "id"},

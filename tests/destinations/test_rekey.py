@@ -15,6 +15,8 @@ import pytest
 from backhaul.summary import RunStatus
 from conftest import Builder, sqlite_rows
 
+pytestmark = pytest.mark.integration
+
 MAPPINGS = [
     {"column": "email", "field": "email"},
     {"column": "name", "field": "name"},

@@ -13,6 +13,8 @@ from backhaul.config.checks import check_syncs
 from backhaul.summary import RunStatus
 from conftest import Builder, sqlite_rows
 
+pytestmark = pytest.mark.integration
+
 AUDIT = (
     "INSERT INTO audit VALUES ({{ run.id | sql }}, {{ run.sync | sql }}, {{ run.status | sql }}, "
     "{{ run.succeeded }}, {{ run.added }}, {{ run.error | sql }})"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder, sqlite_rows
+
+pytestmark = pytest.mark.integration
 
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 

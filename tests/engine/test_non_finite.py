@@ -26,6 +26,8 @@ from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from backhaul.testing.receiver import WebhookReceiver, strict_json
 from conftest import Builder, keys_of, sqlite_dicts
 
+pytestmark = pytest.mark.integration
+
 # id 1 is plain, 2-4 hold a non-finite score, 5 holds -0.0, 6 a NaN inside a list,
 # 7 a NaN inside JSON text cast to json.
 MODEL = """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from backhaul import api
 from backhaul.summary import SKIP_INSERT, SKIP_REMOVE, RowStatus, RunStatus
 from backhaul.testing.receiver import WebhookReceiver
@@ -117,6 +119,7 @@ def test_insert_mode_changes_are_skipped_with_their_reason(
     assert (row.key, row.error) == ("2", SKIP_INSERT)
 
 
+@pytest.mark.integration
 def test_a_run_that_failed_before_sending_shows_nothing_delivered(project: Builder) -> None:
     project.users(50)
     project.destination(

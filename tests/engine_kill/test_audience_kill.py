@@ -35,7 +35,7 @@ from backhaul.testing.emulators.meta import MetaEmulator
 from conftest import Builder
 from engine_kill.test_kill import GIVE_UP_S, POLL_S, _env, report
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N = 100_000  # the acceptance size: an audience of 100k shrunk by 10%
 BATCH = 1_000  # the shrink is ten removal batches

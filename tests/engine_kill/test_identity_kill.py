@@ -32,7 +32,7 @@ from backhaul.state import snapshots
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N = 2_000
 MOVED = N // 20  # 5% of the keys

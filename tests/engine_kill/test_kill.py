@@ -35,7 +35,7 @@ from backhaul.state import snapshots
 from backhaul.state.store import INTERRUPTED, RunRecord, RunStore
 from backhaul.summary import RunStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYNC = "people_to_pg"

@@ -34,7 +34,7 @@ from backhaul import api
 from backhaul.state.store import RunRecord, RunStore
 from backhaul.summary import RunStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SYNC = "people_to_queue"
 TOTAL = 100_000

@@ -41,6 +41,8 @@ from backhaul.state.tables import rate_budgets
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN, HubSpotEmulator
 
+pytestmark = pytest.mark.integration
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMIT = 5  # calls per WINDOW seconds, at the emulator and in each limiter
 WINDOW = 0.5

@@ -22,6 +22,8 @@ from backhaul.errors import DestinationError, FailureType
 from backhaul.observe.redact import Redactor
 from backhaul.testing.receiver import WebhookReceiver
 
+pytestmark = pytest.mark.integration
+
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
 
 

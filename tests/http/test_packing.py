@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from backhaul.destinations.http.packing import Caps, json_size, pack, too_big_message
+
+pytestmark = pytest.mark.integration
 
 
 def test_counts_and_bytes_cut_requests_in_order() -> None:

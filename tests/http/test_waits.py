@@ -25,6 +25,8 @@ from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, jitter=False)
 
 

@@ -28,6 +28,8 @@ from backhaul.errors import DestinationError, FailureType
 from backhaul.plugins import Registry
 from backhaul.testing.receiver import WebhookReceiver
 
+pytestmark = pytest.mark.integration
+
 FAST_RETRY = {"max_attempts": 3, "base_delay": 0.01, "max_delay": 0.05}
 PEOPLE = [
     {"id": 1, "email": "ada@example.com", "address.city": "London"},

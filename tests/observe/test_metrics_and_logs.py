@@ -19,6 +19,8 @@ from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def hidden() -> dict[str, str]:

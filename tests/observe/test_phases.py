@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from backhaul.observe.events import PhaseStarted, RunEvent, RunPhase
 from conftest import Builder
+
+pytestmark = pytest.mark.integration
 
 
 def _phases(project: Builder, sync: str) -> list[RunPhase]:

@@ -17,6 +17,8 @@ from tests.conftest import Builder
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.testing.server import LoopbackServer
 
+pytestmark = pytest.mark.integration
+
 
 class Collector:
     """An OTLP/HTTP trace receiver: decodes each export and keeps its spans."""

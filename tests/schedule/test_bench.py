@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "schedule_bench.py"
 
 

@@ -14,6 +14,8 @@ from backhaul.errors import ConfigError
 from backhaul.schedule.state import ScheduleState
 from backhaul.schedule.timetable import expected_slot, next_slot
 
+pytestmark = pytest.mark.integration
+
 
 def _project(project: Builder) -> None:
     project.users(3)

@@ -11,12 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from tests.conftest import Builder, sqlite_rows
 
 from backhaul import api
 from backhaul.schedule.local import LocalLauncher
 from backhaul.schedule.scheduler import Scheduler
 from backhaul.schedule.timetable import Timetable
+
+pytestmark = pytest.mark.integration
 
 
 def _project(project: Builder, **schedules: object) -> None:

@@ -16,6 +16,8 @@ from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import close_app, create_app, start_scheduler
 from backhaul.web.auth import Role
 
+pytestmark = pytest.mark.integration
+
 
 @dataclass
 class Served:

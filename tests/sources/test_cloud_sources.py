@@ -24,6 +24,8 @@ from backhaul.plugins import Registry
 from backhaul.sources.common import DbApiSource, SourceConfig, limit_zero
 from backhaul.sources.redshift import declare_sql
 
+pytestmark = pytest.mark.integration
+
 # type -> (a valid config, the driver module, the package to install)
 CLOUD: dict[str, tuple[dict[str, Any], str, str]] = {
     "snowflake": (

@@ -16,6 +16,8 @@ from tests.sources import closed_port, maria_connect, maria_database, maria_exec
 from backhaul.errors import ConfigError, SourceError
 from backhaul.sources.mysql import MySQLSource, MySQLSourceConfig
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def maria_db() -> Iterator[str]:

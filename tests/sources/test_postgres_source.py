@@ -15,6 +15,8 @@ from tests.sources import closed_port, pg_database, pg_exec
 from backhaul.errors import ConfigError, SourceError
 from backhaul.sources.postgres import PostgresSource, PostgresSourceConfig
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:

@@ -11,6 +11,8 @@ from tests.conftest import Builder, sqlite_rows
 from backhaul.errors import SourceError
 from backhaul.sources.sqlite import SQLiteSource, SQLiteSourceConfig
 
+pytestmark = pytest.mark.integration
+
 
 def make_db(path: Path, rows: int = 1200) -> None:
     con = sqlite3.connect(path)

@@ -14,6 +14,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.braze import BrazeEmulator
 
+pytestmark = pytest.mark.integration
+
 KEY = "braze-conformance-key-5c81e2"
 ENV = {"CONF_BRAZE_KEY": KEY}
 

@@ -16,6 +16,8 @@ from backhaul.testing.emulators.braze import BAD_EMAIL, BrazeEmulator
 from backhaul.testing.sandbox import Sandbox
 from conftest import Builder, keys_of
 
+pytestmark = pytest.mark.integration
+
 KEY = "braze-connector-key-3e7a"
 FAST_RETRY = {"max_attempts": 4, "base_delay": 0.01, "max_delay": 0.05}
 BY_EXTERNAL_ID = [

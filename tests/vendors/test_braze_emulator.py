@@ -13,6 +13,8 @@ import pytest
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.braze import BrazeEmulator
 
+pytestmark = pytest.mark.integration
+
 KEY = "braze-test-key-7c1"
 TIME = "2024-05-01T10:00:00Z"
 

@@ -13,6 +13,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from backhaul.testing.emulators.salesforce import SalesforceEmulator
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HubSpotEmulator, str]]:

@@ -17,6 +17,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.customerio import CustomerIoEmulator
 
+pytestmark = pytest.mark.integration
+
 SITE = "conformance-site-1"
 KEY = "cio-conformance-key-8d2e55"
 ENV = {"CONF_CIO_SITE": SITE, "CONF_CIO_KEY": KEY}

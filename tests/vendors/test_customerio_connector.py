@@ -14,6 +14,8 @@ from backhaul.testing.emulators.customerio import CustomerIoEmulator
 from backhaul.testing.sandbox import Sandbox, describe
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 SITE, KEY = "site-7", "cio-test-key-41c9"
 MAPPINGS = [
     {"column": "email", "field": "email"},

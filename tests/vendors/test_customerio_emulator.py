@@ -14,6 +14,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators._http import json_size
 from backhaul.testing.emulators.customerio import CustomerIoEmulator
 
+pytestmark = pytest.mark.integration
+
 SITE, KEY = "site-42", "track-key-9f"
 BATCH = "/api/v2/batch"
 

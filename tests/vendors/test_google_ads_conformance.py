@@ -21,6 +21,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.google_ads import GoogleAdsEmulator
 
+pytestmark = pytest.mark.integration
+
 DEVELOPER_TOKEN = "gads-conformance-developer-token-2b7c"
 CLIENT_SECRET = "gads-conformance-client-secret-e41a"
 REFRESH_TOKEN = "1//gads-conformance-refresh-token-90fd"

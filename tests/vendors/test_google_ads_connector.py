@@ -20,6 +20,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.google_ads import GoogleAdsEmulator
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 # Worked examples of the vendor reference (§7, §8a): what Google hashes, byte for byte.
 ANN_SHA256 = "0b2d6603047b0e23d4fc76b502153865296189b7d3a170d1a7b2dcda4e2b6d10"
 GOOGLE_PHONE_SHA256 = "a2996076d3ad4af5dc818b908b3d8e354f26ededf7df0e0aa6ac354143805ee0"

@@ -12,6 +12,8 @@ from backhaul.destinations.pii import PiiKey, Platform, prepare, sha256_hex
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.google_ads import GoogleAdsEmulator
 
+pytestmark = pytest.mark.integration
+
 CID = "7693729833"
 DEV = "dev-token-test"
 TOKEN = "ya29.test-token"

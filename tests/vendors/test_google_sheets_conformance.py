@@ -19,6 +19,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.google_sheets import GoogleSheetsEmulator
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "ya29.conformance-token-5b1d"
 ENV = {"CONF_SHEETS_TOKEN": TOKEN}
 QUOTA = 100_000

@@ -17,6 +17,8 @@ from backhaul.testing.emulators.google_sheets import DEFAULT_TOKEN, GoogleSheets
 from backhaul.testing.sandbox import Sandbox, describe
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 MAPPINGS = [
     {"column": "id", "field": "id"},
     {"column": "email", "field": "email"},

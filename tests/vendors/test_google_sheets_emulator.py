@@ -11,6 +11,8 @@ import pytest
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.google_sheets import GoogleSheetsEmulator
 
+pytestmark = pytest.mark.integration
+
 SID = "sheet-test-1"
 TOKEN = "ya29.sheets-test"
 BASE = f"/v4/spreadsheets/{SID}"

@@ -13,6 +13,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "pat-na1-conformance-4b1d9e0c"
 ENV = {"CONF_HUBSPOT_TOKEN": TOKEN}
 

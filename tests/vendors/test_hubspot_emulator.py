@@ -11,6 +11,8 @@ import pytest
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 
+pytestmark = pytest.mark.integration
+
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
 
 

@@ -18,6 +18,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from conftest import Builder, keys_of
 
+pytestmark = pytest.mark.integration
+
 FAST_RETRY = {"max_attempts": 4, "base_delay": 0.01, "max_delay": 0.05}
 MAPPINGS = [
     {"column": "email", "field": "email"},

@@ -19,6 +19,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.intercom import IntercomEmulator
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "ic-test-token-77b1"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Intercom-Version": "2.11"}
 

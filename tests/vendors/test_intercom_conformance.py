@@ -13,6 +13,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.intercom import IntercomEmulator
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "ic-conformance-token-2c8e44"
 ENV = {"CONF_IC_TOKEN": TOKEN}
 

@@ -14,6 +14,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.iterable import IterableEmulator
 
+pytestmark = pytest.mark.integration
+
 KEY = "iterable-conformance-key-91d0"
 ENV = {"CONF_ITERABLE_KEY": KEY}
 

@@ -16,6 +16,8 @@ from backhaul.testing.emulators.iterable import IterableEmulator
 from backhaul.testing.sandbox import Sandbox
 from conftest import Builder, keys_of
 
+pytestmark = pytest.mark.integration
+
 KEY = "iterable-connector-key-55b2"
 FAST_RETRY = {"max_attempts": 4, "base_delay": 0.01, "max_delay": 0.05}
 BY_EMAIL = [

@@ -13,6 +13,8 @@ import pytest
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.iterable import IterableEmulator
 
+pytestmark = pytest.mark.integration
+
 KEY = "it-test-key-3b9"
 UPDATE = "/api/users/bulkUpdate"
 

@@ -13,6 +13,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.klaviyo import KlaviyoEmulator
 
+pytestmark = pytest.mark.integration
+
 API_KEY = "pk_conformance_6c1d9e3f0a7b4e2d8c5f1a9b"
 ENV = {"CONF_KLAVIYO_KEY": API_KEY}
 

@@ -17,6 +17,8 @@ from backhaul.testing.emulators.klaviyo import KlaviyoEmulator
 from backhaul.testing.sandbox import Sandbox, describe
 from conftest import Builder, keys_of
 
+pytestmark = pytest.mark.integration
+
 KEY = "pk_test_3b8e1f0c9d2a4e6b8c0d1e2f"
 LIST = "Y6nRLr"
 JOBS = "/api/profile-bulk-import-jobs"

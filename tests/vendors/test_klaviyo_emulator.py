@@ -13,6 +13,8 @@ import pytest
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.klaviyo import KlaviyoEmulator
 
+pytestmark = pytest.mark.integration
+
 KEY = "pk_test_5d1e9a"
 JOBS = "/api/profile-bulk-import-jobs"
 MEDIA = "application/vnd.api+json"

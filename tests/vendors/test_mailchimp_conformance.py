@@ -14,6 +14,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.mailchimp import MailchimpEmulator
 
+pytestmark = pytest.mark.integration
+
 API_KEY = "5f3c9e0d7a1b4c2e8f6a0b9d1c3e5f7a-us6"
 LIST_ID = "c0nf0rm4nc"
 ENV = {"CONF_MC_KEY": API_KEY}

@@ -22,6 +22,8 @@ from backhaul.testing.emulators.mailchimp import MailchimpEmulator
 from backhaul.testing.sandbox import Sandbox, describe
 from conftest import Builder, keys_of
 
+pytestmark = pytest.mark.integration
+
 LIST = "a1b2c3d4e5"
 KEY = "0123456789abcdef0123456789abcdef-us6"
 FAST_RETRY = {"max_attempts": 4, "base_delay": 0.01, "max_delay": 0.05}

@@ -13,6 +13,8 @@ import pytest
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.mailchimp import MailchimpEmulator
 
+pytestmark = pytest.mark.integration
+
 KEY = "5f0c2a9e7d1b4c3a8e6f0d2b9c7a1e35-us6"
 LIST = "/3.0/lists/list01"
 URIST_HASH = "62eeb292278cc15f5817cb78f7790b08"  # md5 of the lower-cased example address

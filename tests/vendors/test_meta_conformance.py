@@ -22,6 +22,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.meta import MetaEmulator
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "EAAB-conformance-token-5c81e2"
 APP_SECRET = "meta-conformance-app-secret-93d0"
 ENV = {"CONF_META_TOKEN": TOKEN, "CONF_META_SECRET": APP_SECRET}

@@ -20,6 +20,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.meta import MetaEmulator
 from conftest import Builder, keys_of
 
+pytestmark = pytest.mark.integration
+
 # Worked examples of the vendor reference (§7): what Meta hashes, byte for byte.
 ANN_SHA256 = "0b2d6603047b0e23d4fc76b502153865296189b7d3a170d1a7b2dcda4e2b6d10"
 META_PHONE_SHA256 = "6069d14bf122fdfd931dc7beb58e5dfbba395b1faf05bdcd42d12358d63d8599"

@@ -15,6 +15,8 @@ from backhaul.destinations.pii import PiiKey, Platform, prepare, sha256_hex
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.meta import MetaEmulator
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "EAAB-test-token-7f"
 SECRET = "app-secret-31"
 V = "/v25.0"

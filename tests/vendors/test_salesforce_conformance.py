@@ -13,6 +13,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.salesforce import SalesforceEmulator, SField
 
+pytestmark = pytest.mark.integration
+
 CLIENT_ID = "3MVG9-conformance-client"
 SECRET = "sf-conformance-secret-5d21c8"
 ENV = {"CONF_SF_CLIENT_ID": CLIENT_ID, "CONF_SF_SECRET": SECRET}

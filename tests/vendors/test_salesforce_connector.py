@@ -22,6 +22,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.salesforce import SalesforceEmulator
 from conftest import Builder, keys_of
 
+pytestmark = pytest.mark.integration
+
 MAPPINGS = [
     {"column": "id", "field": "External_Id__c"},
     {"column": "name", "field": "LastName"},

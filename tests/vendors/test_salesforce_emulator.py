@@ -13,6 +13,8 @@ import pytest
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.salesforce import SalesforceEmulator
 
+pytestmark = pytest.mark.integration
+
 V = "/services/data/v62.0"
 OPEN: list[httpx.Client] = []
 

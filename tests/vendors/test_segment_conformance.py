@@ -28,6 +28,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.segment import SegmentEmulator
 
+pytestmark = pytest.mark.integration
+
 WRITE_KEY = "sgConformanceWriteKey0000000042"
 ENV = {"CONF_SEGMENT_KEY": WRITE_KEY}
 NOT_FOR_SEGMENT = {"rejection_mapped_to_key"}

@@ -16,6 +16,8 @@ from backhaul.testing.emulators.segment import SegmentEmulator
 from backhaul.testing.sandbox import Sandbox, describe
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 KEY = "sgTestWriteKey000000000000000077"
 MAPPINGS = [
     {"column": "email", "field": "userId"},

@@ -14,6 +14,8 @@ import pytest
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.segment import SegmentEmulator
 
+pytestmark = pytest.mark.integration
+
 KEY = "sgTestWriteKey000000000000000042"
 
 

@@ -23,6 +23,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import DEFAULT_TOKEN, SlackEmulator
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 FAST_RETRY = {"max_attempts": 3, "base_delay": 0.01, "max_delay": 0.05}
 FAST_RATE = {"requests": 10, "per_seconds": 1}  # the test emulator takes 20 a second
 MAPPINGS = [

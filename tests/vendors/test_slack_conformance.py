@@ -21,6 +21,8 @@ from backhaul.testing.conformance import CHECKS, Harness, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import DEFAULT_TOKEN, SlackEmulator
 
+pytestmark = pytest.mark.integration
+
 TEXT = "{{ email }}"
 BLOCKS = (
     '[{"type": "section", "text": {"type": "plain_text", "text": {{ email | json }}}, '

@@ -13,6 +13,8 @@ from backhaul.testing.emulators.slack import SlackEmulator
 from conftest import Builder
 from vendors.test_slack import MAPPINGS, token_destination
 
+pytestmark = pytest.mark.integration
+
 
 def _slack(**limits: Any) -> Iterator[SlackEmulator]:
     emulator = SlackEmulator(messages_per_second=20, burst=5, **limits)

@@ -19,6 +19,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.zendesk import ZendeskEmulator
 from conftest import Builder
 
+pytestmark = pytest.mark.integration
+
 EMAIL = "agent@example.com"
 TOKEN = "zd-test-token-51c2"
 BASIC = "Basic " + base64.b64encode(f"{EMAIL}/token:{TOKEN}".encode()).decode()

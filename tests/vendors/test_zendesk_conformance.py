@@ -13,6 +13,8 @@ from backhaul.testing.conformance import CHECKS, Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.zendesk import ZendeskEmulator
 
+pytestmark = pytest.mark.integration
+
 EMAIL = "agent@conformance.example.com"
 TOKEN = "zd-conformance-token-7f3a91"
 ENV = {"CONF_ZD_EMAIL": EMAIL, "CONF_ZD_TOKEN": TOKEN}

@@ -19,6 +19,8 @@ from warehouse_planner import (
     second_run_sends_nothing,
 )
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def wh(project: Builder) -> Warehouse:

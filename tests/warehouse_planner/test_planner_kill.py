@@ -26,7 +26,7 @@ import pytest
 
 from warehouse_planner import pg_database
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOTAL = 200_000
 GIVE_UP_S = 300.0  # a safety net against a hung subprocess; no assertion depends on time

@@ -24,7 +24,7 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 VIEWPORT = {"width": 1280, "height": 800}
 RUN_TIMEOUT_MS = 60_000
 
-pytestmark = requires_chromium
+pytestmark = [pytest.mark.integration, requires_chromium]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from tests.web.editing_env import TOKEN_ENV, EditEnv, edit_env
 from backhaul.config.yamledit import edit_yaml
 from backhaul.web.auth import Role
 
+pytestmark = pytest.mark.integration
+
 HAND_SYNC = """\
 # Leads to HubSpot: written by hand before the UI existed.
 model: leads

@@ -21,7 +21,7 @@ from tests.web.editing_env import TOKEN_ENV, EditEnv, edit_env
 from backhaul.web.auth import Role
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = requires_chromium
+pytestmark = [pytest.mark.integration, requires_chromium]
 VIEWPORT = {"width": 1280, "height": 900}
 TIMEOUT_MS = 30_000
 

@@ -22,6 +22,8 @@ from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "correct horse battery"
 EVIL = "<script>alert('x')</script>"
 EVIL_NAME = "<img src=x onerror=alert(1)>"

@@ -7,11 +7,14 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 from tests.conftest import Builder
 
 from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import WebSettings, close_app, create_app
 from backhaul.web.auth import Role
+
+pytestmark = pytest.mark.integration
 
 
 def _syncs(client: httpx.Client) -> set[str]:

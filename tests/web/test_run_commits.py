@@ -20,6 +20,8 @@ from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "viewer-password-1234"
 
 

@@ -21,6 +21,8 @@ from backhaul.state.store import RunStore
 from backhaul.web.auth import Role
 from backhaul.web.users import AuditEntry, UserStore
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "serve-password-1"
 START_TIMEOUT_S = 60.0  # a safety net for a slow machine, not a measurement
 

@@ -29,6 +29,8 @@ from backhaul.web.auth import Role
 from backhaul.web.sessions import SessionLifetimes, SessionStore, utc_now
 from backhaul.web.users import UserStore
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "first-password-1"
 HTML = {"Accept": "text/html"}
 
