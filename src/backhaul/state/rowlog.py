@@ -232,11 +232,12 @@ class RowLogs:
     # -- retention -----------------------------------------------------------------------
 
     def run_ids(self) -> list[str]:
-        """Runs that have a row-log folder."""
+        """Runs that have a row log (a folder holding one of its files)."""
         try:
-            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and usable_id(p.name))
+            folders = [p for p in self.root.iterdir() if p.is_dir() and usable_id(p.name)]
         except FileNotFoundError:
             return []
+        return sorted(p.name for p in folders if any((p / f).exists() for f in _OWN_FILES))
 
     def expired(
         self,
