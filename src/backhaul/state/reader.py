@@ -89,8 +89,10 @@ class RunReader:
         return self._engine
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Release every pooled connection (and the row logs' reading database)."""
         self._engine.dispose()
+        if self._row_logs is not None:
+            self._row_logs.close()
 
     def __enter__(self) -> RunReader:
         return self
@@ -245,7 +247,7 @@ class RunReader:
         with self._read() as conn:
             out = {(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)}
         if self._logged(run_id, None):
-            sql = "SELECT op, status, count(*) FROM log GROUP BY op, status"
+            sql = "SELECT op, status, count(*) FROM {log} GROUP BY op, status"
             for op, st, n in self._log_query(run_id, sql, []):
                 out[(str(op), str(st))] = out.get((str(op), str(st)), 0) + int(n)
         return out
@@ -298,7 +300,7 @@ class RunReader:
                 taken += 1
         if taken < limit and self._logged(run_id, None):
             marks = ", ".join("?" for _ in call_ids)
-            sql = f"SELECT call_id, key, status FROM log WHERE call_id IN ({marks}) LIMIT ?"
+            sql = f"SELECT call_id, key, status FROM {{log}} WHERE call_id IN ({marks}) LIMIT ?"
             for call_id, key, st in self._log_query(run_id, sql, [*call_ids, limit - taken]):
                 out.setdefault(str(call_id), []).append((str(key), str(st)))
         return out
@@ -316,7 +318,7 @@ class RunReader:
             out = {str(r[0]): int(r[1]) for r in conn.execute(query)}
         if self._logged(run_id, None):
             marks = ", ".join("?" for _ in call_ids)
-            sql = f"SELECT call_id, count(*) FROM log WHERE call_id IN ({marks}) GROUP BY 1"
+            sql = f"SELECT call_id, count(*) FROM {{log}} WHERE call_id IN ({marks}) GROUP BY 1"
             for call_id, n in self._log_query(run_id, sql, list(call_ids)):
                 out[str(call_id)] = out.get(str(call_id), 0) + int(n)
         return out
@@ -335,10 +337,11 @@ class RunReader:
 
     def _log_query(self, run_id: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         assert self._row_logs is not None
-        with self._row_logs.relation(run_id) as con:
-            if con is None:  # deleted by retention since it was looked for
+        with self._row_logs.relation(run_id) as found:
+            if found is None:  # deleted by retention since it was looked for
                 return []
-            return [tuple(r) for r in con.execute(sql, params).fetchall()]
+            cursor, source = found
+            return [tuple(r) for r in cursor.execute(sql.format(log=source), params).fetchall()]
 
     def _log_rows(
         self,
@@ -358,7 +361,7 @@ class RunReader:
         if contains is not None:
             where.append("contains(key, ?)")
             params.append(contains)
-        sql = f"SELECT {', '.join(LOG_COLUMNS)} FROM log"
+        sql = f"SELECT {', '.join(LOG_COLUMNS)} FROM {{log}}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " LIMIT ? OFFSET ?"

@@ -142,6 +142,7 @@ class RowLogs:
         self.root = root
         self.retention = retention or Retention()
         self._writers: dict[str, RowLogWriter] = {}
+        self._reader: Any = None
         self._lock = threading.Lock()
 
     def folder(self, run_id: str) -> Path:
@@ -211,23 +212,42 @@ class RowLogs:
         return (folder / PARQUET).exists() or (folder / STREAM).exists()
 
     @contextmanager
-    def relation(self, run_id: str) -> Iterator[Any | None]:
-        """A DuckDB connection with the run's log as view ``log``, or None without a log."""
+    def relation(self, run_id: str) -> Iterator[tuple[Any, str] | None]:
+        """``(cursor, source)``: a DuckDB cursor and the SQL naming the run's log in it
+        (use as ``FROM {source}``), or None when the run has no log.
+
+        Cursors share one in-memory DuckDB of this object, opened on first use: opening a
+        database costs tens of milliseconds, a cursor next to nothing.
+        """
         if not usable_id(run_id):
             yield None
             return
         folder = self.folder(run_id)
         final, stream = folder / PARQUET, folder / STREAM
-        with _duck(None) as con:
+        if not final.exists() and not stream.exists():
+            yield None
+            return
+        with self._lock:
+            if self._reader is None:
+                self._reader = _connect(None)
+            cursor = self._reader.cursor()
+        try:
             if final.exists():
-                con.execute(f"CREATE VIEW log AS SELECT * FROM read_parquet('{_quote(final)}')")
-            elif stream.exists():  # a running run, or a killed one not yet recovered
-                live = pa.Table.from_batches(list(read_stream(stream)), SCHEMA)
-                con.register("log", live)
-            else:
-                yield None
-                return
-            yield con
+                yield cursor, f"read_parquet('{_quote(final)}')"
+            else:  # a running run, or a killed one not yet recovered
+                cursor.register(
+                    "live_log", pa.Table.from_batches(list(read_stream(stream)), SCHEMA)
+                )
+                yield cursor, "live_log"
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        """Close the reading database (it opens again when needed)."""
+        with self._lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
     # -- retention -----------------------------------------------------------------------
 
@@ -318,16 +338,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-@contextmanager
-def _duck(spill: Path | None) -> Iterator[Any]:
+def _connect(spill: Path | None) -> Any:
     import duckdb
 
     con = duckdb.connect()
+    con.execute("SET threads = 2")
+    con.execute("SET memory_limit = '512MB'")
+    if spill is not None:  # a sort larger than memory spills beside the log
+        con.execute(f"SET temp_directory = '{_quote(spill / SPILL)}'")
+    return con
+
+
+@contextmanager
+def _duck(spill: Path | None) -> Iterator[Any]:
+    con = _connect(spill)
     try:
-        con.execute("SET threads = 2")
-        con.execute("SET memory_limit = '512MB'")
-        if spill is not None:  # a sort larger than memory spills beside the log
-            con.execute(f"SET temp_directory = '{_quote(spill / SPILL)}'")
         yield con
     finally:
         con.close()
