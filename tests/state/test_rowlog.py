@@ -209,3 +209,42 @@ def test_retention_settings_are_checked_with_file_line_and_key(project: Builder)
     loaded = load_project(project.root)
     assert loaded.row_logs.root == Path("/tmp/x")
     assert loaded.row_logs.retention == Retention(keep_days=30, keep_runs=3)
+
+
+def test_runs_and_the_scheduler_apply_retention_by_themselves(
+    project: Builder, receiver: WebhookReceiver
+) -> None:
+    from backhaul.schedule.local import LocalLauncher
+    from backhaul.schedule.scheduler import Scheduler
+
+    project.write("backhaul.yml", {"name": "t", "state": {"row_logs": {"keep_runs": 1}}})
+    project.users(20)
+    project.webhook_destination(receiver)
+    project.sync("s", destination="hook")
+    root = project.root / ".backhaul" / "row_logs"
+
+    first = project.run("s")
+    assert (root / first.run_id / PARQUET).exists()
+    second = project.run("s", full_resync=True)
+
+    # The second run's end kept only its own log; the first run's record stays.
+    assert sorted(p.name for p in root.iterdir()) == [second.run_id]
+    assert len(project.rows(second.run_id)) == 20
+    assert project.rows(first.run_id) == []
+    with api.open_store(project.load()) as store:
+        record = store.run(first.run_id)
+        assert record is not None and record.counts.succeeded == 20
+
+    loaded = project.load()
+    with api.open_store(loaded) as store:
+        launcher = LocalLauncher(loaded, store, max_parallel=1)
+        try:
+            found = Scheduler(loaded, store, launcher)
+            found.tick(datetime.now(UTC) + timedelta(days=1))
+            assert (root / second.run_id / PARQUET).exists()  # a day old: kept
+            found.tick(datetime.now(UTC) + timedelta(days=31))
+            assert not (root / second.run_id).exists()
+            record = store.run(second.run_id)
+            assert record is not None and record.counts.succeeded == 20
+        finally:
+            launcher.close()
