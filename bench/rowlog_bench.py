@@ -17,8 +17,11 @@ the engine does (``RunStore.add_row_table`` once per checkpointed batch, then
 * bytes per row: of the Parquet file, and how much the SQLite run store grew.
 
 ``--table-rows`` also writes that many rows the way runs did before row logs (every row
-into ``run_rows``), to compare the run store's growth per row. Prints a table; nothing is
-asserted.
+into ``run_rows``), to compare the run store's growth per row. ``--engine-rows`` runs a
+real sync of that many rows (DuckDB model into a DuckDB table) twice, the second time with
+``--full-resync`` so every row is sent and acknowledged again, and prints how much the
+SQLite run store and the row logs grew per row of that all-ok run. Prints a table;
+nothing is asserted.
 """
 
 from __future__ import annotations
@@ -76,12 +79,52 @@ def write_run(store: RunStore, run_id: str, rows: int, batch: int) -> tuple[floa
     return appended, time.perf_counter() - t0
 
 
+def engine_growth(folder: Path, rows: int) -> tuple[float, float]:
+    """Run store and row-log bytes per row of one all-ok run of a real sync."""
+    import duckdb
+
+    from backhaul import api
+
+    root = folder / "project"
+    for rel, text in {
+        "backhaul.yml": "name: bench\n",
+        "sources/wh.yml": "type: duckdb\npath: wh.duckdb\n",
+        "models/users.yml": "source: wh\nprimary_key: id\n",
+        "models/users.sql": "SELECT * FROM users\n",
+        "destinations/db.yml": "type: duckdb\npath: dest.duckdb\ntable: users\n"
+        "create_table: true\n",
+        "syncs/users.yml": "model: users\ndestination: db\nmappings:\n"
+        "  - {column: id, field: id}\n  - {column: email, field: email}\n",
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    con = duckdb.connect(str(root / "wh.duckdb"))
+    con.execute(
+        f"CREATE TABLE users AS SELECT i AS id, 'u' || i || '@example.com' AS email "
+        f"FROM range({rows}) t(i)"
+    )
+    con.close()
+    project = api.load_project(root)
+    api.run(project, "users")
+    state = root / ".backhaul"
+    logs = state / "row_logs"
+
+    def log_bytes() -> int:
+        return sum(p.stat().st_size for p in logs.rglob("*") if p.is_file())
+
+    before, logged = store_bytes(state), log_bytes()
+    again = api.run(project, "users", full_resync=True)
+    assert again.counts.succeeded == rows, again
+    return (store_bytes(state) - before) / rows, (log_bytes() - logged) / rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--batch", type=int, default=10_000, help="rows per checkpoint")
     parser.add_argument("--lookups", type=int, default=20)
     parser.add_argument("--table-rows", type=int, default=0, help="also the old run_rows path")
+    parser.add_argument("--engine-rows", type=int, default=0, help="also a real sync's growth")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: temp)")
     args = parser.parse_args()
 
@@ -119,6 +162,7 @@ def main() -> None:
                 write_run(old, "old", args.table_rows, args.batch)
                 table_s = time.perf_counter() - t0
                 table_growth = (store_bytes(folder / "old") - base) / args.table_rows
+        engine = engine_growth(folder, args.engine_rows) if args.engine_rows else None
 
     print(
         f"rowlog_bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
@@ -138,6 +182,11 @@ def main() -> None:
         print(
             f"before row logs (run_rows, {args.table_rows:,} rows): "
             f"{table_growth:.1f} bytes/row, {table_s:.2f} s"
+        )
+    if engine is not None:
+        print(
+            f"a real all-ok run of {args.engine_rows:,} rows: run store "
+            f"{engine[0]:.3f} bytes/row, row log {engine[1]:.2f} bytes/row"
         )
 
 
