@@ -248,3 +248,16 @@ def test_runs_and_the_scheduler_apply_retention_by_themselves(
             assert record is not None and record.counts.succeeded == 20
         finally:
             launcher.close()
+
+
+def test_iter_rows_reads_the_table_then_the_log_once_each(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'backhaul.db'}"
+    with RunStore.open(url, RowLogs(tmp_path / "row_logs")) as store:
+        store.start_run("r", "s", full_resync=False)
+        store.add_row_table("r", _outcomes(range(25)))
+        store.add_row_table("r", _outcomes(range(25, 32), status="rejected"))
+        store.finish_run(RunSummary("r", "s", RunStatus.PARTIAL))
+        pages = list(store.iter_rows("r", page=10))
+        assert [len(p) for p in pages] == [7, 10, 10, 5]
+        flat = [r for p in pages for r in p]
+        assert flat == store.rows("r", limit=100)

@@ -221,6 +221,36 @@ class RunReader:
             found += self._log_rows(run_id, filters, limit - len(found), max(0, offset - in_table))
         return found
 
+    def iter_rows(self, run_id: str, page: int = 10_000) -> Iterator[list[RowOutcome]]:
+        """Every outcome of a run, in pages of at most ``page``, in the order of :meth:`rows`.
+
+        Unlike paging :meth:`rows` by offset, each row is read once however large the run.
+        """
+        last = 0
+        while True:
+            query = (
+                select(run_rows)
+                .where(run_rows.c.run_id == run_id, run_rows.c.id > last)
+                .order_by(run_rows.c.id)
+                .limit(page)
+            )
+            with self._read() as conn:
+                found = list(conn.execute(query))
+            if not found:
+                break
+            last = int(found[-1].id)
+            yield [outcome_from_row(row) for row in found]
+        if not self._logged(run_id, None):
+            return
+        assert self._row_logs is not None
+        with self._row_logs.relation(run_id) as log:
+            if log is None:
+                return
+            cursor, source = log
+            cursor.execute(f"SELECT {', '.join(LOG_COLUMNS)} FROM {source}")
+            while chunk := cursor.fetchmany(page):
+                yield [_log_outcome(r) for r in chunk]
+
     def search_rows(self, run_id: str, text: str, limit: int = 50) -> list[RowOutcome]:
         """Rows whose key is ``text``; failing that, rows whose key contains it."""
         exact = self.rows(run_id, key=text, limit=limit)
@@ -365,17 +395,7 @@ class RunReader:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " LIMIT ? OFFSET ?"
-        return [
-            RowOutcome(
-                key=r[0],
-                op=RowOp(r[1]),
-                status=RowStatus(r[2]),
-                error=r[3],
-                operation=r[4],
-                call_id=r[5],
-            )
-            for r in self._log_query(run_id, sql, [*params, limit, offset])
-        ]
+        return [_log_outcome(r) for r in self._log_query(run_id, sql, [*params, limit, offset])]
 
     def _outcomes(self, query: Select[Any]) -> list[RowOutcome]:
         with self._read() as conn:
@@ -458,6 +478,18 @@ def outcome_from_row(row: Row[Any]) -> RowOutcome:
         error=row.error,
         operation=row.operation,
         call_id=row.call_id,
+    )
+
+
+def _log_outcome(row: Sequence[Any]) -> RowOutcome:
+    """A RowOutcome from a row of a run's row log (columns in ``rowlog.COLUMNS`` order)."""
+    return RowOutcome(
+        key=row[0],
+        op=RowOp(row[1]),
+        status=RowStatus(row[2]),
+        error=row[3],
+        operation=row[4],
+        call_id=row[5],
     )
 
 
