@@ -47,7 +47,7 @@ def open_store(project: Project) -> Iterator[RunStore]:
     """The project's run store (created and migrated on first use)."""
     from backhaul.state.store import RunStore
 
-    store = RunStore.open(project.metadata_url)
+    store = RunStore.open(project.metadata_url, project.row_logs)
     try:
         yield store
     finally:

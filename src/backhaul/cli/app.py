@@ -575,6 +575,10 @@ def run_show(
     project_dir: ProjectDir = Path("."),
     limit: Annotated[int, typer.Option(help="How many rows and calls to list.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(help="Find this row (by key; failing that, keys containing it)."),
+    ] = None,
 ) -> None:
     """One run: counts, rejected rows with the destination's errors, and HTTP calls."""
     from backhaul.api import open_store
@@ -587,6 +591,7 @@ def run_show(
         rejected = store.rows(record.run_id, status="rejected", limit=limit)
         invalid = store.rows(record.run_id, status="invalid", limit=limit)
         calls = store.calls(record.run_id, limit=limit)
+        found = store.search_rows(record.run_id, key, limit=limit) if key else None
     if as_json:
         print(
             json.dumps(
@@ -601,6 +606,23 @@ def run_show(
                         {"key": r.key, "op": r.op.value, "error": r.error} for r in rejected
                     ],
                     "invalid": [{"key": r.key, "error": r.error} for r in invalid],
+                    **(
+                        {
+                            "found": [
+                                {
+                                    "key": r.key,
+                                    "op": r.op.value,
+                                    "status": r.status.value,
+                                    "operation": r.operation,
+                                    "error": r.error,
+                                    "call_id": r.call_id,
+                                }
+                                for r in found
+                            ]
+                        }
+                        if found is not None
+                        else {}
+                    ),
                     "calls": [
                         {
                             "method": c.method,
@@ -657,6 +679,28 @@ def run_show(
         for r in invalid:
             table.add_row(escape(r.key), escape(r.error or ""))
         console.print(table)
+    if found is not None:
+        if not found:
+            console.print(f"  no row of this run has a key like {escape(repr(key))}")
+        else:
+            table = Table(
+                "key",
+                "op",
+                "status",
+                "operation",
+                "reason",
+                title="rows found",
+                title_justify="left",
+            )
+            for r in found:
+                table.add_row(
+                    escape(r.key),
+                    r.op.value,
+                    r.status.value,
+                    r.operation or "",
+                    escape(r.error or ""),
+                )
+            console.print(table)
     if calls:
         table = Table(
             "method",

@@ -184,7 +184,7 @@ def _users(project_dir: Path) -> tuple[RunStore, UserStore]:
     from backhaul.web.users import UserStore
 
     project = _load(project_dir)
-    store = RunStore.open(project.metadata_url)
+    store = RunStore.open(project.metadata_url, project.row_logs)
     return store, UserStore(store)
 
 

@@ -24,6 +24,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RowLogConfig(Strict):
+    """`state.row_logs`: where runs keep the outcome of every row that went well, and for
+    how long (docs/state.md#row-logs). Rejected and invalid rows stay in the run store."""
+
+    path: str = Field(
+        "row_logs",
+        min_length=1,
+        description="Folder of the row logs (one Parquet file per run); relative to "
+        "`state.path`. Every machine that runs syncs or serves the web app should reach it.",
+    )
+    keep_days: float | None = Field(
+        30,
+        gt=0,
+        description="Delete a run's row log once the run started more than this many days "
+        "ago; null keeps them regardless of age. Run records are never deleted.",
+    )
+    keep_runs: int | None = Field(
+        None,
+        ge=1,
+        description="Also keep only the row logs of the newest this many runs of each sync.",
+    )
+
+
 class StateConfig(Strict):
     """Where Backhaul keeps its state."""
 
@@ -38,6 +61,10 @@ class StateConfig(Strict):
         "units B, KB, MB, GB, TB or KiB, MiB, GiB, TiB) or a share of the RAM (`50%`).",
     )
     threads: int | None = Field(None, ge=1, description="DuckDB threads for planning.")
+    row_logs: RowLogConfig = Field(
+        default_factory=RowLogConfig,
+        description="Row logs: per-row outcomes of runs, in Parquet, with retention.",
+    )
     budget_url: str | None = Field(
         None,
         pattern=r"^rediss?://",

@@ -18,6 +18,7 @@ from backhaul.plugins import Registry
 if TYPE_CHECKING:
     from backhaul.audiences.defs import AudienceDef, AudienceSchemaDef
     from backhaul.audiences.priority import PriorityListDef
+    from backhaul.state.rowlog import RowLogs
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,18 @@ class Project:
         if url:
             return url
         return f"sqlite:///{self.state_dir / 'backhaul.db'}"
+
+    @property
+    def row_logs(self) -> RowLogs:
+        """The row-log folder of the project's runs, with its retention."""
+        from backhaul.state.rowlog import Retention, RowLogs
+
+        config = self.config.state.row_logs
+        path = Path(config.path)
+        return RowLogs(
+            path if path.is_absolute() else self.state_dir / path,
+            Retention(keep_days=config.keep_days, keep_runs=config.keep_runs),
+        )
 
     @property
     def broken_syncs(self) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -97,6 +98,7 @@ from backhaul.summary import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 ENGINE_RETRIES = 2  # whole-batch retries of transient failures, on top of the HTTP toolkit's
 TEMPLATE_TYPES = {Cast.INT: pa.int64(), Cast.FLOAT: pa.float64(), Cast.BOOL: pa.bool_()}
 
@@ -305,6 +307,7 @@ class SyncRun:
             self.store.finish_run(self.summary)
             self.db.shutdown(wait=True)
             ws.close()
+            self._prune_row_logs()
             self._close_budgets()
             self._write_back()
             self.events(RunFinished(self.summary))
@@ -346,6 +349,16 @@ class SyncRun:
             self.summary.error = exc.message + (
                 f" (the run had failed before: {earlier})" if earlier else ""
             )
+
+    def _prune_row_logs(self) -> None:
+        """Row-log retention, after every run; a failure is logged, the run stands."""
+        prune = getattr(self.store, "prune_row_logs", None)
+        if prune is None:
+            return
+        try:
+            prune()
+        except Exception as exc:
+            log.warning("row-log retention failed after run %s: %s", self.run_id, exc)
 
     def _failed_before_start(self, exc: BackhaulError) -> RunSummary:
         """Record a run that failed before its state was opened (nothing was sent)."""

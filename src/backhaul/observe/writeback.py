@@ -111,16 +111,12 @@ def write_back(
                 conn.stage("bh_run_row", _ddl(RUN_COLUMNS), run_row)
                 conn.execute(f"INSERT INTO {runs} SELECT * FROM bh_run_row")
                 at = summary.finished_at or datetime.now(UTC)
-                offset = 0
-                while True:
-                    rows = store.rows(summary.run_id, limit=PAGE, offset=offset)
-                    if not rows:
-                        break
-                    name = f"bh_changes_{offset}"
+                # Every row read once (the run store, then the run's row log), page by page.
+                for rows in store.iter_rows(summary.run_id, PAGE):
+                    name = f"bh_changes_{written}"
                     conn.stage(name, _ddl(CHANGE_COLUMNS), _change_rows(summary, rows, at))
                     conn.execute(f"INSERT INTO {changes} SELECT * FROM {name}")
                     written += len(rows)
-                    offset += len(rows)
         except Exception as exc:
             if _denied(exc):
                 raise _grants_error(config.schema_, exc) from None

@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from backhaul.alerts.sink import AlertSink
 
 log = logging.getLogger("backhaul.schedule")
+PRUNE_EVERY = timedelta(minutes=10)
 Clock = Callable[[], datetime]
 
 
@@ -93,6 +94,7 @@ class Scheduler:
         self.states = ScheduleStore(store)
         self.timetable = Timetable(project, store)
         self._dbt: tuple[Path, float, object] | None = None
+        self._pruned: datetime | None = None
 
     # -- one tick --------------------------------------------------------------------------
 
@@ -135,7 +137,18 @@ class Scheduler:
         self.timetable.refresh()
         if self.alerts is not None:
             self.alerts.tick(at)
+        self._prune_row_logs(at)
         return launched
+
+    def _prune_row_logs(self, at: datetime) -> None:
+        """Row-log retention, at most every PRUNE_EVERY (runs also prune when they end)."""
+        if self._pruned is not None and at - self._pruned < PRUNE_EVERY:
+            return
+        self._pruned = at
+        try:
+            self.store.prune_row_logs(at)
+        except Exception as exc:  # retention is tidying: the schedule must go on
+            log.warning("scheduler: row-log retention failed: %s", exc)
 
     def _start(
         self, sync: str, slot: datetime, reason: str, state: ScheduleState, now: datetime

@@ -24,6 +24,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from backhaul.calls import HttpCall
 from backhaul.errors import StoreError
+from backhaul.state.rowlog import COLUMNS as LOG_COLUMNS
+from backhaul.state.rowlog import LOGGED, RowLogs
 from backhaul.state.tables import COUNT_COLUMNS, OUTCOME_COLUMNS, http_calls, run_rows, runs
 from backhaul.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus
 
@@ -65,12 +67,20 @@ class RunReader:
     Args:
         url: SQLAlchemy URL, ``sqlite:///path/to/backhaul.db`` or
             ``postgresql+psycopg://user@host/db`` (plain ``postgresql://`` means psycopg too).
+        row_logs: Where runs keep their ok and skipped rows (None: every row is in the
+            ``run_rows`` table, as before row logs).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, row_logs: RowLogs | None = None) -> None:
+        self._row_logs = row_logs
         self._url = normalise_url(url)
         self.url = self._url.render_as_string(hide_password=True)
         self._engine = _create_engine(self._url)
+
+    @property
+    def row_logs(self) -> RowLogs | None:
+        """The row-log folder of this store, if runs keep their ok rows in one."""
+        return self._row_logs
 
     @property
     def engine(self) -> Engine:
@@ -79,8 +89,10 @@ class RunReader:
         return self._engine
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Release every pooled connection (and the row logs' reading database)."""
         self._engine.dispose()
+        if self._row_logs is not None:
+            self._row_logs.close()
 
     def __enter__(self) -> RunReader:
         return self
@@ -172,6 +184,11 @@ class RunReader:
         return {r.sync: r for r in self._records(query)}
 
     # -- per-row outcomes ----------------------------------------------------------------
+    #
+    # Rejected and invalid rows live in the run_rows table; a run recorded with row logs has
+    # its ok and skipped rows in its Parquet log instead (state/rowlog.py). Every query reads
+    # the table first, then the log when the run has one, so runs recorded before row logs
+    # (whose rows are all in the table) read as they always did.
 
     def rows(
         self,
@@ -184,12 +201,55 @@ class RunReader:
         limit: int = 100,
         offset: int = 0,
     ) -> list[RowOutcome]:
-        """Per-row outcomes of a run in the order they were recorded, filtered and paged."""
+        """Per-row outcomes of a run, filtered and paged: the rows of the table in the order
+        they were recorded, then those of the run's row log (ordered by key)."""
+        filters = {"status": status, "key": key, "op": op, "call_id": call_id}
         query = select(run_rows).where(run_rows.c.run_id == run_id)
-        for column, value in (("status", status), ("key", key), ("op", op), ("call_id", call_id)):
+        for column, value in filters.items():
             if value is not None:
                 query = query.where(run_rows.c[column] == value)
-        return self._outcomes(query.order_by(run_rows.c.id).limit(limit).offset(offset))
+        if not self._logged(run_id, status):
+            return self._outcomes(query.order_by(run_rows.c.id).limit(limit).offset(offset))
+        with self._read() as conn:
+            in_table = int(
+                conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            )
+        found: list[RowOutcome] = []
+        if offset < in_table:
+            found = self._outcomes(query.order_by(run_rows.c.id).limit(limit).offset(offset))
+        if len(found) < limit:
+            found += self._log_rows(run_id, filters, limit - len(found), max(0, offset - in_table))
+        return found
+
+    def iter_rows(self, run_id: str, page: int = 10_000) -> Iterator[list[RowOutcome]]:
+        """Every outcome of a run, in pages of at most ``page``, in the order of :meth:`rows`.
+
+        Unlike paging :meth:`rows` by offset, each row is read once however large the run.
+        """
+        last = 0
+        while True:
+            query = (
+                select(run_rows)
+                .where(run_rows.c.run_id == run_id, run_rows.c.id > last)
+                .order_by(run_rows.c.id)
+                .limit(page)
+            )
+            with self._read() as conn:
+                found = list(conn.execute(query))
+            if not found:
+                break
+            last = int(found[-1].id)
+            yield [outcome_from_row(row) for row in found]
+        if not self._logged(run_id, None):
+            return
+        assert self._row_logs is not None
+        with self._row_logs.relation(run_id) as log:
+            if log is None:
+                return
+            cursor, source = log
+            cursor.execute(f"SELECT {', '.join(LOG_COLUMNS)} FROM {source}")
+            while chunk := cursor.fetchmany(page):
+                yield [_log_outcome(r) for r in chunk]
 
     def search_rows(self, run_id: str, text: str, limit: int = 50) -> list[RowOutcome]:
         """Rows whose key is ``text``; failing that, rows whose key contains it."""
@@ -202,7 +262,10 @@ class RunReader:
             .order_by(run_rows.c.id)
             .limit(limit)
         )
-        return self._outcomes(query)
+        found = self._outcomes(query)
+        if len(found) < limit and self._logged(run_id, None):
+            found += self._log_rows(run_id, {}, limit - len(found), 0, contains=text)
+        return found
 
     def row_counts(self, run_id: str) -> dict[tuple[str, str], int]:
         """How many rows of a run ended in each ``(op, status)`` pair."""
@@ -212,7 +275,16 @@ class RunReader:
             .group_by(run_rows.c.op, run_rows.c.status)
         )
         with self._read() as conn:
-            return {(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)}
+            out = {(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)}
+        if self._logged(run_id, None):
+            sql = "SELECT op, status, count(*) FROM {log} GROUP BY op, status"
+            for op, st, n in self._log_query(run_id, sql, []):
+                out[(str(op), str(st))] = out.get((str(op), str(st)), 0) + int(n)
+        return out
+
+    def has_row_log(self, run_id: str) -> bool:
+        """Whether the run's ok and skipped rows are in a row log this reader can see."""
+        return self._row_logs is not None and self._row_logs.exists(run_id)
 
     # -- HTTP calls ----------------------------------------------------------------------
 
@@ -251,9 +323,16 @@ class RunReader:
             .limit(limit)
         )
         out: dict[str, list[tuple[str, str]]] = {}
+        taken = 0
         with self._read() as conn:
             for row in conn.execute(query):
                 out.setdefault(str(row[0]), []).append((str(row[1]), str(row[2])))
+                taken += 1
+        if taken < limit and self._logged(run_id, None):
+            marks = ", ".join("?" for _ in call_ids)
+            sql = f"SELECT call_id, key, status FROM {{log}} WHERE call_id IN ({marks}) LIMIT ?"
+            for call_id, key, st in self._log_query(run_id, sql, [*call_ids, limit - taken]):
+                out.setdefault(str(call_id), []).append((str(key), str(st)))
         return out
 
     def call_row_counts(self, run_id: str, call_ids: Sequence[str]) -> dict[str, int]:
@@ -266,13 +345,57 @@ class RunReader:
             .group_by(run_rows.c.call_id)
         )
         with self._read() as conn:
-            return {str(r[0]): int(r[1]) for r in conn.execute(query)}
+            out = {str(r[0]): int(r[1]) for r in conn.execute(query)}
+        if self._logged(run_id, None):
+            marks = ", ".join("?" for _ in call_ids)
+            sql = f"SELECT call_id, count(*) FROM {{log}} WHERE call_id IN ({marks}) GROUP BY 1"
+            for call_id, n in self._log_query(run_id, sql, list(call_ids)):
+                out[str(call_id)] = out.get(str(call_id), 0) + int(n)
+        return out
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _records(self, query: Select[Any]) -> list[RunRecord]:
         with self._read() as conn:
             return [record_from_row(row) for row in conn.execute(query)]
+
+    def _logged(self, run_id: str, status: str | None) -> bool:
+        """Whether rows of this status (None: any) may be in the run's row log."""
+        if status is not None and status not in LOGGED:
+            return False
+        return self.has_row_log(run_id)
+
+    def _log_query(self, run_id: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        assert self._row_logs is not None
+        with self._row_logs.relation(run_id) as found:
+            if found is None:  # deleted by retention since it was looked for
+                return []
+            cursor, source = found
+            return [tuple(r) for r in cursor.execute(sql.format(log=source), params).fetchall()]
+
+    def _log_rows(
+        self,
+        run_id: str,
+        filters: dict[str, str | None],
+        limit: int,
+        offset: int,
+        *,
+        contains: str | None = None,
+    ) -> list[RowOutcome]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in filters.items():
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if contains is not None:
+            where.append("contains(key, ?)")
+            params.append(contains)
+        sql = f"SELECT {', '.join(LOG_COLUMNS)} FROM {{log}}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " LIMIT ? OFFSET ?"
+        return [_log_outcome(r) for r in self._log_query(run_id, sql, [*params, limit, offset])]
 
     def _outcomes(self, query: Select[Any]) -> list[RowOutcome]:
         with self._read() as conn:
@@ -355,6 +478,18 @@ def outcome_from_row(row: Row[Any]) -> RowOutcome:
         error=row.error,
         operation=row.operation,
         call_id=row.call_id,
+    )
+
+
+def _log_outcome(row: Sequence[Any]) -> RowOutcome:
+    """A RowOutcome from a row of a run's row log (columns in ``rowlog.COLUMNS`` order)."""
+    return RowOutcome(
+        key=row[0],
+        op=RowOp(row[1]),
+        status=RowStatus(row[2]),
+        error=row[3],
+        operation=row[4],
+        call_id=row[5],
     )
 
 

@@ -1,5 +1,8 @@
 """The metadata store: run records, per-row outcomes and the API-call log.
 
+Per-row outcomes that went well (ok, skipped) go to the run's row log beside the store
+when it has one (:mod:`backhaul.state.rowlog`); rejected and invalid rows always come here.
+
 :class:`RunStore` writes (and migrates); it extends :class:`backhaul.state.reader.RunReader`,
 which holds every query, so code that only reads can be handed a ``RunReader``.
 
@@ -11,6 +14,7 @@ the Alembic migrations in ``state/migrations``, run in-process by :meth:`RunStor
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,7 +26,7 @@ import pyarrow as pa
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -39,9 +43,12 @@ from backhaul.state.reader import (
     normalise_url,
     record_from_row,
 )
+from backhaul.state.rowlog import LOGGED, RowLogs, split_outcomes
+from backhaul.state.rowlog import SCHEMA as LOG_SCHEMA
 from backhaul.state.tables import http_calls, run_rows, runs
 from backhaul.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 INTERRUPTED = "interrupted (process ended before the run finished)"
 _CHUNK = 10_000  # rows per executemany: bounds memory while keeping round trips few
@@ -61,11 +68,12 @@ class RunStore(RunReader):
     """
 
     @classmethod
-    def open(cls, url: str) -> RunStore:
+    def open(cls, url: str, row_logs: RowLogs | None = None) -> RunStore:
         """Connect and migrate the schema to the latest version.
 
         Creates the folder of a SQLite file if needed. Several processes may open the same
-        store at once: migrations are serialised by a database lock.
+        store at once: migrations are serialised by a database lock. With ``row_logs``, runs
+        keep their ok and skipped rows there rather than in the ``run_rows`` table.
         """
         parsed = normalise_url(url)
         if parsed.get_backend_name() == "sqlite" and not is_memory(parsed):
@@ -74,7 +82,7 @@ class RunStore(RunReader):
             if reason not in (None, "does not exist"):  # never open a pipe or a folder
                 raise StoreError(f"the run store {path} {reason}; move it away and run again")
             path.parent.mkdir(parents=True, exist_ok=True)
-        store = cls(url)
+        store = cls(url, row_logs)
         try:
             store.upgrade()
         except BaseException:
@@ -195,10 +203,26 @@ class RunStore(RunReader):
                         **values,
                     )
                 )
+        self._close_row_log(summary.run_id)
 
     def add_rows(self, run_id: str, rows: Sequence[RowOutcome]) -> None:
-        """Insert per-row outcomes in bulk (chunked ``executemany``)."""
+        """Record per-row outcomes: ok and skipped ones in the run's row log (when the store
+        has row logs), the others in the ``run_rows`` table (chunked ``executemany``)."""
         if not rows:
+            return
+        if self._row_logs is not None and any(r.status in LOGGED for r in rows):
+            table = pa.table(
+                {
+                    "key": [r.key for r in rows],
+                    "op": [RowOp(r.op).value for r in rows],
+                    "status": [str(r.status) for r in rows],
+                    "error": [r.error for r in rows],
+                    "operation": [r.operation for r in rows],
+                    "call_id": [r.call_id for r in rows],
+                },
+                schema=LOG_SCHEMA,
+            )
+            self.add_row_table(run_id, table)
             return
         with self._write() as conn:
             for start in range(0, len(rows), _CHUNK):
@@ -217,11 +241,21 @@ class RunStore(RunReader):
                 conn.execute(insert(run_rows), chunk)
 
     def add_row_table(self, run_id: str, table: pa.Table) -> None:
-        """Insert per-row outcomes given as columns (key, op, status, error, operation, call_id).
+        """Record per-row outcomes given as columns (key, op, status, error, operation,
+        call_id), never building a Python object per ok row.
 
-        The fast path for large runs: values go to the driver's ``executemany`` without
-        building a Python object per row.
+        With row logs, ok and skipped rows are appended to the run's log in one write and
+        only rejected and invalid ones are inserted; without, every row is inserted.
         """
+        if not table.num_rows:
+            return
+        if self._row_logs is not None:
+            logged, table = split_outcomes(table)
+            if logged.num_rows and not self._row_logs.append(run_id, logged):
+                table = pa.concat_tables([table, logged])  # the run's log is closed
+        self._insert_row_table(run_id, table)
+
+    def _insert_row_table(self, run_id: str, table: pa.Table) -> None:
         if not table.num_rows:
             return
         sql = (
@@ -245,6 +279,39 @@ class RunStore(RunReader):
                     )
                 )
                 conn.exec_driver_sql(sql, params)
+
+    def prune_row_logs(self, now: datetime | None = None) -> int:
+        """Apply row-log retention: delete the logs of runs older than ``keep_days`` or
+        beyond the newest ``keep_runs`` of their sync. Run records and the rejected and
+        invalid rows in the store stay. Returns how many runs' logs were deleted."""
+        logs = self._row_logs
+        if logs is None:
+            return 0
+        found = logs.run_ids()
+        known: dict[str, tuple[str, datetime, bool]] = {}
+        with self._read() as conn:
+            for start in range(0, len(found), 500):
+                query = select(runs.c.id, runs.c.sync, runs.c.started_at, runs.c.status).where(
+                    runs.c.id.in_(found[start : start + 500])
+                )
+                for row in conn.execute(query):
+                    running = row.status == RunStatus.RUNNING.value
+                    known[row.id] = (row.sync, row.started_at, running)
+        expired = logs.expired(known, now)
+        for run_id in expired:
+            logs.delete(run_id)
+        if expired:
+            log.info("row logs: deleted those of %d runs (retention)", len(expired))
+        return len(expired)
+
+    def _close_row_log(self, run_id: str) -> None:
+        """Turn a run's row log into Parquet; a failure leaves the stream, still readable."""
+        if self._row_logs is None:
+            return
+        try:
+            self._row_logs.finish(run_id)
+        except Exception as exc:  # the run's record is written; its log stays a stream
+            log.warning("could not compact the row log of run %s: %s", run_id, exc)
 
     def add_calls(self, run_id: str, calls: Sequence[HttpCall]) -> None:
         """Insert recorded HTTP calls (already redacted by the recorder)."""
@@ -281,13 +348,17 @@ class RunStore(RunReader):
         belongs to a process that ended without finishing it. The finish time stays empty
         because nobody knows when that process stopped.
         """
+        running = runs.c.sync == sync, runs.c.status == RunStatus.RUNNING.value
         with self._write() as conn:
+            abandoned = [r[0] for r in conn.execute(select(runs.c.id).where(*running))]
             result = conn.execute(
                 update(runs)
-                .where(runs.c.sync == sync, runs.c.status == RunStatus.RUNNING.value)
+                .where(*running)
                 .values(status=RunStatus.FAILED.value, error=INTERRUPTED)
             )
-            return int(result.rowcount)
+        for run_id in abandoned:  # what the killed run logged up to its last checkpoint
+            self._close_row_log(run_id)
+        return int(result.rowcount)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -133,7 +133,7 @@ def create_app(
     project = load_project(project_dir)
     settings = settings or WebSettings.for_project(project)
     secret_key = settings.secret_key or load_secret(project.state_dir)
-    store = RunStore.open(project.metadata_url)
+    store = RunStore.open(project.metadata_url, project.row_logs)
     users = UserStore(store)
     lifetimes = SessionLifetimes(
         idle_timeout=timedelta(seconds=settings.session_idle_timeout),
