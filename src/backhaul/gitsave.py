@@ -15,6 +15,12 @@ lock held for the whole save:
    when other files are staged or changed. A failed commit (a refusing hook) puts the
    previous text back too.
 
+With ``branch`` (a draft branch when approval is on, see :mod:`backhaul.drafts`) the file
+is committed on that branch instead, without touching the checked-out files: the branch's
+version is read and checked against ``base``, the project is validated as that branch
+would hold it (unpacked in a temporary folder), and the commit is made with Git's
+plumbing (no hooks run).
+
 Outside a Git repository the file is written and validated the same way; the caller
 records the save in the audit log. Git is driven through its command line (see
 docs/architecture.md for why).
@@ -172,6 +178,52 @@ class Repo:
         self.run("commit", "--quiet", "--only", "-m", message, "--", rel, env=env)
         return self.run("rev-parse", "HEAD").strip()
 
+    def current_branch(self) -> str | None:
+        """The branch checked out (None: a detached ``HEAD``)."""
+        try:
+            return self.run("symbolic-ref", "--quiet", "--short", "HEAD").strip() or None
+        except SaveError:
+            return None
+
+    def tip(self, branch: str) -> str | None:
+        """The commit ``branch`` points at (None: no such branch)."""
+        try:
+            return self.run("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").strip()
+        except SaveError:
+            return None
+
+    def show(self, commit: str, path: str) -> str | None:
+        """``path`` (from the top of the repository) at ``commit``; None when not there."""
+        try:
+            return self.run("cat-file", "blob", f"{commit}:{path}")
+        except SaveError:
+            return None
+
+    def commit_on(
+        self, branch: str, parent: str, path: str, text: str, message: str, author: Author
+    ) -> str:
+        """Commit ``text`` as ``path`` on ``branch`` on top of ``parent``, without the
+        working tree or the index; the branch must still be at ``parent`` (else refused)."""
+        with tempfile.TemporaryDirectory(prefix="backhaul-draft-") as tmp:
+            staged = Path(tmp) / "blob"
+            staged.write_text(text, encoding="utf-8", newline="")
+            blob = self.run("hash-object", "-w", f"--path={path}", "--", str(staged)).strip()
+            index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.run("read-tree", parent, env=index)
+            listed = self.run("ls-tree", parent, "--", path).split()
+            mode = listed[0] if listed and listed[0] in ("100644", "100755") else "100644"
+            self.run("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", env=index)
+            tree = self.run("write-tree", env=index).strip()
+        env = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email}
+        if not self._configured("user.name") or not self._configured("user.email"):
+            env |= {"GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
+        commit = self.run("commit-tree", tree, "-p", parent, "-m", message, env=env).strip()
+        old = self.tip(branch) or "0" * 40
+        if old not in ("0" * 40, parent):
+            raise SaveConflict(f"branch `{branch}` moved during the save: save again")
+        self.run("update-ref", "-m", message, f"refs/heads/{branch}", commit, old)
+        return commit
+
     def unstage(self, rel: str) -> None:
         """Put the index entry of ``rel`` back to the last commit (or drop a new file)."""
         if self.has_head():
@@ -253,6 +305,8 @@ def save_file(
     base: str | None = None,
     validate: Validator = project_problems,
     lock_dir: Path | None = None,
+    branch: str | None = None,
+    start: str = "HEAD",
 ) -> SaveResult:
     """Write ``root/rel``, validate the project, and commit the file when in Git.
 
@@ -267,6 +321,10 @@ def save_file(
         validate: Returns the problems of the project in a folder; default: the checks of
             ``backhaul validate --offline``.
         lock_dir: Where the lock file goes outside Git (default: ``root/.backhaul``).
+        branch: Commit on this branch (created from ``start`` when missing) rather than
+            on the checked-out one; the working tree is left as it is. Ignored when it
+            is the branch checked out; refused outside Git.
+        start: Where a new ``branch`` starts (a branch name or commit).
 
     Raises:
         SaveConflict: A merge or rebase is in progress, the file has uncommitted changes,
@@ -281,8 +339,14 @@ def save_file(
     rel = target.relative_to(root).as_posix()
     repo = Repo.find(root)
     lock = (repo.git_dir if repo else (lock_dir or root / ".backhaul")) / LOCK_FILE
+    if branch is not None and repo is None:
+        raise SaveError(f"{root} is not in a Git repository: cannot save on branch `{branch}`")
     with _locked(lock):
         in_git = repo.path_of(target) if repo is not None else rel
+        if repo is not None and branch is not None and branch != repo.current_branch():
+            return _save_on_branch(
+                repo, root, rel, in_git, text, author, message, base, validate, branch, start
+            )
         if repo is not None:
             busy = repo.in_progress()
             if busy:
@@ -317,6 +381,48 @@ def save_file(
                     repo.unstage(in_git)
             raise
         return SaveResult(rel, True, commit, text)
+
+
+def _save_on_branch(
+    repo: Repo,
+    root: Path,
+    rel: str,
+    in_git: str,
+    text: str,
+    author: Author,
+    message: str,
+    base: str | None,
+    validate: Validator,
+    branch: str,
+    start: str,
+) -> SaveResult:
+    """:func:`save_file` on a branch that is not checked out (the caller holds the lock)."""
+    from backhaul.review.revisions import repository, unpacked
+
+    parent = repo.tip(branch)
+    if parent is None:
+        try:
+            parent = repo.run("rev-parse", "--verify", "--quiet", f"{start}^{{commit}}").strip()
+        except SaveError:
+            raise SaveError(f"cannot start branch `{branch}`: `{start}` is not a commit") from None
+    before = repo.show(parent, in_git)
+    if base is not None and text_hash(before) != base:
+        raise SaveConflict(
+            f"{rel} changed on `{branch}` since you opened it: reopen it to see the new "
+            "version, then make your change again"
+        )
+    if before == text:
+        return SaveResult(rel, False, None, text)
+    with unpacked(repository(root), parent, root) as revision:
+        folder = revision.folder
+        if not folder.is_dir():
+            raise SaveError(f"`{branch}` holds no project at {root}")
+        _write(folder / rel, text)
+        problems = validate(folder)
+    if problems:
+        raise InvalidContent(problems)
+    commit = repo.commit_on(branch, parent, in_git, text, message, author)
+    return SaveResult(rel, True, commit, text)
 
 
 __all__ = [

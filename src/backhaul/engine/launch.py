@@ -5,6 +5,10 @@
 ``backhaul validate`` checks it (:func:`backhaul.config.checks.check_syncs`); a sync that
 fails its checks is recorded as a ``failed`` run carrying the first error line, and
 nothing is read, planned or sent for it. Each sync fails alone: the others still run.
+
+Before the checks comes the approval gate (:func:`backhaul.approval.check`): with
+``approval: {required: true}`` a run from a commit no admin approved, or from a tree with
+uncommitted changes, is refused and recorded the same way, so no caller runs around it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from backhaul import approval
 from backhaul.config.checks import check_syncs
 from backhaul.config.project import Project
 from backhaul.engine.runner import new_run_id, run_sync
-from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
+from backhaul.errors import ApprovalRequired, BackhaulError, ConfigError, ConfigErrors
 from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore, tee
 from backhaul.observe.traces import trace_sink
 from backhaul.summary import RunStatus, RunSummary
@@ -47,13 +52,25 @@ def run_checked(
             many syncs at once opens each warehouse once); checked here when None.
 
     Returns:
-        The run's summary. A refused run has ``problems`` set, status ``failed`` and exit
-        code 2; its state is untouched.
+        The run's summary. A refused run (its checks failed, or its commit is not approved)
+        has ``problems`` set, status ``failed`` and exit code 2; its state is untouched.
     """
     if not project.broken_errors("syncs", name):
         project.sync(name)  # an unknown name is the caller's mistake, not a run
     if (traces := trace_sink()) is not None:  # OTEL_TRACES_EXPORTER=otlp
         events = tee(events, traces)
+    try:
+        approval.check(project, store)
+    except ApprovalRequired as exc:
+        return record_failed(
+            project,
+            name,
+            exc.message,
+            store=store,
+            events=events,
+            trigger=trigger,
+            problems=[exc.message],
+        )
     found = list(problems) if problems is not None else check_syncs(project, [name])[name]
     if not found:
         try:
