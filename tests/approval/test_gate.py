@@ -18,6 +18,7 @@ from tests.schedule.test_workers import Workers, _defer, _until
 
 from backhaul import api
 from backhaul.approval import ApprovalStore, approve, required
+from backhaul.errors import BackhaulError
 from backhaul.schedule.local import LocalLauncher
 from backhaul.schedule.scheduler import Scheduler
 from backhaul.state.store import RunRecord
@@ -103,7 +104,9 @@ def test_a_direct_git_commit_on_an_approved_one_waits_for_its_own_approval(
 
     listed = repo.cli("approvals")
     assert listed.returncode == 0, listed.stderr
-    assert "Bigger batches" in listed.stdout and f"HEAD {second[:10]} is not approved" in listed.stdout
+    assert (
+        "Bigger batches" in listed.stdout and f"HEAD {second[:10]} is not approved" in listed.stdout
+    )
 
     assert cli_approve(repo, second[:10]).returncode == 0
     out = repo.cli("run", "s")
@@ -147,9 +150,8 @@ def test_approving_an_unknown_commit_is_a_clear_error(repo: Builder) -> None:
     out = cli_approve(repo, "deadbeef")
     assert out.returncode == 1
     assert "`deadbeef` is not a commit of the repository" in out.stderr
-    with api.open_store(repo.load()) as store:
-        with pytest.raises(Exception, match="needs a name"):
-            approve(repo.load(), store, "HEAD", by=" ", via="cli")
+    with api.open_store(repo.load()) as store, pytest.raises(BackhaulError, match="a name"):
+        approve(repo.load(), store, "HEAD", by=" ", via="cli")
 
 
 def test_the_scheduler_records_a_refused_run_and_keeps_going(project: Builder) -> None:
