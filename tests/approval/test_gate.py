@@ -146,6 +146,25 @@ def test_switching_approval_off_needs_an_approved_commit(repo: Builder) -> None:
     assert repo.run("s").status is RunStatus.SUCCEEDED  # off, by an approved commit
 
 
+def test_the_json_outputs_match_their_shapes(repo: Builder) -> None:
+    import json
+
+    import jsonschema
+
+    from backhaul.cli.shapes import output_schema
+
+    waiting = json.loads(repo.cli("approvals", "--json").stdout)
+    jsonschema.validate(waiting, output_schema("approvals"))
+    assert waiting["required"] is True and waiting["head"] == head(repo)
+    assert [c["subject"] for c in waiting["commits"]] == ["First sync"]
+    done = json.loads(cli_approve(repo, "--json").stdout)
+    jsonschema.validate(done, output_schema("approve"))
+    assert done["commit"] == head(repo) and done["via"] == "cli"
+    after = json.loads(repo.cli("approvals", "--json").stdout)
+    jsonschema.validate(after, output_schema("approvals"))
+    assert after["commits"] == [] and after["recent"][0]["approved_by"] == "ada"
+
+
 def test_approving_an_unknown_commit_is_a_clear_error(repo: Builder) -> None:
     out = cli_approve(repo, "deadbeef")
     assert out.returncode == 1
