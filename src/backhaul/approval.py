@@ -8,8 +8,9 @@ With ``approval: {required: true}`` in backhaul.yml a run may start only when
 
 An approval covers exactly one commit: a commit made on top of an approved one, from the
 web app or with ``git commit``, waits for its own approval. :func:`check` is the one gate;
-``engine.launch.run_checked`` calls it before every run (``backhaul run``, the scheduler,
-the workers, the web app's Run now, the Python API), so no path starts a run around it.
+``engine.runner.run_sync`` calls it before it opens anything, so every run meets it
+(``backhaul run``, the scheduler, the workers, the web app's Run now, the Python API);
+``engine.launch.run_checked`` records a refusal as a failed run.
 Dry runs (``plan``) send nothing and are not gated.
 
 Approvals live in the metadata store (table ``approvals``), not in Git: anyone who can push

@@ -228,3 +228,34 @@ def test_a_queued_run_on_a_worker_meets_the_same_gate(
     _until("the approved run", lambda: len(runs()) == 2, workers)
     _until("it to finish", lambda: runs()[0].status is not RunStatus.RUNNING, workers)
     assert runs()[0].status is RunStatus.SUCCEEDED
+
+
+def test_a_wrong_setting_names_its_file_line_and_key(project: Builder) -> None:
+    project.write(
+        "backhaul.yml",
+        "name: t\napproval:\n  required: maybe\n  branch: 'a..b'\n  reviewers: 2\n",
+    )
+    out = project.cli("validate", "--offline")
+    assert out.returncode == 2
+    assert "backhaul.yml:3: approval.required: must be a valid boolean" in out.stderr
+    assert "backhaul.yml:4: approval.branch: `a..b` is not a Git branch name" in out.stderr
+    assert "backhaul.yml:5: approval.reviewers: unknown key `reviewers`" in out.stderr
+
+
+def test_outside_git_approval_refuses_every_run(project: Builder) -> None:
+    project.write("backhaul.yml", {"name": "t", "approval": {"required": True}})
+    project.users(2)
+    project.sqlite_destination()
+    project.sync("s")
+    refused = project.run("s")
+    assert refused.status is RunStatus.FAILED
+    assert "is not in a Git repository with a commit" in (refused.error or "")
+
+
+def test_the_low_level_run_sync_meets_the_gate_too(repo: Builder) -> None:
+    from backhaul.engine.runner import run_sync
+    from backhaul.errors import ApprovalRequired
+
+    with api.open_store(repo.load()) as store, pytest.raises(ApprovalRequired, match="approve"):
+        run_sync(repo.load(), "s", store=store)
+    assert not repo.state_file("s").exists()  # refused before anything was opened

@@ -6,9 +6,10 @@
 fails its checks is recorded as a ``failed`` run carrying the first error line, and
 nothing is read, planned or sent for it. Each sync fails alone: the others still run.
 
-Before the checks comes the approval gate (:func:`backhaul.approval.check`): with
-``approval: {required: true}`` a run from a commit no admin approved, or from a tree with
-uncommitted changes, is refused and recorded the same way, so no caller runs around it.
+With ``approval: {required: true}``, :func:`backhaul.engine.runner.run_sync` refuses to
+start from a commit no admin approved, or from a tree with uncommitted changes
+(:func:`backhaul.approval.check`, before anything is opened); that refusal is recorded
+the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from backhaul import approval
 from backhaul.config.checks import check_syncs
 from backhaul.config.project import Project
 from backhaul.engine.runner import new_run_id, run_sync
@@ -59,18 +59,6 @@ def run_checked(
         project.sync(name)  # an unknown name is the caller's mistake, not a run
     if (traces := trace_sink()) is not None:  # OTEL_TRACES_EXPORTER=otlp
         events = tee(events, traces)
-    try:
-        approval.check(project, store)
-    except ApprovalRequired as exc:
-        return record_failed(
-            project,
-            name,
-            exc.message,
-            store=store,
-            events=events,
-            trigger=trigger,
-            problems=[exc.message],
-        )
     found = list(problems) if problems is not None else check_syncs(project, [name])[name]
     if not found:
         try:
@@ -86,6 +74,17 @@ def run_checked(
             )
         except ConfigError as exc:  # found only while opening (a connector's own check)
             found = problems_of(exc)
+        except ApprovalRequired as exc:  # the gate at the top of run_sync
+            lines = [exc.message]
+            return record_failed(
+                project,
+                name,
+                exc.message,
+                store=store,
+                events=events,
+                trigger=trigger,
+                problems=lines,
+            )
     return record_refused(project, name, found, store=store, events=events, trigger=trigger)
 
 
