@@ -259,3 +259,16 @@ def test_the_low_level_run_sync_meets_the_gate_too(repo: Builder) -> None:
     with api.open_store(repo.load()) as store, pytest.raises(ApprovalRequired, match="approve"):
         run_sync(repo.load(), "s", store=store)
     assert not repo.state_file("s").exists()  # refused before anything was opened
+
+
+def test_a_review_of_a_revision_whose_sql_fails_names_the_file(repo: Builder) -> None:
+    assert cli_approve(repo).returncode == 0
+    repo.model("users", "SELECT * FROM users WHERE")  # a syntax error, in models/users.sql
+    git(repo.root, "add", ".")
+    git(repo.root, "commit", "-qm", "Broken SQL")
+    git(repo.root, "checkout", "-q", "-b", "backhaul/draft-ed-models-users")
+    git(repo.root, "checkout", "-q", "main")
+    git(repo.root, "reset", "-q", "--hard", "HEAD~")
+    out = repo.cli("diff-config", "HEAD", "--to", "backhaul/draft-ed-models-users")
+    assert out.returncode == 0, out.stderr
+    assert "cannot plan: models/users.sql:1: sql: the model SQL fails" in out.stdout

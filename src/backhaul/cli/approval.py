@@ -124,12 +124,19 @@ def approvals_command(project_dir: ProjectDir = Path("."), as_json: JsonOption =
         for c in waiting.commits:
             table.add_row(c.short, escape(c.author), f"{c.at:%Y-%m-%d %H:%M}", escape(c.subject))
         out.print(table)
-        since = f" since {waiting.base[:10]}" if waiting.base else ""
-        out.print(
-            f"HEAD {waiting.head[:10]} is not approved ({len(waiting.commits)} commit(s){since}): "
-            f"review with `backhaul diff-config {waiting.base[:10] if waiting.base else 'REV'} "
-            f"--to HEAD`, then `backhaul approve {waiting.head[:10]}`"
-        )
+        short = waiting.head[:10]
+        count = f"{len(waiting.commits)} commit(s)"
+        if waiting.base:
+            base = waiting.base[:10]
+            out.print(
+                f"HEAD {short} is not approved ({count} since {base}): review with "
+                f"`backhaul diff-config {base} --to HEAD`, then `backhaul approve {short}`"
+            )
+        else:
+            out.print(
+                f"HEAD {short} is not approved ({count}, none approved before): "
+                f"review them, then `backhaul approve {short}`"
+            )
     else:
         out.print(f"HEAD {waiting.head[:10]} is approved")
     if waiting.dirty:

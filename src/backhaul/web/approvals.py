@@ -207,7 +207,8 @@ def review_of(project: Project, old: str, new: str) -> ReviewOut:
                 errors=list(plan.errors) if plan else [],
             )
         )
-    return ReviewOut(text=text(found), definitions=[c.text for c in found.definitions], syncs=syncs)
+    definitions = [f"{c.scope} {c.name}: {c.text}" for c in found.definitions]
+    return ReviewOut(text=text(found), definitions=definitions, syncs=syncs)
 
 
 def state(project: Project, store: Any, *, reviews: bool) -> ApprovalsOut:
