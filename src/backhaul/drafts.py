@@ -129,12 +129,21 @@ def find(root: Path, approved: str, branch: str) -> Draft:
     raise SaveError(f"there is no draft `{branch}` (approved or rejected already?)")
 
 
-def merge(root: Path, approved: str, branch: str, *, by: Author, tip: str | None = None) -> str:
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A merged draft: the approved branch's commit before and after."""
+
+    before: str
+    commit: str
+
+
+def merge(root: Path, approved: str, branch: str, *, by: Author, tip: str | None = None) -> Merged:
     """Merge the draft ``branch`` into the checked-out branch ``approved`` and delete it.
 
     A fast-forward when the draft starts from the approved branch's tip; otherwise a merge
     commit authored and committed by ``by``. ``tip`` (the commit the admin reviewed)
-    refuses a draft that moved since. Returns the approved branch's new commit.
+    refuses a draft that moved since. Returns the approved branch's commits before and
+    after.
 
     Raises:
         SaveConflict: the checkout is not on ``approved``, the draft moved, a merge is in
@@ -164,6 +173,7 @@ def merge(root: Path, approved: str, branch: str, *, by: Author, tip: str | None
             raise SaveConflict(
                 f"draft `{branch}` changed since you reviewed it: reload the page and review it again"
             )
+        before = repo.run("rev-parse", "HEAD").strip()
         env = {
             "GIT_AUTHOR_NAME": by.name,
             "GIT_AUTHOR_EMAIL": by.email,
@@ -183,7 +193,7 @@ def merge(root: Path, approved: str, branch: str, *, by: Author, tip: str | None
                 ) from None
         head = repo.run("rev-parse", "HEAD").strip()
         repo.run("update-ref", "-d", f"refs/heads/{branch}", now)
-        return head
+        return Merged(before, head)
 
 
 def discard(root: Path, branch: str, *, tip: str | None = None) -> None:
@@ -208,4 +218,4 @@ def discard(root: Path, branch: str, *, tip: str | None = None) -> None:
         repo.run("update-ref", "-d", f"refs/heads/{branch}", now)
 
 
-__all__ = ["PREFIX", "Draft", "branch_for", "discard", "drafts", "find", "merge"]
+__all__ = ["PREFIX", "Draft", "Merged", "branch_for", "discard", "drafts", "find", "merge"]

@@ -89,12 +89,19 @@ def run_now(client: httpx.Client) -> dict[str, Any]:
     answer = client.post("/api/v1/syncs/s/runs")
     assert answer.status_code == 202, answer.text
     run_id = answer.json()["run_id"]
-    for _ in range(600):  # a bounded wait for the run's thread, never asserted on
+    end = time.monotonic() + 300  # a bounded wait for the run's thread, never asserted on
+    while True:
         found: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
         if found["status"] not in ("running", "queued"):
             return found
+        if time.monotonic() > end:
+            raise AssertionError(f"run {run_id} did not finish: {found}")
         time.sleep(0.1)
-    raise AssertionError(f"run {run_id} did not finish")
+
+
+def succeeded(client: httpx.Client) -> None:
+    found = run_now(client)
+    assert found["status"] == "succeeded", found
 
 
 def save(client: httpx.Client, name: str, base: str = "") -> httpx.Response:
@@ -109,8 +116,8 @@ def test_run_now_is_refused_until_an_admin_approves(
 ) -> None:
     first = head(env)
     refused = run_now(clients[Role.OPERATOR])
-    assert refused["status"] == "failed"
-    assert f"commit {first[:10]} is not approved to run" in refused["error"]
+    assert refused["status"] == "failed", refused
+    assert f"commit {first[:10]} is not approved to run" in refused["error"], refused
 
     for role in (Role.VIEWER, Role.OPERATOR, Role.EDITOR):
         answer = clients[role].post(f"/api/v1/approvals/commits/{first}")
@@ -118,22 +125,22 @@ def test_run_now_is_refused_until_an_admin_approves(
     approved = clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}")
     assert approved.status_code == 200, approved.text
     assert approved.json()["approved_by"] == "admin_user"
-    assert run_now(clients[Role.OPERATOR])["status"] == "succeeded"
+    succeeded(clients[Role.OPERATOR])
 
     # A direct `git commit` on top of the approved commit waits for its own approval.
     write(env.root, "syncs/s.yml", (env.root / "syncs/s.yml").read_text() + "batch_size: 7\n")
     git(env.root, "commit", "-qam", "Smaller batches")
     second = head(env)
     refused = run_now(clients[Role.OPERATOR])
-    assert refused["status"] == "failed" and second[:10] in refused["error"]
+    assert refused["status"] == "failed" and second[:10] in refused["error"], refused
     listed = clients[Role.EDITOR].get("/api/v1/approvals", params={"review": "true"}).json()
     assert listed["required"] is True and listed["approved"] is False
     assert [c["subject"] for c in listed["commits"]] == ["Smaller batches"]
     assert listed["approved_base"] == first
-    assert listed["review"]["error"] is None
+    assert listed["review"]["error"] is None, listed["review"]
     assert any(s["sync"] == "s" for s in listed["review"]["syncs"])
     assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{second}").status_code == 200
-    assert run_now(clients[Role.OPERATOR])["status"] == "succeeded"
+    succeeded(clients[Role.OPERATOR])
 
 
 def test_an_editors_save_is_a_draft_until_an_admin_approves_it(
@@ -155,7 +162,7 @@ def test_an_editors_save_is_a_draft_until_an_admin_approves_it(
     assert git(env.root, "log", "-1", "--format=%an|%s", DRAFT).strip() == (
         "editor_user|Create audience enterprise"
     )
-    assert run_now(clients[Role.OPERATOR])["status"] == "succeeded"
+    succeeded(clients[Role.OPERATOR])
 
     # A second save from the text the editor got back lands on the same draft.
     again = clients[Role.EDITOR].put(
@@ -197,7 +204,7 @@ def test_an_editors_save_is_a_draft_until_an_admin_approves_it(
     assert "description: Big accounts" in (env.root / "audiences/enterprise.yml").read_text()
     assert git(env.root, "branch", "--list", DRAFT).strip() == ""
     assert clients[Role.VIEWER].get("/api/v1/models/enterprise").status_code == 200  # reloaded
-    assert run_now(clients[Role.OPERATOR])["status"] == "succeeded"
+    succeeded(clients[Role.OPERATOR])
 
     audit = clients[Role.ADMIN].get("/api/v1/audit").json()
     actions = [e["action"] for e in audit]
@@ -220,7 +227,7 @@ def test_a_rejected_draft_is_deleted_and_an_admins_save_approves_itself(
     answer = save(clients[Role.ADMIN], "enterprise")
     assert answer.status_code == 200, answer.text
     assert answer.json()["draft"] is None and answer.json()["commit"] == head(env)
-    assert run_now(clients[Role.OPERATOR])["status"] == "succeeded"
+    succeeded(clients[Role.OPERATOR])
     recent = clients[Role.VIEWER].get("/api/v1/approvals").json()["recent"]
     assert recent[0]["via"] == "save" and recent[0]["commit"] == head(env)
 
@@ -235,3 +242,31 @@ def test_a_rejected_draft_is_deleted_and_an_admins_save_approves_itself(
     )
     assert answer.status_code == 200, answer.text
     assert run_now(clients[Role.OPERATOR])["status"] == "failed"
+
+
+def test_a_draft_merged_onto_unapproved_commits_is_not_approved_by_the_merge(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    assert save(clients[Role.EDITOR], "enterprise").status_code == 200
+    write(env.root, "syncs/s.yml", (env.root / "syncs/s.yml").read_text() + "batch_size: 7\n")
+    git(env.root, "commit", "-qam", "Smaller batches, not reviewed")
+    unreviewed = head(env)
+
+    merged = clients[Role.ADMIN].post(f"/api/v1/approvals/drafts/{DRAFT}/approve")
+    assert merged.status_code == 200, merged.text
+    body = merged.json()
+    assert body["approval"] is None  # the admin reviewed the draft, not "Smaller batches"
+    assert git(env.root, "rev-parse", "HEAD^1").strip() == unreviewed  # a merge commit
+    assert git(env.root, "log", "-1", "--format=%an", "HEAD").strip() == "admin_user"
+    assert (env.root / "audiences/enterprise.yml").exists()
+    refused = run_now(clients[Role.OPERATOR])
+    assert refused["status"] == "failed" and body["commit"][:10] in refused["error"], refused
+
+    listed = clients[Role.ADMIN].get("/api/v1/approvals").json()
+    assert listed["approved_base"] == first and len(listed["commits"]) == 3
+    assert (
+        clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{body['commit']}").status_code == 200
+    )
+    succeeded(clients[Role.OPERATOR])

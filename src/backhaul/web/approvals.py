@@ -170,8 +170,11 @@ class DraftDecisionIn(BaseModel):
 
 class DraftApprovedOut(BaseModel):
     branch: str
-    commit: str = Field(description="The approved branch's new commit, now approved")
-    approval: ApprovalOut
+    commit: str = Field(description="The approved branch's new commit")
+    approval: ApprovalOut | None = Field(
+        description="Its approval; null when the branch's commit before the merge was not "
+        "approved (the result then waits for an admin's approval of its own)"
+    )
 
 
 def _approval_out(found: approval.Approval) -> ApprovalOut:
@@ -280,18 +283,24 @@ def approve_draft(
     user: User,
     branch: str,
     tip: str | None,
-) -> approval.Approval:
+) -> tuple[str, approval.Approval | None]:
+    """Merge the draft and approve the result, unless the commit it was merged into was
+    not approved: the admin reviewed the draft, not the unapproved commits under it, so the
+    result then waits for its own approval. Returns the new commit and its approval."""
     settings = project.config.approval
     drafts.find(project.root, settings.branch, branch)
-    commit = drafts.merge(
+    merged = drafts.merge(
         project.root, settings.branch, branch, by=Author.for_user(user.username), tip=tip
     )
-    found = approval.approve(project, store, commit, by=user.username, via="web", draft=branch)
-    users.audit(
-        user.username, "approve_draft", branch, {"commit": commit, "tip": tip}, _ip(request)
-    )
+    found = None
+    if approval.ApprovalStore(store).get(project.config.name, merged.before) is not None:
+        found = approval.approve(
+            project, store, merged.commit, by=user.username, via="web", draft=branch
+        )
+    details = {"commit": merged.commit, "tip": tip, "approved": found is not None}
+    users.audit(user.username, "approve_draft", branch, details, _ip(request))
     _reload(request)
-    return found
+    return merged.commit, found
 
 
 def reject_draft(
@@ -352,10 +361,11 @@ def approve_draft_route(
     """Merge a draft into the approved branch and approve the result (admin)."""
     tip = body.tip if body else None
     try:
-        found = approve_draft(request, project, store, users, user, branch, tip)
+        commit, found = approve_draft(request, project, store, users, user, branch, tip)
     except BackhaulError as exc:
         raise _http(exc) from None
-    return DraftApprovedOut(branch=branch, commit=found.commit, approval=_approval_out(found))
+    out = _approval_out(found) if found is not None else None
+    return DraftApprovedOut(branch=branch, commit=commit, approval=out)
 
 
 @api_router.post("/drafts/{branch:path}/reject", status_code=204, responses=ERRORS)
@@ -435,10 +445,16 @@ def approve_draft_form(
 ) -> Response:
     """The page's Approve button of a draft."""
     try:
-        found = approve_draft(request, project, store, users, user, branch, tip or None)
+        commit, found = approve_draft(request, project, store, users, user, branch, tip or None)
     except BackhaulError as exc:
         return _back(error=exc.message)
-    return _back(done=f"draft {branch} merged as commit {found.short} and approved")
+    if found is None:
+        return _back(
+            done=f"draft {branch} merged as commit {commit[:10]}; it is not approved yet "
+            f"because {project.config.approval.branch} held unapproved commits: review and "
+            "approve it below"
+        )
+    return _back(done=f"draft {branch} merged as commit {commit[:10]} and approved")
 
 
 @page_router.post("/approvals/drafts/{branch:path}/reject")
