@@ -164,7 +164,7 @@ def _git(folder: Path, *args: str) -> str | None:
 
 def resolve(folder: Path, revision: str) -> str | None:
     """The full commit id ``revision`` names in the repository of ``folder`` (None: none)."""
-    if not revision or revision.startswith("-"):
+    if not revision or revision.startswith("-") or not revision.isprintable():
         return None
     out = _git(
         folder, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}"
