@@ -155,7 +155,6 @@ def _git(folder: Path, *args: str) -> str | None:
             text=True,
             timeout=30,
             check=False,
-            env=None,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -178,9 +177,9 @@ def history(folder: Path, tip: str = "HEAD", limit: int = HISTORY_DEPTH) -> list
     return (out or "").split()
 
 
-def requires_approval_at(folder: Path, commit: str) -> bool:
-    """Whether backhaul.yml at ``commit`` sets ``approval.required``; True when it cannot be
-    read, so a broken file never switches approval off."""
+def _required_at(folder: Path, commit: str) -> bool | None:
+    """``approval.required`` of backhaul.yml at ``commit``; None when there is no file,
+    True when it cannot be read (a broken file never switches approval off)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -198,31 +197,59 @@ def requires_approval_at(folder: Path, commit: str) -> bool:
             return False
         value = section.get("required", False) if isinstance(section, dict) else True
         return value is not False
-    return True
+    return None
+
+
+def requires_approval_at(folder: Path, commit: str) -> bool:
+    """Whether backhaul.yml at ``commit`` sets ``approval.required`` (True when it cannot
+    be read)."""
+    return _required_at(folder, commit) is not False
+
+
+def _required_in_history(folder: Path) -> bool:
+    """Whether a recent commit behind ``HEAD`` that touched ``approval`` in backhaul.yml
+    required approval."""
+    out = _git(
+        folder,
+        "log",
+        "-n",
+        "20",
+        "-G",
+        "approval",
+        "--format=%H",
+        "HEAD",
+        "--",
+        "backhaul.yml",
+        "backhaul.yaml",
+    )
+    return any(_required_at(folder, commit) for commit in (out or "").split())
 
 
 def required(project: Project, store: Any) -> bool:
     """Whether runs of ``project`` need an approved commit now.
 
-    True when backhaul.yml says so, or when the nearest approved commit behind ``HEAD``, or
-    the project's latest approval, was of a backhaul.yml that said so (so switching
-    approval off takes an approved commit).
+    True when backhaul.yml says so. Otherwise approval stays required until a commit that
+    switches it off is approved: while the project's latest approval was of a backhaul.yml
+    that required it; else while the nearest approved commit behind ``HEAD`` did; and, when
+    this store holds no approval behind ``HEAD`` (a new store, say), while a recent commit
+    behind ``HEAD`` required it.
     """
     if project.config.approval.required:
         return True
     book = ApprovalStore(store)
     name = project.config.name
     latest = book.recent(name, 1)
-    if not latest:
-        return False  # approval was never used here: nothing to keep on
-    if latest[0].required:
+    if latest and latest[0].required:
         return True
     commits = history(project.root)
-    known = book.among(name, commits)
-    for commit in commits:
-        if commit in known:
-            return known[commit].required
-    return False
+    if not commits:
+        return False  # not in Git: no history to hold approval on
+    if latest:
+        known = book.among(name, commits)
+        for commit in commits:
+            if commit in known:
+                return known[commit].required
+    return _required_in_history(project.root)
 
 
 def check(project: Project, store: Any) -> None:

@@ -272,3 +272,21 @@ def test_a_review_of_a_revision_whose_sql_fails_names_the_file(repo: Builder) ->
     out = repo.cli("diff-config", "HEAD", "--to", "backhaul/draft-ed-models-users")
     assert out.returncode == 0, out.stderr
     assert "cannot plan: models/users.sql:1: sql: the model SQL fails" in out.stdout
+
+
+def test_a_new_metadata_store_does_not_switch_approval_off(repo: Builder) -> None:
+    assert cli_approve(repo).returncode == 0
+    other = repo.root / "elsewhere.sqlite"
+    repo.write(
+        "backhaul.yml",
+        {
+            "name": "t",
+            "approval": {"required": False},
+            "state": {"metadata_url": f"sqlite:///{other}"},
+        },
+    )
+    git(repo.root, "commit", "-qam", "Approval off, and a store with no approvals")
+    refused = repo.run("s")  # the history says approval was on: the new store cannot say no
+    assert refused.status is RunStatus.FAILED and "not approved" in (refused.error or "")
+    assert cli_approve(repo).returncode == 0  # approved in the new store: off from now on
+    assert repo.run("s").status is RunStatus.SUCCEEDED
