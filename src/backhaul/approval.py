@@ -241,15 +241,13 @@ def required(project: Project, store: Any) -> bool:
     latest = book.recent(name, 1)
     if latest and latest[0].required:
         return True
-    commits = history(project.root)
-    if not commits:
-        return False  # not in Git: no history to hold approval on
     if latest:
+        commits = history(project.root)
         known = book.among(name, commits)
         for commit in commits:
             if commit in known:
                 return known[commit].required
-    return _required_in_history(project.root)
+    return _required_in_history(project.root)  # outside Git: False
 
 
 def check(project: Project, store: Any) -> None:
