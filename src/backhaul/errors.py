@@ -247,6 +247,10 @@ class SaveConflict(SaveError):
     """The file or the repository is in a state a save must not paper over."""
 
 
+class ApprovalRequired(BackhaulError):
+    """A run was refused: the project's commit is not approved, or its files are not committed."""
+
+
 class RevisionError(BackhaulError):
     """A revision cannot be read: not a Git repository, or no such commit."""
 

@@ -18,6 +18,12 @@ lock held for the whole save:
 Outside a Git repository the file is written and validated the same way; the caller
 records the save in the audit log. Git is driven through its command line (see
 docs/architecture.md for why).
+
+With ``branch`` (a draft branch when approval is on, see :mod:`backhaul.drafts`) the files
+are committed on that branch instead, without touching the checked-out files: the branch's
+versions are read and checked against ``bases``, the project is validated as that branch
+would hold it (unpacked in a temporary folder), and the commit is made with Git's
+plumbing (no hooks run).
 """
 
 from __future__ import annotations
@@ -173,6 +179,62 @@ class Repo:
         self.run("commit", "--quiet", "--only", "-m", message, "--", *rels, env=env)
         return self.run("rev-parse", "HEAD").strip()
 
+    def current_branch(self) -> str | None:
+        """The branch checked out (None: a detached ``HEAD``)."""
+        try:
+            return self.run("symbolic-ref", "--quiet", "--short", "HEAD").strip() or None
+        except SaveError:
+            return None
+
+    def tip(self, branch: str) -> str | None:
+        """The commit ``branch`` points at (None: no such branch)."""
+        try:
+            return self.run("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").strip()
+        except SaveError:
+            return None
+
+    def show(self, commit: str, path: str) -> str | None:
+        """``path`` (from the top of the repository) at ``commit``; None when not there."""
+        try:
+            return self.run("cat-file", "blob", f"{commit}:{path}")
+        except SaveError:
+            return None
+
+    def commit_on(
+        self,
+        branch: str,
+        parent: str,
+        files: dict[str, str | None],
+        message: str,
+        author: Author,
+    ) -> str:
+        """Commit ``files`` (path from the top of the repository -> text, None: delete) on
+        ``branch`` on top of ``parent``, without the working tree or the index; the branch
+        must still be at ``parent`` (else refused)."""
+        with tempfile.TemporaryDirectory(prefix="backhaul-draft-") as tmp:
+            index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.run("read-tree", parent, env=index)
+            for n, (path, text) in enumerate(files.items()):
+                if text is None:
+                    self.run("update-index", "--force-remove", "--", path, env=index)
+                    continue
+                staged = Path(tmp) / f"blob{n}"
+                staged.write_text(text, encoding="utf-8", newline="")
+                blob = self.run("hash-object", "-w", f"--path={path}", "--", str(staged)).strip()
+                listed = self.run("ls-tree", parent, "--", path).split()
+                mode = listed[0] if listed and listed[0] in ("100644", "100755") else "100644"
+                self.run("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", env=index)
+            tree = self.run("write-tree", env=index).strip()
+        env = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email}
+        if not self._configured("user.name") or not self._configured("user.email"):
+            env |= {"GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email}
+        commit = self.run("commit-tree", tree, "-p", parent, "-m", message, env=env).strip()
+        old = self.tip(branch) or "0" * 40
+        if old not in ("0" * 40, parent):
+            raise SaveConflict(f"branch `{branch}` moved during the save: save again")
+        self.run("update-ref", "-m", message, f"refs/heads/{branch}", commit, old)
+        return commit
+
     def unstage(self, rel: str | list[str]) -> None:
         """Put the index entries of ``rel`` back to the last commit (or drop new files)."""
         rels = [rel] if isinstance(rel, str) else rel
@@ -255,6 +317,8 @@ def save_file(
     base: str | None = None,
     validate: Validator = project_problems,
     lock_dir: Path | None = None,
+    branch: str | None = None,
+    start: str = "HEAD",
 ) -> SaveResult:
     """Write ``root/rel``, validate the project, and commit the file when in Git.
 
@@ -269,6 +333,10 @@ def save_file(
         validate: Returns the problems of the project in a folder; default: the checks of
             ``backhaul validate --offline``.
         lock_dir: Where the lock file goes outside Git (default: ``root/.backhaul``).
+        branch: Commit on this branch (created from ``start`` when missing) rather than
+            on the checked-out one; the working tree is left as it is. Ignored when it
+            is the branch checked out; refused outside Git.
+        start: Where a new ``branch`` starts (a branch name or commit).
 
     Raises:
         SaveConflict: A merge or rebase is in progress, the file has uncommitted changes,
@@ -285,6 +353,8 @@ def save_file(
         bases=bases,
         validate=validate,
         lock_dir=lock_dir,
+        branch=branch,
+        start=start,
     )
     return results[0]
 
@@ -298,6 +368,8 @@ def save_files(
     bases: dict[str, str] | None = None,
     validate: Validator = project_problems,
     lock_dir: Path | None = None,
+    branch: str | None = None,
+    start: str = "HEAD",
 ) -> list[SaveResult]:
     """:func:`save_file` for files that change together (a model's ``.yml`` and ``.sql``).
 
@@ -305,7 +377,8 @@ def save_files(
     once, and, in Git, the files that changed committed in one commit; on any problem
     every file is put back as it was. ``bases`` maps a file to the :func:`text_hash` its
     editor opened (files not in it are not checked). Returns one result per file, in
-    order; a deleted file's ``text`` is "".
+    order; a deleted file's ``text`` is "". ``branch`` and ``start`` as in
+    :func:`save_file`.
     """
     root = root.resolve()
     targets: list[tuple[str, Path, str | None]] = []
@@ -316,7 +389,13 @@ def save_files(
         targets.append((rel, target, text))
     repo = Repo.find(root)
     lock = (repo.git_dir if repo else (lock_dir or root / ".backhaul")) / LOCK_FILE
+    if branch is not None and repo is None:
+        raise SaveError(f"{root} is not in a Git repository: cannot save on branch `{branch}`")
     with _locked(lock):
+        if repo is not None and branch is not None and branch != repo.current_branch():
+            return _save_on_branch(
+                repo, root, targets, author, message, bases, validate, branch, start
+            )
         if repo is not None and (busy := repo.in_progress()):
             names = ", ".join(t[0] for t in targets)
             raise SaveConflict(
@@ -369,6 +448,56 @@ def save_files(
         return [
             SaveResult(r.path, r.changed, commit if r.changed else None, r.text) for r in results
         ]
+
+
+def _save_on_branch(
+    repo: Repo,
+    root: Path,
+    targets: list[tuple[str, Path, str | None]],
+    author: Author,
+    message: str,
+    bases: dict[str, str] | None,
+    validate: Validator,
+    branch: str,
+    start: str,
+) -> list[SaveResult]:
+    """:func:`save_files` on a branch that is not checked out (the caller holds the lock)."""
+    from backhaul.review.revisions import repository, unpacked
+
+    parent = repo.tip(branch)
+    if parent is None:
+        try:
+            parent = repo.run("rev-parse", "--verify", "--quiet", f"{start}^{{commit}}").strip()
+        except SaveError:
+            raise SaveError(f"cannot start branch `{branch}`: `{start}` is not a commit") from None
+    changed: dict[str, str | None] = {}
+    results: list[SaveResult] = []
+    for given, target, text in targets:
+        rel = target.relative_to(root).as_posix()
+        in_git = repo.path_of(target)
+        before = repo.show(parent, in_git)
+        wanted = (bases or {}).get(given)
+        if wanted is not None and text_hash(before) != wanted:
+            raise SaveConflict(
+                f"{rel} changed on `{branch}` since you opened it: reopen it to see the new "
+                "version, then make your change again"
+            )
+        if before != text:
+            changed[in_git] = text
+        results.append(SaveResult(rel, before != text, None, text or ""))
+    if not changed:
+        return results
+    with unpacked(repository(root), parent, root) as revision:
+        folder = revision.folder
+        if not folder.is_dir():
+            raise SaveError(f"`{branch}` holds no project at {root}")
+        for _, target, text in targets:
+            _write(folder / target.relative_to(root), text)
+        problems = validate(folder)
+    if problems:
+        raise InvalidContent(problems)
+    commit = repo.commit_on(branch, parent, changed, message, author)
+    return [SaveResult(r.path, r.changed, commit if r.changed else None, r.text) for r in results]
 
 
 __all__ = [

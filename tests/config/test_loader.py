@@ -333,7 +333,7 @@ def test_config_errors_message_lists_every_problem(tmp_path: Path) -> None:
         load_project(tmp_path, registry=registry())
     assert str(info.value).splitlines() == [
         "backhaul.yml:2: version: must be 1",
-        "backhaul.yml:3: extra: unknown key `extra` (allowed: alerts, dbt_cloud, dbt_project, default_target, defaults, name, owner, scheduler, state, targets, version, web)",
+        "backhaul.yml:3: extra: unknown key `extra` (allowed: alerts, approval, dbt_cloud, dbt_project, default_target, defaults, name, owner, scheduler, state, targets, version, web)",
     ]
 
 

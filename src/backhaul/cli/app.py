@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from backhaul.cli.alerts import alerts_app
+from backhaul.cli.approval import approvals_command, approve_command
 from backhaul.cli.audiences import audience_command, models_command, test_command
 from backhaul.cli.common import (
     ExcludeOption,
@@ -769,6 +770,8 @@ app.command("worker")(worker_command)
 app.command("pause")(pause_command)
 app.command("resume")(resume_command)
 app.command("diff-config")(diff_config_command)
+app.command("approve")(approve_command)
+app.command("approvals")(approvals_command)
 app.add_typer(users_app, name="users")
 app.add_typer(dbt_app, name="dbt")
 app.add_typer(alerts_app, name="alerts")

@@ -153,6 +153,49 @@ class ConnectionOut(_Shape):
     error: str | None = None
 
 
+class ApprovalOut(_Shape):
+    """One approval (`approve --json`, `approvals --json`'s `recent`)."""
+
+    commit: str
+    approved_by: str
+    approved_at: datetime
+    via: Literal["web", "cli", "save"]
+    draft: str | None
+
+
+class PendingCommitOut(_Shape):
+    """A commit checked out that no admin approved."""
+
+    commit: str
+    author: str
+    at: datetime
+    subject: str
+
+
+class DraftOut(_Shape):
+    """A draft branch waiting for an admin."""
+
+    branch: str
+    tip: str
+    author: str
+    at: datetime
+    subject: str
+    files: list[str]
+
+
+class ApprovalsOut(_Shape):
+    """`approvals --json`."""
+
+    required: bool
+    branch: str
+    head: str | None = Field(description="The commit checked out (null: not in Git)")
+    dirty: bool | None
+    approved_base: str | None = Field(description="The nearest approved commit behind HEAD")
+    commits: list[PendingCommitOut] = Field(description="Unapproved, newest first")
+    drafts: list[DraftOut]
+    recent: list[ApprovalOut]
+
+
 #: Each command's output: its JSON Schema is ``TypeAdapter(shape).json_schema()``.
 OUTPUTS: dict[str, Any] = {
     "run": list[RunResult],
@@ -164,6 +207,8 @@ OUTPUTS: dict[str, Any] = {
     "validate": ValidateOut,
     "users list": list[UserOut],
     "test-connection": list[ConnectionOut],
+    "approve": ApprovalOut,
+    "approvals": ApprovalsOut,
 }
 
 

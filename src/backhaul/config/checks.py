@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backhaul.config.models import ColumnMapping, Mode, OnRemove, TemplateMapping
@@ -508,6 +509,17 @@ def _open(project: Project, source: SourceDef) -> tuple[Any, Redactor, list[Conf
     return handle, redactor, []
 
 
+def _sql_rel(project: Project, path: Path) -> str:
+    """``path`` as the project names it; a revision's file planned against the working tree
+    (``diff-config --to REV``) lies outside ``project.root``: named from ``models/`` on."""
+    try:
+        return path.relative_to(project.root).as_posix()
+    except ValueError:
+        parts = path.parts
+        start = len(parts) - 1 - parts[::-1].index("models") if "models" in parts else -1
+        return "/".join(parts[start:])
+
+
 def sql_error(
     project: Project, model: ModelDef, message: str, *, line_offset: int = 0
 ) -> ConfigError:
@@ -519,7 +531,7 @@ def sql_error(
     first = message.strip().splitlines()[0] if message.strip() else "unknown error"
     text = f"the model SQL fails in the warehouse: {first}"
     if model.sql_file is not None:
-        rel = model.sql_file.relative_to(project.root).as_posix()
+        rel = _sql_rel(project, model.sql_file)
         # DuckDB and others name the line of the SQL ("LINE 3: ..."): point the editor there.
         found = re.search(r"\bLINE (\d+):", message)
         line = max(int(found.group(1)) + line_offset, 1) if found else None

@@ -196,6 +196,29 @@ class TargetConfig(Strict):
     )
 
 
+class ApprovalConfig(Strict):
+    """`approval:` in backhaul.yml: runs only from commits an admin approved (docs/git.md)."""
+
+    required: bool = Field(
+        False,
+        description="Refuse to run (`backhaul run`, schedules, workers, the web app, the "
+        "Python API) unless the project's commit was approved by an admin and its files "
+        "have no uncommitted changes; editors' web saves become drafts. Dry runs still work.",
+    )
+    branch: str = Field(
+        "main",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$",
+        description="The branch approved drafts are merged into (the one the server runs).",
+    )
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, value: str) -> str:
+        if ".." in value or value.endswith((".", "/", ".lock")) or "//" in value:
+            raise ValueError(f"`{value}` is not a Git branch name")
+        return value
+
+
 class ProjectConfig(Strict):
     """`backhaul.yml` at the project root."""
 
@@ -222,6 +245,10 @@ class ProjectConfig(Strict):
     )
     scheduler: SchedulerConfig = Field(
         default_factory=SchedulerConfig, description="How scheduled runs are started."
+    )
+    approval: ApprovalConfig = Field(
+        default_factory=ApprovalConfig,
+        description="Require an admin's approval of each commit before it runs (off by default).",
     )
     targets: dict[str, TargetConfig] = Field(
         default_factory=dict,

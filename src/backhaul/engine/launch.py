@@ -5,6 +5,11 @@
 ``backhaul validate`` checks it (:func:`backhaul.config.checks.check_syncs`); a sync that
 fails its checks is recorded as a ``failed`` run carrying the first error line, and
 nothing is read, planned or sent for it. Each sync fails alone: the others still run.
+
+With ``approval: {required: true}``, :func:`backhaul.engine.runner.run_sync` refuses to
+start from a commit no admin approved, or from a tree with uncommitted changes
+(:func:`backhaul.approval.check`, before anything is opened); that refusal is recorded
+the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from backhaul.config.checks import check_syncs
 from backhaul.config.project import Project
 from backhaul.engine.runner import new_run_id, run_sync
-from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
+from backhaul.errors import ApprovalRequired, BackhaulError, ConfigError, ConfigErrors
 from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore, tee
 from backhaul.observe.traces import trace_sink
 from backhaul.summary import RunStatus, RunSummary
@@ -47,8 +52,8 @@ def run_checked(
             many syncs at once opens each warehouse once); checked here when None.
 
     Returns:
-        The run's summary. A refused run has ``problems`` set, status ``failed`` and exit
-        code 2; its state is untouched.
+        The run's summary. A refused run (its checks failed, or its commit is not approved)
+        has ``problems`` set, status ``failed`` and exit code 2; its state is untouched.
     """
     if not project.broken_errors("syncs", name):
         project.sync(name)  # an unknown name is the caller's mistake, not a run
@@ -69,6 +74,17 @@ def run_checked(
             )
         except ConfigError as exc:  # found only while opening (a connector's own check)
             found = problems_of(exc)
+        except ApprovalRequired as exc:  # the gate at the top of run_sync
+            lines = [exc.message]
+            return record_failed(
+                project,
+                name,
+                exc.message,
+                store=store,
+                events=events,
+                trigger=trigger,
+                problems=lines,
+            )
     return record_refused(project, name, found, store=store, events=events, trigger=trigger)
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backhaul import gitinfo
+from backhaul import approval, gitinfo
 from backhaul.calls import CallRecorder
 from backhaul.config.models import Cast, OnRemove, TemplateMapping
 from backhaul.config.project import DestinationDef, Project, SyncDef
@@ -608,9 +608,12 @@ def run_sync(
 
     Setting ``cancel`` stops the run between batches: what was acknowledged stays
     committed, the rest stays pending, and the run ends with status ``cancelled``.
-    Raises :class:`ConfigError` (before any state changes) when the sync cannot start.
+    Raises :class:`ConfigError` (before any state changes) when the sync cannot start, and
+    :class:`~backhaul.errors.ApprovalRequired` (before anything is opened) when the project
+    requires approval and its commit is not approved or its files are not committed.
     """
     sync = project.sync(name)
+    approval.check(project, store)  # the one gate of every run (docs/git.md)
     return SyncRun(project, sync, store, events, cancel).execute(
         RunOptions(full_resync=full_resync, force=force, trigger=trigger)
     )

@@ -304,3 +304,19 @@ rate_budgets = Table(
     Column("calls", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Commits an admin approved to run (`approval: required` in backhaul.yml; see
+# backhaul/approval.py). ``required`` is whether that commit's backhaul.yml asked for
+# approval, so a later unapproved commit cannot switch approval off for itself.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("project", String(255), primary_key=True),
+    Column("commit", String(64), primary_key=True),
+    Column("approved_by", String(64), nullable=False),
+    Column("approved_at", UTCDateTime, nullable=False),
+    Column("via", String(16), nullable=False),  # "web", "cli" or "save" (an admin's web save)
+    Column("required", Boolean, nullable=False),
+    Column("draft", String(255), nullable=True),  # the draft branch merged, if any
+    Index("ix_approvals_project_approved_at", "project", "approved_at"),
+)

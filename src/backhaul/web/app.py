@@ -180,6 +180,8 @@ def create_app(
     from backhaul.web.api import docs_router
     from backhaul.web.api import router as api_router
     from backhaul.web.api.editing import router as editing_api_router
+    from backhaul.web.approvals import api_router as approvals_api_router
+    from backhaul.web.approvals import page_router as approvals_page_router
     from backhaul.web.audience_api import router as audience_api_router
     from backhaul.web.audience_pages import router as audience_pages_router
     from backhaul.web.dbt_cloud import router as dbt_cloud_router
@@ -203,6 +205,8 @@ def create_app(
     app.include_router(schedules_api_router)
     app.include_router(metrics_router)
     app.include_router(alerts_page_router)
+    app.include_router(approvals_api_router)
+    app.include_router(approvals_page_router)
     app.include_router(docs_router)
     if pages is None:
 

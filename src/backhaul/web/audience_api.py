@@ -30,8 +30,9 @@ from backhaul.audiences.typecheck import check_audience
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Project
 from backhaul.errors import BackhaulError, ConfigError, InvalidContent, SaveConflict, SaveError
-from backhaul.gitsave import Author, Problem, save_file, text_hash
+from backhaul.gitsave import Problem, text_hash
 from backhaul.web.api.base import SafeJSONResponse, jsonable
+from backhaul.web.approvals import save_project_file
 from backhaul.web.auth import Role, User, require
 from backhaul.web.charts import breakdown_svg
 from backhaul.web.deps import ProjectDep, UsersDep
@@ -385,13 +386,17 @@ def _save(
     action: str,
     name: str,
 ) -> Any:
-    """Write, validate and commit one builder file; reload the project when it changed."""
+    """Write, validate and commit one builder file; reload the project when it changed.
+
+    With approval on, an editor's save goes to a draft branch (``web/approvals.py``) and
+    the checked-out files, so the project, stay as they are."""
     try:
-        result = save_file(
-            project.root,
+        saved = save_project_file(
+            request,
+            project,
+            user,
             saving.rel,
             saving.text,
-            author=Author.for_user(user.username),
             message=saving.message,
             base=saving.base,
         )
@@ -404,19 +409,24 @@ def _save(
         return _error(409, "not_saved", exc.message)
     except BackhaulError as exc:
         return _error(400, "invalid", exc.message)
-    warning = None
+    result = saved.result
+    warning = saved.note
     if result.changed:
+        details: dict[str, Any] = {"file": result.path, "commit": result.commit}
+        if saved.draft:
+            details["draft"] = saved.draft
         users.audit(
             user.username,
             action,
             name,
-            {"file": result.path, "commit": result.commit},
+            details,
             request.client.host if request.client else None,
         )
-        try:
-            reload_project(request)
-        except BackhaulError as exc:  # another file broke meanwhile: keep serving the old
-            warning = f"saved, but the project did not reload: {exc.message}"
+        if saved.draft is None:
+            try:
+                reload_project(request)
+            except BackhaulError as exc:  # another file broke meanwhile: keep the old
+                warning = f"saved, but the project did not reload: {exc.message}"
     return {
         "path": result.path,
         "changed": result.changed,
@@ -424,6 +434,7 @@ def _save(
         "base": text_hash(result.text),
         "yaml": result.text,
         "warning": warning,
+        "draft": saved.draft,
     }
 
 

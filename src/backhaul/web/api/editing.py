@@ -28,8 +28,9 @@ from backhaul.config.models import NAME_PATTERN, ModelConfig
 from backhaul.config.project import ModelDef, Positions, Project
 from backhaul.config.yamledit import edit_yaml, load, plain
 from backhaul.errors import BackhaulError, InvalidContent, SaveConflict, SaveError
-from backhaul.gitsave import Author, Problem, save_files, text_hash
+from backhaul.gitsave import Problem, text_hash
 from backhaul.web.api.base import SafeJSONResponse, jsonable
+from backhaul.web.approvals import save_project_files
 from backhaul.web.audience_api import problem_out, read_file, reload_project
 from backhaul.web.auth import Role, User, require
 from backhaul.web.deps import ProjectDep, UsersDep
@@ -270,10 +271,11 @@ def _save(
     name: str,
 ) -> Any:
     try:
-        results = save_files(
-            project.root,
+        results, draft, _ = save_project_files(
+            request,
+            project,
+            user,
             files,
-            author=Author.for_user(user.username),
             message=message,
             bases={k: v for k, v in bases.items() if v},
         )
@@ -288,7 +290,18 @@ def _save(
         return _error(400, "invalid", exc.message)
     changed = [r for r in results if r.changed]
     warning = None
-    if changed:
+    if changed and draft is not None:
+        # The checked-out files did not change: the project stays as it was until an
+        # admin approves the draft.
+        warning = f"saved as draft {draft}: it runs once an admin approves it at /approvals"
+        users.audit(
+            user.username,
+            action,
+            name,
+            {"files": [r.path for r in changed], "commit": changed[0].commit, "draft": draft},
+            request.client.host if request.client else None,
+        )
+    elif changed:
         users.audit(
             user.username,
             action,
@@ -306,6 +319,7 @@ def _save(
         "commit": changed[0].commit if changed else None,
         "message": message,
         "warning": warning,
+        "draft": draft,
     }
 
 

@@ -1,0 +1,221 @@
+"""Draft branches: editors' web saves waiting for an admin (``approval: {required: true}``).
+
+An editor's save is committed to ``backhaul/draft-<user>-<file>`` without touching the
+checked-out files (:func:`backhaul.gitsave.save_file` with ``branch=``), so what runs stays
+the approved commit. An admin merges a draft into the approved branch (:func:`merge`:
+a fast-forward when the draft starts from its tip, else a merge commit by the admin) or
+deletes it (:func:`discard`). Git is driven through its command line, as in gitsave.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from backhaul.errors import SaveConflict, SaveError
+from backhaul.gitsave import LOCK_FILE, Author, Repo, _locked
+
+PREFIX = "backhaul/draft-"
+_SEP = "\x1f"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "x"
+
+
+def branch_for(username: str, rel: str) -> str:
+    """The draft branch of ``username``'s changes to ``rel`` (``audiences/vip.yml`` ->
+    ``backhaul/draft-ana-audiences-vip``)."""
+    stem = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+    return f"{PREFIX}{_slug(username)}-{_slug(stem)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """One draft branch.
+
+    Attributes:
+        branch: ``backhaul/draft-...``.
+        tip: Its newest commit.
+        base: Where it leaves the approved branch (their merge base).
+        author: The author of its newest commit.
+        at: When that commit was made.
+        subject: Its message's first line.
+        files: The files it changes, relative to the top of the repository.
+        commits: How many commits it holds beyond ``base``.
+    """
+
+    branch: str
+    tip: str
+    base: str | None
+    author: str
+    at: datetime
+    subject: str
+    files: tuple[str, ...]
+    commits: int
+
+
+def _repo(root: Path) -> Repo:
+    repo = Repo.find(root)
+    if repo is None:
+        raise SaveError(f"{root} is not in a Git repository: drafts need Git")
+    return repo
+
+
+def _quiet(repo: Repo, *args: str) -> str | None:
+    try:
+        return repo.run(*args)
+    except SaveError:
+        return None
+
+
+def drafts(root: Path, approved: str) -> list[Draft]:
+    """Every draft branch, newest first, measured against the branch ``approved``."""
+    repo = Repo.find(root)
+    if repo is None:
+        return []
+    fmt = _SEP.join(
+        (
+            "%(refname:short)",
+            "%(objectname)",
+            "%(authorname)",
+            "%(authordate:iso-strict)",
+            "%(subject)",
+        )
+    )
+    out = _quiet(
+        repo, "for-each-ref", "--sort=-authordate", f"--format={fmt}", f"refs/heads/{PREFIX}*"
+    )
+    found: list[Draft] = []
+    for line in (out or "").splitlines():
+        parts = line.split(_SEP)
+        if len(parts) != 5:
+            continue
+        branch, tip, author, at, subject = parts
+        base_out = _quiet(repo, "merge-base", approved, tip)
+        base = base_out.strip() if base_out else None
+        files: tuple[str, ...] = ()
+        count = 0
+        if base:
+            names = _quiet(repo, "diff", "--name-only", base, tip, "--") or ""
+            files = tuple(n for n in names.splitlines() if n)
+            count = int((_quiet(repo, "rev-list", "--count", f"{base}..{tip}") or "0").strip())
+        found.append(
+            Draft(
+                branch,
+                tip,
+                base,
+                author,
+                datetime.fromisoformat(at).astimezone(UTC),
+                subject,
+                files,
+                count,
+            )
+        )
+    return found
+
+
+def find(root: Path, approved: str, branch: str) -> Draft:
+    """The draft ``branch``.
+
+    Raises:
+        SaveError: there is no such draft.
+    """
+    for draft in drafts(root, approved):
+        if draft.branch == branch:
+            return draft
+    raise SaveError(f"there is no draft `{branch}` (approved or rejected already?)")
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A merged draft: the approved branch's commit before and after."""
+
+    before: str
+    commit: str
+
+
+def merge(root: Path, approved: str, branch: str, *, by: Author, tip: str | None = None) -> Merged:
+    """Merge the draft ``branch`` into the checked-out branch ``approved`` and delete it.
+
+    A fast-forward when the draft starts from the approved branch's tip; otherwise a merge
+    commit authored and committed by ``by``. ``tip`` (the commit the admin reviewed)
+    refuses a draft that moved since. Returns the approved branch's commits before and
+    after.
+
+    Raises:
+        SaveConflict: the checkout is not on ``approved``, the draft moved, a merge is in
+            progress, or the draft conflicts with the approved branch (nothing changed).
+        SaveError: git failed otherwise (a hook refused the merge...).
+    """
+    repo = _repo(root)
+    with _locked(repo.git_dir / LOCK_FILE):
+        current = (_quiet(repo, "symbolic-ref", "--quiet", "--short", "HEAD") or "").strip()
+        if current != approved:
+            raise SaveConflict(
+                f"the project's checkout is on `{current or 'a detached HEAD'}`, not the "
+                f"approved branch `{approved}` (approval.branch): check out `{approved}` "
+                "on the server, then approve again"
+            )
+        busy = repo.in_progress()
+        if busy:
+            raise SaveConflict(
+                f"the Git repository is in the middle of a {busy}: finish or abort it first"
+            )
+        now = (
+            _quiet(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") or ""
+        ).strip()
+        if not now:
+            raise SaveError(f"there is no draft `{branch}` (approved or rejected already?)")
+        if tip is not None and now != tip:
+            raise SaveConflict(
+                f"draft `{branch}` changed since you reviewed it: reload the page and review it again"
+            )
+        before = repo.run("rev-parse", "HEAD").strip()
+        env = {
+            "GIT_AUTHOR_NAME": by.name,
+            "GIT_AUTHOR_EMAIL": by.email,
+            "GIT_COMMITTER_NAME": by.name,
+            "GIT_COMMITTER_EMAIL": by.email,
+        }
+        if _quiet(repo, "merge", "--ff-only", "--quiet", now) is None:
+            try:
+                repo.run(
+                    "merge", "--no-ff", "--quiet", "-m", f"Approve draft {branch}", now, env=env
+                )
+            except SaveError as exc:
+                _quiet(repo, "merge", "--abort")
+                raise SaveConflict(
+                    f"draft `{branch}` does not merge into `{approved}` ({exc.message}): "
+                    "reject it and make the change again on the current version"
+                ) from None
+        head = repo.run("rev-parse", "HEAD").strip()
+        repo.run("update-ref", "-d", f"refs/heads/{branch}", now)
+        return Merged(before, head)
+
+
+def discard(root: Path, branch: str, *, tip: str | None = None) -> None:
+    """Delete the draft ``branch`` (its commits stay in Git's object store until pruned).
+
+    Raises:
+        SaveError: there is no such draft, or it moved since ``tip``.
+    """
+    if not branch.startswith(PREFIX):
+        raise SaveError(f"`{branch}` is not a draft branch")
+    repo = _repo(root)
+    with _locked(repo.git_dir / LOCK_FILE):
+        now = (
+            _quiet(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") or ""
+        ).strip()
+        if not now:
+            raise SaveError(f"there is no draft `{branch}` (approved or rejected already?)")
+        if tip is not None and now != tip:
+            raise SaveConflict(
+                f"draft `{branch}` changed since you reviewed it: reload and review it again"
+            )
+        repo.run("update-ref", "-d", f"refs/heads/{branch}", now)
+
+
+__all__ = ["PREFIX", "Draft", "Merged", "branch_for", "discard", "drafts", "find", "merge"]

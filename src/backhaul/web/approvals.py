@@ -1,0 +1,505 @@
+"""Approvals in the web app: the ``/approvals`` page, ``/api/v1/approvals``, and where a save
+goes when approval is on (``approval: {required: true}``, see docs/git.md).
+
+- :func:`save_project_file` is how the web app's editors save a project file: with approval
+  on, an editor's save is committed on the editor's draft branch and the checked-out files
+  do not change; an admin's save is committed on the checked-out branch as before, and is
+  approved by that save when the commit under it was approved (an admin never approves,
+  by saving, someone else's change they have not seen).
+- Editors and admins see what waits: commits checked out that no admin approved, and the
+  draft branches, each with the ``diff-config`` review of what it changes (in words, with
+  the plan of each sync it touches). Only admins approve (a commit; or a draft, which is
+  merged into the approved branch) and reject (a draft, whose branch is deleted). Every
+  decision is in the audit log.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from backhaul import approval, drafts
+from backhaul.config.project import Project
+from backhaul.errors import BackhaulError, SaveConflict
+from backhaul.gitsave import Author, SaveResult, save_files
+from backhaul.web.api.base import ERRORS, SafeJSONResponse
+from backhaul.web.auth import Role, User, require
+from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
+
+api_router = APIRouter(
+    prefix="/api/v1/approvals",
+    default_response_class=SafeJSONResponse,
+    dependencies=[Depends(require(Role.VIEWER))],
+    tags=["approvals"],
+)
+page_router = APIRouter(include_in_schema=False)
+
+Editor = Annotated[User, Depends(require(Role.EDITOR))]
+Admin = Annotated[User, Depends(require(Role.ADMIN))]
+
+
+# -- saving -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A save, and the draft branch it went to (None: the checked-out branch)."""
+
+    result: SaveResult
+    draft: str | None
+    approved: bool  # an admin's save approved by that save
+
+    @property
+    def note(self) -> str | None:
+        """What the editor is told besides "saved"."""
+        if self.draft and self.result.changed:
+            return f"saved as draft {self.draft}: it runs once an admin approves it at /approvals"
+        return None
+
+
+def save_project_file(
+    request: Request,
+    project: Project,
+    user: User,
+    rel: str,
+    text: str,
+    *,
+    message: str,
+    base: str | None,
+) -> Saved:
+    """:func:`backhaul.gitsave.save_file` for ``user``, to a draft branch when approval is
+    on and the user is not an admin. Raises what ``save_file`` raises."""
+    bases = None if base is None else {rel: base}
+    results, draft, approved = save_project_files(
+        request, project, user, {rel: text}, message=message, bases=bases
+    )
+    return Saved(results[0], draft, approved)
+
+
+def save_project_files(
+    request: Request,
+    project: Project,
+    user: User,
+    files: dict[str, str | None],
+    *,
+    message: str,
+    bases: dict[str, str] | None,
+) -> tuple[list[SaveResult], str | None, bool]:
+    """:func:`backhaul.gitsave.save_files` for ``user``: on a draft branch (named after the
+    first file) when approval is on and the user is not an admin. Returns the results, the
+    draft branch (None: the checked-out branch) and whether an admin's save approved its
+    own commit. Raises what ``save_files`` raises."""
+    store = request.app.state.store
+    author = Author.for_user(user.username)
+    on = approval.required(project, store)
+    if on and not user.role.allows(Role.ADMIN):
+        branch = drafts.branch_for(user.username, next(iter(files)))
+        results = save_files(
+            project.root,
+            files,
+            author=author,
+            message=message,
+            bases=bases,
+            branch=branch,
+            start=project.config.approval.branch,
+        )
+        return results, branch, False
+    results = save_files(project.root, files, author=author, message=message, bases=bases)
+    commit = next((r.commit for r in results if r.commit), None)
+    approved = False
+    if on and commit:
+        parent = approval.resolve(project.root, f"{commit}^")
+        book = approval.ApprovalStore(store)
+        if parent is not None and book.get(project.config.name, parent) is not None:
+            approval.approve(project, store, commit, by=user.username, via="save")
+            approved = True
+    return results, None, approved
+
+
+# -- what waits ---------------------------------------------------------------------------
+
+
+class ApprovalOut(BaseModel):
+    commit: str
+    approved_by: str
+    approved_at: datetime
+    via: str = Field(description="web, cli, or save (an admin's own save in the web app)")
+    draft: str | None
+
+
+class CommitOut(BaseModel):
+    commit: str
+    author: str
+    at: datetime
+    subject: str
+
+
+class SyncPlanOut(BaseModel):
+    sync: str
+    status: str = Field(description="added, removed or changed")
+    changes: list[str]
+    add: int | None = None
+    change: int | None = None
+    remove: int | None = None
+    errors: list[str] = Field(default_factory=list)
+
+
+class ReviewOut(BaseModel):
+    text: str = Field(description="`backhaul diff-config` of the change, as text")
+    definitions: list[str] = Field(description="Changes of models, destinations, sources")
+    syncs: list[SyncPlanOut]
+    error: str | None = Field(None, description="Why the change could not be reviewed")
+
+
+class DraftOut(BaseModel):
+    branch: str
+    tip: str
+    base: str | None
+    author: str
+    at: datetime
+    subject: str
+    files: list[str]
+    commits: int
+    review: ReviewOut | None = None
+
+
+class ApprovalsOut(BaseModel):
+    required: bool
+    branch: str = Field(description="approval.branch: where approved drafts are merged")
+    head: str | None = Field(description="The commit checked out (None: not in Git)")
+    approved: bool = Field(description="The commit checked out is approved")
+    dirty: bool
+    approved_base: str | None = Field(description="The nearest approved commit behind HEAD")
+    commits: list[CommitOut] = Field(description="Unapproved commits, newest first")
+    review: ReviewOut | None = Field(None, description="approved_base (or HEAD~) → HEAD")
+    drafts: list[DraftOut]
+    recent: list[ApprovalOut]
+
+
+class DraftDecisionIn(BaseModel):
+    tip: str | None = Field(
+        None, description="The draft commit reviewed; refused (409) when the draft moved since"
+    )
+
+
+class DraftApprovedOut(BaseModel):
+    branch: str
+    commit: str = Field(description="The approved branch's new commit")
+    approval: ApprovalOut | None = Field(
+        description="Its approval; null when the branch's commit before the merge was not "
+        "approved (the result then waits for an admin's approval of its own)"
+    )
+
+
+def _approval_out(found: approval.Approval) -> ApprovalOut:
+    return ApprovalOut(
+        commit=found.commit,
+        approved_by=found.approved_by,
+        approved_at=found.approved_at,
+        via=found.via,
+        draft=found.draft,
+    )
+
+
+def review_of(project: Project, old: str, new: str) -> ReviewOut:
+    """``backhaul diff-config OLD --to NEW``: the change in words, with each sync's plan."""
+    from backhaul.review.diff import diff_config
+    from backhaul.review.render import text
+
+    try:
+        found = diff_config(project.root, old, to=new)
+    except BackhaulError as exc:
+        return ReviewOut(text="", definitions=[], syncs=[], error=exc.message)
+    syncs = []
+    for s in found.syncs:
+        plan = s.plan
+        syncs.append(
+            SyncPlanOut(
+                sync=s.name,
+                status=s.status,
+                changes=[c.text for c in s.changes] + [f"through {b}" for b in s.because],
+                add=plan.added if plan else None,
+                change=plan.changed if plan else None,
+                remove=plan.removed if plan else None,
+                errors=list(plan.errors) if plan else [],
+            )
+        )
+    definitions = [f"{c.scope} {c.name}: {c.text}" for c in found.definitions]
+    return ReviewOut(text=text(found), definitions=definitions, syncs=syncs)
+
+
+def state(project: Project, store: Any, *, reviews: bool) -> ApprovalsOut:
+    """What waits for approval, with reviews when asked (they plan each touched sync)."""
+    settings = project.config.approval
+    waiting = approval.pending(project, store)
+    found = drafts.drafts(project.root, settings.branch)
+    review = None
+    if reviews and waiting is not None and waiting.commits:
+        old = waiting.base or f"{waiting.commits[-1].commit}~"
+        review = review_of(project, old, waiting.head)
+    return ApprovalsOut(
+        required=approval.required(project, store),
+        branch=settings.branch,
+        head=waiting.head if waiting else None,
+        approved=bool(waiting and not waiting.commits),
+        dirty=bool(waiting and waiting.dirty),
+        approved_base=waiting.base if waiting else None,
+        commits=[
+            CommitOut(commit=c.commit, author=c.author, at=c.at, subject=c.subject)
+            for c in (waiting.commits if waiting else [])
+        ],
+        review=review,
+        drafts=[
+            DraftOut(
+                branch=d.branch,
+                tip=d.tip,
+                base=d.base,
+                author=d.author,
+                at=d.at,
+                subject=d.subject,
+                files=list(d.files),
+                commits=d.commits,
+                review=review_of(project, d.base, d.tip) if reviews and d.base else None,
+            )
+            for d in found
+        ],
+        recent=[
+            _approval_out(a) for a in approval.ApprovalStore(store).recent(project.config.name)
+        ],
+    )
+
+
+# -- decisions ----------------------------------------------------------------------------
+
+
+def _reload(request: Request) -> None:
+    from backhaul.api import load_project
+    from backhaul.web.reload import adopt
+
+    # A project that does not load is reported by the file watcher; the old one serves.
+    with suppress(BackhaulError):
+        adopt(request.app.state, load_project(request.app.state.project.root))
+
+
+def approve_commit(
+    request: Request, project: Project, store: Any, users: Any, user: User, commit: str
+) -> approval.Approval:
+    found = approval.approve(project, store, commit, by=user.username, via="web")
+    users.audit(user.username, "approve_commit", found.commit, {}, _ip(request))
+    return found
+
+
+def approve_draft(
+    request: Request,
+    project: Project,
+    store: Any,
+    users: Any,
+    user: User,
+    branch: str,
+    tip: str | None,
+) -> tuple[str, approval.Approval | None]:
+    """Merge the draft and approve the result, unless the commit it was merged into was
+    not approved: the admin reviewed the draft, not the unapproved commits under it, so the
+    result then waits for its own approval. Returns the new commit and its approval."""
+    settings = project.config.approval
+    drafts.find(project.root, settings.branch, branch)
+    merged = drafts.merge(
+        project.root, settings.branch, branch, by=Author.for_user(user.username), tip=tip
+    )
+    found = None
+    if approval.ApprovalStore(store).get(project.config.name, merged.before) is not None:
+        found = approval.approve(
+            project, store, merged.commit, by=user.username, via="web", draft=branch
+        )
+    details = {"commit": merged.commit, "tip": tip, "approved": found is not None}
+    users.audit(user.username, "approve_draft", branch, details, _ip(request))
+    _reload(request)
+    return merged.commit, found
+
+
+def reject_draft(
+    request: Request, project: Project, users: Any, user: User, branch: str, tip: str | None
+) -> None:
+    drafts.find(project.root, project.config.approval.branch, branch)
+    drafts.discard(project.root, branch, tip=tip)
+    users.audit(user.username, "reject_draft", branch, {"tip": tip}, _ip(request))
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _http(exc: BackhaulError) -> HTTPException:
+    return HTTPException(409 if isinstance(exc, SaveConflict) else 400, exc.message)
+
+
+# -- API ----------------------------------------------------------------------------------
+
+
+@api_router.get("", response_model=ApprovalsOut, responses=ERRORS)
+def get_approvals(
+    project: ProjectDep,
+    store: StoreDep,
+    review: Annotated[bool, Query(description="Add the diff-config review of each")] = False,
+) -> ApprovalsOut:
+    """Whether approval is on, the commit checked out, unapproved commits and drafts."""
+    return state(project, store, reviews=review)
+
+
+@api_router.post("/commits/{commit}", response_model=ApprovalOut, responses=ERRORS)
+def approve_commit_route(
+    request: Request,
+    commit: str,
+    user: Admin,
+    project: ProjectDep,
+    store: StoreDep,
+    users: UsersDep,
+) -> ApprovalOut:
+    """Approve a commit to run (admin)."""
+    try:
+        return _approval_out(approve_commit(request, project, store, users, user, commit))
+    except BackhaulError as exc:
+        raise _http(exc) from None
+
+
+@api_router.post("/drafts/{branch:path}/approve", response_model=DraftApprovedOut, responses=ERRORS)
+def approve_draft_route(
+    request: Request,
+    branch: str,
+    user: Admin,
+    project: ProjectDep,
+    store: StoreDep,
+    users: UsersDep,
+    body: DraftDecisionIn | None = None,
+) -> DraftApprovedOut:
+    """Merge a draft into the approved branch and approve the result (admin)."""
+    tip = body.tip if body else None
+    try:
+        commit, found = approve_draft(request, project, store, users, user, branch, tip)
+    except BackhaulError as exc:
+        raise _http(exc) from None
+    out = _approval_out(found) if found is not None else None
+    return DraftApprovedOut(branch=branch, commit=commit, approval=out)
+
+
+@api_router.post("/drafts/{branch:path}/reject", status_code=204, responses=ERRORS)
+def reject_draft_route(
+    request: Request,
+    branch: str,
+    user: Admin,
+    project: ProjectDep,
+    users: UsersDep,
+    body: DraftDecisionIn | None = None,
+) -> Response:
+    """Delete a draft branch (admin)."""
+    try:
+        reject_draft(request, project, users, user, branch, body.tip if body else None)
+    except BackhaulError as exc:
+        raise _http(exc) from None
+    return Response(status_code=204)
+
+
+# -- page ---------------------------------------------------------------------------------
+
+
+@page_router.get("/approvals", response_class=HTMLResponse)
+def approvals_page(
+    request: Request,
+    user: Editor,
+    project: ProjectDep,
+    store: StoreDep,
+    done: Annotated[str, Query(max_length=300)] = "",
+    error: Annotated[str, Query(max_length=1000)] = "",
+) -> Response:
+    """What waits for approval, each with its review; admins approve and reject."""
+    context = {
+        "user": user,
+        "title": "Approvals",
+        "state": state(project, store, reviews=True),
+        "can_approve": user.role.allows(Role.ADMIN),
+        "done": done,
+        "error": error,
+    }
+    return templates.TemplateResponse(request, "approvals.html", context)
+
+
+def _back(done: str = "", error: str = "") -> Response:
+    from urllib.parse import urlencode
+
+    query = urlencode({k: v for k, v in (("done", done), ("error", error)) if v})
+    return RedirectResponse("/approvals" + (f"?{query}" if query else ""), status_code=303)
+
+
+@page_router.post("/approvals/commits/{commit}")
+def approve_commit_form(
+    request: Request,
+    commit: str,
+    user: Admin,
+    project: ProjectDep,
+    store: StoreDep,
+    users: UsersDep,
+) -> Response:
+    """The page's Approve button of a commit."""
+    try:
+        found = approve_commit(request, project, store, users, user, commit)
+    except BackhaulError as exc:
+        return _back(error=exc.message)
+    return _back(done=f"commit {found.short} approved")
+
+
+@page_router.post("/approvals/drafts/{branch:path}/approve")
+def approve_draft_form(
+    request: Request,
+    branch: str,
+    user: Admin,
+    project: ProjectDep,
+    store: StoreDep,
+    users: UsersDep,
+    tip: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """The page's Approve button of a draft."""
+    try:
+        commit, found = approve_draft(request, project, store, users, user, branch, tip or None)
+    except BackhaulError as exc:
+        return _back(error=exc.message)
+    if found is None:
+        return _back(
+            done=f"draft {branch} merged as commit {commit[:10]}; it is not approved yet "
+            f"because {project.config.approval.branch} held unapproved commits: review and "
+            "approve it below"
+        )
+    return _back(done=f"draft {branch} merged as commit {commit[:10]} and approved")
+
+
+@page_router.post("/approvals/drafts/{branch:path}/reject")
+def reject_draft_form(
+    request: Request,
+    branch: str,
+    user: Admin,
+    project: ProjectDep,
+    users: UsersDep,
+    tip: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """The page's Reject button of a draft."""
+    try:
+        reject_draft(request, project, users, user, branch, tip or None)
+    except BackhaulError as exc:
+        return _back(error=exc.message)
+    return _back(done=f"draft {branch} rejected")
+
+
+__all__ = [
+    "Saved",
+    "api_router",
+    "page_router",
+    "review_of",
+    "save_project_file",
+    "save_project_files",
+    "state",
+]

@@ -1,0 +1,305 @@
+"""Approval in the web app, on a real project in Git served on loopback: Run now meets the
+gate; an editor's save becomes a draft branch and the checked-out files do not change; the
+approvals page and API show drafts and unapproved commits with their review; only admins
+approve (merging the draft) or reject; an admin's own save on an approved commit is
+approved by that save."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.audiences.builder_env import (
+    HAND_WRITTEN,
+    PASSWORDS,
+    BuilderEnv,
+    generate,
+    git,
+    load_warehouse,
+)
+from tests.audiences.projects import _files, audience_file, write
+
+from backhaul.testing.server import LoopbackServer
+from backhaul.web.app import close_app, create_app
+from backhaul.web.auth import Role
+
+pytestmark = pytest.mark.integration
+
+DRAFT = "backhaul/draft-editor-user-audiences-enterprise"
+ENTERPRISE = {
+    "description": "Enterprise people",
+    "conditions": [
+        {
+            "related": "accounts",
+            "where": [{"column": "plan", "op": "equals", "value": "enterprise"}],
+        }
+    ],
+}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[BuilderEnv]:
+    from datetime import UTC, datetime
+
+    root = tmp_path / "project"
+    root.mkdir()
+    load_warehouse(root / "wh.duckdb", generate(datetime.now(UTC)))
+    _files(root, "type: duckdb\npath: wh.duckdb\n", "")
+    write(root, "backhaul.yml", "name: audiences\napproval:\n  required: true\n  branch: main\n")
+    audience_file(root, "loyal", HAND_WRITTEN)
+    write(root, "destinations/db.yml", "type: sqlite\npath: dest.sqlite\ncreate_table: true\n")
+    write(
+        root,
+        "syncs/s.yml",
+        "model: loyal\ndestination: db\nobject: people\n"
+        "mappings:\n  - {column: id, field: id}\n  - {column: name, field: name}\n",
+    )
+    (root / ".gitignore").write_text(".backhaul/\n*.duckdb*\n*.sqlite\n", encoding="utf-8")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "The project as the data team wrote it")
+    app = create_app(root)
+    for role in Role:
+        app.state.users.add(BuilderEnv.username(role), PASSWORDS[role], role)
+    server = LoopbackServer(app).start()
+    try:
+        yield BuilderEnv(root, server.url, app)
+    finally:
+        server.stop()
+        close_app(app)
+
+
+@pytest.fixture
+def clients(env: BuilderEnv) -> Iterator[dict[Role, httpx.Client]]:
+    found = {role: env.client(role) for role in Role}
+    try:
+        yield found
+    finally:
+        for client in found.values():
+            client.close()
+
+
+def head(env: BuilderEnv) -> str:
+    return git(env.root, "rev-parse", "HEAD").strip()
+
+
+def run_now(client: httpx.Client) -> dict[str, Any]:
+    answer = client.post("/api/v1/syncs/s/runs")
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["run_id"]
+    end = time.monotonic() + 300  # a bounded wait for the run's thread, never asserted on
+    while True:
+        found: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+        if found["status"] not in ("running", "queued"):
+            return found
+        if time.monotonic() > end:
+            raise AssertionError(f"run {run_id} did not finish: {found}")
+        time.sleep(0.1)
+
+
+def succeeded(client: httpx.Client) -> None:
+    found = run_now(client)
+    assert found["status"] == "succeeded", found
+
+
+def save(client: httpx.Client, name: str, base: str = "") -> httpx.Response:
+    return client.put(
+        f"/api/v1/audiences/{name}",
+        json={"name": name, "schema": "people", "audience": ENTERPRISE, "base": base},
+    )
+
+
+def test_run_now_is_refused_until_an_admin_approves(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    refused = run_now(clients[Role.OPERATOR])
+    assert refused["status"] == "failed", refused
+    assert f"commit {first[:10]} is not approved to run" in refused["error"], refused
+
+    for role in (Role.VIEWER, Role.OPERATOR, Role.EDITOR):
+        answer = clients[role].post(f"/api/v1/approvals/commits/{first}")
+        assert answer.status_code == 403, (role, answer.text)
+    approved = clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["approved_by"] == "admin_user"
+    succeeded(clients[Role.OPERATOR])
+
+    # A direct `git commit` on top of the approved commit waits for its own approval.
+    write(env.root, "syncs/s.yml", (env.root / "syncs/s.yml").read_text() + "batch_size: 7\n")
+    git(env.root, "commit", "-qam", "Smaller batches")
+    second = head(env)
+    refused = run_now(clients[Role.OPERATOR])
+    assert refused["status"] == "failed" and second[:10] in refused["error"], refused
+    listed = clients[Role.EDITOR].get("/api/v1/approvals", params={"review": "true"}).json()
+    assert listed["required"] is True and listed["approved"] is False
+    assert [c["subject"] for c in listed["commits"]] == ["Smaller batches"]
+    assert listed["approved_base"] == first
+    assert listed["review"]["error"] is None, listed["review"]
+    assert any(s["sync"] == "s" for s in listed["review"]["syncs"])
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{second}").status_code == 200
+    succeeded(clients[Role.OPERATOR])
+
+
+def test_an_editors_save_is_a_draft_until_an_admin_approves_it(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}").status_code == 200
+
+    answer = save(clients[Role.EDITOR], "enterprise")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["draft"] == DRAFT and body["changed"] is True
+    assert "/approvals" in body["warning"]
+    # The checked-out files and HEAD did not move: what runs is still the approved commit.
+    assert head(env) == first
+    assert not (env.root / "audiences/enterprise.yml").exists()
+    assert git(env.root, "status", "--porcelain").strip() == ""
+    tip = git(env.root, "rev-parse", DRAFT).strip()
+    assert git(env.root, "log", "-1", "--format=%an|%s", DRAFT).strip() == (
+        "editor_user|Create audience enterprise"
+    )
+    succeeded(clients[Role.OPERATOR])
+
+    # A second save from the text the editor got back lands on the same draft.
+    again = clients[Role.EDITOR].put(
+        "/api/v1/audiences/enterprise",
+        json={
+            "name": "enterprise",
+            "schema": "people",
+            "audience": {**ENTERPRISE, "description": "Big accounts"},
+            "base": body["base"],
+        },
+    )
+    assert again.status_code == 200, again.text
+    tip = git(env.root, "rev-parse", DRAFT).strip()
+    assert git(env.root, "rev-list", "--count", f"{first}..{tip}").strip() == "2"
+
+    listed = clients[Role.EDITOR].get("/api/v1/approvals", params={"review": "true"}).json()
+    (draft,) = listed["drafts"]
+    assert draft["branch"] == DRAFT and draft["files"] == ["audiences/enterprise.yml"]
+    assert draft["base"] == first and draft["commits"] == 2
+    assert draft["review"]["error"] is None
+    assert "enterprise" in draft["review"]["text"]
+
+    page = clients[Role.ADMIN].get("/approvals")
+    assert page.status_code == 200 and DRAFT in page.text and "Approve and merge" in page.text
+    assert clients[Role.VIEWER].get("/approvals").status_code == 403
+    editor_page = clients[Role.EDITOR].get("/approvals").text
+    assert DRAFT in editor_page and "Approve and merge" not in editor_page
+
+    url = f"/api/v1/approvals/drafts/{DRAFT}/approve"
+    for role in (Role.VIEWER, Role.OPERATOR, Role.EDITOR):
+        assert clients[role].post(url, json={"tip": tip}).status_code == 403, role
+        assert clients[role].post(f"/api/v1/approvals/drafts/{DRAFT}/reject").status_code == 403
+    assert clients[Role.ADMIN].post(url, json={"tip": "0" * 40}).status_code == 409  # moved
+
+    merged = clients[Role.ADMIN].post(url, json={"tip": tip})
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["commit"] == tip == head(env)  # a fast-forward
+    assert merged.json()["approval"]["draft"] == DRAFT
+    assert "description: Big accounts" in (env.root / "audiences/enterprise.yml").read_text()
+    assert git(env.root, "branch", "--list", DRAFT).strip() == ""
+    assert clients[Role.VIEWER].get("/api/v1/models/enterprise").status_code == 200  # reloaded
+    succeeded(clients[Role.OPERATOR])
+
+    audit = clients[Role.ADMIN].get("/api/v1/audit").json()
+    actions = [e["action"] for e in audit]
+    assert "approve_draft" in actions and "approve_commit" in actions
+
+
+def test_a_rejected_draft_is_deleted_and_an_admins_save_approves_itself(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    assert save(clients[Role.EDITOR], "enterprise").status_code == 200
+    rejected = clients[Role.ADMIN].post(f"/api/v1/approvals/drafts/{DRAFT}/reject")
+    assert rejected.status_code == 204, rejected.text
+    assert git(env.root, "branch", "--list", DRAFT).strip() == ""
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/drafts/{DRAFT}/reject").status_code == 400
+
+    # An admin saves on the checked-out branch; the commit under it was approved, so the
+    # save approves its own commit and the project runs.
+    answer = save(clients[Role.ADMIN], "enterprise")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["draft"] is None and answer.json()["commit"] == head(env)
+    succeeded(clients[Role.OPERATOR])
+    recent = clients[Role.VIEWER].get("/api/v1/approvals").json()["recent"]
+    assert recent[0]["via"] == "save" and recent[0]["commit"] == head(env)
+
+    # On an unapproved commit, an admin's save does not approve what it has not seen.
+    write(env.root, "syncs/s.yml", (env.root / "syncs/s.yml").read_text() + "batch_size: 7\n")
+    git(env.root, "commit", "-qam", "Smaller batches")
+    audience = {**ENTERPRISE, "description": "Big accounts"}
+    base = answer.json()["base"]
+    answer = clients[Role.ADMIN].put(
+        "/api/v1/audiences/enterprise",
+        json={"name": "enterprise", "schema": "people", "audience": audience, "base": base},
+    )
+    assert answer.status_code == 200, answer.text
+    assert run_now(clients[Role.OPERATOR])["status"] == "failed"
+
+
+def test_a_draft_merged_onto_unapproved_commits_is_not_approved_by_the_merge(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    assert save(clients[Role.EDITOR], "enterprise").status_code == 200
+    write(env.root, "syncs/s.yml", (env.root / "syncs/s.yml").read_text() + "batch_size: 7\n")
+    git(env.root, "commit", "-qam", "Smaller batches, not reviewed")
+    unreviewed = head(env)
+
+    merged = clients[Role.ADMIN].post(f"/api/v1/approvals/drafts/{DRAFT}/approve")
+    assert merged.status_code == 200, merged.text
+    body = merged.json()
+    assert body["approval"] is None  # the admin reviewed the draft, not "Smaller batches"
+    assert git(env.root, "rev-parse", "HEAD^1").strip() == unreviewed  # a merge commit
+    assert git(env.root, "log", "-1", "--format=%an", "HEAD").strip() == "admin_user"
+    assert (env.root / "audiences/enterprise.yml").exists()
+    refused = run_now(clients[Role.OPERATOR])
+    assert refused["status"] == "failed" and body["commit"][:10] in refused["error"], refused
+
+    listed = clients[Role.ADMIN].get("/api/v1/approvals").json()
+    assert listed["approved_base"] == first and len(listed["commits"]) == 3
+    assert (
+        clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{body['commit']}").status_code == 200
+    )
+    succeeded(clients[Role.OPERATOR])
+
+
+def test_an_editors_edit_of_a_sync_in_the_editor_is_a_draft_too(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    editor = clients[Role.EDITOR]
+    opened = editor.get("/api/v1/edit/syncs/s")
+    assert opened.status_code == 200, opened.text
+    answer = editor.put(
+        "/api/v1/edit/syncs/s", json={"values": {"mode": "mirror"}, "base": opened.json()["base"]}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    draft = "backhaul/draft-editor-user-syncs-s"
+    assert body["draft"] == draft and body["changed"] is True and "/approvals" in body["warning"]
+    # What runs is unchanged: the checked-out file and HEAD are the approved ones.
+    assert head(env) == first
+    assert "mirror" not in (env.root / "syncs/s.yml").read_text(encoding="utf-8")
+    assert "mode: mirror" in git(env.root, "show", f"{draft}:syncs/s.yml")
+    assert git(env.root, "log", "-1", "--format=%an|%s", draft).strip() == (
+        "editor_user|Edit sync s: mode set to mirror"
+    )
+    succeeded(clients[Role.OPERATOR])
+    tip = git(env.root, "rev-parse", draft).strip()
+    merged = clients[Role.ADMIN].post(
+        f"/api/v1/approvals/drafts/{draft}/approve", json={"tip": tip}
+    )
+    assert merged.status_code == 200, merged.text
+    assert "mode: mirror" in (env.root / "syncs/s.yml").read_text(encoding="utf-8")
