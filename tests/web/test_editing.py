@@ -217,3 +217,13 @@ def test_editing_a_models_sql_commits_the_sql_file_alone(env: EditEnv) -> None:
     )
     columns = c.get("/api/v1/edit/models/leads/columns").json()
     assert [col["name"] for col in columns["columns"]] == ["id", "email", "first_name"]
+
+
+def test_sync_and_model_pages_link_to_their_editor_for_editors_only(env: EditEnv) -> None:
+    editor, viewer = env.client(Role.EDITOR), env.client(Role.VIEWER)
+    page = editor.get("/syncs/leads_to_hubspot")
+    assert page.status_code == 200 and 'href="/edit/syncs/leads_to_hubspot"' in page.text
+    assert 'href="/edit/syncs/' not in viewer.get("/syncs/leads_to_hubspot").text
+    model = editor.get("/models/leads")
+    assert model.status_code == 200 and 'href="/edit/models/leads"' in model.text
+    assert 'href="/edit/models/' not in viewer.get("/models/leads").text
