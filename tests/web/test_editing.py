@@ -5,6 +5,7 @@ destination's fields, preview and test connection."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -227,3 +228,18 @@ def test_sync_and_model_pages_link_to_their_editor_for_editors_only(env: EditEnv
     model = editor.get("/models/leads")
     assert model.status_code == 200 and 'href="/edit/models/leads"' in model.text
     assert 'href="/edit/models/' not in viewer.get("/models/leads").text
+
+
+def test_a_fifo_where_a_file_would_be_is_refused_not_waited_on(env: EditEnv) -> None:
+    c = env.client(Role.EDITOR)
+    fifo = env.root / "syncs" / "pipe.yml"
+    os.mkfifo(fifo)
+    try:
+        answer = c.get("/api/v1/edit/syncs/pipe")
+        assert answer.status_code == 400, answer.text
+        assert (
+            answer.json()["error"]["message"]
+            == "syncs/pipe.yml: is a named pipe (FIFO), not a file"
+        )
+    finally:
+        fifo.unlink()

@@ -12,6 +12,7 @@ syncs and the builder see the saved audience.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
@@ -30,6 +31,7 @@ from backhaul.audiences.typecheck import check_audience
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Project
 from backhaul.errors import BackhaulError, ConfigError, InvalidContent, SaveConflict, SaveError
+from backhaul.files import NotReadable, read_text
 from backhaul.gitsave import Problem, text_hash
 from backhaul.web.api.base import SafeJSONResponse, jsonable
 from backhaul.web.approvals import save_project_file
@@ -80,12 +82,19 @@ def audience_path(name: str) -> str:
 
 
 def read_file(project: Project, rel: str) -> str | None:
-    """A project file's text as it is on disk now (None: no such file)."""
-    try:
-        with open(project.root / rel, encoding="utf-8", newline="") as f:
-            return f.read()
-    except FileNotFoundError:
+    """A project file's text as it is on disk now (None: no such file).
+
+    Read as the loader reads project files (:func:`backhaul.files.read_text`): a path that
+    is not a regular file (a FIFO, a device), too large or not UTF-8 is refused with a
+    :class:`ConfigError` naming it, instead of blocking or filling memory.
+    """
+    path = project.root / rel
+    if not os.path.lexists(path):
         return None
+    try:
+        return read_text(path)
+    except NotReadable as exc:
+        raise ConfigError(exc.reason, file=rel) from None
 
 
 def read_audience(project: Project, name: str) -> str | None:
