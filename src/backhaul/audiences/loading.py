@@ -294,6 +294,20 @@ def _mark_personal(
     return models
 
 
+def _compiler(
+    schema: AudienceSchemaDef,
+    audiences: Mapping[str, AudienceDef],
+    models: Mapping[str, ModelDef],
+) -> Compiler:
+    """The compiler of a schema's audiences, over the SQL of the models it binds."""
+    return Compiler(
+        schema.catalog,
+        {n: a.config for n, a in audiences.items()},
+        schema.dialect,
+        {m: models[m].sql for m in schema.catalog.models},
+    )
+
+
 def audience_model(
     audience: AudienceDef,
     schemas: Mapping[str, AudienceSchemaDef],
@@ -302,12 +316,7 @@ def audience_model(
 ) -> ModelDef:
     """The model an audience compiles to (SQL for the warehouse's own clock)."""
     schema = schemas[audience.schema]
-    compiler = Compiler(
-        schema.catalog,
-        {n: a.config for n, a in audiences.items()},
-        schema.dialect,
-        {m: models[m].sql for m in schema.catalog.models},
-    )
+    compiler = _compiler(schema, audiences, models)
     sql = compiler.render(compiler.members(audience.name, audience.config))
     columns = compiler.output_columns(audience.config)
     parent_personal = schema.catalog.parent.personal
@@ -338,12 +347,7 @@ def priority_model(
 ) -> ModelDef:
     """The model a priority list compiles to: the parent's key and ``audience``."""
     schema = schemas[plist.schema]
-    compiler = Compiler(
-        schema.catalog,
-        {n: a.config for n, a in audiences.items()},
-        schema.dialect,
-        {m: models[m].sql for m in schema.catalog.models},
-    )
+    compiler = _compiler(schema, audiences, models)
     sql = compiler.render(priority_query(compiler, list(plist.config.audiences)))
     config = ModelConfig(
         source=schema.source,
