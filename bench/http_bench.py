@@ -250,7 +250,13 @@ def main() -> None:
                 label = f"{latency:g} ms"
                 per = times.setdefault(label, {v: [] for v in variants})
 
-                def run(variant: str, lat: float = latency, rnd: int = rnd) -> None:
+                def run(
+                    variant: str,
+                    lat: float = latency,
+                    rnd: int = rnd,
+                    label: str = label,
+                    per: dict[str, list[float]] = per,
+                ) -> None:
                     receiver.control(latency_ms=lat, reset=True)
                     if variant == "drt":
                         if drt_exe is None:
