@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +40,7 @@ from backhaul.engine.budgets import (
     quota_of,
     quota_warning,
 )
+from backhaul.engine.commits import CommitGroup, Landed
 from backhaul.engine.failures import Phase
 from backhaul.engine.guards import check_guards
 from backhaul.engine.hooks import (
@@ -95,6 +96,9 @@ from backhaul.summary import (
     RunSummary,
     final_status,
 )
+
+if TYPE_CHECKING:
+    from backhaul.state.recorder import StoreRecorder
 
 T = TypeVar("T")
 ENGINE_RETRIES = 2  # whole-batch retries of transient failures, on top of the HTTP toolkit's
@@ -201,6 +205,8 @@ class SyncRun:
         self.waits = WaitTracker(self.run_id, sync.name, events)
         self.held: set[str] = set()  # keys whose old record could not be removed this run
         self.budgets: BudgetStore | None = None
+        self.recorder: StoreRecorder | None = None
+        self.commits: CommitGroup | None = None
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
@@ -209,6 +215,7 @@ class SyncRun:
         from backhaul.state.recorder import StoreRecorder
 
         recorder = StoreRecorder(self.store, self.run_id)
+        self.recorder = recorder
         self.budgets = budget_store(self.project, getattr(self.store, "engine", None))
         dest, _secrets = open_destination(
             self.project, self.sync, recorder, self.run_id, self.waits, self.budgets
@@ -218,6 +225,13 @@ class SyncRun:
         whole: int | None = getattr(dest, "run_batch_size", None)
         if whole:
             self.settings = dataclasses.replace(self.settings, batch_size=whole)
+        # A connector that sizes its calls in flight to its rate limit (the webhook) sets
+        # `concurrency`; the run keeps that many batches in flight unless a file says.
+        wanted: int | None = getattr(dest, "concurrency", None)
+        if wanted and not (
+            self.sync.config.concurrency or self.project.config.defaults.concurrency
+        ):
+            self.settings = dataclasses.replace(self.settings, concurrency=wanted)
         self.summary.full_resync = options.full_resync
         try:
             # Before the model is read: a hook may refresh what it reads.
@@ -419,6 +433,17 @@ class SyncRun:
             if await self._db(self._sends_anything):
                 await dest.check()
                 await dest.prepare(self._field_types(), ws.match_fields, cfg.object)
+            self.commits = CommitGroup(
+                store=self.store,
+                run_id=self.run_id,
+                calls=self.recorder,
+                checkpoint=lambda acked, rejected: self.backend.commit_batch(
+                    ws, self.run_id, acked, rejected
+                ),
+                counts=lambda: self.summary.counts,
+                wait_s=lambda: self.waits.total_s,
+                offload=self._db,
+            )
             batch_size = self.settings.batch_size
             sem = asyncio.Semaphore(self.settings.concurrency)
             stop = asyncio.Event()
@@ -500,16 +525,19 @@ class SyncRun:
             acked, rejected, outcomes = sort_results(
                 prepared, results, ws.layout.key_cols, ws.layout.match_cols
             )
-            await self._db(self.backend.commit_batch, ws, self.run_id, acked, rejected)
-            if _is_rekey(prepared.rows):
+            rekey = _is_rekey(prepared.rows)
+            if rekey:
                 outcomes = self._rekey_outcomes(outcomes)
+            # Outcomes first, then the checkpoint, grouped with the batches that finished
+            # alongside (engine/commits.py); durable when this returns.
+            assert self.commits is not None  # made by _send
+            await self.commits.commit(Landed(acked, rejected, outcomes))
+            if rekey:
                 progress["sent"] += prepared.rows.num_rows - outcomes.num_rows
                 if not outcomes.num_rows:
                     continue
-            self.store.add_row_table(self.run_id, outcomes)
             tally_outcomes(counts, outcomes)
             progress["sent"] += outcomes.num_rows
-            self.store.update_counts(self.run_id, counts, wait_s=self.waits.total_s)
             self.events(
                 BatchDone(
                     self.run_id,

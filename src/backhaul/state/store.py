@@ -224,6 +224,44 @@ class RunStore(RunReader):
         """
         if not table.num_rows:
             return
+        with self._write() as conn:
+            self._insert_row_table(conn, run_id, table)
+
+    def add_calls(self, run_id: str, calls: Sequence[HttpCall]) -> None:
+        """Insert recorded HTTP calls (already redacted by the recorder)."""
+        if not calls:
+            return
+        with self._write() as conn:
+            _insert_calls(conn, run_id, calls)
+
+    def record_batches(
+        self,
+        run_id: str,
+        outcomes: Sequence[pa.Table],
+        calls: Sequence[HttpCall],
+        counts: Counts | None = None,
+        *,
+        wait_s: float | None = None,
+    ) -> None:
+        """Record several batches in one transaction: their row outcomes (as
+        :meth:`add_row_table`), the calls that carried them and the run's counts so far.
+
+        The engine groups the batches that finished while the previous group was being
+        written, so a run commits once per group rather than several times per batch.
+        """
+        with self._write() as conn:
+            for table in outcomes:
+                if table.num_rows:
+                    self._insert_row_table(conn, run_id, table)
+            if calls:
+                _insert_calls(conn, run_id, calls)
+            if counts is not None:
+                values: dict[str, Any] = counts.as_dict()
+                if wait_s is not None:
+                    values["wait_s"] = wait_s
+                conn.execute(update(runs).where(runs.c.id == run_id).values(values))
+
+    def _insert_row_table(self, conn: Connection, run_id: str, table: pa.Table) -> None:
         sql = (
             "INSERT INTO run_rows (run_id, key, op, status, error, operation, call_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -234,45 +272,16 @@ class RunStore(RunReader):
             table.column(c).to_pylist()
             for c in ("key", "op", "status", "error", "operation", "call_id")
         ]
-        with self._write() as conn:
-            for start in range(0, table.num_rows, _CHUNK):
-                end = start + _CHUNK
-                params = list(
-                    zip(
-                        [run_id] * (min(end, table.num_rows) - start),
-                        *(c[start:end] for c in cols),
-                        strict=True,
-                    )
+        for start in range(0, table.num_rows, _CHUNK):
+            end = start + _CHUNK
+            params = list(
+                zip(
+                    [run_id] * (min(end, table.num_rows) - start),
+                    *(c[start:end] for c in cols),
+                    strict=True,
                 )
-                conn.exec_driver_sql(sql, params)
-
-    def add_calls(self, run_id: str, calls: Sequence[HttpCall]) -> None:
-        """Insert recorded HTTP calls (already redacted by the recorder)."""
-        if not calls:
-            return
-        values = [
-            {
-                "call_id": call.call_id,
-                "run_id": run_id,
-                "method": call.method,
-                "url": call.url,
-                "status": call.status,
-                "latency_ms": call.latency_ms,
-                "request_headers": json.dumps(call.request_headers, sort_keys=True),
-                "request_body": call.request_body,
-                "response_body": call.response_body,
-                "error": call.error,
-                "attempt": call.attempt,
-                "started_at": call.started_at,
-                "response_headers": json.dumps(call.response_headers, sort_keys=True),
-                "wait_ms": call.wait_ms,
-                "wait_reason": call.wait_reason,
-            }
-            for call in calls
-        ]
-        with self._write() as conn:
-            for start in range(0, len(values), _CHUNK):
-                conn.execute(insert(http_calls), values[start : start + _CHUNK])
+            )
+            conn.exec_driver_sql(sql, params)
 
     def mark_abandoned(self, sync: str) -> int:
         """Mark runs of ``sync`` still ``running`` as failed; returns how many.
@@ -297,6 +306,31 @@ class RunStore(RunReader):
             conn.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
             with conn.begin():
                 yield conn
+
+
+def _insert_calls(conn: Connection, run_id: str, calls: Sequence[HttpCall]) -> None:
+    values = [
+        {
+            "call_id": call.call_id,
+            "run_id": run_id,
+            "method": call.method,
+            "url": call.url,
+            "status": call.status,
+            "latency_ms": call.latency_ms,
+            "request_headers": json.dumps(call.request_headers, sort_keys=True),
+            "request_body": call.request_body,
+            "response_body": call.response_body,
+            "error": call.error,
+            "attempt": call.attempt,
+            "started_at": call.started_at,
+            "response_headers": json.dumps(call.response_headers, sort_keys=True),
+            "wait_ms": call.wait_ms,
+            "wait_reason": call.wait_reason,
+        }
+        for call in calls
+    ]
+    for start in range(0, len(values), _CHUNK):
+        conn.execute(insert(http_calls), values[start : start + _CHUNK])
 
 
 def _now() -> datetime:
