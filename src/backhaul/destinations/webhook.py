@@ -37,6 +37,7 @@ from backhaul.destinations.http.connector import (
     run_bounded,
     template_field_problems,
 )
+from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY, default_concurrency
 from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
 from backhaul.errors import DestinationError, FailureType
 from backhaul.floats import NonFiniteError
@@ -71,7 +72,13 @@ class WebhookConfig(DestinationConfig):
         description="Sign each body with HMAC-SHA256 (header X-Backhaul-Signature: sha256=<hex>).",
     )
     rate_limit: RateLimit | None = None
-    concurrency: int = Field(4, ge=1, le=64, description="Calls in flight at once.")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Calls in flight at once (default: enough to reach `rate_limit`, "
+        "16 without one; see docs/rate-limits.md).",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float = Field(30.0, gt=0)
     batch_size: int = Field(100, ge=1, le=10_000, description="Records per call in batch mode.")
@@ -103,7 +110,7 @@ CAPABILITIES = Capabilities(
     operations=frozenset(Operation),
     max_batch_size=10_000,
     default_batch_size=100,
-    default_concurrency=4,
+    default_concurrency=UNLIMITED_CONCURRENCY,
     needs_match_fields=False,
 )
 
@@ -153,13 +160,16 @@ class WebhookDestination:
         self._content_type = next(
             (v for k, v in config.headers.items() if k.lower() == "content-type"), None
         )
-        self._gate = asyncio.Semaphore(config.concurrency)
+        # Calls in flight; the engine keeps as many batches in flight when the sync does
+        # not set its own `concurrency`.
+        self.concurrency = config.concurrency or default_concurrency(config.rate_limit)
+        self._gate = asyncio.Semaphore(self.concurrency)
         self.client = client_for(
             "webhook",
             config,
             context,
             self.redactor,
-            concurrency=config.concurrency,
+            concurrency=self.concurrency,
             headers=config.headers,
         )
 
