@@ -6,6 +6,7 @@ Usage::
     python bench/http_bench.py --rows 20000 --latency 0 --repeat 1
     python bench/http_bench.py --profile bench/out/http.prof   # cProfile Backhaul's 0 ms run
     python bench/http_bench.py --no-drt                # Backhaul only
+    python bench/http_bench.py --baseline-src /tmp/old/src  # also an older Backhaul, A/B
 
 One process run does everything:
 
@@ -217,12 +218,20 @@ def main() -> None:
     parser.add_argument("--no-drt", action="store_true", help="skip drt")
     parser.add_argument("--only", choices=VARIANTS, action="append", help="run only these")
     parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="another Backhaul source tree (e.g. `git archive <commit> src`): adds the run "
+        "`baseline`, its defaults, interleaved with the others",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="write a cProfile of Backhaul's first 0 ms run here"
     )
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args()
     latencies = args.latency or [0.0, 20.0]
     variants = args.only or list(VARIANTS)
+    if args.baseline_src:
+        variants.insert(0, "baseline")
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = out / "http"
@@ -238,6 +247,9 @@ def main() -> None:
             print(f"drt skipped: {drt_note}", file=sys.stderr)
     src = HERE.parent / "src"
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    base_env = dict(
+        os.environ, PYTHONPATH=str(args.baseline_src.resolve()) if args.baseline_src else ""
+    )
     drt_env = dict(os.environ, HOME=str(work / "drt/home"), DO_NOT_TRACK="1")
     drt_env.pop("PYTHONPATH", None)
 
@@ -272,7 +284,7 @@ def main() -> None:
                         cmd = [sys.executable, str(BACKHAUL), "run", "customers_sync"]
                         if args.profile and variant == "backhaul" and lat == 0 and rnd == 0:
                             cmd[1:1] = ["-m", "cProfile", "-o", str(args.profile.resolve())]
-                        secs, _ = timed(cmd, root, env)
+                        secs, _ = timed(cmd, root, base_env if variant == "baseline" else env)
                         expected = 0 if variant == "backhaul_no_change" else args.rows
                     got = int(receiver.control()["records"])
                     if got != expected:
@@ -314,12 +326,14 @@ def main() -> None:
     report = {"meta": meta, "seconds": times, "median_seconds": medians}
     (out / "http_bench.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(meta))
-    print(f"\n{'latency':<8} {'run':<19} {'median s':>9} {'rows/s':>9} {'x drt':>7}")
+    print(
+        f"\n{'latency':<8} {'run':<19} {'median s':>9} {'rows/s':>9} {'x drt':>7} {'drt / run':>9}"
+    )
     for label, med in medians.items():
         base = med.get("drt")
         for variant, secs in med.items():
             rate = args.rows / secs if variant != "backhaul_no_change" else 0
-            ratio = f"{secs / base:7.2f}" if base else "      -"
+            ratio = f"{secs / base:7.2f} {base / secs:9.2f}" if base else "      -         -"
             print(f"{label:<8} {variant:<19} {secs:>9.2f} {rate:>9.0f} {ratio}")
     print(json.dumps(report))
 
