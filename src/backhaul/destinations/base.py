@@ -159,6 +159,14 @@ class Batch:
         """
         names = self.table.column_names
         skip = self.skip_null_fields
+        if not any("." in name for name in names):
+            # Flat fields (the common case): the row dicts are the records already.
+            for row in self.flat_records():
+                for name in skip:
+                    if row.get(name, 0) is None:
+                        del row[name]
+                yield row
+            return
         for row in self.flat_records():
             out: dict[str, Any] = {}
             for name in names:

@@ -37,6 +37,7 @@ from backhaul.destinations.http.connector import (
     run_bounded,
     template_field_problems,
 )
+from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY, default_concurrency
 from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
 from backhaul.errors import DestinationError, FailureType
 from backhaul.floats import NonFiniteError
@@ -71,7 +72,13 @@ class WebhookConfig(DestinationConfig):
         description="Sign each body with HMAC-SHA256 (header X-Backhaul-Signature: sha256=<hex>).",
     )
     rate_limit: RateLimit | None = None
-    concurrency: int = Field(4, ge=1, le=64, description="Calls in flight at once.")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Calls in flight at once (default: enough to reach `rate_limit`, "
+        "16 without one; see docs/rate-limits.md).",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float = Field(30.0, gt=0)
     batch_size: int = Field(100, ge=1, le=10_000, description="Records per call in batch mode.")
@@ -103,7 +110,7 @@ CAPABILITIES = Capabilities(
     operations=frozenset(Operation),
     max_batch_size=10_000,
     default_batch_size=100,
-    default_concurrency=4,
+    default_concurrency=UNLIMITED_CONCURRENCY,
     needs_match_fields=False,
 )
 
@@ -153,13 +160,16 @@ class WebhookDestination:
         self._content_type = next(
             (v for k, v in config.headers.items() if k.lower() == "content-type"), None
         )
-        self._gate = asyncio.Semaphore(config.concurrency)
+        # Calls in flight; the engine keeps as many batches in flight when the sync does
+        # not set its own `concurrency`.
+        self.concurrency = config.concurrency or default_concurrency(config.rate_limit)
+        self._gate = asyncio.Semaphore(self.concurrency)
         self.client = client_for(
             "webhook",
             config,
             context,
             self.redactor,
-            concurrency=config.concurrency,
+            concurrency=self.concurrency,
             headers=config.headers,
         )
 
@@ -210,28 +220,31 @@ class WebhookDestination:
 
         async def send(start: int) -> list[RecordResult]:
             end = start + size
-            return await self._send(batch.operation, records[start:end], keys[start:end])
+            return await self._send(batch.operation, records[start:end], keys[start:end], start)
 
+        if len(starts) == 1:  # one call (the engine's batch is one webhook batch): no fan-out
+            return await send(0)
         parts = await run_bounded(self._gate, starts, send)
-        return [_shift(r, start) for start, part in zip(starts, parts, strict=True) for r in part]
+        return [r for part in parts for r in part]
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def _send(
-        self, operation: Operation, records: list[dict[str, Any]], keys: list[str]
+        self, operation: Operation, records: list[dict[str, Any]], keys: list[str], offset: int
     ) -> list[RecordResult]:
-        """One call; results indexed from 0 within ``records``."""
+        """One call; results indexed from ``offset`` (the position of ``records[0]`` in the
+        batch)."""
         try:
             body = self._body(operation, records, keys)
         except LiquidError as exc:
             error = f"body_template failed: {self.redactor.text(first_line(exc))}"
-            return [RecordResult.rejected(i, error) for i in range(len(records))]
+            return [RecordResult.rejected(offset + i, error) for i in range(len(records))]
         except NonFiniteError as exc:
             # Never a bare NaN on the wire; the engine's `non_finite` policy normally keeps
             # such values from getting here.
             error = f"not sent: {exc}; set `non_finite` on the sync to send such values"
-            return [RecordResult.rejected(i, error) for i in range(len(records))]
+            return [RecordResult.rejected(offset + i, error) for i in range(len(records))]
         headers = {"Content-Type": self._content_type or "application/json"}
         if self.config.signing_secret:
             headers[SIGNATURE_HEADER] = signature(self.config.signing_secret, body)
@@ -241,12 +254,18 @@ class WebhookDestination:
         )
         if not result.ok:
             error = result.error or f"{result.status} {result.reason}"
-            return [RecordResult.rejected(i, error, result.call_id) for i in range(len(records))]
+            return [
+                RecordResult.rejected(offset + i, error, result.call_id)
+                for i in range(len(records))
+            ]
         failed = record_errors(result.json, len(records))
+        call_id = result.call_id
+        if not failed:
+            return [RecordResult.ok(offset + i, call_id) for i in range(len(records))]
         return [
-            RecordResult.rejected(i, self.redactor.text(failed[i]) or "", result.call_id)
+            RecordResult.rejected(offset + i, self.redactor.text(failed[i]) or "", call_id)
             if i in failed
-            else RecordResult.ok(i, result.call_id)
+            else RecordResult.ok(offset + i, call_id)
             for i in range(len(records))
         ]
 
@@ -308,7 +327,3 @@ def url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "has no host"
     return None
-
-
-def _shift(result: RecordResult, offset: int) -> RecordResult:
-    return RecordResult(result.index + offset, result.status, result.error, result.call_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from backhaul.summary import (
     RowStatus,
 )
 
+SMALL_TALLY = 5_000  # rows below which outcomes are counted in Python, not by Acero
 ROW_OPS = {
     "add": RowOp.ADD,
     "change": RowOp.CHANGE,
@@ -265,13 +267,28 @@ def tally_outcomes(counts: Counts, outcomes: pa.Table) -> None:
     skipped ones), rejected and skipped."""
     if not outcomes.num_rows:
         return
-    grouped = outcomes.group_by(["op", "status"]).aggregate([("key", "count")])
-    for op, status, n in zip(
-        grouped.column("op").to_pylist(),
-        grouped.column("status").to_pylist(),
-        grouped.column("key_count").to_pylist(),
-        strict=True,
-    ):
+    if outcomes.num_rows <= SMALL_TALLY:
+        # An Acero group-by costs milliseconds whatever the size; a batch of an HTTP
+        # destination (100 rows) is counted faster in Python.
+        pairs = Counter(
+            zip(
+                outcomes.column("op").to_pylist(),
+                outcomes.column("status").to_pylist(),
+                strict=True,
+            )
+        )
+        tallied = [(op, status, n) for (op, status), n in pairs.items()]
+    else:
+        grouped = outcomes.group_by(["op", "status"]).aggregate([("key", "count")])
+        tallied = list(
+            zip(
+                grouped.column("op").to_pylist(),
+                grouped.column("status").to_pylist(),
+                grouped.column("key_count").to_pylist(),
+                strict=True,
+            )
+        )
+    for op, status, n in tallied:
         if status == RowStatus.OK:
             counts.succeeded += n
             name = {"add": "added", "change": "changed", "remove": "removed", "retry": "retried"}

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +41,7 @@ from backhaul.engine.budgets import (
     quota_of,
     quota_warning,
 )
+from backhaul.engine.commits import CommitGroup, Landed
 from backhaul.engine.failures import Phase
 from backhaul.engine.guards import check_guards
 from backhaul.engine.hooks import (
@@ -97,8 +98,12 @@ from backhaul.summary import (
     final_status,
 )
 
+if TYPE_CHECKING:
+    from backhaul.state.recorder import StoreRecorder
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+READ_AHEAD_ROWS = 10_000  # outbox rows read in one query (more when one batch is larger)
 ENGINE_RETRIES = 2  # whole-batch retries of transient failures, on top of the HTTP toolkit's
 TEMPLATE_TYPES = {Cast.INT: pa.int64(), Cast.FLOAT: pa.float64(), Cast.BOOL: pa.bool_()}
 
@@ -203,6 +208,9 @@ class SyncRun:
         self.waits = WaitTracker(self.run_id, sync.name, events)
         self.held: set[str] = set()  # keys whose old record could not be removed this run
         self.budgets: BudgetStore | None = None
+        self.recorder: StoreRecorder | None = None
+        self.commits: CommitGroup | None = None
+        self._block: tuple[int, int, pa.Table] | None = None  # outbox rows read ahead
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
@@ -211,6 +219,7 @@ class SyncRun:
         from backhaul.state.recorder import StoreRecorder
 
         recorder = StoreRecorder(self.store, self.run_id)
+        self.recorder = recorder
         self.budgets = budget_store(self.project, getattr(self.store, "engine", None))
         dest, _secrets = open_destination(
             self.project, self.sync, recorder, self.run_id, self.waits, self.budgets
@@ -220,6 +229,13 @@ class SyncRun:
         whole: int | None = getattr(dest, "run_batch_size", None)
         if whole:
             self.settings = dataclasses.replace(self.settings, batch_size=whole)
+        # A connector that sizes its calls in flight to its rate limit (the webhook) sets
+        # `concurrency`; the run keeps that many batches in flight unless a file says.
+        wanted: int | None = getattr(dest, "concurrency", None)
+        if wanted and not (
+            self.sync.config.concurrency or self.project.config.defaults.concurrency
+        ):
+            self.settings = dataclasses.replace(self.settings, concurrency=wanted)
         self.summary.full_resync = options.full_resync
         try:
             # Before the model is read: a hook may refresh what it reads.
@@ -432,6 +448,17 @@ class SyncRun:
             if await self._db(self._sends_anything):
                 await dest.check()
                 await dest.prepare(self._field_types(), ws.match_fields, cfg.object)
+            self.commits = CommitGroup(
+                store=self.store,
+                run_id=self.run_id,
+                calls=self.recorder,
+                checkpoint=lambda acked, rejected: self.backend.commit_batch(
+                    ws, self.run_id, acked, rejected
+                ),
+                counts=lambda: self.summary.counts,
+                wait_s=lambda: self.waits.total_s,
+                offload=self._db,
+            )
             batch_size = self.settings.batch_size
             sem = asyncio.Semaphore(self.settings.concurrency)
             stop = asyncio.Event()
@@ -479,11 +506,7 @@ class SyncRun:
         assert self.ws is not None
         ws = self.ws
         cfg = self.sync.config
-        chunk = await self._db(
-            lambda: arrow_table(
-                ws.con, "SELECT * FROM st.outbox WHERE seq >= ? AND seq < ? ORDER BY seq", [lo, hi]
-            )
-        )
+        chunk = await self._db(self._outbox_rows, lo, hi, total)
         chunk = self._hold_rekeyed(chunk)
         split = await asyncio.to_thread(
             split_chunk,
@@ -513,16 +536,19 @@ class SyncRun:
             acked, rejected, outcomes = sort_results(
                 prepared, results, ws.layout.key_cols, ws.layout.match_cols
             )
-            await self._db(self.backend.commit_batch, ws, self.run_id, acked, rejected)
-            if _is_rekey(prepared.rows):
+            rekey = _is_rekey(prepared.rows)
+            if rekey:
                 outcomes = self._rekey_outcomes(outcomes)
+            # Outcomes first, then the checkpoint, grouped with the batches that finished
+            # alongside (engine/commits.py); durable when this returns.
+            assert self.commits is not None  # made by _send
+            await self.commits.commit(Landed(acked, rejected, outcomes))
+            if rekey:
                 progress["sent"] += prepared.rows.num_rows - outcomes.num_rows
                 if not outcomes.num_rows:
                     continue
-            self.store.add_row_table(self.run_id, outcomes)
             tally_outcomes(counts, outcomes)
             progress["sent"] += outcomes.num_rows
-            self.store.update_counts(self.run_id, counts, wait_s=self.waits.total_s)
             self.events(
                 BatchDone(
                     self.run_id,
@@ -533,6 +559,29 @@ class SyncRun:
                     total,
                 )
             )
+
+    def _outbox_rows(self, lo: int, hi: int, total: int) -> pa.Table:
+        """Outbox rows ``lo <= seq < hi`` (on the database thread).
+
+        One query per batch cost more than a fast destination's call (each scans the
+        outbox's row group), so rows are read ahead up to :data:`READ_AHEAD_ROWS` at a
+        time and later batches are cut from that block.
+        """
+        assert self.ws is not None
+        block = self._block
+        if block is None or not block[0] <= lo < hi <= block[1]:
+            stop = min(total, max(hi, lo + READ_AHEAD_ROWS))
+            table = arrow_table(
+                self.ws.con,
+                "SELECT * FROM st.outbox WHERE seq >= ? AND seq < ? ORDER BY seq",
+                [lo, stop],
+            )
+            block = self._block = (lo, stop, table)
+        first, _, table = block
+        if (first, hi) == (lo, block[1]):
+            return table
+        seq = table.column("seq")
+        return table.filter(pc.and_(pc.greater_equal(seq, lo), pc.less(seq, hi)))
 
     def _hold_rekeyed(self, chunk: pa.Table) -> pa.Table:
         """Drop the new records of keys whose old record could not be removed this run:

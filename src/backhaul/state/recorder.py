@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -55,6 +56,17 @@ class StoreRecorder:
                     self.run_id,
                     getattr(exc, "orig", exc),
                 )
+
+    def take(self, call_ids: Collection[str]) -> list[HttpCall]:
+        """Remove the buffered calls with these ids and return them, for the caller to write
+        (with the rows they carried, in one transaction); other calls stay buffered."""
+        if not call_ids:
+            return []
+        with self._lock:
+            taken = [c for c in self._buffer if c.call_id in call_ids]
+            if taken:
+                self._buffer = [c for c in self._buffer if c.call_id not in call_ids]
+            return taken
 
     def flush(self) -> None:
         """Write every buffered call now; errors from the store are raised."""

@@ -249,15 +249,77 @@ class RunStore(RunReader):
         """
         if not table.num_rows:
             return
-        if self._row_logs is not None:
-            logged, table = split_outcomes(table)
-            if logged.num_rows and not self._row_logs.append(run_id, logged):
-                table = pa.concat_tables([table, logged])  # the run's log is closed
-        self._insert_row_table(run_id, table)
+        table, logged = self._split_outcomes(table)
+        if table.num_rows:
+            with self._write() as conn:
+                self._insert_row_table(conn, run_id, table)
+        self.append_row_log(run_id, logged)
 
-    def _insert_row_table(self, run_id: str, table: pa.Table) -> None:
-        if not table.num_rows:
+    def _split_outcomes(self, table: pa.Table) -> tuple[pa.Table, list[pa.Table]]:
+        """The rows the store keeps, and (with row logs) the ok and skipped rows that go
+        to the run's row log instead."""
+        if self._row_logs is None:
+            return table, []
+        logged, kept = split_outcomes(table)
+        return kept, ([logged] if logged.num_rows else [])
+
+    def append_row_log(self, run_id: str, tables: Sequence[pa.Table]) -> None:
+        """Append ok and skipped outcomes to the run's row log, once their checkpoint is
+        written; when the run's log is closed they are inserted in the store instead."""
+        if self._row_logs is None:
+            left = [t for t in tables if t.num_rows]
+        else:
+            left = [t for t in tables if t.num_rows and not self._row_logs.append(run_id, t)]
+        if left:
+            with self._write() as conn:
+                for table in left:
+                    self._insert_row_table(conn, run_id, table)
+
+    def record_batches(
+        self,
+        run_id: str,
+        outcomes: Sequence[pa.Table],
+        calls: Sequence[HttpCall],
+        counts: Counts | None = None,
+        *,
+        wait_s: float | None = None,
+    ) -> list[pa.Table]:
+        """Record several batches in one transaction: their row outcomes (as
+        :meth:`add_row_table`), the calls that carried them and the run's counts so far.
+
+        The engine groups the batches that finished while the previous group was being
+        written, so a run commits once per group rather than several times per batch.
+        Returns the ok and skipped outcomes meant for the row log (empty without row
+        logs): the caller appends them with :meth:`append_row_log` once the batches'
+        checkpoint is written, so a row log never shows a row whose checkpoint did not
+        commit.
+        """
+        to_log: list[pa.Table] = []
+        with self._write() as conn:
+            for table in outcomes:
+                if not table.num_rows:
+                    continue
+                kept, logged = self._split_outcomes(table)
+                to_log += logged
+                if kept.num_rows:
+                    self._insert_row_table(conn, run_id, kept)
+            if calls:
+                _insert_calls(conn, run_id, calls)
+            if counts is not None:
+                values: dict[str, Any] = counts.as_dict()
+                if wait_s is not None:
+                    values["wait_s"] = wait_s
+                conn.execute(update(runs).where(runs.c.id == run_id).values(values))
+        return to_log
+
+    def add_calls(self, run_id: str, calls: Sequence[HttpCall]) -> None:
+        """Insert recorded HTTP calls (already redacted by the recorder)."""
+        if not calls:
             return
+        with self._write() as conn:
+            _insert_calls(conn, run_id, calls)
+
+    def _insert_row_table(self, conn: Connection, run_id: str, table: pa.Table) -> None:
         sql = (
             "INSERT INTO run_rows (run_id, key, op, status, error, operation, call_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -268,17 +330,16 @@ class RunStore(RunReader):
             table.column(c).to_pylist()
             for c in ("key", "op", "status", "error", "operation", "call_id")
         ]
-        with self._write() as conn:
-            for start in range(0, table.num_rows, _CHUNK):
-                end = start + _CHUNK
-                params = list(
-                    zip(
-                        [run_id] * (min(end, table.num_rows) - start),
-                        *(c[start:end] for c in cols),
-                        strict=True,
-                    )
+        for start in range(0, table.num_rows, _CHUNK):
+            end = start + _CHUNK
+            params = list(
+                zip(
+                    [run_id] * (min(end, table.num_rows) - start),
+                    *(c[start:end] for c in cols),
+                    strict=True,
                 )
-                conn.exec_driver_sql(sql, params)
+            )
+            conn.exec_driver_sql(sql, params)
 
     def prune_row_logs(self, now: datetime | None = None) -> int:
         """Apply row-log retention: delete the logs of runs older than ``keep_days`` or
@@ -313,34 +374,6 @@ class RunStore(RunReader):
         except Exception as exc:  # the run's record is written; its log stays a stream
             log.warning("could not compact the row log of run %s: %s", run_id, exc)
 
-    def add_calls(self, run_id: str, calls: Sequence[HttpCall]) -> None:
-        """Insert recorded HTTP calls (already redacted by the recorder)."""
-        if not calls:
-            return
-        values = [
-            {
-                "call_id": call.call_id,
-                "run_id": run_id,
-                "method": call.method,
-                "url": call.url,
-                "status": call.status,
-                "latency_ms": call.latency_ms,
-                "request_headers": json.dumps(call.request_headers, sort_keys=True),
-                "request_body": call.request_body,
-                "response_body": call.response_body,
-                "error": call.error,
-                "attempt": call.attempt,
-                "started_at": call.started_at,
-                "response_headers": json.dumps(call.response_headers, sort_keys=True),
-                "wait_ms": call.wait_ms,
-                "wait_reason": call.wait_reason,
-            }
-            for call in calls
-        ]
-        with self._write() as conn:
-            for start in range(0, len(values), _CHUNK):
-                conn.execute(insert(http_calls), values[start : start + _CHUNK])
-
     def mark_abandoned(self, sync: str) -> int:
         """Mark runs of ``sync`` still ``running`` as failed; returns how many.
 
@@ -368,6 +401,31 @@ class RunStore(RunReader):
             conn.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
             with conn.begin():
                 yield conn
+
+
+def _insert_calls(conn: Connection, run_id: str, calls: Sequence[HttpCall]) -> None:
+    values = [
+        {
+            "call_id": call.call_id,
+            "run_id": run_id,
+            "method": call.method,
+            "url": call.url,
+            "status": call.status,
+            "latency_ms": call.latency_ms,
+            "request_headers": json.dumps(call.request_headers, sort_keys=True),
+            "request_body": call.request_body,
+            "response_body": call.response_body,
+            "error": call.error,
+            "attempt": call.attempt,
+            "started_at": call.started_at,
+            "response_headers": json.dumps(call.response_headers, sort_keys=True),
+            "wait_ms": call.wait_ms,
+            "wait_reason": call.wait_reason,
+        }
+        for call in calls
+    ]
+    for start in range(0, len(values), _CHUNK):
+        conn.execute(insert(http_calls), values[start : start + _CHUNK])
 
 
 def _now() -> datetime:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import json as jsonlib
 import random
 import time
@@ -45,6 +46,10 @@ PAUSE_NEWS = 0.05  # seconds a pause must grow by to be announced again
 HELD_MS = 1.0  # an attempt held back less than this did not wait (for its record)
 # Query parameters whose values are masked even when they are not a known secret.
 SENSITIVE_PARAM_WORDS = ("key", "token", "secret", "password", "signature", "auth")
+
+# HTTP/2 (one multiplexed connection per host over TLS) when the optional `h2` package is
+# installed (`pip install backhaul[http2]`); plain http:// URLs stay on HTTP/1.1 keep-alive.
+HTTP2 = importlib.util.find_spec("h2") is not None
 
 PauseHint = Callable[[httpx.Response], float | None]
 T = TypeVar("T")
@@ -241,6 +246,7 @@ class HttpClient:
                 headers=self._headers,
                 transport=self._transport,
                 follow_redirects=False,
+                http2=HTTP2,
             )
             self._loop = loop
         return self._client

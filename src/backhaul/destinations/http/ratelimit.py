@@ -15,6 +15,7 @@ pause the destination asked for as ``rate_limit``, keeping to the configured rat
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -80,6 +81,30 @@ class Permit:
     paused_s: float = 0.0
     throttled_s: float = 0.0
     grant: str | None = None  # its slot in a shared budget, handed back when answered
+
+
+# Calls in flight by default (see docs/rate-limits.md, "How many calls at once"): enough
+# to use the whole rate limit when each call takes CALL_SECONDS; with no limit of our own,
+# UNLIMITED_CONCURRENCY. Bounded so a generous limit does not open a hundred connections.
+CALL_SECONDS = 1.0
+MIN_CONCURRENCY = 4
+MAX_CONCURRENCY = 32
+UNLIMITED_CONCURRENCY = 16
+
+
+def default_concurrency(limit: RateLimit | None) -> int:
+    """Calls in flight when a destination file does not set ``concurrency``.
+
+    Little's law: calls in flight = rate x time per call. At ``requests / per_seconds``
+    calls a second and up to :data:`CALL_SECONDS` per call, that many calls in flight
+    reach the limit; the limiter holds any more. Clamped to
+    [:data:`MIN_CONCURRENCY`, :data:`MAX_CONCURRENCY`]; no ``rate_limit`` gives
+    :data:`UNLIMITED_CONCURRENCY`.
+    """
+    if limit is None:
+        return UNLIMITED_CONCURRENCY
+    wanted = math.ceil(limit.requests / limit.per_seconds * CALL_SECONDS)
+    return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, wanted))
 
 
 class _Waited:
