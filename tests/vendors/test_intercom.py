@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import DestinationContext, FieldInfo
 from backhaul.destinations.intercom import IntercomConfig, IntercomDestination
 from backhaul.errors import DestinationError, FailureType
 from backhaul.summary import RunStatus
@@ -343,3 +343,82 @@ def test_a_changed_company_id_replaces_the_company_in_mirror_mode(
     assert run.status is RunStatus.SUCCEEDED, run.error
     companies = sorted(c["company_id"] for c in emulator.state()["companies"])
     assert companies == sorted(str(e) for (e,) in project.sql("SELECT email FROM users"))
+
+
+# -- fields for the mapping editor --------------------------------------------------------------
+
+
+def _open(url: str, tmp_path: Path) -> IntercomDestination:
+    config = IntercomConfig.model_validate({"type": "intercom", "base_url": url, "token": TOKEN})
+    return IntercomDestination(config, DestinationContext(tmp_path, MemoryRecorder()))
+
+
+def test_data_attributes_list_standard_and_custom_ones_set_by_the_control_api(
+    ic: tuple[IntercomEmulator, str],
+) -> None:
+    emulator, url = ic
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url, headers=auth) as http:
+        before = http.get("/data_attributes?model=contact").json()
+        set_ = httpx.post(
+            f"{url}/_emulator/faults",
+            json={"custom_attributes": {"plan": "string", "mrr": "float"}},
+        )
+        after = http.get("/data_attributes", params={"model": "company"}).json()
+        wrong = http.post("/contacts", json={"email": "a@x.com", "custom_attributes": {"score": 1}})
+        bad_model = http.get("/data_attributes?model=nope")
+
+    assert before["type"] == "list"
+    custom = [(a["full_name"], a["data_type"]) for a in before["data"] if a["custom"]]
+    assert custom == [("custom_attributes.score", "string")]
+    email = next(a for a in before["data"] if a["name"] == "email")
+    assert email["api_writable"] and email["model"] == "contact" and not email["custom"]
+    assert set_.status_code == 200
+    names = [a["full_name"] for a in after["data"] if a["custom"]]
+    assert names == ["custom_attributes.mrr", "custom_attributes.plan"]
+    assert {a["model"] for a in after["data"]} == {"company"}
+    assert wrong.status_code == 400 and "'score' does not exist" in wrong.text
+    assert bad_model.status_code == 400
+    emulator.reset()
+    assert emulator.attribute_types == {"score": "string"}
+
+
+async def test_fields_are_the_data_attributes_with_kinds_and_flags(tmp_path: Path) -> None:
+    emulator = IntercomEmulator(
+        token=TOKEN, custom_attributes={"plan": "string", "seats": "integer"}
+    )
+    with EmulatorServer(emulator) as server:
+        dest = _open(server.url, tmp_path)
+        try:
+            contacts = await dest.fields(None)
+            companies = await dest.fields("companies")
+            with pytest.raises(DestinationError) as unknown:
+                await dest.fields("tickets")
+        finally:
+            await dest.close()
+    learned = IntercomEmulator(token=TOKEN)  # any name accepted: each is listed once written
+    with EmulatorServer(learned) as server:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}) as h:
+            h.post("/contacts", json={"email": "a@x.com", "custom_attributes": {"vip": True}})
+        dest = _open(server.url, tmp_path)
+        try:
+            later = {f.name: f for f in await dest.fields("contacts")}
+        finally:
+            await dest.close()
+
+    by_name = {f.name: f for f in contacts}
+    assert by_name["custom_attributes.plan"] == FieldInfo(
+        "custom_attributes.plan", "text", label="plan"
+    )
+    assert by_name["custom_attributes.seats"].type == "number"
+    assert by_name["email"].unique and by_name["external_id"].unique
+    assert not any(f.required for f in contacts)
+    assert by_name["signed_up_at"].type == "datetime" and not by_name["signed_up_at"].read_only
+    assert by_name["unsubscribed_from_emails"].type == "bool"
+    assert by_name["created_at"].read_only and by_name["location.city"].read_only
+    company = {f.name: f for f in companies}
+    assert company["company_id"].required and company["company_id"].unique
+    assert company["monthly_spend"].type == "number" and "custom_attributes.plan" in company
+    assert unknown.value.failure is FailureType.CONFIG
+    assert later["custom_attributes.vip"].type == "bool"
+    assert [c.query for c in emulator.calls] == ["model=contact", "model=company"]

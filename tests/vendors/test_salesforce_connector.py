@@ -14,7 +14,13 @@ from typer.testing import CliRunner
 from backhaul import api
 from backhaul.calls import MemoryRecorder
 from backhaul.cli.app import app
-from backhaul.destinations.base import Batch, DestinationContext, Operation, RecordStatus
+from backhaul.destinations.base import (
+    Batch,
+    DestinationContext,
+    FieldInfo,
+    Operation,
+    RecordStatus,
+)
 from backhaul.destinations.salesforce import SalesforceConfig, SalesforceDestination
 from backhaul.errors import DestinationError, FailureType
 from backhaul.summary import RunStatus
@@ -410,6 +416,41 @@ async def test_connection_test_logs_in_and_describes_the_object(
         ("/services/oauth2/token", 200),
         ("/services/data/v62.0/sobjects/Contact/describe", 200),
         ("/services/oauth2/token", 400),
+    ]
+
+
+async def test_fields_come_from_the_describe_with_kinds_and_flags(
+    org: tuple[SalesforceEmulator, str],
+) -> None:
+    emulator, url = org
+    dest = destination(url, emulator, object=None)
+    try:
+        listed = await dest.fields("Contact")
+        again = await dest.fields("Contact")
+        with pytest.raises(DestinationError) as unknown:
+            await dest.fields("Nope__c")
+    finally:
+        await dest.close()
+
+    by_name = {f.name: f for f in listed}
+    assert [f.name for f in listed] == sorted(by_name) and again == listed
+    assert by_name["External_Id__c"] == FieldInfo(
+        "External_Id__c", "text", label="External Id", unique=True
+    )
+    assert by_name["LastName"].required and not by_name["LastName"].read_only
+    assert by_name["Lead_Score__c"].type == "number" and not by_name["Lead_Score__c"].required
+    assert by_name["HasOptedOutOfEmail"].type == "bool"
+    assert not by_name["HasOptedOutOfEmail"].required  # not nillable, but defaulted on create
+    assert by_name["CreatedDate"].type == "datetime" and by_name["CreatedDate"].read_only
+    assert by_name["Id"].read_only and not by_name["Id"].required
+    assert not by_name["Email"].unique  # an idLookup field, but not one records match by
+    assert unknown.value.failure is FailureType.CONFIG and "no object `Nope__c`" in (
+        unknown.value.message
+    )
+    describes = [c.path for c in emulator.calls if c.path.endswith("/describe")]
+    assert describes == [
+        "/services/data/v62.0/sobjects/Contact/describe",
+        "/services/data/v62.0/sobjects/Nope__c/describe",
     ]
 
 

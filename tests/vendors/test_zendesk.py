@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import DestinationContext, FieldInfo
 from backhaul.destinations.zendesk import ZendeskConfig, ZendeskDestination
 from backhaul.errors import DestinationError, FailureType
 from backhaul.summary import RunStatus
@@ -370,3 +370,78 @@ def test_a_changed_email_updates_the_user_by_its_id(
     assert set(after) == model  # no user left under an old e-mail
     assert after["moved20@example.org"] == before["u20@example.com"]
     assert after["moved40@example.org"] == before["u40@example.com"]
+
+
+# -- fields for the mapping editor --------------------------------------------------------------
+
+PLAN_FIELDS = [
+    {"key": "plan", "type": "dropdown", "title": "Plan"},
+    {"key": "seats", "type": "integer", "title": "Seats"},
+    {"key": "renews_on", "type": "date", "title": "Renews on"},
+    {"key": "vip", "type": "checkbox", "title": "VIP"},
+    {"key": "old_code", "type": "text", "title": "Old code", "active": False},
+]
+
+
+def test_custom_fields_are_listed_in_offset_pages_and_set_by_the_control_api(
+    zd: tuple[ZendeskEmulator, str],
+) -> None:
+    emulator, url = zd
+    with _client(url) as http:
+        default = http.get("/api/v2/user_fields.json").json()
+        set_ = httpx.post(f"{url}/_emulator/faults", json={"user_fields": PLAN_FIELDS})
+        first = http.get("/api/v2/user_fields.json?per_page=2").json()
+        last = http.get(first["next_page"].removeprefix(url)).json()
+        orgs = http.get("/api/v2/organization_fields").json()
+        anonymous = httpx.get(f"{url}/api/v2/user_fields.json")
+
+    assert [(f["key"], f["type"]) for f in default["user_fields"]] == [("score", "integer")]
+    assert set_.status_code == 200 and first["count"] == 5
+    assert [f["key"] for f in first["user_fields"]] == ["plan", "seats"]
+    assert first["previous_page"] is None and first["next_page"].endswith("page=2&per_page=2")
+    assert [f["key"] for f in last["user_fields"]] == ["renews_on", "vip"]
+    assert last["user_fields"][0]["title"] == "Renews on" and not last["user_fields"][0]["system"]
+    assert [f["key"] for f in orgs["organization_fields"]] == ["score"]
+    assert anonymous.status_code == 401
+    emulator.reset()
+    assert [f["key"] for f in emulator.custom_fields["user_fields"]] == ["score"]
+
+
+async def test_fields_are_the_built_in_ones_then_the_active_custom_ones(tmp_path: Path) -> None:
+    emulator = ZendeskEmulator(email=EMAIL, api_token=TOKEN, user_fields=PLAN_FIELDS * 30)
+    emulator.define_fields("organization_fields", [{"key": "tier", "type": "decimal"}])
+    with EmulatorServer(emulator) as server:
+        config = ZendeskConfig.model_validate(
+            {"type": "zendesk", "base_url": server.url, "email": EMAIL, "api_token": TOKEN}
+        )
+        dest = ZendeskDestination(config, DestinationContext(tmp_path, MemoryRecorder()))
+        try:
+            users = await dest.fields(None)
+            orgs = await dest.fields("organizations")
+            tickets = await dest.fields("tickets")
+            with pytest.raises(DestinationError) as unknown:
+                await dest.fields("macros")
+        finally:
+            await dest.close()
+
+    by_name = {f.name: f for f in users}
+    assert by_name["name"] == FieldInfo("name", "text", label="Name", required=True)
+    assert by_name["email"].unique and by_name["external_id"].unique
+    assert by_name["verified"].type == "bool" and by_name["organization_id"].type == "number"
+    custom = [(f.name, f.type, f.label) for f in users if "." in f.name]
+    assert custom[:4] == [
+        ("user_fields.plan", "text", "Plan"),
+        ("user_fields.seats", "number", "Seats"),
+        ("user_fields.renews_on", "date", "Renews on"),
+        ("user_fields.vip", "bool", "VIP"),
+    ]
+    assert len(custom) == 120  # 150 fields over two pages, the 30 inactive ones left out
+    assert "user_fields.old_code" not in by_name
+    pages = [c.query for c in emulator.calls if c.path == "/api/v2/user_fields.json"]
+    assert len(pages) == 2
+    org_names = {f.name: f for f in orgs}
+    assert org_names["organization_fields.tier"].type == "number"
+    assert org_names["name"].required and org_names["name"].unique
+    assert not any(f.name.startswith(("user_fields", "organization_fields")) for f in tickets)
+    assert {f.name for f in tickets if f.required} == {"comment.body"}
+    assert unknown.value.failure is FailureType.CONFIG

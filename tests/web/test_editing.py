@@ -1,7 +1,8 @@
 """The editors' API on a real Git repository, the web app and the HubSpot emulator on
 loopback: roles, one commit per save by the signed-in user, a hand comment surviving an
 edit, the CLI's messages beside the field, secrets kept out of every commit, delete, the
-destination's fields, preview and test connection."""
+destination's fields (HubSpot's, and Zendesk's from its emulator), preview and test
+connection."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tests.conftest import run_cli
 from tests.web.editing_env import TOKEN_ENV, EditEnv, edit_env
 
 from backhaul.config.yamledit import edit_yaml
+from backhaul.testing.emulators import EmulatorServer
+from backhaul.testing.emulators.zendesk import ZendeskEmulator
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration
@@ -243,3 +246,46 @@ def test_a_fifo_where_a_file_would_be_is_refused_not_waited_on(env: EditEnv) -> 
         )
     finally:
         fifo.unlink()
+
+
+def test_a_zendesk_destination_lists_its_built_in_and_custom_fields(
+    env: EditEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_env = f"BACKHAUL_EDIT_TEST_ZENDESK_{uuid.uuid4().hex[:8].upper()}"
+    emulator = ZendeskEmulator(
+        email="agent@example.com",
+        api_token="zd-edit-token",
+        user_fields=[{"key": "plan", "type": "dropdown", "title": "Plan"}],
+    )
+    monkeypatch.setenv(token_env, emulator.api_token)
+    c = env.client(Role.EDITOR)
+    with EmulatorServer(emulator) as server:
+        made = c.put(
+            "/api/v1/edit/destinations/helpdesk",
+            json={
+                "type": "zendesk",
+                "values": {
+                    "base_url": server.url,
+                    "email": emulator.email,
+                    "api_token": token_env,
+                },
+            },
+        )
+        assert made.status_code == 200, made.text
+        fields = c.get("/api/v1/edit/destinations/helpdesk/fields?object=users").json()["fields"]
+        wrong = c.get("/api/v1/edit/destinations/helpdesk/fields?object=macros").json()
+    by_name = {f["name"]: f for f in fields}
+    assert by_name["user_fields.plan"] == {
+        "name": "user_fields.plan",
+        "type": "text",
+        "label": "Plan",
+        "required": False,
+        "unique": False,
+        "read_only": False,
+    }
+    assert by_name["name"]["required"] and by_name["email"]["unique"]
+    assert wrong["fields"] is None and "no object `macros`" in wrong["message"]
+    assert emulator.api_token not in (env.root / "destinations" / "helpdesk.yml").read_text(
+        encoding="utf-8"
+    )
+    assert c.delete("/api/v1/edit/destinations/helpdesk").status_code == 200

@@ -329,7 +329,8 @@ class Destination(Protocol):
     A destination may also offer ``async def fields(self, object: str | None) ->
     list[FieldInfo]``: the fields of ``object`` (or of its configured object), read from
     the destination itself without writing anything. The web app's mapping editor uses it
-    when present and falls back to free text otherwise; HubSpot and the SQL tables have it.
+    when present and falls back to free text otherwise; HubSpot, Salesforce, Zendesk,
+    Intercom and the SQL tables have it.
     """
 
     config_model: ClassVar[type[DestinationConfig]]

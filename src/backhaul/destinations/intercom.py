@@ -24,6 +24,7 @@ from backhaul.destinations.base import (
     Capabilities,
     DestinationConfig,
     DestinationContext,
+    FieldInfo,
     RecordResult,
 )
 from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
@@ -47,6 +48,9 @@ IDENTITIES: dict[str, tuple[str, ...]] = {
 }
 EXISTING_ID = re.compile(r"id=([0-9A-Za-z]+)")
 LONGEST_PAUSE = 60.0
+MODELS = {"contacts": "contact", "companies": "company"}
+# Intercom's data types as kinds of value; its dates are timestamps.
+DATA_KINDS = {"integer": "number", "float": "number", "boolean": "bool", "date": "datetime"}
 TOKEN_FIX = "check `token` in the destination file (an access token of your Intercom app)"
 HINTS = {
     400: "check `api_version` and `base_url` in the destination file",
@@ -127,6 +131,44 @@ class IntercomDestination(KeyedDestination):
 
     def _url(self, path: str) -> str:
         return f"{self.config.base_url.rstrip('/')}/{path}"
+
+    async def fields(self, object: str | None) -> list[FieldInfo]:
+        """The object's data attributes, standard and custom (``custom_attributes.NAME``),
+        from ``GET /data_attributes``: kind of value, label, read-only when the API cannot
+        write it; the match fields are unique, and a company needs its ``company_id``."""
+        name = object or self.config.object
+        model = MODELS.get(name)
+        if model is None:
+            raise DestinationError(
+                f"intercom has no object `{name}` to list: use contacts or companies",
+                failure=FailureType.CONFIG,
+            )
+        result = await self.client.request("GET", self._url(f"data_attributes?model={model}"))
+        if not result.ok or not isinstance(result.json, dict):
+            raise DestinationError(
+                f"intercom could not list the {model} data attributes ({result.error}): "
+                "check `token` and the app's permissions",
+                failure=FailureType.CONFIG if result.status < 500 else FailureType.TRANSIENT,
+                status=result.status,
+            )
+        found = []
+        for spec in result.json.get("data") or []:
+            if not isinstance(spec, dict) or spec.get("archived"):
+                continue
+            full = str(spec.get("full_name") or spec.get("name") or "")
+            if not full:
+                continue
+            found.append(
+                FieldInfo(
+                    full,
+                    DATA_KINDS.get(str(spec.get("data_type")), "text"),
+                    label=str(spec["label"]) if spec.get("label") else None,
+                    required=full == "company_id",
+                    unique=full in IDENTITIES[name],
+                    read_only=not spec.get("api_writable"),
+                )
+            )
+        return found
 
     async def probe(self) -> HttpResult:
         """Read ``/me``: a bad token or API version is a CONFIG error."""

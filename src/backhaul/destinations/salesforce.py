@@ -22,6 +22,7 @@ from backhaul.destinations.base import (
     Capabilities,
     DestinationConfig,
     DestinationContext,
+    FieldInfo,
     RecordResult,
     SyncProblem,
     SyncShape,
@@ -101,6 +102,16 @@ CAPABILITIES = keyed_capabilities(
     default_batch_size=COLLECTION_SIZE,
     default_concurrency=4,
 )
+
+
+_NUMBERS = frozenset({"double", "int", "long", "currency", "percent"})
+_KINDS = {"boolean": "bool", "date": "date", "datetime": "datetime"}
+
+
+def _kind(spec: Mapping[str, Any]) -> str:
+    """The kind of value (number, bool, date, datetime or text) of a described field."""
+    name = str(spec.get("type"))
+    return "number" if name in _NUMBERS else _KINDS.get(name, "text")
 
 
 def item_error(item: Any) -> str:
@@ -190,15 +201,34 @@ class SalesforceDestination(KeyedDestination):
         obj = self.config.object or object
         if not obj:
             return {}
-        numbers = {"double", "int", "long", "currency", "percent"}
-        kinds = {"boolean": "bool", "date": "date", "datetime": "datetime"}
         described = await self._fields(obj)
-        return {
-            name: "number"
-            if spec.get("type") in numbers
-            else kinds.get(str(spec.get("type")), "text")
-            for name, spec in described.items()
-        }
+        return {name: _kind(spec) for name, spec in described.items()}
+
+    async def fields(self, object: str | None) -> list[FieldInfo]:
+        """The object's fields from the same describe: kind of value, label, required (not
+        nillable, createable, no default on create), unique (an External ID field, the only
+        kind records can be matched by), read-only (neither createable nor updateable)."""
+        obj = self.config.object or object
+        if not obj:
+            raise DestinationError(
+                "salesforce needs an object to list its fields: name one (e.g. Contact) or "
+                "set `object` in the destination file",
+                failure=FailureType.CONFIG,
+            )
+        described = await self._fields(obj)
+        return [
+            FieldInfo(
+                name,
+                _kind(spec),
+                label=str(spec["label"]) if spec.get("label") else None,
+                required=not spec.get("nillable", True)
+                and bool(spec.get("createable"))
+                and not spec.get("defaultedOnCreate"),
+                unique=bool(spec.get("externalId")),
+                read_only=not spec.get("createable") and not spec.get("updateable"),
+            )
+            for name, spec in sorted(described.items())
+        ]
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None

@@ -24,6 +24,7 @@ from backhaul.destinations.base import (
     Capabilities,
     DestinationConfig,
     DestinationContext,
+    FieldInfo,
     Operation,
     RecordResult,
     SyncProblem,
@@ -51,6 +52,53 @@ IDENTITIES: dict[str, tuple[str, ...]] = {
 }
 FINISHED = ("completed", "failed", "killed")
 TICKETS_INSERT_ONLY = "zendesk tickets can only be created: set `mode: insert` in the sync"
+# The built-in fields a sync writes, per object: (name, kind, label, required, unique).
+BUILT_IN: dict[str, tuple[tuple[str, str, str, bool, bool], ...]] = {
+    "users": (
+        ("name", "text", "Name", True, False),
+        ("email", "text", "Email", False, True),
+        ("external_id", "text", "External ID", False, True),
+        ("phone", "text", "Phone", False, False),
+        ("alias", "text", "Alias", False, False),
+        ("details", "text", "Details", False, False),
+        ("notes", "text", "Notes", False, False),
+        ("organization_id", "number", "Organization ID", False, False),
+        ("role", "text", "Role", False, False),
+        ("locale", "text", "Locale", False, False),
+        ("time_zone", "text", "Time zone", False, False),
+        ("tags", "text", "Tags", False, False),
+        ("verified", "bool", "Verified", False, False),
+        ("suspended", "bool", "Suspended", False, False),
+    ),
+    "organizations": (
+        ("name", "text", "Name", True, True),
+        ("external_id", "text", "External ID", False, True),
+        ("domain_names", "text", "Domains", False, False),
+        ("details", "text", "Details", False, False),
+        ("notes", "text", "Notes", False, False),
+        ("group_id", "number", "Group ID", False, False),
+        ("shared_tickets", "bool", "Shared tickets", False, False),
+        ("shared_comments", "bool", "Shared comments", False, False),
+        ("tags", "text", "Tags", False, False),
+    ),
+    "tickets": (
+        ("comment.body", "text", "First comment", True, False),
+        ("subject", "text", "Subject", False, False),
+        ("external_id", "text", "External ID", False, True),
+        ("requester_id", "number", "Requester ID", False, False),
+        ("assignee_id", "number", "Assignee ID", False, False),
+        ("group_id", "number", "Group ID", False, False),
+        ("organization_id", "number", "Organization ID", False, False),
+        ("priority", "text", "Priority", False, False),
+        ("status", "text", "Status", False, False),
+        ("type", "text", "Type", False, False),
+        ("due_at", "datetime", "Due", False, False),
+        ("tags", "text", "Tags", False, False),
+    ),
+}
+# Custom fields of users and organizations: where a record holds them, and their kinds.
+CUSTOM = {"users": "user_fields", "organizations": "organization_fields"}
+CUSTOM_KINDS = {"integer": "number", "decimal": "number", "checkbox": "bool", "date": "date"}
 
 
 class ZendeskConfig(HttpDestinationConfig):
@@ -136,6 +184,47 @@ class ZendeskDestination(KeyedDestination):
     async def probe(self) -> None:
         """Read the authenticated user: bad credentials are a CONFIG error."""
         await self.client.request("GET", self._url("users/me.json"))
+
+    async def fields(self, object: str | None) -> list[FieldInfo]:
+        """The built-in fields a sync can write to the object, then its active custom
+        fields (``user_fields.KEY``, ``organization_fields.KEY``) as the account lists them.
+        Tickets list their built-in fields only (custom ticket fields are set by id)."""
+        name = object or self.config.object
+        if name not in BUILT_IN:
+            raise DestinationError(
+                f"zendesk has no object `{name}` to list: use users, organizations or tickets",
+                failure=FailureType.CONFIG,
+            )
+        found = [
+            FieldInfo(field, kind, label=label, required=required, unique=unique)
+            for field, kind, label, required, unique in BUILT_IN[name]
+        ]
+        kind = CUSTOM.get(name)
+        if kind is None:
+            return found
+        url: str | None = self._url(f"{kind}.json?per_page=100")
+        while url:
+            result = await self.client.request("GET", url)
+            if not result.ok or not isinstance(result.json, dict):
+                raise DestinationError(
+                    f"zendesk could not list its {kind} ({result.error}): check the "
+                    "destination's credentials",
+                    failure=FailureType.CONFIG if result.status < 500 else FailureType.TRANSIENT,
+                    status=result.status,
+                )
+            for spec in result.json.get(kind) or []:
+                if not isinstance(spec, dict) or not spec.get("key") or not spec.get("active"):
+                    continue  # an inactive field is not available for use
+                found.append(
+                    FieldInfo(
+                        f"{kind}.{spec['key']}",
+                        CUSTOM_KINDS.get(str(spec.get("type")), "text"),
+                        label=str(spec["title"]) if spec.get("title") else None,
+                    )
+                )
+            nxt = result.json.get("next_page")
+            url = str(nxt) if nxt else None
+        return found
 
     async def write(self, batch: Batch) -> list[RecordResult]:
         """Send one batch (at most 100 records) as Zendesk jobs and map their results."""

@@ -6,6 +6,8 @@ create that matches an existing ``external_id`` or ``email`` refused with 409 ``
 naming the existing id; search by ``external_id``/``email``/``id`` with Intercom's query
 body; companies created or updated by ``company_id``; a per-app limit counted in short
 windows (429 ``rate_limit_exceeded`` with ``X-RateLimit-Limit/Remaining/Reset``).
+``GET /data_attributes?model=contact|company`` lists the standard attributes of each model
+and the workspace's custom ones (``full_name`` ``custom_attributes.NAME``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 import math
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -76,6 +79,49 @@ COMPANY_FIELDS = frozenset(
     }
 )
 SEARCH_FIELDS = ("id", "external_id", "email")
+DATA_TYPES = frozenset({"string", "integer", "float", "boolean", "date"})
+# Standard attributes as the data attributes list reports them: name, label, data_type,
+# api_writable.
+STANDARD: dict[str, tuple[tuple[str, str, str, bool], ...]] = {
+    "contact": (
+        ("id", "ID", "string", False),
+        ("role", "Role", "string", True),
+        ("external_id", "User ID", "string", True),
+        ("email", "Email", "string", True),
+        ("phone", "Phone", "string", True),
+        ("name", "Name", "string", True),
+        ("avatar", "Avatar", "string", True),
+        ("owner_id", "Owner", "integer", True),
+        ("signed_up_at", "Signed up", "date", True),
+        ("last_seen_at", "Last seen", "date", True),
+        ("unsubscribed_from_emails", "Unsubscribed from emails", "boolean", True),
+        ("created_at", "First seen", "date", False),
+        ("updated_at", "Last updated", "date", False),
+        ("location.city", "City", "string", False),
+    ),
+    "company": (
+        ("id", "ID", "string", False),
+        ("company_id", "Company ID", "string", True),
+        ("name", "Company name", "string", True),
+        ("plan", "Plan", "string", True),
+        ("size", "Company size", "integer", True),
+        ("website", "Website", "string", True),
+        ("industry", "Industry", "string", True),
+        ("monthly_spend", "Monthly spend", "float", True),
+        ("remote_created_at", "Company created", "date", True),
+        ("created_at", "First seen", "date", False),
+        ("user_count", "People", "integer", False),
+    ),
+}
+
+
+def _data_type(value: Any) -> str:
+    """The data type Intercom gives an attribute first written with ``value``."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    return "float" if isinstance(value, float) else "string"
 
 
 class IntercomEmulator(Emulator):
@@ -85,8 +131,13 @@ class IntercomEmulator(Emulator):
         token: The access token.
         rate_limit: Calls allowed in each window (Intercom: the per-minute limit / 6).
         rate_window: Window length in seconds (Intercom: 10).
-        custom_attributes: Data attributes that exist; ``None`` accepts any name.
+        custom_attributes: Custom data attributes that exist, as names (strings) or name to
+            data type (string, integer, float, boolean or date), for contacts and companies;
+            ``None`` accepts any name and lists each one once it is written.
         seed: Seed of the random fault switches.
+
+    ``POST /_emulator/faults`` with ``{"custom_attributes": {"plan": "string"}}`` replaces
+    the custom attributes (``null``: accept any again).
     """
 
     vendor: ClassVar[str] = "intercom"
@@ -97,13 +148,16 @@ class IntercomEmulator(Emulator):
         token: str = "ic-emulator-token",
         rate_limit: int = 1666,
         rate_window: float = 10.0,
-        custom_attributes: set[str] | None = None,
+        custom_attributes: set[str] | Mapping[str, str] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
         self.token = token
         self.window = SlidingWindow(rate_limit, rate_window)
-        self.custom_attributes = custom_attributes
+        self._initial_attributes = custom_attributes
+        self.custom_attributes: set[str] | None = None
+        self.attribute_types: dict[str, str] = {}
+        self.define_attributes(custom_attributes)
         self.contacts: dict[str, dict[str, Any]] = {}
         self.companies: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
@@ -119,6 +173,7 @@ class IntercomEmulator(Emulator):
             Route("/contacts/{id}/archive", self._archive, methods=["POST"]),
             Route("/companies", self._companies, methods=["GET", "POST"]),
             Route("/companies/{id}", self._company, methods=["GET", "DELETE"]),
+            Route("/data_attributes", self._data_attributes, methods=["GET"]),
         ]
 
     def vendor_error(self, status: int, message: str) -> Response:
@@ -147,6 +202,27 @@ class IntercomEmulator(Emulator):
     def vendor_reset(self) -> None:
         self.contacts.clear()
         self.companies.clear()
+        self.define_attributes(self._initial_attributes)
+
+    def vendor_control(self, spec: dict[str, Any]) -> None:
+        """``{"custom_attributes": {NAME: DATA_TYPE}}`` replaces the custom attributes."""
+        if "custom_attributes" in spec:
+            self.define_attributes(spec["custom_attributes"])
+
+    def define_attributes(self, attributes: set[str] | Mapping[str, str] | None) -> None:
+        """Set the workspace's custom attributes (``None``: any name, learned on write)."""
+        if attributes is None:
+            self.custom_attributes, self.attribute_types = None, {}
+            return
+        types = (
+            dict(attributes)
+            if isinstance(attributes, Mapping)
+            else dict.fromkeys(attributes, "string")
+        )
+        for name, data_type in types.items():
+            if data_type not in DATA_TYPES:
+                raise ValueError(f"custom attribute {name!r}: data type one of {DATA_TYPES}")
+        self.custom_attributes, self.attribute_types = set(types), types
 
     def credentials(self) -> dict[str, str]:
         return {"INTERCOM_TOKEN": self.token}
@@ -224,6 +300,10 @@ class IntercomEmulator(Emulator):
         email = body.get("email")
         if email is not None and "@" not in str(email):
             return "parameter_invalid", "Email address is invalid"
+        if self.custom_attributes is None:  # a new name becomes an attribute of its value's type
+            for name, value in custom.items():
+                if value is not None:
+                    self.attribute_types.setdefault(name, _data_type(value))
         return None
 
     def _match(self, body: dict[str, Any], own: str | None) -> dict[str, Any] | None:
@@ -253,6 +333,56 @@ class IntercomEmulator(Emulator):
         row["updated_at"] = int(time.time())
 
     # -- contacts ----------------------------------------------------------------------------
+
+    async def _data_attributes(self, request: Request) -> Response:
+        """The standard and custom data attributes of one model (or of both)."""
+        model = request.query_params.get("model")
+        if model is not None and model not in STANDARD and model != "conversation":
+            return self._error("parameter_invalid", f"{model} is not a valid model", 400)
+        models = [model] if model is not None else list(STANDARD)
+        data: list[dict[str, Any]] = []
+        with self.lock:
+            custom = dict(self.attribute_types)
+        for one in models:
+            for name, label, data_type, writable in STANDARD.get(one, ()):
+                data.append(
+                    {
+                        "type": "data_attribute",
+                        "model": one,
+                        "name": name.rpartition(".")[2],
+                        "full_name": name,
+                        "label": label,
+                        "description": "",
+                        "data_type": data_type,
+                        "api_writable": writable,
+                        "ui_writable": writable,
+                        "messenger_writable": False,
+                        "custom": False,
+                        "archived": False,
+                    }
+                )
+            if one not in STANDARD:
+                continue
+            for position, (name, data_type) in enumerate(sorted(custom.items())):
+                data.append(
+                    {
+                        "type": "data_attribute",
+                        "id": 100 + position,
+                        "model": one,
+                        "name": name,
+                        "full_name": f"custom_attributes.{name}",
+                        "label": name.replace("_", " "),
+                        "description": "",
+                        "data_type": data_type,
+                        "api_writable": True,
+                        "ui_writable": True,
+                        "messenger_writable": True,
+                        "custom": True,
+                        "archived": False,
+                        "admin_id": "1",
+                    }
+                )
+        return self._json({"type": "list", "data": data})
 
     async def _me(self, request: Request) -> Response:
         return self._json(

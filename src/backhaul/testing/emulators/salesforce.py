@@ -36,20 +36,21 @@ class SField:
     """One field of an sObject as ``describe`` reports it."""
 
     name: str
-    type: str = "string"  # string | email | double | boolean | id | date
+    type: str = "string"  # string | email | double | boolean | id | date | datetime
     required: bool = False  # not nillable and no default: must be set on create
     external_id: bool = False
     updateable: bool = True
+    defaulted: bool = False  # Salesforce sets it on create (Id, a checkbox's default)
 
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "label": self.name.removesuffix("__c").replace("_", " "),
             "type": self.type,
-            "nillable": not self.required,
+            "nillable": not (self.required or self.defaulted),
             "createable": self.updateable,
             "updateable": self.updateable,
-            "defaultedOnCreate": False,
+            "defaultedOnCreate": self.defaulted,
             "externalId": self.external_id,
             "idLookup": self.external_id or self.name in ("Id", "Email"),
             "unique": self.external_id,
@@ -59,7 +60,7 @@ class SField:
 def default_objects() -> dict[str, list[SField]]:
     """Contact and Account as a fresh org has them, plus one custom external id each."""
     common = [
-        SField("Id", "id", updateable=False),
+        SField("Id", "id", updateable=False, defaulted=True),
         SField("External_Id__c", external_id=True),
         SField("CreatedDate", "datetime", updateable=False),
     ]
@@ -70,6 +71,7 @@ def default_objects() -> dict[str, list[SField]]:
             SField("FirstName"),
             SField("Email", "email"),
             SField("Lead_Score__c", "double"),
+            SField("HasOptedOutOfEmail", "boolean", defaulted=True),
         ],
         "Account": [*common, SField("Name", required=True), SField("Website")],
     }

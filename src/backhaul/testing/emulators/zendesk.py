@@ -6,13 +6,17 @@ writes answered with a queued ``job_status`` that moves queued → working → c
 polls of ``GET /api/v2/job_statuses/{id}``, per-item results in request order, identity by
 ``external_id`` then ``email`` for users, unique organization names, a per-minute request
 limit (429 + ``Retry-After``, ``X-Rate-Limit`` headers) and a cap on unfinished jobs.
+The account's custom user and organization fields are listed by ``GET
+/api/v2/user_fields`` and ``/api/v2/organization_fields`` (custom fields only, 100 a page at
+most, offset pages with ``next_page``); their keys are the keys of a record's ``user_fields``
+and ``organization_fields``.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -27,6 +31,15 @@ OBJECTS = ("users", "organizations", "tickets")
 SINGULAR = {"users": "user", "organizations": "organization", "tickets": "ticket"}
 Result = dict[str, Any]
 STAGES = ("queued", "working", "completed")
+FIELD_KINDS = ("user_fields", "organization_fields")
+FIELD_TYPES = frozenset(
+    {"text", "textarea", "checkbox", "date", "integer", "decimal", "regexp", "dropdown"}
+    | {"lookup", "multiselect"}
+)
+# A fresh emulated account has one custom field of each kind, the ``score`` tests write.
+DEFAULT_FIELDS: dict[str, list[dict[str, Any]]] = {
+    kind: [{"key": "score", "type": "integer", "title": "Score"}] for kind in FIELD_KINDS
+}
 
 
 class ZendeskEmulator(Emulator):
@@ -41,7 +54,13 @@ class ZendeskEmulator(Emulator):
         rate_window: Length of the rate window in seconds (Zendesk: 60).
         polls_to_complete: Status polls before a job completes (the first moves it to working).
         max_jobs: Most jobs queued or working at once; more are refused with 429.
+        user_fields: The account's custom user fields, each ``{"key", "type", "title"}``
+            and optionally ``active`` (default: one integer field ``score``).
+        organization_fields: The same for organizations.
         seed: Seed of the random fault switches.
+
+    ``POST /_emulator/faults`` with ``{"user_fields": [...]}`` or
+    ``{"organization_fields": [...]}`` replaces the account's fields of that kind.
     """
 
     vendor: ClassVar[str] = "zendesk"
@@ -57,6 +76,8 @@ class ZendeskEmulator(Emulator):
         rate_window: float = 60.0,
         polls_to_complete: int = 2,
         max_jobs: int = 30,
+        user_fields: Sequence[Mapping[str, Any]] | None = None,
+        organization_fields: Sequence[Mapping[str, Any]] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
@@ -70,6 +91,15 @@ class ZendeskEmulator(Emulator):
         self.records: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in OBJECTS}
         self.jobs: dict[str, Job[list[Result]]] = {}
         self._ids = itertools.count(1001)
+        self._field_ids = itertools.count(7001)
+        given = {"user_fields": user_fields, "organization_fields": organization_fields}
+        self._initial_fields = {
+            kind: list(DEFAULT_FIELDS[kind] if given[kind] is None else given[kind] or [])
+            for kind in FIELD_KINDS
+        }
+        self.custom_fields: dict[str, list[dict[str, Any]]] = {}
+        for kind in FIELD_KINDS:
+            self.define_fields(kind, self._initial_fields[kind])
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -91,6 +121,8 @@ class ZendeskEmulator(Emulator):
             add(f"/api/v2/{name}/show_many", self._show_many, ["GET"])
             add(f"/api/v2/{name}/destroy_many", self._destroy_many, ["DELETE"])
         add("/api/v2/job_statuses/{id}", self._job_status, ["GET"])
+        for kind in FIELD_KINDS:
+            add(f"/api/v2/{kind}", self._custom_fields, ["GET"])
         return routes
 
     def vendor_error(self, status: int, message: str) -> Response:
@@ -111,6 +143,47 @@ class ZendeskEmulator(Emulator):
         for rows in self.records.values():
             rows.clear()
         self.jobs.clear()
+        for kind in FIELD_KINDS:
+            self.define_fields(kind, self._initial_fields[kind])
+
+    def vendor_control(self, spec: dict[str, Any]) -> None:
+        """``{"user_fields": [...]}`` / ``{"organization_fields": [...]}`` replace the
+        account's custom fields of that kind."""
+        for kind in FIELD_KINDS:
+            if kind in spec:
+                self.define_fields(kind, list(spec[kind] or []))
+
+    def define_fields(self, kind: str, fields: Sequence[Mapping[str, Any]]) -> None:
+        """Set the custom fields of ``kind`` (``user_fields`` or ``organization_fields``),
+        completed with the properties Zendesk reports for each."""
+        if kind not in FIELD_KINDS:
+            raise ValueError(f"no custom field kind {kind!r}: use one of {FIELD_KINDS}")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        made = []
+        for position, given in enumerate(fields):
+            type_ = str(given.get("type", "text"))
+            if type_ not in FIELD_TYPES or not given.get("key"):
+                raise ValueError(f"a custom field needs a `key` and a type of {FIELD_TYPES}")
+            field_id = next(self._field_ids)
+            made.append(
+                {
+                    "url": f"/api/v2/{kind}/{field_id}.json",
+                    "id": field_id,
+                    "type": type_,
+                    "key": str(given["key"]),
+                    "title": str(given.get("title") or given["key"]),
+                    "raw_title": str(given.get("title") or given["key"]),
+                    "description": str(given.get("description", "")),
+                    "raw_description": str(given.get("description", "")),
+                    "position": position,
+                    "active": bool(given.get("active", True)),
+                    "system": False,
+                    "regexp_for_validation": given.get("regexp_for_validation"),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        self.custom_fields[kind] = made
 
     def credentials(self) -> dict[str, str]:
         return {"ZENDESK_EMAIL": self.email, "ZENDESK_API_TOKEN": self.api_token}
@@ -313,6 +386,30 @@ class ZendeskEmulator(Emulator):
         return out
 
     # -- endpoints ---------------------------------------------------------------------------
+
+    async def _custom_fields(self, request: Request) -> Response:
+        """One offset page of the custom user or organization fields (100 at most)."""
+        kind = request.url.path.removeprefix("/api/v2/").removesuffix(".json")
+        try:
+            page = max(1, int(request.query_params.get("page", "1")))
+            per_page = min(100, max(1, int(request.query_params.get("per_page", "100"))))
+        except ValueError:
+            return self._invalid("page and per_page must be numbers")
+        with self.lock:
+            fields = list(self.custom_fields[kind])
+        start = (page - 1) * per_page
+        more = start + per_page < len(fields)
+        base = f"{str(request.base_url).rstrip('/')}/api/v2/{kind}.json"
+        return JSONResponse(
+            {
+                kind: fields[start : start + per_page],
+                "next_page": f"{base}?page={page + 1}&per_page={per_page}" if more else None,
+                "previous_page": f"{base}?page={page - 1}&per_page={per_page}"
+                if page > 1
+                else None,
+                "count": len(fields),
+            }
+        )
 
     async def _me(self, request: Request) -> Response:
         return JSONResponse({"user": {"id": 1, "email": self.email, "role": "admin"}})
