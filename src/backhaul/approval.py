@@ -25,7 +25,6 @@ so, whatever an unapproved commit's backhaul.yml says.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,17 +147,7 @@ class ApprovalStore:
 
 
 def _git(folder: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(folder), *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
+    return gitinfo.git_output(folder, *args, timeout=30)
 
 
 def resolve(folder: Path, revision: str) -> str | None:

@@ -29,13 +29,14 @@ PROJECT_PATHS = (
 _SEP = "\x1f"
 
 
-def _git(folder: Path, *args: str) -> str | None:
+def git_output(folder: Path, *args: str, timeout: float = 10) -> str | None:
+    """What ``git -C folder ARGS`` prints; None when git is missing, fails or times out."""
     try:
         done = subprocess.run(
             ["git", "-C", str(folder), *args],
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=timeout,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
@@ -55,11 +56,11 @@ class Head:
 def head(folder: Path) -> Head | None:
     """The project folder's ``HEAD`` and whether its files are uncommitted; None outside Git
     (or in a repository without a commit)."""
-    commit = _git(folder, "rev-parse", "HEAD")
+    commit = git_output(folder, "rev-parse", "HEAD")
     if not commit or not commit.strip():
         return None
     paths = [p for p in PROJECT_PATHS if (folder / p).exists()]
-    status = _git(folder, "status", "--porcelain", "--untracked-files=all", "--", *paths)
+    status = git_output(folder, "status", "--porcelain", "--untracked-files=all", "--", *paths)
     return Head(commit.strip(), bool(status and status.strip()))
 
 
@@ -80,7 +81,7 @@ class FileCommit:
 def file_history(folder: Path, rel: str, limit: int = 20) -> list[FileCommit]:
     """The latest ``limit`` commits that changed ``rel`` (following renames), newest first."""
     fmt = _SEP.join(("%H", "%an", "%aI", "%s"))
-    out = _git(folder, "log", f"-n{limit}", "--follow", f"--format={fmt}", "--", rel)
+    out = git_output(folder, "log", f"-n{limit}", "--follow", f"--format={fmt}", "--", rel)
     found: list[FileCommit] = []
     for line in (out or "").splitlines():
         parts = line.split(_SEP)
@@ -97,10 +98,10 @@ def file_at(folder: Path, commit: str, rel: str) -> str | None:
     """``rel`` as it was at ``commit`` (None: no such commit or no such file there)."""
     if not commit or not all(c in "0123456789abcdef" for c in commit.lower()):
         return None
-    prefix = _git(folder, "rev-parse", "--show-prefix")
+    prefix = git_output(folder, "rev-parse", "--show-prefix")
     if prefix is None:
         return None
-    return _git(folder, "show", f"{commit}:{prefix.strip()}{rel}")
+    return git_output(folder, "show", f"{commit}:{prefix.strip()}{rel}")
 
 
 def commit_text(commit: str | None, dirty: bool | None) -> str:
@@ -118,5 +119,6 @@ __all__ = [
     "commit_text",
     "file_at",
     "file_history",
+    "git_output",
     "head",
 ]
