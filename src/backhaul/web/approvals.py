@@ -47,6 +47,11 @@ Admin = Annotated[User, Depends(require(Role.ADMIN))]
 # -- saving -------------------------------------------------------------------------------
 
 
+def draft_note(branch: str) -> str:
+    """What an editor is told after a save that went to draft ``branch``."""
+    return f"saved as draft {branch}: it runs once an admin approves it at /approvals"
+
+
 @dataclass(frozen=True)
 class Saved:
     """A save, and the draft branch it went to (None: the checked-out branch)."""
@@ -59,7 +64,7 @@ class Saved:
     def note(self) -> str | None:
         """What the editor is told besides "saved"."""
         if self.draft and self.result.changed:
-            return f"saved as draft {self.draft}: it runs once an admin approves it at /approvals"
+            return draft_note(self.draft)
         return None
 
 
@@ -497,6 +502,7 @@ def reject_draft_form(
 __all__ = [
     "Saved",
     "api_router",
+    "draft_note",
     "page_router",
     "review_of",
     "save_project_file",

@@ -233,6 +233,19 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return SafeJSONResponse({"error": {"code": code, "message": message, **extra}}, status)
 
 
+def save_failure(exc: BackhaulError) -> JSONResponse:
+    """The answer to a save that did not happen: 422 with every problem when the project
+    would not validate, 409 on a conflict or a refused commit, 400 otherwise."""
+    if isinstance(exc, InvalidContent):
+        found = [problem_out(p) for p in exc.problems]
+        return _error(422, "invalid", "the project would not validate", problems=found)
+    if isinstance(exc, SaveConflict):
+        return _error(409, "conflict", exc.message)
+    if isinstance(exc, SaveError):
+        return _error(409, "not_saved", exc.message)
+    return _error(400, "invalid", exc.message)
+
+
 @router.post("/audiences/preview")
 def preview_route(body: PreviewIn, user: Viewer, project: ProjectDep) -> Any:
     """Explore an audience being edited: nothing is saved."""
@@ -409,15 +422,8 @@ def _save(
             message=saving.message,
             base=saving.base,
         )
-    except InvalidContent as exc:
-        found = [problem_out(p) for p in exc.problems]
-        return _error(422, "invalid", "the project would not validate", problems=found)
-    except SaveConflict as exc:
-        return _error(409, "conflict", exc.message)
-    except SaveError as exc:
-        return _error(409, "not_saved", exc.message)
     except BackhaulError as exc:
-        return _error(400, "invalid", exc.message)
+        return save_failure(exc)
     result = saved.result
     warning = saved.note
     if result.changed:

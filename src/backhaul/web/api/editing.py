@@ -27,11 +27,11 @@ from pydantic import BaseModel, Field
 from backhaul.config.models import NAME_PATTERN, ModelConfig
 from backhaul.config.project import ModelDef, Positions, Project
 from backhaul.config.yamledit import edit_yaml, load, plain
-from backhaul.errors import BackhaulError, InvalidContent, SaveConflict, SaveError
+from backhaul.errors import BackhaulError, SaveConflict
 from backhaul.gitsave import Problem, text_hash
 from backhaul.web.api.base import SafeJSONResponse, jsonable
-from backhaul.web.approvals import save_project_files
-from backhaul.web.audience_api import problem_out, read_file, reload_project
+from backhaul.web.approvals import draft_note, save_project_files
+from backhaul.web.audience_api import problem_out, read_file, reload_project, save_failure
 from backhaul.web.auth import Role, User, require
 from backhaul.web.deps import ProjectDep, UsersDep
 from backhaul.web.editor_forms import KINDS, change_message, coerce, form_for
@@ -279,21 +279,14 @@ def _save(
             message=message,
             bases={k: v for k, v in bases.items() if v},
         )
-    except InvalidContent as exc:
-        found = [problem_out(p) for p in exc.problems]
-        return _error(422, "invalid", "the project would not validate", problems=found)
-    except SaveConflict as exc:
-        return _error(409, "conflict", exc.message)
-    except SaveError as exc:
-        return _error(409, "not_saved", exc.message)
     except BackhaulError as exc:
-        return _error(400, "invalid", exc.message)
+        return save_failure(exc)
     changed = [r for r in results if r.changed]
     warning = None
     if changed and draft is not None:
         # The checked-out files did not change: the project stays as it was until an
         # admin approves the draft.
-        warning = f"saved as draft {draft}: it runs once an admin approves it at /approvals"
+        warning = draft_note(draft)
         users.audit(
             user.username,
             action,
