@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -257,6 +258,24 @@ def test_two_stores_on_one_sqlite_file(sqlite_url: str) -> None:
             thread.join()
         assert sum(first.row_counts("shared").values()) == 40
         assert sum(second.row_counts("shared").values()) == 40
+
+
+def test_a_store_opened_while_another_creates_the_file_waits(tmp_path: Path) -> None:
+    # A new file is still in rollback-journal mode while its first writer holds the write
+    # lock; switching it to WAL then fails at once unless the opener waits its turn.
+    path = tmp_path / "new.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE other (id INTEGER)")
+    releaser = threading.Timer(0.5, lambda: writer.execute("COMMIT"))
+    releaser.start()
+    try:
+        with RunStore.open(f"sqlite:///{path}") as store:
+            store.start_run("after-the-writer", "s", full_resync=False)
+            assert [r.run_id for r in store.runs()] == ["after-the-writer"]
+    finally:
+        releaser.join()
+        writer.close()
 
 
 OPEN_SCRIPT = """

@@ -9,6 +9,8 @@ and writes. Each table row becomes a typed record in exactly one place here
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -576,7 +578,23 @@ def _sqlite_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     dbapi_connection.isolation_level = None
     dbapi_connection.execute("PRAGMA foreign_keys=ON")
     # WAL: readers (the web UI) never block the writer of a running sync, and vice versa.
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    _enter_wal(dbapi_connection)
+
+
+def _enter_wal(dbapi_connection: Any, wait: float = 30.0) -> None:
+    # Turning a new database to WAL needs an exclusive lock. When another connection is
+    # migrating the same new file (BEGIN IMMEDIATE), SQLite answers "database is locked"
+    # at once instead of calling the busy handler (it would be a deadlock), so wait for
+    # the writer here. A database already in WAL mode answers without any lock.
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_begin(conn: Connection) -> None:
