@@ -33,7 +33,7 @@ from backhaul.destinations.base import (
     SyncShape,
 )
 from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult, RateLimit
-from backhaul.destinations.http.packing import Caps, pack, positions, too_big_message
+from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
 from backhaul.errors import DestinationError, FailureType
 
 MEDIA = "application/vnd.api+json"
@@ -182,8 +182,7 @@ class KlaviyoDestination(HttpDestination):
         )
         profiles = ((i, {"type": "profile", "attributes": r}) for i, r in records.items())
         packed = pack(profiles, caps)
-        for i, size in packed.too_big.items():
-            out[i] = RecordResult.rejected(i, too_big_message(size, caps, "klaviyo"))
+        out.update(too_big_results(packed, caps, "klaviyo"))
         for request in packed.requests:
             out.update(await self._job(request, list_id, match))
         return [out[i] for i in range(len(batch))]

@@ -7,13 +7,13 @@ them, so that it is written (and fixed) once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from backhaul.calls import CallRecorder
-from backhaul.destinations.base import DestinationContext, SyncProblem
-from backhaul.destinations.http.client import HttpClient, PauseHint
-from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
+from backhaul.destinations.base import DestinationContext, RecordResult, SyncProblem
+from backhaul.destinations.http.client import HttpClient, PauseHint, Refused, split_batch
+from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter, RollingWindowLimiter
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.destinations.http.shared import SharedLimiter
 from backhaul.errors import BackhaulError, DestinationError, FailureType
@@ -84,6 +84,37 @@ def client_for(
         waits=context.waits,
         hints=hints,
     )
+
+
+def rolling_window(config: HttpSettings) -> RollingWindowLimiter | None:
+    """A rolling window of ``rate_limit`` (``None`` without one), for vendors that count
+    calls in a window; a permit lost without an answer frees its slot after three timeouts."""
+    limit = config.rate_limit
+    if limit is None:
+        return None
+    return RollingWindowLimiter(
+        limit.requests, limit.per_seconds, stale_after=config.timeout_seconds * 3
+    )
+
+
+async def send_bisecting(
+    request: Sequence[tuple[int, T]],
+    send: Callable[[Sequence[tuple[int, T]]], Awaitable[dict[int, RecordResult] | Refused]],
+) -> dict[int, RecordResult]:
+    """Send one request of ``(position, item)`` pairs; a request refused whole is halved
+    (:func:`split_batch`) until the refused items stand alone, each rejected with the refusal.
+
+    ``send`` answers a result for every position of the part it sent, or :class:`Refused`.
+    """
+    out: dict[int, RecordResult] = {}
+    for segment in await split_batch(request, send):
+        outcome = segment.outcome
+        for i, _ in segment.items:
+            if isinstance(outcome, Refused):
+                out[i] = RecordResult.rejected(i, outcome.error, outcome.call_id)
+            else:
+                out[i] = outcome[i]
+    return out
 
 
 async def run_bounded(
