@@ -158,6 +158,25 @@ class DatadogEmulator(Emulator):
         allowed, _, wait = self._events_window.hit()
         return None if allowed else self.vendor_rate_limited(wait)
 
+    def _keep_event(
+        self, api: str, title: Any, text: Any, status: str, body: dict[str, Any], fields: Any
+    ) -> DatadogEvent:
+        """Store an accepted event under the next id; ``fields`` holds its tags and
+        aggregation key (the body for v1, the attributes for v2)."""
+        event = DatadogEvent(
+            next(self._ids),
+            api,
+            str(title),
+            str(text)[:TEXT_LIMIT],
+            [str(t) for t in fields.get("tags") or []],
+            status,
+            fields.get("aggregation_key"),
+            body,
+        )
+        with self.lock:
+            self.events.append(event)
+        return event
+
     async def _events_v1(self, request: Request) -> Response:
         body = await self._body(request)
         if isinstance(body, Response):
@@ -169,19 +188,8 @@ class DatadogEmulator(Emulator):
             return JSONResponse({"errors": [f"Invalid alert_type: {alert_type}"]}, 400)
         if (refused := self._event_allowed()) is not None:
             return refused
-        event_id = next(self._ids)
-        event = DatadogEvent(
-            event_id,
-            "v1",
-            str(body["title"]),
-            str(body["text"])[:TEXT_LIMIT],
-            [str(t) for t in body.get("tags") or []],
-            str(alert_type),
-            body.get("aggregation_key"),
-            body,
-        )
-        with self.lock:
-            self.events.append(event)
+        event = self._keep_event("v1", body["title"], body["text"], str(alert_type), body, body)
+        event_id = event.id
         return JSONResponse(
             {
                 "status": "ok",
@@ -220,19 +228,9 @@ class DatadogEmulator(Emulator):
             return JSONResponse({"errors": problems}, 400)
         if (refused := self._event_allowed()) is not None:
             return refused
-        event_id = next(self._ids)
-        event = DatadogEvent(
-            event_id,
-            "v2",
-            str(attrs["title"]),
-            str(attrs.get("message") or "")[:TEXT_LIMIT],
-            [str(t) for t in attrs.get("tags") or []],
-            str(inner.get("status") or category),
-            attrs.get("aggregation_key"),
-            body,
-        )
-        with self.lock:
-            self.events.append(event)
+        status = str(inner.get("status") or category)
+        message = attrs.get("message") or ""
+        event_id = self._keep_event("v2", attrs["title"], message, status, body, attrs).id
         uid = f"AZ{event_id:020d}"
         return JSONResponse(
             {
