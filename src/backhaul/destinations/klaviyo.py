@@ -11,10 +11,8 @@ profiles are never deleted.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
@@ -33,6 +31,7 @@ from backhaul.destinations.base import (
     SyncShape,
 )
 from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult, RateLimit
+from backhaul.destinations.http.connector import poll_job
 from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
 from backhaul.errors import DestinationError, FailureType
 
@@ -229,24 +228,15 @@ class KlaviyoDestination(HttpDestination):
 
     async def _wait(self, job_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
         """Poll a job until it is complete or cancelled; its last attributes."""
-        deadline = time.monotonic() + self.config.poll_timeout_seconds
-        while attributes.get("status") not in ("complete", "cancelled"):
-            if time.monotonic() > deadline:
-                raise DestinationError(
-                    f"klaviyo import job {job_id} did not finish within "
-                    f"{self.config.poll_timeout_seconds:g}s: retry later or raise "
-                    "`poll_timeout_seconds`",
-                    failure=FailureType.TRANSIENT,
-                )
-            await asyncio.sleep(self.config.poll_interval_seconds)
-            polled = await self._send("GET", f"{JOBS}/{job_id}")
-            if not polled.ok:
-                raise DestinationError(
-                    f"klaviyo could not report import job {job_id} ({polled.error}): retry the run",
-                    failure=FailureType.TRANSIENT,
-                )
-            attributes = ((polled.json or {}).get("data") or {}).get("attributes") or {}
-        return attributes
+        return await poll_job(
+            "klaviyo",
+            f"import job {job_id}",
+            attributes,
+            ("complete", "cancelled"),
+            lambda: self._send("GET", f"{JOBS}/{job_id}"),
+            lambda polled: ((polled.json or {}).get("data") or {}).get("attributes") or {},
+            self.config,
+        )
 
     async def _errors(
         self, job_id: str, request: list[tuple[int, dict[str, Any]]], match: str, call: str
