@@ -38,7 +38,7 @@ from backhaul.destinations.http import (
     Refused,
     dumps_json,
 )
-from backhaul.destinations.http.connector import run_bounded, send_bisecting
+from backhaul.destinations.http.connector import send_all_bisecting
 from backhaul.destinations.http.packing import Caps, listed_size, pack, too_big_results
 from backhaul.errors import DestinationError, FailureType
 
@@ -190,10 +190,7 @@ class SegmentDestination(HttpDestination):
         packed = pack(messages, self.caps, size=listed_size)
         results.update(too_big_results(packed, self.caps, "segment"))
         # A batch refused whole is halved until the refused messages stand alone.
-        for answers in await run_bounded(
-            self.gate, packed.requests, lambda request: send_bisecting(request, self._send)
-        ):
-            results.update(answers)
+        results.update(await send_all_bisecting(self.gate, packed.requests, self._send))
         return [results[i] for i in sorted(results)]
 
     async def _send(self, chunk: Sequence[Message]) -> dict[int, RecordResult] | Refused:

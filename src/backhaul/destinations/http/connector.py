@@ -134,6 +134,19 @@ async def send_bisecting(
     return out
 
 
+async def send_all_bisecting(
+    gate: asyncio.Semaphore,
+    requests: Iterable[Sequence[tuple[int, T]]],
+    send: Callable[[Sequence[tuple[int, T]]], Awaitable[dict[int, RecordResult] | Refused]],
+) -> dict[int, RecordResult]:
+    """Every request through :func:`send_bisecting`, as many at once as ``gate`` allows;
+    the results of all, by position."""
+    out: dict[int, RecordResult] = {}
+    for answers in await run_bounded(gate, requests, lambda r: send_bisecting(r, send)):
+        out.update(answers)
+    return out
+
+
 async def poll_job(
     vendor: str,
     job: str,
