@@ -23,6 +23,7 @@ import gzip
 import itertools
 import json
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,11 +92,15 @@ class DatadogEmulator(Emulator):
     # -- Emulator hooks -----------------------------------------------------------------
 
     def vendor_routes(self) -> list[BaseRoute]:
+        handlers = {
+            "/api/v1/events": self._events_v1,
+            "/api/v2/events": self._events_v2,
+            "/api/v1/series": self._series_v1,
+            "/api/v2/series": self._series_v2,
+        }
         return [
-            Route("/api/v1/events", self._events_v1, methods=["POST"]),
-            Route("/api/v2/events", self._events_v2, methods=["POST"]),
-            Route("/api/v1/series", self._series_v1, methods=["POST"]),
-            Route("/api/v2/series", self._series_v2, methods=["POST"]),
+            Route(path, self._with_body(handler), methods=["POST"])
+            for path, handler in handlers.items()
         ]
 
     def vendor_error(self, status: int, message: str) -> Response:
@@ -133,6 +138,18 @@ class DatadogEmulator(Emulator):
         return None
 
     # -- routes -----------------------------------------------------------------------------
+
+    def _with_body(
+        self, handler: Callable[[Any], Response]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint answering ``handler``'s response to the request's body (see
+        :meth:`_body`), or the body's refusal."""
+
+        async def endpoint(request: Request) -> Response:
+            body = await self._body(request)
+            return body if isinstance(body, Response) else handler(body)
+
+        return endpoint
 
     async def _body(self, request: Request) -> Any:
         """The JSON body, inflated; a Response when Datadog would refuse it."""
@@ -177,10 +194,7 @@ class DatadogEmulator(Emulator):
             self.events.append(event)
         return event
 
-    async def _events_v1(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+    def _events_v1(self, body: Any) -> Response:
         if not isinstance(body, dict) or not body.get("title") or "text" not in body:
             return JSONResponse({"errors": ["Event title and text are required"]}, 400)
         alert_type = body.get("alert_type", "info")
@@ -205,10 +219,7 @@ class DatadogEmulator(Emulator):
             status_code=202,
         )
 
-    async def _events_v2(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+    def _events_v2(self, body: Any) -> Response:
         data = body.get("data") if isinstance(body, dict) else None
         attrs = data.get("attributes") if isinstance(data, dict) else None
         if not isinstance(data, dict) or data.get("type") != "event" or not isinstance(attrs, dict):
@@ -243,10 +254,7 @@ class DatadogEmulator(Emulator):
             status_code=202,
         )
 
-    async def _series_v2(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+    def _series_v2(self, body: Any) -> Response:
         series = body.get("series") if isinstance(body, dict) else None
         if not isinstance(series, list) or not series:
             return JSONResponse({"errors": ["series is required"]}, 400)
@@ -278,10 +286,7 @@ class DatadogEmulator(Emulator):
             self.points += points
         return JSONResponse({"errors": []}, status_code=202)
 
-    async def _series_v1(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+    def _series_v1(self, body: Any) -> Response:
         series = body.get("series") if isinstance(body, dict) else None
         if not isinstance(series, list) or not series:
             return JSONResponse({"errors": ["series is required"]}, 400)
