@@ -34,9 +34,9 @@ from backhaul.destinations.http import (
     HttpDestinationConfig,
     HttpResult,
     RateLimit,
-    RollingWindowLimiter,
 )
-from backhaul.destinations.http.packing import Caps, pack, positions, too_big_message
+from backhaul.destinations.http.connector import rolling_window
+from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("external_id", "email", "phone")
@@ -120,12 +120,6 @@ class BrazeDestination(HttpDestination):
         return _problems(config, shape)
 
     def __init__(self, config: BrazeConfig, context: DestinationContext) -> None:
-        limit = config.rate_limit
-        window = None
-        if limit is not None:
-            window = RollingWindowLimiter(
-                limit.requests, limit.per_seconds, stale_after=config.timeout_seconds * 3
-            )
         super().__init__(
             config,
             context,
@@ -136,7 +130,7 @@ class BrazeDestination(HttpDestination):
                 403: FIX_KEY,
                 404: "check `base_url`: your instance's REST endpoint",
             },
-            limiter=window,
+            limiter=rolling_window(config),
             pause_hint=_pause_hint,
         )
         self.caps = Caps(
@@ -178,8 +172,7 @@ class BrazeDestination(HttpDestination):
                 objects.append((i, self._object(batch, field, record)))
         deleting = batch.operation is Operation.DELETE and not batch.membership
         packed = pack(objects, Caps(items=self.config.max_delete_ids) if deleting else self.caps)
-        for i, size in packed.too_big.items():
-            results[i] = RecordResult.rejected(i, too_big_message(size, self.caps, "braze"))
+        results.update(too_big_results(packed, self.caps, "braze"))
 
         async def send(n: int) -> dict[int, RecordResult]:
             request = packed.requests[n]

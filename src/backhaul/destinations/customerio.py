@@ -32,11 +32,9 @@ from backhaul.destinations.http import (
     HttpDestinationConfig,
     RateLimit,
     Refused,
-    dumps_json,
-    split_batch,
 )
-from backhaul.destinations.http.connector import run_bounded
-from backhaul.destinations.http.packing import Caps, pack, too_big_message
+from backhaul.destinations.http.connector import send_all_bisecting
+from backhaul.destinations.http.packing import Caps, listed_size, pack, too_big_results
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("id", "email", "cio_id")
@@ -173,25 +171,11 @@ class CustomerIoDestination(HttpDestination):
                 attributes = {k: v for k, v in record.items() if v is not None or k not in skip}
                 entry.update(action="identify", attributes=attributes)
             entries.append((i, entry))
-        packed = pack(entries, self.caps, size=_size)
-        for i, size in packed.too_big.items():
-            results[i] = RecordResult.rejected(i, too_big_message(size, self.caps, "customerio"))
-        for answers in await run_bounded(self.gate, packed.requests, self._send_bisecting):
-            results.update(answers)
+        packed = pack(entries, self.caps, size=listed_size)
+        results.update(too_big_results(packed, self.caps, "customerio"))
+        # A request refused whole is halved until the refused entries stand alone.
+        results.update(await send_all_bisecting(self.gate, packed.requests, self._send))
         return [results[i] for i in sorted(results)]
-
-    async def _send_bisecting(self, request: list[Entry]) -> dict[int, RecordResult]:
-        """Send one request; a request refused whole is halved until the refused entries
-        stand alone."""
-        out: dict[int, RecordResult] = {}
-        for segment in await split_batch(request, self._send):
-            if isinstance(segment.outcome, Refused):
-                refused = segment.outcome
-                for i, _ in segment.items:
-                    out[i] = RecordResult.rejected(i, refused.error, refused.call_id)
-            else:
-                out.update(segment.outcome)
-        return out
 
     async def _send(self, chunk: Sequence[Entry]) -> dict[int, RecordResult] | Refused:
         body = {"batch": [entry for _, entry in chunk]}
@@ -218,11 +202,6 @@ class CustomerIoDestination(HttpDestination):
 
 def _pause(response: httpx.Response) -> float | None:
     return RATE_WINDOW_SECONDS if response.status_code == 429 else None
-
-
-def _size(entry: dict[str, Any]) -> int:
-    """Bytes of an entry in the request body, with the comma that follows it."""
-    return len(dumps_json(entry)) + 1
 
 
 def _describe(error: dict[str, Any]) -> str:

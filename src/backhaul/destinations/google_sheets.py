@@ -44,9 +44,9 @@ from backhaul.destinations.http import (
     Refused,
     RetryPolicy,
     dumps_json,
-    split_batch,
 )
-from backhaul.destinations.http.packing import Caps, pack, too_big_message
+from backhaul.destinations.http.connector import send_bisecting
+from backhaul.destinations.http.packing import Caps, pack, too_big_results
 from backhaul.destinations.sheet_layout import SheetLayout, column, key_text
 from backhaul.errors import DestinationError, FailureType
 
@@ -280,21 +280,14 @@ class GoogleSheetsDestination(HttpDestination):
             else:
                 rows.append((i, record))
         packed = pack(rows, self.caps, size=lambda r: len(dumps_json(cells(r))) + 40)
-        for i, size in packed.too_big.items():
-            results[i] = RecordResult.rejected(i, too_big_message(size, self.caps, "google_sheets"))
+        results.update(too_big_results(packed, self.caps, "google_sheets"))
 
         async def place(chunk: Sequence[Row]) -> Outcome:
             return await self._place(chunk, batch.operation)
 
         send = place if replace else self._append
         for request in packed.requests:  # one after the other: rows are placed by position
-            for segment in await split_batch(request, send):
-                outcome = segment.outcome
-                for i, _ in segment.items:
-                    if isinstance(outcome, Refused):
-                        results[i] = RecordResult.rejected(i, outcome.error, outcome.call_id)
-                    else:
-                        results[i] = outcome[i]
+            results.update(await send_bisecting(request, send))
         return [results[i] for i in sorted(results)]
 
     async def _place(self, chunk: Sequence[Row], operation: Operation) -> Outcome:

@@ -34,9 +34,9 @@ from backhaul.destinations.http import (
     HttpDestinationConfig,
     HttpResult,
     RateLimit,
-    RollingWindowLimiter,
 )
-from backhaul.destinations.http.packing import Caps, pack, positions, too_big_message
+from backhaul.destinations.http.connector import rolling_window
+from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("email", "userId")
@@ -138,12 +138,6 @@ class IterableDestination(HttpDestination):
         return _problems(config, shape)
 
     def __init__(self, config: IterableConfig, context: DestinationContext) -> None:
-        limit = config.rate_limit
-        window = None
-        if limit is not None:
-            window = RollingWindowLimiter(
-                limit.requests, limit.per_seconds, stale_after=config.timeout_seconds * 3
-            )
         pause = config.rate_limited_pause_seconds
         super().__init__(
             config,
@@ -151,7 +145,7 @@ class IterableDestination(HttpDestination):
             config.api_key,
             headers={config.key_header: config.api_key},
             hints={401: FIX_KEY, 403: FIX_KEY, 404: "check `base_url` (the API root)"},
-            limiter=window,
+            limiter=rolling_window(config),
             pause_hint=lambda response: pause if response.status_code == 429 else None,
         )
         self.caps = Caps(
@@ -201,8 +195,7 @@ class IterableDestination(HttpDestination):
             results.update(await self.each(by_position, lambda i: self._delete(i, by_position[i])))
             return [results[i] for i in range(len(batch))]
         packed = pack(items, self.caps)
-        for i, size in packed.too_big.items():
-            results[i] = RecordResult.rejected(i, too_big_message(size, self.caps, "iterable"))
+        results.update(too_big_results(packed, self.caps, "iterable"))
 
         async def send(n: int) -> dict[int, RecordResult]:
             return await self._bulk(kind, batch.object, packed.requests[n])

@@ -11,10 +11,8 @@ profiles are never deleted.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
@@ -33,7 +31,8 @@ from backhaul.destinations.base import (
     SyncShape,
 )
 from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult, RateLimit
-from backhaul.destinations.http.packing import Caps, pack, positions, too_big_message
+from backhaul.destinations.http.connector import poll_job
+from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
 from backhaul.errors import DestinationError, FailureType
 
 MEDIA = "application/vnd.api+json"
@@ -182,8 +181,7 @@ class KlaviyoDestination(HttpDestination):
         )
         profiles = ((i, {"type": "profile", "attributes": r}) for i, r in records.items())
         packed = pack(profiles, caps)
-        for i, size in packed.too_big.items():
-            out[i] = RecordResult.rejected(i, too_big_message(size, caps, "klaviyo"))
+        out.update(too_big_results(packed, caps, "klaviyo"))
         for request in packed.requests:
             out.update(await self._job(request, list_id, match))
         return [out[i] for i in range(len(batch))]
@@ -230,24 +228,15 @@ class KlaviyoDestination(HttpDestination):
 
     async def _wait(self, job_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
         """Poll a job until it is complete or cancelled; its last attributes."""
-        deadline = time.monotonic() + self.config.poll_timeout_seconds
-        while attributes.get("status") not in ("complete", "cancelled"):
-            if time.monotonic() > deadline:
-                raise DestinationError(
-                    f"klaviyo import job {job_id} did not finish within "
-                    f"{self.config.poll_timeout_seconds:g}s: retry later or raise "
-                    "`poll_timeout_seconds`",
-                    failure=FailureType.TRANSIENT,
-                )
-            await asyncio.sleep(self.config.poll_interval_seconds)
-            polled = await self._send("GET", f"{JOBS}/{job_id}")
-            if not polled.ok:
-                raise DestinationError(
-                    f"klaviyo could not report import job {job_id} ({polled.error}): retry the run",
-                    failure=FailureType.TRANSIENT,
-                )
-            attributes = ((polled.json or {}).get("data") or {}).get("attributes") or {}
-        return attributes
+        return await poll_job(
+            "klaviyo",
+            f"import job {job_id}",
+            attributes,
+            ("complete", "cancelled"),
+            lambda: self._send("GET", f"{JOBS}/{job_id}"),
+            lambda polled: ((polled.json or {}).get("data") or {}).get("attributes") or {},
+            self.config,
+        )
 
     async def _errors(
         self, job_id: str, request: list[tuple[int, dict[str, Any]]], match: str, call: str

@@ -23,7 +23,6 @@ from backhaul.destinations.queues import (
     QueueMessage,
     Refused,
     reason_of,
-    unreachable,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -178,11 +177,10 @@ class MQTTDestination(QueueDestination["_Connection"]):
             reason = await asyncio.wait_for(conn.connected, timeout)
         except (OSError, TimeoutError, ValueError) as exc:
             conn.stop()
-            raise unreachable(
-                "MQTT broker",
-                self.where,
-                reason_of(exc, self.redactor),
+            raise self.unreachable(
+                exc,
                 "check `host` and `port` in the destination file and that the broker is running",
+                what="MQTT broker",
             ) from None
         if reason.is_failure:
             conn.stop()

@@ -21,7 +21,6 @@ from backhaul.destinations.queues import (
     QueueMessage,
     Refused,
     reason_of,
-    unreachable,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -118,11 +117,8 @@ class NATSDestination(QueueDestination["JetStreamContext"]):
                     "`token` in the destination file",
                     failure=FailureType.CONFIG,
                 ) from None
-            raise unreachable(
-                "NATS",
-                self.where,
-                reason_of(cause, self.redactor),
-                "check `servers` in the destination file and that the server is running",
+            raise self.unreachable(
+                cause, "check `servers` in the destination file and that the server is running"
             ) from None
         self._js = self._nc.jetstream(timeout=self.config.confirm_timeout_seconds)
         return self._js
@@ -159,9 +155,7 @@ class NATSDestination(QueueDestination["JetStreamContext"]):
         except nats.errors.NoRespondersError:
             raise _no_jetstream(self.where) from None
         except (OSError, TimeoutError, nats.errors.Error) as exc:
-            raise unreachable(
-                "NATS", self.where, reason_of(exc, self.redactor), "check that it is running"
-            ) from None
+            raise self.unreachable(exc, "check that it is running") from None
 
     async def _publish(self, js: JetStreamContext, message: QueueMessage) -> None:
         headers = {

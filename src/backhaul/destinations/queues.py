@@ -257,6 +257,11 @@ class QueueDestination(Generic[Conn]):
         self.redactor = redactor_for(context, *secrets)
         self.where = where
 
+    def unreachable(self, exc: BaseException, fix: str, what: str = "") -> DestinationError:
+        """:func:`unreachable` for this broker (``what`` names it when ``broker`` does not
+        read well before "at"), the reason taken from ``exc`` with secrets masked."""
+        return unreachable(what or self.broker, self.where, reason_of(exc, self.redactor), fix)
+
     async def _open(self) -> Conn:
         raise NotImplementedError
 

@@ -21,7 +21,6 @@ from backhaul.destinations.queues import (
     Refused,
     reason_of,
     trim,
-    unreachable,
     url_place,
 )
 from backhaul.errors import DestinationError, FailureType
@@ -95,11 +94,8 @@ class RabbitMQDestination(QueueDestination["aio_pika.abc.AbstractExchange"]):
                 detail=self.redactor.text(repr(exc)),
             ) from None
         except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
-            raise unreachable(
-                "RabbitMQ",
-                self.where,
-                reason_of(exc, self.redactor),
-                "check `url` in the destination file and that the broker is running",
+            raise self.unreachable(
+                exc, "check `url` in the destination file and that the broker is running"
             ) from None
 
     async def _open(self) -> aio_pika.abc.AbstractExchange:
@@ -132,12 +128,7 @@ class RabbitMQDestination(QueueDestination["aio_pika.abc.AbstractExchange"]):
                 failure=FailureType.CONFIG,
             ) from None
         except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
-            raise unreachable(
-                "RabbitMQ",
-                self.where,
-                reason_of(exc, self.redactor),
-                "check that the broker is running",
-            ) from None
+            raise self.unreachable(exc, "check that the broker is running") from None
         self._channel, self._exchange = channel, exchange
         return exchange
 

@@ -22,7 +22,6 @@ from backhaul.destinations.queues import (
     build_messages,
     reason_of,
     trim,
-    unreachable,
     url_place,
 )
 from backhaul.errors import DestinationError, FailureType
@@ -92,11 +91,8 @@ class RedisStreamsDestination(QueueDestination["aioredis.Redis"]):
                 f"({reason_of(exc, self.redactor)}): check the user and password in `url`",
                 failure=FailureType.CONFIG,
             )
-        return unreachable(
-            "Redis",
-            self.where,
-            reason_of(exc, self.redactor),
-            "check `url` in the destination file and that the server is running",
+        return self.unreachable(
+            exc, "check `url` in the destination file and that the server is running"
         )
 
     async def check(self) -> None:

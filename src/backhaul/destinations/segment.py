@@ -37,10 +37,9 @@ from backhaul.destinations.http import (
     RateLimit,
     Refused,
     dumps_json,
-    split_batch,
 )
-from backhaul.destinations.http.connector import run_bounded
-from backhaul.destinations.http.packing import Caps, pack, too_big_message
+from backhaul.destinations.http.connector import send_all_bisecting
+from backhaul.destinations.http.packing import Caps, listed_size, pack, too_big_results
 from backhaul.errors import DestinationError, FailureType
 
 IDENTITIES = ("userId", "anonymousId")
@@ -188,33 +187,19 @@ class SegmentDestination(HttpDestination):
                 results[i] = RecordResult.rejected(i, reason)
                 continue
             messages.append((i, self.message(batch.keys[i], identity, record)))
-        packed = pack(messages, self.caps, size=_size)
-        for i, size in packed.too_big.items():
-            results[i] = RecordResult.rejected(i, too_big_message(size, self.caps, "segment"))
-        for answers in await run_bounded(self.gate, packed.requests, self._send_bisecting):
-            results.update(answers)
+        packed = pack(messages, self.caps, size=listed_size)
+        results.update(too_big_results(packed, self.caps, "segment"))
+        # A batch refused whole is halved until the refused messages stand alone.
+        results.update(await send_all_bisecting(self.gate, packed.requests, self._send))
         return [results[i] for i in sorted(results)]
 
-    async def _send_bisecting(self, request: list[Message]) -> dict[int, RecordResult]:
-        """Send one batch; a batch refused whole is halved until the refused messages
-        stand alone."""
-        out: dict[int, RecordResult] = {}
-        for segment in await split_batch(request, self._send):
-            outcome = segment.outcome
-            for i, _ in segment.items:
-                if isinstance(outcome, Refused):
-                    out[i] = RecordResult.rejected(i, outcome.error, outcome.call_id)
-                else:
-                    out[i] = RecordResult.ok(i, outcome)
-        return out
-
-    async def _send(self, chunk: Sequence[Message]) -> str | Refused:
-        """The call id of an accepted batch, or why it was refused."""
+    async def _send(self, chunk: Sequence[Message]) -> dict[int, RecordResult] | Refused:
+        """Every message of an accepted batch delivered, or why the batch was refused."""
         body = self._body([message for _, message in chunk])
         result = await self.client.request("POST", f"{self.config.root}/v1/batch", json=body)
         if not result.ok:
             return Refused(result.error or f"{result.status} {result.reason}", result.call_id)
-        return result.call_id
+        return {i: RecordResult.ok(i, result.call_id) for i, _ in chunk}
 
 
 def message_id(sync: str, key: str, message: dict[str, Any]) -> str:
@@ -222,8 +207,3 @@ def message_id(sync: str, key: str, message: dict[str, Any]) -> str:
     content = json.dumps(message, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(f"{sync}\x00{key}\x00{content}".encode()).hexdigest()
     return f"backhaul-{digest[:48]}"
-
-
-def _size(message: dict[str, Any]) -> int:
-    """Bytes of a message in the batch body, with the comma that follows it."""
-    return len(dumps_json(message)) + 1

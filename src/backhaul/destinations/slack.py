@@ -138,12 +138,7 @@ class SlackConfig(DestinationConfig):
     @field_validator("webhook_url")
     @classmethod
     def _webhook_shape(cls, value: str | None) -> str | None:
-        # References (${env:...}) are resolved after validation; check() looks again.
-        if value is not None and "${" not in value:
-            problem = webhook_url_problem(value)
-            if problem:
-                raise ValueError(f"webhook_url {problem}")
-        return value
+        return checked_webhook_url(value)
 
     @field_validator("text", "blocks")
     @classmethod
@@ -155,10 +150,7 @@ class SlackConfig(DestinationConfig):
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SlackConfig:
-        if (self.webhook_url is None) == (self.token is None):
-            raise ValueError("set either `webhook_url` or `token` (with `channel`), not both")
-        if self.token is not None and not self.channel:
-            raise ValueError("`channel` is required with `token`")
+        check_one_way_in(self.webhook_url, self.token, self.channel)
         if self.webhook_url is not None and self.channel:
             raise ValueError("a webhook posts to its own channel: remove `channel`")
         return self
@@ -537,6 +529,28 @@ def parse_blocks(rendered: str) -> list[dict[str, Any]]:
 def describe(record: Mapping[str, Any]) -> str:
     """``field: value, ...`` for a flat record, as default message text."""
     return ", ".join(f"{name}: {'' if value is None else value}" for name, value in record.items())
+
+
+def checked_webhook_url(value: str | None) -> str | None:
+    """``value`` when it can be an incoming webhook URL; a ``ValueError`` saying why not.
+
+    A reference (``${env:...}``) passes: it is resolved after validation, and ``check()``
+    looks again.
+    """
+    if value is not None and "${" not in value:
+        problem = webhook_url_problem(value)
+        if problem:
+            raise ValueError(f"webhook_url {problem}")
+    return value
+
+
+def check_one_way_in(webhook_url: str | None, token: str | None, channel: str | None) -> None:
+    """Refuse (``ValueError``) a Slack file that sets both ways in, or neither, or a token
+    without a channel."""
+    if (webhook_url is None) == (token is None):
+        raise ValueError("set either `webhook_url` or `token` (with `channel`), not both")
+    if token is not None and not channel:
+        raise ValueError("`channel` is required with `token`")
 
 
 def webhook_url_problem(url: str) -> str | None:

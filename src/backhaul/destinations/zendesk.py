@@ -10,9 +10,7 @@ and then create, update or destroy only the ones that need it
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
@@ -31,6 +29,7 @@ from backhaul.destinations.base import (
     SyncShape,
 )
 from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
+from backhaul.destinations.http.connector import poll_job
 from backhaul.destinations.keyed import (
     Answers,
     Found,
@@ -350,24 +349,15 @@ class ZendeskDestination(KeyedDestination):
 
     async def _wait(self, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
         """Poll a job until it finishes; its last status."""
-        deadline = time.monotonic() + self.config.poll_timeout_seconds
-        while job.get("status") not in FINISHED:
-            if time.monotonic() > deadline:
-                raise DestinationError(
-                    f"zendesk job {job_id} did not finish within "
-                    f"{self.config.poll_timeout_seconds:g}s: retry later or raise "
-                    "`poll_timeout_seconds`",
-                    failure=FailureType.TRANSIENT,
-                )
-            await asyncio.sleep(self.config.poll_interval_seconds)
-            result = await self.client.request("GET", self._url(f"job_statuses/{job_id}.json"))
-            if not result.ok:
-                raise DestinationError(
-                    f"zendesk could not report job {job_id} ({result.error}): retry the run",
-                    failure=FailureType.TRANSIENT,
-                )
-            job = (result.json or {}).get("job_status") or {}
-        return job
+        return await poll_job(
+            "zendesk",
+            f"job {job_id}",
+            job,
+            FINISHED,
+            lambda: self.client.request("GET", self._url(f"job_statuses/{job_id}.json")),
+            lambda result: (result.json or {}).get("job_status") or {},
+            self.config,
+        )
 
 
 def _zendesk_id(value: str | None) -> int | str:

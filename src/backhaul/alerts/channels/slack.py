@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpSender, RunNotice
-from backhaul.destinations.slack import DEFAULT_API, webhook_url_problem
+from backhaul.destinations.slack import DEFAULT_API, check_one_way_in, checked_webhook_url
 from backhaul.observe.redact import Redactor
 
 ICONS = {"raised": ":red_circle:", "resolved": ":large_green_circle:", "test": ":wave:"}
@@ -28,18 +28,11 @@ class SlackChannelConfig(ChannelConfig):
     @field_validator("webhook_url")
     @classmethod
     def _webhook_shape(cls, value: str | None) -> str | None:
-        if value is not None and "${" not in value:
-            problem = webhook_url_problem(value)
-            if problem:
-                raise ValueError(f"webhook_url {problem}")
-        return value
+        return checked_webhook_url(value)
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SlackChannelConfig:
-        if (self.webhook_url is None) == (self.token is None):
-            raise ValueError("set either `webhook_url` or `token` (with `channel`), not both")
-        if self.token is not None and not self.channel:
-            raise ValueError("`channel` is required with `token`")
+        check_one_way_in(self.webhook_url, self.token, self.channel)
         return self
 
 

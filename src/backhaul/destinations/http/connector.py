@@ -7,13 +7,20 @@ them, so that it is written (and fixed) once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Protocol, TypeVar
+import time
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from backhaul.calls import CallRecorder
-from backhaul.destinations.base import DestinationContext, SyncProblem
-from backhaul.destinations.http.client import HttpClient, PauseHint
-from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
+from backhaul.destinations.base import DestinationContext, RecordResult, SyncProblem
+from backhaul.destinations.http.client import (
+    HttpClient,
+    HttpResult,
+    PauseHint,
+    Refused,
+    split_batch,
+)
+from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter, RollingWindowLimiter
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.destinations.http.shared import SharedLimiter
 from backhaul.errors import BackhaulError, DestinationError, FailureType
@@ -34,6 +41,16 @@ class HttpSettings(Protocol):
 
     @property
     def timeout_seconds(self) -> float: ...
+
+
+class JobPolling(Protocol):
+    """The settings of a destination file that bound the polling of a vendor's job."""
+
+    @property
+    def poll_interval_seconds(self) -> float: ...
+
+    @property
+    def poll_timeout_seconds(self) -> float: ...
 
 
 def redactor_for(context: DestinationContext, *secrets: str | None) -> Redactor:
@@ -84,6 +101,86 @@ def client_for(
         waits=context.waits,
         hints=hints,
     )
+
+
+def rolling_window(config: HttpSettings) -> RollingWindowLimiter | None:
+    """A rolling window of ``rate_limit`` (``None`` without one), for vendors that count
+    calls in a window; a permit lost without an answer frees its slot after three timeouts."""
+    limit = config.rate_limit
+    if limit is None:
+        return None
+    return RollingWindowLimiter(
+        limit.requests, limit.per_seconds, stale_after=config.timeout_seconds * 3
+    )
+
+
+async def send_bisecting(
+    request: Sequence[tuple[int, T]],
+    send: Callable[[Sequence[tuple[int, T]]], Awaitable[dict[int, RecordResult] | Refused]],
+) -> dict[int, RecordResult]:
+    """Send one request of ``(position, item)`` pairs; a request refused whole is halved
+    (:func:`split_batch`) until the refused items stand alone, each rejected with the refusal.
+
+    ``send`` answers a result for every position of the part it sent, or :class:`Refused`.
+    """
+    out: dict[int, RecordResult] = {}
+    for segment in await split_batch(request, send):
+        outcome = segment.outcome
+        for i, _ in segment.items:
+            if isinstance(outcome, Refused):
+                out[i] = RecordResult.rejected(i, outcome.error, outcome.call_id)
+            else:
+                out[i] = outcome[i]
+    return out
+
+
+async def send_all_bisecting(
+    gate: asyncio.Semaphore,
+    requests: Iterable[Sequence[tuple[int, T]]],
+    send: Callable[[Sequence[tuple[int, T]]], Awaitable[dict[int, RecordResult] | Refused]],
+) -> dict[int, RecordResult]:
+    """Every request through :func:`send_bisecting`, as many at once as ``gate`` allows;
+    the results of all, by position."""
+    out: dict[int, RecordResult] = {}
+    for answers in await run_bounded(gate, requests, lambda r: send_bisecting(r, send)):
+        out.update(answers)
+    return out
+
+
+async def poll_job(
+    vendor: str,
+    job: str,
+    state: dict[str, Any],
+    finished: Container[Any],
+    poll: Callable[[], Awaitable[HttpResult]],
+    read: Callable[[HttpResult], dict[str, Any]],
+    config: JobPolling,
+) -> dict[str, Any]:
+    """Poll a vendor's asynchronous job until its ``status`` is one of ``finished``; its
+    last state (``read`` from each answer to ``poll``). ``job`` names it in errors
+    (``import job 7``).
+
+    Raises:
+        DestinationError: TRANSIENT, when the job does not finish within
+            ``poll_timeout_seconds`` or a poll fails.
+    """
+    deadline = time.monotonic() + config.poll_timeout_seconds
+    while state.get("status") not in finished:
+        if time.monotonic() > deadline:
+            raise DestinationError(
+                f"{vendor} {job} did not finish within {config.poll_timeout_seconds:g}s: retry "
+                "later or raise `poll_timeout_seconds`",
+                failure=FailureType.TRANSIENT,
+            )
+        await asyncio.sleep(config.poll_interval_seconds)
+        result = await poll()
+        if not result.ok:
+            raise DestinationError(
+                f"{vendor} could not report {job} ({result.error}): retry the run",
+                failure=FailureType.TRANSIENT,
+            )
+        state = read(result)
+    return state
 
 
 async def run_bounded(

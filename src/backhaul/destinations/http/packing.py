@@ -14,12 +14,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.http.client import dumps_json
+
 T = TypeVar("T")
 
 
 def json_size(value: Any) -> int:
     """Bytes of ``value`` as compact UTF-8 JSON, as most vendors count a payload."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def listed_size(value: Any) -> int:
+    """Bytes of ``value`` as an item of a JSON array body, with the comma that follows it."""
+    return len(dumps_json(value)) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +98,26 @@ def too_big_message(size: int, caps: Caps, vendor: str) -> str:
     )
 
 
+def too_big_results(packed: Packed[Any], caps: Caps, vendor: str) -> dict[int, RecordResult]:
+    """The rejection of each record :func:`pack` set apart as too big, by position."""
+    return {
+        i: RecordResult.rejected(i, too_big_message(size, caps, vendor))
+        for i, size in packed.too_big.items()
+    }
+
+
 def positions(request: Sequence[tuple[int, Any]]) -> list[int]:
     """The batch positions a request carries, in order."""
     return [p for p, _ in request]
 
 
-__all__ = ["Caps", "Packed", "json_size", "pack", "positions", "too_big_message"]
+__all__ = [
+    "Caps",
+    "Packed",
+    "json_size",
+    "listed_size",
+    "pack",
+    "positions",
+    "too_big_message",
+    "too_big_results",
+]

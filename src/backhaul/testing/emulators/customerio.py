@@ -286,47 +286,41 @@ class CustomerIoEmulator(Emulator):
 
     # -- v1 ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _v1_refused(exc: Refused) -> Response:
-        return JSONResponse({"meta": {"error": exc.message}}, status_code=400)
-
-    async def _v1_body(self, request: Request) -> dict[str, Any] | Response:
+    async def _v1_call(
+        self, request: Request, act: Callable[[str, str, dict[str, Any]], None]
+    ) -> Response:
+        """A v1 person call: the identifier from the path, a JSON object body, then ``act``
+        under the lock; a refusal is answered 400 with its message."""
+        kind, value = self._path_identifier(request.path_params["identifier"])
         try:
             body = await request.json() if await request.body() else {}
         except ValueError:
             return JSONResponse({"meta": {"error": "invalid JSON body"}}, status_code=400)
         if not isinstance(body, dict):
             return JSONResponse({"meta": {"error": "body must be an object"}}, status_code=400)
-        return body
+        with self.lock:
+            try:
+                act(kind, value, body)
+            except Refused as exc:
+                return JSONResponse({"meta": {"error": exc.message}}, status_code=400)
+        return JSONResponse({})
 
     async def _v1_person(self, request: Request) -> Response:
-        kind, value = self._path_identifier(request.path_params["identifier"])
-        body = await self._v1_body(request)
-        if isinstance(body, Response):
-            return body
-        with self.lock:
-            try:
-                value = self._check_identifier(kind, value)
-                if request.method == "DELETE":
-                    self._delete(kind, value)
-                else:
-                    self._check_attributes(body)
-                    self._identify(kind, value, body)
-            except Refused as exc:
-                return self._v1_refused(exc)
-        return JSONResponse({})
+        def act(kind: str, value: str, body: dict[str, Any]) -> None:
+            value = self._check_identifier(kind, value)
+            if request.method == "DELETE":
+                self._delete(kind, value)
+            else:
+                self._check_attributes(body)
+                self._identify(kind, value, body)
+
+        return await self._v1_call(request, act)
 
     async def _v1_event(self, request: Request) -> Response:
-        kind, value = self._path_identifier(request.path_params["identifier"])
-        body = await self._v1_body(request)
-        if isinstance(body, Response):
-            return body
-        with self.lock:
-            try:
-                self._event(kind, self._check_identifier(kind, value), body)
-            except Refused as exc:
-                return self._v1_refused(exc)
-        return JSONResponse({})
+        def act(kind: str, value: str, body: dict[str, Any]) -> None:
+            self._event(kind, self._check_identifier(kind, value), body)
+
+        return await self._v1_call(request, act)
 
     async def _v1_suppress(self, request: Request) -> Response:
         kind, value = self._path_identifier(request.path_params["identifier"])

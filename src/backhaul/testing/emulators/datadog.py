@@ -23,6 +23,7 @@ import gzip
 import itertools
 import json
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,11 +92,15 @@ class DatadogEmulator(Emulator):
     # -- Emulator hooks -----------------------------------------------------------------
 
     def vendor_routes(self) -> list[BaseRoute]:
+        handlers = {
+            "/api/v1/events": self._events_v1,
+            "/api/v2/events": self._events_v2,
+            "/api/v1/series": self._series_v1,
+            "/api/v2/series": self._series_v2,
+        }
         return [
-            Route("/api/v1/events", self._events_v1, methods=["POST"]),
-            Route("/api/v2/events", self._events_v2, methods=["POST"]),
-            Route("/api/v1/series", self._series_v1, methods=["POST"]),
-            Route("/api/v2/series", self._series_v2, methods=["POST"]),
+            Route(path, self._with_body(handler), methods=["POST"])
+            for path, handler in handlers.items()
         ]
 
     def vendor_error(self, status: int, message: str) -> Response:
@@ -134,6 +139,18 @@ class DatadogEmulator(Emulator):
 
     # -- routes -----------------------------------------------------------------------------
 
+    def _with_body(
+        self, handler: Callable[[Any], Response]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint answering ``handler``'s response to the request's body (see
+        :meth:`_body`), or the body's refusal."""
+
+        async def endpoint(request: Request) -> Response:
+            body = await self._body(request)
+            return body if isinstance(body, Response) else handler(body)
+
+        return endpoint
+
     async def _body(self, request: Request) -> Any:
         """The JSON body, inflated; a Response when Datadog would refuse it."""
         raw = await request.body()
@@ -158,10 +175,26 @@ class DatadogEmulator(Emulator):
         allowed, _, wait = self._events_window.hit()
         return None if allowed else self.vendor_rate_limited(wait)
 
-    async def _events_v1(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+    def _keep_event(
+        self, api: str, title: Any, text: Any, status: str, body: dict[str, Any], fields: Any
+    ) -> DatadogEvent:
+        """Store an accepted event under the next id; ``fields`` holds its tags and
+        aggregation key (the body for v1, the attributes for v2)."""
+        event = DatadogEvent(
+            next(self._ids),
+            api,
+            str(title),
+            str(text)[:TEXT_LIMIT],
+            [str(t) for t in fields.get("tags") or []],
+            status,
+            fields.get("aggregation_key"),
+            body,
+        )
+        with self.lock:
+            self.events.append(event)
+        return event
+
+    def _events_v1(self, body: Any) -> Response:
         if not isinstance(body, dict) or not body.get("title") or "text" not in body:
             return JSONResponse({"errors": ["Event title and text are required"]}, 400)
         alert_type = body.get("alert_type", "info")
@@ -169,19 +202,8 @@ class DatadogEmulator(Emulator):
             return JSONResponse({"errors": [f"Invalid alert_type: {alert_type}"]}, 400)
         if (refused := self._event_allowed()) is not None:
             return refused
-        event_id = next(self._ids)
-        event = DatadogEvent(
-            event_id,
-            "v1",
-            str(body["title"]),
-            str(body["text"])[:TEXT_LIMIT],
-            [str(t) for t in body.get("tags") or []],
-            str(alert_type),
-            body.get("aggregation_key"),
-            body,
-        )
-        with self.lock:
-            self.events.append(event)
+        event = self._keep_event("v1", body["title"], body["text"], str(alert_type), body, body)
+        event_id = event.id
         return JSONResponse(
             {
                 "status": "ok",
@@ -197,10 +219,7 @@ class DatadogEmulator(Emulator):
             status_code=202,
         )
 
-    async def _events_v2(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+    def _events_v2(self, body: Any) -> Response:
         data = body.get("data") if isinstance(body, dict) else None
         attrs = data.get("attributes") if isinstance(data, dict) else None
         if not isinstance(data, dict) or data.get("type") != "event" or not isinstance(attrs, dict):
@@ -220,19 +239,9 @@ class DatadogEmulator(Emulator):
             return JSONResponse({"errors": problems}, 400)
         if (refused := self._event_allowed()) is not None:
             return refused
-        event_id = next(self._ids)
-        event = DatadogEvent(
-            event_id,
-            "v2",
-            str(attrs["title"]),
-            str(attrs.get("message") or "")[:TEXT_LIMIT],
-            [str(t) for t in attrs.get("tags") or []],
-            str(inner.get("status") or category),
-            attrs.get("aggregation_key"),
-            body,
-        )
-        with self.lock:
-            self.events.append(event)
+        status = str(inner.get("status") or category)
+        message = attrs.get("message") or ""
+        event_id = self._keep_event("v2", attrs["title"], message, status, body, attrs).id
         uid = f"AZ{event_id:020d}"
         return JSONResponse(
             {
@@ -245,10 +254,7 @@ class DatadogEmulator(Emulator):
             status_code=202,
         )
 
-    async def _series_v2(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+    def _series_v2(self, body: Any) -> Response:
         series = body.get("series") if isinstance(body, dict) else None
         if not isinstance(series, list) or not series:
             return JSONResponse({"errors": ["series is required"]}, 400)
@@ -280,10 +286,7 @@ class DatadogEmulator(Emulator):
             self.points += points
         return JSONResponse({"errors": []}, status_code=202)
 
-    async def _series_v1(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+    def _series_v1(self, body: Any) -> Response:
         series = body.get("series") if isinstance(body, dict) else None
         if not isinstance(series, list) or not series:
             return JSONResponse({"errors": ["series is required"]}, 400)

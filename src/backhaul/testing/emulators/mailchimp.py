@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -59,6 +59,10 @@ def problem(
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _not_found() -> JSONResponse:
+    return problem(404, "Resource Not Found", "The requested resource could not be found.")
 
 
 def _refused(exc: MemberError) -> JSONResponse:
@@ -115,11 +119,19 @@ class MailchimpEmulator(Emulator):
         return [
             Route(ROOT + "/ping", self._ping, methods=["GET"]),
             Route(ROOT + "/lists", self._all_lists, methods=["GET"]),
-            Route(LIST, self._list, methods=["GET", "POST"]),
-            Route(LIST + "/members", self._members, methods=["GET", "POST"]),
-            Route(MEMBER, self._member, methods=["GET", "PUT", "PATCH", "DELETE"]),
-            Route(MEMBER + "/actions/delete-permanent", self._delete_permanent, methods=["POST"]),
-            Route(MEMBER + "/tags", self._tags, methods=["GET", "POST"]),
+            Route(LIST, self._in_audience(self._list), methods=["GET", "POST"]),
+            Route(LIST + "/members", self._in_audience(self._members), methods=["GET", "POST"]),
+            Route(
+                MEMBER,
+                self._in_audience(self._member),
+                methods=["GET", "PUT", "PATCH", "DELETE"],
+            ),
+            Route(
+                MEMBER + "/actions/delete-permanent",
+                self._in_audience(self._delete_permanent, body_on=()),
+                methods=["POST"],
+            ),
+            Route(MEMBER + "/tags", self._in_audience(self._tags), methods=["GET", "POST"]),
         ]
 
     def vendor_error(self, status: int, message: str) -> Response:
@@ -192,8 +204,36 @@ class MailchimpEmulator(Emulator):
     def _audience(self, request: Request) -> Audience | Response:
         audience = self.lists.get(request.path_params["list_id"])
         if audience is None:
-            return problem(404, "Resource Not Found", "The requested resource could not be found.")
+            return _not_found()
         return audience
+
+    def _in_audience(
+        self,
+        handler: Callable[[Request, Audience, Any], Response],
+        body_on: tuple[str, ...] = ("POST", "PUT", "PATCH"),
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint of one audience: the JSON body read (for ``body_on`` methods), then,
+        under the lock, the audience of the path found and ``handler`` called with it."""
+
+        async def endpoint(request: Request) -> Response:
+            body = await self._json(request) if request.method in body_on else None
+            if isinstance(body, Response):
+                return body
+            with self.lock:
+                audience = self._audience(request)
+                if isinstance(audience, Response):
+                    return audience
+                return handler(request, audience, body)
+
+        return endpoint
+
+    def _write_one(self, audience: Audience, body: Any, **check: Any) -> Response:
+        """Check and write one member (``check``: :meth:`Audience.check`'s options)."""
+        try:
+            email, current, status = audience.check(body, rejects=self.faults.rejects, **check)
+        except MemberError as exc:
+            return _refused(exc)
+        return JSONResponse(dict(audience.write(email, current, status, body)))
 
     @staticmethod
     async def _json(request: Request) -> Any | Response:
@@ -218,17 +258,10 @@ class MailchimpEmulator(Emulator):
             lists = [a.info() for a in self.lists.values()]
         return JSONResponse({"lists": lists, "total_items": len(lists)})
 
-    async def _list(self, request: Request) -> Response:
-        body = await self._json(request) if request.method == "POST" else None
-        if isinstance(body, Response):
-            return body
-        with self.lock:
-            audience = self._audience(request)
-            if isinstance(audience, Response):
-                return audience
-            if request.method == "GET":
-                return JSONResponse(audience.info())
-            return self._batch(request, audience, body)
+    def _list(self, request: Request, audience: Audience, body: Any) -> Response:
+        if request.method == "GET":
+            return JSONResponse(audience.info())
+        return self._batch(request, audience, body)
 
     def _batch(self, request: Request, audience: Audience, body: Any) -> Response:
         members = body.get("members") if isinstance(body, dict) else None
@@ -285,27 +318,16 @@ class MailchimpEmulator(Emulator):
             }
         )
 
-    async def _members(self, request: Request) -> Response:
-        body = await self._json(request) if request.method == "POST" else None
-        if isinstance(body, Response):
-            return body
-        with self.lock:
-            audience = self._audience(request)
-            if isinstance(audience, Response):
-                return audience
-            if request.method == "POST":
-                try:
-                    email, current, status = audience.check(
-                        body,
-                        rejects=self.faults.rejects,
-                        update_existing=False,
-                        skip_merge_validation=self._flag(request, "skip_merge_validation"),
-                        new_status_keys=("status",),
-                    )
-                except MemberError as exc:
-                    return _refused(exc)
-                return JSONResponse(dict(audience.write(email, current, status, body)))
-            return self._page(request, audience)
+    def _members(self, request: Request, audience: Audience, body: Any) -> Response:
+        if request.method == "POST":
+            return self._write_one(
+                audience,
+                body,
+                update_existing=False,
+                skip_merge_validation=self._flag(request, "skip_merge_validation"),
+                new_status_keys=("status",),
+            )
+        return self._page(request, audience)
 
     def _page(self, request: Request, audience: Audience) -> Response:
         try:
@@ -330,40 +352,22 @@ class MailchimpEmulator(Emulator):
             }
         )
 
-    async def _member(self, request: Request) -> Response:
-        body = await self._json(request) if request.method in ("PUT", "PATCH") else None
-        if isinstance(body, Response):
-            return body
+    def _member(self, request: Request, audience: Audience, body: Any) -> Response:
         slot = request.path_params["member"]
-        with self.lock:
-            audience = self._audience(request)
-            if isinstance(audience, Response):
-                return audience
-            found = audience.get(slot)
-            if request.method == "PUT":
-                return self._put(request, audience, slot, body)
-            if found is None or (found["status"] == "archived" and request.method != "GET"):
-                return problem(
-                    404, "Resource Not Found", "The requested resource could not be found."
-                )
-            if request.method == "GET":
-                return JSONResponse(dict(found))
-            if request.method == "DELETE":
-                found["status"] = "archived"
-                return Response(status_code=204)
-            # PATCH changes a member's fields, never which member it is.
-            patch = {**(body if isinstance(body, dict) else {})}
-            patch["email_address"] = found["email_address"]
-            try:
-                email, current, status = audience.check(
-                    patch,
-                    rejects=self.faults.rejects,
-                    update_existing=True,
-                    skip_merge_validation=True,
-                )
-            except MemberError as exc:
-                return _refused(exc)
-            return JSONResponse(dict(audience.write(email, current, status, patch)))
+        found = audience.get(slot)
+        if request.method == "PUT":
+            return self._put(request, audience, slot, body)
+        if found is None or (found["status"] == "archived" and request.method != "GET"):
+            return _not_found()
+        if request.method == "GET":
+            return JSONResponse(dict(found))
+        if request.method == "DELETE":
+            found["status"] = "archived"
+            return Response(status_code=204)
+        # PATCH changes a member's fields, never which member it is.
+        patch = {**(body if isinstance(body, dict) else {})}
+        patch["email_address"] = found["email_address"]
+        return self._write_one(audience, patch, update_existing=True, skip_merge_validation=True)
 
     def _put(self, request: Request, audience: Audience, slot: str, body: Any) -> Response:
         email = body.get("email_address") if isinstance(body, dict) else None
@@ -375,61 +379,42 @@ class MailchimpEmulator(Emulator):
                 "The email address passed does not match the subscriber hash in the URL.",
                 [{"field": "email_address", "message": "It must hash to the subscriber hash."}],
             )
-        try:
-            email, current, status = audience.check(
-                body,
-                rejects=self.faults.rejects,
-                update_existing=True,
-                skip_merge_validation=self._flag(request, "skip_merge_validation"),
-            )
-        except MemberError as exc:
-            return _refused(exc)
-        return JSONResponse(dict(audience.write(email, current, status, body)))
+        return self._write_one(
+            audience,
+            body,
+            update_existing=True,
+            skip_merge_validation=self._flag(request, "skip_merge_validation"),
+        )
 
-    async def _delete_permanent(self, request: Request) -> Response:
-        with self.lock:
-            audience = self._audience(request)
-            if isinstance(audience, Response):
-                return audience
-            found = audience.get(request.path_params["member"])
-            if found is None:
-                return problem(
-                    404, "Resource Not Found", "The requested resource could not be found."
-                )
-            del audience.members[found["id"]]
-            audience.forgotten.add(found["id"])
+    def _delete_permanent(self, request: Request, audience: Audience, body: None) -> Response:
+        found = audience.get(request.path_params["member"])
+        if found is None:
+            return _not_found()
+        del audience.members[found["id"]]
+        audience.forgotten.add(found["id"])
         return Response(status_code=204)
 
-    async def _tags(self, request: Request) -> Response:
-        body = await self._json(request) if request.method == "POST" else None
-        if isinstance(body, Response):
-            return body
-        with self.lock:
-            audience = self._audience(request)
-            if isinstance(audience, Response):
-                return audience
-            found = audience.get(request.path_params["member"])
-            if found is None or found["status"] == "archived":
-                return problem(
-                    404, "Resource Not Found", "The requested resource could not be found."
-                )
-            if request.method == "GET":
-                return JSONResponse({"tags": found["tags"], "total_items": found["tags_count"]})
-            tags = body.get("tags") if isinstance(body, dict) else None
-            if not isinstance(tags, list) or not all(
-                isinstance(t, dict) and t.get("name") and t.get("status") in ("active", "inactive")
-                for t in tags
-            ):
-                return problem(
-                    400,
-                    "Invalid Resource",
-                    "The resource submitted could not be validated.",
-                    [
-                        {
-                            "field": "tags",
-                            "message": 'Each tag needs a name and a status of "active" or "inactive".',
-                        }
-                    ],
-                )
-            audience.tag(found, ((str(t["name"]), t["status"] == "active") for t in tags))
+    def _tags(self, request: Request, audience: Audience, body: Any) -> Response:
+        found = audience.get(request.path_params["member"])
+        if found is None or found["status"] == "archived":
+            return _not_found()
+        if request.method == "GET":
+            return JSONResponse({"tags": found["tags"], "total_items": found["tags_count"]})
+        tags = body.get("tags") if isinstance(body, dict) else None
+        if not isinstance(tags, list) or not all(
+            isinstance(t, dict) and t.get("name") and t.get("status") in ("active", "inactive")
+            for t in tags
+        ):
+            return problem(
+                400,
+                "Invalid Resource",
+                "The resource submitted could not be validated.",
+                [
+                    {
+                        "field": "tags",
+                        "message": 'Each tag needs a name and a status of "active" or "inactive".',
+                    }
+                ],
+            )
+        audience.tag(found, ((str(t["name"]), t["status"] == "active") for t in tags))
         return Response(status_code=204)

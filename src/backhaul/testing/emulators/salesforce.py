@@ -359,12 +359,7 @@ class SalesforceEmulator(Emulator):
         if not isinstance(records, list):
             return sf_error(400, "JSON_PARSER_ERROR", "Expected a `records` array")
         if len(records) > self.collection_limit:
-            return sf_error(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                f"record limit reached. cannot submit more than {self.collection_limit} "
-                "records into this call",
-            )
+            return self._over_limit()
         for rec in records:
             kind = rec.get("attributes", {}).get("type") if isinstance(rec, dict) else None
             if not kind:
@@ -397,6 +392,15 @@ class SalesforceEmulator(Emulator):
                     for r in results
                 ]
         return JSONResponse(results)
+
+    def _over_limit(self) -> Response:
+        """A collection call with more records than ``collection_limit``."""
+        return sf_error(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"record limit reached. cannot submit more than {self.collection_limit} "
+            "records into this call",
+        )
 
     def _ext_problem(self, obj: str, ext: str) -> tuple[int, str, str] | None:
         spec = self.schema[obj].get(ext)
@@ -497,12 +501,7 @@ class SalesforceEmulator(Emulator):
         if not ids:
             return sf_error(400, "MISSING_ARGUMENT", "ids parameter is required")
         if len(ids) > self.collection_limit:
-            return sf_error(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                f"record limit reached. cannot submit more than {self.collection_limit} "
-                "records into this call",
-            )
+            return self._over_limit()
         with self.lock:
             return JSONResponse([self._delete_one(i) for i in ids])
 
