@@ -105,7 +105,7 @@ class Channels:
     def alert_hooks(self) -> list[dict[str, Any]]:
         return [
             r.json
-            for r in self.hook.requests
+            for r in self.hook.calls
             if isinstance(r.json, dict) and str(r.json.get("event", "")).startswith("alert.")
         ]
 

@@ -61,7 +61,7 @@ def test_cli_lists_tests_and_mutes(
     project: Builder, channels: Channels, receiver: WebhookReceiver
 ) -> None:
     alert_project(project, channels, {"rejected_rate": {"above_pct": 5}}, destination=receiver)
-    receiver.reject_keys({"1": "no"})
+    receiver.faults.reject({"1": "no"})
     ran = project.cli("run", "users_hook")
     assert ran.returncode == 3, ran.stderr
     listed = project.cli("alerts", "--json")

@@ -90,12 +90,12 @@ def test_rejected_rate_at_threshold(
     project: Builder, channels: Channels, receiver: WebhookReceiver
 ) -> None:
     alert_project(project, channels, {"rejected_rate": {"above_pct": 20}}, destination=receiver)
-    receiver.reject_keys({"3": "email is blocked", "7": "email is blocked"})  # 2 of 10 = 20%
+    receiver.faults.reject({"3": "email is blocked", "7": "email is blocked"})  # 2 of 10 = 20%
     first = run(project)
     assert first.status is RunStatus.PARTIAL and first.counts.rejected == 2
     again = run(project)  # the two are retried and refused again: still 100% of 2 sent
     assert again.counts.rejected == 2
-    receiver.clear_faults()
+    receiver.faults.clear()
     fixed = run(project)
     assert fixed.status is RunStatus.SUCCEEDED and fixed.counts.retried == 2
     run(project)
@@ -142,11 +142,11 @@ def test_run_longer_than_sla(
     project: Builder, channels: Channels, receiver: WebhookReceiver
 ) -> None:
     alert_project(project, channels, {"sla": {"minutes": 0.01}}, destination=receiver)  # 0.6 s
-    receiver.delay_next(1, 1.0)  # the only call of the run is held a whole second
+    receiver.faults.timeout_next(1, 1.0)  # the only call of the run is held a whole second
     slow = run(project)
     assert slow.duration_s > 0.6
     project.users(11)
-    receiver.delay_next(1, 1.0)
+    receiver.faults.timeout_next(1, 1.0)
     run(project)  # still slow: no second message
     # The team accepts slower runs now: the next run is judged against 10 minutes.
     data: dict[str, Any] = {
@@ -178,7 +178,7 @@ def test_run_metrics_reach_datadog_as_series(
     # Lifecycle events on the webhook channel, in order, each signed (the receiver checks).
     lifecycle = [
         (r.json["event"], r.json["run_id"])
-        for r in channels.hook.requests
+        for r in channels.hook.calls
         if str(r.json.get("event", "")).startswith("run.")
     ]
     assert lifecycle == [

@@ -64,7 +64,7 @@ def test_a_hung_run_raises_its_sla_while_running(
     project: Builder, channels: Channels, receiver: WebhookReceiver
 ) -> None:
     alert_project(project, channels, {"sla": {"minutes": 1}}, destination=receiver)
-    receiver.hold_next(1)
+    receiver.faults.hold_next(1)
     worker = threading.Thread(target=run, args=(project,))
     worker.start()
     loaded = project.load()
@@ -83,7 +83,7 @@ def test_a_hung_run_raises_its_sla_while_running(
                 assert "has been running for 3.0 min (SLA 60.0 s)" in hung[0].message
                 assert alerts.tick(latest.started_at + timedelta(minutes=9)) == []
     finally:
-        receiver.release()
+        receiver.faults.release()
         worker.join(120)
     # The run ended well within its SLA of a minute: the state clears.
     events = sorted(history(project), key=lambda e: e.id)

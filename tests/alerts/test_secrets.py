@@ -47,8 +47,8 @@ def sent_text(ch: Channels) -> str:
         json.dumps(pagerduty),
         json.dumps(ch.datadog.state()),
         *(raw.decode("utf-8", "replace") for raw in ch.smtp.mailbox.raw),
-        *(r.body.decode("utf-8", "replace") for r in ch.hook.requests),
-        json.dumps([dict(r.headers) for r in ch.hook.requests]),
+        *(r.body.decode("utf-8", "replace") for r in ch.hook.calls),
+        json.dumps([dict(r.headers) for r in ch.hook.calls]),
     ]
     return "\n".join(parts)
 
@@ -63,9 +63,9 @@ def test_no_secret_in_any_alert_or_record(
         monkeypatch.setenv("DEST_TOKEN", "not-" + token)
         assert run(project).status is RunStatus.FAILED
         monkeypatch.setenv("DEST_TOKEN", token)
-        hook.reject_keys({"2": f"refused (token {token})"})  # a destination echoing a secret
+        hook.faults.reject({"2": f"refused (token {token})"})  # a destination echoing a secret
         assert run(project).status is RunStatus.PARTIAL
-        hook.clear_faults()
+        hook.faults.clear()
         assert run(project).status is RunStatus.SUCCEEDED
     everything = sent_text(channels) + recorded_text(project)
     assert "alert.raised" in everything and "alert.resolved" in everything

@@ -59,9 +59,9 @@ def test_muted_sync_is_tracked_but_silent(
     alert_project(project, channels, {"rejected_rate": {"above_pct": 10}}, destination=receiver)
     with api.open_store(project.load()) as store:
         assert AlertStore(store).mute("users_hook", by="test")
-    receiver.reject_keys({"1": "no", "2": "no"})
+    receiver.faults.reject({"1": "no", "2": "no"})
     assert run(project).status is RunStatus.PARTIAL
-    receiver.clear_faults()
+    receiver.faults.clear()
     assert run(project).status is RunStatus.SUCCEEDED
     assert [(e.kind, e.muted) for e in history(project)] == [("raised", True), ("resolved", True)]
     # Nothing was said about the raise, so nothing is said about its recovery either.
@@ -69,7 +69,7 @@ def test_muted_sync_is_tracked_but_silent(
     assert channels.smtp.mailbox.messages == [] and channels.alert_hooks() == []
     with api.open_store(project.load()) as store:
         assert AlertStore(store).unmute("users_hook")
-    receiver.reject_keys({"3": "no", "4": "no"})
+    receiver.faults.reject({"3": "no", "4": "no"})
     project.sql("UPDATE users SET email = 'new' || id || '@example.com' WHERE id IN (3, 4)")
     assert run(project).counts.rejected == 2
     assert len(channels.slack_messages()) == 1  # heard again once unmuted
@@ -84,7 +84,7 @@ def test_mute_one_rule_only(
         AlertStore(store).mute("users_hook", "rejected_rate")
     run(project)
     project.users(20)
-    receiver.reject_keys({"11": "no", "12": "no", "13": "no"})
+    receiver.faults.reject({"11": "no", "12": "no", "13": "no"})
     run(project)  # both rules fire; only the volume alert is sent
     texts = [m["text"] for m in channels.slack_messages()]
     assert len(texts) == 1 and "row volume changed" in texts[0]
@@ -98,7 +98,7 @@ def test_failing_channels_never_fail_the_run(
         "channels/hook.yml", {"type": "webhook", "url": "http://127.0.0.1:9/nothing-here"}
     )
     channels.pagerduty.faults.fail_next(10, status=400)
-    receiver.reject_keys({"1": "no", "2": "no"})
+    receiver.faults.reject({"1": "no", "2": "no"})
     summary = run(project)
     assert summary.status is RunStatus.PARTIAL  # the run's own result, untouched
     (raised,) = history(project)
@@ -119,9 +119,9 @@ def test_recovery_messages_can_be_turned_off(
         destination=receiver,
         sync_extra={"alerts": {"recovery": False, "channels": ["team_slack"]}},
     )
-    receiver.reject_keys({"1": "no", "2": "no"})
+    receiver.faults.reject({"1": "no", "2": "no"})
     run(project)
-    receiver.clear_faults()
+    receiver.faults.clear()
     run(project)
     assert [e.kind for e in history(project)] == ["raised", "resolved"]
     assert len(channels.slack_messages()) == 1  # the raise only

@@ -240,7 +240,7 @@ def test_disk_full_while_checkpointing(fast_tmp: Path, small_disk: Path) -> None
     with WebhookReceiver(key_field="id") as hook:
         b.webhook_destination(hook, name="db")
         b.sync("s", batch_size=500, concurrency=1)
-        hook.hold_next(1)
+        hook.faults.hold_next(1)
         proc = subprocess.Popen(
             [sys.executable, "-m", "backhaul.cli.app", "run", "s", "-C", str(b.root)],
             env={**os.environ, "NO_COLOR": "1"},
@@ -249,11 +249,11 @@ def test_disk_full_while_checkpointing(fast_tmp: Path, small_disk: Path) -> None
             text=True,
         )
         try:
-            while not hook.requests:  # the first batch is at the destination, held there
+            while not hook.calls:  # the first batch is at the destination, held there
                 assert proc.poll() is None, proc.communicate()
                 time.sleep(0.02)
             filler = fill(small_disk)
-            hook.release()
+            hook.faults.release()
             out, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
@@ -265,7 +265,7 @@ def test_disk_full_while_checkpointing(fast_tmp: Path, small_disk: Path) -> None
         assert "Free space there and run `backhaul run s` again" in line
         # The one batch of 500 rows whose checkpoint failed (the webhook splits it into
         # requests of its own size), and nothing after it.
-        sent = [rec["id"] for r in hook.requests for rec in r.json["records"]]
+        sent = [rec["id"] for r in hook.calls for rec in r.json["records"]]
         assert sorted(sent) == list(range(1, 501))
         assert len(hook.records) == 500
 

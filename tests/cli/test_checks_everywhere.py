@@ -83,7 +83,7 @@ def test_template_typo_fails_run_with_exit_2_and_sends_nothing(
     assert "template variable `frist_name` is not a column of model `users`" in line
     assert "did you mean `first_name`?" in line
     assert result.stdout.strip() == ""
-    assert receiver.requests == []
+    assert receiver.calls == []
     assert _digest(project.state_file("s")) == before
     # The refused run is on record, with the one line, and nothing counted as sent.
     with api.open_store(project.load()) as store:
@@ -125,7 +125,7 @@ def test_unknown_filter_is_refused_by_validate_and_run(
         assert result.returncode == 2, result.stdout + result.stderr
         line = _one_error(result.stderr)
         assert "syncs/s.yml:" in line and ": mappings.1.template: " in line and fragment in line
-    assert receiver.requests == []
+    assert receiver.calls == []
 
 
 def test_the_json_filter_the_runtime_knows_passes_validate(
@@ -164,7 +164,7 @@ def test_liquid_syntax_error_is_one_line_naming_the_file(
         f"error: syncs/s.yml:{where}: mappings.1.template: the template does not parse"
     )
     assert "(line 2 of the template)" in line
-    assert receiver.requests == []
+    assert receiver.calls == []
 
 
 def test_slack_sync_in_mirror_mode_is_refused_up_front(
@@ -254,7 +254,7 @@ def test_web_run_now_refuses_a_broken_sync_and_records_why(
     assert run["status"] == "failed"
     assert "syncs/s.yml:" in run["error"] and "`frist_name`" in run["error"]
     assert "frist_name" in page.text
-    assert receiver.requests == []
+    assert receiver.calls == []
     assert not project.state_file("s").exists()
 
 
@@ -333,5 +333,5 @@ def test_membership_mode_needs_a_destination_that_keeps_lists(
     assert line.startswith(f"error: syncs/s.yml:{where}: mode: ")
     assert "mode `membership` needs a destination that keeps lists or audiences" in line
     assert "use mode `mirror`" in line
-    assert receiver.requests == []
+    assert receiver.calls == []
     assert not project.state_file("s").exists()

@@ -81,7 +81,7 @@ def test_plan_json_is_a_dry_run(synced: Builder) -> None:
 def test_status_shows_last_run_and_snapshot(synced: Builder, receiver: WebhookReceiver) -> None:
     synced.webhook_destination(receiver)
     synced.sync("w", destination="hook", mappings=MAPPINGS)
-    receiver.reject_keys({"4": "nope"})
+    receiver.faults.reject({"4": "nope"})
     cli(synced, "run", "s")
     cli(synced, "run", "w")
 

@@ -20,10 +20,7 @@ from backhaul.errors import DestinationError, FailureType
 from backhaul.observe.redact import Redactor
 from backhaul.plugins import BUILTIN_DESTINATIONS, Registry
 from backhaul.testing.conformance import CHECKS, Target, run_check
-from backhaul.testing.emulators.base import Call
 from backhaul.testing.receiver import WebhookReceiver
-
-from .test_webhook_conformance import CallLog, ReceiverFaults
 
 SECRET = "leaky-secret-value-71c3"
 
@@ -93,17 +90,12 @@ def registry(cls: type[WebhookDestination]) -> Registry:
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[WebhookReceiver, list[Call]]]:
-    hook = WebhookReceiver(key_field="email", token="right-token")
-    calls: list[Call] = []
-    hook.app.add_middleware(CallLog, calls=calls)
-    with hook:
-        yield hook, calls
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(key_field="email", token="right-token") as hook:
+        yield hook
 
 
-def target(served: tuple[WebhookReceiver, list[Call]], cls: type[WebhookDestination]) -> Target:
-    hook, calls = served
-
+def target(hook: WebhookReceiver, cls: type[WebhookDestination]) -> Target:
     def destination(token: str) -> dict[str, Any]:
         return {
             "type": "webhook",
@@ -118,8 +110,8 @@ def target(served: tuple[WebhookReceiver, list[Call]], cls: type[WebhookDestinat
         match_field="email",
         read=lambda: hook.records,
         operations=frozenset(Operation),
-        faults=ReceiverFaults(hook),
-        calls=lambda: list(calls),
+        faults=hook.faults,
+        calls=lambda: list(hook.calls),
         bad_destination=destination("wrong-token"),
         secrets=[SECRET],
         registry=registry(cls),
@@ -138,7 +130,7 @@ def target(served: tuple[WebhookReceiver, list[Call]], cls: type[WebhookDestinat
     ],
 )
 def test_broken_destination_fails_its_check(
-    receiver: tuple[WebhookReceiver, list[Call]],
+    receiver: WebhookReceiver,
     tmp_path: Path,
     cls: type[WebhookDestination],
     check: str,
@@ -151,7 +143,7 @@ def test_broken_destination_fails_its_check(
 
 
 def test_the_honest_webhook_passes_the_same_checks(
-    receiver: tuple[WebhookReceiver, list[Call]], tmp_path: Path
+    receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
     honest = target(receiver, WebhookDestination)
     for check in ("upsert_idempotent", "update_semantics", "fatal_fails_fast"):
@@ -159,9 +151,7 @@ def test_the_honest_webhook_passes_the_same_checks(
         assert result.passed and result.message == "passed", result
 
 
-def test_env_is_restored_after_a_check(
-    receiver: tuple[WebhookReceiver, list[Call]], tmp_path: Path
-) -> None:
+def test_env_is_restored_after_a_check(receiver: WebhookReceiver, tmp_path: Path) -> None:
     import os
 
     assert "LEAKY_SECRET" not in os.environ
@@ -170,7 +160,7 @@ def test_env_is_restored_after_a_check(
 
 
 def test_a_check_the_target_cannot_run_is_skipped_with_a_reason(
-    receiver: tuple[WebhookReceiver, list[Call]], tmp_path: Path
+    receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
     bare = dataclasses.replace(
         target(receiver, WebhookDestination),

@@ -66,12 +66,12 @@ def test_second_run_on_unchanged_model_makes_no_webhook_request(
     project.sync("s", destination="hook", mode="mirror", mappings=MAPPINGS)
 
     assert project.run("s").counts.succeeded == 50
-    requests = len(receiver.requests)
+    requests = len(receiver.calls)
     assert requests >= 1
 
     second = project.run("s")
     assert second.counts.planned == 0 and second.counts.succeeded == 0
-    assert len(receiver.requests) == requests
+    assert len(receiver.calls) == requests
 
 
 def test_one_percent_changes_travel_exactly_to_sqlite(project: Builder) -> None:
@@ -103,7 +103,7 @@ def test_one_percent_changes_travel_exactly_to_webhook(
     project.webhook_destination(receiver, batch_size=5_000)
     project.sync("s", destination="hook", mode="mirror", batch_size=5_000, mappings=MAPPINGS)
     assert project.run("s").counts.succeeded == 10_000
-    first_requests = len(receiver.requests)
+    first_requests = len(receiver.calls)
     changed, added, removed = _change_one_percent(project)
 
     run = project.run("s")
@@ -111,7 +111,7 @@ def test_one_percent_changes_travel_exactly_to_webhook(
     assert run.status is RunStatus.SUCCEEDED
     assert _ops(project, run.run_id) == {"change": changed, "add": added, "remove": removed}
     sent: dict[str, set[str]] = {}
-    for request in receiver.requests[first_requests:]:
+    for request in receiver.calls[first_requests:]:
         ids = {str(r["id"]) for r in request.json["records"]}
         sent.setdefault(request.json["operation"], set()).update(ids)
     assert sent == {"upsert": changed | added, "delete": removed}
@@ -126,14 +126,14 @@ def test_changing_an_unmapped_column_sends_nothing(
     project.webhook_destination(receiver)
     project.sync("s", destination="hook", mappings=MAPPINGS)
     project.run("s")
-    requests = len(receiver.requests)
+    requests = len(receiver.calls)
 
     project.sql("UPDATE users SET name = 'renamed ' || id, score = score + 1")
     run = project.run("s")
 
     assert run.counts.changed == 0 and run.counts.unchanged == 100
     assert project.rows(run.run_id) == []
-    assert len(receiver.requests) == requests
+    assert len(receiver.calls) == requests
 
 
 def test_mapping_a_new_column_resends_only_rows_where_it_has_a_value(

@@ -24,7 +24,7 @@ def test_every_rejected_row_keeps_its_call_body_and_accepted_calls_are_sampled(
 ) -> None:
     project.users(ROWS)
     refused = {"7": "bad email", "255": "bad email", "283": "blocked"}
-    receiver.reject_keys(refused)
+    receiver.faults.reject(refused)
     project.webhook_destination(receiver)
     project.sync("s", destination="hook", batch_size=BATCH, concurrency=4)
 
@@ -32,7 +32,7 @@ def test_every_rejected_row_keeps_its_call_body_and_accepted_calls_are_sampled(
 
     assert run.counts.succeeded == ROWS - len(refused)
     assert run.counts.rejected == len(refused)
-    assert len(receiver.requests) == ROWS // BATCH
+    assert len(receiver.calls) == ROWS // BATCH
     with api.open_store(project.load()) as store:
         calls = store.calls(run.run_id, limit=1000)
         rejected = store.rows(run.run_id, status="rejected", limit=1000)

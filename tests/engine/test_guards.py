@@ -108,13 +108,13 @@ def test_a_model_that_suddenly_returns_no_rows_is_stopped(
     project.sync("s", destination="hook", mode="mirror", max_remove_pct=100, mappings=MAPPINGS)
     project.run("s")
     project.sql("DELETE FROM users")
-    requests = len(receiver.requests)
+    requests = len(receiver.calls)
 
     run = project.run("s")
 
     assert run.status is RunStatus.GUARDED and run.exit_code == 1
     assert run.error is not None and "0 rows" in run.error
-    assert len(receiver.requests) == requests
+    assert len(receiver.calls) == requests
     assert len(receiver.records) == 20
 
     forced = project.run("s", force=True)
@@ -134,7 +134,7 @@ def test_plan_before_any_run_creates_no_state_and_sends_nothing(
     keys = [r["key"] for r in plan.samples["add"]]
     assert len(keys) == 5 and set(keys) <= {str(i) for i in range(1, 11)}
     assert not project.state_file("s").exists()
-    assert receiver.requests == []
+    assert receiver.calls == []
     assert project.run("s").counts.added == 10
 
 
@@ -146,7 +146,7 @@ def test_plan_after_a_run_changes_no_state(project: Builder, receiver: WebhookRe
     project.sql("UPDATE users SET email = 'x' WHERE id = 4", "DELETE FROM users WHERE id = 9")
     state = project.state_file("s")
     digest = _digest(state)
-    requests = len(receiver.requests)
+    requests = len(receiver.calls)
 
     plan = project.plan("s")
     plan_again = project.plan("s")
@@ -156,7 +156,7 @@ def test_plan_after_a_run_changes_no_state(project: Builder, receiver: WebhookRe
     assert plan.samples["change"] == [{"key": "4", "id": 4, "email": "x"}]
     assert plan.samples["remove"] == [{"key": "9"}]
     assert _digest(state) == digest
-    assert len(receiver.requests) == requests
+    assert len(receiver.calls) == requests
     run = project.run("s")
     assert (run.counts.changed, run.counts.removed) == (1, 1)
     assert receiver.records["4"]["email"] == "x" and "9" not in receiver.records

@@ -18,7 +18,7 @@ def _invalid(project: Builder, run_id: str) -> dict[str, str]:
 
 
 def _sent_ids(receiver: WebhookReceiver) -> list[int]:
-    return sorted(rec["id"] for r in receiver.requests for rec in r.json["records"])
+    return sorted(rec["id"] for r in receiver.calls for rec in r.json["records"])
 
 
 def test_null_and_duplicate_keys_are_reported_and_never_sent(project: Builder) -> None:

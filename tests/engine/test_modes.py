@@ -18,9 +18,7 @@ MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email
 
 def _sent(receiver: WebhookReceiver, start: int = 0) -> list[tuple[str, dict[str, Any]]]:
     """(operation, record) of every record received from request ``start`` on."""
-    return [
-        (r.json["operation"], rec) for r in receiver.requests[start:] for rec in r.json["records"]
-    ]
+    return [(r.json["operation"], rec) for r in receiver.calls[start:] for rec in r.json["records"]]
 
 
 def _precreate(path: Path, rows: list[tuple[int, str]]) -> None:
@@ -173,7 +171,7 @@ def test_full_resync_resends_everything_and_deletes_nothing(
     project.sync("s", destination="hook", mode="mirror", mappings=MAPPINGS)
     project.run("s")
     project.sql("DELETE FROM users WHERE id = 5")
-    start = len(receiver.requests)
+    start = len(receiver.calls)
 
     run = project.run("s", full_resync=True)
 

@@ -53,7 +53,7 @@ MAPPINGS = [
 def strict_records(receiver: WebhookReceiver) -> list[dict[str, Any]]:
     """Every record the receiver got, each body parsed strictly (a bare NaN fails here)."""
     records: list[dict[str, Any]] = []
-    for request in receiver.requests:
+    for request in receiver.calls:
         body = strict_json(request.body)
         records.extend(body["records"])
     return records
@@ -86,7 +86,7 @@ def test_non_finite_rows_are_invalid_and_only_valid_json_is_sent(
     assert set(sent) == {1, 5}
     assert set(receiver.records) == {"1", "5"}
     # -0.0 keeps its sign on the wire, in a list and inside JSON text.
-    assert b'"score":-0.0' in receiver.requests[0].body
+    assert b'"score":-0.0' in receiver.calls[0].body
     assert math.copysign(1.0, sent[5]["score"]) == -1.0
     assert math.copysign(1.0, sent[5]["series"][0]) == -1.0
     assert math.copysign(1.0, sent[5]["doc"]["k"]) == -1.0
@@ -153,7 +153,7 @@ def test_a_change_from_zero_to_negative_zero_is_sent(
 
     assert second.counts.changed == 1
     assert math.copysign(1.0, receiver.records["1"]["score"]) == -1.0
-    assert b'"score":-0.0' in receiver.requests[-1].body
+    assert b'"score":-0.0' in receiver.calls[-1].body
 
 
 def test_a_template_that_renders_nan_makes_its_row_invalid(
@@ -290,7 +290,7 @@ async def test_the_client_sends_nothing_when_a_value_is_not_json() -> None:
         with pytest.raises(DestinationError) as caught:
             await client.request("POST", hook.url, json={"a": float("nan")})
         await client.aclose()
-        assert hook.requests == []
+        assert hook.calls == []
     assert caught.value.failure is FailureType.REJECTED
     assert "`a` is NaN" in caught.value.message
 

@@ -36,7 +36,7 @@ def test_a_run_whose_every_row_is_invalid_has_failed(
     assert run.status is RunStatus.FAILED and run.exit_code == 1
     assert run.error is not None and "nothing valid could be delivered" in run.error
     assert f"backhaul run-show {run.run_id}" in run.error
-    assert receiver.requests == []
+    assert receiver.calls == []
 
 
 def test_some_invalid_rows_make_a_partial_run(project: Builder, receiver: WebhookReceiver) -> None:
@@ -57,7 +57,7 @@ def test_every_record_rejected_on_a_first_run_has_failed(
     project: Builder, receiver: WebhookReceiver
 ) -> None:
     project.users(3)
-    receiver.reject_keys({"1": "no", "2": "no", "3": "no"})
+    receiver.faults.reject({"1": "no", "2": "no", "3": "no"})
     project.webhook_destination(receiver)
     project.sync("s", destination="hook")
 
@@ -96,7 +96,7 @@ def test_removals_in_upsert_mode_are_skipped_with_their_reason_not_sent(
     assert {r.error for r in skipped} == {SKIP_REMOVE}
     assert all(r.status is RowStatus.SKIPPED and r.operation is None for r in skipped)
     assert project.rows(run.run_id, status=RowStatus.OK)[0].key == "1"
-    sent = [rec["id"] for r in receiver.requests for rec in r.json["records"]]
+    sent = [rec["id"] for r in receiver.calls for rec in r.json["records"]]
     assert sent == [1]
     # The snapshot forgot them: the next run has nothing to do.
     assert project.plan("s").counts.removed == 0

@@ -22,7 +22,7 @@ def _cli(project: Builder, *args: str) -> tuple[int, str, str]:
 
 
 def _sent_ids(receiver: WebhookReceiver, start: int) -> list[str]:
-    return sorted(str(rec["id"]) for r in receiver.requests[start:] for rec in r.json["records"])
+    return sorted(str(rec["id"]) for r in receiver.calls[start:] for rec in r.json["records"])
 
 
 def test_webhook_rejections_are_kept_shown_and_retried(
@@ -33,8 +33,8 @@ def test_webhook_rejections_are_kept_shown_and_retried(
     project.sync("s", destination="hook", mappings=MAPPINGS)
     project.run("s")  # everything delivered once
     project.sql("UPDATE users SET email = 'v2-' || email")
-    receiver.reject_keys(REFUSED)
-    start = len(receiver.requests)
+    receiver.faults.reject(REFUSED)
+    start = len(receiver.calls)
 
     code, out, _ = _cli(project, "run", "s", "--json")
 
@@ -59,7 +59,7 @@ def test_webhook_rejections_are_kept_shown_and_retried(
     plan = project.plan("s")
     assert (plan.counts.planned, plan.counts.unchanged) == (2, 8)
 
-    start = len(receiver.requests)
+    start = len(receiver.calls)
     second = project.run("s")
     assert second.counts.planned == 2 and second.counts.rejected == 2
     assert _sent_ids(receiver, start) == ["3", "7"]
@@ -73,10 +73,10 @@ def test_webhook_rejections_are_kept_shown_and_retried(
     assert sorted(receiver.records) == ["3", "7"]
     assert receiver.records["7"]["email"] == "v2-u7@example.com"
 
-    start = len(receiver.requests)
+    start = len(receiver.calls)
     fourth = project.run("s")
     assert fourth.counts.planned == 0
-    assert len(receiver.requests) == start
+    assert len(receiver.calls) == start
 
 
 def test_rejected_new_rows_stay_pending_until_accepted(
@@ -85,7 +85,7 @@ def test_rejected_new_rows_stay_pending_until_accepted(
     project.users(6)
     project.webhook_destination(receiver)
     project.sync("s", destination="hook", mappings=MAPPINGS)
-    receiver.reject_keys({"2": "bad record"})
+    receiver.faults.reject({"2": "bad record"})
 
     first = project.run("s")
     assert first.status is RunStatus.PARTIAL and first.exit_code == 3
@@ -146,7 +146,7 @@ def test_a_rejected_delete_stays_pending_and_is_retried(
     project.sync("s", destination="hook", mode="mirror", mappings=MAPPINGS)
     project.run("s")
     project.sql("DELETE FROM users WHERE id IN (4, 5)")
-    receiver.reject_keys({"4": "record is locked"})
+    receiver.faults.reject({"4": "record is locked"})
 
     first = project.run("s")
 
@@ -163,7 +163,7 @@ def test_a_rejected_delete_stays_pending_and_is_retried(
     receiver.reset()  # accepts every key again
     third = project.run("s")
     assert third.status is RunStatus.SUCCEEDED and third.counts.succeeded == 1
-    assert [(r.json["operation"], r.json["records"]) for r in receiver.requests] == [
+    assert [(r.json["operation"], r.json["records"]) for r in receiver.calls] == [
         ("delete", [{"id": 4}])
     ]
     assert project.run("s").counts.planned == 0

@@ -99,7 +99,7 @@ async def test_success_is_recorded_once(
     assert result.ok and result.status == 200
     assert result.json == {"results": [{"index": 0, "ok": True}]}
     assert receiver.records == {"1": {"id": 1, "name": "Ada"}}
-    assert receiver.requests[0].headers["content-type"] == "application/json"
+    assert receiver.calls[0].headers["content-type"] == "application/json"
     [call] = recorder.calls
     assert (call.method, call.status, call.attempt, call.error) == ("POST", 200, 1, None)
     assert call.url == receiver.url
@@ -116,7 +116,7 @@ async def test_429_retry_after_pauses_the_shared_limiter(
     clock: FakeClock,
     sleeps: Sleeps,
 ) -> None:
-    receiver.rate_limit_next(1, retry_after=1)
+    receiver.faults.rate_limit_next(1, retry_after=1)
     result = await client.request("POST", receiver.url, json={"id": 1})
     assert result.ok and result.attempts == 2
     assert [c.status for c in recorder.calls] == [429, 200]
@@ -130,7 +130,7 @@ async def test_429_retry_after_pauses_the_shared_limiter(
 async def test_500_then_success(
     client: HttpClient, receiver: WebhookReceiver, recorder: MemoryRecorder, sleeps: Sleeps
 ) -> None:
-    receiver.fail_next(1, status=500)
+    receiver.faults.fail_next(1, status=500)
     result = await client.request("POST", receiver.url, json={"id": 2})
     assert result.ok
     assert [c.status for c in recorder.calls] == [500, 200]
@@ -143,7 +143,7 @@ async def test_500_then_success(
 async def test_timeout_then_success(
     recorder: MemoryRecorder, receiver: WebhookReceiver, sleeps: Sleeps
 ) -> None:
-    receiver.delay_next(1, 10)
+    receiver.faults.timeout_next(1, 10)
     async with HttpClient(
         label="webhook", recorder=recorder, retry=FAST, timeout=0.2, sleep=sleeps
     ) as client:
@@ -158,14 +158,14 @@ async def test_timeout_then_success(
 async def test_dropped_connection_then_success(
     client: HttpClient, receiver: WebhookReceiver, recorder: MemoryRecorder
 ) -> None:
-    receiver.drop_next(1)
+    receiver.faults.drop_next(1)
     result = await client.request("POST", receiver.url, json={"id": 4})
     assert result.ok
     first, second = recorder.calls
     assert first.status is None
     assert first.error == "closed the connection without a complete answer"
     assert second.status == 200
-    assert len(receiver.requests) == 2
+    assert len(receiver.calls) == 2
 
 
 async def test_401_fails_fast_with_one_attempt(recorder: MemoryRecorder) -> None:
@@ -175,7 +175,7 @@ async def test_401_fails_fast_with_one_attempt(recorder: MemoryRecorder) -> None
                 await client.request(
                     "POST", hook.url, json={"id": 1}, headers={"Authorization": "Bearer wrong"}
                 )
-        assert len(hook.requests) == 1
+        assert len(hook.calls) == 1
     err = raised.value
     assert err.failure is FailureType.CONFIG
     assert err.status == 401
@@ -190,14 +190,14 @@ async def test_401_fails_fast_with_one_attempt(recorder: MemoryRecorder) -> None
 async def test_retries_exhausted_is_transient(
     client: HttpClient, receiver: WebhookReceiver, recorder: MemoryRecorder, sleeps: Sleeps
 ) -> None:
-    receiver.fail_next(10, status=503)
+    receiver.faults.fail_next(10, status=503)
     with pytest.raises(DestinationError) as raised:
         await client.request("POST", receiver.url, json={"id": 5})
     assert raised.value.failure is FailureType.TRANSIENT
     assert raised.value.status == 503
     assert "answered 503 Service Unavailable 4 times" in str(raised.value)
     assert [c.attempt for c in recorder.calls] == [1, 2, 3, 4]
-    assert len(receiver.requests) == 4
+    assert len(receiver.calls) == 4
     # exponential backoff with the fixed jitter draw: 0.01, 0.02, 0.04 halved
     assert sleeps.seen == pytest.approx([0.005, 0.01, 0.02])
     assert receiver.records == {}
@@ -220,7 +220,7 @@ async def test_unreachable_host_is_transient_after_retries(
 async def test_retry_after_too_long_fails_the_call_at_once(
     recorder: MemoryRecorder, receiver: WebhookReceiver
 ) -> None:
-    receiver.rate_limit_next(1, retry_after=600)
+    receiver.faults.rate_limit_next(1, retry_after=600)
     policy = RetryPolicy(base_delay=0.01, max_delay=0.05, max_retry_after=60)
     async with HttpClient(label="webhook", recorder=recorder, retry=policy) as client:
         with pytest.raises(DestinationError) as raised:
@@ -233,7 +233,7 @@ async def test_retry_after_too_long_fails_the_call_at_once(
 async def test_rejected_4xx_is_returned_not_raised(
     client: HttpClient, receiver: WebhookReceiver, recorder: MemoryRecorder
 ) -> None:
-    receiver.fail_next(1, status=422)
+    receiver.faults.fail_next(1, status=422)
     result = await client.request("POST", receiver.url, json={"id": 1})
     assert not result.ok
     assert result.status == 422
@@ -296,7 +296,7 @@ async def test_secrets_are_redacted_in_recorded_calls(recorder: MemoryRecorder) 
             result = await client.request(
                 "POST", url, json={"id": 1, "note": f"pw is {body_secret}"}
             )
-        received = hook.requests[0]
+        received = hook.calls[0]
     assert result.ok
     # The receiver got the real values; only the record is masked.
     assert received.headers["authorization"] == f"Bearer {token}"

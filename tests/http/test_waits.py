@@ -90,7 +90,7 @@ async def test_a_429_is_announced_once_and_recorded_on_the_retry(
     events: list[RunEvent] = []
     tracker = WaitTracker("r", "s", events.append)
     recorder = MemoryRecorder()
-    receiver.rate_limit_next(1, retry_after=0.2)
+    receiver.faults.rate_limit_next(1, retry_after=0.2)
     async with HttpClient(label="webhook", recorder=recorder, retry=FAST, waits=tracker) as client:
         result = await client.request("POST", receiver.url, json={"id": 1})
 
@@ -109,7 +109,7 @@ async def test_a_429_is_announced_once_and_recorded_on_the_retry(
 async def test_a_5xx_retry_is_announced_with_its_attempt(receiver: WebhookReceiver) -> None:
     events: list[RunEvent] = []
     recorder = MemoryRecorder()
-    receiver.fail_next(1, status=503)
+    receiver.faults.fail_next(1, status=503)
     async with HttpClient(
         label="webhook", recorder=recorder, retry=FAST, waits=WaitTracker("r", "s", events.append)
     ) as client:
@@ -163,7 +163,7 @@ def test_engine_batch_retries_are_announced(project: Builder, receiver: WebhookR
     project.users(3)
     project.webhook_destination(receiver, retry={"max_attempts": 1})
     project.sync("s", destination="hook")
-    receiver.fail_next(1, status=503)
+    receiver.faults.fail_next(1, status=503)
     events: list[RunEvent] = []
 
     run = project.run("s", events=events.append)

@@ -7,10 +7,12 @@ import hashlib
 import hmac
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
@@ -84,7 +86,7 @@ async def test_batch_mode_sends_chunks_and_state_matches(
     assert [r.index for r in results] == [0, 1, 2, 3, 4]
     assert all(r.status is RecordStatus.OK and r.call_id for r in results)
     assert receiver.records == {str(p["id"]): nested(p) for p in PEOPLE}
-    bodies = [r.json for r in receiver.requests]
+    bodies = [r.json for r in receiver.calls]
     assert len(bodies) == 3
     assert all(b["operation"] == "upsert" for b in bodies)
     assert sorted(len(b["records"]) for b in bodies) == [1, 2, 2]
@@ -97,7 +99,7 @@ async def test_row_mode_and_operations(
     dest = open_webhook(tmp_path, recorder, url=receiver.url, mode="row", concurrency=2)
     try:
         await dest.write(make_batch(PEOPLE[:3]))
-        assert [r.json["_operation"] for r in receiver.requests] == ["upsert"] * 3
+        assert [r.json["_operation"] for r in receiver.calls] == ["upsert"] * 3
         deleted = await dest.write(make_batch(PEOPLE[1:2], Operation.DELETE))
         cleared = await dest.write(make_batch(PEOPLE[2:3], Operation.CLEAR))
         missing = await dest.write(make_batch(PEOPLE[4:5], Operation.UPDATE))
@@ -149,7 +151,7 @@ async def test_batch_mode_liquid_template(
         await dest.close()
     assert receiver.records["4"] == {"id": 4, "town": None}
     assert receiver.records["5"] == {"id": 5, "town": "Wilmslow"}
-    assert len(receiver.requests) == 1
+    assert len(receiver.calls) == 1
 
 
 async def test_template_errors_reject_rows_without_sending(
@@ -165,7 +167,7 @@ async def test_template_errors_reject_rows_without_sending(
     assert [r.status for r in results] == [RecordStatus.REJECTED] * 2
     assert results[0].error is not None
     assert results[0].error.startswith("body_template failed: 'nickname' is undefined")
-    assert receiver.requests == []
+    assert receiver.calls == []
 
 
 def test_config_validation() -> None:
@@ -204,7 +206,7 @@ async def test_signed_bodies_are_verified_by_the_receiver(
             results = await dest.write(make_batch(PEOPLE[:2]))
         finally:
             await dest.close()
-        [request] = hook.requests
+        [request] = hook.calls
         state = hook.records
     assert all(r.status is RecordStatus.OK for r in results)
     assert sorted(state) == ["1", "2"]
@@ -233,7 +235,7 @@ async def test_a_wrong_signature_fails_as_config(tmp_path: Path, recorder: Memor
 async def test_per_record_rejections_map_to_batch_indexes(
     tmp_path: Path, recorder: MemoryRecorder, receiver: WebhookReceiver
 ) -> None:
-    receiver.reject_keys({"2": "email is on the block list", "5": "city unknown"})
+    receiver.faults.reject({"2": "email is on the block list", "5": "city unknown"})
     dest = open_webhook(tmp_path, recorder, url=receiver.url, batch_size=2)
     try:
         results = await dest.write(make_batch(PEOPLE))
@@ -247,7 +249,7 @@ async def test_per_record_rejections_map_to_batch_indexes(
 async def test_a_refused_call_rejects_its_records_only(
     tmp_path: Path, recorder: MemoryRecorder, receiver: WebhookReceiver
 ) -> None:
-    receiver.fail_next(1, status=400)
+    receiver.faults.fail_next(1, status=400)
     dest = open_webhook(tmp_path, recorder, url=receiver.url, batch_size=3, concurrency=1)
     try:
         results = await dest.write(make_batch(PEOPLE))
@@ -261,12 +263,12 @@ async def test_a_refused_call_rejects_its_records_only(
 async def test_transient_failures_are_retried_then_raised(
     tmp_path: Path, recorder: MemoryRecorder, receiver: WebhookReceiver
 ) -> None:
-    receiver.fail_next(1, status=502)
+    receiver.faults.fail_next(1, status=502)
     dest = open_webhook(tmp_path, recorder, url=receiver.url)
     try:
         results = await dest.write(make_batch(PEOPLE[:2]))
         assert all(r.status is RecordStatus.OK for r in results)
-        receiver.fail_next(10, status=503)
+        receiver.faults.fail_next(10, status=503)
         with pytest.raises(DestinationError) as raised:
             await dest.write(make_batch(PEOPLE[2:]))
     finally:
@@ -291,7 +293,7 @@ async def test_secrets_and_header_values_are_redacted(
             await dest.write(make_batch(PEOPLE[:1]))
         finally:
             await dest.close()
-        assert hook.requests[0].headers["x-tenant"] == "tenant-secret-9"
+        assert hook.calls[0].headers["x-tenant"] == "tenant-secret-9"
     [call] = recorder.calls
     assert call.status == 200
     assert token not in repr(call) and "tenant-secret-9" not in repr(call)
@@ -316,12 +318,12 @@ async def test_check(tmp_path: Path, recorder: MemoryRecorder, receiver: Webhook
     health = f"{receiver.base_url}/health"
     checked = open_webhook(tmp_path, recorder, url=receiver.url, check_url=health)
     await checked.check()
-    receiver.fail_next(1, status=404)
+    receiver.faults.fail_next(1, status=404)
     with pytest.raises(DestinationError) as missing:
         await checked.check()
     await checked.close()
     assert missing.value.failure is FailureType.CONFIG
-    assert [r.method for r in receiver.requests] == ["GET", "GET"]
+    assert [r.method for r in receiver.calls] == ["GET", "GET"]
 
 
 def test_record_errors_contract() -> None:
@@ -354,6 +356,31 @@ def test_receiver_stops_cleanly() -> None:
     with socket.socket() as sock:  # the port is free again
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_request_held_over_the_control_api_is_logged_before_it_is_answered() -> None:
+    with WebhookReceiver() as hook:
+        faults = f"{hook.base_url}/_emulator/faults"
+        httpx.post(faults, json={"hold_next": 1}, timeout=10).raise_for_status()
+        answers: list[httpx.Response] = []
+        sender = threading.Thread(
+            target=lambda: answers.append(httpx.post(hook.url, json={"id": 7}, timeout=10))
+        )
+        sender.start()
+        for _ in range(500):  # bounded: until the request is at the receiver
+            if hook.calls:
+                break
+            time.sleep(0.01)
+        in_flight = [(c.path, c.status) for c in hook.calls]
+        held_records = hook.records
+        httpx.post(faults, json={"release": True}, timeout=10).raise_for_status()
+        sender.join(10)
+        answered = [(c.path, c.status) for c in hook.calls]
+
+    assert in_flight == [("/hook", 0)] and held_records == {}
+    assert [a.status_code for a in answers] == [200]
+    assert answered == [("/hook", 200)]
+    assert hook.records == {"7": {"id": 7}}
 
 
 def test_one_destination_used_from_two_event_loops(

@@ -181,7 +181,7 @@ def test_repeated_events_coalesce_per_sync(
     syncs.bh.webhook_destination(receiver, name="hook")
     syncs.bh.sync("customers_to_hook", model="customers", destination="hook")
     _dbt_run(syncs, emulator, 1005, "customers")
-    receiver.hold_next(1)  # the first run of customers_to_hook waits until released
+    receiver.faults.hold_next(1)  # the first run of customers_to_hook waits until released
 
     with serve(syncs, cloud_url, monkeypatch) as url:
         answers: list[dict[str, Any]] = []
@@ -194,7 +194,7 @@ def test_repeated_events_coalesce_per_sync(
         assert first["coalesced"] is False
         assert second == {**first, "coalesced": True}
         assert third == {**first, "coalesced": True}
-        receiver.release()
+        receiver.faults.release()
 
         # The held run ends, then exactly one more run follows for the two later events.
         deadline = time.monotonic() + 60
@@ -206,4 +206,4 @@ def test_repeated_events_coalesce_per_sync(
             time.sleep(0.1)
     assert [r.status for r in hook_runs] == [RunStatus.SUCCEEDED, RunStatus.SUCCEEDED]
     assert hook_runs[1].run_id == first["run_id"]  # newest first: the first run is older
-    assert len(receiver.requests) == 1  # the follow-up found nothing new to send
+    assert len(receiver.calls) == 1  # the follow-up found nothing new to send

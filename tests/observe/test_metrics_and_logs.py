@@ -70,8 +70,8 @@ def test_json_logs_and_metrics_of_a_run(
     _project(project, secret_receiver)
     for name, value in hidden.items():
         monkeypatch.setenv(name, value)
-    secret_receiver.reject_keys({"3": "bad email", "4": "bad email"})
-    secret_receiver.fail_next(1, status=503)  # one call answered 503, then retried
+    secret_receiver.faults.reject({"3": "bad email", "4": "bad email"})
+    secret_receiver.faults.fail_next(1, status=503)  # one call answered 503, then retried
     result = project.cli("run", "users_hook", "--log-format", "json", env=hidden)
     assert result.returncode == 3, result.stderr  # rejected rows
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]

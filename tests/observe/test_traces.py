@@ -96,7 +96,7 @@ def test_a_run_is_one_trace_with_a_span_per_phase(
             retry={"max_attempts": 3, "base_delay": 0.01},
         )
         project.sync("users_hook", destination="hook", batch_size=5)
-        receiver.fail_next(1, status=503)  # one retry: a wait on the send span
+        receiver.faults.fail_next(1, status=503)  # one retry: a wait on the send span
         result = project.cli("run", "users_hook", env=_env(endpoint, HOOK_TOKEN=token))
     assert result.returncode == 0, result.stdout + result.stderr
 

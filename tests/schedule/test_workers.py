@@ -138,7 +138,7 @@ def _defer(project: Builder, sync: str) -> None:
 
 def _delivered(receiver: WebhookReceiver) -> Counter[str]:
     counts: Counter[str] = Counter()
-    for request in receiver.requests:
+    for request in receiver.calls:
         body = request.json
         records = body.get("records", []) if isinstance(body, dict) else body
         for record in records or []:
@@ -161,7 +161,7 @@ def test_a_sync_never_runs_twice_at_once_and_the_tick_schedules(
     project: Builder, pg_db: str, receiver: WebhookReceiver, workers: Workers
 ) -> None:
     _project(project, pg_db, receiver, hourly={"every": "1h"})
-    receiver.hold_next(1)  # the first request waits: the first run stays in progress
+    receiver.faults.hold_next(1)  # the first request waits: the first run stays in progress
     _defer(project, "a")
     workers.start("w1", "--log-format", "json")
     workers.start("w2", "--log-format", "json")
@@ -175,7 +175,7 @@ def test_a_sync_never_runs_twice_at_once_and_the_tick_schedules(
         assert sum(r.status is RunStatus.RUNNING for r in _runs(project, "a")) <= 1
         time.sleep(0.1)
     assert len(_runs(project, "a")) == 1
-    receiver.release()
+    receiver.faults.release()
     _until(
         "two runs of a",
         lambda: sum(r.finished_at is not None for r in _runs(project, "a")) == 2,
@@ -213,14 +213,14 @@ def test_a_killed_worker_is_detected_and_its_run_retried(
     project: Builder, pg_db: str, receiver: WebhookReceiver, workers: Workers
 ) -> None:
     _project(project, pg_db, receiver)
-    receiver.delay_next(1, 0)  # the first batch goes through ...
-    receiver.hold_next(1)  # ... the second is in flight when the worker dies
+    receiver.faults.timeout_next(1, 0)  # the first batch goes through ...
+    receiver.faults.hold_next(1)  # ... the second is in flight when the worker dies
     _defer(project, "a")
     victim = workers.start("victim", "--no-tick")
-    _until("the held batch", lambda: len(receiver.requests) >= 2, workers)
+    _until("the held batch", lambda: len(receiver.calls) >= 2, workers)
     victim.send_signal(signal.SIGKILL)
     victim.wait(30)
-    receiver.release()
+    receiver.faults.release()
     workers.start("rescuer", "--no-tick")
     _until(
         "the retried run",
@@ -242,14 +242,14 @@ def test_sigterm_hands_the_run_back_after_the_batch_in_flight(
     project: Builder, pg_db: str, receiver: WebhookReceiver, workers: Workers
 ) -> None:
     _project(project, pg_db, receiver)
-    receiver.delay_next(1, 0)
-    receiver.hold_next(1)
+    receiver.faults.timeout_next(1, 0)
+    receiver.faults.hold_next(1)
     _defer(project, "a")
     leaving = workers.start("leaving", "--no-tick")
-    _until("the held batch", lambda: len(receiver.requests) >= 2, workers)
+    _until("the held batch", lambda: len(receiver.calls) >= 2, workers)
     leaving.send_signal(signal.SIGTERM)
     time.sleep(0.5)  # let the signal land before the batch is answered
-    receiver.release()
+    receiver.faults.release()
     assert leaving.wait(60) == 0, workers.log("leaving")
     stopped = _runs(project, "a")
     assert [r.status for r in stopped] == [RunStatus.CANCELLED]

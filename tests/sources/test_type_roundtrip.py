@@ -184,10 +184,10 @@ def test_values_arrive_intact_and_a_second_run_sends_nothing(
         assert records["1"]["words"] == ["x", 'ü,"y"']
         assert records["2"]["nums"] is None and records["3"]["words"] == []
 
-    sent_before = len(receiver.requests)
+    sent_before = len(receiver.calls)
     second = project.run("out")
     assert second.counts.planned == 0 and second.counts.unchanged == 3
-    assert len(receiver.requests) == sent_before
+    assert len(receiver.calls) == sent_before
 
 
 def test_key_type_change_stops_with_state_intact(
@@ -206,7 +206,7 @@ def test_key_type_change_stops_with_state_intact(
         assert project.run("out").counts.succeeded == 2
         state = project.state_file("out")
         before = state.read_bytes()
-        sent = len(receiver.requests)
+        sent = len(receiver.calls)
 
         pg_exec(url, "ALTER TABLE users ALTER COLUMN id TYPE text USING 'user-' || id")
         with pytest.raises(BackhaulError) as err:
@@ -214,4 +214,4 @@ def test_key_type_change_stops_with_state_intact(
         assert "primary-key or match-field types changed" in err.value.message
         assert "backhaul reset" in err.value.message
         assert state.read_bytes() == before
-        assert len(receiver.requests) == sent
+        assert len(receiver.calls) == sent

@@ -46,7 +46,7 @@ def test_a_run_keeps_ok_rows_in_parquet_and_only_rejected_rows_in_the_store(
     project: Builder, receiver: WebhookReceiver
 ) -> None:
     project.users(300)
-    receiver.reject_keys({"7": "bad email", "250": "bad email"})
+    receiver.faults.reject({"7": "bad email", "250": "bad email"})
     project.webhook_destination(receiver)
     project.sync("s", destination="hook", batch_size=50)
 

@@ -167,7 +167,7 @@ def rejected_rows_are_retried(wh: Warehouse, receiver: WebhookReceiver) -> None:
     wh.project.sync("s", destination="hook", mappings=MAPPINGS, planner="warehouse")
     assert run(wh, "s").counts.succeeded == 10
     wh.sql("UPDATE users SET email = 'v2-' || email")
-    receiver.reject_keys({"3": "email domain is blocked", "7": "contact is archived"})
+    receiver.faults.reject({"3": "email domain is blocked", "7": "contact is archived"})
 
     partial = run(wh, "s")
 
@@ -188,7 +188,7 @@ def rejected_rows_are_retried(wh: Warehouse, receiver: WebhookReceiver) -> None:
         )
     ] == [2, 2]
 
-    receiver.clear_faults()
+    receiver.faults.clear()
     fixed = run(wh, "s")
     assert fixed.status is RunStatus.SUCCEEDED
     assert fixed.counts.retried == 2 and fixed.counts.succeeded == 2

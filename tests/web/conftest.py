@@ -128,7 +128,7 @@ def _first_user(root: Path) -> str:
 
 def _seed_runs(env: WebEnv) -> None:
     env.rejected_key = _first_user(env.project_dir)
-    env.receiver.reject_keys({env.rejected_key: "email is not deliverable", XSS_KEY: XSS})
+    env.receiver.faults.reject({env.rejected_key: "email is not deliverable", XSS_KEY: XSS})
     project = api.load_project(env.project_dir)
     for sync in ("pql_to_crm", "pqls_to_webhook", "xss_to_hook"):
         summary = api.run(project, sync, trigger="test")

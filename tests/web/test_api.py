@@ -148,7 +148,7 @@ def test_a_second_run_is_refused_and_cancel_stops_the_first(
     web_env: WebEnv, client_for: Client
 ) -> None:
     operator = client_for(Role.OPERATOR, bearer=True)
-    web_env.receiver.delay_next(4, 5.0)  # hold the first calls so the run is still going
+    web_env.receiver.faults.timeout_next(4, 5.0)  # hold the first calls so the run is still going
     started = operator.post("/api/v1/syncs/pqls_to_webhook/runs", json={"full_resync": True})
     assert started.status_code == 202, started.text
     run_id = started.json()["run_id"]

@@ -95,7 +95,7 @@ def test_a_rejected_row_is_found_by_key_and_leads_to_its_http_call(
     page_as: object, live_server: Any
 ) -> None:
     key = live_server.rejected_key
-    live_server.receiver.reject_keys({key: "email is not deliverable"})
+    live_server.receiver.faults.reject({key: "email is not deliverable"})
     page = page_as(Role.OPERATOR)  # type: ignore[operator]
     page.goto("/syncs/pqls_to_webhook")
     page.click("#full-resync")

@@ -176,7 +176,7 @@ def test_run_now_goes_to_the_run_page_which_follows_it_to_the_end(site: Site) ->
 
 
 def test_rejected_rows_are_listed_searchable_and_linked_to_their_call(site: Site) -> None:
-    site.receiver.reject_keys({"3": f"email bounced {EVIL}", "7": "unknown plan"})
+    site.receiver.faults.reject({"3": f"email bounced {EVIL}", "7": "unknown plan"})
     with site.client(Role.OPERATOR) as operator:
         token = csrf(operator.get("/syncs/pqls_to_webhook").text)
         answer = operator.post(

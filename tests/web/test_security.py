@@ -256,6 +256,6 @@ def test_unknown_ids_and_odd_parameters_never_cause_a_500(
 
 def test_no_response_so_far_carried_a_destination_secret(web_env: WebEnv) -> None:
     # The webhook's secrets were used by the seeded runs, so they are in the process.
-    assert web_env.receiver.requests
+    assert web_env.receiver.calls
     assert web_env.scanner.scanned > 50
     assert web_env.scanner.leaks == []

@@ -136,7 +136,7 @@ def run_demo(directory: Path, *, console: Console, keep: bool = False) -> int:
             f"and {slack_server.url}\n"
         )
         first = _run_all(directory, console, "First run: every row is new")
-        calls_after_first = len(receiver.requests)
+        calls_after_first = len(receiver.calls)
 
         change = apply_changes(directory / WAREHOUSE_FILE)
         console.print(
@@ -146,7 +146,7 @@ def run_demo(directory: Path, *, console: Console, keep: bool = False) -> int:
             f"{change.upgraded} users' account upgraded its plan."
         )
         second = _run_all(directory, console, "Second run: only the changes travel")
-        calls_second = len(receiver.requests) - calls_after_first
+        calls_second = len(receiver.calls) - calls_after_first
         webhook_records = len(receiver.records)
         hubspot_contacts = len(hubspot.state().get("contacts", {}))
         slack_messages = [

@@ -22,8 +22,7 @@ import io
 import pkgutil
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from ruamel.yaml import YAML
 
@@ -31,6 +30,7 @@ from backhaul.errors import SandboxError
 from backhaul.plugins import Registry
 from backhaul.testing import emulators
 from backhaul.testing.emulators.base import Emulator, EmulatorServer
+from backhaul.testing.server import StartStop
 
 NOT_EMULATORS = frozenset({"base"})
 CONTROL_API = (
@@ -109,7 +109,7 @@ class SandboxEntry:
 
 
 @dataclass
-class Sandbox:
+class Sandbox(StartStop):
     """Starts the named emulators (default: all available) on loopback ports.
 
     Args:
@@ -122,7 +122,7 @@ class Sandbox:
     entries: list[SandboxEntry] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
 
-    def start(self) -> Sandbox:
+    def start(self) -> Self:
         """Start every emulator; stops the ones started if one fails."""
         named = bool(self.vendors)
         wanted = list(dict.fromkeys(self.vendors)) if named else emulator_names()
@@ -161,17 +161,6 @@ class Sandbox:
             thread.start()
         for thread in threads:
             thread.join()
-
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def describe(entry: SandboxEntry) -> str:

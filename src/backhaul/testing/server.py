@@ -5,14 +5,39 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.requests import Request
 
 
-class LoopbackServer:
+class StartStop(ABC):
+    """Something started and stopped around a ``with`` block: ``with x:`` starts ``x``,
+    gives what :meth:`start` returned, and stops it on the way out."""
+
+    @abstractmethod
+    def start(self) -> Self:
+        """Start; return once ready."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop; safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LoopbackServer(StartStop):
     """An ASGI app served by uvicorn on ``127.0.0.1`` and a free port.
 
     Example:
@@ -39,7 +64,12 @@ class LoopbackServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> LoopbackServer:
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`start` was called and :meth:`stop` not since."""
+        return self._thread is not None
+
+    def start(self, timeout: float = 10.0) -> Self:
         """Serve in a background thread; returns once connections are accepted."""
         if self._thread is not None:
             raise RuntimeError("the server is already running")
@@ -104,14 +134,3 @@ class LoopbackServer:
                 if transport is not None:
                     transport.abort()
                 return
-
-    def __enter__(self) -> LoopbackServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -1,4 +1,4 @@
-"""Reading a request the way vendor edges do: credentials from headers and body sizes."""
+"""Reading a request the way vendor edges do: credentials from headers, strict JSON, sizes."""
 
 from __future__ import annotations
 
@@ -40,9 +40,19 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
     return user, password
 
 
+def strict_json(body: bytes | str) -> Any:
+    """Parse JSON as a strict receiver does: bare ``NaN``, ``Infinity`` and ``-Infinity``
+    (which Python's parser accepts by default) are refused with :class:`ValueError`."""
+    return json.loads(body, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def json_size(value: Any) -> int:
     """Bytes of ``value`` as compact UTF-8 JSON, the way vendors measure one item of a batch."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
-__all__ = ["KB", "authorization", "basic_credentials", "json_size"]
+__all__ = ["KB", "authorization", "basic_credentials", "json_size", "strict_json"]

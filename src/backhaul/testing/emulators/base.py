@@ -1,15 +1,18 @@
-"""What every vendor emulator shares: serving, fault switches, rate windows, inspection.
+"""What every emulator shares: serving, fault switches, rate windows, inspection.
 
-A vendor emulator subclasses :class:`Emulator`, keeps its records in memory, declares its
-routes, and says how the vendor answers a rate limit and an error. The base wraps every
-route so the fault switches apply uniformly, records each call, and adds a control API
-under ``/_emulator`` so tests (and people using ``backhaul sandbox``) can inspect state and
-inject faults over HTTP.
+An emulator (a vendor's API, or the webhook receiver) subclasses :class:`Emulator`, keeps
+its records in memory, declares its routes, and says how it answers a rate limit and an
+error. The base wraps every route so the fault switches apply uniformly, records each
+call, and adds a control API under ``/_emulator`` so tests (and people using
+``backhaul sandbox``) can inspect state and inject faults over HTTP. ``emulator.start()``
+(or ``with emulator:``) serves it on loopback; :class:`EmulatorServer` does the same for
+code that wants the server object.
 
-Every request to a vendor route goes through, in order: :meth:`Emulator.before_request`
-(the vendor's edge: authentication, rate windows), the fault switches, the route itself;
-then :meth:`Emulator.response_headers` adds its headers to whichever answer came out, and
-the call is recorded.
+Every request to a vendor route is recorded in :attr:`Emulator.calls` as it arrives, then
+goes through, in order: :meth:`Emulator.before_request` (the vendor's edge:
+authentication, rate windows), the fault switches, the route itself; then
+:meth:`Emulator.response_headers` adds its headers to whichever answer came out, and the
+recorded call gets the answer's status.
 
 Tests assert on the emulator's resulting records (``emulator.state()``), not on requests.
 """
@@ -17,6 +20,7 @@ Tests assert on the emulator's resulting records (``emulator.state()``), not on 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import threading
@@ -24,22 +28,30 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from backhaul.testing.receiver import strict_json
-from backhaul.testing.server import LoopbackServer
+from backhaul.testing.emulators._http import strict_json
+from backhaul.testing.server import LoopbackServer, StartStop
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
 class Call:
-    """One request an emulator received (after auth; faulted ones included)."""
+    """One request an emulator received, refused and faulted ones included.
+
+    Attributes:
+        headers: Header names in lower case.
+        json: The parsed body; the body's text when it is not JSON; ``None`` when empty.
+        status: The answer's status; ``0`` while the request is still being answered.
+        at: When it arrived (``time.time()``).
+        body: The body's bytes, as sent.
+    """
 
     method: str
     path: str
@@ -48,11 +60,12 @@ class Call:
     json: Any
     status: int = 0
     at: float = field(default_factory=time.time)
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "status" | "rate_limit" | "timeout" | "drop"
+    kind: str  # "status" | "rate_limit" | "timeout" | "drop" | "hold"
     status: int = 500
     seconds: float = 0.0
 
@@ -67,6 +80,7 @@ class Faults:
         self.transient_rate = 0.0
         self._rng = random.Random(seed)
         self.rejects: dict[str, str] = {}
+        self.released = threading.Event()
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` requests with ``status`` (the vendor's error shape)."""
@@ -77,8 +91,21 @@ class Faults:
         self._push(n, Fault("rate_limit", seconds=retry_after))
 
     def timeout_next(self, n: int = 1, seconds: float = 5.0) -> None:
-        """Hold the next ``n`` requests this long before answering (client timeouts)."""
+        """Hold the next ``n`` requests this long before answering (client timeouts).
+
+        A held request whose client has gone away by then is not applied.
+        """
         self._push(n, Fault("timeout", seconds=seconds))
+
+    def hold_next(self, n: int = 1) -> None:
+        """Keep the next ``n`` requests waiting (already in the call log) until
+        :meth:`release`; then they go on as usual. Lets a test act mid-request."""
+        self.released.clear()
+        self._push(n, Fault("hold"))
+
+    def release(self) -> None:
+        """Let held requests (and those held later, until the next :meth:`hold_next`) go on."""
+        self.released.set()
 
     def drop_next(self, n: int = 1) -> None:
         """Close the connection of the next ``n`` requests without an answer."""
@@ -202,8 +229,12 @@ class FixedWindow:
             return self._start + self.seconds - now
 
 
-class Emulator:
-    """Base of a vendor emulator. Subclasses implement the ``vendor_*`` hooks."""
+class Emulator(StartStop):
+    """Base of an emulator. Subclasses implement the ``vendor_*`` hooks.
+
+    ``with emulator:`` (or :meth:`start`) serves it on loopback; :attr:`base_url` is then
+    where it listens.
+    """
 
     vendor: ClassVar[str] = "vendor"
 
@@ -281,6 +312,31 @@ class Emulator:
 
     # -- shared behaviour ------------------------------------------------------------------
 
+    def start(self, timeout: float = 10.0, *, port: int = 0) -> Self:
+        """Serve on ``127.0.0.1`` (``port``, or a free one) from a background thread;
+        returns once connections are accepted."""
+        if self.server is not None and self.server.running:
+            raise RuntimeError(f"the {self.vendor} emulator is already running")
+        EmulatorServer(self, port=port).start(timeout)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving (held and delayed requests are answered 503); safe to call twice."""
+        if self.server is not None:
+            self.server.stop(timeout)
+
+    @property
+    def port(self) -> int:
+        """The port it is (or was last) served on."""
+        if self.server is None:
+            raise RuntimeError(f"the {self.vendor} emulator is not started; call start() first")
+        return self.server.port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``, where it is (or was last) served."""
+        return f"http://127.0.0.1:{self.port}"
+
     def state(self) -> dict[str, Any]:
         with self.lock:
             snapshot: dict[str, Any] = json.loads(json.dumps(self.vendor_state(), default=str))
@@ -308,18 +364,27 @@ class Emulator:
                 routes.append(route)
         return Starlette(routes=routes)
 
-    def record(self, request: Request, body: Any, status: int) -> None:
+    def record(self, request: Request, body: Any, raw: bytes) -> Call:
+        """Add a request to :attr:`calls` as it arrives (status 0 until :meth:`answered`)."""
+        call = Call(
+            request.method,
+            request.url.path,
+            request.url.query,
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            body=raw,
+        )
         with self.lock:
-            self.calls.append(
-                Call(
-                    request.method,
-                    request.url.path,
-                    request.url.query,
-                    {k.lower(): v for k, v in request.headers.items()},
-                    body,
-                    status,
-                )
-            )
+            self.calls.append(call)
+        return call
+
+    def answered(self, call: Call, status: int) -> None:
+        """Note the status ``call`` was answered with (unless a reset forgot the call)."""
+        with self.lock:
+            for i in range(len(self.calls) - 1, -1, -1):
+                if self.calls[i] is call:
+                    self.calls[i] = dataclasses.replace(call, status=status)
+                    return
 
     def _wrap(self, endpoint: Any) -> Endpoint:
         async def handler(request: Request) -> Response:
@@ -330,6 +395,7 @@ class Emulator:
             except ValueError:
                 body = raw.decode("utf-8", "replace")
                 bare_constant = _lenient_json(raw)
+            call = self.record(request, body, raw)
             try:
                 response = await self.before_request(request)
                 if response is None and bare_constant:
@@ -350,7 +416,7 @@ class Emulator:
             for name, value in self.response_headers(request).items():
                 if name not in response.headers:
                     response.headers[name] = value
-            self.record(request, body, response.status_code)
+            self.answered(call, response.status_code)
             return response
 
         return handler
@@ -366,12 +432,23 @@ class Emulator:
             for _ in range(20):
                 await asyncio.sleep(0)
             return Response(status_code=204)
+        # timeout or hold: wait in short steps so stop() and a gone client end it early
         deadline = time.monotonic() + fault.seconds
         stopping = self.server.stopping if self.server else threading.Event()
-        while time.monotonic() < deadline and not stopping.is_set():
-            await asyncio.sleep(0.02)
+        while not stopping.is_set():
+            if fault.kind == "hold":
+                if self.faults.released.is_set():
+                    break
+                step = 0.02
+            else:
+                step = min(0.02, deadline - time.monotonic())
+                if step <= 0:
+                    break
+            await asyncio.sleep(step)
             if await request.is_disconnected():
                 return Response(status_code=204)
+        if stopping.is_set():
+            return self.vendor_error(503, "shutting down")
         return None
 
     async def _control_state(self, request: Request) -> Response:
@@ -391,9 +468,10 @@ class Emulator:
 
     async def _control_faults(self, request: Request) -> Response:
         """``{"fail_next": 2, "status": 500}``, ``{"rate_limit_next": 1}``,
-        ``{"timeout_next": 1, "seconds": 3}``, ``{"drop_next": 1}``, ``{"latency": 0.2}``,
-        ``{"fail_randomly": 0.2}``, ``{"reject": {"key": "error"}}``, ``{"clear": true}``;
-        the whole body also goes to :meth:`vendor_control` for vendor-specific keys."""
+        ``{"timeout_next": 1, "seconds": 3}``, ``{"drop_next": 1}``, ``{"hold_next": 1}``,
+        ``{"release": true}``, ``{"latency": 0.2}``, ``{"fail_randomly": 0.2}``,
+        ``{"reject": {"key": "error"}}``, ``{"clear": true}``; the whole body also goes to
+        :meth:`vendor_control` for vendor-specific keys."""
         try:
             spec = await request.json()
         except ValueError:
@@ -409,6 +487,10 @@ class Emulator:
             f.timeout_next(int(spec["timeout_next"]), float(spec.get("seconds", 5)))
         if "drop_next" in spec:
             f.drop_next(int(spec["drop_next"]))
+        if "hold_next" in spec:
+            f.hold_next(int(spec["hold_next"]))
+        if spec.get("release"):
+            f.release()
         if "latency" in spec:
             f.latency = float(spec["latency"])
         if "fail_randomly" in spec:
@@ -436,7 +518,3 @@ class EmulatorServer(LoopbackServer):
         super().__init__(emulator.app(), name=f"{emulator.vendor}-emulator", port=port)
         self.emulator = emulator
         emulator.server = self
-
-    def __enter__(self) -> EmulatorServer:
-        self.start()
-        return self
