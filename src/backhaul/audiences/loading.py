@@ -321,21 +321,14 @@ def audience_model(
     columns = compiler.output_columns(audience.config)
     parent_personal = schema.catalog.parent.personal
     personal = parent_personal & set(columns) if columns else parent_personal
-    config = ModelConfig(
-        source=schema.source,
-        primary_key=[schema.catalog.parent.key],
-        sql=sql,
-        description=audience.config.description,
-        tags=list(audience.config.tags),
-    )
-    return ModelDef(
+    return _compiled_model(
         audience.name,
-        config,
+        schema,
         sql,
-        None,
+        audience.config,
         audience.positions,
+        frozenset(personal),
         audience=audience.name,
-        personal=frozenset(personal),
     )
 
 
@@ -349,16 +342,29 @@ def priority_model(
     schema = schemas[plist.schema]
     compiler = _compiler(schema, audiences, models)
     sql = compiler.render(priority_query(compiler, list(plist.config.audiences)))
+    key = frozenset({schema.catalog.parent.key})
+    personal = schema.catalog.parent.personal & key
+    return _compiled_model(plist.name, schema, sql, plist.config, plist.positions, personal)
+
+
+def _compiled_model(
+    name: str,
+    schema: AudienceSchemaDef,
+    sql: str,
+    described: AudienceConfig | PriorityListConfig,
+    positions: Positions,
+    personal: frozenset[str],
+    audience: str | None = None,
+) -> ModelDef:
+    """The model of compiled SQL: keyed by the schema's parent, read from its source."""
     config = ModelConfig(
         source=schema.source,
         primary_key=[schema.catalog.parent.key],
         sql=sql,
-        description=plist.config.description,
-        tags=list(plist.config.tags),
+        description=described.description,
+        tags=list(described.tags),
     )
-    key = frozenset({schema.catalog.parent.key})
-    personal = schema.catalog.parent.personal & key
-    return ModelDef(plist.name, config, sql, None, plist.positions, personal=personal)
+    return ModelDef(name, config, sql, None, positions, audience=audience, personal=personal)
 
 
 __all__ = [
