@@ -239,16 +239,20 @@ def required(project: Project, store: Any) -> bool:
     return _required_in_history(project.root)  # outside Git: False
 
 
-def check(project: Project, store: Any) -> None:
+def check(project: Project, store: Any) -> gitinfo.Head | None:
     """The gate: return when ``project`` may run now, else raise :class:`ApprovalRequired`
     saying which commit and what to do next.
+
+    Returns:
+        The project's ``HEAD`` as the gate read it when approval is required (the run records
+        it rather than asking Git again), else None.
 
     Raises:
         ApprovalRequired: approval is required and the project is not in Git, its files
             have uncommitted changes, or its commit is not approved.
     """
     if not required(project, store):
-        return
+        return None
     head = gitinfo.head(project.root)
     if head is None:
         raise ApprovalRequired(
@@ -267,6 +271,7 @@ def check(project: Project, store: Any) -> None:
         raise ApprovalRequired(
             f"commit {short} is not approved to run: " + APPROVE_HINT.format(commit=short)
         )
+    return head
 
 
 def approve(

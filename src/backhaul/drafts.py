@@ -164,15 +164,7 @@ def merge(root: Path, approved: str, branch: str, *, by: Author, tip: str | None
             raise SaveConflict(
                 f"the Git repository is in the middle of a {busy}: finish or abort it first"
             )
-        now = (
-            _quiet(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") or ""
-        ).strip()
-        if not now:
-            raise SaveError(f"there is no draft `{branch}` (approved or rejected already?)")
-        if tip is not None and now != tip:
-            raise SaveConflict(
-                f"draft `{branch}` changed since you reviewed it: reload the page and review it again"
-            )
+        now = _draft_tip(repo, branch, tip, reload="reload the page")
         before = repo.run("rev-parse", "HEAD").strip()
         env = {
             "GIT_AUTHOR_NAME": by.name,
@@ -196,6 +188,18 @@ def merge(root: Path, approved: str, branch: str, *, by: Author, tip: str | None
         return Merged(before, head)
 
 
+def _draft_tip(repo: Repo, branch: str, reviewed: str | None, *, reload: str) -> str:
+    """The commit the draft ``branch`` is at, which must still be ``reviewed`` (when given)."""
+    now = (_quiet(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") or "").strip()
+    if not now:
+        raise SaveError(f"there is no draft `{branch}` (approved or rejected already?)")
+    if reviewed is not None and now != reviewed:
+        raise SaveConflict(
+            f"draft `{branch}` changed since you reviewed it: {reload} and review it again"
+        )
+    return now
+
+
 def discard(root: Path, branch: str, *, tip: str | None = None) -> None:
     """Delete the draft ``branch`` (its commits stay in Git's object store until pruned).
 
@@ -206,15 +210,7 @@ def discard(root: Path, branch: str, *, tip: str | None = None) -> None:
         raise SaveError(f"`{branch}` is not a draft branch")
     repo = _repo(root)
     with _locked(repo.git_dir / LOCK_FILE):
-        now = (
-            _quiet(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") or ""
-        ).strip()
-        if not now:
-            raise SaveError(f"there is no draft `{branch}` (approved or rejected already?)")
-        if tip is not None and now != tip:
-            raise SaveConflict(
-                f"draft `{branch}` changed since you reviewed it: reload and review it again"
-            )
+        now = _draft_tip(repo, branch, tip, reload="reload")
         repo.run("update-ref", "-d", f"refs/heads/{branch}", now)
 
 

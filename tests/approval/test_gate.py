@@ -6,6 +6,7 @@ Dry runs are not gated; approval off changes nothing."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -114,6 +115,28 @@ def test_a_direct_git_commit_on_an_approved_one_waits_for_its_own_approval(
     out = repo.cli("run", "s")
     assert out.returncode == 0, out.stderr
     assert last_run(repo).git_commit == second
+
+
+def test_an_approved_run_asks_git_for_its_head_once(
+    repo: Builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run records the HEAD the gate read: two git processes, not four."""
+    assert cli_approve(repo).returncode == 0
+    real = shutil.which("git")
+    assert real is not None
+    log = tmp_path / "git-calls.log"
+    shim = tmp_path / "bin" / "git"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+
+    assert repo.run("s").status is RunStatus.SUCCEEDED
+    calls = log.read_text(encoding="utf-8").splitlines()
+    assert len(calls) == 2, calls
+    assert len([c for c in calls if c.endswith("rev-parse HEAD")]) == 1, calls
+    assert len([c for c in calls if " status --porcelain " in c]) == 1, calls
+    assert last_run(repo).git_commit == head(repo)
 
 
 def test_uncommitted_project_files_are_refused(repo: Builder) -> None:

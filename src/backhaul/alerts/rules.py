@@ -54,27 +54,27 @@ class RunRule(Protocol):
 
 
 @dataclass(frozen=True)
-class Failed:
-    name: str = "failed"
+class EndedAs:
+    """Raised by a run that ends in ``status``; recovered by the next run that delivers."""
+
+    name: str
+    status: RunStatus
+    condition: str  # when it is raised, in words
+    said: str  # the message, before the run's error
+    no_error: str  # in place of a missing error
 
     def judge(self, run: RunSummary, earlier: Sequence[RunRecord]) -> Verdict | None:
-        if run.status is RunStatus.FAILED:
-            return Verdict(True, f"run failed: {run.error or 'no error message'}")
+        if run.status is self.status:
+            return Verdict(True, f"{self.said}: {run.error or self.no_error}")
         if run.status in DELIVERED:
             return Verdict(False, f"runs {run.status.value} again")
         return None
 
 
-@dataclass(frozen=True)
-class Guarded:
-    name: str = "guarded"
-
-    def judge(self, run: RunSummary, earlier: Sequence[RunRecord]) -> Verdict | None:
-        if run.status is RunStatus.GUARDED:
-            return Verdict(True, f"a guard stopped the run: {run.error or 'no message'}")
-        if run.status in DELIVERED:
-            return Verdict(False, f"runs {run.status.value} again")
-        return None
+FAILED = EndedAs("failed", RunStatus.FAILED, "a run failed", "run failed", "no error message")
+GUARDED = EndedAs(
+    "guarded", RunStatus.GUARDED, "a guard stopped a run", "a guard stopped the run", "no message"
+)
 
 
 @dataclass(frozen=True)
@@ -201,10 +201,8 @@ class SyncRules:
 
 
 def _describe(rule: RunRule) -> str:
-    if isinstance(rule, Failed):
-        return "a run failed"
-    if isinstance(rule, Guarded):
-        return "a guard stopped a run"
+    if isinstance(rule, EndedAs):
+        return rule.condition
     if isinstance(rule, RejectedRate):
         return f"rejected rows ≥ {rule.setting.above_pct:g}% of rows sent"
     if isinstance(rule, VolumeChange):
@@ -230,9 +228,9 @@ def sync_rules(project: Project, sync: str) -> SyncRules:
     rules = _merge(defaults.rules, own.rules)
     run_rules: list[RunRule] = []
     if rules.failed is not False:
-        run_rules.append(Failed())
+        run_rules.append(FAILED)
     if rules.guarded is not False:
-        run_rules.append(Guarded())
+        run_rules.append(GUARDED)
     if isinstance(rules.rejected_rate, RejectedRateRule):
         run_rules.append(RejectedRate(rules.rejected_rate))
     if isinstance(rules.volume_change, VolumeChangeRule):
@@ -258,8 +256,9 @@ def _duration(seconds: float) -> str:
 
 
 __all__ = [
-    "Failed",
-    "Guarded",
+    "FAILED",
+    "GUARDED",
+    "EndedAs",
     "NextRun",
     "RejectedRate",
     "RunRule",

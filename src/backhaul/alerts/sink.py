@@ -22,13 +22,13 @@ import queue
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from backhaul.alerts.channels import RunNotice
 from backhaul.alerts.engine import AlertEngine, Clock, run_notice, utc_now
 from backhaul.alerts.rules import NextRun
 from backhaul.alerts.store import Transition
+from backhaul.closing import ClosesOnExit
 from backhaul.config.project import Project
 from backhaul.observe.events import RunEvent, RunFinished, RunStarted
 from backhaul.state.store import RunStore
@@ -38,7 +38,7 @@ Job = Callable[[], Awaitable[Any]]
 _STOP = object()
 
 
-class AlertSink:
+class AlertSink(ClosesOnExit):
     """An :data:`~backhaul.observe.events.EventSink` that judges runs and sends alerts.
 
     Args:
@@ -156,17 +156,6 @@ class AlertSink:
         thread.join(timeout)
         if thread.is_alive():
             log.warning("alerts: messages still being sent after %.0f s were abandoned", timeout)
-
-    def __enter__(self) -> AlertSink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["AlertSink"]

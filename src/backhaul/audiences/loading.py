@@ -11,7 +11,6 @@ the parent's key and the ``audience`` each person landed in.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ from backhaul.audiences.schema import AudienceSchemaConfig
 from backhaul.audiences.typecheck import Problem, check_audience, membership_cycles
 from backhaul.audiences.types import TEMPORAL
 from backhaul.config.models import ModelConfig
-from backhaul.config.project import ModelDef, Positions, SourceDef
+from backhaul.config.project import ModelDef, Positions, SourceDef, unknown_name
 from backhaul.errors import ConfigError
 from backhaul.plugins import Registry
 
@@ -42,14 +41,7 @@ class LoadedAudiences:
 
 
 def _error(positions: Positions, key: str | None, message: str) -> ConfigError:
-    return ConfigError(message, file=positions.file.as_posix(), line=positions.line(key), key=key)
-
-
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    names = sorted(known)
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f"did you mean `{close[0]}`? " if close else ""
-    return f"unknown {kind} `{name}` ({hint}known: {', '.join(names) or 'none'})"
+    return positions.error(message, key)
 
 
 def dialect_of(source: SourceDef, registry: Registry) -> str:
@@ -155,7 +147,7 @@ def _priority_list(
         if audience in config.audiences[:i]:
             errors.append(_error(positions, key, f"audience `{audience}` is listed twice"))
         elif audience not in audiences:
-            errors.append(_error(positions, key, _unknown("audience", audience, audiences)))
+            errors.append(_error(positions, key, unknown_name("audience", audience, audiences)))
         elif schema is None:
             schema = audiences[audience].schema
         elif audiences[audience].schema != schema:
@@ -184,7 +176,7 @@ def _resolve_schema(
     used += [(f"events.{n}.model", e.model) for n, e in config.events.items()]
     for where, model in used:
         if model not in models:
-            errors.append(_error(positions, where, _unknown("model", model, models)))
+            errors.append(_error(positions, where, unknown_name("model", model, models)))
     if errors:
         return errors
     parent = models[config.parent.model]
@@ -229,7 +221,7 @@ def _resolve_schema(
             _error(
                 positions,
                 "parent.model",
-                _unknown("source", source, sources) + f"; model `{parent.name}` reads it",
+                unknown_name("source", source, sources) + f"; model `{parent.name}` reads it",
             )
         )
     if errors:
@@ -261,7 +253,7 @@ def _audience_errors(
                 _error(
                     audience.positions,
                     "schema",
-                    _unknown("audience schema", audience.schema, schemas),
+                    unknown_name("audience schema", audience.schema, schemas),
                 )
             )
             continue
@@ -321,21 +313,14 @@ def audience_model(
     columns = compiler.output_columns(audience.config)
     parent_personal = schema.catalog.parent.personal
     personal = parent_personal & set(columns) if columns else parent_personal
-    config = ModelConfig(
-        source=schema.source,
-        primary_key=[schema.catalog.parent.key],
-        sql=sql,
-        description=audience.config.description,
-        tags=list(audience.config.tags),
-    )
-    return ModelDef(
+    return _compiled_model(
         audience.name,
-        config,
+        schema,
         sql,
-        None,
+        audience.config,
         audience.positions,
+        frozenset(personal),
         audience=audience.name,
-        personal=frozenset(personal),
     )
 
 
@@ -349,16 +334,29 @@ def priority_model(
     schema = schemas[plist.schema]
     compiler = _compiler(schema, audiences, models)
     sql = compiler.render(priority_query(compiler, list(plist.config.audiences)))
+    key = frozenset({schema.catalog.parent.key})
+    personal = schema.catalog.parent.personal & key
+    return _compiled_model(plist.name, schema, sql, plist.config, plist.positions, personal)
+
+
+def _compiled_model(
+    name: str,
+    schema: AudienceSchemaDef,
+    sql: str,
+    described: AudienceConfig | PriorityListConfig,
+    positions: Positions,
+    personal: frozenset[str],
+    audience: str | None = None,
+) -> ModelDef:
+    """The model of compiled SQL: keyed by the schema's parent, read from its source."""
     config = ModelConfig(
         source=schema.source,
         primary_key=[schema.catalog.parent.key],
         sql=sql,
-        description=plist.config.description,
-        tags=list(plist.config.tags),
+        description=described.description,
+        tags=list(described.tags),
     )
-    key = frozenset({schema.catalog.parent.key})
-    personal = schema.catalog.parent.personal & key
-    return ModelDef(plist.name, config, sql, None, plist.positions, personal=personal)
+    return ModelDef(name, config, sql, None, positions, audience=audience, personal=personal)
 
 
 __all__ = [

@@ -19,9 +19,9 @@ offers and which hold personal data::
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from backhaul.audiences.types import ColumnType
 
@@ -56,19 +56,18 @@ def _columns(value: Any) -> Any:
     return out
 
 
+# Columns offered by one model; the shorthand is read before the mapping is checked.
+Columns = Annotated[dict[str, ColumnSpec], BeforeValidator(_columns)]
+
+
 class ParentSpec(Strict):
     """The model with one row per person (or account)."""
 
     model: str = Field(min_length=1)
     key: str | None = Field(None, description="Its key column; default: the primary key.")
-    columns: dict[str, ColumnSpec] = Field(
+    columns: Columns = Field(
         default_factory=dict, description="Columns offered; default: every column."
     )
-
-    @field_validator("columns", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return _columns(value)
 
 
 class RelatedSpec(Strict):
@@ -82,12 +81,7 @@ class RelatedSpec(Strict):
     parent_key: str | None = Field(
         None, description="The parent's join column; default: the parent key."
     )
-    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
-
-    @field_validator("columns", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return _columns(value)
+    columns: Columns = Field(default_factory=dict)
 
 
 class EventSpec(Strict):
@@ -96,12 +90,7 @@ class EventSpec(Strict):
     model: str = Field(min_length=1)
     key: str = Field(min_length=1, description="The column holding the parent's key.")
     timestamp: str = Field(min_length=1, description="The column holding when it happened.")
-    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
-
-    @field_validator("columns", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return _columns(value)
+    columns: Columns = Field(default_factory=dict)
 
 
 class AudienceSchemaConfig(Strict):

@@ -213,19 +213,29 @@ def _sql_problem(exc: SqlglotError) -> str:
     return f"the SQL does not parse: {first}"
 
 
-def _related(cond: RelatedCondition, key: str, catalog: Catalog) -> list[Problem]:
-    table = catalog.related.get(cond.related)
+def _joined(
+    cond: RelatedCondition | EventCondition, key: str, catalog: Catalog
+) -> tuple[Table | None, list[Problem]]:
+    """The related or event table of ``cond`` and the problems of its ``where`` list (or
+    None and why, for a table the schema does not have)."""
+    if isinstance(cond, RelatedCondition):
+        field, what, name, tables = "related", "related model", cond.related, catalog.related
+    else:
+        field, what, name, tables = "event", "event", cond.event, catalog.events
+    table = tables.get(name)
     if table is None:
-        return [
-            Problem(
-                f"{key}.related",
-                f"unknown related model `{cond.related}` in schema `{catalog.name}` "
-                f"({_hint(cond.related, catalog.related)})",
-            )
-        ]
+        message = f"unknown {what} `{name}` in schema `{catalog.name}` ({_hint(name, tables)})"
+        return None, [Problem(f"{key}.{field}", message)]
     problems: list[Problem] = []
     for j, w in enumerate(cond.where):
         problems += check_comparison(table, w.column, w.op, w.value, f"{key}.where.{j}")
+    return table, problems
+
+
+def _related(cond: RelatedCondition, key: str, catalog: Catalog) -> list[Problem]:
+    table, problems = _joined(cond, key, catalog)
+    if table is None:
+        return problems
     kind, n = cond.count_rule()
     if table.cardinality in ("1:1", "N:1") and kind in ("at_least", "exactly") and n > 1:
         problems.append(
@@ -239,18 +249,9 @@ def _related(cond: RelatedCondition, key: str, catalog: Catalog) -> list[Problem
 
 
 def _event(cond: EventCondition, key: str, catalog: Catalog) -> list[Problem]:
-    table = catalog.events.get(cond.event)
+    table, problems = _joined(cond, key, catalog)
     if table is None:
-        return [
-            Problem(
-                f"{key}.event",
-                f"unknown event `{cond.event}` in schema `{catalog.name}` "
-                f"({_hint(cond.event, catalog.events)})",
-            )
-        ]
-    problems: list[Problem] = []
-    for j, w in enumerate(cond.where):
-        problems += check_comparison(table, w.column, w.op, w.value, f"{key}.where.{j}")
+        return problems
     ts = table.timestamp or ""
     if cond.between is not None:
         found = check_comparison(table, ts, Op.BETWEEN, cond.between, key)

@@ -102,6 +102,23 @@ def _check_rule(project: Any, sync: str, rule: str | None) -> str:
     return rule
 
 
+def _set_mute(sync: str, rule: str | None, project_dir: Path, *, on: bool) -> None:
+    from backhaul.alerts.store import AlertStore
+    from backhaul.api import open_store
+
+    project = _load(project_dir)
+    which = _check_rule(project, sync, rule)
+    with open_store(project) as store:
+        alerts = AlertStore(store)
+        done = alerts.mute(sync, which, by="cli") if on else alerts.unmute(sync, which)
+    what = f"`{sync}`" + (f" rule `{rule}`" if rule else "")
+    if on:
+        said = "muted" if done else "was already muted"
+    else:
+        said = "unmuted" if done else "was not muted"
+    _console().print(f"{what}: {said}")
+
+
 @alerts_app.command("mute")
 @handles_errors
 def mute(
@@ -110,15 +127,7 @@ def mute(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Stop notifications of a sync (or one of its rules); states are still tracked."""
-    from backhaul.alerts.store import AlertStore
-    from backhaul.api import open_store
-
-    project = _load(project_dir)
-    which = _check_rule(project, sync, rule)
-    with open_store(project) as store:
-        done = AlertStore(store).mute(sync, which, by="cli")
-    what = f"`{sync}`" + (f" rule `{rule}`" if rule else "")
-    _console().print(f"{what}: {'muted' if done else 'was already muted'}")
+    _set_mute(sync, rule, project_dir, on=True)
 
 
 @alerts_app.command("unmute")
@@ -129,15 +138,7 @@ def unmute(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Send notifications of a sync (or one of its rules) again."""
-    from backhaul.alerts.store import AlertStore
-    from backhaul.api import open_store
-
-    project = _load(project_dir)
-    which = _check_rule(project, sync, rule)
-    with open_store(project) as store:
-        done = AlertStore(store).unmute(sync, which)
-    what = f"`{sync}`" + (f" rule `{rule}`" if rule else "")
-    _console().print(f"{what}: {'unmuted' if done else 'was not muted'}")
+    _set_mute(sync, rule, project_dir, on=False)
 
 
 __all__ = ["alerts_app"]

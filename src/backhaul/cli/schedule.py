@@ -227,12 +227,7 @@ def pause_command(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Pause a sync's schedule: the scheduler starts no run of it until it is resumed."""
-    from backhaul.api import open_store, pause
-
-    project = _load(project_dir)
-    with open_store(project) as store:
-        changed = pause(project, sync, store=store, by="cli")
-    _console().print(f"{sync}: {'paused' if changed else 'was already paused'}")
+    _set_paused(sync, project_dir, paused=True)
 
 
 @handles_errors
@@ -241,12 +236,19 @@ def resume_command(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Resume a paused sync; its next run is counted from now."""
-    from backhaul.api import open_store, resume
+    _set_paused(sync, project_dir, paused=False)
+
+
+def _set_paused(sync: str, project_dir: Path, *, paused: bool) -> None:
+    from backhaul.api import open_store, pause, resume
 
     project = _load(project_dir)
     with open_store(project) as store:
-        changed = resume(project, sync, store=store)
-    _console().print(f"{sync}: {'resumed' if changed else 'was not paused'}")
+        if paused:
+            said = "paused" if pause(project, sync, store=store, by="cli") else "was already paused"
+        else:
+            said = "resumed" if resume(project, sync, store=store) else "was not paused"
+    _console().print(f"{sync}: {said}")
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from backhaul.config.project import (
     Project,
     SourceDef,
     SyncDef,
+    unknown_name,
 )
 from backhaul.config.secrets import check_references, resolve
 from backhaul.errors import BackhaulError, ConfigError, SourceError
@@ -32,14 +33,7 @@ if TYPE_CHECKING:
 
 
 def _error(message: str, positions: Positions, key: str | None) -> ConfigError:
-    return ConfigError(message, file=positions.file.as_posix(), line=positions.line(key), key=key)
-
-
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    names = sorted(known)
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f"did you mean `{close[0]}`? " if close else ""
-    return f"unknown {kind} `{name}` ({hint}known: {', '.join(names) or 'none'})"
+    return positions.error(message, key)
 
 
 def _column_hint(name: str, columns: Iterable[str]) -> str:
@@ -180,12 +174,12 @@ def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[Conf
     model = project.models.get(sync.config.model)
     dest = project.destinations.get(sync.config.destination)
     if model is None:
-        message = _unknown("model", sync.config.model, project.models)
+        message = unknown_name("model", sync.config.model, project.models)
         errors += project.broken_errors("models", sync.config.model) or [
             _error(message, sync.positions, "model")
         ]
     if dest is None:
-        message = _unknown("destination", sync.config.destination, project.destinations)
+        message = unknown_name("destination", sync.config.destination, project.destinations)
         errors += project.broken_errors("destinations", sync.config.destination) or [
             _error(message, sync.positions, "destination")
         ]
@@ -228,7 +222,7 @@ def _model_errors(project: Project, model: ModelDef, columns: Columns) -> list[C
     """The model's source, its variables, its SQL and its primary key."""
     source = project.sources.get(model.config.source)
     if source is None:
-        message = _unknown("source", model.config.source, project.sources)
+        message = unknown_name("source", model.config.source, project.sources)
         return project.broken_errors("sources", model.config.source) or [
             _error(message, model.positions, "source")
         ]
@@ -445,7 +439,7 @@ def schedule_errors(project: Project) -> list[ConfigError]:
             if parent == sync.name:
                 errors.append(_error("a sync cannot run after itself", sync.positions, key))
             elif parent not in project.syncs and not project.broken_errors("syncs", parent):
-                message = _unknown("sync", parent, project.syncs)
+                message = unknown_name("sync", parent, project.syncs)
                 errors.append(_error(message, sync.positions, key))
         if schedule.after_dbt and not project.config.dbt_project:
             errors.append(

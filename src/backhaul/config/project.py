@@ -7,6 +7,8 @@ is called at run time, so no secret value is ever kept on this object.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,18 @@ class Positions:
                 return found
             parts.pop()
         return None
+
+    def error(self, message: str, key: str | None) -> ConfigError:
+        """A :class:`ConfigError` naming this file, and ``key`` with its line."""
+        return ConfigError(message, file=self.file.as_posix(), line=self.line(key), key=key)
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
+    """``unknown model `x` (did you mean `y`? known: ...)``, for a name that names nothing."""
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean `{close[0]}`? " if close else ""
+    return f"unknown {kind} `{name}` ({hint}known: {', '.join(names) or 'none'})"
 
 
 @dataclass(frozen=True)

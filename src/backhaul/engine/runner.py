@@ -179,6 +179,7 @@ class RunOptions:
     full_resync: bool = False
     force: bool = False
     trigger: str = "cli"
+    head: gitinfo.Head | None = None  # as the approval gate read it (None: read at the start)
 
 
 class SyncRun:
@@ -254,7 +255,7 @@ class SyncRun:
             return self._failed_before_start(exc)
         self.ws = ws
         self.store.mark_abandoned(self.sync.name)
-        revision = gitinfo.head(self.project.root)
+        revision = options.head or gitinfo.head(self.project.root)
         self.store.start_run(
             self.run_id,
             self.sync.name,
@@ -662,9 +663,9 @@ def run_sync(
     requires approval and its commit is not approved or its files are not committed.
     """
     sync = project.sync(name)
-    approval.check(project, store)  # the one gate of every run (docs/git.md)
+    head = approval.check(project, store)  # the one gate of every run (docs/git.md)
     return SyncRun(project, sync, store, events, cancel).execute(
-        RunOptions(full_resync=full_resync, force=force, trigger=trigger)
+        RunOptions(full_resync=full_resync, force=force, trigger=trigger, head=head)
     )
 
 

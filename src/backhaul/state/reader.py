@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Engine, Row, Select, create_engine, event, func, select
@@ -25,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from backhaul.calls import HttpCall
+from backhaul.closing import ClosesOnExit
 from backhaul.errors import StoreError
 from backhaul.state.rowlog import COLUMNS as LOG_COLUMNS
 from backhaul.state.rowlog import LOGGED, RowLogs
@@ -61,7 +61,7 @@ class RunRecord:
         return (self.finished_at - self.started_at).total_seconds()
 
 
-class RunReader:
+class RunReader(ClosesOnExit):
     """Reads run records through SQLAlchemy Core; never writes.
 
     Safe to share between threads; each method uses its own short connection.
@@ -95,17 +95,6 @@ class RunReader:
         self._engine.dispose()
         if self._row_logs is not None:
             self._row_logs.close()
-
-    def __enter__(self) -> RunReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- runs ----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
@@ -16,22 +16,14 @@ from backhaul.alerts.status import alert_status
 from backhaul.alerts.store import ALL_RULES, AlertEvent, AlertStore
 from backhaul.config.alerts import RULE_NAMES
 from backhaul.config.project import Project
-from backhaul.web.api.base import ERRORS, SafeJSONResponse
-from backhaul.web.auth import Role, User, require
+from backhaul.web.api.base import ERRORS, json_router
+from backhaul.web.auth import Operator, Role, User, Viewer
 from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
 
 HISTORY_SHOWN = 50
 
-api_router = APIRouter(
-    prefix="/api/v1/alerts",
-    default_response_class=SafeJSONResponse,
-    dependencies=[Depends(require(Role.VIEWER))],
-    tags=["alerts"],
-)
+api_router = json_router("/api/v1/alerts", tag="alerts")
 page_router = APIRouter(include_in_schema=False)
-
-Viewer = Annotated[User, Depends(require(Role.VIEWER))]
-Operator = Annotated[User, Depends(require(Role.OPERATOR))]
 
 
 class RuleOut(BaseModel):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -28,20 +28,12 @@ from backhaul import approval, drafts
 from backhaul.config.project import Project
 from backhaul.errors import BackhaulError, SaveConflict
 from backhaul.gitsave import Author, SaveResult, save_files
-from backhaul.web.api.base import ERRORS, SafeJSONResponse
-from backhaul.web.auth import Role, User, require
+from backhaul.web.api.base import ERRORS, json_router
+from backhaul.web.auth import Admin, Editor, Role, User
 from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
 
-api_router = APIRouter(
-    prefix="/api/v1/approvals",
-    default_response_class=SafeJSONResponse,
-    dependencies=[Depends(require(Role.VIEWER))],
-    tags=["approvals"],
-)
+api_router = json_router("/api/v1/approvals", tag="approvals")
 page_router = APIRouter(include_in_schema=False)
-
-Editor = Annotated[User, Depends(require(Role.EDITOR))]
-Admin = Annotated[User, Depends(require(Role.ADMIN))]
 
 
 # -- saving -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -33,20 +33,14 @@ from backhaul.config.project import Project
 from backhaul.errors import BackhaulError, ConfigError, InvalidContent, SaveConflict, SaveError
 from backhaul.files import NotReadable, read_text
 from backhaul.gitsave import Problem, text_hash
-from backhaul.web.api.base import SafeJSONResponse, jsonable
+from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
 from backhaul.web.approvals import save_project_file
-from backhaul.web.auth import Role, User, require
+from backhaul.web.auth import Editor, Role, User, Viewer
 from backhaul.web.charts import breakdown_svg
 from backhaul.web.deps import ProjectDep, UsersDep
 from backhaul.web.users import UserStore
 
-router = APIRouter(
-    prefix="/api/v1",
-    default_response_class=SafeJSONResponse,
-    dependencies=[Depends(require(Role.VIEWER))],
-)
-Viewer = Annotated[User, Depends(require(Role.VIEWER))]
-Editor = Annotated[User, Depends(require(Role.EDITOR))]
+router = json_router("/api/v1")
 MAX_PRIORITY = 20
 _NAME = re.compile(NAME_PATTERN)
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from backhaul.audiences.audience import AudienceConfig
@@ -25,11 +25,10 @@ from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Positions, Project
 from backhaul.gitsave import Repo, text_hash
 from backhaul.web.audience_api import audience_path, read_audience, read_file
-from backhaul.web.auth import Role, User, csrf_token, require
+from backhaul.web.auth import Role, User, Viewer, csrf_token
 from backhaul.web.deps import ProjectDep, templates
 
 router = APIRouter(include_in_schema=False)
-Viewer = Annotated[User, Depends(require(Role.VIEWER))]
 _NAME = re.compile(NAME_PATTERN)
 
 

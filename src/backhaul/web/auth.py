@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from backhaul.errors import AuthError
+from backhaul.web.app_state import FromApp
 
 if TYPE_CHECKING:
     from backhaul.state.accounts import AccountStore
@@ -65,14 +66,8 @@ class User:
     role: Role
 
 
-def _users(request: Request) -> UserStore:
-    users: UserStore = request.app.state.users
-    return users
-
-
-def _sessions(request: Request) -> SessionStore:
-    sessions: SessionStore = request.app.state.sessions
-    return sessions
+_users: FromApp[UserStore] = FromApp("users")
+_sessions: FromApp[SessionStore] = FromApp("sessions")
 
 
 def csrf_token(request: Request) -> str:
@@ -153,6 +148,11 @@ def require(role: Role) -> Callable[[Request], Awaitable[User]]:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+# The current user when their role allows at least the one named (else 403).
+Viewer = Annotated[User, Depends(require(Role.VIEWER))]
+Operator = Annotated[User, Depends(require(Role.OPERATOR))]
+Editor = Annotated[User, Depends(require(Role.EDITOR))]
+Admin = Annotated[User, Depends(require(Role.ADMIN))]
 
 
 @dataclass(frozen=True, slots=True)

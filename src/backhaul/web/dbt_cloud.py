@@ -22,7 +22,7 @@ from backhaul.dbt.cloud import DbtCloudClient, parse_event, verify
 from backhaul.dbt.run_results import choose_syncs
 from backhaul.errors import BadEvent, CloudApiError, ConfigError
 from backhaul.web.auth import Role, User
-from backhaul.web.runs import RunManager
+from backhaul.web.deps import get_project, get_runs
 
 router = APIRouter(prefix="/api/v1", include_in_schema=False)
 
@@ -54,8 +54,8 @@ def _settings(project: Project) -> DbtCloudConfig | JSONResponse:
 @router.post("/dbt-cloud/webhook", status_code=202)
 async def dbt_cloud_webhook(request: Request) -> JSONResponse:
     """Run the syncs a finished dbt Cloud job rebuilt (202 with their run ids)."""
-    project: Project = request.app.state.project
-    runs: RunManager = request.app.state.runs
+    project = get_project(request)
+    runs = get_runs(request)
     settings = _settings(project)
     if isinstance(settings, JSONResponse):
         return settings

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from backhaul.config.project import Project
 from backhaul.gitsave import Repo, text_hash
 from backhaul.web.api.editing import editor_state, file_of, sql_file_of
 from backhaul.web.audience_api import read_file
-from backhaul.web.auth import Role, User, csrf_token, require
+from backhaul.web.auth import Editor, User, csrf_token
 from backhaul.web.deps import ProjectDep, templates
 from backhaul.web.editor_forms import KINDS
 
 router = APIRouter(include_in_schema=False)
-Editor = Annotated[User, Depends(require(Role.EDITOR))]
 TITLES = {
     "sources": "Sources",
     "models": "Models",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
@@ -31,7 +31,7 @@ from backhaul.state import snapshots
 from backhaul.state.reader import RunReader, RunRecord
 from backhaul.summary import Counts, RowOp, RowStatus, RunStatus
 from backhaul.web.api.models import masked
-from backhaul.web.auth import Role, User, require
+from backhaul.web.auth import Operator, Role, User, Viewer
 from backhaul.web.cache import SharedMemo
 from backhaul.web.charts import ChartRun, run_history_svg
 from backhaul.web.deps import CacheDep, ProjectDep, ReaderDep, get_runs, templates
@@ -39,8 +39,6 @@ from backhaul.web.runs import latest_runs
 
 router = APIRouter(include_in_schema=False)
 
-Viewer = Annotated[User, Depends(require(Role.VIEWER))]
-Operator = Annotated[User, Depends(require(Role.OPERATOR))]
 
 PREVIEW_ROWS = 100
 CHART_RUNS = 30

@@ -6,26 +6,20 @@ Viewers read schedules and next runs; operators pause and resume.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field
 
 from backhaul.config.project import Project
 from backhaul.schedule.state import ScheduleStore
 from backhaul.schedule.timetable import NextRun, Timetable
-from backhaul.web.api.base import ERRORS, SafeJSONResponse
-from backhaul.web.auth import Role, User, require
+from backhaul.web.api.base import ERRORS, json_router
+from backhaul.web.auth import Operator, User
 from backhaul.web.cache import AnswerCache
 from backhaul.web.deps import ProjectDep
 
-api_router = APIRouter(
-    prefix="/api/v1",
-    default_response_class=SafeJSONResponse,
-    dependencies=[Depends(require(Role.VIEWER))],
-    tags=["schedules"],
-)
-Operator = Annotated[User, Depends(require(Role.OPERATOR))]
+api_router = json_router("/api/v1", tag="schedules")
 
 
 class ScheduleOut(BaseModel):

@@ -8,18 +8,11 @@ document lists them. ``base`` holds what they share.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
-
 from backhaul.web.api import audit, destinations, me, models, runs, sources, syncs, tokens, users
-from backhaul.web.api.base import ERRORS, SafeJSONResponse
+from backhaul.web.api.base import ERRORS, SafeJSONResponse, json_router
 from backhaul.web.api.docs import router as docs_router
-from backhaul.web.auth import Role, require
 
-router = APIRouter(
-    prefix="/api/v1",
-    default_response_class=SafeJSONResponse,
-    dependencies=[Depends(require(Role.VIEWER))],
-)
+router = json_router("/api/v1")
 for _resource in (me, sources, models, destinations, syncs, runs, users, tokens, audit):
     router.include_router(_resource.router)
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from backhaul.web.api.base import ERRORS, Admin, Limit, Offset, resource_router
+from backhaul.web.api.base import ERRORS, Limit, Offset, resource_router
+from backhaul.web.auth import Admin
 from backhaul.web.deps import UsersDep
 from backhaul.web.users import AuditEntry
 

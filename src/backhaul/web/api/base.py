@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter
 
-from backhaul.web.auth import Role, User, require
+from backhaul.web.auth import Role, require
 
 MAX_PAGE = 500
 MASK = "***"
@@ -30,8 +30,16 @@ def resource_router() -> APIRouter:
     return APIRouter(default_response_class=SafeJSONResponse)
 
 
-Operator = Annotated[User, Depends(require(Role.OPERATOR))]
-Admin = Annotated[User, Depends(require(Role.ADMIN))]
+def json_router(prefix: str, role: Role = Role.VIEWER, tag: str | None = None) -> APIRouter:
+    """A router of JSON answers under ``prefix``, for users whose role allows ``role``."""
+    return APIRouter(
+        prefix=prefix,
+        default_response_class=SafeJSONResponse,
+        dependencies=[Depends(require(role))],
+        tags=[tag] if tag else None,
+    )
+
+
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
@@ -74,12 +82,10 @@ __all__ = [
     "ERRORS",
     "MASK",
     "MAX_PAGE",
-    "Admin",
     "ErrorBody",
     "ErrorOut",
     "Limit",
     "Offset",
-    "Operator",
     "SafeJSONResponse",
     "json_bytes",
     "jsonable",

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Query, Request
 from pydantic import BaseModel, Field
 
 from backhaul.config.models import NAME_PATTERN, ModelConfig
@@ -29,19 +29,14 @@ from backhaul.config.project import ModelDef, Positions, Project
 from backhaul.config.yamledit import edit_yaml, load, plain
 from backhaul.errors import BackhaulError, SaveConflict
 from backhaul.gitsave import Problem, text_hash
-from backhaul.web.api.base import SafeJSONResponse, jsonable
+from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
 from backhaul.web.approvals import draft_note, save_project_files
 from backhaul.web.audience_api import problem_out, read_file, reload_project, save_failure
-from backhaul.web.auth import Role, User, require
+from backhaul.web.auth import Editor, Role, User
 from backhaul.web.deps import ProjectDep, UsersDep
 from backhaul.web.editor_forms import KINDS, change_message, coerce, form_for
 
-router = APIRouter(
-    prefix="/api/v1/edit",
-    default_response_class=SafeJSONResponse,
-    dependencies=[Depends(require(Role.EDITOR))],
-)
-Editor = Annotated[User, Depends(require(Role.EDITOR))]
+router = json_router("/api/v1/edit", Role.EDITOR)
 PREVIEW_ROWS = 20
 _NAME = re.compile(NAME_PATTERN)
 

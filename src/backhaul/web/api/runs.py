@@ -21,11 +21,11 @@ from backhaul.web.api.base import (
     MAX_PAGE,
     Limit,
     Offset,
-    Operator,
     json_bytes,
     not_found,
     resource_router,
 )
+from backhaul.web.auth import Operator
 from backhaul.web.deps import ReaderDep, RunsDep
 from backhaul.web.runs import RunManager
 

@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from backhaul.config.project import Project, SyncDef
 from backhaul.schedule.timetable import NextRun
 from backhaul.state.reader import RunReader, RunRecord
-from backhaul.web.api.base import ERRORS, Operator, json_bytes, not_found, resource_router
+from backhaul.web.api.base import ERRORS, json_bytes, not_found, resource_router
 from backhaul.web.api.runs import RunOut, run_out
+from backhaul.web.auth import Operator
 from backhaul.web.cache import AnswerCache, SharedMemo
 from backhaul.web.deps import CacheDep, ProjectDep, ReaderDep, RunsDep
 from backhaul.web.runs import RunManager, latest_runs

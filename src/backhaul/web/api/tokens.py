@@ -9,7 +9,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from backhaul.errors import UserError
-from backhaul.web.api.base import ERRORS, Admin, not_found, resource_router
+from backhaul.web.api.base import ERRORS, not_found, resource_router
+from backhaul.web.auth import Admin
 from backhaul.web.deps import UsersDep
 from backhaul.web.users import TokenInfo
 

@@ -7,8 +7,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from backhaul.errors import UserError
-from backhaul.web.api.base import ERRORS, Admin, not_found, resource_router
-from backhaul.web.auth import Role
+from backhaul.web.api.base import ERRORS, not_found, resource_router
+from backhaul.web.auth import Admin, Role
 from backhaul.web.deps import UsersDep
 
 router = resource_router()

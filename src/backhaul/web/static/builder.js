@@ -23,17 +23,7 @@
   let state = { breakdown: "", overlap: "", priority: [], seq: 0, timer: null };
 
   // -- small DOM helpers -------------------------------------------------------------------
-  function h(tag, attrs, ...kids) {
-    const el = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-      else if (k === "text") el.textContent = v;
-      else el.setAttribute(k, v === true ? "" : v);
-    }
-    for (const kid of kids.flat()) if (kid !== null && kid !== undefined) el.append(kid);
-    return el;
-  }
+  const { h, call } = window.Backhaul;
   function select(options, value, onchange, attrs) {
     const el = h("select", Object.assign({ onchange: (e) => onchange(e.target.value) }, attrs));
     for (const o of options) {
@@ -353,10 +343,6 @@
     clearTimeout(state.timer);
     state.timer = setTimeout(preview, 250);
   }
-  function post(url, method, body) {
-    return fetch(url, { method, headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify(body) }).then((r) => r.json().then((d) => [r.status, d]));
-  }
   function preview() {
     state.timer = null;
     const seq = ++state.seq;
@@ -364,7 +350,7 @@
     const body = { name: audienceName(), schema: S.schema, audience: payload(), sample: true, tests: S.has_tests,
       breakdown: state.breakdown || null, overlap: state.overlap || null,
       priority: state.priority.map((p) => (p === "(this audience)" ? audienceName() : p)) };
-    post("/api/v1/audiences/preview", "POST", body).then(([status, d]) => {
+    call("POST", "/api/v1/audiences/preview", csrf, body).then(({ status, data: d }) => {
       if (seq !== state.seq) return;
       if (!state.timer) delete root.dataset.pending; // no newer change is waiting
       root.classList.remove("loading");
@@ -454,7 +440,7 @@
     const status = byId("save-status");
     if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(name)) { status.textContent = "Give the audience a name: letters, digits, _ and -."; return; }
     status.textContent = "Saving…";
-    post("/api/v1/audiences/" + encodeURIComponent(name), "PUT", { name, schema: S.schema, audience: payload(), base: S.base }).then(([code, d]) => {
+    call("PUT", "/api/v1/audiences/" + encodeURIComponent(name), csrf, { name, schema: S.schema, audience: payload(), base: S.base }).then(({ status: code, data: d }) => {
       if (code === 200) {
         S.base = d.base;
         status.textContent = d.changed ? (d.commit ? `Saved ${d.path} · commit ${d.commit.slice(0, 10)}` : `Saved ${d.path}`) : "No change to save.";
@@ -523,7 +509,7 @@
       if (!audiences.length) { status.textContent = "Tick at least one audience."; return; }
       const known = lists.find((p) => p.name === name);
       status.textContent = "Saving…";
-      post("/api/v1/priority-lists/" + encodeURIComponent(name), "PUT", { audiences, base: known ? known.base : "" }).then(([code, d]) => {
+      call("PUT", "/api/v1/priority-lists/" + encodeURIComponent(name), csrf, { audiences, base: known ? known.base : "" }).then(({ status: code, data: d }) => {
         if (code === 200) {
           if (known) known.base = d.base; else lists.push({ name, audiences, base: d.base });
           if (known) known.audiences = audiences;

@@ -3,27 +3,11 @@
 // model preview with a primary-key picker, the mapping editor, test connection, delete.
 (function () {
   "use strict";
+  const { h, call } = window.Backhaul;
   const byId = (id) => document.getElementById(id);
   const API = "/api/v1/edit";
   let S = null; // the editor page's state (none on the delete page)
 
-  function h(tag, attrs, ...kids) {
-    const el = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-      else if (k === "text") el.textContent = v;
-      else el.setAttribute(k, v === true ? "" : v);
-    }
-    for (const kid of kids.flat()) if (kid !== null && kid !== undefined) el.append(kid);
-    return el;
-  }
-  function call(method, url, csrf, body) {
-    const headers = { Accept: "application/json", "X-CSRF-Token": csrf };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    return fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
-      .then((r) => r.json().then((data) => ({ status: r.status, data })));
-  }
   function showProblems(problems) {
     document.querySelectorAll(".field-problems").forEach((ul) => ul.replaceChildren());
     const general = byId("save-problems");
