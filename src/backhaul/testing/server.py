@@ -6,14 +6,15 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from types import TracebackType
 from typing import Any, Self
 
 import uvicorn
 from starlette.requests import Request
 
+from backhaul.closing import ClosesOnExit
 
-class StartStop(ABC):
+
+class StartStop(ClosesOnExit, ABC):
     """Something started and stopped around a ``with`` block: ``with x:`` starts ``x``,
     gives what :meth:`start` returned, and stops it on the way out."""
 
@@ -25,16 +26,11 @@ class StartStop(ABC):
     def stop(self) -> None:
         """Stop; safe to call twice."""
 
+    def close(self) -> None:
+        self.stop()
+
     def __enter__(self) -> Self:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class LoopbackServer(StartStop):
