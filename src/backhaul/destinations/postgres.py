@@ -22,6 +22,7 @@ from backhaul.destinations.sql_common import (
     POSTGRES,
     STAGE,
     SqlTableDestination,
+    Statements,
     TableInfo,
     csv_ready,
     first_line,
@@ -64,7 +65,7 @@ class PostgresDestination(SqlTableDestination):
         non_finite_floats=True,
         operations=ALL_OPERATIONS,
         max_batch_size=50_000,
-        default_batch_size=5_000,
+        default_batch_size=25_000,
         default_concurrency=4,
     )
     dialect = POSTGRES
@@ -166,6 +167,15 @@ class PostgresDestination(SqlTableDestination):
         )
         with cur.copy(copy_sql) as copy:
             copy.write(csv_bytes(table))
+
+    def _insert_new(self, conn: Any, cur: Any, plan: Statements, table: pa.Table) -> None:
+        # Straight into the target: no stage, no second pass over the rows.
+        cols = sql.SQL(", ").join(sql.Identifier(f) for f in table.column_names[1:])
+        copy_sql = sql.SQL("COPY {target} ({cols}) FROM STDIN (FORMAT csv)").format(
+            target=sql.SQL(self._target), cols=cols
+        )
+        with cur.copy(copy_sql) as copy:
+            copy.write(csv_bytes(table.remove_column(0)))
 
     def _data_error(self, exc: BaseException) -> str | None:
         # A cardinality violation is two records with one key in a batch: split them apart.
