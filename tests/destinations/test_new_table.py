@@ -102,6 +102,23 @@ async def test_a_resent_batch_on_an_empty_table_lands_as_an_upsert(
     assert table_rows(target) == want
 
 
+async def test_an_insert_resent_on_an_empty_table_leaves_the_landed_rows(
+    target: Target, context: DestinationContext
+) -> None:
+    # Insert mode: a key already in the table keeps its row; the resent batch still lands.
+    target.sql(TABLE)
+    d = target.destination(context)
+    await d.prepare(FIELDS, ["id"], None)
+    await d.write(make_batch(Operation.INSERT, [person(i) for i in range(10)]))
+    again = [person(i, email=f"new{i}@x.io") for i in range(5, 15)]
+    res = await d.write(make_batch(Operation.INSERT, again))
+    await d.close()
+    assert all(r.status is RecordStatus.OK for r in res)
+    want = [(i, f"u{i}@x.io", i % 90, None) for i in range(10)]
+    want += [(i, f"new{i}@x.io", i % 90, None) for i in range(10, 15)]
+    assert table_rows(target) == want
+
+
 async def test_a_bad_record_on_an_empty_table_is_rejected_alone(
     target: Target, context: DestinationContext
 ) -> None:

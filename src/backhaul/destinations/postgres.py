@@ -2,7 +2,8 @@
 
 The batch travels as CSV rendered by Arrow's C++ writer (no Python object per row) and is
 read by ``COPY ... FROM STDIN (FORMAT csv)`` into a temporary table with the target's
-column types, so Postgres parses every value with the table's own input rules.
+column types, so Postgres parses every value with the table's own input rules. Into a
+table that was empty when the run began, the CSV is copied straight into the table.
 """
 
 from __future__ import annotations

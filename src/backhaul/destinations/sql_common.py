@@ -3,8 +3,10 @@
 Every dialect writes a batch the same way: load the records into a staging table, then
 apply the operation with one set-based statement, all in one transaction. When the
 database refuses the batch because of its data, the batch is split in halves until the
-bad records are alone, so the good ones are still written. A dialect subclass supplies
-the connection, the staging load and the error classification; the SQL is built here.
+bad records are alone, so the good ones are still written. Into a table that was empty
+when the run began, upserts and inserts go as plain inserts until a key is found there.
+A dialect subclass supplies the connection, the staging load and the error
+classification; the SQL is built here.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from backhaul.errors import DestinationError, FailureType
 STAGE = "_bh_stage"
 INDEX = "_bh_idx"
 ALL_OPERATIONS = frozenset(Operation)
+# Operations that are a plain INSERT when the table holds none of the batch's keys.
+_PLAIN_INSERT = frozenset({Operation.UPSERT, Operation.INSERT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,8 +453,8 @@ class SqlTableDestination:
         self._table: str | None = None
         self._target = ""
         self._match: list[str] = []
-        # The table was empty when the run began (or this run created it): upserts go as
-        # plain inserts until one fails (see ``_attempt_new``).
+        # The table was empty when the run began (or this run created it): upserts and
+        # inserts go as plain inserts until one fails (see ``_attempt_new``).
         self._new_table = False
 
     # -- hooks --------------------------------------------------------------------------
@@ -635,7 +639,7 @@ class SqlTableDestination:
 
         def run_round(indices: list[int]) -> Callable[[Any], Awaitable[dict[int, str]]]:
             async def use(conn: Any) -> dict[int, str]:
-                new = self._new_table and batch.operation is Operation.UPSERT
+                new = self._new_table and batch.operation in _PLAIN_INSERT
                 if new and await asyncio.to_thread(self._attempt_new, conn, batch, indices):
                     return {}
                 return await bisect(
@@ -652,13 +656,15 @@ class SqlTableDestination:
         return results(n, rejected)
 
     def _attempt_new(self, conn: Any, batch: Batch, indices: list[int]) -> bool:
-        """Upsert into a table that was empty when the run began: a plain insert.
+        """Upsert (or insert) into a table that was empty when the run began: a plain
+        insert.
 
-        Without a key already in the table an upsert is an insert, and the insert is
-        cheaper. A key that is there after all (a batch resent after a lost commit, a
-        match value shared by two model keys, another writer) makes the insert fail and
-        roll back; then this returns False, the batch goes as an upsert, and so does the
-        rest of the run. So a failed insert costs time, never a wrong row.
+        Without a key already in the table an upsert, or an insert that leaves existing
+        keys alone, is a plain insert, and that is cheaper. A key that is there after all
+        (a batch resent after a lost commit, a match value shared by two model keys,
+        another writer) makes the insert fail and roll back; then this returns False, the
+        batch goes through the usual statement, and so does the rest of the run. So a
+        failed insert costs time, never a wrong row.
         """
         plan = Statements(
             self.dialect,
