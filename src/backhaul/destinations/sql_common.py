@@ -221,7 +221,7 @@ class Statements:
 
     def insert_new(self) -> str:
         """A plain ``INSERT`` for a table that holds none of the staged keys: it fails on
-        any key already there, and the caller then applies the batch as an upsert."""
+        any key already there, and the caller then applies the batch's own statement."""
         return self._insert()
 
     def insert(self) -> str:
