@@ -34,7 +34,9 @@ class DuckDBDestination(FileDatabaseDestination):
         non_finite_floats=True,
         operations=ALL_OPERATIONS,
         max_batch_size=100_000,
-        default_batch_size=10_000,
+        # Each commit maintains the key index: 10 commits of 100,000 rows load a table in
+        # about half the time of 100 commits of 10,000.
+        default_batch_size=100_000,
         default_concurrency=1,
     )
     dialect = DUCKDB

@@ -2,7 +2,8 @@
 
 The batch travels as CSV rendered by Arrow's C++ writer (no Python object per row) and is
 read by ``COPY ... FROM STDIN (FORMAT csv)`` into a temporary table with the target's
-column types, so Postgres parses every value with the table's own input rules.
+column types, so Postgres parses every value with the table's own input rules. Into a
+table that was empty when the run began, the CSV is copied straight into the table.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from backhaul.destinations.sql_common import (
     POSTGRES,
     STAGE,
     SqlTableDestination,
+    Statements,
     TableInfo,
     csv_ready,
     first_line,
@@ -64,7 +66,7 @@ class PostgresDestination(SqlTableDestination):
         non_finite_floats=True,
         operations=ALL_OPERATIONS,
         max_batch_size=50_000,
-        default_batch_size=5_000,
+        default_batch_size=25_000,
         default_concurrency=4,
     )
     dialect = POSTGRES
@@ -166,6 +168,15 @@ class PostgresDestination(SqlTableDestination):
         )
         with cur.copy(copy_sql) as copy:
             copy.write(csv_bytes(table))
+
+    def _insert_new(self, conn: Any, cur: Any, plan: Statements, table: pa.Table) -> None:
+        # Straight into the target: no stage, no second pass over the rows.
+        cols = sql.SQL(", ").join(sql.Identifier(f) for f in table.column_names[1:])
+        copy_sql = sql.SQL("COPY {target} ({cols}) FROM STDIN (FORMAT csv)").format(
+            target=sql.SQL(self._target), cols=cols
+        )
+        with cur.copy(copy_sql) as copy:
+            copy.write(csv_bytes(table.remove_column(0)))
 
     def _data_error(self, exc: BaseException) -> str | None:
         # A cardinality violation is two records with one key in a batch: split them apart.

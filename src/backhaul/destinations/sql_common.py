@@ -3,8 +3,10 @@
 Every dialect writes a batch the same way: load the records into a staging table, then
 apply the operation with one set-based statement, all in one transaction. When the
 database refuses the batch because of its data, the batch is split in halves until the
-bad records are alone, so the good ones are still written. A dialect subclass supplies
-the connection, the staging load and the error classification; the SQL is built here.
+bad records are alone, so the good ones are still written. Into a table that was empty
+when the run began, upserts and inserts go as plain inserts until a key is found there.
+A dialect subclass supplies the connection, the staging load and the error
+classification; the SQL is built here.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from backhaul.errors import DestinationError, FailureType
 STAGE = "_bh_stage"
 INDEX = "_bh_idx"
 ALL_OPERATIONS = frozenset(Operation)
+# Operations that are a plain INSERT when the table holds none of the batch's keys.
+_PLAIN_INSERT = frozenset({Operation.UPSERT, Operation.INSERT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +218,11 @@ class Statements:
             return f"{self._insert()} ON CONFLICT ({conflict}) DO NOTHING"
         sets = [f"{q(c)} = {self._value(c, f'excluded.{q(c)}', f't.{q(c)}')}" for c in self.rest]
         return f"{self._insert()} ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(sets)}"
+
+    def insert_new(self) -> str:
+        """A plain ``INSERT`` for a table that holds none of the staged keys: it fails on
+        any key already there, and the caller then applies the batch's own statement."""
+        return self._insert()
 
     def insert(self) -> str:
         if self.dialect.join_style:
@@ -444,6 +453,9 @@ class SqlTableDestination:
         self._table: str | None = None
         self._target = ""
         self._match: list[str] = []
+        # The table was empty when the run began (or this run created it): upserts and
+        # inserts go as plain inserts until one fails (see ``_attempt_new``).
+        self._new_table = False
 
     # -- hooks --------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -469,6 +481,21 @@ class SqlTableDestination:
 
     def _drop_stage(self, conn: Any, cur: Any) -> None:
         return None
+
+    def _insert_new(self, conn: Any, cur: Any, plan: Statements, table: pa.Table) -> None:
+        """Insert ``table`` (staged form) into a table holding none of its keys; raise
+        the driver's error on any key already there."""
+        self._load_stage(conn, cur, table)
+        cur.execute(plan.insert_new())
+        self._drop_stage(conn, cur)
+
+    def _is_empty(self, conn: Any) -> bool:
+        self._begin(conn)
+        cur = self._cursor(conn)
+        cur.execute(f"SELECT 1 FROM {self._target} LIMIT 1")
+        empty = not cur.fetchall()
+        conn.rollback()
+        return empty
 
     def _in_transaction(self, cur: Any, batch: Batch) -> None:
         """Extra work done in the batch's transaction (used by the file destination)."""
@@ -573,6 +600,7 @@ class SqlTableDestination:
         info = await self._run(self._describe, table)
         if info is not None:
             check_table(self.dialect, self.kind, table, info, list(fields), match_fields)
+            self._new_table = bool(await self._run(self._is_empty))
             return
         if not create:
             raise DestinationError(
@@ -589,6 +617,7 @@ class SqlTableDestination:
             )
         ddl = create_table_sql(self.dialect, self._target, fields, match_fields)
         await self._run(self._execute, ddl)
+        self._new_table = True
 
     def _execute(self, conn: Any, sql: str) -> None:
         self._begin(conn)
@@ -609,8 +638,11 @@ class SqlTableDestination:
             return BatchResults(0)
 
         def run_round(indices: list[int]) -> Callable[[Any], Awaitable[dict[int, str]]]:
-            def use(conn: Any) -> Awaitable[dict[int, str]]:
-                return bisect(
+            async def use(conn: Any) -> dict[int, str]:
+                new = self._new_table and batch.operation in _PLAIN_INSERT
+                if new and await asyncio.to_thread(self._attempt_new, conn, batch, indices):
+                    return {}
+                return await bisect(
                     indices,
                     lambda part: asyncio.to_thread(self._attempt, conn, batch, part),
                     self._data_error,
@@ -622,6 +654,37 @@ class SqlTableDestination:
         for indices in key_rounds(batch.table, batch.match_fields or self._match):
             rejected.update(await self._with_conn(run_round(indices)))
         return results(n, rejected)
+
+    def _attempt_new(self, conn: Any, batch: Batch, indices: list[int]) -> bool:
+        """Upsert (or insert) into a table that was empty when the run began: a plain
+        insert.
+
+        Without a key already in the table an upsert, or an insert that leaves existing
+        keys alone, is a plain insert, and that is cheaper. A key that is there after all
+        (a batch resent after a lost commit, a match value shared by two model keys,
+        another writer) makes the insert fail and roll back; then this returns False, the
+        batch goes through the usual statement, and so does the rest of the run. So a
+        failed insert costs time, never a wrong row.
+        """
+        plan = Statements(
+            self.dialect,
+            self._target,
+            batch.fields,
+            batch.match_fields or self._match,
+            batch.skip_null_fields,
+        )
+        cur = self._cursor(conn)
+        try:
+            self._begin(conn)
+            self._insert_new(conn, cur, plan, staged(batch, indices))
+            self._in_transaction(cur, batch)
+            conn.commit()
+        except Exception:
+            with contextlib.suppress(Exception):  # a dead connection fails the upsert too
+                conn.rollback()
+            self._new_table = False
+            return False
+        return True
 
     def _attempt(self, conn: Any, batch: Batch, indices: list[int]) -> dict[int, str]:
         plan = Statements(
