@@ -14,7 +14,7 @@ from backhaul.observe.writeback import WritebackConfig, write_back
 from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
-from warehouse_planner import MAPPINGS, Warehouse, pg_database
+from engine.plan import MAPPINGS, Warehouse, pg_database
 
 
 @pytest.fixture
