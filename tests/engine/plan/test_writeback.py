@@ -34,7 +34,7 @@ def _pg(url: str) -> Any:
     return sql
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.integration)])
 def wh(request: pytest.FixtureRequest, project: Builder) -> Warehouse:
     if request.param == "duckdb":
         return Warehouse(
