@@ -41,20 +41,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from datasets import build_bench_model, mutate  # noqa: E402
+from datasets import COLUMNS, build_bench_model, mutate  # noqa: E402
 
-COLUMNS = [
-    "id",
-    "email",
-    "name",
-    "score",
-    "ltv",
-    "balance",
-    "active",
-    "plan",
-    "signed_up",
-    "updated_at",
-]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MYSQL_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 TARGETS = ("duckdb", "postgres", "mysql", "file")

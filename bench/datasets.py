@@ -12,6 +12,20 @@ from pathlib import Path
 
 import duckdb
 
+# The columns of ``customers`` that the benchmarks sync: every one but ``tags``.
+COLUMNS = [
+    "id",
+    "email",
+    "name",
+    "score",
+    "ltv",
+    "balance",
+    "active",
+    "plan",
+    "signed_up",
+    "updated_at",
+]
+
 _PLANS = "['free', 'free', 'free', 'starter', 'starter', 'pro', 'enterprise']"
 _DOMAINS = "['example.com', 'example.org', 'mail.test', 'corp.test', 'shop.test']"
 _FIRST = "['Ana', 'Ben', 'Chiara', 'Dev', 'Eitan', 'Fay', 'Gus', 'Hiro', 'Ines', 'Jon']"

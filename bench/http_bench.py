@@ -47,20 +47,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from datasets import build_bench_model  # noqa: E402
+from datasets import COLUMNS, build_bench_model  # noqa: E402
 
-COLUMNS = [
-    "id",
-    "email",
-    "name",
-    "score",
-    "ltv",
-    "balance",
-    "active",
-    "plan",
-    "signed_up",
-    "updated_at",
-]
 DRT_VERSION = "1.2.1"
 BACKHAUL = Path(sys.executable).parent / "backhaul"  # the CLI's script in this venv
 VARIANTS = ("backhaul", "drt", "backhaul_c1", "backhaul_no_change")

@@ -30,20 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from datasets import build_bench_model, mutate  # noqa: E402
-
-COLUMNS = [
-    "id",
-    "email",
-    "name",
-    "score",
-    "ltv",
-    "balance",
-    "active",
-    "plan",
-    "signed_up",
-    "updated_at",
-]
+from datasets import COLUMNS, build_bench_model, mutate  # noqa: E402
 
 PHASE = r"""
 import json, resource, sys, time

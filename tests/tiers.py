@@ -144,4 +144,6 @@ def _unit_tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         patch.setattr(subprocess, "Popen", popen)
         patch.setattr(psycopg.Connection, "connect", pg_connect)
         patch.setattr(psycopg.AsyncConnection, "connect", async_pg_connect)
+        # ``psycopg.connect`` is bound to the class method at import, so it needs its own patch.
+        patch.setattr(psycopg, "connect", pg_connect)
         yield

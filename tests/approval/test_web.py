@@ -13,18 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.audiences.builder_env import (
-    HAND_WRITTEN,
-    PASSWORDS,
-    BuilderEnv,
-    generate,
-    git,
-    load_warehouse,
-)
-from tests.audiences.projects import _files, audience_file, write
+from tests.audiences.builder_env import BuilderEnv, git, people_project, served
+from tests.audiences.projects import write
 
-from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration
@@ -43,14 +34,8 @@ ENTERPRISE = {
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[BuilderEnv]:
-    from datetime import UTC, datetime
-
-    root = tmp_path / "project"
-    root.mkdir()
-    load_warehouse(root / "wh.duckdb", generate(datetime.now(UTC)))
-    _files(root, "type: duckdb\npath: wh.duckdb\n", "")
+    root = people_project(tmp_path)
     write(root, "backhaul.yml", "name: audiences\napproval:\n  required: true\n  branch: main\n")
-    audience_file(root, "loyal", HAND_WRITTEN)
     write(root, "destinations/db.yml", "type: sqlite\npath: dest.sqlite\ncreate_table: true\n")
     write(
         root,
@@ -58,19 +43,8 @@ def env(tmp_path: Path) -> Iterator[BuilderEnv]:
         "model: loyal\ndestination: db\nobject: people\n"
         "mappings:\n  - {column: id, field: id}\n  - {column: name, field: name}\n",
     )
-    (root / ".gitignore").write_text(".backhaul/\n*.duckdb*\n*.sqlite\n", encoding="utf-8")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "The project as the data team wrote it")
-    app = create_app(root)
-    for role in Role:
-        app.state.users.add(BuilderEnv.username(role), PASSWORDS[role], role)
-    server = LoopbackServer(app).start()
-    try:
-        yield BuilderEnv(root, server.url, app)
-    finally:
-        server.stop()
-        close_app(app)
+    with served(root) as found:
+        yield found
 
 
 @pytest.fixture

@@ -146,20 +146,22 @@ def load_warehouse(path: Path, data: dict[str, list[dict[str, Any]]]) -> None:
             con.unregister("incoming")
 
 
-@contextmanager
-def builder_env(folder: Path) -> Iterator[BuilderEnv]:
+def people_project(folder: Path) -> Path:
+    """``folder/project``: the generated people in ``wh.duckdb``, the source, models and
+    schema over them and the hand-written ``loyal`` audience, not yet in Git."""
     root = folder / "project"
     root.mkdir(parents=True)
     load_warehouse(root / "wh.duckdb", generate(datetime.now(UTC)))
     _files(root, "type: duckdb\npath: wh.duckdb\n", "")
     audience_file(root, "loyal", HAND_WRITTEN)
-    audience_file(
-        root,
-        "pricing_viewers",
-        "schema: people\nconditions:\n"
-        "  - {event: visits, at_least: 1, where: [{column: page, op: starts_with, value: /pricing}]}\n",
-    )
-    (root / ".gitignore").write_text(".backhaul/\n*.duckdb\n*.duckdb.wal\n", encoding="utf-8")
+    return root
+
+
+@contextmanager
+def served(root: Path) -> Iterator[BuilderEnv]:
+    """``root`` committed to a new Git repository as the data team wrote it, then served on
+    loopback with a user of every role."""
+    (root / ".gitignore").write_text(".backhaul/\n*.duckdb*\n*.sqlite\n", encoding="utf-8")
     git(root, "init", "-q", "-b", "main")
     git(root, "add", ".")
     git(root, "commit", "-qm", "The project as the data team wrote it")
@@ -172,3 +174,16 @@ def builder_env(folder: Path) -> Iterator[BuilderEnv]:
     finally:
         server.stop()
         close_app(app)
+
+
+@contextmanager
+def builder_env(folder: Path) -> Iterator[BuilderEnv]:
+    root = people_project(folder)
+    audience_file(
+        root,
+        "pricing_viewers",
+        "schema: people\nconditions:\n"
+        "  - {event: visits, at_least: 1, where: [{column: page, op: starts_with, value: /pricing}]}\n",
+    )
+    with served(root) as env:
+        yield env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from hypothesis import strategies as st
@@ -76,44 +77,52 @@ def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), strategy, strategy)
 
 
+# Built once: hypothesis checks every new strategy object before its first draw, and building
+# these per row cost more than drawing from them.
+_COUNTRY = _maybe(st.sampled_from(["FR", "DE", "US"]))
+_INT = _maybe(INTS)
+_FLOAT = _maybe(FLOATS)
+_BOOL = _maybe(st.booleans())
+_DAY = _maybe(DAYS)
+_TIME = _maybe(TIMES)
+_ACCOUNT = _maybe(st.integers(min_value=1, max_value=4))
+_PLAN = _maybe(st.sampled_from(["free", "pro", "enterprise"]))
+
+
 @st.composite
 def world_data(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
     """Rows for every table, with nulls, shared values and keys that match across tables."""
     n = draw(st.integers(min_value=0, max_value=8))
     strings = draw(st.lists(STRINGS, min_size=1, max_size=4))
-    pick = st.sampled_from(strings)
+    pick = _maybe(st.sampled_from(strings))
     people = []
     for i in range(1, n + 1):
         people.append(
             {
                 "id": i,
-                "name": draw(_maybe(pick)),
-                "country": draw(_maybe(st.sampled_from(["FR", "DE", "US"]))),
-                "age": draw(_maybe(INTS)),
-                "score": draw(_maybe(FLOATS)),
-                "vip": draw(_maybe(st.booleans())),
-                "born": draw(_maybe(DAYS)),
-                "seen": draw(_maybe(TIMES)),
-                "account_id": draw(_maybe(st.integers(min_value=1, max_value=4))),
+                "name": draw(pick),
+                "country": draw(_COUNTRY),
+                "age": draw(_INT),
+                "score": draw(_FLOAT),
+                "vip": draw(_BOOL),
+                "born": draw(_DAY),
+                "seen": draw(_TIME),
+                "account_id": draw(_ACCOUNT),
             }
         )
     if draw(st.booleans()):
         people.append({"id": None, "country": "FR", "age": 30, "account_id": 1})
     person = _maybe(st.integers(min_value=1, max_value=max(n, 1)))
     accounts = [
-        {
-            "id": i,
-            "plan": draw(_maybe(st.sampled_from(["free", "pro", "enterprise"]))),
-            "seats": draw(_maybe(INTS)),
-        }
+        {"id": i, "plan": draw(_PLAN), "seats": draw(_INT)}
         for i in range(1, draw(st.integers(min_value=0, max_value=4)) + 1)
     ]
     orders = [
-        {"person_id": draw(person), "amount": draw(_maybe(FLOATS)), "status": draw(_maybe(pick))}
+        {"person_id": draw(person), "amount": draw(_FLOAT), "status": draw(pick)}
         for _ in range(draw(st.integers(min_value=0, max_value=10)))
     ]
     visits = [
-        {"person_id": draw(person), "at": draw(_maybe(TIMES)), "page": draw(_maybe(pick))}
+        {"person_id": draw(person), "at": draw(_TIME), "page": draw(pick)}
         for _ in range(draw(st.integers(min_value=0, max_value=14)))
     ]
     return {
@@ -142,12 +151,12 @@ def comparison(
 ) -> dict[str, Any]:
     """A ``{column, op, value|days}`` test valid for the column's type."""
     if column is None:
-        column = draw(st.sampled_from(sorted(c for c in TYPES[table] if c not in ("id",))))
+        column = draw(st.sampled_from(tuple(sorted(c for c in TYPES[table] if c != "id"))))
     kind = TYPES[table][column]
-    ops = sorted(OPS_BY_TYPE[ColumnType(kind)])
+    ops = tuple(sorted(OPS_BY_TYPE[ColumnType(kind)]))
     op = Op(draw(st.sampled_from(ops)))
     values = (
-        st.sampled_from(strings)
+        st.sampled_from(tuple(strings))
         if (strings and kind == "string" and draw(st.booleans()))
         else VALUES[kind]
     )
@@ -169,29 +178,41 @@ def comparison(
     return out
 
 
+# Tuples, not lists, so that hypothesis reuses each strategy: it checks every new strategy
+# object before drawing from it, which cost more than the draws.
+@cache
+def _comparisons(
+    table: str, column: str | None, strings: tuple[str, ...], max_size: int
+) -> st.SearchStrategy[list[dict[str, Any]]]:
+    return st.lists(comparison(table, column, list(strings)), max_size=max_size)
+
+
 def _count(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["", "at_least", "at_most", "exactly"]))
+    kind = draw(st.sampled_from(("", "at_least", "at_most", "exactly")))
     return {} if not kind else {kind: draw(st.integers(min_value=0, max_value=3))}
+
+
+_ACCOUNT_COUNTS = st.sampled_from([{}, {"at_least": 1}, {"exactly": 0}, {"at_most": 0}])
 
 
 @st.composite
 def leaf(draw: st.DrawFn, strings: list[str], audiences: list[str]) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["column", "column", "related", "event", "audience", "sql"]))
+    kind = draw(st.sampled_from(("column", "column", "related", "event", "audience", "sql")))
     if kind == "column":
         return draw(comparison("people", strings=strings))
     if kind == "related":
-        related = draw(st.sampled_from(["accounts", "orders"]))
+        related = draw(st.sampled_from(("accounts", "orders")))
         table = related
-        where = draw(st.lists(comparison(table, strings=strings), max_size=2))
+        where = draw(_comparisons(table, None, tuple(strings), 2))
         out: dict[str, Any] = {"related": related, "where": where}
         count = _count(draw)
         if related == "accounts":  # N:1: only "has one" or "has none"
-            count = draw(st.sampled_from([{}, {"at_least": 1}, {"exactly": 0}, {"at_most": 0}]))
+            count = draw(_ACCOUNT_COUNTS)
         return out | count
     if kind == "event":
-        where = draw(st.lists(comparison("visits", "page", strings), max_size=1))
+        where = draw(_comparisons("visits", "page", tuple(strings), 1))
         out = {"event": "visits", "where": where}
-        shape = draw(st.sampled_from(["count", "did_not", "first", "last"]))
+        shape = draw(st.sampled_from(("count", "did_not", "first", "last")))
         if shape in ("first", "last"):
             timed = draw(comparison("visits", "at"))
             timed.pop("column")
@@ -202,7 +223,7 @@ def leaf(draw: st.DrawFn, strings: list[str], audiences: list[str]) -> dict[str,
             out["did_not"] = True
         else:
             out |= _count(draw)
-        window = draw(st.sampled_from(["", "within", "between"]))
+        window = draw(st.sampled_from(("", "within", "between")))
         if window == "within":
             out["within_last_days"] = draw(st.integers(min_value=0, max_value=40))
         elif window == "between":
@@ -210,9 +231,9 @@ def leaf(draw: st.DrawFn, strings: list[str], audiences: list[str]) -> dict[str,
             out["between"] = _sorted_pair("timestamp", a, b)
         return out
     if kind == "audience":
-        key = draw(st.sampled_from(["in_audience", "not_in_audience"]))
-        return {key: draw(st.sampled_from(audiences))}
-    return {"sql": draw(st.sampled_from(sorted(SQL)))}
+        key = draw(st.sampled_from(("in_audience", "not_in_audience")))
+        return {key: draw(st.sampled_from(tuple(audiences)))}
+    return {"sql": draw(st.sampled_from(tuple(sorted(SQL))))}
 
 
 def trees(strings: list[str], audiences: list[str]) -> st.SearchStrategy[list[dict[str, Any]]]:

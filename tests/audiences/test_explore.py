@@ -48,7 +48,9 @@ OLDER = "schema: people\nconditions:\n  - {column: age, op: gte, value: 40}\n"
 FRENCH = "schema: people\nconditions:\n  - {column: country, op: equals, value: FR}\n"
 
 
-@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+@pytest.fixture(
+    scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.integration)]
+)
 def setup(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Project, Any]]:

@@ -15,6 +15,8 @@ from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import close_app, create_app
 from backhaul.web.auth import Role
 
+pytestmark = pytest.mark.integration  # the web app is served on loopback
+
 PASSWORD = "correct horse battery"
 EU = "schema: people\ncolumns: [name, country]\nconditions:\n  - {column: country, op: in, value: [FR, DE]}\n"
 

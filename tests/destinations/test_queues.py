@@ -1,6 +1,6 @@
 """Queue destinations against the real brokers: message shape, ids, rounds of changes,
 refusals, unreachable brokers and config errors. The 100k-row crash test is in
-tests/engine_kill/test_queue_kill.py."""
+tests/engine/kill/test_queue_kill.py."""
 
 from __future__ import annotations
 

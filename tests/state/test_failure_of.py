@@ -38,6 +38,7 @@ def test_duckdb_errors(tmp_path: Path) -> None:
     con.close()
 
 
+@pytest.mark.integration
 def test_postgres_errors_by_sqlstate() -> None:
     with psycopg.connect(PG, autocommit=True) as con:
         missing = _raised(lambda: con.execute("SELECT * FROM backhaul_no_such_table"))

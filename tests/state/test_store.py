@@ -296,6 +296,7 @@ def test_processes_open_a_new_store_at_once(store_url: str) -> None:
         assert sorted(r.run_id for r in store.runs()) == [f"proc-{n}" for n in range(4)]
 
 
+@pytest.mark.integration  # tries a Postgres connection on a closed port
 def test_bad_urls_raise_store_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a database URL"):
         RunStore.open("not a url")

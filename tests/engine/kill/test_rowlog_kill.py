@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from tests.engine_kill.test_kill import (
+from tests.engine.kill.test_kill import (
     TOTAL,
     KillProject,
     kill_project,  # noqa: F401  (the fixture)

@@ -33,7 +33,7 @@ from backhaul.testing.emulators.base import Emulator
 from backhaul.testing.emulators.google_ads import GoogleAdsEmulator
 from backhaul.testing.emulators.meta import MetaEmulator
 from conftest import Builder
-from engine_kill.test_kill import GIVE_UP_S, POLL_S, _env, report
+from engine.kill.test_kill import GIVE_UP_S, POLL_S, _env, report
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from backhaul.observe.writeback import WritebackConfig, write_back
 from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
-from warehouse_planner import MAPPINGS, Warehouse, pg_database
+from engine.plan import MAPPINGS, Warehouse, pg_database
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def _pg(url: str) -> Any:
     return sql
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.integration)])
 def wh(request: pytest.FixtureRequest, project: Builder) -> Warehouse:
     if request.param == "duckdb":
         return Warehouse(

@@ -12,7 +12,7 @@ import pytest
 from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import PG_ADMIN, Builder
-from warehouse_planner import (
+from engine.plan import (
     MAPPINGS,
     Warehouse,
     dry_run_changes_nothing,

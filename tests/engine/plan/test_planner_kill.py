@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from warehouse_planner import pg_database
+from engine.plan import pg_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

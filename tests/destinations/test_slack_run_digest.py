@@ -11,7 +11,7 @@ from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import SlackEmulator
 from conftest import Builder
-from vendors.test_slack import MAPPINGS, token_destination
+from destinations.test_slack import MAPPINGS, token_destination
 
 pytestmark = pytest.mark.integration
 

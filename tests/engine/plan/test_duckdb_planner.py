@@ -7,7 +7,7 @@ import pytest
 from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
-from warehouse_planner import (
+from engine.plan import (
     MAPPINGS,
     Warehouse,
     dry_run_changes_nothing,

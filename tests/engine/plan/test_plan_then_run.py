@@ -18,7 +18,7 @@ from backhaul.engine.runner import open_planning, plan_sync, settings_for
 from backhaul.observe.events import Planned
 from backhaul.summary import Counts, RunStatus, RunSummary
 from conftest import Builder, sqlite_rows
-from warehouse_planner import MAPPINGS, pg_database
+from engine.plan import MAPPINGS, pg_database
 
 Sql = Callable[..., list[tuple[Any, ...]]]
 PLANNED = ("queried", "added", "changed", "removed", "retried", "unchanged", "invalid")

@@ -6,7 +6,7 @@ builds from the messages: de-duplicated by id, each applied per its ``operation`
 reject an update of a missing one (the check is skipped). The fault checks need an
 emulator's switches and the secrets check recorded HTTP calls, so they are skipped too;
 refusals, unreachable brokers and lost connections are tested in
-tests/destinations/test_queues.py and tests/engine_kill/test_queue_kill.py.
+tests/destinations/test_queues.py and tests/engine/kill/test_queue_kill.py.
 """
 
 from __future__ import annotations

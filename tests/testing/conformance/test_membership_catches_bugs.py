@@ -23,7 +23,7 @@ from backhaul.plugins import BUILTIN_DESTINATIONS, Registry
 from backhaul.testing.conformance import Target, run_check
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.meta import MetaEmulator
-from vendors.test_meta_conformance import (
+from destinations.test_meta_conformance import (
     APP_SECRET,
     ENV,
     TOKEN,
