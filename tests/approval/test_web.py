@@ -425,3 +425,40 @@ def test_an_editor_reopening_an_audience_sees_their_draft_and_saves_on_it_again(
     assert "description: Big accounts" in final and "enterprise" in final
     _, after = page_state(editor, "/audiences/enterprise", "builder-state")
     assert after["draft"] is None and after["base"] == text_hash(final)
+
+
+def test_an_editor_reordering_a_priority_list_saves_again_on_their_draft(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    admin, editor = clients[Role.ADMIN], clients[Role.EDITOR]
+    assert admin.post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    assert save(admin, "enterprise").status_code == 200  # an admin's save: on main
+    made = admin.put("/api/v1/priority-lists/offers", json={"audiences": ["loyal", "enterprise"]})
+    assert made.status_code == 200 and made.json()["draft"] is None, made.text
+    approved_text = (env.root / "priority_lists/offers.yml").read_text(encoding="utf-8")
+
+    moved = editor.put(
+        "/api/v1/priority-lists/offers",
+        json={"audiences": ["enterprise", "loyal"], "base": made.json()["base"]},
+    )
+    draft = "backhaul/draft-editor-user-priority-lists-offers"
+    assert moved.status_code == 200 and moved.json()["draft"] == draft, moved.text
+    draft_base = text_hash(git(env.root, "show", f"{draft}:priority_lists/offers.yml"))
+
+    # Reopened, the editor's list and the builder's priority panel hold the draft's base.
+    (listed,) = editor.get("/api/v1/priority-lists").json()["priority_lists"]
+    assert listed["base"] == draft_base == moved.json()["base"]
+    _, state = page_state(editor, "/audiences/loyal", "builder-state")
+    assert [p["base"] for p in state["priority_lists"]] == [draft_base]
+    (theirs,) = admin.get("/api/v1/priority-lists").json()["priority_lists"]
+    assert theirs["base"] == text_hash(approved_text)
+
+    again = editor.put(
+        "/api/v1/priority-lists/offers",
+        json={"audiences": ["loyal", "enterprise"], "base": listed["base"]},
+    )
+    assert again.status_code == 200 and again.json()["draft"] == draft, again.text
+    assert again.json()["changed"] is True
+    tip = git(env.root, "rev-parse", draft).strip()
+    assert git(env.root, "rev-list", "--count", f"{head(env)}..{tip}").strip() == "2"
