@@ -7,7 +7,9 @@ may explore a saved audience that holds one, unchanged, but not write their own.
 A save goes through :func:`backhaul.gitsave.save_file`: the file is written with the
 audience writer, the project validated with the CLI's checks, and, in a Git repository,
 committed by the signed-in user. The app then reloads the project, so the model pages,
-syncs and the builder see the saved audience.
+syncs and the builder see the saved audience. With approval on, an editor's save goes to
+their draft branch, and until it is approved the builder opens the audience (and each
+priority list) as that draft holds it (:mod:`backhaul.web.opening`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ and goes through :func:`backhaul.gitsave.save_files`: the project is validated w
 checks of ``backhaul validate --offline`` (problems come back with file, line and key, as
 the CLI prints them, and nothing is kept), then the file (a model's ``.yml`` and ``.sql``
 together) is committed by the signed-in user with a message naming the change. The app
-then loads the project again, so every page shows the save at once.
+then loads the project again, so every page shows the save at once. With approval on, an
+editor's save goes to their draft branch instead, and until it is approved they open the
+files as that draft holds them (:mod:`backhaul.web.opening`).
 
 The helpers beside the forms use the code paths of the CLI: "Test connection" is
 ``backhaul test-connection`` (:mod:`backhaul.cli.connection`), a model preview reads
