@@ -6,6 +6,8 @@ approved by that save."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from tests.audiences.builder_env import BuilderEnv, git, people_project, served
 from tests.audiences.projects import write
 
+from backhaul.gitsave import text_hash
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration
@@ -277,3 +280,159 @@ def test_an_editors_edit_of_a_sync_in_the_editor_is_a_draft_too(
     )
     assert merged.status_code == 200, merged.text
     assert "mode: mirror" in (env.root / "syncs/s.yml").read_text(encoding="utf-8")
+
+
+def page_state(client: httpx.Client, path: str, script: str) -> tuple[str, dict[str, Any]]:
+    """A page and the state it embeds as JSON (``editor-state``, ``builder-state``)."""
+    page = client.get(path)
+    assert page.status_code == 200, (path, page.status_code, page.text)
+    found = re.search(rf'id="{script}">(.*?)</script>', page.text, re.S)
+    assert found, page.text
+    state: dict[str, Any] = json.loads(found.group(1))
+    return page.text, state
+
+
+def test_an_editor_reopening_a_sync_sees_their_draft_and_saves_on_it_again(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    editor = clients[Role.EDITOR]
+    draft = "backhaul/draft-editor-user-syncs-s"
+    approved_text = (env.root / "syncs/s.yml").read_text(encoding="utf-8")
+    _, opened = page_state(editor, "/edit/syncs/s", "editor-state")
+    assert opened["draft"] is None and opened["draft_note"] is None
+    answer = editor.put(
+        "/api/v1/edit/syncs/s", json={"values": {"mode": "mirror"}, "base": opened["base"]}
+    )
+    assert answer.status_code == 200 and answer.json()["draft"] == draft, answer.text
+
+    # The editor reloads the page: it opens their draft, says so, and saves onto it.
+    page, state = page_state(editor, "/edit/syncs/s", "editor-state")
+    draft_text = git(env.root, "show", f"{draft}:syncs/s.yml")
+    assert state["draft"] == draft and state["text"] == draft_text
+    assert "mode: mirror" in state["text"] and state["base"] == text_hash(draft_text)
+    assert state["base"] == answer.json()["files"][0]["base"]
+    assert 'id="draft-notice"' in page and f"your pending draft {draft}" in page
+    assert "not approved yet" in state["draft_note"]
+    assert "mode: mirror" in page  # the file as saved, in the draft
+    assert editor.get("/api/v1/edit/syncs/s").json()["base"] == state["base"]
+
+    # Everyone else opens the approved file; the checked-out file did not change.
+    admin_state = clients[Role.ADMIN].get("/api/v1/edit/syncs/s").json()
+    assert admin_state["draft"] is None and admin_state["text"] == approved_text
+    admin_page = clients[Role.ADMIN].get("/edit/syncs/s").text
+    assert 'id="draft-notice"' not in admin_page
+
+    again = editor.put(
+        "/api/v1/edit/syncs/s", json={"values": {"batch_size": 7}, "base": state["base"]}
+    )
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["draft"] == draft and body["changed"] is True
+    assert body["message"] == "Edit sync s: batch_size set to 7"
+    tip = git(env.root, "rev-parse", draft).strip()
+    assert body["commit"] == tip
+    assert git(env.root, "rev-list", "--count", f"{first}..{tip}").strip() == "2"
+    both = git(env.root, "show", f"{draft}:syncs/s.yml")
+    assert "mode: mirror" in both and "batch_size: 7" in both
+    assert head(env) == first and (env.root / "syncs/s.yml").read_text() == approved_text
+
+    merged = clients[Role.ADMIN].post(
+        f"/api/v1/approvals/drafts/{draft}/approve", json={"tip": tip}
+    )
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["commit"] == tip == head(env)
+    final = (env.root / "syncs/s.yml").read_text(encoding="utf-8")
+    assert final == both
+    # Approved: no draft is left, and the editor opens the approved file again.
+    _, after = page_state(editor, "/edit/syncs/s", "editor-state")
+    assert after["draft"] is None and after["text"] == final
+
+
+def test_an_editor_reopening_an_audience_sees_their_draft_and_saves_on_it_again(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    assert clients[Role.ADMIN].post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    editor = clients[Role.EDITOR]
+    assert save(editor, "enterprise").status_code == 200
+
+    # The audience is only in the editor's draft: the builder opens it from there.
+    page, state = page_state(editor, "/audiences/enterprise", "builder-state")
+    draft_text = git(env.root, "show", f"{DRAFT}:audiences/enterprise.yml")
+    assert state["draft"] == DRAFT and state["is_new"] is False
+    assert state["base"] == text_hash(draft_text)
+    assert state["audience"]["description"] == "Enterprise people"
+    assert 'id="draft-notice"' in page and f"your pending draft {DRAFT}" in page
+    # Other users see the approved files, where it does not exist yet.
+    assert clients[Role.ADMIN].get("/audiences/enterprise").status_code == 404
+    assert clients[Role.VIEWER].get("/audiences/enterprise").status_code == 404
+
+    again = clients[Role.EDITOR].put(
+        "/api/v1/audiences/enterprise",
+        json={
+            "name": "enterprise",
+            "schema": "people",
+            "audience": {**state["audience"], "description": "Big accounts"},
+            "base": state["base"],
+        },
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["draft"] == DRAFT and again.json()["changed"] is True
+    tip = git(env.root, "rev-parse", DRAFT).strip()
+    assert again.json()["commit"] == tip
+    assert git(env.root, "rev-list", "--count", f"{first}..{tip}").strip() == "2"
+    assert git(env.root, "log", "-1", "--format=%s", DRAFT).startswith(
+        "Edit audience enterprise: description"
+    )
+    _, reopened = page_state(editor, "/audiences/enterprise", "builder-state")
+    assert reopened["audience"]["description"] == "Big accounts"
+    assert reopened["base"] == again.json()["base"]
+
+    merged = clients[Role.ADMIN].post(
+        f"/api/v1/approvals/drafts/{DRAFT}/approve", json={"tip": tip}
+    )
+    assert merged.status_code == 200, merged.text
+    final = (env.root / "audiences/enterprise.yml").read_text(encoding="utf-8")
+    assert final == git(env.root, "show", f"{tip}:audiences/enterprise.yml")
+    assert "description: Big accounts" in final and "enterprise" in final
+    _, after = page_state(editor, "/audiences/enterprise", "builder-state")
+    assert after["draft"] is None and after["base"] == text_hash(final)
+
+
+def test_an_editor_reordering_a_priority_list_saves_again_on_their_draft(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    admin, editor = clients[Role.ADMIN], clients[Role.EDITOR]
+    assert admin.post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    assert save(admin, "enterprise").status_code == 200  # an admin's save: on main
+    made = admin.put("/api/v1/priority-lists/offers", json={"audiences": ["loyal", "enterprise"]})
+    assert made.status_code == 200 and made.json()["draft"] is None, made.text
+    approved_text = (env.root / "priority_lists/offers.yml").read_text(encoding="utf-8")
+
+    moved = editor.put(
+        "/api/v1/priority-lists/offers",
+        json={"audiences": ["enterprise", "loyal"], "base": made.json()["base"]},
+    )
+    draft = "backhaul/draft-editor-user-priority-lists-offers"
+    assert moved.status_code == 200 and moved.json()["draft"] == draft, moved.text
+    draft_base = text_hash(git(env.root, "show", f"{draft}:priority_lists/offers.yml"))
+
+    # Reopened, the editor's list and the builder's priority panel hold the draft's base.
+    (listed,) = editor.get("/api/v1/priority-lists").json()["priority_lists"]
+    assert listed["base"] == draft_base == moved.json()["base"]
+    _, state = page_state(editor, "/audiences/loyal", "builder-state")
+    assert [p["base"] for p in state["priority_lists"]] == [draft_base]
+    (theirs,) = admin.get("/api/v1/priority-lists").json()["priority_lists"]
+    assert theirs["base"] == text_hash(approved_text)
+
+    again = editor.put(
+        "/api/v1/priority-lists/offers",
+        json={"audiences": ["loyal", "enterprise"], "base": listed["base"]},
+    )
+    assert again.status_code == 200 and again.json()["draft"] == draft, again.text
+    assert again.json()["changed"] is True
+    tip = git(env.root, "rev-parse", draft).strip()
+    assert git(env.root, "rev-list", "--count", f"{head(env)}..{tip}").strip() == "2"

@@ -31,6 +31,7 @@ from backhaul.gitsave import Author, SaveResult, save_files
 from backhaul.web.api.base import ERRORS, json_router
 from backhaul.web.auth import Admin, Editor, Role, User
 from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
+from backhaul.web.opening import draft_branch
 
 api_router = json_router("/api/v1/approvals", tag="approvals")
 page_router = APIRouter(include_in_schema=False)
@@ -94,9 +95,8 @@ def save_project_files(
     own commit. Raises what ``save_files`` raises."""
     store = request.app.state.store
     author = Author.for_user(user.username)
-    on = approval.required(project, store)
-    if on and not user.role.allows(Role.ADMIN):
-        branch = drafts.branch_for(user.username, next(iter(files)))
+    branch = draft_branch(project, store, user, next(iter(files)))
+    if branch is not None:
         results = save_files(
             project.root,
             files,
@@ -107,6 +107,7 @@ def save_project_files(
             start=project.config.approval.branch,
         )
         return results, branch, False
+    on = approval.required(project, store)
     results = save_files(project.root, files, author=author, message=message, bases=bases)
     commit = next((r.commit for r in results if r.commit), None)
     approved = False

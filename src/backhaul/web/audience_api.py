@@ -7,12 +7,13 @@ may explore a saved audience that holds one, unchanged, but not write their own.
 A save goes through :func:`backhaul.gitsave.save_file`: the file is written with the
 audience writer, the project validated with the CLI's checks, and, in a Git repository,
 committed by the signed-in user. The app then reloads the project, so the model pages,
-syncs and the builder see the saved audience.
+syncs and the builder see the saved audience. With approval on, an editor's save goes to
+their draft branch, and until it is approved the builder opens the audience (and each
+priority list) as that draft holds it (:mod:`backhaul.web.opening`).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
@@ -31,13 +32,13 @@ from backhaul.audiences.typecheck import check_audience
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Project
 from backhaul.errors import BackhaulError, ConfigError, InvalidContent, SaveConflict, SaveError
-from backhaul.files import NotReadable, read_text
 from backhaul.gitsave import Problem, text_hash
 from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
 from backhaul.web.approvals import save_project_file
 from backhaul.web.auth import Editor, Role, User, Viewer
 from backhaul.web.charts import breakdown_svg
 from backhaul.web.deps import ProjectDep, UsersDep
+from backhaul.web.opening import Opened, opened, read_file
 from backhaul.web.users import UserStore
 
 router = json_router("/api/v1")
@@ -75,25 +76,14 @@ def audience_path(name: str) -> str:
     return f"audiences/{name}.yml"
 
 
-def read_file(project: Project, rel: str) -> str | None:
-    """A project file's text as it is on disk now (None: no such file).
-
-    Read as the loader reads project files (:func:`backhaul.files.read_text`): a path that
-    is not a regular file (a FIFO, a device), too large or not UTF-8 is refused with a
-    :class:`ConfigError` naming it, instead of blocking or filling memory.
-    """
-    path = project.root / rel
-    if not os.path.lexists(path):
-        return None
-    try:
-        return read_text(path)
-    except NotReadable as exc:
-        raise ConfigError(exc.reason, file=rel) from None
-
-
 def read_audience(project: Project, name: str) -> str | None:
     """The audience file's text as it is on disk now (None: no such file)."""
     return read_file(project, audience_path(name))
+
+
+def opened_for(request: Request, project: Project, user: User, rel: str) -> Opened:
+    """Where ``user`` opens ``rel``: their pending draft of it, or the checked-out file."""
+    return opened(project, request.app.state.store, user, rel)
 
 
 def _sql_texts(conditions: list[Condition]) -> set[str]:
@@ -112,9 +102,10 @@ def _check_sql_allowed(project: Project, user: User, config: AudienceConfig) -> 
 
 
 def _draft_config(
-    project: Project, draft: Draft
+    project: Project, draft: Draft, files: Opened
 ) -> tuple[AudienceConfig | None, list[dict[str, Any]], str | None]:
-    """The draft as a config, its problems (beside their keys) and the file's text."""
+    """The draft as a config, its problems (beside their keys) and the file's text as
+    ``files`` opens it (the user's pending draft of it, or the checked-out file)."""
     if not _NAME.match(draft.name):
         raise BackhaulError(
             f"`{draft.name}` is not a valid name: use letters, digits, `_` and `-`, "
@@ -124,8 +115,8 @@ def _draft_config(
     if schema is None:
         known = ", ".join(sorted(project.audience_schemas)) or "none"
         raise BackhaulError(f"unknown audience schema `{draft.schema_}` (known: {known})")
-    original = read_audience(project, draft.name)
     rel = audience_path(draft.name)
+    original = files.read(rel)
     config, errors = edited_config(rel, draft.schema_, draft.audience, original)
     if config is None:
         return None, [problem_out(e) for e in errors], original
@@ -241,10 +232,11 @@ def save_failure(exc: BackhaulError) -> JSONResponse:
 
 
 @router.post("/audiences/preview")
-def preview_route(body: PreviewIn, user: Viewer, project: ProjectDep) -> Any:
+def preview_route(request: Request, body: PreviewIn, user: Viewer, project: ProjectDep) -> Any:
     """Explore an audience being edited: nothing is saved."""
     try:
-        config, problems, _ = _draft_config(project, body)
+        files = opened_for(request, project, user, audience_path(body.name))
+        config, problems, _ = _draft_config(project, body, files)
         if config is None:
             return {"errors": problems}
         _check_sql_allowed(project, user, config)
@@ -309,7 +301,8 @@ def save_route(
     """Write ``audiences/<name>.yml`` and, in Git, commit it by the signed-in user."""
     body.name = name
     try:
-        config, problems, original = _draft_config(project, body)
+        files = opened_for(request, project, user, audience_path(name))
+        config, problems, original = _draft_config(project, body, files)
         if config is None:
             return _error(422, "invalid", "the audience has problems", problems=problems)
         if name in project.models and project.models[name].audience is None:
@@ -340,11 +333,13 @@ def priority_list_path(name: str) -> str:
 
 
 @router.get("/priority-lists")
-def priority_lists_route(project: ProjectDep) -> Any:
-    """Every saved priority list: its schema, audiences in order and the file's ``base``."""
+def priority_lists_route(request: Request, user: Viewer, project: ProjectDep) -> Any:
+    """Every saved priority list: its schema, audiences in order and the file's ``base``
+    (of the signed-in user's pending draft of it, when they have one)."""
     out = []
     for name, plist in sorted(project.priority_lists.items()):
-        text = read_file(project, f"priority_lists/{name}.yml")
+        rel = f"priority_lists/{name}.yml"
+        text = opened_for(request, project, user, rel).read(rel)
         out.append(
             {
                 "name": name,
@@ -369,7 +364,7 @@ def save_priority_list_route(
     """Write ``priority_lists/<name>.yml`` (its order) and, in Git, commit it by the user."""
     try:
         rel = priority_list_path(name)
-        original = read_file(project, rel)
+        original = opened_for(request, project, user, rel).read(rel)
         if body.base == "" and original is not None:
             return _error(
                 409,
@@ -449,6 +444,7 @@ def _save(
 
 __all__ = [
     "audience_path",
+    "opened_for",
     "preview",
     "priority_list_path",
     "read_audience",

@@ -24,9 +24,10 @@ from backhaul.config.loader import validate
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Positions, Project
 from backhaul.gitsave import Repo, text_hash
-from backhaul.web.audience_api import audience_path, read_audience, read_file
+from backhaul.web.audience_api import audience_path, opened_for
 from backhaul.web.auth import Role, User, Viewer, csrf_token
 from backhaul.web.deps import ProjectDep, templates
+from backhaul.web.opening import Opened
 
 router = APIRouter(include_in_schema=False)
 _NAME = re.compile(NAME_PATTERN)
@@ -83,15 +84,29 @@ def catalog_view(schema: AudienceSchemaDef) -> dict[str, Any]:
 
 
 def builder_state(
-    project: Project, user: User, schema: AudienceSchemaDef, name: str, config: AudienceConfig
+    project: Project,
+    user: User,
+    schema: AudienceSchemaDef,
+    name: str,
+    config: AudienceConfig,
+    files: Opened | None = None,
+    lists: dict[str, Opened] | None = None,
 ) -> dict[str, Any]:
-    """The builder page's JSON: schema, audience as written, other audiences, rights."""
-    text = read_audience(project, name)
+    """The builder page's JSON: schema, audience as written, other audiences, rights.
+
+    ``files`` is where the audience's file is opened from (default: the checked-out file;
+    the user's pending draft of it, see :mod:`backhaul.web.opening`), ``lists`` the same
+    for each priority list."""
+    files = files or Opened(project)
+    lists = lists or {}
+    text = files.read(audience_path(name)) if name else None
     return {
         "name": name,
         "schema": schema.name,
         "is_new": text is None,
         "base": text_hash(text),
+        "draft": files.draft,
+        "draft_note": files.note,
         "audience": editor_view(config),
         "catalog": catalog_view(schema),
         "audiences": sorted(
@@ -104,7 +119,7 @@ def builder_state(
             {
                 "name": n,
                 "audiences": list(p.config.audiences),
-                "base": text_hash(read_file(project, f"priority_lists/{n}.yml")),
+                "base": text_hash(lists.get(n, Opened(project)).read(f"priority_lists/{n}.yml")),
             }
             for n, p in sorted(project.priority_lists.items())
             if p.schema == schema.name
@@ -121,14 +136,21 @@ def _render(
     schema: AudienceSchemaDef,
     name: str,
     config: AudienceConfig,
+    files: Opened | None = None,
 ) -> HTMLResponse:
-    state = builder_state(project, user, schema, name, config)
+    files = files or Opened(project)
+    lists = {
+        n: opened_for(request, project, user, f"priority_lists/{n}.yml")
+        for n, p in project.priority_lists.items()
+        if p.schema == schema.name
+    }
+    state = builder_state(project, user, schema, name, config, files, lists)
     context = {
         "user": user,
         "title": name or "New audience",
         "state": state,
         "csrf": csrf_token(request),
-        "yaml": read_audience(project, name) if name else None,
+        "yaml": files.read(audience_path(name)) if name else None,
     }
     return templates.TemplateResponse(request, "audience_builder.html", context)
 
@@ -174,8 +196,10 @@ def new_audience(
 
 @router.get("/audiences/{name}", response_class=HTMLResponse)
 def edit_audience(request: Request, name: str, user: Viewer, project: ProjectDep) -> Response:
-    """The builder on a saved audience, as its file is written on disk now."""
-    text = read_audience(project, name) if _NAME.match(name) else None
+    """The builder on a saved audience, as its file is written on disk now (or, for an
+    editor with a pending draft of it, as that draft holds it)."""
+    files = opened_for(request, project, user, audience_path(name)) if _NAME.match(name) else None
+    text = files.read(audience_path(name)) if files is not None else None
     if text is None:
         return _not_found(request, user, "audience", name)
     config, errors = validate(AudienceConfig, file_data(text), Positions(Path(audience_path(name))))
@@ -188,7 +212,7 @@ def edit_audience(request: Request, name: str, user: Viewer, project: ProjectDep
         return templates.TemplateResponse(
             request, "audience_invalid.html", context, status_code=422
         )
-    return _render(request, user, project, schema, name, config)
+    return _render(request, user, project, schema, name, config, files)
 
 
 __all__ = ["builder_state", "catalog_view", "router"]

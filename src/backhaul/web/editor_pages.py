@@ -16,11 +16,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from backhaul.config.project import Project
 from backhaul.gitsave import Repo, text_hash
-from backhaul.web.api.editing import editor_state, file_of, sql_file_of
-from backhaul.web.audience_api import read_file
+from backhaul.web.api.editing import editor_state, file_of, opened_item, sql_file_of
 from backhaul.web.auth import Editor, User, csrf_token
 from backhaul.web.deps import ProjectDep, templates
 from backhaul.web.editor_forms import KINDS
+from backhaul.web.opening import Opened
 
 router = APIRouter(include_in_schema=False)
 TITLES = {
@@ -69,9 +69,15 @@ def edit_home(request: Request, user: Editor, project: ProjectDep) -> Response:
 
 
 def _form(
-    request: Request, user: User, project: Project, kind: str, name: str, type_: str | None
+    request: Request,
+    user: User,
+    project: Project,
+    kind: str,
+    name: str,
+    type_: str | None,
+    files: Opened | None = None,
 ) -> HTMLResponse:
-    state = editor_state(project, kind, name, type_)
+    state = editor_state(project, kind, name, type_, files)
     state["git"] = Repo.find(project.root) is not None
     context = {
         "user": user,
@@ -106,10 +112,14 @@ def edit_page(
     project: ProjectDep,
     type: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    """The form of a saved item, filled from its file as it is on disk now."""
-    if kind not in KINDS or read_file(project, file_of(project, kind, name)) is None:
-        return _not_found(request, user, KINDS.get(kind, "item"), name)
-    return _form(request, user, project, kind, name, type)
+    """The form of a saved item, filled from its file as it is on disk now (or, for an
+    editor with a pending draft of it, as that draft holds it)."""
+    if kind not in KINDS:
+        return _not_found(request, user, "item", name)
+    files = opened_item(request, project, user, kind, name)
+    if files.read(file_of(project, kind, name)) is None:
+        return _not_found(request, user, KINDS[kind], name)
+    return _form(request, user, project, kind, name, type, files)
 
 
 @router.get("/edit/{kind}/{name}/delete", response_class=HTMLResponse)
@@ -118,11 +128,12 @@ def delete_page(
 ) -> Response:
     """Asks before deleting: the files that go, and what still uses the item."""
     rel = file_of(project, kind, name) if kind in KINDS else ""
-    text = read_file(project, rel) if rel else None
-    if text is None:
+    opened = opened_item(request, project, user, kind, name) if rel else None
+    text = opened.read(rel) if opened is not None else None
+    if opened is None or text is None:
         return _not_found(request, user, KINDS.get(kind, "item"), name)
     files = [rel]
-    if kind == "models" and read_file(project, sql_file_of(project, name)) is not None:
+    if kind == "models" and opened.read(sql_file_of(project, name)) is not None:
         files.append(sql_file_of(project, name))
     context = {
         "user": user,

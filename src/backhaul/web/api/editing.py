@@ -6,7 +6,9 @@ and goes through :func:`backhaul.gitsave.save_files`: the project is validated w
 checks of ``backhaul validate --offline`` (problems come back with file, line and key, as
 the CLI prints them, and nothing is kept), then the file (a model's ``.yml`` and ``.sql``
 together) is committed by the signed-in user with a message naming the change. The app
-then loads the project again, so every page shows the save at once.
+then loads the project again, so every page shows the save at once. With approval on, an
+editor's save goes to their draft branch instead, and until it is approved they open the
+files as that draft holds them (:mod:`backhaul.web.opening`).
 
 The helpers beside the forms use the code paths of the CLI: "Test connection" is
 ``backhaul test-connection`` (:mod:`backhaul.cli.connection`), a model preview reads
@@ -31,10 +33,11 @@ from backhaul.errors import BackhaulError, SaveConflict
 from backhaul.gitsave import Problem, text_hash
 from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
 from backhaul.web.approvals import draft_note, save_project_files
-from backhaul.web.audience_api import problem_out, read_file, reload_project, save_failure
+from backhaul.web.audience_api import opened_for, problem_out, reload_project, save_failure
 from backhaul.web.auth import Editor, Role, User
 from backhaul.web.deps import ProjectDep, UsersDep
 from backhaul.web.editor_forms import KINDS, change_message, coerce, form_for
+from backhaul.web.opening import Opened
 
 router = json_router("/api/v1/edit", Role.EDITOR)
 PREVIEW_ROWS = 20
@@ -98,12 +101,27 @@ def _data(text: str | None) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def editor_state(
-    project: Project, kind: str, name: str, type_: str | None = None
-) -> dict[str, Any]:
-    """Everything an editor page needs about one file: its text, values, form and hashes."""
+def opened_item(request: Request, project: Project, user: User, kind: str, name: str) -> Opened:
+    """Where ``user`` opens item ``name``'s files: their pending draft of it, or the
+    checked-out files."""
     rel = file_of(project, kind, name) if name else ""
-    text = read_file(project, rel) if rel else None
+    return opened_for(request, project, user, rel)
+
+
+def editor_state(
+    project: Project,
+    kind: str,
+    name: str,
+    type_: str | None = None,
+    files: Opened | None = None,
+) -> dict[str, Any]:
+    """Everything an editor page needs about one file: its text, values, form and hashes.
+
+    ``files`` is where the files are read (default: the checked-out files; the user's
+    pending draft of them, see :func:`opened_item`)."""
+    files = files or Opened(project)
+    rel = file_of(project, kind, name) if name else ""
+    text = files.read(rel) if rel else None
     data = _data(text)
     type_ = type_ or data.get("type")
     fields = form_for(kind, project, data, type_)
@@ -117,6 +135,8 @@ def editor_state(
         "base": text_hash(text),
         "type": type_,
         "fields": [f.__dict__ for f in fields],
+        "draft": files.draft,
+        "draft_note": files.note,
     }
     if kind in ("sources", "destinations"):
         known = project.registry.sources if kind == "sources" else project.registry.destinations
@@ -124,7 +144,7 @@ def editor_state(
     if kind == "models":
         sql_rel = sql_file_of(project, name) if name else ""
         inline = "sql" in data
-        on_disk = None if inline or not sql_rel else read_file(project, sql_rel)
+        on_disk = None if inline or not sql_rel else files.read(sql_rel)
         shown = data.get("sql") if inline else on_disk
         out |= {"sql": shown or "", "sql_file": None if inline else sql_rel}
         out["sql_base"] = text_hash(on_disk)
@@ -137,21 +157,32 @@ def editor_state(
 
 
 @router.get("/{kind}/{name}")
-def get_route(kind: str, name: str, project: ProjectDep, type: str | None = None) -> Any:
-    """One file as the editor shows it (``is_new`` when there is no such file yet)."""
+def get_route(
+    request: Request,
+    kind: str,
+    name: str,
+    user: Editor,
+    project: ProjectDep,
+    type: str | None = None,
+) -> Any:
+    """One file as the editor shows it (``is_new`` when there is no such file yet): the
+    signed-in user's pending draft of it when they have one (``draft`` names it)."""
     try:
         _check_name(name)
-        return editor_state(project, _kind(kind), name, type)
+        kind = _kind(kind)
+        files = opened_item(request, project, user, kind, name)
+        return editor_state(project, kind, name, type, files)
     except BackhaulError as exc:
         return _error(400, "invalid", exc.message)
 
 
 def _planned(
-    project: Project, kind: str, name: str, body: SaveIn
+    project: Project, kind: str, name: str, body: SaveIn, files: Opened
 ) -> tuple[dict[str, str | None], dict[str, str], str, list[Problem]]:
-    """The files a save writes, their bases, the commit message and the form's problems."""
+    """The files a save writes, their bases, the commit message and the form's problems;
+    the form's values are laid over the files as ``files`` reads them."""
     rel = file_of(project, kind, name)
-    before = read_file(project, rel)
+    before = files.read(rel)
     if body.base == "" and before is not None:
         raise SaveConflict(
             f"a {KINDS[kind]} named `{name}` exists already ({rel}): choose another name, or "
@@ -174,20 +205,20 @@ def _planned(
     if model_sql and "sql" in data:
         values["sql"] = body.sql
     text = edit_yaml(before, values)
-    files: dict[str, str | None] = {rel: text}
+    saved: dict[str, str | None] = {rel: text}
     bases = {rel: body.base}
     new_data = _data(text)
     if model_sql and "sql" not in data:
         sql_rel = sql_file_of(project, name)
         sql = (body.sql or "").strip("\n") + "\n"
-        files[sql_rel] = sql
+        saved[sql_rel] = sql
         bases[sql_rel] = body.sql_base
-        old_sql = read_file(project, sql_rel)
+        old_sql = files.read(sql_rel)
         if before is not None and old_sql != sql:
             data = {**data, "sql": old_sql}
             new_data = {**new_data, "sql": sql}
     message = change_message(kind, name, None if before is None else data, new_data)
-    return files, bases, message, problems
+    return saved, bases, message, problems
 
 
 def _mapping(item: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +244,8 @@ def save_route(
     try:
         _check_name(name)
         kind = _kind(kind)
-        files, bases, message, problems = _planned(project, kind, name, body)
+        opened = opened_item(request, project, user, kind, name)
+        files, bases, message, problems = _planned(project, kind, name, body, opened)
     except SaveConflict as exc:
         return _error(409, "conflict", exc.message)
     except BackhaulError as exc:
@@ -242,11 +274,12 @@ def delete_route(
     except BackhaulError as exc:
         return _error(400, "invalid", exc.message)
     rel = file_of(project, kind, name)
-    if read_file(project, rel) is None:
+    opened = opened_item(request, project, user, kind, name)
+    if opened.read(rel) is None:
         return _error(404, "not_found", f"no {KINDS[kind]} `{name}`")
     files: dict[str, str | None] = {rel: None}
     bases = {rel: base} if base else {}
-    if kind == "models" and read_file(project, sql_file_of(project, name)) is not None:
+    if kind == "models" and opened.read(sql_file_of(project, name)) is not None:
         files[sql_file_of(project, name)] = None
     message = f"Delete {KINDS[kind]} {name}"
     return _save(
@@ -439,4 +472,4 @@ def fields_route(
         return {"fields": None, "message": exc.message}
 
 
-__all__ = ["destination_fields", "editor_state", "file_of", "preview", "router"]
+__all__ = ["destination_fields", "editor_state", "file_of", "opened_item", "preview", "router"]

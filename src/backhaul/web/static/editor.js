@@ -219,6 +219,7 @@
       if (code === 200) {
         showProblems([]);
         status.textContent = data.changed ? `Saved${data.commit ? " · commit " + data.commit.slice(0, 10) : ""}: ${data.message}` : "No change.";
+        if (data.warning) status.textContent += " · " + data.warning;
         if (S.is_new) { window.location.assign(`/edit/${S.kind}/${encodeURIComponent(name)}?saved=1`); return; }
         base = data.files[0].base;
         if (data.files[1]) sqlBase = data.files[1].base;
