@@ -24,16 +24,11 @@ from backhaul.engine.finite import FinitePolicy
 from backhaul.engine.mapping import Mapper, quote
 from backhaul.errors import BackhaulError, ConfigError, SourceError
 from backhaul.sources.base import Source
+
+# Re-exported: the planners and the web app nest model SQL with it too.
+from backhaul.sources.common import strip_sql as strip_sql
 from backhaul.state import snapshots
 from backhaul.state.snapshots import Failure, KeyLayout
-
-
-def strip_sql(sql: str) -> str:
-    """Model SQL ready to nest in a subquery: no trailing semicolons."""
-    text = sql.strip()
-    while text.endswith(";"):
-        text = text[:-1].rstrip()
-    return text
 
 
 def open_source(project: Project, model: ModelDef) -> Source:
