@@ -24,27 +24,17 @@ from backhaul.engine.finite import FinitePolicy
 from backhaul.engine.mapping import Mapper, quote
 from backhaul.errors import BackhaulError, ConfigError, SourceError
 from backhaul.sources.base import Source
+
+# Re-exported: the planners and the web app nest model SQL with it too.
+from backhaul.sources.common import strip_sql as strip_sql
 from backhaul.state import snapshots
 from backhaul.state.snapshots import Failure, KeyLayout
-
-
-def strip_sql(sql: str) -> str:
-    """Model SQL ready to nest in a subquery: no trailing semicolons."""
-    text = sql.strip()
-    while text.endswith(";"):
-        text = text[:-1].rstrip()
-    return text
 
 
 def open_source(project: Project, model: ModelDef) -> Source:
     src = project.sources.get(model.config.source)
     if src is None:
-        raise ConfigError(
-            f"unknown source `{model.config.source}`",
-            file=str(model.positions.file),
-            line=model.positions.line("source"),
-            key="source",
-        )
+        raise model.positions.error(f"unknown source `{model.config.source}`", "source")
     from backhaul.config.secrets import resolve
 
     cls = project.registry.source(src.config.type)
@@ -103,12 +93,7 @@ def open_workspace(
     """
     model = project.models.get(sync.config.model)
     if model is None:
-        raise ConfigError(
-            f"unknown model `{sync.config.model}`",
-            file=str(sync.positions.file),
-            line=sync.positions.line("model"),
-            key="model",
-        )
+        raise sync.positions.error(f"unknown model `{sync.config.model}`", "model")
     state_dir = project.state_dir
     tmp = state_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -139,21 +124,17 @@ def open_workspace(
         columns = {n: str(t) for n, t in zip(rel.columns, rel.types, strict=True)}
         missing = [k for k in model.config.primary_key if k not in columns]
         if missing:
-            raise ConfigError(
+            raise model.positions.error(
                 f"primary-key column(s) {', '.join(missing)} not in the model's output "
                 f"(columns: {', '.join(columns)})",
-                file=str(model.positions.file),
-                line=model.positions.line("primary_key"),
-                key="primary_key",
+                "primary_key",
             )
         for i, m in enumerate(sync.config.mappings):
             if isinstance(m, ColumnMapping) and m.column not in columns:
-                raise ConfigError(
+                raise sync.positions.error(
                     f"column `{m.column}` is not in model `{model.name}` "
                     f"(columns: {', '.join(columns)})",
-                    file=str(sync.positions.file),
-                    line=sync.positions.line(f"mappings.{i}.column"),
-                    key=f"mappings.{i}.column",
+                    f"mappings.{i}.column",
                 )
         mapper = Mapper(sync.config, columns, types=columns, finite=finite)
         match_fields = resolve_match(sync, model, needs_match)
@@ -227,10 +208,7 @@ def _pin(project: Project, model: ModelDef, exc: SourceError) -> BackhaulError:
     src = project.sources.get(model.config.source)
     if exc.key is None or src is None:
         return exc
-    positions = src.positions
-    return ConfigError(
-        exc.message, file=positions.file.as_posix(), line=positions.line(exc.key), key=exc.key
-    )
+    return src.positions.error(exc.message, exc.key)
 
 
 def _attach(
@@ -249,11 +227,9 @@ def resolve_match(sync: SyncDef, model: ModelDef, needs_match: bool) -> list[str
     if sync.config.match.fields:
         unknown = [f for f in sync.config.match.fields if f not in fields]
         if unknown:
-            raise ConfigError(
+            raise sync.positions.error(
                 f"match field(s) {', '.join(unknown)} are not mapped; map them or change `match`",
-                file=str(sync.positions.file),
-                line=sync.positions.line("match.fields"),
-                key="match.fields",
+                "match.fields",
             )
         return list(sync.config.match.fields)
     pk = model.config.primary_key

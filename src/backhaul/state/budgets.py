@@ -9,6 +9,7 @@ watched and rewritten in ``MULTI``/``EXEC``, retried when another process change
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,7 +29,28 @@ REDIS_PREFIX = "backhaul:budget:"
 REDIS_TTL_S = 3 * 86_400  # an account unused for three days starts afresh
 
 
-class PostgresBudgets:
+class _AtomicBudgets(ABC):
+    """The budget operations, each one atomic change of an account's state.
+
+    A store only says how it changes one account's state atomically (:meth:`_change`); the
+    rules of :mod:`backhaul.destinations.http.budget` decide what each operation does.
+    """
+
+    @abstractmethod
+    def _change(self, account: str, decide: Callable[[BudgetState, float], T]) -> T:
+        """Apply ``decide`` (state, the store's clock in seconds) atomically; its result."""
+
+    def take(self, account: str, n: int, window: Window, quota: Quota | None) -> Decision:
+        return self._change(account, lambda s, now: rules.take(s, now, n, window, quota))
+
+    def release(self, account: str, grant: str, window: Window) -> None:
+        self._change(account, lambda s, now: rules.release(s, now, grant, window))
+
+    def pause(self, account: str, seconds: float) -> None:
+        self._change(account, lambda s, now: rules.pause(s, now, seconds))
+
+
+class PostgresBudgets(_AtomicBudgets):
     """Budgets as rows of ``rate_budgets`` in the run store's Postgres database."""
 
     def __init__(self, engine: Engine) -> None:
@@ -88,15 +110,6 @@ class PostgresBudgets:
             )
             return result
 
-    def take(self, account: str, n: int, window: Window, quota: Quota | None) -> Decision:
-        return self._change(account, lambda s, now: rules.take(s, now, n, window, quota))
-
-    def release(self, account: str, grant: str, window: Window) -> None:
-        self._change(account, lambda s, now: rules.release(s, now, grant, window))
-
-    def pause(self, account: str, seconds: float) -> None:
-        self._change(account, lambda s, now: rules.pause(s, now, seconds))
-
     def used_today(self, account: str, quota: Quota) -> int:
         t = rate_budgets.c
         with self.engine.connect() as conn:
@@ -110,7 +123,7 @@ class PostgresBudgets:
         return int(row[1]) if row[0] == quota.day(float(row[2])) else 0
 
 
-class RedisBudgets:
+class RedisBudgets(_AtomicBudgets):
     """Budgets as Redis hashes ``{prefix}{account}``, changed in ``MULTI``/``EXEC``.
 
     Args:
@@ -158,15 +171,6 @@ class RedisBudgets:
 
         self.client.transaction(attempt, key)  # runs again while another client races
         return results[0]
-
-    def take(self, account: str, n: int, window: Window, quota: Quota | None) -> Decision:
-        return self._change(account, lambda s, now: rules.take(s, now, n, window, quota))
-
-    def release(self, account: str, grant: str, window: Window) -> None:
-        self._change(account, lambda s, now: rules.release(s, now, grant, window))
-
-    def pause(self, account: str, seconds: float) -> None:
-        self._change(account, lambda s, now: rules.pause(s, now, seconds))
 
     def used_today(self, account: str, quota: Quota) -> int:
         state = _state(self.client.hgetall(self.prefix + account))
