@@ -163,14 +163,8 @@ def dbapi_reader(
                 f"a column changes type within the result ({one_line(str(exc))}); "
                 "cast it to one type in the model SQL"
             ) from None
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise on_error(exc) from None
-        finally:
-            finish()
 
-    return pa.RecordBatchReader.from_batches(schema, batches())
+    return _guarded_reader(schema, batches(), on_error=on_error, finish=finish)
 
 
 def tables_reader(
@@ -194,14 +188,34 @@ def tables_reader(
         raise on_error(exc) from None
 
     def batches() -> Iterator[pa.RecordBatch]:
+        item = first
+        while item is not None:
+            parts = item.to_batches(batch_size) if isinstance(item, pa.Table) else [item]
+            for part in parts:
+                for start in range(0, part.num_rows, batch_size):
+                    yield part.slice(start, batch_size).cast(schema)
+            item = next(tables, None)
+
+    return _guarded_reader(schema, batches(), on_error=on_error, finish=finish)
+
+
+def _guarded_reader(
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    on_error: Callable[[BaseException], BaseException],
+    finish: Callable[[], None],
+) -> pa.RecordBatchReader:
+    """A reader over ``batches`` that ends the query however the stream ends.
+
+    A driver error met while streaming becomes the source's own error (``on_error``), a
+    :class:`SourceError` passes as it is, and ``finish`` runs once, when the stream ends or
+    fails.
+    """
+
+    def guarded() -> Iterator[pa.RecordBatch]:
         try:
-            item = first
-            while item is not None:
-                parts = item.to_batches(batch_size) if isinstance(item, pa.Table) else [item]
-                for part in parts:
-                    for start in range(0, part.num_rows, batch_size):
-                        yield part.slice(start, batch_size).cast(schema)
-                item = next(tables, None)
+            yield from batches
         except SourceError:
             raise
         except Exception as exc:
@@ -209,7 +223,7 @@ def tables_reader(
         finally:
             finish()
 
-    return pa.RecordBatchReader.from_batches(schema, batches())
+    return pa.RecordBatchReader.from_batches(schema, guarded())
 
 
 class DbApiSource:
