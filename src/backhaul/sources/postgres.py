@@ -17,11 +17,12 @@ import duckdb
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from psycopg import conninfo, sql
+from psycopg import sql
 from pydantic import Field, model_validator
 
-from backhaul.errors import ConfigError, SourceError
+from backhaul.errors import SourceError
 from backhaul.sources.common import SourceConfig, limit_zero, one_line, strip_sql
+from backhaul.state.warehouse_conn import postgres_params
 
 
 class PostgresSourceConfig(SourceConfig):
@@ -338,28 +339,11 @@ def _hex_bytes(column: pa.Array) -> pa.Array:
 
 
 def _params(config: PostgresSourceConfig) -> dict[str, Any]:
-    if config.url:
-        try:
-            params: dict[str, Any] = conninfo.conninfo_to_dict(config.url)
-        except psycopg.ProgrammingError:
-            raise ConfigError(
-                "postgres `url` is not a valid connection URL; use "
-                "postgresql://user:password@host:5432/database",
-                key="url",
-            ) from None
-    else:
-        params = {
-            "host": config.host,
-            "port": config.port,
-            "user": config.user,
-            "password": config.password,
-            "dbname": config.database,
-        }
-    if config.sslmode:
-        params["sslmode"] = config.sslmode
+    """The warehouse's connection parameters, with the source's connect timeout."""
+    params = postgres_params(config)
     # A timeout written in the URL wins over the config field's default.
     params.setdefault("connect_timeout", max(1, int(config.connect_timeout)))
-    return {k: v for k, v in params.items() if v not in (None, "")}
+    return params
 
 
 def _pg_message(exc: BaseException, secrets: list[str]) -> str:
