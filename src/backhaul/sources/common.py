@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -30,6 +30,26 @@ class SourceConfig(BaseModel):
     type: str
     description: str | None = None
     connect_timeout: float = Field(10, gt=0, description="Seconds to wait for a connection.")
+
+
+class _ServerFields(Protocol):
+    url: str | None
+    host: str | None
+    user: str | None
+    password: str | None
+    database: str | None
+
+
+def check_url_or_host(config: _ServerFields, example_url: str) -> None:
+    """A database server is given by one ``url`` or by its fields, so neither can hide the other.
+
+    Raises:
+        ValueError: Both are given, or neither (``example_url`` shows the URL form).
+    """
+    if config.url and (config.host or config.user or config.password or config.database):
+        raise ValueError("give either `url` or host/user/password/database, not both")
+    if not config.url and not config.host:
+        raise ValueError(f"give `url` ({example_url}) or `host`")
 
 
 def import_driver(module: str, package: str, extra: str, kind: str) -> ModuleType:
@@ -364,6 +384,7 @@ class DbApiSource:
 __all__ = [
     "DbApiSource",
     "SourceConfig",
+    "check_url_or_host",
     "dbapi_reader",
     "import_driver",
     "infer_schema",

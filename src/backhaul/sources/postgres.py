@@ -21,7 +21,7 @@ from psycopg import sql
 from pydantic import Field, model_validator
 
 from backhaul.errors import SourceError
-from backhaul.sources.common import SourceConfig, limit_zero, one_line, strip_sql
+from backhaul.sources.common import SourceConfig, check_url_or_host, limit_zero, one_line, strip_sql
 from backhaul.state.warehouse_conn import postgres_params
 
 
@@ -40,10 +40,7 @@ class PostgresSourceConfig(SourceConfig):
 
     @model_validator(mode="after")
     def _url_or_host(self) -> PostgresSourceConfig:
-        if self.url and (self.host or self.user or self.password or self.database):
-            raise ValueError("give either `url` or host/user/password/database, not both")
-        if not self.url and not self.host:
-            raise ValueError("give `url` (postgresql://user@host:5432/db) or `host`")
+        check_url_or_host(self, "postgresql://user@host:5432/db")
         return self
 
 
