@@ -47,6 +47,13 @@ def basis_points(percent: float) -> int:
     return round(percent * 100)
 
 
+def _hundredths(value: int | float) -> int | float:
+    """A percent of a split, refused with more than two decimals (splits resolve to 0.01%)."""
+    if abs(value * 100 - round(value * 100)) > 1e-6:
+        raise ValueError("must have at most two decimals (splits resolve to 0.01%)")
+    return value
+
+
 class SplitGroup(Strict):
     """One named share of the audience."""
 
@@ -56,9 +63,7 @@ class SplitGroup(Strict):
     @field_validator("percent")
     @classmethod
     def _resolution(cls, value: int | float) -> int | float:
-        if abs(value * 100 - round(value * 100)) > 1e-6:
-            raise ValueError("must have at most two decimals (splits resolve to 0.01%)")
-        return value
+        return _hundredths(value)
 
 
 class Splits(Strict):
@@ -75,9 +80,7 @@ class Splits(Strict):
     @field_validator("holdout")
     @classmethod
     def _resolution(cls, value: int | float) -> int | float:
-        if abs(value * 100 - round(value * 100)) > 1e-6:
-            raise ValueError("must have at most two decimals (splits resolve to 0.01%)")
-        return value
+        return _hundredths(value)
 
     @model_validator(mode="after")
     def _total(self) -> Splits:
