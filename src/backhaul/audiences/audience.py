@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal
 
@@ -45,6 +46,13 @@ class Strict(BaseModel):
 def basis_points(percent: float) -> int:
     """A percentage in hundredths of a percent (splits are resolved to 0.01%)."""
     return round(percent * 100)
+
+
+def named_twice(names: Sequence[str]) -> str | None:
+    """The alphabetically first name that appears more than once, or ``None``: a repeated
+    name would make one definition hide another."""
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    return dupes[0] if dupes else None
 
 
 def _hundredths(value: int | float) -> int | float:
@@ -84,10 +92,9 @@ class Splits(Strict):
 
     @model_validator(mode="after")
     def _total(self) -> Splits:
-        names = [g.name for g in self.groups]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"split group `{dupes[0]}` is named twice")
+        twice = named_twice([g.name for g in self.groups])
+        if twice is not None:
+            raise ValueError(f"split group `{twice}` is named twice")
         if self.groups:
             total = basis_points(self.holdout) + sum(basis_points(g.percent) for g in self.groups)
             if total != 10_000:
@@ -166,10 +173,9 @@ class AudienceConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_tests(self) -> AudienceConfig:
-        names = [t.name for t in self.tests]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"test `{dupes[0]}` is named twice; give each case its own name")
+        twice = named_twice([t.name for t in self.tests])
+        if twice is not None:
+            raise ValueError(f"test `{twice}` is named twice; give each case its own name")
         return self
 
 
@@ -180,4 +186,5 @@ __all__ = [
     "SplitGroup",
     "Splits",
     "basis_points",
+    "named_twice",
 ]
