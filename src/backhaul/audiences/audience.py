@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal
 
@@ -47,6 +48,20 @@ def basis_points(percent: float) -> int:
     return round(percent * 100)
 
 
+def named_twice(names: Sequence[str]) -> str | None:
+    """The alphabetically first name that appears more than once, or ``None``: a repeated
+    name would make one definition hide another."""
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    return dupes[0] if dupes else None
+
+
+def _hundredths(value: int | float) -> int | float:
+    """A percent of a split, refused with more than two decimals (splits resolve to 0.01%)."""
+    if abs(value * 100 - round(value * 100)) > 1e-6:
+        raise ValueError("must have at most two decimals (splits resolve to 0.01%)")
+    return value
+
+
 class SplitGroup(Strict):
     """One named share of the audience."""
 
@@ -56,9 +71,7 @@ class SplitGroup(Strict):
     @field_validator("percent")
     @classmethod
     def _resolution(cls, value: int | float) -> int | float:
-        if abs(value * 100 - round(value * 100)) > 1e-6:
-            raise ValueError("must have at most two decimals (splits resolve to 0.01%)")
-        return value
+        return _hundredths(value)
 
 
 class Splits(Strict):
@@ -75,16 +88,13 @@ class Splits(Strict):
     @field_validator("holdout")
     @classmethod
     def _resolution(cls, value: int | float) -> int | float:
-        if abs(value * 100 - round(value * 100)) > 1e-6:
-            raise ValueError("must have at most two decimals (splits resolve to 0.01%)")
-        return value
+        return _hundredths(value)
 
     @model_validator(mode="after")
     def _total(self) -> Splits:
-        names = [g.name for g in self.groups]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"split group `{dupes[0]}` is named twice")
+        twice = named_twice([g.name for g in self.groups])
+        if twice is not None:
+            raise ValueError(f"split group `{twice}` is named twice")
         if self.groups:
             total = basis_points(self.holdout) + sum(basis_points(g.percent) for g in self.groups)
             if total != 10_000:
@@ -163,10 +173,9 @@ class AudienceConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_tests(self) -> AudienceConfig:
-        names = [t.name for t in self.tests]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"test `{dupes[0]}` is named twice; give each case its own name")
+        twice = named_twice([t.name for t in self.tests])
+        if twice is not None:
+            raise ValueError(f"test `{twice}` is named twice; give each case its own name")
         return self
 
 
@@ -177,4 +186,5 @@ __all__ = [
     "SplitGroup",
     "Splits",
     "basis_points",
+    "named_twice",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field
 from sqlglot import exp
 
-from backhaul.audiences.audience import Strict
+from backhaul.audiences.audience import Strict, named_twice
 from backhaul.audiences.compiler import PARENT, Compiler, col, ident
 from backhaul.config.project import Positions
 from backhaul.errors import ConfigError
@@ -49,9 +49,9 @@ class PriorityListDef:
 def _configs(compiler: Compiler, names: list[str]) -> list[exp.Expr]:
     if not names:
         raise ConfigError("a priority list needs at least one audience")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"audience `{dupes[0]}` appears twice in the priority list")
+    twice = named_twice(names)
+    if twice is not None:
+        raise ConfigError(f"audience `{twice}` appears twice in the priority list")
     predicates = []
     for name in names:
         config = compiler.audiences.get(name)

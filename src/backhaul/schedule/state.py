@@ -82,24 +82,27 @@ class ScheduleStore:
     def pause(self, sync: str, by: str | None, now: datetime | None = None) -> bool:
         """Pause ``sync``; False when it was paused already."""
         at = now or _now()
-        self.ensure([sync], at)
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(schedule_states)
-                .where(schedule_states.c.sync == sync, schedule_states.c.paused.is_(False))
-                .values(paused=True, paused_by=by, paused_at=at, updated_at=at)
-            )
-        return bool(result.rowcount)
+        return self._flip(sync, at, paused=True, paused_by=by, paused_at=at)
 
     def resume(self, sync: str, now: datetime | None = None) -> bool:
         """Resume ``sync``; its next run is counted from now. False when it was not paused."""
         at = now or _now()
+        return self._flip(sync, at, paused=False, paused_by=None, paused_at=None, since=at)
+
+    def _flip(
+        self, sync: str, at: datetime, *, paused: bool, **values: datetime | str | None
+    ) -> bool:
+        """Set ``paused`` on ``sync`` with ``values`` in one conditional update.
+
+        The update only matches a row whose flag is still the other way, so two people
+        pausing at once are told apart: the one whose update changed nothing gets False.
+        """
         self.ensure([sync], at)
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(schedule_states)
-                .where(schedule_states.c.sync == sync, schedule_states.c.paused.is_(True))
-                .values(paused=False, paused_by=None, paused_at=None, since=at, updated_at=at)
+                .where(schedule_states.c.sync == sync, schedule_states.c.paused.is_(not paused))
+                .values(paused=paused, updated_at=at, **values)
             )
         return bool(result.rowcount)
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -30,6 +30,26 @@ class SourceConfig(BaseModel):
     type: str
     description: str | None = None
     connect_timeout: float = Field(10, gt=0, description="Seconds to wait for a connection.")
+
+
+class _ServerFields(Protocol):
+    url: str | None
+    host: str | None
+    user: str | None
+    password: str | None
+    database: str | None
+
+
+def check_url_or_host(config: _ServerFields, example_url: str) -> None:
+    """A database server is given by one ``url`` or by its fields, so neither can hide the other.
+
+    Raises:
+        ValueError: Both are given, or neither (``example_url`` shows the URL form).
+    """
+    if config.url and (config.host or config.user or config.password or config.database):
+        raise ValueError("give either `url` or host/user/password/database, not both")
+    if not config.url and not config.host:
+        raise ValueError(f"give `url` ({example_url}) or `host`")
 
 
 def import_driver(module: str, package: str, extra: str, kind: str) -> ModuleType:
@@ -163,14 +183,8 @@ def dbapi_reader(
                 f"a column changes type within the result ({one_line(str(exc))}); "
                 "cast it to one type in the model SQL"
             ) from None
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise on_error(exc) from None
-        finally:
-            finish()
 
-    return pa.RecordBatchReader.from_batches(schema, batches())
+    return _guarded_reader(schema, batches(), on_error=on_error, finish=finish)
 
 
 def tables_reader(
@@ -194,14 +208,34 @@ def tables_reader(
         raise on_error(exc) from None
 
     def batches() -> Iterator[pa.RecordBatch]:
+        item = first
+        while item is not None:
+            parts = item.to_batches(batch_size) if isinstance(item, pa.Table) else [item]
+            for part in parts:
+                for start in range(0, part.num_rows, batch_size):
+                    yield part.slice(start, batch_size).cast(schema)
+            item = next(tables, None)
+
+    return _guarded_reader(schema, batches(), on_error=on_error, finish=finish)
+
+
+def _guarded_reader(
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    on_error: Callable[[BaseException], BaseException],
+    finish: Callable[[], None],
+) -> pa.RecordBatchReader:
+    """A reader over ``batches`` that ends the query however the stream ends.
+
+    A driver error met while streaming becomes the source's own error (``on_error``), a
+    :class:`SourceError` passes as it is, and ``finish`` runs once, when the stream ends or
+    fails.
+    """
+
+    def guarded() -> Iterator[pa.RecordBatch]:
         try:
-            item = first
-            while item is not None:
-                parts = item.to_batches(batch_size) if isinstance(item, pa.Table) else [item]
-                for part in parts:
-                    for start in range(0, part.num_rows, batch_size):
-                        yield part.slice(start, batch_size).cast(schema)
-                item = next(tables, None)
+            yield from batches
         except SourceError:
             raise
         except Exception as exc:
@@ -209,7 +243,7 @@ def tables_reader(
         finally:
             finish()
 
-    return pa.RecordBatchReader.from_batches(schema, batches())
+    return pa.RecordBatchReader.from_batches(schema, guarded())
 
 
 class DbApiSource:
@@ -350,6 +384,7 @@ class DbApiSource:
 __all__ = [
     "DbApiSource",
     "SourceConfig",
+    "check_url_or_host",
     "dbapi_reader",
     "import_driver",
     "infer_schema",

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
@@ -75,8 +75,7 @@ def run_statements(
 
 
 def _duckdb(config: Any, project_dir: Path, statements: Sequence[str]) -> None:
-    path = Path(config.path)
-    path = path if path.is_absolute() else project_dir / path
+    path = _file_path(config, project_dir)
     try:
         con = duckdb.connect(str(path))
         if config.setup_sql:
@@ -84,17 +83,7 @@ def _duckdb(config: Any, project_dir: Path, statements: Sequence[str]) -> None:
     except duckdb.Error as exc:
         message = f"cannot open the DuckDB warehouse {path.name}: {one_line(str(exc))}"
         raise SourceError(message) from None
-    try:
-        con.execute("BEGIN")
-        for i, sql in enumerate(statements):
-            try:
-                con.execute(sql)
-            except duckdb.Error as exc:
-                con.execute("ROLLBACK")
-                raise StatementFailed(i, one_line(str(exc))) from None
-        con.execute("COMMIT")
-    finally:
-        con.close()
+    _in_one_transaction(con, statements, duckdb.Error)
 
 
 def _postgres(config: Any, statements: Sequence[str], secrets: Sequence[str]) -> None:
@@ -166,19 +155,41 @@ def _mysql_line(exc: BaseException, secrets: Sequence[str]) -> str:
 
 
 def _sqlite(config: Any, project_dir: Path, statements: Sequence[str]) -> None:
-    path = Path(config.path)
-    path = path if path.is_absolute() else project_dir / path
+    path = _file_path(config, project_dir)
     try:
         con = sqlite3.connect(path, timeout=config.connect_timeout, isolation_level=None)
     except sqlite3.Error as exc:
         message = f"cannot open the SQLite warehouse {path.name}: {one_line(str(exc))}"
         raise SourceError(message) from None
+    _in_one_transaction(con, statements, sqlite3.Error)
+
+
+class _Connection(Protocol):
+    def execute(self, sql: str, /) -> object: ...
+
+    def close(self) -> None: ...
+
+
+def _file_path(config: Any, project_dir: Path) -> Path:
+    """A file warehouse's ``path``; a relative one is read from the project folder."""
+    path = Path(config.path)
+    return path if path.is_absolute() else project_dir / path
+
+
+def _in_one_transaction(
+    con: _Connection, statements: Sequence[str], errors: type[Exception]
+) -> None:
+    """Run ``statements`` between an explicit BEGIN and COMMIT, then close ``con``.
+
+    The embedded warehouses (DuckDB, SQLite) take the transaction as plain statements, so a
+    failing statement rolls back the ones before it and is reported by its index.
+    """
     try:
         con.execute("BEGIN")
         for i, sql in enumerate(statements):
             try:
                 con.execute(sql)
-            except sqlite3.Error as exc:
+            except errors as exc:
                 con.execute("ROLLBACK")
                 raise StatementFailed(i, one_line(str(exc))) from None
         con.execute("COMMIT")

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from backhaul.errors import ConfigError, SourceError
 from backhaul.sources.common import (
     SourceConfig,
+    check_url_or_host,
     dbapi_reader,
     import_driver,
     limit_zero,
@@ -41,10 +42,7 @@ class MySQLSourceConfig(SourceConfig):
 
     @model_validator(mode="after")
     def _url_or_host(self) -> MySQLSourceConfig:
-        if self.url and (self.host or self.user or self.password or self.database):
-            raise ValueError("give either `url` or host/user/password/database, not both")
-        if not self.url and not self.host:
-            raise ValueError("give `url` (mysql://user@host:3306/db) or `host`")
+        check_url_or_host(self, "mysql://user@host:3306/db")
         return self
 
 

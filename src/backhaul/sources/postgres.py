@@ -17,11 +17,12 @@ import duckdb
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from psycopg import conninfo, sql
+from psycopg import sql
 from pydantic import Field, model_validator
 
-from backhaul.errors import ConfigError, SourceError
-from backhaul.sources.common import SourceConfig, limit_zero, one_line, strip_sql
+from backhaul.errors import SourceError
+from backhaul.sources.common import SourceConfig, check_url_or_host, limit_zero, one_line, strip_sql
+from backhaul.state.warehouse_conn import postgres_params
 
 
 class PostgresSourceConfig(SourceConfig):
@@ -39,10 +40,7 @@ class PostgresSourceConfig(SourceConfig):
 
     @model_validator(mode="after")
     def _url_or_host(self) -> PostgresSourceConfig:
-        if self.url and (self.host or self.user or self.password or self.database):
-            raise ValueError("give either `url` or host/user/password/database, not both")
-        if not self.url and not self.host:
-            raise ValueError("give `url` (postgresql://user@host:5432/db) or `host`")
+        check_url_or_host(self, "postgresql://user@host:5432/db")
         return self
 
 
@@ -338,28 +336,11 @@ def _hex_bytes(column: pa.Array) -> pa.Array:
 
 
 def _params(config: PostgresSourceConfig) -> dict[str, Any]:
-    if config.url:
-        try:
-            params: dict[str, Any] = conninfo.conninfo_to_dict(config.url)
-        except psycopg.ProgrammingError:
-            raise ConfigError(
-                "postgres `url` is not a valid connection URL; use "
-                "postgresql://user:password@host:5432/database",
-                key="url",
-            ) from None
-    else:
-        params = {
-            "host": config.host,
-            "port": config.port,
-            "user": config.user,
-            "password": config.password,
-            "dbname": config.database,
-        }
-    if config.sslmode:
-        params["sslmode"] = config.sslmode
+    """The warehouse's connection parameters, with the source's connect timeout."""
+    params = postgres_params(config)
     # A timeout written in the URL wins over the config field's default.
     params.setdefault("connect_timeout", max(1, int(config.connect_timeout)))
-    return {k: v for k, v in params.items() if v not in (None, "")}
+    return params
 
 
 def _pg_message(exc: BaseException, secrets: list[str]) -> str:

@@ -39,6 +39,7 @@ from backhaul.destinations.base import Operation
 from backhaul.plugins import Registry
 from backhaul.summary import RunStatus, RunSummary
 from backhaul.testing.emulators.base import Call, Faults
+from backhaul.testing.receiver import field_at
 
 ROWS = 20
 REJECT_ERROR = "bad record"
@@ -301,14 +302,8 @@ def _name(text: str) -> str:
 
 
 def _lookup(record: Mapping[str, Any], path: str) -> Any:
-    if path in record:
-        return record[path]
-    node: Any = record
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+    """A flat key spelled with dots first (some APIs keep those), else the nested value."""
+    return record[path] if path in record else field_at(record, path)
 
 
 def _same(found: Any, expected: Any) -> bool:

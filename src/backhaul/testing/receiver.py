@@ -172,7 +172,7 @@ class WebhookReceiver(Emulator):
         """Apply one record to the state (lock held); return an error text or None."""
         if not isinstance(record, dict):
             return "a record must be a JSON object"
-        key_value = _lookup(record, self.key_field)
+        key_value = field_at(record, self.key_field)
         if key_value is None:
             return f"missing key field `{self.key_field}`"
         key = str(key_value)
@@ -199,7 +199,8 @@ class WebhookReceiver(Emulator):
         return None
 
 
-def _lookup(record: Mapping[str, Any], path: str) -> Any:
+def field_at(record: Mapping[str, Any], path: str) -> Any:
+    """The value at dotted ``path`` inside nested objects; ``None`` where a part is missing."""
     node: Any = record
     for part in path.split("."):
         if not isinstance(node, Mapping) or part not in node:
@@ -208,4 +209,11 @@ def _lookup(record: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-__all__ = ["OPERATIONS", "SIGNATURE_HEADER", "WebhookReceiver", "sign", "strict_json"]
+__all__ = [
+    "OPERATIONS",
+    "SIGNATURE_HEADER",
+    "WebhookReceiver",
+    "field_at",
+    "sign",
+    "strict_json",
+]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -397,24 +397,27 @@ class KlaviyoEmulator(Emulator):
         return JSONResponse({"data": resource}, media_type=MEDIA)
 
     async def _import_errors(self, request: Request) -> Response:
-        with self.lock:
-            job = self._job(request)
-            if isinstance(job, Response):
-                return job
-            errors = job.result.errors if job.result else []
-        return JSONResponse(
-            page(request, errors, lambda e: e, self.errors_page_size), media_type=MEDIA
-        )
+        return self._job_page(request, lambda o: o.errors, lambda e: e, self.errors_page_size)
 
     async def _job_profiles(self, request: Request) -> Response:
+        return self._job_page(
+            request, lambda o: o.profile_ids, lambda i: {"type": "profile", "id": i}, 20
+        )
+
+    def _job_page(
+        self,
+        request: Request,
+        listed: Callable[[Outcome], Sequence[Any]],
+        render: Callable[[Any], dict[str, Any]],
+        size: int,
+    ) -> Response:
+        """One page of what an import job lists; empty until the job has finished."""
         with self.lock:
             job = self._job(request)
             if isinstance(job, Response):
                 return job
-            ids = job.result.profile_ids if job.result else []
-        return JSONResponse(
-            page(request, ids, lambda i: {"type": "profile", "id": i}, 20), media_type=MEDIA
-        )
+            rows = listed(job.result) if job.result else []
+        return JSONResponse(page(request, rows, render, size), media_type=MEDIA)
 
     # -- lists and profiles ------------------------------------------------------------------
 

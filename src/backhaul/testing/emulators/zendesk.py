@@ -367,6 +367,15 @@ class ZendeskEmulator(Emulator):
         current["updated_at"] = now
         return current
 
+    def _result(
+        self, index: int, object: str, item: Any, current: dict[str, Any] | None, status: str
+    ) -> Result:
+        """Item ``index`` of a bulk job written over ``current``, or failed with its problem."""
+        problem = self._problem(object, item, current)
+        if problem is not None:
+            return self._failed(index, problem)
+        return self._done(index, self._write(object, item, current), status)
+
     @staticmethod
     def _failed(index: int, problem: tuple[str, str]) -> Result:
         return {
@@ -427,12 +436,8 @@ class ZendeskEmulator(Emulator):
                     current = self._find("users", "external_id", item.get("external_id"))
                     if current is None:
                         current = self._find("users", "email", item.get("email"))
-                problem = self._problem("users", item, current)
-                if problem is not None:
-                    out.append(self._failed(i, problem))
-                    continue
                 status = "Created" if current is None else "Updated"
-                out.append(self._done(i, self._write("users", item, current), status))
+                out.append(self._result(i, "users", item, current, status))
             return out
 
         return self._queue(request, "bulk_create_or_update_users", len(items), work)
@@ -444,14 +449,7 @@ class ZendeskEmulator(Emulator):
             return items
 
         def work() -> list[Result]:
-            out: list[Result] = []
-            for i, item in enumerate(items):
-                problem = self._problem(object, item, None)
-                if problem is not None:
-                    out.append(self._failed(i, problem))
-                else:
-                    out.append(self._done(i, self._write(object, item, None), "Created"))
-            return out
+            return [self._result(i, object, item, None, "Created") for i, item in enumerate(items)]
 
         return self._queue(request, f"bulk_create_{object}", len(items), work)
 
@@ -472,11 +470,7 @@ class ZendeskEmulator(Emulator):
                 if current is None:
                     out.append(self._failed(i, ("RecordNotFound", "Not found")))
                     continue
-                problem = self._problem(object, item, current)
-                if problem is not None:
-                    out.append(self._failed(i, problem))
-                else:
-                    out.append(self._done(i, self._write(object, item, current), "Updated"))
+                out.append(self._result(i, object, item, current, "Updated"))
             return out
 
         return self._queue(request, f"bulk_update_{object}", len(items), work)
