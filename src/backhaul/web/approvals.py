@@ -31,18 +31,13 @@ from backhaul.gitsave import Author, SaveResult, save_files
 from backhaul.web.api.base import ERRORS, json_router
 from backhaul.web.auth import Admin, Editor, Role, User
 from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
-from backhaul.web.opening import draft_branch
+from backhaul.web.opening import draft_branch, pending_note
 
 api_router = json_router("/api/v1/approvals", tag="approvals")
 page_router = APIRouter(include_in_schema=False)
 
 
 # -- saving -------------------------------------------------------------------------------
-
-
-def draft_note(branch: str) -> str:
-    """What an editor is told after a save that went to draft ``branch``."""
-    return f"saved as draft {branch}: it runs once an admin approves it at /approvals"
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class Saved:
     def note(self) -> str | None:
         """What the editor is told besides "saved"."""
         if self.draft and self.result.changed:
-            return draft_note(self.draft)
+            return pending_note(self.draft)
         return None
 
 
@@ -495,7 +490,6 @@ def reject_draft_form(
 __all__ = [
     "Saved",
     "api_router",
-    "draft_note",
     "page_router",
     "review_of",
     "save_project_file",
