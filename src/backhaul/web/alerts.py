@@ -77,22 +77,10 @@ class MuteOut(BaseModel):
 
 
 def _event_out(e: AlertEvent) -> AlertEventOut:
-    return AlertEventOut(
-        id=e.id,
-        at=e.at,
-        sync=e.sync,
-        rule=e.rule,
-        kind=e.kind,
-        message=e.message,
-        run_id=e.run_id,
-        muted=e.muted,
-        deliveries=[
-            DeliveryOut(
-                channel=d.channel, what=d.what, ok=d.ok, status=d.status, error=d.error, at=d.at
-            )
-            for d in e.deliveries
-        ],
-    )
+    """The event as the API shows it: the fields share their names, and a delivery's
+    ``request`` (what was sent, redacted) is left out because ``DeliveryOut`` has no such
+    field."""
+    return AlertEventOut.model_validate(e, from_attributes=True)
 
 
 def _target(project: Project, sync: str, rule: str | None) -> str:

@@ -16,7 +16,7 @@ goes when approval is on (``approval: {required: true}``, see docs/git.md).
 from __future__ import annotations
 
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -250,14 +250,7 @@ def state(project: Project, store: Any, *, reviews: bool) -> ApprovalsOut:
         review=review,
         drafts=[
             DraftOut(
-                branch=d.branch,
-                tip=d.tip,
-                base=d.base,
-                author=d.author,
-                at=d.at,
-                subject=d.subject,
-                files=list(d.files),
-                commits=d.commits,
+                **asdict(d),
                 review=review_of(project, d.base, d.tip) if reviews and d.base else None,
             )
             for d in found
