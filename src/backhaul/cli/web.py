@@ -23,7 +23,6 @@ from backhaul.cli.common import (
 from backhaul.errors import BackhaulError
 
 if TYPE_CHECKING:
-    from backhaul.state.store import RunStore
     from backhaul.web.auth import Role
     from backhaul.web.users import UserStore
 
@@ -179,13 +178,19 @@ def _scheduler_beside(project_dir: Path, on: bool) -> Iterator[None]:
             thread.join(30)
 
 
-def _users(project_dir: Path) -> tuple[RunStore, UserStore]:
+@contextmanager
+def _users(project_dir: Path) -> Iterator[UserStore]:
+    """The project's web users, in its metadata database, which is closed after use."""
     from backhaul.state.store import RunStore
     from backhaul.web.users import UserStore
 
     project = _load(project_dir)
-    store = RunStore.open(project.metadata_url, project.row_logs)
-    return store, UserStore(store)
+    with RunStore.open(project.metadata_url, project.row_logs) as store:
+        yield UserStore(store)
+
+
+def _no_user(username: str) -> BackhaulError:
+    return BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
 
 
 def _role(name: str) -> Role:
@@ -222,8 +227,7 @@ def add(
     """Create a user (the password is asked twice, or read from stdin)."""
     chosen = _role(role)
     password = _read_password(password_stdin)
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         user = users.add(username, password, chosen)
         users.audit(None, "user_add", user.username, {"role": chosen.value, "via": "cli"})
     _console().print(f"created user {user.username} ({user.role.value})")
@@ -235,8 +239,7 @@ def list_users(project_dir: ProjectDir = Path("."), as_json: JsonOption = False)
     """Every user with their role and tokens."""
     from rich.table import Table
 
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         tokens = users.tokens()
         found = [
             (
@@ -262,10 +265,9 @@ def remove(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Delete a user and their API tokens."""
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         if not users.remove(username):
-            raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
+            raise _no_user(username)
         users.audit(None, "user_remove", username, {"via": "cli"})
     _console().print(f"removed user {username}")
 
@@ -281,10 +283,9 @@ def password(
 ) -> None:
     """Set a new password and sign the user out everywhere (API tokens keep working)."""
     new = _read_password(password_stdin)
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         if not users.set_password(username, new):
-            raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
+            raise _no_user(username)
         users.audit(None, "user_password", username, {"via": "cli"})
     _console().print(f"changed the password of {username}; their sessions have ended")
 
@@ -298,11 +299,10 @@ def role(
 ) -> None:
     """Change a user's role; a change signs them out everywhere."""
     chosen = _role(new_role)
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         before = users.by_name(username)
         if before is None or not users.set_role(username, chosen):
-            raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
+            raise _no_user(username)
         users.audit(None, "user_role", username, {"role": chosen.value, "via": "cli"})
     if before.role is chosen:
         _console().print(f"{username} already has the {chosen.value} role")
@@ -317,11 +317,10 @@ def sign_out(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """End every web session of a user at once (API tokens keep working)."""
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         ended = users.end_sessions(username)
         if ended is None:
-            raise BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
+            raise _no_user(username)
         users.audit(None, "user_sign_out", username, {"sessions_ended": ended, "via": "cli"})
     _console().print(f"ended {ended} session(s) of {username}")
 
@@ -334,8 +333,7 @@ def token_create(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Create an API token and print it once (only a hash is kept)."""
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         token, info = users.create_token(username, name)
         users.audit(
             None, "token_create", username, {"token_id": info.id, "name": name, "via": "cli"}
@@ -353,8 +351,7 @@ def token_revoke(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Revoke an API token."""
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         if not users.revoke_token(token_id):
             raise BackhaulError(f"no active token {token_id}")
         users.audit(None, "token_revoke", str(token_id), {"via": "cli"})
@@ -367,8 +364,7 @@ def token_list(project_dir: ProjectDir = Path(".")) -> None:
     """Every API token (never the token itself)."""
     from rich.table import Table
 
-    store, users = _users(project_dir)
-    with store:
+    with _users(project_dir) as users:
         table = Table("id", "user", "name", "starts with", "created", "revoked")
         for t in users.tokens():
             table.add_row(

@@ -5,10 +5,11 @@ Viewers read rules, states and history; operators mute and unmute (audited).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
@@ -17,7 +18,7 @@ from backhaul.alerts.store import ALL_RULES, AlertEvent, AlertStore
 from backhaul.config.alerts import RULE_NAMES
 from backhaul.config.project import Project
 from backhaul.web.api.base import ERRORS, json_router
-from backhaul.web.auth import Operator, Role, User, Viewer
+from backhaul.web.auth import Operator, Role, Viewer
 from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
 
 HISTORY_SHOWN = 50
@@ -77,22 +78,10 @@ class MuteOut(BaseModel):
 
 
 def _event_out(e: AlertEvent) -> AlertEventOut:
-    return AlertEventOut(
-        id=e.id,
-        at=e.at,
-        sync=e.sync,
-        rule=e.rule,
-        kind=e.kind,
-        message=e.message,
-        run_id=e.run_id,
-        muted=e.muted,
-        deliveries=[
-            DeliveryOut(
-                channel=d.channel, what=d.what, ok=d.ok, status=d.status, error=d.error, at=d.at
-            )
-            for d in e.deliveries
-        ],
-    )
+    """The event as the API shows it: the fields share their names, and a delivery's
+    ``request`` (what was sent, redacted) is left out because ``DeliveryOut`` has no such
+    field."""
+    return AlertEventOut.model_validate(e, from_attributes=True)
 
 
 def _target(project: Project, sync: str, rule: str | None) -> str:
@@ -106,15 +95,34 @@ def _target(project: Project, sync: str, rule: str | None) -> str:
     return str(rule)
 
 
-def _set_mute(
-    project: Project, store: Any, users: Any, user: User, sync: str, rule: str | None, on: bool
-) -> MuteOut:
-    key = _target(project, sync, rule)
-    alerts = AlertStore(store)
-    changed = alerts.mute(sync, key, by=user.username) if on else alerts.unmute(sync, key)
-    if changed:
-        users.audit(user.username, "alerts_mute" if on else "alerts_unmute", sync, {"rule": key})
-    return MuteOut(sync=sync, rule=None if key == ALL_RULES else key, muted=on, changed=changed)
+@dataclass(frozen=True)
+class Muting:
+    """An operator's mute or unmute of the sync named in the path, with what it needs.
+
+    The API's two endpoints and the page's form differ only in where the rule and the
+    direction come from, so the rest arrives once, as this dependency.
+    """
+
+    sync: str
+    user: Operator
+    project: ProjectDep
+    store: StoreDep
+    users: UsersDep
+
+    def set(self, rule: str | None, on: bool) -> MuteOut:
+        """Mute (``on``) or unmute ``rule`` (None: the whole sync); audited when it changed."""
+        key = _target(self.project, self.sync, rule)
+        alerts = AlertStore(self.store)
+        who = self.user.username
+        changed = alerts.mute(self.sync, key, by=who) if on else alerts.unmute(self.sync, key)
+        if changed:
+            action = "alerts_mute" if on else "alerts_unmute"
+            self.users.audit(who, action, self.sync, {"rule": key})
+        rule_out = None if key == ALL_RULES else key
+        return MuteOut(sync=self.sync, rule=rule_out, muted=on, changed=changed)
+
+
+MutingDep = Annotated[Muting, Depends()]
 
 
 # -- API --------------------------------------------------------------------------------
@@ -138,29 +146,15 @@ def alert_history(
 
 
 @api_router.post("/{sync}/mute", response_model=MuteOut, responses=ERRORS)
-def mute_sync(
-    sync: str,
-    user: Operator,
-    project: ProjectDep,
-    store: StoreDep,
-    users: UsersDep,
-    body: MuteIn | None = None,
-) -> MuteOut:
+def mute_sync(muting: MutingDep, body: MuteIn | None = None) -> MuteOut:
     """Silence a sync, or one of its rules (operator or above); states are still tracked."""
-    return _set_mute(project, store, users, user, sync, body.rule if body else None, True)
+    return muting.set(body.rule if body else None, True)
 
 
 @api_router.post("/{sync}/unmute", response_model=MuteOut, responses=ERRORS)
-def unmute_sync(
-    sync: str,
-    user: Operator,
-    project: ProjectDep,
-    store: StoreDep,
-    users: UsersDep,
-    body: MuteIn | None = None,
-) -> MuteOut:
+def unmute_sync(muting: MutingDep, body: MuteIn | None = None) -> MuteOut:
     """Hear from a sync (or one of its rules) again (operator or above)."""
-    return _set_mute(project, store, users, user, sync, body.rule if body else None, False)
+    return muting.set(body.rule if body else None, False)
 
 
 # -- page -------------------------------------------------------------------------------
@@ -191,16 +185,12 @@ def alerts_page(
 
 @page_router.post("/alerts/{sync}/mute")
 def mute_form(
-    sync: str,
-    user: Operator,
-    project: ProjectDep,
-    store: StoreDep,
-    users: UsersDep,
+    muting: MutingDep,
     rule: Annotated[str, Form()] = "",
     on: Annotated[bool, Form()] = True,
 ) -> Response:
     """The page's mute and unmute buttons."""
-    _set_mute(project, store, users, user, sync, rule or None, on)
+    muting.set(rule or None, on)
     return RedirectResponse("/alerts", status_code=303)
 
 

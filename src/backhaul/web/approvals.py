@@ -16,11 +16,11 @@ goes when approval is on (``approval: {required: true}``, see docs/git.md).
 from __future__ import annotations
 
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -31,18 +31,13 @@ from backhaul.gitsave import Author, SaveResult, save_files
 from backhaul.web.api.base import ERRORS, json_router
 from backhaul.web.auth import Admin, Editor, Role, User
 from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
-from backhaul.web.opening import draft_branch
+from backhaul.web.opening import draft_branch, pending_note
 
 api_router = json_router("/api/v1/approvals", tag="approvals")
 page_router = APIRouter(include_in_schema=False)
 
 
 # -- saving -------------------------------------------------------------------------------
-
-
-def draft_note(branch: str) -> str:
-    """What an editor is told after a save that went to draft ``branch``."""
-    return f"saved as draft {branch}: it runs once an admin approves it at /approvals"
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class Saved:
     def note(self) -> str | None:
         """What the editor is told besides "saved"."""
         if self.draft and self.result.changed:
-            return draft_note(self.draft)
+            return pending_note(self.draft)
         return None
 
 
@@ -196,13 +191,7 @@ class DraftApprovedOut(BaseModel):
 
 
 def _approval_out(found: approval.Approval) -> ApprovalOut:
-    return ApprovalOut(
-        commit=found.commit,
-        approved_by=found.approved_by,
-        approved_at=found.approved_at,
-        via=found.via,
-        draft=found.draft,
-    )
+    return ApprovalOut.model_validate(found, from_attributes=True)
 
 
 def review_of(project: Project, old: str, new: str) -> ReviewOut:
@@ -255,14 +244,7 @@ def state(project: Project, store: Any, *, reviews: bool) -> ApprovalsOut:
         review=review,
         drafts=[
             DraftOut(
-                branch=d.branch,
-                tip=d.tip,
-                base=d.base,
-                author=d.author,
-                at=d.at,
-                subject=d.subject,
-                files=list(d.files),
-                commits=d.commits,
+                **asdict(d),
                 review=review_of(project, d.base, d.tip) if reviews and d.base else None,
             )
             for d in found
@@ -276,61 +258,66 @@ def state(project: Project, store: Any, *, reviews: bool) -> ApprovalsOut:
 # -- decisions ----------------------------------------------------------------------------
 
 
-def _reload(request: Request) -> None:
-    from backhaul.api import load_project
-    from backhaul.web.reload import adopt
+@dataclass(frozen=True)
+class Decision:
+    """An admin's decision on a commit or a draft, with what carrying it out needs.
 
-    # A project that does not load is reported by the file watcher; the old one serves.
-    with suppress(BackhaulError):
-        adopt(request.app.state, load_project(request.app.state.project.root))
+    The API's routes and the page's buttons take the same request, admin and stores and
+    differ only in how they answer, so those arrive once, as this dependency. Every
+    decision is audited.
+    """
 
+    request: Request
+    user: Admin
+    project: ProjectDep
+    store: StoreDep
+    users: UsersDep
 
-def approve_commit(
-    request: Request, project: Project, store: Any, users: Any, user: User, commit: str
-) -> approval.Approval:
-    found = approval.approve(project, store, commit, by=user.username, via="web")
-    users.audit(user.username, "approve_commit", found.commit, {}, _ip(request))
-    return found
+    def approve_commit(self, commit: str) -> approval.Approval:
+        found = approval.approve(self.project, self.store, commit, by=self.user.username, via="web")
+        self._audit("approve_commit", found.commit, {})
+        return found
 
-
-def approve_draft(
-    request: Request,
-    project: Project,
-    store: Any,
-    users: Any,
-    user: User,
-    branch: str,
-    tip: str | None,
-) -> tuple[str, approval.Approval | None]:
-    """Merge the draft and approve the result, unless the commit it was merged into was
-    not approved: the admin reviewed the draft, not the unapproved commits under it, so the
-    result then waits for its own approval. Returns the new commit and its approval."""
-    settings = project.config.approval
-    drafts.find(project.root, settings.branch, branch)
-    merged = drafts.merge(
-        project.root, settings.branch, branch, by=Author.for_user(user.username), tip=tip
-    )
-    found = None
-    if approval.ApprovalStore(store).get(project.config.name, merged.before) is not None:
-        found = approval.approve(
-            project, store, merged.commit, by=user.username, via="web", draft=branch
+    def approve_draft(self, branch: str, tip: str | None) -> tuple[str, approval.Approval | None]:
+        """Merge the draft and approve the result, unless the commit it was merged into was
+        not approved: the admin reviewed the draft, not the unapproved commits under it, so
+        the result then waits for its own approval. Returns the new commit and its approval."""
+        project, store, username = self.project, self.store, self.user.username
+        settings = project.config.approval
+        drafts.find(project.root, settings.branch, branch)
+        merged = drafts.merge(
+            project.root, settings.branch, branch, by=Author.for_user(username), tip=tip
         )
-    details = {"commit": merged.commit, "tip": tip, "approved": found is not None}
-    users.audit(user.username, "approve_draft", branch, details, _ip(request))
-    _reload(request)
-    return merged.commit, found
+        found = None
+        if approval.ApprovalStore(store).get(project.config.name, merged.before) is not None:
+            found = approval.approve(
+                project, store, merged.commit, by=username, via="web", draft=branch
+            )
+        details = {"commit": merged.commit, "tip": tip, "approved": found is not None}
+        self._audit("approve_draft", branch, details)
+        self._reload()
+        return merged.commit, found
+
+    def reject_draft(self, branch: str, tip: str | None) -> None:
+        drafts.find(self.project.root, self.project.config.approval.branch, branch)
+        drafts.discard(self.project.root, branch, tip=tip)
+        self._audit("reject_draft", branch, {"tip": tip})
+
+    def _audit(self, action: str, target: str, details: dict[str, Any]) -> None:
+        ip = self.request.client.host if self.request.client else None
+        self.users.audit(self.user.username, action, target, details, ip)
+
+    def _reload(self) -> None:
+        from backhaul.api import load_project
+        from backhaul.web.reload import adopt
+
+        # A project that does not load is reported by the file watcher; the old one serves.
+        state = self.request.app.state
+        with suppress(BackhaulError):
+            adopt(state, load_project(state.project.root))
 
 
-def reject_draft(
-    request: Request, project: Project, users: Any, user: User, branch: str, tip: str | None
-) -> None:
-    drafts.find(project.root, project.config.approval.branch, branch)
-    drafts.discard(project.root, branch, tip=tip)
-    users.audit(user.username, "reject_draft", branch, {"tip": tip}, _ip(request))
-
-
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+DecisionDep = Annotated[Decision, Depends()]
 
 
 def _http(exc: BackhaulError) -> HTTPException:
@@ -352,34 +339,26 @@ def get_approvals(
 
 @api_router.post("/commits/{commit}", response_model=ApprovalOut, responses=ERRORS)
 def approve_commit_route(
-    request: Request,
     commit: str,
-    user: Admin,
-    project: ProjectDep,
-    store: StoreDep,
-    users: UsersDep,
+    decision: DecisionDep,
 ) -> ApprovalOut:
     """Approve a commit to run (admin)."""
     try:
-        return _approval_out(approve_commit(request, project, store, users, user, commit))
+        return _approval_out(decision.approve_commit(commit))
     except BackhaulError as exc:
         raise _http(exc) from None
 
 
 @api_router.post("/drafts/{branch:path}/approve", response_model=DraftApprovedOut, responses=ERRORS)
 def approve_draft_route(
-    request: Request,
     branch: str,
-    user: Admin,
-    project: ProjectDep,
-    store: StoreDep,
-    users: UsersDep,
+    decision: DecisionDep,
     body: DraftDecisionIn | None = None,
 ) -> DraftApprovedOut:
     """Merge a draft into the approved branch and approve the result (admin)."""
     tip = body.tip if body else None
     try:
-        commit, found = approve_draft(request, project, store, users, user, branch, tip)
+        commit, found = decision.approve_draft(branch, tip)
     except BackhaulError as exc:
         raise _http(exc) from None
     out = _approval_out(found) if found is not None else None
@@ -388,16 +367,13 @@ def approve_draft_route(
 
 @api_router.post("/drafts/{branch:path}/reject", status_code=204, responses=ERRORS)
 def reject_draft_route(
-    request: Request,
     branch: str,
-    user: Admin,
-    project: ProjectDep,
-    users: UsersDep,
+    decision: DecisionDep,
     body: DraftDecisionIn | None = None,
 ) -> Response:
     """Delete a draft branch (admin)."""
     try:
-        reject_draft(request, project, users, user, branch, body.tip if body else None)
+        decision.reject_draft(branch, body.tip if body else None)
     except BackhaulError as exc:
         raise _http(exc) from None
     return Response(status_code=204)
@@ -436,16 +412,12 @@ def _back(done: str = "", error: str = "") -> Response:
 
 @page_router.post("/approvals/commits/{commit}")
 def approve_commit_form(
-    request: Request,
     commit: str,
-    user: Admin,
-    project: ProjectDep,
-    store: StoreDep,
-    users: UsersDep,
+    decision: DecisionDep,
 ) -> Response:
     """The page's Approve button of a commit."""
     try:
-        found = approve_commit(request, project, store, users, user, commit)
+        found = decision.approve_commit(commit)
     except BackhaulError as exc:
         return _back(error=exc.message)
     return _back(done=f"commit {found.short} approved")
@@ -453,40 +425,33 @@ def approve_commit_form(
 
 @page_router.post("/approvals/drafts/{branch:path}/approve")
 def approve_draft_form(
-    request: Request,
     branch: str,
-    user: Admin,
-    project: ProjectDep,
-    store: StoreDep,
-    users: UsersDep,
+    decision: DecisionDep,
     tip: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """The page's Approve button of a draft."""
     try:
-        commit, found = approve_draft(request, project, store, users, user, branch, tip or None)
+        commit, found = decision.approve_draft(branch, tip or None)
     except BackhaulError as exc:
         return _back(error=exc.message)
     if found is None:
+        under = decision.project.config.approval.branch
         return _back(
             done=f"draft {branch} merged as commit {commit[:10]}; it is not approved yet "
-            f"because {project.config.approval.branch} held unapproved commits: review and "
-            "approve it below"
+            f"because {under} held unapproved commits: review and approve it below"
         )
     return _back(done=f"draft {branch} merged as commit {commit[:10]} and approved")
 
 
 @page_router.post("/approvals/drafts/{branch:path}/reject")
 def reject_draft_form(
-    request: Request,
     branch: str,
-    user: Admin,
-    project: ProjectDep,
-    users: UsersDep,
+    decision: DecisionDep,
     tip: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """The page's Reject button of a draft."""
     try:
-        reject_draft(request, project, users, user, branch, tip or None)
+        decision.reject_draft(branch, tip or None)
     except BackhaulError as exc:
         return _back(error=exc.message)
     return _back(done=f"draft {branch} rejected")
@@ -495,7 +460,6 @@ def reject_draft_form(
 __all__ = [
     "Saved",
     "api_router",
-    "draft_note",
     "page_router",
     "review_of",
     "save_project_file",

@@ -28,6 +28,7 @@ from backhaul.web.audience_api import audience_path, opened_for
 from backhaul.web.auth import Role, User, Viewer, csrf_token
 from backhaul.web.deps import ProjectDep, templates
 from backhaul.web.opening import Opened
+from backhaul.web.pages import not_found
 
 router = APIRouter(include_in_schema=False)
 _NAME = re.compile(NAME_PATTERN)
@@ -155,11 +156,6 @@ def _render(
     return templates.TemplateResponse(request, "audience_builder.html", context)
 
 
-def _not_found(request: Request, user: User, what: str, name: str) -> HTMLResponse:
-    context = {"user": user, "what": what, "name": name, "title": "Not found"}
-    return templates.TemplateResponse(request, "404.html", context, status_code=404)
-
-
 @router.get("/audiences", response_class=HTMLResponse)
 def audiences_page(request: Request, user: Viewer, project: ProjectDep) -> Response:
     """Every audience by schema, with a link to build a new one on each schema."""
@@ -188,7 +184,7 @@ def new_audience(
     """The builder on an empty audience of ``schema``."""
     found = project.audience_schemas.get(schema)
     if found is None:
-        return _not_found(request, user, "audience schema", schema)
+        return not_found(request, user, "audience schema", schema)
     return _render(
         request, user, project, found, "", AudienceConfig.model_validate({"schema": schema})
     )
@@ -201,7 +197,7 @@ def edit_audience(request: Request, name: str, user: Viewer, project: ProjectDep
     files = opened_for(request, project, user, audience_path(name)) if _NAME.match(name) else None
     text = files.read(audience_path(name)) if files is not None else None
     if text is None:
-        return _not_found(request, user, "audience", name)
+        return not_found(request, user, "audience", name)
     config, errors = validate(AudienceConfig, file_data(text), Positions(Path(audience_path(name))))
     schema = project.audience_schemas.get(config.schema_) if config is not None else None
     if config is None or schema is None:

@@ -64,6 +64,28 @@ class _Box:
         return self.top + self.plot_h
 
 
+def _svg_open(
+    classes: str, width: int, height: int, chart_id: str, title: str, desc: str
+) -> list[str]:
+    """The start of a chart's ``<svg>``: a screen reader names it by its ``<title>`` and
+    reads the ``<desc>`` summary, tied to it by ids prefixed with ``chart_id``."""
+    uid = escape(chart_id)
+    return [
+        f'<svg class="{classes}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{uid}-t">{escape(title)}</title>',
+        f'<desc id="{uid}-d">{escape(desc)}</desc>',
+    ]
+
+
+def _closed_empty(parts: list[str], x: float, y: float, text: str) -> Markup:
+    """The chart begun in ``parts`` with only ``text`` centred at (x, y): nothing to draw."""
+    parts.append(
+        f'<text class="empty" x="{x:g}" y="{y:g}" text-anchor="middle">{escape(text)}</text></svg>'
+    )
+    return Markup("".join(parts))  # every text above is escaped
+
+
 def nice_max(value: float) -> float:
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
     if value <= 0:
@@ -163,19 +185,9 @@ def run_history_svg(
         An ``<svg>`` element with a ``<title>``, a ``<desc>`` summary and a tooltip per bar.
     """
     box = _Box(width, height)
-    uid = escape(chart_id)
-    parts: list[str] = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="{uid}-t">{escape(title)}</title>',
-        f'<desc id="{uid}-d">{escape(_description(runs))}</desc>',
-    ]
+    parts = _svg_open("chart", width, height, chart_id, title, _description(runs))
     if not runs:
-        parts.append(
-            f'<text class="empty" x="{width / 2:g}" y="{height / 2:g}" '
-            'text-anchor="middle">No runs yet</text></svg>'
-        )
-        return Markup("".join(parts))  # every text above is escaped
+        return _closed_empty(parts, width / 2, height / 2, "No runs yet")
 
     rows_top = _log_top(max(r.total for r in runs))
     secs_max = nice_max(max(r.duration_s for r in runs))
@@ -386,21 +398,11 @@ def breakdown_svg(
     bars = [*values, ("other", other)] if other else list(values)
     label_w, right, row_h, top = 150, 70, 22, 8
     height = top * 2 + row_h * max(len(bars), 1)
-    uid = escape(chart_id)
     total = sum(n for _, n in bars)
     desc = ", ".join(f"{label}: {n}" for label, n in bars) or "no members"
-    parts = [
-        f'<svg class="chart breakdown" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="{uid}-t">{escape(title)}</title>',
-        f'<desc id="{uid}-d">{escape(desc)}</desc>',
-    ]
+    parts = _svg_open("chart breakdown", width, height, chart_id, title, desc)
     if not bars:
-        parts.append(
-            f'<text class="empty" x="{width / 2:g}" y="{height / 2 + 4:g}" '
-            'text-anchor="middle">No members</text></svg>'
-        )
-        return Markup("".join(parts))  # every text above is escaped
+        return _closed_empty(parts, width / 2, height / 2 + 4, "No members")
     top_n = max(n for _, n in bars) or 1
     plot_w = width - label_w - right
     for i, (label, n) in enumerate(bars):

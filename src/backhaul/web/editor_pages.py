@@ -21,6 +21,7 @@ from backhaul.web.auth import Editor, User, csrf_token
 from backhaul.web.deps import ProjectDep, templates
 from backhaul.web.editor_forms import KINDS
 from backhaul.web.opening import Opened
+from backhaul.web.pages import not_found
 
 router = APIRouter(include_in_schema=False)
 TITLES = {
@@ -29,11 +30,6 @@ TITLES = {
     "destinations": "Destinations",
     "syncs": "Syncs",
 }
-
-
-def _not_found(request: Request, user: User, what: str, name: str) -> HTMLResponse:
-    context = {"user": user, "what": what, "name": name, "title": "Not found"}
-    return templates.TemplateResponse(request, "404.html", context, status_code=404)
 
 
 def users_of(project: Project, kind: str, name: str) -> list[str]:
@@ -99,7 +95,7 @@ def new_page(
 ) -> Response:
     """An empty form for a new item of ``kind`` (``type``: the connector)."""
     if kind not in KINDS:
-        return _not_found(request, user, "kind", kind)
+        return not_found(request, user, "kind", kind)
     return _form(request, user, project, kind, "", type)
 
 
@@ -115,10 +111,10 @@ def edit_page(
     """The form of a saved item, filled from its file as it is on disk now (or, for an
     editor with a pending draft of it, as that draft holds it)."""
     if kind not in KINDS:
-        return _not_found(request, user, "item", name)
+        return not_found(request, user, "item", name)
     files = opened_item(request, project, user, kind, name)
     if files.read(file_of(project, kind, name)) is None:
-        return _not_found(request, user, KINDS[kind], name)
+        return not_found(request, user, KINDS[kind], name)
     return _form(request, user, project, kind, name, type, files)
 
 
@@ -131,7 +127,7 @@ def delete_page(
     opened = opened_item(request, project, user, kind, name) if rel else None
     text = opened.read(rel) if opened is not None else None
     if opened is None or text is None:
-        return _not_found(request, user, KINDS.get(kind, "item"), name)
+        return not_found(request, user, KINDS.get(kind, "item"), name)
     files = [rel]
     if kind == "models" and opened.read(sql_file_of(project, name)) is not None:
         files.append(sql_file_of(project, name))

@@ -50,7 +50,8 @@ def draft_branch(project: Project, store: Any, user: User, rel: str) -> str | No
 
 
 def pending_note(branch: str) -> str:
-    """What the editor is told when they open their pending draft."""
+    """What the editor is told when they open their pending draft, and after each save
+    that went to it: one notice, so the two never drift apart."""
     return (
         f"You are editing your pending draft {branch}: it is not approved yet, so it does "
         "not run and others see the approved version. Saving adds to this draft; an admin "

@@ -10,7 +10,6 @@ from pydantic import BaseModel
 from backhaul.web.api.base import ERRORS, Limit, Offset, resource_router
 from backhaul.web.auth import Admin
 from backhaul.web.deps import UsersDep
-from backhaul.web.users import AuditEntry
 
 router = resource_router()
 
@@ -25,22 +24,11 @@ class AuditOut(BaseModel):
     ip: str | None
 
 
-def _audit_out(a: AuditEntry) -> AuditOut:
-    return AuditOut(
-        id=a.id,
-        at=a.at,
-        actor=a.actor,
-        action=a.action,
-        target=a.target,
-        details=a.details,
-        ip=a.ip,
-    )
-
-
 @router.get("/audit", response_model=list[AuditOut], responses=ERRORS)
 def list_audit(_: Admin, users: UsersDep, limit: Limit = 100, offset: Offset = 0) -> list[AuditOut]:
     """The audit log, newest first (admin)."""
-    return [_audit_out(a) for a in users.audit_entries(limit=limit, offset=offset)]
+    entries = users.audit_entries(limit=limit, offset=offset)
+    return [AuditOut.model_validate(a, from_attributes=True) for a in entries]
 
 
 __all__ = ["AuditOut", "router"]

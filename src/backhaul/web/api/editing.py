@@ -32,12 +32,12 @@ from backhaul.config.yamledit import edit_yaml, load, plain
 from backhaul.errors import BackhaulError, SaveConflict
 from backhaul.gitsave import Problem, text_hash
 from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
-from backhaul.web.approvals import draft_note, save_project_files
+from backhaul.web.approvals import save_project_files
 from backhaul.web.audience_api import opened_for, problem_out, reload_project, save_failure
 from backhaul.web.auth import Editor, Role, User
 from backhaul.web.deps import ProjectDep, UsersDep
 from backhaul.web.editor_forms import KINDS, change_message, coerce, form_for
-from backhaul.web.opening import Opened
+from backhaul.web.opening import Opened, pending_note
 
 router = json_router("/api/v1/edit", Role.EDITOR)
 PREVIEW_ROWS = 20
@@ -314,7 +314,7 @@ def _save(
     if changed and draft is not None:
         # The checked-out files did not change: the project stays as it was until an
         # admin approves the draft.
-        warning = draft_note(draft)
+        warning = pending_note(draft)
         users.audit(
             user.username,
             action,

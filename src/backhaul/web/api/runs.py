@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import fields
+from dataclasses import asdict, fields
 from datetime import datetime
 
 from fastapi import HTTPException
@@ -13,7 +13,6 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from backhaul.calls import HttpCall
 from backhaul.state.reader import RunReader, RunRecord
 from backhaul.summary import Counts, RowOutcome
 from backhaul.web.api.base import (
@@ -201,21 +200,6 @@ def _row_out(r: RowOutcome) -> RowOut:
     )
 
 
-def _call_out(c: HttpCall) -> CallOut:
-    return CallOut(
-        call_id=c.call_id,
-        method=c.method,
-        url=c.url,
-        status=c.status,
-        latency_ms=c.latency_ms,
-        attempt=c.attempt,
-        error=c.error,
-        started_at=c.started_at,
-        wait_ms=c.wait_ms,
-        wait_reason=c.wait_reason,
-    )
-
-
 @router.get("/runs", response_model=list[RunOut], responses=ERRORS)
 def list_runs(
     reader: ReaderDep, sync: str | None = None, limit: Limit = 50, offset: Offset = 0
@@ -261,7 +245,8 @@ def get_calls(
 ) -> list[CallOut]:
     """The run's HTTP calls (bodies in the call detail), oldest first."""
     record = _run_or_404(reader, run_id)
-    return [_call_out(c) for c in reader.calls(record.run_id, limit=limit, offset=offset)]
+    calls = reader.calls(record.run_id, limit=limit, offset=offset)
+    return [CallOut.model_validate(c, from_attributes=True) for c in calls]
 
 
 @router.get("/runs/{run_id}/calls/{call_id}", response_model=CallDetail, responses=ERRORS)
@@ -272,14 +257,7 @@ def get_call(run_id: str, call_id: str, reader: ReaderDep) -> CallDetail:
     if call is None:
         raise not_found(f"call `{call_id}` in run `{record.run_id}`")
     rows = reader.rows(record.run_id, call_id=call_id, limit=MAX_PAGE)
-    return CallDetail(
-        **_call_out(call).model_dump(),
-        request_headers=dict(call.request_headers),
-        response_headers=dict(call.response_headers),
-        request_body=call.request_body,
-        response_body=call.response_body,
-        rows=[_row_out(r) for r in rows],
-    )
+    return CallDetail(**asdict(call), rows=[_row_out(r) for r in rows])
 
 
 @router.get("/runs/{run_id}/progress", response_model=ProgressOut, responses=ERRORS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 from fastapi import HTTPException
@@ -12,7 +13,6 @@ from backhaul.errors import UserError
 from backhaul.web.api.base import ERRORS, not_found, resource_router
 from backhaul.web.auth import Admin
 from backhaul.web.deps import UsersDep
-from backhaul.web.users import TokenInfo
 
 router = resource_router()
 
@@ -35,21 +35,10 @@ class TokenCreated(TokenOut):
     token: str = Field(description="Shown once: only a hash is stored.")
 
 
-def _token_out(t: TokenInfo) -> TokenOut:
-    return TokenOut(
-        id=t.id,
-        username=t.username,
-        name=t.name,
-        prefix=t.prefix,
-        created_at=t.created_at,
-        revoked_at=t.revoked_at,
-    )
-
-
 @router.get("/tokens", response_model=list[TokenOut], responses=ERRORS)
 def list_tokens(_: Admin, users: UsersDep) -> list[TokenOut]:
     """Every API token (never the token itself)."""
-    return [_token_out(t) for t in users.tokens()]
+    return [TokenOut.model_validate(t, from_attributes=True) for t in users.tokens()]
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated, responses=ERRORS)
@@ -64,7 +53,7 @@ def create_token(body: TokenIn, admin: Admin, users: UsersDep) -> TokenCreated:
     users.audit(
         admin.username, "token_create", body.username, {"token_id": info.id, "name": info.name}
     )
-    return TokenCreated(**_token_out(info).model_dump(), token=token)
+    return TokenCreated(**asdict(info), token=token)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses=ERRORS)
