@@ -37,6 +37,7 @@ from backhaul.web.cache import AnswerCache
 from backhaul.web.users import UserStore
 
 START_TIMEOUT = 120.0  # seconds to wait for a run to open its destination and workspace
+CLOSING_TIMEOUT = 30.0  # seconds a new run waits for a finished run of its sync to close
 KEEP_FINISHED = 200  # finished runs whose last progress stays in memory
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class _Active:
     user: str
     cancel: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)  # RunFinished seen
     run_id: str | None = None
     error: BaseException | None = None
     progress: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +98,7 @@ class RunManager:
             RunConflict: the sync already has a run in progress.
         """
         self.project.sync(sync)
+        self._await_closing(sync)
         active = _Active(sync, user.username)
         with self._lock:
             if sync in self._by_sync:
@@ -121,6 +124,18 @@ class RunManager:
             {"run_id": active.run_id, "full_resync": full_resync},
         )
         return active.run_id
+
+    def _await_closing(self, sync: str) -> None:
+        """Wait for a run of ``sync`` that has finished and is only closing up.
+
+        Its progress already says it ended (the answer a client polls), while its thread
+        still closes the workspace and releases the sync: a new run asked for right then is
+        not a conflict, so it waits for that, at most :data:`CLOSING_TIMEOUT` seconds.
+        """
+        with self._lock:
+            current = self._by_sync.get(sync)
+        if current is not None and current.finished.is_set() and current.thread is not None:
+            current.thread.join(CLOSING_TIMEOUT)
 
     def trigger_coalesced(self, sync: str, *, user: User) -> tuple[str, bool]:
         """Start a run of ``sync``, or coalesce with the run in progress.
@@ -272,6 +287,7 @@ class RunManager:
                 succeeded=s.counts.succeeded,
                 rejected=s.counts.rejected,
             )
+            active.finished.set()
 
     def cancel(self, run_id: str, *, user: User | None = None) -> bool:
         """Ask a run in progress to stop after its current batches; False if not running."""
