@@ -28,15 +28,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import desc, insert, select
+from sqlalchemy import Row, desc, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from backhaul import gitinfo
 from backhaul.config.project import Project
 from backhaul.errors import ApprovalRequired, BackhaulError
 from backhaul.state.tables import approvals
+
+if TYPE_CHECKING:  # for annotations only: the store module loads pyarrow and Alembic
+    from backhaul.state.store import RunStore
 
 # How far back from HEAD the nearest approved commit is looked for.
 HISTORY_DEPTH = 500
@@ -76,11 +79,11 @@ class Approval:
 class ApprovalStore:
     """Reads and writes ``approvals`` in the run store's database."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: RunStore) -> None:
         self.engine = store.engine
 
     @staticmethod
-    def _record(row: Any) -> Approval:
+    def _record(row: Row[Any]) -> Approval:
         return Approval(
             row.project,
             row.commit,
@@ -214,7 +217,7 @@ def _required_in_history(folder: Path) -> bool:
     return any(_required_at(folder, commit) for commit in (out or "").split())
 
 
-def required(project: Project, store: Any) -> bool:
+def required(project: Project, store: RunStore) -> bool:
     """Whether runs of ``project`` need an approved commit now.
 
     True when backhaul.yml says so. Otherwise approval stays required until a commit that
@@ -239,7 +242,7 @@ def required(project: Project, store: Any) -> bool:
     return _required_in_history(project.root)  # outside Git: False
 
 
-def check(project: Project, store: Any) -> gitinfo.Head | None:
+def check(project: Project, store: RunStore) -> gitinfo.Head | None:
     """The gate: return when ``project`` may run now, else raise :class:`ApprovalRequired`
     saying which commit and what to do next.
 
@@ -276,7 +279,7 @@ def check(project: Project, store: Any) -> gitinfo.Head | None:
 
 def approve(
     project: Project,
-    store: Any,
+    store: RunStore,
     revision: str,
     *,
     by: str,
@@ -328,7 +331,7 @@ class Pending:
     dirty: bool
 
 
-def pending(project: Project, store: Any) -> Pending | None:
+def pending(project: Project, store: RunStore) -> Pending | None:
     """The checked-out commits awaiting approval; None outside Git."""
     head = gitinfo.head(project.root)
     if head is None:

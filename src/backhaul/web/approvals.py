@@ -28,9 +28,10 @@ from backhaul import approval, drafts
 from backhaul.config.project import Project
 from backhaul.errors import BackhaulError, SaveConflict
 from backhaul.gitsave import Author, SaveResult, save_files
+from backhaul.state.store import RunStore
 from backhaul.web.api.base import ERRORS, json_router
 from backhaul.web.auth import Admin, Editor, Role, User
-from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
+from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, get_store, templates
 from backhaul.web.opening import draft_branch, pending_note
 
 api_router = json_router("/api/v1/approvals", tag="approvals")
@@ -88,7 +89,7 @@ def save_project_files(
     first file) when approval is on and the user is not an admin. Returns the results, the
     draft branch (None: the checked-out branch) and whether an admin's save approved its
     own commit. Raises what ``save_files`` raises."""
-    store = request.app.state.store
+    store = get_store(request)
     author = Author.for_user(user.username)
     branch = draft_branch(project, store, user, next(iter(files)))
     if branch is not None:
@@ -221,7 +222,7 @@ def review_of(project: Project, old: str, new: str) -> ReviewOut:
     return ReviewOut(text=text(found), definitions=definitions, syncs=syncs)
 
 
-def state(project: Project, store: Any, *, reviews: bool) -> ApprovalsOut:
+def state(project: Project, store: RunStore, *, reviews: bool) -> ApprovalsOut:
     """What waits for approval, with reviews when asked (they plan each touched sync)."""
     settings = project.config.approval
     waiting = approval.pending(project, store)

@@ -37,7 +37,7 @@ from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
 from backhaul.web.approvals import save_project_file
 from backhaul.web.auth import Editor, Role, User, Viewer
 from backhaul.web.charts import breakdown_svg
-from backhaul.web.deps import ProjectDep, UsersDep
+from backhaul.web.deps import ProjectDep, UsersDep, get_store
 from backhaul.web.opening import Opened, opened, read_file
 from backhaul.web.users import UserStore
 
@@ -83,7 +83,7 @@ def read_audience(project: Project, name: str) -> str | None:
 
 def opened_for(request: Request, project: Project, user: User, rel: str) -> Opened:
     """Where ``user`` opens ``rel``: their pending draft of it, or the checked-out file."""
-    return opened(project, request.app.state.store, user, rel)
+    return opened(project, get_store(request), user, rel)
 
 
 def _sql_texts(conditions: list[Condition]) -> set[str]:

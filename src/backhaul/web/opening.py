@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from backhaul import approval, drafts
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
 from backhaul.files import NotReadable, read_text
 from backhaul.gitsave import Repo
+from backhaul.state.store import RunStore
 from backhaul.web.auth import Role, User
 
 
@@ -39,7 +39,7 @@ def read_file(project: Project, rel: str) -> str | None:
         raise ConfigError(exc.reason, file=rel) from None
 
 
-def draft_branch(project: Project, store: Any, user: User, rel: str) -> str | None:
+def draft_branch(project: Project, store: RunStore, user: User, rel: str) -> str | None:
     """The branch ``user``'s save of ``rel`` goes to: their draft branch when approval is
     on and they are an editor, not an admin (None: the checked-out branch)."""
     if not user.role.allows(Role.EDITOR) or user.role.allows(Role.ADMIN):
@@ -90,7 +90,7 @@ class Opened:
         return pending_note(self.draft) if self.draft else None
 
 
-def opened(project: Project, store: Any, user: User, rel: str) -> Opened:
+def opened(project: Project, store: RunStore, user: User, rel: str) -> Opened:
     """Where ``user`` opens ``rel`` (and the files saved with it, a model's ``.sql``): the
     tip of their pending draft of it when there is one, else the checked-out files."""
     branch = draft_branch(project, store, user, rel) if rel else None
