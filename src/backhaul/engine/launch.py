@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backhaul.config.checks import check_syncs
 from backhaul.config.project import Project
@@ -26,6 +26,9 @@ from backhaul.errors import ApprovalRequired, BackhaulError, ConfigError, Config
 from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore, tee
 from backhaul.observe.traces import trace_sink
 from backhaul.summary import RunStatus, RunSummary
+
+if TYPE_CHECKING:
+    from backhaul.state.store import RunStore
 
 
 def problems_of(exc: ConfigError) -> list[ConfigError]:
@@ -37,7 +40,7 @@ def run_checked(
     project: Project,
     name: str,
     *,
-    store: Any,
+    store: RunStore,
     full_resync: bool = False,
     force: bool = False,
     events: EventSink = ignore,
@@ -92,7 +95,7 @@ def run_many(
     project: Project,
     names: Sequence[str],
     *,
-    store: Any,
+    store: RunStore,
     full_resync: bool = False,
     force: bool = False,
     events: EventSink = ignore,
@@ -131,7 +134,7 @@ def record_failed(
     name: str,
     error: str,
     *,
-    store: Any,
+    store: RunStore,
     events: EventSink = ignore,
     trigger: str = "cli",
     problems: Sequence[str] = (),
@@ -159,7 +162,7 @@ def record_refused(
     name: str,
     problems: Sequence[ConfigError],
     *,
-    store: Any,
+    store: RunStore,
     events: EventSink = ignore,
     trigger: str = "cli",
 ) -> RunSummary:

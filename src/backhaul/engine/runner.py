@@ -102,6 +102,7 @@ from backhaul.summary import (
 
 if TYPE_CHECKING:
     from backhaul.state.recorder import StoreRecorder
+    from backhaul.state.store import RunStore
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class SyncRun:
         self,
         project: Project,
         sync: SyncDef,
-        store: Any,
+        store: RunStore,
         events: EventSink,
         cancel: threading.Event | None = None,
     ) -> None:
@@ -653,7 +654,7 @@ def run_sync(
     project: Project,
     name: str,
     *,
-    store: Any,
+    store: RunStore,
     full_resync: bool = False,
     force: bool = False,
     events: EventSink = ignore,
@@ -719,7 +720,7 @@ def _plan_warnings(project: Project, sync: SyncDef, plan: SyncPlan) -> list[str]
     settings = plan.settings
     calls = estimated_calls(plan.counts, settings.batch_size, settings.removal)
     engine = None
-    store: Any = None
+    store: RunStore | None = None
     if not project.config.state.budget_url and project.metadata_url.startswith("postgres"):
         from backhaul.state.store import RunStore
 
