@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 import duckdb
 import pyarrow as pa
 
-from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.base import Capabilities, DestinationConfig
 from backhaul.destinations.sql_common import (
     ALL_OPERATIONS,
     DUCKDB,
@@ -41,10 +41,7 @@ class DuckDBDestination(FileDatabaseDestination):
     )
     dialect = DUCKDB
     kind = "duckdb"
-
-    def __init__(self, config: DuckDBConfig, context: DestinationContext) -> None:
-        super().__init__(config, context)
-        self.config = config
+    config: DuckDBConfig
 
     def _connect(self) -> Any:
         self._require_folder()

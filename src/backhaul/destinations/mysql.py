@@ -86,10 +86,10 @@ class MySQLDestination(SqlTableDestination):
     )
     dialect = MYSQL
     kind = "mysql"
+    config: MySQLConfig
 
     def __init__(self, config: MySQLConfig, context: DestinationContext) -> None:
         super().__init__(config, context)
-        self.config = config
         parts = urlsplit(config.url)
         database = unquote(parts.path.lstrip("/"))
         try:

@@ -71,10 +71,10 @@ class PostgresDestination(SqlTableDestination):
     )
     dialect = POSTGRES
     kind = "postgres"
+    config: PostgresConfig
 
     def __init__(self, config: PostgresConfig, context: DestinationContext) -> None:
         super().__init__(config, context)
-        self.config = config
         try:
             info = conninfo.conninfo_to_dict(config.url)
         except psycopg.ProgrammingError:

@@ -434,6 +434,7 @@ class SqlTableDestination:
     dialect: ClassVar[Dialect]
     kind: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    config: DestinationConfig  # each dialect narrows it to its own config class
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
@@ -447,6 +448,7 @@ class SqlTableDestination:
         return [SyncProblem("object", message)]
 
     def __init__(self, config: DestinationConfig, context: DestinationContext) -> None:
+        self.config = config
         self.context = context
         self._idle: list[Any] = []
         self._open: list[Any] = []
@@ -655,6 +657,17 @@ class SqlTableDestination:
             rejected.update(await self._with_conn(run_round(indices)))
         return results(n, rejected)
 
+    def _statements(self, batch: Batch) -> Statements:
+        """The statements that write ``batch`` to the target table, matched on the batch's
+        match fields (the table's key when it names none)."""
+        return Statements(
+            self.dialect,
+            self._target,
+            batch.fields,
+            batch.match_fields or self._match,
+            batch.skip_null_fields,
+        )
+
     def _attempt_new(self, conn: Any, batch: Batch, indices: list[int]) -> bool:
         """Upsert (or insert) into a table that was empty when the run began: a plain
         insert.
@@ -666,13 +679,7 @@ class SqlTableDestination:
         batch goes through the usual statement, and so does the rest of the run. So a
         failed insert costs time, never a wrong row.
         """
-        plan = Statements(
-            self.dialect,
-            self._target,
-            batch.fields,
-            batch.match_fields or self._match,
-            batch.skip_null_fields,
-        )
+        plan = self._statements(batch)
         cur = self._cursor(conn)
         try:
             self._begin(conn)
@@ -687,13 +694,7 @@ class SqlTableDestination:
         return True
 
     def _attempt(self, conn: Any, batch: Batch, indices: list[int]) -> dict[int, str]:
-        plan = Statements(
-            self.dialect,
-            self._target,
-            batch.fields,
-            batch.match_fields or self._match,
-            batch.skip_null_fields,
-        )
+        plan = self._statements(batch)
         cur = self._cursor(conn)
         try:
             self._begin(conn)
@@ -734,14 +735,15 @@ class FileDatabaseConfig(DestinationConfig):
 class FileDatabaseDestination(SqlTableDestination):
     """A SQL-table destination whose database is a file beside the project."""
 
+    config: FileDatabaseConfig
+
     def __init__(self, config: FileDatabaseConfig, context: DestinationContext) -> None:
         super().__init__(config, context)
-        self.file_config = config
         path = Path(config.path)
         self.path = path if path.is_absolute() else context.project_dir / path
 
     def _table_option(self) -> tuple[str | None, bool]:
-        return self.file_config.table, self.file_config.create_table
+        return self.config.table, self.config.create_table
 
     def _require_folder(self) -> None:
         """Refuse, as a configuration mistake, a file whose folder does not exist."""
