@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -36,7 +37,7 @@ from backhaul.destinations.http import (
     RateLimit,
 )
 from backhaul.destinations.http.connector import rolling_window
-from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
+from backhaul.destinations.http.packing import Caps, positions
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("external_id", "email", "phone")
@@ -170,16 +171,11 @@ class BrazeDestination(HttpDestination):
             else:
                 record[field] = str(record[field])  # Braze identifiers are strings
                 objects.append((i, self._object(batch, field, record)))
-        deleting = batch.operation is Operation.DELETE and not batch.membership
-        packed = pack(objects, Caps(items=self.config.max_delete_ids) if deleting else self.caps)
-        results.update(too_big_results(packed, self.caps, "braze"))
-
-        async def send(n: int) -> dict[int, RecordResult]:
-            request = packed.requests[n]
-            return await (self._delete(field, request) if deleting else self._track(request))
-
-        for done in (await self.each(range(len(packed.requests)), send)).values():
-            results.update(done)
+        if batch.operation is Operation.DELETE and not batch.membership:
+            caps = Caps(items=self.config.max_delete_ids)
+            results.update(await self.send_packed(objects, caps, partial(self._delete, field)))
+        else:
+            results.update(await self.send_packed(objects, self.caps, self._track))
         return [results[i] for i in range(len(batch))]
 
     def _object(self, batch: Batch, field: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +194,7 @@ class BrazeDestination(HttpDestination):
             }
         return {**record, "subscription_groups": [group]}
 
-    async def _track(self, request: list[tuple[int, Any]]) -> dict[int, RecordResult]:
+    async def _track(self, request: Sequence[tuple[int, Any]]) -> dict[int, RecordResult]:
         """One /users/track call; Braze's errors mapped to the records by index."""
         at = positions(request)
         result = await self.client.request(
@@ -229,7 +225,9 @@ class BrazeDestination(HttpDestination):
                 out[i] = RecordResult.ok(i, result.call_id)
         return out
 
-    async def _delete(self, field: str, request: list[tuple[int, Any]]) -> dict[int, RecordResult]:
+    async def _delete(
+        self, field: str, request: Sequence[tuple[int, Any]]
+    ) -> dict[int, RecordResult]:
         """One /users/delete call: a user Braze does not have is already gone."""
         values = [o[field] for _, o in request]
         result = await self.client.request(

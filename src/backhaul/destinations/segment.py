@@ -39,7 +39,7 @@ from backhaul.destinations.http import (
     dumps_json,
 )
 from backhaul.destinations.http.destination import refuse_problems
-from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import Caps, listed_size
 from backhaul.errors import DestinationError, FailureType
 
 IDENTITIES = ("userId", "anonymousId")
@@ -185,7 +185,7 @@ class SegmentDestination(HttpDestination):
                 results[i] = RecordResult.rejected(i, reason)
                 continue
             messages.append((i, self.message(batch.keys[i], identity, record)))
-        results.update(await self.send_packed(messages, self.caps, self._send))
+        results.update(await self.send_packed(messages, self.caps, self._send, size=listed_size))
         return [results[i] for i in sorted(results)]
 
     async def _send(self, chunk: Sequence[Message]) -> dict[int, RecordResult] | Refused:

@@ -31,7 +31,7 @@ from backhaul.destinations.http.connector import (
     run_bounded,
     send_all_bisecting,
 )
-from backhaul.destinations.http.packing import Caps, listed_size, pack, too_big_results
+from backhaul.destinations.http.packing import Caps, json_size, pack, too_big_results
 from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.errors import DestinationError, FailureType
@@ -155,14 +155,18 @@ class HttpDestination:
         items: Iterable[tuple[int, Any]],
         caps: Caps,
         send: Callable[[Sequence[tuple[int, Any]]], Awaitable[dict[int, RecordResult] | Refused]],
+        *,
+        size: Callable[[Any], int] = json_size,
     ) -> dict[int, RecordResult]:
-        """Pack ``(position, item)`` pairs into JSON-array requests within ``caps`` and
-        ``send`` each, at most ``concurrency`` at once; results by position.
+        """Pack ``(position, item)`` pairs into requests within ``caps`` (an item measured
+        by ``size``) and ``send`` each, at most ``concurrency`` at once; results by position.
 
-        An item too big to ever fit is rejected without a call, and a request refused whole
-        is halved until the refused items stand alone (see :func:`send_all_bisecting`).
+        An item too big to ever fit is rejected without a call. ``send`` answers a result
+        for every position of the request it is given, or :class:`Refused` for a request
+        refused whole, which is then halved until the refused items stand alone (see
+        :func:`send_all_bisecting`).
         """
-        packed = pack(items, caps, size=listed_size)
+        packed = pack(items, caps, size=size)
         results = too_big_results(packed, caps, self.vendor)
         results.update(await send_all_bisecting(self.gate, packed.requests, send))
         return results
