@@ -33,7 +33,7 @@ from backhaul.destinations.http import (
     RateLimit,
     Refused,
 )
-from backhaul.destinations.http.destination import refuse_problems
+from backhaul.destinations.http.connector import refuse_problems, send_packed
 from backhaul.destinations.http.packing import Caps, listed_size
 from backhaul.errors import DestinationError, FailureType
 
@@ -169,7 +169,11 @@ class CustomerIoDestination(HttpDestination):
                 attributes = {k: v for k, v in record.items() if v is not None or k not in skip}
                 entry.update(action="identify", attributes=attributes)
             entries.append((i, entry))
-        results.update(await self.send_packed(entries, self.caps, self._send, size=listed_size))
+        results.update(
+            await send_packed(
+                self.gate, self.vendor, entries, self.caps, self._send, size=listed_size
+            )
+        )
         return [results[i] for i in sorted(results)]
 
     async def _send(self, chunk: Sequence[Entry]) -> dict[int, RecordResult] | Refused:

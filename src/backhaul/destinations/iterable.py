@@ -36,7 +36,7 @@ from backhaul.destinations.http import (
     HttpResult,
     RateLimit,
 )
-from backhaul.destinations.http.connector import rolling_window
+from backhaul.destinations.http.connector import rolling_window, send_packed
 from backhaul.destinations.http.packing import Caps, positions
 from backhaul.errors import DestinationError, FailureType
 
@@ -196,7 +196,7 @@ class IterableDestination(HttpDestination):
             results.update(await self.each(by_position, lambda i: self._delete(i, by_position[i])))
             return [results[i] for i in range(len(batch))]
         send = partial(self._bulk, kind, batch.object)
-        results.update(await self.send_packed(items, self.caps, send))
+        results.update(await send_packed(self.gate, self.vendor, items, self.caps, send))
         return [results[i] for i in range(len(batch))]
 
     def _item(self, record: dict[str, Any], event_id: str | None) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from backhaul.destinations.http import (
     Refused,
     dumps_json,
 )
-from backhaul.destinations.http.destination import refuse_problems
+from backhaul.destinations.http.connector import refuse_problems, send_packed
 from backhaul.destinations.http.packing import Caps, listed_size
 from backhaul.errors import DestinationError, FailureType
 
@@ -185,7 +185,11 @@ class SegmentDestination(HttpDestination):
                 results[i] = RecordResult.rejected(i, reason)
                 continue
             messages.append((i, self.message(batch.keys[i], identity, record)))
-        results.update(await self.send_packed(messages, self.caps, self._send, size=listed_size))
+        results.update(
+            await send_packed(
+                self.gate, self.vendor, messages, self.caps, self._send, size=listed_size
+            )
+        )
         return [results[i] for i in sorted(results)]
 
     async def _send(self, chunk: Sequence[Message]) -> dict[int, RecordResult] | Refused:

@@ -12,26 +12,14 @@ failed call is data: a table of hints by HTTP status, merged over the toolkit's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import ClassVar, TypeVar
 
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    RecordResult,
-    SyncProblem,
-)
-from backhaul.destinations.http.client import HttpResult, PauseHint, Refused
-from backhaul.destinations.http.connector import (
-    client_for,
-    redactor_for,
-    run_bounded,
-    send_all_bisecting,
-)
-from backhaul.destinations.http.packing import Caps, json_size, pack, too_big_results
+from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.http.client import HttpResult, PauseHint
+from backhaul.destinations.http.connector import client_for, redactor_for, run_bounded
 from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.errors import DestinationError, FailureType
@@ -150,37 +138,5 @@ class HttpDestination:
         listed = list(items)
         return dict(zip(listed, await run_bounded(self.gate, listed, send), strict=True))
 
-    async def send_packed(
-        self,
-        items: Iterable[tuple[int, Any]],
-        caps: Caps,
-        send: Callable[[Sequence[tuple[int, Any]]], Awaitable[dict[int, RecordResult] | Refused]],
-        *,
-        size: Callable[[Any], int] = json_size,
-    ) -> dict[int, RecordResult]:
-        """Pack ``(position, item)`` pairs into requests within ``caps`` (an item measured
-        by ``size``) and ``send`` each, at most ``concurrency`` at once; results by position.
 
-        An item too big to ever fit is rejected without a call. ``send`` answers a result
-        for every position of the request it is given, or :class:`Refused` for a request
-        refused whole, which is then halved until the refused items stand alone (see
-        :func:`send_all_bisecting`).
-        """
-        packed = pack(items, caps, size=size)
-        results = too_big_results(packed, caps, self.vendor)
-        results.update(await send_all_bisecting(self.gate, packed.requests, send))
-        return results
-
-
-def refuse_problems(problems: Sequence[SyncProblem]) -> None:
-    """Refuse at run time what ``check_sync`` reports before it: the first problem, as a
-    configuration error.
-
-    Raises:
-        DestinationError: CONFIG, when there is a problem.
-    """
-    if problems:
-        raise DestinationError(problems[0].message, failure=FailureType.CONFIG)
-
-
-__all__ = ["HttpDestination", "HttpDestinationConfig", "refuse_problems"]
+__all__ = ["HttpDestination", "HttpDestinationConfig"]
