@@ -101,9 +101,4 @@ class DuckDBDestination(FileDatabaseDestination):
                 f"duckdb database {self.path} failed: {text}; the batch will be retried",
                 failure=FailureType.TRANSIENT,
             )
-        return DestinationError(
-            f"duckdb table {self._table} refused the batch: {text}; "
-            "check the table and the sync's mappings",
-            failure=FailureType.CONFIG,
-            detail=type(exc).__name__,
-        )
+        return self._refused(exc, text)

@@ -250,9 +250,4 @@ class MySQLDestination(SqlTableDestination):
                 failure=FailureType.TRANSIENT,
                 detail=type(exc).__name__,
             )
-        return DestinationError(
-            f"mysql table {self._table} refused the batch: {self._message(exc)}; "
-            "check the table and the sync's mappings",
-            failure=FailureType.CONFIG,
-            detail=type(exc).__name__,
-        )
+        return self._refused(exc, self._message(exc))

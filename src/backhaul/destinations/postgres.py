@@ -192,12 +192,7 @@ class PostgresDestination(SqlTableDestination):
                 failure=FailureType.TRANSIENT,
                 detail=type(exc).__name__,
             )
-        return DestinationError(
-            f"postgres table {self._table} refused the batch: "
-            f"{self._redact(first_line(str(exc)))}; check the table and the sync's mappings",
-            failure=FailureType.CONFIG,
-            detail=type(exc).__name__,
-        )
+        return self._refused(exc, self._redact(first_line(str(exc))))
 
 
 def csv_bytes(table: pa.Table) -> bytes:

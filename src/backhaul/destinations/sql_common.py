@@ -511,6 +511,16 @@ class SqlTableDestination:
         """Translate any other driver error into a DestinationError."""
         raise NotImplementedError
 
+    def _refused(self, exc: BaseException, reason: str) -> DestinationError:
+        """The CONFIG error of a batch the table refused for ``reason`` (the driver's
+        ``exc``, already on one line and redacted): the table or the mappings must change."""
+        return DestinationError(
+            f"{self.kind} table {self._table} refused the batch: {reason}; "
+            "check the table and the sync's mappings",
+            failure=FailureType.CONFIG,
+            detail=type(exc).__name__,
+        )
+
     def _table_option(self) -> tuple[str | None, bool]:
         """The configured ``table`` and ``create_table``."""
         raise NotImplementedError

@@ -106,9 +106,4 @@ class SQLiteDestination(FileDatabaseDestination):
                 "the batch will be retried",
                 failure=FailureType.TRANSIENT,
             )
-        return DestinationError(
-            f"sqlite table {self._table} refused the batch: {text}; "
-            "check the table and the sync's mappings",
-            failure=FailureType.CONFIG,
-            detail=type(exc).__name__,
-        )
+        return self._refused(exc, text)
