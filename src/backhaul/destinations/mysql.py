@@ -111,16 +111,10 @@ class MySQLDestination(SqlTableDestination):
         self._where = f"{self._params['host']}:{port}"
         self._server_infile: bool | None = None  # the server's @@local_infile, once asked
 
-    def _table_option(self) -> tuple[str | None, bool]:
-        return self.config.table, self.config.create_table
-
     def _message(self, exc: BaseException) -> str:
         args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
         text = str(args[1]) if len(args) >= 2 else str(exc)
-        password = self._params["password"]
-        for secret in (password, *self.context.secrets):
-            if secret:
-                text = text.replace(secret, "***")
+        text = self._masked(text, self._params["password"])
         return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
     @staticmethod

@@ -86,17 +86,11 @@ class PostgresDestination(SqlTableDestination):
         self._password = str(info.get("password") or "")
         self._where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
 
-    def _table_option(self) -> tuple[str | None, bool]:
-        return self.config.table, self.config.create_table
-
     def _target_name(self, table: str) -> str:
         return f"{self.dialect.quote(self.config.schema_)}.{self.dialect.quote(table)}"
 
     def _redact(self, text: str) -> str:
-        for secret in (self._password, *self.context.secrets):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self._masked(text, self._password)
 
     def _connect(self) -> Any:
         try:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 from pydantic import Field
@@ -424,6 +424,16 @@ def results(n: int, rejected: Mapping[int, str]) -> BatchResults:
     return BatchResults(n, rejected)
 
 
+class TableSettings(Protocol):
+    """The keys of a SQL destination file that name its table."""
+
+    @property
+    def table(self) -> str | None: ...
+
+    @property
+    def create_table(self) -> bool: ...
+
+
 class SqlTableDestination:
     """Base of the SQL-table destinations; subclasses implement the blocking hooks.
 
@@ -434,7 +444,7 @@ class SqlTableDestination:
     dialect: ClassVar[Dialect]
     kind: ClassVar[str]
     capabilities: ClassVar[Capabilities]
-    config: DestinationConfig  # each dialect narrows it to its own config class
+    config: TableSettings  # each dialect narrows it to its own config class
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
@@ -447,7 +457,7 @@ class SqlTableDestination:
         )
         return [SyncProblem("object", message)]
 
-    def __init__(self, config: DestinationConfig, context: DestinationContext) -> None:
+    def __init__(self, config: TableSettings, context: DestinationContext) -> None:
         self.config = config
         self.context = context
         self._idle: list[Any] = []
@@ -521,9 +531,12 @@ class SqlTableDestination:
             detail=type(exc).__name__,
         )
 
-    def _table_option(self) -> tuple[str | None, bool]:
-        """The configured ``table`` and ``create_table``."""
-        raise NotImplementedError
+    def _masked(self, text: str, *secrets: str) -> str:
+        """``text`` with the run's secrets and ``secrets`` (the connection's own) masked."""
+        for secret in (*secrets, *self.context.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     # -- connections ----------------------------------------------------------------------
     async def _acquire(self) -> Any:
@@ -578,8 +591,7 @@ class SqlTableDestination:
     async def fields(self, object: str | None) -> list[FieldInfo]:
         """The table's columns (empty when it does not exist yet); a column that is a
         primary key or unique key alone is marked unique."""
-        configured, _ = self._table_option()
-        table = resolve_table(configured, object, self.kind)
+        table = resolve_table(self.config.table, object, self.kind)
         saved = self._target
         self._target = self._target_name(table)  # some dialects describe by target
         try:
@@ -600,8 +612,7 @@ class SqlTableDestination:
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
     ) -> None:
         """Resolve the table, create it when asked, and check its columns and key."""
-        configured, create = self._table_option()
-        table = resolve_table(configured, object, self.kind)
+        table = resolve_table(self.config.table, object, self.kind)
         self._table, self._target, self._match = table, self._target_name(table), list(match_fields)
         if not match_fields:
             raise DestinationError(
@@ -614,7 +625,7 @@ class SqlTableDestination:
             check_table(self.dialect, self.kind, table, info, list(fields), match_fields)
             self._new_table = bool(await self._run(self._is_empty))
             return
-        if not create:
+        if not self.config.create_table:
             raise DestinationError(
                 f"{self.kind} table {table} does not exist; create it, or set "
                 "`create_table: true` in the destination file",
@@ -751,9 +762,6 @@ class FileDatabaseDestination(SqlTableDestination):
         super().__init__(config, context)
         path = Path(config.path)
         self.path = path if path.is_absolute() else context.project_dir / path
-
-    def _table_option(self) -> tuple[str | None, bool]:
-        return self.config.table, self.config.create_table
 
     def _require_folder(self) -> None:
         """Refuse, as a configuration mistake, a file whose folder does not exist."""
