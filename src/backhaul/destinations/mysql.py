@@ -239,9 +239,5 @@ class MySQLDestination(SqlTableDestination):
         if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError) and (
             errno not in _CONFIG_ERRNOS
         ):
-            return DestinationError(
-                f"mysql at {self._where} failed: {self._message(exc)}; the batch will be retried",
-                failure=FailureType.TRANSIENT,
-                detail=type(exc).__name__,
-            )
+            return self._retried(exc, self._where, self._message(exc))
         return self._refused(exc, self._message(exc))

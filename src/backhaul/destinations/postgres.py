@@ -179,14 +179,10 @@ class PostgresDestination(SqlTableDestination):
         return None
 
     def _failure(self, exc: BaseException) -> DestinationError:
+        reason = self._redact(first_line(str(exc)))
         if isinstance(exc, psycopg.OperationalError | errors.QueryCanceled):
-            return DestinationError(
-                f"postgres at {self._where} failed: {self._redact(first_line(str(exc)))}; "
-                "the batch will be retried",
-                failure=FailureType.TRANSIENT,
-                detail=type(exc).__name__,
-            )
-        return self._refused(exc, self._redact(first_line(str(exc))))
+            return self._retried(exc, self._where, reason)
+        return self._refused(exc, reason)
 
 
 def csv_bytes(table: pa.Table) -> bytes:

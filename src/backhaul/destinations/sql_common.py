@@ -521,6 +521,15 @@ class SqlTableDestination:
         """Translate any other driver error into a DestinationError."""
         raise NotImplementedError
 
+    def _retried(self, exc: BaseException, where: str, reason: str) -> DestinationError:
+        """The TRANSIENT error of a batch the database server at ``where`` failed for a
+        ``reason`` (the driver's ``exc``, on one line and redacted) that may pass."""
+        return DestinationError(
+            f"{self.kind} at {where} failed: {reason}; the batch will be retried",
+            failure=FailureType.TRANSIENT,
+            detail=type(exc).__name__,
+        )
+
     def _refused(self, exc: BaseException, reason: str) -> DestinationError:
         """The CONFIG error of a batch the table refused for ``reason`` (the driver's
         ``exc``, already on one line and redacted): the table or the mappings must change."""
