@@ -13,7 +13,8 @@ twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -35,14 +36,16 @@ from backhaul.destinations.http import (
     HttpResult,
     RateLimit,
 )
-from backhaul.destinations.http.connector import rolling_window
-from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
+from backhaul.destinations.http.connector import rolling_window, send_packed
+from backhaul.destinations.http.packing import Caps, positions
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("external_id", "email", "phone")
 # /users/delete takes these lists; it has none for phone numbers.
 DELETE_LISTS = {"external_id": "external_ids", "email": "email_addresses"}
 ENVELOPE = 64  # bytes of `{"attributes":[...]}` around the objects
+Request = Sequence[tuple[int, Any]]
+Send = Callable[[Request], Awaitable[dict[int, RecordResult]]]
 FIX_KEY = "check `api_key` in the destination file (a REST API key with users.track permission)"
 
 
@@ -171,15 +174,9 @@ class BrazeDestination(HttpDestination):
                 record[field] = str(record[field])  # Braze identifiers are strings
                 objects.append((i, self._object(batch, field, record)))
         deleting = batch.operation is Operation.DELETE and not batch.membership
-        packed = pack(objects, Caps(items=self.config.max_delete_ids) if deleting else self.caps)
-        results.update(too_big_results(packed, self.caps, "braze"))
-
-        async def send(n: int) -> dict[int, RecordResult]:
-            request = packed.requests[n]
-            return await (self._delete(field, request) if deleting else self._track(request))
-
-        for done in (await self.each(range(len(packed.requests)), send)).values():
-            results.update(done)
+        caps = Caps(items=self.config.max_delete_ids) if deleting else self.caps
+        send: Send = partial(self._delete, field) if deleting else self._track
+        results.update(await send_packed(self.gate, self.vendor, objects, caps, send))
         return [results[i] for i in range(len(batch))]
 
     def _object(self, batch: Batch, field: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +195,7 @@ class BrazeDestination(HttpDestination):
             }
         return {**record, "subscription_groups": [group]}
 
-    async def _track(self, request: list[tuple[int, Any]]) -> dict[int, RecordResult]:
+    async def _track(self, request: Request) -> dict[int, RecordResult]:
         """One /users/track call; Braze's errors mapped to the records by index."""
         at = positions(request)
         result = await self.client.request(
@@ -229,7 +226,7 @@ class BrazeDestination(HttpDestination):
                 out[i] = RecordResult.ok(i, result.call_id)
         return out
 
-    async def _delete(self, field: str, request: list[tuple[int, Any]]) -> dict[int, RecordResult]:
+    async def _delete(self, field: str, request: Request) -> dict[int, RecordResult]:
         """One /users/delete call: a user Braze does not have is already gone."""
         values = [o[field] for _, o in request]
         result = await self.client.request(

@@ -33,8 +33,8 @@ from backhaul.destinations.http import (
     RateLimit,
     Refused,
 )
-from backhaul.destinations.http.connector import send_all_bisecting
-from backhaul.destinations.http.packing import Caps, listed_size, pack, too_big_results
+from backhaul.destinations.http.connector import refuse_problems, send_packed
+from backhaul.destinations.http.packing import Caps, listed_size
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("id", "email", "cio_id")
@@ -138,9 +138,7 @@ class CustomerIoDestination(HttpDestination):
         await self.client.request("POST", self._url(), json={"batch": []}, expected={200, 207, 400})
 
     async def prepare(self, fields: Any, match_fields: Sequence[str], object: str | None) -> None:
-        problems = _identifier_problems(match_fields)
-        if problems:
-            raise DestinationError(problems[0].message, failure=FailureType.CONFIG)
+        refuse_problems(_identifier_problems(match_fields))
 
     def _url(self) -> str:
         return f"{self.config.root}/api/v2/batch"
@@ -171,10 +169,11 @@ class CustomerIoDestination(HttpDestination):
                 attributes = {k: v for k, v in record.items() if v is not None or k not in skip}
                 entry.update(action="identify", attributes=attributes)
             entries.append((i, entry))
-        packed = pack(entries, self.caps, size=listed_size)
-        results.update(too_big_results(packed, self.caps, "customerio"))
-        # A request refused whole is halved until the refused entries stand alone.
-        results.update(await send_all_bisecting(self.gate, packed.requests, self._send))
+        results.update(
+            await send_packed(
+                self.gate, self.vendor, entries, self.caps, self._send, size=listed_size
+            )
+        )
         return [results[i] for i in sorted(results)]
 
     async def _send(self, chunk: Sequence[Entry]) -> dict[int, RecordResult] | Refused:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 import duckdb
 import pyarrow as pa
 
-from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.base import Capabilities, DestinationConfig
 from backhaul.destinations.sql_common import (
     ALL_OPERATIONS,
     DUCKDB,
@@ -41,10 +41,7 @@ class DuckDBDestination(FileDatabaseDestination):
     )
     dialect = DUCKDB
     kind = "duckdb"
-
-    def __init__(self, config: DuckDBConfig, context: DestinationContext) -> None:
-        super().__init__(config, context)
-        self.config = config
+    config: DuckDBConfig
 
     def _connect(self) -> Any:
         self._require_folder()
@@ -104,9 +101,4 @@ class DuckDBDestination(FileDatabaseDestination):
                 f"duckdb database {self.path} failed: {text}; the batch will be retried",
                 failure=FailureType.TRANSIENT,
             )
-        return DestinationError(
-            f"duckdb table {self._table} refused the batch: {text}; "
-            "check the table and the sync's mappings",
-            failure=FailureType.CONFIG,
-            detail=type(exc).__name__,
-        )
+        return self._refused(exc, text)

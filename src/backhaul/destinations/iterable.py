@@ -14,6 +14,7 @@ Membership mode subscribes users to the list whose id is the sync's ``object``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -35,8 +36,8 @@ from backhaul.destinations.http import (
     HttpResult,
     RateLimit,
 )
-from backhaul.destinations.http.connector import rolling_window
-from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
+from backhaul.destinations.http.connector import rolling_window, send_packed
+from backhaul.destinations.http.packing import Caps, positions
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("email", "userId")
@@ -194,14 +195,8 @@ class IterableDestination(HttpDestination):
             by_position = dict(items)
             results.update(await self.each(by_position, lambda i: self._delete(i, by_position[i])))
             return [results[i] for i in range(len(batch))]
-        packed = pack(items, self.caps)
-        results.update(too_big_results(packed, self.caps, "iterable"))
-
-        async def send(n: int) -> dict[int, RecordResult]:
-            return await self._bulk(kind, batch.object, packed.requests[n])
-
-        for answered in (await self.each(range(len(packed.requests)), send)).values():
-            results.update(answered)
+        send = partial(self._bulk, kind, batch.object)
+        results.update(await send_packed(self.gate, self.vendor, items, self.caps, send))
         return [results[i] for i in range(len(batch))]
 
     def _item(self, record: dict[str, Any], event_id: str | None) -> dict[str, Any]:
@@ -226,7 +221,7 @@ class IterableDestination(HttpDestination):
         return item
 
     async def _bulk(
-        self, kind: str, object: str | None, request: list[tuple[int, dict[str, Any]]]
+        self, kind: str, object: str | None, request: Sequence[tuple[int, dict[str, Any]]]
     ) -> dict[int, RecordResult]:
         """One bulk call; the users Iterable lists as failed are rejected by identifier."""
         path, name = ENDPOINTS[kind]

@@ -86,10 +86,10 @@ class MySQLDestination(SqlTableDestination):
     )
     dialect = MYSQL
     kind = "mysql"
+    config: MySQLConfig
 
     def __init__(self, config: MySQLConfig, context: DestinationContext) -> None:
         super().__init__(config, context)
-        self.config = config
         parts = urlsplit(config.url)
         database = unquote(parts.path.lstrip("/"))
         try:
@@ -111,16 +111,10 @@ class MySQLDestination(SqlTableDestination):
         self._where = f"{self._params['host']}:{port}"
         self._server_infile: bool | None = None  # the server's @@local_infile, once asked
 
-    def _table_option(self) -> tuple[str | None, bool]:
-        return self.config.table, self.config.create_table
-
     def _message(self, exc: BaseException) -> str:
         args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
         text = str(args[1]) if len(args) >= 2 else str(exc)
-        password = self._params["password"]
-        for secret in (password, *self.context.secrets):
-            if secret:
-                text = text.replace(secret, "***")
+        text = self._masked(text, self._params["password"])
         return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
     @staticmethod
@@ -245,14 +239,5 @@ class MySQLDestination(SqlTableDestination):
         if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError) and (
             errno not in _CONFIG_ERRNOS
         ):
-            return DestinationError(
-                f"mysql at {self._where} failed: {self._message(exc)}; the batch will be retried",
-                failure=FailureType.TRANSIENT,
-                detail=type(exc).__name__,
-            )
-        return DestinationError(
-            f"mysql table {self._table} refused the batch: {self._message(exc)}; "
-            "check the table and the sync's mappings",
-            failure=FailureType.CONFIG,
-            detail=type(exc).__name__,
-        )
+            return self._retried(exc, self._where, self._message(exc))
+        return self._refused(exc, self._message(exc))

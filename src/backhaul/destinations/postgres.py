@@ -71,10 +71,10 @@ class PostgresDestination(SqlTableDestination):
     )
     dialect = POSTGRES
     kind = "postgres"
+    config: PostgresConfig
 
     def __init__(self, config: PostgresConfig, context: DestinationContext) -> None:
         super().__init__(config, context)
-        self.config = config
         try:
             info = conninfo.conninfo_to_dict(config.url)
         except psycopg.ProgrammingError:
@@ -86,17 +86,11 @@ class PostgresDestination(SqlTableDestination):
         self._password = str(info.get("password") or "")
         self._where = f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
 
-    def _table_option(self) -> tuple[str | None, bool]:
-        return self.config.table, self.config.create_table
-
     def _target_name(self, table: str) -> str:
         return f"{self.dialect.quote(self.config.schema_)}.{self.dialect.quote(table)}"
 
     def _redact(self, text: str) -> str:
-        for secret in (self._password, *self.context.secrets):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self._masked(text, self._password)
 
     def _connect(self) -> Any:
         try:
@@ -185,19 +179,10 @@ class PostgresDestination(SqlTableDestination):
         return None
 
     def _failure(self, exc: BaseException) -> DestinationError:
+        reason = self._redact(first_line(str(exc)))
         if isinstance(exc, psycopg.OperationalError | errors.QueryCanceled):
-            return DestinationError(
-                f"postgres at {self._where} failed: {self._redact(first_line(str(exc)))}; "
-                "the batch will be retried",
-                failure=FailureType.TRANSIENT,
-                detail=type(exc).__name__,
-            )
-        return DestinationError(
-            f"postgres table {self._table} refused the batch: "
-            f"{self._redact(first_line(str(exc)))}; check the table and the sync's mappings",
-            failure=FailureType.CONFIG,
-            detail=type(exc).__name__,
-        )
+            return self._retried(exc, self._where, reason)
+        return self._refused(exc, reason)
 
 
 def csv_bytes(table: pa.Table) -> bytes:

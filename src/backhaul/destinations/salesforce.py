@@ -208,13 +208,11 @@ class SalesforceDestination(KeyedDestination):
         """The object's fields from the same describe: kind of value, label, required (not
         nillable, createable, no default on create), unique (an External ID field, the only
         kind records can be matched by), read-only (neither createable nor updateable)."""
-        obj = self.config.object or object
-        if not obj:
-            raise DestinationError(
-                "salesforce needs an object to list its fields: name one (e.g. Contact) or "
-                "set `object` in the destination file",
-                failure=FailureType.CONFIG,
-            )
+        obj = self._object_of(
+            object,
+            "salesforce needs an object to list its fields: name one (e.g. Contact) or set "
+            "`object` in the destination file",
+        )
         described = await self._fields(obj)
         return [
             FieldInfo(
@@ -235,13 +233,11 @@ class SalesforceDestination(KeyedDestination):
     ) -> None:
         """Settle the object and external id field, then describe the object: an unknown
         object or field, or a mapped field that cannot be written, raise a CONFIG error."""
-        obj = self.config.object or object
-        if not obj:
-            raise DestinationError(
-                "salesforce needs an object: set `object` in the sync (e.g. Contact) or in "
-                "the destination file",
-                failure=FailureType.CONFIG,
-            )
+        obj = self._object_of(
+            object,
+            "salesforce needs an object: set `object` in the sync (e.g. Contact) or in the "
+            "destination file",
+        )
         ext = self.config.external_id_field
         if ext is None:
             if len(match_fields) != 1:
@@ -310,6 +306,17 @@ class SalesforceDestination(KeyedDestination):
         return await self._rest_delete(rows.identity, ids)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _object_of(self, object: str | None, missing: str) -> str:
+        """The object the destination file names, else the sync's.
+
+        Raises:
+            DestinationError: CONFIG, saying ``missing``, when neither names one.
+        """
+        obj = self.config.object or object
+        if not obj:
+            raise DestinationError(missing, failure=FailureType.CONFIG)
+        return obj
 
     def _use_bulk(self, size: int) -> bool:
         mode = self.config.bulk

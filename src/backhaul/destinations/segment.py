@@ -38,8 +38,8 @@ from backhaul.destinations.http import (
     Refused,
     dumps_json,
 )
-from backhaul.destinations.http.connector import send_all_bisecting
-from backhaul.destinations.http.packing import Caps, listed_size, pack, too_big_results
+from backhaul.destinations.http.connector import refuse_problems, send_packed
+from backhaul.destinations.http.packing import Caps, listed_size
 from backhaul.errors import DestinationError, FailureType
 
 IDENTITIES = ("userId", "anonymousId")
@@ -149,9 +149,7 @@ class SegmentDestination(HttpDestination):
         wrong one, so only the URL is checked."""
 
     async def prepare(self, fields: Any, match_fields: Sequence[str], object: str | None) -> None:
-        problems = _identity_problems(match_fields)
-        if problems:
-            raise DestinationError(problems[0].message, failure=FailureType.CONFIG)
+        refuse_problems(_identity_problems(match_fields))
 
     def _body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         body: dict[str, Any] = {"batch": messages}
@@ -187,10 +185,11 @@ class SegmentDestination(HttpDestination):
                 results[i] = RecordResult.rejected(i, reason)
                 continue
             messages.append((i, self.message(batch.keys[i], identity, record)))
-        packed = pack(messages, self.caps, size=listed_size)
-        results.update(too_big_results(packed, self.caps, "segment"))
-        # A batch refused whole is halved until the refused messages stand alone.
-        results.update(await send_all_bisecting(self.gate, packed.requests, self._send))
+        results.update(
+            await send_packed(
+                self.gate, self.vendor, messages, self.caps, self._send, size=listed_size
+            )
+        )
         return [results[i] for i in sorted(results)]
 
     async def _send(self, chunk: Sequence[Message]) -> dict[int, RecordResult] | Refused:

@@ -39,7 +39,13 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http import HttpResult, RateLimit, RateLimiter, RetryPolicy
 from backhaul.destinations.http.connector import client_for, redactor_for, template_field_problems
-from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
+from backhaul.destinations.http.templates import (
+    ROW_VARIABLES,
+    first_line,
+    liquid_problem,
+    row_variables,
+    template_environment,
+)
 from backhaul.destinations.slack_digest import (
     DigestRow,
     SlackLimits,
@@ -177,9 +183,7 @@ class SlackDestination:
         """The text and blocks templates read only what each message provides."""
         problems: list[SyncProblem] = []
         row = config.mode in ("row", "run_digest")  # a run digest renders rows as row mode does
-        provided = (
-            ("record", "operation", "key") if row else ("records", "count", "more", "operation")
-        )
+        provided = ROW_VARIABLES if row else ("records", "count", "more", "operation")
         for key, source in (("text", config.text), ("blocks", config.blocks)):
             problems += template_field_problems(
                 "slack", key, source, provided, shape.fields if row else ()
@@ -300,7 +304,7 @@ class SlackDestination:
     def _row_message(
         self, operation: Operation, record: dict[str, Any], flat: dict[str, Any], key: str
     ) -> dict[str, Any]:
-        variables = {**record, "record": record, "operation": operation.value, "key": key}
+        variables = row_variables(record, operation.value, key)
         text = (
             self._render(self._text, variables, "text")
             if self._text
@@ -397,7 +401,7 @@ class SlackDestination:
     def _digest_row(
         self, operation: Operation, record: dict[str, Any], flat: dict[str, Any], key: str
     ) -> DigestRow:
-        variables = {**record, "record": record, "operation": operation.value, "key": key}
+        variables = row_variables(record, operation.value, key)
         text = (
             self._render(self._text, variables, "text")
             if self._text

@@ -19,7 +19,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 from pydantic import Field
@@ -424,6 +424,16 @@ def results(n: int, rejected: Mapping[int, str]) -> BatchResults:
     return BatchResults(n, rejected)
 
 
+class TableSettings(Protocol):
+    """The keys of a SQL destination file that name its table."""
+
+    @property
+    def table(self) -> str | None: ...
+
+    @property
+    def create_table(self) -> bool: ...
+
+
 class SqlTableDestination:
     """Base of the SQL-table destinations; subclasses implement the blocking hooks.
 
@@ -434,6 +444,7 @@ class SqlTableDestination:
     dialect: ClassVar[Dialect]
     kind: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    config: TableSettings  # each dialect narrows it to its own config class
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
@@ -446,7 +457,8 @@ class SqlTableDestination:
         )
         return [SyncProblem("object", message)]
 
-    def __init__(self, config: DestinationConfig, context: DestinationContext) -> None:
+    def __init__(self, config: TableSettings, context: DestinationContext) -> None:
+        self.config = config
         self.context = context
         self._idle: list[Any] = []
         self._open: list[Any] = []
@@ -509,9 +521,31 @@ class SqlTableDestination:
         """Translate any other driver error into a DestinationError."""
         raise NotImplementedError
 
-    def _table_option(self) -> tuple[str | None, bool]:
-        """The configured ``table`` and ``create_table``."""
-        raise NotImplementedError
+    def _retried(self, exc: BaseException, where: str, reason: str) -> DestinationError:
+        """The TRANSIENT error of a batch the database server at ``where`` failed for a
+        ``reason`` (the driver's ``exc``, on one line and redacted) that may pass."""
+        return DestinationError(
+            f"{self.kind} at {where} failed: {reason}; the batch will be retried",
+            failure=FailureType.TRANSIENT,
+            detail=type(exc).__name__,
+        )
+
+    def _refused(self, exc: BaseException, reason: str) -> DestinationError:
+        """The CONFIG error of a batch the table refused for ``reason`` (the driver's
+        ``exc``, already on one line and redacted): the table or the mappings must change."""
+        return DestinationError(
+            f"{self.kind} table {self._table} refused the batch: {reason}; "
+            "check the table and the sync's mappings",
+            failure=FailureType.CONFIG,
+            detail=type(exc).__name__,
+        )
+
+    def _masked(self, text: str, *secrets: str) -> str:
+        """``text`` with the run's secrets and ``secrets`` (the connection's own) masked."""
+        for secret in (*secrets, *self.context.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     # -- connections ----------------------------------------------------------------------
     async def _acquire(self) -> Any:
@@ -566,8 +600,7 @@ class SqlTableDestination:
     async def fields(self, object: str | None) -> list[FieldInfo]:
         """The table's columns (empty when it does not exist yet); a column that is a
         primary key or unique key alone is marked unique."""
-        configured, _ = self._table_option()
-        table = resolve_table(configured, object, self.kind)
+        table = resolve_table(self.config.table, object, self.kind)
         saved = self._target
         self._target = self._target_name(table)  # some dialects describe by target
         try:
@@ -588,8 +621,7 @@ class SqlTableDestination:
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
     ) -> None:
         """Resolve the table, create it when asked, and check its columns and key."""
-        configured, create = self._table_option()
-        table = resolve_table(configured, object, self.kind)
+        table = resolve_table(self.config.table, object, self.kind)
         self._table, self._target, self._match = table, self._target_name(table), list(match_fields)
         if not match_fields:
             raise DestinationError(
@@ -602,7 +634,7 @@ class SqlTableDestination:
             check_table(self.dialect, self.kind, table, info, list(fields), match_fields)
             self._new_table = bool(await self._run(self._is_empty))
             return
-        if not create:
+        if not self.config.create_table:
             raise DestinationError(
                 f"{self.kind} table {table} does not exist; create it, or set "
                 "`create_table: true` in the destination file",
@@ -655,6 +687,17 @@ class SqlTableDestination:
             rejected.update(await self._with_conn(run_round(indices)))
         return results(n, rejected)
 
+    def _statements(self, batch: Batch) -> Statements:
+        """The statements that write ``batch`` to the target table, matched on the batch's
+        match fields (the table's key when it names none)."""
+        return Statements(
+            self.dialect,
+            self._target,
+            batch.fields,
+            batch.match_fields or self._match,
+            batch.skip_null_fields,
+        )
+
     def _attempt_new(self, conn: Any, batch: Batch, indices: list[int]) -> bool:
         """Upsert (or insert) into a table that was empty when the run began: a plain
         insert.
@@ -666,13 +709,7 @@ class SqlTableDestination:
         batch goes through the usual statement, and so does the rest of the run. So a
         failed insert costs time, never a wrong row.
         """
-        plan = Statements(
-            self.dialect,
-            self._target,
-            batch.fields,
-            batch.match_fields or self._match,
-            batch.skip_null_fields,
-        )
+        plan = self._statements(batch)
         cur = self._cursor(conn)
         try:
             self._begin(conn)
@@ -687,13 +724,7 @@ class SqlTableDestination:
         return True
 
     def _attempt(self, conn: Any, batch: Batch, indices: list[int]) -> dict[int, str]:
-        plan = Statements(
-            self.dialect,
-            self._target,
-            batch.fields,
-            batch.match_fields or self._match,
-            batch.skip_null_fields,
-        )
+        plan = self._statements(batch)
         cur = self._cursor(conn)
         try:
             self._begin(conn)
@@ -734,14 +765,12 @@ class FileDatabaseConfig(DestinationConfig):
 class FileDatabaseDestination(SqlTableDestination):
     """A SQL-table destination whose database is a file beside the project."""
 
+    config: FileDatabaseConfig
+
     def __init__(self, config: FileDatabaseConfig, context: DestinationContext) -> None:
         super().__init__(config, context)
-        self.file_config = config
         path = Path(config.path)
         self.path = path if path.is_absolute() else context.project_dir / path
-
-    def _table_option(self) -> tuple[str | None, bool]:
-        return self.file_config.table, self.file_config.create_table
 
     def _require_folder(self) -> None:
         """Refuse, as a configuration mistake, a file whose folder does not exist."""

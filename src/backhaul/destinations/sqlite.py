@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.base import Capabilities, DestinationConfig
 from backhaul.destinations.sql_common import (
     ALL_OPERATIONS,
     SQLITE,
@@ -41,10 +41,7 @@ class SQLiteDestination(FileDatabaseDestination):
     )
     dialect = SQLITE
     kind = "sqlite"
-
-    def __init__(self, config: SQLiteConfig, context: DestinationContext) -> None:
-        super().__init__(config, context)
-        self.config = config
+    config: SQLiteConfig
 
     def _connect(self) -> Any:
         self._require_folder()
@@ -109,9 +106,4 @@ class SQLiteDestination(FileDatabaseDestination):
                 "the batch will be retried",
                 failure=FailureType.TRANSIENT,
             )
-        return DestinationError(
-            f"sqlite table {self._table} refused the batch: {text}; "
-            "check the table and the sync's mappings",
-            failure=FailureType.CONFIG,
-            detail=type(exc).__name__,
-        )
+        return self._refused(exc, text)

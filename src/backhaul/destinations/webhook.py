@@ -38,7 +38,13 @@ from backhaul.destinations.http.connector import (
     template_field_problems,
 )
 from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY, default_concurrency
-from backhaul.destinations.http.templates import first_line, liquid_problem, template_environment
+from backhaul.destinations.http.templates import (
+    ROW_VARIABLES,
+    first_line,
+    liquid_problem,
+    row_variables,
+    template_environment,
+)
 from backhaul.errors import DestinationError, FailureType
 from backhaul.floats import NonFiniteError
 
@@ -124,17 +130,11 @@ class WebhookDestination:
     @staticmethod
     def check_sync(config: WebhookConfig, shape: SyncShape) -> list[SyncProblem]:
         """The body template reads only what each body provides."""
-        if config.mode == "row":
-            return template_field_problems(
-                "webhook",
-                "body_template",
-                config.body_template,
-                ("record", "operation", "key"),
-                shape.fields,
-            )
-        provided = ("records", "keys", "operation")
+        row = config.mode == "row"
+        provided = ROW_VARIABLES if row else ("records", "keys", "operation")
+        fields = shape.fields if row else ()
         return template_field_problems(
-            "webhook", "body_template", config.body_template, provided, ()
+            "webhook", "body_template", config.body_template, provided, fields
         )
 
     def __init__(self, config: WebhookConfig, context: DestinationContext) -> None:
@@ -275,7 +275,7 @@ class WebhookDestination:
             record, key = records[0], keys[0]
             if self._template is None:
                 return dumps_json({**record, "_operation": op})
-            variables = {**record, "record": record, "operation": op, "key": key}
+            variables = row_variables(record, op, key)
         else:
             if self._template is None:
                 return dumps_json({"operation": op, "records": records})

@@ -20,6 +20,7 @@ from backhaul.destinations.http.client import (
     Refused,
     split_batch,
 )
+from backhaul.destinations.http.packing import Caps, json_size, pack, too_big_results
 from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter, RollingWindowLimiter
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.destinations.http.shared import SharedLimiter
@@ -147,6 +148,29 @@ async def send_all_bisecting(
     return out
 
 
+async def send_packed(
+    gate: asyncio.Semaphore,
+    vendor: str,
+    items: Iterable[tuple[int, T]],
+    caps: Caps,
+    send: Callable[[Sequence[tuple[int, T]]], Awaitable[dict[int, RecordResult] | Refused]],
+    *,
+    size: Callable[[T], int] = json_size,
+) -> dict[int, RecordResult]:
+    """Pack ``(position, item)`` pairs into requests within ``caps`` (an item measured by
+    ``size``) and ``send`` each, as many at once as ``gate`` allows; results by position.
+
+    An item too big to ever fit is rejected without a call, in ``vendor``'s name. ``send``
+    answers a result for every position of the request it is given, or :class:`Refused`
+    for a request refused whole, which is then halved until the refused items stand alone
+    (see :func:`send_all_bisecting`).
+    """
+    packed = pack(items, caps, size=size)
+    results = too_big_results(packed, caps, vendor)
+    results.update(await send_all_bisecting(gate, packed.requests, send))
+    return results
+
+
 async def poll_job(
     vendor: str,
     job: str,
@@ -255,6 +279,17 @@ def identity_problems(
         key = "object" if object not in identities else "match.fields"
         return [SyncProblem(key, exc.message)]
     return []
+
+
+def refuse_problems(problems: Sequence[SyncProblem]) -> None:
+    """Refuse at run time what ``check_sync`` reports before it: the first problem, as a
+    configuration error.
+
+    Raises:
+        DestinationError: CONFIG, when there is a problem.
+    """
+    if problems:
+        raise DestinationError(problems[0].message, failure=FailureType.CONFIG)
 
 
 def template_field_problems(

@@ -203,16 +203,15 @@ class RateLimiter:
         return max(0.0, self._paused_until - self._clock())
 
     async def acquire(self, n: int = 1, *, observer: WaitObserver | None = None) -> Permit:
-        """Wait until ``n`` requests may be sent, then take them from the bucket.
+        """Wait out any pause, then until ``n`` requests may be sent, and take them.
+
+        Callers are served in arrival order; how ``n`` is taken is :meth:`_admit`'s.
 
         Args:
             n: Requests to take.
             observer: Told how long each wait lasted and why.
         """
-        if n < 1:
-            raise ValueError("n must be at least 1")
-        if self._per_second is not None and n > self._capacity:
-            raise ValueError(f"cannot take {n} tokens from a bucket of {int(self._capacity)}")
+        self._check(n)
         waited = _Waited()
         async with self._lock:
             while True:
@@ -220,13 +219,27 @@ class RateLimiter:
                 if now < self._paused_until:
                     await self._hold(observer, waited, True, self._paused_until - now)
                     continue
-                if self._per_second is None:
-                    return waited.permit(now, n)
-                self._refill(now)
-                if self._tokens >= n - _EPSILON:  # float refills land a hair short
-                    self._tokens = max(0.0, self._tokens - n)
-                    return waited.permit(now, n)
-                await self._hold(observer, waited, False, (n - self._tokens) / self._per_second)
+                taken = self._admit(n, now, waited)
+                if isinstance(taken, Permit):
+                    return taken
+                await self._hold(observer, waited, False, taken)
+
+    def _check(self, n: int) -> None:
+        """Refuse a request for ``n`` that could never be granted."""
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        if self._per_second is not None and n > self._capacity:
+            raise ValueError(f"cannot take {n} tokens from a bucket of {int(self._capacity)}")
+
+    def _admit(self, n: int, now: float, waited: _Waited) -> Permit | float:
+        """Take ``n`` tokens from the bucket: the permit, or the seconds until they refill."""
+        if self._per_second is None:
+            return waited.permit(now, n)
+        self._refill(now)
+        if self._tokens >= n - _EPSILON:  # float refills land a hair short
+            self._tokens = max(0.0, self._tokens - n)
+            return waited.permit(now, n)
+        return (n - self._tokens) / self._per_second
 
     async def _hold(
         self, observer: WaitObserver | None, waited: _Waited, paused: bool, seconds: float
@@ -292,47 +305,31 @@ class RollingWindowLimiter(RateLimiter):
         self.limit = limit
         self.seconds = seconds
         self.stale_after = stale_after
-        self._now = clock
         self._held: deque[Permit] = deque()
-        self._gate = asyncio.Lock()
 
     def lower(self, limit: int) -> None:
         """Allow fewer calls per window from now on (never more than configured)."""
         if 0 < limit < self.limit:
             self.limit = limit
 
-    async def acquire(self, n: int = 1, *, observer: WaitObserver | None = None) -> Permit:
-        """Wait until ``n`` more calls fit in the window, then count them.
-
-        Args:
-            n: Calls to count.
-            observer: Told how long each wait lasted and why.
-        """
+    def _check(self, n: int) -> None:
         if not 1 <= n <= self.limit:
             raise ValueError(f"n must be between 1 and {self.limit}")
-        waited = _Waited()
-        async with self._gate:
-            while True:
-                now = self._now()
-                if now < self.paused_until:
-                    await self._hold(observer, waited, True, self.paused_until - now)
-                    continue
-                frees = [self._frees(p, now) for p in self._held]
-                self._held = deque(
-                    p for p, f in zip(self._held, frees, strict=True) if f is None or f > now
-                )
-                if sum(p.count for p in self._held) + n <= self.limit:
-                    permit = waited.permit(now, n)
-                    self._held.append(permit)
-                    return permit
-                times = [f for f in frees if f is not None and f > now]
-                # Unanswered calls free nothing until answered: look again shortly.
-                await self._hold(
-                    observer,
-                    waited,
-                    False,
-                    min(times) - now if times else min(0.02, self.seconds / 10),
-                )
+
+    def _admit(self, n: int, now: float, waited: _Waited) -> Permit | float:
+        """Count ``n`` more calls when they fit in the window: the permit, or the seconds
+        until a call leaves it."""
+        frees = [self._frees(p, now) for p in self._held]
+        self._held = deque(
+            p for p, f in zip(self._held, frees, strict=True) if f is None or f > now
+        )
+        if sum(p.count for p in self._held) + n <= self.limit:
+            permit = waited.permit(now, n)
+            self._held.append(permit)
+            return permit
+        times = [f for f in frees if f is not None and f > now]
+        # Unanswered calls free nothing until answered: look again shortly.
+        return min(times) - now if times else min(0.02, self.seconds / 10)
 
     def _frees(self, permit: Permit, now: float) -> float | None:
         """When ``permit`` leaves the window (``None`` while its calls are unanswered)."""

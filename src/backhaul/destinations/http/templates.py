@@ -7,9 +7,14 @@ JSON.
 
 from __future__ import annotations
 
+from typing import Any
+
 from liquid import Environment
 
 from backhaul.templates import first_line, liquid_environment, liquid_problem
+
+# What a template rendered for one row reads besides the row's own fields.
+ROW_VARIABLES = ("record", "operation", "key")
 
 
 def template_environment() -> Environment:
@@ -17,4 +22,16 @@ def template_environment() -> Environment:
     return liquid_environment()
 
 
-__all__ = ["first_line", "liquid_problem", "template_environment"]
+def row_variables(record: dict[str, Any], operation: str, key: str) -> dict[str, Any]:
+    """The variables of a template rendered for one row: its fields by name, and
+    :data:`ROW_VARIABLES` (the whole record, the operation and the row's key)."""
+    return {**record, "record": record, "operation": operation, "key": key}
+
+
+__all__ = [
+    "ROW_VARIABLES",
+    "first_line",
+    "liquid_problem",
+    "row_variables",
+    "template_environment",
+]
