@@ -31,7 +31,7 @@ from backhaul.state import snapshots
 from backhaul.summary import RowOutcome, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 
-pytest_plugins = ["tiers"]
+pytest_plugins = ["tiers", "pytester"]
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SHM = Path("/dev/shm")
