@@ -52,7 +52,6 @@ from backhaul.engine.hooks import (
     skipped_hooks_note,
 )
 from backhaul.engine.plan import (
-    OUTBOXES,
     Identity,
     LocalBackend,
     PlanBackend,
@@ -61,7 +60,6 @@ from backhaul.engine.plan import (
     build_outbox,
     compute,
     invalid_rows,
-    outbox_table,
     samples,
 )
 from backhaul.engine.settings import SyncSettings, resolve_settings
@@ -215,7 +213,6 @@ class SyncRun:
         self.recorder: StoreRecorder | None = None
         self.commits: CommitGroup | None = None
         self._block: tuple[int, int, pa.Table] | None = None  # outbox rows read ahead
-        self.outbox = OUTBOXES[0]  # where this run's outbox is built (`_apply`)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
@@ -295,8 +292,7 @@ class SyncRun:
             else:
                 asyncio.run(dest.close())
             with ws.guard(Phase.FINISH):
-                for table in OUTBOXES:  # also one left in the state file by a killed run
-                    ws.con.execute(f"DROP TABLE IF EXISTS {table}")
+                ws.con.execute("DROP TABLE IF EXISTS st.outbox")
             c = self.summary.counts
             clean = not c.rejected and self.summary.error is None and not self.cancel.is_set()
             self.events(PhaseStarted(self.run_id, self.sync.name, RunPhase.COMMIT))
@@ -338,11 +334,9 @@ class SyncRun:
     def _apply(self, ws: Workspace, plan: SyncPlan) -> int:
         """Turn a plan that passed the guards into the outbox; returns its rows."""
         self.backend.drop_resolved_rejections(ws)
-        c = plan.counts
-        self.outbox = outbox_table(c.planned + c.skipped)
         with ws.guard(Phase.PLAN):
             return build_outbox(
-                ws, plan.relations, target=self.outbox, identity=Identity.of(plan.settings)
+                ws, plan.relations, target="st.outbox", identity=Identity.of(plan.settings)
             )
 
     def _quota_warning(self, counts: Counts) -> str | None:
@@ -431,14 +425,14 @@ class SyncRun:
         ops = ["'add'", "'change'", "'retry'"]
         if self.sync.config.removal is not OnRemove.NOTHING:
             ops += ["'remove'", "'rekey'"]
-        sql = f"SELECT count(*) FROM {self.outbox} WHERE op IN ({', '.join(ops)})"
+        sql = f"SELECT count(*) FROM st.outbox WHERE op IN ({', '.join(ops)})"
         return bool(scalar(self.ws.con, sql))
 
     def _field_types(self) -> dict[str, pa.DataType]:
         assert self.ws is not None
         ws = self.ws
         cols = ", ".join(f"f{i}" for i in range(len(ws.mapper.fields)))
-        schema = arrow_table(ws.con, f"SELECT {cols} FROM {self.outbox} LIMIT 0")
+        schema = arrow_table(ws.con, f"SELECT {cols} FROM st.outbox LIMIT 0")
         table = rename_fields(schema, ws.mapper.fields)
         types = {f.name: f.type for f in table.schema}
         for m in ws.mapper.mappings:
@@ -488,7 +482,7 @@ class SyncRun:
             # any new record is written, so no write can land on a record about to go.
             rekeys = await self._db(
                 lambda: int(
-                    scalar(ws.con, f"SELECT count(*) FROM {self.outbox} WHERE op = 'rekey'") or 0
+                    scalar(ws.con, "SELECT count(*) FROM st.outbox WHERE op = 'rekey'") or 0
                 )
             )
             idx = 0
@@ -581,7 +575,7 @@ class SyncRun:
             stop = min(total, max(hi, lo + READ_AHEAD_ROWS))
             table = arrow_table(
                 self.ws.con,
-                f"SELECT * FROM {self.outbox} WHERE seq >= ? AND seq < ? ORDER BY seq",
+                "SELECT * FROM st.outbox WHERE seq >= ? AND seq < ? ORDER BY seq",
                 [lo, stop],
             )
             block = self._block = (lo, stop, table)

@@ -11,11 +11,10 @@ from backhaul.engine.guards import Verdict
 from backhaul.engine.plan.backend import PlanBackend, backend_for
 from backhaul.engine.plan.compute import compute
 from backhaul.engine.plan.local import LocalBackend, invalid_rows
-from backhaul.engine.plan.outbox import OUTBOXES, Identity, build_outbox, outbox_table, samples
+from backhaul.engine.plan.outbox import Identity, build_outbox, samples
 from backhaul.engine.plan.values import Diff, Relations, SyncPlan
 
 __all__ = [
-    "OUTBOXES",
     "Diff",
     "Identity",
     "LocalBackend",
@@ -27,6 +26,5 @@ __all__ = [
     "build_outbox",
     "compute",
     "invalid_rows",
-    "outbox_table",
     "samples",
 ]

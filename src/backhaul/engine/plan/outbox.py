@@ -14,19 +14,6 @@ from backhaul.engine.settings import SyncSettings
 from backhaul.engine.workspace import Workspace
 from backhaul.state.snapshots import key_text_sql
 
-# Up to this many planned rows, a run's outbox is built in its in-memory scratch database
-# (three times faster to build than in the state file: no compression, no writes to
-# disk); a larger one goes into the state file, so a large first run's memory stays
-# bounded. A run that dies loses the outbox and nothing else: the next run plans again
-# from the snapshot and builds it anew.
-IN_MEMORY_ROWS = 2_000_000
-OUTBOXES = ("work.outbox", "st.outbox")
-
-
-def outbox_table(planned_rows: int) -> str:
-    """The table a run builds its outbox in, for ``planned_rows`` rows to send or skip."""
-    return OUTBOXES[0] if planned_rows <= IN_MEMORY_ROWS else OUTBOXES[1]
-
 
 def _on(left: str, right: str, n: int) -> str:
     return " AND ".join(f"{left}.k{i} = {right}.k{i}" for i in range(n))
