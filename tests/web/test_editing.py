@@ -170,6 +170,10 @@ def test_the_destination_lists_its_fields_and_the_source_tests_its_connection(
     assert by_name["email"]["unique"] and by_name["firstname"]["type"] == "text"
     check = c.post("/api/v1/edit/sources/warehouse/check").json()
     assert check["ok"] and check["version"].startswith("DuckDB")
+    text = "type: duckdb\npath: warehouse.duckdb\n"
+    unsaved = c.post("/api/v1/edit/sources/warehouse_two/check", json={"text": text}).json()
+    assert unsaved["ok"] and unsaved["version"].startswith("DuckDB")
+    assert not (env.root / "sources" / "warehouse_two.yml").exists()
     preview = c.post(
         "/api/v1/edit/models/preview",
         json={"source": "warehouse", "sql": "SELECT id, email FROM leads ORDER BY id"},
