@@ -31,16 +31,21 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backhaul.errors import ConfigError, InvalidContent, SaveConflict, SaveError
 
 GIT_TIMEOUT_S = 60
+if TYPE_CHECKING:
+    from backhaul.config.project import Project
+
 LOCK_FILE = "backhaul-save.lock"
 _IN_PROGRESS = {
     "MERGE_HEAD": "merge",
@@ -108,6 +113,12 @@ def text_hash(text: str | None) -> str:
 
 def project_problems(root: Path) -> list[Problem]:
     """The checks of ``backhaul validate --offline`` on the project in ``root``."""
+    return _checked(root)[1]
+
+
+def _checked(root: Path) -> tuple[Project | None, list[Problem]]:
+    """The project in ``root`` and its problems under the checks of ``backhaul validate
+    --offline`` (no project when it does not load)."""
     from backhaul.config.checks import check_project
     from backhaul.config.loader import load_project
     from backhaul.errors import ConfigErrors
@@ -115,10 +126,49 @@ def project_problems(root: Path) -> list[Problem]:
     try:
         project = load_project(root)
     except ConfigErrors as exc:
-        return [_problem(e) for e in exc.errors]
+        return None, [_problem(e) for e in exc.errors]
     except ConfigError as exc:
-        return [_problem(exc)]
-    return [_problem(e) for e in check_project(project, open_sources=False)]
+        return None, [_problem(exc)]
+    return project, [_problem(e) for e in check_project(project, open_sources=False)]
+
+
+@contextmanager
+def project_with(root: Path, files: dict[str, str]) -> Iterator[Project]:
+    """The project in ``root`` as it would be with ``files`` saved, validated as a save
+    validates it, while nothing in ``root`` is written (to try a file before saving it).
+
+    The definitions (``backhaul.yml`` and the folders the loader reads) are copied into a
+    temporary folder and ``files`` written there; everything else (data files, a dbt
+    project, Git) is linked, not copied. The project yielded lives in that folder, removed
+    afterwards: take its definitions, not its ``root``.
+
+    Raises:
+        InvalidContent: The project would not validate with ``files``; every problem.
+        SaveError: A file is outside the project's definitions.
+    """
+    from backhaul.config.loader import FOLDERS, PROJECT_FILES
+
+    root = root.resolve()
+    copied = {*FOLDERS, *PROJECT_FILES}
+    with tempfile.TemporaryDirectory(prefix="backhaul-try-") as tmp:
+        folder = Path(tmp).resolve()
+        for entry in root.iterdir():
+            if entry.name not in copied:
+                (folder / entry.name).symlink_to(entry)
+            elif entry.is_dir():
+                shutil.copytree(entry, folder / entry.name, ignore_dangling_symlinks=True)
+            else:
+                shutil.copyfile(entry, folder / entry.name)
+        for rel, text in files.items():
+            target = (folder / rel).resolve()
+            top = Path(rel).parts[0] if Path(rel).parts else ""
+            if top not in FOLDERS or not target.is_relative_to(folder / top):
+                raise SaveError(f"`{rel}` is not a definition in the project folder")
+            _write(target, text)
+        project, problems = _checked(folder)
+        if problems or project is None:
+            raise InvalidContent(problems)
+        yield project
 
 
 def _problem(error: ConfigError) -> Problem:
@@ -507,6 +557,7 @@ __all__ = [
     "SaveResult",
     "Validator",
     "project_problems",
+    "project_with",
     "save_file",
     "save_files",
     "text_hash",

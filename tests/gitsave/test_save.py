@@ -15,6 +15,7 @@ from backhaul.gitsave import (
     Author,
     Problem,
     project_problems,
+    project_with,
     save_file,
     save_files,
     text_hash,
@@ -105,6 +106,28 @@ def test_invalid_content_is_refused_and_the_old_text_stays(tmp_path: Path) -> No
     assert (root / "audiences/fr.yml").read_text(encoding="utf-8") == GOOD
     assert git(root, "rev-parse", "HEAD") == head
     assert git(root, "status", "--porcelain") == ""
+
+
+def test_a_file_is_tried_as_a_save_validates_it_without_writing_anything(
+    tmp_path: Path,
+) -> None:
+    root = repo(duckdb_project(tmp_path / "p", DATA))
+    before = sorted(p.relative_to(root) for p in root.rglob("*") if ".git" not in p.parts)
+    with project_with(root, {"audiences/fr.yml": GOOD}) as tried:
+        assert "fr" in tried.audiences and tried.root != root.resolve()
+    bad = "schema: people\nconditions:\n  - {column: country, op: contains, value: 3}\n"
+    with pytest.raises(InvalidContent) as caught, project_with(root, {"audiences/fr.yml": bad}):
+        pass
+    for outside in ("../x.yml", "backhaul.yml", "audiences/../../x.yml"):
+        with pytest.raises(SaveError, match="not a definition"), project_with(root, {outside: ""}):
+            pass
+    after = sorted(p.relative_to(root) for p in root.rglob("*") if ".git" not in p.parts)
+    assert after == before and git(root, "status", "--porcelain") == ""
+    assert not (tmp_path / "x.yml").exists()
+    # The problems are the ones a save of that text answers.
+    with pytest.raises(InvalidContent) as saved:
+        save_file(root, "audiences/fr.yml", bad, author=ANN, message="Break fr")
+    assert caught.value.problems == saved.value.problems
 
 
 def test_a_file_with_uncommitted_hand_edits_is_not_committed_over(tmp_path: Path) -> None:

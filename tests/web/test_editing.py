@@ -170,12 +170,87 @@ def test_the_destination_lists_its_fields_and_the_source_tests_its_connection(
     assert by_name["email"]["unique"] and by_name["firstname"]["type"] == "text"
     check = c.post("/api/v1/edit/sources/warehouse/check").json()
     assert check["ok"] and check["version"].startswith("DuckDB")
+    text = "type: duckdb\npath: warehouse.duckdb\n"
+    unsaved = c.post("/api/v1/edit/sources/warehouse_two/check", json={"text": text}).json()
+    assert unsaved["ok"] and unsaved["version"].startswith("DuckDB")
+    assert not (env.root / "sources" / "warehouse_two.yml").exists()
     preview = c.post(
         "/api/v1/edit/models/preview",
         json={"source": "warehouse", "sql": "SELECT id, email FROM leads ORDER BY id"},
     ).json()
     assert [col["name"] for col in preview["columns"]] == ["id", "email"]
     assert preview["rows"][0] == [1, "ann@example.com"]
+
+
+def _project_files(root: Path) -> dict[str, bytes]:
+    """Every file of the project but Git's and the app's own state."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not {".git", ".backhaul"} & set(p.relative_to(root).parts)
+    }
+
+
+def test_test_connection_tries_the_unsaved_text_as_the_cli_would_and_writes_nothing(
+    env: EditEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = env.client(Role.EDITOR)
+    wrong_env = "BACKHAUL_EDIT_TEST_WRONG_TOKEN"
+    monkeypatch.setenv(wrong_env, "pat-na1-not-the-token")
+    head = env.git("rev-parse", "HEAD")
+    before = _project_files(env.root)
+    url = "/api/v1/edit/destinations/crm_try/check"
+
+    good = f"type: hubspot\ntoken: ${{env:{TOKEN_ENV}}}\nbase_url: {env.hubspot_url}\n"
+    ok = c.post(url, json={"text": good})
+    assert ok.status_code == 200 and ok.json()["ok"] and ok.json()["type"] == "hubspot", ok.text
+
+    # A wrong token: the message `backhaul test-connection` prints for the saved file.
+    bad = good.replace(TOKEN_ENV, wrong_env)
+    refused = c.post(url, json={"text": bad}).json()
+    assert refused["ok"] is False and env.token not in refused["message"]
+    tried = env.root.parent / f"tried-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(env.root, tried)
+    (tried / "destinations" / "crm_try.yml").write_text(bad, encoding="utf-8")
+    cli = run_cli("test-connection", "crm_try", "-C", str(tried))
+    first = refused["message"].splitlines()[0]
+    assert cli.returncode != 0 and f"destination `crm_try`: {first}" in cli.stderr
+
+    # A config mistake answers what a save answers: the problem at its file, line and key.
+    for text, key in (
+        (good + "bogus: 1\n", "bogus"),
+        ("type: hubspot\ntoken: [unclosed\n", None),
+    ):
+        answer = c.post(url, json={"text": text})
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert error["message"] == "the project would not validate"
+        (problem,) = error["problems"]
+        assert problem["file"] == "destinations/crm_try.yml" and problem["line"]
+        assert problem["key"] == key
+        (tried / "destinations" / "crm_try.yml").write_text(text, encoding="utf-8")
+        cli = run_cli("validate", "--offline", "-C", str(tried))
+        assert cli.returncode != 0 and problem["text"] in cli.stdout + cli.stderr
+
+    # The form as a save sends it (the editor's button) is tried the same way...
+    form = {"type": "hubspot", "values": {"token": TOKEN_ENV, "base_url": env.hubspot_url}}
+    assert c.post(url, json=form).json()["ok"]
+    changed = {"values": {"token": wrong_env}, "base": _state(env, c, "destinations/crm")["base"]}
+    assert c.post("/api/v1/edit/destinations/crm/check", json=changed).json() == {
+        "ok": False,
+        "message": refused["message"],
+    }
+    # ...and a value a save refuses answers the save's own error.
+    literal = {"type": "hubspot", "values": {"token": env.token, "base_url": env.hubspot_url}}
+    checked = c.post(url, json=literal)
+    assert checked.status_code == 422 and env.token not in checked.text
+    assert checked.json() == c.put("/api/v1/edit/destinations/crm_try", json=literal).json()
+
+    # Nothing was written or committed; without a body the saved file is tested.
+    assert _project_files(env.root) == before
+    assert env.git("rev-parse", "HEAD") == head and env.git("status", "--porcelain") == ""
+    assert c.post(url).status_code == 404
+    assert c.post("/api/v1/edit/destinations/crm/check").json()["ok"]
 
 
 def test_delete_is_refused_while_used_and_then_is_one_commit(env: EditEnv) -> None:

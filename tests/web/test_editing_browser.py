@@ -1,9 +1,9 @@
 """The editors in a real browser: in a fresh Git project, an editor creates a DuckDB source,
 a model, a HubSpot destination (the emulator on loopback, its token as ``${env:...}``) and
-a sync entirely in the UI, runs the sync and sees it succeed. The files validate with the
-CLI, read as a person would write them, each save is one commit by the editor, a hand
-comment in the sync survives an edit in the UI, delete asks first, and no commit holds the
-token. Screenshots go where ``tests/browser.py`` says (``docs/img/editor-*.png`` with
+a sync entirely in the UI (the destination's connection tested before it is saved), runs
+the sync and sees it succeed. The files validate with the CLI, read as a person would write
+them, each save is one commit by the editor, a hand comment in the sync survives an edit in
+the UI, delete asks first, and no commit holds the token. Screenshots go where ``tests/browser.py`` says (``docs/img/editor-*.png`` with
 ``BACKHAUL_SCREENSHOTS=docs/img``)."""
 
 from __future__ import annotations
@@ -112,9 +112,20 @@ def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
         page.select_option("#f-type", "hubspot")
         page.wait_for_url("**/edit/destinations/new?type=hubspot*")
         page.fill("#f-name", "crm")
-        page.fill("#f-token", TOKEN_ENV)
+        page.fill("#f-token", "BACKHAUL_EDIT_TEST_UNSET_TOKEN")
         page.fill("#f-base_url", env.hubspot_url)
         page.fill("#f-object", "contacts")
+        # Tested before it is saved: a variable that is not set is what a save would
+        # refuse, said as the save says it; then fixed.
+        page.click("#test-connection")
+        expect(page.locator("#test-result.failed")).to_contain_text("would not validate")
+        expect(page.locator("#save-problems")).to_contain_text(
+            "destinations/crm.yml:2: token: environment variable BACKHAUL_EDIT_TEST_UNSET_TOKEN"
+        )
+        page.fill("#f-token", TOKEN_ENV)
+        page.click("#test-connection")
+        expect(page.locator("#test-result.ok")).to_contain_text("reachable")
+        assert not (env.root / "destinations").exists()
         _saved(page, "destinations", "crm")
         page.click("#test-connection")
         expect(page.locator("#test-result")).to_contain_text("reachable")

@@ -34,8 +34,11 @@ class ConnectionReport:
     latency_ms: float
 
 
-def check_source(project: Any, name: str) -> ConnectionReport:
+def check_source(project: Any, name: str, definition: Any = None) -> ConnectionReport:
     """Open source ``name`` with its secrets resolved, run ``check()`` and a trivial query.
+
+    ``definition`` (a :class:`~backhaul.config.project.SourceDef`) is tried in place of the
+    saved one: the web editor tests a file before it is saved.
 
     Raises:
         ConfigError: The source's configuration cannot be used (unset variable, no driver).
@@ -44,7 +47,7 @@ def check_source(project: Any, name: str) -> ConnectionReport:
     from backhaul.config.secrets import resolve
     from backhaul.observe.redact import Redactor
 
-    src = project.sources[name]
+    src = definition or project.sources[name]
     config, secrets = resolve(src.config, positions=src.positions)
     redactor = Redactor(secrets)
     started = time.perf_counter()
@@ -72,8 +75,11 @@ def check_source(project: Any, name: str) -> ConnectionReport:
     return ConnectionReport("source", name, src.config.type, version, elapsed)
 
 
-def check_destination(project: Any, name: str) -> ConnectionReport:
+def check_destination(project: Any, name: str, definition: Any = None) -> ConnectionReport:
     """Open destination ``name`` with its secrets resolved and await its ``check()``.
+
+    ``definition`` (a :class:`~backhaul.config.project.DestinationDef`) as in
+    :func:`check_source`.
 
     Raises:
         ConfigError: The configuration cannot be used.
@@ -84,7 +90,7 @@ def check_destination(project: Any, name: str) -> ConnectionReport:
     from backhaul.destinations.base import DestinationContext
     from backhaul.observe.redact import Redactor
 
-    dest = project.destinations[name]
+    dest = definition or project.destinations[name]
     config, secrets = resolve(dest.config, positions=dest.positions)
     redactor = Redactor(secrets)
     context = DestinationContext(project.root, MemoryRecorder(), "", "", tuple(secrets))

@@ -11,7 +11,8 @@ editor's save goes to their draft branch instead, and until it is approved they 
 files as that draft holds them (:mod:`backhaul.web.opening`).
 
 The helpers beside the forms use the code paths of the CLI: "Test connection" is
-``backhaul test-connection`` (:mod:`backhaul.cli.connection`), a model preview reads
+``backhaul test-connection`` (:mod:`backhaul.cli.connection`), on the form as it stands
+(validated as a save, tried in a temporary copy of the definitions), a model preview reads
 through the source connector as a run does, and a destination's fields come from its own
 ``fields(object)`` when it has one.
 """
@@ -30,7 +31,7 @@ from backhaul.config.models import NAME_PATTERN, ModelConfig
 from backhaul.config.project import ModelDef, Positions, Project
 from backhaul.config.yamledit import edit_yaml, load, plain
 from backhaul.errors import BackhaulError, SaveConflict
-from backhaul.gitsave import Problem, text_hash
+from backhaul.gitsave import Problem, project_with, text_hash
 from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
 from backhaul.web.approvals import save_project_files
 from backhaul.web.audience_api import opened_for, problem_out, reload_project, save_failure
@@ -54,6 +55,15 @@ class SaveIn(BaseModel):
     sql_base: str = ""
     mappings: list[dict[str, Any]] | None = None
     match: list[str] | None = None
+
+
+class CheckIn(SaveIn):
+    """What Test connection may send: the editor's unsaved file, as its YAML ``text`` or as
+    the form a save sends (laid over the file as a save lays it)."""
+
+    text: str | None = Field(
+        None, max_length=1_000_000, description="The file's YAML as it would be saved."
+    )
 
 
 class PreviewIn(BaseModel):
@@ -221,6 +231,11 @@ def _planned(
     return saved, bases, message, problems
 
 
+def _form_problems(problems: list[Problem]) -> SafeJSONResponse:
+    found = [problem_out(p) for p in problems]
+    return _error(422, "invalid", "some values cannot be used", problems=found)
+
+
 def _mapping(item: dict[str, Any]) -> dict[str, Any]:
     """A mapping as a person writes it: the source first, then ``field``, then the rest."""
     order = ("column", "value", "template", "field", "cast", "nulls")
@@ -251,8 +266,7 @@ def save_route(
     except BackhaulError as exc:
         return _error(400, "invalid", exc.message)
     if problems:
-        found = [problem_out(p) for p in problems]
-        return _error(422, "invalid", "some values cannot be used", problems=found)
+        return _form_problems(problems)
     return _save(request, project, user, users, files, bases, message, f"{KINDS[kind]}_save", name)
 
 
@@ -397,15 +411,41 @@ def columns_route(name: str, project: ProjectDep) -> Any:
 
 
 @router.post("/{kind}/{name}/check")
-def check_route(kind: str, name: str, project: ProjectDep) -> Any:
-    """Test connection, exactly as ``backhaul test-connection NAME`` does."""
+def check_route(
+    request: Request,
+    kind: str,
+    name: str,
+    user: Editor,
+    project: ProjectDep,
+    body: CheckIn | None = None,
+) -> Any:
+    """Test connection, exactly as ``backhaul test-connection NAME`` does: on the saved
+    file, or with a body on the editor's unsaved one (validated as a save validates it,
+    nothing written), so a new item or a changed password is tried before it is saved."""
     from backhaul.cli.connection import check_destination, check_source
 
-    if kind not in ("sources", "destinations") or name not in getattr(project, kind):
+    if kind not in ("sources", "destinations") or (
+        body is None and name not in getattr(project, kind)
+    ):
         return _error(404, "not_found", f"no {KINDS.get(kind, 'item')} `{name}` to test")
+    definition = None
+    if body is not None:
+        try:
+            _check_name(name)
+            text = body.text
+            if text is None:
+                opened = opened_item(request, project, user, kind, name)
+                files, _, _, problems = _planned(project, kind, name, body, opened)
+                if problems:
+                    return _form_problems(problems)
+                text = files[file_of(project, kind, name)] or ""
+            with project_with(project.root, {file_of(project, kind, name): text}) as tried:
+                definition = getattr(tried, kind)[name]
+        except BackhaulError as exc:
+            return save_failure(exc)
     try:
         check = check_source if kind == "sources" else check_destination
-        report = check(project, name)
+        report = check(project, name, definition)
     except BackhaulError as exc:
         return {"ok": False, "message": exc.message}
     return {

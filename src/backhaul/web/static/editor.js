@@ -1,6 +1,7 @@
 // The editors of sources, models, destinations and syncs: collect the form's values, save
 // them through /api/v1/edit (one Git commit per save), show each problem beside its field;
-// model preview with a primary-key picker, the mapping editor, test connection, delete.
+// model preview with a primary-key picker, the mapping editor, test connection (of the form
+// as it stands, before it is saved), delete.
 (function () {
   "use strict";
   const { h, call } = window.Backhaul;
@@ -191,13 +192,28 @@
     loadSides();
   }
 
-  // -- test connection ---------------------------------------------------------------------
+  // The name being edited and the form as a save sends it (null: no name given yet).
+  function edited() {
+    const name = S.is_new ? byId("f-name").value.trim() : S.name;
+    if (!name) { showProblems([{ key: "name", message: "give it a name" }]); return null; }
+    const body = { values: values(), base: base };
+    if (typeSelect) body.type = typeSelect.value || null;
+    if (S.kind === "models") { body.sql = byId("f-sql").value; body.sql_base = sqlBase; }
+    if (mapping) { body.mappings = mappings(); body.match = matchFields(); }
+    return { name, body };
+  }
+
+  // -- test connection: the form as it stands, saved or not --------------------------------
   const testButton = byId("test-connection");
   if (testButton) {
     testButton.addEventListener("click", () => {
       const out = byId("test-result");
+      const it = edited();
+      if (!it) return;
+      out.className = "";
       out.textContent = "Testing…";
-      call("POST", `${API}/${S.kind}/${encodeURIComponent(S.name)}/check`, csrf).then(({ data }) => {
+      call("POST", `${API}/${S.kind}/${encodeURIComponent(it.name)}/check`, csrf, it.body).then(({ data }) => {
+        showProblems(data.error ? data.error.problems || [] : []);
         out.className = data.ok ? "badge ok" : "badge failed";
         out.textContent = data.ok ? `reachable${data.version ? " · " + data.version : ""} · ${data.latency_ms} ms` : data.message || data.error.message;
       });
@@ -207,13 +223,10 @@
   // -- save ------------------------------------------------------------------------------
   byId("editor-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    const name = S.is_new ? byId("f-name").value.trim() : S.name;
     const status = byId("save-status");
-    if (!name) { showProblems([{ key: "name", message: "give it a name" }]); return; }
-    const body = { values: values(), base: base };
-    if (typeSelect) body.type = typeSelect.value || null;
-    if (S.kind === "models") { body.sql = byId("f-sql").value; body.sql_base = sqlBase; }
-    if (mapping) { body.mappings = mappings(); body.match = matchFields(); }
+    const it = edited();
+    if (!it) return;
+    const { name, body } = it;
     status.textContent = "Saving…";
     call("PUT", `${API}/${S.kind}/${encodeURIComponent(name)}`, csrf, body).then(({ status: code, data }) => {
       if (code === 200) {
