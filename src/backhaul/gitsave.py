@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING
 
 from backhaul.errors import ConfigError, InvalidContent, SaveConflict, SaveError
 
-GIT_TIMEOUT_S = 60
 if TYPE_CHECKING:
     from backhaul.config.project import Project
 
+GIT_TIMEOUT_S = 60
 LOCK_FILE = "backhaul-save.lock"
 _IN_PROGRESS = {
     "MERGE_HEAD": "merge",
