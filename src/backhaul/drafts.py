@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from backhaul.errors import SaveConflict, SaveError
+from backhaul.gitinfo import git_output
 from backhaul.gitsave import LOCK_FILE, Author, Repo, _locked
 
 PREFIX = "backhaul/draft-"
@@ -117,6 +119,73 @@ def drafts(root: Path, approved: str) -> list[Draft]:
     return found
 
 
+Change = Literal["added", "changed", "deleted"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """How one draft branch changes one file, from where it left the approved branch to
+    its tip.
+
+    Attributes:
+        branch: ``backhaul/draft-...``.
+        path: The file, relative to the folder asked about.
+        change: ``added`` (not there before), ``changed`` or ``deleted`` (not at the tip).
+    """
+
+    branch: str
+    path: str
+    change: Change
+
+
+def changes_by(folder: Path, approved: str, username: str) -> list[FileChange]:
+    """What ``username``'s draft branches change under ``folder``, file by file.
+
+    Read with one ``git log`` over all of that user's drafts (not one command per draft
+    or per file), so a page listing the project can afford it on every request. The
+    result may hold other users' branches whose name starts like this user's
+    (``ana`` and ``ana-b``): the caller keeps those :func:`branch_for` names.
+    """
+    out = git_output(
+        folder,
+        "-c",
+        "core.quotePath=off",
+        "log",
+        "--source",
+        "--relative",
+        "--no-renames",
+        "--name-status",
+        "--reverse",
+        f"--format={_SEP}%S",
+        f"--glob=refs/heads/{PREFIX}{_slug(username)}-*",
+        "--not",
+        f"refs/heads/{approved}",
+        "--",
+    )
+    # Oldest commit first: the first status says whether the file was there before the
+    # draft, the last whether it is there at the tip.
+    before: dict[tuple[str, str], bool] = {}
+    after: dict[tuple[str, str], bool] = {}
+    branch = ""
+    for line in (out or "").splitlines():
+        if line.startswith(_SEP):
+            branch = line[1:].removeprefix("refs/heads/")
+            continue
+        status, _, path = line.partition("\t")
+        if not path or not branch:
+            continue
+        key = (branch, path)
+        before.setdefault(key, not status.startswith("A"))
+        after[key] = not status.startswith("D")
+    found: list[FileChange] = []
+    for key, was in before.items():
+        now = after[key]
+        if was or now:  # a file added and deleted again on the draft is no change
+            change: Change = "changed" if was and now else "added" if now else "deleted"
+            found.append(FileChange(key[0], key[1], change))
+    return found
+
+
 def find(root: Path, approved: str, branch: str) -> Draft:
     """The draft ``branch``.
 
@@ -214,4 +283,16 @@ def discard(root: Path, branch: str, *, tip: str | None = None) -> None:
         repo.run("update-ref", "-d", f"refs/heads/{branch}", now)
 
 
-__all__ = ["PREFIX", "Draft", "Merged", "branch_for", "discard", "drafts", "find", "merge"]
+__all__ = [
+    "PREFIX",
+    "Change",
+    "Draft",
+    "FileChange",
+    "Merged",
+    "branch_for",
+    "changes_by",
+    "discard",
+    "drafts",
+    "find",
+    "merge",
+]

@@ -97,3 +97,40 @@ def test_a_conflicting_draft_is_refused_with_nothing_changed(repo: Builder) -> N
     assert not (repo.root / ".git/MERGE_HEAD").exists()
     drafts.discard(repo.root, bo)
     assert drafts.drafts(repo.root, "main") == []
+
+
+def commit_on(repo: Builder, branch: str, files: dict[str, str | None], message: str) -> None:
+    """Commit ``files`` (None: delete) on ``branch``, made from main when new."""
+    exists = git(repo.root, "branch", "--list", branch)
+    git(repo.root, "switch", "-q", *(() if exists else ("-c",)), branch)
+    for rel, text in files.items():
+        if text is None:
+            git(repo.root, "rm", "-q", rel)
+        else:
+            (repo.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (repo.root / rel).write_text(text, encoding="utf-8")
+            git(repo.root, "add", rel)
+    git(repo.root, "commit", "-qm", message)
+    git(repo.root, "switch", "-q", "main")
+
+
+def test_the_changes_of_a_users_drafts_are_net_of_their_commits(repo: Builder) -> None:
+    new = drafts.branch_for("ana", "destinations/new.yml")
+    commit_on(repo, new, {"destinations/new.yml": "type: sqlite\n"}, "Create")
+    commit_on(repo, new, {"destinations/new.yml": "type: sqlite\npath: x\n"}, "Edit")
+    tmp = drafts.branch_for("ana", "destinations/tmp.yml")
+    commit_on(repo, tmp, {"destinations/tmp.yml": "type: sqlite\n"}, "Create")
+    commit_on(repo, tmp, {"destinations/tmp.yml": None}, "Drop again")
+    gone = drafts.branch_for("ana", "syncs/s.yml")
+    commit_on(repo, gone, {"syncs/s.yml": None}, "Delete")
+    commit_on(repo, drafts.branch_for("bo", "syncs/s.yml"), {"syncs/s.yml": "x: 1\n"}, "Bo's")
+    # main moves on after the drafts left it: its own changes are not the drafts'.
+    (repo.root / "notes.txt").write_text("later\n", encoding="utf-8")
+    git(repo.root, "add", "notes.txt")
+    git(repo.root, "commit", "-qm", "Later")
+
+    found = {(c.branch, c.path): c.change for c in drafts.changes_by(repo.root, "main", "ana")}
+    assert found == {(new, "destinations/new.yml"): "added", (gone, "syncs/s.yml"): "deleted"}
+    (bos,) = drafts.changes_by(repo.root, "main", "bo")
+    assert (bos.path, bos.change) == ("syncs/s.yml", "changed")
+    assert drafts.changes_by(repo.root, "main", "cy") == []

@@ -436,3 +436,79 @@ def test_an_editor_reordering_a_priority_list_saves_again_on_their_draft(
     assert again.json()["changed"] is True
     tip = git(env.root, "rev-parse", draft).strip()
     assert git(env.root, "rev-list", "--count", f"{head(env)}..{tip}").strip() == "2"
+
+
+def edit_row(page: str, kind: str, name: str) -> str | None:
+    """The ``/edit`` table row of item ``name`` in the ``kind`` section (None: not listed)."""
+    section = re.search(rf'<section class="card" id="edit-{kind}">(.*?)</section>', page, re.S)
+    assert section, page
+    for row in re.findall(r"<tr\b.*?</tr>", section.group(1), re.S):
+        if re.search(rf"<td>(<a href=\"/edit/{kind}/{name}\">)?{name}\b", row):
+            return str(row)
+    return None
+
+
+def sqlite_destination(client: httpx.Client, name: str) -> httpx.Response:
+    return client.put(
+        f"/api/v1/edit/destinations/{name}",
+        json={"type": "sqlite", "values": {"path": f"{name}.sqlite", "create_table": True}},
+    )
+
+
+def test_the_edit_page_lists_an_editors_drafts_and_only_theirs(
+    env: BuilderEnv, clients: dict[Role, httpx.Client]
+) -> None:
+    first = head(env)
+    admin, editor = clients[Role.ADMIN], clients[Role.EDITOR]
+    assert admin.post(f"/api/v1/approvals/commits/{first}").status_code == 200
+    spare = sqlite_destination(admin, "spare")  # an admin's save: approved, on main
+    assert spare.status_code == 200 and spare.json()["draft"] is None, spare.text
+    plain = editor.get("/edit").text
+    assert 'id="drafts-notice"' not in plain and "data-draft" not in plain
+
+    # The editor creates a destination, edits the sync and deletes the spare destination:
+    # three drafts, none of them in the checked-out files.
+    made = sqlite_destination(editor, "archive")
+    assert made.status_code == 200, made.text
+    archive = "backhaul/draft-editor-user-destinations-archive"
+    assert made.json()["draft"] == archive
+    assert not (env.root / "destinations/archive.yml").exists()
+    opened = editor.get("/api/v1/edit/syncs/s").json()
+    edited = editor.put(
+        "/api/v1/edit/syncs/s", json={"values": {"mode": "mirror"}, "base": opened["base"]}
+    )
+    assert edited.status_code == 200 and edited.json()["draft"], edited.text
+    gone = editor.delete("/api/v1/edit/destinations/spare")
+    assert gone.status_code == 200 and gone.json()["draft"], gone.text
+    assert (env.root / "destinations/spare.yml").exists()
+
+    page = editor.get("/edit")
+    assert page.status_code == 200 and 'id="drafts-notice"' in page.text
+    row = edit_row(page.text, "destinations", "archive")
+    assert row is not None, page.text
+    assert 'data-draft="added"' in row and ">draft</span>" in row
+    assert 'href="/edit/destinations/archive"' in row and "destinations/archive.yml" in row
+    assert editor.get("/edit/destinations/archive").status_code == 200  # the link opens
+    changed = edit_row(page.text, "syncs", "s")
+    assert changed is not None and 'data-draft="changed"' in changed
+    assert "changed in your draft" in changed
+    deleted = edit_row(page.text, "destinations", "spare")
+    assert deleted is not None and 'data-draft="deleted"' in deleted
+    assert "deleted in your draft" in deleted and 'href="/edit/destinations/spare' not in deleted
+    unchanged = edit_row(page.text, "destinations", "db")
+    assert unchanged is not None and "data-draft" not in unchanged
+
+    # Others see the approved project, as before.
+    theirs = admin.get("/edit").text
+    assert edit_row(theirs, "destinations", "archive") is None
+    assert "data-draft" not in theirs and 'id="drafts-notice"' not in theirs
+    assert edit_row(theirs, "destinations", "spare") is not None
+
+    # Approved, the destination is a plain item of the project for everyone.
+    tip = git(env.root, "rev-parse", archive).strip()
+    merged = admin.post(f"/api/v1/approvals/drafts/{archive}/approve", json={"tip": tip})
+    assert merged.status_code == 200, merged.text
+    for client in (editor, admin):
+        listed = edit_row(client.get("/edit").text, "destinations", "archive")
+        assert listed is not None and "data-draft" not in listed
+        assert 'href="/edit/destinations/archive"' in listed

@@ -9,18 +9,23 @@ what still uses the item.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Project
+from backhaul.drafts import Change, FileChange
 from backhaul.gitsave import Repo, text_hash
 from backhaul.web.api.editing import editor_state, file_of, opened_item, sql_file_of
 from backhaul.web.auth import Editor, User, csrf_token
-from backhaul.web.deps import ProjectDep, templates
+from backhaul.web.deps import ProjectDep, StoreDep, templates
 from backhaul.web.editor_forms import KINDS
-from backhaul.web.opening import Opened
+from backhaul.web.opening import Opened, drafted_files
 from backhaul.web.pages import not_found
 
 router = APIRouter(include_in_schema=False)
@@ -46,13 +51,60 @@ def users_of(project: Project, kind: str, name: str) -> list[str]:
     return out
 
 
+_NAME = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One row of ``/edit``: an item, its file, and how the signed-in editor's pending
+    draft changes it (None: it does not; ``added``: the item is only in the draft)."""
+
+    name: str
+    file: str
+    change: Change | None = None
+
+
+def _item_of(kind: str, path: str) -> str | None:
+    """The name of the ``kind`` item ``path`` defines, if it is one (``destinations/crm.yml``
+    -> ``crm``: names are file names)."""
+    file = PurePosixPath(path)
+    if file.parts[0] != kind or file.suffix not in (".yml", ".yaml"):
+        return None
+    return file.stem if _NAME.match(file.stem) else None
+
+
+def listing(project: Project, kind: str, drafted: dict[str, FileChange]) -> list[Listed]:
+    """The items of ``kind`` as an editor sees them: the project's, each marked with how
+    ``drafted`` (:func:`backhaul.web.opening.drafted_files`) changes it, and those only
+    in ``drafted``, by name."""
+    defs: dict[str, Any] = getattr(project, kind)
+    rows: dict[str, Listed] = {}
+    for name in defs:
+        files = [file_of(project, kind, name)]
+        if kind == "models":
+            files.append(sql_file_of(project, name))
+        own = drafted.get(files[0])
+        change: Change | None = None
+        if own is not None and own.change == "deleted":
+            change = "deleted"
+        elif any(f in drafted for f in files):  # a model's .sql changes the model too
+            change = "changed"
+        rows[name] = Listed(name, files[0], change)
+    for path, found in drafted.items():
+        new = _item_of(kind, path)
+        if new is None or new in rows or found.change == "deleted":
+            continue
+        if file_of(project, kind, new) == path:  # the file its editor page opens
+            rows[new] = Listed(new, path, "added")
+    return [rows[n] for n in sorted(rows)]
+
+
 @router.get("/edit", response_class=HTMLResponse)
-def edit_home(request: Request, user: Editor, project: ProjectDep) -> Response:
-    """Every source, model, destination and sync, with links to edit, add and delete."""
-    kinds: dict[str, list[tuple[str, str]]] = {}
-    for kind in KINDS:
-        defs: dict[str, Any] = getattr(project, kind)
-        kinds[kind] = [(n, file_of(project, kind, n)) for n in sorted(defs)]
+def edit_home(request: Request, user: Editor, project: ProjectDep, store: StoreDep) -> Response:
+    """Every source, model, destination and sync, with links to edit, add and delete; for
+    an editor with pending drafts, as those drafts hold them (the files they open)."""
+    drafted = drafted_files(project, store, user)
+    kinds = {kind: listing(project, kind, drafted) for kind in KINDS}
     context = {
         "user": user,
         "title": "Edit the project",
@@ -60,6 +112,7 @@ def edit_home(request: Request, user: Editor, project: ProjectDep) -> Response:
         "labels": TITLES,
         "singular": KINDS,
         "git": Repo.find(project.root) is not None,
+        "drafted": any(row.change for rows in kinds.values() for row in rows),
     }
     return templates.TemplateResponse(request, "editor_list.html", context)
 
@@ -146,4 +199,4 @@ def delete_page(
     return templates.TemplateResponse(request, "editor_delete.html", context)
 
 
-__all__ = ["router", "users_of"]
+__all__ = ["Listed", "listing", "router", "users_of"]

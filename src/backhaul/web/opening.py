@@ -39,14 +39,35 @@ def read_file(project: Project, rel: str) -> str | None:
         raise ConfigError(exc.reason, file=rel) from None
 
 
+def drafting(project: Project, store: RunStore, user: User) -> bool:
+    """Whether ``user``'s saves go to draft branches: approval is on and they are an
+    editor, not an admin."""
+    if not user.role.allows(Role.EDITOR) or user.role.allows(Role.ADMIN):
+        return False
+    return approval.required(project, store)
+
+
 def draft_branch(project: Project, store: RunStore, user: User, rel: str) -> str | None:
     """The branch ``user``'s save of ``rel`` goes to: their draft branch when approval is
     on and they are an editor, not an admin (None: the checked-out branch)."""
-    if not user.role.allows(Role.EDITOR) or user.role.allows(Role.ADMIN):
-        return None
-    if not approval.required(project, store):
+    if not drafting(project, store, user):
         return None
     return drafts.branch_for(user.username, rel)
+
+
+def drafted_files(project: Project, store: RunStore, user: User) -> dict[str, drafts.FileChange]:
+    """The files ``user`` opens from a pending draft that changes them, by path relative
+    to the project folder (empty when their saves are not drafts).
+
+    The same rule as :func:`opened`: ``rel`` is opened from the draft branch
+    :func:`draft_branch` names for it, so a file another of the user's drafts happens to
+    hold is not counted. One git read for all of them, for pages that list the project.
+    """
+    if not drafting(project, store, user):
+        return {}
+    approved = project.config.approval.branch
+    found = drafts.changes_by(project.root, approved, user.username)
+    return {c.path: c for c in found if c.branch == drafts.branch_for(user.username, c.path)}
 
 
 def pending_note(branch: str) -> str:
@@ -101,4 +122,12 @@ def opened(project: Project, store: RunStore, user: User, rel: str) -> Opened:
     return Opened(project, branch, tip)
 
 
-__all__ = ["Opened", "draft_branch", "opened", "pending_note", "read_file"]
+__all__ = [
+    "Opened",
+    "draft_branch",
+    "drafted_files",
+    "drafting",
+    "opened",
+    "pending_note",
+    "read_file",
+]
