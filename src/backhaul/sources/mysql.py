@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-import duckdb
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from backhaul.errors import ConfigError, SourceError
 from backhaul.sources.common import (
-    SourceConfig,
-    check_url_or_host,
+    ServerSourceConfig,
+    StreamedSource,
     dbapi_reader,
     import_driver,
     limit_zero,
@@ -29,21 +28,13 @@ from backhaul.sources.common import (
 )
 
 
-class MySQLSourceConfig(SourceConfig):
+class MySQLSourceConfig(ServerSourceConfig):
     """A MySQL or MariaDB database."""
 
+    example_url: ClassVar[str] = "mysql://user@host:3306/db"
     type: Literal["mysql"]
     url: str | None = Field(None, description="mysql://user:password@host:3306/database")
-    host: str | None = None
     port: int = 3306
-    user: str | None = None
-    password: str | None = None
-    database: str | None = None
-
-    @model_validator(mode="after")
-    def _url_or_host(self) -> MySQLSourceConfig:
-        check_url_or_host(self, "mysql://user@host:3306/db")
-        return self
 
 
 # pymysql field type codes (pymysql.constants.FIELD_TYPE) that map to a fixed Arrow type.
@@ -68,7 +59,7 @@ _DECIMAL = (0, 246)
 _AUTH, _NO_DB, _NO_HOST, _BAD_HOST = 1045, 1049, 2003, 2005
 
 
-class MySQLSource:
+class MySQLSource(StreamedSource):
     """Runs model SQL in MySQL/MariaDB and streams the rows as Arrow batches."""
 
     config_model: ClassVar[type[MySQLSourceConfig]] = MySQLSourceConfig
@@ -165,10 +156,6 @@ class MySQLSource:
         return dbapi_reader(
             cur.fetchmany, names, types, batch_size, on_error=self._query_error, finish=finish
         )
-
-    def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
-        """MySQL is streamed, never attached."""
-        return False
 
     def check(self) -> None:
         """Connect and run a trivial query."""
