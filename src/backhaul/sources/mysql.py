@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -76,7 +77,7 @@ class MySQLSource(StreamedSource):
         self._streams: list[Callable[[], None]] = []  # how to end streams not read to the end
 
     def _open(self) -> Any:
-        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+        pymysql = import_pymysql()
         try:
             conn = pymysql.connect(
                 **self._params,
@@ -115,7 +116,7 @@ class MySQLSource(StreamedSource):
 
     def columns(self, sql: str) -> dict[str, str]:
         """Column names and MySQL type codes of ``sql`` (planned with ``LIMIT 0``)."""
-        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+        pymysql = import_pymysql()
         from pymysql.constants import FIELD_TYPE
 
         names: dict[int, str] = {}
@@ -131,7 +132,7 @@ class MySQLSource(StreamedSource):
 
     def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
         """Stream the rows of ``sql`` through an unbuffered cursor on its own connection."""
-        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+        pymysql = import_pymysql()
         # An unbuffered result blocks its connection until read: use one just for it.
         conn = self._open()
         cur = conn.cursor(pymysql.cursors.SSCursor)
@@ -159,7 +160,7 @@ class MySQLSource(StreamedSource):
 
     def check(self) -> None:
         """Connect and run a trivial query."""
-        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+        pymysql = import_pymysql()
         try:
             with self._connect().cursor() as cur:
                 cur.execute("SELECT 1")
@@ -177,6 +178,11 @@ class MySQLSource(StreamedSource):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def import_pymysql() -> ModuleType:
+    """The pymysql driver, imported on first use."""
+    return import_driver("pymysql", "pymysql", "mysql", "mysql")
 
 
 def _arrow_type(desc: tuple[Any, ...]) -> pa.DataType | None:
