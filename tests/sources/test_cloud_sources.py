@@ -156,7 +156,7 @@ class SQLiteConfig(SourceConfig):
     path: str
 
 
-class DbApiOverSQLite(DbApiSource):
+class DbApiOverSQLite(DbApiSource[SQLiteConfig]):
     """The cloud sources' shared code, connected through the standard-library driver."""
 
     config_model = SQLiteConfig
@@ -164,7 +164,6 @@ class DbApiOverSQLite(DbApiSource):
     dialect = "sqlite"
     driver = "sqlite3"
     extra = "none"
-    config: SQLiteConfig
 
     def _where(self) -> str:
         return self.config.path

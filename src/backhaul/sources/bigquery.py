@@ -28,17 +28,14 @@ class BigQuerySourceConfig(SourceConfig):
     endpoint: str | None = Field(None, description="API endpoint override (emulators, proxies).")
 
 
-class BigQuerySource(DbApiSource):
+class BigQuerySource(DbApiSource[BigQuerySourceConfig]):
     """Runs model SQL in BigQuery and streams the result as Arrow batches."""
 
     config_model: ClassVar[type[BigQuerySourceConfig]] = BigQuerySourceConfig
     kind = "bigquery"
-    dialect = "bigquery"
     driver = "google.cloud.bigquery"
     package = "google-cloud-bigquery"
-    extra = "bigquery"
     connect_hint = "check `project`, `credentials_path` and the account's BigQuery roles"
-    config: BigQuerySourceConfig
 
     def _where(self) -> str:
         return f"project {self.config.project}"

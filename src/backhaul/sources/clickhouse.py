@@ -27,17 +27,14 @@ class ClickHouseSourceConfig(SourceConfig):
     secure: bool = False
 
 
-class ClickHouseSource(DbApiSource):
+class ClickHouseSource(DbApiSource[ClickHouseSourceConfig]):
     """Runs model SQL in ClickHouse and streams the result as Arrow batches."""
 
     config_model: ClassVar[type[ClickHouseSourceConfig]] = ClickHouseSourceConfig
     kind = "clickhouse"
-    dialect = "clickhouse"
     driver = "clickhouse_connect"
     package = "clickhouse-connect"
-    extra = "clickhouse"
     connect_hint = "check `host`, `port`, `user` and `password`, and that the server is running"
-    config: ClickHouseSourceConfig
 
     def _where(self) -> str:
         return f"{self.config.host}:{self.config.port}/{self.config.database}"

@@ -13,11 +13,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backhaul.errors import BackhaulError, ConfigError, SourceError
 
@@ -32,24 +32,28 @@ class SourceConfig(BaseModel):
     connect_timeout: float = Field(10, gt=0, description="Seconds to wait for a connection.")
 
 
-class _ServerFields(Protocol):
-    url: str | None
-    host: str | None
-    user: str | None
-    password: str | None
-    database: str | None
+class ServerSourceConfig(SourceConfig):
+    """A database server, given by one ``url`` or by its fields, so neither can hide the other.
 
-
-def check_url_or_host(config: _ServerFields, example_url: str) -> None:
-    """A database server is given by one ``url`` or by its fields, so neither can hide the other.
-
-    Raises:
-        ValueError: Both are given, or neither (``example_url`` shows the URL form).
+    Subclasses set ``example_url`` (the URL form, shown when neither is given), their
+    ``port`` default and the ``url`` description.
     """
-    if config.url and (config.host or config.user or config.password or config.database):
-        raise ValueError("give either `url` or host/user/password/database, not both")
-    if not config.url and not config.host:
-        raise ValueError(f"give `url` ({example_url}) or `host`")
+
+    example_url: ClassVar[str]
+    url: str | None = None
+    host: str | None = None
+    port: int
+    user: str | None = None
+    password: str | None = None
+    database: str | None = None
+
+    @model_validator(mode="after")
+    def _url_or_host(self) -> Self:
+        if self.url and (self.host or self.user or self.password or self.database):
+            raise ValueError("give either `url` or host/user/password/database, not both")
+        if not self.url and not self.host:
+            raise ValueError(f"give `url` ({self.example_url}) or `host`")
+        return self
 
 
 def import_driver(module: str, package: str, extra: str, kind: str) -> ModuleType:
@@ -246,12 +250,23 @@ def _guarded_reader(
     return pa.RecordBatchReader.from_batches(schema, guarded())
 
 
-class DbApiSource:
+class StreamedSource:
+    """A warehouse whose rows are streamed out: DuckDB cannot read it in place."""
+
+    def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
+        """Streamed, never attached."""
+        return False
+
+
+ConfigT = TypeVar("ConfigT", bound=SourceConfig)
+
+
+class DbApiSource(StreamedSource, Generic[ConfigT]):
     """A warehouse reached through a DB-API driver that is imported on first use.
 
-    Subclasses set ``kind``, ``dialect`` (sqlglot), ``driver``, ``package`` and ``extra``, and
-    implement
-    :meth:`_open`; they override :meth:`stream` when the driver hands out Arrow itself.
+    Subclasses set ``kind``, ``driver`` (the module to import) and ``package`` (what pip
+    installs), and implement :meth:`_open`; they override :meth:`stream` when the driver
+    hands out Arrow itself. ``dialect`` (sqlglot) and ``extra`` default to ``kind``.
     """
 
     kind: ClassVar[str] = ""
@@ -261,7 +276,12 @@ class DbApiSource:
     extra: ClassVar[str] = ""
     connect_hint: ClassVar[str] = "check the host, credentials and network access"
 
-    def __init__(self, config: SourceConfig, project_dir: Path) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.dialect = cls.dialect or cls.kind
+        cls.extra = cls.extra or cls.kind
+
+    def __init__(self, config: ConfigT, project_dir: Path) -> None:
         self.config = config
         self.project_dir = project_dir
         self.where = self._where()
@@ -359,10 +379,6 @@ class DbApiSource:
         finally:
             cur.close()
 
-    def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
-        """Warehouses other than DuckDB are streamed, never attached."""
-        return False
-
     def check(self) -> None:
         """Connect and run a trivial query."""
         conn = self._connect()
@@ -383,8 +399,9 @@ class DbApiSource:
 
 __all__ = [
     "DbApiSource",
+    "ServerSourceConfig",
     "SourceConfig",
-    "check_url_or_host",
+    "StreamedSource",
     "dbapi_reader",
     "import_driver",
     "infer_schema",

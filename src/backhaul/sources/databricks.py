@@ -27,17 +27,14 @@ class DatabricksSourceConfig(SourceConfig):
     schema_: str | None = Field(None, alias="schema")
 
 
-class DatabricksSource(DbApiSource):
+class DatabricksSource(DbApiSource[DatabricksSourceConfig]):
     """Runs model SQL on a Databricks SQL warehouse and streams Arrow batches."""
 
     config_model: ClassVar[type[DatabricksSourceConfig]] = DatabricksSourceConfig
     kind = "databricks"
-    dialect = "databricks"
     driver = "databricks.sql"
     package = "databricks-sql-connector"
-    extra = "databricks"
     connect_hint = "check `server_hostname`, `http_path` and `token`"
-    config: DatabricksSourceConfig
 
     def _where(self) -> str:
         return f"{self.config.server_hostname}{self.config.http_path}"

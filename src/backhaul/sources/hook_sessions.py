@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import duckdb
 
 from backhaul.errors import BackhaulError, ConfigError, SourceError
-from backhaul.sources.common import import_driver, one_line
+from backhaul.sources.common import one_line
 
 # Where one transaction holds a whole hook list; every other warehouse runs statement by
 # statement.
@@ -60,6 +60,7 @@ def run_statements(
         StatementFailed: A statement failed; the ones before it are rolled back where the
             warehouse has transactions.
         SourceError: The warehouse cannot be reached.
+        ConfigError: The source has no way to run a statement.
     """
     kind = config.type
     if kind == "duckdb":
@@ -70,8 +71,10 @@ def run_statements(
         _mysql(config, statements, secrets)
     elif kind == "sqlite":
         _sqlite(config, project_dir, statements)
+    elif hasattr(source_cls, "run_statement"):
+        _one_by_one(source_cls(config, project_dir), statements, secrets)
     else:
-        _one_by_one(source_cls, config, project_dir, statements, secrets)
+        raise ConfigError(f"hooks cannot run on a `{kind}` source")
 
 
 def _duckdb(config: Any, project_dir: Path, statements: Sequence[str]) -> None:
@@ -119,9 +122,9 @@ def _postgres(config: Any, statements: Sequence[str], secrets: Sequence[str]) ->
 
 
 def _mysql(config: Any, statements: Sequence[str], secrets: Sequence[str]) -> None:
-    from backhaul.sources.mysql import _params
+    from backhaul.sources.mysql import _params, import_pymysql
 
-    pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+    pymysql = import_pymysql()
     params = _params(config)
     secrets = [*secrets, str(params.get("password") or "")]
     try:
@@ -197,17 +200,11 @@ def _in_one_transaction(
         con.close()
 
 
-def _one_by_one(
-    source_cls: type[Any],
-    config: Any,
-    project_dir: Path,
-    statements: Sequence[str],
-    secrets: Sequence[str],
-) -> None:
-    """Cloud warehouses: each statement through the source's own driver, committed alone."""
-    if not hasattr(source_cls, "run_statement"):
-        raise ConfigError(f"hooks cannot run on a `{config.type}` source")
-    source = source_cls(config, project_dir)
+def _one_by_one(source: Any, statements: Sequence[str], secrets: Sequence[str]) -> None:
+    """Cloud warehouses: each statement through the source's own driver, committed alone.
+
+    ``source`` is closed when the statements are done.
+    """
     secrets = [*secrets, *getattr(source, "_secrets", list)()]
     try:
         for i, sql in enumerate(statements):

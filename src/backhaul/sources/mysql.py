@@ -10,17 +10,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-import duckdb
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from backhaul.errors import ConfigError, SourceError
 from backhaul.sources.common import (
-    SourceConfig,
-    check_url_or_host,
+    ServerSourceConfig,
+    StreamedSource,
     dbapi_reader,
     import_driver,
     limit_zero,
@@ -29,21 +29,13 @@ from backhaul.sources.common import (
 )
 
 
-class MySQLSourceConfig(SourceConfig):
+class MySQLSourceConfig(ServerSourceConfig):
     """A MySQL or MariaDB database."""
 
+    example_url: ClassVar[str] = "mysql://user@host:3306/db"
     type: Literal["mysql"]
     url: str | None = Field(None, description="mysql://user:password@host:3306/database")
-    host: str | None = None
     port: int = 3306
-    user: str | None = None
-    password: str | None = None
-    database: str | None = None
-
-    @model_validator(mode="after")
-    def _url_or_host(self) -> MySQLSourceConfig:
-        check_url_or_host(self, "mysql://user@host:3306/db")
-        return self
 
 
 # pymysql field type codes (pymysql.constants.FIELD_TYPE) that map to a fixed Arrow type.
@@ -68,7 +60,7 @@ _DECIMAL = (0, 246)
 _AUTH, _NO_DB, _NO_HOST, _BAD_HOST = 1045, 1049, 2003, 2005
 
 
-class MySQLSource:
+class MySQLSource(StreamedSource):
     """Runs model SQL in MySQL/MariaDB and streams the rows as Arrow batches."""
 
     config_model: ClassVar[type[MySQLSourceConfig]] = MySQLSourceConfig
@@ -85,7 +77,7 @@ class MySQLSource:
         self._streams: list[Callable[[], None]] = []  # how to end streams not read to the end
 
     def _open(self) -> Any:
-        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+        pymysql = import_pymysql()
         try:
             conn = pymysql.connect(
                 **self._params,
@@ -124,7 +116,7 @@ class MySQLSource:
 
     def columns(self, sql: str) -> dict[str, str]:
         """Column names and MySQL type codes of ``sql`` (planned with ``LIMIT 0``)."""
-        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+        pymysql = import_pymysql()
         from pymysql.constants import FIELD_TYPE
 
         names: dict[int, str] = {}
@@ -140,7 +132,7 @@ class MySQLSource:
 
     def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
         """Stream the rows of ``sql`` through an unbuffered cursor on its own connection."""
-        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+        pymysql = import_pymysql()
         # An unbuffered result blocks its connection until read: use one just for it.
         conn = self._open()
         cur = conn.cursor(pymysql.cursors.SSCursor)
@@ -166,13 +158,9 @@ class MySQLSource:
             cur.fetchmany, names, types, batch_size, on_error=self._query_error, finish=finish
         )
 
-    def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
-        """MySQL is streamed, never attached."""
-        return False
-
     def check(self) -> None:
         """Connect and run a trivial query."""
-        pymysql = import_driver("pymysql", "pymysql", "mysql", "mysql")
+        pymysql = import_pymysql()
         try:
             with self._connect().cursor() as cur:
                 cur.execute("SELECT 1")
@@ -190,6 +178,11 @@ class MySQLSource:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def import_pymysql() -> ModuleType:
+    """The pymysql driver, imported on first use."""
+    return import_driver("pymysql", "pymysql", "mysql", "mysql")
 
 
 def _arrow_type(desc: tuple[Any, ...]) -> pa.DataType | None:

@@ -13,35 +13,32 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import duckdb
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from backhaul.errors import SourceError
-from backhaul.sources.common import SourceConfig, check_url_or_host, limit_zero, one_line, strip_sql
+from backhaul.sources.common import (
+    ServerSourceConfig,
+    StreamedSource,
+    limit_zero,
+    one_line,
+    strip_sql,
+)
 from backhaul.state.warehouse_conn import postgres_params
 
 
-class PostgresSourceConfig(SourceConfig):
+class PostgresSourceConfig(ServerSourceConfig):
     """A PostgreSQL database (also works for compatible servers that support COPY)."""
 
+    example_url: ClassVar[str] = "postgresql://user@host:5432/db"
     type: Literal["postgres"]
     url: str | None = Field(None, description="postgresql://user:password@host:5432/database")
-    host: str | None = None
     port: int = 5432
-    user: str | None = None
-    password: str | None = None
-    database: str | None = None
     sslmode: str | None = Field(None, description="disable, require, verify-full...")
     max_row_mb: int = Field(8, gt=0, le=1024, description="Largest row the reader accepts.")
-
-    @model_validator(mode="after")
-    def _url_or_host(self) -> PostgresSourceConfig:
-        check_url_or_host(self, "postgresql://user@host:5432/db")
-        return self
 
 
 # Postgres type names whose CSV text Arrow parses as the given type.
@@ -69,7 +66,7 @@ _ELEMENTS: dict[str, pa.DataType] = {
 }
 
 
-class PostgresSource:
+class PostgresSource(StreamedSource):
     """Runs model SQL in PostgreSQL and streams the rows as Arrow batches."""
 
     config_model: ClassVar[type[PostgresSourceConfig]] = PostgresSourceConfig
@@ -257,10 +254,6 @@ class PostgresSource:
                 "`max_row_mb` in the postgres source file"
             )
         return SourceError(f"cannot read a value from postgres: {text}")
-
-    def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
-        """Postgres is streamed, never attached."""
-        return False
 
     def check(self) -> None:
         """Connect and run a trivial query."""

@@ -45,17 +45,14 @@ _TYPES: dict[int, pa.DataType] = {
 }
 
 
-class RedshiftSource(DbApiSource):
+class RedshiftSource(DbApiSource[RedshiftSourceConfig]):
     """Runs model SQL in Redshift and streams the rows as Arrow batches."""
 
     config_model: ClassVar[type[RedshiftSourceConfig]] = RedshiftSourceConfig
     kind = "redshift"
-    dialect = "redshift"
     driver = "redshift_connector"
     package = "redshift-connector"
-    extra = "redshift"
     connect_hint = "check `host`, `port`, `user` and `password`, and the cluster's network access"
-    config: RedshiftSourceConfig
 
     def _where(self) -> str:
         cfg = self.config

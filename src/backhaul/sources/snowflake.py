@@ -29,17 +29,14 @@ class SnowflakeSourceConfig(SourceConfig):
     role: str | None = None
 
 
-class SnowflakeSource(DbApiSource):
+class SnowflakeSource(DbApiSource[SnowflakeSourceConfig]):
     """Runs model SQL in Snowflake and streams the result as Arrow batches."""
 
     config_model: ClassVar[type[SnowflakeSourceConfig]] = SnowflakeSourceConfig
     kind = "snowflake"
-    dialect = "snowflake"
     driver = "snowflake.connector"
     package = "snowflake-connector-python"
-    extra = "snowflake"
     connect_hint = "check `account`, `user` and `password` (or `private_key_path`)"
-    config: SnowflakeSourceConfig
 
     def _where(self) -> str:
         return f"{self.config.account}/{self.config.database or ''}"

@@ -10,13 +10,19 @@ import sqlite3
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import duckdb
 import pyarrow as pa
 from pydantic import Field
 
 from backhaul.errors import SourceError
 from backhaul.files import problem
-from backhaul.sources.common import SourceConfig, dbapi_reader, limit_zero, one_line, strip_sql
+from backhaul.sources.common import (
+    SourceConfig,
+    StreamedSource,
+    dbapi_reader,
+    limit_zero,
+    one_line,
+    strip_sql,
+)
 
 
 class SQLiteSourceConfig(SourceConfig):
@@ -26,8 +32,11 @@ class SQLiteSourceConfig(SourceConfig):
     path: str = Field(description="Database file, relative to the project.")
 
 
-class SQLiteSource:
-    """Runs model SQL in SQLite and streams the rows as Arrow batches."""
+class SQLiteSource(StreamedSource):
+    """Runs model SQL in SQLite and streams the rows as Arrow batches.
+
+    Never attached: DuckDB's sqlite extension is not assumed.
+    """
 
     config_model: ClassVar[type[SQLiteSourceConfig]] = SQLiteSourceConfig
     kind = "sqlite"
@@ -81,10 +90,6 @@ class SQLiteSource:
             on_error=lambda exc: SourceError(one_line(str(exc))),
             finish=cur.close,
         )
-
-    def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
-        """SQLite is streamed, never attached (DuckDB's sqlite extension is not assumed)."""
-        return False
 
     def check(self) -> None:
         """Open the file and run a trivial query."""

@@ -46,17 +46,14 @@ _TYPES: dict[str, pa.DataType] = {
 }
 
 
-class TrinoSource(DbApiSource):
+class TrinoSource(DbApiSource[TrinoSourceConfig]):
     """Runs model SQL in Trino and streams the rows as Arrow batches."""
 
     config_model: ClassVar[type[TrinoSourceConfig]] = TrinoSourceConfig
     kind = "trino"
-    dialect = "trino"
     driver = "trino.dbapi"
     package = "trino"
-    extra = "trino"
     connect_hint = "check `host`, `port`, `user` and `password`, and that Trino is running"
-    config: TrinoSourceConfig
 
     def _where(self) -> str:
         cfg = self.config
