@@ -98,11 +98,10 @@ def priority_counts(compiler: Compiler, names: list[str]) -> exp.Select:
 def priority_list_text(audiences: list[str], original: str | None) -> str:
     """The file text of a priority list: ``original`` with its ``audiences`` replaced (its
     comments, description and other keys kept), or a new file."""
-    import io
-
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     from backhaul.audiences.writer import round_trip_yaml
+    from backhaul.config.yamledit import dump_text
 
     yaml = round_trip_yaml()
     data = yaml.load(original) if original else None
@@ -115,9 +114,7 @@ def priority_list_text(audiences: list[str], original: str | None) -> str:
     if isinstance(old, CommentedSeq) and old.fa.flow_style():
         seq.fa.set_flow_style()
     data["audiences"] = seq
-    out = io.StringIO()
-    yaml.dump(data, out)
-    return out.getvalue()
+    return dump_text(yaml, data)
 
 
 __all__ = [

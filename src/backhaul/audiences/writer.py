@@ -13,7 +13,6 @@ split groups and fixture rows as flow mappings; two-space indents, list dashes i
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from datetime import date, datetime
@@ -25,6 +24,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from backhaul.audiences.audience import AudienceConfig
+from backhaul.config.yamledit import dump_text
 
 GROUP_KEYS = ("all", "any", "none")
 _FLOW_LISTS = {"columns", "tags", "expect_in", "expect_out"}
@@ -158,9 +158,7 @@ def dump_audience(config: AudienceConfig, original: str | None = None) -> str:
     data = audience_data(config)
     doc = yaml.load(original) if original is not None else None
     doc = _merge(doc, data, ()) if isinstance(doc, CommentedMap) else _fresh(data, ())
-    out = io.StringIO()
-    yaml.dump(doc, out)
-    return out.getvalue()
+    return dump_text(yaml, doc)
 
 
 def save_audience(path: str | Path, config: AudienceConfig) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backhaul.config.alerts import AlertsConfig, SyncAlertsConfig
+from backhaul.config.fields import one_or_many
 from backhaul.config.schedule import ScheduleConfig, SchedulerConfig, manual_if_empty
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
@@ -275,7 +276,7 @@ class ModelConfig(Strict):
     """`models/NAME.yml`: a SQL query (or a table) with a primary key."""
 
     source: str
-    primary_key: list[str] = Field(min_length=1)
+    primary_key: Annotated[list[str], one_or_many] = Field(min_length=1)
     sql: str | None = Field(None, description="Inline SQL; default is models/NAME.sql.")
     table: str | None = Field(None, description="Read a whole table instead of SQL.")
     dbt: str | None = Field(
@@ -285,11 +286,6 @@ class ModelConfig(Strict):
     )
     description: str | None = None
     tags: list[str] = []
-
-    @field_validator("primary_key", mode="before", json_schema_input_type=str | list[str])
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_query(self) -> ModelConfig:
@@ -374,16 +370,11 @@ class NonFinite(StrEnum):
 class MatchConfig(Strict):
     """How a record is identified at the destination."""
 
-    fields: list[str] = Field(
+    fields: Annotated[list[str], one_or_many] = Field(
         default_factory=list,
         description="Target fields that identify a record (default: the fields the primary "
         "key columns map to).",
     )
-
-    @field_validator("fields", mode="before", json_schema_input_type=str | list[str])
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
 
 class WritebackConfig(Strict):

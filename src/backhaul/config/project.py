@@ -56,11 +56,17 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True)
-class SourceDef:
+class ConnectorDef:
+    """A file of ``sources/`` or ``destinations/``: its connector's config and what it held."""
+
     name: str
-    config: Any  # the source's config model (DuckDBSourceConfig for the default)
+    config: Any  # the connector's config model, with ``${env:..}`` references unresolved
     raw: dict[str, Any]
     positions: Positions
+
+
+class SourceDef(ConnectorDef):
+    """``sources/NAME.yml`` (the config is DuckDBSourceConfig for the default source)."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +80,8 @@ class ModelDef:
     personal: frozenset[str] = frozenset()  # columns an audience schema marks personal
 
 
-@dataclass(frozen=True)
-class DestinationDef:
-    name: str
-    config: Any  # the connector's config model, with ``${env:..}`` references unresolved
-    raw: dict[str, Any]
-    positions: Positions
+class DestinationDef(ConnectorDef):
+    """``destinations/NAME.yml``."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class Project:
 
 
 __all__ = [
+    "ConnectorDef",
     "DestinationDef",
     "DuckDBSourceConfig",
     "ModelDef",

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from backhaul.config.fields import one_or_many
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 MIN_INTERVAL_S = 1
@@ -47,7 +49,7 @@ class ScheduleConfig(BaseModel):
     timezone: str | None = Field(
         None, description="Time zone of `cron` (IANA name such as Europe/Berlin; default UTC)."
     )
-    after: list[str] | None = Field(
+    after: Annotated[list[str] | None, one_or_many] = Field(
         None,
         description="Run once every one of these syncs has delivered (succeeded or partial) "
         "since this sync last ran.",
@@ -94,11 +96,6 @@ class ScheduleConfig(BaseModel):
                 f"unknown time zone `{value}`; use an IANA name such as UTC or Europe/Berlin"
             ) from None
         return value
-
-    @field_validator("after", mode="before", json_schema_input_type=str | list[str])
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_kind(self) -> ScheduleConfig:

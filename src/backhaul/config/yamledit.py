@@ -144,10 +144,15 @@ def edit_yaml(text: str | None, values: Mapping[str, Any]) -> str:
     """
     doc = load(text)
     _merge(doc, values)
-    out = io.StringIO()
-    _yaml(text or "").dump(doc, out)
-    result = out.getvalue()
+    result = dump_text(_yaml(text or ""), doc)
     return "" if result.strip() == "{}" else result
 
 
-__all__ = ["edit_yaml", "load", "plain"]
+def dump_text(yaml: YAML, data: Any) -> str:
+    """``data`` as the text ``yaml`` writes it."""
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+__all__ = ["dump_text", "edit_yaml", "load", "plain"]

@@ -18,7 +18,6 @@ defaults. A module that fails to import is left out and reported in
 from __future__ import annotations
 
 import importlib
-import io
 import pkgutil
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any, Self
 
 from ruamel.yaml import YAML
 
+from backhaul.config.yamledit import dump_text
 from backhaul.errors import SandboxError
 from backhaul.plugins import Registry
 from backhaul.testing import emulators
@@ -188,9 +188,7 @@ def to_yaml(data: dict[str, Any]) -> str:
     """Block-style YAML of ``data``, as a user would write it in a project file."""
     yaml = YAML()  # round-trip mode keeps the keys in order (`type` first)
     yaml.default_flow_style = False
-    out = io.StringIO()
-    yaml.dump(data, out)
-    return out.getvalue()
+    return dump_text(yaml, data)
 
 
 __all__ = [

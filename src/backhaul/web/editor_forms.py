@@ -14,7 +14,6 @@ is written as ``${env:NAME}``; a literal value at a secret-looking key is refuse
 from __future__ import annotations
 
 import enum
-import io
 import re
 import types
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from ruamel.yaml.error import YAMLError
 
 from backhaul.config.models import ModelConfig, SyncConfig
 from backhaul.config.project import Project
-from backhaul.config.yamledit import plain
+from backhaul.config.yamledit import dump_text, plain
 from backhaul.gitsave import Problem
 
 KINDS = {"sources": "source", "models": "model", "destinations": "destination", "syncs": "sync"}
@@ -126,11 +125,9 @@ def _shown(widget: Widget, value: Any) -> Any:
 
 
 def _yaml_text(value: Any) -> str:
-    out = io.StringIO()
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.dump(value, out)
-    return out.getvalue()
+    return dump_text(yaml, value)
 
 
 def fill(fields: list[FormField], data: dict[str, Any]) -> list[FormField]:
