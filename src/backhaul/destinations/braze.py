@@ -38,6 +38,7 @@ from backhaul.destinations.http import (
 )
 from backhaul.destinations.http.connector import rolling_window, send_packed
 from backhaul.destinations.http.packing import Caps, positions
+from backhaul.destinations.identifiers import identified, sole_identifier_problems
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("external_id", "email", "phone")
@@ -73,14 +74,15 @@ class BrazeConfig(HttpDestinationConfig):
 
 
 def _problems(config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
-    if len(shape.match_fields) != 1 or shape.match_fields[0] not in IDENTIFIERS:
-        return [
-            SyncProblem(
-                "match.fields",
-                "braze users are matched by external_id, email or phone: map one of them and "
-                "make it the sync's only match field",
-            )
-        ]
+    """The match field, the object (a subscription group id in membership mode) and
+    deletes by phone, before anything runs."""
+    message = (
+        "braze users are matched by external_id, email or phone: map one of them and make it "
+        "the sync's only match field"
+    )
+    problems = sole_identifier_problems(shape.match_fields, IDENTIFIERS, message)
+    if problems:
+        return problems
     if shape.membership:
         if not shape.object:
             message = "braze membership needs the subscription group id as the sync's `object`"
@@ -116,11 +118,7 @@ class BrazeDestination(HttpDestination):
     vendor = "braze"
     config: BrazeConfig
 
-    @staticmethod
-    def check_sync(config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
-        """The match field, the object (a subscription group id in membership mode) and
-        deletes by phone, before anything runs."""
-        return _problems(config, shape)
+    check_sync = staticmethod(_problems)
 
     def __init__(self, config: BrazeConfig, context: DestinationContext) -> None:
         super().__init__(
@@ -164,15 +162,12 @@ class BrazeDestination(HttpDestination):
                 "field to one of them",
                 failure=FailureType.CONFIG,
             )
-        results: dict[int, RecordResult] = {}
+        missing = f"no {field} value: braze needs it to find the user"
+        results, found = identified(batch.records(), field, missing)
         objects: list[tuple[int, Any]] = []
-        for i, record in enumerate(batch.records()):
-            if record.get(field) in (None, ""):
-                error = f"no {field} value: braze needs it to find the user"
-                results[i] = RecordResult.rejected(i, error)
-            else:
-                record[field] = str(record[field])  # Braze identifiers are strings
-                objects.append((i, self._object(batch, field, record)))
+        for i, record in found.items():
+            record[field] = str(record[field])  # Braze identifiers are strings
+            objects.append((i, self._object(batch, field, record)))
         deleting = batch.operation is Operation.DELETE and not batch.membership
         caps = Caps(items=self.config.max_delete_ids) if deleting else self.caps
         send: Send = partial(self._delete, field) if deleting else self._track

@@ -24,17 +24,15 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
-    SyncProblem,
-    SyncShape,
 )
 from backhaul.destinations.http import (
-    HttpDestination,
     HttpDestinationConfig,
     RateLimit,
     Refused,
 )
-from backhaul.destinations.http.connector import refuse_problems, send_packed
+from backhaul.destinations.http.connector import send_packed
 from backhaul.destinations.http.packing import Caps, listed_size
+from backhaul.destinations.identifiers import IdentifiedDestination, identified, refusal
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("id", "email", "cio_id")
@@ -86,34 +84,20 @@ CAPABILITIES = Capabilities(
 )
 
 
-def _identifier_problems(match_fields: Sequence[str]) -> list[SyncProblem]:
-    if len(match_fields) == 1 and match_fields[0] in IDENTIFIERS:
-        return []
-    return [
-        SyncProblem(
-            "match.fields",
-            "customerio identifies people by id, email or cio_id: map one of them and make "
-            "it the sync's only match field",
-        )
-    ]
-
-
-class CustomerIoDestination(HttpDestination):
+class CustomerIoDestination(IdentifiedDestination):
     """Identifies and deletes Customer.io people; see :class:`CustomerIoConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = CustomerIoConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     vendor = "customerio"
     config: CustomerIoConfig
-
-    @classmethod
-    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
-        """One identifier as match field; people are the only object."""
-        problems = _identifier_problems(shape.match_fields)
-        if shape.object not in (None, "people"):
-            message = "customerio writes people: set `object: people` or leave it out"
-            problems.append(SyncProblem("object", message))
-        return problems
+    identifiers = IDENTIFIERS
+    identifier_problem = (
+        "customerio identifies people by id, email or cio_id: map one of them and make it the "
+        "sync's only match field"
+    )
+    objects = (None, "people")
+    object_problem = "customerio writes people: set `object: people` or leave it out"
 
     def __init__(self, config: CustomerIoConfig, context: DestinationContext) -> None:
         token = base64.b64encode(f"{config.site_id}:{config.api_key}".encode()).decode("ascii")
@@ -137,9 +121,6 @@ class CustomerIoDestination(HttpDestination):
         """An empty batch: a wrong key is answered 401 (raised), anything else proves it."""
         await self.client.request("POST", self._url(), json={"batch": []}, expected={200, 207, 400})
 
-    async def prepare(self, fields: Any, match_fields: Sequence[str], object: str | None) -> None:
-        refuse_problems(_identifier_problems(match_fields))
-
     def _url(self) -> str:
         return f"{self.config.root}/api/v2/batch"
 
@@ -152,15 +133,11 @@ class CustomerIoDestination(HttpDestination):
                 failure=FailureType.CONFIG,
             )
         [kind] = batch.match_fields[:1] or ["id"]
-        results: dict[int, RecordResult] = {}
+        missing = f"no {kind} value: customerio needs it to identify the person"
+        results, found = identified(batch.flat_records(), kind, missing)
         entries: list[Entry] = []
-        for i, record in enumerate(batch.flat_records()):
-            value = record.pop(kind, None)
-            if value is None or value == "":
-                results[i] = RecordResult.rejected(
-                    i, f"no {kind} value: customerio needs it to identify the person"
-                )
-                continue
+        for i, record in found.items():
+            value = record.pop(kind)
             entry: dict[str, Any] = {"type": "person", "identifiers": {kind: str(value)}}
             if batch.operation is Operation.DELETE:
                 entry["action"] = "delete"
@@ -181,7 +158,7 @@ class CustomerIoDestination(HttpDestination):
         result = await self.client.request("POST", self._url(), json=body, expected={200, 207})
         call = result.call_id
         if not result.ok:
-            return Refused(result.error or f"{result.status} {result.reason}", call)
+            return refusal(result)
         errors: dict[int, str] = {}
         found = result.json.get("errors") if isinstance(result.json, dict) else None
         for error in found or []:

@@ -47,6 +47,7 @@ from backhaul.destinations.http import (
 )
 from backhaul.destinations.http.connector import send_bisecting
 from backhaul.destinations.http.packing import Caps, pack, too_big_results
+from backhaul.destinations.identifiers import refusal
 from backhaul.destinations.sheet_layout import SheetLayout, column, key_text
 from backhaul.errors import DestinationError, FailureType
 
@@ -298,7 +299,7 @@ class GoogleSheetsDestination(HttpDestination):
             await self._grow(rows=plan.height)
             result = await self._put(sorted(plan.writes.items()))
             if not result.ok:
-                return Refused(result.error or f"{result.status} {result.reason}", result.call_id)
+                return refusal(result)
             call = result.call_id
         self.layout.commit(plan)
         return {
@@ -314,7 +315,7 @@ class GoogleSheetsDestination(HttpDestination):
         path = f"/values/{self._range('A1')}:append?{urlencode(options)}"
         result = await self._call("POST", path, {"values": values})
         if not result.ok:
-            return Refused(result.error or f"{result.status} {result.reason}", result.call_id)
+            return refusal(result)
         return {i: RecordResult.ok(i, result.call_id) for i, _ in chunk}
 
     async def _remove(self, batch: Batch) -> list[RecordResult]:

@@ -38,6 +38,7 @@ from backhaul.destinations.http import (
 )
 from backhaul.destinations.http.connector import rolling_window, send_packed
 from backhaul.destinations.http.packing import Caps, positions
+from backhaul.destinations.identifiers import sole_identifier_problems
 from backhaul.errors import DestinationError, FailureType
 
 IDENTIFIERS = ("email", "userId")
@@ -90,6 +91,7 @@ class IterableConfig(HttpDestinationConfig):
 
 
 def _problems(config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
+    """The object (users, events or a list id) and the identifier, before anything runs."""
     fields = set(shape.fields)
     if shape.object == "events" and not shape.membership:
         if Operation.DELETE in shape.operations or Operation.CLEAR in shape.operations:
@@ -101,12 +103,13 @@ def _problems(config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
             message = "iterable events need `eventName` and `email` or `userId`: map them"
             return [SyncProblem("mappings", message)]
         return []
-    if len(shape.match_fields) != 1 or shape.match_fields[0] not in IDENTIFIERS:
-        message = (
-            "iterable users are matched by email or userId: map one of them and make it the "
-            "sync's only match field"
-        )
-        return [SyncProblem("match.fields", message)]
+    message = (
+        "iterable users are matched by email or userId: map one of them and make it the sync's "
+        "only match field"
+    )
+    problems = sole_identifier_problems(shape.match_fields, IDENTIFIERS, message)
+    if problems:
+        return problems
     if shape.membership and not str(shape.object or "").isdigit():
         return [SyncProblem("object", "iterable membership needs the list id as `object`")]
     if not shape.membership and shape.object not in (None, "users"):
@@ -133,10 +136,7 @@ class IterableDestination(HttpDestination):
     vendor = "iterable"
     config: IterableConfig
 
-    @staticmethod
-    def check_sync(config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
-        """The object (users, events or a list id) and the identifier, before anything runs."""
-        return _problems(config, shape)
+    check_sync = staticmethod(_problems)
 
     def __init__(self, config: IterableConfig, context: DestinationContext) -> None:
         pause = config.rate_limited_pause_seconds

@@ -33,6 +33,7 @@ from backhaul.destinations.base import (
 from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult, RateLimit
 from backhaul.destinations.http.connector import poll_job
 from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
+from backhaul.destinations.identifiers import identified
 from backhaul.errors import DestinationError, FailureType
 
 MEDIA = "application/vnd.api+json"
@@ -160,13 +161,7 @@ class KlaviyoDestination(HttpDestination):
         """Send one batch as import jobs (or list removals); one result per record."""
         match = batch.match_fields[0]
         list_id = batch.object if batch.membership else None
-        out: dict[int, RecordResult] = {}
-        records: dict[int, dict[str, Any]] = {}
-        for i, record in enumerate(batch.records()):
-            if record.get(match) in (None, ""):
-                out[i] = RecordResult.rejected(i, f"no {match} value: klaviyo needs it")
-            else:
-                records[i] = record
+        out, records = identified(batch.records(), match, f"no {match} value: klaviyo needs it")
         if batch.operation is Operation.DELETE:
             if list_id is None:
                 raise DestinationError(

@@ -28,18 +28,16 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
-    SyncProblem,
-    SyncShape,
 )
 from backhaul.destinations.http import (
-    HttpDestination,
     HttpDestinationConfig,
     RateLimit,
     Refused,
     dumps_json,
 )
-from backhaul.destinations.http.connector import refuse_problems, send_packed
+from backhaul.destinations.http.connector import send_packed
 from backhaul.destinations.http.packing import Caps, listed_size
+from backhaul.destinations.identifiers import IdentifiedDestination, identified, refusal
 from backhaul.errors import DestinationError, FailureType
 
 IDENTITIES = ("userId", "anonymousId")
@@ -99,32 +97,19 @@ CAPABILITIES = Capabilities(
 )
 
 
-def _identity_problems(match_fields: Sequence[str]) -> list[SyncProblem]:
-    if len(match_fields) == 1 and match_fields[0] in IDENTITIES:
-        return []
-    message = (
-        "segment messages are identified by userId or anonymousId: map the user's id to "
-        "one of them and make it the sync's only match field"
-    )
-    return [SyncProblem("match.fields", message)]
-
-
-class SegmentDestination(HttpDestination):
+class SegmentDestination(IdentifiedDestination):
     """Sends rows to a Segment source; see :class:`SegmentConfig`."""
 
     config_model: ClassVar[type[DestinationConfig]] = SegmentConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     vendor = "segment"
     config: SegmentConfig
-
-    @classmethod
-    def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:
-        """userId or anonymousId as the match field; Segment has no objects."""
-        problems = _identity_problems(shape.match_fields)
-        if shape.object is not None:
-            message = "segment has no objects: remove `object` from the sync"
-            problems.append(SyncProblem("object", message))
-        return problems
+    identifiers = IDENTITIES
+    identifier_problem = (
+        "segment messages are identified by userId or anonymousId: map the user's id to "
+        "one of them and make it the sync's only match field"
+    )
+    object_problem = "segment has no objects: remove `object` from the sync"
 
     def __init__(self, config: SegmentConfig, context: DestinationContext) -> None:
         # Basic auth with the write key as user and no password keeps the key out of bodies.
@@ -147,9 +132,6 @@ class SegmentDestination(HttpDestination):
     async def probe(self) -> None:
         """Nothing to call: Segment answers 200 to any write key and drops the messages of a
         wrong one, so only the URL is checked."""
-
-    async def prepare(self, fields: Any, match_fields: Sequence[str], object: str | None) -> None:
-        refuse_problems(_identity_problems(match_fields))
 
     def _body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         body: dict[str, Any] = {"batch": messages}
@@ -177,14 +159,9 @@ class SegmentDestination(HttpDestination):
                 failure=FailureType.CONFIG,
             )
         [identity] = batch.match_fields[:1] or ["userId"]
-        results: dict[int, RecordResult] = {}
-        messages: list[Message] = []
-        for i, record in enumerate(batch.records()):
-            if record.get(identity) in (None, ""):
-                reason = f"no {identity} value: segment needs it to tell whose message it is"
-                results[i] = RecordResult.rejected(i, reason)
-                continue
-            messages.append((i, self.message(batch.keys[i], identity, record)))
+        missing = f"no {identity} value: segment needs it to tell whose message it is"
+        results, found = identified(batch.records(), identity, missing)
+        messages = [(i, self.message(batch.keys[i], identity, r)) for i, r in found.items()]
         results.update(
             await send_packed(
                 self.gate, self.vendor, messages, self.caps, self._send, size=listed_size
@@ -197,7 +174,7 @@ class SegmentDestination(HttpDestination):
         body = self._body([message for _, message in chunk])
         result = await self.client.request("POST", f"{self.config.root}/v1/batch", json=body)
         if not result.ok:
-            return Refused(result.error or f"{result.status} {result.reason}", result.call_id)
+            return refusal(result)
         return {i: RecordResult.ok(i, result.call_id) for i, _ in chunk}
 
 
