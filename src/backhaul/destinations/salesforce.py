@@ -470,7 +470,7 @@ class SalesforceDestination(KeyedDestination):
             job = BulkJob(identity.object, operation, ["Id", *fields], cells, "Id")
         found: dict[int, str] = {}
         outcome = await run_bulk(
-            self.session.call,
+            self.session,
             job,
             poll_interval=self.config.poll_interval_seconds,
             timeout=self.config.bulk_timeout_seconds,
