@@ -40,7 +40,6 @@ class DuckDBDestination(FileDatabaseDestination):
         default_concurrency=1,
     )
     dialect = DUCKDB
-    kind = "duckdb"
     config: DuckDBConfig
 
     def _connect(self) -> Any:
@@ -77,8 +76,7 @@ class DuckDBDestination(FileDatabaseDestination):
             "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
             [table],
         ).fetchall()
-        types = {r[0]: (str(r[1]), bool(r[2])) for r in found}
-        return TableInfo([r[0] for r in found], [list(r[0]) for r in keys], types)
+        return TableInfo.from_rows(found, [list(r[0]) for r in keys])
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         conn.register(STAGE, table)

@@ -145,11 +145,9 @@ class IntercomDestination(KeyedDestination):
             )
         result = await self.client.request("GET", self._url(f"data_attributes?model={model}"))
         if not result.ok or not isinstance(result.json, dict):
-            raise DestinationError(
+            raise result.failed(
                 f"intercom could not list the {model} data attributes ({result.error}): "
-                "check `token` and the app's permissions",
-                failure=FailureType.CONFIG if result.status < 500 else FailureType.TRANSIENT,
-                status=result.status,
+                "check `token` and the app's permissions"
             )
         found = []
         for spec in result.json.get("data") or []:

@@ -85,7 +85,6 @@ class MySQLDestination(SqlTableDestination):
         default_concurrency=2,
     )
     dialect = MYSQL
-    kind = "mysql"
     config: MySQLConfig
 
     def __init__(self, config: MySQLConfig, context: DestinationContext) -> None:
@@ -152,9 +151,7 @@ class MySQLDestination(SqlTableDestination):
             (table,),
         )
         rows = cur.fetchall()
-        columns = [r[0] for r in rows]
-        types = {r[0]: (str(r[1]), bool(r[2])) for r in rows}
-        if not columns:
+        if not rows:
             conn.rollback()
             return None
         cur.execute(
@@ -167,7 +164,7 @@ class MySQLDestination(SqlTableDestination):
         for index, column in cur.fetchall():
             keys.setdefault(index, []).append(column)
         conn.rollback()
-        return TableInfo(columns, list(keys.values()), types)
+        return TableInfo.from_rows(rows, list(keys.values()))
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         q = self.dialect.quote

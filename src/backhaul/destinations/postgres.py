@@ -70,7 +70,6 @@ class PostgresDestination(SqlTableDestination):
         default_concurrency=4,
     )
     dialect = POSTGRES
-    kind = "postgres"
     config: PostgresConfig
 
     def __init__(self, config: PostgresConfig, context: DestinationContext) -> None:
@@ -128,8 +127,6 @@ class PostgresDestination(SqlTableDestination):
             (oid,),
         )
         rows = cur.fetchall()
-        columns = [r[0] for r in rows]
-        types = {r[0]: (str(r[1]), bool(r[2])) for r in rows}
         # Unique indexes usable by ON CONFLICT: no expressions, no partial predicate.
         cur.execute(
             "SELECT array_agg(a.attname) FROM pg_index i JOIN pg_attribute a "
@@ -140,7 +137,7 @@ class PostgresDestination(SqlTableDestination):
         )
         keys = [list(r[0]) for r in cur.fetchall()]
         conn.rollback()
-        return TableInfo(columns, keys, types)
+        return TableInfo.from_rows(rows, keys)
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         fields = table.column_names[1:]

@@ -334,11 +334,7 @@ class SalesforceDestination(KeyedDestination):
                 status=404,
             )
         if result.status != 200 or not isinstance(result.json, dict):
-            raise DestinationError(
-                f"salesforce could not describe {obj}: {result.error}",
-                failure=FailureType.CONFIG if result.status < 500 else FailureType.TRANSIENT,
-                status=result.status,
-            )
+            raise result.failed(f"salesforce could not describe {obj}: {result.error}")
         fields = {f["name"]: f for f in result.json.get("fields", [])}
         self._described[obj] = fields
         return fields
@@ -375,12 +371,8 @@ class SalesforceDestination(KeyedDestination):
             while path:
                 result = await self.session.call("GET", path)
                 if result.status != 200 or not isinstance(result.json, dict):
-                    raise DestinationError(
-                        f"salesforce lookup of {obj} by {ext} failed: {result.error}",
-                        failure=FailureType.CONFIG
-                        if result.status < 500
-                        else FailureType.TRANSIENT,
-                        status=result.status,
+                    raise result.failed(
+                        f"salesforce lookup of {obj} by {ext} failed: {result.error}"
                     )
                 for rec in result.json.get("records", []):
                     found[str(rec.get(ext))] = str(rec["Id"])
@@ -478,7 +470,7 @@ class SalesforceDestination(KeyedDestination):
             job = BulkJob(identity.object, operation, ["Id", *fields], cells, "Id")
         found: dict[int, str] = {}
         outcome = await run_bulk(
-            self.session.call,
+            self.session,
             job,
             poll_interval=self.config.poll_interval_seconds,
             timeout=self.config.bulk_timeout_seconds,

@@ -9,6 +9,7 @@ stops a batch when the org's daily API allocation is used up.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
@@ -51,10 +52,12 @@ def sf_errors(body: Any) -> list[tuple[str, str]]:
     return out
 
 
+# No repr: it would show the credentials. Compared by identity, like any live session.
+@dataclass(kw_only=True, eq=False, repr=False)
 class SalesforceSession:
     """One org's session, shared by every task of a destination.
 
-    Args:
+    Attributes:
         auth: The connected app's credentials.
         login_url: Where tokens come from.
         instance_url: API host; ``None``: the ``instance_url`` of the token answer.
@@ -65,29 +68,17 @@ class SalesforceSession:
         redactor: Learns each issued access token.
     """
 
-    def __init__(
-        self,
-        *,
-        auth: ClientCredentials | RefreshTokenAuth,
-        login_url: str,
-        instance_url: str | None,
-        api_version: str,
-        retry: RetryPolicy,
-        client: HttpClient,
-        token_client: HttpClient,
-        redactor: Redactor,
-    ) -> None:
-        self.auth = auth
-        self.login_url = login_url
-        self.instance_url = instance_url
-        self.api_version = api_version
-        self.retry = retry
-        self.client = client
-        self.token_client = token_client
-        self.redactor = redactor
-        self._token: str | None = None
-        self._instance: str | None = None
-        self._auth_lock = asyncio.Lock()
+    auth: ClientCredentials | RefreshTokenAuth
+    login_url: str
+    instance_url: str | None
+    api_version: str
+    retry: RetryPolicy
+    client: HttpClient
+    token_client: HttpClient
+    redactor: Redactor
+    _token: str | None = field(default=None, init=False)
+    _instance: str | None = field(default=None, init=False)
+    _auth_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def start(self) -> None:
         """Log in now (a connection test), whether or not a session is open."""

@@ -19,28 +19,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from backhaul.destinations.http import HttpResult, dumps_json
+from backhaul.destinations.http import dumps_json
+from backhaul.destinations.salesforce_auth import SalesforceSession
 from backhaul.errors import DestinationError, FailureType
 
 NULL_MARK = "#N/A"  # a Bulk API cell that sets the field to null; an empty cell leaves it alone
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # the documented cap is 150 MB; clients keep a margin
 TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
-
-
-class Caller(Protocol):
-    """Sends one authenticated call to the org (``path`` is relative to the API version)."""
-
-    def __call__(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Awaitable[HttpResult]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +82,7 @@ def split_rows(
 
 
 async def run_bulk(
-    call: Caller,
+    session: SalesforceSession,
     job: BulkJob,
     *,
     poll_interval: float,
@@ -115,13 +102,13 @@ async def run_bulk(
     outcome: dict[int, str | None] = {}
     ids = record_ids if record_ids is not None else {}
     for start, end in split_rows(job.columns, job.rows, upload_limit):
-        part = await _one_job(call, job, start, end, poll_interval, timeout, sleep, ids)
+        part = await _one_job(session, job, start, end, poll_interval, timeout, sleep, ids)
         outcome.update(part)
     return outcome
 
 
 async def _one_job(
-    call: Caller,
+    session: SalesforceSession,
     job: BulkJob,
     start: int,
     end: int,
@@ -139,7 +126,7 @@ async def _one_job(
     }
     if job.external_id:
         spec["externalIdFieldName"] = job.external_id
-    created = await call("POST", "/jobs/ingest", json=spec)
+    created = await session.call("POST", "/jobs/ingest", json=spec)
     if created.status != 200 or not isinstance(created.json, dict):
         raise DestinationError(
             f"salesforce refused to create a Bulk API job for {job.object}: "
@@ -149,22 +136,22 @@ async def _one_job(
         )
     job_id = str(created.json["id"])
     body = to_csv(job.columns, job.rows[start:end])
-    uploaded = await call(
+    uploaded = await session.call(
         "PUT", f"/jobs/ingest/{job_id}/batches", content=body, headers={"Content-Type": "text/csv"}
     )
     if uploaded.status != 201:
-        await _abort(call, job_id)
+        await _abort(session, job_id)
         raise DestinationError(
             f"salesforce refused the CSV upload of job {job_id}: {uploaded.error}",
             failure=FailureType.TRANSIENT,
             status=uploaded.status,
         )
-    closed = await call("PATCH", f"/jobs/ingest/{job_id}", json={"state": "UploadComplete"})
+    closed = await session.call("PATCH", f"/jobs/ingest/{job_id}", json={"state": "UploadComplete"})
     if closed.status != 200:
         raise DestinationError(
             f"salesforce did not start job {job_id}: {closed.error}", status=closed.status
         )
-    info = await _wait(call, job_id, poll_interval, timeout, sleep)
+    info = await _wait(session, job_id, poll_interval, timeout, sleep)
     state = str(info.get("state"))
     reason = f"job {job_id} ended {state}"
     if info.get("errorMessage"):
@@ -183,12 +170,12 @@ async def _one_job(
             if value is None and row.get("sf__Id"):
                 ids[at] = row["sf__Id"]
 
-    for row in await _results(call, job_id, "successfulResults"):
+    for row in await _results(session, job_id, "successfulResults"):
         take(row, None)
-    for row in await _results(call, job_id, "failedResults"):
+    for row in await _results(session, job_id, "failedResults"):
         take(row, error_text(row.get("sf__Error", "")))
     if state != "JobComplete":
-        for row in await _results(call, job_id, "unprocessedrecords"):
+        for row in await _results(session, job_id, "unprocessedrecords"):
             take(row, f"not processed by Salesforce ({reason}); it is sent again next run")
     for i in range(start, end):
         outcome.setdefault(i, f"not processed by Salesforce ({reason}); it is sent again next run")
@@ -196,7 +183,7 @@ async def _one_job(
 
 
 async def _wait(
-    call: Caller,
+    session: SalesforceSession,
     job_id: str,
     poll_interval: float,
     timeout: float,
@@ -205,7 +192,7 @@ async def _wait(
     """Poll the job until it ends; abort it when it outlasts ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
-        polled = await call("GET", f"/jobs/ingest/{job_id}")
+        polled = await session.call("GET", f"/jobs/ingest/{job_id}")
         info = polled.json if isinstance(polled.json, dict) else {}
         if polled.status != 200:
             raise DestinationError(
@@ -216,18 +203,20 @@ async def _wait(
             return info
         if time.monotonic() > deadline:
             # Rows the job has not reached stay unacknowledged and are sent next run.
-            aborted = await _abort(call, job_id)
+            aborted = await _abort(session, job_id)
             return aborted or {**info, "state": "Aborted", "errorMessage": "timed out"}
         await sleep(poll_interval)
 
 
-async def _abort(call: Caller, job_id: str) -> dict[str, Any] | None:
-    result = await call("PATCH", f"/jobs/ingest/{job_id}", json={"state": "Aborted"})
+async def _abort(session: SalesforceSession, job_id: str) -> dict[str, Any] | None:
+    result = await session.call("PATCH", f"/jobs/ingest/{job_id}", json={"state": "Aborted"})
     return result.json if result.status == 200 and isinstance(result.json, dict) else None
 
 
-async def _results(call: Caller, job_id: str, kind: str) -> list[dict[str, str]]:
-    result = await call("GET", f"/jobs/ingest/{job_id}/{kind}/", headers={"Accept": "text/csv"})
+async def _results(session: SalesforceSession, job_id: str, kind: str) -> list[dict[str, str]]:
+    result = await session.call(
+        "GET", f"/jobs/ingest/{job_id}/{kind}/", headers={"Accept": "text/csv"}
+    )
     if result.status != 200:
         raise DestinationError(
             f"salesforce could not list the {kind} of job {job_id}: {result.error}",

@@ -132,16 +132,22 @@ class TableInfo:
     # no default); for ``fields()``, so a dialect may leave it empty.
     types: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]], unique_keys: list[list[str]]) -> TableInfo:
+        """From one ``(name, type name, needs a value)`` row per column, in table order."""
+        types = {row[0]: (str(row[1]), bool(row[2])) for row in rows}
+        return cls([row[0] for row in rows], unique_keys, types)
+
 
 def check_table(
     dialect: Dialect,
-    kind: str,
     table: str,
     info: TableInfo,
     fields: Sequence[str],
     match: Sequence[str],
 ) -> None:
     """Raise a config error when the table lacks a field column or a key on the match fields."""
+    kind = dialect.name
     have = {dialect.norm(c) for c in info.columns}
     missing = [f for f in dict.fromkeys([*match, *fields]) if dialect.norm(f) not in have]
     if missing:
@@ -161,15 +167,19 @@ def check_table(
         )
 
 
+def no_table(kind: str) -> str:
+    """What to do when neither the destination nor the sync names the table."""
+    return (
+        f"{kind} destination has no table: set `table` in the destination file or "
+        "`object` in the sync file"
+    )
+
+
 def resolve_table(configured: str | None, object: str | None, kind: str) -> str:
     """The table name from the destination's ``table`` or else the sync's ``object``."""
     name = configured or object
     if not name:
-        raise DestinationError(
-            f"{kind} destination has no table: set `table` in the destination file or "
-            "`object` in the sync file",
-            failure=FailureType.CONFIG,
-        )
+        raise DestinationError(no_table(kind), failure=FailureType.CONFIG)
     return name
 
 
@@ -442,7 +452,6 @@ class SqlTableDestination:
     """
 
     dialect: ClassVar[Dialect]
-    kind: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     config: TableSettings  # each dialect narrows it to its own config class
 
@@ -451,11 +460,12 @@ class SqlTableDestination:
         """A table is named, in the destination file or the sync, before anything runs."""
         if getattr(config, "table", None) or shape.object:
             return []
-        message = (
-            f"{cls.kind} destination has no table: set `table` in the destination file or "
-            "`object` in the sync file"
-        )
-        return [SyncProblem("object", message)]
+        return [SyncProblem("object", no_table(cls.dialect.name))]
+
+    @property
+    def kind(self) -> str:
+        """The database's name, as messages call the destination."""
+        return self.dialect.name
 
     def __init__(self, config: TableSettings, context: DestinationContext) -> None:
         self.config = config
@@ -631,7 +641,7 @@ class SqlTableDestination:
             )
         info = await self._run(self._describe, table)
         if info is not None:
-            check_table(self.dialect, self.kind, table, info, list(fields), match_fields)
+            check_table(self.dialect, table, info, list(fields), match_fields)
             self._new_table = bool(await self._run(self._is_empty))
             return
         if not self.config.create_table:

@@ -40,7 +40,6 @@ class SQLiteDestination(FileDatabaseDestination):
         default_concurrency=1,
     )
     dialect = SQLITE
-    kind = "sqlite"
     config: SQLiteConfig
 
     def _connect(self) -> Any:

@@ -205,11 +205,9 @@ class ZendeskDestination(KeyedDestination):
         while url:
             result = await self.client.request("GET", url)
             if not result.ok or not isinstance(result.json, dict):
-                raise DestinationError(
+                raise result.failed(
                     f"zendesk could not list its {kind} ({result.error}): check the "
-                    "destination's credentials",
-                    failure=FailureType.CONFIG if result.status < 500 else FailureType.TRANSIENT,
-                    status=result.status,
+                    "destination's credentials"
                 )
             for spec in result.json.get(kind) or []:
                 if not isinstance(spec, dict) or not spec.get("key") or not spec.get("active"):

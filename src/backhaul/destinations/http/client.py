@@ -84,6 +84,12 @@ class HttpResult:
     def ok(self) -> bool:
         return self.error is None
 
+    def failed(self, message: str) -> DestinationError:
+        """``message`` as the error of a call nothing can go on without: a configuration
+        problem, unless the server failed (5xx) and a later run may succeed."""
+        failure = FailureType.CONFIG if self.status < 500 else FailureType.TRANSIENT
+        return DestinationError(message, failure=failure, status=self.status)
+
 
 @dataclass(frozen=True, slots=True)
 class _Held:
