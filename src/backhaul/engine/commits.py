@@ -27,7 +27,7 @@ import asyncio
 import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import pyarrow as pa
@@ -117,6 +117,7 @@ class BodyPolicy:
         return kept
 
 
+@dataclass(kw_only=True, eq=False)
 class CommitGroup:
     """Records and checkpoints answered batches in groups; see the module docstring.
 
@@ -131,29 +132,19 @@ class CommitGroup:
         policy: Which call bodies are kept.
     """
 
-    def __init__(
-        self,
-        *,
-        store: GroupStore,
-        run_id: str,
-        calls: CallSource | None,
-        checkpoint: Callable[[pa.Table | None, pa.Table | None], None],
-        counts: Callable[[], Counts],
-        wait_s: Callable[[], float],
-        offload: Callable[[Callable[[], None]], Awaitable[None]],
-        policy: BodyPolicy | None = None,
-    ) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.calls = calls
-        self.checkpoint = checkpoint
-        self.counts = counts
-        self.wait_s = wait_s
-        self.offload = offload
-        self.policy = policy or BodyPolicy()
-        self.groups = 0  # groups written, for tests and benchmarks
-        self._pending: list[tuple[Landed, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+    store: GroupStore
+    run_id: str
+    calls: CallSource | None
+    checkpoint: Callable[[pa.Table | None, pa.Table | None], None]
+    counts: Callable[[], Counts]
+    wait_s: Callable[[], float]
+    offload: Callable[[Callable[[], None]], Awaitable[None]]
+    policy: BodyPolicy = field(default_factory=BodyPolicy)
+    groups: int = field(default=0, init=False)  # groups written, for tests and benchmarks
+    _pending: list[tuple[Landed, asyncio.Future[None]]] = field(
+        default_factory=list, init=False, repr=False
+    )
+    _writer: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def commit(self, landed: Landed) -> None:
         """Record and checkpoint ``landed`` with whatever else is waiting; returns once both
