@@ -28,7 +28,7 @@ import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,27 +36,14 @@ import pyarrow.compute as pc
 from backhaul.calls import HttpCall
 from backhaul.summary import Counts, RowStatus
 
+if TYPE_CHECKING:
+    from backhaul.state.store import RunStore
+
 # Calls whose records were all accepted keep their bodies for the first few of a run and
 # then one in every SAMPLE_EVERY; see docs/runs.md ("Recorded bodies").
 SAMPLE_FIRST = 10
 SAMPLE_EVERY = 100
 NOT_KEPT = "[body not kept: every record of this call was accepted; see docs/runs.md]"
-
-
-class GroupStore(Protocol):
-    """The run-store writes a group needs (``RunStore`` has them)."""
-
-    def record_batches(
-        self,
-        run_id: str,
-        outcomes: Sequence[pa.Table],
-        calls: Sequence[HttpCall],
-        counts: Counts | None = None,
-        *,
-        wait_s: float | None = None,
-    ) -> list[pa.Table]: ...
-
-    def append_row_log(self, run_id: str, tables: Sequence[pa.Table]) -> None: ...
 
 
 class CallSource(Protocol):
@@ -132,7 +119,7 @@ class CommitGroup:
         policy: Which call bodies are kept.
     """
 
-    store: GroupStore
+    store: RunStore
     run_id: str
     calls: CallSource | None
     checkpoint: Callable[[pa.Table | None, pa.Table | None], None]
