@@ -140,18 +140,9 @@ class AlertStore:
                 return self._event(conn, sync, rule, firing, message, run_id, now, muted)
         try:
             with self._engine.begin() as conn:
-                conn.execute(
-                    insert(alert_states).values(
-                        sync=sync,
-                        rule=rule,
-                        state=new,
-                        since=now,
-                        message=message,
-                        run_id=run_id,
-                        notified=False,
-                        updated_at=now,
-                    )
-                )
+                # A rule's first verdict: its row starts with the state the update would write.
+                first = {"sync": sync, "rule": rule, "run_id": run_id, "notified": False} | values
+                conn.execute(insert(alert_states).values(first))
                 if firing:
                     return self._event(conn, sync, rule, True, message, run_id, now, muted)
         except IntegrityError:
