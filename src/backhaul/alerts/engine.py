@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from backhaul.alerts.channels import Alert, Channel, Delivery, RunNotice
 from backhaul.alerts.channels.base import RunWhat
 from backhaul.alerts.config import ChannelDef, load_channels, open_channel
-from backhaul.alerts.rules import NextRun, SyncRules, sync_rules
+from backhaul.alerts.rules import NextRun, SyncRules, Verdict, sync_rules
 from backhaul.alerts.store import AlertStore, Transition
 from backhaul.config.project import DestinationDef, Project, SourceDef
 from backhaul.config.secrets import resolve
@@ -91,7 +91,7 @@ class AlertEngine:
             verdict = rule.judge(run, earlier)
             if verdict is None:
                 continue
-            found = self._record(run.sync, rule.name, verdict.firing, verdict.message, run.run_id)
+            found = self._record(run.sync, rule.name, verdict, run.run_id)
             if found is not None:
                 changes.append(found)
         if self.next_run is not None and rules.stale is not None:
@@ -129,7 +129,7 @@ class AlertEngine:
                 continue
             verdict = sla.judge_running(latest.started_at, at)
             if verdict is not None:
-                found = self._record(name, sla.name, True, verdict.message, latest.run_id, at=at)
+                found = self._record(name, sla.name, verdict, latest.run_id, at=at)
                 if found is not None:
                     changes.append(found)
         return changes
@@ -140,23 +140,17 @@ class AlertEngine:
         if expected is None:
             return []  # not scheduled: nothing can be late
         verdict = rules.stale.judge(expected, now)
-        found = self._record(sync, "stale", verdict.firing, verdict.message, None, at=now)
+        found = self._record(sync, "stale", verdict, None, at=now)
         return [found] if found is not None else []
 
     def _record(
-        self,
-        sync: str,
-        rule: str,
-        firing: bool,
-        message: str,
-        run_id: str | None,
-        at: datetime | None = None,
+        self, sync: str, rule: str, verdict: Verdict, run_id: str | None, at: datetime | None = None
     ) -> Transition | None:
-        text = self.redactor.text(message) or ""
+        text = self.redactor.text(verdict.message) or ""
         return self.store.transition(
             sync,
             rule,
-            firing=firing,
+            firing=verdict.firing,
             message=text,
             run_id=run_id,
             muted=self.store.is_muted(sync, rule),

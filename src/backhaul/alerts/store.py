@@ -140,18 +140,9 @@ class AlertStore:
                 return self._event(conn, sync, rule, firing, message, run_id, now, muted)
         try:
             with self._engine.begin() as conn:
-                conn.execute(
-                    insert(alert_states).values(
-                        sync=sync,
-                        rule=rule,
-                        state=new,
-                        since=now,
-                        message=message,
-                        run_id=run_id,
-                        notified=False,
-                        updated_at=now,
-                    )
-                )
+                # A rule's first verdict: its row starts with the state the update would write.
+                first = {"sync": sync, "rule": rule, "run_id": run_id, "notified": False} | values
+                conn.execute(insert(alert_states).values(first))
                 if firing:
                     return self._event(conn, sync, rule, True, message, run_id, now, muted)
         except IntegrityError:
@@ -169,20 +160,16 @@ class AlertStore:
         at: datetime,
         muted: bool,
     ) -> Transition:
-        result = conn.execute(
-            insert(alert_events)
-            .values(
-                at=at,
-                sync=sync,
-                rule=rule,
-                kind="raised" if raised else "resolved",
-                message=message,
-                run_id=run_id,
-                muted=muted,
-            )
-            .returning(alert_events.c.id)
+        event_id = _add_event(
+            conn,
+            at=at,
+            sync=sync,
+            rule=rule,
+            kind="raised" if raised else "resolved",
+            message=message,
+            run_id=run_id,
+            muted=muted,
         )
-        event_id = int(result.scalar_one())
         return Transition(event_id, sync, rule, raised, message, run_id, at, muted)
 
     def mark_notified(self, sync: str, rule: str) -> None:
@@ -240,20 +227,16 @@ class AlertStore:
     def test_event(self, channel: str, message: str) -> int:
         """A history entry for a test notification; returns its id."""
         with self._engine.begin() as conn:
-            result = conn.execute(
-                insert(alert_events)
-                .values(
-                    at=datetime.now(UTC),
-                    sync="",
-                    rule=f"test:{channel}"[:32],
-                    kind="test",
-                    message=message,
-                    run_id=None,
-                    muted=False,
-                )
-                .returning(alert_events.c.id)
+            return _add_event(
+                conn,
+                at=datetime.now(UTC),
+                sync="",
+                rule=f"test:{channel}"[:32],
+                kind="test",
+                message=message,
+                run_id=None,
+                muted=False,
             )
-            return int(result.scalar_one())
 
     # -- deliveries and history ---------------------------------------------------------
 
@@ -366,6 +349,12 @@ class AlertStore:
                 )
             ).first()
         return found is not None
+
+
+def _add_event(conn: Connection, **values: Any) -> int:
+    """Insert one history entry; returns its id."""
+    result = conn.execute(insert(alert_events).values(values).returning(alert_events.c.id))
+    return int(result.scalar_one())
 
 
 def _delivery(d: Row[Any]) -> DeliveryRecord:

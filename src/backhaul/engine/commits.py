@@ -27,8 +27,8 @@ import asyncio
 import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,27 +36,14 @@ import pyarrow.compute as pc
 from backhaul.calls import HttpCall
 from backhaul.summary import Counts, RowStatus
 
+if TYPE_CHECKING:
+    from backhaul.state.store import RunStore
+
 # Calls whose records were all accepted keep their bodies for the first few of a run and
 # then one in every SAMPLE_EVERY; see docs/runs.md ("Recorded bodies").
 SAMPLE_FIRST = 10
 SAMPLE_EVERY = 100
 NOT_KEPT = "[body not kept: every record of this call was accepted; see docs/runs.md]"
-
-
-class GroupStore(Protocol):
-    """The run-store writes a group needs (``RunStore`` has them)."""
-
-    def record_batches(
-        self,
-        run_id: str,
-        outcomes: Sequence[pa.Table],
-        calls: Sequence[HttpCall],
-        counts: Counts | None = None,
-        *,
-        wait_s: float | None = None,
-    ) -> list[pa.Table]: ...
-
-    def append_row_log(self, run_id: str, tables: Sequence[pa.Table]) -> None: ...
 
 
 class CallSource(Protocol):
@@ -117,6 +104,7 @@ class BodyPolicy:
         return kept
 
 
+@dataclass(kw_only=True, eq=False)
 class CommitGroup:
     """Records and checkpoints answered batches in groups; see the module docstring.
 
@@ -131,29 +119,19 @@ class CommitGroup:
         policy: Which call bodies are kept.
     """
 
-    def __init__(
-        self,
-        *,
-        store: GroupStore,
-        run_id: str,
-        calls: CallSource | None,
-        checkpoint: Callable[[pa.Table | None, pa.Table | None], None],
-        counts: Callable[[], Counts],
-        wait_s: Callable[[], float],
-        offload: Callable[[Callable[[], None]], Awaitable[None]],
-        policy: BodyPolicy | None = None,
-    ) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.calls = calls
-        self.checkpoint = checkpoint
-        self.counts = counts
-        self.wait_s = wait_s
-        self.offload = offload
-        self.policy = policy or BodyPolicy()
-        self.groups = 0  # groups written, for tests and benchmarks
-        self._pending: list[tuple[Landed, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+    store: RunStore
+    run_id: str
+    calls: CallSource | None
+    checkpoint: Callable[[pa.Table | None, pa.Table | None], None]
+    counts: Callable[[], Counts]
+    wait_s: Callable[[], float]
+    offload: Callable[[Callable[[], None]], Awaitable[None]]
+    policy: BodyPolicy = field(default_factory=BodyPolicy)
+    groups: int = field(default=0, init=False)  # groups written, for tests and benchmarks
+    _pending: list[tuple[Landed, asyncio.Future[None]]] = field(
+        default_factory=list, init=False, repr=False
+    )
+    _writer: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def commit(self, landed: Landed) -> None:
         """Record and checkpoint ``landed`` with whatever else is waiting; returns once both

@@ -56,19 +56,15 @@ class SyncRunResult:
     @classmethod
     def from_api(cls, body: Mapping[str, Any], *, web_url: str | None = None) -> SyncRunResult:
         """From a run as ``GET /api/v1/runs/{id}`` returns it."""
-        counts = body.get("counts") or {}
-        return cls(
-            str(body["run_id"]),
-            str(body["sync"]),
-            RunStatus(str(body["status"])),
-            {str(k): int(v) for k, v in counts.items()},
-            body.get("error"),
-            run_url(web_url, str(body["run_id"])),
-        )
+        return cls._parsed(body, url=run_url(web_url, str(body["run_id"])))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SyncRunResult:
         """From :meth:`as_dict` (e.g. after an Airflow trigger event carried it)."""
+        return cls._parsed(data, url=data.get("url"))
+
+    @classmethod
+    def _parsed(cls, data: Mapping[str, Any], *, url: str | None) -> SyncRunResult:
         counts = data.get("counts") or {}
         return cls(
             str(data["run_id"]),
@@ -76,7 +72,7 @@ class SyncRunResult:
             RunStatus(str(data["status"])),
             {str(k): int(v) for k, v in counts.items()},
             data.get("error"),
-            data.get("url"),
+            url,
         )
 
     @property

@@ -24,18 +24,22 @@ from backhaul.summary import RunSummary
 PAGE = 10_000
 
 
+# The row counts of a run that its written-back row carries (:class:`Counts` fields).
+RUN_COUNTS = (
+    "queried",
+    "added",
+    "changed",
+    "removed",
+    "retried",
+    "invalid",
+    "succeeded",
+    "rejected",
+)
 RUN_COLUMNS = (
     ("run_id", "VARCHAR(64)"),
     ("sync", "VARCHAR(200)"),
     ("status", "VARCHAR(32)"),
-    ("queried", "BIGINT"),
-    ("added", "BIGINT"),
-    ("changed", "BIGINT"),
-    ("removed", "BIGINT"),
-    ("retried", "BIGINT"),
-    ("invalid", "BIGINT"),
-    ("succeeded", "BIGINT"),
-    ("rejected", "BIGINT"),
+    *((name, "BIGINT") for name in RUN_COUNTS),
     ("error", "VARCHAR(4096)"),
     ("started_at", "TIMESTAMP"),
     ("finished_at", "TIMESTAMP"),
@@ -127,19 +131,12 @@ def write_back(
 
 
 def _run_row(summary: RunSummary) -> pa.Table:
-    c = summary.counts
+    counts = summary.counts.as_dict()
     values: dict[str, Any] = {
         "run_id": summary.run_id,
         "sync": summary.sync,
         "status": summary.status.value,
-        "queried": c.queried,
-        "added": c.added,
-        "changed": c.changed,
-        "removed": c.removed,
-        "retried": c.retried,
-        "invalid": c.invalid,
-        "succeeded": c.succeeded,
-        "rejected": c.rejected,
+        **{name: counts[name] for name in RUN_COUNTS},
         "error": summary.error,
         "started_at": _naive(summary.started_at),
         "finished_at": _naive(summary.finished_at),

@@ -197,16 +197,30 @@ def canary(con: duckdb.DuckDBPyConnection) -> str:
     return str(scalar(con, CANARY_SQL))
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
-    """Create the state tables for ``layout`` (or check the existing ones match it)."""
+def _checked_layout(
+    con: duckdb.DuckDBPyConnection, layout: KeyLayout, *, writing: bool
+) -> tuple[str | None, str]:
+    """The layout the snapshot has (None before its tables exist) and the one ``layout`` wants.
+
+    Raises:
+        BackhaulError: the snapshot has another layout (``writing``: its tables were about
+            to be created or changed, and were not).
+    """
     stored = get_meta(con, "layout")
     wanted = "|".join(layout.key_types) + "/" + "|".join(layout.match_types)
     if stored is not None and stored != wanted:
+        fix = "the snapshot was left as it is. Restore" if writing else "restore"
         raise BackhaulError(
             f"the model's primary-key or match-field types changed (snapshot has {stored}, "
-            f"the model now gives {wanted}); the snapshot was left as it is. Restore the "
-            "types in the model, or run `backhaul reset SYNC` and then a full resync"
+            f"the model now gives {wanted}); {fix} the types in the model, or run "
+            "`backhaul reset SYNC` and then a full resync"
         )
+    return stored, wanted
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
+    """Create the state tables for ``layout`` (or check the existing ones match it)."""
+    stored, wanted = _checked_layout(con, layout, writing=True)
     keys = ", ".join(layout.key_cols)
     con.execute(f"CREATE TABLE IF NOT EXISTS st.snapshot ({layout.ddl()})")
     con.execute(f"CREATE TABLE IF NOT EXISTS st.acks (run_id VARCHAR, op VARCHAR, {layout.ddl()})")
@@ -226,14 +240,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
 
 def ensure_tables_compatible(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> None:
     """Read-only check that existing state tables fit ``layout``."""
-    stored = get_meta(con, "layout")
-    wanted = "|".join(layout.key_types) + "/" + "|".join(layout.match_types)
-    if stored is not None and stored != wanted:
-        raise BackhaulError(
-            f"the model's primary-key or match-field types changed (snapshot has {stored}, "
-            f"the model now gives {wanted}); restore the types in the model, or run "
-            "`backhaul reset SYNC` and then a full resync"
-        )
+    _checked_layout(con, layout, writing=False)
 
 
 def fold_acks(con: duckdb.DuckDBPyConnection, layout: KeyLayout) -> int:

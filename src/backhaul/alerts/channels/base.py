@@ -8,10 +8,10 @@ them, a :class:`RunNotice` (a run started or ended) into its vendor's message. I
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -168,6 +168,30 @@ class HttpSender:
         return self.redactor.text(value)
 
 
+ConfigT = TypeVar("ConfigT", bound=ChannelConfig)
+
+
+class HttpChannel(Generic[ConfigT]):
+    """A channel that posts through an :class:`HttpSender` labelled ``label``.
+
+    The values :meth:`secrets` names are given to the redactor first, so no recorded or
+    reported request shows them.
+    """
+
+    label: ClassVar[str]
+
+    def __init__(self, name: str, config: ConfigT, redactor: Redactor) -> None:
+        self.name = name
+        self.config = config
+        for secret in self.secrets():
+            redactor.add(secret)
+        self.sender = HttpSender(self.label, config, redactor)
+
+    def secrets(self) -> Iterable[str]:
+        """The values of ``config`` that must never be shown."""
+        return ()
+
+
 def _last(recorder: MemoryRecorder) -> str | None:
     """The last recorded attempt as text (the recorder's copy is already redacted)."""
     if not recorder.calls:
@@ -185,6 +209,7 @@ __all__ = [
     "Channel",
     "ChannelConfig",
     "Delivery",
+    "HttpChannel",
     "HttpSender",
     "RunNotice",
     "RunWhat",

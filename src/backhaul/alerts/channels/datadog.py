@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpSender, RunNotice
-from backhaul.observe.redact import Redactor
+from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
 
 DEFAULT_SITE = "https://api.datadoghq.com"
 TEXT_LIMIT = 4000  # events v1 truncate text there
@@ -26,12 +26,11 @@ class DatadogChannelConfig(ChannelConfig):
     tags: list[str] = Field(default_factory=list, description="Tags added to every event/series.")
 
 
-class DatadogChannel:
-    def __init__(self, name: str, config: DatadogChannelConfig, redactor: Redactor) -> None:
-        self.name = name
-        self.config = config
-        redactor.add(config.api_key)
-        self.sender = HttpSender("datadog", config, redactor)
+class DatadogChannel(HttpChannel[DatadogChannelConfig]):
+    label = "datadog"
+
+    def secrets(self) -> Iterable[str]:
+        return [self.config.api_key]
 
     def _url(self, path: str) -> str:
         return f"{self.config.site_url.rstrip('/')}{path}"

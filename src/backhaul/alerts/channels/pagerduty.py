@@ -6,12 +6,12 @@ incident per problem and closes it when the problem clears.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpSender, RunNotice
-from backhaul.observe.redact import Redactor
+from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_LIMIT = 1024
@@ -29,12 +29,11 @@ class PagerDutyChannelConfig(ChannelConfig):
     source: str = Field("backhaul", description="`payload.source` of each event.")
 
 
-class PagerDutyChannel:
-    def __init__(self, name: str, config: PagerDutyChannelConfig, redactor: Redactor) -> None:
-        self.name = name
-        self.config = config
-        redactor.add(config.routing_key)
-        self.sender = HttpSender("pagerduty", config, redactor)
+class PagerDutyChannel(HttpChannel[PagerDutyChannelConfig]):
+    label = "pagerduty"
+
+    def secrets(self) -> Iterable[str]:
+        return [self.config.routing_key]
 
     async def alert(self, alert: Alert) -> Delivery:
         if alert.kind == "resolved":

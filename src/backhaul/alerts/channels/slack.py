@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpSender, RunNotice
+from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
 from backhaul.destinations.slack import DEFAULT_API, check_one_way_in, checked_webhook_url
-from backhaul.observe.redact import Redactor
 
 ICONS = {"raised": ":red_circle:", "resolved": ":large_green_circle:", "test": ":wave:"}
 
@@ -36,19 +36,17 @@ class SlackChannelConfig(ChannelConfig):
         return self
 
 
-class SlackChannel:
+class SlackChannel(HttpChannel[SlackChannelConfig]):
     """Posts one message per alert; the button opens the run in the web app."""
 
-    def __init__(self, name: str, config: SlackChannelConfig, redactor: Redactor) -> None:
-        self.name = name
-        self.config = config
-        redactor.add(config.token or "")
-        if config.webhook_url:
+    label = "slack"
+
+    def secrets(self) -> Iterable[str]:
+        yield self.config.token or ""
+        if url := self.config.webhook_url:
             # The whole URL is the secret; its path and last segment alone are enough too.
-            path = urlsplit(config.webhook_url).path
-            for part in (config.webhook_url, path, path.rstrip("/").rpartition("/")[2]):
-                redactor.add(part)
-        self.sender = HttpSender("slack", config, redactor)
+            path = urlsplit(url).path
+            yield from (url, path, path.rstrip("/").rpartition("/")[2])
 
     async def alert(self, alert: Alert) -> Delivery:
         return await self._post(message(alert))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpSender, RunNotice
+from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
 from backhaul.destinations.http import dumps_json
 from backhaul.destinations.webhook import (
     PLAIN_HEADERS,
@@ -22,7 +23,6 @@ from backhaul.destinations.webhook import (
     signature,
     url_problem,
 )
-from backhaul.observe.redact import Redactor
 
 EventName = Literal["run.started", "run.succeeded", "run.failed", "alert.raised", "alert.resolved"]
 ALL_EVENTS: list[EventName] = [
@@ -60,16 +60,15 @@ class WebhookChannelConfig(ChannelConfig):
         return value
 
 
-class WebhookChannel:
-    def __init__(self, name: str, config: WebhookChannelConfig, redactor: Redactor) -> None:
-        self.name = name
-        self.config = config
-        redactor.add(config.signing_secret or "")
-        for header, value in config.headers.items():
+class WebhookChannel(HttpChannel[WebhookChannelConfig]):
+    label = "webhook"
+
+    def secrets(self) -> Iterable[str]:
+        yield self.config.signing_secret or ""
+        for header, value in self.config.headers.items():
             if header.lower() not in PLAIN_HEADERS:
-                redactor.add(value)
-                redactor.add(value.partition(" ")[2])
-        self.sender = HttpSender("webhook", config, redactor)
+                yield value
+                yield value.partition(" ")[2]
 
     async def alert(self, alert: Alert) -> Delivery | None:
         event = f"alert.{alert.kind}"
