@@ -13,7 +13,7 @@ from backhaul.destinations.base import (
     RecordStatus,
 )
 from backhaul.destinations.sql_common import key_rounds
-from backhaul.engine.batches import Prepared, sort_results
+from backhaul.engine.batches import Prepared, partition_results
 
 
 def test_batch_results_read_like_a_list_of_record_results() -> None:
@@ -67,8 +67,8 @@ def _prepared(n: int) -> Prepared:
 
 def test_columnar_results_checkpoint_like_per_row_results() -> None:
     prepared = _prepared(5)
-    columnar = sort_results(prepared, BatchResults(5, {1: "bad", 4: "worse"}), ["k0"], ["m0"])
-    per_row = sort_results(
+    columnar = partition_results(prepared, BatchResults(5, {1: "bad", 4: "worse"}), ["k0"], ["m0"])
+    per_row = partition_results(
         prepared,
         [
             RecordResult.ok(0),
@@ -80,12 +80,51 @@ def test_columnar_results_checkpoint_like_per_row_results() -> None:
         ["k0"],
         ["m0"],
     )
-    assert columnar[0].equals(per_row[0])
-    assert columnar[1] is not None and per_row[1] is not None
-    assert columnar[1].equals(per_row[1])
-    assert columnar[2].equals(per_row[2])
-    assert columnar[0].column("k0").to_pylist() == [0, 2, 3]
-    assert columnar[1].column("error").to_pylist() == ["bad", "worse"]
-    ok = sort_results(prepared, BatchResults(5), ["k0"], ["m0"])
-    assert ok[1] is None
-    assert ok[2].column("status").to_pylist() == ["ok"] * 5
+    assert columnar.acked is not None and per_row.acked is not None
+    assert columnar.acked.equals(per_row.acked)
+    assert columnar.rejected is not None and per_row.rejected is not None
+    assert columnar.rejected.equals(per_row.rejected)
+    assert columnar.outcomes.equals(per_row.outcomes)
+    assert columnar.acked.column("k0").to_pylist() == [0, 2, 3]
+    assert columnar.rejected.column("error").to_pylist() == ["bad", "worse"]
+
+
+def test_an_all_accepted_batch_lands_like_its_per_row_results() -> None:
+    prepared = _prepared(5)
+    columnar = partition_results(prepared, BatchResults(5), ["k0"], ["m0"])
+    per_row = partition_results(prepared, [RecordResult.ok(i) for i in range(5)], ["k0"], ["m0"])
+    assert columnar.rejected is None and per_row.rejected is None
+    assert columnar.acked is not None and per_row.acked is not None
+    assert columnar.acked.equals(per_row.acked)
+    assert columnar.outcomes.to_pylist() == per_row.outcomes.to_pylist()
+    assert columnar.outcomes.schema == per_row.outcomes.schema
+    assert columnar.outcomes.column("status").to_pylist() == ["ok"] * 5
+    assert columnar.outcomes.column("operation").to_pylist() == ["upsert"] * 5
+
+
+def test_a_missing_result_refuses_its_row() -> None:
+    prepared = _prepared(3)
+    landed = partition_results(prepared, [RecordResult.ok(0), RecordResult.ok(2)], ["k0"], [])
+    assert landed.acked is not None
+    assert landed.acked.column("k0").to_pylist() == [0, 2]
+    assert landed.rejected is not None
+    assert landed.rejected.to_pylist() == [
+        {
+            "k0": 1,
+            "key_text": "1",
+            "op": "add",
+            "error": "the destination returned no result for this record",
+        }
+    ]
+
+
+def test_rows_not_sent_are_skipped_and_still_checkpointed() -> None:
+    rows = _prepared(2).rows.set_column(0, "op", pa.array(["skip", "remove"]))
+    landed = partition_results(Prepared(None, rows, None), None, ["k0"], ["m0"])
+    assert landed.rejected is None
+    assert landed.acked is not None
+    assert landed.acked.column("k0").to_pylist() == [0, 1]
+    assert landed.outcomes.column("status").to_pylist() == ["skipped", "skipped"]
+    assert landed.outcomes.column("op").to_pylist() == ["change", "remove"]
+    assert landed.outcomes.column("operation").null_count == 2
+    assert None not in landed.outcomes.column("error").to_pylist()

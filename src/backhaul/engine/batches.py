@@ -17,6 +17,7 @@ from backhaul.destinations.base import (
     RecordResult,
     RecordStatus,
 )
+from backhaul.engine.commits import Landed
 from backhaul.engine.finite import screen
 from backhaul.engine.mapping import Mapper
 from backhaul.summary import (
@@ -187,21 +188,45 @@ def _prepare(
     return Prepared(batch, rows, operation)
 
 
-def sort_results(
+def partition_results(
     prepared: Prepared,
     results: Sequence[RecordResult] | None,
     key_cols: Sequence[str],
     match_cols: Sequence[str],
-) -> tuple[pa.Table, pa.Table | None, pa.Table]:
-    """Split a batch's results into acked rows, rejected rows and per-row outcomes.
+) -> Landed:
+    """Part a batch's rows by what the destination answered: the rows it accepted, the ones
+    it refused, and every row's outcome.
 
-    Returns ``(acked, rejected, outcomes)``: acked has op, k.., fp, m.., rid; rejected has
-    k.., key_text, op, error; outcomes has key, op, status, error, operation, call_id.
-    ``rid`` is the record id the destination returned, else the one the row was sent with.
+    ``acked`` has op, k.., fp, m.., rid (``rid``: the record id the destination returned,
+    else the one the row was sent with); ``rejected`` has k.., key_text, op, error, or is
+    ``None`` when nothing was refused; ``outcomes`` has key, op, status, error, operation,
+    call_id. A :class:`BatchResults` that accepted everything is turned into columns
+    without visiting a row.
     """
     rows = prepared.rows
     n = rows.num_rows
+    ops = rows.column("op")
+    known = rows.column("rid") if "rid" in rows.column_names else pa.nulls(n, pa.string())
+    acked = rows.select(["op", *key_cols, "fp", *match_cols])
     operation = prepared.operation.value if prepared.operation else None
+    outcome = {
+        "key": rows.column("key_text"),
+        # Insert mode's "skip" rows are changes that were not sent.
+        "op": pc.if_else(pc.equal(ops, "skip"), "change", ops),
+        "status": pa.repeat(pa.scalar(RowStatus.OK.value, pa.string()), n),
+        "error": pa.nulls(n, pa.string()),
+        "operation": pa.repeat(pa.scalar(operation, pa.string()), n),
+        "call_id": pa.nulls(n, pa.string()),
+    }
+    if prepared.batch is None:
+        # Nothing was sent: insert mode's changes, or removals with on_remove nothing.
+        outcome["status"] = pa.repeat(pa.scalar(RowStatus.SKIPPED.value, pa.string()), n)
+        outcome["error"] = pc.if_else(pc.equal(ops, "skip"), SKIP_INSERT, SKIP_REMOVE)
+    if prepared.batch is None or (
+        isinstance(results, BatchResults) and len(results) == n and not results.rejected
+    ):
+        # Every row checkpointed as it stands: skipped ones move the snapshot on too.
+        return Landed(acked.append_column("rid", known.cast(pa.string())), None, pa.table(outcome))
     ok_mask = [True] * n
     errors: list[str | None] = [None] * n
     calls: list[str | None] = [None] * n
@@ -227,39 +252,29 @@ def sort_results(
                 ok_mask[i] = False
                 errors[i] = "the destination returned no result for this record"
     mask = pa.array(ok_mask, pa.bool_())
-    ops = rows.column("op")
-    if prepared.batch is None:
-        # Nothing was sent: insert mode's changes, or removals with on_remove nothing.
-        status = pa.array([RowStatus.SKIPPED.value] * n, pa.string())
-        reasons = pc.if_else(pc.equal(ops, "skip"), SKIP_INSERT, SKIP_REMOVE)
-        errors = reasons.to_pylist()
-    else:
-        status = pc.if_else(mask, RowStatus.OK.value, RowStatus.REJECTED.value)
-    outcomes = pa.table(
-        {
-            "key": rows.column("key_text"),
-            # Insert mode's "skip" rows are changes that were not sent.
-            "op": pc.if_else(pc.equal(ops, "skip"), "change", ops),
-            "status": status,
-            "error": pa.array(errors, pa.string()),
-            "operation": pa.nulls(n, pa.string())
-            if operation is None
-            else pa.array([operation] * n, pa.string()),
-            "call_id": pa.array(calls, pa.string()),
-        }
-    )
-    known = rows.column("rid") if "rid" in rows.column_names else pa.nulls(n, pa.string())
+    outcome["status"] = pc.if_else(mask, RowStatus.OK.value, RowStatus.REJECTED.value)
+    outcome["error"] = pa.array(errors, pa.string())
+    outcome["call_id"] = pa.array(calls, pa.string())
     rid = pc.coalesce(pa.array(returned, pa.string()), known.cast(pa.string()))
-    acked = rows.select(["op", *key_cols, "fp", *match_cols]).append_column("rid", rid).filter(mask)
-    rejected = None
-    if not all(ok_mask):
-        bad = pc.invert(mask)
-        rejected = (
-            rows.filter(bad)
-            .select([*key_cols, "key_text", "op"])
-            .append_column("error", pa.array(errors, pa.string()).filter(bad))
-        )
-    return acked, rejected, outcomes
+    return Landed(
+        acked.append_column("rid", rid).filter(mask),
+        _refused(rows, key_cols, mask, outcome["error"]),
+        pa.table(outcome),
+    )
+
+
+def _refused(
+    rows: pa.Table, key_cols: Sequence[str], ok: pa.BooleanArray, errors: pa.Array
+) -> pa.Table | None:
+    """The rows ``ok`` does not mark, with their errors; ``None`` when there are none."""
+    bad = pc.invert(ok)
+    if not pc.any(bad).as_py():
+        return None
+    return (
+        rows.filter(bad)
+        .select([*key_cols, "key_text", "op"])
+        .append_column("error", errors.filter(bad))
+    )
 
 
 def tally_outcomes(counts: Counts, outcomes: pa.Table) -> None:

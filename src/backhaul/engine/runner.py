@@ -32,7 +32,7 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http.budget import BudgetStore
 from backhaul.duck import arrow_table, scalar
-from backhaul.engine.batches import rename_fields, sort_results, split_chunk, tally_outcomes
+from backhaul.engine.batches import partition_results, rename_fields, split_chunk, tally_outcomes
 from backhaul.engine.budgets import (
     budget_for,
     budget_store,
@@ -41,7 +41,7 @@ from backhaul.engine.budgets import (
     quota_of,
     quota_warning,
 )
-from backhaul.engine.commits import CommitGroup, Landed
+from backhaul.engine.commits import CommitGroup
 from backhaul.engine.failures import Phase
 from backhaul.engine.guards import check_guards
 from backhaul.engine.hooks import (
@@ -535,16 +535,15 @@ class SyncRun:
             results = None
             if prepared.batch is not None:
                 results = await self._write(dest, prepared.batch)
-            acked, rejected, outcomes = sort_results(
-                prepared, results, ws.layout.key_cols, ws.layout.match_cols
-            )
+            landed = partition_results(prepared, results, ws.layout.key_cols, ws.layout.match_cols)
             rekey = _is_rekey(prepared.rows)
             if rekey:
-                outcomes = self._rekey_outcomes(outcomes)
+                landed = dataclasses.replace(landed, outcomes=self._rekey_outcomes(landed.outcomes))
+            outcomes = landed.outcomes
             # Outcomes first, then the checkpoint, grouped with the batches that finished
             # alongside (engine/commits.py); durable when this returns.
             assert self.commits is not None  # made by _send
-            await self.commits.commit(Landed(acked, rejected, outcomes))
+            await self.commits.commit(landed)
             if rekey:
                 progress["sent"] += prepared.rows.num_rows - outcomes.num_rows
                 if not outcomes.num_rows:
