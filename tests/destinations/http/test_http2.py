@@ -36,7 +36,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 H2_AND_H11 = ["h2", "http/1.1"]
 H11_ONLY = ["http/1.1"]
-ANSWER_DELAY = 0.05  # seconds each call is held by the server, so calls overlap
+ANSWER_DELAY = 0.2  # seconds each call is held by the server, so calls overlap
 
 
 @dataclass
