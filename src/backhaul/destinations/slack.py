@@ -38,7 +38,12 @@ from backhaul.destinations.base import (
     SyncShape,
 )
 from backhaul.destinations.http import HttpResult, RateLimit, RateLimiter, RetryPolicy
-from backhaul.destinations.http.connector import client_for, redactor_for, template_field_problems
+from backhaul.destinations.http.connector import (
+    Http2,
+    client_for,
+    redactor_for,
+    template_field_problems,
+)
 from backhaul.destinations.http.templates import (
     ROW_VARIABLES,
     first_line,
@@ -139,6 +144,7 @@ class SlackConfig(DestinationConfig):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float = Field(30.0, gt=0)
+    http2: Http2 = True
     unfurl_links: bool = Field(False, description="Let Slack expand links into previews.")
 
     @field_validator("webhook_url")

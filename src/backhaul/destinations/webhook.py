@@ -32,6 +32,7 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http import RateLimit, RetryPolicy, dumps_json
 from backhaul.destinations.http.connector import (
+    Http2,
     client_for,
     redactor_for,
     run_bounded,
@@ -87,6 +88,7 @@ class WebhookConfig(DestinationConfig):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float = Field(30.0, gt=0)
+    http2: Http2 = True
     batch_size: int = Field(100, ge=1, le=10_000, description="Records per call in batch mode.")
     check_url: str | None = Field(
         None, description="Answered with 2xx to a GET when the receiver is healthy (for check)."

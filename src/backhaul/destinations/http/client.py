@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
 import json as jsonlib
 import random
 import time
@@ -46,10 +45,6 @@ PAUSE_NEWS = 0.05  # seconds a pause must grow by to be announced again
 HELD_MS = 1.0  # an attempt held back less than this did not wait (for its record)
 # Query parameters whose values are masked even when they are not a known secret.
 SENSITIVE_PARAM_WORDS = ("key", "token", "secret", "password", "signature", "auth")
-
-# HTTP/2 (one multiplexed connection per host over TLS) when the optional `h2` package is
-# installed (`pip install backhaul[http2]`); plain http:// URLs stay on HTTP/1.1 keep-alive.
-HTTP2 = importlib.util.find_spec("h2") is not None
 
 PauseHint = Callable[[httpx.Response], float | None]
 T = TypeVar("T")
@@ -189,7 +184,11 @@ class HttpClient:
         retry: When and how long to retry transient failures.
         timeout: Seconds to wait for connect, read and write (waiting for a pooled
             connection does not count).
-        concurrency: Most connections open at once.
+        concurrency: Most calls in flight at once. Over HTTP/1.1 each holds one of as many
+            keep-alive connections; over HTTP/2 they are streams of one connection, which
+            would carry many more, so the client holds the others back itself.
+        http2: Offer HTTP/2 to ``https://`` hosts (TLS ALPN); a host that does not take it
+            is spoken to in HTTP/1.1, and ``http://`` URLs always are.
         headers: Headers sent with every request.
         transport: An httpx transport, for unusual network set-ups.
         pause_hint: Reads a vendor's own rate-limit headers from any response and returns
@@ -214,6 +213,7 @@ class HttpClient:
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
         concurrency: int = 4,
+        http2: bool = True,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         pause_hint: PauseHint | None = None,
@@ -233,9 +233,12 @@ class HttpClient:
         self._pause_hint = pause_hint
         self._sleep = sleep
         self._rand = rand
+        self._concurrency = concurrency
         self._limits = httpx.Limits(
             max_connections=concurrency, max_keepalive_connections=concurrency
         )
+        self._http2 = http2
+        self._in_flight = asyncio.Semaphore(concurrency)
         self._headers = dict(headers or {})
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -243,16 +246,18 @@ class HttpClient:
 
     def _http(self) -> httpx.AsyncClient:
         # Pooled connections belong to the event loop that opened them: a client built outside
-        # a loop, or used by check() in one loop and write() in another, gets its own pool.
+        # a loop, or used by check() in one loop and write() in another, gets its own pool
+        # (and its own count of calls in flight, which is bound to a loop too).
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
+            self._in_flight = asyncio.Semaphore(self._concurrency)
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, pool=None),
                 limits=self._limits,
                 headers=self._headers,
                 transport=self._transport,
                 follow_redirects=False,
-                http2=HTTP2,
+                http2=self._http2,
             )
             self._loop = loop
         return self._client
@@ -341,7 +346,8 @@ class HttpClient:
             waited = _Held(held * 1000, why or _held_reason(permit))
             held, why = 0.0, None
             try:
-                response = await http.send(request)
+                async with self._in_flight:
+                    response = await http.send(request)
             except httpx.HTTPError as exc:
                 self.limiter.answered(permit)
                 problem = self._describe(exc)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
+
+from pydantic import Field
 
 from backhaul.calls import CallRecorder
 from backhaul.destinations.base import DestinationContext, RecordResult, SyncProblem
@@ -30,6 +32,16 @@ from backhaul.observe.redact import Redactor
 T = TypeVar("T")
 R = TypeVar("R")
 
+# The `http2` key of an HTTP destination file (default true).
+Http2 = Annotated[
+    bool,
+    Field(
+        description="Offer HTTP/2 to an https:// host: negotiated in the TLS handshake (ALPN), "
+        "falling back to HTTP/1.1 when the host does not offer it. Turn it off for a proxy "
+        "that mishandles HTTP/2."
+    ),
+]
+
 
 class HttpSettings(Protocol):
     """The settings of a destination file that shape its HTTP client."""
@@ -42,6 +54,9 @@ class HttpSettings(Protocol):
 
     @property
     def timeout_seconds(self) -> float: ...
+
+    @property
+    def http2(self) -> bool: ...
 
 
 class JobPolling(Protocol):
@@ -76,8 +91,8 @@ def client_for(
     pause_hint: PauseHint | None = None,
     hints: Mapping[int, str] | None = None,
 ) -> HttpClient:
-    """The :class:`HttpClient` a destination file asks for: its retry policy, timeout and
-    rate limit (``limiter`` replaces the token bucket built from ``rate_limit``); ``hints``
+    """The :class:`HttpClient` a destination file asks for: its retry policy, timeout, HTTP/2
+    and rate limit (``limiter`` replaces the token bucket built from ``rate_limit``); ``hints``
     says what to do about a failed call, by status (see :meth:`HttpClient.hint`).
 
     When the run has a shared budget for the destination's account and the file sets a
@@ -97,6 +112,7 @@ def client_for(
         retry=config.retry,
         timeout=config.timeout_seconds,
         concurrency=concurrency,
+        http2=config.http2,
         headers=headers,
         pause_hint=pause_hint,
         waits=context.waits,

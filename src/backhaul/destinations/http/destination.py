@@ -19,7 +19,7 @@ from pydantic import Field
 
 from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
 from backhaul.destinations.http.client import HttpResult, PauseHint
-from backhaul.destinations.http.connector import client_for, redactor_for, run_bounded
+from backhaul.destinations.http.connector import Http2, client_for, redactor_for, run_bounded
 from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.errors import DestinationError, FailureType
@@ -43,6 +43,7 @@ class HttpDestinationConfig(DestinationConfig):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float = Field(30.0, gt=0)
     concurrency: int = Field(4, ge=1, le=32, description="Calls in flight at once.")
+    http2: Http2 = True
 
 
 class HttpDestination:
