@@ -28,6 +28,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from dataclasses import InitVar, dataclass
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -55,6 +56,7 @@ def _bytes(value: Any) -> int:
     return len(value.encode("utf-8")) if isinstance(value, str) else json_size(value)
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class CustomerIoEmulator(Emulator):
     """An in-memory Customer.io workspace (Track API).
 
@@ -74,30 +76,23 @@ class CustomerIoEmulator(Emulator):
 
     vendor: ClassVar[str] = "customerio"
 
-    def __init__(
-        self,
-        *,
-        site_id: str = "cio-emulator-site",
-        api_key: str = "cio-emulator-track-key",
-        email_identifiers: bool = True,
-        max_batch_bytes: int = 500 * KB,
-        max_entry_bytes: int = 32 * KB,
-        cap_entries: int | None = None,
-        rate_limit: int = 1000,
-        rate_window: float = 1.0,
-        max_attributes: int = 300,
-        clock: Callable[[], float] = time.monotonic,
-        seed: int = 0,
+    site_id: str = "cio-emulator-site"
+    api_key: str = "cio-emulator-track-key"
+    email_identifiers: bool = True
+    max_batch_bytes: int = 500 * KB
+    max_entry_bytes: int = 32 * KB
+    cap_entries: int | None = None
+    rate_limit: InitVar[int] = 1000
+    rate_window: InitVar[float] = 1.0
+    max_attributes: int = 300
+    clock: InitVar[Callable[[], float]] = time.monotonic
+    seed: InitVar[int] = 0
+
+    def __post_init__(
+        self, rate_limit: int, rate_window: float, clock: Callable[[], float], seed: int
     ) -> None:
         super().__init__(seed=seed)
-        self.site_id = site_id
-        self.api_key = api_key
-        self.email_identifiers = email_identifiers
-        self.max_batch_bytes = max_batch_bytes
-        self.max_entry_bytes = max_entry_bytes
-        self.cap_entries = cap_entries
         self.window = SlidingWindow(rate_limit, rate_window, clock)
-        self.max_attributes = max_attributes
         self.people: dict[str, Person] = {}
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.suppressed: set[tuple[str, str]] = set()

@@ -28,6 +28,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import InitVar, dataclass
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -40,6 +41,7 @@ from backhaul.testing.emulators.base import Emulator, SlidingWindow
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class SegmentEmulator(Emulator):
     """An in-memory Segment source (HTTP Tracking API).
 
@@ -58,28 +60,22 @@ class SegmentEmulator(Emulator):
 
     vendor: ClassVar[str] = "segment"
 
-    def __init__(
-        self,
-        *,
-        write_key: str = "sgEmulatorWriteKey00000000000001",
-        max_message_bytes: int = 32 * KB,
-        max_batch_bytes: int = 500 * KB,
-        max_batch_events: int = 2500,
-        max_message_id_chars: int = 100,
-        rate_limit: int = 1000,
-        rate_window: float = 1.0,
-        unknown_key_status: int = 200,
-        clock: Callable[[], float] = time.monotonic,
-        seed: int = 0,
+    write_key: str = "sgEmulatorWriteKey00000000000001"
+    max_message_bytes: int = 32 * KB
+    max_batch_bytes: int = 500 * KB
+    max_batch_events: int = 2500
+    max_message_id_chars: int = 100
+    rate_limit: InitVar[int] = 1000
+    rate_window: InitVar[float] = 1.0
+    unknown_key_status: int = 200
+    clock: InitVar[Callable[[], float]] = time.monotonic
+    seed: InitVar[int] = 0
+
+    def __post_init__(
+        self, rate_limit: int, rate_window: float, clock: Callable[[], float], seed: int
     ) -> None:
         super().__init__(seed=seed)
-        self.write_key = write_key
-        self.max_message_bytes = max_message_bytes
-        self.max_batch_bytes = max_batch_bytes
-        self.max_batch_events = max_batch_events
-        self.max_message_id_chars = max_message_id_chars
         self.window = SlidingWindow(rate_limit, rate_window, clock)
-        self.unknown_key_status = unknown_key_status
         self.users: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.groups: dict[str, dict[str, Any]] = {}
