@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import random
 import threading
 import time
@@ -227,6 +228,34 @@ class FixedWindow:
             self._roll(now)
             assert self._start is not None
             return self._start + self.seconds - now
+
+
+def count_request(
+    request: Request, window: SlidingWindow, reset_in: Callable[[], float]
+) -> tuple[bool, float]:
+    """Count ``request`` in ``window`` and keep on ``request.state`` what
+    :func:`rate_limit_headers` reports: the requests left and the reset (epoch seconds: when
+    a refused request may retry, else ``reset_in()`` seconds from now).
+
+    Returns:
+        Whether the window allowed it, and the seconds to wait when it did not.
+    """
+    allowed, remaining, wait = window.hit()
+    request.state.remaining = remaining
+    request.state.reset = math.ceil(time.time() + (wait or reset_in()))
+    return allowed, wait
+
+
+def rate_limit_headers(request: Request, limit: int) -> dict[str, str]:
+    """``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` of a request :func:`count_request`
+    counted; none for a request refused before its window."""
+    if not hasattr(request.state, "remaining"):
+        return {}
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(request.state.remaining),
+        "X-RateLimit-Reset": str(request.state.reset),
+    }
 
 
 class Emulator(StartStop):

@@ -40,7 +40,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from backhaul.testing.emulators._http import authorization
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import (
+    Emulator,
+    SlidingWindow,
+    count_request,
+    rate_limit_headers,
+)
 
 ARRAYS = ("attributes", "events", "purchases")
 IDENTIFIERS = ("external_id", "braze_id", "user_alias", "email", "phone")
@@ -169,19 +174,11 @@ class BrazeEmulator(Emulator):
         if authorization(request, "Bearer") != self.api_key:
             return JSONResponse({"message": "Invalid API Key"}, status_code=401)
         window = self._window(request)
-        allowed, remaining, wait = window.hit()
-        request.state.remaining = remaining
-        request.state.reset = math.ceil(time.time() + (wait or window.reset_in()))
+        allowed, wait = count_request(request, window, window.reset_in)
         return None if allowed else self.vendor_rate_limited(wait)
 
     def response_headers(self, request: Request) -> dict[str, str]:
-        if not hasattr(request.state, "remaining"):  # refused before the window
-            return {}
-        return {
-            "X-RateLimit-Limit": str(self._window(request).limit),
-            "X-RateLimit-Remaining": str(request.state.remaining),
-            "X-RateLimit-Reset": str(request.state.reset),
-        }
+        return rate_limit_headers(request, self._window(request).limit)
 
     async def _body(self, request: Request) -> dict[str, Any] | Response:
         try:
