@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar, Self
 
 from starlette.applications import Starlette
@@ -529,6 +529,32 @@ class Emulator(StartStop):
         with self.lock:
             self.vendor_control(spec)
         return JSONResponse({"ok": True})
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
+class WindowedEmulator(Emulator):
+    """An emulator whose requests all count in one rolling window, :attr:`window`.
+
+    Subclasses are keyword-only dataclasses too, and give ``rate_limit`` and
+    ``rate_window`` the vendor's defaults.
+
+    Args:
+        rate_limit: Requests allowed per ``rate_window`` seconds.
+        rate_window: The window's length in seconds.
+        clock: Monotonic clock of the window.
+        seed: Seed of the random fault switches.
+    """
+
+    rate_limit: InitVar[int]
+    rate_window: InitVar[float]
+    clock: InitVar[Callable[[], float]] = time.monotonic
+    seed: InitVar[int] = 0
+
+    def __post_init__(
+        self, rate_limit: int, rate_window: float, clock: Callable[[], float], seed: int
+    ) -> None:
+        super().__init__(seed=seed)
+        self.window = SlidingWindow(rate_limit, rate_window, clock)
 
 
 def _lenient_json(raw: bytes) -> bool:

@@ -28,7 +28,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import InitVar, dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from backhaul.testing.emulators._http import KB, basic_credentials, json_size
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import WindowedEmulator
 
 PERSON = "/api/v1/customers/{identifier}"
 KINDS = ("id", "email", "cio_id")
@@ -57,7 +57,7 @@ def _bytes(value: Any) -> int:
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
-class CustomerIoEmulator(Emulator):
+class CustomerIoEmulator(WindowedEmulator):
     """An in-memory Customer.io workspace (Track API).
 
     Args:
@@ -85,20 +85,12 @@ class CustomerIoEmulator(Emulator):
     rate_limit: InitVar[int] = 1000
     rate_window: InitVar[float] = 1.0
     max_attributes: int = 300
-    clock: InitVar[Callable[[], float]] = time.monotonic
-    seed: InitVar[int] = 0
-
-    def __post_init__(
-        self, rate_limit: int, rate_window: float, clock: Callable[[], float], seed: int
-    ) -> None:
-        super().__init__(seed=seed)
-        self.window = SlidingWindow(rate_limit, rate_window, clock)
-        self.people: dict[str, Person] = {}
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.suppressed: set[tuple[str, str]] = set()
-        self.attribute_failures: list[dict[str, str]] = []
-        self._event_ids: set[str] = set()
-        self._ids = itertools.count(1)
+    people: dict[str, Person] = field(default_factory=dict, init=False)
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, init=False)
+    suppressed: set[tuple[str, str]] = field(default_factory=set, init=False)
+    attribute_failures: list[dict[str, str]] = field(default_factory=list, init=False)
+    _event_ids: set[str] = field(default_factory=set, init=False)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
 
     # -- hooks -----------------------------------------------------------------------------
 

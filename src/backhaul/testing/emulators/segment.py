@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import uuid
-from collections.abc import Callable
-from dataclasses import InitVar, dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -36,13 +34,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from backhaul.testing.emulators._http import KB, basic_credentials, json_size
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import WindowedEmulator
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
-class SegmentEmulator(Emulator):
+class SegmentEmulator(WindowedEmulator):
     """An in-memory Segment source (HTTP Tracking API).
 
     Args:
@@ -68,21 +66,13 @@ class SegmentEmulator(Emulator):
     rate_limit: InitVar[int] = 1000
     rate_window: InitVar[float] = 1.0
     unknown_key_status: int = 200
-    clock: InitVar[Callable[[], float]] = time.monotonic
-    seed: InitVar[int] = 0
-
-    def __post_init__(
-        self, rate_limit: int, rate_window: float, clock: Callable[[], float], seed: int
-    ) -> None:
-        super().__init__(seed=seed)
-        self.window = SlidingWindow(rate_limit, rate_window, clock)
-        self.users: dict[str, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
-        self.groups: dict[str, dict[str, Any]] = {}
-        self.aliases: list[dict[str, str]] = []
-        self.seen: set[str] = set()
-        self.duplicates: list[str] = []
-        self.dropped: list[dict[str, Any]] = []
+    users: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    events: list[dict[str, Any]] = field(default_factory=list, init=False)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    aliases: list[dict[str, str]] = field(default_factory=list, init=False)
+    seen: set[str] = field(default_factory=set, init=False)
+    duplicates: list[str] = field(default_factory=list, init=False)
+    dropped: list[dict[str, Any]] = field(default_factory=list, init=False)
 
     # -- hooks -----------------------------------------------------------------------------
 
