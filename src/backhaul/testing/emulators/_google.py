@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -54,6 +55,7 @@ def retry_info(seconds: float) -> dict[str, Any]:
     return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{seconds:g}s"}
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class GoogleOAuth:
     """Bearer tokens: fixed ones, plus those the token endpoint issues for the refresh token.
 
@@ -65,22 +67,13 @@ class GoogleOAuth:
         scope: The scope reported with an issued token.
     """
 
-    def __init__(
-        self,
-        *,
-        client_id: str,
-        client_secret: str,
-        refresh_token: str,
-        tokens: tuple[str, ...],
-        scope: str,
-    ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.refresh_token = refresh_token
-        self.scope = scope
-        self._fixed = tokens
-        self._issued: set[str] = set()
-        self._lock = threading.Lock()
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    tokens: tuple[str, ...]
+    scope: str
+    _issued: set[str] = field(default_factory=set, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def valid(self, request: Request) -> str | None:
         """The Bearer token of ``request`` when it is accepted, else ``None``."""
@@ -89,7 +82,7 @@ class GoogleOAuth:
             return None
         with self._lock:
             known = token in self._issued
-        if known or any(hmac.compare_digest(token, t) for t in self._fixed):
+        if known or any(hmac.compare_digest(token, t) for t in self.tokens):
             return token
         return None
 

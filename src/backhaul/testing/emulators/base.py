@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar, Self
 
 from starlette.applications import Starlette
@@ -227,6 +228,34 @@ class FixedWindow:
             self._roll(now)
             assert self._start is not None
             return self._start + self.seconds - now
+
+
+def count_request(
+    request: Request, window: SlidingWindow, reset_in: Callable[[], float]
+) -> tuple[bool, float]:
+    """Count ``request`` in ``window`` and keep on ``request.state`` what
+    :func:`rate_limit_headers` reports: the requests left and the reset (epoch seconds: when
+    a refused request may retry, else ``reset_in()`` seconds from now).
+
+    Returns:
+        Whether the window allowed it, and the seconds to wait when it did not.
+    """
+    allowed, remaining, wait = window.hit()
+    request.state.remaining = remaining
+    request.state.reset = math.ceil(time.time() + (wait or reset_in()))
+    return allowed, wait
+
+
+def rate_limit_headers(request: Request, limit: int) -> dict[str, str]:
+    """``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` of a request :func:`count_request`
+    counted; none for a request refused before its window."""
+    if not hasattr(request.state, "remaining"):
+        return {}
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(request.state.remaining),
+        "X-RateLimit-Reset": str(request.state.reset),
+    }
 
 
 class Emulator(StartStop):
@@ -500,6 +529,32 @@ class Emulator(StartStop):
         with self.lock:
             self.vendor_control(spec)
         return JSONResponse({"ok": True})
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
+class WindowedEmulator(Emulator):
+    """An emulator whose requests all count in one rolling window, :attr:`window`.
+
+    Subclasses are keyword-only dataclasses too, and give ``rate_limit`` and
+    ``rate_window`` the vendor's defaults.
+
+    Args:
+        rate_limit: Requests allowed per ``rate_window`` seconds.
+        rate_window: The window's length in seconds.
+        clock: Monotonic clock of the window.
+        seed: Seed of the random fault switches.
+    """
+
+    rate_limit: InitVar[int]
+    rate_window: InitVar[float]
+    clock: InitVar[Callable[[], float]] = time.monotonic
+    seed: InitVar[int] = 0
+
+    def __post_init__(
+        self, rate_limit: int, rate_window: float, clock: Callable[[], float], seed: int
+    ) -> None:
+        super().__init__(seed=seed)
+        self.window = SlidingWindow(rate_limit, rate_window, clock)
 
 
 def _lenient_json(raw: bytes) -> bool:

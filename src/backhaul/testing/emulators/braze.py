@@ -31,6 +31,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import InitVar, dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -39,7 +40,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from backhaul.testing.emulators._http import authorization
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import (
+    Emulator,
+    SlidingWindow,
+    count_request,
+    rate_limit_headers,
+)
 
 ARRAYS = ("attributes", "events", "purchases")
 IDENTIFIERS = ("external_id", "braze_id", "user_alias", "email", "phone")
@@ -49,6 +55,7 @@ NO_VALID_DATA = "Valid data must be provided in the 'attributes', 'events', or '
 Profile = dict[str, Any]
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class BrazeEmulator(Emulator):
     """An in-memory Braze workspace.
 
@@ -74,42 +81,39 @@ class BrazeEmulator(Emulator):
 
     vendor: ClassVar[str] = "braze"
 
-    def __init__(
+    api_key: str = "braze-emulator-rest-key-0001"
+    max_objects: int = 75
+    cap_mode: Literal["combined", "per_array"] = "combined"
+    track_rate_limit: InitVar[int] = 3000
+    track_rate_window: InitVar[float] = 3.0
+    users_rate_limit: InitVar[int] = 20_000
+    export_rate_limit: InitVar[int] = 250
+    max_delete_ids: int = 50
+    max_export_ids: int = 50
+    success_status: int = 201
+    max_purchase_quantity: int = 100
+    null_removes_attribute: bool = True
+    retry_after_header: bool = False
+    clock: InitVar[Callable[[], float]] = time.monotonic
+    seed: InitVar[int] = 0
+
+    def __post_init__(
         self,
-        *,
-        api_key: str = "braze-emulator-rest-key-0001",
-        max_objects: int = 75,
-        cap_mode: Literal["combined", "per_array"] = "combined",
-        track_rate_limit: int = 3000,
-        track_rate_window: float = 3.0,
-        users_rate_limit: int = 20_000,
-        export_rate_limit: int = 250,
-        max_delete_ids: int = 50,
-        max_export_ids: int = 50,
-        success_status: int = 201,
-        max_purchase_quantity: int = 100,
-        null_removes_attribute: bool = True,
-        retry_after_header: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-        seed: int = 0,
+        track_rate_limit: int,
+        track_rate_window: float,
+        users_rate_limit: int,
+        export_rate_limit: int,
+        clock: Callable[[], float],
+        seed: int,
     ) -> None:
         super().__init__(seed=seed)
-        if cap_mode not in ("combined", "per_array"):
+        if self.cap_mode not in ("combined", "per_array"):
             raise ValueError("cap_mode must be 'combined' or 'per_array'")
-        self.api_key = api_key
-        self.max_objects = max_objects
-        self.cap_mode = cap_mode
         self.windows = {
             "/users/track": SlidingWindow(track_rate_limit, track_rate_window, clock),
             "/users/delete": SlidingWindow(users_rate_limit, 60.0, clock),
             "/users/export/ids": SlidingWindow(export_rate_limit, 60.0, clock),
         }
-        self.max_delete_ids = max_delete_ids
-        self.max_export_ids = max_export_ids
-        self.success_status = success_status
-        self.max_purchase_quantity = max_purchase_quantity
-        self.null_removes_attribute = null_removes_attribute
-        self.retry_after_header = retry_after_header
         self.profiles: dict[str, Profile] = {}
         self._tick = itertools.count(1)
 
@@ -170,19 +174,11 @@ class BrazeEmulator(Emulator):
         if authorization(request, "Bearer") != self.api_key:
             return JSONResponse({"message": "Invalid API Key"}, status_code=401)
         window = self._window(request)
-        allowed, remaining, wait = window.hit()
-        request.state.remaining = remaining
-        request.state.reset = math.ceil(time.time() + (wait or window.reset_in()))
+        allowed, wait = count_request(request, window, window.reset_in)
         return None if allowed else self.vendor_rate_limited(wait)
 
     def response_headers(self, request: Request) -> dict[str, str]:
-        if not hasattr(request.state, "remaining"):  # refused before the window
-            return {}
-        return {
-            "X-RateLimit-Limit": str(self._window(request).limit),
-            "X-RateLimit-Remaining": str(request.state.remaining),
-            "X-RateLimit-Reset": str(request.state.reset),
-        }
+        return rate_limit_headers(request, self._window(request).limit)
 
     async def _body(self, request: Request) -> dict[str, Any] | Response:
         try:

@@ -28,6 +28,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -35,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from backhaul.testing.emulators._http import KB, basic_credentials, json_size
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import WindowedEmulator
 
 PERSON = "/api/v1/customers/{identifier}"
 KINDS = ("id", "email", "cio_id")
@@ -55,7 +56,8 @@ def _bytes(value: Any) -> int:
     return len(value.encode("utf-8")) if isinstance(value, str) else json_size(value)
 
 
-class CustomerIoEmulator(Emulator):
+@dataclass(eq=False, repr=False, kw_only=True)
+class CustomerIoEmulator(WindowedEmulator):
     """An in-memory Customer.io workspace (Track API).
 
     Args:
@@ -74,36 +76,21 @@ class CustomerIoEmulator(Emulator):
 
     vendor: ClassVar[str] = "customerio"
 
-    def __init__(
-        self,
-        *,
-        site_id: str = "cio-emulator-site",
-        api_key: str = "cio-emulator-track-key",
-        email_identifiers: bool = True,
-        max_batch_bytes: int = 500 * KB,
-        max_entry_bytes: int = 32 * KB,
-        cap_entries: int | None = None,
-        rate_limit: int = 1000,
-        rate_window: float = 1.0,
-        max_attributes: int = 300,
-        clock: Callable[[], float] = time.monotonic,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(seed=seed)
-        self.site_id = site_id
-        self.api_key = api_key
-        self.email_identifiers = email_identifiers
-        self.max_batch_bytes = max_batch_bytes
-        self.max_entry_bytes = max_entry_bytes
-        self.cap_entries = cap_entries
-        self.window = SlidingWindow(rate_limit, rate_window, clock)
-        self.max_attributes = max_attributes
-        self.people: dict[str, Person] = {}
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.suppressed: set[tuple[str, str]] = set()
-        self.attribute_failures: list[dict[str, str]] = []
-        self._event_ids: set[str] = set()
-        self._ids = itertools.count(1)
+    site_id: str = "cio-emulator-site"
+    api_key: str = "cio-emulator-track-key"
+    email_identifiers: bool = True
+    max_batch_bytes: int = 500 * KB
+    max_entry_bytes: int = 32 * KB
+    cap_entries: int | None = None
+    rate_limit: InitVar[int] = 1000
+    rate_window: InitVar[float] = 1.0
+    max_attributes: int = 300
+    people: dict[str, Person] = field(default_factory=dict, init=False)
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, init=False)
+    suppressed: set[tuple[str, str]] = field(default_factory=set, init=False)
+    attribute_failures: list[dict[str, str]] = field(default_factory=list, init=False)
+    _event_ids: set[str] = field(default_factory=set, init=False)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
 
     # -- hooks -----------------------------------------------------------------------------
 

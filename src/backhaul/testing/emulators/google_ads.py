@@ -288,6 +288,14 @@ class GoogleAdsEmulator(Emulator):
     def _refuse(self, status: int, kind: str, code: str, message: str) -> Response:
         return self._errors(status, [AdsError(kind, code, message)])
 
+    def _job_already_started(self) -> Response:
+        return self._refuse(
+            400,
+            "offlineUserDataJobError",
+            "JOB_ALREADY_STARTED",
+            "Once the upload job is started, new operations cannot be added.",
+        )
+
     def _errors(self, status: int, errors: list[AdsError]) -> Response:
         message = "Request contains an invalid argument." if status == 400 else errors[0].message
         return google_error(status, message, [self._failure_raw([e.body() for e in errors])])
@@ -335,12 +343,7 @@ class GoogleAdsEmulator(Emulator):
                     "The offline user data job was not found.",
                 )
             if job.status != "PENDING":
-                return self._refuse(
-                    400,
-                    "offlineUserDataJobError",
-                    "JOB_ALREADY_STARTED",
-                    "Once the upload job is started, new operations cannot be added.",
-                )
+                return self._job_already_started()
         if action == "run":
             return self._run(job)
         return await self._add_operations(request, job)
@@ -363,12 +366,7 @@ class GoogleAdsEmulator(Emulator):
             )
         with self.lock:
             if job.status != "PENDING":
-                return self._refuse(
-                    400,
-                    "offlineUserDataJobError",
-                    "JOB_ALREADY_STARTED",
-                    "Once the upload job is started, new operations cannot be added.",
-                )
+                return self._job_already_started()
             kinds = {kind for kind, _ in job.operations}
             rules = self._rules()
             accepted: list[tuple[str, frozenset[tuple[str, str]]]] = []

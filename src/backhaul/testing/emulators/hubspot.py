@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import InitVar, dataclass
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -44,6 +45,7 @@ OBJECT_PREFIXES = ("/crm/v3/objects/{object_type}", "/crm/objects/{version}/{obj
 PROPERTY_PREFIXES = ("/crm/v3/properties/{object_type}", "/crm/properties/{version}/{object_type}")
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class HubSpotEmulator(Emulator):
     """HubSpot CRM v3 objects, properties and schemas, in memory.
 
@@ -63,26 +65,28 @@ class HubSpotEmulator(Emulator):
 
     vendor: ClassVar[str] = "hubspot"
 
-    def __init__(
+    token: str = DEFAULT_TOKEN
+    burst_limit: InitVar[int] = 100
+    burst_seconds: InitVar[float] = 10.0
+    daily_limit: int | None = 250_000
+    search_per_second: InitVar[int] = 4
+    max_inputs: int = 100
+    custom_objects: InitVar[Mapping[str, Sequence[str]] | None] = None
+    retry_after_header: bool = False
+    clock: InitVar[Callable[[], float]] = time.monotonic
+    seed: InitVar[int] = 0
+
+    def __post_init__(
         self,
-        *,
-        token: str = DEFAULT_TOKEN,
-        burst_limit: int = 100,
-        burst_seconds: float = 10.0,
-        daily_limit: int | None = 250_000,
-        search_per_second: int = 4,
-        max_inputs: int = 100,
-        custom_objects: Mapping[str, Sequence[str]] | None = None,
-        retry_after_header: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-        seed: int = 0,
+        burst_limit: int,
+        burst_seconds: float,
+        search_per_second: int,
+        custom_objects: Mapping[str, Sequence[str]] | None,
+        clock: Callable[[], float],
+        seed: int,
     ) -> None:
         super().__init__(seed=seed)
-        self.token = token
-        self.max_inputs = max_inputs
-        self.daily_limit = daily_limit
         self.daily_used = 0
-        self.retry_after_header = retry_after_header
         self.window = SlidingWindow(burst_limit, burst_seconds, clock)
         self.search_window = SlidingWindow(search_per_second, 1.0, clock)
         self.types: dict[str, ObjectType] = {}

@@ -23,7 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import (
+    Emulator,
+    SlidingWindow,
+    count_request,
+    rate_limit_headers,
+)
 
 VERSIONS = frozenset(
     {
@@ -258,19 +263,11 @@ class IntercomEmulator(Emulator):
                 f"The requested version {version!r} could not be found",
                 400,
             )
-        allowed, remaining, wait = self.window.hit()
-        request.state.remaining = remaining
-        request.state.reset = math.ceil(time.time() + (wait or self.window.seconds))
+        allowed, wait = count_request(request, self.window, lambda: self.window.seconds)
         return None if allowed else self.vendor_rate_limited(wait)
 
     def response_headers(self, request: Request) -> dict[str, str]:
-        if not hasattr(request.state, "remaining"):  # refused before the window
-            return {}
-        return {
-            "X-RateLimit-Limit": str(self.window.limit),
-            "X-RateLimit-Remaining": str(request.state.remaining),
-            "X-RateLimit-Reset": str(request.state.reset),
-        }
+        return rate_limit_headers(request, self.window.limit)
 
     async def _body(self, request: Request) -> dict[str, Any] | Response:
         try:

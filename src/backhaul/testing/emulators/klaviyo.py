@@ -27,7 +27,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -69,6 +69,7 @@ def _invalid(detail: str, pointer: str = "/data/", status: int = 400) -> JSONRes
     return _document(status, api_error(status, "invalid", "Invalid input.", detail, pointer))
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class KlaviyoEmulator(Emulator):
     """An in-memory Klaviyo account.
 
@@ -91,36 +92,26 @@ class KlaviyoEmulator(Emulator):
 
     vendor: ClassVar[str] = "klaviyo"
 
-    def __init__(
-        self,
-        *,
-        api_key: str = "pk_emulator_0000000000000000000000000000",
-        lists: Mapping[str, str] | None = None,
-        max_profiles: int = 10_000,
-        max_request_bytes: int = 5 * KB * KB,
-        burst: int = 10,
-        steady: int = 150,
-        polls_to_complete: int = 2,
-        create_status: int = 202,
-        retry_after_header: bool = True,
-        strict_content_type: bool = True,
-        max_list_profiles: int = 1000,
-        errors_page_size: int = 20,
-        clock: Callable[[], float] = time.monotonic,
-        seed: int = 0,
+    api_key: str = "pk_emulator_0000000000000000000000000000"
+    lists: InitVar[Mapping[str, str] | None] = None
+    max_profiles: int = 10_000
+    max_request_bytes: int = 5 * KB * KB
+    burst: InitVar[int] = 10
+    steady: InitVar[int] = 150
+    polls_to_complete: int = 2
+    create_status: int = 202
+    retry_after_header: bool = True
+    strict_content_type: bool = True
+    max_list_profiles: int = 1000
+    errors_page_size: int = 20
+    clock: Callable[[], float] = time.monotonic
+    seed: InitVar[int] = 0
+
+    def __post_init__(
+        self, lists: Mapping[str, str] | None, burst: int, steady: int, seed: int
     ) -> None:
         super().__init__(seed=seed)
-        self.api_key = api_key
-        self.max_profiles = max_profiles
-        self.max_request_bytes = max_request_bytes
         self.limits = ((burst, 1.0), (steady, 60.0))
-        self.clock = clock
-        self.polls_to_complete = polls_to_complete
-        self.create_status = create_status
-        self.retry_after_header = retry_after_header
-        self.strict_content_type = strict_content_type
-        self.max_list_profiles = max_list_profiles
-        self.errors_page_size = errors_page_size
         self.hold_jobs = False
         self._initial_lists = dict(lists if lists is not None else {"Y6nRLr": "Emulator list"})
         self.store = Store()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -48,6 +48,7 @@ class PagerDutyAlert:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class PagerDutyEmulator(Emulator):
     """PagerDuty's Events API v2 in memory.
 
@@ -60,18 +61,13 @@ class PagerDutyEmulator(Emulator):
 
     vendor = "pagerduty"
 
-    def __init__(
-        self,
-        *,
-        routing_keys: set[str] | None = None,
-        events_per_minute: int = 120,
-        max_body_bytes: int = 512 * KB,
-        seed: int = 0,
-    ) -> None:
+    routing_keys: set[str] | None = None
+    events_per_minute: int = 120
+    max_body_bytes: int = 512 * KB
+    seed: InitVar[int] = 0
+
+    def __post_init__(self, seed: int) -> None:
         super().__init__(seed=seed)
-        self.routing_keys = routing_keys
-        self.events_per_minute = events_per_minute
-        self.max_body_bytes = max_body_bytes
         self.alerts: list[PagerDutyAlert] = []
         self._windows: dict[str, SlidingWindow] = {}
 

@@ -15,7 +15,7 @@ import io
 import itertools
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -127,6 +127,7 @@ def item_error(code: str, message: str, fields: list[str] | None = None) -> dict
     return {"statusCode": code, "message": message, "fields": fields or []}
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class SalesforceEmulator(Emulator):
     """An in-memory Salesforce org.
 
@@ -147,34 +148,26 @@ class SalesforceEmulator(Emulator):
 
     vendor = "salesforce"
 
-    def __init__(
-        self,
-        *,
-        client_id: str = "3MVG9-emulator-client",
-        client_secret: str = "emulator-client-secret",
-        refresh_token: str = "5Aep-emulator-refresh-token",
-        objects: dict[str, list[SField]] | None = None,
-        daily_api_limit: int = 100_000,
-        collection_limit: int = 200,
-        query_page_size: int = 2000,
-        bulk_upload_limit: int = 150 * 1024 * 1024,
-        bulk_polls_per_state: int = 1,
-        bulk_fail_after: int | None = None,
-        seed: int = 0,
+    client_id: str = "3MVG9-emulator-client"
+    client_secret: str = "emulator-client-secret"
+    refresh_token: str = "5Aep-emulator-refresh-token"
+    objects: InitVar[dict[str, list[SField]] | None] = None
+    daily_api_limit: InitVar[int] = 100_000
+    collection_limit: int = 200
+    query_page_size: int = 2000
+    bulk_upload_limit: int = 150 * 1024 * 1024
+    bulk_polls_per_state: int = 1
+    bulk_fail_after: int | None = None
+    seed: InitVar[int] = 0
+
+    def __post_init__(
+        self, objects: dict[str, list[SField]] | None, daily_api_limit: int, seed: int
     ) -> None:
         super().__init__(seed=seed)
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.refresh_token = refresh_token
         self.schema = {
             name: {f.name: f for f in fields}
             for name, fields in (objects or default_objects()).items()
         }
-        self.collection_limit = collection_limit
-        self.query_page_size = query_page_size
-        self.bulk_upload_limit = bulk_upload_limit
-        self.bulk_polls_per_state = bulk_polls_per_state
-        self.bulk_fail_after = bulk_fail_after
         self.quota = SlidingWindow(daily_api_limit, DAY)
         self._remaining = daily_api_limit
         self._index: dict[tuple[str, str], dict[str, str]] = {}

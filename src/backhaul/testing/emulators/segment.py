@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import uuid
-from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -35,12 +34,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from backhaul.testing.emulators._http import KB, basic_credentials, json_size
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import WindowedEmulator
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
 
-class SegmentEmulator(Emulator):
+@dataclass(eq=False, repr=False, kw_only=True)
+class SegmentEmulator(WindowedEmulator):
     """An in-memory Segment source (HTTP Tracking API).
 
     Args:
@@ -58,35 +58,21 @@ class SegmentEmulator(Emulator):
 
     vendor: ClassVar[str] = "segment"
 
-    def __init__(
-        self,
-        *,
-        write_key: str = "sgEmulatorWriteKey00000000000001",
-        max_message_bytes: int = 32 * KB,
-        max_batch_bytes: int = 500 * KB,
-        max_batch_events: int = 2500,
-        max_message_id_chars: int = 100,
-        rate_limit: int = 1000,
-        rate_window: float = 1.0,
-        unknown_key_status: int = 200,
-        clock: Callable[[], float] = time.monotonic,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(seed=seed)
-        self.write_key = write_key
-        self.max_message_bytes = max_message_bytes
-        self.max_batch_bytes = max_batch_bytes
-        self.max_batch_events = max_batch_events
-        self.max_message_id_chars = max_message_id_chars
-        self.window = SlidingWindow(rate_limit, rate_window, clock)
-        self.unknown_key_status = unknown_key_status
-        self.users: dict[str, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
-        self.groups: dict[str, dict[str, Any]] = {}
-        self.aliases: list[dict[str, str]] = []
-        self.seen: set[str] = set()
-        self.duplicates: list[str] = []
-        self.dropped: list[dict[str, Any]] = []
+    write_key: str = "sgEmulatorWriteKey00000000000001"
+    max_message_bytes: int = 32 * KB
+    max_batch_bytes: int = 500 * KB
+    max_batch_events: int = 2500
+    max_message_id_chars: int = 100
+    rate_limit: InitVar[int] = 1000
+    rate_window: InitVar[float] = 1.0
+    unknown_key_status: int = 200
+    users: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    events: list[dict[str, Any]] = field(default_factory=list, init=False)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    aliases: list[dict[str, str]] = field(default_factory=list, init=False)
+    seen: set[str] = field(default_factory=set, init=False)
+    duplicates: list[str] = field(default_factory=list, init=False)
+    dropped: list[dict[str, Any]] = field(default_factory=list, init=False)
 
     # -- hooks -----------------------------------------------------------------------------
 

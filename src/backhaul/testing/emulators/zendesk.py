@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import InitVar, dataclass
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -42,6 +43,7 @@ DEFAULT_FIELDS: dict[str, list[dict[str, Any]]] = {
 }
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class ZendeskEmulator(Emulator):
     """An in-memory Zendesk Support account.
 
@@ -65,29 +67,29 @@ class ZendeskEmulator(Emulator):
 
     vendor: ClassVar[str] = "zendesk"
 
-    def __init__(
+    email: str = "agent@example.com"
+    api_token: str = "zd-emulator-token"
+    oauth_token: str = "zd-emulator-oauth"
+    max_batch: int = 100
+    rate_limit: InitVar[int] = 700
+    rate_window: InitVar[float] = 60.0
+    polls_to_complete: int = 2
+    max_jobs: int = 30
+    user_fields: InitVar[Sequence[Mapping[str, Any]] | None] = None
+    organization_fields: InitVar[Sequence[Mapping[str, Any]] | None] = None
+    seed: InitVar[int] = 0
+
+    def __post_init__(
         self,
-        *,
-        email: str = "agent@example.com",
-        api_token: str = "zd-emulator-token",
-        oauth_token: str = "zd-emulator-oauth",
-        max_batch: int = 100,
-        rate_limit: int = 700,
-        rate_window: float = 60.0,
-        polls_to_complete: int = 2,
-        max_jobs: int = 30,
-        user_fields: Sequence[Mapping[str, Any]] | None = None,
-        organization_fields: Sequence[Mapping[str, Any]] | None = None,
-        seed: int = 0,
+        rate_limit: int,
+        rate_window: float,
+        user_fields: Sequence[Mapping[str, Any]] | None,
+        organization_fields: Sequence[Mapping[str, Any]] | None,
+        seed: int,
     ) -> None:
         super().__init__(seed=seed)
-        self.email = email
-        self.api_token = api_token
-        self.oauth_token = oauth_token
-        self.max_batch = max_batch
         self.window = SlidingWindow(rate_limit, rate_window)
-        self.polls_to_complete = max(1, polls_to_complete)
-        self.max_jobs = max_jobs
+        self.polls_to_complete = max(1, self.polls_to_complete)
         self.records: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in OBJECTS}
         self.jobs: dict[str, Job[list[Result]]] = {}
         self._ids = itertools.count(1001)
