@@ -99,7 +99,7 @@ class HubSpotConfig(HttpDestinationConfig):
 CAPABILITIES = keyed_capabilities(
     max_batch_size=100,  # HubSpot's limit for every batch endpoint
     default_batch_size=100,
-    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows `connections`
+    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight
 )
 
 
