@@ -154,6 +154,8 @@ class GoogleAdsDestination(HttpDestination):
     vendor = "google_ads"
     url_keys = ("base_url", "token_url")
     config: GoogleAdsConfig
+    # Google runs one job at a time on a list (CONCURRENT_MODIFICATION otherwise).
+    concurrency_from_rate_limit = False
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:

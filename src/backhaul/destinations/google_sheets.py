@@ -111,6 +111,7 @@ class GoogleSheetsDestination(HttpDestination):
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     vendor = "google_sheets"
     config: GoogleSheetsConfig
+    concurrency_from_rate_limit = False  # rows are placed by position: one batch at a time
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:

@@ -38,6 +38,7 @@ from backhaul.destinations.http import (
     RollingWindowLimiter,
     dumps_json,
 )
+from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.keyed import (
     Answers,
     Exists,
@@ -84,8 +85,13 @@ class HubSpotConfig(HttpDestinationConfig):
         default_factory=lambda: RateLimit(requests=100, per_seconds=10.0),
         description="HubSpot's burst limit for the app (rolling window).",
     )
-    concurrency: int = Field(
-        4, ge=1, le=32, alias="connections", description="HTTP connections kept open."
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        alias="connections",
+        description="Calls in flight and HTTP connections kept open (default: enough to "
+        "reach `rate_limit`, 10 for 100 calls per 10 s; see docs/rate-limits.md).",
     )
 
 
@@ -93,7 +99,7 @@ class HubSpotConfig(HttpDestinationConfig):
 CAPABILITIES = keyed_capabilities(
     max_batch_size=100,  # HubSpot's limit for every batch endpoint
     default_batch_size=100,
-    default_concurrency=4,
+    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight
 )
 
 

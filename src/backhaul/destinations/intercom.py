@@ -28,6 +28,7 @@ from backhaul.destinations.base import (
     RecordResult,
 )
 from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
+from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.keyed import (
     Answer,
     Answers,
@@ -84,7 +85,11 @@ class IntercomConfig(HttpDestinationConfig):
 # Contacts: every create or update answers with the contact's id, and a contact whose match
 # value changed is updated by that id. Companies return no id (their company_id cannot
 # change), so a changed company_id replaces the company in mirror mode.
-CAPABILITIES = keyed_capabilities(max_batch_size=100, default_batch_size=50, default_concurrency=1)
+CAPABILITIES = keyed_capabilities(
+    max_batch_size=100,
+    default_batch_size=50,
+    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight,
+)
 
 
 def rate_pause(response: httpx.Response) -> float | None:

@@ -38,6 +38,7 @@ from backhaul.destinations.http import (
 )
 from backhaul.destinations.http.connector import rolling_window, send_packed
 from backhaul.destinations.http.packing import Caps, positions
+from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.identifiers import sole_identifier_problems
 from backhaul.errors import DestinationError, FailureType
 
@@ -129,7 +130,7 @@ class IterableDestination(HttpDestination):
         operations=frozenset({Operation.UPSERT, Operation.DELETE, Operation.CLEAR}),
         max_batch_size=10_000,
         default_batch_size=1000,
-        default_concurrency=2,
+        default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight,
         json_records=True,
         membership=True,
     )

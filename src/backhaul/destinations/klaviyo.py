@@ -89,6 +89,10 @@ class KlaviyoDestination(HttpDestination):
     )
     vendor = "klaviyo"
     config: KlaviyoConfig
+    # A batch is an import job polled until done, one at a time: more jobs at once mostly
+    # add polls, which run into the steady 150 a minute per endpoint that the 10-a-second
+    # `rate_limit` does not express.
+    concurrency_from_rate_limit = False
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:

@@ -124,6 +124,8 @@ class MailchimpDestination(HttpDestination):
     )
     vendor = "mailchimp"
     config: MailchimpConfig
+    # Mailchimp caps simultaneous connections (10 per account), not calls a second.
+    concurrency_from_rate_limit = False
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:

@@ -134,6 +134,9 @@ class SalesforceDestination(KeyedDestination):
     object_hint = " (e.g. Contact) or in the destination file"
     url_keys = ("login_url", "instance_url")
     config: SalesforceConfig
+    # Salesforce limits concurrent long requests (25 per org, shared with the org's other
+    # integrations) and calls a day, not calls a second: no rate to size calls in flight by.
+    concurrency_from_rate_limit = False
 
     @classmethod
     def check_sync(cls, config: DestinationConfig, shape: SyncShape) -> list[SyncProblem]:

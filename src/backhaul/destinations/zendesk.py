@@ -30,6 +30,7 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
 from backhaul.destinations.http.connector import poll_job
+from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.keyed import (
     Answers,
     Found,
@@ -135,7 +136,9 @@ class ZendeskConfig(HttpDestinationConfig):
 # Job results carry each record's Zendesk id; a user or organization whose identity value
 # changed is updated by that id (update_many), so it is kept, not replaced.
 CAPABILITIES = keyed_capabilities(
-    max_batch_size=MAX_BATCH, default_batch_size=MAX_BATCH, default_concurrency=4
+    max_batch_size=MAX_BATCH,
+    default_batch_size=MAX_BATCH,
+    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight,
 )
 
 

@@ -231,8 +231,9 @@ class SyncRun:
         whole: int | None = getattr(dest, "run_batch_size", None)
         if whole:
             self.settings = dataclasses.replace(self.settings, batch_size=whole)
-        # A connector that sizes its calls in flight to its rate limit (the webhook) sets
-        # `concurrency`; the run keeps that many batches in flight unless a file says.
+        # A connector that sizes its calls in flight to its rate limit (the webhook, most
+        # REST connectors) sets `concurrency`; the run keeps that many batches in flight
+        # unless a file says.
         wanted: int | None = getattr(dest, "concurrency", None)
         if wanted and not (
             self.sync.config.concurrency or self.project.config.defaults.concurrency

@@ -20,7 +20,7 @@ from pydantic import Field
 from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
 from backhaul.destinations.http.client import HttpResult, PauseHint
 from backhaul.destinations.http.connector import Http2, client_for, redactor_for, run_bounded
-from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter
+from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter, default_concurrency
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.errors import DestinationError, FailureType
 
@@ -42,8 +42,18 @@ class HttpDestinationConfig(DestinationConfig):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float = Field(30.0, gt=0)
-    concurrency: int = Field(4, ge=1, le=32, description="Calls in flight at once.")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        description="Calls in flight at once (default: enough to reach `rate_limit`, 16 "
+        "without one; a few connectors keep a fixed number; see docs/rate-limits.md).",
+    )
     http2: Http2 = True
+
+
+# Calls in flight of a connector that keeps a fixed number, when its file sets none.
+FIXED_CONCURRENCY = 4
 
 
 class HttpDestination:
@@ -69,6 +79,11 @@ class HttpDestination:
     vendor: ClassVar[str]
     # Keys of the destination file holding URLs, checked before the first call.
     url_keys: ClassVar[tuple[str, ...]] = ("base_url",)
+    # Calls in flight follow `rate_limit` (default_concurrency) unless the file sets
+    # `concurrency`, and the run keeps as many batches in flight. A vendor whose batches
+    # must go one at a time, or that caps connections rather than calls a second, sets
+    # False: FIXED_CONCURRENCY calls, and its capabilities' number of batches.
+    concurrency_from_rate_limit: ClassVar[bool] = True
     config: HttpDestinationConfig  # each vendor narrows it to its own config class
 
     def __init__(
@@ -83,18 +98,33 @@ class HttpDestination:
     ) -> None:
         self.config = config
         self.redactor = redactor_for(context, *secrets)
-        self.gate = asyncio.Semaphore(config.concurrency)
+        calls = self.calls_in_flight(config)
+        # Read by the engine: it keeps as many batches in flight unless the sync or
+        # `defaults:` sets `concurrency` (None: the capabilities' number).
+        self.concurrency: int | None = calls if self.concurrency_from_rate_limit else None
+        self.gate = asyncio.Semaphore(calls)
         self.client = client_for(
             self.vendor,
             config,
             context,
             self.redactor,
-            concurrency=config.concurrency,
+            concurrency=calls,
             headers=headers,
             limiter=limiter,
             pause_hint=pause_hint,
             hints=hints,
         )
+
+    @classmethod
+    def calls_in_flight(cls, config: HttpDestinationConfig) -> int:
+        """Calls in flight at once: the file's ``concurrency``, else enough to reach its
+        ``rate_limit`` (:func:`default_concurrency`), or :data:`FIXED_CONCURRENCY` for a
+        connector that keeps a fixed number."""
+        if config.concurrency:
+            return config.concurrency
+        if cls.concurrency_from_rate_limit:
+            return default_concurrency(config.rate_limit)
+        return FIXED_CONCURRENCY
 
     async def probe(self) -> HttpResult | None:
         """The call that proves credentials and settings (read the account, an object).

@@ -8,7 +8,8 @@ call, and adds a control API under ``/_emulator`` so tests (and people using
 (or ``with emulator:``) serves it on loopback; :class:`EmulatorServer` does the same for
 code that wants the server object.
 
-Every request to a vendor route is recorded in :attr:`Emulator.calls` as it arrives, then
+Every request to a vendor route is recorded in :attr:`Emulator.calls` as it arrives (and
+counted in :attr:`Emulator.most_concurrent` while it is being answered), then
 goes through, in order: :meth:`Emulator.before_request` (the vendor's edge:
 authentication, rate windows), the fault switches, the route itself; then
 :meth:`Emulator.response_headers` adds its headers to whichever answer came out, and the
@@ -272,6 +273,9 @@ class Emulator(StartStop):
         self.lock = threading.RLock()
         self.calls: list[Call] = []
         self.server: EmulatorServer | None = None
+        # Requests being answered now, and the most there have been at once (since reset).
+        self.concurrent = 0
+        self.most_concurrent = 0
 
     # -- hooks for subclasses ------------------------------------------------------------
 
@@ -374,6 +378,7 @@ class Emulator(StartStop):
     def reset(self) -> None:
         with self.lock:
             self.calls.clear()
+            self.most_concurrent = self.concurrent
             self.vendor_reset()
         self.faults.clear()
 
@@ -425,6 +430,7 @@ class Emulator(StartStop):
                 body = raw.decode("utf-8", "replace")
                 bare_constant = _lenient_json(raw)
             call = self.record(request, body, raw)
+            self._arrived()
             try:
                 response = await self.before_request(request)
                 if response is None and bare_constant:
@@ -442,6 +448,7 @@ class Emulator(StartStop):
                     response = await endpoint(request)
             finally:
                 self.after_request(request)
+                self._left()
             for name, value in self.response_headers(request).items():
                 if name not in response.headers:
                     response.headers[name] = value
@@ -449,6 +456,15 @@ class Emulator(StartStop):
             return response
 
         return handler
+
+    def _arrived(self) -> None:
+        with self.lock:
+            self.concurrent += 1
+            self.most_concurrent = max(self.most_concurrent, self.concurrent)
+
+    def _left(self) -> None:
+        with self.lock:
+            self.concurrent -= 1
 
     async def _inject(self, fault: Fault, request: Request) -> Response | None:
         if fault.kind == "status":
