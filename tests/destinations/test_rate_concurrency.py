@@ -44,9 +44,9 @@ def calls_and_batches(
     kind: type[HttpDestination], context: DestinationContext, **config: Any
 ) -> tuple[int, int | None]:
     """Calls in flight (the gate and the client's connections) and the batches in flight
-    the destination asks the run for (``None``: its capabilities' number)."""
+    the destination file implies for the run (``None``: its capabilities' number)."""
     destination = opened(kind, context, **config)
-    return kind.calls_in_flight(destination.config), destination.concurrency
+    return kind.calls_in_flight(destination.config), kind.fit_run(destination.config).concurrency
 
 
 def test_hubspot_calls_in_flight_follow_its_rate_limit(context: DestinationContext) -> None:

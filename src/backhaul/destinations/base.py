@@ -212,6 +212,8 @@ class Capabilities:
     operations: frozenset[Operation]
     max_batch_size: int = 1000
     default_batch_size: int = 500
+    # Batches in flight when no file sets `concurrency` and the class's `fit_run` (if it
+    # has one) names none.
     default_concurrency: int = 1
     needs_match_fields: bool = True
     # Float columns store NaN and ±Infinity as they are (SQL doubles): kept unless the sync
@@ -317,14 +319,40 @@ class FieldInfo:
     read_only: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RunFit:
+    """What a destination file implies for the batches of a run.
+
+    Attributes:
+        concurrency: Batches in flight when neither the sync nor ``defaults:`` sets
+            ``concurrency`` (a REST connector sizes it to its ``rate_limit``); ``None``:
+            the capabilities' ``default_concurrency``.
+        whole_run: Rows of the one batch a whole run travels in (Slack's ``run_digest``
+            sums a run up in one message, so its rows are acknowledged together, only
+            when that message is accepted); ``None``: batches of ``batch_size``.
+    """
+
+    concurrency: int | None = None
+    whole_run: int | None = None
+
+
+@runtime_checkable
+class FitsRun(Protocol):
+    """A destination class whose file changes how its runs are batched (see :class:`RunFit`).
+
+    The engine asks the class, before anything is opened, so ``plan``, ``validate`` and
+    ``run`` all work with the same numbers.
+    """
+
+    @classmethod
+    def fit_run(cls, config: Any) -> RunFit:
+        """What ``config`` (the destination file) implies for the run's batches."""
+        ...
+
+
 @runtime_checkable
 class Destination(Protocol):
     """One connection to an operational tool, opened for one run.
-
-    A destination may also set ``run_batch_size`` (an ``int``, or ``None``): a connector
-    that sums a whole run up in one message (Slack's ``run_digest``) asks the engine for
-    batches of that many rows, so the run arrives as one batch and its rows are
-    acknowledged together, only when that message is accepted.
 
     A destination may also offer ``async def fields(self, object: str | None) ->
     list[FieldInfo]``: the fields of ``object`` (or of its configured object), read from
@@ -367,9 +395,11 @@ __all__ = [
     "DestinationConfig",
     "DestinationContext",
     "FieldInfo",
+    "FitsRun",
     "Operation",
     "RecordResult",
     "RecordStatus",
+    "RunFit",
     "SyncProblem",
     "SyncShape",
     "set_path",

@@ -38,7 +38,6 @@ from backhaul.destinations.http import (
     RollingWindowLimiter,
     dumps_json,
 )
-from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.keyed import (
     Answers,
     Exists,
@@ -99,7 +98,6 @@ class HubSpotConfig(HttpDestinationConfig):
 CAPABILITIES = keyed_capabilities(
     max_batch_size=100,  # HubSpot's limit for every batch endpoint
     default_batch_size=100,
-    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight
 )
 
 

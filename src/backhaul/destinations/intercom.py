@@ -28,7 +28,6 @@ from backhaul.destinations.base import (
     RecordResult,
 )
 from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
-from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.keyed import (
     Answer,
     Answers,
@@ -88,7 +87,6 @@ class IntercomConfig(HttpDestinationConfig):
 CAPABILITIES = keyed_capabilities(
     max_batch_size=100,
     default_batch_size=50,
-    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight,
 )
 
 

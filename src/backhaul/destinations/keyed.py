@@ -281,10 +281,13 @@ def _settle(identity: Identity, i: int, answer: Answer | None) -> RecordResult:
 
 
 def keyed_capabilities(
-    *, max_batch_size: int, default_batch_size: int, default_concurrency: int
+    *, max_batch_size: int, default_batch_size: int, default_concurrency: int = 1
 ) -> Capabilities:
     """What a keyed destination can do: every operation, on JSON records, answered with
-    the vendor's record ids, and a record written by its id when its match value changed."""
+    the vendor's record ids, and a record written by its id when its match value changed.
+
+    ``default_concurrency`` matters only to a connector with a fixed number of batches in
+    flight; one that follows its rate limit takes its number from ``fit_run``."""
     return Capabilities(
         operations=frozenset(Operation),
         max_batch_size=max_batch_size,

@@ -35,7 +35,6 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult, RateLimit
 from backhaul.destinations.http.packing import Caps, pack, positions
-from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.membership import (
     field_keys,
     members,
@@ -89,7 +88,6 @@ CAPABILITIES = Capabilities(
     operations=frozenset({Operation.UPSERT, Operation.DELETE}),
     max_batch_size=1_000_000,
     default_batch_size=MAX_ROWS,
-    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight,
     membership=True,
 )
 

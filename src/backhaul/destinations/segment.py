@@ -37,7 +37,6 @@ from backhaul.destinations.http import (
 )
 from backhaul.destinations.http.connector import send_packed
 from backhaul.destinations.http.packing import Caps, listed_size
-from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.identifiers import IdentifiedDestination, identified, refusal
 from backhaul.errors import DestinationError, FailureType
 
@@ -93,7 +92,6 @@ CAPABILITIES = Capabilities(
     operations=frozenset({Operation.UPSERT}),
     max_batch_size=10_000,
     default_batch_size=500,
-    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight,
     json_records=True,
 )
 

@@ -34,6 +34,7 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
+    RunFit,
     SyncProblem,
     SyncShape,
 )
@@ -199,6 +200,11 @@ class SlackDestination:
             problems += template_field_problems("slack", "title", config.title, title_vars, ())
         return problems
 
+    @classmethod
+    def fit_run(cls, config: SlackConfig) -> RunFit:
+        """A run digest takes the whole run (up to ``run_digest_max_rows``) as one batch."""
+        return RunFit(whole_run=config.run_digest_max_rows if config.mode == "run_digest" else None)
+
     def __init__(self, config: SlackConfig, context: DestinationContext) -> None:
         self.config = config
         self.redactor = redactor_for(context, config.token)
@@ -216,8 +222,6 @@ class SlackDestination:
         self._blocks = env.from_string(config.blocks) if config.blocks else None
         self._title = env.from_string(config.title) if config.title else None
         self._sync = context.sync_name
-        # A run digest takes the whole run as one batch (the engine reads this).
-        self.run_batch_size = config.run_digest_max_rows if config.mode == "run_digest" else None
         limit = config.rate_limit
         # Slack counts messages as they arrive, and the time between taking a token and
         # arriving varies (the first call of a run also opens the connection). So the pace

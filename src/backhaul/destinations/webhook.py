@@ -27,6 +27,7 @@ from backhaul.destinations.base import (
     DestinationContext,
     Operation,
     RecordResult,
+    RunFit,
     SyncProblem,
     SyncShape,
 )
@@ -38,7 +39,7 @@ from backhaul.destinations.http.connector import (
     run_bounded,
     template_field_problems,
 )
-from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY, default_concurrency
+from backhaul.destinations.http.ratelimit import default_concurrency
 from backhaul.destinations.http.templates import (
     ROW_VARIABLES,
     first_line,
@@ -118,7 +119,6 @@ CAPABILITIES = Capabilities(
     operations=frozenset(Operation),
     max_batch_size=10_000,
     default_batch_size=100,
-    default_concurrency=UNLIMITED_CONCURRENCY,
     needs_match_fields=False,
 )
 
@@ -138,6 +138,16 @@ class WebhookDestination:
         return template_field_problems(
             "webhook", "body_template", config.body_template, provided, fields
         )
+
+    @staticmethod
+    def calls_in_flight(config: WebhookConfig) -> int:
+        """The file's ``concurrency``, else enough calls to reach its ``rate_limit``."""
+        return config.concurrency or default_concurrency(config.rate_limit)
+
+    @classmethod
+    def fit_run(cls, config: WebhookConfig) -> RunFit:
+        """As many batches in flight as calls, unless the sync or ``defaults:`` says."""
+        return RunFit(concurrency=cls.calls_in_flight(config))
 
     def __init__(self, config: WebhookConfig, context: DestinationContext) -> None:
         self.config = config
@@ -162,16 +172,14 @@ class WebhookDestination:
         self._content_type = next(
             (v for k, v in config.headers.items() if k.lower() == "content-type"), None
         )
-        # Calls in flight; the engine keeps as many batches in flight when the sync does
-        # not set its own `concurrency`.
-        self.concurrency = config.concurrency or default_concurrency(config.rate_limit)
-        self._gate = asyncio.Semaphore(self.concurrency)
+        calls = self.calls_in_flight(config)
+        self._gate = asyncio.Semaphore(calls)
         self.client = client_for(
             "webhook",
             config,
             context,
             self.redactor,
-            concurrency=self.concurrency,
+            concurrency=calls,
             headers=config.headers,
         )
 

@@ -30,7 +30,6 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
 from backhaul.destinations.http.connector import poll_job
-from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
 from backhaul.destinations.keyed import (
     Answers,
     Found,
@@ -138,7 +137,6 @@ class ZendeskConfig(HttpDestinationConfig):
 CAPABILITIES = keyed_capabilities(
     max_batch_size=MAX_BATCH,
     default_batch_size=MAX_BATCH,
-    default_concurrency=UNLIMITED_CONCURRENCY,  # the run follows the calls in flight,
 )
 
 

@@ -28,6 +28,7 @@ from backhaul.destinations.base import (
     Batch,
     Destination,
     DestinationContext,
+    FitsRun,
     RecordResult,
 )
 from backhaul.destinations.http.budget import BudgetStore
@@ -146,8 +147,9 @@ def open_destination(
 def settings_for(project: Project, sync: SyncDef) -> SyncSettings:
     """The sync's settings, resolved once for its plan and its run."""
     dest = destination_def(project, sync)
-    caps = project.registry.destination(dest.config.type).capabilities
-    return resolve_settings(project, sync, caps)
+    cls = project.registry.destination(dest.config.type)
+    fit = cls.fit_run(dest.config) if issubclass(cls, FitsRun) else None
+    return resolve_settings(project, sync, cls.capabilities, fit)
 
 
 def open_planning(
@@ -226,19 +228,6 @@ class SyncRun:
         dest, _secrets = open_destination(
             self.project, self.sync, recorder, self.run_id, self.waits, self.budgets
         )
-        # A destination that sums a whole run up in one message (Slack's run digest) takes
-        # the run as one batch: its rows are acknowledged together once that message is in.
-        whole: int | None = getattr(dest, "run_batch_size", None)
-        if whole:
-            self.settings = dataclasses.replace(self.settings, batch_size=whole)
-        # A connector that sizes its calls in flight to its rate limit (the webhook, most
-        # REST connectors) sets `concurrency`; the run keeps that many batches in flight
-        # unless a file says.
-        wanted: int | None = getattr(dest, "concurrency", None)
-        if wanted and not (
-            self.sync.config.concurrency or self.project.config.defaults.concurrency
-        ):
-            self.settings = dataclasses.replace(self.settings, concurrency=wanted)
         self.summary.full_resync = options.full_resync
         try:
             # Before the model is read: a hook may refresh what it reads.

@@ -1,8 +1,10 @@
 """The effective settings of one sync, resolved once per plan or run.
 
-A value can come from the sync file, the project's ``defaults:`` or the destination's
-capabilities; :func:`resolve_settings` is the one place that decides which, so a dry run
-and the run that follows it always work with the same numbers.
+A value can come from the sync file, the project's ``defaults:``, the destination file
+(:class:`~backhaul.destinations.base.RunFit`: a REST connector's calls in flight follow its
+``rate_limit``) or the destination's capabilities; :func:`resolve_settings` is the one
+place that decides which, so a dry run and the run that follows it always work with the
+same numbers.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 from backhaul.config.models import Mode, OnRemove
 from backhaul.config.project import Project, SyncDef
-from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import Capabilities, RunFit
 from backhaul.engine.finite import FinitePolicy, policy_for
 from backhaul.errors import ConfigError
 
@@ -22,8 +24,10 @@ class SyncSettings:
 
     Attributes:
         batch_size: Rows per destination batch (sync, else ``defaults.batch_size``, else
-            the destination's default).
-        concurrency: Batches in flight at once (same order of precedence).
+            the destination's default); a destination that takes a whole run in one
+            batch sets it from its file (``RunFit.whole_run``).
+        concurrency: Batches in flight at once (sync, else ``defaults.concurrency``, else
+            what the destination file implies, else the destination's default).
         max_remove_pct: Removals above this share of the snapshot are guarded.
         removal: What a removed row does at the destination (``on_remove``).
         mode: How rows are written (``upsert``, ``mirror``, ``update``, ``insert``).
@@ -49,17 +53,22 @@ def requested_batch_size(project: Project, sync: SyncDef) -> tuple[int | None, s
     return project.config.defaults.batch_size, "defaults.batch_size"
 
 
-def resolve_settings(project: Project, sync: SyncDef, caps: Capabilities) -> SyncSettings:
-    """Resolve ``sync``'s settings for a destination with ``caps``.
+def resolve_settings(
+    project: Project, sync: SyncDef, caps: Capabilities, fit: RunFit | None = None
+) -> SyncSettings:
+    """Resolve ``sync``'s settings for a destination with ``caps`` and a file that implies ``fit``.
 
     Raises:
         ConfigError: a batch size above the destination's limit, or a ``non_finite``
             policy the destination cannot honour; the error names the file and key.
     """
     cfg = sync.config
+    fit = fit or RunFit()
     asked, key = requested_batch_size(project, sync)
     size = asked or caps.default_batch_size
-    if size > caps.max_batch_size:
+    if fit.whole_run:
+        size = fit.whole_run
+    elif size > caps.max_batch_size:
         positions = sync.positions if key == "batch_size" else project.positions
         raise ConfigError(
             f"batch_size {size} is above the destination's limit of {caps.max_batch_size}",
@@ -74,6 +83,7 @@ def resolve_settings(project: Project, sync: SyncDef, caps: Capabilities) -> Syn
         batch_size=size,
         concurrency=cfg.concurrency
         or project.config.defaults.concurrency
+        or fit.concurrency
         or caps.default_concurrency,
         max_remove_pct=max_pct,
         removal=cfg.removal,

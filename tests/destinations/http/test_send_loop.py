@@ -7,7 +7,6 @@ import importlib.abc
 import importlib.machinery
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -17,7 +16,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.http.client import HttpClient
 from backhaul.destinations.http.ratelimit import (
     MAX_CONCURRENCY,
@@ -95,14 +93,14 @@ def test_default_concurrency_reaches_the_rate_limit() -> None:
     assert default_concurrency(RateLimit(requests=5000, per_seconds=1)) == MAX_CONCURRENCY
 
 
-def test_webhook_concurrency_follows_the_rule_unless_set(tmp_path: Path) -> None:
-    context = DestinationContext(tmp_path, MemoryRecorder(), "people", "run1", ())
-
+def test_webhook_concurrency_follows_the_rule_unless_set() -> None:
     def concurrency(**extra: object) -> int:
         config = WebhookConfig.model_validate(
             {"type": "webhook", "url": "http://127.0.0.1:9/hook", **extra}
         )
-        return WebhookDestination(config, context).concurrency
+        calls = WebhookDestination.calls_in_flight(config)
+        assert WebhookDestination.fit_run(config).concurrency == calls  # batches follow calls
+        return calls
 
     assert concurrency() == UNLIMITED_CONCURRENCY
     assert concurrency(rate_limit={"requests": 20, "per_seconds": 1}) == 20

@@ -17,7 +17,12 @@ from typing import ClassVar, TypeVar
 
 from pydantic import Field
 
-from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.base import (
+    Capabilities,
+    DestinationConfig,
+    DestinationContext,
+    RunFit,
+)
 from backhaul.destinations.http.client import HttpResult, PauseHint
 from backhaul.destinations.http.connector import Http2, client_for, redactor_for, run_bounded
 from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter, default_concurrency
@@ -99,9 +104,6 @@ class HttpDestination:
         self.config = config
         self.redactor = redactor_for(context, *secrets)
         calls = self.calls_in_flight(config)
-        # Read by the engine: it keeps as many batches in flight unless the sync or
-        # `defaults:` sets `concurrency` (None: the capabilities' number).
-        self.concurrency: int | None = calls if self.concurrency_from_rate_limit else None
         self.gate = asyncio.Semaphore(calls)
         self.client = client_for(
             self.vendor,
@@ -125,6 +127,14 @@ class HttpDestination:
         if cls.concurrency_from_rate_limit:
             return default_concurrency(config.rate_limit)
         return FIXED_CONCURRENCY
+
+    @classmethod
+    def fit_run(cls, config: HttpDestinationConfig) -> RunFit:
+        """As many batches in flight as calls, for a connector that follows its rate limit
+        (the engine asks before the run; a file's ``concurrency`` still wins)."""
+        if cls.concurrency_from_rate_limit:
+            return RunFit(concurrency=cls.calls_in_flight(config))
+        return RunFit()
 
     async def probe(self) -> HttpResult | None:
         """The call that proves credentials and settings (read the account, an object).
