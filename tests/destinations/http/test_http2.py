@@ -158,28 +158,22 @@ async def call_at_once(client: HttpClient, url: str, calls: int) -> None:
     assert all(result.ok for result in results)
 
 
-async def test_a_rest_destination_speaks_http2_over_one_connection_within_its_concurrency(
-    ca: trustme.CA, tmp_path: Path
+@pytest.mark.parametrize(
+    ("build", "concurrency", "calls"),
+    [(zendesk, 3, 12), (webhook, 5, 20)],
+    ids=["zendesk", "webhook"],
+)
+async def test_https_destinations_speak_http2_over_one_connection_within_their_concurrency(
+    ca: trustme.CA, tmp_path: Path, build: Callable[..., Any], concurrency: int, calls: int
 ) -> None:
     async with tls_server(ca, tmp_path, H2_AND_H11) as server:
-        destination = zendesk(tmp_path, server.url, concurrency=3)
-        await call_at_once(destination.client, server.url, 12)
+        destination = build(tmp_path, server.url, concurrency=concurrency)
+        await call_at_once(destination.client, server.url, calls)
 
-    assert server.probe.versions == ["2"] * 12
+    assert server.probe.versions == ["2"] * calls
     assert len(server.probe.connections) == 1  # one connection carries every stream
-    # HTTP/2 would take all twelve at once; the destination's concurrency holds it to three.
-    assert server.probe.most_in_flight == 3
-
-
-async def test_the_webhook_speaks_http2_within_its_concurrency(
-    ca: trustme.CA, tmp_path: Path
-) -> None:
-    async with tls_server(ca, tmp_path, H2_AND_H11) as server:
-        destination = webhook(tmp_path, server.url, concurrency=5)
-        await call_at_once(destination.client, server.url, 20)
-
-    assert server.probe.versions == ["2"] * 20
-    assert server.probe.most_in_flight == 5
+    # HTTP/2 would take every call at once; the destination's concurrency holds it back.
+    assert server.probe.most_in_flight == concurrency
 
 
 @pytest.mark.parametrize("build", [zendesk, webhook], ids=["zendesk", "webhook"])

@@ -33,14 +33,20 @@ class Counting:
         return httpx.Response(200, json={})
 
 
-async def test_calls_in_flight_stay_within_concurrency_whatever_the_transport() -> None:
+def counted(concurrency: int) -> tuple[HttpClient, Counting]:
+    """A client of ``concurrency`` calls whose transport counts what reaches it."""
     handler = Counting()
     client = HttpClient(
         label="probe",
         recorder=MemoryRecorder(),
-        concurrency=3,
+        concurrency=concurrency,
         transport=httpx.MockTransport(handler),
     )
+    return client, handler
+
+
+async def test_calls_in_flight_stay_within_concurrency_whatever_the_transport() -> None:
+    client, handler = counted(3)
     async with client:
         results = await asyncio.gather(
             *(client.request("GET", "https://api.example.com/ping") for _ in range(10))
@@ -52,13 +58,7 @@ async def test_calls_in_flight_stay_within_concurrency_whatever_the_transport() 
 
 
 async def test_a_client_used_in_a_second_event_loop_still_bounds_its_calls() -> None:
-    handler = Counting()
-    client = HttpClient(
-        label="probe",
-        recorder=MemoryRecorder(),
-        concurrency=2,
-        transport=httpx.MockTransport(handler),
-    )
+    client, handler = counted(2)
 
     async def burst() -> None:
         await asyncio.gather(
