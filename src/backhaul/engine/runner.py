@@ -53,6 +53,7 @@ from backhaul.engine.hooks import (
     skipped_hooks_note,
 )
 from backhaul.engine.plan import (
+    SEQ,
     Identity,
     LocalBackend,
     PlanBackend,
@@ -564,7 +565,8 @@ class SyncRun:
             stop = min(total, max(hi, lo + READ_AHEAD_ROWS))
             table = arrow_table(
                 self.ws.con,
-                "SELECT * FROM st.outbox WHERE seq >= ? AND seq < ? ORDER BY seq",
+                f"SELECT {SEQ} AS seq, * FROM st.outbox WHERE {SEQ} >= ? AND {SEQ} < ? "
+                f"ORDER BY {SEQ}",
                 [lo, stop],
             )
             block = self._block = (lo, stop, table)

@@ -11,10 +11,11 @@ from backhaul.engine.guards import Verdict
 from backhaul.engine.plan.backend import PlanBackend, backend_for
 from backhaul.engine.plan.compute import compute
 from backhaul.engine.plan.local import LocalBackend, invalid_rows
-from backhaul.engine.plan.outbox import Identity, build_outbox, samples
+from backhaul.engine.plan.outbox import SEQ, Identity, build_outbox, samples
 from backhaul.engine.plan.values import Diff, Relations, SyncPlan
 
 __all__ = [
+    "SEQ",
     "Diff",
     "Identity",
     "LocalBackend",

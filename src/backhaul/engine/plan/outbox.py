@@ -42,6 +42,11 @@ class Identity:
         return cls(by_id=settings.update_by_id, rekeys=acts)
 
 
+# An outbox row's position in sending order: rows are only ever appended to the outbox,
+# so its rowids run 0..n-1 in the order the parts were inserted.
+SEQ = "rowid"
+
+
 def build_outbox(
     ws: Workspace,
     relations: Relations,
@@ -52,12 +57,13 @@ def build_outbox(
 ) -> int:
     """Materialise what to send: one row per planned key with its mapped values.
 
-    Columns: seq, op, k.., key_text, fp, f0.. (mapped fields), t_<col> (template inputs),
+    Columns: op, k.., key_text, fp, f0.. (mapped fields), t_<col> (template inputs),
     m0.. (match values), rid (the destination's record id to keep once the row is
     acknowledged, unless the destination returns a newer one) and via_id (the record id to
     address the record by: keys whose match values changed, when ``identity.by_id``).
     Removals of the old identity of rekeyed keys (op ``rekey``) come first, then rows to
-    upsert, then removals, then skips. Returns the number of rows.
+    upsert, then removals, then skips, at positions (:data:`SEQ`) 0..n-1 in that order.
+    Returns the number of rows.
     """
     model, snapshot = relations.model, relations.snapshot
     identity = identity or Identity()
@@ -120,28 +126,23 @@ def build_outbox(
     )
     if limit_per_op:
         con.execute(
-            f"CREATE OR REPLACE TABLE {target} AS SELECT (row_number() OVER () - 1)::BIGINT "
-            f"AS seq, * FROM (SELECT * FROM ({sent}) UNION ALL BY NAME SELECT * FROM "
-            f"({removed}) UNION ALL BY NAME SELECT * FROM ({rekey}))"
+            f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM ({sent}) UNION ALL BY NAME "
+            f"SELECT * FROM ({removed}) UNION ALL BY NAME SELECT * FROM ({rekey})"
         )
         return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
-    con.execute(
-        f"CREATE OR REPLACE TABLE {target} AS SELECT 0::BIGINT AS seq, * FROM ({sent}) LIMIT 0"
-    )
+    con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM ({sent}) LIMIT 0")
     # Ordered inserts: old identities, upserts, removals, skips: batches stay homogeneous.
-    total = 0
+    # A row's position is its rowid (:data:`SEQ`): appends to a table nothing is deleted
+    # from take the next rowids, so each part follows the one before without numbering
+    # its rows (a window over every row cost a fifth of the outbox's time).
     for part, where in (
         (rekey, "TRUE"),
         (sent, "op IN ('add', 'change', 'retry')"),
         (removed, "TRUE"),
         (sent, "op = 'skip'"),
     ):
-        con.execute(
-            f"INSERT INTO {target} BY NAME SELECT ({total} + row_number() OVER () - 1)::BIGINT "
-            f"AS seq, * FROM ({part}) WHERE {where}"
-        )
-        total = int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
-    return total
+        con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({part}) WHERE {where}")
+    return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
 
 
 def samples(
