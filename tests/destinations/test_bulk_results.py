@@ -47,6 +47,13 @@ def test_key_rounds_put_each_repeat_of_a_key_in_a_later_round() -> None:
 def test_key_rounds_with_null_keys_treat_nulls_as_one_key() -> None:
     table = pa.table({"id": pa.array([None, 1, None], pa.int64())})
     assert key_rounds(table, ["id"]) == [[0, 1], [2]]
+    emails = pa.table({"email": pa.array(["a@x", None, "b@x", None, "a@x"], pa.string())})
+    assert key_rounds(emails, ["email"]) == [[0, 1, 2], [3, 4]]
+
+
+def test_key_rounds_of_values_arrow_cannot_hash_still_split_repeats() -> None:
+    table = pa.table({"tags": pa.array([["a"], ["b"], ["a"]], pa.list_(pa.string()))})
+    assert key_rounds(table, ["tags"]) == [[0, 1], [2]]
 
 
 def _prepared(n: int) -> Prepared:
