@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from alembic import command
@@ -12,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from backhaul.state.store import MIGRATIONS, RunStore
+from backhaul.state.store import MIGRATIONS, RunStore, head_revision
 from backhaul.state.tables import COUNT_COLUMNS, VERSION_TABLE, metadata
 
 TABLES = {"runs", "run_rows", "http_calls"}
@@ -77,6 +79,24 @@ def test_downgrade_to_base_removes_every_table(store_url: str) -> None:
     with RunStore.open(store_url) as store:
         store.start_run("after-downgrade", "s", full_resync=False)
         assert store.last_run("s") is not None
+
+
+def test_the_head_read_from_file_names_is_alembics() -> None:
+    assert head_revision() == script_directory().get_current_head()
+
+
+def test_a_current_store_opens_without_alembic(store_url: str) -> None:
+    RunStore.open(store_url).close()  # created and migrated
+    code = (
+        "import sys\n"
+        "from backhaul.state.store import RunStore\n"
+        "RunStore.open(sys.argv[1]).close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    opened = subprocess.run(
+        [sys.executable, "-c", code, store_url], capture_output=True, text=True, check=True
+    )
+    assert opened.stdout.strip() == "False"
 
 
 def test_migrations_are_one_numbered_chain() -> None:
