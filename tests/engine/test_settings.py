@@ -60,6 +60,10 @@ def test_a_run_digest_takes_the_whole_run_as_one_batch(project: Builder) -> None
     # Whatever the sync asks: the digest is one message per run.
     assert settings(project, slack, batch_size=10).batch_size == 100_000
     assert settings(project, {**slack, "mode": "digest"}).batch_size == 50
+    # A batch_size the destination could never take is still a mistake in the file.
+    with pytest.raises(ConfigError) as caught:
+        settings(project, slack, batch_size=5000)
+    assert caught.value.key == "batch_size"
 
 
 def test_a_batch_size_above_the_limit_is_refused_with_its_key(project: Builder) -> None:

@@ -66,9 +66,7 @@ def resolve_settings(
     fit = fit or RunFit()
     asked, key = requested_batch_size(project, sync)
     size = asked or caps.default_batch_size
-    if fit.whole_run:
-        size = fit.whole_run
-    elif size > caps.max_batch_size:
+    if size > caps.max_batch_size:
         positions = sync.positions if key == "batch_size" else project.positions
         raise ConfigError(
             f"batch_size {size} is above the destination's limit of {caps.max_batch_size}",
@@ -76,6 +74,9 @@ def resolve_settings(
             line=positions.line(key) if positions else None,
             key=key,
         )
+    # A destination that takes a whole run as one batch says how many rows that is; the
+    # file's batch_size was still checked above.
+    size = fit.whole_run or size
     max_pct = cfg.max_remove_pct
     if max_pct is None:
         max_pct = project.config.defaults.max_remove_pct
