@@ -351,6 +351,26 @@ class FitsRun(Protocol):
 
 
 @runtime_checkable
+class LoadsAtOnce(Protocol):
+    """An opened destination that can take a whole first load in one statement.
+
+    The engine offers it a run that only adds rows, none of which needs rendering or
+    screening in Python, after :meth:`Destination.prepare`. The destination inserts every
+    row of ``rows`` in one transaction when its table held no row as the run began, and
+    returns True once that transaction committed. It returns False, having written
+    nothing, when it cannot (the table had rows, or the database refused the insert);
+    the engine then sends the same rows in batches, which finds and reports the rows that
+    were refused. See docs/architecture.md ("First loads in one statement").
+    """
+
+    async def load_new(
+        self, rows: pa.RecordBatchReader, fields: Sequence[str], match_fields: Sequence[str]
+    ) -> bool:
+        """Insert every row of ``rows`` (columns named for ``fields``) in one transaction."""
+        ...
+
+
+@runtime_checkable
 class Destination(Protocol):
     """One connection to an operational tool, opened for one run.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import duckdb
@@ -14,6 +15,7 @@ from backhaul.destinations.sql_common import (
     STAGE,
     FileDatabaseConfig,
     FileDatabaseDestination,
+    Statements,
     TableInfo,
     first_line,
 )
@@ -77,6 +79,24 @@ class DuckDBDestination(FileDatabaseDestination):
             [table],
         ).fetchall()
         return TableInfo.from_rows(found, [list(r[0]) for r in keys])
+
+    async def load_new(
+        self, rows: pa.RecordBatchReader, fields: Sequence[str], match_fields: Sequence[str]
+    ) -> bool:
+        """Insert a whole first load with one ``INSERT ... SELECT`` from the Arrow stream
+        (see :class:`~backhaul.destinations.base.LoadsAtOnce`); only into a table that
+        held no row when the run began."""
+        if not self._new_table:
+            return False
+        plan = Statements(self.dialect, self._target, list(fields), list(match_fields))
+
+        def insert(conn: Any, cur: Any) -> None:
+            conn.register(STAGE, rows)  # scanned as it streams: never held whole
+            cur.execute(plan.insert_new())
+            conn.unregister(STAGE)
+
+        loaded: bool = await self._run(self._insert_into_empty, insert)
+        return loaded
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         conn.register(STAGE, table)

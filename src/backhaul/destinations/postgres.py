@@ -8,6 +8,7 @@ table that was empty when the run began, the CSV is copied straight into the tab
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import psycopg
@@ -168,6 +169,28 @@ class PostgresDestination(SqlTableDestination):
         )
         with cur.copy(copy_sql) as copy:
             copy.write(csv_bytes(table.remove_column(0)))
+
+    async def load_new(
+        self, rows: pa.RecordBatchReader, fields: Sequence[str], match_fields: Sequence[str]
+    ) -> bool:
+        """Copy a whole first load straight into the table in one transaction, block by
+        block as the stream yields them (see
+        :class:`~backhaul.destinations.base.LoadsAtOnce`); only into a table that held no
+        row when the run began."""
+        if not self._new_table:
+            return False
+        cols = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
+        copy_sql = sql.SQL("COPY {target} ({cols}) FROM STDIN (FORMAT csv)").format(
+            target=sql.SQL(self._target), cols=cols
+        )
+
+        def insert(conn: Any, cur: Any) -> None:
+            with cur.copy(copy_sql) as copy:
+                for block in rows:
+                    copy.write(csv_bytes(pa.Table.from_batches([block])))
+
+        loaded: bool = await self._run(self._insert_into_empty, insert)
+        return loaded
 
     def _data_error(self, exc: BaseException) -> str | None:
         # A cardinality violation is two records with one key in a batch: split them apart.

@@ -724,11 +724,22 @@ class SqlTableDestination:
         failed insert costs time, never a wrong row.
         """
         plan = self._statements(batch)
+        rows = staged(batch, indices)
+
+        def insert(conn: Any, cur: Any) -> None:
+            self._insert_new(conn, cur, plan, rows)
+            self._in_transaction(cur, batch)
+
+        return self._insert_into_empty(conn, insert)
+
+    def _insert_into_empty(self, conn: Any, insert: Callable[[Any, Any], None]) -> bool:
+        """Run ``insert(conn, cursor)`` (plain inserts into a table taken for empty) in one
+        transaction; False, with nothing written and the table no longer taken for empty,
+        when the database refused it."""
         cur = self._cursor(conn)
         try:
             self._begin(conn)
-            self._insert_new(conn, cur, plan, staged(batch, indices))
-            self._in_transaction(cur, batch)
+            insert(conn, cur)
             conn.commit()
         except Exception:
             with contextlib.suppress(Exception):  # a dead connection fails the upsert too
