@@ -71,3 +71,13 @@ def test_a_batch_size_above_the_limit_is_refused_with_its_key(project: Builder) 
         settings(project, HUBSPOT, batch_size=10_000)
     assert caught.value.key == "batch_size"
     assert "limit" in str(caught.value)
+
+
+def test_whether_the_files_set_a_batch_size_is_kept(project: Builder) -> None:
+    duck = {"type": "duckdb", "path": "crm.duckdb", "table": "t"}
+    unset = settings(project, duck)
+    assert (unset.batch_size, unset.batch_size_set) == (100_000, False)
+    assert settings(project, duck, batch_size=500).batch_size_set is True
+    project.write("backhaul.yml", {"name": "t", "defaults": {"batch_size": 700}})
+    from_defaults = settings(project, duck)
+    assert (from_defaults.batch_size, from_defaults.batch_size_set) == (700, True)

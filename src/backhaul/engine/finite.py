@@ -16,6 +16,7 @@ screened on each batch's Arrow table by :func:`screen`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -157,6 +158,20 @@ def screen(table: pa.Table, mapper: Mapper) -> tuple[pa.Table, dict[int, str]]:
                 table, name, field in mapper.json_fields, what, policy, sent, errors
             )
     return table, errors
+
+
+def screened(mapper: Mapper, types: Sequence[pa.DataType]) -> bool:
+    """Whether :func:`screen` can change or refuse a row whose fields ``f0..`` have
+    ``types``: False when every value goes to the destination as it is."""
+    if mapper.finite.mode is NonFinite.STRING:
+        return False
+    for field, kind in zip(mapper.fields, types, strict=True):
+        if pa.types.is_floating(kind):
+            if not mapper.finite.keep_floats:
+                return True
+        elif field in mapper.json_fields or _nested_floats(kind):
+            return True
+    return False
 
 
 def i_of(table: pa.Table, name: str) -> int:

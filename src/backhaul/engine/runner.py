@@ -29,6 +29,7 @@ from backhaul.destinations.base import (
     Destination,
     DestinationContext,
     FitsRun,
+    LoadsAtOnce,
     RecordResult,
 )
 from backhaul.destinations.http.budget import BudgetStore
@@ -54,6 +55,7 @@ from backhaul.engine.hooks import (
 )
 from backhaul.engine.plan import (
     SEQ,
+    FirstLoad,
     Identity,
     LocalBackend,
     PlanBackend,
@@ -61,6 +63,7 @@ from backhaul.engine.plan import (
     backend_for,
     build_outbox,
     compute,
+    first_load,
     invalid_rows,
     samples,
 )
@@ -272,14 +275,20 @@ class SyncRun:
                 self.events(Notice(self.run_id, self.sync.name, note))
             self._record_invalid(ws)
             check_guards(plan.verdict)
-            total = self._apply(ws, plan)
+            self.backend.drop_resolved_rejections(ws)
+            load = None if self.cancel.is_set() else first_load(ws, plan, dest, self.backend)
+            total = load.rows if load else self._apply(ws, plan)
             self.events(Planned(self.run_id, self.sync.name, plan.counts, total))
             warning = self._quota_warning(plan.counts) if total else None
             if warning:
                 self.events(Notice(self.run_id, self.sync.name, warning))
             if total:
                 self.events(PhaseStarted(self.run_id, self.sync.name, RunPhase.SEND))
-                asyncio.run(self._send(dest, total))
+                if load is None or not asyncio.run(self._load_at_once(dest, load)):
+                    if load is not None:  # declined, nothing written: the rows go in batches
+                        log.info("run %s: first load declined; sending in batches", self.run_id)
+                        total = self._apply(ws, plan)
+                    asyncio.run(self._send(dest, total))
             else:
                 asyncio.run(dest.close())
             with ws.guard(Phase.FINISH):
@@ -324,7 +333,6 @@ class SyncRun:
 
     def _apply(self, ws: Workspace, plan: SyncPlan) -> int:
         """Turn a plan that passed the guards into the outbox; returns its rows."""
-        self.backend.drop_resolved_rejections(ws)
         with ws.guard(Phase.PLAN):
             return build_outbox(
                 ws, plan.relations, target="st.outbox", identity=Identity.of(plan.settings)
@@ -492,6 +500,61 @@ class SyncRun:
             self.summary.error = exc.message
         finally:
             await dest.close()
+
+    async def _load_at_once(self, dest: Destination, load: FirstLoad) -> bool:
+        """Send a plan that only adds rows in one statement (engine/plan/first_load.py).
+
+        Returns False when the destination declined and wrote nothing: the caller sends
+        the same rows in batches. A destination error ends sending, as in :meth:`_send`.
+        """
+        assert self.ws is not None and isinstance(dest, LoadsAtOnce)
+        ws = self.ws
+        declined = False
+        try:
+            await dest.check()
+            await dest.prepare(load.types, ws.match_fields, self.sync.config.object)
+            rows = await self._db(load.stream, ws)
+            try:
+                loaded = await dest.load_new(rows, load.fields, ws.match_fields)
+            finally:
+                rows.close()
+            if not loaded:
+                declined = True
+                return False
+            log.info("run %s: %d rows loaded in one statement", self.run_id, load.rows)
+            await self._db(self._commit_load, load)
+            counts = self.summary.counts
+            self.events(
+                BatchDone(
+                    self.run_id,
+                    self.sync.name,
+                    load.rows,
+                    counts.succeeded,
+                    counts.rejected,
+                    load.rows,
+                )
+            )
+        except DestinationError as exc:
+            self.summary.error = exc.message
+        finally:
+            if not declined:  # the batches that follow a declined load use it still
+                await dest.close()
+        return True
+
+    def _commit_load(self, load: FirstLoad) -> None:
+        """Record a load that committed, in a batch's order (engine/commits.py): the
+        counts, then the snapshot, then the row log (on the database thread)."""
+        assert self.ws is not None
+        ws = self.ws
+        done = dataclasses.replace(self.summary.counts)
+        done.succeeded += load.rows
+        done.delivered_added += load.rows
+        self.store.record_batches(self.run_id, [], [], done, wait_s=self.waits.total_s)
+        with ws.guard(Phase.CHECKPOINT):
+            load.checkpoint(ws)
+        self.summary.counts = done
+        for block in load.outcomes(ws):
+            self.store.append_row_log(self.run_id, [block])
 
     async def _chunk(
         self, dest: Destination, idx: int, lo: int, hi: int, total: int, progress: dict[str, int]

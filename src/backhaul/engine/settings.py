@@ -34,6 +34,8 @@ class SyncSettings:
         finite: What happens to NaN and infinities (``non_finite`` and the destination).
         needs_match: The destination needs match fields to identify records.
         update_by_id: The destination updates a record by its stored id.
+        batch_size_set: The files set ``batch_size`` (the sync or ``defaults:``): every
+            run keeps to it, a first load too (see engine/plan/first_load.py).
     """
 
     batch_size: int
@@ -44,6 +46,7 @@ class SyncSettings:
     finite: FinitePolicy
     needs_match: bool
     update_by_id: bool
+    batch_size_set: bool = False
 
 
 def requested_batch_size(project: Project, sync: SyncDef) -> tuple[int | None, str]:
@@ -92,4 +95,5 @@ def resolve_settings(
         finite=policy_for(sync, caps),
         needs_match=bool(caps.needs_match_fields),
         update_by_id=bool(caps.update_by_id),
+        batch_size_set=asked is not None,
     )

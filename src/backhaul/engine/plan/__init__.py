@@ -2,7 +2,8 @@
 
 :func:`compute` returns a frozen :class:`SyncPlan` for either backend (the local DuckDB
 snapshot in :mod:`.local`, or the warehouse's own in :mod:`.warehouse`); :mod:`.outbox`
-turns a plan into the rows to send.
+turns a plan into the rows to send, and :mod:`.first_load` sends a plan that only adds rows
+in one statement when the destination can take it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from backhaul.engine.guards import Verdict
 from backhaul.engine.plan.backend import PlanBackend, backend_for
 from backhaul.engine.plan.compute import compute
+from backhaul.engine.plan.first_load import FirstLoad, first_load
 from backhaul.engine.plan.local import LocalBackend, invalid_rows
 from backhaul.engine.plan.outbox import SEQ, Identity, build_outbox, samples
 from backhaul.engine.plan.values import Diff, Relations, SyncPlan
@@ -17,6 +19,7 @@ from backhaul.engine.plan.values import Diff, Relations, SyncPlan
 __all__ = [
     "SEQ",
     "Diff",
+    "FirstLoad",
     "Identity",
     "LocalBackend",
     "PlanBackend",
@@ -26,6 +29,7 @@ __all__ = [
     "backend_for",
     "build_outbox",
     "compute",
+    "first_load",
     "invalid_rows",
     "samples",
 ]

@@ -1,0 +1,132 @@
+"""First loads in one statement: a plan that only adds rows, taken by a destination that
+can insert a whole stream at once (:class:`~backhaul.destinations.base.LoadsAtOnce`).
+
+Sending such a plan in batches means writing every row to the outbox, reading it back,
+cutting it into batches, committing the destination's key index once per batch and
+checkpointing each batch. Here the model's mapped rows stream from the workspace straight
+into one destination transaction; then the run records its counts, the snapshot takes
+every added key in one statement, and the row log gets the outcomes in blocks: the same
+order of durable writes as a batch (engine/commits.py), with the whole load as the one
+batch in flight. A process killed after the destination committed resends that load
+next run, where the table is no longer empty and the rows go in batches as upserts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from backhaul.config.models import Mode
+from backhaul.destinations.base import Destination, LoadsAtOnce, Operation
+from backhaul.duck import arrow_reader, arrow_table
+from backhaul.engine.finite import screened
+from backhaul.engine.mapping import quote
+from backhaul.engine.plan.backend import PlanBackend
+from backhaul.engine.plan.local import LocalBackend
+from backhaul.engine.plan.values import SyncPlan
+from backhaul.engine.workspace import Workspace
+from backhaul.state.snapshots import key_text_sql
+from backhaul.summary import RowOp, RowStatus
+
+# Row-log rows appended at a time once the load is checkpointed.
+OUTCOME_BLOCK = 1_000_000
+# Rows per Arrow batch streamed into the destination's insert.
+STREAM_BATCH = 100_000
+_OPERATION = {Mode.UPSERT: Operation.UPSERT, Mode.MIRROR: Operation.UPSERT}
+
+
+@dataclass(frozen=True, slots=True)
+class FirstLoad:
+    """A plan found fit to go in one statement.
+
+    Attributes:
+        rows: How many rows it adds.
+        fields: The destination fields, in the order of the select's columns.
+        types: Their Arrow types (what :meth:`Destination.prepare` is given).
+        operation: The operation the rows stand for in the run's outcomes.
+    """
+
+    rows: int
+    fields: tuple[str, ...]
+    types: dict[str, pa.DataType]
+    operation: Operation
+    _select: str
+    _added: str  # FROM ... WHERE of the plan's added keys joined to their model rows
+
+    def stream(self, ws: Workspace) -> pa.RecordBatchReader:
+        """The mapped rows, named for their fields, as a stream (on the database thread)."""
+        return arrow_reader(ws.con, self._select, STREAM_BATCH)
+
+    def checkpoint(self, ws: Workspace) -> None:
+        """Every added key into the snapshot, as a batch's acknowledgement would put it
+        (keys, fingerprint, match values, no record id), in one transaction."""
+        layout = ws.layout
+        mapper = ws.mapper
+        values = mapper.value_exprs("m")
+        match = [values[mapper.fields.index(f)] for f in ws.match_fields]
+        keys = [f"p.{k}" for k in layout.key_cols]
+        cols = ", ".join(layout.snapshot_cols)
+        picked = ", ".join([*keys, "p.fp", *match, "NULL"])
+        ws.con.execute(f"INSERT INTO st.snapshot ({cols}) SELECT {picked} {self._added}")
+
+    def outcomes(self, ws: Workspace) -> Iterator[pa.Table]:
+        """The load's row outcomes (every row ok), in blocks for the row log."""
+        key = key_text_sql(ws.layout.key_cols, "p")
+        sql = (
+            f"SELECT {key} AS key, '{RowOp.ADD.value}' AS op, '{RowStatus.OK.value}' AS status, "
+            f"NULL::VARCHAR AS error, '{self.operation.value}' AS operation, "
+            "NULL::VARCHAR AS call_id FROM work.plan p WHERE p.op = 'add'"
+        )
+        reader = arrow_reader(ws.con, sql, OUTCOME_BLOCK)
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+
+
+def first_load(
+    ws: Workspace, plan: SyncPlan, dest: Destination, backend: PlanBackend
+) -> FirstLoad | None:
+    """The plan as one statement's load, or None when it must go in batches.
+
+    It must only add rows (a first run, or a model whose every row is new), in a mode
+    that upserts or inserts, with the local backend (whose snapshot is in the sync's
+    state file) and a destination that loads at once. No mapped value may need Python
+    on its way: no template field, and no field the non-finite policy screens. A sync
+    whose files set ``batch_size`` asked for transactions of that size (a production
+    table's locks, a replica's lag) and keeps them.
+    """
+    c = plan.counts
+    mode = plan.settings.mode
+    if (
+        not isinstance(dest, LoadsAtOnce)
+        or not isinstance(backend, LocalBackend)
+        or c.added <= 0
+        or c.changed
+        or c.removed
+        or c.retried
+        or plan.settings.batch_size_set
+        or (mode not in _OPERATION and mode is not Mode.INSERT)
+        or ws.mapper.template_columns()
+    ):
+        return None
+    mapper = ws.mapper
+    values = mapper.value_exprs("m")
+    named = ", ".join(f"{v} AS {quote(f)}" for v, f in zip(values, mapper.fields, strict=True))
+    on = " AND ".join(f"m.{quote(k)} = p.k{i}" for i, k in enumerate(ws.key_columns))
+    added = (
+        f"FROM {plan.relations.model} AS m JOIN {plan.relations.plan} p ON {on} WHERE p.op = 'add'"
+    )
+    select = f"SELECT {named} {added}"
+    schema = arrow_table(ws.con, f"{select} LIMIT 0").schema
+    types = [schema.field(i).type for i in range(len(schema))]
+    if any(pa.types.is_null(t) for t in types) or screened(mapper, types):
+        return None
+    return FirstLoad(
+        rows=c.added,
+        fields=tuple(mapper.fields),
+        types=dict(zip(mapper.fields, types, strict=True)),
+        operation=_OPERATION.get(mode, Operation.INSERT),
+        _select=select,
+        _added=added,
+    )

@@ -1,0 +1,291 @@
+"""A plan that only adds rows goes to a DuckDB or Postgres table in one statement;
+everything that does not fit that path (a table with rows, a refused row, a template, a
+change) goes in batches, and a load whose checkpoint was lost is sent again as upserts.
+
+Real DuckDB files and a real Postgres: the table must end equal to the model, row for row."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+
+from backhaul.observe.events import BatchDone, RunEvent
+from backhaul.summary import RunStatus, RunSummary
+from conftest import Builder
+
+ONE_STATEMENT = "loaded in one statement"
+DECLINED = "first load declined"
+MAPPINGS = [
+    {"column": "id", "field": "id"},
+    {"column": "email", "field": "email"},
+    {"column": "score", "field": "score"},
+]
+
+
+@pytest.fixture
+def crm(project: Builder) -> Path:
+    """A DuckDB destination ``crm`` whose table Backhaul creates."""
+    project.destination(
+        "crm", type="duckdb", path="crm.duckdb", table="contacts", create_table=True
+    )
+    return project.root / "crm.duckdb"
+
+
+def table(path: Path, sql: str = "SELECT id, email, score FROM contacts ORDER BY id") -> list[Any]:
+    with duckdb.connect(str(path)) as con:
+        return con.execute(sql).fetchall()
+
+
+def model(project: Builder) -> list[Any]:
+    return project.sql("SELECT id, email, score FROM users ORDER BY id")
+
+
+@dataclass
+class Ran:
+    """A run's summary, how many batch events it sent and what the runner logged."""
+
+    summary: RunSummary
+    batches: int
+    log: str
+
+
+def run(project: Builder, caplog: pytest.LogCaptureFixture) -> Ran:
+    events: list[RunEvent] = []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="backhaul.engine.runner"):
+        summary = project.run("s", events=events.append)
+    return Ran(summary, sum(isinstance(e, BatchDone) for e in events), caplog.text)
+
+
+def test_a_first_run_goes_in_one_statement_and_later_runs_in_batches(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(500)
+    project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert first.summary.status is RunStatus.SUCCEEDED, first.summary.error
+    assert ONE_STATEMENT in first.log
+    assert first.batches == 1
+    assert (
+        first.summary.counts.added,
+        first.summary.counts.succeeded,
+        first.summary.counts.delivered_added,
+    ) == (
+        500,
+        500,
+        500,
+    )
+    assert table(crm) == model(project)
+    outcomes = project.rows(first.summary.run_id)
+    assert len(outcomes) == 500
+    assert {(o.op.value, o.status.value) for o in outcomes} == {("add", "ok")}
+    assert {o.key for o in outcomes} == {str(i) for i in range(1, 501)}
+
+    assert project.run("s").counts.planned == 0  # the snapshot holds every key
+
+    project.sql(
+        "UPDATE users SET email = 'new@x' WHERE id = 2",
+        "DELETE FROM users WHERE id = 3",
+        "INSERT INTO users VALUES (501, 'u501@example.com', 'n', 5)",
+    )
+    second = run(project, caplog)
+    assert second.summary.status is RunStatus.SUCCEEDED, second.summary.error
+    assert ONE_STATEMENT not in second.log  # a change and a removal: batches
+    assert (
+        second.summary.counts.added,
+        second.summary.counts.changed,
+        second.summary.counts.removed,
+    ) == (1, 1, 1)
+    assert table(crm) == model(project)
+
+
+@pytest.mark.parametrize("where", ["sync", "defaults"])
+def test_a_batch_size_set_in_the_files_keeps_its_batches(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    project.users(500)
+    if where == "defaults":
+        project.write("backhaul.yml", {"name": "t", "defaults": {"batch_size": 50}})
+        project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS)
+    else:
+        project.sync("s", destination="crm", mode="mirror", batch_size=50, mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert first.summary.status is RunStatus.SUCCEEDED, first.summary.error
+    assert ONE_STATEMENT not in first.log
+    assert first.batches == 10
+    assert table(crm) == model(project)
+
+
+def test_insert_mode_loads_in_one_statement(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(40)
+    project.sync("s", destination="crm", mode="insert", mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert first.summary.status is RunStatus.SUCCEEDED, first.summary.error
+    assert ONE_STATEMENT in first.log
+    assert table(crm) == model(project)
+    assert {o.operation for o in project.rows(first.summary.run_id)} == {"insert"}
+
+
+def test_a_table_that_has_rows_declines_and_the_rows_go_as_upserts(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(30)
+    with duckdb.connect(str(crm)) as con:
+        con.execute("CREATE TABLE contacts (id BIGINT PRIMARY KEY, email VARCHAR, score BIGINT)")
+        con.execute("INSERT INTO contacts VALUES (3, 'stale@x', 0), (99, 'other@x', 1)")
+    project.sync("s", destination="crm", mode="upsert", mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert first.summary.status is RunStatus.SUCCEEDED, first.summary.error
+    assert ONE_STATEMENT not in first.log and DECLINED in first.log
+    assert first.summary.counts.succeeded == 30
+    assert table(crm) == [*model(project), (99, "other@x", 1)]
+
+
+def test_a_refused_row_is_reported_by_key_and_the_rest_delivered(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(25)
+    with duckdb.connect(str(crm)) as con:
+        con.execute(
+            "CREATE TABLE contacts (id BIGINT PRIMARY KEY, email VARCHAR "
+            "CHECK (email <> 'u7@example.com'), score BIGINT)"
+        )
+    project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert DECLINED in first.log  # the one statement failed whole; batches find the row
+    assert (first.summary.counts.succeeded, first.summary.counts.rejected) == (24, 1)
+    refused = project.rows(first.summary.run_id, status="rejected")
+    assert [r.key for r in refused] == ["7"]
+    assert "CHECK" in (refused[0].error or "")
+    assert table(crm) == [r for r in model(project) if r[0] != 7]
+
+    project.sql("UPDATE users SET email = 'fixed@x' WHERE id = 7")
+    again = run(project, caplog)  # a retry is not an add: batches
+    assert ONE_STATEMENT not in again.log
+    assert (again.summary.counts.retried, again.summary.counts.succeeded) == (1, 1)
+    assert table(crm) == model(project)
+
+
+def test_a_load_whose_checkpoint_was_lost_is_sent_again_as_upserts(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a process killed between the destination's commit and the snapshot's leaves:
+    every row at the destination, none in the snapshot."""
+    project.users(60)
+    project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS)
+    assert ONE_STATEMENT in run(project, caplog).log
+    with duckdb.connect(str(project.state_file("s"))) as con:
+        con.execute("DELETE FROM snapshot")
+    project.sql("UPDATE users SET score = score + 1000 WHERE id <= 10")
+
+    again = run(project, caplog)
+
+    assert again.summary.status is RunStatus.SUCCEEDED, again.summary.error
+    assert DECLINED in again.log
+    assert (again.summary.counts.added, again.summary.counts.succeeded) == (60, 60)
+    assert table(crm) == model(project)
+    assert table(crm, "SELECT count(*), count(DISTINCT id) FROM contacts") == [(60, 60)]
+    assert project.run("s").counts.planned == 0
+
+
+def test_rows_that_need_python_on_their_way_go_in_batches(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(20)
+    mappings = [
+        *MAPPINGS,
+        {"template": "{{ name | upcase }}", "field": "label"},
+    ]
+    project.sync("s", destination="crm", mode="mirror", mappings=mappings)
+
+    first = run(project, caplog)
+
+    assert first.summary.status is RunStatus.SUCCEEDED, first.summary.error
+    assert ONE_STATEMENT not in first.log and DECLINED not in first.log
+    assert table(crm, "SELECT id, label FROM contacts ORDER BY id") == [
+        (i, f"NAME {i}") for i in range(1, 21)
+    ]
+
+
+def test_a_destination_that_fails_stops_the_run_and_keeps_the_snapshot(
+    project: Builder, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(10)
+    project.destination("crm", type="duckdb", path="crm.duckdb", table="contacts")
+    project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert first.summary.status is RunStatus.FAILED
+    assert "does not exist" in (first.summary.error or "")
+    assert first.summary.counts.succeeded == 0
+    assert project.plan("s").counts.added == 10  # nothing was checkpointed
+
+
+# -- Postgres: COPY straight into the table, block by block -------------------------------
+
+
+def pg_table(url: str, sql: str = "SELECT id, email, score FROM contacts ORDER BY id") -> list[Any]:
+    with psycopg.connect(url) as con:
+        return con.execute(sql).fetchall()
+
+
+@pytest.mark.integration
+def test_postgres_first_run_goes_in_one_copy(
+    project: Builder, pg_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(3_000)
+    project.destination("pg", type="postgres", url=pg_db, table="contacts", create_table=True)
+    project.sync("s", destination="pg", mode="mirror", mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert first.summary.status is RunStatus.SUCCEEDED, first.summary.error
+    assert ONE_STATEMENT in first.log and first.batches == 1
+    assert pg_table(pg_db) == model(project)
+    assert len(project.rows(first.summary.run_id)) == 3_000
+
+    project.sql("UPDATE users SET email = 'new@x' WHERE id = 2", "DELETE FROM users WHERE id = 3")
+    second = run(project, caplog)
+    assert ONE_STATEMENT not in second.log
+    assert (second.summary.counts.changed, second.summary.counts.removed) == (1, 1)
+    assert pg_table(pg_db) == model(project)
+
+
+@pytest.mark.integration
+def test_postgres_refused_row_falls_back_to_batches_and_is_reported(
+    project: Builder, pg_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(50)
+    with psycopg.connect(pg_db, autocommit=True) as con:
+        con.execute(
+            "CREATE TABLE contacts (id BIGINT PRIMARY KEY, "
+            "email TEXT CHECK (email <> 'u9@example.com'), score BIGINT)"
+        )
+    project.destination("pg", type="postgres", url=pg_db, table="contacts")
+    project.sync("s", destination="pg", mode="mirror", mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert DECLINED in first.log
+    assert (first.summary.counts.succeeded, first.summary.counts.rejected) == (49, 1)
+    assert [r.key for r in project.rows(first.summary.run_id, status="rejected")] == ["9"]
+    assert pg_table(pg_db) == [r for r in model(project) if r[0] != 9]
