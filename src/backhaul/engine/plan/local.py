@@ -131,6 +131,9 @@ def diff(ws: Workspace, *, full_resync: bool, model: str) -> Diff:
     if full_resync:
         con.execute("DELETE FROM work.plan WHERE op = 'remove'")  # deletes stay off
     queried = int(scalar(con, "SELECT count(*) FROM work.cur") or 0)
+    # Every model key and fingerprint: free them before the rows are read again to send.
+    con.execute("DROP TABLE work.cur")
+    con.execute("DROP TABLE work.dups")
     counts = count_plan(ws, queried)
     snapshot_rows = snapshots.snapshot_size(con, snap)
     return Diff(counts, snapshot_rows, drift, Relations(model=model, snapshot=snap), notes)
