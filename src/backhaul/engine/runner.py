@@ -522,6 +522,7 @@ class SyncRun:
                 declined = True
                 return False
             log.info("run %s: %d rows loaded in one statement", self.run_id, load.rows)
+            await dest.close()  # its memory is free before the snapshot is written
             await self._db(self._commit_load, load)
             counts = self.summary.counts
             self.events(

@@ -117,7 +117,13 @@ def first_load(
     added = (
         f"FROM {plan.relations.model} AS m JOIN {plan.relations.plan} p ON {on} WHERE p.op = 'add'"
     )
-    select = f"SELECT {named} {added}"
+    # Every model row new and valid (no null, repeated or uncastable key): the model is
+    # the load as it stands, and no join with the plan holds every key in memory while
+    # the destination loads.
+    whole = c.added == c.queried and not c.invalid
+    select = (
+        f"SELECT {named} FROM {plan.relations.model} AS m" if whole else f"SELECT {named} {added}"
+    )
     schema = arrow_table(ws.con, f"{select} LIMIT 0").schema
     types = [schema.field(i).type for i in range(len(schema))]
     if any(pa.types.is_null(t) for t in types) or screened(mapper, types):
