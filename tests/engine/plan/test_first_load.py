@@ -126,6 +126,26 @@ def test_a_batch_size_set_in_the_files_keeps_its_batches(
     assert table(crm) == model(project)
 
 
+def test_invalid_rows_are_reported_and_the_valid_ones_load_in_one_statement(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(30)
+    project.sql(
+        "INSERT INTO users VALUES (NULL, 'nokey@x', 'n', 1)",
+        "INSERT INTO users VALUES (4, 'twice@x', 'n', 1)",  # key 4 twice: both invalid
+    )
+    project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS)
+
+    first = run(project, caplog)
+
+    assert ONE_STATEMENT in first.log
+    c = first.summary.counts
+    assert (c.queried, c.invalid, c.added, c.succeeded) == (32, 3, 29, 29)  # 4: two rows
+    assert {r.key for r in project.rows(first.summary.run_id, status="invalid")} == {"(null)", "4"}
+    assert table(crm) == [r for r in model(project) if r[0] not in (None, 4)]
+    assert project.run("s").counts.added == 0  # the invalid keys stay out, nothing resent
+
+
 def test_insert_mode_loads_in_one_statement(
     project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
