@@ -6,6 +6,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -261,3 +262,30 @@ def test_iter_rows_reads_the_table_then_the_log_once_each(tmp_path: Path) -> Non
         assert [len(p) for p in pages] == [7, 10, 10, 5]
         flat = [r for p in pages for r in p]
         assert flat == store.rows("r", limit=100)
+
+
+def test_a_whole_log_is_written_once_sorted_and_never_over_another(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'backhaul.db'}"
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE plan AS SELECT 'user-' || (i * 7919 % 5000) AS key, 'add' AS op, "
+        "'ok' AS status, NULL AS error, 'upsert' AS operation, NULL AS call_id "
+        "FROM range(5000) t(i)"
+    )
+    with RunStore.open(url, RowLogs(tmp_path / "row_logs")) as store:
+        store.start_run("whole", "s", full_resync=False)
+        assert store.write_row_log("whole", con, "SELECT * FROM plan")
+        final = tmp_path / "row_logs" / "whole" / PARQUET
+        keys = pq.read_table(final).column("key").to_pylist()
+        assert keys == sorted(keys) and len(set(keys)) == 5000
+        assert pq.read_schema(final).types == [pa.string()] * 6
+        # A log is never written twice: the second writer is told to append instead.
+        assert not store.write_row_log("whole", con, "SELECT * FROM plan")
+        store.start_run("appending", "s", full_resync=False)
+        store.add_row_table("appending", _outcomes(range(3)))
+        assert not store.write_row_log("appending", con, "SELECT * FROM plan")
+        assert len(store.rows("whole", limit=10_000)) == 5000
+        assert [r.key for r in store.rows("whole", key="user-42")] == ["user-42"]
+    # Without row logs the rows are appended to the store's table.
+    with RunStore.open(f"sqlite:///{tmp_path / 'plain.db'}") as plain:
+        assert not plain.write_row_log("x", con, "SELECT * FROM plan")

@@ -554,8 +554,9 @@ class SyncRun:
         with ws.guard(Phase.CHECKPOINT):
             load.checkpoint(ws)
         self.summary.counts = done
-        for block in load.outcomes(ws):
-            self.store.append_row_log(self.run_id, [block])
+        if not self.store.write_row_log(self.run_id, ws.con, load.outcomes_sql(ws)):
+            for block in load.outcomes(ws):
+                self.store.append_row_log(self.run_id, [block])
 
     async def _chunk(
         self, dest: Destination, idx: int, lo: int, hi: int, total: int, progress: dict[str, int]

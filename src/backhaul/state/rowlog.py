@@ -195,13 +195,27 @@ class RowLogs:
         batches = pa.RecordBatchReader.from_batches(SCHEMA, read_stream(stream))
         with _duck(folder) as con:
             con.register("incoming", batches)
-            con.execute(
-                f"COPY (SELECT * FROM incoming ORDER BY key) TO '{_quote(tmp)}' "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})"
-            )
-        os.replace(tmp, final)
-        _fsync_dir(folder)
+            _write_sorted(con, "SELECT * FROM incoming", folder)
         stream.unlink()
+
+    def write_whole(self, run_id: str, con: Any, select: str) -> bool:
+        """Write a run's whole log at once, straight to its Parquet file, from ``select``
+        (the outcome columns) run on the DuckDB connection ``con``, which sorts it.
+
+        For a run whose every outcome is known in one relation (a first load in one
+        statement): no stream is written and read back. False when the run has a log
+        already, or is being written here; the caller then appends instead.
+        """
+        if not usable_id(run_id):
+            return False
+        folder = self.folder(run_id)
+        with self._lock:
+            if run_id in self._writers or any((folder / f).exists() for f in (STREAM, PARQUET)):
+                return False
+            folder.mkdir(parents=True, exist_ok=True)
+        picked = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in COLUMNS)
+        _write_sorted(con, f"SELECT {picked} FROM ({select})", folder)
+        return True
 
     # -- reading -------------------------------------------------------------------------
 
@@ -312,6 +326,18 @@ class RowLogs:
         except OSError:
             log.info("row log folder %s holds other files; left in place", folder)
         return freed
+
+
+def _write_sorted(con: Any, select: str, folder: Path) -> None:
+    """The rows of ``select``, sorted by key, as the folder's Parquet file: written beside
+    it, then renamed over it, so a reader never sees half a file."""
+    tmp, final = folder / (PARQUET + _TMP), folder / PARQUET
+    con.execute(
+        f"COPY ({select} ORDER BY key) TO '{_quote(tmp)}' "
+        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})"
+    )
+    os.replace(tmp, final)
+    _fsync_dir(folder)
 
 
 def _mtime(path: Path) -> datetime:

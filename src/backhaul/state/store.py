@@ -300,6 +300,14 @@ class RunStore(RunReader):
                 for table in left:
                     self._insert_row_table(conn, run_id, table)
 
+    def write_row_log(self, run_id: str, con: Any, select: str) -> bool:
+        """Write a run's whole row log at once from ``select`` on the DuckDB connection
+        ``con`` (see :meth:`RowLogs.write_whole`), once the run's checkpoint is written.
+        False when there are no row logs or the run has one already: append instead."""
+        if self._row_logs is None:
+            return False
+        return self._row_logs.write_whole(run_id, con, select)
+
     def record_batches(
         self,
         run_id: str,

@@ -5,7 +5,7 @@ Sending such a plan in batches means writing every row to the outbox, reading it
 cutting it into batches, committing the destination's key index once per batch and
 checkpointing each batch. Here the model's mapped rows stream from the workspace straight
 into one destination transaction; then the run records its counts, the snapshot takes
-every added key in one statement, and the row log gets the outcomes in blocks: the same
+every added key in one statement, and the row log is written whole from the plan: the same
 order of durable writes as a batch (engine/commits.py), with the whole load as the one
 batch in flight. A process killed after the destination committed resends that load
 next run, where the table is no longer empty and the rows go in batches as upserts.
@@ -71,16 +71,18 @@ class FirstLoad:
         picked = ", ".join([*keys, "p.fp", *match, "NULL"])
         ws.con.execute(f"INSERT INTO st.snapshot ({cols}) SELECT {picked} {self._added}")
 
-    def outcomes(self, ws: Workspace) -> Iterator[pa.Table]:
-        """The load's row outcomes (every row ok), in blocks for the row log."""
+    def outcomes_sql(self, ws: Workspace) -> str:
+        """The load's row outcomes (every row ok, ``add``), as a select on the workspace."""
         key = key_text_sql(ws.layout.key_cols, "p")
-        sql = (
+        return (
             f"SELECT {key} AS key, '{RowOp.ADD.value}' AS op, '{RowStatus.OK.value}' AS status, "
             f"NULL::VARCHAR AS error, '{self.operation.value}' AS operation, "
             "NULL::VARCHAR AS call_id FROM work.plan p WHERE p.op = 'add'"
         )
-        reader = arrow_reader(ws.con, sql, OUTCOME_BLOCK)
-        for batch in reader:
+
+    def outcomes(self, ws: Workspace) -> Iterator[pa.Table]:
+        """The load's row outcomes in blocks, for a store that appends them."""
+        for batch in arrow_reader(ws.con, self.outcomes_sql(ws), OUTCOME_BLOCK):
             yield pa.Table.from_batches([batch])
 
 
