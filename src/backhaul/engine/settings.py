@@ -46,7 +46,7 @@ class SyncSettings:
     finite: FinitePolicy
     needs_match: bool
     update_by_id: bool
-    batch_size_set: bool = False
+    batch_size_set: bool
 
 
 def requested_batch_size(project: Project, sync: SyncDef) -> tuple[int | None, str]:

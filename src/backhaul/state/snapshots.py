@@ -315,6 +315,17 @@ def commit_batch(
         raise
 
 
+def add_new(con: duckdb.DuckDBPyConnection, layout: KeyLayout, rows: str) -> None:
+    """Checkpoint keys the snapshot does not hold yet, straight into it in one statement:
+    ``rows`` is a select of the snapshot's columns (:attr:`KeyLayout.snapshot_cols`).
+
+    What acknowledging them batch by batch and folding the log would leave, for keys no
+    ack or snapshot row names (a first load; the log was folded as planning began).
+    """
+    cols = ", ".join(layout.snapshot_cols)
+    con.execute(f"INSERT INTO st.snapshot ({cols}) {rows}")
+
+
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     # A COMMIT that failed (a full disk) has rolled back already; say nothing more then.
     with contextlib.suppress(duckdb.TransactionException):

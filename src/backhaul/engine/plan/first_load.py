@@ -21,12 +21,14 @@ import pyarrow as pa
 from backhaul.config.models import Mode
 from backhaul.destinations.base import Destination, LoadsAtOnce, Operation
 from backhaul.duck import arrow_reader, arrow_table
+from backhaul.engine.batches import destination_operation
 from backhaul.engine.finite import screened
 from backhaul.engine.mapping import quote
 from backhaul.engine.plan.backend import PlanBackend
 from backhaul.engine.plan.local import LocalBackend
 from backhaul.engine.plan.values import SyncPlan
 from backhaul.engine.workspace import Workspace
+from backhaul.state import snapshots
 from backhaul.state.snapshots import key_text_sql
 from backhaul.summary import RowOp, RowStatus
 
@@ -34,7 +36,6 @@ from backhaul.summary import RowOp, RowStatus
 OUTCOME_BLOCK = 1_000_000
 # Rows per Arrow batch streamed into the destination's insert.
 STREAM_BATCH = 100_000
-_OPERATION = {Mode.UPSERT: Operation.UPSERT, Mode.MIRROR: Operation.UPSERT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +68,8 @@ class FirstLoad:
         values = mapper.value_exprs("m")
         match = [values[mapper.fields.index(f)] for f in ws.match_fields]
         keys = [f"p.{k}" for k in layout.key_cols]
-        cols = ", ".join(layout.snapshot_cols)
         picked = ", ".join([*keys, "p.fp", *match, "NULL"])
-        ws.con.execute(f"INSERT INTO st.snapshot ({cols}) SELECT {picked} {self._added}")
+        snapshots.add_new(ws.con, layout, f"SELECT {picked} {self._added}")
 
     def outcomes_sql(self, ws: Workspace) -> str:
         """The load's row outcomes (every row ok, ``add``), as a select on the workspace."""
@@ -99,7 +99,8 @@ def first_load(
     table's locks, a replica's lag) and keeps them.
     """
     c = plan.counts
-    mode = plan.settings.mode
+    settings = plan.settings
+    operation = destination_operation("add", settings.mode, settings.removal)
     if (
         not isinstance(dest, LoadsAtOnce)
         or not isinstance(backend, LocalBackend)
@@ -107,8 +108,9 @@ def first_load(
         or c.changed
         or c.removed
         or c.retried
-        or plan.settings.batch_size_set
-        or (mode not in _OPERATION and mode is not Mode.INSERT)
+        or settings.batch_size_set
+        or settings.mode is Mode.MEMBERSHIP
+        or operation not in (Operation.UPSERT, Operation.INSERT)
         or ws.mapper.template_columns()
     ):
         return None
@@ -134,7 +136,7 @@ def first_load(
         rows=c.added,
         fields=tuple(mapper.fields),
         types=dict(zip(mapper.fields, types, strict=True)),
-        operation=_OPERATION.get(mode, Operation.INSERT),
+        operation=operation,
         _select=select,
         _added=added,
     )
