@@ -304,12 +304,17 @@ def tally_outcomes(counts: Counts, outcomes: pa.Table) -> None:
             )
         )
     for op, status, n in tallied:
-        if status == RowStatus.OK:
-            counts.succeeded += n
-            name = {"add": "added", "change": "changed", "remove": "removed", "retry": "retried"}
-            attr = f"delivered_{name.get(op, 'changed')}"
-            setattr(counts, attr, getattr(counts, attr) + n)
-        elif status == RowStatus.REJECTED:
-            counts.rejected += n
-        elif status == RowStatus.SKIPPED:
-            counts.skipped += n
+        tally(counts, op, status, n)
+
+
+def tally(counts: Counts, op: str, status: str, n: int) -> None:
+    """Add ``n`` rows planned as ``op`` that ended ``status`` to the run's counts."""
+    if status == RowStatus.OK:
+        counts.succeeded += n
+        name = {"add": "added", "change": "changed", "remove": "removed", "retry": "retried"}
+        attr = f"delivered_{name.get(op, 'changed')}"
+        setattr(counts, attr, getattr(counts, attr) + n)
+    elif status == RowStatus.REJECTED:
+        counts.rejected += n
+    elif status == RowStatus.SKIPPED:
+        counts.skipped += n

@@ -34,7 +34,13 @@ from backhaul.destinations.base import (
 )
 from backhaul.destinations.http.budget import BudgetStore
 from backhaul.duck import arrow_table, scalar
-from backhaul.engine.batches import partition_results, rename_fields, split_chunk, tally_outcomes
+from backhaul.engine.batches import (
+    partition_results,
+    rename_fields,
+    split_chunk,
+    tally,
+    tally_outcomes,
+)
 from backhaul.engine.budgets import (
     budget_for,
     budget_store,
@@ -515,31 +521,27 @@ class SyncRun:
             await dest.prepare(load.types, ws.match_fields, self.sync.config.object)
             rows = await self._db(load.stream, ws)
             try:
-                loaded = await dest.load_new(rows, load.fields, ws.match_fields)
+                declined = not await dest.load_new(rows, load.fields, ws.match_fields)
             finally:
                 rows.close()
-            if not loaded:
-                declined = True
-                return False
-            log.info("run %s: %d rows loaded in one statement", self.run_id, load.rows)
-            await dest.close()  # its memory is free before the snapshot is written
-            await self._db(self._commit_load, load)
-            counts = self.summary.counts
-            self.events(
-                BatchDone(
-                    self.run_id,
-                    self.sync.name,
-                    load.rows,
-                    counts.succeeded,
-                    counts.rejected,
-                    load.rows,
-                )
-            )
         except DestinationError as exc:
             self.summary.error = exc.message
+            return True
         finally:
-            if not declined:  # the batches that follow a declined load use it still
+            # Closed before the snapshot is written, so its memory is free by then; the
+            # batches that follow a declined load use it still.
+            if not declined:
                 await dest.close()
+        if declined:
+            return False
+        log.info("run %s: %d rows loaded in one statement", self.run_id, load.rows)
+        await self._db(self._commit_load, load)
+        counts = self.summary.counts
+        self.events(
+            BatchDone(
+                self.run_id, self.sync.name, load.rows, counts.succeeded, counts.rejected, load.rows
+            )
+        )
         return True
 
     def _commit_load(self, load: FirstLoad) -> None:
@@ -548,8 +550,7 @@ class SyncRun:
         assert self.ws is not None
         ws = self.ws
         done = dataclasses.replace(self.summary.counts)
-        done.succeeded += load.rows
-        done.delivered_added += load.rows
+        tally(done, RowOp.ADD.value, RowStatus.OK, load.rows)
         self.store.record_batches(self.run_id, [], [], done, wait_s=self.waits.total_s)
         with ws.guard(Phase.CHECKPOINT):
             load.checkpoint(ws)
