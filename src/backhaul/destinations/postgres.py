@@ -8,7 +8,7 @@ table that was empty when the run began, the CSV is copied straight into the tab
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 import psycopg
@@ -163,12 +163,20 @@ class PostgresDestination(SqlTableDestination):
 
     def _insert_new(self, conn: Any, cur: Any, plan: Statements, table: pa.Table) -> None:
         # Straight into the target: no stage, no second pass over the rows.
-        cols = sql.SQL(", ").join(sql.Identifier(f) for f in table.column_names[1:])
+        self._copy_into_target(cur, table.column_names[1:], [table.remove_column(0)])
+
+    def _copy_into_target(
+        self, cur: Any, fields: Sequence[str], tables: Iterable[pa.Table]
+    ) -> None:
+        """One ``COPY ... FROM STDIN`` straight into the table, each of ``tables`` written
+        as CSV as it comes."""
+        cols = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
         copy_sql = sql.SQL("COPY {target} ({cols}) FROM STDIN (FORMAT csv)").format(
             target=sql.SQL(self._target), cols=cols
         )
         with cur.copy(copy_sql) as copy:
-            copy.write(csv_bytes(table.remove_column(0)))
+            for table in tables:
+                copy.write(csv_bytes(table))
 
     async def load_new(
         self, rows: pa.RecordBatchReader, fields: Sequence[str], match_fields: Sequence[str]
@@ -179,15 +187,10 @@ class PostgresDestination(SqlTableDestination):
         row when the run began."""
         if not self._new_table:
             return False
-        cols = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
-        copy_sql = sql.SQL("COPY {target} ({cols}) FROM STDIN (FORMAT csv)").format(
-            target=sql.SQL(self._target), cols=cols
-        )
 
         def insert(conn: Any, cur: Any) -> None:
-            with cur.copy(copy_sql) as copy:
-                for block in rows:
-                    copy.write(csv_bytes(pa.Table.from_batches([block])))
+            blocks = (pa.Table.from_batches([block]) for block in rows)
+            self._copy_into_target(cur, fields, blocks)
 
         loaded: bool = await self._run(self._insert_into_empty, insert)
         return loaded
