@@ -5,14 +5,19 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
+from tests.state.conftest import PG_ADMIN
 
 from backhaul.state.store import MIGRATIONS, RunStore, head_revision
 from backhaul.state.tables import COUNT_COLUMNS, VERSION_TABLE, metadata
@@ -48,8 +53,53 @@ def test_upgrade_twice_is_a_no_op(store_url: str) -> None:
         assert [r.run_id for r in again.runs()] == ["kept-1"]
 
 
+def migrate(url: str, revision: str = "head") -> None:
+    """Alembic's own ``upgrade`` of the store at ``url``, without RunStore."""
+    if url.startswith("sqlite"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def schema(url: str) -> dict[str, object]:
+    """Everything the database says about the store's tables, for comparing two stores."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            seen = inspect(conn)
+            out: dict[str, object] = {}
+            for name in sorted(seen.get_table_names()):
+                out[name] = {
+                    # In name order: a column a migration adds comes last, and the store
+                    # names every column it reads.
+                    "columns": sorted(
+                        (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                        for c in seen.get_columns(name)
+                    ),
+                    "primary key": seen.get_pk_constraint(name),
+                    "foreign keys": sorted(
+                        seen.get_foreign_keys(name), key=lambda f: str(f["constrained_columns"])
+                    ),
+                    "indexes": sorted(seen.get_indexes(name), key=lambda i: str(i["name"])),
+                    "unique": sorted(
+                        seen.get_unique_constraints(name), key=lambda u: str(u["name"])
+                    ),
+                }
+            out["revision"] = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+            return out
+    finally:
+        engine.dispose()
+
+
 def test_migrated_schema_matches_tables(store_url: str) -> None:
-    RunStore.open(store_url).close()
+    migrate(store_url)
     engine = create_engine(store_url)
     try:
         with engine.connect() as conn:
@@ -60,6 +110,43 @@ def test_migrated_schema_matches_tables(store_url: str) -> None:
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def migrated_url(store_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second store of the same kind as ``store_url``, migrated from nothing by Alembic."""
+    if store_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'migrated.db'}"
+        migrate(url)
+        yield url
+        return
+    name = f"backhaul_state_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_new_store_is_made_in_one_step_as_the_migrations_would_make_it(
+    store_url: str, migrated_url: str
+) -> None:
+    RunStore.open(store_url).close()
+    made = schema(store_url)
+    assert made["revision"] == [(head_revision(),)]
+    assert made == schema(migrated_url)
+
+
+def test_a_store_with_some_tables_is_migrated_not_recreated(store_url: str) -> None:
+    migrate(store_url, "0003")
+    with RunStore.open(store_url) as store:
+        store.start_run("r", "s", full_resync=False)
+        assert store.run("r") is not None
+    assert current_revision(store_url) == head_revision()
 
 
 def test_downgrade_to_base_removes_every_table(store_url: str) -> None:
@@ -86,17 +173,19 @@ def test_the_head_read_from_file_names_is_alembics() -> None:
 
 
 def test_a_current_store_opens_without_alembic(store_url: str) -> None:
-    RunStore.open(store_url).close()  # created and migrated
     code = (
         "import sys\n"
         "from backhaul.state.store import RunStore\n"
         "RunStore.open(sys.argv[1]).close()\n"
         "print('alembic' in sys.modules)\n"
     )
-    opened = subprocess.run(
-        [sys.executable, "-c", code, store_url], capture_output=True, text=True, check=True
-    )
-    assert opened.stdout.strip() == "False"
+    # Made new, then opened when current: neither imports Alembic.
+    for _ in range(2):
+        opened = subprocess.run(
+            [sys.executable, "-c", code, store_url], capture_output=True, text=True, check=True
+        )
+        assert opened.stdout.strip() == "False"
+    assert current_revision(store_url) == head_revision()
 
 
 def test_migrations_are_one_numbered_chain() -> None:

@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import insert, select, update
+from sqlalchemy import (
+    Column,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -41,7 +51,7 @@ from backhaul.state.reader import (
 )
 from backhaul.state.rowlog import LOGGED, RowLogs, split_outcomes
 from backhaul.state.rowlog import SCHEMA as LOG_SCHEMA
-from backhaul.state.tables import VERSION_TABLE, http_calls, run_rows, runs
+from backhaul.state.tables import VERSION_TABLE, http_calls, metadata, run_rows, runs
 from backhaul.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,30 @@ def _schema_is(conn: Connection, revision: str) -> bool:
         return False
     conn.rollback()
     return found == [revision]
+
+
+# Alembic's bookkeeping table as Alembic itself creates it, for a store made in one step.
+_VERSION = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+)
+
+
+def _create_new(conn: Connection) -> bool:
+    """Give a store with no table at all the newest schema in one step: ``tables.py``'s
+    tables, stamped with the head revision, as Alembic's own advice for new databases has
+    it. Running every migration from the first costs about 50 ms more, and importing
+    Alembic a tenth of a second (a test holds the two schemas equal). False, with nothing
+    done, when the store has any of its tables: the migrations then take it from there."""
+    present = set(inspect(conn).get_table_names())
+    if present & {*metadata.tables, VERSION_TABLE}:
+        return False
+    metadata.create_all(conn)
+    _VERSION.create(conn)
+    conn.execute(insert(_VERSION).values(version_num=head_revision()))
+    return True
 
 
 def head_revision() -> str:
@@ -114,7 +148,8 @@ class RunStore(RunReader):
 
         A store already at the newest revision is seen with one query on the connection
         the upgrade would use, without importing or running Alembic (about a quarter of a
-        second of every process's start).
+        second of every process's start). A new, empty store is created at the newest
+        revision in one step (:func:`_create_new`).
         """
         sqlite = self._engine.dialect.name == "sqlite"
         try:
@@ -133,7 +168,8 @@ class RunStore(RunReader):
                             conn.exec_driver_sql(
                                 f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"
                             )
-                        self._migrate(conn)
+                        if not _create_new(conn):
+                            self._migrate(conn)
                 finally:
                     if sqlite:
                         driver.execute("PRAGMA foreign_keys=ON")
