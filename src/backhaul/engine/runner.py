@@ -524,6 +524,7 @@ class SyncRun:
                 declined = not await dest.load_new(rows, load.fields, ws.match_fields)
             finally:
                 rows.close()
+                await self._db(load.streamed, ws)
         except DestinationError as exc:
             self.summary.error = exc.message
             return True

@@ -71,6 +71,12 @@ class Workspace:
         """A damaged snapshot or a full disk during ``phase``, as one line (see failures)."""
         return state_guard(self.project, self.sync.name, phase)
 
+    def keep_order(self, keep: bool) -> None:
+        """Whether DuckDB keeps result rows in order. Planning runs without it (its joins
+        and inserts then hold less in memory); a result handed over as an Arrow stream,
+        such as a first load's rows, streams about a third faster with it."""
+        self.con.execute(f"SET preserve_insertion_order = {'true' if keep else 'false'}")
+
     def close(self) -> None:
         try:
             self.con.close()
@@ -100,7 +106,7 @@ def open_workspace(
     settings: dict[str, Any] = {
         "memory_limit": project.config.state.memory_limit,
         "temp_directory": str(tmp),
-        "preserve_insertion_order": False,
+        "preserve_insertion_order": False,  # see Workspace.keep_order
     }
     if project.config.state.threads:
         settings["threads"] = project.config.state.threads

@@ -57,8 +57,16 @@ class FirstLoad:
     _added: str  # FROM ... WHERE of the plan's added keys joined to their model rows
 
     def stream(self, ws: Workspace) -> pa.RecordBatchReader:
-        """The mapped rows, named for their fields, as a stream (on the database thread)."""
+        """The mapped rows, named for their fields, as a stream (on the database thread).
+
+        The workspace keeps rows in order until :meth:`streamed`: DuckDB streams them
+        faster so."""
+        ws.keep_order(True)
         return arrow_reader(ws.con, self._select, STREAM_BATCH)
+
+    def streamed(self, ws: Workspace) -> None:
+        """The stream is closed: the workspace is back to planning's settings."""
+        ws.keep_order(False)
 
     def checkpoint(self, ws: Workspace) -> None:
         """Every added key into the snapshot, as a batch's acknowledgement would put it
