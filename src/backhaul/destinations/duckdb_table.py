@@ -17,7 +17,9 @@ from backhaul.destinations.sql_common import (
     FileDatabaseDestination,
     Statements,
     TableInfo,
+    create_table_sql,
     first_line,
+    primary_key_sql,
 )
 from backhaul.errors import DestinationError, FailureType
 
@@ -88,12 +90,21 @@ class DuckDBDestination(FileDatabaseDestination):
         held no row when the run began."""
         if not self._new_table:
             return False
-        plan = Statements(self.dialect, self._target, list(fields), list(match_fields))
+        target, match = self._target, list(match_fields)
+        plan = Statements(self.dialect, target, list(fields), match)
+        created = self._created
 
         def insert(conn: Any, cur: Any) -> None:
+            if created is not None:
+                # A table this run created is made again without its key and keyed once
+                # full: DuckDB builds a full table's key index faster than it grows it.
+                cur.execute(f"DROP TABLE {target}")
+                cur.execute(create_table_sql(self.dialect, target, created, match, keyed=False))
             conn.register(STAGE, rows)  # scanned as it streams: never held whole
             cur.execute(plan.insert_new())
             conn.unregister(STAGE)
+            if created is not None:
+                cur.execute(primary_key_sql(self.dialect, target, match))
 
         loaded: bool = await self._run(self._insert_into_empty, insert)
         return loaded

@@ -111,16 +111,27 @@ def sql_type(dtype: pa.DataType, dialect: Dialect, *, key: bool = False) -> str:
 
 
 def create_table_sql(
-    dialect: Dialect, target: str, fields: Mapping[str, pa.DataType], match: Sequence[str]
+    dialect: Dialect,
+    target: str,
+    fields: Mapping[str, pa.DataType],
+    match: Sequence[str],
+    *,
+    keyed: bool = True,
 ) -> str:
-    """``CREATE TABLE`` with one column per field and a primary key on the match fields."""
+    """``CREATE TABLE`` with one column per field and (``keyed``) a primary key on the
+    match fields; without it, :func:`primary_key_sql` adds the key later."""
     cols = [
         f"{dialect.quote(name)} {sql_type(dtype, dialect, key=name in match)}"
         + (" NOT NULL" if name in match else "")
         for name, dtype in fields.items()
     ]
-    pk = ", ".join(dialect.quote(m) for m in match)
-    return f"CREATE TABLE {target} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
+    key = f", PRIMARY KEY ({', '.join(dialect.quote(m) for m in match)})" if keyed else ""
+    return f"CREATE TABLE {target} ({', '.join(cols)}{key})"
+
+
+def primary_key_sql(dialect: Dialect, target: str, match: Sequence[str]) -> str:
+    """The primary key :func:`create_table_sql` leaves out when not ``keyed``."""
+    return f"ALTER TABLE {target} ADD PRIMARY KEY ({', '.join(dialect.quote(m) for m in match)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +493,8 @@ class SqlTableDestination:
         # The table was empty when the run began (or this run created it): upserts and
         # inserts go as plain inserts until one fails (see ``_attempt_new``).
         self._new_table = False
+        # The fields this run created the table with, while it is still empty.
+        self._created: dict[str, pa.DataType] | None = None
 
     # -- hooks --------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -664,6 +677,7 @@ class SqlTableDestination:
         ddl = create_table_sql(self.dialect, self._target, fields, match_fields)
         await self._run(self._execute, ddl)
         self._new_table = True
+        self._created = dict(fields)
 
     def _execute(self, conn: Any, sql: str) -> None:
         self._begin(conn)

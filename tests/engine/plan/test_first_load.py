@@ -84,6 +84,12 @@ def test_a_first_run_goes_in_one_statement_and_later_runs_in_batches(
         500,
     )
     assert table(crm) == model(project)
+    # Made again without its key for the load, the table ends keyed as it was created.
+    assert table(
+        crm,
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = 'contacts' AND constraint_type = 'PRIMARY KEY'",
+    ) == [(["id"],)]
     outcomes = project.rows(first.summary.run_id)
     assert len(outcomes) == 500
     assert {(o.op.value, o.status.value) for o in outcomes} == {("add", "ok")}
@@ -144,6 +150,34 @@ def test_invalid_rows_are_reported_and_the_valid_ones_load_in_one_statement(
     assert {r.key for r in project.rows(first.summary.run_id, status="invalid")} == {"(null)", "4"}
     assert table(crm) == [r for r in model(project) if r[0] not in (None, 4)]
     assert project.run("s").counts.added == 0  # the invalid keys stay out, nothing resent
+
+
+def test_a_match_value_two_keys_share_undoes_the_load_and_the_rows_go_in_batches(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.users(20)
+    project.sql("UPDATE users SET email = 'u4@example.com' WHERE id = 5")  # 4 and 5 share it
+    project.sync(
+        "s",
+        destination="crm",
+        mode="upsert",
+        match={"fields": ["email"]},
+        mappings=[{"column": "email", "field": "email"}, {"column": "score", "field": "score"}],
+    )
+
+    first = run(project, caplog)
+
+    # The key added after the load fails on the shared email: the load is undone, the
+    # table is back as this run created it, and the batches upsert one row per email.
+    assert DECLINED in first.log
+    assert first.summary.status is RunStatus.SUCCEEDED, first.summary.error
+    emails = table(crm, "SELECT email, count(*) FROM contacts GROUP BY email ORDER BY email")
+    assert len(emails) == 19 and {n for _, n in emails} == {1}
+    assert table(
+        crm,
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = 'contacts' AND constraint_type = 'PRIMARY KEY'",
+    ) == [(["email"],)]
 
 
 def test_insert_mode_loads_in_one_statement(
