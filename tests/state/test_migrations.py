@@ -53,8 +53,9 @@ def test_upgrade_twice_is_a_no_op(store_url: str) -> None:
         assert [r.run_id for r in again.runs()] == ["kept-1"]
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Alembic's own ``upgrade`` of the store at ``url``, without RunStore."""
+def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
+    """Alembic's own ``upgrade`` (or ``downgrade``) of the store at ``url``, without
+    RunStore."""
     if url.startswith("sqlite"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     config = Config()
@@ -63,7 +64,7 @@ def migrate(url: str, revision: str = "head") -> None:
     try:
         with engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+            (command.downgrade if down else command.upgrade)(config, revision)
     finally:
         engine.dispose()
 
@@ -151,13 +152,9 @@ def test_a_store_with_some_tables_is_migrated_not_recreated(store_url: str) -> N
 
 def test_downgrade_to_base_removes_every_table(store_url: str) -> None:
     RunStore.open(store_url).close()
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    migrate(store_url, "base", down=True)
     engine = create_engine(store_url)
     try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "base")
         with engine.connect() as conn:
             assert not TABLES & set(inspect(conn).get_table_names())
     finally:
@@ -202,15 +199,10 @@ def test_migrations_are_one_numbered_chain() -> None:
 
 
 def test_upgrade_to_wait_columns_keeps_earlier_runs_and_calls(store_url: str) -> None:
-    if store_url.startswith("sqlite"):
-        Path(store_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    migrate(store_url, "0002")
     engine = create_engine(store_url)
     try:
         with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0002")
             counts = ", ".join(COUNT_COLUMNS)
             conn.execute(
                 text(
