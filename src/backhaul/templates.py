@@ -16,6 +16,8 @@ from typing import Any
 from liquid import Environment, StrictUndefined
 from liquid.exceptions import LiquidError
 
+from backhaul.errors import first_line
+
 
 def _json_filter(value: Any) -> str:
     from backhaul.destinations.http.client import dumps_json
@@ -41,12 +43,6 @@ def liquid_environment() -> Environment:
     env.filters["json"] = _json_filter
     env.filters["sql"] = _sql_filter
     return env
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's text (its type's name when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -118,7 +114,6 @@ def _line(exc: LiquidError, source: str) -> int | None:
 __all__ = [
     "TemplateCheck",
     "check_template",
-    "first_line",
     "liquid_environment",
     "liquid_problem",
     "unknown_filters_text",

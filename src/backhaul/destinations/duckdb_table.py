@@ -18,10 +18,9 @@ from backhaul.destinations.sql_common import (
     Statements,
     TableInfo,
     create_table_sql,
-    first_line,
     primary_key_sql,
 )
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError, FailureType, first_line
 
 
 class DuckDBConfig(FileDatabaseConfig):
@@ -53,7 +52,7 @@ class DuckDBDestination(FileDatabaseDestination):
         except duckdb.Error as exc:
             # Another process holding the file is the usual cause; it may let go soon.
             raise DestinationError(
-                f"cannot open duckdb database {self.path}: {first_line(str(exc))}",
+                f"cannot open duckdb database {self.path}: {first_line(exc)}",
                 failure=FailureType.TRANSIENT,
             ) from None
 
@@ -117,14 +116,14 @@ class DuckDBDestination(FileDatabaseDestination):
 
     def _data_error(self, exc: BaseException) -> str | None:
         if isinstance(exc, duckdb.IntegrityError | duckdb.DataError):
-            return first_line(str(exc))
+            return first_line(exc)
         # Two records with one key in a batch: bisection applies them one after the other.
         if isinstance(exc, duckdb.InvalidInputException) and "twice" in str(exc):
-            return first_line(str(exc))
+            return first_line(exc)
         return None
 
     def _failure(self, exc: BaseException) -> DestinationError:
-        text = first_line(str(exc))
+        text = first_line(exc)
         if isinstance(exc, duckdb.TransactionException | duckdb.IOException):
             return DestinationError(
                 f"duckdb database {self.path} failed: {text}; the batch will be retried",

@@ -32,8 +32,8 @@ from backhaul.destinations.base import (
     DestinationContext,
 )
 from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
-from backhaul.destinations.sql_common import ALL_OPERATIONS, DUCKDB, first_line
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.sql_common import ALL_OPERATIONS, DUCKDB
+from backhaul.errors import DestinationError, FailureType, first_line
 
 Format = Literal["csv", "jsonl", "parquet"]
 Layout = Literal["per_run", "current"]
@@ -109,7 +109,7 @@ class FileDestination:
                 )
             except (OSError, duckdb.Error) as exc:
                 raise DestinationError(
-                    f"cannot open {self.sidecar}: {first_line(str(exc))}; check `path` in the "
+                    f"cannot open {self.sidecar}: {first_line(exc)}; check `path` in the "
                     "destination file and that no other run uses it",
                     failure=FailureType.TRANSIENT,
                 ) from None
@@ -246,7 +246,7 @@ class FileDestination:
             con.rollback()
             raise DestinationError(
                 f"the state kept in {self.sidecar} is missing and {self.output} cannot be read "
-                f"back ({first_line(str(exc))}); move the file away to start a new state",
+                f"back ({first_line(exc)}); move the file away to start a new state",
                 failure=FailureType.CONFIG,
             ) from None
 
@@ -277,7 +277,7 @@ class FileDestination:
         except duckdb.Error as exc:
             con.rollback()
             raise DestinationError(
-                f"cannot record the batch in {self.sidecar}: {first_line(str(exc))}",
+                f"cannot record the batch in {self.sidecar}: {first_line(exc)}",
                 failure=FailureType.TRANSIENT,
             ) from None
         finally:
@@ -399,7 +399,7 @@ def write_atomically(con: duckdb.DuckDBPyConnection, query: str, output: Path, f
     except (OSError, duckdb.Error) as exc:
         temp.unlink(missing_ok=True)
         raise DestinationError(
-            f"cannot write {output}: {first_line(str(exc))}; it will be published by the next run",
+            f"cannot write {output}: {first_line(exc)}; it will be published by the next run",
             failure=FailureType.TRANSIENT,
         ) from None
     # The rename is durable only once the folder entry is flushed.

@@ -27,9 +27,8 @@ from backhaul.destinations.sql_common import (
     Statements,
     TableInfo,
     csv_ready,
-    first_line,
 )
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError, FailureType, first_line
 
 
 class PostgresConfig(DestinationConfig):
@@ -104,7 +103,7 @@ class PostgresDestination(SqlTableDestination):
 
     def _connect_error(self, exc: BaseException) -> DestinationError:
         # psycopg prefixes the server's reason with the attempt; keep only the reason.
-        reason = first_line(str(exc)).rsplit("failed: ", 1)[-1].replace("FATAL:", "").strip()
+        reason = first_line(exc).rsplit("failed: ", 1)[-1].replace("FATAL:", "").strip()
         reason = self._redact(reason[:1].lower() + reason[1:])
         config = any(hint in reason.lower() for hint in _CONFIG_HINTS)
         return DestinationError(
@@ -198,11 +197,11 @@ class PostgresDestination(SqlTableDestination):
     def _data_error(self, exc: BaseException) -> str | None:
         # A cardinality violation is two records with one key in a batch: split them apart.
         if isinstance(exc, errors.DataError | errors.IntegrityError | errors.CardinalityViolation):
-            return first_line(str(exc))
+            return first_line(exc)
         return None
 
     def _failure(self, exc: BaseException) -> DestinationError:
-        reason = self._redact(first_line(str(exc)))
+        reason = self._redact(first_line(exc))
         if isinstance(exc, psycopg.OperationalError | errors.QueryCanceled):
             return self._retried(exc, self._where, reason)
         return self._refused(exc, reason)

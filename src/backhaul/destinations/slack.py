@@ -47,7 +47,6 @@ from backhaul.destinations.http.connector import (
 )
 from backhaul.destinations.http.templates import (
     ROW_VARIABLES,
-    first_line,
     liquid_problem,
     row_variables,
     template_environment,
@@ -59,7 +58,7 @@ from backhaul.destinations.slack_digest import (
     default_title,
     lay_out,
 )
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError, FailureType, first_line
 
 MAX_BLOCKS = 50  # Slack's limit of blocks in one message
 DEFAULT_API = "https://slack.com/api"

@@ -294,14 +294,6 @@ class Statements:
         return [built] if built else []
 
 
-def first_line(text: str) -> str:
-    """The first non-empty line of a database message."""
-    for line in str(text).strip().splitlines():
-        if line.strip():
-            return line.strip()
-    return "the database refused the record"
-
-
 def _plain_value(value: Any, *, plain: bool = False) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)

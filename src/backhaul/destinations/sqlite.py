@@ -16,10 +16,9 @@ from backhaul.destinations.sql_common import (
     FileDatabaseConfig,
     FileDatabaseDestination,
     TableInfo,
-    first_line,
     python_rows,
 )
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError, FailureType, first_line
 
 
 class SQLiteConfig(FileDatabaseConfig):
@@ -54,7 +53,7 @@ class SQLiteDestination(FileDatabaseDestination):
             )
         except sqlite3.Error as exc:
             raise DestinationError(
-                f"cannot open sqlite database {self.path}: {first_line(str(exc))}; "
+                f"cannot open sqlite database {self.path}: {first_line(exc)}; "
                 "check `path` in the destination file",
                 failure=FailureType.CONFIG,
             ) from None
@@ -94,11 +93,11 @@ class SQLiteDestination(FileDatabaseDestination):
 
     def _data_error(self, exc: BaseException) -> str | None:
         if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
-            return first_line(str(exc))
+            return first_line(exc)
         return None
 
     def _failure(self, exc: BaseException) -> DestinationError:
-        text = first_line(str(exc))
+        text = first_line(exc)
         if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
             return DestinationError(
                 f"sqlite database {self.path} is locked by another writer; "

@@ -42,12 +42,11 @@ from backhaul.destinations.http.connector import (
 from backhaul.destinations.http.ratelimit import default_concurrency
 from backhaul.destinations.http.templates import (
     ROW_VARIABLES,
-    first_line,
     liquid_problem,
     row_variables,
     template_environment,
 )
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError, FailureType, first_line
 from backhaul.floats import NonFiniteError
 
 SIGNATURE_HEADER = "X-Backhaul-Signature"

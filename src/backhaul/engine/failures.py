@@ -18,9 +18,9 @@ import duckdb
 import pyarrow as pa
 
 from backhaul.config.project import ModelDef, Project
-from backhaul.errors import ModelError, SourceError, StateError
+from backhaul.errors import ModelError, SourceError, StateError, first_line
 from backhaul.state import snapshots
-from backhaul.state.snapshots import Failure, failure, first_line
+from backhaul.state.snapshots import Failure, failure
 
 
 class Phase(StrEnum):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from backhaul.config.project import Positions, Project, SyncDef
-from backhaul.errors import ConfigError, HookError, SourceError
+from backhaul.errors import ConfigError, HookError, SourceError, first_line
 from backhaul.summary import Counts, RunSummary
 
 Phase = Literal["pre", "post"]
@@ -163,7 +163,7 @@ def run_hooks(project: Project, sync: SyncDef, phase: Phase, variables: dict[str
         return 0
     from backhaul.config.secrets import resolve
     from backhaul.sources.hook_sessions import StatementFailed, run_statements
-    from backhaul.templates import first_line, liquid_environment
+    from backhaul.templates import liquid_environment
 
     model = project.models[sync.config.model]
     source = project.sources[model.config.source]

@@ -33,8 +33,8 @@ from backhaul.engine.finite import (
     nested_check_sql,
     nested_reason,
 )
-from backhaul.errors import ConfigError
-from backhaul.templates import first_line, liquid_environment
+from backhaul.errors import ConfigError, first_line
+from backhaul.templates import liquid_environment
 
 CAST_TYPES = {
     Cast.STRING: "VARCHAR",

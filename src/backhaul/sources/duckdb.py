@@ -56,7 +56,7 @@ class DuckDBSource:
         try:
             rel = con.sql(sql)
         except duckdb.Error as exc:
-            raise SourceError(_first_line(exc)) from None
+            raise SourceError(_message(exc)) from None
         if rel is None:
             raise SourceError("the model SQL returns no rows (is it a SELECT?)")
         return {name: str(type_) for name, type_ in zip(rel.columns, rel.types, strict=True)}
@@ -66,7 +66,7 @@ class DuckDBSource:
         try:
             return arrow_reader(con, sql, batch_size)
         except duckdb.Error as exc:
-            raise SourceError(_first_line(exc)) from None
+            raise SourceError(_message(exc)) from None
 
     def attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> bool:
         if self.path is None or self.config.setup_sql:
@@ -77,7 +77,7 @@ class DuckDBSource:
         try:
             con.execute(f"ATTACH '{path}' AS {alias} (READ_ONLY)")
         except duckdb.Error as exc:
-            raise SourceError(f"cannot attach DuckDB source: {_first_line(exc)}") from None
+            raise SourceError(f"cannot attach DuckDB source: {_message(exc)}") from None
         return True
 
     def check(self) -> None:
@@ -89,6 +89,6 @@ class DuckDBSource:
             self._con = None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text
+def _message(exc: BaseException) -> str:
+    """DuckDB's whole message: for a model's SQL its context lines say where it failed."""
+    return str(exc).strip()

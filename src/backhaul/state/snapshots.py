@@ -79,13 +79,6 @@ def failure(exc: duckdb.Error, path: Path | None = None) -> Failure | None:
     return None
 
 
-def first_line(exc: BaseException) -> str:
-    """DuckDB's message without its hints and context lines."""
-    return next(
-        (line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__
-    )
-
-
 @dataclass(frozen=True)
 class KeyLayout:
     """Column types of the key and match columns kept in the snapshot."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from liquid import Environment
 
-from backhaul.templates import first_line, liquid_environment, liquid_problem
+from backhaul.templates import liquid_environment, liquid_problem
 
 # What a template rendered for one row reads besides the row's own fields.
 ROW_VARIABLES = ("record", "operation", "key")
@@ -30,7 +30,6 @@ def row_variables(record: dict[str, Any], operation: str, key: str) -> dict[str,
 
 __all__ = [
     "ROW_VARIABLES",
-    "first_line",
     "liquid_problem",
     "row_variables",
     "template_environment",

@@ -34,7 +34,7 @@ from backhaul.engine.plan.warehouse_sql import (
     table_prefix,
 )
 from backhaul.engine.workspace import Workspace, strip_sql
-from backhaul.errors import BackhaulError, ConfigError, SourceFailure
+from backhaul.errors import BackhaulError, ConfigError, SourceFailure, first_line
 from backhaul.state.warehouse_conn import (
     DuckDBConn,
     PostgresConn,
@@ -111,7 +111,7 @@ class WarehouseBackend:
     def _denied(self, exc: BaseException, doing: str) -> ConfigError:
         return ConfigError(
             f"Backhaul cannot {doing} for `planner: warehouse` (schema `{self.schema}`) "
-            f"({_first_line(exc)}). An admin can run: {grants(self.dialect, self.schema)} "
+            f"({first_line(exc)}). An admin can run: {grants(self.dialect, self.schema)} "
             "See docs/warehouse-planning.md for every warehouse's GRANT statements; the "
             "planner state was left as it was.",
             key="planner_schema",
@@ -230,7 +230,7 @@ class WarehouseBackend:
         except Exception as exc:
             if not _is_data_error(exc):
                 raise
-            raise model_error(ws.project, ws.model, _first_line(exc)) from None
+            raise model_error(ws.project, ws.model, first_line(exc)) from None
         self._run(
             sql.plan(resend_all=full_resync or drift, has_rejected=has_rejected),
             "create its work tables",
@@ -384,10 +384,6 @@ def _counting(reader: pa.RecordBatchReader, backend: WarehouseBackend) -> pa.Rec
             yield batch
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
-
-
-def _first_line(exc: BaseException) -> str:
-    return next((p.strip() for p in str(exc).splitlines() if p.strip()), type(exc).__name__)
 
 
 def _is_data_error(exc: BaseException) -> bool:
