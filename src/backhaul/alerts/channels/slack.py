@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
 from backhaul.destinations.slack import DEFAULT_API, check_one_way_in, checked_webhook_url
+from backhaul.destinations.slack_digest import clip
 
 ICONS = {"raised": ":red_circle:", "resolved": ":large_green_circle:", "test": ":wave:"}
 
@@ -95,11 +96,11 @@ def message(alert: Alert) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": _clip(alert.headline, 150), "emoji": True},
+            "text": {"type": "plain_text", "text": clip(alert.headline, 150), "emoji": True},
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": f"{ICONS[alert.kind]} {_clip(alert.message, 2900)}"},
+            "text": {"type": "mrkdwn", "text": f"{ICONS[alert.kind]} {clip(alert.message, 2900)}"},
         },
         {"type": "section", "fields": fields},
     ]
@@ -123,7 +124,3 @@ def message(alert: Alert) -> dict[str, Any]:
         }
     )
     return {"text": f"{alert.headline}: {alert.message}", "blocks": blocks}
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
