@@ -56,8 +56,12 @@ def _project(project: Builder, pg_db: str, receiver: WebhookReceiver, **schedule
     project.users(ROWS)
     project.webhook_destination(receiver)
     project.sync("a", destination="hook", batch_size=BATCH, concurrency=1)
+    if schedules:
+        # Scheduled syncs write a local table, not the receiver: a request the receiver
+        # holds is then always one of `a`'s, whichever run the tick starts first.
+        project.sqlite_destination("db")
     for name, schedule in schedules.items():
-        project.sync(name, destination="hook", batch_size=BATCH, schedule=schedule)
+        project.sync(name, destination="db", batch_size=BATCH, schedule=schedule)
 
 
 class Workers:
