@@ -46,14 +46,14 @@ if TYPE_CHECKING:
     from backhaul.integrations.common import SyncRunResult
 
 
-def first_line(error: BaseException | str) -> str:
+def first_line(error: BaseException) -> str:
     """The first non-empty line of an error's text, stripped: a database's or a template
     engine's message without the hints and context lines under it. An error with no text
     gives its type's name."""
     for line in str(error).splitlines():
         if line.strip():
             return line.strip()
-    return type(error).__name__ if isinstance(error, BaseException) else "no message"
+    return type(error).__name__
 
 
 class BackhaulError(Exception):

@@ -125,13 +125,17 @@ def create_table_sql(
         + (" NOT NULL" if name in match else "")
         for name, dtype in fields.items()
     ]
-    key = f", PRIMARY KEY ({', '.join(dialect.quote(m) for m in match)})" if keyed else ""
+    key = f", {_primary_key(dialect, match)}" if keyed else ""
     return f"CREATE TABLE {target} ({', '.join(cols)}{key})"
 
 
 def primary_key_sql(dialect: Dialect, target: str, match: Sequence[str]) -> str:
     """The primary key :func:`create_table_sql` leaves out when not ``keyed``."""
-    return f"ALTER TABLE {target} ADD PRIMARY KEY ({', '.join(dialect.quote(m) for m in match)})"
+    return f"ALTER TABLE {target} ADD {_primary_key(dialect, match)}"
+
+
+def _primary_key(dialect: Dialect, match: Sequence[str]) -> str:
+    return f"PRIMARY KEY ({', '.join(dialect.quote(m) for m in match)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,7 +489,7 @@ class SqlTableDestination:
         # The table was empty when the run began (or this run created it): upserts and
         # inserts go as plain inserts until one fails (see ``_attempt_new``).
         self._new_table = False
-        # The fields this run created the table with, while it is still empty.
+        # The fields this run created the table with, until its first insert.
         self._created: dict[str, pa.DataType] | None = None
 
     # -- hooks --------------------------------------------------------------------------
@@ -743,6 +747,8 @@ class SqlTableDestination:
         transaction; False, with nothing written and the table no longer taken for empty,
         when the database refused it."""
         cur = self._cursor(conn)
+        # After this the table has rows, or is no longer taken for empty.
+        self._created = None
         try:
             self._begin(conn)
             insert(conn, cur)

@@ -15,6 +15,7 @@ import duckdb
 import psycopg
 import pytest
 
+from backhaul.destinations.base import Operation
 from backhaul.observe.events import BatchDone, RunEvent
 from backhaul.summary import RunStatus, RunSummary
 from conftest import Builder
@@ -343,3 +344,39 @@ def test_postgres_refused_row_falls_back_to_batches_and_is_reported(
     assert (first.summary.counts.succeeded, first.summary.counts.rejected) == (49, 1)
     assert [r.key for r in project.rows(first.summary.run_id, status="rejected")] == ["9"]
     assert pg_table(pg_db) == [r for r in model(project) if r[0] != 9]
+
+
+def test_the_stream_keeps_order_only_while_it_is_open(project: Builder, crm: Path) -> None:
+    from backhaul.engine.plan import FirstLoad
+    from backhaul.engine.workspace import open_workspace
+
+    project.users(3)
+    project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS)
+    loaded = project.load()
+    ws = open_workspace(loaded, loaded.syncs["s"], read_only=True)
+
+    def keeps_order() -> bool:
+        # On a cursor of its own: the stream holds the workspace's connection.
+        cur = ws.con.cursor()
+        row = cur.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+        cur.close()
+        assert row is not None
+        return bool(row[0])
+
+    def load(select: str) -> FirstLoad:
+        return FirstLoad(3, ("id",), {}, Operation.UPSERT, select, "")
+
+    try:
+        assert not keeps_order()  # planning's setting
+        rows = load("SELECT 1 AS id").stream(ws)
+        assert keeps_order()
+        assert rows.read_all().num_rows == 1
+        rows.close()
+        load("").streamed(ws)
+        assert not keeps_order()
+
+        with pytest.raises(duckdb.Error):
+            load("SELECT * FROM no_such_table").stream(ws)
+        assert not keeps_order()  # a stream that never opened leaves planning's setting
+    finally:
+        ws.close()

@@ -62,11 +62,15 @@ class FirstLoad:
         The workspace keeps rows in order until :meth:`streamed`: DuckDB streams them
         faster so."""
         ws.keep_order(True)
-        return arrow_reader(ws.con, self._select, STREAM_BATCH)
+        try:
+            return arrow_reader(ws.con, self._select, STREAM_BATCH)
+        except BaseException:
+            ws.keep_order()
+            raise
 
     def streamed(self, ws: Workspace) -> None:
         """The stream is closed: the workspace is back to planning's settings."""
-        ws.keep_order(False)
+        ws.keep_order()
 
     def checkpoint(self, ws: Workspace) -> None:
         """Every added key into the snapshot, as a batch's acknowledgement would put it
