@@ -282,7 +282,7 @@ class SyncRun:
             self._record_invalid(ws)
             check_guards(plan.verdict)
             self.backend.drop_resolved_rejections(ws)
-            load = None if self.cancel.is_set() else first_load(ws, plan, dest, self.backend)
+            load = None if self.cancel.is_set() else first_load(ws, plan, type(dest), self.backend)
             total = load.rows if load else self._apply(ws, plan)
             self.events(Planned(self.run_id, self.sync.name, plan.counts, total))
             warning = self._quota_warning(plan.counts) if total else None
@@ -757,11 +757,29 @@ def plan_sync(
         summary.invalid_samples = [
             {"key": k if k is not None else "(null)", "reason": r} for k, r in invalid_rows(ws, 20)
         ]
-        summary.notes = skipped_hooks_note(project, sync)
+        summary.notes = skipped_hooks_note(project, sync) + _load_note(project, sync, ws, plan)
         summary.finished_at = datetime.now(UTC)
         return summary
     finally:
         ws.close()
+
+
+def _load_note(project: Project, sync: SyncDef, ws: Workspace, plan: SyncPlan) -> list[str]:
+    """Whether a first run would send the plan in one statement (engine/plan/first_load.py).
+
+    Said only when every model row is new, as on a first run: new rows added to a synced
+    model fit the same path, but their table has rows, and the destination declines."""
+    c = plan.counts
+    if c.added != c.queried - c.invalid:
+        return []
+    kind = project.registry.destination(destination_def(project, sync).config.type)
+    load = first_load(ws, plan, kind, backend_for(ws))
+    if load is None:
+        return []
+    return [
+        f"first load: the {load.rows} added row(s) go in one statement if the table holds "
+        "no row when the run begins (else in batches)"
+    ]
 
 
 def _plan_warnings(project: Project, sync: SyncDef, plan: SyncPlan) -> list[str]:

@@ -114,6 +114,28 @@ def test_a_first_run_goes_in_one_statement_and_later_runs_in_batches(
     assert table(crm) == model(project)
 
 
+@pytest.mark.integration  # runs `backhaul plan` as a user would
+def test_the_plan_says_which_first_load_goes_in_one_statement(project: Builder, crm: Path) -> None:
+    project.users(500)
+    project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS)
+    note = "first load: the 500 added row(s) go in one statement"
+
+    assert any(n.startswith(note) for n in project.plan("s").notes)
+    shown = project.cli("plan", "s")
+    assert shown.returncode == 0, shown.stderr
+    assert note in shown.stdout
+
+    project.run("s")
+    project.sql("INSERT INTO users VALUES (501, 'u501@example.com', 'n', 5)")
+    assert not [n for n in project.plan("s").notes if n.startswith("first load")]
+
+    # The same plan to a destination without a one-statement load says nothing of it.
+    project.sqlite_destination("db")
+    project.sync("t", destination="db", mode="mirror", mappings=MAPPINGS)
+    assert project.plan("t").counts.added == 501
+    assert not [n for n in project.plan("t").notes if n.startswith("first load")]
+
+
 @pytest.mark.parametrize("where", ["sync", "defaults"])
 def test_a_batch_size_set_in_the_files_keeps_its_batches(
     project: Builder, crm: Path, caplog: pytest.LogCaptureFixture, where: str

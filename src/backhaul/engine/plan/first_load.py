@@ -99,13 +99,14 @@ class FirstLoad:
 
 
 def first_load(
-    ws: Workspace, plan: SyncPlan, dest: Destination, backend: PlanBackend
+    ws: Workspace, plan: SyncPlan, kind: type[Destination], backend: PlanBackend
 ) -> FirstLoad | None:
     """The plan as one statement's load, or None when it must go in batches.
 
     It must only add rows (a first run, or a model whose every row is new), in a mode
     that upserts or inserts, with the local backend (whose snapshot is in the sync's
-    state file) and a destination that loads at once. No mapped value may need Python
+    state file) and a destination of a ``kind`` that loads at once (which then still
+    declines a table that has rows). No mapped value may need Python
     on its way: no template field, and no field the non-finite policy screens. A sync
     whose files set ``batch_size`` asked for transactions of that size (a production
     table's locks, a replica's lag) and keeps them.
@@ -114,7 +115,7 @@ def first_load(
     settings = plan.settings
     operation = destination_operation("add", settings.mode, settings.removal)
     if (
-        not isinstance(dest, LoadsAtOnce)
+        not issubclass(kind, LoadsAtOnce)
         or not isinstance(backend, LocalBackend)
         or c.added <= 0
         or c.changed
