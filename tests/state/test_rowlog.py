@@ -289,3 +289,25 @@ def test_a_whole_log_is_written_once_sorted_and_never_over_another(tmp_path: Pat
     # Without row logs the rows are appended to the store's table.
     with RunStore.open(f"sqlite:///{tmp_path / 'plain.db'}") as plain:
         assert not plain.write_row_log("x", con, "SELECT * FROM plan")
+
+
+def test_a_whole_log_writes_enum_and_number_columns_as_strings(tmp_path: Path) -> None:
+    # As a first load gives it: one-value ENUMs for what every row shares, a number key.
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE plan AS SELECT 5000 - i AS key, CAST('add' AS ENUM('add')) AS op, "
+        "CAST('ok' AS ENUM('ok')) AS status, NULL::VARCHAR AS error, "
+        "CAST('upsert' AS ENUM('upsert')) AS operation, NULL::VARCHAR AS call_id "
+        "FROM range(5000) t(i)"
+    )
+    with RunStore.open(f"sqlite:///{tmp_path / 'b.db'}", RowLogs(tmp_path / "logs")) as store:
+        store.start_run("r", "s", full_resync=False)
+        assert store.write_row_log("r", con, "SELECT * FROM plan")
+        final = tmp_path / "logs" / "r" / PARQUET
+        assert pq.read_schema(final).types == [pa.string()] * 6
+        keys = pq.read_table(final).column("key").to_pylist()
+        assert keys == sorted(keys) and len(keys) == 5000  # sorted as text: "1", "10", ...
+        found = store.rows("r", key="42")
+        assert [(r.key, r.op, r.status, r.operation) for r in found] == [
+            ("42", RowOp.ADD, RowStatus.OK, "upsert")
+        ]

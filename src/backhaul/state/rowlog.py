@@ -213,7 +213,8 @@ class RowLogs:
             if run_id in self._writers or any((folder / f).exists() for f in (STREAM, PARQUET)):
                 return False
             folder.mkdir(parents=True, exist_ok=True)
-        picked = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in COLUMNS)
+        types = {row[0]: str(row[1]) for row in con.execute(f"DESCRIBE {select}").fetchall()}
+        picked = ", ".join(_as_text(c, types[c]) for c in COLUMNS)
         _write_sorted(con, f"SELECT {picked} FROM ({select})", folder)
         return True
 
@@ -326,6 +327,16 @@ class RowLogs:
         except OSError:
             log.info("row log folder %s holds other files; left in place", folder)
         return freed
+
+
+def _as_text(column: str, type_name: str) -> str:
+    """``column`` as a string column of the Parquet file. An ENUM stays one: DuckDB writes
+    it as strings from the dictionary it already has, which for a column holding one value
+    (a first load's ``op``, ``status`` and ``operation``) costs a sixth of writing the same
+    value as VARCHAR on every row. Read back, it is VARCHAR like the others."""
+    if type_name == "VARCHAR" or type_name.startswith("ENUM("):
+        return column
+    return f"CAST({column} AS VARCHAR) AS {column}"
 
 
 def _write_sorted(con: Any, select: str, folder: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 
 import pyarrow as pa
 
@@ -29,6 +30,7 @@ from backhaul.engine.plan.local import LocalBackend
 from backhaul.engine.plan.values import SyncPlan
 from backhaul.engine.workspace import Workspace
 from backhaul.state import snapshots
+from backhaul.state.rowlog import COLUMNS as ROW_LOG_COLUMNS
 from backhaul.state.snapshots import key_text_sql
 from backhaul.summary import RowOp, RowStatus
 
@@ -87,15 +89,25 @@ class FirstLoad:
         """The load's row outcomes (every row ok, ``add``), as a select on the workspace."""
         key = key_text_sql(ws.layout.key_cols, "p")
         return (
-            f"SELECT {key} AS key, '{RowOp.ADD.value}' AS op, '{RowStatus.OK.value}' AS status, "
-            f"NULL::VARCHAR AS error, '{self.operation.value}' AS operation, "
+            f"SELECT {key} AS key, {_constant(RowOp.ADD)} AS op, "
+            f"{_constant(RowStatus.OK)} AS status, NULL::VARCHAR AS error, "
+            f"{_constant(self.operation)} AS operation, "
             "NULL::VARCHAR AS call_id FROM work.plan p WHERE p.op = 'add'"
         )
 
     def outcomes(self, ws: Workspace) -> Iterator[pa.Table]:
-        """The load's row outcomes in blocks, for a store that appends them."""
-        for batch in arrow_reader(ws.con, self.outcomes_sql(ws), OUTCOME_BLOCK):
+        """The load's row outcomes in blocks (every column a string), for a store that
+        appends them."""
+        text = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in ROW_LOG_COLUMNS)
+        sql = f"SELECT {text} FROM ({self.outcomes_sql(ws)})"
+        for batch in arrow_reader(ws.con, sql, OUTCOME_BLOCK):
             yield pa.Table.from_batches([batch])
+
+
+def _constant(value: StrEnum) -> str:
+    """A value every row of the row log shares, as a one-value ENUM: the row log writes it
+    several times faster than a string (state/rowlog.py) and reads it back as one."""
+    return f"CAST('{value.value}' AS ENUM('{value.value}'))"
 
 
 def first_load(
