@@ -738,7 +738,8 @@ def plan_sync(
     ws = open_planning(project, sync, settings, read_only=True)
     try:
         # The same computation a run makes; the dry run stops before the outbox.
-        plan = compute(ws, backend_for(ws), settings, full_resync=full_resync, force=force)
+        backend = backend_for(ws)
+        plan = compute(ws, backend, settings, full_resync=full_resync, force=force)
         summary = RunSummary(
             "dry-run",
             name,
@@ -757,14 +758,18 @@ def plan_sync(
         summary.invalid_samples = [
             {"key": k if k is not None else "(null)", "reason": r} for k, r in invalid_rows(ws, 20)
         ]
-        summary.notes = skipped_hooks_note(project, sync) + _load_note(project, sync, ws, plan)
+        summary.notes = skipped_hooks_note(project, sync) + _load_note(
+            project, sync, ws, plan, backend
+        )
         summary.finished_at = datetime.now(UTC)
         return summary
     finally:
         ws.close()
 
 
-def _load_note(project: Project, sync: SyncDef, ws: Workspace, plan: SyncPlan) -> list[str]:
+def _load_note(
+    project: Project, sync: SyncDef, ws: Workspace, plan: SyncPlan, backend: PlanBackend
+) -> list[str]:
     """Whether a first run would send the plan in one statement (engine/plan/first_load.py).
 
     Said only when every model row is new, as on a first run: new rows added to a synced
@@ -773,7 +778,7 @@ def _load_note(project: Project, sync: SyncDef, ws: Workspace, plan: SyncPlan) -
     if c.added != c.queried - c.invalid:
         return []
     kind = project.registry.destination(destination_def(project, sync).config.type)
-    load = first_load(ws, plan, kind, backend_for(ws))
+    load = first_load(ws, plan, kind, backend)
     if load is None:
         return []
     return [
