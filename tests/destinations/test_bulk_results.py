@@ -109,6 +109,26 @@ def test_an_all_accepted_batch_lands_like_its_per_row_results() -> None:
     assert columnar.outcomes.column("operation").to_pylist() == ["upsert"] * 5
 
 
+def test_a_batch_sent_in_one_call_names_that_call_on_every_row() -> None:
+    prepared = _prepared(4)
+    for rejected in ({}, {2: "refused", 3: ""}):
+        results = BatchResults(4, rejected, call_id="c-1")
+        columnar = partition_results(prepared, results, ["k0"], ["m0"])
+        per_row = partition_results(prepared, list(results), ["k0"], ["m0"])
+        assert columnar.outcomes.to_pylist() == per_row.outcomes.to_pylist()
+        assert columnar.outcomes.column("call_id").to_pylist() == ["c-1"] * 4
+    assert columnar.outcomes.column("error").to_pylist() == [
+        None,
+        None,
+        "refused",
+        "rejected by the destination (no reason given)",
+    ]
+    assert list(BatchResults(2, {1: "x"}, call_id="c-2")) == [
+        RecordResult.ok(0, "c-2"),
+        RecordResult.rejected(1, "x", "c-2"),
+    ]
+
+
 def test_a_missing_result_refuses_its_row() -> None:
     prepared = _prepared(3)
     landed = partition_results(prepared, [RecordResult.ok(0), RecordResult.ok(2)], ["k0"], [])

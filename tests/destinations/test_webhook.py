@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import (
     Batch,
+    BatchResults,
     Destination,
     DestinationContext,
     Operation,
@@ -105,7 +106,7 @@ async def test_row_mode_and_operations(
         missing = await dest.write(make_batch(PEOPLE[4:5], Operation.UPDATE))
     finally:
         await dest.close()
-    assert [r.status for r in deleted + cleared] == [RecordStatus.OK] * 2
+    assert [r.status for r in [*deleted, *cleared]] == [RecordStatus.OK] * 2
     assert missing[0].status is RecordStatus.REJECTED
     assert missing[0].error == "no record with id '5' to update"
     assert receiver.records == {
@@ -244,6 +245,23 @@ async def test_per_record_rejections_map_to_batch_indexes(
     rejected = {r.index: r.error for r in results if r.status is RecordStatus.REJECTED}
     assert rejected == {1: "email is on the block list", 4: "city unknown"}
     assert sorted(receiver.records) == ["1", "3", "4"]
+
+
+async def test_a_batch_in_one_call_answers_as_columns_naming_the_call(
+    tmp_path: Path, recorder: MemoryRecorder, receiver: WebhookReceiver
+) -> None:
+    receiver.faults.reject({"2": "email is on the block list"})
+    dest = open_webhook(tmp_path, recorder, url=receiver.url, batch_size=10)
+    try:
+        results = await dest.write(make_batch(PEOPLE))
+    finally:
+        await dest.close()
+    assert isinstance(results, BatchResults)
+    assert results.rejected == {1: "email is on the block list"}
+    (call,) = recorder.calls
+    assert results.call_id == call.call_id
+    assert [r.call_id for r in results] == [call.call_id] * len(PEOPLE)
+    assert sorted(receiver.records) == ["1", "3", "4", "5"]
 
 
 async def test_a_refused_call_rejects_its_records_only(

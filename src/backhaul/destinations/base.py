@@ -41,6 +41,10 @@ class RecordStatus(StrEnum):
     REJECTED = "rejected"
 
 
+# A refused record's error when the destination gave none.
+NO_REASON = "rejected by the destination (no reason given)"
+
+
 @dataclass(frozen=True, slots=True)
 class RecordResult:
     """The outcome of one record of a batch, by its position in the batch."""
@@ -71,12 +75,18 @@ class BatchResults(Sequence[RecordResult]):
     refused ones at most, so they report ``BatchResults(n, {index: reason})`` instead of
     building one :class:`RecordResult` per row; the engine checkpoints it without looking
     at each row. It is still a sequence of :class:`RecordResult`, built on demand.
+
+    An HTTP destination whose batch went in one call reports it the same way, with that
+    call's id (``call_id``), which every record of the batch then names.
     """
 
-    __slots__ = ("_n", "rejected")
+    __slots__ = ("_n", "call_id", "rejected")
 
-    def __init__(self, n: int, rejected: Mapping[int, str] | None = None) -> None:
+    def __init__(
+        self, n: int, rejected: Mapping[int, str] | None = None, *, call_id: str | None = None
+    ) -> None:
         self._n = n
+        self.call_id = call_id
         self.rejected: dict[int, str] = dict(rejected or {})
         bad = [i for i in self.rejected if not 0 <= i < n]
         if bad:
@@ -87,7 +97,9 @@ class BatchResults(Sequence[RecordResult]):
 
     def _at(self, index: int) -> RecordResult:
         error = self.rejected.get(index)
-        return RecordResult.ok(index) if error is None else RecordResult.rejected(index, error)
+        if error is None:
+            return RecordResult.ok(index, self.call_id)
+        return RecordResult.rejected(index, error, self.call_id)
 
     @overload
     def __getitem__(self, index: int) -> RecordResult: ...
@@ -108,7 +120,7 @@ class BatchResults(Sequence[RecordResult]):
         return (self._at(i) for i in range(self._n))
 
     def __repr__(self) -> str:
-        return f"BatchResults({self._n}, rejected={self.rejected!r})"
+        return f"BatchResults({self._n}, rejected={self.rejected!r}, call_id={self.call_id!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +420,7 @@ class Destination(Protocol):
 
 
 __all__ = [
+    "NO_REASON",
     "Batch",
     "BatchResults",
     "Capabilities",

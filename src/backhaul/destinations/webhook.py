@@ -21,7 +21,9 @@ from liquid.exceptions import LiquidError
 from pydantic import Field, field_validator
 
 from backhaul.destinations.base import (
+    NO_REASON,
     Batch,
+    BatchResults,
     Capabilities,
     DestinationConfig,
     DestinationContext,
@@ -220,19 +222,23 @@ class WebhookDestination:
     ) -> None:
         """Nothing to prepare: a webhook has no schema."""
 
-    async def write(self, batch: Batch) -> list[RecordResult]:
+    async def write(self, batch: Batch) -> Sequence[RecordResult]:
         """Send ``batch`` (in calls of ``batch_size``, or one per record) and map the answers."""
         records = list(batch.records())
         keys = list(batch.keys)
         size = 1 if self.config.mode == "row" else self.config.batch_size
         starts = range(0, len(records), size)
+        if len(starts) == 1:  # one call (the engine's batch is one webhook batch): no fan-out
+            return await self._send(batch.operation, records, keys)
 
         async def send(start: int) -> list[RecordResult]:
             end = start + size
-            return await self._send(batch.operation, records[start:end], keys[start:end], start)
+            part = await self._send(batch.operation, records[start:end], keys[start:end])
+            return [
+                RecordResult(r.index + start, r.status, r.error, r.call_id, r.record_id)
+                for r in part
+            ]
 
-        if len(starts) == 1:  # one call (the engine's batch is one webhook batch): no fan-out
-            return await send(0)
         parts = await run_bounded(self._gate, starts, send)
         return [r for part in parts for r in part]
 
@@ -240,20 +246,20 @@ class WebhookDestination:
         await self.client.aclose()
 
     async def _send(
-        self, operation: Operation, records: list[dict[str, Any]], keys: list[str], offset: int
-    ) -> list[RecordResult]:
-        """One call; results indexed from ``offset`` (the position of ``records[0]`` in the
-        batch)."""
+        self, operation: Operation, records: list[dict[str, Any]], keys: list[str]
+    ) -> BatchResults:
+        """One call; its results as columns, by position within the call."""
+        n = len(records)
         try:
             body = self._body(operation, records, keys)
         except LiquidError as exc:
             error = f"body_template failed: {self.redactor.text(first_line(exc))}"
-            return [RecordResult.rejected(offset + i, error) for i in range(len(records))]
+            return BatchResults(n, dict.fromkeys(range(n), error))
         except NonFiniteError as exc:
             # Never a bare NaN on the wire; the engine's `non_finite` policy normally keeps
             # such values from getting here.
             error = f"not sent: {exc}; set `non_finite` on the sync to send such values"
-            return [RecordResult.rejected(offset + i, error) for i in range(len(records))]
+            return BatchResults(n, dict.fromkeys(range(n), error))
         headers = {"Content-Type": self._content_type or "application/json"}
         if self.config.signing_secret:
             headers[SIGNATURE_HEADER] = signature(self.config.signing_secret, body)
@@ -263,20 +269,12 @@ class WebhookDestination:
         )
         if not result.ok:
             error = result.error or f"{result.status} {result.reason}"
-            return [
-                RecordResult.rejected(offset + i, error, result.call_id)
-                for i in range(len(records))
-            ]
-        failed = record_errors(result.json, len(records))
-        call_id = result.call_id
-        if not failed:
-            return [RecordResult.ok(offset + i, call_id) for i in range(len(records))]
-        return [
-            RecordResult.rejected(offset + i, self.redactor.text(failed[i]) or "", call_id)
-            if i in failed
-            else RecordResult.ok(offset + i, call_id)
-            for i in range(len(records))
-        ]
+            return BatchResults(n, dict.fromkeys(range(n), error), call_id=result.call_id)
+        failed = {
+            i: self.redactor.text(reason) or NO_REASON
+            for i, reason in record_errors(result.json, n).items()
+        }
+        return BatchResults(n, failed, call_id=result.call_id)
 
     def _body(self, operation: Operation, records: list[dict[str, Any]], keys: list[str]) -> bytes:
         op = operation.value

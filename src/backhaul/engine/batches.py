@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from backhaul.config.models import Mode, NonFinite, OnRemove
 from backhaul.destinations.base import (
+    NO_REASON,
     Batch,
     BatchResults,
     Operation,
@@ -218,6 +219,8 @@ def partition_results(
         "operation": pa.repeat(pa.scalar(operation, pa.string()), n),
         "call_id": pa.nulls(n, pa.string()),
     }
+    if isinstance(results, BatchResults) and results.call_id is not None:
+        outcome["call_id"] = pa.repeat(pa.scalar(results.call_id, pa.string()), n)
     if prepared.batch is None:
         # Nothing was sent: insert mode's changes, or removals with on_remove nothing.
         outcome["status"] = pa.repeat(pa.scalar(RowStatus.SKIPPED.value, pa.string()), n)
@@ -235,7 +238,8 @@ def partition_results(
         # Columnar results: only the rejected positions are visited.
         for i, error in results.rejected.items():
             ok_mask[i] = False
-            errors[i] = error
+            errors[i] = error or NO_REASON
+        calls = [results.call_id] * n
     elif results is not None:
         seen = [False] * n
         for r in results:
@@ -246,7 +250,7 @@ def partition_results(
             returned[r.index] = r.record_id
             if r.status is RecordStatus.REJECTED:
                 ok_mask[r.index] = False
-                errors[r.index] = r.error or "rejected by the destination (no reason given)"
+                errors[r.index] = r.error or NO_REASON
         for i in range(n):
             if not seen[i]:
                 ok_mask[i] = False
