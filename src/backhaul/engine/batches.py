@@ -113,10 +113,12 @@ def split_chunk(
             )
         chunk = chunk.take(pa.array(keep, pa.int64()))
     out: list[Prepared] = []
+    present = set(pc.unique(chunk.column("op")).to_pylist())
     for op in ("rekey", "add", "change", "retry", "skip", "remove"):
-        part = chunk.filter(pc.equal(chunk.column("op"), op))
-        if not part.num_rows:
+        if op not in present:
             continue
+        # A chunk of one operation (most are) goes on whole, without a filter.
+        part = chunk if len(present) == 1 else chunk.filter(pc.equal(chunk.column("op"), op))
         operation = destination_operation(op, mode, removal)
         out.append(_prepare(part, mapper, operation, match_fields, object, batch_id, membership))
     # Merge add/change/retry: they share one destination operation.

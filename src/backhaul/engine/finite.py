@@ -133,7 +133,7 @@ def screen(table: pa.Table, mapper: Mapper) -> tuple[pa.Table, dict[int, str]]:
     errors: dict[int, str] = {}
     if policy.mode is NonFinite.STRING or not table.num_rows:
         return table, errors
-    sent = pc.is_in(table.column("op"), pa.array(["add", "change", "retry"])).to_pylist()
+    sent = _SentRows(table.column("op"))
     for i, field in enumerate(mapper.fields):
         name = f"f{i}"
         column = table.column(name)
@@ -141,9 +141,9 @@ def screen(table: pa.Table, mapper: Mapper) -> tuple[pa.Table, dict[int, str]]:
         if pa.types.is_floating(column.type):
             if policy.keep_floats:
                 continue
-            bad = pc.invert(pc.fill_null(pc.is_finite(column), True))
-            if not pc.any(bad).as_py():
+            if pc.all(pc.is_finite(column)).as_py() is not False:  # nulls are finite here
                 continue
+            bad = pc.invert(pc.fill_null(pc.is_finite(column), True))
             if policy.mode is NonFinite.NULL:
                 table = table.set_column(i_of(table, name), name, pc.if_else(bad, None, column))
                 continue
@@ -158,6 +158,20 @@ def screen(table: pa.Table, mapper: Mapper) -> tuple[pa.Table, dict[int, str]]:
                 table, name, field in mapper.json_fields, what, policy, sent, errors
             )
     return table, errors
+
+
+class _SentRows:
+    """Which rows of a chunk are planned as sends (add, change, retry), worked out only
+    when a row holds a value the policy refuses: most chunks hold none."""
+
+    def __init__(self, ops: pa.ChunkedArray) -> None:
+        self._ops = ops
+        self._sent: list[bool] | None = None
+
+    def __getitem__(self, row: int) -> bool:
+        if self._sent is None:
+            self._sent = pc.is_in(self._ops, pa.array(["add", "change", "retry"])).to_pylist()
+        return self._sent[row]
 
 
 def screened(mapper: Mapper, types: Sequence[pa.DataType]) -> bool:
@@ -196,7 +210,7 @@ def _screen_nested(
     is_json: bool,
     what: str,
     policy: FinitePolicy,
-    sent: list[bool],
+    sent: _SentRows,
     errors: dict[int, str],
 ) -> pa.Table:
     """Non-finite values inside lists, structs, maps and JSON text of one column."""

@@ -637,9 +637,11 @@ class SyncRun:
                 [lo, stop],
             )
             block = self._block = (lo, stop, table)
-        first, _, table = block
-        if (first, hi) == (lo, block[1]):
+        first, last, table = block
+        if (first, hi) == (lo, last):
             return table
+        if table.num_rows == last - first:  # every seq of the block present: cut by position
+            return table.slice(lo - first, hi - lo)
         seq = table.column("seq")
         return table.filter(pc.and_(pc.greater_equal(seq, lo), pc.less(seq, hi)))
 
