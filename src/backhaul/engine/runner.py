@@ -451,6 +451,7 @@ class SyncRun:
         assert self.ws is not None
         ws = self.ws
         cfg = self.sync.config
+        tasks: list[asyncio.Task[None]] = []  # every batch started, finished or not
         try:
             if await self._db(self._sends_anything):
                 await dest.check()
@@ -492,19 +493,26 @@ class SyncRun:
             )
             idx = 0
             for first, end in ((0, rekeys), (rekeys, total)):
-                tasks: list[asyncio.Task[None]] = []
+                group: list[asyncio.Task[None]] = []
                 for lo in range(first, end, batch_size):
                     await sem.acquire()
                     if stop.is_set() or self.cancel.is_set():
                         sem.release()
                         break
                     hi = min(lo + batch_size, end)
-                    tasks.append(asyncio.create_task(handle(idx, lo, hi)))
+                    group.append(asyncio.create_task(handle(idx, lo, hi)))
+                    tasks += group[-1:]
                     idx += 1
-                await asyncio.gather(*tasks)
+                await asyncio.gather(*group)
         except DestinationError as exc:
             self.summary.error = exc.message
         finally:
+            # A batch that failed in a way no connector foresaw stops the others before the
+            # destination closes: one still running could open a connection on a closed
+            # client, and nothing would ever close it.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await dest.close()
 
     async def _load_at_once(self, dest: Destination, load: FirstLoad) -> bool:
