@@ -272,11 +272,15 @@ def commit_batch(
     run_id: str,
     acked: pa.Table | None,
     rejected: pa.Table | None,
+    *,
+    rejections_held: bool = True,
 ) -> None:
     """Checkpoint one batch in one transaction.
 
     ``acked`` has columns op, k0.., fp, m0.., rid; ``rejected`` has k0.., key_text, op, error.
     Acknowledged keys leave the rejected list; rejected keys are added or counted again.
+    ``rejections_held=False`` says the rejected list is known to be empty, which spares
+    the search of it for acknowledged keys.
     """
     keys = layout.key_cols
     on = " AND ".join(f"r.{k} = x.{k}" for k in keys)
@@ -289,7 +293,8 @@ def commit_batch(
                 f"INSERT INTO st.acks (run_id, op, {cols}) SELECT ?, op, {cols} FROM acked_batch",
                 [run_id],
             )
-            con.execute(f"DELETE FROM st.rejected r USING acked_batch x WHERE {on}")
+            if rejections_held:
+                con.execute(f"DELETE FROM st.rejected r USING acked_batch x WHERE {on}")
             con.unregister("acked_batch")
         if rejected is not None and rejected.num_rows:
             con.register("rejected_batch", rejected)
@@ -306,6 +311,11 @@ def commit_batch(
     except BaseException:
         _rollback(con)
         raise
+
+
+def holds_rejections(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the rejected list holds any row."""
+    return bool(scalar(con, "SELECT count(*) FROM (SELECT 1 FROM st.rejected LIMIT 1)"))
 
 
 def add_new(con: duckdb.DuckDBPyConnection, layout: KeyLayout, rows: str) -> None:

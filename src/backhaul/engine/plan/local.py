@@ -24,7 +24,14 @@ from backhaul.summary import Counts
 
 
 class LocalBackend:
-    """The snapshot in ``.backhaul/syncs/<sync>.duckdb``; the diff runs in local DuckDB."""
+    """The snapshot in ``.backhaul/syncs/<sync>.duckdb``; the diff runs in local DuckDB.
+
+    One backend serves one workspace (one plan or run): it remembers whether the sync's
+    rejected list holds rows, so checkpoints need not search an empty list.
+    """
+
+    def __init__(self) -> None:
+        self._rejections: bool | None = None  # unknown until the first checkpoint
 
     def compute(self, ws: Workspace, *, full_resync: bool) -> Diff:
         with ws.guard(Phase.PLAN):
@@ -38,7 +45,13 @@ class LocalBackend:
         self, ws: Workspace, run_id: str, acked: pa.Table | None, rejected: pa.Table | None
     ) -> None:
         with ws.guard(Phase.CHECKPOINT):
-            snapshots.commit_batch(ws.con, ws.layout, run_id, acked, rejected)
+            if self._rejections is None:
+                self._rejections = snapshots.holds_rejections(ws.con)
+            snapshots.commit_batch(
+                ws.con, ws.layout, run_id, acked, rejected, rejections_held=self._rejections
+            )
+        if rejected is not None and rejected.num_rows:
+            self._rejections = True
 
     def finish(self, ws: Workspace, *, adopt_fingerprint: bool) -> None:
         with ws.guard(Phase.FINISH):
