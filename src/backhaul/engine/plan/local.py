@@ -89,49 +89,70 @@ def diff(ws: Workspace, *, full_resync: bool, model: str) -> Diff:
 
     keys = [f"m.{quote(k)} AS k{i}" for i, k in enumerate(ws.key_columns)]
     bad = ws.mapper.cast_failure_expr("m") or "NULL"
-    with model_guard(ws.project, ws.model):  # pass 1 reads every model row
-        con.execute(
-            f"CREATE OR REPLACE TABLE work.cur AS SELECT {', '.join(keys)}, "
-            f"{ws.mapper.fingerprint_expr('m')} AS fp, {bad} AS bad FROM {model} AS m"
-        )
-
-    null_key = " OR ".join(f"c.k{i} IS NULL" for i in range(n))
-    resend = "TRUE" if (full_resync or drift) else "c.fp <> s.fp"
-    has_rejected = bool(scalar(con, "SELECT count(*) FROM st.rejected"))
-    # A key rejected last time is a retry, whatever else changed since.
-    retry_on = " AND ".join(f"coalesce(c.k{i}, s.k{i}) = r.k{i}" for i in range(n))
-    retry_join = f"LEFT JOIN st.rejected r ON {retry_on}" if has_rejected else ""
-    retried = "r.k0 IS NOT NULL" if has_rejected else "FALSE"
-    # fp is never null for a model row, so it tells which side of the join a row came from.
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE work.plan AS
-        SELECT {", ".join(f"coalesce(c.k{i}, s.k{i}) AS k{i}" for i in range(n))},
-            1::BIGINT AS n, c.fp,
-            CASE
-                WHEN c.fp IS NULL THEN 'remove'
-                WHEN {null_key} THEN 'invalid'
-                WHEN c.bad IS NOT NULL THEN 'invalid'
-                WHEN {retried} THEN 'retry'
-                WHEN s.fp IS NULL THEN 'add'
-                WHEN {resend} THEN 'change'
-                ELSE 'unchanged'
-            END AS op,
-            CASE
-                WHEN c.fp IS NULL THEN NULL
-                WHEN {null_key} THEN 'null primary key'
-                ELSE c.bad
-            END AS reason
-        FROM work.cur c FULL OUTER JOIN {snap} s ON {_on("c", "s", n)}
-        {retry_join}
-        WHERE c.fp IS NULL OR s.fp IS NULL OR c.bad IS NOT NULL OR ({resend}) OR {retried}
-        """
+    pass_one = (
+        f"SELECT {', '.join(keys)}, {ws.mapper.fingerprint_expr('m')} AS fp, {bad} AS bad "
+        f"FROM {model} AS m"
     )
+    null_key = " OR ".join(f"c.k{i} IS NULL" for i in range(n))
+    has_rejected = bool(scalar(con, "SELECT count(*) FROM st.rejected"))
+    snapshot_rows = snapshots.snapshot_size(con, snap)
+    if not snapshot_rows and not has_rejected:
+        # Nothing stored and nothing to retry (a first run): every valid row is new, and
+        # one pass over the model is the plan, with no table of keys to join.
+        with model_guard(ws.project, ws.model):
+            con.execute(
+                f"""
+                CREATE OR REPLACE TABLE work.plan AS
+                SELECT {", ".join(f"c.k{i}" for i in range(n))}, 1::BIGINT AS n, c.fp,
+                    CASE WHEN {null_key} OR c.bad IS NOT NULL THEN 'invalid' ELSE 'add' END
+                        AS op,
+                    CASE WHEN {null_key} THEN 'null primary key' ELSE c.bad END AS reason
+                FROM ({pass_one}) c
+                """
+            )
+        every_row = "work.plan"
+    else:
+        with model_guard(ws.project, ws.model):  # pass 1 reads every model row
+            con.execute(f"CREATE OR REPLACE TABLE work.cur AS {pass_one}")
+        resend = "TRUE" if (full_resync or drift) else "c.fp <> s.fp"
+        # A key rejected last time is a retry, whatever else changed since.
+        retry_on = " AND ".join(f"coalesce(c.k{i}, s.k{i}) = r.k{i}" for i in range(n))
+        retry_join = f"LEFT JOIN st.rejected r ON {retry_on}" if has_rejected else ""
+        retried = "r.k0 IS NOT NULL" if has_rejected else "FALSE"
+        # fp is never null for a model row, so it tells which side of the join a row came
+        # from.
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE work.plan AS
+            SELECT {", ".join(f"coalesce(c.k{i}, s.k{i}) AS k{i}" for i in range(n))},
+                1::BIGINT AS n, c.fp,
+                CASE
+                    WHEN c.fp IS NULL THEN 'remove'
+                    WHEN {null_key} THEN 'invalid'
+                    WHEN c.bad IS NOT NULL THEN 'invalid'
+                    WHEN {retried} THEN 'retry'
+                    WHEN s.fp IS NULL THEN 'add'
+                    WHEN {resend} THEN 'change'
+                    ELSE 'unchanged'
+                END AS op,
+                CASE
+                    WHEN c.fp IS NULL THEN NULL
+                    WHEN {null_key} THEN 'null primary key'
+                    ELSE c.bad
+                END AS reason
+            FROM work.cur c FULL OUTER JOIN {snap} s ON {_on("c", "s", n)}
+            {retry_join}
+            WHERE c.fp IS NULL OR s.fp IS NULL OR c.bad IS NOT NULL OR ({resend}) OR {retried}
+            """
+        )
+        every_row = "work.cur"
+    # Counted before duplicated keys are folded into one plan row each.
+    queried = int(scalar(con, f"SELECT count(*) FROM {every_row}") or 0)
     # Duplicated keys: every row sharing the key is invalid; the key is neither sent nor removed.
     kcols = ", ".join(f"k{i}" for i in range(n))
     not_null = " AND ".join(f"k{i} IS NOT NULL" for i in range(n))
     con.execute(
-        f"CREATE OR REPLACE TABLE work.dups AS SELECT {kcols}, count(*) AS n FROM work.cur "
+        f"CREATE OR REPLACE TABLE work.dups AS SELECT {kcols}, count(*) AS n FROM {every_row} "
         f"WHERE {not_null} GROUP BY ALL HAVING count(*) > 1"
     )
     if scalar(con, "SELECT count(*) FROM work.dups"):
@@ -143,12 +164,10 @@ def diff(ws: Workspace, *, full_resync: bool, model: str) -> Diff:
     con.execute("DELETE FROM work.plan WHERE op = 'unchanged'")
     if full_resync:
         con.execute("DELETE FROM work.plan WHERE op = 'remove'")  # deletes stay off
-    queried = int(scalar(con, "SELECT count(*) FROM work.cur") or 0)
     # Every model key and fingerprint: free them before the rows are read again to send.
-    con.execute("DROP TABLE work.cur")
+    con.execute("DROP TABLE IF EXISTS work.cur")
     con.execute("DROP TABLE work.dups")
     counts = count_plan(ws, queried)
-    snapshot_rows = snapshots.snapshot_size(con, snap)
     return Diff(counts, snapshot_rows, drift, Relations(model=model, snapshot=snap), notes)
 
 
