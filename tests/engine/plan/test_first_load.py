@@ -203,6 +203,32 @@ def test_a_match_value_two_keys_share_undoes_the_load_and_the_rows_go_in_batches
     ) == [(["email"],)]
 
 
+@pytest.mark.parametrize("match", [None, "email"], ids=["on-the-key", "on-email"])
+def test_a_first_load_leaves_the_snapshot_batches_would_leave(
+    project: Builder, crm: Path, caplog: pytest.LogCaptureFixture, match: str | None
+) -> None:
+    project.users(40)
+    extra = {"match": {"fields": [match]}} if match else {}
+
+    def snapshot(batch_size: int | None) -> list[Any]:
+        sizes = {"batch_size": batch_size} if batch_size else {}
+        project.sync("s", destination="crm", mode="mirror", mappings=MAPPINGS, **extra, **sizes)
+        ran = run(project, caplog)
+        assert ran.summary.status is RunStatus.SUCCEEDED, ran.summary.error
+        assert (ONE_STATEMENT in ran.log) is (batch_size is None)
+        with duckdb.connect(str(project.state_file("s"))) as con:
+            rows = con.execute("SELECT * FROM snapshot ORDER BY ALL").fetchall()
+        project.state_file("s").unlink()
+        crm.unlink()
+        return rows
+
+    at_once = snapshot(None)
+    assert len(at_once) == 40
+    assert at_once == snapshot(7)
+    emails = {f"u{i}@example.com" for i in range(1, 41)}
+    assert {row[2] for row in at_once} == (emails if match else set(range(1, 41)))
+
+
 def test_insert_mode_loads_in_one_statement(
     project: Builder, crm: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -386,7 +412,7 @@ def test_the_stream_keeps_order_only_while_it_is_open(project: Builder, crm: Pat
         return bool(row[0])
 
     def load(select: str) -> FirstLoad:
-        return FirstLoad(3, ("id",), {}, Operation.UPSERT, select, "")
+        return FirstLoad(3, ("id",), {}, Operation.UPSERT, select, "", "")
 
     try:
         assert not keeps_order()  # planning's setting

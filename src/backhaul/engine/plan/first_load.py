@@ -57,6 +57,7 @@ class FirstLoad:
     operation: Operation
     _select: str
     _added: str  # FROM ... WHERE of the plan's added keys joined to their model rows
+    _plan: str  # the plan's relation
 
     def stream(self, ws: Workspace) -> pa.RecordBatchReader:
         """The mapped rows, named for their fields, as a stream (on the database thread).
@@ -82,8 +83,17 @@ class FirstLoad:
         values = mapper.value_exprs("m")
         match = [values[mapper.fields.index(f)] for f in ws.match_fields]
         keys = [f"p.{k}" for k in layout.key_cols]
-        picked = ", ".join([*keys, "p.fp", *match, "NULL"])
-        snapshots.add_new(ws.con, layout, f"SELECT {picked} {self._added}")
+        model_keys = [f"m.{quote(k)}" for k in ws.key_columns]
+        if all(value in model_keys for value in match):
+            # Matched on key columns as they stand (the common case): the plan holds every
+            # value the snapshot takes, and the model need not be read again.
+            from_plan = [keys[model_keys.index(value)] for value in match]
+            picked = ", ".join([*keys, "p.fp", *from_plan, "NULL"])
+            rows = f"SELECT {picked} FROM {self._plan} p WHERE p.op = 'add'"
+        else:
+            picked = ", ".join([*keys, "p.fp", *match, "NULL"])
+            rows = f"SELECT {picked} {self._added}"
+        snapshots.add_new(ws.con, layout, rows)
 
     def outcomes_sql(self, ws: Workspace) -> str:
         """The load's row outcomes (every row ok, ``add``), as a select on the workspace."""
@@ -164,4 +174,5 @@ def first_load(
         operation=operation,
         _select=select,
         _added=added,
+        _plan=plan.relations.plan,
     )
