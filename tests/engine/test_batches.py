@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from backhaul.config.models import Mode, OnRemove, SyncConfig
 from backhaul.destinations.base import Operation
-from backhaul.engine.batches import split_chunk
+from backhaul.engine.batches import Split, split_chunk
 from backhaul.engine.mapping import Mapper
 
 SYNC = SyncConfig.model_validate(
@@ -36,9 +36,9 @@ def chunk(ops: list[str], scores: list[float] | None = None) -> pa.Table:
     )
 
 
-def split(table: pa.Table) -> list[tuple[Operation | None, list[str]]]:
+def cut(table: pa.Table) -> Split:
     mapper = Mapper(SYNC, ["id", "score"], types={"id": "BIGINT", "score": "DOUBLE"})
-    result = split_chunk(
+    return split_chunk(
         table,
         mapper,
         mode=Mode.MIRROR,
@@ -47,7 +47,10 @@ def split(table: pa.Table) -> list[tuple[Operation | None, list[str]]]:
         object=None,
         batch_id=0,
     )
-    return [(p.operation, p.rows.column("key_text").to_pylist()) for p in result.prepared]
+
+
+def split(table: pa.Table) -> list[tuple[Operation | None, list[str]]]:
+    return [(p.operation, p.rows.column("key_text").to_pylist()) for p in cut(table).prepared]
 
 
 def test_a_chunk_of_one_operation_goes_whole() -> None:
@@ -65,16 +68,6 @@ def test_a_mixed_chunk_is_grouped_by_operation_in_a_fixed_order() -> None:
 
 
 def test_a_row_holding_a_non_finite_value_is_held_out_only_when_it_is_sent() -> None:
-    table = chunk(["add", "remove", "change"], [math.nan, math.inf, 2.0])
-    mapper = Mapper(SYNC, ["id", "score"], types={"id": "BIGINT", "score": "DOUBLE"})
-    result = split_chunk(
-        table,
-        mapper,
-        mode=Mode.MIRROR,
-        removal=OnRemove.DELETE,
-        match_fields=["id"],
-        object=None,
-        batch_id=0,
-    )
+    result = cut(chunk(["add", "remove", "change"], [math.nan, math.inf, 2.0]))
     assert [(o.key, o.status.value) for o in result.invalid] == [("0", "invalid")]
     assert [p.rows.column("key_text").to_pylist() for p in result.prepared] == [["2"], ["1"]]
