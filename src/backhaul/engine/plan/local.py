@@ -94,7 +94,7 @@ def diff(ws: Workspace, *, full_resync: bool, model: str) -> Diff:
         f"FROM {model} AS m"
     )
     null_key = " OR ".join(f"c.k{i} IS NULL" for i in range(n))
-    has_rejected = bool(scalar(con, "SELECT count(*) FROM st.rejected"))
+    has_rejected = snapshots.holds_rejections(con)
     snapshot_rows = snapshots.snapshot_size(con, snap)
     if not snapshot_rows and not has_rejected:
         # Nothing stored and nothing to retry (a first run): every valid row is new, and
