@@ -500,8 +500,9 @@ class SyncRun:
                         sem.release()
                         break
                     hi = min(lo + batch_size, end)
-                    group.append(asyncio.create_task(handle(idx, lo, hi)))
-                    tasks += group[-1:]
+                    task = asyncio.create_task(handle(idx, lo, hi))
+                    group.append(task)
+                    tasks.append(task)
                     idx += 1
                 await asyncio.gather(*group)
         except DestinationError as exc:
