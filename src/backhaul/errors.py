@@ -14,6 +14,7 @@ either: callers pass redacted text. The whole tree lives here::
     ├── StateError                  Backhaul's own state cannot be used
     │   ├── StateLocked             another process holds the sync's state
     │   └── StoreError              the metadata store cannot be opened or queried
+    │       └── RowLogError         a run's row-log file is no file or no Parquet
     ├── GuardError                  a safety guard stopped a run before sending
     ├── DestinationError            a destination call failed as a whole (FailureType)
     │   └── QuotaSpentError         the account's daily quota is used up
@@ -188,6 +189,12 @@ class StateLocked(StateError):
 
 class StoreError(StateError):
     """The metadata store could not be opened, migrated or queried as asked."""
+
+
+class RowLogError(StoreError):
+    """A run's row-log file cannot be read: something other than a regular file stands at
+    its path (a named pipe, a folder), or it is not Parquet. The run's record and its
+    rejected and invalid rows, kept in the store itself, stay readable."""
 
 
 class GuardError(BackhaulError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,21 @@ def test_run_show_by_prefix(synced: Builder) -> None:
     missing = cli(synced, "run-show", "ffffffffffff")
     assert missing.exit_code == 1
     assert "no run `ffffffffffff`" in missing.stderr
+
+
+def test_run_show_refuses_a_row_log_that_is_a_pipe_and_shows_the_rest(synced: Builder) -> None:
+    run_id = json.loads(cli(synced, "run", "s", "--json").stdout)[0]["run_id"]
+    log = synced.root / ".backhaul" / "row_logs" / run_id / "outcomes.parquet"
+    log.unlink()
+    os.mkfifo(log)  # reading it would wait for a writer forever
+
+    # In a process of its own, as a user runs it; the call's timeout fails a wait.
+    found = run_cli("run-show", run_id, "--key", "3", "-C", str(synced.root))
+    assert found.returncode == 1
+    assert f"row log {log} is a named pipe (FIFO), not a file" in " ".join(found.stderr.split())
+    shown = run_cli("run-show", run_id, "--json", "-C", str(synced.root))
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["counts"]["added"] == 10
 
 
 def test_reset_forgets_state_and_the_next_run_sends_everything(synced: Builder) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import pytest
 
 from backhaul import api
 from backhaul.config import load_project
-from backhaul.errors import ConfigErrors
+from backhaul.errors import ConfigErrors, StoreError
 from backhaul.state.rowlog import PARQUET, STREAM, Retention, RowLogs, read_stream
 from backhaul.state.store import RunStore
 from backhaul.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus, RunSummary
@@ -311,3 +315,91 @@ def test_a_whole_log_writes_enum_and_number_columns_as_strings(tmp_path: Path) -
         assert [(r.key, r.op, r.status, r.operation) for r in found] == [
             ("42", RowOp.ADD, RowStatus.OK, "upsert")
         ]
+
+
+def _within(seconds: float, fn: Callable[[], object]) -> object:
+    """``fn()``'s value or exception, or a failure when it is still waiting after ``seconds``
+    (a read of a named pipe waits for a writer that never comes)."""
+    out: list[object] = []
+
+    def call() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # handed to the test, which looks at it
+            out.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still waiting after {seconds} s"
+    return out[0]
+
+
+def _ended_run(tmp_path: Path, run_id: str = "r") -> str:
+    url = f"sqlite:///{tmp_path / 'backhaul.db'}"
+    with RunStore.open(url, RowLogs(tmp_path / "row_logs")) as store:
+        store.start_run(run_id, "s", full_resync=False)
+        store.add_row_table(run_id, _outcomes(range(5)))
+        store.add_row_table(run_id, _outcomes(range(5, 7), status="rejected"))
+        store.finish_run(RunSummary(run_id, "s", RunStatus.PARTIAL))
+    return url
+
+
+@pytest.mark.parametrize(
+    ("name", "plant", "said"),
+    [
+        (PARQUET, os.mkfifo, "is a named pipe (FIFO), not a file"),
+        (PARQUET, Path.mkdir, "is a directory, not a file"),
+        (PARQUET, lambda p: p.write_bytes(b"PAR1 and then no footer"), "cannot be read as Parquet"),
+        (STREAM, os.mkfifo, "is a named pipe (FIFO), not a file"),
+    ],
+    ids=["parquet-fifo", "parquet-folder", "parquet-garbage", "stream-fifo"],
+)
+def test_a_row_log_that_is_no_log_file_is_refused_with_its_path_never_waited_on(
+    tmp_path: Path, name: str, plant: Callable[[Path], object], said: str
+) -> None:
+    url = _ended_run(tmp_path)
+    folder = tmp_path / "row_logs" / "r"
+    (folder / PARQUET).unlink()
+    plant(folder / name)
+
+    with RunStore.open(url, RowLogs(tmp_path / "row_logs")) as store:
+        refused = _within(30, lambda: store.rows("r", status="ok"))
+        assert isinstance(refused, StoreError)
+        assert f"row log {folder / name} {said}" in refused.message
+        assert "move it out of the row-log folder" in refused.message
+        found = _within(30, lambda: store.search_rows("r", "user-1"))
+        assert isinstance(found, StoreError)
+        # What the store itself holds is still there.
+        rejected = store.rows("r", status="rejected")
+        assert sorted(r.key for r in rejected) == ["user-5", "user-6"]
+        assert store.run("r") is not None
+
+
+def test_recovering_a_killed_run_neither_waits_on_a_pipe_nor_drops_a_stream(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'backhaul.db'}"
+    logs = tmp_path / "row_logs"
+    with RunStore.open(url, RowLogs(logs)) as store:
+        for run_id in ("piped", "beside-a-folder", "beside-a-pipe"):
+            store.start_run(run_id, "s", full_resync=False)
+            store.add_row_table(run_id, _outcomes(range(10)))
+    # What stands where the killed runs' files were.
+    (logs / "piped" / STREAM).unlink()
+    os.mkfifo(logs / "piped" / STREAM)
+    (logs / "beside-a-folder" / PARQUET).mkdir()
+    os.mkfifo(logs / "beside-a-pipe" / (PARQUET + ".tmp"))
+
+    with RunStore.open(url, RowLogs(logs)) as store:
+        assert _within(30, lambda: store.mark_abandoned("s")) == 3
+        # The pipe is left where it is, and said so.
+        assert stat.S_ISFIFO((logs / "piped" / STREAM).stat().st_mode)
+        assert f"{logs / 'piped' / STREAM} is a named pipe" in caplog.text
+        # A stream beside a folder is kept: it is the only copy of its rows.
+        assert (logs / "beside-a-folder" / STREAM).is_file()
+        assert f"{logs / 'beside-a-folder' / PARQUET} is a directory" in caplog.text
+        # A pipe where a killed compaction's half-written file was is replaced.
+        assert (logs / "beside-a-pipe" / PARQUET).is_file()
+        assert not (logs / "beside-a-pipe" / STREAM).exists()
+        assert len(store.rows("beside-a-pipe", status="ok", limit=100)) == 10

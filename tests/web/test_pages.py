@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -226,6 +227,34 @@ def test_row_search_without_a_match_and_by_part_of_a_key(site: Site) -> None:
     keys = re.findall(r'<td class="key">([^<]*)</td>', part)
     assert "10" in keys and "20" in keys and all("0" in k for k in keys)
     assert '<td class="key">12</td>' in full  # the search works without htmx too
+
+
+def test_a_run_whose_row_log_is_a_pipe_shows_the_rest_and_says_why(site: Site) -> None:
+    site.receiver.faults.reject({"4": "unknown plan"})
+    with site.client(Role.OPERATOR) as operator:
+        token = csrf(operator.get("/syncs/pqls_to_webhook").text)
+        answer = operator.post(
+            "/syncs/pqls_to_webhook/run", data={"csrf_token": token, "full_resync": "true"}
+        )
+        run_path = answer.headers["location"]
+        wait_finished(operator, run_path)
+        (log,) = site.root.rglob(f"{run_path.rsplit('/', 1)[1]}/outcomes.parquet")
+        log.unlink()
+        os.mkfifo(log)  # reading it would wait for a writer forever
+        page = operator.get(run_path, params={"key": "4"})
+        found = operator.get(f"{run_path}/rows", params={"key": "4"})
+        call_link = re.search(r'href="(/runs/[0-9a-f]+/calls/[0-9a-f]+)"', page.text)
+        assert call_link
+        call_page = operator.get(call_link.group(1))
+
+    said = f"row log {log} is a named pipe (FIFO), not a file"
+    assert page.status_code == found.status_code == call_page.status_code == 200
+    assert page.text.count(str(escape(said))) == 1
+    assert str(escape(said)) in found.text and str(escape(said)) in call_page.text
+    # The record and the rows the store keeps are shown as before.
+    assert 'class="badge partial"' in page.text
+    rejected = re.search(r'<table id="rejected">.*?</table>', page.text, re.S)
+    assert rejected and '<td class="key">4</td>' in rejected.group(0)
 
 
 def test_model_page_shows_sql_columns_and_the_first_hundred_rows(site: Site) -> None:

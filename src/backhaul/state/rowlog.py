@@ -33,10 +33,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from backhaul.errors import RowLogError, first_line
+from backhaul.files import kind_problem, problem
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +113,14 @@ class RowLogWriter:
 
 
 def read_stream(path: Path) -> Iterator[pa.RecordBatch]:
-    """The whole record batches of a stream, stopping quietly at a torn last message."""
-    try:
-        source = pa.memory_map(str(path))
-    except OSError:
+    """The whole record batches of a stream, stopping quietly at a torn last message.
+
+    Raises:
+        RowLogError: Something other than a regular file stands at ``path`` (reading a
+            named pipe would wait forever), or it cannot be opened.
+    """
+    source = _open_regular(path)
+    if source is None:
         return
     with source:
         try:
@@ -128,6 +135,55 @@ def read_stream(path: Path) -> Iterator[pa.RecordBatch]:
             except (pa.ArrowInvalid, OSError):  # the message a kill cut short
                 return
             yield batch
+
+
+def _open_regular(path: Path) -> BinaryIO | None:
+    """``path`` opened for reading when it is a regular file; None when nothing is there.
+
+    Opened without blocking and checked on the open file, so a named pipe put in its place
+    is refused rather than waited on.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RowLogError(unreadable(path, f"cannot be opened ({exc.strerror or exc})")) from None
+    kind = kind_problem(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise RowLogError(unreadable(path, kind))
+    return os.fdopen(fd, "rb")
+
+
+def _is_regular(path: Path) -> bool:
+    """Whether a regular file is at ``path``: False when nothing is there.
+
+    Raises:
+        RowLogError: Something else is there (a folder, a named pipe, a device).
+    """
+    reason = problem(path)
+    if reason == "does not exist":
+        return False
+    if reason is not None:
+        raise RowLogError(unreadable(path, reason))
+    return True
+
+
+def _bad_file(exc: BaseException) -> bool:
+    """Whether DuckDB failed on the file it read (not on the query asked of it)."""
+    import duckdb
+
+    return isinstance(exc, duckdb.IOException | duckdb.InvalidInputException)
+
+
+def unreadable(path: Path, reason: str) -> str:
+    """The message for a row-log file that cannot be read: ``reason`` completes "<path> ..."."""
+    return (
+        f"row log {path} {reason}; move it out of the row-log folder (the run's record and "
+        "its rejected and invalid rows stay readable without it)"
+    )
 
 
 class RowLogs:
@@ -186,11 +242,11 @@ class RowLogs:
                 return  # still being written by this process
         folder = self.folder(run_id)
         stream, final, tmp = folder / STREAM, folder / PARQUET, folder / (PARQUET + _TMP)
-        if final.exists():
+        if _is_regular(final):
             stream.unlink(missing_ok=True)
             tmp.unlink(missing_ok=True)
             return
-        if not stream.exists():
+        if not _is_regular(stream):
             return
         batches = pa.RecordBatchReader.from_batches(SCHEMA, read_stream(stream))
         with _duck(folder) as con:
@@ -239,7 +295,8 @@ class RowLogs:
             return
         folder = self.folder(run_id)
         final, stream = folder / PARQUET, folder / STREAM
-        if not final.exists() and not stream.exists():
+        parquet = _is_regular(final)
+        if not parquet and not _is_regular(stream):
             yield None
             return
         with self._lock:
@@ -247,8 +304,14 @@ class RowLogs:
                 self._reader = _connect(None)
             cursor = self._reader.cursor()
         try:
-            if final.exists():
-                yield cursor, f"read_parquet('{_quote(final)}')"
+            if parquet:
+                try:
+                    yield cursor, f"read_parquet('{_quote(final)}')"
+                except Exception as exc:
+                    if not _bad_file(exc):
+                        raise
+                    why = f"cannot be read as Parquet ({first_line(exc)})"
+                    raise RowLogError(unreadable(final, why)) from None
             else:  # a running run, or a killed one not yet recovered
                 cursor.register(
                     "live_log", pa.Table.from_batches(list(read_stream(stream)), SCHEMA)
@@ -343,6 +406,9 @@ def _write_sorted(con: Any, select: str, folder: Path) -> None:
     """The rows of ``select``, sorted by key, as the folder's Parquet file: written beside
     it, then renamed over it, so a reader never sees half a file."""
     tmp, final = folder / (PARQUET + _TMP), folder / PARQUET
+    # What a killed write left there goes first: never write into what stands at the path
+    # (a named pipe would hold the write until somebody reads it).
+    tmp.unlink(missing_ok=True)
     con.execute(
         f"COPY ({select} ORDER BY key) TO '{_quote(tmp)}' "
         f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP})"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi import Path as PathParam
@@ -24,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from backhaul.calls import HttpCall
 from backhaul.config.project import Project, SyncDef
 from backhaul.engine.workspace import open_source, strip_sql
-from backhaul.errors import BackhaulError, RunConflict, StoreError
+from backhaul.errors import BackhaulError, RowLogError, RunConflict, StoreError
 from backhaul.gitinfo import commit_text, file_at, file_history
 from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
@@ -212,6 +213,21 @@ def call_keys(
 ) -> dict[str, list[tuple[str, str]]]:
     """Keys (and row status) of the rows each call carried, enough to show per call."""
     return reader.call_keys(run_id, call_ids, limit=KEYS_PER_CALL * len(call_ids) * 4)
+
+
+T = TypeVar("T")
+
+
+def from_log(read: Callable[[], T], problems: list[str]) -> T | None:
+    """``read()``, which reads the run's row log; None when that file cannot be read, with
+    the reason kept in ``problems`` for the page to show: the run's record and the rows the
+    store keeps (rejected, invalid) are still shown."""
+    try:
+        return read()
+    except RowLogError as exc:
+        if exc.message not in problems:
+            problems.append(exc.message)
+        return None
 
 
 # -- other helpers ---------------------------------------------------------------------
@@ -553,14 +569,16 @@ def run_page(
     if record is None:
         return not_found(request, user, "run", run_id)
     rid = record.run_id
-    matrix = reader.row_counts(rid)
+    problems: list[str] = []
+    matrix = from_log(lambda: reader.row_counts(rid), problems) or {}
     ops = [op.value for op in RowOp if any(k[0] == op.value for k in matrix)]
     statuses = [s for s in STATUS_ORDER if any(k[1] == s for k in matrix)]
     statuses += sorted({k[1] for k in matrix} - set(statuses))
     calls = reader.calls(rid, limit=CALLS_SHOWN)
     ids = [c.call_id for c in calls]
-    keys = call_keys(reader, rid, ids)
-    totals = reader.call_row_counts(rid, ids)
+    keys = from_log(lambda: call_keys(reader, rid, ids), problems) or {}
+    totals = from_log(lambda: reader.call_row_counts(rid, ids), problems) or {}
+    found = (from_log(lambda: reader.search_rows(rid, key), problems) or []) if key else None
     context = {
         **progress_context(request, record),
         "user": user,
@@ -572,7 +590,8 @@ def run_page(
         "calls": [call_view(c, keys.get(c.call_id), totals.get(c.call_id, 0)) for c in calls],
         "calls_capped": len(calls) == CALLS_SHOWN,
         "key": key,
-        "found": reader.search_rows(rid, key) if key else None,
+        "found": found,
+        "log_problems": problems,
     }
     return render(request, "run.html", context)
 
@@ -601,8 +620,14 @@ def run_rows_partial(
     record = find_run(reader, run_id)
     if record is None:
         return not_found(request, user, "run", run_id)
-    found = reader.search_rows(record.run_id, key.strip()) if key.strip() else None
-    context = {"run": run_view(record), "key": key, "found": found}
+    problems: list[str] = []
+    text = key.strip()
+    found = (
+        (from_log(lambda: reader.search_rows(record.run_id, text), problems) or [])
+        if text
+        else None
+    )
+    context = {"run": run_view(record), "key": key, "found": found, "search_problems": problems}
     return render(request, "partials/rows.html", context)
 
 
@@ -611,9 +636,12 @@ def _call_context(reader: RunReader, run_id: str, call_id: str) -> dict[str, Any
     call = reader.call(record.run_id, call_id) if record else None
     if record is None or call is None:
         return None
-    keys = call_keys(reader, record.run_id, [call_id]).get(call_id, [])
-    total = reader.call_row_counts(record.run_id, [call_id]).get(call_id, 0)
-    return {"run": run_view(record), "c": call_view(call, keys, total)}
+    rid = record.run_id
+    problems: list[str] = []
+    keys = from_log(lambda: call_keys(reader, rid, [call_id]), problems) or {}
+    totals = from_log(lambda: reader.call_row_counts(rid, [call_id]), problems) or {}
+    view = call_view(call, keys.get(call_id, []), totals.get(call_id, 0))
+    return {"run": run_view(record), "c": view, "log_problems": problems}
 
 
 @router.get("/runs/{run_id}/calls/{call_id}", response_class=HTMLResponse)
