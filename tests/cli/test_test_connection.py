@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -80,3 +81,22 @@ def test_destination_reachable_and_unreachable(project: Builder, receiver: Webho
     assert result.returncode == 1
     assert result.stderr.startswith("error: destination `down`: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("kind", "file"), [("duckdb", "crm.duckdb"), ("sqlite", "crm.db")])
+def test_a_database_path_that_is_a_pipe_is_refused_by_every_entry_point(
+    project: Builder, kind: str, file: str
+) -> None:
+    project.users(3)
+    project.destination("db", type=kind, path=file, table="contacts", create_table=True)
+    project.sync("s", destination="db")
+    os.mkfifo(project.root / file)  # opening it would wait for a writer forever
+
+    # Each in a process of its own, as a user runs it; the call's timeout fails a wait.
+    said = f"cannot open {kind} database {project.root / file}: the path is a named pipe (FIFO)"
+    checked = project.cli("test-connection", "db")
+    assert checked.returncode == 1, checked.stderr
+    assert said in " ".join(checked.stderr.split())
+    ran = project.cli("run", "s")
+    assert ran.returncode != 0
+    assert said in " ".join(ran.stderr.split())

@@ -124,3 +124,14 @@ async def test_two_records_with_one_key_are_both_applied_in_order(
     await d.close()
     assert [r.status for r in res] == [RecordStatus.OK, RecordStatus.OK]
     assert sql(tmp_path / "crm.duckdb", "SELECT id, age FROM users") == [(5, 2)]
+
+
+async def test_a_path_that_holds_a_folder_is_a_config_error(context: DestinationContext) -> None:
+    (context.project_dir / "crm.duckdb").mkdir()
+    d = dest(context, table="users", create_table=True)
+    with pytest.raises(DestinationError) as err:
+        await d.check()
+    await d.close()
+    assert err.value.failure is FailureType.CONFIG
+    path = context.project_dir / "crm.duckdb"
+    assert f"duckdb database {path}: the path is a directory, not a file" in str(err.value)

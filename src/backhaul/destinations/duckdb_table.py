@@ -46,7 +46,7 @@ class DuckDBDestination(FileDatabaseDestination):
     config: DuckDBConfig
 
     def _connect(self) -> Any:
-        self._require_folder()
+        self._check_path()
         try:
             return duckdb.connect(str(self.path))
         except duckdb.Error as exc:

@@ -37,6 +37,7 @@ from backhaul.destinations.base import (
     SyncShape,
 )
 from backhaul.errors import DestinationError, FailureType
+from backhaul.files import problem
 
 STAGE = "_bh_stage"
 INDEX = "_bh_idx"
@@ -809,11 +810,19 @@ class FileDatabaseDestination(SqlTableDestination):
         path = Path(config.path)
         self.path = path if path.is_absolute() else context.project_dir / path
 
-    def _require_folder(self) -> None:
-        """Refuse, as a configuration mistake, a file whose folder does not exist."""
+    def _check_path(self) -> None:
+        """Refuse, as a configuration mistake, a file whose folder does not exist, or a path
+        holding something other than a file (opening a named pipe would wait forever)."""
         if not self.path.parent.is_dir():
             raise DestinationError(
                 f"cannot open {self.kind} database {self.path}: folder {self.path.parent} "
                 "does not exist; check `path` in the destination file",
+                failure=FailureType.CONFIG,
+            )
+        reason = problem(self.path)
+        if reason not in (None, "does not exist"):
+            raise DestinationError(
+                f"cannot open {self.kind} database {self.path}: the path {reason}; check "
+                "`path` in the destination file",
                 failure=FailureType.CONFIG,
             )

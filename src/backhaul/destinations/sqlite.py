@@ -42,7 +42,7 @@ class SQLiteDestination(FileDatabaseDestination):
     config: SQLiteConfig
 
     def _connect(self) -> Any:
-        self._require_folder()
+        self._check_path()
         try:
             # Transactions are explicit (BEGIN in _begin); worker threads take turns.
             return sqlite3.connect(
