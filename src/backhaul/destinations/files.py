@@ -34,6 +34,7 @@ from backhaul.destinations.base import (
 from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
 from backhaul.destinations.sql_common import ALL_OPERATIONS, DUCKDB
 from backhaul.errors import DestinationError, FailureType, first_line
+from backhaul.files import problem
 
 Format = Literal["csv", "jsonl", "parquet"]
 Layout = Literal["per_run", "current"]
@@ -147,6 +148,16 @@ class FileDestination:
                 "destination file",
                 failure=FailureType.CONFIG,
             ) from None
+        # The file is read back and the sidecar opened: a named pipe at either would be
+        # waited on forever, a folder never becomes a file.
+        for path in (self.output, self.sidecar):
+            reason = problem(path)
+            if reason not in (None, "does not exist"):
+                raise DestinationError(
+                    f"cannot write {path}: the path {reason}; move it away or check `path` "
+                    "in the destination file",
+                    failure=FailureType.CONFIG,
+                )
 
     async def prepare(
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
