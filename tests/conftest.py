@@ -14,8 +14,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,24 @@ pytest_plugins = ["tiers", "pytester"]
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SHM = Path("/dev/shm")
+
+
+def within(seconds: float, fn: Callable[[], object]) -> object:
+    """``fn()``'s value or exception, or a failure when it is still waiting after ``seconds``
+    (a read of a named pipe waits for a writer that never comes)."""
+    out: list[object] = []
+
+    def call() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # handed to the test, which looks at it
+            out.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still waiting after {seconds} s"
+    return out[0]
 
 
 def free_port() -> int:

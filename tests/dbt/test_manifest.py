@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from backhaul.dbt.manifest import load_manifest, parse_ref
+from backhaul.dbt.run_results import load_run_results
 from backhaul.errors import ConfigError
+from conftest import within
 
 from .conftest import DbtProject
 
@@ -84,3 +87,16 @@ def test_target_path_from_dbt_project_yml(built_dbt: DbtProject, tmp_path: Path)
     src = built_dbt.target / "manifest.json"
     (tmp_path / "build" / "manifest.json").write_text(src.read_text())
     assert load_manifest(tmp_path).resolve("customers").name == "customers"
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "run_results.json"])
+def test_an_artifact_that_is_a_pipe_is_refused_never_waited_on(tmp_path: Path, name: str) -> None:
+    (tmp_path / "target").mkdir()
+    os.mkfifo(tmp_path / "target" / name)  # reading it would wait for a writer forever
+    load = load_manifest if name == "manifest.json" else load_run_results
+
+    refused = within(30, lambda: load(tmp_path))
+
+    assert isinstance(refused, ConfigError)
+    assert str(tmp_path / "target" / name) in refused.message
+    assert refused.message.endswith("it is a named pipe (FIFO), not a file")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from backhaul.state.rowlog import PARQUET, STREAM, Retention, RowLogs, read_stre
 from backhaul.state.store import RunStore
 from backhaul.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus, RunSummary
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import Builder
+from conftest import Builder, within
 
 
 def _table_rows(project: Builder) -> list[tuple[str, str, str]]:
@@ -317,24 +316,6 @@ def test_a_whole_log_writes_enum_and_number_columns_as_strings(tmp_path: Path) -
         ]
 
 
-def _within(seconds: float, fn: Callable[[], object]) -> object:
-    """``fn()``'s value or exception, or a failure when it is still waiting after ``seconds``
-    (a read of a named pipe waits for a writer that never comes)."""
-    out: list[object] = []
-
-    def call() -> None:
-        try:
-            out.append(fn())
-        except BaseException as exc:  # handed to the test, which looks at it
-            out.append(exc)
-
-    worker = threading.Thread(target=call, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    assert not worker.is_alive(), f"still waiting after {seconds} s"
-    return out[0]
-
-
 def _ended_run(tmp_path: Path, run_id: str = "r") -> str:
     url = f"sqlite:///{tmp_path / 'backhaul.db'}"
     with RunStore.open(url, RowLogs(tmp_path / "row_logs")) as store:
@@ -364,11 +345,11 @@ def test_a_row_log_that_is_no_log_file_is_refused_with_its_path_never_waited_on(
     plant(folder / name)
 
     with RunStore.open(url, RowLogs(tmp_path / "row_logs")) as store:
-        refused = _within(30, lambda: store.rows("r", status="ok"))
+        refused = within(30, lambda: store.rows("r", status="ok"))
         assert isinstance(refused, StoreError)
         assert f"row log {folder / name} {said}" in refused.message
         assert "move it out of the row-log folder" in refused.message
-        found = _within(30, lambda: store.search_rows("r", "user-1"))
+        found = within(30, lambda: store.search_rows("r", "user-1"))
         assert isinstance(found, StoreError)
         # What the store itself holds is still there.
         rejected = store.rows("r", status="rejected")
@@ -392,7 +373,7 @@ def test_recovering_a_killed_run_neither_waits_on_a_pipe_nor_drops_a_stream(
     os.mkfifo(logs / "beside-a-pipe" / (PARQUET + ".tmp"))
 
     with RunStore.open(url, RowLogs(logs)) as store:
-        assert _within(30, lambda: store.mark_abandoned("s")) == 3
+        assert within(30, lambda: store.mark_abandoned("s")) == 3
         # The pipe is left where it is, and said so.
         assert stat.S_ISFIFO((logs / "piped" / STREAM).stat().st_mode)
         assert f"{logs / 'piped' / STREAM} is a named pipe" in caplog.text

@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from backhaul.errors import ConfigError
+from backhaul.files import NotReadable, read_text
+
+# The manifest of a large dbt project runs to hundreds of megabytes.
+MAX_ARTIFACT_BYTES = 2 * 1024**3
 
 # Nodes that `ref()` can point at: each is built into a relation in the warehouse.
 REF_TYPES = ("model", "seed", "snapshot")
@@ -157,6 +161,24 @@ def target_path(project_dir: Path) -> Path:
     return path if path.is_absolute() else project_dir / path
 
 
+def read_artifact(path: Path, what: str, missing: str) -> Any:
+    """The JSON document of the dbt artifact at ``path``, read only from a regular file (a
+    named pipe would be waited on forever). ``what`` names it in messages; ``missing`` says
+    what to run when it is not there.
+
+    Raises:
+        ConfigError: The file is missing, is no regular file, or is not JSON.
+    """
+    try:
+        return json.loads(read_text(path, limit=MAX_ARTIFACT_BYTES))
+    except NotReadable as exc:
+        if exc.reason == "does not exist":
+            raise ConfigError(f"no {what} at {path}: {missing}") from None
+        raise ConfigError(f"cannot read {what} {path}: it {exc.reason}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+
+
 def load_manifest(path: Path) -> Manifest:
     """Read a manifest file (or the one in a dbt project folder's target path).
 
@@ -165,15 +187,12 @@ def load_manifest(path: Path) -> Manifest:
     """
     if path.is_dir():
         path = target_path(path) / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no dbt manifest at {path}: run `dbt parse` (or `dbt build`) in the dbt project "
-            "first, or fix `dbt_project` in backhaul.yml"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read dbt manifest {path}: {exc}") from None
+    data = read_artifact(
+        path,
+        "dbt manifest",
+        "run `dbt parse` (or `dbt build`) in the dbt project first, or fix `dbt_project` in "
+        "backhaul.yml",
+    )
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), dict):
         raise ConfigError(f"{path} is not a dbt manifest (it has no `nodes`)")
     metadata = data.get("metadata") or {}

@@ -8,12 +8,11 @@ run choose nothing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backhaul.dbt.manifest import REF_TYPES, target_path
+from backhaul.dbt.manifest import REF_TYPES, read_artifact, target_path
 from backhaul.dbt.refs import RefResolver, model_nodes
 from backhaul.errors import ConfigError
 
@@ -86,14 +85,7 @@ def load_run_results(path: Path) -> RunResults:
             if (path / "run_results.json").exists()
             else (target_path(path) / "run_results.json")
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no dbt run results at {path}: run `dbt build` (or `dbt run`) first"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read dbt run results {path}: {exc}") from None
+    data = read_artifact(path, "dbt run results", "run `dbt build` (or `dbt run`) first")
     return parse_run_results(data, path)
 
 

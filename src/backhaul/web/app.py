@@ -24,7 +24,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from backhaul.alerts import AlertSink
 from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
-from backhaul.errors import ConfigError
+from backhaul.errors import ConfigError, StateError
+from backhaul.files import NotReadable, read_text
 from backhaul.observe.events import tee
 from backhaul.observe.logs import LogSink
 from backhaul.observe.metrics import registry_for
@@ -75,10 +76,17 @@ class WebSettings(WebConfig):
 def load_secret(state_dir: Path) -> str:
     """The app's signing key from ``state_dir/web_secret``, created (0600) on first use."""
     path = state_dir / SECRET_FILE
-    if path.exists():
-        text = path.read_text(encoding="utf-8").strip()
-        if len(text) >= 32:
-            return text
+    try:
+        text = read_text(path, limit=4096).strip()
+    except NotReadable as exc:
+        if exc.reason != "does not exist":  # a pipe would be waited on, a folder never read
+            raise StateError(
+                f"the web app's signing key {path} {exc.reason}; move it away and start "
+                "again (a new key signs every user out)"
+            ) from None
+        text = ""
+    if len(text) >= 32:
+        return text
     state_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     # Create with 0600 from the start, so the key is never readable by others.

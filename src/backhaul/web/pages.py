@@ -26,6 +26,7 @@ from backhaul.calls import HttpCall
 from backhaul.config.project import Project, SyncDef
 from backhaul.engine.workspace import open_source, strip_sql
 from backhaul.errors import BackhaulError, RowLogError, RunConflict, StoreError
+from backhaul.files import NotReadable, read_text
 from backhaul.gitinfo import commit_text, file_at, file_history
 from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
@@ -447,9 +448,9 @@ def _sync_response(
 ) -> Response:
     path = project.root / sync.positions.file
     try:
-        yaml_text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        yaml_text = f"# cannot read {sync.positions.file}: {exc.strerror}"
+        yaml_text = read_text(path)
+    except NotReadable as exc:
+        yaml_text = f"# {sync.positions.file} {exc.reason}"
     history = reader.runs(sync.name, limit=CHART_RUNS)
     chart = run_history_svg(
         [chart_run(r, with_sync=False) for r in reversed(history)],

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from backhaul.config.project import Project, SyncDef
+from backhaul.files import NotReadable, read_text
 from backhaul.schedule.timetable import NextRun
 from backhaul.state.reader import RunReader, RunRecord
 from backhaul.web.api.base import ERRORS, json_bytes, not_found, resource_router
@@ -134,8 +135,8 @@ def get_sync(
     )
     try:
         file = sync.positions.file
-        text = (file if file.is_absolute() else project.root / file).read_text(encoding="utf-8")
-    except OSError:
+        text = read_text(file if file.is_absolute() else project.root / file)
+    except NotReadable:
         text = ""
     return SyncOut(
         **summary.model_dump(),
