@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from backhaul.errors import ConfigError
-from backhaul.files import NotReadable, read_text
+from backhaul.files import MISSING, NotReadable, read_text
 
 # The manifest of a large dbt project runs to hundreds of megabytes.
 MAX_ARTIFACT_BYTES = 2 * 1024**3
@@ -172,7 +172,7 @@ def read_artifact(path: Path, what: str, missing: str) -> Any:
     try:
         return json.loads(read_text(path, limit=MAX_ARTIFACT_BYTES))
     except NotReadable as exc:
-        if exc.reason == "does not exist":
+        if exc.reason == MISSING:
             raise ConfigError(f"no {what} at {path}: {missing}") from None
         raise ConfigError(f"cannot read {what} {path}: it {exc.reason}") from None
     except json.JSONDecodeError as exc:

@@ -34,7 +34,7 @@ from backhaul.destinations.base import (
 from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
 from backhaul.destinations.sql_common import ALL_OPERATIONS, DUCKDB
 from backhaul.errors import DestinationError, FailureType, first_line
-from backhaul.files import problem
+from backhaul.files import not_a_file
 
 Format = Literal["csv", "jsonl", "parquet"]
 Layout = Literal["per_run", "current"]
@@ -151,8 +151,8 @@ class FileDestination:
         # The file is read back and the sidecar opened: a named pipe at either would be
         # waited on forever, a folder never becomes a file.
         for path in (self.output, self.sidecar):
-            reason = problem(path)
-            if reason not in (None, "does not exist"):
+            reason = not_a_file(path)
+            if reason is not None:
                 raise DestinationError(
                     f"cannot write {path}: the path {reason}; move it away or check `path` "
                     "in the destination file",

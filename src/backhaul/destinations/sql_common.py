@@ -37,7 +37,7 @@ from backhaul.destinations.base import (
     SyncShape,
 )
 from backhaul.errors import DestinationError, FailureType
-from backhaul.files import problem
+from backhaul.files import not_a_file
 
 STAGE = "_bh_stage"
 INDEX = "_bh_idx"
@@ -819,8 +819,8 @@ class FileDatabaseDestination(SqlTableDestination):
                 "does not exist; check `path` in the destination file",
                 failure=FailureType.CONFIG,
             )
-        reason = problem(self.path)
-        if reason not in (None, "does not exist"):
+        reason = not_a_file(self.path)
+        if reason is not None:
             raise DestinationError(
                 f"cannot open {self.kind} database {self.path}: the path {reason}; check "
                 "`path` in the destination file",

@@ -11,7 +11,7 @@ import pyarrow as pa
 from backhaul.config.models import DuckDBSourceConfig
 from backhaul.duck import arrow_reader
 from backhaul.errors import SourceError
-from backhaul.files import problem
+from backhaul.files import MISSING, problem
 
 
 class DuckDBSource:
@@ -32,7 +32,7 @@ class DuckDBSource:
         if self.path is None:
             return
         reason = problem(self.path)
-        if reason == "does not exist":
+        if reason == MISSING:
             reason += "; fix `path` or create the warehouse there"
         if reason is not None:
             raise SourceError(f"DuckDB file {self.path} {reason}", key="path")

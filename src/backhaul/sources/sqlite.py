@@ -14,7 +14,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from backhaul.errors import SourceError
-from backhaul.files import problem
+from backhaul.files import MISSING, problem
 from backhaul.sources.common import (
     SourceConfig,
     StreamedSource,
@@ -50,7 +50,7 @@ class SQLiteSource(StreamedSource):
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             reason = problem(self.path)
-            if reason == "does not exist":
+            if reason == MISSING:
                 reason += "; check `path` in the source file"
             if reason is not None:
                 raise SourceError(f"SQLite file {self.path} {reason}", key="path")

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backhaul.errors import RowLogError, first_line
-from backhaul.files import kind_problem, problem
+from backhaul.files import MISSING, NotReadable, open_regular, problem
 
 log = logging.getLogger(__name__)
 
@@ -138,23 +138,14 @@ def read_stream(path: Path) -> Iterator[pa.RecordBatch]:
 
 
 def _open_regular(path: Path) -> BinaryIO | None:
-    """``path`` opened for reading when it is a regular file; None when nothing is there.
-
-    Opened without blocking and checked on the open file, so a named pipe put in its place
-    is refused rather than waited on.
-    """
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    """``path`` opened for reading when it is a regular file (never waiting on a pipe);
+    None when nothing is there."""
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise RowLogError(unreadable(path, f"cannot be opened ({exc.strerror or exc})")) from None
-    kind = kind_problem(os.fstat(fd).st_mode)
-    if kind is not None:
-        os.close(fd)
-        raise RowLogError(unreadable(path, kind))
-    return os.fdopen(fd, "rb")
+        return open_regular(path)
+    except NotReadable as exc:
+        if exc.reason == MISSING:
+            return None
+        raise RowLogError(unreadable(path, exc.reason)) from None
 
 
 def _is_regular(path: Path) -> bool:
@@ -164,7 +155,7 @@ def _is_regular(path: Path) -> bool:
         RowLogError: Something else is there (a folder, a named pipe, a device).
     """
     reason = problem(path)
-    if reason == "does not exist":
+    if reason == MISSING:
         return False
     if reason is not None:
         raise RowLogError(unreadable(path, reason))

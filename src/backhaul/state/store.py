@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from backhaul.calls import HttpCall
 from backhaul.errors import StoreError
-from backhaul.files import problem
+from backhaul.files import not_a_file
 from backhaul.state.reader import (
     BEGIN_OPTION,
     MIN_PREFIX,
@@ -131,8 +131,8 @@ class RunStore(RunReader):
         parsed = normalise_url(url)
         if parsed.get_backend_name() == "sqlite" and not is_memory(parsed):
             path = Path(parsed.database or "")
-            reason = problem(path)
-            if reason not in (None, "does not exist"):  # never open a pipe or a folder
+            reason = not_a_file(path)
+            if reason is not None:  # never open a pipe or a folder
                 raise StoreError(f"the run store {path} {reason}; move it away and run again")
             path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(url, row_logs)

@@ -25,7 +25,7 @@ from backhaul.alerts import AlertSink
 from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError, StateError
-from backhaul.files import NotReadable, read_text
+from backhaul.files import MISSING, NotReadable, read_text
 from backhaul.observe.events import tee
 from backhaul.observe.logs import LogSink
 from backhaul.observe.metrics import registry_for
@@ -79,7 +79,7 @@ def load_secret(state_dir: Path) -> str:
     try:
         text = read_text(path, limit=4096).strip()
     except NotReadable as exc:
-        if exc.reason != "does not exist":  # a pipe would be waited on, a folder never read
+        if exc.reason != MISSING:  # a pipe would be waited on, a folder never read
             raise StateError(
                 f"the web app's signing key {path} {exc.reason}; move it away and start "
                 "again (a new key signs every user out)"
