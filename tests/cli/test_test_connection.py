@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from tests.conftest import Builder
@@ -101,26 +100,3 @@ def test_a_database_path_that_is_a_pipe_is_refused_by_every_entry_point(
     ran = project.cli("run", "s")
     assert ran.returncode != 0
     assert said in " ".join(ran.stderr.split())
-
-
-@pytest.mark.parametrize(
-    ("at", "plant", "said"),
-    [
-        ("out/users.csv", os.mkfifo, "is a named pipe (FIFO), not a file"),
-        ("out/users.csv", Path.mkdir, "is a directory, not a file"),
-        ("out/users.csv.backhaul.duckdb", os.mkfifo, "is a named pipe (FIFO), not a file"),
-    ],
-    ids=["file-pipe", "file-folder", "sidecar-pipe"],
-)
-def test_a_file_destination_path_that_holds_no_file_is_refused_not_waited_on(
-    project: Builder, at: str, plant: Callable[[Path], object], said: str
-) -> None:
-    project.users(3)
-    project.destination("out", type="file", format="csv", path="out/users.csv", layout="current")
-    project.sync("s", destination="out")
-    (project.root / "out").mkdir()
-    plant(project.root / at)  # the file is read back, the sidecar opened: a pipe would wait
-
-    ran = project.cli("run", "s")
-    assert ran.returncode == 1, ran.stderr
-    assert f"cannot write {project.root / at}: the path {said}" in " ".join(ran.stderr.split())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
 from backhaul.destinations.files import FileConfig, FileDestination
 from backhaul.errors import DestinationError, FailureType
+from conftest import Builder
 
 from .conftest import make_batch
 
@@ -255,3 +258,26 @@ async def test_added_mapping_becomes_a_column_of_the_current_file(tmp_path: Path
         {"id": 1, "plan": None},
         {"id": 2, "plan": "pro"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("at", "plant", "said"),
+    [
+        ("out/users.csv", os.mkfifo, "is a named pipe (FIFO), not a file"),
+        ("out/users.csv", Path.mkdir, "is a directory, not a file"),
+        ("out/users.csv.backhaul.duckdb", os.mkfifo, "is a named pipe (FIFO), not a file"),
+    ],
+    ids=["file-pipe", "file-folder", "sidecar-pipe"],
+)
+def test_a_file_destination_path_that_holds_no_file_is_refused_not_waited_on(
+    project: Builder, at: str, plant: Callable[[Path], object], said: str
+) -> None:
+    project.users(3)
+    project.destination("out", type="file", format="csv", path="out/users.csv", layout="current")
+    project.sync("s", destination="out")
+    (project.root / "out").mkdir()
+    plant(project.root / at)  # the file is read back, the sidecar opened: a pipe would wait
+
+    ran = project.cli("run", "s")
+    assert ran.returncode == 1, ran.stderr
+    assert f"cannot write {project.root / at}: the path {said}" in " ".join(ran.stderr.split())
