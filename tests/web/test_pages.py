@@ -76,6 +76,17 @@ def wait_finished(client: httpx.Client, run_path: str) -> httpx.Response:
     raise AssertionError(f"{run_path} did not finish")
 
 
+def parquet_log(root: Path, run_id: str) -> Path:
+    """The run's row log once it is Parquet: the run is marked finished first, and its
+    stream is turned into Parquet right after (state/rowlog.py)."""
+    for _ in range(240):
+        found = list(root.rglob(f"{run_id}/outcomes.parquet"))
+        if found:
+            return found[0]
+        time.sleep(0.25)
+    raise AssertionError(f"run {run_id} has no Parquet row log")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("pages")
@@ -238,7 +249,7 @@ def test_a_run_whose_row_log_is_a_pipe_shows_the_rest_and_says_why(site: Site) -
         )
         run_path = answer.headers["location"]
         wait_finished(operator, run_path)
-        (log,) = site.root.rglob(f"{run_path.rsplit('/', 1)[1]}/outcomes.parquet")
+        log = parquet_log(site.root, run_path.rsplit("/", 1)[1])
         log.unlink()
         os.mkfifo(log)  # reading it would wait for a writer forever
         page = operator.get(run_path, params={"key": "4"})
