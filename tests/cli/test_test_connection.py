@@ -83,6 +83,29 @@ def test_destination_reachable_and_unreachable(project: Builder, receiver: Webho
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_destination_that_answers_and_refuses_exits_2(
+    project: Builder, receiver: WebhookReceiver
+) -> None:
+    # A broker that refuses the password answered: the destination file is wrong (2), where
+    # a broker that cannot be reached may come back (1).
+    project.destination("q", type="rabbitmq", url="amqp://guest:wrong@127.0.0.1:5672/", queue="q")
+    refused = project.cli("test-connection", "q")
+    assert refused.returncode == 2, refused.stderr
+    assert "refused the sign-in" in refused.stderr
+    down = f"amqp://guest:guest@127.0.0.1:{closed_port()}/"
+    project.destination("down", type="rabbitmq", url=down, queue="q")
+    unreachable = project.cli("test-connection", "down")
+    assert unreachable.returncode == 1, unreachable.stderr
+    assert "is not reachable" in unreachable.stderr
+    # A webhook whose check URL answers 401 refused the credentials.
+    health = f"{receiver.base_url}/health"
+    project.webhook_destination(receiver, name="hook", check_url=health)
+    receiver.faults.fail_next(1, status=401)
+    answered = project.cli("test-connection", "hook")
+    assert answered.returncode == 2, answered.stderr
+    assert "answered 401 Unauthorized: check the credentials" in answered.stderr
+
+
 @pytest.mark.parametrize(("kind", "file"), [("duckdb", "crm.duckdb"), ("sqlite", "crm.db")])
 def test_a_database_path_that_is_a_pipe_is_refused_by_every_entry_point(
     project: Builder, kind: str, file: str
@@ -95,7 +118,7 @@ def test_a_database_path_that_is_a_pipe_is_refused_by_every_entry_point(
     # Each in a process of its own, as a user runs it; the call's timeout fails a wait.
     said = f"cannot open {kind} database {project.root / file}: the path is a named pipe (FIFO)"
     checked = project.cli("test-connection", "db")
-    assert checked.returncode == 1, checked.stderr
+    assert checked.returncode == 2, checked.stderr  # the path is the user's to fix
     assert said in " ".join(checked.stderr.split())
     ran = project.cli("run", "s")
     assert ran.returncode != 0

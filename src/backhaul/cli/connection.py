@@ -119,10 +119,10 @@ def exit_code(exc: BackhaulError) -> int:
     """2 for what the user must fix in the configuration, 1 for an unreachable service."""
     if isinstance(exc, ConfigError):
         return 2
-    # A destination that answered and refused (bad token, unknown object) is configured
-    # wrong; one that did not answer at all is unreachable.
+    # A destination that refused (bad token, unknown object, a path that is not a file) is
+    # configured wrong; one that could not be reached failed with a TRANSIENT error.
     if isinstance(exc, DestinationError) and exc.failure is FailureType.CONFIG:
-        return 2 if exc.status is not None else 1
+        return 2
     return 1
 
 

@@ -212,7 +212,7 @@ class WebhookDestination:
             raise DestinationError(
                 f"webhook at {host}:{port} does not accept connections ({reason}): check "
                 "`url` in the destination file and that the receiver is running",
-                failure=FailureType.CONFIG,
+                failure=FailureType.TRANSIENT,
             ) from None
         writer.close()
         await writer.wait_closed()
