@@ -142,9 +142,31 @@ def test_run_show_refuses_a_row_log_that_is_a_pipe_and_shows_the_rest(synced: Bu
     found = run_cli("run-show", run_id, "--key", "3", "-C", str(synced.root))
     assert found.returncode == 1
     assert f"row log {log} is a named pipe (FIFO), not a file" in " ".join(found.stderr.split())
+    assert f"run {run_id}" in found.stdout  # the record is shown all the same
+    assert "no rejected or invalid row of this run has a key like '3'" in found.stdout
+    as_json = run_cli("run-show", run_id, "--key", "3", "--json", "-C", str(synced.root))
+    assert as_json.returncode == 1
+    data = json.loads(as_json.stdout)
+    assert data["found"] == [] and "is a named pipe (FIFO)" in data["row_log_error"]
     shown = run_cli("run-show", run_id, "--json", "-C", str(synced.root))
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["counts"]["added"] == 10
+
+
+def test_run_show_finds_the_rows_the_store_keeps_when_the_row_log_is_a_pipe(
+    synced: Builder,
+) -> None:
+    synced.model("users", "SELECT * FROM (VALUES (1, 'a@x'), (1, 'b@x'), (2, 'c@x')) t(id, email)")
+    run_id = json.loads(cli(synced, "run", "s", "--json").stdout)[0]["run_id"]
+    log = synced.root / ".backhaul" / "row_logs" / run_id / "outcomes.parquet"
+    log.unlink()
+    os.mkfifo(log)
+
+    found = run_cli("run-show", run_id, "--key", "1", "--json", "-C", str(synced.root))
+    assert found.returncode == 1
+    data = json.loads(found.stdout)
+    assert [(r["key"], r["status"]) for r in data["found"]] == [("1", "invalid")]
+    assert "is a named pipe (FIFO)" in data["row_log_error"]
 
 
 def test_reset_forgets_state_and_the_next_run_sends_everything(synced: Builder) -> None:

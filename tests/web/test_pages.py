@@ -266,6 +266,17 @@ def test_a_run_whose_row_log_is_a_pipe_shows_the_rest_and_says_why(site: Site) -
     assert 'class="badge partial"' in page.text
     rejected = re.search(r'<table id="rejected">.*?</table>', page.text, re.S)
     assert rejected and '<td class="key">4</td>' in rejected.group(0)
+    # A search for that key finds it in the store; the matrix counts it too.
+    for text in (page.text, found.text):
+        assert re.findall(r'<td class="key">([^<]*)</td>', text.split('id="rejected"')[0]) == ["4"]
+    assert "No row of this run has a key like" not in found.text
+    matrix = re.search(r'<table id="matrix">.*?</table>', page.text, re.S)
+    assert matrix, "the rows the store keeps are counted"
+    headers = re.findall(r'<th class="num">([^<]*)</th>', matrix.group(0))
+    cells = re.findall(r'<td class="num">([^<]*)</td>', matrix.group(0))
+    # Only the store's rows are counted (none of the row log's ok rows): one per rejected row.
+    assert headers == ["rejected", "total"]
+    assert sum(int(n) for n in cells if n) == rejected.group(0).count('<td class="key">')
 
 
 def test_model_page_shows_sql_columns_and_the_first_hundred_rows(site: Site) -> None:

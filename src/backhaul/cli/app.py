@@ -11,7 +11,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -43,8 +43,13 @@ from backhaul.cli.schedule import (
     worker_command,
 )
 from backhaul.cli.web import serve, users_app
-from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
+from backhaul.errors import BackhaulError, ConfigError, ConfigErrors, RowLogError
 from backhaul.gitinfo import commit_text
+
+if TYPE_CHECKING:
+    from backhaul.calls import HttpCall
+    from backhaul.state.reader import RunRecord
+    from backhaul.summary import RowOutcome
 
 
 def error_column() -> Column:
@@ -592,7 +597,31 @@ def run_show(
         rejected = store.rows(record.run_id, status="rejected", limit=limit)
         invalid = store.rows(record.run_id, status="invalid", limit=limit)
         calls = store.calls(record.run_id, limit=limit)
-        found = store.search_rows(record.run_id, key, limit=limit) if key else None
+        log_problem: str | None = None
+        found = None
+        if key:
+            try:
+                found = store.search_rows(record.run_id, key, limit=limit)
+            except RowLogError as exc:  # the rows the store keeps can still be searched
+                log_problem = exc.message
+                found = store.search_rows(record.run_id, key, limit=limit, row_log=False)
+    _print_run(record, rejected, invalid, calls, found, key, as_json, log_problem)
+    if log_problem:
+        _console(stderr=True).print(f"[red]error:[/] {escape(log_problem)}")
+        raise typer.Exit(1)
+
+
+def _print_run(
+    record: RunRecord,
+    rejected: list[RowOutcome],
+    invalid: list[RowOutcome],
+    calls: list[HttpCall],
+    found: list[RowOutcome] | None,
+    key: str | None,
+    as_json: bool,
+    log_problem: str | None,
+) -> None:
+    """What ``run-show`` prints of one run (``log_problem``: why its row log was not read)."""
     if as_json:
         print(
             json.dumps(
@@ -619,7 +648,8 @@ def run_show(
                                     "call_id": r.call_id,
                                 }
                                 for r in found
-                            ]
+                            ],
+                            "row_log_error": log_problem,
                         }
                         if found is not None
                         else {}
@@ -681,7 +711,12 @@ def run_show(
             table.add_row(escape(r.key), escape(r.error or ""))
         console.print(table)
     if found is not None:
-        if not found:
+        if not found and log_problem:
+            console.print(
+                f"  no rejected or invalid row of this run has a key like {escape(repr(key))}; "
+                "its other rows are in a row log that cannot be read (see the error)"
+            )
+        elif not found:
             console.print(f"  no row of this run has a key like {escape(repr(key))}")
         else:
             table = Table(

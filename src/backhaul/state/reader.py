@@ -191,15 +191,18 @@ class RunReader(ClosesOnExit):
         call_id: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        row_log: bool = True,
     ) -> list[RowOutcome]:
         """Per-row outcomes of a run, filtered and paged: the rows of the table in the order
-        they were recorded, then those of the run's row log (ordered by key)."""
+        they were recorded, then those of the run's row log (ordered by key). With
+        ``row_log`` False, only the rows the store keeps (rejected, invalid): what can still
+        be shown when the row log cannot be read."""
         filters = {"status": status, "key": key, "op": op, "call_id": call_id}
         query = select(run_rows).where(run_rows.c.run_id == run_id)
         for column, value in filters.items():
             if value is not None:
                 query = query.where(run_rows.c[column] == value)
-        if not self._logged(run_id, status):
+        if not row_log or not self._logged(run_id, status):
             return self._outcomes(query.order_by(run_rows.c.id).limit(limit).offset(offset))
         with self._read() as conn:
             in_table = int(
@@ -242,9 +245,12 @@ class RunReader(ClosesOnExit):
             while chunk := cursor.fetchmany(page):
                 yield [_log_outcome(r) for r in chunk]
 
-    def search_rows(self, run_id: str, text: str, limit: int = 50) -> list[RowOutcome]:
-        """Rows whose key is ``text``; failing that, rows whose key contains it."""
-        exact = self.rows(run_id, key=text, limit=limit)
+    def search_rows(
+        self, run_id: str, text: str, limit: int = 50, *, row_log: bool = True
+    ) -> list[RowOutcome]:
+        """Rows whose key is ``text``; failing that, rows whose key contains it (``row_log``
+        as in :meth:`rows`)."""
+        exact = self.rows(run_id, key=text, limit=limit, row_log=row_log)
         if exact:
             return exact
         query = (
@@ -254,12 +260,13 @@ class RunReader(ClosesOnExit):
             .limit(limit)
         )
         found = self._outcomes(query)
-        if len(found) < limit and self._logged(run_id, None):
+        if len(found) < limit and row_log and self._logged(run_id, None):
             found += self._log_rows(run_id, {}, limit - len(found), 0, contains=text)
         return found
 
-    def row_counts(self, run_id: str) -> dict[tuple[str, str], int]:
-        """How many rows of a run ended in each ``(op, status)`` pair."""
+    def row_counts(self, run_id: str, *, row_log: bool = True) -> dict[tuple[str, str], int]:
+        """How many rows of a run ended in each ``(op, status)`` pair (``row_log`` as in
+        :meth:`rows`)."""
         query = (
             select(run_rows.c.op, run_rows.c.status, func.count())
             .where(run_rows.c.run_id == run_id)
@@ -267,7 +274,7 @@ class RunReader(ClosesOnExit):
         )
         with self._read() as conn:
             out = {(str(r[0]), str(r[1])): int(r[2]) for r in conn.execute(query)}
-        if self._logged(run_id, None):
+        if row_log and self._logged(run_id, None):
             sql = "SELECT op, status, count(*) FROM {log} GROUP BY op, status"
             for op, st, n in self._log_query(run_id, sql, []):
                 out[(str(op), str(st))] = out.get((str(op), str(st)), 0) + int(n)
@@ -302,9 +309,10 @@ class RunReader(ClosesOnExit):
         return call_from_row(row) if row is not None else None
 
     def call_keys(
-        self, run_id: str, call_ids: Sequence[str], *, limit: int
+        self, run_id: str, call_ids: Sequence[str], *, limit: int, row_log: bool = True
     ) -> dict[str, list[tuple[str, str]]]:
-        """Keys (and row status) of the rows each call carried, at most ``limit`` in all."""
+        """Keys (and row status) of the rows each call carried, at most ``limit`` in all
+        (``row_log`` as in :meth:`rows`)."""
         if not call_ids:
             return {}
         query = (
@@ -319,15 +327,17 @@ class RunReader(ClosesOnExit):
             for row in conn.execute(query):
                 out.setdefault(str(row[0]), []).append((str(row[1]), str(row[2])))
                 taken += 1
-        if taken < limit and self._logged(run_id, None):
+        if taken < limit and row_log and self._logged(run_id, None):
             marks = ", ".join("?" for _ in call_ids)
             sql = f"SELECT call_id, key, status FROM {{log}} WHERE call_id IN ({marks}) LIMIT ?"
             for call_id, key, st in self._log_query(run_id, sql, [*call_ids, limit - taken]):
                 out.setdefault(str(call_id), []).append((str(key), str(st)))
         return out
 
-    def call_row_counts(self, run_id: str, call_ids: Sequence[str]) -> dict[str, int]:
-        """How many rows each call carried."""
+    def call_row_counts(
+        self, run_id: str, call_ids: Sequence[str], *, row_log: bool = True
+    ) -> dict[str, int]:
+        """How many rows each call carried (``row_log`` as in :meth:`rows`)."""
         if not call_ids:
             return {}
         query = (
@@ -337,7 +347,7 @@ class RunReader(ClosesOnExit):
         )
         with self._read() as conn:
             out = {str(r[0]): int(r[1]) for r in conn.execute(query)}
-        if self._logged(run_id, None):
+        if row_log and self._logged(run_id, None):
             marks = ", ".join("?" for _ in call_ids)
             sql = f"SELECT call_id, count(*) FROM {{log}} WHERE call_id IN ({marks}) GROUP BY 1"
             for call_id, n in self._log_query(run_id, sql, list(call_ids)):

@@ -210,25 +210,26 @@ def not_found(request: Request, user: User, what: str, name: str) -> HTMLRespons
 
 
 def call_keys(
-    reader: RunReader, run_id: str, call_ids: list[str]
+    reader: RunReader, run_id: str, call_ids: list[str], row_log: bool = True
 ) -> dict[str, list[tuple[str, str]]]:
     """Keys (and row status) of the rows each call carried, enough to show per call."""
-    return reader.call_keys(run_id, call_ids, limit=KEYS_PER_CALL * len(call_ids) * 4)
+    limit = KEYS_PER_CALL * len(call_ids) * 4
+    return reader.call_keys(run_id, call_ids, limit=limit, row_log=row_log)
 
 
 T = TypeVar("T")
 
 
-def from_log(read: Callable[[], T], problems: list[str]) -> T | None:
-    """``read()``, which reads the run's row log; None when that file cannot be read, with
-    the reason kept in ``problems`` for the page to show: the run's record and the rows the
-    store keeps (rejected, invalid) are still shown."""
+def from_log(read: Callable[[bool], T], problems: list[str]) -> T:
+    """``read(True)``, which reads the run's store and its row log. When the row log cannot
+    be read, the reason goes to ``problems`` for the page to show, and ``read(False)``
+    answers from the store alone: the rows it keeps (rejected, invalid) are still shown."""
     try:
-        return read()
+        return read(True)
     except RowLogError as exc:
         if exc.message not in problems:
             problems.append(exc.message)
-        return None
+        return read(False)
 
 
 # -- other helpers ---------------------------------------------------------------------
@@ -571,15 +572,17 @@ def run_page(
         return not_found(request, user, "run", run_id)
     rid = record.run_id
     problems: list[str] = []
-    matrix = from_log(lambda: reader.row_counts(rid), problems) or {}
+    matrix = from_log(lambda log: reader.row_counts(rid, row_log=log), problems)
     ops = [op.value for op in RowOp if any(k[0] == op.value for k in matrix)]
     statuses = [s for s in STATUS_ORDER if any(k[1] == s for k in matrix)]
     statuses += sorted({k[1] for k in matrix} - set(statuses))
     calls = reader.calls(rid, limit=CALLS_SHOWN)
     ids = [c.call_id for c in calls]
-    keys = from_log(lambda: call_keys(reader, rid, ids), problems) or {}
-    totals = from_log(lambda: reader.call_row_counts(rid, ids), problems) or {}
-    found = (from_log(lambda: reader.search_rows(rid, key), problems) or []) if key else None
+    keys = from_log(lambda log: call_keys(reader, rid, ids, log), problems)
+    totals = from_log(lambda log: reader.call_row_counts(rid, ids, row_log=log), problems)
+    found = (
+        from_log(lambda log: reader.search_rows(rid, key, row_log=log), problems) if key else None
+    )
     context = {
         **progress_context(request, record),
         "user": user,
@@ -623,10 +626,9 @@ def run_rows_partial(
         return not_found(request, user, "run", run_id)
     problems: list[str] = []
     text = key.strip()
+    rid = record.run_id
     found = (
-        (from_log(lambda: reader.search_rows(record.run_id, text), problems) or [])
-        if text
-        else None
+        from_log(lambda log: reader.search_rows(rid, text, row_log=log), problems) if text else None
     )
     context = {"run": run_view(record), "key": key, "found": found, "search_problems": problems}
     return render(request, "partials/rows.html", context)
@@ -639,8 +641,8 @@ def _call_context(reader: RunReader, run_id: str, call_id: str) -> dict[str, Any
         return None
     rid = record.run_id
     problems: list[str] = []
-    keys = from_log(lambda: call_keys(reader, rid, [call_id]), problems) or {}
-    totals = from_log(lambda: reader.call_row_counts(rid, [call_id]), problems) or {}
+    keys = from_log(lambda log: call_keys(reader, rid, [call_id], log), problems)
+    totals = from_log(lambda log: reader.call_row_counts(rid, [call_id], row_log=log), problems)
     view = call_view(call, keys.get(call_id, []), totals.get(call_id, 0))
     return {"run": run_view(record), "c": view, "log_problems": problems}
 
