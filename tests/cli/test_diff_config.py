@@ -188,6 +188,17 @@ def test_destination_change_shows_references_never_values(repo: Builder) -> None
     assert "hush" not in done.stdout + done.stderr
 
 
+def test_a_destination_that_now_writes_elsewhere_says_only_changes_travel(repo: Builder) -> None:
+    repo.destination("db", type="sqlite", path="other.sqlite", table="contacts", create_table=True)
+
+    done = diff(repo)
+
+    assert done.returncode == 0, done.stderr
+    line = next(ln for ln in done.stdout.splitlines() if "path dest.sqlite -> other.sqlite" in ln)
+    assert "records go elsewhere; only changes travel" in line
+    assert "`backhaul run --full-resync` sends every row" in line
+
+
 def test_old_revision_that_does_not_load(repo: Builder) -> None:
     repo.write("backhaul.yml", "name: [unclosed\n")
     commit(repo.root, "broken project file")

@@ -42,6 +42,18 @@ _REMOVED_ROWS = {
     "in membership mode, left alone otherwise",
 }
 
+# Destination keys that say where records go: changed, the snapshot no longer describes
+# what is there.
+_TARGET_KEYS = (
+    "path", "format", "schema", "table", "url", "base_url", "subdomain", "region", "site_id",
+    "spreadsheet_id", "sheet", "user_list", "webhook_url", "servers", "queue", "exchange",
+    "routing_key", "stream", "subject", "topic",
+)  # fmt: skip
+_ELSEWHERE = (
+    "records go elsewhere; only changes travel, so the new place gets just the rows that "
+    "differ from the snapshot: `backhaul run --full-resync` sends every row"
+)
+
 # (scope, key pattern) -> rule; the first pattern that matches wins.
 RULES: dict[tuple[str, str], Rule] = {
     # -- syncs ----------------------------------------------------------------------------
@@ -129,6 +141,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("model", "source"): Rule("source {old} -> {new}", "rows are read from another warehouse"),
     # -- destinations and sources ---------------------------------------------------------
+    **{("destination", key): Rule("{key} {old} -> {new}", _ELSEWHERE) for key in _TARGET_KEYS},
     ("destination", "rate_limit"): Rule(
         "rate_limit {old} -> {new}", "requests to the destination are paced at {new}"
     ),
