@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backhaul.errors import ConfigError, InvalidContent, SaveConflict, SaveError
+from backhaul.files import MISSING, NotReadable, not_a_file, read_text
 
 if TYPE_CHECKING:
     from backhaul.config.project import Project
@@ -325,12 +326,22 @@ def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
 def _locked(path: Path) -> Iterator[None]:
     """One save at a time per project, across threads and processes (``serve --workers``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    if (found := not_a_file(path)) is not None:
+        raise SaveError(f"cannot lock {path} to save: it {found}; remove it and save again")
+    # Not blocking: a named pipe put there since would otherwise wait for a reader.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise SaveError(f"cannot lock {path} to save: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _write(target: Path, text: str | None) -> None:
@@ -350,11 +361,13 @@ def _write(target: Path, text: str | None) -> None:
 
 
 def _read(target: Path) -> str | None:
+    """The file's text as it is (line endings kept), or None when there is none."""
     try:
-        with open(target, encoding="utf-8", newline="") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
+        return read_text(target)
+    except NotReadable as exc:
+        if exc.reason == MISSING:
+            return None
+        raise SaveError(f"cannot save over {target}: it {exc.reason}") from None
 
 
 def save_file(

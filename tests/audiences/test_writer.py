@@ -4,15 +4,18 @@ comments and order, and only what changed is rewritten."""
 from __future__ import annotations
 
 import difflib
+import os
 from datetime import date, datetime
 from pathlib import Path
 
 from tests.audiences.projects import audience_file, duckdb_project
+from tests.conftest import within
 
 from backhaul import api
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.writer import dump_audience, save_audience
 from backhaul.config.loader import read_yaml
+from backhaul.errors import ConfigError
 
 CANONICAL = """\
 schema: people
@@ -159,3 +162,14 @@ def test_save_writes_the_file_the_project_then_loads(tmp_path: Path) -> None:
     assert "description: Edited in the builder\n" in text
     assert api.load_project(root).audiences["eu"].config == edited
     assert not list(path.parent.glob(".*.tmp"))  # the temporary file is gone
+
+
+def test_saving_over_a_pipe_or_a_folder_names_it_and_writes_nothing(tmp_path: Path) -> None:
+    config = _load(CANONICAL, tmp_path)
+    for name, make in (("piped", os.mkfifo), ("folder", os.mkdir)):
+        path = tmp_path / f"{name}.yml"
+        make(path)
+        raised = within(30, lambda path=path: save_audience(path, config))
+        assert isinstance(raised, ConfigError), raised
+        assert f"cannot save the audience over {path}: it is a" in str(raised)
+        assert not list(path.parent.glob(".*.tmp"))

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.conftest import within
 
 from backhaul.config import check_project, init_project, load_project
 from backhaul.config.loader import read_yaml
@@ -135,3 +138,15 @@ def test_init_project_checks_clean_with_the_installed_connectors(tmp_path: Path)
     readme = tmp_path / ".backhaul/schema/README.md"
     assert readme in [p.resolve() for p in written]
     assert "Left out" not in readme.read_text()
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir], ids=["pipe", "folder"])
+def test_init_names_a_gitignore_that_is_not_a_file(
+    tmp_path: Path, make: Callable[[Path], None]
+) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    make(root / ".gitignore")
+    raised = within(30, lambda: init_project(root, registry=registry()))
+    assert isinstance(raised, ConfigError)
+    assert f"cannot add `.backhaul/` to {root.resolve() / '.gitignore'}: it is a" in str(raised)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
-from tests.conftest import run_cli, sqlite_rows
+from tests.conftest import run_cli, sqlite_rows, within
 
 from backhaul import api
 from backhaul.config.loader import read_yaml
@@ -139,3 +140,15 @@ def test_source_is_a_todo_when_the_profile_cannot_tell(
     assert check.returncode == 2
     assert check.stderr.startswith("error: sources/warehouse.yml:5: path: DuckDB file ")
     assert "TODO.duckdb does not exist" in check.stderr
+
+
+def test_a_dbt_project_file_that_is_a_pipe_is_not_waited_on(
+    dbt_project: DbtProject, tmp_path: Path
+) -> None:
+    config = dbt_project.root / "dbt_project.yml"
+    config.unlink()
+    os.mkfifo(config)
+    done = within(30, lambda: init_from_dbt(tmp_path / "bh", dbt_project.root, ["customers"]))
+    assert isinstance(done, ConfigError), done
+    assert f"{config} is a named pipe (FIFO), not a file: it should be dbt's" in str(done)
+    assert not (tmp_path / "bh").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tests.audiences.projects import audience_file, duckdb_project
 from tests.audiences.test_operators import DATA
+from tests.conftest import within
 
 from backhaul.errors import InvalidContent, SaveConflict, SaveError
 from backhaul.gitsave import (
@@ -262,3 +263,24 @@ def test_a_refused_save_of_several_files_puts_every_file_back(tmp_path: Path) ->
     assert not (root / "b.yml").exists()
     assert git(root, "rev-parse", "HEAD") == head
     assert git(root, "status", "--porcelain") == ""
+
+
+def test_a_pipe_where_the_file_or_the_lock_should_be_is_refused_without_waiting(
+    tmp_path: Path,
+) -> None:
+    root = repo(tmp_path / "p")
+    target = root / "audiences" / "fr.yml"
+    target.parent.mkdir()
+    os.mkfifo(target)
+    raised = within(30, lambda: save_file(root, "audiences/fr.yml", GOOD, author=ANN, message="m"))
+    assert isinstance(raised, SaveError), raised
+    assert f"cannot save over {target}: it is a named pipe (FIFO)" in str(raised)
+    target.unlink()
+
+    lock = root / ".git" / "backhaul-save.lock"
+    lock.unlink(missing_ok=True)
+    os.mkfifo(lock)
+    raised = within(30, lambda: save_file(root, "audiences/fr.yml", GOOD, author=ANN, message="m"))
+    assert isinstance(raised, SaveError), raised
+    assert f"cannot lock {lock} to save: it is a named pipe (FIFO)" in str(raised)
+    assert not target.exists()

@@ -25,6 +25,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.config.yamledit import dump_text
+from backhaul.errors import ConfigError
+from backhaul.files import MISSING, NotReadable, read_text
 
 GROUP_KEYS = ("all", "any", "none")
 _FLOW_LISTS = {"columns", "tags", "expect_in", "expect_out"}
@@ -167,7 +169,12 @@ def save_audience(path: str | Path, config: AudienceConfig) -> str:
     The file is replaced atomically: a reader sees the old file or the new one.
     """
     target = Path(path)
-    original = target.read_text(encoding="utf-8") if target.exists() else None
+    try:
+        original: str | None = read_text(target)
+    except NotReadable as exc:
+        if exc.reason != MISSING:
+            raise ConfigError(f"cannot save the audience over {target}: it {exc.reason}") from None
+        original = None
     text = dump_audience(config, original)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

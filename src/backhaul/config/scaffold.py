@@ -12,6 +12,7 @@ from pathlib import Path
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.schema import modeline, write_schemas
 from backhaul.errors import ConfigError
+from backhaul.files import MISSING, NotReadable, read_text
 from backhaul.plugins import Registry
 
 SCHEMA_DIR = ".backhaul/schema"
@@ -198,7 +199,12 @@ def init_project(
 
 def _gitignore(dir: Path) -> list[Path]:
     path = dir / ".gitignore"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    try:
+        lines = read_text(path).splitlines()
+    except NotReadable as exc:
+        if exc.reason != MISSING:
+            raise ConfigError(f"cannot add `.backhaul/` to {path}: it {exc.reason}") from None
+        lines = []
     if any(line.strip() in (".backhaul", ".backhaul/", "/.backhaul/") for line in lines):
         return []
     text = "\n".join([*lines, "# Backhaul local state", ".backhaul/"]) + "\n"

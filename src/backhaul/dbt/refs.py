@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from backhaul.dbt.manifest import REF_JINJA, DbtNode, Manifest, load_manifest, parse_ref
 from backhaul.errors import ConfigError
+from backhaul.files import NotReadable, read_text
 
 if TYPE_CHECKING:
     from backhaul.config.project import ModelDef, Project
@@ -98,8 +99,8 @@ def model_refs(project: Project, model: ModelDef) -> list[str]:
     text = model.config.sql
     if text is None and model.sql_file is not None:
         try:
-            text = model.sql_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            text = read_text(model.sql_file)
+        except NotReadable:  # the loader says why
             return []
     if not text:
         return []

@@ -20,6 +20,7 @@ from backhaul.config.scaffold import SCHEMA_DIR, default_name
 from backhaul.config.schema import modeline, write_schemas
 from backhaul.dbt.manifest import DbtNode, load_manifest
 from backhaul.errors import ConfigError
+from backhaul.files import MISSING, problem, read_text
 from backhaul.plugins import Registry
 
 TODO_KEY = "TODO"
@@ -53,8 +54,11 @@ def init_from_dbt(
             does not point at this dbt project.
     """
     dir, dbt_dir = Path(dir).resolve(), Path(dbt_dir).resolve()
-    if not (dbt_dir / "dbt_project.yml").is_file():
+    found = problem(dbt_dir / "dbt_project.yml")
+    if found == MISSING:
         raise ConfigError(f"{dbt_dir} is not a dbt project (it has no dbt_project.yml)")
+    if found is not None:
+        raise ConfigError(f"{dbt_dir / 'dbt_project.yml'} {found}: it should be dbt's project file")
     nodes = load_manifest(dbt_dir).select(selectors)
     dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -171,14 +175,14 @@ def _profile_output(dbt_dir: Path) -> dict[str, Any] | None:
 
     yaml = YAML(typ="safe")
     try:
-        project = yaml.load((dbt_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+        project = yaml.load(read_text(dbt_dir / "dbt_project.yml"))
         profile_name = project.get("profile") if isinstance(project, dict) else None
         folders = [os.environ.get("DBT_PROFILES_DIR"), str(dbt_dir), "~/.dbt"]
         for folder in (Path(f).expanduser() for f in folders if f):
             file = folder / "profiles.yml"
             if not file.is_file():
                 continue
-            profiles = yaml.load(file.read_text(encoding="utf-8"))
+            profiles = yaml.load(read_text(file))
             profile = profiles.get(profile_name) if isinstance(profiles, dict) else None
             if isinstance(profile, dict):
                 outputs = profile.get("outputs") or {}

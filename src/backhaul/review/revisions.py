@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backhaul.errors import RevisionError
+from backhaul.files import read_text
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def _dbt_folder(project: Path) -> str | None:
 
     for name in ("backhaul.yml", "backhaul.yaml"):
         try:
-            data = YAML(typ="safe").load((project / name).read_text(encoding="utf-8"))
+            data = YAML(typ="safe").load(read_text(project / name))
         except Exception:  # a broken file is the loader's to report
             continue
         value = data.get("dbt_project") if isinstance(data, dict) else None
