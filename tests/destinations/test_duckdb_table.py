@@ -135,3 +135,80 @@ async def test_a_path_that_holds_a_folder_is_a_config_error(context: Destination
     assert err.value.failure is FailureType.CONFIG
     path = context.project_dir / "crm.duckdb"
     assert f"duckdb database {path}: the path is a directory, not a file" in str(err.value)
+
+
+KEYS = (
+    "SELECT constraint_column_names FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+)
+ROWS_SQL = (
+    "SELECT i AS id, 'u' || i || '@x.io' AS email, 'Oslo' AS \"address.city\", 30 + i AS age "
+    "FROM range(1, 6) t(i)"
+)
+
+
+async def prepared(context: DestinationContext) -> DuckDBDestination:
+    """The destination with its table ``users`` created (and empty), ready to load."""
+    d = dest(context, table="users", create_table=True)
+    await d.prepare(FIELDS, ["id"], None)
+    return d
+
+
+async def test_a_first_load_inside_another_duckdb_lands_keyed_and_lets_go_of_the_file(
+    context: DestinationContext, tmp_path: Path
+) -> None:
+    db = tmp_path / "crm.duckdb"
+    d = await prepared(context)
+    engine = duckdb.connect()  # the engine's own database, which reads the rows
+
+    assert d.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is True
+    # The file is detached again: a DuckDB of its own (the test's) opens it.
+    assert sql(db, "SELECT id, email, age FROM users ORDER BY id") == [
+        (i, f"u{i}@x.io", 30 + i) for i in range(1, 6)
+    ]
+    assert sql(db, KEYS) == [(["id"],)]
+    attached = engine.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+    assert sorted(attached) == [("memory",), ("system",), ("temp",)]
+    # The destination writes later batches on its own connection, as before.
+    await d.write(make_batch(Operation.UPSERT, [person(1, age=99)]))
+    await d.close()
+    assert sql(db, "SELECT age FROM users WHERE id = 1") == [(99,)]
+
+
+async def test_a_first_load_that_cannot_attach_the_file_writes_nothing_and_says_so(
+    context: DestinationContext, tmp_path: Path
+) -> None:
+    db = tmp_path / "crm.duckdb"
+    d = await prepared(context)
+    await d.close()
+    engine = duckdb.connect()
+    engine.execute(f"ATTACH '{db}' AS already (READ_ONLY)")  # holds the file
+    assert d.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is None
+    engine.execute("DETACH already")
+    assert sql(db, "SELECT count(*) FROM users") == [(0,)]
+    # The stream path still takes the load.
+    rows = engine.sql(ROWS_SQL).to_arrow_reader(2)
+    assert await d.load_new(rows, list(FIELDS), ["id"]) is True
+    await d.close()
+    assert sql(db, "SELECT count(*) FROM users") == [(5,)]
+
+
+async def test_a_first_load_inside_another_duckdb_declines_what_a_stream_would(
+    context: DestinationContext, tmp_path: Path
+) -> None:
+    db = tmp_path / "crm.duckdb"
+    engine = duckdb.connect()
+    # Two rows with one key: the key fails, nothing is written, the table is no longer
+    # taken for empty.
+    twice = f"{ROWS_SQL} UNION ALL SELECT 1, 'again@x.io', 'Oslo', 1"
+    d = await prepared(context)
+    assert d.load_new_in(engine, twice, list(FIELDS), ["id"]) is False
+    assert d.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is False
+    await d.close()
+    assert sql(db, "SELECT count(*) FROM users") == [(0,)]
+    assert sql(db, KEYS) == [(["id"],)]  # rolled back to the keyed table prepare made
+    # A table that held rows when the run began is declined without being touched.
+    sql(db, "INSERT INTO users VALUES (7, 'x', 'y', 1)")
+    again = await prepared(context)
+    assert again.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is False
+    await again.close()
+    assert sql(db, "SELECT id FROM users") == [(7,)]

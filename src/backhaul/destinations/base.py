@@ -383,6 +383,27 @@ class LoadsAtOnce(Protocol):
 
 
 @runtime_checkable
+class LoadsInDuckDB(Protocol):
+    """A destination whose table is in a DuckDB file: it can take a first load as statements
+    on the engine's own DuckDB connection, which reads the rows where they are, without
+    streaming them as Arrow from one database to another.
+
+    Offered before :meth:`LoadsAtOnce.load_new`, with the same contract.
+    """
+
+    def load_new_in(
+        self, con: Any, select: str, fields: Sequence[str], match_fields: Sequence[str]
+    ) -> bool | None:
+        """Insert every row of ``select`` (run on ``con``, a DuckDB connection; columns named
+        for ``fields``) in one transaction, as :meth:`LoadsAtOnce.load_new` would.
+
+        Returns None, having written nothing, when ``con`` cannot reach the file (the engine
+        then streams the rows to ``load_new``); False and True as ``load_new``.
+        """
+        ...
+
+
+@runtime_checkable
 class Destination(Protocol):
     """One connection to an operational tool, opened for one run.
 

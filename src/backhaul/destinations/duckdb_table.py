@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import duckdb
@@ -21,6 +21,9 @@ from backhaul.destinations.sql_common import (
     primary_key_sql,
 )
 from backhaul.errors import DestinationError, FailureType, first_line
+
+# The name this file is attached under in the engine's DuckDB for a first load.
+LOAD_ALIAS = "backhaul_load"
 
 
 class DuckDBConfig(FileDatabaseConfig):
@@ -89,7 +92,51 @@ class DuckDBDestination(FileDatabaseDestination):
         held no row when the run began."""
         if not self._new_table:
             return False
-        target, match = self._target, list(match_fields)
+        insert = self._inserter(self._target, fields, match_fields, rows)
+        loaded: bool = await self._run(self._insert_into_empty, insert)
+        return loaded
+
+    def load_new_in(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        select: str,
+        fields: Sequence[str],
+        match_fields: Sequence[str],
+    ) -> bool | None:
+        """The first load of :meth:`load_new`, run on the engine's DuckDB connection with
+        this file attached (see :class:`~backhaul.destinations.base.LoadsInDuckDB`): the
+        rows go from the model to the table inside one database, as a raw ``INSERT ...
+        SELECT`` does. None when ``con`` cannot attach the file (it has it open already,
+        say as the warehouse itself)."""
+        if not self._new_table:
+            return False
+        self._check_path()
+        self._close_all()  # one DuckDB instance may hold a file at a time
+        path = str(self.path).replace("'", "''")
+        try:
+            con.execute(f"ATTACH '{path}' AS {LOAD_ALIAS}")
+        except duckdb.Error:
+            return None
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {STAGE} AS {select}")
+            try:
+                insert = self._inserter(f"{LOAD_ALIAS}.{self._target}", fields, match_fields, None)
+                return bool(self._insert_into_empty(con, insert))
+            finally:
+                con.execute(f"DROP VIEW IF EXISTS {STAGE}")
+        finally:
+            con.execute(f"DETACH {LOAD_ALIAS}")
+
+    def _inserter(
+        self,
+        target: str,
+        fields: Sequence[str],
+        match_fields: Sequence[str],
+        rows: pa.RecordBatchReader | None,
+    ) -> Callable[[Any, Any], None]:
+        """A first load's statements as ``insert(conn, cur)``: from ``rows``, or (None) from
+        the stage view the caller made."""
+        match = list(match_fields)
         plan = Statements(self.dialect, target, list(fields), match)
         created = self._created
 
@@ -99,14 +146,15 @@ class DuckDBDestination(FileDatabaseDestination):
                 # full: DuckDB builds a full table's key index faster than it grows it.
                 cur.execute(f"DROP TABLE {target}")
                 cur.execute(create_table_sql(self.dialect, target, created, match, keyed=False))
-            conn.register(STAGE, rows)  # scanned as it streams: never held whole
+            if rows is not None:
+                conn.register(STAGE, rows)  # scanned as it streams: never held whole
             cur.execute(plan.insert_new())
-            conn.unregister(STAGE)
+            if rows is not None:
+                conn.unregister(STAGE)
             if created is not None:
                 cur.execute(primary_key_sql(self.dialect, target, match))
 
-        loaded: bool = await self._run(self._insert_into_empty, insert)
-        return loaded
+        return insert
 
     def _load_stage(self, conn: Any, cur: Any, table: pa.Table) -> None:
         conn.register(STAGE, table)

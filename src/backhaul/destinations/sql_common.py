@@ -787,6 +787,9 @@ class SqlTableDestination:
 
     async def close(self) -> None:
         """Close every connection."""
+        self._close_all()
+
+    def _close_all(self) -> None:
         for conn in list(self._open):
             self._discard(conn)
         self._idle.clear()

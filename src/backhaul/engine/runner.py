@@ -30,6 +30,7 @@ from backhaul.destinations.base import (
     DestinationContext,
     FitsRun,
     LoadsAtOnce,
+    LoadsInDuckDB,
     RecordResult,
 )
 from backhaul.destinations.http.budget import BudgetStore
@@ -528,12 +529,18 @@ class SyncRun:
         try:
             await dest.check()
             await dest.prepare(load.types, ws.match_fields, self.sync.config.object)
-            rows = await self._db(load.stream, ws)
-            try:
-                declined = not await dest.load_new(rows, load.fields, ws.match_fields)
-            finally:
-                rows.close()
-                await self._db(load.streamed, ws)
+            loaded: bool | None = None
+            if isinstance(dest, LoadsInDuckDB):
+                loaded = await self._db(self._load_in_workspace, dest, load)
+            where = " inside the workspace" if loaded is not None else ""
+            if loaded is None:
+                rows = await self._db(load.stream, ws)
+                try:
+                    loaded = await dest.load_new(rows, load.fields, ws.match_fields)
+                finally:
+                    rows.close()
+                    await self._db(load.streamed, ws)
+            declined = not loaded
         except DestinationError as exc:
             self.summary.error = exc.message
             return True
@@ -544,7 +551,7 @@ class SyncRun:
                 await dest.close()
         if declined:
             return False
-        log.info("run %s: %d rows loaded in one statement", self.run_id, load.rows)
+        log.info("run %s: %d rows loaded in one statement%s", self.run_id, load.rows, where)
         await self._db(self._commit_load, load)
         counts = self.summary.counts
         self.events(
@@ -553,6 +560,17 @@ class SyncRun:
             )
         )
         return True
+
+    def _load_in_workspace(self, dest: LoadsInDuckDB, load: FirstLoad) -> bool | None:
+        """The load run in the workspace itself, its rows in order (on the database
+        thread); None when the destination cannot take it there."""
+        assert self.ws is not None
+        ws = self.ws
+        ws.keep_order(True)
+        try:
+            return dest.load_new_in(ws.con, load.select, load.fields, ws.match_fields)
+        finally:
+            ws.keep_order()
 
     def _commit_load(self, load: FirstLoad) -> None:
         """Record a load that committed, in a batch's order (engine/commits.py): the

@@ -74,6 +74,7 @@ def test_a_first_run_goes_in_one_statement_and_later_runs_in_batches(
 
     assert first.summary.status is RunStatus.SUCCEEDED, first.summary.error
     assert ONE_STATEMENT in first.log
+    assert "inside the workspace" in first.log  # the rows never left DuckDB
     assert first.batches == 1
     assert (
         first.summary.counts.added,

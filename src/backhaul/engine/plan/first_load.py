@@ -59,6 +59,11 @@ class FirstLoad:
     _added: str  # FROM ... WHERE of the plan's added keys joined to their model rows
     _plan: str  # the plan's relation
 
+    @property
+    def select(self) -> str:
+        """The mapped rows, named for their fields, as a select on the workspace."""
+        return self._select
+
     def stream(self, ws: Workspace) -> pa.RecordBatchReader:
         """The mapped rows, named for their fields, as a stream (on the database thread).
 
