@@ -231,3 +231,25 @@ def test_sources_are_closed_after_checking(tmp_path: Path) -> None:
     assert where(project) == []
     assert len(TrackedDuckDBSource.opened) == 1
     assert TrackedDuckDBSource.opened[0].closed
+
+
+@pytest.mark.parametrize("path", ["warehouse.duckdb", "./sub/../warehouse.duckdb"])
+def test_a_duckdb_destination_on_the_warehouse_file_is_refused(tmp_path: Path, path: str) -> None:
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    dest = f"type: duckdb\npath: {path}\ntable: copies\ncreate_table: true\n"
+    duckdb = registry(duckdb="backhaul.destinations.duckdb_table:DuckDBDestination")
+    project = load_project(
+        good_project(tmp_path / "a", {"destinations/crm.yml": dest}), registry=duckdb
+    )
+    assert where(project, open_sources=False) == [
+        (
+            "destinations/crm.yml",
+            2,
+            "path",
+            "the DuckDB file of source `warehouse`, which model `users` reads: a run holds it "
+            "open to plan and cannot write to it; write to another DuckDB file",
+        )
+    ]
+    moved = {"destinations/crm.yml": dest.replace(path, "copies.duckdb")}
+    other = load_project(good_project(tmp_path / "b", moved), registry=duckdb)
+    assert not [e for e in where(other, open_sources=False) if e[0] == "destinations/crm.yml"]

@@ -212,3 +212,18 @@ async def test_a_first_load_inside_another_duckdb_declines_what_a_stream_would(
     assert again.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is False
     await again.close()
     assert sql(db, "SELECT id FROM users") == [(7,)]
+
+
+async def test_a_file_this_process_has_attached_already_is_a_config_error(
+    context: DestinationContext, tmp_path: Path
+) -> None:
+    db = tmp_path / "crm.duckdb"
+    sql(db, "CREATE TABLE users (id BIGINT PRIMARY KEY)")
+    planning = duckdb.connect()  # as the workspace holds a DuckDB warehouse, read-only
+    planning.execute(f"ATTACH '{db}' AS warehouse (READ_ONLY)")
+    d = dest(context, table="users")
+    with pytest.raises(DestinationError) as err:
+        await d.check()
+    await d.close()
+    assert err.value.failure is FailureType.CONFIG  # it will not let go during the run
+    assert f"cannot open duckdb database {db}: this run already has it open" in str(err.value)

@@ -191,6 +191,8 @@ def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[Conf
     errors += _match_errors(sync, None if model_errors else model, cls)
     errors += _template_errors(sync)
     errors += _hook_errors(project, sync)
+    if model is not None and dest is not None:
+        errors += _same_file_errors(project, model, dest)
     if cls is not None and dest is not None:
         errors += _batch_errors(project, sync, dest, cls)
         errors += _non_finite_errors(sync, cls)
@@ -207,6 +209,26 @@ def _sync_errors(project: Project, sync: SyncDef, columns: Columns) -> list[Conf
         if isinstance(found, list):
             errors += _mapping_column_errors(sync, model, found)
     return errors
+
+
+def _same_file_errors(project: Project, model: ModelDef, dest: DestinationDef) -> list[ConfigError]:
+    """A DuckDB destination whose file is the DuckDB warehouse its model reads: a run holds
+    that file open (read-only) to plan, and cannot also open it to write."""
+    source = project.sources.get(model.config.source)
+    if source is None or dest.raw.get("type") != "duckdb" or source.raw.get("type") != "duckdb":
+        return []
+    paths = [source.raw.get("path"), dest.raw.get("path")]
+    if not all(isinstance(p, str) and "${" not in p for p in paths):
+        return []
+    read, written = ((project.root / str(p)).resolve() for p in paths)
+    if read != written:
+        return []
+    message = (
+        f"the DuckDB file of source `{source.name}`, which model `{model.name}` reads: "
+        "a run holds it open to plan and cannot write to it; write to another "
+        "DuckDB file"
+    )
+    return [_error(message, dest.positions, "path")]
 
 
 def _connector(project: Project, dest: DestinationDef | None) -> type[Destination] | None:

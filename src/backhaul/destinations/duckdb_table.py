@@ -52,6 +52,14 @@ class DuckDBDestination(FileDatabaseDestination):
         self._check_path()
         try:
             return duckdb.connect(str(self.path))
+        except duckdb.ResourceInUseException:
+            # This process has the file open already: as the warehouse this sync reads
+            # (attached read-only to plan), which will not let go during the run.
+            raise DestinationError(
+                f"cannot open duckdb database {self.path}: this run already has it open, "
+                "as the warehouse its model reads from; write to another DuckDB file",
+                failure=FailureType.CONFIG,
+            ) from None
         except duckdb.Error as exc:
             # Another process holding the file is the usual cause; it may let go soon.
             raise DestinationError(
