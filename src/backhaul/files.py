@@ -120,6 +120,20 @@ def read_text(path: Path, *, limit: int = MAX_TEXT_BYTES) -> str:
         raise NotReadable(f"is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
 
 
+def read_text_if_any(path: Path, *, limit: int = MAX_TEXT_BYTES) -> str | None:
+    """:func:`read_text`, or None when nothing is at ``path`` (a file Backhaul may create).
+
+    Raises:
+        NotReadable: Something other than a readable UTF-8 file is there.
+    """
+    try:
+        return read_text(path, limit=limit)
+    except NotReadable as exc:
+        if exc.reason == MISSING:
+            return None
+        raise
+
+
 def _too_large(size: int, limit: int) -> str:
     return (
         f"is too large ({size / 1024 / 1024:,.1f} MB; project files may be at most "
@@ -136,4 +150,5 @@ __all__ = [
     "open_regular",
     "problem",
     "read_text",
+    "read_text_if_any",
 ]

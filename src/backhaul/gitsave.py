@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backhaul.errors import ConfigError, InvalidContent, SaveConflict, SaveError
-from backhaul.files import MISSING, NotReadable, not_a_file, read_text
+from backhaul.files import NotReadable, not_a_file, read_text_if_any
 
 if TYPE_CHECKING:
     from backhaul.config.project import Project
@@ -363,10 +363,8 @@ def _write(target: Path, text: str | None) -> None:
 def _read(target: Path) -> str | None:
     """The file's text as it is (line endings kept), or None when there is none."""
     try:
-        return read_text(target)
+        return read_text_if_any(target)
     except NotReadable as exc:
-        if exc.reason == MISSING:
-            return None
         raise SaveError(f"cannot save over {target}: it {exc.reason}") from None
 
 

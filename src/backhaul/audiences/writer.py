@@ -26,7 +26,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.config.yamledit import dump_text
 from backhaul.errors import ConfigError
-from backhaul.files import MISSING, NotReadable, read_text
+from backhaul.files import NotReadable, read_text_if_any
 
 GROUP_KEYS = ("all", "any", "none")
 _FLOW_LISTS = {"columns", "tags", "expect_in", "expect_out"}
@@ -170,11 +170,9 @@ def save_audience(path: str | Path, config: AudienceConfig) -> str:
     """
     target = Path(path)
     try:
-        original: str | None = read_text(target)
+        original = read_text_if_any(target)
     except NotReadable as exc:
-        if exc.reason != MISSING:
-            raise ConfigError(f"cannot save the audience over {target}: it {exc.reason}") from None
-        original = None
+        raise ConfigError(f"cannot save the audience over {target}: it {exc.reason}") from None
     text = dump_audience(config, original)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

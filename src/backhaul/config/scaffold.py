@@ -12,7 +12,7 @@ from pathlib import Path
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.schema import modeline, write_schemas
 from backhaul.errors import ConfigError
-from backhaul.files import MISSING, NotReadable, read_text
+from backhaul.files import NotReadable, read_text_if_any
 from backhaul.plugins import Registry
 
 SCHEMA_DIR = ".backhaul/schema"
@@ -200,11 +200,9 @@ def init_project(
 def _gitignore(dir: Path) -> list[Path]:
     path = dir / ".gitignore"
     try:
-        lines = read_text(path).splitlines()
+        lines = (read_text_if_any(path) or "").splitlines()
     except NotReadable as exc:
-        if exc.reason != MISSING:
-            raise ConfigError(f"cannot add `.backhaul/` to {path}: it {exc.reason}") from None
-        lines = []
+        raise ConfigError(f"cannot add `.backhaul/` to {path}: it {exc.reason}") from None
     if any(line.strip() in (".backhaul", ".backhaul/", "/.backhaul/") for line in lines):
         return []
     text = "\n".join([*lines, "# Backhaul local state", ".backhaul/"]) + "\n"

@@ -25,7 +25,7 @@ from backhaul.alerts import AlertSink
 from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError, StateError
-from backhaul.files import MISSING, NotReadable, read_text
+from backhaul.files import NotReadable, read_text_if_any
 from backhaul.observe.events import tee
 from backhaul.observe.logs import LogSink
 from backhaul.observe.metrics import registry_for
@@ -77,14 +77,12 @@ def load_secret(state_dir: Path) -> str:
     """The app's signing key from ``state_dir/web_secret``, created (0600) on first use."""
     path = state_dir / SECRET_FILE
     try:
-        text = read_text(path, limit=4096).strip()
-    except NotReadable as exc:
-        if exc.reason != MISSING:  # a pipe would be waited on, a folder never read
-            raise StateError(
-                f"the web app's signing key {path} {exc.reason}; move it away and start "
-                "again (a new key signs every user out)"
-            ) from None
-        text = ""
+        text = (read_text_if_any(path, limit=4096) or "").strip()
+    except NotReadable as exc:  # a pipe would be waited on, a folder never read
+        raise StateError(
+            f"the web app's signing key {path} {exc.reason}; move it away and start "
+            "again (a new key signs every user out)"
+        ) from None
     if len(text) >= 32:
         return text
     state_dir.mkdir(parents=True, exist_ok=True)
