@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -144,6 +145,17 @@ def login(client: httpx.Client, username: str, password: str) -> httpx.Response:
         "/login",
         data={"username": username, "password": password, "csrf_token": found.group(1)},
     )
+
+
+def parquet_log(root: Path, run_id: str) -> Path:
+    """The run's row log once it is Parquet: the run is marked finished first, and its
+    stream is turned into Parquet right after (state/rowlog.py)."""
+    for _ in range(240):
+        found = list(root.rglob(f"{run_id}/outcomes.parquet"))
+        if found:
+            return found[0]
+        time.sleep(0.25)
+    raise AssertionError(f"run {run_id} has no Parquet row log")
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 
 import httpx
 import pytest
-from tests.web.conftest import XSS, XSS_KEY, WebEnv
+from tests.web.conftest import XSS, XSS_KEY, WebEnv, parquet_log
 
 from backhaul.web.auth import Role
 
@@ -118,6 +119,53 @@ def test_runs_rows_and_calls_of_a_run_with_a_rejection(
     assert json.loads(call["request_body"])["records"]
     assert viewer.get(f"/api/v1/runs/{run_id}/calls/nope").status_code == 404
     assert viewer.get("/api/v1/runs/0000000000000000").status_code == 404
+
+
+def test_a_run_whose_row_log_is_a_pipe_answers_from_the_store_and_says_why(
+    web_env: WebEnv, client_for: Client
+) -> None:
+    operator = client_for(Role.OPERATOR, bearer=True)
+    web_env.receiver.faults.reject({"4": "unknown plan"})
+    started = operator.post("/api/v1/syncs/pqls_to_webhook/runs", json={"full_resync": True})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    assert wait_finished(operator, run_id)["status"] == "partial"
+    log = parquet_log(web_env.project_dir, run_id)
+    before = operator.get(f"/api/v1/runs/{run_id}").json()
+    assert before["row_log_error"] is None
+    every = {(c["op"], c["status"]): c["count"] for c in before["row_counts"]}
+    kept = {k: n for k, n in every.items() if k[1] in ("rejected", "invalid")}
+    assert kept and every.get(("change", "ok"), 0) > 1, every
+    rows = f"/api/v1/runs/{run_id}/rows"
+    rejected_keys = sorted(
+        r["key"] for r in operator.get(rows, params={"status": "rejected"}).json()
+    )
+    assert "4" in rejected_keys
+    log.unlink()
+    os.mkfifo(log)  # reading it would wait for a writer forever
+
+    said = f"row log {log} is a named pipe (FIFO), not a file"
+    run = operator.get(f"/api/v1/runs/{run_id}")
+    assert run.status_code == 200
+    assert run.json()["row_log_error"].startswith(said)
+    # Counted from the store alone: the rejected rows, none of the row log's ok rows.
+    counts = {(c["op"], c["status"]): c["count"] for c in run.json()["row_counts"]}
+    assert counts == kept
+    # Rows the store keeps are listed as before; a list that would need the row log is
+    # refused, saying why, rather than answered short of its ok rows.
+    rejected = operator.get(rows, params={"status": "rejected"}).json()
+    assert sorted(r["key"] for r in rejected) == rejected_keys
+    every_row = operator.get(rows)
+    assert every_row.status_code == 409
+    error = every_row.json()["error"]
+    assert error["code"] == "row_log_unreadable"
+    assert error["message"].startswith(said) and "status=rejected" in error["message"]
+    # A call that carried a rejected row still shows it, and says why the rest is not shown.
+    carried = next(r for r in rejected if r["key"] == "4")
+    call = operator.get(f"/api/v1/runs/{run_id}/calls/{carried['call_id']}").json()
+    assert "4" in [r["key"] for r in call["rows"]]
+    assert all(r["status"] == "rejected" for r in call["rows"])
+    assert call["row_log_error"].startswith(said)
 
 
 def test_progress_events_stream_ends_with_a_finished_run(

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from markupsafe import escape
+from tests.web.conftest import parquet_log
 
 from backhaul.demo.project import WAREHOUSE_FILE, write_demo_project
 from backhaul.demo.warehouse import build_warehouse
@@ -74,17 +75,6 @@ def wait_finished(client: httpx.Client, run_path: str) -> httpx.Response:
         assert 'hx-trigger="every 1s"' in answer.text  # still polling while it runs
         time.sleep(0.25)
     raise AssertionError(f"{run_path} did not finish")
-
-
-def parquet_log(root: Path, run_id: str) -> Path:
-    """The run's row log once it is Parquet: the run is marked finished first, and its
-    stream is turned into Parquet right after (state/rowlog.py)."""
-    for _ in range(240):
-        found = list(root.rglob(f"{run_id}/outcomes.parquet"))
-        if found:
-            return found[0]
-        time.sleep(0.25)
-    raise AssertionError(f"run {run_id} has no Parquet row log")
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ from backhaul.cli.schedule import (
     worker_command,
 )
 from backhaul.cli.web import serve, users_app
-from backhaul.errors import BackhaulError, ConfigError, ConfigErrors, RowLogError
+from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
 from backhaul.gitinfo import commit_text
 
 if TYPE_CHECKING:
@@ -588,6 +588,7 @@ def run_show(
 ) -> None:
     """One run: counts, rejected rows with the destination's errors, and HTTP calls."""
     from backhaul.api import open_store
+    from backhaul.state.reader import store_if_log_unreadable
 
     project = _load(project_dir)
     with open_store(project) as store:
@@ -599,12 +600,10 @@ def run_show(
         calls = store.calls(record.run_id, limit=limit)
         log_problem: str | None = None
         found = None
-        if key:
-            try:
-                found = store.search_rows(record.run_id, key, limit=limit)
-            except RowLogError as exc:  # the rows the store keeps can still be searched
-                log_problem = exc.message
-                found = store.search_rows(record.run_id, key, limit=limit, row_log=False)
+        if key:  # the rows the store keeps can be searched without the row log
+            found, log_problem = store_if_log_unreadable(
+                lambda log: store.search_rows(record.run_id, key, limit=limit, row_log=log)
+            )
     _print_run(record, rejected, invalid, calls, found, key, as_json, log_problem)
     if log_problem:
         _console(stderr=True).print(f"[red]error:[/] {escape(log_problem)}")

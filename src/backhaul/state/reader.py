@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Row, Select, create_engine, event, func, select
 from sqlalchemy.engine import URL, Connection, make_url
@@ -25,7 +25,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from backhaul.calls import HttpCall
 from backhaul.closing import ClosesOnExit
-from backhaul.errors import StoreError
+from backhaul.errors import RowLogError, StoreError
 from backhaul.state.rowlog import COLUMNS as LOG_COLUMNS
 from backhaul.state.rowlog import LOGGED, RowLogs
 from backhaul.state.tables import COUNT_COLUMNS, OUTCOME_COLUMNS, http_calls, run_rows, runs
@@ -600,6 +600,22 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(conn.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
 
 
+T = TypeVar("T")
+
+
+def store_if_log_unreadable(read: Callable[[bool], T]) -> tuple[T, str | None]:
+    """``(read(True), None)``: what the store and the run's row log answer. When the row
+    log cannot be read, ``(read(False), why)``: what the store alone answers (the rejected
+    and invalid rows it keeps), and the reason, for the caller to say beside it.
+
+    The one reading of a run's rows that every entry point shares (``run-show``, the run
+    pages, the API), so none shows less than the others can, or hides why."""
+    try:
+        return read(True), None
+    except RowLogError as exc:
+        return read(False), exc.message
+
+
 __all__ = [
     "MIN_PREFIX",
     "RunReader",
@@ -608,4 +624,5 @@ __all__ = [
     "normalise_url",
     "outcome_from_row",
     "record_from_row",
+    "store_if_log_unreadable",
 ]

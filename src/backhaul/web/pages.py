@@ -25,12 +25,12 @@ from starlette.concurrency import run_in_threadpool
 from backhaul.calls import HttpCall
 from backhaul.config.project import Project, SyncDef
 from backhaul.engine.workspace import open_source, strip_sql
-from backhaul.errors import BackhaulError, RowLogError, RunConflict, StoreError
+from backhaul.errors import BackhaulError, RunConflict, StoreError
 from backhaul.files import NotReadable, read_text
 from backhaul.gitinfo import commit_text, file_at, file_history
 from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
-from backhaul.state.reader import RunReader, RunRecord
+from backhaul.state.reader import RunReader, RunRecord, store_if_log_unreadable
 from backhaul.summary import Counts, RowOp, RowStatus, RunStatus
 from backhaul.web.api.models import masked
 from backhaul.web.auth import Operator, Role, User, Viewer
@@ -221,15 +221,12 @@ T = TypeVar("T")
 
 
 def from_log(read: Callable[[bool], T], problems: list[str]) -> T:
-    """``read(True)``, which reads the run's store and its row log. When the row log cannot
-    be read, the reason goes to ``problems`` for the page to show, and ``read(False)``
-    answers from the store alone: the rows it keeps (rejected, invalid) are still shown."""
-    try:
-        return read(True)
-    except RowLogError as exc:
-        if exc.message not in problems:
-            problems.append(exc.message)
-        return read(False)
+    """What :func:`~backhaul.state.reader.store_if_log_unreadable` answers; why the row
+    log was not read, if it was not, goes to ``problems`` for the page to show once."""
+    found, why = store_if_log_unreadable(read)
+    if why is not None and why not in problems:
+        problems.append(why)
+    return found
 
 
 # -- other helpers ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backhaul.errors import AuthError, BackhaulError, ConfigError
+from backhaul.errors import AuthError, BackhaulError, ConfigError, RowLogError
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _backhaul_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackhaulError)
     status = 400 if isinstance(exc, ConfigError) else 409
-    return _error(request, status, exc.message)
+    code = "row_log_unreadable" if isinstance(exc, RowLogError) else None
+    return _error(request, status, exc.message, code=code)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -13,7 +13,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from backhaul.state.reader import RunReader, RunRecord
+from backhaul.errors import RowLogError
+from backhaul.state.reader import RunReader, RunRecord, store_if_log_unreadable
 from backhaul.summary import Counts, RowOutcome
 from backhaul.web.api.base import (
     ERRORS,
@@ -78,9 +79,16 @@ class ProgressOut(BaseModel):
     )
 
 
+_ROW_LOG_ERROR = (
+    "Why the run's row log (its ok and skipped rows) could not be read; null when it was. "
+    "When set, the rows and counts beside it are those the store keeps (rejected, invalid)."
+)
+
+
 class RunDetail(RunOut):
     row_counts: list[RowCount]
     progress: ProgressOut
+    row_log_error: str | None = Field(None, description=_ROW_LOG_ERROR)
 
 
 class RowOut(BaseModel):
@@ -117,6 +125,7 @@ class CallDetail(CallOut):
     request_body: str | None
     response_body: str | None
     rows: list[RowOut]
+    row_log_error: str | None = Field(None, description=_ROW_LOG_ERROR)
 
 
 class CancelOut(BaseModel):
@@ -214,12 +223,13 @@ def list_runs(
 def get_run(run_id: str, reader: ReaderDep, runs: RunsDep) -> RunDetail:
     """One run with its counts, rows per operation and status, and progress."""
     record = _run_or_404(reader, run_id)
-    counts = [
-        RowCount(op=op, status=st, count=n)
-        for (op, st), n in sorted(reader.row_counts(record.run_id).items())
-    ]
+    found, why = store_if_log_unreadable(lambda log: reader.row_counts(record.run_id, row_log=log))
+    counts = [RowCount(op=op, status=st, count=n) for (op, st), n in sorted(found.items())]
     return RunDetail(
-        **run_out(record).model_dump(), row_counts=counts, progress=_progress(runs, record)
+        **run_out(record).model_dump(),
+        row_counts=counts,
+        progress=_progress(runs, record),
+        row_log_error=why,
     )
 
 
@@ -233,9 +243,19 @@ def get_rows(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[RowOut]:
-    """Per-row outcomes, filtered by status, primary key or operation."""
+    """Per-row outcomes, filtered by status, primary key or operation.
+
+    When the run's row log cannot be read, a filter that needs it (no status, or `ok` or
+    `skipped`) answers 409 `row_log_unreadable` saying why, rather than a list short of
+    rows; `status=rejected` and `status=invalid` still answer from the store.
+    """
     record = _run_or_404(reader, run_id)
-    rows = reader.rows(record.run_id, status=status, key=key, op=op, limit=limit, offset=offset)
+    try:
+        rows = reader.rows(record.run_id, status=status, key=key, op=op, limit=limit, offset=offset)
+    except RowLogError as exc:
+        raise RowLogError(
+            f"{exc.message}; list those with status=rejected or status=invalid"
+        ) from None
     return [_row_out(r) for r in rows]
 
 
@@ -256,8 +276,10 @@ def get_call(run_id: str, call_id: str, reader: ReaderDep) -> CallDetail:
     call = reader.call(record.run_id, call_id)
     if call is None:
         raise not_found(f"call `{call_id}` in run `{record.run_id}`")
-    rows = reader.rows(record.run_id, call_id=call_id, limit=MAX_PAGE)
-    return CallDetail(**asdict(call), rows=[_row_out(r) for r in rows])
+    rows, why = store_if_log_unreadable(
+        lambda log: reader.rows(record.run_id, call_id=call_id, limit=MAX_PAGE, row_log=log)
+    )
+    return CallDetail(**asdict(call), rows=[_row_out(r) for r in rows], row_log_error=why)
 
 
 @router.get("/runs/{run_id}/progress", response_model=ProgressOut, responses=ERRORS)
