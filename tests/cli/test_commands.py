@@ -56,6 +56,39 @@ def test_init_validate_run_on_a_fresh_folder(fast_tmp: Path) -> None:
     assert all(s["counts"]["succeeded"] == 0 for s in json.loads(second.stdout))
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM users; -- all of them",
+        "SELECT *, ';--' AS note FROM users ; /* twice */ ;\n-- the end",
+    ],
+)
+def test_a_model_ending_in_a_semicolon_and_a_comment_validates_plans_and_runs(
+    synced: Builder, sql: str
+) -> None:
+    synced.model("users", sql)
+    assert cli(synced, "validate").exit_code == 0
+    plan = cli(synced, "plan", "s", "--json")
+    assert plan.exit_code == 0, plan.output
+    assert json.loads(plan.stdout)["counts"]["added"] == 10
+    run = cli(synced, "run", "s", "--json")
+    assert run.exit_code == 0, run.output
+    [summary] = json.loads(run.stdout)
+    assert summary["counts"]["succeeded"] == 10
+
+
+def test_a_model_of_two_statements_fails_validate_as_it_fails_the_run(synced: Builder) -> None:
+    # Checked nested, as a run reads it: validate never runs the first statement on its own.
+    synced.model("users", "CREATE TABLE made_by_validate AS SELECT 1 AS id;\nSELECT * FROM users")
+    results = [cli(synced, "validate"), cli(synced, "plan", "s"), cli(synced, "run", "s")]
+    error = "error: models/users.sql:1: sql: the model SQL fails in the warehouse: Parser Error"
+    for result in results:
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count(error) == 1, result.stderr
+    tables = synced.sql("SELECT table_name FROM information_schema.tables")
+    assert "made_by_validate" not in str(tables)
+
+
 def test_run_json_prints_only_json_on_stdout(synced: Builder) -> None:
     result = cli(synced, "run", "s", "--json")
 

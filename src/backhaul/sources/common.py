@@ -72,11 +72,37 @@ def import_driver(module: str, package: str, extra: str, kind: str) -> ModuleTyp
 
 
 def strip_sql(sql: str) -> str:
-    """Model SQL ready to nest in a subquery: no surrounding blanks or trailing semicolons."""
+    """Model SQL ready to nest in a subquery: no surrounding blanks, and no semicolons at
+    its end, with or without comments after them (``SELECT ...; -- done``)."""
     text = sql.strip()
-    while text.endswith(";"):
-        text = text[:-1].rstrip()
-    return text
+    if ";" not in text:
+        return text
+    end = _end_before_semicolons(text)
+    if end is None:  # not SQL the tokenizer reads: only the semicolons at the very end go
+        while text.endswith(";"):
+            text = text[:-1].rstrip()
+        return text
+    return text[:end].rstrip()
+
+
+def _end_before_semicolons(text: str) -> int | None:
+    """Where ``text`` ends once the semicolons after its last token, and the comments among
+    them, are left out. Read with sqlglot's tokenizer, so a ``;`` or ``--`` inside a string,
+    a quoted name or a comment is not taken for one. None when it cannot read ``text``."""
+    from sqlglot import TokenType
+    from sqlglot.errors import SqlglotError
+    from sqlglot.tokens import Tokenizer
+
+    try:
+        tokens = Tokenizer().tokenize(text)
+    except SqlglotError:
+        return None
+    if not tokens or tokens[-1].token_type is not TokenType.SEMICOLON:
+        return len(text)
+    for token in reversed(tokens):
+        if token.token_type is not TokenType.SEMICOLON:
+            return token.end + 1  # the token's last character is at .end
+    return 0  # nothing but semicolons
 
 
 _PLACEHOLDER = "backhaul_model_placeholder"

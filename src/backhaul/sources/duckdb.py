@@ -12,6 +12,7 @@ from backhaul.config.models import DuckDBSourceConfig
 from backhaul.duck import arrow_reader
 from backhaul.errors import SourceError
 from backhaul.files import MISSING, problem
+from backhaul.sources.common import strip_sql
 
 
 class DuckDBSource:
@@ -54,7 +55,9 @@ class DuckDBSource:
     def columns(self, sql: str) -> dict[str, str]:
         con = self._connect()
         try:
-            rel = con.sql(sql)
+            # Nested as a run reads it (engine/workspace.py), so what passes here runs
+            # there; the model's first line stays line 1 of the warehouse's messages.
+            rel = con.sql(f"SELECT * FROM ({strip_sql(sql)}\n) AS backhaul_q")
         except duckdb.Error as exc:
             raise SourceError(_message(exc)) from None
         if rel is None:
