@@ -86,6 +86,19 @@ def test_sql_error_names_the_sql_file_and_line(tmp_path: Path) -> None:
     assert 'at or near "users"' in reason
 
 
+@pytest.mark.parametrize(
+    "sql", ["\n\n", "-- to do: the query\n", ";\n", "/* soon */ ;\n-- later\n"]
+)
+@pytest.mark.parametrize("open_sources", [True, False])
+def test_a_model_file_without_a_query_is_named_with_or_without_the_warehouse(
+    tmp_path: Path, sql: str, open_sources: bool
+) -> None:
+    project = load(tmp_path, {"models/users.sql": sql})
+    reason = "the model's SQL holds no query, only blanks, comments or `;`; write its SELECT"
+    # One error, the same with or without the warehouse: no parser error beside it.
+    assert where(project, open_sources=open_sources) == [("models/users.sql", 1, "sql", reason)]
+
+
 def test_sql_error_of_inline_sql(tmp_path: Path) -> None:
     yml = "source: warehouse\nprimary_key: id\nsql: SELECT id FROM no_such_table\n"
     project = load(tmp_path, {"models/users.yml": yml, "models/users.sql": ""})

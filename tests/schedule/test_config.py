@@ -68,10 +68,14 @@ def test_each_kind_of_schedule_loads(project: Builder) -> None:
         ({"every": "1h", "timezone": "UTC"}, "schedule", "applies to `cron` only"),
         ({"evry": "1h"}, "schedule.evry", "did you mean `every`"),
         ({"after": []}, "schedule", "at least one sync"),
+        # Text where a mapping belongs: the form it was probably meant as.
+        ("every 5 minutes", "schedule", "`schedule: {every: 5m}`, not `every 5 minutes`"),
+        ("*/5 * * * *", "schedule", 'under `cron:`: `schedule: {cron: "*/5 * * * *"}`'),
+        ("daily", "schedule", "`after_dbt: true` or `manual`, not the text `daily`"),
     ],
 )
 def test_bad_schedules_name_file_line_and_key(
-    project: Builder, schedule: dict[str, object], key: str, words: str
+    project: Builder, schedule: dict[str, object] | str, key: str, words: str
 ) -> None:
     _project(project)
     project.sync("a", schedule=schedule)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backhaul.sources.common import strip_sql
+from backhaul.sources.common import holds_query, strip_sql
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,19 @@ def test_two_statements_are_left_for_the_warehouse_to_refuse() -> None:
 def test_sql_the_tokenizer_cannot_read_is_left_as_written() -> None:
     # An unterminated string: only the plain trailing semicolons go.
     assert strip_sql("SELECT 'abc; -- x;") == "SELECT 'abc; -- x"
+
+
+@pytest.mark.parametrize(
+    ("sql", "holds"),
+    [
+        ("", False),
+        (" \n", False),
+        ("-- to do", False),
+        (";\n/* soon */ ;", False),
+        ("SELECT 1", True),
+        ("FROM users", True),  # DuckDB's FROM-first query: the warehouse judges it
+        ("SELECT 'unterminated", True),  # unreadable here: the warehouse says why
+    ],
+)
+def test_holds_query(sql: str, holds: bool) -> None:
+    assert holds_query(sql) is holds

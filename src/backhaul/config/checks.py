@@ -27,6 +27,7 @@ from backhaul.config.project import (
 from backhaul.config.secrets import check_references, resolve
 from backhaul.errors import BackhaulError, ConfigError, SourceError
 from backhaul.observe.redact import Redactor
+from backhaul.sources.common import holds_query
 
 if TYPE_CHECKING:
     from backhaul.destinations.base import Destination
@@ -142,8 +143,8 @@ class Columns:
 
     def of(self, model: ModelDef) -> list[str] | ConfigError | None:
         """The model's columns, its SQL error, or None (not checked / source unusable)."""
-        if not self.enabled or model.name in self.skip:
-            return None
+        if not self.enabled or model.name in self.skip or not holds_query(model.sql):
+            return None  # an empty query is reported without the warehouse (_model_errors)
         source = self.project.sources.get(model.config.source)
         if source is None:
             return None
@@ -249,6 +250,8 @@ def _model_errors(project: Project, model: ModelDef, columns: Columns) -> list[C
             _error(message, model.positions, "source")
         ]
     errors = check_references(source.raw, positions=source.positions)
+    if not holds_query(model.sql):
+        errors.append(_no_query_error(project, model))
     errors += columns.source_errors(source)
     found = columns.of(model)
     if isinstance(found, ConfigError):
@@ -554,6 +557,14 @@ def sql_error(
         return ConfigError(text, file=rel, line=line, key="sql")
     key = "sql" if model.config.sql is not None else "table"
     return _error(text, model.positions, key)
+
+
+def _no_query_error(project: Project, model: ModelDef) -> ConfigError:
+    """A model whose SQL is blank, comments or semicolons only: nothing to run."""
+    text = "the model's SQL holds no query, only blanks, comments or `;`; write its SELECT"
+    if model.sql_file is not None and model.config.sql is None:
+        return ConfigError(text, file=_sql_rel(project, model.sql_file), line=1, key="sql")
+    return _error(text, model.positions, "sql")
 
 
 def _key_errors(model: ModelDef, columns: list[str]) -> list[ConfigError]:

@@ -152,10 +152,25 @@ class ScheduleConfig(BaseModel):
 
 
 def manual_if_empty(value: Any) -> Any:
-    """``schedule: manual`` (or an empty value) is the default schedule."""
+    """``schedule: manual`` (or an empty value) is the default schedule; any other text is
+    refused with the form it was probably meant as."""
     if value is None or value == "manual":
         return {}
+    if isinstance(value, str):
+        raise ValueError(_text_schedule_hint(value.strip()))
     return value
+
+
+def _text_schedule_hint(text: str) -> str:
+    forms = '`every: 15m`, `cron: "0 6 * * *"`, `after: [sync]`, `after_dbt: true` or `manual`'
+    if len(text.split()) == 5:
+        return f'a cron text is written under `cron:`: `schedule: {{cron: "{text}"}}`'
+    if text.lower().startswith("every"):
+        return (
+            f"an interval is written under `every:` with a unit (s, m, h, d), e.g. "
+            f"`schedule: {{every: 5m}}`, not `{text}`"
+        )
+    return f"`schedule` is one of {forms}, not the text `{text}`"
 
 
 class SchedulerConfig(BaseModel):

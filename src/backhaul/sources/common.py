@@ -85,6 +85,22 @@ def strip_sql(sql: str) -> str:
     return text[:end].rstrip()
 
 
+def holds_query(sql: str) -> bool:
+    """Whether ``sql`` holds anything but blanks, comments and semicolons (SQL sqlglot's
+    tokenizer cannot read counts as a query, for the warehouse to judge)."""
+    from sqlglot import TokenType
+    from sqlglot.errors import SqlglotError
+    from sqlglot.tokens import Tokenizer
+
+    if not sql.strip():
+        return False
+    try:
+        tokens = Tokenizer().tokenize(sql)
+    except SqlglotError:
+        return True
+    return any(token.token_type is not TokenType.SEMICOLON for token in tokens)
+
+
 def _end_before_semicolons(text: str) -> int | None:
     """Where ``text`` ends once the semicolons after its last token, and the comments among
     them, are left out. Read with sqlglot's tokenizer, so a ``;`` or ``--`` inside a string,
@@ -429,6 +445,7 @@ __all__ = [
     "SourceConfig",
     "StreamedSource",
     "dbapi_reader",
+    "holds_query",
     "import_driver",
     "infer_schema",
     "limit_zero",
