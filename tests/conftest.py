@@ -116,6 +116,17 @@ class Builder:
     ) -> None:
         self.destination(name, type="webhook", url=receiver.url, mode="batch", **extra)
 
+    def table_and_hook_syncs(
+        self, receiver: WebhookReceiver, mappings: Sequence[dict[str, Any]]
+    ) -> Path:
+        """Syncs ``to_db`` (a SQLite table; its file is returned) and ``to_hook`` (a
+        webhook to ``receiver``) of the ``users`` model with the same ``mappings``."""
+        dest = self.sqlite_destination()
+        self.webhook_destination(receiver)
+        self.sync("to_db", mappings=mappings)
+        self.sync("to_hook", destination="hook", mappings=mappings)
+        return dest
+
     def sync(
         self,
         name: str,

@@ -30,8 +30,12 @@ def test_null_and_duplicate_keys_are_reported_and_never_sent(project: Builder) -
     dest = project.sqlite_destination()
     project.sync("s", mappings=MAPPINGS)
 
+    plan = project.plan("s")
     run = project.run("s")
 
+    # The plan, the run's summary and the store name each invalid key alike ("(null)").
+    assert sorted(map(str, plan.invalid_samples)) == sorted(map(str, run.invalid_samples))
+    assert {"key": "(null)", "reason": "null primary key"} in run.invalid_samples
     assert run.exit_code == 3
     assert run.counts.invalid == 6  # 2 + 1 + 3 rows
     assert run.counts.succeeded == 2
@@ -174,3 +178,58 @@ def test_template_error_reason_is_one_line(project: Builder, receiver: WebhookRe
     reason = _invalid(project, run.run_id)["1"]
     assert "divide" in reason
     assert "\n" not in reason.strip()
+
+
+# DuckDB holds dates Python cannot: ±infinity and years past 9999.
+TEMPORALS = (
+    "SELECT * FROM (VALUES (1, 'infinity'::TIMESTAMP), (2, '-infinity'::TIMESTAMP), "
+    "(3, '10000-01-01'::TIMESTAMP), (4, '9999-12-31 23:59:59'::TIMESTAMP), "
+    "(5, '0001-01-01'::TIMESTAMP)) t(id, seen_at)"
+)
+AT = [{"column": "id", "field": "id"}, {"column": "seen_at", "field": "seen_at"}]
+
+
+def test_dates_python_cannot_hold_are_invalid_rows_and_the_rest_is_sent(
+    project: Builder, receiver: WebhookReceiver
+) -> None:
+    project.model("users", TEMPORALS)
+    dest = project.table_and_hook_syncs(receiver, AT)
+
+    plan = project.plan("to_db")
+    assert plan.counts.invalid == 3 and plan.counts.added == 2
+    for sync in ("to_db", "to_hook"):
+        run = project.run(sync)
+        assert run.status.value == "partial", run.error
+        assert run.counts.invalid == 3 and run.counts.succeeded == 2
+        invalid = _invalid(project, run.run_id)
+        assert set(invalid) == {"1", "2", "3"}
+        assert invalid["1"].startswith(
+            "column `seen_at` holds infinity, a date outside the years 1"
+        )
+        assert invalid["2"].startswith("column `seen_at` holds -infinity")
+        assert invalid["3"].startswith("column `seen_at` holds 10000-01-01 00:00:00")
+    assert sorted(r[0] for r in sqlite_rows(dest)) == [4, 5]
+    sent = {rec["id"]: rec["seen_at"] for call in receiver.calls for rec in call.json["records"]}
+    assert sent == {4: "9999-12-31T23:59:59", 5: "0001-01-01T00:00:00"}
+
+
+def test_a_duckdb_table_takes_them_as_they_are_and_a_template_does_not(project: Builder) -> None:
+    project.model("users", TEMPORALS)
+    project.destination("lake", type="duckdb", path="lake.duckdb", table="t", create_table=True)
+    project.sync("as_is", destination="lake", mappings=AT)
+    as_is = project.run("as_is")
+    assert as_is.counts.succeeded == 5 and as_is.counts.invalid == 0
+    templated = [*AT[:1], {"template": "since {{ seen_at }}", "field": "since"}]
+    project.destination("lake2", type="duckdb", path="lake2.duckdb", table="t", create_table=True)
+    project.sync("templated", destination="lake2", mappings=templated)
+    run = project.run("templated")
+    assert run.counts.succeeded == 2 and run.counts.invalid == 3
+    assert _invalid(project, run.run_id)["1"].startswith(
+        "column `seen_at` (read by a template) holds infinity"
+    )
+    import duckdb
+
+    with duckdb.connect(str(project.root / "lake.duckdb"), read_only=True) as con:
+        stored = dict(con.execute("SELECT id, CAST(seen_at AS VARCHAR) FROM t").fetchall())
+    assert stored[1] == "infinity" and stored[2] == "-infinity"
+    assert stored[3].startswith("10000-01-01")

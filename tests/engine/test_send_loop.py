@@ -60,3 +60,11 @@ def test_a_connector_bug_stops_every_batch_before_the_destination_closes(
     assert Crashing.writing_at_close == [0]
     assert receiver.calls == []
     assert project.plan("s").counts.added == 10  # nothing was checkpointed
+    # The run is recorded as failed, saying why, not left `running`.
+    with api.open_store(loaded) as store:
+        [record] = store.runs("s")
+    assert record.status.value == "failed"
+    assert record.error is not None
+    assert record.error.startswith(
+        "the run stopped on an unexpected error (RuntimeError: a bug in the connector)"
+    )

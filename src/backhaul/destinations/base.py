@@ -233,6 +233,9 @@ class Capabilities:
     non_finite_floats: bool = False
     # Records travel as JSON: `non_finite: string` can send such values as text.
     json_records: bool = False
+    # Rows load inside DuckDB: every date and timestamp goes as it is, `infinity` and years
+    # past 9999 included. Elsewhere a row holding one is invalid (engine/finite.py).
+    any_temporal: bool = False
     # Results carry the destination's record ids (RecordResult.record_id).
     record_ids: bool = False
     # Writes a record by its stored id, match field included (Batch.record_ids): a key

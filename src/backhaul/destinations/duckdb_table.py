@@ -38,6 +38,7 @@ class DuckDBDestination(FileDatabaseDestination):
     config_model: ClassVar[type[DestinationConfig]] = DuckDBConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
         non_finite_floats=True,
+        any_temporal=True,
         operations=ALL_OPERATIONS,
         max_batch_size=100_000,
         # Each commit maintains the key index: 10 commits of 100,000 rows load a table in

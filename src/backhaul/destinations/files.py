@@ -76,6 +76,7 @@ class FileDestination:
     config_model: ClassVar[type[DestinationConfig]] = FileConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
         operations=ALL_OPERATIONS,
+        any_temporal=True,
         max_batch_size=100_000,
         default_batch_size=10_000,
         default_concurrency=1,

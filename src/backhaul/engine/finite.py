@@ -46,11 +46,14 @@ class FinitePolicy:
         mode: What happens to a non-finite value that is not kept.
         keep_floats: Top-level float fields go as they are (the destination stores them).
         json: The destination sends records as JSON (for messages).
+        keep_temporals: Mapped dates and timestamps go as they are, infinite or beyond
+            the years 1 to 9999 (the destination loads them inside DuckDB).
     """
 
     mode: NonFinite = NonFinite.INVALID
     keep_floats: bool = False
     json: bool = True
+    keep_temporals: bool = False
 
     @property
     def tag(self) -> str:
@@ -84,7 +87,7 @@ def policy_for(sync: SyncDef, caps: Capabilities) -> FinitePolicy:
             key="non_finite",
         )
     keep = chosen is None and caps.non_finite_floats
-    return FinitePolicy(chosen or NonFinite.INVALID, keep, caps.json_records)
+    return FinitePolicy(chosen or NonFinite.INVALID, keep, caps.json_records, caps.any_temporal)
 
 
 def is_float_type(duck_type: str) -> bool:
@@ -99,6 +102,31 @@ def may_nest_floats(duck_type: str) -> bool:
         return True
     nested = upper.endswith("]") or upper.startswith(("STRUCT", "MAP", "UNION"))
     return nested and any(name in upper for name in ("DOUBLE", "FLOAT", "REAL", "JSON"))
+
+
+def is_temporal_type(duck_type: str) -> bool:
+    """Whether a DuckDB type name is a date or a timestamp (of any precision or zone)."""
+    upper = duck_type.upper()
+    return upper == "DATE" or upper.startswith("TIMESTAMP")
+
+
+def temporal_case_sql(value: str, what: str) -> str:
+    """A CASE branch naming a date or timestamp ``value`` that cannot become a Python value:
+    ``infinity``, ``-infinity`` or a day outside the years 1 to 9999 (DuckDB holds them;
+    Python's dates, and so JSON records, SQL drivers and templates, do not)."""
+    day = f"CAST({value} AS DATE)"
+    return (
+        f"WHEN {value} IS NOT NULL AND (NOT isfinite({value}) OR {day} < DATE '0001-01-01' "
+        f"OR {day} > DATE '9999-12-31') THEN '{_sql_text(what)} holds ' || "
+        f"CAST({value} AS VARCHAR) || '{_sql_text(TEMPORAL_HINT)}'"
+    )
+
+
+TEMPORAL_HINT = (
+    ", a date outside the years 1 to 9999, which only DuckDB and file destinations take "
+    "(and no template reads); leave the row out or change the value in the model "
+    "(e.g. CASE WHEN isfinite(col) THEN col END)"
+)
 
 
 def float_reason_sql(value: str, what: str, policy: FinitePolicy) -> str:

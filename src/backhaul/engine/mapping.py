@@ -29,9 +29,11 @@ from backhaul.engine.finite import (
     FinitePolicy,
     float_reason_sql,
     is_float_type,
+    is_temporal_type,
     may_nest_floats,
     nested_check_sql,
     nested_reason,
+    temporal_case_sql,
 )
 from backhaul.errors import ConfigError, first_line
 from backhaul.templates import liquid_environment
@@ -73,6 +75,13 @@ def cast_expr(source: str, cast: Cast | None) -> str:
         # Text is parsed as JSON; anything else is serialised to JSON.
         return f"(CASE WHEN typeof({source}) = 'VARCHAR' THEN TRY_CAST({source} AS JSON) ELSE to_json({source}) END)"
     return f"TRY_CAST({source} AS {CAST_TYPES[cast]})"
+
+
+# DuckDB types Arrow cannot carry whole to a driver or a JSON record: an INTERVAL arrives
+# as a (months, days, nanoseconds) triple no driver takes, a TIME WITH TIME ZONE without
+# its offset, a BIT string as padded bytes. They travel as DuckDB's text ('3 days',
+# '10:00:00+02', '101').
+AS_TEXT_TYPES = frozenset({"INTERVAL", "TIME WITH TIME ZONE", "TIMETZ", "BIT", "BITSTRING"})
 
 
 @dataclass(frozen=True)
@@ -166,11 +175,18 @@ class Mapper:
         return cols
 
     def value_exprs(self, alias: str = "m") -> list[str]:
-        """SQL for each mapped field's value (templates give NULL; they render later)."""
+        """SQL for each mapped field's value (templates give NULL; they render later).
+
+        A column of a type Arrow does not carry whole (:data:`AS_TEXT_TYPES`) goes as
+        DuckDB's text of it, to every destination."""
         out = []
         for m in self.mappings:
             if isinstance(m, ColumnMapping):
-                out.append(cast_expr(f"{alias}.{quote(m.column)}", m.cast))
+                value = cast_expr(f"{alias}.{quote(m.column)}", m.cast)
+                kind = self.types.get(m.column, "").upper()
+                if m.cast is None and kind in AS_TEXT_TYPES:
+                    value = f"CAST({value} AS VARCHAR)"
+                out.append(value)
             elif isinstance(m, StaticMapping):
                 out.append(literal(m.value))
             else:
@@ -231,9 +247,33 @@ class Mapper:
                     f"WHEN {col} IS NOT NULL AND {cast_expr(col, m.cast)} IS NULL THEN {reason}"
                 )
         cases += self._non_finite_cases(alias)
+        cases += self._temporal_cases(alias)
         if not cases:
             return None
         return "CASE " + " ".join(cases) + " END"
+
+    def _temporal_cases(self, alias: str) -> list[str]:
+        """CASE branches for dates and timestamps that cannot become Python values: those
+        of mapped columns unless the destination loads them in DuckDB, and those a template
+        reads, whatever the destination (templates render in Python)."""
+        cases: list[str] = []
+        seen: set[str] = set()
+        for i, m in enumerate(self.mappings):
+            kind = self.value_type(i)
+            if self.finite.keep_temporals or not isinstance(m, ColumnMapping) or kind is None:
+                continue
+            if is_temporal_type(kind):
+                value = cast_expr(f"{alias}.{quote(m.column)}", m.cast)
+                cases.append(temporal_case_sql(value, self.source_of(i)))
+        for tpl in self.templates.values():
+            for column in tpl.variables:
+                kind = self.types.get(column)
+                if column in seen or kind is None or not is_temporal_type(kind):
+                    continue
+                seen.add(column)
+                what = f"column `{column}` (read by a template)"
+                cases.append(temporal_case_sql(f"{alias}.{quote(column)}", what))
+        return cases
 
     def _non_finite_cases(self, alias: str) -> list[str]:
         """CASE branches for model columns holding values the policy does not let through."""

@@ -86,6 +86,7 @@ from backhaul.errors import (
     ModelError,
     QuotaSpentError,
     StateError,
+    first_line,
 )
 from backhaul.observe.events import (
     BatchDone,
@@ -325,6 +326,15 @@ class SyncRun:
             self.summary.status = RunStatus.CANCELLED
             self.summary.error = "cancelled"
             raise
+        except Exception as exc:  # a bug: recorded as a failed run (never left `running`),
+            # then raised on for its traceback
+            self.summary.status = RunStatus.FAILED
+            self.summary.error = self.summary.error or (
+                f"the run stopped on an unexpected error ({type(exc).__name__}: "
+                f"{first_line(exc)}); rows not acknowledged stay pending for the next run. "
+                "This is a bug: please report it with the traceback"
+            )
+            raise
         finally:
             recorder.flush()
             self.summary.wait_s = self.waits.total_s
@@ -416,12 +426,7 @@ class SyncRun:
             return
         self.store.add_rows(
             self.run_id,
-            [
-                RowOutcome(
-                    k if k is not None else "(null)", RowOp.INVALID, RowStatus.INVALID, reason
-                )
-                for k, reason in rows
-            ],
+            [RowOutcome(k, RowOp.INVALID, RowStatus.INVALID, reason) for k, reason in rows],
         )
         self.summary.invalid_samples = [{"key": k, "reason": r} for k, r in rows[:20]]
 
@@ -784,9 +789,7 @@ def plan_sync(
         summary.warnings = _plan_warnings(project, sync, plan)
         if sample:
             summary.samples = samples(ws, plan.relations, sample, Identity.of(settings))
-        summary.invalid_samples = [
-            {"key": k if k is not None else "(null)", "reason": r} for k, r in invalid_rows(ws, 20)
-        ]
+        summary.invalid_samples = [{"key": k, "reason": r} for k, r in invalid_rows(ws, 20)]
         summary.notes = skipped_hooks_note(project, sync) + _load_note(
             project, sync, ws, plan, backend
         )

@@ -189,12 +189,16 @@ def count_plan(ws: Workspace, queried: int) -> Counts:
     return counts
 
 
-def invalid_rows(ws: Workspace, limit: int | None = None) -> list[tuple[str | None, str]]:
-    """(key text, reason) of each invalid key in the plan."""
+NULL_KEY = "(null)"  # the key text of a row whose (single) key is null
+
+
+def invalid_rows(ws: Workspace, limit: int | None = None) -> list[tuple[str, str]]:
+    """(key text, reason) of each invalid key in the plan; a null key is :data:`NULL_KEY`,
+    as the run store records it and every command shows it."""
     sql = (
         f"SELECT {key_text_sql(ws.layout.key_cols)} AS key_text, reason FROM work.plan "
         "WHERE op = 'invalid' ORDER BY reason"
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [(r[0], str(r[1])) for r in ws.con.execute(sql).fetchall()]
+    return [(NULL_KEY if r[0] is None else r[0], str(r[1])) for r in ws.con.execute(sql).fetchall()]
