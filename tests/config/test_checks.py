@@ -99,6 +99,15 @@ def test_a_model_file_without_a_query_is_named_with_or_without_the_warehouse(
     assert where(project, open_sources=open_sources) == [("models/users.sql", 1, "sql", reason)]
 
 
+def test_a_query_that_ends_too_early_is_named_at_its_last_line(tmp_path: Path) -> None:
+    # Read nested in a subquery, the warehouse finds the error at the closing parenthesis
+    # on the line after the model's: it is the model's last line, and the query's end.
+    project = load(tmp_path, {"models/users.sql": "SELECT *\nFROM users WHERE\n\n"})
+    [(file, line, key, reason)] = where(project)
+    assert (file, line, key) == ("models/users.sql", 2, "sql")
+    assert reason.endswith("syntax error at the end of the query")
+
+
 def test_sql_error_of_inline_sql(tmp_path: Path) -> None:
     yml = "source: warehouse\nprimary_key: id\nsql: SELECT id FROM no_such_table\n"
     project = load(tmp_path, {"models/users.yml": yml, "models/users.sql": ""})

@@ -10,7 +10,9 @@ from backhaul.sources.common import holds_query, strip_sql
 @pytest.mark.parametrize(
     ("sql", "nested"),
     [
-        ("  SELECT 1\n", "SELECT 1"),
+        ("SELECT 1\n  \n", "SELECT 1"),
+        # Blank lines before the query stay: the warehouse's line numbers are the file's.
+        ("\n\nSELECT 1;\n", "\n\nSELECT 1"),
         ("SELECT 1;", "SELECT 1"),
         ("SELECT 1 ;\n ;\n", "SELECT 1"),
         ("SELECT 1; -- done", "SELECT 1"),

@@ -548,13 +548,18 @@ def sql_error(
     a subquery.
     """
     first = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    # DuckDB and others name the line of the SQL ("LINE 3: ..."): point the editor there.
+    found = re.search(r"\bLINE (\d+):", message)
+    line = max(int(found.group(1)) + line_offset, 1) if found else None
+    last = model.sql.rstrip().count("\n") + 1
+    if line is not None and line > last:
+        # Past the model's last line: the parenthesis that closes the subquery it is read
+        # in, so the query ended too early (`... WHERE`).
+        line = last
+        first = first.replace('at or near ")"', "at the end of the query")
     text = f"the model SQL fails in the warehouse: {first}"
     if model.sql_file is not None:
-        rel = _sql_rel(project, model.sql_file)
-        # DuckDB and others name the line of the SQL ("LINE 3: ..."): point the editor there.
-        found = re.search(r"\bLINE (\d+):", message)
-        line = max(int(found.group(1)) + line_offset, 1) if found else None
-        return ConfigError(text, file=rel, line=line, key="sql")
+        return ConfigError(text, file=_sql_rel(project, model.sql_file), line=line, key="sql")
     key = "sql" if model.config.sql is not None else "table"
     return _error(text, model.positions, key)
 

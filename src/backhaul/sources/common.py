@@ -72,9 +72,10 @@ def import_driver(module: str, package: str, extra: str, kind: str) -> ModuleTyp
 
 
 def strip_sql(sql: str) -> str:
-    """Model SQL ready to nest in a subquery: no surrounding blanks, and no semicolons at
-    its end, with or without comments after them (``SELECT ...; -- done``)."""
-    text = sql.strip()
+    """Model SQL ready to nest in a subquery: no blanks at its end, and no semicolons at
+    its end, with or without comments after them (``SELECT ...; -- done``). Blank lines
+    at its start stay, so the warehouse's line numbers are the file's."""
+    text = sql.rstrip()
     if ";" not in text:
         return text
     end = _end_before_semicolons(text)
