@@ -126,10 +126,13 @@ def test_a_run_whose_row_log_is_a_pipe_answers_from_the_store_and_says_why(
 ) -> None:
     operator = client_for(Role.OPERATOR, bearer=True)
     web_env.receiver.faults.reject({"4": "unknown plan"})
-    started = operator.post("/api/v1/syncs/pqls_to_webhook/runs", json={"full_resync": True})
-    assert started.status_code == 202, started.text
-    run_id = started.json()["run_id"]
-    assert wait_finished(operator, run_id)["status"] == "partial"
+    try:
+        started = operator.post("/api/v1/syncs/pqls_to_webhook/runs", json={"full_resync": True})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        assert wait_finished(operator, run_id)["status"] == "partial"
+    finally:  # the receiver serves the whole session: later runs must not meet this rule
+        web_env.receiver.faults.rejects.pop("4", None)
     log = parquet_log(web_env.project_dir, run_id)
     before = operator.get(f"/api/v1/runs/{run_id}").json()
     assert before["row_log_error"] is None
