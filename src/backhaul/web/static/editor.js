@@ -139,21 +139,26 @@
     row._extra = Object.fromEntries(Object.entries(m).filter(([k]) => !["column", "field"].includes(k)));
     return row;
   }
-  function mappings() {
+  // Every row as it stands, the ones still being filled in too.
+  function rowsNow() {
     return [...mapping.tBodies[0].rows].map((row) => {
       const m = Object.assign({}, row._extra);
       const col = row.querySelector(".map-column").value;
       if (col) m.column = col;
       m.field = row.querySelector(".map-field").value.trim();
       return m;
-    }).filter((m) => m.field);
+    });
+  }
+  function mappings() {
+    return rowsNow().filter((m) => m.field);
   }
   function matchFields() {
     return [...mapping.tBodies[0].rows].filter((r) => r.querySelector(".map-match").checked)
       .map((r) => r.querySelector(".map-field").value.trim()).filter(Boolean);
   }
   function redraw() {
-    const current = mapping.tBodies[0].rows.length ? mappings() : S.mappings;
+    // A row added while the columns and fields were loading stays, empty as it is.
+    const current = mapping.tBodies[0].rows.length ? rowsNow() : S.mappings;
     match = new Set(mapping.tBodies[0].rows.length ? matchFields() : S.match || []);
     mapping.tBodies[0].replaceChildren(...current.map(mappingRow));
     requiredNote();
@@ -169,21 +174,24 @@
     note.textContent = missing.length ? `Required by the destination and not mapped: ${missing.join(", ")}` : "";
     note.hidden = !missing.length;
   }
+  let sides = 0;  // the latest loadSides: an answer to an earlier one is dropped
   function loadSides() {
+    const turn = ++sides;
     const model = byId("f-model").value;
     const dest = byId("f-destination").value;
     const object = byId("f-object").value;
     const note = byId("fields-note");
     const asks = [];
     asks.push(model ? call("GET", `${API}/models/${encodeURIComponent(model)}/columns`, csrf)
-      .then(({ status, data }) => { columns = status === 200 ? data.columns : []; }) : Promise.resolve());
+      .then(({ status, data }) => { if (turn === sides) columns = status === 200 ? data.columns : []; }) : Promise.resolve());
     asks.push(dest ? call("GET", `${API}/destinations/${encodeURIComponent(dest)}/fields?object=${encodeURIComponent(object)}`, csrf)
       .then(({ status, data }) => {
+        if (turn !== sides) return;
         fields = status === 200 ? data.fields : null;
         note.textContent = fields ? `${fields.length} fields listed by the destination.` :
           `The destination cannot list its fields${data.message ? " (" + data.message + ")" : ""}: type them.`;
       }) : Promise.resolve());
-    return Promise.all(asks).then(redraw);
+    return Promise.all(asks).then(() => { if (turn === sides) redraw(); });
   }
   if (mapping) {
     for (const id of ["f-model", "f-destination", "f-object"]) byId(id).addEventListener("change", loadSides);
