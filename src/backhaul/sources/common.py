@@ -89,37 +89,43 @@ def strip_sql(sql: str) -> str:
 def holds_query(sql: str) -> bool:
     """Whether ``sql`` holds anything but blanks, comments and semicolons (SQL sqlglot's
     tokenizer cannot read counts as a query, for the warehouse to judge)."""
-    from sqlglot import TokenType
-    from sqlglot.errors import SqlglotError
-    from sqlglot.tokens import Tokenizer
-
     if not sql.strip():
         return False
-    try:
-        tokens = Tokenizer().tokenize(sql)
-    except SqlglotError:
-        return True
-    return any(token.token_type is not TokenType.SEMICOLON for token in tokens)
+    tokens = _tokens(sql)
+    return tokens is None or any(not _is_semicolon(token) for token in tokens)
 
 
 def _end_before_semicolons(text: str) -> int | None:
     """Where ``text`` ends once the semicolons after its last token, and the comments among
-    them, are left out. Read with sqlglot's tokenizer, so a ``;`` or ``--`` inside a string,
-    a quoted name or a comment is not taken for one. None when it cannot read ``text``."""
-    from sqlglot import TokenType
+    them, are left out. None when it cannot read ``text``."""
+    tokens = _tokens(text)
+    if tokens is None:
+        return None
+    if not tokens or not _is_semicolon(tokens[-1]):
+        return len(text)
+    for token in reversed(tokens):
+        if not _is_semicolon(token):
+            return int(token.end) + 1  # the token's last character is at .end
+    return 0  # nothing but semicolons
+
+
+def _tokens(text: str) -> list[Any] | None:
+    """``text`` read with sqlglot's tokenizer, so a ``;`` or ``--`` inside a string, a quoted
+    name or a comment is not taken for one (comments are not tokens); None when it cannot
+    read it."""
     from sqlglot.errors import SqlglotError
     from sqlglot.tokens import Tokenizer
 
     try:
-        tokens = Tokenizer().tokenize(text)
+        return list(Tokenizer().tokenize(text))
     except SqlglotError:
         return None
-    if not tokens or tokens[-1].token_type is not TokenType.SEMICOLON:
-        return len(text)
-    for token in reversed(tokens):
-        if token.token_type is not TokenType.SEMICOLON:
-            return token.end + 1  # the token's last character is at .end
-    return 0  # nothing but semicolons
+
+
+def _is_semicolon(token: Any) -> bool:
+    from sqlglot import TokenType
+
+    return bool(token.token_type is TokenType.SEMICOLON)
 
 
 _PLACEHOLDER = "backhaul_model_placeholder"

@@ -60,8 +60,6 @@ class DuckDBSource:
             rel = con.sql(f"SELECT * FROM ({strip_sql(sql)}\n) AS backhaul_q")
         except duckdb.Error as exc:
             raise SourceError(_message(exc)) from None
-        if rel is None:
-            raise SourceError("the model SQL returns no rows (is it a SELECT?)")
         return {name: str(type_) for name, type_ in zip(rel.columns, rel.types, strict=True)}
 
     def stream(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
