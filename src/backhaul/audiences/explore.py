@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from backhaul import pyvalues
 from backhaul.audiences.audience import SPLIT_COLUMN, AudienceConfig, Splits
 from backhaul.audiences.compiler import PARENT, Compiler, col, combine, ident
 from backhaul.audiences.conditions import (
@@ -148,7 +149,7 @@ class Explorer:
         sql = self.compiler.render(query)
         table = self.source.stream(sql).read_all()
         names = list(table.schema.names)
-        return names, [list(row.values()) for row in table.to_pylist()]
+        return names, [list(row.values()) for row in pyvalues.rows(table)]
 
     def sql(self, name: str, config: AudienceConfig) -> str:
         """The audience model's SQL ("view SQL")."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload, runtime_che
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from backhaul import floats
+from backhaul import floats, pyvalues
 from backhaul.calls import CallRecorder
 from backhaul.observe.waits import NoWaits, WaitObserver
 
@@ -195,7 +195,7 @@ class Batch:
         ``non_finite_text``, NaN and infinities anywhere in a record become text.
         """
         parse = [n for n in self.table.column_names if n in self.json_fields]
-        for row in self.table.to_pylist():
+        for row in pyvalues.rows(self.table):
             for name in parse:
                 if isinstance(row[name], str):
                     row[name] = json.loads(row[name])

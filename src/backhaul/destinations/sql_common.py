@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from backhaul import pyvalues
 from backhaul.destinations.base import (
     Batch,
     BatchResults,
@@ -315,7 +316,7 @@ def python_rows(table: pa.Table, *, plain: bool = False) -> list[tuple[Any, ...]
     With ``plain`` (SQLite) dates, times and decimals become text too, since the
     driver has no adapters for them.
     """
-    cols = [col.to_pylist() for col in table.columns]
+    cols = [pyvalues.values(col) for col in table.columns]
     return [tuple(_plain_value(v, plain=plain) for v in row) for row in zip(*cols, strict=True)]
 
 
@@ -367,7 +368,7 @@ def csv_ready(
                 else _plain_value(v)
                 if isinstance(v, dict | list)
                 else str(v)
-                for v in col.to_pylist()
+                for v in pyvalues.values(col)
             ]
             col = pa.chunked_array([pa.array(values, pa.string())])
         columns.append(col)

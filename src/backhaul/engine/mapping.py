@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 from liquid.exceptions import LiquidError
 
+from backhaul import pyvalues
 from backhaul.config.models import (
     Cast,
     ColumnMapping,
@@ -174,6 +175,18 @@ class Mapper:
             cols += [c for c in t.variables if c not in cols]
         return cols
 
+    def template_input_exprs(self, alias: str = "m") -> list[str]:
+        """SQL for each template variable's column, named ``t_<column>``: what a template
+        reads. A column of a type Arrow does not carry whole (:data:`AS_TEXT_TYPES`) is
+        DuckDB's text of it, as when it is mapped straight to a field."""
+        out = []
+        for c in self.template_columns():
+            value = f"{alias}.{quote(c)}"
+            if self.types.get(c, "").upper() in AS_TEXT_TYPES:
+                value = f"CAST({value} AS VARCHAR)"
+            out.append(f"{value} AS t_{c}")
+        return out
+
     def value_exprs(self, alias: str = "m") -> list[str]:
         """SQL for each mapped field's value (templates give NULL; they render later).
 
@@ -305,7 +318,7 @@ class Mapper:
         errors: dict[int, str] = {}
         if not self.templates:
             return table, errors
-        inputs = {c: table.column(f"t_{c}").to_pylist() for c in template_cols}
+        inputs = {c: pyvalues.values(table.column(f"t_{c}")) for c in template_cols}
         n = table.num_rows
         for i, tpl in self.templates.items():
             values: list[Any] = []

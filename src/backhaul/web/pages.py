@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from backhaul import pyvalues
 from backhaul.calls import HttpCall
 from backhaul.config.project import Project, SyncDef
 from backhaul.engine.workspace import open_source, strip_sql
@@ -686,7 +687,7 @@ def model_page(request: Request, name: str, user: Viewer, project: ProjectDep) -
             header = list(reader.schema.names)
             for batch in reader:
                 preview += [
-                    [masked(model, k, v) for k, v in row.items()] for row in batch.to_pylist()
+                    [masked(model, k, v) for k, v in row.items()] for row in pyvalues.rows(batch)
                 ]
                 if len(preview) >= PREVIEW_ROWS:
                     break

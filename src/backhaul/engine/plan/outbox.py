@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backhaul import pyvalues
 from backhaul.config.models import Mode, OnRemove
 from backhaul.duck import arrow_table, scalar
 from backhaul.engine.mapping import quote
@@ -73,7 +74,7 @@ def build_outbox(
     mapper = ws.mapper
     values = mapper.value_exprs("m")
     fcols = [f"{v} AS f{i}" for i, v in enumerate(values)]
-    tcols = [f"m.{quote(c)} AS t_{c}" for c in mapper.template_columns()]
+    tcols = mapper.template_input_exprs("m")
     match_idx = [mapper.fields.index(f) for f in ws.match_fields]
     current = [values[j] for j in match_idx]
     # Insert mode's skips changed nothing at the destination: the old identity stays.
@@ -160,7 +161,7 @@ def samples(
     from backhaul.engine.batches import rename_fields
 
     rendered, _ = ws.mapper.render(table, ws.mapper.template_columns())
-    for row in rename_fields(rendered, fields).to_pylist():
+    for row in pyvalues.rows(rename_fields(rendered, fields)):
         op = row.pop("op")
         record = {"key": row.pop("key_text")}
         record.update({f: row[f] for f in fields})

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from pydantic import BaseModel, Field
 
+from backhaul import pyvalues
 from backhaul.config.models import NAME_PATTERN, ModelConfig
 from backhaul.config.project import ModelDef, Positions, Project
 from backhaul.config.yamledit import edit_yaml, load, plain
@@ -373,7 +374,7 @@ def preview(project: Project, source: str, sql: str, limit: int = PREVIEW_ROWS) 
         query = f"SELECT * FROM (\n{strip_sql(sql)}\n) AS backhaul_preview LIMIT {limit}"
         rows: list[list[Any]] = []
         for batch in handle.stream(query, batch_size=limit):
-            rows += [list(r.values()) for r in batch.to_pylist()]
+            rows += [list(r.values()) for r in pyvalues.rows(batch)]
             if len(rows) >= limit:
                 break
     finally:

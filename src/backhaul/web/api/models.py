@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import HTTPException, Query
 from pydantic import BaseModel, Field
 
+from backhaul import pyvalues
 from backhaul.config.project import ModelDef, Project
 from backhaul.errors import SourceError
 from backhaul.web.api.base import ERRORS, MASK, jsonable, not_found, resource_router
@@ -69,7 +70,7 @@ def describe_model(project: Project, model: ModelDef, preview: int) -> ModelOut:
             reader = source.stream(f"SELECT * FROM ({model.sql}) AS m LIMIT {int(preview)}")
             rows = [
                 {k: jsonable(masked(model, k, v)) for k, v in row.items()}
-                for row in reader.read_all().to_pylist()
+                for row in pyvalues.rows(reader.read_all())
             ]
     finally:
         source.close()
