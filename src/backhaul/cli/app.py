@@ -675,7 +675,7 @@ def _print_run(
         )
         return
     console = _console()
-    from backhaul.cli.render import counts_line, delivered_line
+    from backhaul.cli.render import counts_line, delivered_line, shown
 
     console.print(
         f"[bold]run {record.run_id}[/] of {record.sync}: {record.status.value} "
@@ -702,12 +702,14 @@ def _print_run(
             title_justify="left",
         )
         for r in rejected:
-            table.add_row(escape(r.key), r.op.value, r.operation or "", escape(r.error or ""))
+            table.add_row(
+                escape(shown(r.key)), r.op.value, r.operation or "", escape(r.error or "")
+            )
         console.print(table)
     if invalid:
         table = Table("key", "reason", title="invalid rows", title_justify="left")
         for r in invalid:
-            table.add_row(escape(r.key), escape(r.error or ""))
+            table.add_row(escape(shown(r.key)), escape(r.error or ""))
         console.print(table)
     if found is not None:
         if not found and log_problem:
@@ -729,7 +731,7 @@ def _print_run(
             )
             for r in found:
                 table.add_row(
-                    escape(r.key),
+                    escape(shown(r.key)),
                     r.op.value,
                     r.status.value,
                     r.operation or "",

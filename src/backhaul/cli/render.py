@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -174,7 +175,7 @@ def print_summary(
         console.print(f"  [{style}]error:[/] {escape(s.error)}", highlight=False)
     for row in s.invalid_samples[:5]:
         console.print(
-            f"  invalid row {escape(str(row['key']))}: {escape(str(row['reason']))}",
+            f"  invalid row {escape(shown(row['key']))}: {escape(str(row['reason']))}",
             highlight=False,
         )
     if c.rejected:
@@ -221,13 +222,30 @@ def plan_table(console: Console, s: RunSummary) -> None:
         console.print(table)
     for row in s.invalid_samples[:10]:
         console.print(
-            f"invalid row {escape(str(row['key']))}: {escape(str(row['reason']))}",
+            f"invalid row {escape(shown(row['key']))}: {escape(str(row['reason']))}",
             highlight=False,
         )
 
 
-def _cell(value: Any) -> str:
+def shown(value: Any, limit: int | None = None) -> str:
+    """``value`` as one terminal cell: null as ``∅``, a list or object as JSON, and text a
+    plain print would hide or split across lines (empty, a space at either end, a line
+    break or another control character) as a JSON string, quotes and escapes included, so
+    ``a`` and ``a `` and ``x\\ny`` read apart. Cut to ``limit`` characters when given."""
     if value is None:
         return "∅"
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "…"
+    if isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    else:
+        text = str(value)
+        if isinstance(value, str) and (
+            not text or text != text.strip() or any(not ch.isprintable() for ch in text)
+        ):
+            text = json.dumps(text, ensure_ascii=False)
+    if limit is not None and len(text) > limit:
+        return text[: limit - 3] + "…"
+    return text
+
+
+def _cell(value: Any) -> str:
+    return shown(value, limit=60)
