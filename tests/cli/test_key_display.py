@@ -15,15 +15,20 @@ MODEL = (
     "SELECT * FROM (VALUES ('a', 1), ('a ', 2), (E'x\\ny', 3), ('', 4), ('b', 5), "
     "(' ', 6), (' ', 7)) AS t(id, n)"
 )
-MAPPINGS = [{"column": "id", "field": "id"}, {"column": "n", "field": "n"}]
+
+
+def hook_sync(project: Builder, receiver: WebhookReceiver) -> None:
+    """Sync ``to_hook``: the model's keys and numbers to ``receiver``."""
+    project.model("users", MODEL)
+    project.webhook_destination(receiver)
+    mappings = [{"column": "id", "field": "id"}, {"column": "n", "field": "n"}]
+    project.sync("to_hook", destination="hook", mappings=mappings)
 
 
 def test_plan_writes_keys_a_print_would_hide_as_json_strings(
     project: Builder, receiver: WebhookReceiver
 ) -> None:
-    project.model("users", MODEL)
-    project.webhook_destination(receiver)
-    project.sync("to_hook", destination="hook", mappings=MAPPINGS)
+    hook_sync(project, receiver)
 
     out = project.cli("plan", "to_hook")
 
@@ -40,9 +45,7 @@ def test_plan_writes_keys_a_print_would_hide_as_json_strings(
 def test_run_show_writes_a_rejected_key_with_a_trailing_space_quoted(
     project: Builder, receiver: WebhookReceiver
 ) -> None:
-    project.model("users", MODEL)
-    project.webhook_destination(receiver)
-    project.sync("to_hook", destination="hook", mappings=MAPPINGS)
+    hook_sync(project, receiver)
     receiver.faults.reject({"a ": "no such contact"})
 
     summary = project.run("to_hook")
