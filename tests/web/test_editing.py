@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.conftest import run_cli
 from tests.web.editing_env import TOKEN_ENV, EditEnv, edit_env
 
@@ -273,6 +274,28 @@ def test_delete_is_refused_while_used_and_then_is_one_commit(env: EditEnv) -> No
     assert gone.status_code == 200, gone.text
     assert not Path(env.root / "models" / "spare.yml").exists()
     assert env.git("log", "-1", "--format=%an|%s").strip() == "editor_user|Delete model spare"
+
+
+def test_a_static_null_or_empty_value_is_written_as_a_value_mapping(env: EditEnv) -> None:
+    c = env.client(Role.EDITOR)
+    mappings = [
+        {"column": "email", "field": "email"},
+        {"value": None, "field": "phone"},
+        {"value": "", "field": "city"},
+        {"value": 42, "field": "jobtitle"},
+        {"template": "{{ first_name }}", "field": "firstname", "cast": "string", "nulls": "skip"},
+    ]
+    values = {"model": "leads", "destination": "crm", "object": "contacts", "mode": "upsert"}
+    body = {"values": values, "mappings": mappings, "match": ["email"]}
+    made = c.put("/api/v1/edit/syncs/values_to_hubspot", json=body)
+    try:
+        assert made.status_code == 200, made.text
+        text = (env.root / "syncs" / "values_to_hubspot.yml").read_text(encoding="utf-8")
+        loaded = yaml.safe_load(text)
+        assert loaded["mappings"] == mappings
+    finally:
+        if made.status_code == 200:
+            assert c.delete("/api/v1/edit/syncs/values_to_hubspot").status_code == 200
 
 
 def test_editing_a_models_sql_commits_the_sql_file_alone(env: EditEnv) -> None:

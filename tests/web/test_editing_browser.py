@@ -54,6 +54,20 @@ def expect(locator: Any) -> Any:
     return playwright_sync.expect(locator)
 
 
+def signed_in(browser: Any, env: EditEnv) -> tuple[Any, Any, list[str]]:
+    """A browser context and page signed in as the editor, and the page's script errors."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=env.url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/login")
+    page.fill("#username", env.username(Role.EDITOR))
+    page.fill("#password", env.passwords[Role.EDITOR])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{env.url}/")
+    return context, page, errors
+
+
 def _saved(page: Any, kind: str, name: str, errors: list[str] | None = None) -> None:
     page.click("#save")
     try:
@@ -71,17 +85,9 @@ def _saved(page: Any, kind: str, name: str, errors: list[str] | None = None) -> 
 
 def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
     with chromium() as browser:
-        context = browser.new_context(viewport=VIEWPORT, base_url=env.url)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        context, page, errors = signed_in(browser, env)
         missing: list[str] = []
         page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
-        page.goto("/login")
-        page.fill("#username", env.username(Role.EDITOR))
-        page.fill("#password", env.passwords[Role.EDITOR])
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{env.url}/")
         page.click("nav >> text=Edit")
         page.wait_for_url("**/edit")
 
@@ -238,3 +244,84 @@ def test_an_editor_builds_a_sync_in_the_ui_and_runs_it(env: EditEnv) -> None:
 def shoot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def test_an_editor_maps_values_templates_casts_and_nulls_as_the_files_do(env: EditEnv) -> None:
+    """Every kind of mapping a file can hold is made in the UI: a column with a cast and a
+    nulls choice, one value for every record, a Liquid template; an existing file's casts
+    and nulls show and stay; the file reads as a person would write it and the run sends
+    what it says."""
+    files = {
+        "sources/warehouse.yml": SOURCE,
+        "models/leads.yml": MODEL,
+        "models/leads.sql": SQL,
+        "destinations/crm.yml": destination(env.hubspot_url),
+        "syncs/leads_to_hubspot.yml": SYNC.replace(
+            "field: firstname}", "field: firstname, cast: string, nulls: skip}"
+        ),
+    }
+    for rel, text in files.items():
+        path = env.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    env.git("add", ".")
+    env.git("commit", "-qm", "A sync written by hand")
+
+    with chromium() as browser:
+        context, page, errors = signed_in(browser, env)
+        page.goto("/edit/syncs/leads_to_hubspot")
+        expect(page.locator("#fields-note")).to_contain_text("fields listed by the destination")
+        rows = page.locator("#mapping-editor tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(1).locator(".map-cast")).to_have_value("string")
+        expect(rows.nth(1).locator(".map-nulls")).to_have_value("skip")
+        expect(rows.nth(1).locator(".map-value")).to_be_hidden()
+
+        def add_row(kind: str, text: str, field: str) -> Any:
+            page.click("#add-mapping")
+            row = rows.last
+            row.locator(".map-kind").select_option(kind)
+            row.locator(f".map-{kind}").fill(text)
+            row.locator(".map-field").fill(field)
+            return row
+
+        row = add_row("template", "{{ first_name | upcase }} ({{ id }})", "lastname")
+        expect(row.locator(".map-column")).to_be_hidden()
+        row = add_row("value", "Acme", "company")
+        expect(row.locator(".map-cast")).to_be_disabled()
+        add_row("value", '"42"', "jobtitle")  # quoted: the text 42, not a number
+        page.click("#save")
+        expect(page.locator("#save-status")).to_contain_text(
+            "Edit sync leads_to_hubspot: mappings (2 -> 5 fields)"
+        )
+
+        # Opened again, each row shows what it holds.
+        page.goto("/edit/syncs/leads_to_hubspot")
+        expect(rows).to_have_count(5)
+        expect(rows.nth(2).locator(".map-kind")).to_have_value("template")
+        expect(rows.nth(2).locator(".map-template")).to_have_value(
+            "{{ first_name | upcase }} ({{ id }})"
+        )
+        expect(rows.nth(4).locator(".map-value")).to_have_value('"42"')
+        assert errors == []
+        context.close()
+
+    text = (env.root / "syncs" / "leads_to_hubspot.yml").read_text(encoding="utf-8")
+    assert text == SYNC.replace(
+        "field: firstname}", "field: firstname, cast: string, nulls: skip}"
+    ) + (
+        # New rows take the style of the rows already there.
+        "  - {template: '{{ first_name | upcase }} ({{ id }})', field: lastname}\n"
+        "  - {value: Acme, field: company}\n"
+        "  - {value: '42', field: jobtitle}\n"
+    )
+    assert run_cli("validate", "-C", str(env.root)).returncode == 0
+    ran = run_cli("run", "leads_to_hubspot", "-C", str(env.root), env={TOKEN_ENV: env.token})
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    ann = env.hubspot.records("contacts", "email")["ann@example.com"]
+    assert (ann["firstname"], ann["lastname"], ann["company"], ann["jobtitle"]) == (
+        "Ann",
+        "ANN (1)",
+        "Acme",
+        "42",
+    )

@@ -28,7 +28,7 @@ from fastapi import Query, Request
 from pydantic import BaseModel, Field
 
 from backhaul import pyvalues
-from backhaul.config.models import NAME_PATTERN, ModelConfig
+from backhaul.config.models import NAME_PATTERN, Cast, ModelConfig
 from backhaul.config.project import ModelDef, Positions, Project
 from backhaul.config.yamledit import edit_yaml, load, plain
 from backhaul.errors import BackhaulError, SaveConflict
@@ -161,6 +161,7 @@ def editor_state(
         out["sql_base"] = text_hash(on_disk)
     if kind == "syncs":
         out["mappings"] = data.get("mappings") or []
+        out["casts"] = [c.value for c in Cast]
         match = data.get("match") or {}
         fields_ = match.get("fields") if isinstance(match, dict) else None
         out["match"] = [fields_] if isinstance(fields_, str) else list(fields_ or [])
@@ -238,11 +239,15 @@ def _form_problems(problems: list[Problem]) -> SafeJSONResponse:
 
 
 def _mapping(item: dict[str, Any]) -> dict[str, Any]:
-    """A mapping as a person writes it: the source first, then ``field``, then the rest."""
-    order = ("column", "value", "template", "field", "cast", "nulls")
+    """A mapping as a person writes it: the source first, then ``field``, then the rest.
+
+    A static ``value`` is kept as it is, empty text and null included (``value: null``
+    sends null), when the item names no column and no template (the editor sends one of
+    the three)."""
+    order = ("column", "template", "field", "cast", "nulls")
     kept = {k: item[k] for k in order if k in item and item[k] not in (None, "")}
-    if "value" in item and item["value"] == "" and "column" not in kept:
-        kept = {"value": "", **kept}
+    if "value" in item and not ("column" in kept or "template" in kept):
+        kept = {"value": item["value"], **kept}
     return kept
 
 

@@ -121,31 +121,84 @@
     if (f.read_only) parts.push("read-only");
     return parts.filter(Boolean).join(", ");
   }
+  // Where a mapping's value comes from: a model column, one value for every record, or a
+  // Liquid template over the row's columns; the same three kinds the files have.
+  const KINDS = [["column", "column"], ["value", "value"], ["template", "template"]];
+  const OWN = ["column", "value", "template", "field", "cast", "nulls"];
+  function kindOf(m) {
+    if ("template" in m) return "template";
+    return "value" in m && !("column" in m) ? "value" : "column";
+  }
+  // A static value as typed: a number, true, false, null or a "quoted" text is read as
+  // JSON, as YAML reads `value: 42`; anything else is text.
+  function readValue(text) {
+    const t = text.trim();
+    if (/^(-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|null|".*")$/.test(t)) {
+      try { return JSON.parse(t); } catch (e) { return text; }
+    }
+    return text;
+  }
+  function showValue(v) {
+    if (v === undefined) return "";
+    if (typeof v !== "string") return JSON.stringify(v);
+    return readValue(v) === v ? v : JSON.stringify(v);  // text that would read as a number keeps its quotes
+  }
   function mappingRow(m) {
+    const kind = kindOf(m);
+    const kindSelect = h("select", { class: "map-kind", "aria-label": "value from" },
+      ...KINDS.map(([v, label]) => h("option", { value: v, selected: v === kind, text: label })));
     const colSelect = h("select", { class: "map-column" }, h("option", { value: "", text: "column…" }));
     const names = columns.map((c) => c.name);
     if (m.column && !names.includes(m.column)) names.push(m.column);
     for (const n of names) colSelect.append(h("option", { value: n, selected: n === m.column, text: n }));
+    const valueInput = h("input", { class: "map-value", value: showValue(m.value), placeholder: 'text, 42, true, null or "42"' });
+    const templateInput = h("input", { class: "map-template mono", value: m.template || "", placeholder: "{{ first_name }} {{ last_name }}" });
+    const castSelect = h("select", { class: "map-cast", "aria-label": "cast" }, h("option", { value: "", text: "as is" }),
+      ...(S.casts || []).map((c) => h("option", { value: c, selected: c === m.cast, text: c })));
+    const nullsSelect = h("select", { class: "map-nulls", "aria-label": "nulls" }, h("option", { value: "", text: "sync default" }),
+      h("option", { value: "send", selected: m.nulls === "send", text: "send" }),
+      h("option", { value: "skip", selected: m.nulls === "skip", text: "skip" }));
     const fieldInput = h("input", { class: "map-field", list: "dest-fields", value: m.field || "", placeholder: "field" });
     const hintCell = h("td", { class: "map-hint muted small", text: hint(m.field) });
     const matchBox = h("input", { type: "checkbox", class: "map-match", checked: match.has(m.field) });
+    function showKind() {
+      const k = kindSelect.value;
+      colSelect.hidden = k !== "column";
+      valueInput.hidden = k !== "value";
+      templateInput.hidden = k !== "template";
+      castSelect.disabled = k === "value";  // a static value has no cast
+    }
+    kindSelect.addEventListener("change", showKind);
+    showKind();
     fieldInput.addEventListener("input", () => { hintCell.textContent = hint(fieldInput.value); requiredNote(); });
     colSelect.addEventListener("change", () => {
       if (!fieldInput.value && fields && fieldInfo(colSelect.value)) fieldInput.value = colSelect.value;
       hintCell.textContent = hint(fieldInput.value);
     });
-    const row = h("tr", { class: "mapping" }, h("td", {}, colSelect), h("td", {}, fieldInput), hintCell,
+    const row = h("tr", { class: "mapping" }, h("td", { class: "map-source" }, kindSelect, " ", colSelect, valueInput, templateInput),
+      h("td", {}, fieldInput), hintCell, h("td", {}, castSelect), h("td", {}, nullsSelect),
       h("td", {}, matchBox), h("td", {}, h("button", { type: "button", class: "map-remove", onclick: () => row.remove(), text: "remove" })));
-    row._extra = Object.fromEntries(Object.entries(m).filter(([k]) => !["column", "field"].includes(k)));
+    row._extra = Object.fromEntries(Object.entries(m).filter(([k]) => !OWN.includes(k)));
     return row;
   }
   // Every row as it stands, the ones still being filled in too.
   function rowsNow() {
     return [...mapping.tBodies[0].rows].map((row) => {
       const m = Object.assign({}, row._extra);
-      const col = row.querySelector(".map-column").value;
-      if (col) m.column = col;
+      const kind = row.querySelector(".map-kind").value;
+      if (kind === "column") {
+        const col = row.querySelector(".map-column").value;
+        if (col) m.column = col;
+      } else if (kind === "value") {
+        m.value = readValue(row.querySelector(".map-value").value);
+      } else {
+        m.template = row.querySelector(".map-template").value;
+      }
       m.field = row.querySelector(".map-field").value.trim();
+      const cast = row.querySelector(".map-cast").value;
+      if (cast && kind !== "value") m.cast = cast;
+      const nulls = row.querySelector(".map-nulls").value;
+      if (nulls) m.nulls = nulls;
       return m;
     });
   }
