@@ -290,6 +290,10 @@ def test_an_editor_maps_values_templates_casts_and_nulls_as_the_files_do(env: Ed
         row = add_row("value", "Acme", "company")
         expect(row.locator(".map-cast")).to_be_disabled()
         add_row("value", '"42"', "jobtitle")  # quoted: the text 42, not a number
+        # The keys beyond the mappings are in the form too.
+        page.fill("#f-schedule", "every: 1h")
+        page.fill("#f-max_remove_pct", "5")
+        page.fill("#f-tags", "growth, crm")
         page.click("#save")
         expect(page.locator("#save-status")).to_contain_text(
             "Edit sync leads_to_hubspot: mappings (2 -> 5 fields)"
@@ -303,6 +307,7 @@ def test_an_editor_maps_values_templates_casts_and_nulls_as_the_files_do(env: Ed
             "{{ first_name | upcase }} ({{ id }})"
         )
         expect(rows.nth(4).locator(".map-value")).to_have_value('"42"')
+        expect(page.locator("#f-schedule")).to_have_value("every: 1h\n")
         assert errors == []
         context.close()
 
@@ -314,6 +319,10 @@ def test_an_editor_maps_values_templates_casts_and_nulls_as_the_files_do(env: Ed
         "  - {template: '{{ first_name | upcase }} ({{ id }})', field: lastname}\n"
         "  - {value: Acme, field: company}\n"
         "  - {value: '42', field: jobtitle}\n"
+        "schedule:\n"
+        "  every: 1h\n"
+        "max_remove_pct: 5\n"
+        "tags: [growth, crm]\n"
     )
     assert run_cli("validate", "-C", str(env.root)).returncode == 0
     ran = run_cli("run", "leads_to_hubspot", "-C", str(env.root), env={TOKEN_ENV: env.token})

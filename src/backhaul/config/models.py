@@ -391,6 +391,14 @@ class WritebackConfig(Strict):
     )
 
 
+_BATCH_SIZE = "Records per batch (default: the project's, else the destination's)."
+_CONCURRENCY = "Batches in flight at once (default: the project's, else the destination's)."
+_MAX_REMOVE = (
+    "A run that would remove more than this share (0-100) of the rows stops before sending "
+    "anything (default: the project's, 20)."
+)
+
+
 class SyncConfig(Strict):
     """`syncs/NAME.yml`: a model sent to a destination."""
 
@@ -412,10 +420,10 @@ class SyncConfig(Strict):
     )
     match: MatchConfig = MatchConfig()
     mappings: list[Annotated[Mapping, Field(union_mode="left_to_right")]] = Field(min_length=1)
-    batch_size: int | None = Field(None, gt=0, le=100_000)
-    concurrency: int | None = Field(None, gt=0, le=64)
-    max_remove_pct: float | None = Field(None, ge=0, le=100)
-    tags: list[str] = []
+    batch_size: int | None = Field(None, gt=0, le=100_000, description=_BATCH_SIZE)
+    concurrency: int | None = Field(None, gt=0, le=64, description=_CONCURRENCY)
+    max_remove_pct: float | None = Field(None, ge=0, le=100, description=_MAX_REMOVE)
+    tags: list[str] = Field([], description="Names to select syncs by (`tag:NAME`).")
     enabled: bool = True
     description: str | None = None
     planner: Literal["local", "warehouse"] = Field(
@@ -428,7 +436,10 @@ class SyncConfig(Strict):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Schema Backhaul owns in the warehouse for `planner: warehouse`.",
     )
-    writeback: WritebackConfig = WritebackConfig()
+    writeback: WritebackConfig = Field(
+        WritebackConfig(),
+        description="Sync logs written back to the source warehouse: `enabled`, `schema`.",
+    )
     hooks: HooksConfig = Field(
         default_factory=HooksConfig,
         description="SQL run on the model's source: `pre` before the model is read, `post` "

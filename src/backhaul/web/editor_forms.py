@@ -34,6 +34,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey", "private_key", "passphrase")
 MODEL_KEYS = ("source", "primary_key", "table", "dbt", "description", "tags")
+# Every key of a sync file but `match` and `mappings`, which the mapping editor writes.
 SYNC_KEYS = (
     "model",
     "destination",
@@ -41,9 +42,19 @@ SYNC_KEYS = (
     "mode",
     "on_remove",
     "nulls",
+    "non_finite",
+    "schedule",
+    "max_remove_pct",
     "batch_size",
+    "concurrency",
+    "tags",
     "description",
     "enabled",
+    "alerts",
+    "hooks",
+    "writeback",
+    "planner",
+    "planner_schema",
 )
 Widget = Literal["text", "number", "bool", "choice", "list", "yaml", "secret"]
 
