@@ -298,6 +298,47 @@ def test_a_static_null_or_empty_value_is_written_as_a_value_mapping(env: EditEnv
             assert c.delete("/api/v1/edit/syncs/values_to_hubspot").status_code == 200
 
 
+def test_an_alert_channel_is_made_used_by_a_sync_and_kept_while_used(
+    env: EditEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDIT_TEST_SLACK_HOOK", "https://hooks.slack.invalid/T0/B0/x")
+    c = env.client(Role.EDITOR)
+    form = c.get("/edit/channels/new?type=slack")
+    assert form.status_code == 200 and 'id="f-webhook_url"' in form.text
+    body = {"type": "slack", "values": {"webhook_url": "EDIT_TEST_SLACK_HOOK"}}
+    made = c.put("/api/v1/edit/channels/team_slack", json=body)
+    assert made.status_code == 200, made.text
+    channel = env.root / "channels" / "team_slack.yml"
+    assert channel.read_text(encoding="utf-8") == (
+        "type: slack\nwebhook_url: ${env:EDIT_TEST_SLACK_HOOK}\n"
+    )
+    assert env.git("log", "-1", "--format=%s").strip() == "Create alert channel team_slack (slack)"
+    assert "team_slack" in c.get("/edit").text
+
+    # A sync's alerts name it (the form's YAML setting); then it cannot go.
+    state = _state(env, c, "syncs/leads_to_hubspot")
+    sync_text = str(state["text"])
+    alerts = {"alerts": "channels: [team_slack]\nrules:\n  failed: true\n"}
+    used = c.put(
+        "/api/v1/edit/syncs/leads_to_hubspot", json={"values": alerts, "base": state["base"]}
+    )
+    assert used.status_code == 200, used.text
+    try:
+        page = c.get("/edit/channels/team_slack/delete")
+        assert "sync leads_to_hubspot" in page.text
+        assert c.delete("/api/v1/edit/channels/team_slack").status_code == 422
+        assert channel.exists()
+    finally:
+        state = _state(env, c, "syncs/leads_to_hubspot")
+        back = {"values": {"alerts": ""}, "base": state["base"]}
+        assert c.put("/api/v1/edit/syncs/leads_to_hubspot", json=back).status_code == 200
+        sync_file = env.root / "syncs" / "leads_to_hubspot.yml"
+        assert sync_file.read_text(encoding="utf-8") == sync_text
+    gone = c.delete("/api/v1/edit/channels/team_slack")
+    assert gone.status_code == 200, gone.text
+    assert not channel.exists()
+
+
 def test_editing_a_models_sql_commits_the_sql_file_alone(env: EditEnv) -> None:
     c = env.client(Role.EDITOR)
     state = _state(env, c, "models/leads")

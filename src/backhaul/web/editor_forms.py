@@ -29,7 +29,15 @@ from backhaul.config.project import Project
 from backhaul.config.yamledit import dump_text, plain
 from backhaul.gitsave import Problem
 
-KINDS = {"sources": "source", "models": "model", "destinations": "destination", "syncs": "sync"}
+KINDS = {
+    "sources": "source",
+    "models": "model",
+    "destinations": "destination",
+    "syncs": "sync",
+    "channels": "alert channel",
+}
+# Kinds whose file starts with `type:`, the connector or channel kind its form is drawn from.
+TYPED = ("sources", "destinations", "channels")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey", "private_key", "passphrase")
@@ -153,6 +161,26 @@ def fill(fields: list[FormField], data: dict[str, Any]) -> list[FormField]:
     return fields
 
 
+def defs_of(project: Project, kind: str) -> dict[str, Any]:
+    """The project's items of ``kind`` by name (channel files are read here: the project
+    keeps them apart, for the alerts)."""
+    if kind == "channels":
+        from backhaul.alerts.config import load_channels
+
+        return load_channels(project)[0]
+    found: dict[str, Any] = getattr(project, kind)
+    return found
+
+
+def types_of(project: Project, kind: str) -> list[str]:
+    """The ``type:`` values a file of a typed kind may have."""
+    if kind == "channels":
+        from backhaul.alerts.channels import CHANNEL_TYPES
+
+        return sorted(CHANNEL_TYPES)
+    return sorted(project.registry.sources if kind == "sources" else project.registry.destinations)
+
+
 def form_for(
     kind: str, project: Project, data: dict[str, Any], type_: str | None
 ) -> list[FormField]:
@@ -165,12 +193,20 @@ def form_for(
         fields[0].widget, fields[0].choices = "choice", sorted(project.models)
         fields[1].widget, fields[1].choices = "choice", sorted(project.destinations)
     else:
-        known = project.registry.sources if kind == "sources" else project.registry.destinations
-        if not type_ or type_ not in known:
+        if not type_ or type_ not in types_of(project, kind):
             return []
-        load_cls = project.registry.source if kind == "sources" else project.registry.destination
-        fields = model_fields(load_cls(type_).config_model)
+        fields = model_fields(_config_model(project, kind, type_))
     return fill(fields, data)
+
+
+def _config_model(project: Project, kind: str, type_: str) -> type[BaseModel]:
+    if kind == "channels":
+        from backhaul.alerts.channels import CHANNEL_TYPES
+
+        return CHANNEL_TYPES[type_][0]
+    load_cls = project.registry.source if kind == "sources" else project.registry.destination
+    model: type[BaseModel] = load_cls(type_).config_model
+    return model
 
 
 def _number(text: str) -> int | float:
@@ -288,7 +324,7 @@ def change_message(kind: str, name: str, old: dict[str, Any] | None, new: dict[s
         extra = ""
         if kind == "syncs":
             extra = f" ({new.get('model')} -> {new.get('destination')})"
-        elif kind in ("sources", "destinations"):
+        elif kind in TYPED:
             extra = f" ({new.get('type')})"
         return f"Create {what} {name}{extra}"
     parts = []
@@ -311,12 +347,15 @@ def change_message(kind: str, name: str, old: dict[str, Any] | None, new: dict[s
 
 __all__ = [
     "KINDS",
+    "TYPED",
     "FormField",
     "change_message",
     "coerce",
+    "defs_of",
     "fill",
     "form_for",
     "is_secret",
     "literal_secrets",
     "model_fields",
+    "types_of",
 ]

@@ -1,4 +1,5 @@
-"""The editor pages: the project's sources, models, destinations and syncs, and a form each.
+"""The editor pages: the project's sources, models, destinations, syncs and alert
+channels, and a form each.
 
 Only editors (and admins) reach them; viewers and operators get 403. Each form page is
 rendered with its state as JSON (the file's values, its hash, the form's fields), and
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -24,7 +25,7 @@ from backhaul.gitsave import Repo, text_hash
 from backhaul.web.api.editing import editor_state, file_of, opened_item, sql_file_of
 from backhaul.web.auth import Editor, User, csrf_token
 from backhaul.web.deps import ProjectDep, StoreDep, templates
-from backhaul.web.editor_forms import KINDS
+from backhaul.web.editor_forms import KINDS, defs_of
 from backhaul.web.opening import Opened, drafted_files
 from backhaul.web.pages import not_found
 
@@ -34,6 +35,7 @@ TITLES = {
     "models": "Models",
     "destinations": "Destinations",
     "syncs": "Syncs",
+    "channels": "Alert channels",
 }
 
 
@@ -47,6 +49,14 @@ def users_of(project: Project, kind: str, name: str) -> list[str]:
     if kind == "destinations":
         out += [
             f"sync {s}" for s, d in sorted(project.syncs.items()) if d.config.destination == name
+        ]
+    if kind == "channels":
+        if name in (project.config.alerts.channels or []):
+            out.append("the project's alerts (backhaul.yml)")
+        out += [
+            f"sync {s}"
+            for s, d in sorted(project.syncs.items())
+            if name in (d.config.alerts.channels or [])
         ]
     return out
 
@@ -77,7 +87,7 @@ def listing(project: Project, kind: str, drafted: dict[str, FileChange]) -> list
     """The items of ``kind`` as an editor sees them: the project's, each marked with how
     ``drafted`` (:func:`backhaul.web.opening.drafted_files`) changes it, and those only
     in ``drafted``, by name."""
-    defs: dict[str, Any] = getattr(project, kind)
+    defs = defs_of(project, kind)
     rows: dict[str, Listed] = {}
     for name in defs:
         files = [file_of(project, kind, name)]
@@ -101,7 +111,7 @@ def listing(project: Project, kind: str, drafted: dict[str, FileChange]) -> list
 
 @router.get("/edit", response_class=HTMLResponse)
 def edit_home(request: Request, user: Editor, project: ProjectDep, store: StoreDep) -> Response:
-    """Every source, model, destination and sync, with links to edit, add and delete; for
+    """Every source, model, destination, sync and alert channel, with links to edit, add and delete; for
     an editor with pending drafts, as those drafts hold them (the files they open)."""
     drafted = drafted_files(project, store, user)
     kinds = {kind: listing(project, kind, drafted) for kind in KINDS}

@@ -38,7 +38,15 @@ from backhaul.web.approvals import save_project_files
 from backhaul.web.audience_api import opened_for, problem_out, reload_project, save_failure
 from backhaul.web.auth import Editor, Role, User
 from backhaul.web.deps import ProjectDep, UsersDep
-from backhaul.web.editor_forms import KINDS, change_message, coerce, form_for
+from backhaul.web.editor_forms import (
+    KINDS,
+    TYPED,
+    change_message,
+    coerce,
+    defs_of,
+    form_for,
+    types_of,
+)
 from backhaul.web.opening import Opened, pending_note
 
 router = json_router("/api/v1/edit", Role.EDITOR)
@@ -92,8 +100,7 @@ def _check_name(name: str) -> None:
 
 def file_of(project: Project, kind: str, name: str) -> str:
     """The file that defines ``name`` (``sources/warehouse.yml``), existing or to be made."""
-    defs: dict[str, Any] = getattr(project, kind)
-    found = defs.get(name)
+    found = defs_of(project, kind).get(name)
     if found is not None:
         return Path(found.positions.file).as_posix()
     return f"{kind}/{name}.yml"
@@ -149,9 +156,8 @@ def editor_state(
         "draft": files.draft,
         "draft_note": files.note,
     }
-    if kind in ("sources", "destinations"):
-        known = project.registry.sources if kind == "sources" else project.registry.destinations
-        out["types"] = sorted(known)
+    if kind in TYPED:
+        out["types"] = types_of(project, kind)
     if kind == "models":
         sql_rel = sql_file_of(project, name) if name else ""
         inline = "sql" in data
@@ -203,10 +209,10 @@ def _planned(
     data = _data(before)
     type_ = body.type or data.get("type")
     fields = form_for(kind, project, data, type_)
-    if kind in ("sources", "destinations") and not fields:
+    if kind in TYPED and not fields:
         return {}, {}, "", [Problem("choose a type", key="type")]
     values, problems = coerce(fields, body.values)
-    if kind in ("sources", "destinations"):
+    if kind in TYPED:
         values = {"type": type_, **values}
     if kind == "syncs":
         if body.match is not None:

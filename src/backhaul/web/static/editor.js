@@ -1,4 +1,4 @@
-// The editors of sources, models, destinations and syncs: collect the form's values, save
+// The editors of sources, models, destinations, syncs and alert channels: collect the form's values, save
 // them through /api/v1/edit (one Git commit per save), show each problem beside its field;
 // model preview with a primary-key picker, the mapping editor, test connection (of the form
 // as it stands, before it is saved), delete.
