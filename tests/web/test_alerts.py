@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import socket
+import threading
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 import httpx
 from tests.web.conftest import WebEnv
@@ -76,3 +81,61 @@ def test_runs_started_in_the_web_app_are_judged(web_env: WebEnv, client_for: Cli
             break
         time.sleep(0.1)
     assert failed["state"] == "ok"
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """A loopback endpoint that keeps every body posted to it."""
+
+    bodies: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        _Hook.bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_operators_send_a_test_notification_from_the_page_and_the_api(
+    web_env: WebEnv, client_for: Client
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    folder = web_env.project_dir / "channels"
+    folder.mkdir(exist_ok=True)
+    ours = [folder / "test_hook.yml", folder / "dead_hook.yml"]
+    ours[0].write_text(f"type: webhook\nurl: http://127.0.0.1:{server.server_port}/\n")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    ours[1].write_text(f"type: webhook\nurl: http://127.0.0.1:{dead}/\n")
+    try:
+        viewer = client_for(Role.VIEWER)
+        page = viewer.get("/alerts").text
+        assert 'data-channel="test_hook"' in page and 'id="test-test_hook"' not in page
+        assert viewer.post("/api/v1/alerts/channels/test_hook/test").status_code == 403
+
+        operator = client_for(Role.OPERATOR)
+        posted = operator.post("/alerts/channels/test_hook/test")
+        assert posted.status_code == 303
+        shown = operator.get(posted.headers["location"]).text
+        assert "was sent and the channel took it" in shown
+        [body] = _Hook.bodies
+        assert "operator_user in the web app" in json.dumps(body)
+
+        api = client_for(Role.OPERATOR, bearer=True)
+        failed = api.post("/api/v1/alerts/channels/dead_hook/test")
+        assert failed.status_code == 200, failed.text
+        assert failed.json()["ok"] is False and failed.json()["error"]
+        assert api.post("/api/v1/alerts/channels/nope/test").status_code == 404
+        history = api.get("/api/v1/alerts/history?limit=5").json()
+        tests = [e for e in history if e["kind"] == "test"]
+        assert [d["ok"] for e in tests[:2] for d in e["deliveries"]] == [False, True]
+    finally:
+        for path in ours:
+            path.unlink()
+        server.shutdown()
+        server.server_close()
+        _Hook.bodies.clear()

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import PurePath
 
 from backhaul.alerts.channels import Alert, Channel, Delivery, RunNotice
 from backhaul.alerts.channels.base import RunWhat
@@ -216,9 +217,11 @@ class AlertEngine:
             channels, lambda c: c.run_event(notice), notice.what, None, run_id=notice.run_id
         )
 
-    async def test(self, name: str) -> Delivery:
-        """Send a test notification to one channel and record it in the history."""
-        message = f"This is a test notification sent by `backhaul alerts test {name}`."
+    async def test(self, name: str, *, sent_by: str | None = None) -> Delivery:
+        """Send a test notification to one channel and record it in the history;
+        ``sent_by`` says who asked (default: the CLI command)."""
+        by = sent_by or f"`backhaul alerts test {name}`"
+        message = f"This is a test notification sent by {by}."
         event_id = self.store.test_event(name, message)
         alert = Alert(
             kind="test",
@@ -315,4 +318,24 @@ def _project_secrets(project: Project) -> list[str]:
     return found
 
 
-__all__ = ["AlertEngine", "Clock", "Sent", "run_notice", "utc_now"]
+def send_test(
+    project: Project, store: RunStore, name: str, *, sent_by: str | None = None
+) -> Delivery:
+    """Send a test notification to channel ``name``: `backhaul alerts test` and the web
+    app's Send test both call this.
+
+    Raises:
+        ConfigError: no channel file defines ``name``, or its file is not valid (its own
+            problem, with file, line and key).
+    """
+    engine = AlertEngine(project, store)
+    if name not in engine.definitions:
+        problems = [p for p in engine.problems if p.file and PurePath(p.file).stem == name]
+        if problems:
+            raise problems[0]
+        known = ", ".join(sorted(engine.definitions)) or "none"
+        raise ConfigError(f"unknown channel `{name}` (known: {known})")
+    return asyncio.run(engine.test(name, sent_by=sent_by))
+
+
+__all__ = ["AlertEngine", "Clock", "Sent", "run_notice", "send_test", "utc_now"]

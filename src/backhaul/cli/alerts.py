@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -69,19 +68,12 @@ def test_channel(
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Send a test notification to CHANNEL and say whether it arrived."""
-    from backhaul.alerts.engine import AlertEngine
+    from backhaul.alerts.engine import send_test
     from backhaul.api import open_store
 
     project = _load(project_dir)
     with open_store(project) as store:
-        engine = AlertEngine(project, store)
-        if channel not in engine.definitions:
-            problems = [p for p in engine.problems if p.file and Path(p.file).stem == channel]
-            if problems:
-                raise problems[0]
-            known = ", ".join(sorted(engine.definitions)) or "none"
-            raise ConfigError(f"unknown channel `{channel}` (known: {known})")
-        delivery = asyncio.run(engine.test(channel))
+        delivery = send_test(project, store, channel)
     if not delivery.ok:
         raise BackhaulError(f"the test notification to `{channel}` failed: {delivery.error}")
     _console().print(f"[green]sent[/]: a test notification to `{channel}`")

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
+from backhaul.alerts.channels import Delivery
+from backhaul.alerts.config import load_channels
 from backhaul.alerts.status import alert_status
 from backhaul.alerts.store import ALL_RULES, AlertEvent, AlertStore
 from backhaul.config.alerts import RULE_NAMES
 from backhaul.config.project import Project
+from backhaul.state.store import RunStore
 from backhaul.web.api.base import ERRORS, json_router
-from backhaul.web.auth import Operator, Role, Viewer
+from backhaul.web.auth import Operator, Role, User, Viewer
 from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
+from backhaul.web.users import UserStore
 
 HISTORY_SHOWN = 50
 
@@ -75,6 +80,29 @@ class MuteOut(BaseModel):
     rule: str | None
     muted: bool
     changed: bool
+
+
+class ChannelTestOut(BaseModel):
+    channel: str
+    ok: bool
+    status: int | None
+    error: str | None
+
+
+def _send_test(
+    project: Project, store: RunStore, users: UserStore, user: User, name: str
+) -> Delivery:
+    """A test notification to channel ``name`` on behalf of ``user``, audited: the CLI's
+    `alerts test` (one function for both); 404 for a channel no file defines."""
+    from backhaul.alerts.engine import send_test
+
+    if name not in load_channels(project)[0]:
+        found = [p for p in load_channels(project)[1] if p.file and PurePath(p.file).stem == name]
+        if not found:
+            raise HTTPException(404, f"no channel `{name}`")
+    delivery = send_test(project, store, name, sent_by=f"{user.username} in the web app")
+    users.audit(user.username, "alerts_test", name, {"ok": delivery.ok})
+    return delivery
 
 
 def _event_out(e: AlertEvent) -> AlertEventOut:
@@ -157,6 +185,16 @@ def unmute_sync(muting: MutingDep, body: MuteIn | None = None) -> MuteOut:
     return muting.set(body.rule if body else None, False)
 
 
+@api_router.post("/channels/{channel}/test", response_model=ChannelTestOut, responses=ERRORS)
+def test_channel(
+    channel: str, user: Operator, project: ProjectDep, store: StoreDep, users: UsersDep
+) -> ChannelTestOut:
+    """Send a test notification to a channel (operator or above), as `backhaul alerts test`
+    does; ``ok`` says whether the channel took it, ``error`` why not."""
+    sent = _send_test(project, store, users, user, channel)
+    return ChannelTestOut(channel=channel, ok=sent.ok, status=sent.status, error=sent.error)
+
+
 # -- page -------------------------------------------------------------------------------
 
 
@@ -167,18 +205,29 @@ def alerts_page(
     project: ProjectDep,
     store: StoreDep,
     sync: Annotated[str, Query(max_length=255)] = "",
+    tested: Annotated[str, Query(max_length=255)] = "",
+    tested_ok: bool = False,
 ) -> Response:
-    """Rules and their state per sync, mute buttons, and the alert history."""
+    """Rules and their state per sync, mute buttons, the channels with a test button, and
+    the alert history."""
     statuses = alert_status(project, store)
     history = AlertStore(store).events(sync=sync or None, limit=HISTORY_SHOWN)
+    channels, _ = load_channels(project)
     context = {
         "user": user,
         "title": "Alerts",
+        "channels": [
+            {"name": c.name, "type": c.config.type, "file": PurePath(c.positions.file).as_posix()}
+            for c in sorted(channels.values(), key=lambda c: c.name)
+        ],
+        "tested": tested if tested in channels else "",
+        "tested_ok": tested_ok,
         "syncs": statuses,
         "firing": sum(s.firing for s in statuses),
         "history": history,
         "sync": sync,
         "can_mute": user.role.allows(Role.OPERATOR),
+        "can_edit": user.role.allows(Role.EDITOR),
     }
     return templates.TemplateResponse(request, "alerts.html", context)
 
@@ -192,6 +241,16 @@ def mute_form(
     """The page's mute and unmute buttons."""
     muting.set(rule or None, on)
     return RedirectResponse("/alerts", status_code=303)
+
+
+@page_router.post("/alerts/channels/{channel}/test")
+def test_form(
+    channel: str, user: Operator, project: ProjectDep, store: StoreDep, users: UsersDep
+) -> Response:
+    """The page's Send test button: back to the page, which says how it went."""
+    sent = _send_test(project, store, users, user, channel)
+    ok = "true" if sent.ok else "false"
+    return RedirectResponse(f"/alerts?tested={channel}&tested_ok={ok}", status_code=303)
 
 
 __all__ = ["api_router", "page_router"]
