@@ -1,4 +1,5 @@
-"""Arrow values handed to Python code: records, driver rows, template variables, previews.
+"""Arrow values handed to Python code (records, driver rows, template variables, previews),
+and values shown to a person (the terminal's tables, the web app's dry runs).
 
 Every place that turns Arrow data into Python values goes through here, so a value reads the
 same in a webhook body, a Postgres row and a Liquid template: a ``MAP`` (at any depth) is a
@@ -7,6 +8,7 @@ same in a webhook body, a Postgres row and a Liquid template: a ``MAP`` (at any 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pyarrow as pa
@@ -24,4 +26,25 @@ def values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
     return out
 
 
-__all__ = ["rows", "values"]
+def shown(value: Any, limit: int | None = None) -> str:
+    """``value`` as one table cell (a terminal or a page): null as ``∅``, a list or object
+    as JSON, and text a plain print would hide or split across lines (empty, a space at
+    either end, a line break or another control character) as a JSON string, quotes and
+    escapes included, so ``a`` and ``a `` and ``x\\ny`` read apart. Cut to ``limit``
+    characters when given."""
+    if value is None:
+        return "∅"
+    if isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    else:
+        text = str(value)
+        if isinstance(value, str) and (
+            not text or text != text.strip() or any(not ch.isprintable() for ch in text)
+        ):
+            text = json.dumps(text, ensure_ascii=False)
+    if limit is not None and len(text) > limit:
+        return text[: limit - 3] + "…"
+    return text
+
+
+__all__ = ["rows", "shown", "values"]

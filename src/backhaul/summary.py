@@ -171,3 +171,13 @@ class RunSummary:
             "wait_s": round(self.wait_s, 3),
             "problems": list(self.problems),
         }
+
+    def plan_dict(self) -> dict[str, Any]:
+        """A dry run as `backhaul plan --json` and the web app's API give it: the summary,
+        the sampled rows of each kind of change, sampled invalid rows, warnings and notes."""
+        return self.as_dict() | {
+            "samples": self.samples,
+            "invalid": self.invalid_samples,
+            "warnings": self.warnings,
+            "notes": self.notes,
+        }

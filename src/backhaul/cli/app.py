@@ -288,13 +288,7 @@ def plan(
             problems += exc.errors
             continue
         if as_json:
-            extra = {
-                "samples": summary.samples,
-                "invalid": summary.invalid_samples,
-                "warnings": summary.warnings,
-                "notes": summary.notes,
-            }
-            found.append(summary.as_dict() | extra)
+            found.append(summary.plan_dict())
         else:
             plan_table(_console(), summary)
     if as_json and (found or not problems):
@@ -675,7 +669,8 @@ def _print_run(
         )
         return
     console = _console()
-    from backhaul.cli.render import counts_line, delivered_line, shown
+    from backhaul.cli.render import counts_line, delivered_line
+    from backhaul.pyvalues import shown
 
     console.print(
         f"[bold]run {record.run_id}[/] of {record.sync}: {record.status.value} "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -32,6 +31,7 @@ from backhaul.observe.events import (
     WaitKind,
 )
 from backhaul.observe.waits import seconds_text, wait_line
+from backhaul.pyvalues import shown
 from backhaul.summary import Counts, RunStatus, RunSummary
 
 WAIT_LINES = 5  # wait lines printed one per wait before repeats are held back
@@ -225,26 +225,6 @@ def plan_table(console: Console, s: RunSummary) -> None:
             f"invalid row {escape(shown(row['key']))}: {escape(str(row['reason']))}",
             highlight=False,
         )
-
-
-def shown(value: Any, limit: int | None = None) -> str:
-    """``value`` as one terminal cell: null as ``∅``, a list or object as JSON, and text a
-    plain print would hide or split across lines (empty, a space at either end, a line
-    break or another control character) as a JSON string, quotes and escapes included, so
-    ``a`` and ``a `` and ``x\\ny`` read apart. Cut to ``limit`` characters when given."""
-    if value is None:
-        return "∅"
-    if isinstance(value, dict | list):
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    else:
-        text = str(value)
-        if isinstance(value, str) and (
-            not text or text != text.strip() or any(not ch.isprintable() for ch in text)
-        ):
-            text = json.dumps(text, ensure_ascii=False)
-    if limit is not None and len(text) > limit:
-        return text[: limit - 3] + "…"
-    return text
 
 
 def _cell(value: Any) -> str:

@@ -193,6 +193,8 @@ def create_app(
     from backhaul.web.dbt_cloud import router as dbt_cloud_router
     from backhaul.web.editor_pages import router as editor_pages_router
     from backhaul.web.metrics import router as metrics_router
+    from backhaul.web.plans import api_router as plans_api_router
+    from backhaul.web.plans import page_router as plans_page_router
     from backhaul.web.schedules import api_router as schedules_api_router
 
     # Routes are matched in order: the pages (the overview is the busiest) come first. No
@@ -211,6 +213,8 @@ def create_app(
     app.include_router(schedules_api_router)
     app.include_router(metrics_router)
     app.include_router(alerts_page_router)
+    app.include_router(plans_api_router)
+    app.include_router(plans_page_router)
     app.include_router(approvals_api_router)
     app.include_router(approvals_page_router)
     app.include_router(docs_router)
