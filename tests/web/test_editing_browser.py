@@ -308,6 +308,15 @@ def test_an_editor_maps_values_templates_casts_and_nulls_as_the_files_do(env: Ed
         )
         expect(rows.nth(4).locator(".map-value")).to_have_value('"42"')
         expect(page.locator("#f-schedule")).to_have_value("every: 1h\n")
+
+        # The model's preview shows a MAP and a struct as JSON, not "[object Object]".
+        page.goto("/edit/models/leads")
+        page.fill(
+            "#f-sql", "SELECT id, MAP {'plan': 'pro'} AS attrs, {'a': [1, 2]} AS s\nFROM leads"
+        )
+        page.click("#preview-run")
+        expect(page.locator("#preview-table")).to_contain_text('{"plan":"pro"}')
+        expect(page.locator("#preview-table")).to_contain_text('{"a":[1,2]}')
         assert errors == []
         context.close()
 

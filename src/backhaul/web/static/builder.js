@@ -23,7 +23,7 @@
   let state = { breakdown: "", overlap: "", priority: [], seq: 0, timer: null };
 
   // -- small DOM helpers -------------------------------------------------------------------
-  const { h, call } = window.Backhaul;
+  const { h, call, cell } = window.Backhaul;
   function select(options, value, onchange, attrs) {
     const el = h("select", Object.assign({ onchange: (e) => onchange(e.target.value) }, attrs));
     for (const o of options) {
@@ -392,7 +392,7 @@
     byId("sql").textContent = d.sql;
     const table = byId("sample");
     table.tHead.replaceChildren(h("tr", {}, d.sample.columns.map((c) => h("th", {}, c))));
-    table.tBodies[0].replaceChildren(...d.sample.rows.map((r) => h("tr", {}, r.map((v) => h("td", { class: v === null ? "muted" : "" }, v === null ? "null" : String(v))))));
+    table.tBodies[0].replaceChildren(...d.sample.rows.map((r) => h("tr", {}, r.map((v) => h("td", { class: v === null ? "muted" : "" }, cell(v))))));
     const bd = byId("breakdown");
     if (d.breakdown) {
       // Built on the server, where every text in it is escaped.

@@ -24,5 +24,12 @@
       .then((r) => r.json().then((data) => ({ status: r.status, data })));
   }
 
-  window.Backhaul = Object.freeze({ h, call });
+  // A value of a preview or sample row as a table cell's text: null as "null", a list or
+  // an object (a struct or MAP column) as JSON, anything else as its text.
+  function cell(v) {
+    if (v === null || v === undefined) return "null";
+    return typeof v === "object" ? JSON.stringify(v) : String(v);
+  }
+
+  window.Backhaul = Object.freeze({ h, call, cell });
 })();

@@ -4,7 +4,7 @@
 // as it stands, before it is saved), delete.
 (function () {
   "use strict";
-  const { h, call } = window.Backhaul;
+  const { h, call, cell } = window.Backhaul;
   const byId = (id) => document.getElementById(id);
   const API = "/api/v1/edit";
   let S = null; // the editor page's state (none on the delete page)
@@ -77,7 +77,7 @@
   function renderPreview(data) {
     const table = byId("preview-table");
     table.tHead.replaceChildren(h("tr", {}, data.columns.map((c) => h("th", { title: c.type, text: c.name }))));
-    table.tBodies[0].replaceChildren(...data.rows.map((r) => h("tr", {}, r.map((v) => h("td", { text: v === null ? "null" : String(v) })))));
+    table.tBodies[0].replaceChildren(...data.rows.map((r) => h("tr", {}, r.map((v) => h("td", { text: cell(v) })))));
     const pkInput = byId("f-primary_key");
     const chosen = new Set(pkInput.value.split(",").map((s) => s.trim()).filter(Boolean));
     const picker = byId("pk-picker");
