@@ -314,6 +314,11 @@ def test_an_alert_channel_is_made_used_by_a_sync_and_kept_while_used(
     )
     assert env.git("log", "-1", "--format=%s").strip() == "Create alert channel team_slack (slack)"
     assert "team_slack" in c.get("/edit").text
+    # Its page offers a test; this Slack URL reaches nothing, and the Alerts page says so.
+    assert 'id="send-test"' in c.get("/edit/channels/team_slack").text
+    tried = c.post("/alerts/channels/team_slack/test")
+    assert tried.status_code == 303
+    assert tried.headers["location"] == "/alerts?tested=team_slack&tested_ok=false"
 
     # A sync's alerts name it (the form's YAML setting); then it cannot go.
     state = _state(env, c, "syncs/leads_to_hubspot")
