@@ -318,6 +318,10 @@ def _project_secrets(project: Project) -> list[str]:
     return found
 
 
+class UnknownChannel(ConfigError):
+    """No channel file defines the name a test was asked for."""
+
+
 def send_test(
     project: Project, store: RunStore, name: str, *, sent_by: str | None = None
 ) -> Delivery:
@@ -325,8 +329,8 @@ def send_test(
     app's Send test both call this.
 
     Raises:
-        ConfigError: no channel file defines ``name``, or its file is not valid (its own
-            problem, with file, line and key).
+        UnknownChannel: no channel file defines ``name``.
+        ConfigError: its file is not valid (its own problem, with file, line and key).
     """
     engine = AlertEngine(project, store)
     if name not in engine.definitions:
@@ -334,8 +338,8 @@ def send_test(
         if problems:
             raise problems[0]
         known = ", ".join(sorted(engine.definitions)) or "none"
-        raise ConfigError(f"unknown channel `{name}` (known: {known})")
+        raise UnknownChannel(f"unknown channel `{name}` (known: {known})")
     return asyncio.run(engine.test(name, sent_by=sent_by))
 
 
-__all__ = ["AlertEngine", "Clock", "Sent", "run_notice", "send_test", "utc_now"]
+__all__ = ["AlertEngine", "Clock", "Sent", "UnknownChannel", "run_notice", "send_test", "utc_now"]

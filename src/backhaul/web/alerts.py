@@ -94,13 +94,12 @@ def _send_test(
 ) -> Delivery:
     """A test notification to channel ``name`` on behalf of ``user``, audited: the CLI's
     `alerts test` (one function for both); 404 for a channel no file defines."""
-    from backhaul.alerts.engine import send_test
+    from backhaul.alerts.engine import UnknownChannel, send_test
 
-    if name not in load_channels(project)[0]:
-        found = [p for p in load_channels(project)[1] if p.file and PurePath(p.file).stem == name]
-        if not found:
-            raise HTTPException(404, f"no channel `{name}`")
-    delivery = send_test(project, store, name, sent_by=f"{user.username} in the web app")
+    try:
+        delivery = send_test(project, store, name, sent_by=f"{user.username} in the web app")
+    except UnknownChannel:
+        raise HTTPException(404, f"no channel `{name}`") from None
     users.audit(user.username, "alerts_test", name, {"ok": delivery.ok})
     return delivery
 
