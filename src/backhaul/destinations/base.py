@@ -375,11 +375,19 @@ class LoadsAtOnce(Protocol):
     returns True once that transaction committed. It returns False, having written
     nothing, when it cannot (the table had rows, or the database refused the insert);
     the engine then sends the same rows in batches, which finds and reports the rows that
-    were refused. See docs/architecture.md ("First loads in one statement").
+    were refused. ``match_unique`` says no two rows can share their match values (each
+    key column is mapped as it is to a match field); when False, a table with no key to
+    refuse a repeated match value must look for one before it commits. See
+    docs/architecture.md ("First loads in one statement").
     """
 
     async def load_new(
-        self, rows: pa.RecordBatchReader, fields: Sequence[str], match_fields: Sequence[str]
+        self,
+        rows: pa.RecordBatchReader,
+        fields: Sequence[str],
+        match_fields: Sequence[str],
+        *,
+        match_unique: bool = False,
     ) -> bool:
         """Insert every row of ``rows`` (columns named for ``fields``) in one transaction."""
         ...
@@ -395,7 +403,13 @@ class LoadsInDuckDB(Protocol):
     """
 
     def load_new_in(
-        self, con: Any, select: str, fields: Sequence[str], match_fields: Sequence[str]
+        self,
+        con: Any,
+        select: str,
+        fields: Sequence[str],
+        match_fields: Sequence[str],
+        *,
+        match_unique: bool = False,
     ) -> bool | None:
         """Insert every row of ``select`` (run on ``con``, a DuckDB connection; columns named
         for ``fields``) in one transaction, as :meth:`LoadsAtOnce.load_new` would.

@@ -17,8 +17,6 @@ from backhaul.destinations.sql_common import (
     FileDatabaseDestination,
     Statements,
     TableInfo,
-    create_table_sql,
-    primary_key_sql,
 )
 from backhaul.errors import DestinationError, FailureType, first_line
 
@@ -94,14 +92,19 @@ class DuckDBDestination(FileDatabaseDestination):
         return TableInfo.from_rows(found, [list(r[0]) for r in keys])
 
     async def load_new(
-        self, rows: pa.RecordBatchReader, fields: Sequence[str], match_fields: Sequence[str]
+        self,
+        rows: pa.RecordBatchReader,
+        fields: Sequence[str],
+        match_fields: Sequence[str],
+        *,
+        match_unique: bool = False,
     ) -> bool:
         """Insert a whole first load with one ``INSERT ... SELECT`` from the Arrow stream
         (see :class:`~backhaul.destinations.base.LoadsAtOnce`); only into a table that
         held no row when the run began."""
         if not self._new_table:
             return False
-        insert = self._inserter(self._target, fields, match_fields, rows)
+        insert = self._inserter(self._target, fields, match_fields, rows, match_unique)
         loaded: bool = await self._run(self._insert_into_empty, insert)
         return loaded
 
@@ -111,6 +114,8 @@ class DuckDBDestination(FileDatabaseDestination):
         select: str,
         fields: Sequence[str],
         match_fields: Sequence[str],
+        *,
+        match_unique: bool = False,
     ) -> bool | None:
         """The first load of :meth:`load_new`, run on the engine's DuckDB connection with
         this file attached (see :class:`~backhaul.destinations.base.LoadsInDuckDB`): the
@@ -129,7 +134,8 @@ class DuckDBDestination(FileDatabaseDestination):
         try:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {STAGE} AS {select}")
             try:
-                insert = self._inserter(f"{LOAD_ALIAS}.{self._target}", fields, match_fields, None)
+                target = f"{LOAD_ALIAS}.{self._target}"
+                insert = self._inserter(target, fields, match_fields, None, match_unique)
                 return bool(self._insert_into_empty(con, insert))
             finally:
                 con.execute(f"DROP VIEW IF EXISTS {STAGE}")
@@ -142,26 +148,32 @@ class DuckDBDestination(FileDatabaseDestination):
         fields: Sequence[str],
         match_fields: Sequence[str],
         rows: pa.RecordBatchReader | None,
+        match_unique: bool,
     ) -> Callable[[Any, Any], None]:
         """A first load's statements as ``insert(conn, cur)``: from ``rows``, or (None) from
-        the stage view the caller made."""
+        the stage view the caller made.
+
+        A table without a key cannot refuse two rows that share match values, which
+        batches would have merged into one row; unless the engine vouches that no two
+        rows can (``match_unique``), the load looks for such a pair before it commits and
+        raises, undoing itself, when it finds one.
+        """
         match = list(match_fields)
         plan = Statements(self.dialect, target, list(fields), match)
-        created = self._created
+        check = not self._keyed and not match_unique
+        cols = ", ".join(self.dialect.quote(m) for m in match)
+        repeated = f"SELECT 1 FROM {target} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1"
 
         def insert(conn: Any, cur: Any) -> None:
-            if created is not None:
-                # A table this run created is made again without its key and keyed once
-                # full: DuckDB builds a full table's key index faster than it grows it.
-                cur.execute(f"DROP TABLE {target}")
-                cur.execute(create_table_sql(self.dialect, target, created, match, keyed=False))
             if rows is not None:
                 conn.register(STAGE, rows)  # scanned as it streams: never held whole
             cur.execute(plan.insert_new())
             if rows is not None:
                 conn.unregister(STAGE)
-            if created is not None:
-                cur.execute(primary_key_sql(self.dialect, target, match))
+            if check and cur.execute(repeated).fetchone() is not None:
+                raise duckdb.ConstraintException(
+                    f"two rows share the match values ({cols}); merging them in batches"
+                )
 
         return insert
 

@@ -178,12 +178,18 @@ class PostgresDestination(SqlTableDestination):
                 copy.write(csv_bytes(table))
 
     async def load_new(
-        self, rows: pa.RecordBatchReader, fields: Sequence[str], match_fields: Sequence[str]
+        self,
+        rows: pa.RecordBatchReader,
+        fields: Sequence[str],
+        match_fields: Sequence[str],
+        *,
+        match_unique: bool = False,
     ) -> bool:
         """Copy a whole first load straight into the table in one transaction, block by
         block as the stream yields them (see
         :class:`~backhaul.destinations.base.LoadsAtOnce`); only into a table that held no
-        row when the run began."""
+        row when the run began. The table's key refuses a repeated match value, so
+        ``match_unique`` changes nothing here."""
         if not self._new_table:
             return False
 

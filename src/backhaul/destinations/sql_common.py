@@ -5,8 +5,9 @@ apply the operation with one set-based statement, all in one transaction. When t
 database refuses the batch because of its data, the batch is split in halves until the
 bad records are alone, so the good ones are still written. Into a table that was empty
 when the run began, upserts and inserts go as plain inserts until a key is found there.
-A dialect subclass supplies the connection, the staging load and the error
-classification; the SQL is built here.
+Where the database has ``MERGE INTO`` (DuckDB), upserts and inserts are merges on the
+match fields, so its tables need no key. A dialect subclass supplies the connection, the
+staging load and the error classification; the SQL is built here.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class Dialect:
     quote_char: str = '"'
     join_style: bool = False  # MySQL: UPDATE/DELETE ... JOIN instead of ... FROM / EXISTS
     case_insensitive: bool = False  # column names compare without case
+    # Upserts and inserts as ``MERGE INTO`` on the match fields: a table needs no primary
+    # key or unique constraint, and a table Backhaul creates gets none.
+    merge: bool = False
 
     def quote(self, name: str) -> str:
         q = self.quote_char
@@ -67,7 +71,7 @@ class Dialect:
 POSTGRES = Dialect("postgres")
 MYSQL = Dialect("mysql", quote_char="`", join_style=True, case_insensitive=True)
 SQLITE = Dialect("sqlite", case_insensitive=True)
-DUCKDB = Dialect("duckdb", case_insensitive=True)
+DUCKDB = Dialect("duckdb", case_insensitive=True, merge=True)
 
 
 def sql_type(dtype: pa.DataType, dialect: Dialect, *, key: bool = False) -> str:
@@ -121,23 +125,14 @@ def create_table_sql(
     keyed: bool = True,
 ) -> str:
     """``CREATE TABLE`` with one column per field and (``keyed``) a primary key on the
-    match fields; without it, :func:`primary_key_sql` adds the key later."""
+    match fields."""
     cols = [
         f"{dialect.quote(name)} {sql_type(dtype, dialect, key=name in match)}"
         + (" NOT NULL" if name in match else "")
         for name, dtype in fields.items()
     ]
-    key = f", {_primary_key(dialect, match)}" if keyed else ""
+    key = f", PRIMARY KEY ({', '.join(dialect.quote(m) for m in match)})" if keyed else ""
     return f"CREATE TABLE {target} ({', '.join(cols)}{key})"
-
-
-def primary_key_sql(dialect: Dialect, target: str, match: Sequence[str]) -> str:
-    """The primary key :func:`create_table_sql` leaves out when not ``keyed``."""
-    return f"ALTER TABLE {target} ADD {_primary_key(dialect, match)}"
-
-
-def _primary_key(dialect: Dialect, match: Sequence[str]) -> str:
-    return f"PRIMARY KEY ({', '.join(dialect.quote(m) for m in match)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +158,9 @@ def check_table(
     info: TableInfo,
     fields: Sequence[str],
     match: Sequence[str],
-) -> None:
-    """Raise a config error when the table lacks a field column or a key on the match fields."""
+) -> bool:
+    """Raise a config error when the table lacks a field column, or a key on the match
+    fields where the dialect needs one; return whether the table has that key."""
     kind = dialect.name
     have = {dialect.norm(c) for c in info.columns}
     missing = [f for f in dict.fromkeys([*match, *fields]) if dialect.norm(f) not in have]
@@ -176,13 +172,15 @@ def check_table(
             failure=FailureType.CONFIG,
         )
     wanted = {dialect.norm(m) for m in match}
-    if not any({dialect.norm(c) for c in key} == wanted for key in info.unique_keys):
+    keyed = any({dialect.norm(c) for c in key} == wanted for key in info.unique_keys)
+    if not keyed and not dialect.merge:
         cols = ", ".join(match)
         raise DestinationError(
             f"{kind} table {table} needs a primary key or unique constraint on ({cols}) so "
             f"records can be matched; add one, e.g. ALTER TABLE {table} ADD UNIQUE ({cols})",
             failure=FailureType.CONFIG,
         )
+    return keyed
 
 
 def no_table(kind: str) -> str:
@@ -234,7 +232,21 @@ class Statements:
     def _value(self, col: str, new: str, old: str) -> str:
         return f"COALESCE({new}, {old})" if col in self.skip_null else new
 
+    def _merge(self, update: bool) -> str:
+        """``MERGE INTO`` on the match fields: insert the staged records whose key is not
+        in the table and (``update``) update the rows whose key is."""
+        q = self._q
+        cols = ", ".join(q(f) for f in self.fields)
+        vals = ", ".join(f"s.{q(f)}" for f in self.fields)
+        merge = f"MERGE INTO {self.target} AS t USING {STAGE} AS s ON ({self._on()})"
+        if update and self.rest:
+            sets = [f"{q(c)} = {self._value(c, f's.{q(c)}', f't.{q(c)}')}" for c in self.rest]
+            merge += f" WHEN MATCHED THEN UPDATE SET {', '.join(sets)}"
+        return f"{merge} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})"
+
     def upsert(self) -> str:
+        if self.dialect.merge:
+            return self._merge(update=True)
         q, conflict = self._q, ", ".join(self._q(m) for m in self.match)
         if self.dialect.join_style:
             sets = [
@@ -253,6 +265,8 @@ class Statements:
         return self._insert()
 
     def insert(self) -> str:
+        if self.dialect.merge:
+            return self._merge(update=False)
         if self.dialect.join_style:
             first = self._q(self.match[0])
             return f"{self._insert()} ON DUPLICATE KEY UPDATE {first} = {self.target}.{first}"
@@ -488,11 +502,12 @@ class SqlTableDestination:
         self._table: str | None = None
         self._target = ""
         self._match: list[str] = []
-        # The table was empty when the run began (or this run created it): upserts and
-        # inserts go as plain inserts until one fails (see ``_attempt_new``).
+        # The table was empty when the run began (or this run created it): a whole first
+        # load may go as one plain insert, and (with a key to refuse a key that is there
+        # after all) so may each upsert or insert batch until one fails (``_attempt_new``).
         self._new_table = False
-        # The fields this run created the table with, until its first insert.
-        self._created: dict[str, pa.DataType] | None = None
+        # The table has a primary key or unique constraint on the match fields.
+        self._keyed = True
 
     # -- hooks --------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -656,7 +671,7 @@ class SqlTableDestination:
             )
         info = await self._run(self._describe, table)
         if info is not None:
-            check_table(self.dialect, table, info, list(fields), match_fields)
+            self._keyed = check_table(self.dialect, table, info, list(fields), match_fields)
             self._new_table = bool(await self._run(self._is_empty))
             return
         if not self.config.create_table:
@@ -672,10 +687,12 @@ class SqlTableDestination:
                 "are not mapped; map them in the sync file",
                 failure=FailureType.CONFIG,
             )
-        ddl = create_table_sql(self.dialect, self._target, fields, match_fields)
+        # A dialect that merges creates no key: DuckDB loads a table without an index
+        # faster, and a key's index is held in memory beside the table.
+        self._keyed = not self.dialect.merge
+        ddl = create_table_sql(self.dialect, self._target, fields, match_fields, keyed=self._keyed)
         await self._run(self._execute, ddl)
         self._new_table = True
-        self._created = dict(fields)
 
     def _execute(self, conn: Any, sql: str) -> None:
         self._begin(conn)
@@ -697,7 +714,7 @@ class SqlTableDestination:
 
         def run_round(indices: list[int]) -> Callable[[Any], Awaitable[dict[int, str]]]:
             async def use(conn: Any) -> dict[int, str]:
-                new = self._new_table and batch.operation in _PLAIN_INSERT
+                new = self._new_table and self._keyed and batch.operation in _PLAIN_INSERT
                 if new and await asyncio.to_thread(self._attempt_new, conn, batch, indices):
                     return {}
                 return await bisect(
@@ -733,7 +750,8 @@ class SqlTableDestination:
         (a batch resent after a lost commit, a match value shared by two model keys,
         another writer) makes the insert fail and roll back; then this returns False, the
         batch goes through the usual statement, and so does the rest of the run. So a
-        failed insert costs time, never a wrong row.
+        failed insert costs time, never a wrong row. A table without that key could not
+        refuse it: its batches always go through the usual statement (a merge).
         """
         plan = self._statements(batch)
         rows = staged(batch, indices)
@@ -749,8 +767,6 @@ class SqlTableDestination:
         transaction; False, with nothing written and the table no longer taken for empty,
         when the database refused it."""
         cur = self._cursor(conn)
-        # After this the table has rows, or is no longer taken for empty.
-        self._created = None
         try:
             self._begin(conn)
             insert(conn, cur)

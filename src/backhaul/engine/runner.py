@@ -541,7 +541,9 @@ class SyncRun:
             if loaded is None:
                 rows = await self._db(load.stream, ws)
                 try:
-                    loaded = await dest.load_new(rows, load.fields, ws.match_fields)
+                    loaded = await dest.load_new(
+                        rows, load.fields, ws.match_fields, match_unique=load.match_unique
+                    )
                 finally:
                     rows.close()
                     await self._db(load.streamed, ws)
@@ -573,7 +575,9 @@ class SyncRun:
         ws = self.ws
         ws.keep_order(True)
         try:
-            return dest.load_new_in(ws.con, load.select, load.fields, ws.match_fields)
+            return dest.load_new_in(
+                ws.con, load.select, load.fields, ws.match_fields, match_unique=load.match_unique
+            )
         finally:
             ws.keep_order()
 

@@ -145,17 +145,12 @@ def test_a_killed_first_load_is_completed_by_the_next_run(
     with duckdb.connect(str(root / "crm.duckdb")) as con:
         con.execute(f"ATTACH '{root / 'wh.duckdb'}' AS wh (READ_ONLY)")
         counts = con.execute("SELECT count(*), count(DISTINCT id) FROM people").fetchall()
-        # A kill while the created table was made again without its key leaves it keyed.
-        keyed = con.execute(
-            "SELECT constraint_column_names FROM duckdb_constraints() "
-            "WHERE table_name = 'people' AND constraint_type = 'PRIMARY KEY'"
-        ).fetchall()
         differ = con.execute(
             f"SELECT count(*) FROM ((SELECT {cols} FROM people EXCEPT SELECT {cols} FROM wh.people) "
             f"UNION ALL (SELECT {cols} FROM wh.people EXCEPT SELECT {cols} FROM people))"
         ).fetchall()
+    # The table has no key to refuse a resent row: one row per id is the merge's doing.
     assert counts == [(TOTAL, TOTAL)]
-    assert keyed == [(["id"],)]
     assert differ == [(0,)]
     history = runs(root)
     assert history[0].status is RunStatus.SUCCEEDED

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-from backhaul.config.models import Mode
+from backhaul.config.models import ColumnMapping, Mode
 from backhaul.destinations.base import Destination, LoadsAtOnce, Operation
 from backhaul.duck import arrow_reader, arrow_table
 from backhaul.engine.batches import destination_operation
@@ -49,12 +49,15 @@ class FirstLoad:
         fields: The destination fields, in the order of the select's columns.
         types: Their Arrow types (what :meth:`Destination.prepare` is given).
         operation: The operation the rows stand for in the run's outcomes.
+        match_unique: No two rows can share their match values: each model key column is
+            mapped, uncast, to a match field.
     """
 
     rows: int
     fields: tuple[str, ...]
     types: dict[str, pa.DataType]
     operation: Operation
+    match_unique: bool
     _select: str
     _added: str  # FROM ... WHERE of the plan's added keys joined to their model rows
     _plan: str  # the plan's relation
@@ -125,6 +128,17 @@ def _constant(value: StrEnum) -> str:
     return f"CAST('{value.value}' AS ENUM('{value.value}'))"
 
 
+def _match_unique(ws: Workspace) -> bool:
+    """Whether the match fields tell every model key apart: each key column is mapped as
+    it is (no cast, which could make two values one) to a match field."""
+    mapped = {
+        m.column
+        for m in ws.mapper.mappings
+        if isinstance(m, ColumnMapping) and m.cast is None and m.field in ws.match_fields
+    }
+    return set(ws.key_columns) <= mapped
+
+
 def first_load(
     ws: Workspace, plan: SyncPlan, kind: type[Destination], backend: PlanBackend
 ) -> FirstLoad | None:
@@ -177,6 +191,7 @@ def first_load(
         fields=tuple(mapper.fields),
         types=dict(zip(mapper.fields, types, strict=True)),
         operation=operation,
+        match_unique=_match_unique(ws),
         _select=select,
         _added=added,
         _plan=plan.relations.plan,
