@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
+from backhaul.destinations.base import DestinationContext, NewLoad, Operation, RecordStatus
 from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
 from backhaul.errors import DestinationError, FailureType
 
@@ -139,6 +139,7 @@ async def test_a_path_that_holds_a_folder_is_a_config_error(context: Destination
     assert f"duckdb database {path}: the path is a directory, not a file" in str(err.value)
 
 
+LOAD = NewLoad(tuple(FIELDS), ("id",))  # match_unique False: the load looks for repeats
 KEYS = (
     "SELECT constraint_column_names FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
 )
@@ -162,7 +163,7 @@ async def test_a_first_load_inside_another_duckdb_lands_and_lets_go_of_the_file(
     d = await prepared(context)
     engine = duckdb.connect()  # the engine's own database, which reads the rows
 
-    assert d.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is True
+    assert d.load_new_in(engine, ROWS_SQL, LOAD) is True
     # The file is detached again: a DuckDB of its own (the test's) opens it.
     assert sql(db, "SELECT id, email, age FROM users ORDER BY id") == [
         (i, f"u{i}@x.io", 30 + i) for i in range(1, 6)
@@ -183,12 +184,12 @@ async def test_a_first_load_that_cannot_attach_the_file_writes_nothing_and_says_
     await d.close()
     engine = duckdb.connect()
     engine.execute(f"ATTACH '{db}' AS already (READ_ONLY)")  # holds the file
-    assert d.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is None
+    assert d.load_new_in(engine, ROWS_SQL, LOAD) is None
     engine.execute("DETACH already")
     assert sql(db, "SELECT count(*) FROM users") == [(0,)]
     # The stream path still takes the load.
     rows = engine.sql(ROWS_SQL).to_arrow_reader(2)
-    assert await d.load_new(rows, list(FIELDS), ["id"]) is True
+    assert await d.load_new(rows, LOAD) is True
     await d.close()
     assert sql(db, "SELECT count(*) FROM users") == [(5,)]
 
@@ -202,14 +203,14 @@ async def test_a_first_load_inside_another_duckdb_declines_what_a_stream_would(
     # finds them, nothing is written, the table is no longer taken for empty.
     twice = f"{ROWS_SQL} UNION ALL SELECT 1, 'again@x.io', 'Oslo', 1"
     d = await prepared(context)
-    assert d.load_new_in(engine, twice, list(FIELDS), ["id"]) is False
-    assert d.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is False
+    assert d.load_new_in(engine, twice, LOAD) is False
+    assert d.load_new_in(engine, ROWS_SQL, LOAD) is False
     await d.close()
     assert sql(db, "SELECT count(*) FROM users") == [(0,)]
     # A table that held rows when the run began is declined without being touched.
     sql(db, "INSERT INTO users VALUES (7, 'x', 'y', 1)")
     again = await prepared(context)
-    assert again.load_new_in(engine, ROWS_SQL, list(FIELDS), ["id"]) is False
+    assert again.load_new_in(engine, ROWS_SQL, LOAD) is False
     await again.close()
     assert sql(db, "SELECT id FROM users") == [(7,)]
 

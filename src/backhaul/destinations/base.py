@@ -365,6 +365,23 @@ class FitsRun(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class NewLoad:
+    """The shape of a whole first load.
+
+    Attributes:
+        fields: The destination fields, in the order of the rows' columns.
+        match_fields: The fields that identify a record.
+        match_unique: No two rows can share their match values (each model key column is
+            mapped as it is to a match field). When False, a table with no key to refuse a
+            repeated match value must look for one before the load commits.
+    """
+
+    fields: tuple[str, ...]
+    match_fields: tuple[str, ...]
+    match_unique: bool = False
+
+
 @runtime_checkable
 class LoadsAtOnce(Protocol):
     """An opened destination that can take a whole first load in one statement.
@@ -375,21 +392,12 @@ class LoadsAtOnce(Protocol):
     returns True once that transaction committed. It returns False, having written
     nothing, when it cannot (the table had rows, or the database refused the insert);
     the engine then sends the same rows in batches, which finds and reports the rows that
-    were refused. ``match_unique`` says no two rows can share their match values (each
-    key column is mapped as it is to a match field); when False, a table with no key to
-    refuse a repeated match value must look for one before it commits. See
-    docs/architecture.md ("First loads in one statement").
+    were refused. See docs/architecture.md ("First loads in one statement").
     """
 
-    async def load_new(
-        self,
-        rows: pa.RecordBatchReader,
-        fields: Sequence[str],
-        match_fields: Sequence[str],
-        *,
-        match_unique: bool = False,
-    ) -> bool:
-        """Insert every row of ``rows`` (columns named for ``fields``) in one transaction."""
+    async def load_new(self, rows: pa.RecordBatchReader, load: NewLoad) -> bool:
+        """Insert every row of ``rows`` (columns named for ``load.fields``) in one
+        transaction."""
         ...
 
 
@@ -402,17 +410,9 @@ class LoadsInDuckDB(Protocol):
     Offered before :meth:`LoadsAtOnce.load_new`, with the same contract.
     """
 
-    def load_new_in(
-        self,
-        con: Any,
-        select: str,
-        fields: Sequence[str],
-        match_fields: Sequence[str],
-        *,
-        match_unique: bool = False,
-    ) -> bool | None:
+    def load_new_in(self, con: Any, select: str, load: NewLoad) -> bool | None:
         """Insert every row of ``select`` (run on ``con``, a DuckDB connection; columns named
-        for ``fields``) in one transaction, as :meth:`LoadsAtOnce.load_new` would.
+        for ``load.fields``) in one transaction, as :meth:`LoadsAtOnce.load_new` would.
 
         Returns None, having written nothing, when ``con`` cannot reach the file (the engine
         then streams the rows to ``load_new``); False and True as ``load_new``.

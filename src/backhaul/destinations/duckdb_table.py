@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import duckdb
 import pyarrow as pa
 
-from backhaul.destinations.base import Capabilities, DestinationConfig
+from backhaul.destinations.base import Capabilities, DestinationConfig, NewLoad
 from backhaul.destinations.sql_common import (
     ALL_OPERATIONS,
     DUCKDB,
@@ -91,31 +91,18 @@ class DuckDBDestination(FileDatabaseDestination):
         ).fetchall()
         return TableInfo.from_rows(found, [list(r[0]) for r in keys])
 
-    async def load_new(
-        self,
-        rows: pa.RecordBatchReader,
-        fields: Sequence[str],
-        match_fields: Sequence[str],
-        *,
-        match_unique: bool = False,
-    ) -> bool:
+    async def load_new(self, rows: pa.RecordBatchReader, load: NewLoad) -> bool:
         """Insert a whole first load with one ``INSERT ... SELECT`` from the Arrow stream
         (see :class:`~backhaul.destinations.base.LoadsAtOnce`); only into a table that
         held no row when the run began."""
         if not self._new_table:
             return False
-        insert = self._inserter(self._target, fields, match_fields, rows, match_unique)
+        insert = self._inserter(self._target, load, rows)
         loaded: bool = await self._run(self._insert_into_empty, insert)
         return loaded
 
     def load_new_in(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        select: str,
-        fields: Sequence[str],
-        match_fields: Sequence[str],
-        *,
-        match_unique: bool = False,
+        self, con: duckdb.DuckDBPyConnection, select: str, load: NewLoad
     ) -> bool | None:
         """The first load of :meth:`load_new`, run on the engine's DuckDB connection with
         this file attached (see :class:`~backhaul.destinations.base.LoadsInDuckDB`): the
@@ -134,8 +121,7 @@ class DuckDBDestination(FileDatabaseDestination):
         try:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {STAGE} AS {select}")
             try:
-                target = f"{LOAD_ALIAS}.{self._target}"
-                insert = self._inserter(target, fields, match_fields, None, match_unique)
+                insert = self._inserter(f"{LOAD_ALIAS}.{self._target}", load, None)
                 return bool(self._insert_into_empty(con, insert))
             finally:
                 con.execute(f"DROP VIEW IF EXISTS {STAGE}")
@@ -145,23 +131,20 @@ class DuckDBDestination(FileDatabaseDestination):
     def _inserter(
         self,
         target: str,
-        fields: Sequence[str],
-        match_fields: Sequence[str],
+        load: NewLoad,
         rows: pa.RecordBatchReader | None,
-        match_unique: bool,
     ) -> Callable[[Any, Any], None]:
         """A first load's statements as ``insert(conn, cur)``: from ``rows``, or (None) from
         the stage view the caller made.
 
         A table without a key cannot refuse two rows that share match values, which
         batches would have merged into one row; unless the engine vouches that no two
-        rows can (``match_unique``), the load looks for such a pair before it commits and
+        rows can (``load.match_unique``), the load looks for such a pair before it commits and
         raises, undoing itself, when it finds one.
         """
-        match = list(match_fields)
-        plan = Statements(self.dialect, target, list(fields), match)
-        check = not self._keyed and not match_unique
-        cols = ", ".join(self.dialect.quote(m) for m in match)
+        plan = Statements(self.dialect, target, load.fields, load.match_fields)
+        check = not self._keyed and not load.match_unique
+        cols = ", ".join(self.dialect.quote(m) for m in load.match_fields)
         repeated = f"SELECT 1 FROM {target} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1"
 
         def insert(conn: Any, cur: Any) -> None:

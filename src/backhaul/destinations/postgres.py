@@ -17,7 +17,7 @@ import pyarrow.csv as pa_csv
 from psycopg import conninfo, errors, sql
 from pydantic import ConfigDict, Field
 
-from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
+from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext, NewLoad
 from backhaul.destinations.sql_common import (
     ALL_OPERATIONS,
     INDEX,
@@ -177,25 +177,18 @@ class PostgresDestination(SqlTableDestination):
             for table in tables:
                 copy.write(csv_bytes(table))
 
-    async def load_new(
-        self,
-        rows: pa.RecordBatchReader,
-        fields: Sequence[str],
-        match_fields: Sequence[str],
-        *,
-        match_unique: bool = False,
-    ) -> bool:
+    async def load_new(self, rows: pa.RecordBatchReader, load: NewLoad) -> bool:
         """Copy a whole first load straight into the table in one transaction, block by
         block as the stream yields them (see
         :class:`~backhaul.destinations.base.LoadsAtOnce`); only into a table that held no
         row when the run began. The table's key refuses a repeated match value, so
-        ``match_unique`` changes nothing here."""
+        ``load.match_unique`` changes nothing here."""
         if not self._new_table:
             return False
 
         def insert(conn: Any, cur: Any) -> None:
             blocks = (pa.Table.from_batches([block]) for block in rows)
-            self._copy_into_target(cur, fields, blocks)
+            self._copy_into_target(cur, load.fields, blocks)
 
         loaded: bool = await self._run(self._insert_into_empty, insert)
         return loaded

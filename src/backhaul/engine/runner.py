@@ -541,9 +541,7 @@ class SyncRun:
             if loaded is None:
                 rows = await self._db(load.stream, ws)
                 try:
-                    loaded = await dest.load_new(
-                        rows, load.fields, ws.match_fields, match_unique=load.match_unique
-                    )
+                    loaded = await dest.load_new(rows, load.shape(ws))
                 finally:
                     rows.close()
                     await self._db(load.streamed, ws)
@@ -575,9 +573,7 @@ class SyncRun:
         ws = self.ws
         ws.keep_order(True)
         try:
-            return dest.load_new_in(
-                ws.con, load.select, load.fields, ws.match_fields, match_unique=load.match_unique
-            )
+            return dest.load_new_in(ws.con, load.select, load.shape(ws))
         finally:
             ws.keep_order()
 

@@ -20,7 +20,7 @@ from enum import StrEnum
 import pyarrow as pa
 
 from backhaul.config.models import ColumnMapping, Mode
-from backhaul.destinations.base import Destination, LoadsAtOnce, Operation
+from backhaul.destinations.base import Destination, LoadsAtOnce, NewLoad, Operation
 from backhaul.duck import arrow_reader, arrow_table
 from backhaul.engine.batches import destination_operation
 from backhaul.engine.finite import screened
@@ -66,6 +66,10 @@ class FirstLoad:
     def select(self) -> str:
         """The mapped rows, named for their fields, as a select on the workspace."""
         return self._select
+
+    def shape(self, ws: Workspace) -> NewLoad:
+        """What the destination is told of the load."""
+        return NewLoad(self.fields, tuple(ws.match_fields), self.match_unique)
 
     def stream(self, ws: Workspace) -> pa.RecordBatchReader:
         """The mapped rows, named for their fields, as a stream (on the database thread).
