@@ -427,3 +427,28 @@ def test_the_stream_keeps_order_only_while_it_is_open(project: Builder, crm: Pat
         assert not keeps_order()  # a stream that never opened leaves planning's setting
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize(
+    ("match", "cast", "unique"),
+    [(None, None, True), ("email", None, False), (None, "string", False)],
+    ids=["the-key", "email", "the-key-cast"],
+)
+def test_a_load_vouches_for_its_match_values_only_when_they_are_the_key_as_it_is(
+    project: Builder, crm: Path, match: str | None, cast: str | None, unique: bool
+) -> None:
+    # A table without a key looks for a repeated match value before a first load commits,
+    # unless the engine knows none can repeat: every key column mapped, uncast, to one.
+    from backhaul.engine.plan.first_load import _match_unique
+    from backhaul.engine.workspace import open_workspace
+
+    project.users(3)
+    maps = [{**MAPPINGS[0], "cast": cast} if cast else MAPPINGS[0], *MAPPINGS[1:]]
+    extra = {"match": {"fields": [match]}} if match else {}
+    project.sync("s", destination="crm", mode="upsert", mappings=maps, **extra)
+    loaded = project.load()
+    ws = open_workspace(loaded, loaded.syncs["s"], read_only=True)
+    try:
+        assert _match_unique(ws) is unique
+    finally:
+        ws.close()
