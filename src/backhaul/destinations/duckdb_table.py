@@ -39,8 +39,9 @@ class DuckDBDestination(FileDatabaseDestination):
         any_temporal=True,
         operations=ALL_OPERATIONS,
         max_batch_size=100_000,
-        # Each commit maintains the key index: 10 commits of 100,000 rows load a table in
-        # about half the time of 100 commits of 10,000.
+        # Each commit maintains a keyed table's index, and each merge joins its batch with
+        # the whole table: 1M rows merged in 10 batches of 100,000 take about half the time
+        # of 100 batches of 10,000 (0.17 s against 0.36 s, docs/benchmarks.md).
         default_batch_size=100_000,
         default_concurrency=1,
     )

@@ -3,10 +3,10 @@
 Every dialect writes a batch the same way: load the records into a staging table, then
 apply the operation with one set-based statement, all in one transaction. When the
 database refuses the batch because of its data, the batch is split in halves until the
-bad records are alone, so the good ones are still written. Into a table that was empty
-when the run began, upserts and inserts go as plain inserts until a key is found there.
-Where the database has ``MERGE INTO`` (DuckDB), upserts and inserts are merges on the
-match fields, so its tables need no key. A dialect subclass supplies the connection, the
+bad records are alone, so the good ones are still written. Into a keyed table that was
+empty when the run began, upserts and inserts go as plain inserts until a key is found
+there. Where the database has ``MERGE INTO`` (DuckDB), upserts and inserts are merges on
+the match fields, so its tables need no key. A dialect subclass supplies the connection, the
 staging load and the error classification; the SQL is built here.
 """
 
@@ -220,9 +220,13 @@ class Statements:
     def _on(self) -> str:
         return " AND ".join(f"t.{self._q(m)} = s.{self._q(m)}" for m in self.match)
 
-    def _insert(self) -> str:
+    def _columns(self) -> tuple[str, str]:
+        """The target's column list and the stage's values for it."""
         cols = ", ".join(self._q(f) for f in self.fields)
-        sel = ", ".join(f"s.{self._q(f)}" for f in self.fields)
+        return cols, ", ".join(f"s.{self._q(f)}" for f in self.fields)
+
+    def _insert(self) -> str:
+        cols, sel = self._columns()
         alias = "" if self.dialect.join_style else " AS t"
         # ``WHERE true`` keeps SQLite from reading ON CONFLICT as part of a join.
         return (
@@ -236,8 +240,7 @@ class Statements:
         """``MERGE INTO`` on the match fields: insert the staged records whose key is not
         in the table and (``update``) update the rows whose key is."""
         q = self._q
-        cols = ", ".join(q(f) for f in self.fields)
-        vals = ", ".join(f"s.{q(f)}" for f in self.fields)
+        cols, vals = self._columns()
         merge = f"MERGE INTO {self.target} AS t USING {STAGE} AS s ON ({self._on()})"
         if update and self.rest:
             sets = [f"{q(c)} = {self._value(c, f's.{q(c)}', f't.{q(c)}')}" for c in self.rest]
