@@ -22,7 +22,8 @@ import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import duckdb

@@ -26,8 +26,11 @@ import psycopg
 import redis
 from sqlalchemy import create_engine
 
-from backhaul.destinations.http.budget import BudgetStore, Granted, Window
-from backhaul.state.budgets import PostgresBudgets, RedisBudgets
+from backhaul.destinations.http.budget import BudgetStore
+from backhaul.destinations.http.budget import Granted
+from backhaul.destinations.http.budget import Window
+from backhaul.state.budgets import PostgresBudgets
+from backhaul.state.budgets import RedisBudgets
 from backhaul.state.store import RunStore
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

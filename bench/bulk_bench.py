@@ -47,13 +47,16 @@ import platform
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from datasets import COLUMNS, build_bench_model, mutate  # noqa: E402
+from datasets import COLUMNS  # noqa: E402
+from datasets import build_bench_model  # noqa: E402
+from datasets import mutate  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MYSQL_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}

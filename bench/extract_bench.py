@@ -30,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import psycopg

@@ -41,13 +41,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from datasets import COLUMNS, build_bench_model  # noqa: E402
+from datasets import COLUMNS  # noqa: E402
+from datasets import build_bench_model  # noqa: E402
 
 DRT_VERSION = "1.2.1"
 BACKHAUL = Path(sys.executable).parent / "backhaul"  # the CLI's script in this venv

@@ -37,7 +37,8 @@ from backhaul.testing.emulators.hubspot import HubSpotEmulator
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import least_seconds, write_yaml  # noqa: E402
+from common import least_seconds  # noqa: E402
+from common import write_yaml  # noqa: E402
 
 OUT = HERE / "out" / "hubspot_bench.json"
 

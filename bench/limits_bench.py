@@ -32,9 +32,12 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +46,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from backhaul import api
-from backhaul.destinations.pii import PiiKey, Platform, prepare
+from backhaul.destinations.pii import PiiKey
+from backhaul.destinations.pii import Platform
+from backhaul.destinations.pii import prepare
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.base import Call, Emulator, SlidingWindow
+from backhaul.testing.emulators.base import Call
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
 from backhaul.testing.emulators.braze import BrazeEmulator
 from backhaul.testing.emulators.customerio import CustomerIoEmulator
 from backhaul.testing.emulators.google_ads import GoogleAdsEmulator
@@ -64,7 +71,9 @@ from backhaul.testing.emulators.zendesk import ZendeskEmulator
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import busiest_window, least_seconds, write_yaml  # noqa: E402
+from common import busiest_window  # noqa: E402
+from common import least_seconds  # noqa: E402
+from common import write_yaml  # noqa: E402
 
 OUT = HERE / "out" / "limits_bench.json"
 FAST_RETRY = {"max_attempts": 8, "base_delay": 0.05, "max_delay": 1.0}

@@ -24,13 +24,16 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from datasets import COLUMNS, build_bench_model, mutate  # noqa: E402
+from datasets import COLUMNS  # noqa: E402
+from datasets import build_bench_model  # noqa: E402
+from datasets import mutate  # noqa: E402
 
 PHASE = r"""
 import json, resource, sys, time

@@ -32,14 +32,18 @@ import platform
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 
-from backhaul.state.rowlog import PARQUET, RowLogs
+from backhaul.state.rowlog import PARQUET
+from backhaul.state.rowlog import RowLogs
 from backhaul.state.store import RunStore
-from backhaul.summary import Counts, RunStatus, RunSummary
+from backhaul.summary import Counts
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 
 def key_of(i: int) -> str:

@@ -47,7 +47,8 @@ from typing import Any
 import psycopg
 
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN, HubSpotEmulator
+from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN
+from backhaul.testing.emulators.hubspot import HubSpotEmulator
 
 HERE = Path(__file__).resolve().parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

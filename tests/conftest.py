@@ -16,8 +16,11 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,8 @@ from ruamel.yaml import YAML
 from backhaul import api
 from backhaul.config.project import Project
 from backhaul.state import snapshots
-from backhaul.summary import RowOutcome, RunSummary
+from backhaul.summary import RowOutcome
+from backhaul.summary import RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 
 pytest_plugins = ["tiers", "pytester"]

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from backhaul.files import MISSING, NotReadable, not_a_file, open_regular, problem
+from backhaul.files import MISSING
+from backhaul.files import NotReadable
+from backhaul.files import not_a_file
+from backhaul.files import open_regular
+from backhaul.files import problem
 from conftest import within
 
 

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backhaul.config.project import Project
-from backhaul.observe.events import EventSink, ignore
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.observe.events import EventSink
+from backhaul.observe.events import ignore
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 if TYPE_CHECKING:
-    from backhaul.state.store import RunRecord, RunStore
+    from backhaul.state.store import RunRecord
+    from backhaul.state.store import RunStore
 
 
 def load_project(

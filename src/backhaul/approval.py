@@ -26,16 +26,22 @@ so, whatever an unapproved commit's backhaul.yml says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import Row, desc, insert, select
+from sqlalchemy import Row
+from sqlalchemy import desc
+from sqlalchemy import insert
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from backhaul import gitinfo
 from backhaul.config.project import Project
-from backhaul.errors import ApprovalRequired, BackhaulError
+from backhaul.errors import ApprovalRequired
+from backhaul.errors import BackhaulError
 from backhaul.state.tables import approvals
 
 if TYPE_CHECKING:  # for annotations only: the store module loads pyarrow and Alembic

@@ -8,8 +8,10 @@ before they reach the recorder's sink.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from typing import Protocol
 
 BODY_LIMIT = 16 * 1024

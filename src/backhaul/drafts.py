@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from backhaul.errors import SaveConflict, SaveError
+from backhaul.errors import SaveConflict
+from backhaul.errors import SaveError
 from backhaul.gitinfo import git_output
-from backhaul.gitsave import LOCK_FILE, Author, Repo, _locked
+from backhaul.gitsave import LOCK_FILE
+from backhaul.gitsave import Author
+from backhaul.gitsave import Repo
+from backhaul.gitsave import _locked
 
 PREFIX = "backhaul/draft-"
 _SEP = "\x1f"

@@ -10,7 +10,8 @@ JSON carries it (``-0.0``); nothing here touches it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 

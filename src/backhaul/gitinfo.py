@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 # What makes a project, relative to its folder; state, targets and notes are left out, so

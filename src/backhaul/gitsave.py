@@ -34,14 +34,22 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextlib import suppress
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backhaul.errors import ConfigError, InvalidContent, SaveConflict, SaveError
-from backhaul.files import NotReadable, not_a_file, read_text_if_any
+from backhaul.errors import ConfigError
+from backhaul.errors import InvalidContent
+from backhaul.errors import SaveConflict
+from backhaul.errors import SaveError
+from backhaul.files import NotReadable
+from backhaul.files import not_a_file
+from backhaul.files import read_text_if_any
 
 if TYPE_CHECKING:
     from backhaul.config.project import Project
@@ -147,7 +155,8 @@ def project_with(root: Path, files: dict[str, str]) -> Iterator[Project]:
         InvalidContent: The project would not validate with ``files``; every problem.
         SaveError: A file is outside the project's definitions.
     """
-    from backhaul.config.loader import FOLDERS, PROJECT_FILES
+    from backhaul.config.loader import FOLDERS
+    from backhaul.config.loader import PROJECT_FILES
 
     root = root.resolve()
     copied = {*FOLDERS, *PROJECT_FILES}
@@ -523,7 +532,8 @@ def _save_on_branch(
     start: str,
 ) -> list[SaveResult]:
     """:func:`save_files` on a branch that is not checked out (the caller holds the lock)."""
-    from backhaul.review.revisions import repository, unpacked
+    from backhaul.review.revisions import repository
+    from backhaul.review.revisions import unpacked
 
     parent = repo.tip(branch)
     if parent is None:

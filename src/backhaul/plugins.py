@@ -7,9 +7,12 @@ Third parties add a destination by declaring an entry point in the group
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import cast
 
 if TYPE_CHECKING:
     from backhaul.destinations.base import Destination

@@ -20,10 +20,12 @@ atom chooses enabled syncs only. A sync whose file does not load (a project load
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from backhaul.config.project import Project, SyncDef
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
 from backhaul.errors import ConfigError
 
 METHODS = ("sync", "tag", "model", "destination")
@@ -142,7 +144,8 @@ def _by_model(project: Project, syncs: dict[str, SyncDef], atom: Atom) -> set[st
     found = {n for n, s in syncs.items() if fnmatch.fnmatch(s.config.model, atom.value)}
     if not project.config.dbt_project:
         return found
-    from backhaul.dbt.refs import RefResolver, model_nodes
+    from backhaul.dbt.refs import RefResolver
+    from backhaul.dbt.refs import model_nodes
 
     manifest = RefResolver(project.root, project.config.dbt_project).manifest()
     wanted = {uid for uid, node in manifest.nodes.items() if fnmatch.fnmatch(node.name, atom.value)}

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from liquid import Environment, StrictUndefined
+from liquid import Environment
+from liquid import StrictUndefined
 from liquid.exceptions import LiquidError
 
 from backhaul.errors import first_line

@@ -11,14 +11,18 @@ from __future__ import annotations
 import secrets
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import LoginPassword
+from aiosmtpd.smtp import Session
 from tests.conftest import Builder
 
 from backhaul import api

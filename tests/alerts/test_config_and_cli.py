@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.alerts.conftest import Channels, alert_project
+from tests.alerts.conftest import Channels
+from tests.alerts.conftest import alert_project
 from tests.conftest import Builder
 
 from backhaul.config.checks import check_project

@@ -11,7 +11,11 @@ import secrets
 from typing import Any
 
 import pytest
-from tests.alerts.conftest import WEB_URL, Channels, alert_project, history, run
+from tests.alerts.conftest import WEB_URL
+from tests.alerts.conftest import Channels
+from tests.alerts.conftest import alert_project
+from tests.alerts.conftest import history
+from tests.alerts.conftest import run
 from tests.conftest import Builder
 
 from backhaul.summary import RunStatus

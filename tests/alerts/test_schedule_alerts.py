@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
-from tests.alerts.conftest import Channels, alert_project, history, run
+from tests.alerts.conftest import Channels
+from tests.alerts.conftest import alert_project
+from tests.alerts.conftest import history
+from tests.alerts.conftest import run
 from tests.conftest import Builder
 
 from backhaul import api

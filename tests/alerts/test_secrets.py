@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
 import pytest
 from sqlalchemy import select
-from tests.alerts.conftest import Channels, alert_project, run
+from tests.alerts.conftest import Channels
+from tests.alerts.conftest import alert_project
+from tests.alerts.conftest import run
 from tests.conftest import Builder
 
 from backhaul import api
 from backhaul.alerts import AlertSink
 from backhaul.observe.events import RunFinished
-from backhaul.state.tables import alert_deliveries, alert_events, alert_states
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.state.tables import alert_deliveries
+from backhaul.state.tables import alert_events
+from backhaul.state.tables import alert_states
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 
 

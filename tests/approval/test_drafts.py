@@ -5,12 +5,18 @@ fast-forwards or refuses a conflict with nothing changed."""
 from __future__ import annotations
 
 import pytest
-from tests.approval.test_gate import git, head, make_repo
-from tests.conftest import Builder, dump_yaml
+from tests.approval.test_gate import git
+from tests.approval.test_gate import head
+from tests.approval.test_gate import make_repo
+from tests.conftest import Builder
+from tests.conftest import dump_yaml
 
 from backhaul import drafts
-from backhaul.errors import InvalidContent, SaveConflict
-from backhaul.gitsave import Author, save_file, text_hash
+from backhaul.errors import InvalidContent
+from backhaul.errors import SaveConflict
+from backhaul.gitsave import Author
+from backhaul.gitsave import save_file
+from backhaul.gitsave import text_hash
 
 ANA = Author.for_user("ana")
 BO = Author.for_user("bo")

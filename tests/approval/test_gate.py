@@ -9,16 +9,21 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.conftest import Builder
-from tests.schedule.test_workers import Workers, _defer, _until
+from tests.schedule.test_workers import Workers
+from tests.schedule.test_workers import _defer
+from tests.schedule.test_workers import _until
 
 from backhaul import api
-from backhaul.approval import ApprovalStore, approve, required
+from backhaul.approval import ApprovalStore
+from backhaul.approval import approve
+from backhaul.approval import required
 from backhaul.errors import BackhaulError
 from backhaul.schedule.local import LocalLauncher
 from backhaul.schedule.scheduler import Scheduler

@@ -15,7 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.audiences.builder_env import BuilderEnv, git, people_project, served
+from tests.audiences.builder_env import BuilderEnv
+from tests.audiences.builder_env import git
+from tests.audiences.builder_env import people_project
+from tests.audiences.builder_env import served
 from tests.audiences.projects import write
 
 from backhaul.gitsave import text_hash

@@ -10,7 +10,10 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,13 @@ import duckdb
 import httpx
 import pyarrow as pa
 from fastapi import FastAPI
-from tests.audiences.projects import _files, audience_file
+from tests.audiences.projects import _files
+from tests.audiences.projects import audience_file
 from tests.audiences.world import TABLES
 
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 
 PEOPLE = 600

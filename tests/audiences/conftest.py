@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
-from tests.audiences.world import DuckWorld, PgWorld
+from hypothesis import HealthCheck
+from hypothesis import settings
+from tests.audiences.world import DuckWorld
+from tests.audiences.world import PgWorld
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -8,20 +8,21 @@ operators are exact complements, a date against a timestamp column means that wh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta
+from collections.abc import Callable
+from collections.abc import Mapping
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from backhaul.audiences.audience import AudienceConfig
-from backhaul.audiences.conditions import (
-    AudienceCondition,
-    ColumnCondition,
-    Condition,
-    EventCondition,
-    GroupCondition,
-    RelatedCondition,
-    SqlCondition,
-)
+from backhaul.audiences.conditions import AudienceCondition
+from backhaul.audiences.conditions import ColumnCondition
+from backhaul.audiences.conditions import Condition
+from backhaul.audiences.conditions import EventCondition
+from backhaul.audiences.conditions import GroupCondition
+from backhaul.audiences.conditions import RelatedCondition
+from backhaul.audiences.conditions import SqlCondition
 
 TYPES: dict[str, dict[str, str]] = {
     "people": {

@@ -7,7 +7,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from tests.audiences.world import TABLES, Data, DuckWorld, PgWorld
+from tests.audiences.world import TABLES
+from tests.audiences.world import Data
+from tests.audiences.world import DuckWorld
+from tests.audiences.world import PgWorld
 
 SCHEMA_YML = """\
 # What audiences of people can filter on.

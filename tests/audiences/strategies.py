@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
 from hypothesis import strategies as st
-from tests.audiences.evaluator import SQL, TYPES
+from tests.audiences.evaluator import SQL
+from tests.audiences.evaluator import TYPES
 
-from backhaul.audiences.conditions import OPS_BY_TYPE, TIME_OPS, Op
+from backhaul.audiences.conditions import OPS_BY_TYPE
+from backhaul.audiences.conditions import TIME_OPS
+from backhaul.audiences.conditions import Op
 from backhaul.audiences.types import ColumnType
 
 # Text that would end a literal, start a comment or read as SQL if it were pasted in.

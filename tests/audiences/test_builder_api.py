@@ -12,7 +12,9 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-from tests.audiences.builder_env import HAND_WRITTEN, BuilderEnv, builder_env
+from tests.audiences.builder_env import HAND_WRITTEN
+from tests.audiences.builder_env import BuilderEnv
+from tests.audiences.builder_env import builder_env
 
 from backhaul.web.auth import Role
 

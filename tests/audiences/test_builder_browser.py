@@ -14,8 +14,12 @@ from typing import Any
 
 import duckdb
 import pytest
-from tests.audiences.builder_env import PASSWORDS, BuilderEnv, builder_env
-from tests.browser import SHOTS, chromium, requires_chromium
+from tests.audiences.builder_env import PASSWORDS
+from tests.audiences.builder_env import BuilderEnv
+from tests.audiences.builder_env import builder_env
+from tests.browser import SHOTS
+from tests.browser import chromium
+from tests.browser import requires_chromium
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.editing import file_data

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from tests.audiences.projects import _files as project_files
-from tests.audiences.projects import audience_file, write
+from tests.audiences.projects import audience_file
+from tests.audiences.projects import write
 from tests.conftest import run_cli
 
 from backhaul import api

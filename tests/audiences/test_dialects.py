@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 import sqlglot
 from tests.audiences import test_operators as hand
-from tests.audiences.world import CATALOG, NOW, TABLES, DuckWorld, audience, key_query
+from tests.audiences.world import CATALOG
+from tests.audiences.world import NOW
+from tests.audiences.world import TABLES
+from tests.audiences.world import DuckWorld
+from tests.audiences.world import audience
+from tests.audiences.world import key_query
 
 from backhaul.audiences.compiler import Compiler
 

@@ -12,13 +12,17 @@ from typing import Any
 
 import duckdb
 import pytest
-from tests.audiences.projects import audience_file, duckdb_project, postgres_project
+from tests.audiences.projects import audience_file
+from tests.audiences.projects import duckdb_project
+from tests.audiences.projects import postgres_project
 from tests.audiences.test_operators import DATA
-from tests.audiences.world import NOW, PgWorld
+from tests.audiences.world import NOW
+from tests.audiences.world import PgWorld
 
 from backhaul import api
 from backhaul.audiences.audience import Splits
-from backhaul.audiences.explore import MASK, open_explorer
+from backhaul.audiences.explore import MASK
+from backhaul.audiences.explore import open_explorer
 from backhaul.audiences.splits import assign
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError

@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.audiences.projects import audience_file, duckdb_project, write
+from tests.audiences.projects import audience_file
+from tests.audiences.projects import duckdb_project
+from tests.audiences.projects import write
 from tests.audiences.test_operators import DATA
-from tests.conftest import run_cli, sqlite_rows
+from tests.conftest import run_cli
+from tests.conftest import sqlite_rows
 
 from backhaul import api
 from backhaul.config.checks import check_project

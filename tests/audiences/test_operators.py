@@ -5,11 +5,13 @@ The expected members are worked out by hand from the rows below (now = 2024-06-1
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime
 from typing import Any
 
 import pytest
-from tests.audiences.world import DuckWorld, audience
+from tests.audiences.world import DuckWorld
+from tests.audiences.world import audience
 
 D = date
 T = datetime

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.audiences.builder_env import BuilderEnv, builder_env, git
+from tests.audiences.builder_env import BuilderEnv
+from tests.audiences.builder_env import builder_env
+from tests.audiences.builder_env import git
 
 from backhaul.web.auth import Role
 

@@ -15,13 +15,24 @@ from typing import Any
 
 import pytest
 import sqlglot
-from hypothesis import assume, given, settings
+from hypothesis import assume
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 from sqlglot import exp
 from tests.audiences import test_operators as hand
 from tests.audiences.evaluator import Evaluator
-from tests.audiences.strategies import HOSTILE, STRINGS, trees, world_data
-from tests.audiences.world import CATALOG, NOW, SCHEMA, TABLES, DuckWorld, audience, key_query
+from tests.audiences.strategies import HOSTILE
+from tests.audiences.strategies import STRINGS
+from tests.audiences.strategies import trees
+from tests.audiences.strategies import world_data
+from tests.audiences.world import CATALOG
+from tests.audiences.world import NOW
+from tests.audiences.world import SCHEMA
+from tests.audiences.world import TABLES
+from tests.audiences.world import DuckWorld
+from tests.audiences.world import audience
+from tests.audiences.world import key_query
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.compiler import Compiler

@@ -8,11 +8,18 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from tests.audiences.world import CATALOG, TABLES, DuckWorld, PgWorld, audience
+from tests.audiences.world import CATALOG
+from tests.audiences.world import TABLES
+from tests.audiences.world import DuckWorld
+from tests.audiences.world import PgWorld
+from tests.audiences.world import audience
 
 from backhaul.audiences.audience import Splits
 from backhaul.audiences.compiler import Compiler
-from backhaul.audiences.splits import assign, bucket, group_bounds, holdout_bound
+from backhaul.audiences.splits import assign
+from backhaul.audiences.splits import bucket
+from backhaul.audiences.splits import group_bounds
+from backhaul.audiences.splits import holdout_bound
 
 SPLITS = {
     "holdout": 10,

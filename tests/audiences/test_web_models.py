@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.audiences.projects import audience_file, duckdb_project
+from tests.audiences.projects import audience_file
+from tests.audiences.projects import duckdb_project
 from tests.audiences.test_operators import DATA
 
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration  # the web app is served on loopback

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import difflib
 import os
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime
 from pathlib import Path
 
-from tests.audiences.projects import audience_file, duckdb_project
+from tests.audiences.projects import audience_file
+from tests.audiences.projects import duckdb_project
 from tests.conftest import within
 
 from backhaul import api
 from backhaul.audiences.audience import AudienceConfig
-from backhaul.audiences.writer import dump_audience, save_audience
+from backhaul.audiences.writer import dump_audience
+from backhaul.audiences.writer import save_audience
 from backhaul.config.loader import read_yaml
 from backhaul.errors import ConfigError
 

@@ -23,7 +23,8 @@ from sqlglot import exp
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.catalog import Catalog
-from backhaul.audiences.compiler import Compiler, col
+from backhaul.audiences.compiler import Compiler
+from backhaul.audiences.compiler import col
 from backhaul.audiences.schema import AudienceSchemaConfig
 
 SCHEMA = AudienceSchemaConfig.model_validate(

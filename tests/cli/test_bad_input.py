@@ -13,7 +13,8 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from backhaul import api
-from conftest import SHM, Builder, run_cli
+from conftest import SHM
+from conftest import Builder
+from conftest import run_cli
 
 pytestmark = pytest.mark.integration
 

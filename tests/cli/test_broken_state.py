@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.sources import pg_database, pg_exec
+from tests.sources import pg_database
+from tests.sources import pg_exec
 
 from backhaul import api
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import Builder, sqlite_rows
+from conftest import Builder
+from conftest import sqlite_rows
 
 pytestmark = pytest.mark.integration
 

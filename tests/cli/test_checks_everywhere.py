@@ -21,7 +21,8 @@ from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import SlackEmulator
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 from conftest import Builder
 

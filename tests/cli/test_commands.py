@@ -7,11 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
+from typer.testing import Result
 
 from backhaul.cli.app import app
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import Builder, run_cli, sqlite_rows
+from conftest import Builder
+from conftest import run_cli
+from conftest import sqlite_rows
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.conftest import Builder, run_cli
+from tests.conftest import Builder
+from tests.conftest import run_cli
 
 from backhaul import api
-from backhaul.cli.shapes import OUTPUTS, output_schema
+from backhaul.cli.shapes import OUTPUTS
+from backhaul.cli.shapes import output_schema
 from backhaul.web.auth import Role
 from backhaul.web.users import UserStore
 

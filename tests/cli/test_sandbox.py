@@ -19,8 +19,11 @@ from ruamel.yaml import YAML
 from tests.conftest import free_port
 
 from backhaul.plugins import Registry
-from backhaul.testing.sandbox import Sandbox, describe, emulator_names
-from conftest import Builder, run_cli
+from backhaul.testing.sandbox import Sandbox
+from backhaul.testing.sandbox import describe
+from backhaul.testing.sandbox import emulator_names
+from conftest import Builder
+from conftest import run_cli
 
 pytestmark = pytest.mark.integration
 

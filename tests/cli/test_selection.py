@@ -8,10 +8,12 @@ import json
 from importlib.metadata import version
 
 import pytest
-from tests.conftest import Builder, run_cli
+from tests.conftest import Builder
+from tests.conftest import run_cli
 
 from backhaul.errors import ConfigError
-from backhaul.selection import parse_atom, select
+from backhaul.selection import parse_atom
+from backhaul.selection import select
 
 pytestmark = pytest.mark.integration
 

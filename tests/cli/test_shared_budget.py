@@ -20,7 +20,8 @@ import pytest
 import redis
 
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN, HubSpotEmulator
+from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN
+from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from conftest import Builder
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,15 @@ import pytest
 
 from backhaul import api
 from backhaul.config.loader import load_project
-from backhaul.engine.launch import run_many, worst_exit_code
+from backhaul.engine.launch import run_many
+from backhaul.engine.launch import worst_exit_code
 from backhaul.summary import RunStatus
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
-from conftest import Builder, sqlite_rows
+from conftest import Builder
+from conftest import sqlite_rows
 
 pytestmark = pytest.mark.integration
 

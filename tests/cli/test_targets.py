@@ -8,7 +8,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from tests.conftest import Builder, run_cli, sqlite_rows
+from tests.conftest import Builder
+from tests.conftest import run_cli
+from tests.conftest import sqlite_rows
 
 from backhaul import api
 

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 from tests.conftest import Builder
-from tests.sources import closed_port, pg_database, pg_exec
+from tests.sources import closed_port
+from tests.sources import pg_database
+from tests.sources import pg_exec
 
 from backhaul.testing.receiver import WebhookReceiver
 

@@ -6,13 +6,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from typer.testing import CliRunner, Result
+from sqlalchemy import create_engine
+from sqlalchemy import text
+from typer.testing import CliRunner
+from typer.testing import Result
 
 from backhaul.cli.app import app
 from backhaul.state.store import RunStore
 from backhaul.web.auth import Role
-from backhaul.web.sessions import SessionLifetimes, SessionStore
+from backhaul.web.sessions import SessionLifetimes
+from backhaul.web.sessions import SessionStore
 from backhaul.web.users import UserStore
 
 pytestmark = pytest.mark.integration

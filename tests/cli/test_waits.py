@@ -19,7 +19,8 @@ from backhaul import api
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 from conftest import Builder
 

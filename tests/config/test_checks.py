@@ -4,10 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from backhaul.config import check_project, load_project
+from backhaul.config import check_project
+from backhaul.config import load_project
 from backhaul.config.project import Project
 
-from . import TrackedDuckDBSource, good_project, registry
+from . import TrackedDuckDBSource
+from . import good_project
+from . import registry
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from backhaul.config.loader import read_yaml
-from backhaul.config.yamlfile import MAX_ALIAS_VALUES, MAX_DEPTH
+from backhaul.config.yamlfile import MAX_ALIAS_VALUES
+from backhaul.config.yamlfile import MAX_DEPTH
 from backhaul.errors import ConfigError
 from backhaul.files import MAX_TEXT_BYTES
 

@@ -5,12 +5,18 @@ from pathlib import Path
 import pytest
 
 from backhaul.config import load_project
-from backhaul.config.loader import quote_table, read_yaml
-from backhaul.config.models import ColumnMapping, StaticMapping, TemplateMapping
-from backhaul.errors import ConfigError, ConfigErrors
+from backhaul.config.loader import quote_table
+from backhaul.config.loader import read_yaml
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import StaticMapping
+from backhaul.config.models import TemplateMapping
+from backhaul.errors import ConfigError
+from backhaul.errors import ConfigErrors
 from backhaul.plugins import Registry
 
-from . import good_project, registry, write
+from . import good_project
+from . import registry
+from . import write
 
 SYNC = "syncs/users_to_crm.yml"
 

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 from tests.conftest import within
 
-from backhaul.config import check_project, init_project, load_project
+from backhaul.config import check_project
+from backhaul.config import init_project
+from backhaul.config import load_project
 from backhaul.config.loader import read_yaml
-from backhaul.config.models import ColumnMapping, TemplateMapping
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import TemplateMapping
 from backhaul.config.scaffold import default_name
 from backhaul.errors import ConfigError
 

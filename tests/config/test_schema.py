@@ -6,11 +6,16 @@ from typing import Any
 
 import pytest
 
-from backhaul.config import project_schema, write_schemas
+from backhaul.config import project_schema
+from backhaul.config import write_schemas
 from backhaul.config.loader import read_yaml
-from backhaul.config.schema import SCHEMA_FILES, modeline, schema_bundle
+from backhaul.config.schema import SCHEMA_FILES
+from backhaul.config.schema import modeline
+from backhaul.config.schema import schema_bundle
 
-from . import GOOD, registry, write
+from . import GOOD
+from . import registry
+from . import write
 
 KINDS = ["project", "source", "model", "destination", "sync"]
 

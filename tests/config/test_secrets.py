@@ -4,12 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from backhaul.config import load_project, references, resolve
+from backhaul.config import load_project
+from backhaul.config import references
+from backhaul.config import resolve
 from backhaul.config.project import Positions
 from backhaul.config.secrets import check_references
-from backhaul.errors import ConfigError, ConfigErrors
+from backhaul.errors import ConfigError
+from backhaul.errors import ConfigErrors
 
-from . import CrmConfig, good_project, registry
+from . import CrmConfig
+from . import good_project
+from . import registry
 
 POS = Positions(Path("destinations/crm.yml"), {"url": 2, "password": 3, "headers": 4})
 SECRET = "s3cr3t-value-9f2"

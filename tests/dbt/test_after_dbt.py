@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import Builder, sqlite_rows
+from tests.conftest import Builder
+from tests.conftest import sqlite_rows
 
 from backhaul import api
-from backhaul.dbt.run_results import choose_syncs, load_run_results
+from backhaul.dbt.run_results import choose_syncs
+from backhaul.dbt.run_results import load_run_results
 
 from .conftest import DbtProject
 

@@ -3,7 +3,8 @@ a model it reads, with the same choice as `backhaul run --after-dbt`, once per i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
 from tests.conftest import Builder
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.cli.test_diff_config import commit, git
+from tests.cli.test_diff_config import commit
+from tests.cli.test_diff_config import git
 from tests.conftest import Builder
 
 from .conftest import DbtProject

@@ -7,7 +7,8 @@ import json
 import pytest
 from tests.conftest import Builder
 
-from backhaul.dbt.exposures import build_exposures, parse_owner
+from backhaul.dbt.exposures import build_exposures
+from backhaul.dbt.exposures import parse_owner
 from backhaul.errors import ConfigError
 
 from .conftest import DbtProject

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backhaul.dbt.manifest import load_manifest, parse_ref
+from backhaul.dbt.manifest import load_manifest
+from backhaul.dbt.manifest import parse_ref
 from backhaul.dbt.run_results import load_run_results
 from backhaul.errors import ConfigError
 from conftest import within

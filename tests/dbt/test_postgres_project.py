@@ -14,11 +14,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tests.conftest import PG_ADMIN, Builder, sqlite_rows
+from tests.conftest import PG_ADMIN
+from tests.conftest import Builder
+from tests.conftest import sqlite_rows
 
 from backhaul import api
 
-from .conftest import DbtProject, _installed
+from .conftest import DbtProject
+from .conftest import _installed
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tests.conftest import Builder, sqlite_rows
+from tests.conftest import Builder
+from tests.conftest import sqlite_rows
 
 from backhaul.config.checks import check_project
 from backhaul.errors import ConfigErrors

@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.conftest import run_cli, sqlite_rows, within
+from tests.conftest import run_cli
+from tests.conftest import sqlite_rows
+from tests.conftest import within
 
 from backhaul import api
 from backhaul.config.loader import read_yaml

@@ -10,19 +10,21 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from backhaul.config.models import (
-    ColumnMapping,
-    DuckDBSourceConfig,
-    ModelConfig,
-    ProjectConfig,
-    StaticMapping,
-    SyncConfig,
-    TemplateMapping,
-)
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import DuckDBSourceConfig
+from backhaul.config.models import ModelConfig
+from backhaul.config.models import ProjectConfig
+from backhaul.config.models import StaticMapping
+from backhaul.config.models import SyncConfig
+from backhaul.config.models import TemplateMapping
 from backhaul.config.secrets import references
-from backhaul.demo.project import SIGNING_SECRET_ENV, WAREHOUSE_FILE, write_demo_project
-from backhaul.demo.warehouse import apply_changes, build_warehouse
-from backhaul.plugins import BUILTIN_DESTINATIONS, Registry
+from backhaul.demo.project import SIGNING_SECRET_ENV
+from backhaul.demo.project import WAREHOUSE_FILE
+from backhaul.demo.project import write_demo_project
+from backhaul.demo.warehouse import apply_changes
+from backhaul.demo.warehouse import build_warehouse
+from backhaul.plugins import BUILTIN_DESTINATIONS
+from backhaul.plugins import Registry
 from backhaul.sources.duckdb import DuckDBSource
 
 HOOK = "http://127.0.0.1:8765/hooks/pql?team=growth&x=a#b"

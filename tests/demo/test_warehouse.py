@@ -11,7 +11,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from backhaul.demo.warehouse import ChangeStats, apply_changes, build_warehouse
+from backhaul.demo.warehouse import ChangeStats
+from backhaul.demo.warehouse import apply_changes
+from backhaul.demo.warehouse import build_warehouse
 from backhaul.errors import SourceError
 
 TABLES = ("accounts", "users", "events", "subscriptions", "demo_clock")

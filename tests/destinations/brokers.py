@@ -12,8 +12,10 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
 
 import aio_pika
 import nats
@@ -22,7 +24,9 @@ import nats.js.errors
 import paho.mqtt.client as paho
 import pytest
 import redis
-from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+from nats.js.api import AckPolicy
+from nats.js.api import ConsumerConfig
+from nats.js.api import StreamConfig
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties

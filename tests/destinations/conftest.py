@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ import pymysql
 import pytest
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.base import Batch, DestinationContext, Operation
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

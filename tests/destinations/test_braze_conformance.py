@@ -10,7 +10,8 @@ import pytest
 
 from backhaul.destinations.base import Operation
 from backhaul.destinations.braze import BrazeDestination
-from backhaul.testing.conformance import CHECKS, Target
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.braze import BrazeEmulator
 

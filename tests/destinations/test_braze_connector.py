@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 
 from backhaul.api import RunStatus
-from backhaul.destinations.braze import BrazeConfig, BrazeDestination
+from backhaul.destinations.braze import BrazeConfig
+from backhaul.destinations.braze import BrazeDestination
 from backhaul.plugins import Registry
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.braze import BAD_EMAIL, BrazeEmulator
+from backhaul.testing.emulators.braze import BAD_EMAIL
+from backhaul.testing.emulators.braze import BrazeEmulator
 from backhaul.testing.sandbox import Sandbox
-from conftest import Builder, keys_of
+from conftest import Builder
+from conftest import keys_of
 
 pytestmark = pytest.mark.integration
 

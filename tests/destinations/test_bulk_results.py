@@ -5,15 +5,14 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from backhaul.destinations.base import (
-    Batch,
-    BatchResults,
-    Operation,
-    RecordResult,
-    RecordStatus,
-)
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import BatchResults
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import RecordStatus
 from backhaul.destinations.sql_common import key_rounds
-from backhaul.engine.batches import Prepared, partition_results
+from backhaul.engine.batches import Prepared
+from backhaul.engine.batches import partition_results
 
 
 def test_batch_results_read_like_a_list_of_record_results() -> None:

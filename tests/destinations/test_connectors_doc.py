@@ -16,12 +16,16 @@ from typing import Any
 
 import pytest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
 from backhaul.destinations.base import Operation
-from backhaul.plugins import BUILTIN_DESTINATIONS, Registry
-from backhaul.testing.conformance import CHECKS, Target
+from backhaul.plugins import BUILTIN_DESTINATIONS
+from backhaul.plugins import Registry
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.base import Emulator
 

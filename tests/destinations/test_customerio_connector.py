@@ -11,7 +11,8 @@ import pytest
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.customerio import CustomerIoEmulator
-from backhaul.testing.sandbox import Sandbox, describe
+from backhaul.testing.sandbox import Sandbox
+from backhaul.testing.sandbox import describe
 from conftest import Builder
 
 pytestmark = pytest.mark.integration

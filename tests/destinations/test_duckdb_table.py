@@ -9,9 +9,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from backhaul.destinations.base import DestinationContext, NewLoad, Operation, RecordStatus
-from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import NewLoad
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.duckdb_table import DuckDBConfig
+from backhaul.destinations.duckdb_table import DuckDBDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 from .conftest import make_batch
 

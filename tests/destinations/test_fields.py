@@ -13,11 +13,16 @@ import psycopg
 import pymysql
 import pytest
 
-from backhaul.destinations.base import DestinationContext, FieldInfo
-from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
-from backhaul.destinations.mysql import MySQLConfig, MySQLDestination
-from backhaul.destinations.postgres import PostgresConfig, PostgresDestination
-from backhaul.destinations.sqlite import SQLiteConfig, SQLiteDestination
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FieldInfo
+from backhaul.destinations.duckdb_table import DuckDBConfig
+from backhaul.destinations.duckdb_table import DuckDBDestination
+from backhaul.destinations.mysql import MySQLConfig
+from backhaul.destinations.mysql import MySQLDestination
+from backhaul.destinations.postgres import PostgresConfig
+from backhaul.destinations.postgres import PostgresDestination
+from backhaul.destinations.sqlite import SQLiteConfig
+from backhaul.destinations.sqlite import SQLiteDestination
 from backhaul.errors import DestinationError
 
 TABLE = (

@@ -17,9 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
-from backhaul.destinations.files import FileConfig, FileDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.files import FileConfig
+from backhaul.destinations.files import FileDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from conftest import Builder
 
 from .conftest import make_batch

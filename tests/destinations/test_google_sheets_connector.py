@@ -13,8 +13,10 @@ import pytest
 from backhaul import api
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.google_sheets import DEFAULT_TOKEN, GoogleSheetsEmulator
-from backhaul.testing.sandbox import Sandbox, describe
+from backhaul.testing.emulators.google_sheets import DEFAULT_TOKEN
+from backhaul.testing.emulators.google_sheets import GoogleSheetsEmulator
+from backhaul.testing.sandbox import Sandbox
+from backhaul.testing.sandbox import describe
 from conftest import Builder
 
 pytestmark = pytest.mark.integration

@@ -12,17 +12,17 @@ import pytest
 from backhaul import api
 from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import DestinationContext
-from backhaul.destinations.hubspot import (
-    HubSpotConfig,
-    HubSpotDestination,
-    _turns,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.hubspot import HubSpotConfig
+from backhaul.destinations.hubspot import HubSpotDestination
+from backhaul.destinations.hubspot import _turns
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.plugins import Registry
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
-from conftest import Builder, keys_of
+from conftest import Builder
+from conftest import keys_of
 
 pytestmark = pytest.mark.integration
 

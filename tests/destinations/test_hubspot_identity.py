@@ -16,7 +16,8 @@ import pytest
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
-from conftest import Builder, keys_of
+from conftest import Builder
+from conftest import keys_of
 
 pytestmark = pytest.mark.integration
 

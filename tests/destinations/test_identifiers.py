@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from backhaul.destinations.base import RecordResult, SyncProblem
-from backhaul.destinations.http import HttpResult, Refused
-from backhaul.destinations.identifiers import identified, refusal, sole_identifier_problems
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import Refused
+from backhaul.destinations.identifiers import identified
+from backhaul.destinations.identifiers import refusal
+from backhaul.destinations.identifiers import sole_identifier_problems
 
 IDS = ("email", "userId")
 

@@ -11,9 +11,12 @@ import httpx
 import pytest
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.base import DestinationContext, FieldInfo
-from backhaul.destinations.intercom import IntercomConfig, IntercomDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FieldInfo
+from backhaul.destinations.intercom import IntercomConfig
+from backhaul.destinations.intercom import IntercomDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.intercom import IntercomEmulator

@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 
 from backhaul.api import RunStatus
-from backhaul.destinations.iterable import IterableConfig, IterableDestination
+from backhaul.destinations.iterable import IterableConfig
+from backhaul.destinations.iterable import IterableDestination
 from backhaul.plugins import Registry
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.iterable import IterableEmulator
 from backhaul.testing.sandbox import Sandbox
-from conftest import Builder, keys_of
+from conftest import Builder
+from conftest import keys_of
 
 pytestmark = pytest.mark.integration
 

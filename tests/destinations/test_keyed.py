@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from backhaul.destinations.base import Batch, Operation, RecordResult, RecordStatus
-from backhaul.destinations.keyed import (
-    Answers,
-    Exists,
-    Found,
-    Gone,
-    Identity,
-    Rows,
-    write_keyed,
-)
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.keyed import Answers
+from backhaul.destinations.keyed import Exists
+from backhaul.destinations.keyed import Found
+from backhaul.destinations.keyed import Gone
+from backhaul.destinations.keyed import Identity
+from backhaul.destinations.keyed import Rows
+from backhaul.destinations.keyed import write_keyed
 
 IDENTITY = Identity("acme", "people", "email", ignore_case=True)
 

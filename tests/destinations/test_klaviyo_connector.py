@@ -9,13 +9,16 @@ from typing import Any
 import httpx
 import pytest
 
-from backhaul.destinations.klaviyo import KlaviyoConfig, KlaviyoDestination
+from backhaul.destinations.klaviyo import KlaviyoConfig
+from backhaul.destinations.klaviyo import KlaviyoDestination
 from backhaul.plugins import Registry
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.klaviyo import KlaviyoEmulator
-from backhaul.testing.sandbox import Sandbox, describe
-from conftest import Builder, keys_of
+from backhaul.testing.sandbox import Sandbox
+from backhaul.testing.sandbox import describe
+from conftest import Builder
+from conftest import keys_of
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from backhaul.destinations.base import Operation
-from backhaul.testing.conformance import CHECKS, Target
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.mailchimp import MailchimpEmulator
 

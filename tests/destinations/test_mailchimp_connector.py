@@ -9,18 +9,18 @@ from typing import Any
 import httpx
 import pytest
 
-from backhaul.destinations.mailchimp import (
-    MailchimpConfig,
-    MailchimpDestination,
-    parse_object,
-    subscriber_hash,
-)
+from backhaul.destinations.mailchimp import MailchimpConfig
+from backhaul.destinations.mailchimp import MailchimpDestination
+from backhaul.destinations.mailchimp import parse_object
+from backhaul.destinations.mailchimp import subscriber_hash
 from backhaul.plugins import Registry
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.mailchimp import MailchimpEmulator
-from backhaul.testing.sandbox import Sandbox, describe
-from conftest import Builder, keys_of
+from backhaul.testing.sandbox import Sandbox
+from backhaul.testing.sandbox import describe
+from conftest import Builder
+from conftest import keys_of
 
 pytestmark = pytest.mark.integration
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from backhaul.destinations.base import Operation, SyncShape
-from backhaul.destinations.membership import field_keys, membership_problems
-from backhaul.destinations.pii import META_SCHEMA, PiiKey
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.membership import field_keys
+from backhaul.destinations.membership import membership_problems
+from backhaul.destinations.pii import META_SCHEMA
+from backhaul.destinations.pii import PiiKey
 
 ALIASES = {name: key for key, name in META_SCHEMA.items()}
 GOOGLE = (PiiKey.EMAIL, PiiKey.PHONE, PiiKey.FIRST_NAME)
@@ -56,7 +59,8 @@ def test_a_batch_that_neither_adds_nor_removes_is_refused() -> None:
 
     from backhaul.destinations.base import Batch
     from backhaul.destinations.membership import require_membership
-    from backhaul.errors import DestinationError, FailureType
+    from backhaul.errors import DestinationError
+    from backhaul.errors import FailureType
 
     def batch(operation: Operation, membership: bool = True) -> Batch:
         table = pa.table({"email": ["a@x.com"]})

@@ -17,8 +17,12 @@ import pytest
 
 from backhaul.destinations.base import Operation
 from backhaul.destinations.meta import MetaAudiencesDestination
-from backhaul.destinations.pii import PiiKey, Platform, normalise, sha256_hex
-from backhaul.testing.conformance import CHECKS, Target
+from backhaul.destinations.pii import PiiKey
+from backhaul.destinations.pii import Platform
+from backhaul.destinations.pii import normalise
+from backhaul.destinations.pii import sha256_hex
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Target
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.meta import MetaEmulator
 

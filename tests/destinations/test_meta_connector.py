@@ -18,7 +18,8 @@ from backhaul.destinations.pii import sha256_hex
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.meta import MetaEmulator
-from conftest import Builder, keys_of
+from conftest import Builder
+from conftest import keys_of
 
 pytestmark = pytest.mark.integration
 

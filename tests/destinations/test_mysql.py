@@ -9,9 +9,13 @@ import pyarrow as pa
 import pymysql
 import pytest
 
-from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
-from backhaul.destinations.mysql import MySQLConfig, MySQLDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.mysql import MySQLConfig
+from backhaul.destinations.mysql import MySQLDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 from .conftest import make_batch
 

@@ -16,9 +16,13 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
-from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
-from backhaul.destinations.postgres import PostgresConfig, PostgresDestination
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.duckdb_table import DuckDBConfig
+from backhaul.destinations.duckdb_table import DuckDBDestination
+from backhaul.destinations.postgres import PostgresConfig
+from backhaul.destinations.postgres import PostgresDestination
 from backhaul.destinations.sql_common import SqlTableDestination
 from backhaul.summary import RunStatus
 from conftest import Builder

@@ -6,23 +6,22 @@ import datetime as dt
 import hashlib
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from backhaul.destinations.pii import (
-    META_SCHEMA,
-    PiiError,
-    PiiKey,
-    PiiOptions,
-    Platform,
-    is_hashed,
-    is_sha256_hex,
-    normalise,
-    prepare,
-    prepare_row,
-    sha256_hex,
-    supports,
-)
+from backhaul.destinations.pii import META_SCHEMA
+from backhaul.destinations.pii import PiiError
+from backhaul.destinations.pii import PiiKey
+from backhaul.destinations.pii import PiiOptions
+from backhaul.destinations.pii import Platform
+from backhaul.destinations.pii import is_hashed
+from backhaul.destinations.pii import is_sha256_hex
+from backhaul.destinations.pii import normalise
+from backhaul.destinations.pii import prepare
+from backhaul.destinations.pii import prepare_row
+from backhaul.destinations.pii import sha256_hex
+from backhaul.destinations.pii import supports
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,13 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
-from backhaul.destinations.postgres import PostgresConfig, PostgresDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.postgres import PostgresConfig
+from backhaul.destinations.postgres import PostgresDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 from .conftest import make_batch
 

@@ -17,17 +17,15 @@ import aio_pika
 import pytest
 import redis
 from tests.conftest import Builder
-from tests.destinations.brokers import (
-    BROKERS,
-    RABBIT_URL,
-    REDIS_URL,
-    Broker,
-    Nats,
-    Rabbit,
-    Received,
-    RedisStream,
-    check_id,
-)
+from tests.destinations.brokers import BROKERS
+from tests.destinations.brokers import RABBIT_URL
+from tests.destinations.brokers import REDIS_URL
+from tests.destinations.brokers import Broker
+from tests.destinations.brokers import Nats
+from tests.destinations.brokers import Rabbit
+from tests.destinations.brokers import Received
+from tests.destinations.brokers import RedisStream
+from tests.destinations.brokers import check_id
 
 from backhaul.summary import RunStatus
 

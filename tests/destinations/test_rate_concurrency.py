@@ -11,7 +11,8 @@ import pytest
 from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.braze import BrazeDestination
 from backhaul.destinations.google_sheets import GoogleSheetsDestination
-from backhaul.destinations.http.destination import FIXED_CONCURRENCY, HttpDestination
+from backhaul.destinations.http.destination import FIXED_CONCURRENCY
+from backhaul.destinations.http.destination import HttpDestination
 from backhaul.destinations.http.ratelimit import MAX_CONCURRENCY
 from backhaul.destinations.hubspot import HubSpotDestination
 from backhaul.destinations.iterable import IterableDestination

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from backhaul.summary import RunStatus
-from conftest import Builder, sqlite_rows
+from conftest import Builder
+from conftest import sqlite_rows
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from backhaul.destinations.base import Operation
-from backhaul.testing.conformance import CHECKS, Target
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Target
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.salesforce import SalesforceEmulator, SField
+from backhaul.testing.emulators.salesforce import SalesforceEmulator
+from backhaul.testing.emulators.salesforce import SField
 
 pytestmark = pytest.mark.integration
 

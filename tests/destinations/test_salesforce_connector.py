@@ -14,19 +14,20 @@ from typer.testing import CliRunner
 from backhaul import api
 from backhaul.calls import MemoryRecorder
 from backhaul.cli.app import app
-from backhaul.destinations.base import (
-    Batch,
-    DestinationContext,
-    FieldInfo,
-    Operation,
-    RecordStatus,
-)
-from backhaul.destinations.salesforce import SalesforceConfig, SalesforceDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FieldInfo
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.salesforce import SalesforceConfig
+from backhaul.destinations.salesforce import SalesforceDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.salesforce import SalesforceEmulator
-from conftest import Builder, keys_of
+from conftest import Builder
+from conftest import keys_of
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ from backhaul import api
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.segment import SegmentEmulator
-from backhaul.testing.sandbox import Sandbox, describe
+from backhaul.testing.sandbox import Sandbox
+from backhaul.testing.sandbox import describe
 from conftest import Builder
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from backhaul.destinations.base import Operation
-from backhaul.destinations.sheet_layout import SheetLayout, cell, column, key_text
+from backhaul.destinations.sheet_layout import SheetLayout
+from backhaul.destinations.sheet_layout import cell
+from backhaul.destinations.sheet_layout import column
+from backhaul.destinations.sheet_layout import key_text
 
 
 def _layout(keys: list[str | None]) -> SheetLayout:

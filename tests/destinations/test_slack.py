@@ -16,11 +16,14 @@ from pydantic import ValidationError
 from backhaul import api
 from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import DestinationContext
-from backhaul.destinations.slack import SlackConfig, SlackDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.slack import SlackConfig
+from backhaul.destinations.slack import SlackDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.slack import DEFAULT_TOKEN, SlackEmulator
+from backhaul.testing.emulators.slack import DEFAULT_TOKEN
+from backhaul.testing.emulators.slack import SlackEmulator
 from conftest import Builder
 
 pytestmark = pytest.mark.integration

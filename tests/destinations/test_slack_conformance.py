@@ -17,9 +17,12 @@ import pytest
 
 from backhaul.destinations.base import Operation
 from backhaul.summary import RunStatus
-from backhaul.testing.conformance import CHECKS, Harness, Target
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Harness
+from backhaul.testing.conformance import Target
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.slack import DEFAULT_TOKEN, SlackEmulator
+from backhaul.testing.emulators.slack import DEFAULT_TOKEN
+from backhaul.testing.emulators.slack import SlackEmulator
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.slack import SlackEmulator
 from conftest import Builder
-from destinations.test_slack import MAPPINGS, token_destination
+from destinations.test_slack import MAPPINGS
+from destinations.test_slack import token_destination
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from backhaul.destinations.base import DestinationContext, Operation, RecordStatus
-from backhaul.destinations.sqlite import SQLiteConfig, SQLiteDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.sqlite import SQLiteConfig
+from backhaul.destinations.sqlite import SQLiteDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 from .conftest import make_batch
 

@@ -18,16 +18,17 @@ import pytest
 from pydantic import ValidationError
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.base import (
-    Batch,
-    BatchResults,
-    Destination,
-    DestinationContext,
-    Operation,
-    RecordStatus,
-)
-from backhaul.destinations.webhook import WebhookConfig, WebhookDestination, record_errors
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import BatchResults
+from backhaul.destinations.base import Destination
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordStatus
+from backhaul.destinations.webhook import WebhookConfig
+from backhaul.destinations.webhook import WebhookDestination
+from backhaul.destinations.webhook import record_errors
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.plugins import Registry
 from backhaul.testing.receiver import WebhookReceiver
 

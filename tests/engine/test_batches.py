@@ -6,9 +6,12 @@ import math
 
 import pyarrow as pa
 
-from backhaul.config.models import Mode, OnRemove, SyncConfig
+from backhaul.config.models import Mode
+from backhaul.config.models import OnRemove
+from backhaul.config.models import SyncConfig
 from backhaul.destinations.base import Operation
-from backhaul.engine.batches import Split, split_chunk
+from backhaul.engine.batches import Split
+from backhaul.engine.batches import split_chunk
 from backhaul.engine.mapping import Mapper
 
 SYNC = SyncConfig.model_validate(

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import (
-    Builder,
-    audit_log,
-    keys_of,
-    sqlite_audit,
-    sqlite_rows,
-)
+from conftest import Builder
+from conftest import audit_log
+from conftest import keys_of
+from conftest import sqlite_audit
+from conftest import sqlite_rows
 
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 

@@ -8,7 +8,9 @@ from sqlalchemy import event
 
 from backhaul import api
 from backhaul.calls import HttpCall
-from backhaul.engine.commits import NOT_KEPT, SAMPLE_FIRST, BodyPolicy
+from backhaul.engine.commits import NOT_KEPT
+from backhaul.engine.commits import SAMPLE_FIRST
+from backhaul.engine.commits import BodyPolicy
 from backhaul.engine.runner import run_sync
 from backhaul.state.store import RunStore
 from backhaul.summary import RunStatus

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import duckdb
-from tests.conftest import Builder, sqlite_rows
+from tests.conftest import Builder
+from tests.conftest import sqlite_rows
 
 from backhaul.summary import RunStatus
 

@@ -11,7 +11,8 @@ import pytest
 from backhaul import api
 from backhaul.config.checks import check_syncs
 from backhaul.summary import RunStatus
-from conftest import Builder, sqlite_rows
+from conftest import Builder
+from conftest import sqlite_rows
 
 pytestmark = pytest.mark.integration
 
@@ -231,7 +232,8 @@ def test_postgres_failing_pre_hook_rolls_back_and_redacts_secrets(
 
 @pytest.fixture
 def maria_db() -> Iterator[str]:
-    from tests.sources import maria_database, maria_exec
+    from tests.sources import maria_database
+    from tests.sources import maria_exec
 
     with maria_database("bh_hooks") as name:
         maria_exec(

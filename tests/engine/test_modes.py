@@ -11,7 +11,10 @@ import pytest
 from backhaul import api
 from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import Builder, keys_of, sqlite_dicts, sqlite_rows
+from conftest import Builder
+from conftest import keys_of
+from conftest import sqlite_dicts
+from conftest import sqlite_rows
 
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 

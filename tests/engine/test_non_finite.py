@@ -17,14 +17,21 @@ import psycopg
 import pytest
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.http import HttpClient, dumps_json
-from backhaul.errors import ConfigError, ConfigErrors, DestinationError, FailureType
+from backhaul.destinations.http import HttpClient
+from backhaul.destinations.http import dumps_json
+from backhaul.errors import ConfigError
+from backhaul.errors import ConfigErrors
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.floats import NonFiniteError
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
-from backhaul.testing.receiver import WebhookReceiver, strict_json
-from conftest import Builder, keys_of, sqlite_dicts
+from backhaul.testing.receiver import WebhookReceiver
+from backhaul.testing.receiver import strict_json
+from conftest import Builder
+from conftest import keys_of
+from conftest import sqlite_dicts
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,10 @@ import socket
 import pytest
 
 from backhaul import api
-from backhaul.summary import SKIP_INSERT, SKIP_REMOVE, RowStatus, RunStatus
+from backhaul.summary import SKIP_INSERT
+from backhaul.summary import SKIP_REMOVE
+from backhaul.summary import RowStatus
+from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.web.charts import run_history_svg
 from backhaul.web.pages import chart_run

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from backhaul.cli.app import app
 from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import Builder, keys_of
+from conftest import Builder
+from conftest import keys_of
 
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 REFUSED = {"3": "email domain is blocked", "7": "contact is archived"}

@@ -9,9 +9,13 @@ import pytest
 
 from backhaul import api
 from backhaul.config.loader import load_project
-from backhaul.destinations.base import Batch, DestinationContext, RecordResult
-from backhaul.destinations.webhook import WebhookConfig, WebhookDestination
-from backhaul.plugins import BUILTIN_DESTINATIONS, Registry
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.webhook import WebhookConfig
+from backhaul.destinations.webhook import WebhookDestination
+from backhaul.plugins import BUILTIN_DESTINATIONS
+from backhaul.plugins import Registry
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
 

@@ -12,7 +12,8 @@ import duckdb
 import pytest
 
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import Builder, sqlite_rows
+from conftest import Builder
+from conftest import sqlite_rows
 
 pytestmark = pytest.mark.integration
 

@@ -7,20 +7,21 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.audiences.projects import audience_file, duckdb_project
+from tests.audiences.projects import audience_file
+from tests.audiences.projects import duckdb_project
 from tests.audiences.test_operators import DATA
 from tests.conftest import within
 
-from backhaul.errors import InvalidContent, SaveConflict, SaveError
-from backhaul.gitsave import (
-    Author,
-    Problem,
-    project_problems,
-    project_with,
-    save_file,
-    save_files,
-    text_hash,
-)
+from backhaul.errors import InvalidContent
+from backhaul.errors import SaveConflict
+from backhaul.errors import SaveError
+from backhaul.gitsave import Author
+from backhaul.gitsave import Problem
+from backhaul.gitsave import project_problems
+from backhaul.gitsave import project_with
+from backhaul.gitsave import save_file
+from backhaul.gitsave import save_files
+from backhaul.gitsave import text_hash
 
 ANN = Author("ann", "ann@example.com")
 GOOD = "schema: people\nconditions:\n  - {column: country, op: equals, value: FR}\n"

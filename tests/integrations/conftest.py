@@ -21,8 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import Builder, free_port
-from tests.dbt.conftest import DbtProject, built_dbt, dbt_project
+from tests.conftest import Builder
+from tests.conftest import free_port
+from tests.dbt.conftest import DbtProject
+from tests.dbt.conftest import built_dbt
+from tests.dbt.conftest import dbt_project
 
 __all__ = ["built_dbt", "dbt_project"]
 

@@ -13,13 +13,17 @@ import importlib
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, TaskDeferred
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import TaskDeferred
+from airflow.triggers.base import BaseTrigger
+from airflow.triggers.base import TriggerEvent
 
 from backhaul import api
-from backhaul.integrations.airflow import BackhaulRunTrigger, BackhaulSyncOperator
+from backhaul.integrations.airflow import BackhaulRunTrigger
+from backhaul.integrations.airflow import BackhaulSyncOperator
 
-from .conftest import Served, SyncProject
+from .conftest import Served
+from .conftest import SyncProject
 
 
 def _first_event(trigger: BaseTrigger) -> TriggerEvent:

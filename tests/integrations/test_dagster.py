@@ -12,15 +12,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource
+from dagster_dbt import dbt_assets
 
 from backhaul import api
-from backhaul.integrations.dagster import (
-    BackhaulResource,
-    BackhaulTranslator,
-    SyncProps,
-    backhaul_assets,
-)
+from backhaul.integrations.dagster import BackhaulResource
+from backhaul.integrations.dagster import BackhaulTranslator
+from backhaul.integrations.dagster import SyncProps
+from backhaul.integrations.dagster import backhaul_assets
 
 from .conftest import SyncProject
 

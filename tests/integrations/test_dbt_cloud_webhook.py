@@ -19,10 +19,12 @@ from backhaul import api
 from backhaul.state.store import RunRecord
 from backhaul.summary import RunStatus
 from backhaul.testing.emulators.base import EmulatorServer
-from backhaul.testing.emulators.dbt_cloud import DEFAULT_TOKEN, DbtCloudEmulator
+from backhaul.testing.emulators.dbt_cloud import DEFAULT_TOKEN
+from backhaul.testing.emulators.dbt_cloud import DbtCloudEmulator
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 
 from .conftest import SyncProject
 

@@ -10,9 +10,11 @@ from prefect.testing.utilities import prefect_test_harness
 
 from backhaul import api
 from backhaul.errors import SyncRunFailed
-from backhaul.integrations.prefect import BackhaulConnection, run_backhaul_sync
+from backhaul.integrations.prefect import BackhaulConnection
+from backhaul.integrations.prefect import run_backhaul_sync
 
-from .conftest import Served, SyncProject
+from .conftest import Served
+from .conftest import SyncProject
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Builder
 
 from backhaul import api
-from backhaul.observe.metrics import exposition, registry_for
+from backhaul.observe.metrics import exposition
+from backhaul.observe.metrics import registry_for
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration

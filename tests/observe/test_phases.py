@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backhaul.observe.events import PhaseStarted, RunEvent, RunPhase
+from backhaul.observe.events import PhaseStarted
+from backhaul.observe.events import RunEvent
+from backhaul.observe.events import RunPhase
 from conftest import Builder
 
 pytestmark = pytest.mark.integration

@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
 from tests.conftest import Builder
 
 from backhaul.config.checks import schedule_errors
-from backhaul.config.schedule import ScheduleConfig, parse_duration
+from backhaul.config.schedule import ScheduleConfig
+from backhaul.config.schedule import parse_duration
 from backhaul.errors import ConfigError
 from backhaul.schedule.state import ScheduleState
-from backhaul.schedule.timetable import expected_slot, next_slot
+from backhaul.schedule.timetable import expected_slot
+from backhaul.schedule.timetable import next_slot
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
-from tests.conftest import Builder, sqlite_rows
+from tests.conftest import Builder
+from tests.conftest import sqlite_rows
 
 from backhaul import api
 from backhaul.schedule.local import LocalLauncher

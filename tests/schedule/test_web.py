@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 import httpx
 import pytest
@@ -13,7 +14,9 @@ from tests.conftest import Builder
 
 from backhaul import api
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app, start_scheduler
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
+from backhaul.web.app import start_scheduler
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -25,10 +28,15 @@ from tests.conftest import Builder
 from backhaul import api
 from backhaul.alerts import AlertSink
 from backhaul.alerts.store import AlertStore
-from backhaul.observe.metrics import exposition, registry_for
-from backhaul.schedule.queue import QueueLauncher, new_app, queue_depth, recover_stalled
+from backhaul.observe.metrics import exposition
+from backhaul.observe.metrics import registry_for
+from backhaul.schedule.queue import QueueLauncher
+from backhaul.schedule.queue import new_app
+from backhaul.schedule.queue import queue_depth
+from backhaul.schedule.queue import recover_stalled
 from backhaul.schedule.timetable import Timetable
-from backhaul.state.store import INTERRUPTED, RunRecord
+from backhaul.state.store import INTERRUPTED
+from backhaul.state.store import RunRecord
 from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
 

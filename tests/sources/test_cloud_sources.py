@@ -19,9 +19,12 @@ import pytest
 from tests.conftest import Builder
 from tests.sources import closed_port
 
-from backhaul.errors import ConfigError, SourceError
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
 from backhaul.plugins import Registry
-from backhaul.sources.common import DbApiSource, SourceConfig, limit_zero
+from backhaul.sources.common import DbApiSource
+from backhaul.sources.common import SourceConfig
+from backhaul.sources.common import limit_zero
 from backhaul.sources.redshift import declare_sql
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from tests.conftest import Builder, sqlite_rows
-from tests.sources import closed_port, maria_connect, maria_database, maria_exec
+from tests.conftest import Builder
+from tests.conftest import sqlite_rows
+from tests.sources import closed_port
+from tests.sources import maria_connect
+from tests.sources import maria_database
+from tests.sources import maria_exec
 
-from backhaul.errors import ConfigError, SourceError
-from backhaul.sources.mysql import MySQLSource, MySQLSourceConfig
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
+from backhaul.sources.mysql import MySQLSource
+from backhaul.sources.mysql import MySQLSourceConfig
 
 pytestmark = pytest.mark.integration
 

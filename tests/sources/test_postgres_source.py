@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from tests.conftest import Builder, sqlite_rows
-from tests.sources import closed_port, pg_database, pg_exec
+from tests.conftest import Builder
+from tests.conftest import sqlite_rows
+from tests.sources import closed_port
+from tests.sources import pg_database
+from tests.sources import pg_exec
 
-from backhaul.errors import ConfigError, SourceError
-from backhaul.sources.postgres import PostgresSource, PostgresSourceConfig
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
+from backhaul.sources.postgres import PostgresSource
+from backhaul.sources.postgres import PostgresSourceConfig
 
 pytestmark = pytest.mark.integration
 

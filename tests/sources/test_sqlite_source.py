@@ -6,10 +6,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.conftest import Builder, sqlite_rows
+from tests.conftest import Builder
+from tests.conftest import sqlite_rows
 
 from backhaul.errors import SourceError
-from backhaul.sources.sqlite import SQLiteSource, SQLiteSourceConfig
+from backhaul.sources.sqlite import SQLiteSource
+from backhaul.sources.sqlite import SQLiteSourceConfig
 
 pytestmark = pytest.mark.integration
 

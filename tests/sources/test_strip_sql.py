@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backhaul.sources.common import holds_query, strip_sql
+from backhaul.sources.common import holds_query
+from backhaul.sources.common import strip_sql
 
 
 @pytest.mark.parametrize(

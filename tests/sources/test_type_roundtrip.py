@@ -12,14 +12,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import ExitStack
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from tests.conftest import Builder
-from tests.sources import maria_database, maria_exec, pg_database, pg_exec
+from tests.sources import maria_database
+from tests.sources import maria_exec
+from tests.sources import pg_database
+from tests.sources import pg_exec
 
 from backhaul.errors import BackhaulError
 from backhaul.testing.receiver import WebhookReceiver

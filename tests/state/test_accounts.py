@@ -3,9 +3,12 @@ sessions, and the sessions a change to a user ends in the same transaction."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
-from backhaul.state.accounts import Account, AccountStore
+from backhaul.state.accounts import Account
+from backhaul.state.accounts import AccountStore
 from backhaul.state.store import RunStore
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

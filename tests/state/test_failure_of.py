@@ -10,8 +10,10 @@ import duckdb
 import psycopg
 import pytest
 
-from backhaul.errors import SourceError, SourceFailure
-from backhaul.state.warehouse_conn import failure_of, permission_error
+from backhaul.errors import SourceError
+from backhaul.errors import SourceFailure
+from backhaul.state.warehouse_conn import failure_of
+from backhaul.state.warehouse_conn import permission_error
 
 PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 

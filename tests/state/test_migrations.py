@@ -16,11 +16,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine
+from sqlalchemy import inspect
+from sqlalchemy import text
 from tests.state.conftest import PG_ADMIN
 
-from backhaul.state.store import MIGRATIONS, RunStore, head_revision
-from backhaul.state.tables import COUNT_COLUMNS, VERSION_TABLE, metadata
+from backhaul.state.store import MIGRATIONS
+from backhaul.state.store import RunStore
+from backhaul.state.store import head_revision
+from backhaul.state.tables import COUNT_COLUMNS
+from backhaul.state.tables import VERSION_TABLE
+from backhaul.state.tables import metadata
 
 TABLES = {"runs", "run_rows", "http_calls"}
 

@@ -3,12 +3,18 @@ share, and a reader opened on its own next to a writing store."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 from backhaul.calls import HttpCall
 from backhaul.state.reader import RunReader
 from backhaul.state.store import RunStore
-from backhaul.summary import RowOp, RowOutcome, RowStatus, RunStatus, RunSummary
+from backhaul.summary import RowOp
+from backhaul.summary import RowOutcome
+from backhaul.summary import RowStatus
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -6,7 +6,9 @@ import os
 import sqlite3
 import stat
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -16,12 +18,23 @@ import pytest
 
 from backhaul import api
 from backhaul.config import load_project
-from backhaul.errors import ConfigErrors, StoreError
-from backhaul.state.rowlog import PARQUET, STREAM, Retention, RowLogs, read_stream
+from backhaul.errors import ConfigErrors
+from backhaul.errors import StoreError
+from backhaul.state.rowlog import PARQUET
+from backhaul.state.rowlog import STREAM
+from backhaul.state.rowlog import Retention
+from backhaul.state.rowlog import RowLogs
+from backhaul.state.rowlog import read_stream
 from backhaul.state.store import RunStore
-from backhaul.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus, RunSummary
+from backhaul.summary import Counts
+from backhaul.summary import RowOp
+from backhaul.summary import RowOutcome
+from backhaul.summary import RowStatus
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import Builder, within
+from conftest import Builder
+from conftest import within
 
 
 def _table_rows(project: Builder) -> list[tuple[str, str, str]]:

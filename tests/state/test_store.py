@@ -7,17 +7,27 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from backhaul.calls import HttpCall
 from backhaul.state.recorder import StoreRecorder
-from backhaul.state.store import INTERRUPTED, RunStore, StoreError
-from backhaul.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
+from backhaul.state.store import INTERRUPTED
+from backhaul.state.store import RunStore
+from backhaul.state.store import StoreError
+from backhaul.summary import Counts
+from backhaul.summary import RowOp
+from backhaul.summary import RowOutcome
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

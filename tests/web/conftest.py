@@ -13,9 +13,13 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +29,16 @@ import pytest
 from fastapi import FastAPI
 
 from backhaul import api
-from backhaul.demo.project import SIGNING_SECRET_ENV, WAREHOUSE_FILE, write_demo_project
+from backhaul.demo.project import SIGNING_SECRET_ENV
+from backhaul.demo.project import WAREHOUSE_FILE
+from backhaul.demo.project import write_demo_project
 from backhaul.demo.warehouse import build_warehouse
 from backhaul.state.accounts import AccountStore
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import WebSettings, close_app, create_app
+from backhaul.web.app import WebSettings
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 
 TOKEN_ENV = "BACKHAUL_WEB_TEST_HOOK_TOKEN"

@@ -9,7 +9,8 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 import duckdb
@@ -19,7 +20,9 @@ from tests.web.conftest import login
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.hubspot import HubSpotEmulator
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import WebSettings, close_app, create_app
+from backhaul.web.app import WebSettings
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 
 TOKEN_ENV = "BACKHAUL_EDIT_TEST_HUBSPOT_TOKEN"

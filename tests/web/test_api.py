@@ -9,7 +9,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from tests.web.conftest import XSS, XSS_KEY, WebEnv, parquet_log
+from tests.web.conftest import XSS
+from tests.web.conftest import XSS_KEY
+from tests.web.conftest import WebEnv
+from tests.web.conftest import parquet_log
 
 from backhaul.web.auth import Role
 

@@ -7,7 +7,8 @@ import stat
 from pathlib import Path
 
 from backhaul.errors import StateError
-from backhaul.web.app import SECRET_FILE, load_secret
+from backhaul.web.app import SECRET_FILE
+from backhaul.web.app import load_secret
 from conftest import within
 
 

@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Callable
 
 import httpx
-from tests.web.conftest import WebEnv, login
+from tests.web.conftest import WebEnv
+from tests.web.conftest import login
 
 from backhaul.web.app import SECRET_FILE
 from backhaul.web.auth import Role

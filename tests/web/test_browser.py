@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.browser import SHOTS, chromium, requires_chromium
+from tests.browser import SHOTS
+from tests.browser import chromium
+from tests.browser import requires_chromium
 
 from backhaul.web.app import SESSION_COOKIE
 from backhaul.web.auth import Role

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
 import pytest
 
-from backhaul.web.charts import ChartRun, nice_max, run_history_svg
+from backhaul.web.charts import ChartRun
+from backhaul.web.charts import nice_max
+from backhaul.web.charts import run_history_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 

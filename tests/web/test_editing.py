@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.conftest import run_cli
-from tests.web.editing_env import TOKEN_ENV, EditEnv, edit_env
+from tests.web.editing_env import TOKEN_ENV
+from tests.web.editing_env import EditEnv
+from tests.web.editing_env import edit_env
 
 from backhaul.config.yamledit import edit_yaml
 from backhaul.testing.emulators import EmulatorServer

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.browser import SHOTS, chromium, requires_chromium
+from tests.browser import SHOTS
+from tests.browser import chromium
+from tests.browser import requires_chromium
 from tests.conftest import run_cli
-from tests.web.editing_env import TOKEN_ENV, EditEnv, edit_env
+from tests.web.editing_env import TOKEN_ENV
+from tests.web.editing_env import EditEnv
+from tests.web.editing_env import edit_env
 
 from backhaul.web.auth import Role
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from backhaul.config.models import SyncConfig
 from backhaul.destinations.hubspot import HubSpotConfig
-from backhaul.web.editor_forms import coerce, model_fields
+from backhaul.web.editor_forms import coerce
+from backhaul.web.editor_forms import model_fields
 
 
 def test_a_connector_form_comes_from_its_config_model() -> None:

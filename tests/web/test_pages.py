@@ -6,7 +6,8 @@ import html
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,13 @@ import pytest
 from markupsafe import escape
 from tests.web.conftest import parquet_log
 
-from backhaul.demo.project import WAREHOUSE_FILE, write_demo_project
+from backhaul.demo.project import WAREHOUSE_FILE
+from backhaul.demo.project import write_demo_project
 from backhaul.demo.warehouse import build_warehouse
 from backhaul.testing.receiver import WebhookReceiver
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration

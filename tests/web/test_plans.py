@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-from tests.web.conftest import XSS, XSS_KEY, WebEnv
+from tests.web.conftest import XSS
+from tests.web.conftest import XSS_KEY
+from tests.web.conftest import WebEnv
 
 from backhaul import api
 from backhaul.web.auth import Role

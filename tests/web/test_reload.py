@@ -11,7 +11,9 @@ import pytest
 from tests.conftest import Builder
 
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import WebSettings, close_app, create_app
+from backhaul.web.app import WebSettings
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,12 @@ import pytest
 from tests.conftest import Builder
 from tests.web.conftest import login
 
-from backhaul import api, gitinfo
+from backhaul import api
+from backhaul import gitinfo
 from backhaul.state.reader import RunRecord
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import close_app, create_app
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 
 pytestmark = pytest.mark.integration

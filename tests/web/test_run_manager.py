@@ -10,9 +10,11 @@ from typer.testing import CliRunner
 
 from backhaul.api import load_project
 from backhaul.cli.app import app as cli_app
-from backhaul.observe.events import RunEvent, RunFinished
+from backhaul.observe.events import RunEvent
+from backhaul.observe.events import RunFinished
 from backhaul.state.store import RunStore
-from backhaul.web.auth import Role, User
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
 from backhaul.web.cache import AnswerCache
 from backhaul.web.runs import RunManager
 from backhaul.web.users import UserStore

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
-from tests.web.conftest import XSS, XSS_KEY, WebEnv
+from tests.web.conftest import XSS
+from tests.web.conftest import XSS_KEY
+from tests.web.conftest import WebEnv
 
 from backhaul.web.auth import Role
 from backhaul.web.security import CONTENT_SECURITY_POLICY

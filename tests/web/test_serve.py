@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from backhaul.cli.app import app as cli_app
 from backhaul.state.store import RunStore
 from backhaul.web.auth import Role
-from backhaul.web.users import AuditEntry, UserStore
+from backhaul.web.users import AuditEntry
+from backhaul.web.users import UserStore
 
 pytestmark = pytest.mark.integration
 

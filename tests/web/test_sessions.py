@@ -11,22 +11,31 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.state.conftest import pg_url  # noqa: F401  (a throwaway Postgres database)
-from tests.web.conftest import WebEnv, login
+from tests.web.conftest import WebEnv
+from tests.web.conftest import login
 
 from backhaul.state.store import RunStore
 from backhaul.testing.server import LoopbackServer
-from backhaul.web.app import SESSION_COOKIE, WebSettings, close_app, create_app
+from backhaul.web.app import SESSION_COOKIE
+from backhaul.web.app import WebSettings
+from backhaul.web.app import close_app
+from backhaul.web.app import create_app
 from backhaul.web.auth import Role
-from backhaul.web.sessions import SessionLifetimes, SessionStore, utc_now
+from backhaul.web.sessions import SessionLifetimes
+from backhaul.web.sessions import SessionStore
+from backhaul.web.sessions import utc_now
 from backhaul.web.users import UserStore
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,9 @@ web app attach to runs; :class:`AlertEngine` holds the rules, state and channels
 from __future__ import annotations
 
 from backhaul.alerts.engine import AlertEngine
-from backhaul.alerts.rules import NextRun, SyncRules, sync_rules
+from backhaul.alerts.rules import NextRun
+from backhaul.alerts.rules import SyncRules
+from backhaul.alerts.rules import sync_rules
 from backhaul.alerts.sink import AlertSink
 
 __all__ = ["AlertEngine", "AlertSink", "NextRun", "SyncRules", "sync_rules"]

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backhaul.alerts.channels import CHANNEL_TYPES, Channel
-from backhaul.config.loader import read_yaml, validate
+from backhaul.alerts.channels import CHANNEL_TYPES
+from backhaul.alerts.channels import Channel
+from backhaul.config.loader import read_yaml
+from backhaul.config.loader import validate
 from backhaul.config.models import NAME_PATTERN
-from backhaul.config.project import Positions, Project
-from backhaul.config.secrets import check_references, resolve
+from backhaul.config.project import Positions
+from backhaul.config.project import Project
+from backhaul.config.secrets import check_references
+from backhaul.config.secrets import resolve
 from backhaul.errors import ConfigError
 from backhaul.observe.redact import Redactor
 

@@ -10,22 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import PurePath
 
-from backhaul.alerts.channels import Alert, Channel, Delivery, RunNotice
+from backhaul.alerts.channels import Alert
+from backhaul.alerts.channels import Channel
+from backhaul.alerts.channels import Delivery
+from backhaul.alerts.channels import RunNotice
 from backhaul.alerts.channels.base import RunWhat
-from backhaul.alerts.config import ChannelDef, load_channels, open_channel
-from backhaul.alerts.rules import NextRun, SyncRules, Verdict, sync_rules
-from backhaul.alerts.store import AlertStore, Transition
-from backhaul.config.project import DestinationDef, Project, SourceDef
+from backhaul.alerts.config import ChannelDef
+from backhaul.alerts.config import load_channels
+from backhaul.alerts.config import open_channel
+from backhaul.alerts.rules import NextRun
+from backhaul.alerts.rules import SyncRules
+from backhaul.alerts.rules import Verdict
+from backhaul.alerts.rules import sync_rules
+from backhaul.alerts.store import AlertStore
+from backhaul.alerts.store import Transition
+from backhaul.config.project import DestinationDef
+from backhaul.config.project import Project
+from backhaul.config.project import SourceDef
 from backhaul.config.secrets import resolve
-from backhaul.errors import BackhaulError, ConfigError
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
 from backhaul.observe.redact import Redactor
 from backhaul.state.store import RunStore
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 log = logging.getLogger("backhaul.alerts")
 Clock = Callable[[], datetime]

@@ -7,21 +7,23 @@ sync is the project's ``alerts:`` block overlaid rule by rule with the sync's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from typing import Protocol
 
-from backhaul.config.alerts import (
-    RejectedRateRule,
-    RulesConfig,
-    SlaRule,
-    StaleRule,
-    VolumeChangeRule,
-)
+from backhaul.config.alerts import RejectedRateRule
+from backhaul.config.alerts import RulesConfig
+from backhaul.config.alerts import SlaRule
+from backhaul.config.alerts import StaleRule
+from backhaul.config.alerts import VolumeChangeRule
 from backhaul.config.project import Project
 from backhaul.state.store import RunRecord
-from backhaul.summary import Counts, RunStatus, RunSummary
+from backhaul.summary import Counts
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 # Runs that delivered: they show a failure or a guard is behind the sync.
 DELIVERED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})

@@ -20,17 +20,23 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from backhaul.alerts.channels import RunNotice
-from backhaul.alerts.engine import AlertEngine, Clock, run_notice, utc_now
+from backhaul.alerts.engine import AlertEngine
+from backhaul.alerts.engine import Clock
+from backhaul.alerts.engine import run_notice
+from backhaul.alerts.engine import utc_now
 from backhaul.alerts.rules import NextRun
 from backhaul.alerts.store import Transition
 from backhaul.closing import ClosesOnExit
 from backhaul.config.project import Project
-from backhaul.observe.events import RunEvent, RunFinished, RunStarted
+from backhaul.observe.events import RunEvent
+from backhaul.observe.events import RunFinished
+from backhaul.observe.events import RunStarted
 from backhaul.state.store import RunStore
 
 log = logging.getLogger("backhaul.alerts")

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from backhaul.alerts.rules import sync_rules
-from backhaul.alerts.store import ALL_RULES, AlertStore
+from backhaul.alerts.store import ALL_RULES
+from backhaul.alerts.store import AlertStore
 from backhaul.config.project import Project
 from backhaul.state.store import RunStore
 

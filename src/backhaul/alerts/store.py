@@ -7,16 +7,25 @@ change and sends its notification.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row
+from sqlalchemy import delete
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from backhaul.state.store import RunStore
-from backhaul.state.tables import alert_deliveries, alert_events, alert_mutes, alert_states
+from backhaul.state.tables import alert_deliveries
+from backhaul.state.tables import alert_events
+from backhaul.state.tables import alert_mutes
+from backhaul.state.tables import alert_states
 
 OK = "ok"
 FIRING = "firing"

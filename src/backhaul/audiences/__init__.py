@@ -11,13 +11,20 @@ runs an audience's test cases on DuckDB; :mod:`.writer` saves an audience back t
 
 from __future__ import annotations
 
-from backhaul.audiences.audience import AudienceConfig, AudienceTest, Splits
-from backhaul.audiences.cases import CaseResult, run_tests
+from backhaul.audiences.audience import AudienceConfig
+from backhaul.audiences.audience import AudienceTest
+from backhaul.audiences.audience import Splits
+from backhaul.audiences.cases import CaseResult
+from backhaul.audiences.cases import run_tests
 from backhaul.audiences.compiler import Compiler
-from backhaul.audiences.defs import AudienceDef, AudienceSchemaDef
-from backhaul.audiences.explore import Explorer, audience_size, open_explorer
+from backhaul.audiences.defs import AudienceDef
+from backhaul.audiences.defs import AudienceSchemaDef
+from backhaul.audiences.explore import Explorer
+from backhaul.audiences.explore import audience_size
+from backhaul.audiences.explore import open_explorer
 from backhaul.audiences.schema import AudienceSchemaConfig
-from backhaul.audiences.writer import dump_audience, save_audience
+from backhaul.audiences.writer import dump_audience
+from backhaul.audiences.writer import save_audience
 
 __all__ = [
     "AudienceConfig",

@@ -29,9 +29,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import date
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
 
 from backhaul.audiences.conditions import Condition
 from backhaul.config.models import NAME_PATTERN
@@ -125,7 +130,8 @@ class AudienceTest(Strict):
         if value is None or isinstance(value, date):
             return value
         if isinstance(value, str):
-            from backhaul.audiences.types import ColumnType, coerce
+            from backhaul.audiences.types import ColumnType
+            from backhaul.audiences.types import coerce
 
             coerce(value, ColumnType.TIMESTAMP)
             return value

@@ -10,26 +10,32 @@ are created empty, so a case only writes the columns it is about.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import date
+from datetime import datetime
 from typing import Any
 
 import duckdb
 from sqlglot import exp
 
-from backhaul.audiences.audience import AudienceConfig, AudienceTest
-from backhaul.audiences.catalog import Catalog, Table
-from backhaul.audiences.compiler import Compiler, col, ident
-from backhaul.audiences.conditions import (
-    AudienceCondition,
-    ColumnCondition,
-    EventCondition,
-    RelatedCondition,
-    walk,
-)
+from backhaul.audiences.audience import AudienceConfig
+from backhaul.audiences.audience import AudienceTest
+from backhaul.audiences.catalog import Catalog
+from backhaul.audiences.catalog import Table
+from backhaul.audiences.compiler import Compiler
+from backhaul.audiences.compiler import col
+from backhaul.audiences.compiler import ident
+from backhaul.audiences.conditions import AudienceCondition
+from backhaul.audiences.conditions import ColumnCondition
+from backhaul.audiences.conditions import EventCondition
+from backhaul.audiences.conditions import RelatedCondition
+from backhaul.audiences.conditions import walk
 from backhaul.audiences.defs import AudienceSchemaDef
 from backhaul.audiences.typecheck import effective_type
-from backhaul.audiences.types import ColumnType, coerce, type_of_value
+from backhaul.audiences.types import ColumnType
+from backhaul.audiences.types import coerce
+from backhaul.audiences.types import type_of_value
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
 

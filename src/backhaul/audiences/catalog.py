@@ -8,11 +8,15 @@ the test runner all read a catalog, never the raw files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
 from typing import Literal
 
-from backhaul.audiences.schema import AudienceSchemaConfig, ColumnSpec
-from backhaul.audiences.types import ColumnType, from_warehouse
+from backhaul.audiences.schema import AudienceSchemaConfig
+from backhaul.audiences.schema import ColumnSpec
+from backhaul.audiences.types import ColumnType
+from backhaul.audiences.types import from_warehouse
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backhaul.audiences.catalog import Catalog, Table
-from backhaul.audiences.conditions import ColumnCondition, EventCondition, RelatedCondition, walk
-from backhaul.audiences.defs import AudienceDef, AudienceSchemaDef
+from backhaul.audiences.catalog import Catalog
+from backhaul.audiences.catalog import Table
+from backhaul.audiences.conditions import ColumnCondition
+from backhaul.audiences.conditions import EventCondition
+from backhaul.audiences.conditions import RelatedCondition
+from backhaul.audiences.conditions import walk
+from backhaul.audiences.defs import AudienceDef
+from backhaul.audiences.defs import AudienceSchemaDef
 from backhaul.audiences.loading import problems_to_errors
-from backhaul.audiences.typecheck import Problem, check_audience, effective_type
+from backhaul.audiences.typecheck import Problem
+from backhaul.audiences.typecheck import check_audience
+from backhaul.audiences.typecheck import effective_type
 from backhaul.audiences.types import from_warehouse
-from backhaul.config.project import Positions, Project
-from backhaul.errors import BackhaulError, ConfigError
+from backhaul.config.project import Positions
+from backhaul.config.project import Project
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
 
 
 def _error(positions: Positions, key: str | None, message: str) -> ConfigError:

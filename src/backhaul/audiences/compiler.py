@@ -21,31 +21,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
-from backhaul.audiences.audience import SPLIT_COLUMN, AudienceConfig
-from backhaul.audiences.catalog import Catalog, Table
-from backhaul.audiences.conditions import (
-    DAYS,
-    NEGATIONS,
-    AudienceCondition,
-    ColumnCondition,
-    Condition,
-    EventCondition,
-    GroupCondition,
-    Op,
-    RelatedCondition,
-    SqlCondition,
-)
-from backhaul.audiences.splits import bucket_expr, holdout_bound, split_case
+from backhaul.audiences.audience import SPLIT_COLUMN
+from backhaul.audiences.audience import AudienceConfig
+from backhaul.audiences.catalog import Catalog
+from backhaul.audiences.catalog import Table
+from backhaul.audiences.conditions import DAYS
+from backhaul.audiences.conditions import NEGATIONS
+from backhaul.audiences.conditions import AudienceCondition
+from backhaul.audiences.conditions import ColumnCondition
+from backhaul.audiences.conditions import Condition
+from backhaul.audiences.conditions import EventCondition
+from backhaul.audiences.conditions import GroupCondition
+from backhaul.audiences.conditions import Op
+from backhaul.audiences.conditions import RelatedCondition
+from backhaul.audiences.conditions import SqlCondition
+from backhaul.audiences.splits import bucket_expr
+from backhaul.audiences.splits import holdout_bound
+from backhaul.audiences.splits import split_case
 from backhaul.audiences.typecheck import effective_type
-from backhaul.audiences.types import ColumnType, coerce
+from backhaul.audiences.types import ColumnType
+from backhaul.audiences.types import coerce
 from backhaul.errors import ConfigError
 from backhaul.sources.common import strip_sql
 

@@ -19,17 +19,18 @@ from __future__ import annotations
 import math
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Discriminator
+from pydantic import Field
+from pydantic import Tag
+from pydantic import field_validator
+from pydantic import model_validator
 
 from backhaul.audiences.types import ColumnType
 

@@ -11,12 +11,15 @@ the file are kept as written.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from backhaul.audiences.audience import AudienceConfig
-from backhaul.audiences.writer import audience_data, dump_audience, round_trip_yaml
+from backhaul.audiences.writer import audience_data
+from backhaul.audiences.writer import dump_audience
+from backhaul.audiences.writer import round_trip_yaml
 from backhaul.config.project import Positions
 from backhaul.errors import ConfigError
 

@@ -16,7 +16,8 @@ leave it through these functions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,21 +26,28 @@ from typing import Any
 from sqlglot import exp
 
 from backhaul import pyvalues
-from backhaul.audiences.audience import SPLIT_COLUMN, AudienceConfig, Splits
-from backhaul.audiences.compiler import PARENT, Compiler, col, combine, ident
-from backhaul.audiences.conditions import (
-    AudienceCondition,
-    ColumnCondition,
-    Condition,
-    EventCondition,
-    GroupCondition,
-    RelatedCondition,
-    SqlCondition,
-)
+from backhaul.audiences.audience import SPLIT_COLUMN
+from backhaul.audiences.audience import AudienceConfig
+from backhaul.audiences.audience import Splits
+from backhaul.audiences.compiler import PARENT
+from backhaul.audiences.compiler import Compiler
+from backhaul.audiences.compiler import col
+from backhaul.audiences.compiler import combine
+from backhaul.audiences.compiler import ident
+from backhaul.audiences.conditions import AudienceCondition
+from backhaul.audiences.conditions import ColumnCondition
+from backhaul.audiences.conditions import Condition
+from backhaul.audiences.conditions import EventCondition
+from backhaul.audiences.conditions import GroupCondition
+from backhaul.audiences.conditions import RelatedCondition
+from backhaul.audiences.conditions import SqlCondition
 from backhaul.audiences.defs import AudienceSchemaDef
-from backhaul.audiences.splits import bucket_expr, group_bounds, holdout_bound
+from backhaul.audiences.splits import bucket_expr
+from backhaul.audiences.splits import group_bounds
+from backhaul.audiences.splits import holdout_bound
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError, ConfigError
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
 
 SAMPLE_ROWS = 25
 SUGGESTED_VALUES = 50

@@ -11,21 +11,31 @@ the parent's key and the ``audience`` each person landed in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.catalog import Catalog
 from backhaul.audiences.compiler import Compiler
-from backhaul.audiences.defs import AudienceDef, AudienceSchemaDef
-from backhaul.audiences.priority import PriorityListConfig, PriorityListDef, priority_query
+from backhaul.audiences.defs import AudienceDef
+from backhaul.audiences.defs import AudienceSchemaDef
+from backhaul.audiences.priority import PriorityListConfig
+from backhaul.audiences.priority import PriorityListDef
+from backhaul.audiences.priority import priority_query
 from backhaul.audiences.schema import AudienceSchemaConfig
-from backhaul.audiences.typecheck import Problem, check_audience, membership_cycles
+from backhaul.audiences.typecheck import Problem
+from backhaul.audiences.typecheck import check_audience
+from backhaul.audiences.typecheck import membership_cycles
 from backhaul.audiences.types import TEMPORAL
 from backhaul.config.models import ModelConfig
-from backhaul.config.project import ModelDef, Positions, SourceDef, unknown_name
+from backhaul.config.project import ModelDef
+from backhaul.config.project import Positions
+from backhaul.config.project import SourceDef
+from backhaul.config.project import unknown_name
 from backhaul.errors import ConfigError
 from backhaul.plugins import Registry
 

@@ -13,8 +13,12 @@ from pathlib import Path
 from pydantic import Field
 from sqlglot import exp
 
-from backhaul.audiences.audience import Strict, named_twice
-from backhaul.audiences.compiler import PARENT, Compiler, col, ident
+from backhaul.audiences.audience import Strict
+from backhaul.audiences.audience import named_twice
+from backhaul.audiences.compiler import PARENT
+from backhaul.audiences.compiler import Compiler
+from backhaul.audiences.compiler import col
+from backhaul.audiences.compiler import ident
 from backhaul.config.project import Positions
 from backhaul.errors import ConfigError
 
@@ -98,7 +102,8 @@ def priority_counts(compiler: Compiler, names: list[str]) -> exp.Select:
 def priority_list_text(audiences: list[str], original: str | None) -> str:
     """The file text of a priority list: ``original`` with its ``audiences`` replaced (its
     comments, description and other keys kept), or a new file."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.comments import CommentedSeq
 
     from backhaul.audiences.writer import round_trip_yaml
     from backhaul.config.yamledit import dump_text

@@ -21,7 +21,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from backhaul.audiences.audience import Splits, basis_points
+from backhaul.audiences.audience import Splits
+from backhaul.audiences.audience import basis_points
 
 HASH_DIGITS = 8
 _RANGE = 16**HASH_DIGITS

@@ -9,32 +9,35 @@ validate`` with the warehouse's types, and they are what the compiler relies on.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlglot
 from sqlglot.errors import SqlglotError
 
-from backhaul.audiences.audience import SPLIT_COLUMN, AudienceConfig
-from backhaul.audiences.catalog import Catalog, Table
-from backhaul.audiences.conditions import (
-    DAYS,
-    LIST_VALUE,
-    NO_VALUE,
-    OPS_BY_TYPE,
-    AudienceCondition,
-    ColumnCondition,
-    Condition,
-    EventCondition,
-    GroupCondition,
-    Op,
-    RelatedCondition,
-    SqlCondition,
-    TimeCondition,
-    walk,
-)
-from backhaul.audiences.types import ColumnType, coerce, type_of_value
+from backhaul.audiences.audience import SPLIT_COLUMN
+from backhaul.audiences.audience import AudienceConfig
+from backhaul.audiences.catalog import Catalog
+from backhaul.audiences.catalog import Table
+from backhaul.audiences.conditions import DAYS
+from backhaul.audiences.conditions import LIST_VALUE
+from backhaul.audiences.conditions import NO_VALUE
+from backhaul.audiences.conditions import OPS_BY_TYPE
+from backhaul.audiences.conditions import AudienceCondition
+from backhaul.audiences.conditions import ColumnCondition
+from backhaul.audiences.conditions import Condition
+from backhaul.audiences.conditions import EventCondition
+from backhaul.audiences.conditions import GroupCondition
+from backhaul.audiences.conditions import Op
+from backhaul.audiences.conditions import RelatedCondition
+from backhaul.audiences.conditions import SqlCondition
+from backhaul.audiences.conditions import TimeCondition
+from backhaul.audiences.conditions import walk
+from backhaul.audiences.types import ColumnType
+from backhaul.audiences.types import coerce
+from backhaul.audiences.types import type_of_value
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,8 @@ def check_comparison(table: Table, column: str, op: Op, value: Any, key: str) ->
 
 
 def _above(low: Any, high: Any) -> bool:
-    from datetime import date, datetime
+    from datetime import date
+    from datetime import datetime
 
     if isinstance(low, date) and isinstance(high, date):
         lo = low if isinstance(low, datetime) else datetime(low.year, low.month, low.day)

@@ -9,7 +9,9 @@ neither says, the value written in the condition decides.
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC
+from datetime import date
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedSeq
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.config.yamledit import dump_text
 from backhaul.errors import ConfigError
-from backhaul.files import NotReadable, read_text_if_any
+from backhaul.files import NotReadable
+from backhaul.files import read_text_if_any
 
 GROUP_KEYS = ("all", "any", "none")
 _FLOW_LISTS = {"columns", "tags", "expect_in", "expect_out"}

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
-from backhaul.errors import BackhaulError, ConfigError
+from backhaul.cli.common import ProjectDir
+from backhaul.cli.common import _console
+from backhaul.cli.common import _load
+from backhaul.cli.common import handles_errors
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
 
 alerts_app = typer.Typer(
     rich_markup_mode=None,

@@ -11,39 +11,44 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING
+from typing import Annotated
+from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Column, Table
+from rich.table import Column
+from rich.table import Table
 
 from backhaul.cli.alerts import alerts_app
-from backhaul.cli.approval import approvals_command, approve_command
-from backhaul.cli.audiences import audience_command, models_command, test_command
-from backhaul.cli.common import (
-    ExcludeOption,
-    JsonOption,
-    ProjectDir,
-    SelectOption,
-    _console,
-    _load,
-    handles_errors,
-    print_json,
-    run_json,
-)
+from backhaul.cli.approval import approvals_command
+from backhaul.cli.approval import approve_command
+from backhaul.cli.audiences import audience_command
+from backhaul.cli.audiences import models_command
+from backhaul.cli.audiences import test_command
+from backhaul.cli.common import ExcludeOption
+from backhaul.cli.common import JsonOption
+from backhaul.cli.common import ProjectDir
+from backhaul.cli.common import SelectOption
+from backhaul.cli.common import _console
+from backhaul.cli.common import _load
+from backhaul.cli.common import handles_errors
+from backhaul.cli.common import print_json
+from backhaul.cli.common import run_json
 from backhaul.cli.connection import connection_command
 from backhaul.cli.dbt import dbt_app
 from backhaul.cli.review import diff_config_command
 from backhaul.cli.sandbox import sandbox_command
-from backhaul.cli.schedule import (
-    pause_command,
-    resume_command,
-    scheduler_command,
-    schedules_command,
-    worker_command,
-)
-from backhaul.cli.web import serve, users_app
-from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
+from backhaul.cli.schedule import pause_command
+from backhaul.cli.schedule import resume_command
+from backhaul.cli.schedule import scheduler_command
+from backhaul.cli.schedule import schedules_command
+from backhaul.cli.schedule import worker_command
+from backhaul.cli.web import serve
+from backhaul.cli.web import users_app
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import ConfigErrors
 from backhaul.gitinfo import commit_text
 
 if TYPE_CHECKING:
@@ -237,7 +242,8 @@ def schema(
     for path in write_schemas(out):
         _console().print(f"wrote {path}")
     if outputs:
-        from backhaul.cli.shapes import OUTPUTS, output_schema
+        from backhaul.cli.shapes import OUTPUTS
+        from backhaul.cli.shapes import output_schema
 
         folder = out / "outputs"
         folder.mkdir(parents=True, exist_ok=True)
@@ -337,9 +343,12 @@ def run(
     """Run syncs: send what changed since the last run."""
     from backhaul.alerts import AlertSink
     from backhaul.api import open_store
-    from backhaul.cli.render import RunReporter, runs_table
-    from backhaul.engine.launch import run_many, worst_exit_code
-    from backhaul.observe.events import EventSink, tee
+    from backhaul.cli.render import RunReporter
+    from backhaul.cli.render import runs_table
+    from backhaul.engine.launch import run_many
+    from backhaul.engine.launch import worst_exit_code
+    from backhaul.observe.events import EventSink
+    from backhaul.observe.events import tee
     from backhaul.schedule.timetable import Timetable
     from backhaul.selection import select as choose
 
@@ -362,7 +371,8 @@ def run(
     )
     if log_fmt is not None:
         from backhaul.cli.common import log_format
-        from backhaul.observe.logs import LogSink, setup_logging
+        from backhaul.observe.logs import LogSink
+        from backhaul.observe.logs import setup_logging
 
         setup_logging(log_format(log_fmt))
         reporter = tee(reporter, LogSink())
@@ -398,7 +408,8 @@ def status(
     """Every sync with its last run and snapshot size."""
     from backhaul.api import status as sync_status
     from backhaul.selection import select as choose
-    from backhaul.state.snapshots import BUSY, DAMAGED
+    from backhaul.state.snapshots import BUSY
+    from backhaul.state.snapshots import DAMAGED
 
     project = _load(project_dir, isolate=True)
     wanted = set(choose(project, select or [], exclude or [], default_all=False))
@@ -551,7 +562,8 @@ def runs(
 def _since(text: str) -> datetime:
     """``30m``, ``12h``, ``7d`` ago, or an ISO time (UTC when it has no offset)."""
     import re
-    from datetime import UTC, timedelta
+    from datetime import UTC
+    from datetime import timedelta
 
     found = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
     if found:
@@ -669,7 +681,8 @@ def _print_run(
         )
         return
     console = _console()
-    from backhaul.cli.render import counts_line, delivered_line
+    from backhaul.cli.render import counts_line
+    from backhaul.cli.render import delivered_line
     from backhaul.pyvalues import shown
 
     console.print(

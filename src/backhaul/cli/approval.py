@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from backhaul.cli.common import JsonOption, ProjectDir, _console, _load, handles_errors, print_json
+from backhaul.cli.common import JsonOption
+from backhaul.cli.common import ProjectDir
+from backhaul.cli.common import _console
+from backhaul.cli.common import _load
+from backhaul.cli.common import handles_errors
+from backhaul.cli.common import print_json
 from backhaul.errors import BackhaulError
 
 
@@ -77,7 +83,8 @@ def _approval_json(found: Any) -> dict[str, Any]:
 @handles_errors
 def approvals_command(project_dir: ProjectDir = Path("."), as_json: JsonOption = False) -> None:
     """What waits for approval: unapproved commits checked out, and draft branches."""
-    from backhaul import approval, drafts
+    from backhaul import approval
+    from backhaul import drafts
     from backhaul.api import open_store
 
     project = _load(project_dir, isolate=True)

@@ -9,20 +9,19 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from backhaul.cli.common import (
-    JsonOption,
-    ProjectDir,
-    _console,
-    _load,
-    handles_errors,
-    print_json,
-)
+from backhaul.cli.common import JsonOption
+from backhaul.cli.common import ProjectDir
+from backhaul.cli.common import _console
+from backhaul.cli.common import _load
+from backhaul.cli.common import handles_errors
+from backhaul.cli.common import print_json
 from backhaul.errors import ConfigError
 
 

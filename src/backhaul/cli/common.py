@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
+from typing import Any
+from typing import TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from backhaul.errors import BackhaulError, ConfigErrors
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigErrors
 
 F = TypeVar("F", bound=Callable[..., Any])
 ProjectDir = Annotated[

@@ -10,14 +10,18 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from backhaul.cli.common import print_json
-from backhaul.errors import BackhaulError, ConfigError, DestinationError, FailureType
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 # Queries that name the server's version, for sources without ``server_version()``.
 VERSION_SQL = {"duckdb": "SELECT 'DuckDB ' || version()"}

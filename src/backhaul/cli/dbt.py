@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from backhaul.cli.common import ProjectDir, _console, _load, handles_errors
+from backhaul.cli.common import ProjectDir
+from backhaul.cli.common import _console
+from backhaul.cli.common import _load
+from backhaul.cli.common import handles_errors
 
 if TYPE_CHECKING:
-    from backhaul.config.project import Project, SyncDef
+    from backhaul.config.project import Project
+    from backhaul.config.project import SyncDef
 
 dbt_app = typer.Typer(
     rich_markup_mode=None, help="Work with a dbt project: exposures for Backhaul syncs."
@@ -30,7 +35,9 @@ def after_dbt_syncs(
         candidates: The syncs the command line selected (all enabled ones by default).
         console: Where the choices are printed.
     """
-    from backhaul.dbt.run_results import choose_syncs, default_path, load_run_results
+    from backhaul.dbt.run_results import choose_syncs
+    from backhaul.dbt.run_results import default_path
+    from backhaul.dbt.run_results import load_run_results
 
     path = run_results if run_results is not None else default_path(project)
     results = load_run_results(path)
@@ -50,7 +57,8 @@ def init_from_dbt(
     directory: Path, dbt_dir: Path, selectors: list[str], name: str | None, force: bool
 ) -> None:
     """``backhaul init --from-dbt``: write models for the selected dbt models and say so."""
-    from backhaul.dbt.scaffold import TODO_KEY, init_from_dbt
+    from backhaul.dbt.scaffold import TODO_KEY
+    from backhaul.dbt.scaffold import init_from_dbt
 
     written = init_from_dbt(directory, dbt_dir, selectors, name=name, force=force)
     console = _console()

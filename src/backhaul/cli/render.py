@@ -7,32 +7,31 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn
+from rich.progress import MofNCompleteColumn
+from rich.progress import Progress
+from rich.progress import SpinnerColumn
+from rich.progress import TaskID
+from rich.progress import TextColumn
+from rich.progress import TimeElapsedColumn
 from rich.table import Table
 
-from backhaul.observe.events import (
-    BatchDone,
-    Notice,
-    PhaseStarted,
-    Planned,
-    RunEvent,
-    RunFinished,
-    RunPhase,
-    RunStarted,
-    Waiting,
-    WaitKind,
-)
-from backhaul.observe.waits import seconds_text, wait_line
+from backhaul.observe.events import BatchDone
+from backhaul.observe.events import Notice
+from backhaul.observe.events import PhaseStarted
+from backhaul.observe.events import Planned
+from backhaul.observe.events import RunEvent
+from backhaul.observe.events import RunFinished
+from backhaul.observe.events import RunPhase
+from backhaul.observe.events import RunStarted
+from backhaul.observe.events import Waiting
+from backhaul.observe.events import WaitKind
+from backhaul.observe.waits import seconds_text
+from backhaul.observe.waits import wait_line
 from backhaul.pyvalues import shown
-from backhaul.summary import Counts, RunStatus, RunSummary
+from backhaul.summary import Counts
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 WAIT_LINES = 5  # wait lines printed one per wait before repeats are held back
 WAIT_EVERY = 10.0  # after that, at most one wait line this many seconds apart

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from backhaul.cli.common import ProjectDir, handles_errors, print_json
+from backhaul.cli.common import ProjectDir
+from backhaul.cli.common import handles_errors
+from backhaul.cli.common import print_json
 from backhaul.errors import ConfigError
 
 FORMATS = ("text", "markdown", "json")
@@ -40,7 +42,9 @@ def diff_config_command(
 ) -> None:
     """Explain what changed in the project since REV, and plan the changed syncs."""
     from backhaul.review import diff_config
-    from backhaul.review.render import as_json, markdown, text
+    from backhaul.review.render import as_json
+    from backhaul.review.render import markdown
+    from backhaul.review.render import text
 
     if output not in FORMATS:
         raise ConfigError(f"--format takes `text`, `markdown` or `json`, not `{output}`")

@@ -35,7 +35,8 @@ def sandbox_command(
 ) -> None:
     """Serve vendor API emulators on 127.0.0.1 for developing syncs offline."""
     from backhaul.errors import BackhaulError
-    from backhaul.testing.sandbox import Sandbox, describe
+    from backhaul.testing.sandbox import Sandbox
+    from backhaul.testing.sandbox import describe
 
     sandbox = Sandbox(list(vendors or []), port_base)
     try:

@@ -6,28 +6,30 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING
+from typing import Annotated
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from backhaul.cli.common import (
-    JsonOption,
-    LogFormatOption,
-    ProjectDir,
-    _console,
-    _load,
-    handles_errors,
-    log_format,
-    print_json,
-)
+from backhaul.cli.common import JsonOption
+from backhaul.cli.common import LogFormatOption
+from backhaul.cli.common import ProjectDir
+from backhaul.cli.common import _console
+from backhaul.cli.common import _load
+from backhaul.cli.common import handles_errors
+from backhaul.cli.common import log_format
+from backhaul.cli.common import print_json
 from backhaul.errors import ConfigErrors
 
 if TYPE_CHECKING:
     from backhaul.config.project import Project
-    from backhaul.schedule.scheduler import Launcher, Scheduler
+    from backhaul.schedule.scheduler import Launcher
+    from backhaul.schedule.scheduler import Scheduler
     from backhaul.state.store import RunStore
 
 
@@ -114,7 +116,8 @@ def scheduler_command(
 ) -> None:
     """Run the scheduler alone: start scheduled syncs when they are due (Ctrl-C stops)."""
     from backhaul.api import open_store
-    from backhaul.observe.logs import LogSink, setup_logging
+    from backhaul.observe.logs import LogSink
+    from backhaul.observe.logs import setup_logging
 
     setup_logging(log_format(log_fmt))
     project = _load(project_dir, isolate=True)  # a broken sync fails alone
@@ -162,7 +165,8 @@ def worker_command(
     from backhaul.alerts import AlertSink
     from backhaul.api import open_store
     from backhaul.observe.events import tee
-    from backhaul.observe.logs import LogSink, setup_logging
+    from backhaul.observe.logs import LogSink
+    from backhaul.observe.logs import setup_logging
     from backhaul.observe.traces import trace_sink
     from backhaul.schedule.queue import conninfo
     from backhaul.schedule.timetable import Timetable
@@ -240,7 +244,9 @@ def resume_command(
 
 
 def _set_paused(sync: str, project_dir: Path, *, paused: bool) -> None:
-    from backhaul.api import open_store, pause, resume
+    from backhaul.api import open_store
+    from backhaul.api import pause
+    from backhaul.api import resume
 
     project = _load(project_dir)
     with open_store(project) as store:

@@ -8,9 +8,13 @@ here. Objects may gain keys in a later version; existing keys keep their meaning
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import TypeAdapter
 
 
 class _Shape(BaseModel):

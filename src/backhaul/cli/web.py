@@ -6,20 +6,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
+from typing import Annotated
 
 import typer
 
-from backhaul.cli.common import (
-    JsonOption,
-    LogFormatOption,
-    ProjectDir,
-    _console,
-    _load,
-    handles_errors,
-    log_format,
-    print_json,
-)
+from backhaul.cli.common import JsonOption
+from backhaul.cli.common import LogFormatOption
+from backhaul.cli.common import ProjectDir
+from backhaul.cli.common import _console
+from backhaul.cli.common import _load
+from backhaul.cli.common import handles_errors
+from backhaul.cli.common import log_format
+from backhaul.cli.common import print_json
 from backhaul.errors import BackhaulError
 
 if TYPE_CHECKING:
@@ -100,7 +99,11 @@ def serve(
 
     from backhaul.config.models import check_proxy_address
     from backhaul.observe.logs import setup_logging
-    from backhaul.web.app import PROJECT_ENV, SETTINGS_ENV, WebSettings, close_app, create_app
+    from backhaul.web.app import PROJECT_ENV
+    from backhaul.web.app import SETTINGS_ENV
+    from backhaul.web.app import WebSettings
+    from backhaul.web.app import close_app
+    from backhaul.web.app import create_app
 
     setup_logging(log_format(log_fmt))
     proxies: list[str] = []

@@ -12,8 +12,10 @@ from __future__ import annotations
 from backhaul.config.checks import check_project
 from backhaul.config.loader import load_project
 from backhaul.config.scaffold import init_project
-from backhaul.config.schema import project_schema, write_schemas
-from backhaul.config.secrets import references, resolve
+from backhaul.config.schema import project_schema
+from backhaul.config.schema import write_schemas
+from backhaul.config.secrets import references
+from backhaul.config.secrets import resolve
 
 __all__ = [
     "check_project",

@@ -12,20 +12,25 @@ import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from backhaul.config.models import ColumnMapping, Mode, OnRemove, TemplateMapping
-from backhaul.config.project import (
-    DestinationDef,
-    ModelDef,
-    Positions,
-    Project,
-    SourceDef,
-    SyncDef,
-    unknown_name,
-)
-from backhaul.config.secrets import check_references, resolve
-from backhaul.errors import BackhaulError, ConfigError, SourceError
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import Mode
+from backhaul.config.models import OnRemove
+from backhaul.config.models import TemplateMapping
+from backhaul.config.project import DestinationDef
+from backhaul.config.project import ModelDef
+from backhaul.config.project import Positions
+from backhaul.config.project import Project
+from backhaul.config.project import SourceDef
+from backhaul.config.project import SyncDef
+from backhaul.config.project import unknown_name
+from backhaul.config.secrets import check_references
+from backhaul.config.secrets import resolve
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
 from backhaul.observe.redact import Redactor
 from backhaul.sources.common import holds_query
 
@@ -416,7 +421,9 @@ def _capability_errors(
 
 def _template_errors(sync: SyncDef) -> list[ConfigError]:
     """Templates that do not parse or use a filter the runtime does not have."""
-    from backhaul.templates import check_template, liquid_environment, unknown_filters_text
+    from backhaul.templates import check_template
+    from backhaul.templates import liquid_environment
+    from backhaul.templates import unknown_filters_text
 
     env = liquid_environment()
     errors: list[ConfigError] = []
@@ -445,7 +452,9 @@ def _hook_errors(project: Project, sync: SyncDef) -> list[ConfigError]:
 
 def _alert_errors(project: Project) -> list[ConfigError]:
     """Channel files, the channels that `alerts:` blocks name, and their variables."""
-    from backhaul.alerts.config import env_errors, load_channels, reference_errors
+    from backhaul.alerts.config import env_errors
+    from backhaul.alerts.config import load_channels
+    from backhaul.alerts.config import reference_errors
 
     channels, errors = load_channels(project)
     return errors + reference_errors(project, channels) + env_errors(channels)
@@ -590,7 +599,8 @@ def _key_errors(model: ModelDef, columns: list[str]) -> list[ConfigError]:
 
 def _mapping_column_errors(sync: SyncDef, model: ModelDef, columns: list[str]) -> list[ConfigError]:
     """Mapped columns and template variables against the model's output."""
-    from backhaul.templates import check_template, liquid_environment
+    from backhaul.templates import check_template
+    from backhaul.templates import liquid_environment
 
     env = liquid_environment()
     errors: list[ConfigError] = []

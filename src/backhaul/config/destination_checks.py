@@ -17,9 +17,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from backhaul.config.models import Cast, ColumnMapping, StaticMapping, TemplateMapping
-from backhaul.config.project import Project, SyncDef
-from backhaul.errors import BackhaulError, ConfigError
+from backhaul.config.models import Cast
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import StaticMapping
+from backhaul.config.models import TemplateMapping
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
 
 # The kind of value a warehouse type holds, by a word in its name (first match wins).
 _WAREHOUSE_KINDS = (

@@ -13,35 +13,41 @@ import difflib
 import os
 import re
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING
+from typing import Annotated
+from typing import Any
+from typing import Union
+from typing import get_args
+from typing import get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from pydantic import ValidationError
 
-from backhaul.config.models import (
-    NAME_PATTERN,
-    ColumnMapping,
-    ModelConfig,
-    ProjectConfig,
-    StaticMapping,
-    SyncConfig,
-    TargetConfig,
-    TemplateMapping,
-)
-from backhaul.config.project import (
-    DestinationDef,
-    ModelDef,
-    Positions,
-    Project,
-    SourceDef,
-    SyncDef,
-)
+from backhaul.config.models import NAME_PATTERN
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import ModelConfig
+from backhaul.config.models import ProjectConfig
+from backhaul.config.models import StaticMapping
+from backhaul.config.models import SyncConfig
+from backhaul.config.models import TargetConfig
+from backhaul.config.models import TemplateMapping
+from backhaul.config.project import DestinationDef
+from backhaul.config.project import ModelDef
+from backhaul.config.project import Positions
+from backhaul.config.project import Project
+from backhaul.config.project import SourceDef
+from backhaul.config.project import SyncDef
 from backhaul.config.secrets import check_references
 from backhaul.config.yamlfile import read_yaml
 from backhaul.config.yamlfile import rel_path as _rel
-from backhaul.errors import ConfigError, ConfigErrors
-from backhaul.files import NotReadable, problem, read_text
+from backhaul.errors import ConfigError
+from backhaul.errors import ConfigErrors
+from backhaul.files import NotReadable
+from backhaul.files import problem
+from backhaul.files import read_text
 from backhaul.plugins import Registry
 
 if TYPE_CHECKING:

@@ -10,13 +10,23 @@ from __future__ import annotations
 import ipaddress
 import math
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated
+from typing import Any
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
 
-from backhaul.config.alerts import AlertsConfig, SyncAlertsConfig
+from backhaul.config.alerts import AlertsConfig
+from backhaul.config.alerts import SyncAlertsConfig
 from backhaul.config.fields import one_or_many
-from backhaul.config.schedule import ScheduleConfig, SchedulerConfig, manual_if_empty
+from backhaul.config.schedule import ScheduleConfig
+from backhaul.config.schedule import SchedulerConfig
+from backhaul.config.schedule import manual_if_empty
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 

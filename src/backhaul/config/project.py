@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from backhaul.config.models import DuckDBSourceConfig, ModelConfig, ProjectConfig, SyncConfig
+from backhaul.config.models import DuckDBSourceConfig
+from backhaul.config.models import ModelConfig
+from backhaul.config.models import ProjectConfig
+from backhaul.config.models import SyncConfig
 from backhaul.errors import ConfigError
 from backhaul.plugins import Registry
 
 if TYPE_CHECKING:
-    from backhaul.audiences.defs import AudienceDef, AudienceSchemaDef
+    from backhaul.audiences.defs import AudienceDef
+    from backhaul.audiences.defs import AudienceSchemaDef
     from backhaul.audiences.priority import PriorityListDef
     from backhaul.state.rowlog import RowLogs
 
@@ -126,7 +132,8 @@ class Project:
     @property
     def row_logs(self) -> RowLogs:
         """The row-log folder of the project's runs, with its retention."""
-        from backhaul.state.rowlog import Retention, RowLogs
+        from backhaul.state.rowlog import Retention
+        from backhaul.state.rowlog import RowLogs
 
         config = self.config.state.row_logs
         path = Path(config.path)

@@ -10,9 +10,11 @@ import re
 from pathlib import Path
 
 from backhaul.config.models import NAME_PATTERN
-from backhaul.config.schema import modeline, write_schemas
+from backhaul.config.schema import modeline
+from backhaul.config.schema import write_schemas
 from backhaul.errors import ConfigError
-from backhaul.files import NotReadable, read_text_if_any
+from backhaul.files import NotReadable
+from backhaul.files import read_text_if_any
 from backhaul.plugins import Registry
 
 SCHEMA_DIR = ".backhaul/schema"

@@ -9,13 +9,22 @@ connector that fails to import is left out with a warning instead of failing the
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_origin
+from typing import Annotated
+from typing import Any
+from typing import Literal
+from typing import Union
+from typing import get_origin
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel
+from pydantic import Field
+from pydantic import TypeAdapter
 
-from backhaul.config.models import ModelConfig, ProjectConfig, SyncConfig
+from backhaul.config.models import ModelConfig
+from backhaul.config.models import ProjectConfig
+from backhaul.config.models import SyncConfig
 from backhaul.plugins import Registry
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from backhaul.config.project import Positions
-from backhaul.errors import ConfigError, ConfigErrors
+from backhaul.errors import ConfigError
+from backhaul.errors import ConfigErrors
 
 T = TypeVar("T")
 

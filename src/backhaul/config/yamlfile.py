@@ -14,19 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    CollectionEndEvent,
-    CollectionStartEvent,
-    Event,
-    ScalarEvent,
-)
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.events import CollectionEndEvent
+from ruamel.yaml.events import CollectionStartEvent
+from ruamel.yaml.events import Event
+from ruamel.yaml.events import ScalarEvent
 
 from backhaul.config.project import Positions
 from backhaul.errors import ConfigError
-from backhaul.files import NotReadable, read_text
+from backhaul.files import NotReadable
+from backhaul.files import read_text
 
 # Values that aliases may add to a file in all. A project file has hundreds of values; a
 # shared block of mappings repeated in many syncs stays far below this.

@@ -6,8 +6,13 @@ Nothing here imports dbt itself: Backhaul reads the artifacts dbt writes
 
 from __future__ import annotations
 
-from backhaul.dbt.manifest import DbtNode, Manifest, load_manifest, parse_ref
-from backhaul.dbt.refs import RefResolver, model_nodes, model_refs
+from backhaul.dbt.manifest import DbtNode
+from backhaul.dbt.manifest import Manifest
+from backhaul.dbt.manifest import load_manifest
+from backhaul.dbt.manifest import parse_ref
+from backhaul.dbt.refs import RefResolver
+from backhaul.dbt.refs import model_nodes
+from backhaul.dbt.refs import model_refs
 
 __all__ = [
     "DbtNode",

@@ -19,8 +19,11 @@ from typing import Any
 
 import httpx
 
-from backhaul.dbt.run_results import RunResults, parse_run_results
-from backhaul.errors import BackhaulError, BadEvent, CloudApiError
+from backhaul.dbt.run_results import RunResults
+from backhaul.dbt.run_results import parse_run_results
+from backhaul.errors import BackhaulError
+from backhaul.errors import BadEvent
+from backhaul.errors import CloudApiError
 
 COMPLETED = "job.run.completed"
 TIMEOUT_S = 8.0  # dbt Cloud gives a webhook 10 s to answer

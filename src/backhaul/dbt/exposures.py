@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from backhaul.dbt.manifest import parse_ref
 from backhaul.dbt.refs import model_refs

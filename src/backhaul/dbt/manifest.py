@@ -11,12 +11,15 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from backhaul.errors import ConfigError
-from backhaul.files import MISSING, NotReadable, read_text
+from backhaul.files import MISSING
+from backhaul.files import NotReadable
+from backhaul.files import read_text
 
 # The manifest of a large dbt project runs to hundreds of megabytes.
 MAX_ARTIFACT_BYTES = 2 * 1024**3

@@ -10,16 +10,23 @@ model has a reference, and then once per project load.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backhaul.dbt.manifest import REF_JINJA, DbtNode, Manifest, load_manifest, parse_ref
+from backhaul.dbt.manifest import REF_JINJA
+from backhaul.dbt.manifest import DbtNode
+from backhaul.dbt.manifest import Manifest
+from backhaul.dbt.manifest import load_manifest
+from backhaul.dbt.manifest import parse_ref
 from backhaul.errors import ConfigError
-from backhaul.files import NotReadable, read_text
+from backhaul.files import NotReadable
+from backhaul.files import read_text
 
 if TYPE_CHECKING:
-    from backhaul.config.project import ModelDef, Project
+    from backhaul.config.project import ModelDef
+    from backhaul.config.project import Project
 
 
 @dataclass

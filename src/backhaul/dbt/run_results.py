@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from backhaul.dbt.manifest import REF_TYPES, read_artifact, target_path
-from backhaul.dbt.refs import RefResolver, model_nodes
+from backhaul.dbt.manifest import REF_TYPES
+from backhaul.dbt.manifest import read_artifact
+from backhaul.dbt.manifest import target_path
+from backhaul.dbt.refs import RefResolver
+from backhaul.dbt.refs import model_nodes
 from backhaul.errors import ConfigError
 
 if TYPE_CHECKING:
-    from backhaul.config.project import Project, SyncDef
+    from backhaul.config.project import Project
+    from backhaul.config.project import SyncDef
 
 REBUILT = "success"
 

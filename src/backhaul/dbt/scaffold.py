@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from backhaul.config.models import NAME_PATTERN
-from backhaul.config.scaffold import SCHEMA_DIR, default_name
-from backhaul.config.schema import modeline, write_schemas
-from backhaul.dbt.manifest import DbtNode, load_manifest
+from backhaul.config.scaffold import SCHEMA_DIR
+from backhaul.config.scaffold import default_name
+from backhaul.config.schema import modeline
+from backhaul.config.schema import write_schemas
+from backhaul.dbt.manifest import DbtNode
+from backhaul.dbt.manifest import load_manifest
 from backhaul.errors import ConfigError
-from backhaul.files import MISSING, problem, read_text
+from backhaul.files import MISSING
+from backhaul.files import problem
+from backhaul.files import read_text
 from backhaul.plugins import Registry
 
 TODO_KEY = "TODO"

@@ -15,8 +15,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from backhaul.demo.project import WAREHOUSE_FILE, saas_project_files, write_demo_project
-from backhaul.demo.warehouse import apply_changes, build_warehouse
+from backhaul.demo.project import WAREHOUSE_FILE
+from backhaul.demo.project import saas_project_files
+from backhaul.demo.project import write_demo_project
+from backhaul.demo.warehouse import apply_changes
+from backhaul.demo.warehouse import build_warehouse
 from backhaul.errors import BackhaulError
 from backhaul.summary import RunSummary
 from backhaul.testing.emulators.base import EmulatorServer

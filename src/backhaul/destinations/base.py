@@ -9,18 +9,30 @@ records belong to the engine, not to the connector.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
+from typing import Protocol
+from typing import overload
+from typing import runtime_checkable
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
 
-from backhaul import floats, pyvalues
+from backhaul import floats
+from backhaul import pyvalues
 from backhaul.calls import CallRecorder
-from backhaul.observe.waits import NoWaits, WaitObserver
+from backhaul.observe.waits import NoWaits
+from backhaul.observe.waits import WaitObserver
 
 if TYPE_CHECKING:
     from backhaul.destinations.http.budget import AccountBudget

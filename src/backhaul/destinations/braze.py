@@ -13,33 +13,37 @@ twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import httpx
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http import (
-    HttpDestination,
-    HttpDestinationConfig,
-    HttpResult,
-    RateLimit,
-)
-from backhaul.destinations.http.connector import rolling_window, send_packed
-from backhaul.destinations.http.packing import Caps, positions
-from backhaul.destinations.identifiers import identified, sole_identifier_problems
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import HttpDestination
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http.connector import rolling_window
+from backhaul.destinations.http.connector import send_packed
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import positions
+from backhaul.destinations.identifiers import identified
+from backhaul.destinations.identifiers import sole_identifier_problems
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 IDENTIFIERS = ("external_id", "email", "phone")
 # /users/delete takes these lists; it has none for phone numbers.

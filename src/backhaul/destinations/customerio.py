@@ -12,28 +12,30 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import httpx
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-)
-from backhaul.destinations.http import (
-    HttpDestinationConfig,
-    RateLimit,
-    Refused,
-)
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http import Refused
 from backhaul.destinations.http.connector import send_packed
-from backhaul.destinations.http.packing import Caps, listed_size
-from backhaul.destinations.identifiers import IdentifiedDestination, identified, refusal
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import listed_size
+from backhaul.destinations.identifiers import IdentifiedDestination
+from backhaul.destinations.identifiers import identified
+from backhaul.destinations.identifiers import refusal
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 IDENTIFIERS = ("id", "email", "cio_id")
 REGIONS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
 
-from backhaul.destinations.base import Capabilities, DestinationConfig, NewLoad
-from backhaul.destinations.sql_common import (
-    ALL_OPERATIONS,
-    DUCKDB,
-    STAGE,
-    FileDatabaseConfig,
-    FileDatabaseDestination,
-    Statements,
-    TableInfo,
-)
-from backhaul.errors import DestinationError, FailureType, first_line
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import NewLoad
+from backhaul.destinations.sql_common import ALL_OPERATIONS
+from backhaul.destinations.sql_common import DUCKDB
+from backhaul.destinations.sql_common import STAGE
+from backhaul.destinations.sql_common import FileDatabaseConfig
+from backhaul.destinations.sql_common import FileDatabaseDestination
+from backhaul.destinations.sql_common import Statements
+from backhaul.destinations.sql_common import TableInfo
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
+from backhaul.errors import first_line
 
 # The name this file is attached under in the engine's DuckDB for a first load.
 LOAD_ALIAS = "backhaul_load"

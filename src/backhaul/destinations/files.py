@@ -16,24 +16,29 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Batch,
-    BatchResults,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-)
-from backhaul.destinations.duckdb_table import DuckDBConfig, DuckDBDestination
-from backhaul.destinations.sql_common import ALL_OPERATIONS, DUCKDB
-from backhaul.errors import DestinationError, FailureType, first_line
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import BatchResults
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.duckdb_table import DuckDBConfig
+from backhaul.destinations.duckdb_table import DuckDBDestination
+from backhaul.destinations.sql_common import ALL_OPERATIONS
+from backhaul.destinations.sql_common import DUCKDB
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
+from backhaul.errors import first_line
 from backhaul.files import not_a_file
 
 Format = Literal["csv", "jsonl", "parquet"]

@@ -15,37 +15,45 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 from urllib.parse import urlencode
 
 import httpx
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import model_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import HttpDestination
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
 from backhaul.destinations.http.connector import client_for
-from backhaul.destinations.http.packing import Caps, pack
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import pack
 from backhaul.destinations.http.tokens import TokenCallRecorder
-from backhaul.destinations.membership import (
-    Member,
-    field_keys,
-    members,
-    membership_problems,
-    require_membership,
-)
-from backhaul.destinations.pii import PiiKey, PiiOptions, Platform
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.membership import Member
+from backhaul.destinations.membership import field_keys
+from backhaul.destinations.membership import members
+from backhaul.destinations.membership import membership_problems
+from backhaul.destinations.membership import require_membership
+from backhaul.destinations.pii import PiiKey
+from backhaul.destinations.pii import PiiOptions
+from backhaul.destinations.pii import Platform
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 KEYS = (
     PiiKey.EMAIL,

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
 
 from backhaul.destinations.base import DestinationContext
-from backhaul.destinations.http.connector import HttpSettings, client_for
+from backhaul.destinations.http.connector import HttpSettings
+from backhaul.destinations.http.connector import client_for
 from backhaul.destinations.http.tokens import TokenCallRecorder
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.observe.redact import Redactor
 
 

@@ -18,38 +18,45 @@ limit, and a 429 is waited out with exponential backoff.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlencode
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from typing import Literal
+from urllib.parse import quote
+from urllib.parse import urlencode
 
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
+from pydantic import model_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.google_auth import GoogleOAuth, GoogleTokens
-from backhaul.destinations.http import (
-    HttpDestination,
-    HttpDestinationConfig,
-    HttpResult,
-    RateLimit,
-    Refused,
-    RetryPolicy,
-    dumps_json,
-)
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.google_auth import GoogleOAuth
+from backhaul.destinations.google_auth import GoogleTokens
+from backhaul.destinations.http import HttpDestination
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http import Refused
+from backhaul.destinations.http import RetryPolicy
+from backhaul.destinations.http import dumps_json
 from backhaul.destinations.http.connector import send_bisecting
-from backhaul.destinations.http.packing import Caps, pack, too_big_results
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import pack
+from backhaul.destinations.http.packing import too_big_results
 from backhaul.destinations.identifiers import refusal
-from backhaul.destinations.sheet_layout import SheetLayout, column, key_text
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.sheet_layout import SheetLayout
+from backhaul.destinations.sheet_layout import column
+from backhaul.destinations.sheet_layout import key_text
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 GROW_ROWS = 1000  # rows added at a time when the sheet's grid is full
 ENVELOPE = 200  # bytes of a request besides its rows (ranges, options)

@@ -12,45 +12,44 @@ own rate-limit headers say the account allows less. See docs/destinations/hubspo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Mapping
+from collections.abc import Sequence
+from datetime import date
+from datetime import datetime
 from datetime import time as dtime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 from urllib.parse import quote
 
 import httpx
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    FieldInfo,
-    Operation,
-    RecordResult,
-)
-from backhaul.destinations.http import (
-    HttpDestinationConfig,
-    HttpResult,
-    RateLimit,
-    RollingWindowLimiter,
-    dumps_json,
-)
-from backhaul.destinations.keyed import (
-    Answers,
-    Exists,
-    Found,
-    Gone,
-    Identity,
-    KeyedDestination,
-    Rows,
-    Upsert,
-    keyed_capabilities,
-    turns,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FieldInfo
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http import RollingWindowLimiter
+from backhaul.destinations.http import dumps_json
+from backhaul.destinations.keyed import Answers
+from backhaul.destinations.keyed import Exists
+from backhaul.destinations.keyed import Found
+from backhaul.destinations.keyed import Gone
+from backhaul.destinations.keyed import Identity
+from backhaul.destinations.keyed import KeyedDestination
+from backhaul.destinations.keyed import Rows
+from backhaul.destinations.keyed import Upsert
+from backhaul.destinations.keyed import keyed_capabilities
+from backhaul.destinations.keyed import turns
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 API_URL = "https://api.hubapi.com"
 DEFAULT_ID_PROPERTY = {"contacts": "email", "companies": "domain"}

@@ -7,11 +7,19 @@ reject the rows that have no value for it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Collection
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
 
-from backhaul.destinations.base import DestinationConfig, RecordResult, SyncProblem, SyncShape
-from backhaul.destinations.http import HttpDestination, HttpResult, Refused
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import HttpDestination
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import Refused
 from backhaul.destinations.http.connector import refuse_problems
 
 

@@ -13,34 +13,35 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import ClassVar
+from typing import Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    FieldInfo,
-    RecordResult,
-)
-from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
-from backhaul.destinations.keyed import (
-    Answer,
-    Answers,
-    Exists,
-    Found,
-    Gone,
-    Identity,
-    KeyedDestination,
-    Rows,
-    Upsert,
-    keyed_capabilities,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FieldInfo
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.keyed import Answer
+from backhaul.destinations.keyed import Answers
+from backhaul.destinations.keyed import Exists
+from backhaul.destinations.keyed import Found
+from backhaul.destinations.keyed import Gone
+from backhaul.destinations.keyed import Identity
+from backhaul.destinations.keyed import KeyedDestination
+from backhaul.destinations.keyed import Rows
+from backhaul.destinations.keyed import Upsert
+from backhaul.destinations.keyed import keyed_capabilities
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 IDENTITIES: dict[str, tuple[str, ...]] = {
     "contacts": ("external_id", "email"),

@@ -35,22 +35,28 @@ skeleton around it: an :class:`~backhaul.destinations.http.HttpDestination` whos
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeAlias
+from typing import Any
+from typing import ClassVar
+from typing import Protocol
+from typing import TypeAlias
 
 import pyarrow as pa
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    Operation,
-    RecordResult,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http.connector import identity_field, identity_problems
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http.connector import identity_field
+from backhaul.destinations.http.connector import identity_problems
 from backhaul.destinations.http.destination import HttpDestination
 
 NO_KEY = "no {field} value: {vendor} needs it to find the record"

@@ -14,27 +14,34 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult, RateLimit
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import HttpDestination
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RateLimit
 from backhaul.destinations.http.connector import poll_job
-from backhaul.destinations.http.packing import Caps, pack, positions, too_big_results
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import pack
+from backhaul.destinations.http.packing import positions
+from backhaul.destinations.http.packing import too_big_results
 from backhaul.destinations.identifiers import identified
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 MEDIA = "application/vnd.api+json"
 JOBS = "api/profile-bulk-import-jobs"

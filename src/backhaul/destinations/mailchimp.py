@@ -13,25 +13,30 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field, model_validator
+from pydantic import Field
+from pydantic import model_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http import HttpDestination, HttpDestinationConfig, HttpResult
-from backhaul.destinations.http.packing import Caps, pack
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import HttpDestination
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import pack
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 MAX_MEMBERS = 500
 MATCH = "email_address"

@@ -11,13 +11,24 @@ of the vendor stays in each connector.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
+from collections.abc import Mapping
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from backhaul.destinations.base import Batch, Operation, SyncProblem, SyncShape
-from backhaul.destinations.pii import PiiKey, PiiOptions, PiiValue, Platform, Raw, prepare_row
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.pii import PiiKey
+from backhaul.destinations.pii import PiiOptions
+from backhaul.destinations.pii import PiiValue
+from backhaul.destinations.pii import Platform
+from backhaul.destinations.pii import Raw
+from backhaul.destinations.pii import prepare_row
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 Member = dict[PiiKey, PiiValue]
 

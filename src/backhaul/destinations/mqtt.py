@@ -12,19 +12,22 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
+from pydantic import field_validator
 
-from backhaul.destinations.base import DestinationConfig, DestinationContext
-from backhaul.destinations.queues import (
-    QueueConfig,
-    QueueDestination,
-    QueueMessage,
-    Refused,
-    reason_of,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.queues import QueueConfig
+from backhaul.destinations.queues import QueueDestination
+from backhaul.destinations.queues import QueueMessage
+from backhaul.destinations.queues import Refused
+from backhaul.destinations.queues import reason_of
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 try:
     import paho.mqtt.client as paho

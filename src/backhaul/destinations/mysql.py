@@ -13,26 +13,30 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from typing import ClassVar
+from typing import Literal
+from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pymysql
 from pydantic import Field
 
-from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext
-from backhaul.destinations.sql_common import (
-    ALL_OPERATIONS,
-    INDEX,
-    MYSQL,
-    STAGE,
-    SqlTableDestination,
-    TableInfo,
-    csv_ready,
-    python_rows,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.sql_common import ALL_OPERATIONS
+from backhaul.destinations.sql_common import INDEX
+from backhaul.destinations.sql_common import MYSQL
+from backhaul.destinations.sql_common import STAGE
+from backhaul.destinations.sql_common import SqlTableDestination
+from backhaul.destinations.sql_common import TableInfo
+from backhaul.destinations.sql_common import csv_ready
+from backhaul.destinations.sql_common import python_rows
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 
 class MySQLConfig(DestinationConfig):

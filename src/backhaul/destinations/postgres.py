@@ -8,27 +8,36 @@ table that was empty when the run began, the CSV is copied straight into the tab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from psycopg import conninfo, errors, sql
-from pydantic import ConfigDict, Field
+from psycopg import conninfo
+from psycopg import errors
+from psycopg import sql
+from pydantic import ConfigDict
+from pydantic import Field
 
-from backhaul.destinations.base import Capabilities, DestinationConfig, DestinationContext, NewLoad
-from backhaul.destinations.sql_common import (
-    ALL_OPERATIONS,
-    INDEX,
-    POSTGRES,
-    STAGE,
-    SqlTableDestination,
-    Statements,
-    TableInfo,
-    csv_ready,
-)
-from backhaul.errors import DestinationError, FailureType, first_line
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import NewLoad
+from backhaul.destinations.sql_common import ALL_OPERATIONS
+from backhaul.destinations.sql_common import INDEX
+from backhaul.destinations.sql_common import POSTGRES
+from backhaul.destinations.sql_common import STAGE
+from backhaul.destinations.sql_common import SqlTableDestination
+from backhaul.destinations.sql_common import Statements
+from backhaul.destinations.sql_common import TableInfo
+from backhaul.destinations.sql_common import csv_ready
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
+from backhaul.errors import first_line
 
 
 class PostgresConfig(DestinationConfig):

@@ -15,25 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Generic, Literal, TypeVar
+from typing import ClassVar
+from typing import Generic
+from typing import Literal
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-)
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
 from backhaul.destinations.http import dumps_json
 from backhaul.destinations.http.connector import redactor_for
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.floats import NonFiniteError
 from backhaul.observe.redact import Redactor
 

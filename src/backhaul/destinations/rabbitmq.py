@@ -9,21 +9,23 @@ they go again next run. See docs/destinations/rabbitmq.md.
 from __future__ import annotations
 
 import contextlib
-from typing import ClassVar, Literal
+from typing import ClassVar
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
+from pydantic import model_validator
 
-from backhaul.destinations.base import DestinationConfig, DestinationContext
-from backhaul.destinations.queues import (
-    QueueConfig,
-    QueueDestination,
-    QueueMessage,
-    Refused,
-    reason_of,
-    trim,
-    url_place,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.queues import QueueConfig
+from backhaul.destinations.queues import QueueDestination
+from backhaul.destinations.queues import QueueMessage
+from backhaul.destinations.queues import Refused
+from backhaul.destinations.queues import reason_of
+from backhaul.destinations.queues import trim
+from backhaul.destinations.queues import url_place
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 try:
     import aio_pika

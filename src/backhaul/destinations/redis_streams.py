@@ -6,25 +6,24 @@ answered its XADD with the new entry's id. See docs/destinations/redis-streams.m
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
+from pydantic import field_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    DestinationConfig,
-    DestinationContext,
-    RecordResult,
-)
-from backhaul.destinations.queues import (
-    QueueConfig,
-    QueueDestination,
-    build_messages,
-    reason_of,
-    trim,
-    url_place,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.queues import QueueConfig
+from backhaul.destinations.queues import QueueDestination
+from backhaul.destinations.queues import build_messages
+from backhaul.destinations.queues import reason_of
+from backhaul.destinations.queues import trim
+from backhaul.destinations.queues import url_place
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 try:
     import redis.asyncio as aioredis

@@ -11,49 +11,49 @@ renewed once when Salesforce answers ``INVALID_SESSION_ID`` (see
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import quote, urlencode
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Annotated
+from typing import Any
+from typing import ClassVar
+from typing import Literal
+from urllib.parse import quote
+from urllib.parse import urlencode
 
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    FieldInfo,
-    RecordResult,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http import (
-    HttpDestinationConfig,
-    HttpResult,
-    RateLimiter,
-    Refused,
-    split_batch,
-)
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FieldInfo
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RateLimiter
+from backhaul.destinations.http import Refused
+from backhaul.destinations.http import split_batch
 from backhaul.destinations.http.connector import client_for
 from backhaul.destinations.http.tokens import TokenCallRecorder
-from backhaul.destinations.keyed import (
-    Answers,
-    Found,
-    Gone,
-    Identity,
-    KeyedDestination,
-    Rows,
-    Upsert,
-    keyed_capabilities,
-)
-from backhaul.destinations.salesforce_auth import (
-    ClientCredentials,
-    RefreshTokenAuth,
-    SalesforceSession,
-    sf_errors,
-)
-from backhaul.destinations.salesforce_bulk import BulkJob, cell, run_bulk
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.keyed import Answers
+from backhaul.destinations.keyed import Found
+from backhaul.destinations.keyed import Gone
+from backhaul.destinations.keyed import Identity
+from backhaul.destinations.keyed import KeyedDestination
+from backhaul.destinations.keyed import Rows
+from backhaul.destinations.keyed import Upsert
+from backhaul.destinations.keyed import keyed_capabilities
+from backhaul.destinations.salesforce_auth import ClientCredentials
+from backhaul.destinations.salesforce_auth import RefreshTokenAuth
+from backhaul.destinations.salesforce_auth import SalesforceSession
+from backhaul.destinations.salesforce_auth import sf_errors
+from backhaul.destinations.salesforce_bulk import BulkJob
+from backhaul.destinations.salesforce_bulk import cell
+from backhaul.destinations.salesforce_bulk import run_bulk
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 COLLECTION_SIZE = 200  # sObject Collections: most records per call
 QUERY_CHARS = 8_000  # keep a lookup's URL well under Salesforce's 16,384-character limit

@@ -9,14 +9,21 @@ stops a batch when the org's daily API allocation is used up.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Literal
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+from pydantic import ConfigDict
 
-from backhaul.destinations.http import HttpClient, HttpResult, RetryPolicy
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.http import HttpClient
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RetryPolicy
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.observe.events import WaitKind
 from backhaul.observe.redact import Redactor
 

@@ -13,17 +13,22 @@ import asyncio
 import csv
 import io
 import time
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections import deque
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime
 from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
 from backhaul.destinations.http import dumps_json
 from backhaul.destinations.salesforce_auth import SalesforceSession
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 NULL_MARK = "#N/A"  # a Bulk API cell that sets the field to null; an empty cell leaves it alone
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # the documented cap is 150 MB; clients keep a margin

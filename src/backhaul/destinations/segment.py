@@ -17,28 +17,31 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
+from pydantic import model_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-)
-from backhaul.destinations.http import (
-    HttpDestinationConfig,
-    RateLimit,
-    Refused,
-    dumps_json,
-)
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http import Refused
+from backhaul.destinations.http import dumps_json
 from backhaul.destinations.http.connector import send_packed
-from backhaul.destinations.http.packing import Caps, listed_size
-from backhaul.destinations.identifiers import IdentifiedDestination, identified, refusal
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import listed_size
+from backhaul.destinations.identifiers import IdentifiedDestination
+from backhaul.destinations.identifiers import identified
+from backhaul.destinations.identifiers import refusal
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 IDENTITIES = ("userId", "anonymousId")
 REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}

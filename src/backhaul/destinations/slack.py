@@ -17,48 +17,50 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 from liquid import BoundTemplate
 from liquid.exceptions import LiquidError
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-    RunFit,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http import HttpResult, RateLimit, RateLimiter, RetryPolicy
-from backhaul.destinations.http.connector import (
-    Http2,
-    client_for,
-    redactor_for,
-    template_field_problems,
-)
-from backhaul.destinations.http.templates import (
-    ROW_VARIABLES,
-    liquid_problem,
-    row_variables,
-    template_environment,
-)
-from backhaul.destinations.slack_digest import (
-    DigestRow,
-    SlackLimits,
-    change_counts,
-    default_title,
-    lay_out,
-)
-from backhaul.errors import DestinationError, FailureType, first_line
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import RunFit
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http import RateLimiter
+from backhaul.destinations.http import RetryPolicy
+from backhaul.destinations.http.connector import Http2
+from backhaul.destinations.http.connector import client_for
+from backhaul.destinations.http.connector import redactor_for
+from backhaul.destinations.http.connector import template_field_problems
+from backhaul.destinations.http.templates import ROW_VARIABLES
+from backhaul.destinations.http.templates import liquid_problem
+from backhaul.destinations.http.templates import row_variables
+from backhaul.destinations.http.templates import template_environment
+from backhaul.destinations.slack_digest import DigestRow
+from backhaul.destinations.slack_digest import SlackLimits
+from backhaul.destinations.slack_digest import change_counts
+from backhaul.destinations.slack_digest import default_title
+from backhaul.destinations.slack_digest import lay_out
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
+from backhaul.errors import first_line
 
 MAX_BLOCKS = 50  # Slack's limit of blocks in one message
 DEFAULT_API = "https://slack.com/api"

@@ -9,10 +9,13 @@ both the text and the blocks still fit; the rows left out are counted in ``K``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
 
 MORE_RESERVE = 40  # room kept in the text for the "…and K more" line
 

@@ -17,28 +17,33 @@ import contextlib
 import datetime as dt
 import decimal
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any
+from typing import ClassVar
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
 from backhaul import pyvalues
-from backhaul.destinations.base import (
-    Batch,
-    BatchResults,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    FieldInfo,
-    Operation,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import BatchResults
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FieldInfo
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.files import not_a_file
 
 STAGE = "_bh_stage"

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.destinations.base import Capabilities, DestinationConfig
-from backhaul.destinations.sql_common import (
-    ALL_OPERATIONS,
-    SQLITE,
-    STAGE,
-    FileDatabaseConfig,
-    FileDatabaseDestination,
-    TableInfo,
-    python_rows,
-)
-from backhaul.errors import DestinationError, FailureType, first_line
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.sql_common import ALL_OPERATIONS
+from backhaul.destinations.sql_common import SQLITE
+from backhaul.destinations.sql_common import STAGE
+from backhaul.destinations.sql_common import FileDatabaseConfig
+from backhaul.destinations.sql_common import FileDatabaseDestination
+from backhaul.destinations.sql_common import TableInfo
+from backhaul.destinations.sql_common import python_rows
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
+from backhaul.errors import first_line
 
 
 class SQLiteConfig(FileDatabaseConfig):

@@ -12,43 +12,45 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 from liquid.exceptions import LiquidError
-from pydantic import Field, field_validator
+from pydantic import Field
+from pydantic import field_validator
 
-from backhaul.destinations.base import (
-    NO_REASON,
-    Batch,
-    BatchResults,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    Operation,
-    RecordResult,
-    RunFit,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http import RateLimit, RetryPolicy, dumps_json
-from backhaul.destinations.http.connector import (
-    Http2,
-    client_for,
-    redactor_for,
-    run_bounded,
-    template_field_problems,
-)
+from backhaul.destinations.base import NO_REASON
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import BatchResults
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import RunFit
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http import RetryPolicy
+from backhaul.destinations.http import dumps_json
+from backhaul.destinations.http.connector import Http2
+from backhaul.destinations.http.connector import client_for
+from backhaul.destinations.http.connector import redactor_for
+from backhaul.destinations.http.connector import run_bounded
+from backhaul.destinations.http.connector import template_field_problems
 from backhaul.destinations.http.ratelimit import default_concurrency
-from backhaul.destinations.http.templates import (
-    ROW_VARIABLES,
-    liquid_problem,
-    row_variables,
-    template_environment,
-)
-from backhaul.errors import DestinationError, FailureType, first_line
+from backhaul.destinations.http.templates import ROW_VARIABLES
+from backhaul.destinations.http.templates import liquid_problem
+from backhaul.destinations.http.templates import row_variables
+from backhaul.destinations.http.templates import template_environment
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
+from backhaul.errors import first_line
 from backhaul.floats import NonFiniteError
 
 SIGNATURE_HEADER = "X-Backhaul-Signature"

@@ -11,36 +11,39 @@ and then create, update or destroy only the ones that need it
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, model_validator
+from pydantic import Field
+from pydantic import model_validator
 
-from backhaul.destinations.base import (
-    Batch,
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    FieldInfo,
-    Operation,
-    RecordResult,
-    SyncProblem,
-    SyncShape,
-)
-from backhaul.destinations.http import HttpDestinationConfig, HttpResult, RateLimit
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FieldInfo
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.base import SyncShape
+from backhaul.destinations.http import HttpDestinationConfig
+from backhaul.destinations.http import HttpResult
+from backhaul.destinations.http import RateLimit
 from backhaul.destinations.http.connector import poll_job
-from backhaul.destinations.keyed import (
-    Answers,
-    Found,
-    Gone,
-    Identity,
-    KeyedDestination,
-    Rows,
-    Upsert,
-    keyed_capabilities,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.keyed import Answers
+from backhaul.destinations.keyed import Found
+from backhaul.destinations.keyed import Gone
+from backhaul.destinations.keyed import Identity
+from backhaul.destinations.keyed import KeyedDestination
+from backhaul.destinations.keyed import Rows
+from backhaul.destinations.keyed import Upsert
+from backhaul.destinations.keyed import keyed_capabilities
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 MAX_BATCH = 100
 ObjectName = Literal["users", "organizations", "tickets"]

@@ -9,26 +9,24 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backhaul.config.models import Mode, NonFinite, OnRemove
-from backhaul.destinations.base import (
-    NO_REASON,
-    Batch,
-    BatchResults,
-    Operation,
-    RecordResult,
-    RecordStatus,
-)
+from backhaul.config.models import Mode
+from backhaul.config.models import NonFinite
+from backhaul.config.models import OnRemove
+from backhaul.destinations.base import NO_REASON
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import BatchResults
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import RecordStatus
 from backhaul.engine.commits import Landed
 from backhaul.engine.finite import screen
 from backhaul.engine.mapping import Mapper
-from backhaul.summary import (
-    SKIP_INSERT,
-    SKIP_REMOVE,
-    Counts,
-    RowOp,
-    RowOutcome,
-    RowStatus,
-)
+from backhaul.summary import SKIP_INSERT
+from backhaul.summary import SKIP_REMOVE
+from backhaul.summary import Counts
+from backhaul.summary import RowOp
+from backhaul.summary import RowOutcome
+from backhaul.summary import RowStatus
 
 SMALL_TALLY = 5_000  # rows below which outcomes are counted in Python, not by Acero
 ROW_OPS = {

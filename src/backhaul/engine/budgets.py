@@ -15,8 +15,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from backhaul.config.models import OnRemove
-from backhaul.config.project import DestinationDef, Project
-from backhaul.destinations.http.budget import AccountBudget, BudgetStore, Quota, resets_text
+from backhaul.config.project import DestinationDef
+from backhaul.config.project import Project
+from backhaul.destinations.http.budget import AccountBudget
+from backhaul.destinations.http.budget import BudgetStore
+from backhaul.destinations.http.budget import Quota
+from backhaul.destinations.http.budget import resets_text
 from backhaul.summary import Counts
 
 

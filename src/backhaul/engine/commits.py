@@ -26,15 +26,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from backhaul.calls import HttpCall
-from backhaul.summary import Counts, RowStatus
+from backhaul.summary import Counts
+from backhaul.summary import RowStatus
 
 if TYPE_CHECKING:
     from backhaul.state.store import RunStore

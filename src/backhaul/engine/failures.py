@@ -17,10 +17,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from backhaul.config.project import ModelDef, Project
-from backhaul.errors import ModelError, SourceError, StateError, first_line
+from backhaul.config.project import ModelDef
+from backhaul.config.project import Project
+from backhaul.errors import ModelError
+from backhaul.errors import SourceError
+from backhaul.errors import StateError
+from backhaul.errors import first_line
 from backhaul.state import snapshots
-from backhaul.state.snapshots import Failure, failure
+from backhaul.state.snapshots import Failure
+from backhaul.state.snapshots import failure
 
 
 class Phase(StrEnum):

@@ -9,13 +9,22 @@ the warehouse has them (``sources.hook_sessions``). ``backhaul plan`` runs neith
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from typing import Any, Literal
+from dataclasses import dataclass
+from dataclasses import fields
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+from typing import Literal
 
-from backhaul.config.project import Positions, Project, SyncDef
-from backhaul.errors import ConfigError, HookError, SourceError, first_line
-from backhaul.summary import Counts, RunSummary
+from backhaul.config.project import Positions
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
+from backhaul.errors import ConfigError
+from backhaul.errors import HookError
+from backhaul.errors import SourceError
+from backhaul.errors import first_line
+from backhaul.summary import Counts
+from backhaul.summary import RunSummary
 
 Phase = Literal["pre", "post"]
 PHASES: tuple[Phase, ...] = ("pre", "post")
@@ -74,7 +83,9 @@ def skipped_hooks_note(project: Project, sync: SyncDef) -> list[str]:
 def hook_errors(project: Project, sync: SyncDef) -> list[ConfigError]:
     """Hooks whose Liquid does not parse, uses unknown filters or variables, or whose
     source cannot run them. Nothing is run."""
-    from backhaul.templates import check_template, liquid_environment, unknown_filters_text
+    from backhaul.templates import check_template
+    from backhaul.templates import liquid_environment
+    from backhaul.templates import unknown_filters_text
 
     env = liquid_environment()
     errors: list[ConfigError] = []
@@ -162,7 +173,8 @@ def run_hooks(project: Project, sync: SyncDef, phase: Phase, variables: dict[str
     if not hooks.statements:
         return 0
     from backhaul.config.secrets import resolve
-    from backhaul.sources.hook_sessions import StatementFailed, run_statements
+    from backhaul.sources.hook_sessions import StatementFailed
+    from backhaul.sources.hook_sessions import run_statements
     from backhaul.templates import liquid_environment
 
     model = project.models[sync.config.model]

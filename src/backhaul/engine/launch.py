@@ -16,16 +16,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from backhaul.config.checks import check_syncs
 from backhaul.config.project import Project
-from backhaul.engine.runner import new_run_id, run_sync
-from backhaul.errors import ApprovalRequired, BackhaulError, ConfigError, ConfigErrors
-from backhaul.observe.events import EventSink, RunFinished, RunStarted, ignore, tee
+from backhaul.engine.runner import new_run_id
+from backhaul.engine.runner import run_sync
+from backhaul.errors import ApprovalRequired
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import ConfigErrors
+from backhaul.observe.events import EventSink
+from backhaul.observe.events import RunFinished
+from backhaul.observe.events import RunStarted
+from backhaul.observe.events import ignore
+from backhaul.observe.events import tee
 from backhaul.observe.traces import trace_sink
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 if TYPE_CHECKING:
     from backhaul.state.store import RunStore

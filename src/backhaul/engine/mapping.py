@@ -17,26 +17,23 @@ import pyarrow as pa
 from liquid.exceptions import LiquidError
 
 from backhaul import pyvalues
-from backhaul.config.models import (
-    Cast,
-    ColumnMapping,
-    Mapping,
-    NonFinite,
-    StaticMapping,
-    SyncConfig,
-    TemplateMapping,
-)
-from backhaul.engine.finite import (
-    FinitePolicy,
-    float_reason_sql,
-    is_float_type,
-    is_temporal_type,
-    may_nest_floats,
-    nested_check_sql,
-    nested_reason,
-    temporal_case_sql,
-)
-from backhaul.errors import ConfigError, first_line
+from backhaul.config.models import Cast
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import Mapping
+from backhaul.config.models import NonFinite
+from backhaul.config.models import StaticMapping
+from backhaul.config.models import SyncConfig
+from backhaul.config.models import TemplateMapping
+from backhaul.engine.finite import FinitePolicy
+from backhaul.engine.finite import float_reason_sql
+from backhaul.engine.finite import is_float_type
+from backhaul.engine.finite import is_temporal_type
+from backhaul.engine.finite import may_nest_floats
+from backhaul.engine.finite import nested_check_sql
+from backhaul.engine.finite import nested_reason
+from backhaul.engine.finite import temporal_case_sql
+from backhaul.errors import ConfigError
+from backhaul.errors import first_line
 from backhaul.templates import liquid_environment
 
 CAST_TYPES = {

@@ -11,105 +11,103 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import UTC
+from datetime import datetime
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backhaul import approval, gitinfo
+from backhaul import approval
+from backhaul import gitinfo
 from backhaul.calls import CallRecorder
-from backhaul.config.models import Cast, OnRemove, TemplateMapping
-from backhaul.config.project import DestinationDef, Project, SyncDef
-from backhaul.destinations.base import (
-    Batch,
-    Destination,
-    DestinationContext,
-    FitsRun,
-    LoadsAtOnce,
-    LoadsInDuckDB,
-    RecordResult,
-)
+from backhaul.config.models import Cast
+from backhaul.config.models import OnRemove
+from backhaul.config.models import TemplateMapping
+from backhaul.config.project import DestinationDef
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Destination
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import FitsRun
+from backhaul.destinations.base import LoadsAtOnce
+from backhaul.destinations.base import LoadsInDuckDB
+from backhaul.destinations.base import RecordResult
 from backhaul.destinations.http.budget import BudgetStore
-from backhaul.duck import arrow_table, scalar
-from backhaul.engine.batches import (
-    partition_results,
-    rename_fields,
-    split_chunk,
-    tally,
-    tally_outcomes,
-)
-from backhaul.engine.budgets import (
-    budget_for,
-    budget_store,
-    estimated_calls,
-    opened,
-    quota_of,
-    quota_warning,
-)
+from backhaul.duck import arrow_table
+from backhaul.duck import scalar
+from backhaul.engine.batches import partition_results
+from backhaul.engine.batches import rename_fields
+from backhaul.engine.batches import split_chunk
+from backhaul.engine.batches import tally
+from backhaul.engine.batches import tally_outcomes
+from backhaul.engine.budgets import budget_for
+from backhaul.engine.budgets import budget_store
+from backhaul.engine.budgets import estimated_calls
+from backhaul.engine.budgets import opened
+from backhaul.engine.budgets import quota_of
+from backhaul.engine.budgets import quota_warning
 from backhaul.engine.commits import CommitGroup
 from backhaul.engine.failures import Phase
 from backhaul.engine.guards import check_guards
-from backhaul.engine.hooks import (
-    hook_list,
-    post_variables,
-    pre_variables,
-    run_hooks,
-    skipped_hooks_note,
-)
-from backhaul.engine.plan import (
-    SEQ,
-    FirstLoad,
-    Identity,
-    LocalBackend,
-    PlanBackend,
-    SyncPlan,
-    backend_for,
-    build_outbox,
-    compute,
-    first_load,
-    invalid_rows,
-    samples,
-)
-from backhaul.engine.settings import SyncSettings, resolve_settings
-from backhaul.engine.workspace import Workspace, open_workspace
-from backhaul.errors import (
-    BackhaulError,
-    ConfigError,
-    DestinationError,
-    FailureType,
-    GuardError,
-    HookError,
-    ModelError,
-    QuotaSpentError,
-    StateError,
-    first_line,
-)
-from backhaul.observe.events import (
-    BatchDone,
-    EventSink,
-    Notice,
-    PhaseStarted,
-    Planned,
-    RunFinished,
-    RunPhase,
-    RunStarted,
-    WaitKind,
-    ignore,
-)
-from backhaul.observe.waits import NoWaits, WaitObserver, WaitTracker
-from backhaul.summary import (
-    Counts,
-    RowOp,
-    RowOutcome,
-    RowStatus,
-    RunStatus,
-    RunSummary,
-    final_status,
-)
+from backhaul.engine.hooks import hook_list
+from backhaul.engine.hooks import post_variables
+from backhaul.engine.hooks import pre_variables
+from backhaul.engine.hooks import run_hooks
+from backhaul.engine.hooks import skipped_hooks_note
+from backhaul.engine.plan import SEQ
+from backhaul.engine.plan import FirstLoad
+from backhaul.engine.plan import Identity
+from backhaul.engine.plan import LocalBackend
+from backhaul.engine.plan import PlanBackend
+from backhaul.engine.plan import SyncPlan
+from backhaul.engine.plan import backend_for
+from backhaul.engine.plan import build_outbox
+from backhaul.engine.plan import compute
+from backhaul.engine.plan import first_load
+from backhaul.engine.plan import invalid_rows
+from backhaul.engine.plan import samples
+from backhaul.engine.settings import SyncSettings
+from backhaul.engine.settings import resolve_settings
+from backhaul.engine.workspace import Workspace
+from backhaul.engine.workspace import open_workspace
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
+from backhaul.errors import GuardError
+from backhaul.errors import HookError
+from backhaul.errors import ModelError
+from backhaul.errors import QuotaSpentError
+from backhaul.errors import StateError
+from backhaul.errors import first_line
+from backhaul.observe.events import BatchDone
+from backhaul.observe.events import EventSink
+from backhaul.observe.events import Notice
+from backhaul.observe.events import PhaseStarted
+from backhaul.observe.events import Planned
+from backhaul.observe.events import RunFinished
+from backhaul.observe.events import RunPhase
+from backhaul.observe.events import RunStarted
+from backhaul.observe.events import WaitKind
+from backhaul.observe.events import ignore
+from backhaul.observe.waits import NoWaits
+from backhaul.observe.waits import WaitObserver
+from backhaul.observe.waits import WaitTracker
+from backhaul.summary import Counts
+from backhaul.summary import RowOp
+from backhaul.summary import RowOutcome
+from backhaul.summary import RowStatus
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
+from backhaul.summary import final_status
 
 if TYPE_CHECKING:
     from backhaul.state.recorder import StoreRecorder

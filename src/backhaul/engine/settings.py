@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backhaul.config.models import Mode, OnRemove
-from backhaul.config.project import Project, SyncDef
-from backhaul.destinations.base import Capabilities, RunFit
-from backhaul.engine.finite import FinitePolicy, policy_for
+from backhaul.config.models import Mode
+from backhaul.config.models import OnRemove
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import RunFit
+from backhaul.engine.finite import FinitePolicy
+from backhaul.engine.finite import policy_for
 from backhaul.errors import ConfigError
 
 

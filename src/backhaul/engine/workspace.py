@@ -10,25 +10,30 @@ from typing import Any
 
 import duckdb
 
-from backhaul.config.models import ColumnMapping, SyncConfig
-from backhaul.config.project import ModelDef, Project, SyncDef
-from backhaul.engine.failures import (
-    Phase,
-    StreamWatch,
-    cause,
-    model_error,
-    state_error,
-    state_guard,
-)
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import SyncConfig
+from backhaul.config.project import ModelDef
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
+from backhaul.engine.failures import Phase
+from backhaul.engine.failures import StreamWatch
+from backhaul.engine.failures import cause
+from backhaul.engine.failures import model_error
+from backhaul.engine.failures import state_error
+from backhaul.engine.failures import state_guard
 from backhaul.engine.finite import FinitePolicy
-from backhaul.engine.mapping import Mapper, quote
-from backhaul.errors import BackhaulError, ConfigError, SourceError
+from backhaul.engine.mapping import Mapper
+from backhaul.engine.mapping import quote
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
 from backhaul.sources.base import Source
 
 # Re-exported: the planners and the web app nest model SQL with it too.
 from backhaul.sources.common import strip_sql as strip_sql
 from backhaul.state import snapshots
-from backhaul.state.snapshots import Failure, KeyLayout
+from backhaul.state.snapshots import Failure
+from backhaul.state.snapshots import KeyLayout
 
 # DuckDB's preserve_insertion_order while planning (see Workspace.keep_order).
 PLANNING_KEEPS_ORDER = False

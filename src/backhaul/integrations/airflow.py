@@ -21,16 +21,25 @@ rejected rows than ``max_rejected``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseHook
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger
+from airflow.triggers.base import TriggerEvent
 
-from backhaul.errors import BackhaulError, RemoteError
-from backhaul.integrations.common import SyncRunResult, failure, run_in_process
-from backhaul.integrations.remote import DEFAULT_POLL_S, AsyncRemoteClient, Connection, RemoteClient
+from backhaul.errors import BackhaulError
+from backhaul.errors import RemoteError
+from backhaul.integrations.common import SyncRunResult
+from backhaul.integrations.common import failure
+from backhaul.integrations.common import run_in_process
+from backhaul.integrations.remote import DEFAULT_POLL_S
+from backhaul.integrations.remote import AsyncRemoteClient
+from backhaul.integrations.remote import Connection
+from backhaul.integrations.remote import RemoteClient
 
 TRIGGER_PATH = "backhaul.integrations.airflow.BackhaulRunTrigger"
 

@@ -10,12 +10,14 @@ whatever the status. A ``succeeded`` run within the threshold passes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from backhaul.errors import SyncRunFailed
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.GUARDED, RunStatus.CANCELLED})
 COUNT_KEYS = ("added", "changed", "removed", "rejected", "succeeded", "invalid", "unchanged")

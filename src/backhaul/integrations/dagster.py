@@ -19,21 +19,23 @@ them by default; override :meth:`BackhaulTranslator.get_dbt_asset_key` if yours 
 
 # No `from __future__ import annotations`: Dagster reads the `context` annotation itself.
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from backhaul.config.project import ModelDef, Project, SyncDef
+from backhaul.config.project import ModelDef
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
 from backhaul.dbt.manifest import DbtNode
-from backhaul.errors import BackhaulError, ConfigError
-from backhaul.integrations.common import (
-    SyncRunResult,
-    failure,
-    run_in_process,
-)
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.integrations.common import SyncRunResult
+from backhaul.integrations.common import failure
+from backhaul.integrations.common import run_in_process
 
 RESOURCE_KEY = "backhaul"
 
@@ -140,7 +142,9 @@ class BackhaulResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 def sync_props(project: Project, sync: SyncDef) -> SyncProps:
     """The translator's view of ``sync`` (the dbt manifest is read when a model refers)."""
-    from backhaul.dbt.refs import RefResolver, model_nodes, model_refs
+    from backhaul.dbt.refs import RefResolver
+    from backhaul.dbt.refs import model_nodes
+    from backhaul.dbt.refs import model_refs
 
     model = project.models.get(sync.config.model)
     nodes: tuple[DbtNode, ...] = ()

@@ -21,12 +21,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
+from prefect import get_run_logger
+from prefect import task
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field
+from pydantic import SecretStr
 
-from backhaul.integrations.common import SyncRunResult, check
-from backhaul.integrations.remote import DEFAULT_POLL_S, Connection, RemoteClient
+from backhaul.integrations.common import SyncRunResult
+from backhaul.integrations.common import check
+from backhaul.integrations.remote import DEFAULT_POLL_S
+from backhaul.integrations.remote import Connection
+from backhaul.integrations.remote import RemoteClient
 
 
 class BackhaulConnection(Block):

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from backhaul.summary import Counts, RunSummary
+from backhaul.summary import Counts
+from backhaul.summary import RunSummary
 
 
 @dataclass(frozen=True)

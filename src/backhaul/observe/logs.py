@@ -13,17 +13,17 @@ import contextvars
 import json
 import logging
 import sys
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+from typing import Literal
 
-from backhaul.observe.events import (
-    Notice,
-    Planned,
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    Waiting,
-)
+from backhaul.observe.events import Notice
+from backhaul.observe.events import Planned
+from backhaul.observe.events import RunEvent
+from backhaul.observe.events import RunFinished
+from backhaul.observe.events import RunStarted
+from backhaul.observe.events import Waiting
 
 LogFormat = Literal["text", "json"]
 _RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(

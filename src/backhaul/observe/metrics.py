@@ -15,22 +15,27 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client import CollectorRegistry
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import case, false, func, select, text
+from sqlalchemy import case
+from sqlalchemy import false
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
 
 from backhaul.config.project import Project
 from backhaul.state.store import RunStore
-from backhaul.state.tables import http_calls, runs
+from backhaul.state.tables import http_calls
+from backhaul.state.tables import runs
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ROW_KINDS = ("queried", "added", "changed", "removed", "invalid", "succeeded", "rejected")

@@ -17,21 +17,22 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from dataclasses import field
+from typing import TYPE_CHECKING
+from typing import Any
 
 from backhaul.errors import ConfigError
-from backhaul.observe.events import (
-    EventSink,
-    Notice,
-    PhaseStarted,
-    RunEvent,
-    RunFinished,
-    RunPhase,
-    RunStarted,
-    Waiting,
-)
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.observe.events import EventSink
+from backhaul.observe.events import Notice
+from backhaul.observe.events import PhaseStarted
+from backhaul.observe.events import RunEvent
+from backhaul.observe.events import RunFinished
+from backhaul.observe.events import RunPhase
+from backhaul.observe.events import RunStarted
+from backhaul.observe.events import Waiting
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -81,7 +82,9 @@ class TraceSink:
             run.notices.append((now, event.message))
 
     def _export(self, summary: RunSummary, run: _Run, now: int) -> None:
-        from opentelemetry.trace import Status, StatusCode, set_span_in_context
+        from opentelemetry.trace import Status
+        from opentelemetry.trace import StatusCode
+        from opentelemetry.trace import set_span_in_context
 
         start = _ns(summary.started_at, now)
         end = _ns(summary.finished_at, now)

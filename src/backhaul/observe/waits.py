@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Protocol
 
-from backhaul.observe.events import EventSink, Waiting, WaitKind, ignore
+from backhaul.observe.events import EventSink
+from backhaul.observe.events import Waiting
+from backhaul.observe.events import WaitKind
+from backhaul.observe.events import ignore
 
 
 class WaitObserver(Protocol):

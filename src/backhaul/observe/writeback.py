@@ -8,7 +8,8 @@ duplicates them. Opt-in per sync (see :class:`WritebackConfig`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ import pyarrow as pa
 from backhaul.config.models import WritebackConfig
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
-from backhaul.state.warehouse_conn import DuckDBConn, PostgresConn, WarehouseConn, postgres_params
+from backhaul.state.warehouse_conn import DuckDBConn
+from backhaul.state.warehouse_conn import PostgresConn
+from backhaul.state.warehouse_conn import WarehouseConn
+from backhaul.state.warehouse_conn import postgres_params
 from backhaul.summary import RunSummary
 
 PAGE = 10_000

@@ -7,7 +7,10 @@ revision); ``render`` turns the result into text, a pull-request comment or JSON
 from __future__ import annotations
 
 from backhaul.errors import RevisionError
-from backhaul.review.changes import Change, PlanOutcome, Review, SyncReview
+from backhaul.review.changes import Change
+from backhaul.review.changes import PlanOutcome
+from backhaul.review.changes import Review
+from backhaul.review.changes import SyncReview
 from backhaul.review.diff import diff_config
 
 __all__ = ["Change", "PlanOutcome", "Review", "RevisionError", "SyncReview", "diff_config"]

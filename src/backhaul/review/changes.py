@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from dataclasses import field
 from fnmatch import fnmatchcase
 from typing import Any
 
 from pydantic import BaseModel
 
-from backhaul.config.models import ColumnMapping, Mapping, StaticMapping, SyncConfig
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import Mapping
+from backhaul.config.models import StaticMapping
+from backhaul.config.models import SyncConfig
 from backhaul.config.project import Project
 from backhaul.config.schedule import ScheduleConfig
-from backhaul.observe.redact import MASK, SENSITIVE_HEADERS
+from backhaul.observe.redact import MASK
+from backhaul.observe.redact import SENSITIVE_HEADERS
 from backhaul.review.rules import say
 
 # Keys shown as one value rather than key by key (a rate, one alert rule's settings).

@@ -13,9 +13,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError, ConfigError, ConfigErrors
-from backhaul.review.changes import PlanOutcome, Review, SyncReview, compare
-from backhaul.review.revisions import Repository, repository, unpacked
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import ConfigErrors
+from backhaul.review.changes import PlanOutcome
+from backhaul.review.changes import Review
+from backhaul.review.changes import SyncReview
+from backhaul.review.changes import compare
+from backhaul.review.revisions import Repository
+from backhaul.review.revisions import repository
+from backhaul.review.revisions import unpacked
 
 WORKING_TREE = "working tree"
 

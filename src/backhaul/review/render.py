@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from backhaul.review.changes import Change, PlanOutcome, Review, SyncReview
+from backhaul.review.changes import Change
+from backhaul.review.changes import PlanOutcome
+from backhaul.review.changes import Review
+from backhaul.review.changes import SyncReview
 
 JSON_VERSION = 1
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from graphlib import CycleError, TopologicalSorter
+from graphlib import CycleError
+from graphlib import TopologicalSorter
 
 from backhaul.config.project import Project
 

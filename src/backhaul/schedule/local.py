@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError, StateLocked
-from backhaul.observe.events import EventSink, ignore
+from backhaul.errors import BackhaulError
+from backhaul.errors import StateLocked
+from backhaul.observe.events import EventSink
+from backhaul.observe.events import ignore
 from backhaul.state.store import RunStore
 from backhaul.summary import RunSummary
 

@@ -17,9 +17,11 @@ procrastinate keeps its tables (``procrastinate_*``) in the same database as the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url

@@ -22,14 +22,22 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
+from typing import Protocol
 
-from backhaul.config.project import Project, SyncDef
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
 from backhaul.errors import BackhaulError
-from backhaul.schedule.state import ScheduleState, ScheduleStore
-from backhaul.schedule.timetable import Timetable, expected_slot, latest_deliveries, latest_starts
+from backhaul.schedule.state import ScheduleState
+from backhaul.schedule.state import ScheduleStore
+from backhaul.schedule.timetable import Timetable
+from backhaul.schedule.timetable import expected_slot
+from backhaul.schedule.timetable import latest_deliveries
+from backhaul.schedule.timetable import latest_starts
 from backhaul.state.store import RunStore
 
 if TYPE_CHECKING:
@@ -173,7 +181,9 @@ class Scheduler:
         return True
 
     def _dbt_slot(self, sync: SyncDef, state: ScheduleState) -> tuple[datetime | None, str]:
-        from backhaul.dbt.run_results import choose_syncs, default_path, load_run_results
+        from backhaul.dbt.run_results import choose_syncs
+        from backhaul.dbt.run_results import default_path
+        from backhaul.dbt.run_results import load_run_results
 
         try:
             path = default_path(self.project)

@@ -13,13 +13,18 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
-from sqlalchemy import false, func, select
+from sqlalchemy import false
+from sqlalchemy import func
+from sqlalchemy import select
 
 from backhaul.config.project import Project
 from backhaul.config.schedule import ScheduleConfig
-from backhaul.schedule.state import ScheduleState, ScheduleStore
+from backhaul.schedule.state import ScheduleState
+from backhaul.schedule.state import ScheduleStore
 from backhaul.state.store import RunStore
 from backhaul.state.tables import runs
 from backhaul.summary import RunStatus

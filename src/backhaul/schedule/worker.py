@@ -21,16 +21,15 @@ from typing import Any
 
 from backhaul.config.project import Project
 from backhaul.errors import StateLocked
-from backhaul.observe.events import EventSink, ignore
+from backhaul.observe.events import EventSink
+from backhaul.observe.events import ignore
 from backhaul.schedule.local import run_one
-from backhaul.schedule.queue import (
-    QUEUE,
-    Interrupted,
-    QueueLauncher,
-    build_app,
-    ensure_schema,
-    recover_stalled,
-)
+from backhaul.schedule.queue import QUEUE
+from backhaul.schedule.queue import Interrupted
+from backhaul.schedule.queue import QueueLauncher
+from backhaul.schedule.queue import build_app
+from backhaul.schedule.queue import ensure_schema
+from backhaul.schedule.queue import recover_stalled
 from backhaul.state.store import RunStore
 from backhaul.summary import RunStatus
 

@@ -8,12 +8,18 @@ which is free.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.sources.common import DbApiSource, SourceConfig, limit_zero, strip_sql, tables_reader
+from backhaul.sources.common import DbApiSource
+from backhaul.sources.common import SourceConfig
+from backhaul.sources.common import limit_zero
+from backhaul.sources.common import strip_sql
+from backhaul.sources.common import tables_reader
 
 
 class BigQuerySourceConfig(SourceConfig):

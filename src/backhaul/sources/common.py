@@ -10,16 +10,28 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any
+from typing import ClassVar
+from typing import Generic
+from typing import Self
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import model_validator
 
-from backhaul.errors import BackhaulError, ConfigError, SourceError
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
 
 
 class SourceConfig(BaseModel):

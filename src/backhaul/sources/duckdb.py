@@ -11,7 +11,8 @@ import pyarrow as pa
 from backhaul.config.models import DuckDBSourceConfig
 from backhaul.duck import arrow_reader
 from backhaul.errors import SourceError
-from backhaul.files import MISSING, problem
+from backhaul.files import MISSING
+from backhaul.files import problem
 from backhaul.sources.common import strip_sql
 
 

@@ -12,11 +12,14 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 import duckdb
 
-from backhaul.errors import BackhaulError, ConfigError, SourceError
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
 from backhaul.sources.common import one_line
 
 # Where one transaction holds a whole hook list; every other warehouse runs statement by
@@ -122,7 +125,8 @@ def _postgres(config: Any, statements: Sequence[str], secrets: Sequence[str]) ->
 
 
 def _mysql(config: Any, statements: Sequence[str], secrets: Sequence[str]) -> None:
-    from backhaul.sources.mysql import _params, import_pymysql
+    from backhaul.sources.mysql import _params
+    from backhaul.sources.mysql import import_pymysql
 
     pymysql = import_pymysql()
     params = _params(config)

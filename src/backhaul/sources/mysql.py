@@ -11,22 +11,24 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from typing import ClassVar
+from typing import Literal
+from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.errors import ConfigError, SourceError
-from backhaul.sources.common import (
-    ServerSourceConfig,
-    StreamedSource,
-    dbapi_reader,
-    import_driver,
-    limit_zero,
-    one_line,
-    strip_sql,
-)
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
+from backhaul.sources.common import ServerSourceConfig
+from backhaul.sources.common import StreamedSource
+from backhaul.sources.common import dbapi_reader
+from backhaul.sources.common import import_driver
+from backhaul.sources.common import limit_zero
+from backhaul.sources.common import one_line
+from backhaul.sources.common import strip_sql
 
 
 class MySQLSourceConfig(ServerSourceConfig):

@@ -9,9 +9,12 @@ sent as JSON and bytea as hex, then turned into Arrow lists and binaries per bat
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import psycopg
 import pyarrow as pa
@@ -20,13 +23,11 @@ from psycopg import sql
 from pydantic import Field
 
 from backhaul.errors import SourceError
-from backhaul.sources.common import (
-    ServerSourceConfig,
-    StreamedSource,
-    limit_zero,
-    one_line,
-    strip_sql,
-)
+from backhaul.sources.common import ServerSourceConfig
+from backhaul.sources.common import StreamedSource
+from backhaul.sources.common import limit_zero
+from backhaul.sources.common import one_line
+from backhaul.sources.common import strip_sql
 from backhaul.state.warehouse_conn import postgres_params
 
 

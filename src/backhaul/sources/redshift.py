@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.sources.common import DbApiSource, SourceConfig, dbapi_reader, strip_sql
+from backhaul.sources.common import DbApiSource
+from backhaul.sources.common import SourceConfig
+from backhaul.sources.common import dbapi_reader
+from backhaul.sources.common import strip_sql
 
 
 class RedshiftSourceConfig(SourceConfig):

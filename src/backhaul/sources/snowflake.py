@@ -7,12 +7,16 @@ The driver (``snowflake-connector-python``) is imported on first use; install it
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from backhaul.sources.common import DbApiSource, SourceConfig, tables_reader
+from backhaul.sources.common import DbApiSource
+from backhaul.sources.common import SourceConfig
+from backhaul.sources.common import tables_reader
 
 
 class SnowflakeSourceConfig(SourceConfig):

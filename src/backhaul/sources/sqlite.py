@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
+from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
 from backhaul.errors import SourceError
-from backhaul.files import MISSING, problem
-from backhaul.sources.common import (
-    SourceConfig,
-    StreamedSource,
-    dbapi_reader,
-    limit_zero,
-    one_line,
-    strip_sql,
-)
+from backhaul.files import MISSING
+from backhaul.files import problem
+from backhaul.sources.common import SourceConfig
+from backhaul.sources.common import StreamedSource
+from backhaul.sources.common import dbapi_reader
+from backhaul.sources.common import limit_zero
+from backhaul.sources.common import one_line
+from backhaul.sources.common import strip_sql
 
 
 class SQLiteSourceConfig(SourceConfig):

@@ -15,17 +15,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, or_, select, update
+from sqlalchemy import Connection
+from sqlalchemy import Row
+from sqlalchemy import delete
+from sqlalchemy import insert
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from backhaul.state.store import RunStore
-from backhaul.state.tables import (
-    api_tokens,
-    audit_log,
-    sign_in_failures,
-    users,
-    web_sessions,
-)
+from backhaul.state.tables import api_tokens
+from backhaul.state.tables import audit_log
+from backhaul.state.tables import sign_in_failures
+from backhaul.state.tables import users
+from backhaul.state.tables import web_sessions
 
 
 @dataclass(frozen=True, slots=True)

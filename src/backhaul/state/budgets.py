@@ -9,16 +9,27 @@ watched and rewritten in ``MULTI``/``EXEC``, retried when another process change
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
+from abc import abstractmethod
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import UTC
+from datetime import datetime
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import TypeVar
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from backhaul.destinations.http import budget as rules
-from backhaul.destinations.http.budget import BudgetState, Decision, Quota, Window
+from backhaul.destinations.http.budget import BudgetState
+from backhaul.destinations.http.budget import Decision
+from backhaul.destinations.http.budget import Quota
+from backhaul.destinations.http.budget import Window
 from backhaul.state.tables import rate_budgets
 
 if TYPE_CHECKING:

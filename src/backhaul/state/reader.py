@@ -11,25 +11,48 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
-from sqlalchemy import Engine, Row, Select, create_engine, event, func, select
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy import Engine
+from sqlalchemy import Row
+from sqlalchemy import Select
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import StaticPool
 
 from backhaul.calls import HttpCall
 from backhaul.closing import ClosesOnExit
-from backhaul.errors import RowLogError, StoreError
+from backhaul.errors import RowLogError
+from backhaul.errors import StoreError
 from backhaul.state.rowlog import COLUMNS as LOG_COLUMNS
-from backhaul.state.rowlog import LOGGED, RowLogs
-from backhaul.state.tables import COUNT_COLUMNS, OUTCOME_COLUMNS, http_calls, run_rows, runs
-from backhaul.summary import Counts, RowOp, RowOutcome, RowStatus, RunStatus
+from backhaul.state.rowlog import LOGGED
+from backhaul.state.rowlog import RowLogs
+from backhaul.state.tables import COUNT_COLUMNS
+from backhaul.state.tables import OUTCOME_COLUMNS
+from backhaul.state.tables import http_calls
+from backhaul.state.tables import run_rows
+from backhaul.state.tables import runs
+from backhaul.summary import Counts
+from backhaul.summary import RowOp
+from backhaul.summary import RowOutcome
+from backhaul.summary import RowStatus
+from backhaul.summary import RunStatus
 
 MIN_PREFIX = 6
 BEGIN_OPTION = "backhaul_begin"  # execution option: which BEGIN statement SQLite should use

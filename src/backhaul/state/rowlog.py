@@ -31,15 +31,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backhaul.errors import RowLogError, first_line
-from backhaul.files import MISSING, NotReadable, open_regular, problem
+from backhaul.errors import RowLogError
+from backhaul.errors import first_line
+from backhaul.files import MISSING
+from backhaul.files import NotReadable
+from backhaul.files import open_regular
+from backhaul.files import problem
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,9 @@ import duckdb
 import pyarrow as pa
 
 from backhaul.duck import scalar
-from backhaul.errors import BackhaulError, StateError, StateLocked
+from backhaul.errors import BackhaulError
+from backhaul.errors import StateError
+from backhaul.errors import StateLocked
 from backhaul.files import problem
 
 FINGERPRINT_VERSION = "1"

@@ -15,44 +15,53 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import (
-    Column,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    insert,
-    inspect,
-    select,
-    update,
-)
+from sqlalchemy import Column
+from sqlalchemy import MetaData
+from sqlalchemy import PrimaryKeyConstraint
+from sqlalchemy import String
+from sqlalchemy import Table
+from sqlalchemy import insert
+from sqlalchemy import inspect
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError
 
 from backhaul.calls import HttpCall
 from backhaul.errors import StoreError
 from backhaul.files import not_a_file
-from backhaul.state.reader import (
-    BEGIN_OPTION,
-    MIN_PREFIX,
-    RunReader,
-    RunRecord,
-    call_from_row,
-    is_memory,
-    normalise_url,
-    record_from_row,
-)
-from backhaul.state.rowlog import LOGGED, RowLogs, split_outcomes
+from backhaul.state.reader import BEGIN_OPTION
+from backhaul.state.reader import MIN_PREFIX
+from backhaul.state.reader import RunReader
+from backhaul.state.reader import RunRecord
+from backhaul.state.reader import call_from_row
+from backhaul.state.reader import is_memory
+from backhaul.state.reader import normalise_url
+from backhaul.state.reader import record_from_row
+from backhaul.state.rowlog import LOGGED
 from backhaul.state.rowlog import SCHEMA as LOG_SCHEMA
-from backhaul.state.tables import VERSION_TABLE, http_calls, metadata, run_rows, runs
-from backhaul.summary import Counts, RowOp, RowOutcome, RunStatus, RunSummary
+from backhaul.state.rowlog import RowLogs
+from backhaul.state.rowlog import split_outcomes
+from backhaul.state.tables import VERSION_TABLE
+from backhaul.state.tables import http_calls
+from backhaul.state.tables import metadata
+from backhaul.state.tables import run_rows
+from backhaul.state.tables import runs
+from backhaul.summary import Counts
+from backhaul.summary import RowOp
+from backhaul.summary import RowOutcome
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"

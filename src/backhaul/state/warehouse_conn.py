@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
 
 from backhaul.duck import arrow_table
-from backhaul.errors import ConfigError, SourceError, SourceFailure
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceError
+from backhaul.errors import SourceFailure
 
 
 class WarehouseConn(Protocol):

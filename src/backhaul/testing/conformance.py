@@ -25,11 +25,15 @@ import os
 import re
 import unittest
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 import duckdb
 from ruamel.yaml import YAML
@@ -37,8 +41,10 @@ from ruamel.yaml import YAML
 from backhaul import api
 from backhaul.destinations.base import Operation
 from backhaul.plugins import Registry
-from backhaul.summary import RunStatus, RunSummary
-from backhaul.testing.emulators.base import Call, Faults
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
+from backhaul.testing.emulators.base import Call
+from backhaul.testing.emulators.base import Faults
 from backhaul.testing.receiver import field_at
 
 ROWS = 20

@@ -22,8 +22,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
 from backhaul.testing.emulators._http import strict_json
 from backhaul.testing.emulators.base import Emulator

@@ -20,8 +20,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Self
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Self
 
 from ruamel.yaml import YAML
 
@@ -29,7 +31,8 @@ from backhaul.config.yamledit import dump_text
 from backhaul.errors import SandboxError
 from backhaul.plugins import Registry
 from backhaul.testing import emulators
-from backhaul.testing.emulators.base import Emulator, EmulatorServer
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import EmulatorServer
 from backhaul.testing.server import StartStop
 
 NOT_EMULATORS = frozenset({"base"})

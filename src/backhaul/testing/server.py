@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from abc import ABC, abstractmethod
-from typing import Any, Self
+from abc import ABC
+from abc import abstractmethod
+from typing import Any
+from typing import Self
 
 import uvicorn
 from starlette.requests import Request

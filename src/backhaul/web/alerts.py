@@ -10,20 +10,36 @@ from datetime import datetime
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter
+from fastapi import Depends
+from fastapi import Form
+from fastapi import HTTPException
+from fastapi import Query
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.responses import RedirectResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from backhaul.alerts.channels import Delivery
 from backhaul.alerts.config import load_channels
 from backhaul.alerts.status import alert_status
-from backhaul.alerts.store import ALL_RULES, AlertEvent, AlertStore
+from backhaul.alerts.store import ALL_RULES
+from backhaul.alerts.store import AlertEvent
+from backhaul.alerts.store import AlertStore
 from backhaul.config.alerts import RULE_NAMES
 from backhaul.config.project import Project
 from backhaul.state.store import RunStore
-from backhaul.web.api.base import ERRORS, json_router
-from backhaul.web.auth import Operator, Role, User, Viewer
-from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, templates
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import json_router
+from backhaul.web.auth import Operator
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
+from backhaul.web.auth import Viewer
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import StoreDep
+from backhaul.web.deps import UsersDep
+from backhaul.web.deps import templates
 from backhaul.web.users import UserStore
 
 HISTORY_SHOWN = 50
@@ -94,7 +110,8 @@ def _send_test(
 ) -> Delivery:
     """A test notification to channel ``name`` on behalf of ``user``, audited: the CLI's
     `alerts test` (one function for both); 404 for a channel no file defines."""
-    from backhaul.alerts.engine import UnknownChannel, send_test
+    from backhaul.alerts.engine import UnknownChannel
+    from backhaul.alerts.engine import send_test
 
     try:
         delivery = send_test(project, store, name, sent_by=f"{user.username} in the web app")

@@ -7,25 +7,33 @@ import os
 import secrets
 import threading
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import ExitStack
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter
+from fastapi import FastAPI
+from fastapi import Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
+from starlette.types import Receive
+from starlette.types import Scope
+from starlette.types import Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from backhaul.alerts import AlertSink
 from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
-from backhaul.errors import ConfigError, StateError
-from backhaul.files import NotReadable, read_text_if_any
+from backhaul.errors import ConfigError
+from backhaul.errors import StateError
+from backhaul.files import NotReadable
+from backhaul.files import read_text_if_any
 from backhaul.observe.events import tee
 from backhaul.observe.logs import LogSink
 from backhaul.observe.metrics import registry_for
@@ -36,9 +44,13 @@ from backhaul.web import security
 from backhaul.web.auth import LoginLimiter
 from backhaul.web.auth import router as auth_router
 from backhaul.web.cache import AnswerCache
-from backhaul.web.reload import ProjectWatcher, reload_if_changed
+from backhaul.web.reload import ProjectWatcher
+from backhaul.web.reload import reload_if_changed
 from backhaul.web.runs import RunManager
-from backhaul.web.sessions import Clock, SessionLifetimes, SessionStore, utc_now
+from backhaul.web.sessions import Clock
+from backhaul.web.sessions import SessionLifetimes
+from backhaul.web.sessions import SessionStore
+from backhaul.web.sessions import utc_now
 from backhaul.web.users import UserStore
 
 STATIC_DIR = Path(__file__).parent / "static"

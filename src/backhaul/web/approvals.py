@@ -16,23 +16,46 @@ goes when approval is on (``approval: {required: true}``, see docs/git.md).
 from __future__ import annotations
 
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter
+from fastapi import Depends
+from fastapi import Form
+from fastapi import HTTPException
+from fastapi import Query
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.responses import RedirectResponse
+from fastapi.responses import Response
+from pydantic import BaseModel
+from pydantic import Field
 
-from backhaul import approval, drafts
+from backhaul import approval
+from backhaul import drafts
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError, SaveConflict
-from backhaul.gitsave import Author, SaveResult, save_files
+from backhaul.errors import BackhaulError
+from backhaul.errors import SaveConflict
+from backhaul.gitsave import Author
+from backhaul.gitsave import SaveResult
+from backhaul.gitsave import save_files
 from backhaul.state.store import RunStore
-from backhaul.web.api.base import ERRORS, json_router
-from backhaul.web.auth import Admin, Editor, Role, User
-from backhaul.web.deps import ProjectDep, StoreDep, UsersDep, get_store, templates
-from backhaul.web.opening import draft_branch, pending_note
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import json_router
+from backhaul.web.auth import Admin
+from backhaul.web.auth import Editor
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import StoreDep
+from backhaul.web.deps import UsersDep
+from backhaul.web.deps import get_store
+from backhaul.web.deps import templates
+from backhaul.web.opening import draft_branch
+from backhaul.web.opening import pending_note
 
 api_router = json_router("/api/v1/approvals", tag="approvals")
 page_router = APIRouter(include_in_schema=False)

@@ -15,30 +15,55 @@ priority list) as that draft holds it (:mod:`backhaul.web.opening`).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from dataclasses import asdict
+from dataclasses import dataclass
+from typing import Annotated
+from typing import Any
 
-from fastapi import Query, Request
+from fastapi import Query
+from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
+from pydantic import Field
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.cases import run_case
-from backhaul.audiences.conditions import Condition, GroupCondition, SqlCondition, walk
-from backhaul.audiences.editing import audience_text, edited_config, file_data
-from backhaul.audiences.explore import Explorer, describe, open_explorer
+from backhaul.audiences.conditions import Condition
+from backhaul.audiences.conditions import GroupCondition
+from backhaul.audiences.conditions import SqlCondition
+from backhaul.audiences.conditions import walk
+from backhaul.audiences.editing import audience_text
+from backhaul.audiences.editing import edited_config
+from backhaul.audiences.editing import file_data
+from backhaul.audiences.explore import Explorer
+from backhaul.audiences.explore import describe
+from backhaul.audiences.explore import open_explorer
 from backhaul.audiences.priority import priority_list_text
 from backhaul.audiences.typecheck import check_audience
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError, ConfigError, InvalidContent, SaveConflict, SaveError
-from backhaul.gitsave import Problem, text_hash
-from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import InvalidContent
+from backhaul.errors import SaveConflict
+from backhaul.errors import SaveError
+from backhaul.gitsave import Problem
+from backhaul.gitsave import text_hash
+from backhaul.web.api.base import SafeJSONResponse
+from backhaul.web.api.base import json_router
+from backhaul.web.api.base import jsonable
 from backhaul.web.approvals import save_project_file
-from backhaul.web.auth import Editor, Role, User, Viewer
+from backhaul.web.auth import Editor
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
+from backhaul.web.auth import Viewer
 from backhaul.web.charts import breakdown_svg
-from backhaul.web.deps import ProjectDep, UsersDep, get_store
-from backhaul.web.opening import Opened, opened, read_file
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import UsersDep
+from backhaul.web.deps import get_store
+from backhaul.web.opening import Opened
+from backhaul.web.opening import opened
+from backhaul.web.opening import read_file
 from backhaul.web.users import UserStore
 
 router = json_router("/api/v1")

@@ -9,24 +9,38 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter
+from fastapi import Query
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.responses import Response
 
 from backhaul.audiences.audience import AudienceConfig
 from backhaul.audiences.catalog import Table
-from backhaul.audiences.conditions import OPS_BY_TYPE, TIME_OPS, Op
+from backhaul.audiences.conditions import OPS_BY_TYPE
+from backhaul.audiences.conditions import TIME_OPS
+from backhaul.audiences.conditions import Op
 from backhaul.audiences.defs import AudienceSchemaDef
-from backhaul.audiences.editing import editor_view, file_data
+from backhaul.audiences.editing import editor_view
+from backhaul.audiences.editing import file_data
 from backhaul.audiences.schema import ColumnSpec
 from backhaul.config.loader import validate
 from backhaul.config.models import NAME_PATTERN
-from backhaul.config.project import Positions, Project
-from backhaul.gitsave import Repo, text_hash
-from backhaul.web.audience_api import audience_path, opened_for
-from backhaul.web.auth import Role, User, Viewer, csrf_token
-from backhaul.web.deps import ProjectDep, templates
+from backhaul.config.project import Positions
+from backhaul.config.project import Project
+from backhaul.gitsave import Repo
+from backhaul.gitsave import text_hash
+from backhaul.web.audience_api import audience_path
+from backhaul.web.audience_api import opened_for
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
+from backhaul.web.auth import Viewer
+from backhaul.web.auth import csrf_token
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import templates
 from backhaul.web.opening import Opened
 from backhaul.web.pages import not_found
 

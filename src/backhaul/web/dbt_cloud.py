@@ -11,18 +11,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from backhaul.config.models import DbtCloudConfig
 from backhaul.config.project import Project
 from backhaul.config.secrets import resolve
-from backhaul.dbt.cloud import DbtCloudClient, parse_event, verify
+from backhaul.dbt.cloud import DbtCloudClient
+from backhaul.dbt.cloud import parse_event
+from backhaul.dbt.cloud import verify
 from backhaul.dbt.run_results import choose_syncs
-from backhaul.errors import BadEvent, CloudApiError, ConfigError
-from backhaul.web.auth import Role, User
-from backhaul.web.deps import get_project, get_runs
+from backhaul.errors import BadEvent
+from backhaul.errors import CloudApiError
+from backhaul.errors import ConfigError
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
+from backhaul.web.deps import get_project
+from backhaul.web.deps import get_runs
 
 router = APIRouter(prefix="/api/v1", include_in_schema=False)
 

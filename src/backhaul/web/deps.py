@@ -12,7 +12,8 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import Environment
+from jinja2 import FileSystemLoader
 
 from backhaul.config.project import Project
 from backhaul.state.reader import RunReader

@@ -16,17 +16,24 @@ from __future__ import annotations
 import enum
 import re
 import types
-from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Literal
+from typing import Union
+from typing import get_args
+from typing import get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo as PydanticField
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from backhaul.config.models import ModelConfig, SyncConfig
+from backhaul.config.models import ModelConfig
+from backhaul.config.models import SyncConfig
 from backhaul.config.project import Project
-from backhaul.config.yamledit import dump_text, plain
+from backhaul.config.yamledit import dump_text
+from backhaul.config.yamledit import plain
 from backhaul.gitsave import Problem
 
 KINDS = {

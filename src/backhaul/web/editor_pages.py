@@ -15,18 +15,32 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter
+from fastapi import Query
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.responses import Response
 
 from backhaul.config.models import NAME_PATTERN
 from backhaul.config.project import Project
-from backhaul.drafts import Change, FileChange
-from backhaul.gitsave import Repo, text_hash
-from backhaul.web.api.editing import editor_state, file_of, opened_item, sql_file_of
-from backhaul.web.auth import Editor, User, csrf_token
-from backhaul.web.deps import ProjectDep, StoreDep, templates
-from backhaul.web.editor_forms import KINDS, defs_of
-from backhaul.web.opening import Opened, drafted_files
+from backhaul.drafts import Change
+from backhaul.drafts import FileChange
+from backhaul.gitsave import Repo
+from backhaul.gitsave import text_hash
+from backhaul.web.api.editing import editor_state
+from backhaul.web.api.editing import file_of
+from backhaul.web.api.editing import opened_item
+from backhaul.web.api.editing import sql_file_of
+from backhaul.web.auth import Editor
+from backhaul.web.auth import User
+from backhaul.web.auth import csrf_token
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import StoreDep
+from backhaul.web.deps import templates
+from backhaul.web.editor_forms import KINDS
+from backhaul.web.editor_forms import defs_of
+from backhaul.web.opening import Opened
+from backhaul.web.opening import drafted_files
 from backhaul.web.pages import not_found
 
 router = APIRouter(include_in_schema=False)

@@ -6,12 +6,16 @@ its scrape config). See docs/metrics.md.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
+from fastapi import Depends
+from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from backhaul.observe.metrics import CONTENT_TYPE, exposition
-from backhaul.web.auth import Role, require
+from backhaul.observe.metrics import CONTENT_TYPE
+from backhaul.observe.metrics import exposition
+from backhaul.web.auth import Role
+from backhaul.web.auth import require
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require(Role.VIEWER))])
 

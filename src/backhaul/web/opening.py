@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from backhaul import approval, drafts
+from backhaul import approval
+from backhaul import drafts
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
-from backhaul.files import NotReadable, read_text
+from backhaul.files import NotReadable
+from backhaul.files import read_text
 from backhaul.gitsave import Repo
 from backhaul.state.store import RunStore
-from backhaul.web.auth import Role, User
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
 
 
 def read_file(project: Project, rel: str) -> str | None:

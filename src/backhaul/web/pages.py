@@ -11,33 +11,62 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
+from typing import Any
+from typing import TypeVar
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter
+from fastapi import Form
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import Query
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.responses import RedirectResponse
+from fastapi.responses import Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from backhaul import pyvalues
 from backhaul.calls import HttpCall
-from backhaul.config.project import Project, SyncDef
-from backhaul.engine.workspace import open_source, strip_sql
-from backhaul.errors import BackhaulError, RunConflict, StoreError
-from backhaul.files import NotReadable, read_text
-from backhaul.gitinfo import commit_text, file_at, file_history
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
+from backhaul.engine.workspace import open_source
+from backhaul.engine.workspace import strip_sql
+from backhaul.errors import BackhaulError
+from backhaul.errors import RunConflict
+from backhaul.errors import StoreError
+from backhaul.files import NotReadable
+from backhaul.files import read_text
+from backhaul.gitinfo import commit_text
+from backhaul.gitinfo import file_at
+from backhaul.gitinfo import file_history
 from backhaul.schedule.timetable import Timetable
 from backhaul.state import snapshots
-from backhaul.state.reader import RunReader, RunRecord, store_if_log_unreadable
-from backhaul.summary import Counts, RowOp, RowStatus, RunStatus
+from backhaul.state.reader import RunReader
+from backhaul.state.reader import RunRecord
+from backhaul.state.reader import store_if_log_unreadable
+from backhaul.summary import Counts
+from backhaul.summary import RowOp
+from backhaul.summary import RowStatus
+from backhaul.summary import RunStatus
 from backhaul.web.api.models import masked
-from backhaul.web.auth import Operator, Role, User, Viewer
+from backhaul.web.auth import Operator
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
+from backhaul.web.auth import Viewer
 from backhaul.web.cache import SharedMemo
-from backhaul.web.charts import ChartRun, run_history_svg
-from backhaul.web.deps import CacheDep, ProjectDep, ReaderDep, get_runs, templates
+from backhaul.web.charts import ChartRun
+from backhaul.web.charts import run_history_svg
+from backhaul.web.deps import CacheDep
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import ReaderDep
+from backhaul.web.deps import get_runs
+from backhaul.web.deps import templates
 from backhaul.web.runs import latest_runs
 
 router = APIRouter(include_in_schema=False)

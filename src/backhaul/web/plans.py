@@ -7,20 +7,31 @@ A plan reads the model from the warehouse, so it takes the operator role, as a r
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter
+from fastapi import Form
+from fastapi import HTTPException
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.responses import Response
+from pydantic import BaseModel
+from pydantic import Field
 
 from backhaul import api
 from backhaul.config.project import Project
-from backhaul.errors import BackhaulError, ConfigErrors
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigErrors
 from backhaul.pyvalues import shown
 from backhaul.summary import RunSummary
-from backhaul.web.api.base import ERRORS, json_router, jsonable
-from backhaul.web.auth import Operator, Role
-from backhaul.web.deps import ProjectDep, templates
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import json_router
+from backhaul.web.api.base import jsonable
+from backhaul.web.auth import Operator
+from backhaul.web.auth import Role
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import templates
 from backhaul.web.pages import not_found
 
 api_router = json_router("/api/v1/syncs", Role.OPERATOR, tag="syncs")

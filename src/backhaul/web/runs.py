@@ -10,27 +10,27 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from backhaul.config.project import Project
 from backhaul.errors import RunConflict
-from backhaul.observe.events import (
-    BatchDone,
-    EventSink,
-    Notice,
-    PhaseStarted,
-    Planned,
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    Waiting,
-    ignore,
-    tee,
-)
+from backhaul.observe.events import BatchDone
+from backhaul.observe.events import EventSink
+from backhaul.observe.events import Notice
+from backhaul.observe.events import PhaseStarted
+from backhaul.observe.events import Planned
+from backhaul.observe.events import RunEvent
+from backhaul.observe.events import RunFinished
+from backhaul.observe.events import RunStarted
+from backhaul.observe.events import Waiting
+from backhaul.observe.events import ignore
+from backhaul.observe.events import tee
 from backhaul.observe.waits import wait_line
 from backhaul.schedule.timetable import Timetable
-from backhaul.state.reader import RunReader, RunRecord
+from backhaul.state.reader import RunReader
+from backhaul.state.reader import RunRecord
 from backhaul.state.store import RunStore
 from backhaul.web.auth import User
 from backhaul.web.cache import AnswerCache

@@ -8,14 +8,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi import HTTPException
+from fastapi import Request
+from pydantic import BaseModel
+from pydantic import Field
 
 from backhaul.config.project import Project
 from backhaul.schedule.state import ScheduleStore
-from backhaul.schedule.timetable import NextRun, Timetable
-from backhaul.web.api.base import ERRORS, json_router
-from backhaul.web.auth import Operator, User
+from backhaul.schedule.timetable import NextRun
+from backhaul.schedule.timetable import Timetable
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import json_router
+from backhaul.web.auth import Operator
+from backhaul.web.auth import User
 from backhaul.web.cache import AnswerCache
 from backhaul.web.deps import ProjectDep
 

@@ -12,13 +12,24 @@ import html
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse
+from fastapi.responses import JSONResponse
+from fastapi.responses import RedirectResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
+from starlette.types import Message
+from starlette.types import Receive
+from starlette.types import Scope
+from starlette.types import Send
 
-from backhaul.errors import AuthError, BackhaulError, ConfigError, RowLogError
+from backhaul.errors import AuthError
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import RowLogError
 
 log = logging.getLogger(__name__)
 

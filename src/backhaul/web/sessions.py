@@ -14,11 +14,14 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 from backhaul.state.accounts import AccountStore
 from backhaul.state.store import RunStore
-from backhaul.web.auth import Role, User
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
 
 Clock = Callable[[], datetime]
 

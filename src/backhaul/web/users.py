@@ -12,16 +12,22 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.exceptions import InvalidHashError
+from argon2.exceptions import VerificationError
 
 from backhaul.errors import UserError
-from backhaul.state.accounts import Account, AccountStore, AuditEntry, TokenInfo
+from backhaul.state.accounts import Account
+from backhaul.state.accounts import AccountStore
+from backhaul.state.accounts import AuditEntry
+from backhaul.state.accounts import TokenInfo
 from backhaul.state.store import RunStore
-from backhaul.web.auth import Role, User
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
 
 TOKEN_PREFIX = "bh_"
 USERNAME = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")

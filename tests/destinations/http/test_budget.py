@@ -15,31 +15,35 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from sqlalchemy import create_engine, delete
+from sqlalchemy import create_engine
+from sqlalchemy import delete
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.http import HttpClient, RateLimit, RateLimiter, RollingWindowLimiter
-from backhaul.destinations.http.budget import (
-    AccountBudget,
-    BudgetState,
-    BudgetStore,
-    Granted,
-    Quota,
-    Spent,
-    Wait,
-    Window,
-    pause,
-    release,
-    take,
-    used_today,
-)
+from backhaul.destinations.http import HttpClient
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http import RateLimiter
+from backhaul.destinations.http import RollingWindowLimiter
+from backhaul.destinations.http.budget import AccountBudget
+from backhaul.destinations.http.budget import BudgetState
+from backhaul.destinations.http.budget import BudgetStore
+from backhaul.destinations.http.budget import Granted
+from backhaul.destinations.http.budget import Quota
+from backhaul.destinations.http.budget import Spent
+from backhaul.destinations.http.budget import Wait
+from backhaul.destinations.http.budget import Window
+from backhaul.destinations.http.budget import pause
+from backhaul.destinations.http.budget import release
+from backhaul.destinations.http.budget import take
+from backhaul.destinations.http.budget import used_today
 from backhaul.destinations.http.shared import SharedLimiter
 from backhaul.errors import QuotaSpentError
-from backhaul.state.budgets import PostgresBudgets, RedisBudgets
+from backhaul.state.budgets import PostgresBudgets
+from backhaul.state.budgets import RedisBudgets
 from backhaul.state.store import RunStore
 from backhaul.state.tables import rate_budgets
 from backhaul.testing.emulators import EmulatorServer
-from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN, HubSpotEmulator
+from backhaul.testing.emulators.hubspot import DEFAULT_TOKEN
+from backhaul.testing.emulators.hubspot import HubSpotEmulator
 
 pytestmark = pytest.mark.integration
 

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from tests.conftest import free_port
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.http import (
-    HttpClient,
-    RateLimiter,
-    Refused,
-    RetryPolicy,
-    RollingWindowLimiter,
-    split_batch,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.http import HttpClient
+from backhaul.destinations.http import RateLimiter
+from backhaul.destinations.http import Refused
+from backhaul.destinations.http import RetryPolicy
+from backhaul.destinations.http import RollingWindowLimiter
+from backhaul.destinations.http import split_batch
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.observe.redact import Redactor
 from backhaul.testing.receiver import WebhookReceiver
 

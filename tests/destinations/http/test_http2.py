@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import MutableMapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +28,10 @@ from hypercorn.config import Config
 from backhaul.calls import MemoryRecorder
 from backhaul.destinations.base import DestinationContext
 from backhaul.destinations.http.client import HttpClient
-from backhaul.destinations.webhook import WebhookConfig, WebhookDestination
-from backhaul.destinations.zendesk import ZendeskConfig, ZendeskDestination
+from backhaul.destinations.webhook import WebhookConfig
+from backhaul.destinations.webhook import WebhookDestination
+from backhaul.destinations.zendesk import ZendeskConfig
+from backhaul.destinations.zendesk import ZendeskDestination
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backhaul.destinations.http.packing import Caps, json_size, pack, too_big_message
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import json_size
+from backhaul.destinations.http.packing import pack
+from backhaul.destinations.http.packing import too_big_message
 
 pytestmark = pytest.mark.integration
 

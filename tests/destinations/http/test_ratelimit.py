@@ -7,7 +7,9 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
-from backhaul.destinations.http import RateLimit, RateLimiter, RollingWindowLimiter
+from backhaul.destinations.http import RateLimit
+from backhaul.destinations.http import RateLimiter
+from backhaul.destinations.http import RollingWindowLimiter
 
 
 class FakeClock:

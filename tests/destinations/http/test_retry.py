@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from email.utils import format_datetime
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
-from backhaul.destinations.http import (
-    Action,
-    RetryPolicy,
-    classify_exception,
-    classify_status,
-    parse_retry_after,
-)
+from backhaul.destinations.http import Action
+from backhaul.destinations.http import RetryPolicy
+from backhaul.destinations.http import classify_exception
+from backhaul.destinations.http import classify_status
+from backhaul.destinations.http import parse_retry_after
 from backhaul.errors import FailureType
 
 

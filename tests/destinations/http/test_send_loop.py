@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 from types import ModuleType
 
 import pytest
@@ -17,14 +18,13 @@ from starlette.routing import Route
 
 from backhaul.calls import MemoryRecorder
 from backhaul.destinations.http.client import HttpClient
-from backhaul.destinations.http.ratelimit import (
-    MAX_CONCURRENCY,
-    MIN_CONCURRENCY,
-    UNLIMITED_CONCURRENCY,
-    RateLimit,
-    default_concurrency,
-)
-from backhaul.destinations.webhook import WebhookConfig, WebhookDestination
+from backhaul.destinations.http.ratelimit import MAX_CONCURRENCY
+from backhaul.destinations.http.ratelimit import MIN_CONCURRENCY
+from backhaul.destinations.http.ratelimit import UNLIMITED_CONCURRENCY
+from backhaul.destinations.http.ratelimit import RateLimit
+from backhaul.destinations.http.ratelimit import default_concurrency
+from backhaul.destinations.webhook import WebhookConfig
+from backhaul.destinations.webhook import WebhookDestination
 from backhaul.testing.server import LoopbackServer
 
 pytestmark = pytest.mark.integration

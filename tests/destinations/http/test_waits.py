@@ -5,23 +5,27 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
 import pytest
 from rich.console import Console
 
 from backhaul.calls import MemoryRecorder
-from backhaul.cli.render import WAIT_LINES, RunReporter
-from backhaul.destinations.http import HttpClient, RateLimiter, RetryPolicy
-from backhaul.observe.events import (
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    Waiting,
-    WaitKind,
-)
-from backhaul.observe.waits import WaitTracker, seconds_text
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.cli.render import WAIT_LINES
+from backhaul.cli.render import RunReporter
+from backhaul.destinations.http import HttpClient
+from backhaul.destinations.http import RateLimiter
+from backhaul.destinations.http import RetryPolicy
+from backhaul.observe.events import RunEvent
+from backhaul.observe.events import RunFinished
+from backhaul.observe.events import RunStarted
+from backhaul.observe.events import Waiting
+from backhaul.observe.events import WaitKind
+from backhaul.observe.waits import WaitTracker
+from backhaul.observe.waits import seconds_text
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
 

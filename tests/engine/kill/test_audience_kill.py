@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,10 @@ from backhaul.testing.emulators.base import Emulator
 from backhaul.testing.emulators.google_ads import GoogleAdsEmulator
 from backhaul.testing.emulators.meta import MetaEmulator
 from conftest import Builder
-from engine.kill.test_kill import GIVE_UP_S, POLL_S, _env, report
+from engine.kill.test_kill import GIVE_UP_S
+from engine.kill.test_kill import POLL_S
+from engine.kill.test_kill import _env
+from engine.kill.test_kill import report
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,7 +24,9 @@ import pytest
 import sqlalchemy.exc
 
 from backhaul import api
-from backhaul.state.store import INTERRUPTED, RunRecord, RunStore
+from backhaul.state.store import INTERRUPTED
+from backhaul.state.store import RunRecord
+from backhaul.state.store import RunStore
 from backhaul.summary import RunStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

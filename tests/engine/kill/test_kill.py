@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ import sqlalchemy.exc
 
 from backhaul import api
 from backhaul.state import snapshots
-from backhaul.state.store import INTERRUPTED, RunRecord, RunStore
+from backhaul.state.store import INTERRUPTED
+from backhaul.state.store import RunRecord
+from backhaul.state.store import RunStore
 from backhaul.summary import RunStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -19,7 +19,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,17 @@ from typing import Any
 import duckdb
 import pytest
 import sqlalchemy.exc
-from tests.conftest import dump_yaml, free_port
-from tests.destinations.brokers import BROKERS, Broker, Mqtt, Received, check_id
+from tests.conftest import dump_yaml
+from tests.conftest import free_port
+from tests.destinations.brokers import BROKERS
+from tests.destinations.brokers import Broker
+from tests.destinations.brokers import Mqtt
+from tests.destinations.brokers import Received
+from tests.destinations.brokers import check_id
 
 from backhaul import api
-from backhaul.state.store import RunRecord, RunStore
+from backhaul.state.store import RunRecord
+from backhaul.state.store import RunStore
 from backhaul.summary import RunStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from tests.engine.kill.test_kill import (
-    TOTAL,
-    KillProject,
-    kill_project,  # noqa: F401  (the fixture)
-    rerun,
-    rows_in_table,
-    run_and_kill,
-)
+from tests.engine.kill.test_kill import TOTAL
+from tests.engine.kill.test_kill import KillProject
+from tests.engine.kill.test_kill import kill_project  # noqa: F401  (the fixture)
+from tests.engine.kill.test_kill import rerun
+from tests.engine.kill.test_kill import rows_in_table
+from tests.engine.kill.test_kill import run_and_kill
 
 from backhaul import api
-from backhaul.state.rowlog import PARQUET, STREAM, RowLogs, read_stream
+from backhaul.state.rowlog import PARQUET
+from backhaul.state.rowlog import STREAM
+from backhaul.state.rowlog import RowLogs
+from backhaul.state.rowlog import read_stream
 
 pytestmark = pytest.mark.slow
 

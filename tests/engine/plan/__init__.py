@@ -8,16 +8,22 @@ each proves an invariant the local planner already holds.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from backhaul.observe.events import Notice
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import PG_ADMIN, Builder, audit_log, sqlite_audit, sqlite_rows
+from conftest import PG_ADMIN
+from conftest import Builder
+from conftest import audit_log
+from conftest import sqlite_audit
+from conftest import sqlite_rows
 
 MAPPINGS = [{"column": "id", "field": "id"}, {"column": "email", "field": "email"}]
 

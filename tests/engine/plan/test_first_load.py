@@ -16,8 +16,10 @@ import psycopg
 import pytest
 
 from backhaul.destinations.base import Operation
-from backhaul.observe.events import BatchDone, RunEvent
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.observe.events import BatchDone
+from backhaul.observe.events import RunEvent
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 from conftest import Builder
 
 ONE_STATEMENT = "loaded in one statement"

@@ -6,19 +6,29 @@ counts, the same snapshot size, the same guard verdict, with settings resolved o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import psycopg
 import pytest
 
-from backhaul.engine.plan import SyncPlan, backend_for, compute
-from backhaul.engine.runner import open_planning, plan_sync, settings_for
+from backhaul.engine.plan import SyncPlan
+from backhaul.engine.plan import backend_for
+from backhaul.engine.plan import compute
+from backhaul.engine.runner import open_planning
+from backhaul.engine.runner import plan_sync
+from backhaul.engine.runner import settings_for
 from backhaul.observe.events import Planned
-from backhaul.summary import Counts, RunStatus, RunSummary
-from conftest import Builder, sqlite_rows
-from engine.plan import MAPPINGS, pg_database
+from backhaul.summary import Counts
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
+from conftest import Builder
+from conftest import sqlite_rows
+from engine.plan import MAPPINGS
+from engine.plan import pg_database
 
 Sql = Callable[..., list[tuple[Any, ...]]]
 PLANNED = ("queried", "added", "changed", "removed", "retried", "unchanged", "invalid")

@@ -11,19 +11,18 @@ import pytest
 
 from backhaul.summary import RunStatus
 from backhaul.testing.receiver import WebhookReceiver
-from conftest import PG_ADMIN, Builder
-from engine.plan import (
-    MAPPINGS,
-    Warehouse,
-    dry_run_changes_nothing,
-    null_and_duplicate_keys_are_invalid,
-    one_percent_travels_exactly,
-    pg_database,
-    rejected_rows_are_retried,
-    run,
-    same_result_as_local_planner,
-    second_run_sends_nothing,
-)
+from conftest import PG_ADMIN
+from conftest import Builder
+from engine.plan import MAPPINGS
+from engine.plan import Warehouse
+from engine.plan import dry_run_changes_nothing
+from engine.plan import null_and_duplicate_keys_are_invalid
+from engine.plan import one_percent_travels_exactly
+from engine.plan import pg_database
+from engine.plan import rejected_rows_are_retried
+from engine.plan import run
+from engine.plan import same_result_as_local_planner
+from engine.plan import second_run_sends_nothing
 
 
 @pytest.fixture

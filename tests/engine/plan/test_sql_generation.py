@@ -10,15 +10,15 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
-from backhaul.config.models import ColumnMapping, StaticMapping, TemplateMapping
-from backhaul.engine.plan.warehouse_sql import (
-    DIALECTS,
-    PlannerSql,
-    fingerprint_columns,
-    mapping_spec,
-    portable_type,
-    table_prefix,
-)
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import StaticMapping
+from backhaul.config.models import TemplateMapping
+from backhaul.engine.plan.warehouse_sql import DIALECTS
+from backhaul.engine.plan.warehouse_sql import PlannerSql
+from backhaul.engine.plan.warehouse_sql import fingerprint_columns
+from backhaul.engine.plan.warehouse_sql import mapping_spec
+from backhaul.engine.plan.warehouse_sql import portable_type
+from backhaul.engine.plan.warehouse_sql import table_prefix
 
 MODEL = "SELECT id, org, email, plan FROM analytics.users"
 HASH = {

@@ -10,11 +10,15 @@ import pytest
 
 from backhaul import api
 from backhaul.errors import ConfigError
-from backhaul.observe.writeback import WritebackConfig, write_back
-from backhaul.summary import RunStatus, RunSummary
+from backhaul.observe.writeback import WritebackConfig
+from backhaul.observe.writeback import write_back
+from backhaul.summary import RunStatus
+from backhaul.summary import RunSummary
 from backhaul.testing.receiver import WebhookReceiver
 from conftest import Builder
-from engine.plan import MAPPINGS, Warehouse, pg_database
+from engine.plan import MAPPINGS
+from engine.plan import Warehouse
+from engine.plan import pg_database
 
 
 @pytest.fixture

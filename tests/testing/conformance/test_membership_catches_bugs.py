@@ -17,20 +17,22 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from backhaul.destinations.base import Batch, Operation, RecordResult
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
 from backhaul.destinations.meta import MetaAudiencesDestination
-from backhaul.plugins import BUILTIN_DESTINATIONS, Registry
-from backhaul.testing.conformance import Target, run_check
+from backhaul.plugins import BUILTIN_DESTINATIONS
+from backhaul.plugins import Registry
+from backhaul.testing.conformance import Target
+from backhaul.testing.conformance import run_check
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.meta import MetaEmulator
-from destinations.test_meta_conformance import (
-    APP_SECRET,
-    ENV,
-    TOKEN,
-    _destination,
-    email_key,
-    first_name,
-)
+from destinations.test_meta_conformance import APP_SECRET
+from destinations.test_meta_conformance import ENV
+from destinations.test_meta_conformance import TOKEN
+from destinations.test_meta_conformance import _destination
+from destinations.test_meta_conformance import email_key
+from destinations.test_meta_conformance import first_name
 
 pytestmark = pytest.mark.integration
 

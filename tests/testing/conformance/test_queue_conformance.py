@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.destinations.brokers import BROKERS, Broker, Received
+from tests.destinations.brokers import BROKERS
+from tests.destinations.brokers import Broker
+from tests.destinations.brokers import Received
 
 from backhaul.destinations.base import Operation
-from backhaul.testing.conformance import CHECKS, Target
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Target
 
 pytestmark = pytest.mark.integration
 

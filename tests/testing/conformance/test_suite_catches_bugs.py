@@ -13,13 +13,21 @@ from typing import Any
 
 import pytest
 
-from backhaul.destinations.base import Batch, DestinationContext, Operation, RecordResult
+from backhaul.destinations.base import Batch
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import Operation
+from backhaul.destinations.base import RecordResult
 from backhaul.destinations.http import RateLimiter
-from backhaul.destinations.webhook import WebhookConfig, WebhookDestination
-from backhaul.errors import DestinationError, FailureType
+from backhaul.destinations.webhook import WebhookConfig
+from backhaul.destinations.webhook import WebhookDestination
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.observe.redact import Redactor
-from backhaul.plugins import BUILTIN_DESTINATIONS, Registry
-from backhaul.testing.conformance import CHECKS, Target, run_check
+from backhaul.plugins import BUILTIN_DESTINATIONS
+from backhaul.plugins import Registry
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Target
+from backhaul.testing.conformance import run_check
 from backhaul.testing.receiver import WebhookReceiver
 
 SECRET = "leaky-secret-value-71c3"

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from backhaul.destinations.base import Operation
-from backhaul.testing.conformance import CHECKS, Target, run_all
+from backhaul.testing.conformance import CHECKS
+from backhaul.testing.conformance import Target
+from backhaul.testing.conformance import run_all
 from backhaul.testing.receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration

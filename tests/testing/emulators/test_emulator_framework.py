@@ -7,8 +7,11 @@ import base64
 import pytest
 from starlette.requests import Request
 
-from backhaul.testing.emulators import FixedWindow, SlidingWindow
-from backhaul.testing.emulators._http import authorization, basic_credentials, json_size
+from backhaul.testing.emulators import FixedWindow
+from backhaul.testing.emulators import SlidingWindow
+from backhaul.testing.emulators._http import authorization
+from backhaul.testing.emulators._http import basic_credentials
+from backhaul.testing.emulators._http import json_size
 from backhaul.testing.emulators._jobs import Job
 
 

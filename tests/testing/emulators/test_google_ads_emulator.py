@@ -8,7 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from backhaul.destinations.pii import PiiKey, Platform, prepare, sha256_hex
+from backhaul.destinations.pii import PiiKey
+from backhaul.destinations.pii import Platform
+from backhaul.destinations.pii import prepare
+from backhaul.destinations.pii import sha256_hex
 from backhaul.testing.emulators import EmulatorServer
 from backhaul.testing.emulators.google_ads import GoogleAdsEmulator
 

@@ -8,15 +8,25 @@ them, a :class:`RunNotice` (a run started or ended) into its vendor's message. I
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import Any
+from typing import ClassVar
+from typing import Generic
+from typing import Literal
+from typing import Protocol
+from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
 
 from backhaul.calls import MemoryRecorder
-from backhaul.destinations.http import HttpClient, RetryPolicy
+from backhaul.destinations.http import HttpClient
+from backhaul.destinations.http import RetryPolicy
 from backhaul.errors import DestinationError
 from backhaul.observe.redact import Redactor
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 from pydantic import Field
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
+from backhaul.alerts.channels.base import Alert
+from backhaul.alerts.channels.base import ChannelConfig
+from backhaul.alerts.channels.base import Delivery
+from backhaul.alerts.channels.base import HttpChannel
+from backhaul.alerts.channels.base import RunNotice
 
 DEFAULT_SITE = "https://api.datadoghq.com"
 TEXT_LIMIT = 4000  # events v1 truncate text there

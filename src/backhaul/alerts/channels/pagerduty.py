@@ -7,11 +7,16 @@ incident per problem and closes it when the problem clears.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 from pydantic import Field
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
+from backhaul.alerts.channels.base import Alert
+from backhaul.alerts.channels.base import ChannelConfig
+from backhaul.alerts.channels.base import Delivery
+from backhaul.alerts.channels.base import HttpChannel
+from backhaul.alerts.channels.base import RunNotice
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_LIMIT = 1024

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
-from backhaul.destinations.slack import DEFAULT_API, check_one_way_in, checked_webhook_url
+from backhaul.alerts.channels.base import Alert
+from backhaul.alerts.channels.base import ChannelConfig
+from backhaul.alerts.channels.base import Delivery
+from backhaul.alerts.channels.base import HttpChannel
+from backhaul.alerts.channels.base import RunNotice
+from backhaul.destinations.slack import DEFAULT_API
+from backhaul.destinations.slack import check_one_way_in
+from backhaul.destinations.slack import checked_webhook_url
 from backhaul.destinations.slack_digest import clip
 
 ICONS = {"raised": ":red_circle:", "resolved": ":large_green_circle:", "test": ":wave:"}

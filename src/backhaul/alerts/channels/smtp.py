@@ -6,12 +6,17 @@ import asyncio
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
+from email.utils import make_msgid
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
+from pydantic import Field
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, RunNotice
+from backhaul.alerts.channels.base import Alert
+from backhaul.alerts.channels.base import ChannelConfig
+from backhaul.alerts.channels.base import Delivery
+from backhaul.alerts.channels.base import RunNotice
 from backhaul.observe.redact import Redactor
 
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
+from pydantic import field_validator
 
-from backhaul.alerts.channels.base import Alert, ChannelConfig, Delivery, HttpChannel, RunNotice
+from backhaul.alerts.channels.base import Alert
+from backhaul.alerts.channels.base import ChannelConfig
+from backhaul.alerts.channels.base import Delivery
+from backhaul.alerts.channels.base import HttpChannel
+from backhaul.alerts.channels.base import RunNotice
 from backhaul.destinations.http import dumps_json
-from backhaul.destinations.webhook import (
-    PLAIN_HEADERS,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    signature,
-    url_problem,
-)
+from backhaul.destinations.webhook import PLAIN_HEADERS
+from backhaul.destinations.webhook import SIGNATURE_HEADER
+from backhaul.destinations.webhook import TIMESTAMP_HEADER
+from backhaul.destinations.webhook import signature
+from backhaul.destinations.webhook import url_problem
 
 EventName = Literal["run.started", "run.succeeded", "run.failed", "alert.raised", "alert.resolved"]
 ALL_EVENTS: list[EventName] = [

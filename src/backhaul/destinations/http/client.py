@@ -14,30 +14,44 @@ import base64
 import json as jsonlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Container
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime
 from datetime import time as dtime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from typing import Any
+from typing import Generic
+from typing import TypeVar
+from urllib.parse import parse_qsl
+from urllib.parse import quote
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 import httpx
 
 from backhaul import floats
-from backhaul.calls import CallRecorder, HttpCall, truncate
-from backhaul.destinations.http.ratelimit import Permit, RateLimiter
-from backhaul.destinations.http.retry import (
-    Action,
-    RetryPolicy,
-    classify_exception,
-    classify_status,
-    parse_retry_after,
-)
-from backhaul.errors import DestinationError, FailureType
+from backhaul.calls import CallRecorder
+from backhaul.calls import HttpCall
+from backhaul.calls import truncate
+from backhaul.destinations.http.ratelimit import Permit
+from backhaul.destinations.http.ratelimit import RateLimiter
+from backhaul.destinations.http.retry import Action
+from backhaul.destinations.http.retry import RetryPolicy
+from backhaul.destinations.http.retry import classify_exception
+from backhaul.destinations.http.retry import classify_status
+from backhaul.destinations.http.retry import parse_retry_after
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.observe.events import WaitKind
-from backhaul.observe.redact import MASK, Redactor
-from backhaul.observe.waits import NoWaits, WaitObserver
+from backhaul.observe.redact import MASK
+from backhaul.observe.redact import Redactor
+from backhaul.observe.waits import NoWaits
+from backhaul.observe.waits import WaitObserver
 
 SUCCESS = range(200, 300)
 ERROR_TEXT_LIMIT = 500

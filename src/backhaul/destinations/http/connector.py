@@ -8,25 +8,40 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Container, Iterable, Mapping, Sequence
-from typing import Annotated, Any, Protocol, TypeVar
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Container
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Annotated
+from typing import Any
+from typing import Protocol
+from typing import TypeVar
 
 from pydantic import Field
 
 from backhaul.calls import CallRecorder
-from backhaul.destinations.base import DestinationContext, RecordResult, SyncProblem
-from backhaul.destinations.http.client import (
-    HttpClient,
-    HttpResult,
-    PauseHint,
-    Refused,
-    split_batch,
-)
-from backhaul.destinations.http.packing import Caps, json_size, pack, too_big_results
-from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter, RollingWindowLimiter
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import RecordResult
+from backhaul.destinations.base import SyncProblem
+from backhaul.destinations.http.client import HttpClient
+from backhaul.destinations.http.client import HttpResult
+from backhaul.destinations.http.client import PauseHint
+from backhaul.destinations.http.client import Refused
+from backhaul.destinations.http.client import split_batch
+from backhaul.destinations.http.packing import Caps
+from backhaul.destinations.http.packing import json_size
+from backhaul.destinations.http.packing import pack
+from backhaul.destinations.http.packing import too_big_results
+from backhaul.destinations.http.ratelimit import RateLimit
+from backhaul.destinations.http.ratelimit import RateLimiter
+from backhaul.destinations.http.ratelimit import RollingWindowLimiter
 from backhaul.destinations.http.retry import RetryPolicy
 from backhaul.destinations.http.shared import SharedLimiter
-from backhaul.errors import BackhaulError, DestinationError, FailureType
+from backhaul.errors import BackhaulError
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 from backhaul.observe.redact import Redactor
 
 T = TypeVar("T")

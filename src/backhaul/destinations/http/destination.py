@@ -12,22 +12,31 @@ failed call is data: a table of hints by HTTP status, merged over the toolkit's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import ClassVar, TypeVar
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import ClassVar
+from typing import TypeVar
 
 from pydantic import Field
 
-from backhaul.destinations.base import (
-    Capabilities,
-    DestinationConfig,
-    DestinationContext,
-    RunFit,
-)
-from backhaul.destinations.http.client import HttpResult, PauseHint
-from backhaul.destinations.http.connector import Http2, client_for, redactor_for, run_bounded
-from backhaul.destinations.http.ratelimit import RateLimit, RateLimiter, default_concurrency
+from backhaul.destinations.base import Capabilities
+from backhaul.destinations.base import DestinationConfig
+from backhaul.destinations.base import DestinationContext
+from backhaul.destinations.base import RunFit
+from backhaul.destinations.http.client import HttpResult
+from backhaul.destinations.http.client import PauseHint
+from backhaul.destinations.http.connector import Http2
+from backhaul.destinations.http.connector import client_for
+from backhaul.destinations.http.connector import redactor_for
+from backhaul.destinations.http.connector import run_bounded
+from backhaul.destinations.http.ratelimit import RateLimit
+from backhaul.destinations.http.ratelimit import RateLimiter
+from backhaul.destinations.http.ratelimit import default_concurrency
 from backhaul.destinations.http.retry import RetryPolicy
-from backhaul.errors import DestinationError, FailureType
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -18,13 +18,18 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import field_validator
 
 from backhaul.observe.events import WaitKind
-from backhaul.observe.waits import NoWaits, WaitObserver
+from backhaul.observe.waits import NoWaits
+from backhaul.observe.waits import WaitObserver
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -55,7 +60,8 @@ class RateLimit(BaseModel):
     @field_validator("day_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from zoneinfo import ZoneInfo
+        from zoneinfo import ZoneInfoNotFoundError
 
         try:
             ZoneInfo(value)

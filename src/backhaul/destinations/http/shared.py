@@ -15,19 +15,25 @@ import logging
 import time
 from collections.abc import Callable
 
-from backhaul.destinations.http.budget import AccountBudget, Granted, Quota, Spent, Wait, Window
+from backhaul.destinations.http.budget import AccountBudget
+from backhaul.destinations.http.budget import Granted
+from backhaul.destinations.http.budget import Quota
+from backhaul.destinations.http.budget import Spent
+from backhaul.destinations.http.budget import Wait
+from backhaul.destinations.http.budget import Window
 from backhaul.destinations.http.budget import resets_text as _resets_text
-from backhaul.destinations.http.ratelimit import (
-    Clock,
-    Permit,
-    RateLimit,
-    RateLimiter,
-    RollingWindowLimiter,
-    Sleep,
-)
-from backhaul.errors import DestinationError, FailureType, QuotaSpentError
+from backhaul.destinations.http.ratelimit import Clock
+from backhaul.destinations.http.ratelimit import Permit
+from backhaul.destinations.http.ratelimit import RateLimit
+from backhaul.destinations.http.ratelimit import RateLimiter
+from backhaul.destinations.http.ratelimit import RollingWindowLimiter
+from backhaul.destinations.http.ratelimit import Sleep
+from backhaul.errors import DestinationError
+from backhaul.errors import FailureType
+from backhaul.errors import QuotaSpentError
 from backhaul.observe.events import WaitKind
-from backhaul.observe.waits import NoWaits, WaitObserver
+from backhaul.observe.waits import NoWaits
+from backhaul.observe.waits import WaitObserver
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from liquid import Environment
 
-from backhaul.templates import liquid_environment, liquid_problem
+from backhaul.templates import liquid_environment
+from backhaul.templates import liquid_problem
 
 # What a template rendered for one row reads besides the row's own fields.
 ROW_VARIABLES = ("record", "operation", "key")

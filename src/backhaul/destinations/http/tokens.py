@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json as jsonlib
 
-from backhaul.calls import CallRecorder, HttpCall
+from backhaul.calls import CallRecorder
+from backhaul.calls import HttpCall
 from backhaul.observe.redact import MASK
 
 TOKEN_FIELDS = ("access_token", "refresh_token", "id_token", "signature")

@@ -9,12 +9,20 @@ in one statement when the destination can take it.
 from __future__ import annotations
 
 from backhaul.engine.guards import Verdict
-from backhaul.engine.plan.backend import PlanBackend, backend_for
+from backhaul.engine.plan.backend import PlanBackend
+from backhaul.engine.plan.backend import backend_for
 from backhaul.engine.plan.compute import compute
-from backhaul.engine.plan.first_load import FirstLoad, first_load
-from backhaul.engine.plan.local import LocalBackend, invalid_rows
-from backhaul.engine.plan.outbox import SEQ, Identity, build_outbox, samples
-from backhaul.engine.plan.values import Diff, Relations, SyncPlan
+from backhaul.engine.plan.first_load import FirstLoad
+from backhaul.engine.plan.first_load import first_load
+from backhaul.engine.plan.local import LocalBackend
+from backhaul.engine.plan.local import invalid_rows
+from backhaul.engine.plan.outbox import SEQ
+from backhaul.engine.plan.outbox import Identity
+from backhaul.engine.plan.outbox import build_outbox
+from backhaul.engine.plan.outbox import samples
+from backhaul.engine.plan.values import Diff
+from backhaul.engine.plan.values import Relations
+from backhaul.engine.plan.values import SyncPlan
 
 __all__ = [
     "SEQ",

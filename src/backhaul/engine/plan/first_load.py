@@ -19,9 +19,14 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-from backhaul.config.models import ColumnMapping, Mode
-from backhaul.destinations.base import Destination, LoadsAtOnce, NewLoad, Operation
-from backhaul.duck import arrow_reader, arrow_table
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import Mode
+from backhaul.destinations.base import Destination
+from backhaul.destinations.base import LoadsAtOnce
+from backhaul.destinations.base import NewLoad
+from backhaul.destinations.base import Operation
+from backhaul.duck import arrow_reader
+from backhaul.duck import arrow_table
 from backhaul.engine.batches import destination_operation
 from backhaul.engine.finite import screened
 from backhaul.engine.mapping import quote
@@ -32,7 +37,8 @@ from backhaul.engine.workspace import Workspace
 from backhaul.state import snapshots
 from backhaul.state.rowlog import COLUMNS as ROW_LOG_COLUMNS
 from backhaul.state.snapshots import key_text_sql
-from backhaul.summary import RowOp, RowStatus
+from backhaul.summary import RowOp
+from backhaul.summary import RowStatus
 
 # Row-log rows appended at a time once the load is checkpointed.
 OUTCOME_BLOCK = 1_000_000

@@ -14,9 +14,11 @@ import pyarrow as pa
 
 from backhaul.config.models import Mode
 from backhaul.duck import scalar
-from backhaul.engine.failures import Phase, model_guard
+from backhaul.engine.failures import Phase
+from backhaul.engine.failures import model_guard
 from backhaul.engine.mapping import quote
-from backhaul.engine.plan.values import Diff, Relations
+from backhaul.engine.plan.values import Diff
+from backhaul.engine.plan.values import Relations
 from backhaul.engine.workspace import Workspace
 from backhaul.state import snapshots
 from backhaul.state.snapshots import key_text_sql

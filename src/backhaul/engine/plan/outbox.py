@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from backhaul import pyvalues
-from backhaul.config.models import Mode, OnRemove
-from backhaul.duck import arrow_table, scalar
+from backhaul.config.models import Mode
+from backhaul.config.models import OnRemove
+from backhaul.duck import arrow_table
+from backhaul.duck import scalar
 from backhaul.engine.mapping import quote
 from backhaul.engine.plan.values import Relations
 from backhaul.engine.settings import SyncSettings

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from dataclasses import replace
 
 from backhaul.engine.guards import Verdict
 from backhaul.engine.settings import SyncSettings

@@ -22,25 +22,26 @@ from backhaul.engine.failures import model_error
 from backhaul.engine.mapping import quote
 from backhaul.engine.plan import local
 from backhaul.engine.plan.local import count_plan
-from backhaul.engine.plan.values import Diff, Relations
-from backhaul.engine.plan.warehouse_sql import (
-    FINGERPRINT_VERSION,
-    FP_TYPE,
-    IDENTITY_VERSION,
-    PlannerSql,
-    fingerprint_columns,
-    mapping_spec,
-    portable_type,
-    table_prefix,
-)
-from backhaul.engine.workspace import Workspace, strip_sql
-from backhaul.errors import BackhaulError, ConfigError, SourceFailure, first_line
-from backhaul.state.warehouse_conn import (
-    DuckDBConn,
-    PostgresConn,
-    WarehouseConn,
-    failure_of,
-)
+from backhaul.engine.plan.values import Diff
+from backhaul.engine.plan.values import Relations
+from backhaul.engine.plan.warehouse_sql import FINGERPRINT_VERSION
+from backhaul.engine.plan.warehouse_sql import FP_TYPE
+from backhaul.engine.plan.warehouse_sql import IDENTITY_VERSION
+from backhaul.engine.plan.warehouse_sql import PlannerSql
+from backhaul.engine.plan.warehouse_sql import fingerprint_columns
+from backhaul.engine.plan.warehouse_sql import mapping_spec
+from backhaul.engine.plan.warehouse_sql import portable_type
+from backhaul.engine.plan.warehouse_sql import table_prefix
+from backhaul.engine.workspace import Workspace
+from backhaul.engine.workspace import strip_sql
+from backhaul.errors import BackhaulError
+from backhaul.errors import ConfigError
+from backhaul.errors import SourceFailure
+from backhaul.errors import first_line
+from backhaul.state.warehouse_conn import DuckDBConn
+from backhaul.state.warehouse_conn import PostgresConn
+from backhaul.state.warehouse_conn import WarehouseConn
+from backhaul.state.warehouse_conn import failure_of
 
 SUPPORTED = ("postgres", "duckdb")
 # Where the planned keys' model rows and the snapshot rows they need land in the workspace.

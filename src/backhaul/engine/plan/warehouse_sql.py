@@ -28,7 +28,10 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from backhaul.config.models import ColumnMapping, Mapping, StaticMapping, TemplateMapping
+from backhaul.config.models import ColumnMapping
+from backhaul.config.models import Mapping
+from backhaul.config.models import StaticMapping
+from backhaul.config.models import TemplateMapping
 
 DIALECTS = ("postgres", "duckdb", "snowflake", "bigquery", "redshift", "databricks")
 FINGERPRINT_VERSION = "w1"

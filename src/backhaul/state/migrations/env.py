@@ -11,7 +11,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from backhaul.errors import BackhaulError
-from backhaul.state.tables import VERSION_TABLE, metadata
+from backhaul.state.tables import VERSION_TABLE
+from backhaul.state.tables import metadata
 
 
 def run_migrations_online() -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
-from backhaul.testing.emulators._audience import MOBILE_ID, Membership, hash_problem
+from backhaul.testing.emulators._audience import MOBILE_ID
+from backhaul.testing.emulators._audience import Membership
+from backhaul.testing.emulators._audience import hash_problem
 
 KEY_FIELDS = {
     "CONTACT_INFO": {"hashedEmail", "hashedPhoneNumber", "addressInfo"},

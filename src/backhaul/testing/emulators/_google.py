@@ -10,11 +10,13 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from backhaul.testing.emulators._http import authorization
 

@@ -8,7 +8,8 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional"})

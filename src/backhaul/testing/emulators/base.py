@@ -28,17 +28,25 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import InitVar, dataclass, field
-from typing import Any, ClassVar, Self
+from collections.abc import Awaitable
+from collections.abc import Callable
+from dataclasses import InitVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import ClassVar
+from typing import Self
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
 from backhaul.testing.emulators._http import strict_json
-from backhaul.testing.server import LoopbackServer, StartStop
+from backhaul.testing.server import LoopbackServer
+from backhaul.testing.server import StartStop
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -31,21 +31,24 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import InitVar, dataclass
+from dataclasses import InitVar
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any
+from typing import ClassVar
+from typing import Literal
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
 from backhaul.testing.emulators._http import authorization
-from backhaul.testing.emulators.base import (
-    Emulator,
-    SlidingWindow,
-    count_request,
-    rate_limit_headers,
-)
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
+from backhaul.testing.emulators.base import count_request
+from backhaul.testing.emulators.base import rate_limit_headers
 
 ARRAYS = ("attributes", "events", "purchases")
 IDENTIFIERS = ("external_id", "braze_id", "user_alias", "email", "phone")

@@ -28,14 +28,21 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import InitVar, dataclass, field
-from typing import Any, ClassVar
+from dataclasses import InitVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._http import KB, basic_credentials, json_size
+from backhaul.testing.emulators._http import KB
+from backhaul.testing.emulators._http import basic_credentials
+from backhaul.testing.emulators._http import json_size
 from backhaul.testing.emulators.base import WindowedEmulator
 
 PERSON = "/api/v1/customers/{identifier}"

@@ -23,15 +23,21 @@ import gzip
 import itertools
 import json
 import zlib
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable
+from collections.abc import Callable
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators.base import Emulator, FixedWindow
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import FixedWindow
 
 DEFAULT_API_KEY = "dd0emulator0api0key0000000000000"
 MAX_BODY = 512_000

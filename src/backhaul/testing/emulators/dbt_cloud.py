@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.dbt.cloud import COMPLETED, signature
+from backhaul.dbt.cloud import COMPLETED
+from backhaul.dbt.cloud import signature
 from backhaul.testing.emulators.base import Emulator
 
 DEFAULT_TOKEN = "dbtc_emulator_token"

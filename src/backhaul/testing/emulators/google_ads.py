@@ -25,22 +25,26 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._customer_match import (
-    KEY_FIELDS,
-    AdsError,
-    Job,
-    OperationRules,
-    UserList,
-)
-from backhaul.testing.emulators._google import GoogleOAuth, google_error
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators._customer_match import KEY_FIELDS
+from backhaul.testing.emulators._customer_match import AdsError
+from backhaul.testing.emulators._customer_match import Job
+from backhaul.testing.emulators._customer_match import OperationRules
+from backhaul.testing.emulators._customer_match import UserList
+from backhaul.testing.emulators._google import GoogleOAuth
+from backhaul.testing.emulators._google import google_error
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
 
 VERSION = re.compile(r"v\d+")
 CONSENT = {"GRANTED", "DENIED", "UNSPECIFIED", "UNKNOWN"}

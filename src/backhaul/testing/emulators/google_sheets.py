@@ -16,23 +16,27 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._google import GoogleOAuth, google_error
-from backhaul.testing.emulators._sheets_grid import (
-    Sheet,
-    SheetsError,
-    Span,
-    Spreadsheet,
-    a1,
-    column_name,
-)
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators._google import GoogleOAuth
+from backhaul.testing.emulators._google import google_error
+from backhaul.testing.emulators._sheets_grid import Sheet
+from backhaul.testing.emulators._sheets_grid import SheetsError
+from backhaul.testing.emulators._sheets_grid import Span
+from backhaul.testing.emulators._sheets_grid import Spreadsheet
+from backhaul.testing.emulators._sheets_grid import a1
+from backhaul.testing.emulators._sheets_grid import column_name
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
 
 DEFAULT_TOKEN = "ya29.sheets-emulator-token"
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

@@ -20,25 +20,31 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import InitVar, dataclass
-from typing import Any, ClassVar
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import InitVar
+from dataclasses import dataclass
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._hubspot_store import (
-    HubRecord,
-    InputError,
-    ObjectType,
-    default_properties,
-    hubspot_error,
-    matches,
-    now_stamp,
-    prop,
-)
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators._hubspot_store import HubRecord
+from backhaul.testing.emulators._hubspot_store import InputError
+from backhaul.testing.emulators._hubspot_store import ObjectType
+from backhaul.testing.emulators._hubspot_store import default_properties
+from backhaul.testing.emulators._hubspot_store import hubspot_error
+from backhaul.testing.emulators._hubspot_store import matches
+from backhaul.testing.emulators._hubspot_store import now_stamp
+from backhaul.testing.emulators._hubspot_store import prop
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
 
 DEFAULT_TOKEN = "pat-na1-00000000-0000-4000-8000-emulator0001"
 OBJECT_PREFIXES = ("/crm/v3/objects/{object_type}", "/crm/objects/{version}/{object_type}")

@@ -17,18 +17,19 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators.base import (
-    Emulator,
-    SlidingWindow,
-    count_request,
-    rate_limit_headers,
-)
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
+from backhaul.testing.emulators.base import count_request
+from backhaul.testing.emulators.base import rate_limit_headers
 
 VERSIONS = frozenset(
     {

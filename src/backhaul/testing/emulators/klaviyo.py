@@ -26,26 +26,33 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import InitVar, dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import InitVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._http import KB, authorization
+from backhaul.testing.emulators._http import KB
+from backhaul.testing.emulators._http import authorization
 from backhaul.testing.emulators._jobs import Job
-from backhaul.testing.emulators._klaviyo_store import (
-    IDENTIFIERS,
-    ImportProblem,
-    Profile,
-    Store,
-    api_error,
-    page,
-    stamp,
-)
-from backhaul.testing.emulators.base import Emulator, FixedWindow
+from backhaul.testing.emulators._klaviyo_store import IDENTIFIERS
+from backhaul.testing.emulators._klaviyo_store import ImportProblem
+from backhaul.testing.emulators._klaviyo_store import Profile
+from backhaul.testing.emulators._klaviyo_store import Store
+from backhaul.testing.emulators._klaviyo_store import api_error
+from backhaul.testing.emulators._klaviyo_store import page
+from backhaul.testing.emulators._klaviyo_store import stamp
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import FixedWindow
 
 JOBS = "/api/profile-bulk-import-jobs"
 REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.pre)?$")

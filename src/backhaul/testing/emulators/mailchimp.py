@@ -23,20 +23,25 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._http import authorization, basic_credentials
-from backhaul.testing.emulators._mailchimp_members import (
-    Audience,
-    Member,
-    MemberError,
-    subscriber_hash,
-)
+from backhaul.testing.emulators._http import authorization
+from backhaul.testing.emulators._http import basic_credentials
+from backhaul.testing.emulators._mailchimp_members import Audience
+from backhaul.testing.emulators._mailchimp_members import Member
+from backhaul.testing.emulators._mailchimp_members import MemberError
+from backhaul.testing.emulators._mailchimp_members import subscriber_hash
 from backhaul.testing.emulators.base import Emulator
 
 ROOT = "/3.0"

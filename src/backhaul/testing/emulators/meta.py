@@ -27,16 +27,23 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._audience import MOBILE_ID, Membership, hash_problem
+from backhaul.testing.emulators._audience import MOBILE_ID
+from backhaul.testing.emulators._audience import Membership
+from backhaul.testing.emulators._audience import hash_problem
 from backhaul.testing.emulators._http import authorization
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
 
 DEFAULT_TOKEN = "EAAB-emulator-system-user-token-0001"
 DEFAULT_APP_SECRET = "meta-emulator-app-secret"

@@ -21,15 +21,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import InitVar, asdict, dataclass, field
+from dataclasses import InitVar
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
 from backhaul.testing.emulators._http import KB
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
 
 DEFAULT_ROUTING_KEY = "R0UT1NGKEY0EMULATOR0000000000000"  # 32 characters
 SEVERITIES = frozenset({"critical", "error", "warning", "info"})

@@ -15,15 +15,21 @@ import io
 import itertools
 import re
 import secrets
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import PlainTextResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
 
 DATA = "/services/data/{version}"
 MIN_COLLECTIONS_UPSERT = 46.0

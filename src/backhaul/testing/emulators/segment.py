@@ -26,14 +26,21 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from dataclasses import InitVar, dataclass, field
-from typing import Any, ClassVar
+from dataclasses import InitVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._http import KB, basic_credentials, json_size
+from backhaul.testing.emulators._http import KB
+from backhaul.testing.emulators._http import basic_credentials
+from backhaul.testing.emulators._http import json_size
 from backhaul.testing.emulators.base import WindowedEmulator
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")

@@ -16,17 +16,26 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import InitVar, dataclass
-from typing import Any, ClassVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import InitVar
+from dataclasses import dataclass
+from typing import Any
+from typing import ClassVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse
+from starlette.responses import PlainTextResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route
 
-from backhaul.testing.emulators._http import authorization, basic_credentials
+from backhaul.testing.emulators._http import authorization
+from backhaul.testing.emulators._http import basic_credentials
 from backhaul.testing.emulators._jobs import Job
-from backhaul.testing.emulators.base import Emulator, SlidingWindow
+from backhaul.testing.emulators.base import Emulator
+from backhaul.testing.emulators.base import SlidingWindow
 
 OBJECTS = ("users", "organizations", "tickets")
 SINGULAR = {"users": "user", "organizations": "organization", "tickets": "ticket"}

@@ -8,8 +8,18 @@ document lists them. ``base`` holds what they share.
 
 from __future__ import annotations
 
-from backhaul.web.api import audit, destinations, me, models, runs, sources, syncs, tokens, users
-from backhaul.web.api.base import ERRORS, SafeJSONResponse, json_router
+from backhaul.web.api import audit
+from backhaul.web.api import destinations
+from backhaul.web.api import me
+from backhaul.web.api import models
+from backhaul.web.api import runs
+from backhaul.web.api import sources
+from backhaul.web.api import syncs
+from backhaul.web.api import tokens
+from backhaul.web.api import users
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import SafeJSONResponse
+from backhaul.web.api.base import json_router
 from backhaul.web.api.docs import router as docs_router
 
 router = json_router("/api/v1")

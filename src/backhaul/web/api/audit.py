@@ -7,7 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from backhaul.web.api.base import ERRORS, Limit, Offset, resource_router
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import Limit
+from backhaul.web.api.base import Offset
+from backhaul.web.api.base import resource_router
 from backhaul.web.auth import Admin
 from backhaul.web.deps import UsersDep
 

@@ -4,13 +4,19 @@ roles, and the router each resource module starts from."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter
+from fastapi import Depends
+from fastapi import HTTPException
+from fastapi import Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
+from pydantic import TypeAdapter
 
-from backhaul.web.auth import Role, require
+from backhaul.web.auth import Role
+from backhaul.web.auth import require
 
 MAX_PAGE = 500
 MASK = "***"

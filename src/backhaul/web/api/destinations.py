@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
+from pydantic import Field
 
 from backhaul.config.project import DestinationDef
 from backhaul.errors import BackhaulError
 from backhaul.observe.redact import Redactor
-from backhaul.web.api.base import ERRORS, MASK, resource_router
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import MASK
+from backhaul.web.api.base import resource_router
 from backhaul.web.deps import ProjectDep
 
 # Config keys whose values are secret even when written in the file as plain text.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from html import escape
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.responses import JSONResponse
 
 from backhaul.web.auth import CurrentUser
 

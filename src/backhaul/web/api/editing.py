@@ -22,32 +22,51 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
-from fastapi import Query, Request
-from pydantic import BaseModel, Field
+from fastapi import Query
+from fastapi import Request
+from pydantic import BaseModel
+from pydantic import Field
 
 from backhaul import pyvalues
-from backhaul.config.models import NAME_PATTERN, Cast, ModelConfig
-from backhaul.config.project import ModelDef, Positions, Project
-from backhaul.config.yamledit import edit_yaml, load, plain
-from backhaul.errors import BackhaulError, SaveConflict
-from backhaul.gitsave import Problem, project_with, text_hash
-from backhaul.web.api.base import SafeJSONResponse, json_router, jsonable
+from backhaul.config.models import NAME_PATTERN
+from backhaul.config.models import Cast
+from backhaul.config.models import ModelConfig
+from backhaul.config.project import ModelDef
+from backhaul.config.project import Positions
+from backhaul.config.project import Project
+from backhaul.config.yamledit import edit_yaml
+from backhaul.config.yamledit import load
+from backhaul.config.yamledit import plain
+from backhaul.errors import BackhaulError
+from backhaul.errors import SaveConflict
+from backhaul.gitsave import Problem
+from backhaul.gitsave import project_with
+from backhaul.gitsave import text_hash
+from backhaul.web.api.base import SafeJSONResponse
+from backhaul.web.api.base import json_router
+from backhaul.web.api.base import jsonable
 from backhaul.web.approvals import save_project_files
-from backhaul.web.audience_api import opened_for, problem_out, reload_project, save_failure
-from backhaul.web.auth import Editor, Role, User
-from backhaul.web.deps import ProjectDep, UsersDep
-from backhaul.web.editor_forms import (
-    KINDS,
-    TYPED,
-    change_message,
-    coerce,
-    defs_of,
-    form_for,
-    types_of,
-)
-from backhaul.web.opening import Opened, pending_note
+from backhaul.web.audience_api import opened_for
+from backhaul.web.audience_api import problem_out
+from backhaul.web.audience_api import reload_project
+from backhaul.web.audience_api import save_failure
+from backhaul.web.auth import Editor
+from backhaul.web.auth import Role
+from backhaul.web.auth import User
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import UsersDep
+from backhaul.web.editor_forms import KINDS
+from backhaul.web.editor_forms import TYPED
+from backhaul.web.editor_forms import change_message
+from backhaul.web.editor_forms import coerce
+from backhaul.web.editor_forms import defs_of
+from backhaul.web.editor_forms import form_for
+from backhaul.web.editor_forms import types_of
+from backhaul.web.opening import Opened
+from backhaul.web.opening import pending_note
 
 router = json_router("/api/v1/edit", Role.EDITOR)
 PREVIEW_ROWS = 20
@@ -372,7 +391,8 @@ def _save(
 
 def preview(project: Project, source: str, sql: str, limit: int = PREVIEW_ROWS) -> dict[str, Any]:
     """Run ``sql`` on ``source`` as a run reads a model: its columns and first rows."""
-    from backhaul.engine.workspace import open_source, strip_sql
+    from backhaul.engine.workspace import open_source
+    from backhaul.engine.workspace import strip_sql
 
     if source not in project.sources:
         known = ", ".join(sorted(project.sources)) or "none"
@@ -434,7 +454,8 @@ def check_route(
     """Test connection, exactly as ``backhaul test-connection NAME`` does: on the saved
     file, or with a body on the editor's unsaved one (validated as a save validates it,
     nothing written), so a new item or a changed password is tried before it is saved."""
-    from backhaul.cli.connection import check_destination, check_source
+    from backhaul.cli.connection import check_destination
+    from backhaul.cli.connection import check_source
 
     if kind not in ("sources", "destinations") or (
         body is None and name not in getattr(project, kind)

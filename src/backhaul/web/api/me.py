@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from fastapi import Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
+from pydantic import Field
 
-from backhaul.web.api.base import ERRORS, resource_router
-from backhaul.web.auth import CurrentUser, Role, csrf_token
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import resource_router
+from backhaul.web.auth import CurrentUser
+from backhaul.web.auth import Role
+from backhaul.web.auth import csrf_token
 
 router = resource_router()
 

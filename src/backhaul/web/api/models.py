@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
-from fastapi import HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi import HTTPException
+from fastapi import Query
+from pydantic import BaseModel
+from pydantic import Field
 
 from backhaul import pyvalues
-from backhaul.config.project import ModelDef, Project
+from backhaul.config.project import ModelDef
+from backhaul.config.project import Project
 from backhaul.errors import SourceError
-from backhaul.web.api.base import ERRORS, MASK, jsonable, not_found, resource_router
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import MASK
+from backhaul.web.api.base import jsonable
+from backhaul.web.api.base import not_found
+from backhaul.web.api.base import resource_router
 from backhaul.web.deps import ProjectDep
 
 MAX_PREVIEW = 100

@@ -5,28 +5,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import asdict, fields
+from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 
 from fastapi import HTTPException
-from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field, TypeAdapter
+from fastapi.responses import Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from pydantic import Field
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from backhaul.errors import RowLogError
-from backhaul.state.reader import RunReader, RunRecord, store_if_log_unreadable
-from backhaul.summary import Counts, RowOutcome
-from backhaul.web.api.base import (
-    ERRORS,
-    MAX_PAGE,
-    Limit,
-    Offset,
-    json_bytes,
-    not_found,
-    resource_router,
-)
+from backhaul.state.reader import RunReader
+from backhaul.state.reader import RunRecord
+from backhaul.state.reader import store_if_log_unreadable
+from backhaul.summary import Counts
+from backhaul.summary import RowOutcome
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import MAX_PAGE
+from backhaul.web.api.base import Limit
+from backhaul.web.api.base import Offset
+from backhaul.web.api.base import json_bytes
+from backhaul.web.api.base import not_found
+from backhaul.web.api.base import resource_router
 from backhaul.web.auth import Operator
-from backhaul.web.deps import ReaderDep, RunsDep
+from backhaul.web.deps import ReaderDep
+from backhaul.web.deps import RunsDep
 from backhaul.web.runs import RunManager
 
 router = resource_router()

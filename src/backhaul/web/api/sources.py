@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from backhaul.web.api.base import ERRORS, resource_router
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import resource_router
 from backhaul.web.deps import ProjectDep
 
 router = resource_router()

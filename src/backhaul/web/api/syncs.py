@@ -4,23 +4,38 @@ history, and starting a run."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 from fastapi import Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel
+from pydantic import Field
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from backhaul.config.project import Project, SyncDef
-from backhaul.files import NotReadable, read_text
+from backhaul.config.project import Project
+from backhaul.config.project import SyncDef
+from backhaul.files import NotReadable
+from backhaul.files import read_text
 from backhaul.schedule.timetable import NextRun
-from backhaul.state.reader import RunReader, RunRecord
-from backhaul.web.api.base import ERRORS, json_bytes, not_found, resource_router
-from backhaul.web.api.runs import RunOut, run_out
+from backhaul.state.reader import RunReader
+from backhaul.state.reader import RunRecord
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import json_bytes
+from backhaul.web.api.base import not_found
+from backhaul.web.api.base import resource_router
+from backhaul.web.api.runs import RunOut
+from backhaul.web.api.runs import run_out
 from backhaul.web.auth import Operator
-from backhaul.web.cache import AnswerCache, SharedMemo
-from backhaul.web.deps import CacheDep, ProjectDep, ReaderDep, RunsDep
-from backhaul.web.runs import RunManager, latest_runs
+from backhaul.web.cache import AnswerCache
+from backhaul.web.cache import SharedMemo
+from backhaul.web.deps import CacheDep
+from backhaul.web.deps import ProjectDep
+from backhaul.web.deps import ReaderDep
+from backhaul.web.deps import RunsDep
+from backhaul.web.runs import RunManager
+from backhaul.web.runs import latest_runs
 
 # The list of syncs is the same for every caller; it is built at most once per this many
 # seconds (sooner when a run starts or ends here) and its JSON shared meanwhile.

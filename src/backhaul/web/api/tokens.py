@@ -7,10 +7,13 @@ from datetime import datetime
 
 from fastapi import HTTPException
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
+from pydantic import Field
 
 from backhaul.errors import UserError
-from backhaul.web.api.base import ERRORS, not_found, resource_router
+from backhaul.web.api.base import ERRORS
+from backhaul.web.api.base import not_found
+from backhaul.web.api.base import resource_router
 from backhaul.web.auth import Admin
 from backhaul.web.deps import UsersDep
 
