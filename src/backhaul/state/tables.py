@@ -7,8 +7,10 @@ change here without a matching migration fails the build.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean
 from sqlalchemy import Column
@@ -25,6 +27,8 @@ from sqlalchemy import Text
 from sqlalchemy import text
 from sqlalchemy.types import TypeDecorator
 
+from backhaul.summary import Counts
+
 # Fixed names for constraints, so every database (and every future migration) agrees on them.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -40,19 +44,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # with an application that also uses Alembic does not collide with its ``alembic_version``.
 VERSION_TABLE = "backhaul_schema_version"
 
-# The counters of :class:`backhaul.summary.Counts`, one integer column each.
-COUNT_COLUMNS = (
-    "queried",
-    "added",
-    "changed",
-    "removed",
-    "retried",
-    "unchanged",
-    "invalid",
-    "succeeded",
-    "rejected",
-)
-# Added by migration 0006: rows that needed no call, and delivered rows by kind of change.
+# Added by migration 0006, with a default of 0 for the runs already recorded: rows that
+# needed no call, and delivered rows by kind of change.
 OUTCOME_COLUMNS = (
     "skipped",
     "delivered_added",
@@ -60,6 +53,9 @@ OUTCOME_COLUMNS = (
     "delivered_removed",
     "delivered_retried",
 )
+# The other counters of :class:`backhaul.summary.Counts`, in its order. Every counter has
+# one integer column, so a new counter fails the schema test until a migration adds it.
+COUNT_COLUMNS = tuple(f.name for f in fields(Counts) if f.name not in OUTCOME_COLUMNS)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -89,6 +85,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def _serial_id() -> Column[int]:
+    """The ``id`` primary key of a table whose rows the database numbers."""
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def _timestamp(name: str, *, nullable: bool = False) -> Column[datetime]:
+    """A moment in time, stored in UTC (see :class:`UTCDateTime`)."""
+    return Column(name, UTCDateTime, nullable=nullable)
+
+
+def _belongs_to(name: str, parent: Table, *, nullable: bool = False) -> Column[Any]:
+    """The ``id`` of a row of ``parent``: a row that belongs to it is deleted with it."""
+    id_ = parent.c.id
+    return Column(name, id_.type, ForeignKey(id_, ondelete="CASCADE"), nullable=nullable)
+
+
 runs = Table(
     "runs",
     metadata,
@@ -101,8 +113,8 @@ runs = Table(
     Column("git_commit", String(64), nullable=True),
     # The project's files differed from git_commit when the run started (None: not known).
     Column("git_dirty", Boolean, nullable=True),
-    Column("started_at", UTCDateTime, nullable=False),
-    Column("finished_at", UTCDateTime, nullable=True),
+    _timestamp("started_at"),
+    _timestamp("finished_at", nullable=True),
     Column("error", Text, nullable=True),
     *(Column(name, Integer, nullable=False) for name in COUNT_COLUMNS),
     # Seconds during which at least one call waited: rate limits, retries, throttling.
@@ -114,8 +126,8 @@ runs = Table(
 run_rows = Table(
     "run_rows",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    _serial_id(),
+    _belongs_to("run_id", runs),
     Column("key", Text, nullable=False),
     Column("op", String(16), nullable=False),
     Column("status", String(16), nullable=False),
@@ -130,7 +142,7 @@ http_calls = Table(
     "http_calls",
     metadata,
     Column("call_id", String(64), primary_key=True),
-    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    _belongs_to("run_id", runs),
     Column("method", String(16), nullable=False),
     Column("url", Text, nullable=False),
     Column("status", Integer, nullable=True),
@@ -140,7 +152,7 @@ http_calls = Table(
     Column("response_body", Text, nullable=True),
     Column("error", Text, nullable=True),
     Column("attempt", Integer, nullable=False),
-    Column("started_at", UTCDateTime, nullable=False),
+    _timestamp("started_at"),
     Column("response_headers", Text, nullable=True),  # JSON object, already redacted
     Column("wait_ms", Float, nullable=False, server_default=text("0")),  # held before sending
     Column("wait_reason", Text, nullable=True),
@@ -152,30 +164,30 @@ http_calls = Table(
 users = Table(
     "users",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _serial_id(),
     Column("username", String(64), nullable=False, unique=True),
     Column("password_hash", Text, nullable=False),  # argon2id, never the password
     Column("role", String(16), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
+    _timestamp("created_at"),
 )
 
 api_tokens = Table(
     "api_tokens",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _serial_id(),
+    _belongs_to("user_id", users),
     Column("name", String(128), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the token
     Column("prefix", String(16), nullable=False),  # first characters, to recognise a token
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("revoked_at", UTCDateTime, nullable=True),
+    _timestamp("created_at"),
+    _timestamp("revoked_at", nullable=True),
 )
 
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", UTCDateTime, nullable=False),
+    _serial_id(),
+    _timestamp("at"),
     Column("actor", String(64), nullable=True),  # username, or None for anonymous
     Column("action", String(64), nullable=False),
     Column("target", String(255), nullable=True),
@@ -191,9 +203,9 @@ web_sessions = Table(
     metadata,
     # SHA-256 hex of the session id the browser holds: reading the table gives no cookie.
     Column("id", String(64), primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("last_seen_at", UTCDateTime, nullable=False),
+    _belongs_to("user_id", users),
+    _timestamp("created_at"),
+    _timestamp("last_seen_at"),
     # Ending every session of a user (sign-out, password or role change) finds them here.
     Index("ix_web_sessions_user_id", "user_id"),
 )
@@ -203,10 +215,10 @@ web_sessions = Table(
 sign_in_failures = Table(
     "sign_in_failures",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _serial_id(),
     Column("address", String(64), nullable=False),
     Column("name", String(255), nullable=False),  # the user name tried, lower-cased
-    Column("at", UTCDateTime, nullable=False),
+    _timestamp("at"),
     Index("ix_sign_in_failures_address_at", "address", "at"),
 )
 
@@ -221,18 +233,18 @@ alert_states = Table(
     Column("sync", String(255), primary_key=True),
     Column("rule", String(32), primary_key=True),
     Column("state", String(16), nullable=False),  # "ok" | "firing"
-    Column("since", UTCDateTime, nullable=False),
+    _timestamp("since"),
     Column("message", Text, nullable=True),
     Column("run_id", String(64), nullable=True),
     Column("notified", Boolean, nullable=False),  # the raise reached the channels
-    Column("updated_at", UTCDateTime, nullable=False),
+    _timestamp("updated_at"),
 )
 
 alert_events = Table(
     "alert_events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", UTCDateTime, nullable=False),
+    _serial_id(),
+    _timestamp("at"),
     Column("sync", String(255), nullable=False),
     Column("rule", String(32), nullable=False),
     Column("kind", String(16), nullable=False),  # "raised" | "resolved" | "test"
@@ -246,13 +258,9 @@ alert_events = Table(
 alert_deliveries = Table(
     "alert_deliveries",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "event_id",
-        Integer,
-        ForeignKey("alert_events.id", ondelete="CASCADE"),
-        nullable=True,  # run lifecycle messages and metrics belong to no alert
-    ),
+    _serial_id(),
+    # Run lifecycle messages and metrics belong to no alert.
+    _belongs_to("event_id", alert_events, nullable=True),
     Column("run_id", String(64), nullable=True),
     Column("what", String(32), nullable=False),  # "alert.raised", "run.started", "metrics"...
     Column("channel", String(255), nullable=False),
@@ -260,7 +268,7 @@ alert_deliveries = Table(
     Column("status", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("request", Text, nullable=True),  # what was sent, redacted and truncated
-    Column("at", UTCDateTime, nullable=False),
+    _timestamp("at"),
     Index("ix_alert_deliveries_event_id", "event_id"),
     Index("ix_alert_deliveries_at", "at"),
 )
@@ -271,7 +279,7 @@ alert_mutes = Table(
     Column("sync", String(255), primary_key=True),
     Column("rule", String(32), primary_key=True),  # "*": every rule of the sync
     Column("muted_by", String(64), nullable=True),
-    Column("muted_at", UTCDateTime, nullable=False),
+    _timestamp("muted_at"),
 )
 
 # The scheduler's state per sync: paused or not, since when the schedule is known (the base
@@ -281,13 +289,13 @@ schedule_states = Table(
     "schedule_states",
     metadata,
     Column("sync", String(255), primary_key=True),
-    Column("since", UTCDateTime, nullable=False),
+    _timestamp("since"),
     Column("paused", Boolean, nullable=False),
     Column("paused_by", String(64), nullable=True),
-    Column("paused_at", UTCDateTime, nullable=True),
-    Column("fired_slot", UTCDateTime, nullable=True),
-    Column("fired_at", UTCDateTime, nullable=True),
-    Column("updated_at", UTCDateTime, nullable=False),
+    _timestamp("paused_at", nullable=True),
+    _timestamp("fired_slot", nullable=True),
+    _timestamp("fired_at", nullable=True),
+    _timestamp("updated_at"),
 )
 
 # One rate-limit budget per destination account, shared by every worker (Postgres stores
@@ -301,7 +309,7 @@ rate_budgets = Table(
     Column("day", String(10), nullable=False),
     Column("day_used", Integer, nullable=False),
     Column("calls", Text, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
+    _timestamp("updated_at"),
 )
 
 # Commits an admin approved to run (`approval: required` in backhaul.yml; see
@@ -313,7 +321,7 @@ approvals = Table(
     Column("project", String(255), primary_key=True),
     Column("commit", String(64), primary_key=True),
     Column("approved_by", String(64), nullable=False),
-    Column("approved_at", UTCDateTime, nullable=False),
+    _timestamp("approved_at"),
     Column("via", String(16), nullable=False),  # "web", "cli" or "save" (an admin's web save)
     Column("required", Boolean, nullable=False),
     Column("draft", String(255), nullable=True),  # the draft branch merged, if any

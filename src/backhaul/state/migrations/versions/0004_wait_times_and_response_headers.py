@@ -1,9 +1,4 @@
-"""Waits you can see: a run's time spent waiting, each call's response headers and wait.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-02
-"""
+"""Waits you can see: a run's time spent waiting, each call's response headers and wait."""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | tuple[str, ...] | None = None
-depends_on: str | tuple[str, ...] | None = None
 
 
 def upgrade() -> None:

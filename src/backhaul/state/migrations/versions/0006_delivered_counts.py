@@ -2,10 +2,6 @@
 
 Runs recorded before this revision get their delivered counts from their stored row
 outcomes, so history charts show what was delivered, not what was planned.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-05
 """
 
 from __future__ import annotations
@@ -15,8 +11,6 @@ from alembic import op
 
 revision: str = "0006"
 down_revision: str | None = "0005"
-branch_labels: str | tuple[str, ...] | None = None
-depends_on: str | tuple[str, ...] | None = None
 
 DELIVERED = {
     "delivered_added": "add",

@@ -1,9 +1,4 @@
-"""Whether a run's project files differed from its commit.
-
-Revision ID: 0010
-Revises: 0009
-Create Date: 2026-12-06
-"""
+"""Whether a run's project files differed from its commit."""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision: str = "0010"
 down_revision: str | None = "0009"
-branch_labels: str | tuple[str, ...] | None = None
-depends_on: str | tuple[str, ...] | None = None
 
 
 def upgrade() -> None:

@@ -1,19 +1,16 @@
-"""Commits an admin approved to run (``approval: required``).
-
-Revision ID: 0011
-Revises: 0010
-Create Date: 2026-12-06
-"""
+"""Commits an admin approved to run (``approval: required``)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
+from backhaul.state.migrations.ddl import create_index
+from backhaul.state.migrations.ddl import drop_index
+from backhaul.state.migrations.ddl import timestamp
+
 revision: str = "0011"
 down_revision: str | None = "0010"
-branch_labels: str | tuple[str, ...] | None = None
-depends_on: str | tuple[str, ...] | None = None
 
 
 def upgrade() -> None:
@@ -22,15 +19,15 @@ def upgrade() -> None:
         sa.Column("project", sa.String(255), nullable=False),
         sa.Column("commit", sa.String(64), nullable=False),
         sa.Column("approved_by", sa.String(64), nullable=False),
-        sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False),
+        timestamp("approved_at"),
         sa.Column("via", sa.String(16), nullable=False),
         sa.Column("required", sa.Boolean(), nullable=False),
         sa.Column("draft", sa.String(255), nullable=True),
         sa.PrimaryKeyConstraint("project", "commit", name="pk_approvals"),
     )
-    op.create_index("ix_approvals_project_approved_at", "approvals", ["project", "approved_at"])
+    create_index("approvals", "project", "approved_at")
 
 
 def downgrade() -> None:
-    op.drop_index("ix_approvals_project_approved_at", table_name="approvals")
+    drop_index("approvals", "project", "approved_at")
     op.drop_table("approvals")
