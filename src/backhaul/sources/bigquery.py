@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from types import ModuleType
 from typing import Any
-from typing import ClassVar
 from typing import Literal
 
 import pyarrow as pa
@@ -37,8 +36,6 @@ class BigQuerySourceConfig(SourceConfig):
 class BigQuerySource(DbApiSource[BigQuerySourceConfig]):
     """Runs model SQL in BigQuery and streams the result as Arrow batches."""
 
-    config_model: ClassVar[type[BigQuerySourceConfig]] = BigQuerySourceConfig
-    kind = "bigquery"
     driver = "google.cloud.bigquery"
     package = "google-cloud-bigquery"
     connect_hint = "check `project`, `credentials_path` and the account's BigQuery roles"

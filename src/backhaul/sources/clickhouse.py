@@ -8,24 +8,22 @@ from __future__ import annotations
 
 from types import ModuleType
 from typing import Any
-from typing import ClassVar
 from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
 from backhaul.sources.common import DbApiSource
-from backhaul.sources.common import SourceConfig
+from backhaul.sources.common import HostSourceConfig
 from backhaul.sources.common import limit_zero
 from backhaul.sources.common import strip_sql
 from backhaul.sources.common import tables_reader
 
 
-class ClickHouseSourceConfig(SourceConfig):
+class ClickHouseSourceConfig(HostSourceConfig):
     """A ClickHouse server (HTTP interface)."""
 
     type: Literal["clickhouse"]
-    host: str
     port: int = Field(8123, description="HTTP port: 8123, or 8443 with `secure`.")
     user: str = "default"
     password: str = ""
@@ -36,8 +34,6 @@ class ClickHouseSourceConfig(SourceConfig):
 class ClickHouseSource(DbApiSource[ClickHouseSourceConfig]):
     """Runs model SQL in ClickHouse and streams the result as Arrow batches."""
 
-    config_model: ClassVar[type[ClickHouseSourceConfig]] = ClickHouseSourceConfig
-    kind = "clickhouse"
     driver = "clickhouse_connect"
     package = "clickhouse-connect"
     connect_hint = "check `host`, `port`, `user` and `password`, and that the server is running"
@@ -48,12 +44,8 @@ class ClickHouseSource(DbApiSource[ClickHouseSourceConfig]):
     def _open(self, module: ModuleType) -> Any:
         cfg = self.config
         return module.get_client(
-            host=cfg.host,
-            port=cfg.port,
+            **cfg.driver_options("host", "port", "password", "database", "secure"),
             username=cfg.user,
-            password=cfg.password,
-            database=cfg.database,
-            secure=cfg.secure,
             connect_timeout=cfg.connect_timeout,
         )
 

@@ -21,6 +21,7 @@ from typing import ClassVar
 from typing import Generic
 from typing import Self
 from typing import TypeVar
+from typing import get_args
 
 import duckdb
 import pyarrow as pa
@@ -42,6 +43,28 @@ class SourceConfig(BaseModel):
     type: str
     description: str | None = None
     connect_timeout: float = Field(10, gt=0, description="Seconds to wait for a connection.")
+
+    def driver_options(self, *keys: str) -> dict[str, Any]:
+        """The values of ``keys``, named as in the source file (``schema``, not ``schema_``):
+        the keywords of a driver that calls them what the file does.
+
+        Raises:
+            KeyError: A key the config does not have.
+        """
+        values = self.model_dump(by_alias=True)
+        return {key: values[key] for key in keys}
+
+
+class HostSourceConfig(SourceConfig):
+    """A warehouse server reached at ``host:port`` as ``user``.
+
+    Subclasses set the ``port`` default and add the credentials and namespaces their
+    driver takes.
+    """
+
+    host: str
+    port: int
+    user: str
 
 
 class ServerSourceConfig(SourceConfig):
@@ -319,17 +342,44 @@ class StreamedSource:
         return False
 
 
+ServerConfigT = TypeVar("ServerConfigT", bound=ServerSourceConfig)
+
+
+class ServerSource(StreamedSource, Generic[ServerConfigT]):
+    """A database server, opened with the connection parameters its config resolves to.
+
+    The parameters are resolved once, when the source is created, so a bad ``url`` fails
+    before anything connects; the password among them is masked in every message.
+    Subclasses implement :meth:`_where` from ``self._params``.
+    """
+
+    def __init__(self, config: ServerConfigT, params: dict[str, Any]) -> None:
+        self.config = config
+        self._params = params
+        self._password = str(params.get("password") or "")
+        self.where = self._where()
+        self._conn: Any = None
+
+    def _where(self) -> str:
+        """``host:port/database``, for messages (never holds a secret)."""
+        raise NotImplementedError
+
+
 ConfigT = TypeVar("ConfigT", bound=SourceConfig)
 
 
 class DbApiSource(StreamedSource, Generic[ConfigT]):
     """A warehouse reached through a DB-API driver that is imported on first use.
 
-    Subclasses set ``kind``, ``driver`` (the module to import) and ``package`` (what pip
-    installs), and implement :meth:`_open`; they override :meth:`stream` when the driver
-    hands out Arrow itself. ``dialect`` (sqlglot) and ``extra`` default to ``kind``.
+    Subclasses name their config model as the type argument (``DbApiSource[MyConfig]``),
+    set ``driver`` (the module to import) and ``package`` (what pip installs), and
+    implement :meth:`_open`; they override :meth:`stream` when the driver hands out Arrow
+    itself. ``config_model`` is the type argument and ``kind`` its ``type`` literal, so the
+    source file's ``type`` is written once; ``dialect`` (sqlglot) and ``extra`` default to
+    ``kind``. A subclass may set any of them itself.
     """
 
+    config_model: ClassVar[type[SourceConfig]]
     kind: ClassVar[str] = ""
     dialect: ClassVar[str] = ""
     driver: ClassVar[str] = ""
@@ -339,6 +389,12 @@ class DbApiSource(StreamedSource, Generic[ConfigT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "config_model" not in vars(cls):
+            config_model = _config_argument(cls)
+            if config_model is None:
+                return  # a generic base, or a subclass that keeps its parent's model
+            cls.config_model = config_model
+        cls.kind = cls.kind or _type_literal(cls.config_model)
         cls.dialect = cls.dialect or cls.kind
         cls.extra = cls.extra or cls.kind
 
@@ -458,8 +514,25 @@ class DbApiSource(StreamedSource, Generic[ConfigT]):
                 conn.close()
 
 
+def _config_argument(cls: type) -> type[SourceConfig] | None:
+    """The config model ``cls`` names as its type argument (``DbApiSource[MyConfig]``)."""
+    for base in vars(cls).get("__orig_bases__", ()):
+        for arg in get_args(base):
+            if isinstance(arg, type) and issubclass(arg, SourceConfig):
+                return arg
+    return None
+
+
+def _type_literal(config_model: type[SourceConfig]) -> str:
+    """The value of a config model's ``type: Literal[...]``."""
+    (kind,) = get_args(config_model.model_fields["type"].annotation)
+    return str(kind)
+
+
 __all__ = [
     "DbApiSource",
+    "HostSourceConfig",
+    "ServerSource",
     "ServerSourceConfig",
     "SourceConfig",
     "StreamedSource",

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
-from typing import ClassVar
 from typing import Literal
 
 import pyarrow as pa
@@ -34,8 +33,6 @@ class DatabricksSourceConfig(SourceConfig):
 class DatabricksSource(DbApiSource[DatabricksSourceConfig]):
     """Runs model SQL on a Databricks SQL warehouse and streams Arrow batches."""
 
-    config_model: ClassVar[type[DatabricksSourceConfig]] = DatabricksSourceConfig
-    kind = "databricks"
     driver = "databricks.sql"
     package = "databricks-sql-connector"
     connect_hint = "check `server_hostname`, `http_path` and `token`"
@@ -45,12 +42,9 @@ class DatabricksSource(DbApiSource[DatabricksSourceConfig]):
 
     def _open(self, module: ModuleType) -> Any:
         cfg = self.config
-        options: dict[str, Any] = {
-            "server_hostname": cfg.server_hostname,
-            "http_path": cfg.http_path,
+        options = {
+            **cfg.driver_options("server_hostname", "http_path", "catalog", "schema"),
             "access_token": cfg.token,
-            "catalog": cfg.catalog,
-            "schema": cfg.schema_,
             "_socket_timeout": cfg.connect_timeout,
         }
         return self._connect_with(module, options)

@@ -22,8 +22,8 @@ from pydantic import Field
 
 from backhaul.errors import ConfigError
 from backhaul.errors import SourceError
+from backhaul.sources.common import ServerSource
 from backhaul.sources.common import ServerSourceConfig
-from backhaul.sources.common import StreamedSource
 from backhaul.sources.common import dbapi_reader
 from backhaul.sources.common import import_driver
 from backhaul.sources.common import limit_zero
@@ -62,21 +62,19 @@ _DECIMAL = (0, 246)
 _AUTH, _NO_DB, _NO_HOST, _BAD_HOST = 1045, 1049, 2003, 2005
 
 
-class MySQLSource(StreamedSource):
+class MySQLSource(ServerSource[MySQLSourceConfig]):
     """Runs model SQL in MySQL/MariaDB and streams the rows as Arrow batches."""
 
     config_model: ClassVar[type[MySQLSourceConfig]] = MySQLSourceConfig
     kind = "mysql"
 
     def __init__(self, config: MySQLSourceConfig, project_dir: Path) -> None:
-        self.config = config
-        self._params = _params(config)
-        self._password = str(self._params.get("password") or "")
-        self.where = (
-            f"{self._params['host']}:{self._params['port']}/{self._params.get('database') or ''}"
-        )
-        self._conn: Any = None
+        super().__init__(config, _params(config))
         self._streams: list[Callable[[], None]] = []  # how to end streams not read to the end
+
+    def _where(self) -> str:
+        params = self._params
+        return f"{params['host']}:{params['port']}/{params.get('database') or ''}"
 
     def _open(self) -> Any:
         pymysql = import_pymysql()

@@ -23,8 +23,8 @@ from psycopg import sql
 from pydantic import Field
 
 from backhaul.errors import SourceError
+from backhaul.sources.common import ServerSource
 from backhaul.sources.common import ServerSourceConfig
-from backhaul.sources.common import StreamedSource
 from backhaul.sources.common import limit_zero
 from backhaul.sources.common import one_line
 from backhaul.sources.common import strip_sql
@@ -67,19 +67,21 @@ _ELEMENTS: dict[str, pa.DataType] = {
 }
 
 
-class PostgresSource(StreamedSource):
+class PostgresSource(ServerSource[PostgresSourceConfig]):
     """Runs model SQL in PostgreSQL and streams the rows as Arrow batches."""
 
     config_model: ClassVar[type[PostgresSourceConfig]] = PostgresSourceConfig
     kind = "postgres"
 
+    _conn: psycopg.Connection[Any] | None
+
     def __init__(self, config: PostgresSourceConfig, project_dir: Path) -> None:
-        self.config = config
-        self._params = _params(config)
-        self._password = str(self._params.get("password") or "")
-        host = self._params.get("host") or "localhost"
-        self.where = f"{host}:{self._params.get('port') or 5432}/{self._params.get('dbname', '')}"
-        self._conn: psycopg.Connection[Any] | None = None
+        super().__init__(config, _params(config))
+
+    def _where(self) -> str:
+        params = self._params
+        host = params.get("host") or "localhost"
+        return f"{host}:{params.get('port') or 5432}/{params.get('dbname', '')}"
 
     # -- connection ---------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:

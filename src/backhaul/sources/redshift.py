@@ -10,25 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
-from typing import ClassVar
 from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
 from backhaul.sources.common import DbApiSource
-from backhaul.sources.common import SourceConfig
+from backhaul.sources.common import HostSourceConfig
 from backhaul.sources.common import dbapi_reader
 from backhaul.sources.common import strip_sql
 
 
-class RedshiftSourceConfig(SourceConfig):
+class RedshiftSourceConfig(HostSourceConfig):
     """A Redshift cluster or serverless workgroup."""
 
     type: Literal["redshift"]
     host: str = Field(description="e.g. `my-cluster.abc123.eu-west-1.redshift.amazonaws.com`.")
     port: int = 5439
-    user: str
     password: str
     database: str = "dev"
 
@@ -53,8 +51,6 @@ _TYPES: dict[int, pa.DataType] = {
 class RedshiftSource(DbApiSource[RedshiftSourceConfig]):
     """Runs model SQL in Redshift and streams the rows as Arrow batches."""
 
-    config_model: ClassVar[type[RedshiftSourceConfig]] = RedshiftSourceConfig
-    kind = "redshift"
     driver = "redshift_connector"
     package = "redshift-connector"
     connect_hint = "check `host`, `port`, `user` and `password`, and the cluster's network access"
@@ -66,11 +62,7 @@ class RedshiftSource(DbApiSource[RedshiftSourceConfig]):
     def _open(self, module: ModuleType) -> Any:
         cfg = self.config
         return module.connect(
-            host=cfg.host,
-            port=cfg.port,
-            user=cfg.user,
-            password=cfg.password,
-            database=cfg.database,
+            **cfg.driver_options("host", "port", "user", "password", "database"),
             timeout=int(cfg.connect_timeout),
         )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 from typing import Any
-from typing import ClassVar
 from typing import Literal
 
 import pyarrow as pa
@@ -36,8 +35,6 @@ class SnowflakeSourceConfig(SourceConfig):
 class SnowflakeSource(DbApiSource[SnowflakeSourceConfig]):
     """Runs model SQL in Snowflake and streams the result as Arrow batches."""
 
-    config_model: ClassVar[type[SnowflakeSourceConfig]] = SnowflakeSourceConfig
-    kind = "snowflake"
     driver = "snowflake.connector"
     package = "snowflake-connector-python"
     connect_hint = "check `account`, `user` and `password` (or `private_key_path`)"
@@ -47,15 +44,11 @@ class SnowflakeSource(DbApiSource[SnowflakeSourceConfig]):
 
     def _open(self, module: ModuleType) -> Any:
         cfg = self.config
-        options: dict[str, Any] = {
-            "account": cfg.account,
-            "user": cfg.user,
-            "password": cfg.password,
+        options = {
+            **cfg.driver_options(
+                "account", "user", "password", "warehouse", "database", "schema", "role"
+            ),
             "private_key_file": cfg.private_key_path,
-            "warehouse": cfg.warehouse,
-            "database": cfg.database,
-            "schema": cfg.schema_,
-            "role": cfg.role,
             "login_timeout": cfg.connect_timeout,
             "client_session_keep_alive": False,
         }

@@ -9,23 +9,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
-from typing import ClassVar
 from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field
 
 from backhaul.sources.common import DbApiSource
-from backhaul.sources.common import SourceConfig
+from backhaul.sources.common import HostSourceConfig
 
 
-class TrinoSourceConfig(SourceConfig):
+class TrinoSourceConfig(HostSourceConfig):
     """A Trino coordinator, catalog and schema."""
 
     type: Literal["trino"]
-    host: str
     port: int = 8080
-    user: str
     password: str | None = Field(None, description="Basic auth (needs `http_scheme: https`).")
     catalog: str | None = None
     schema_: str | None = Field(None, alias="schema")
@@ -52,8 +49,6 @@ _TYPES: dict[str, pa.DataType] = {
 class TrinoSource(DbApiSource[TrinoSourceConfig]):
     """Runs model SQL in Trino and streams the rows as Arrow batches."""
 
-    config_model: ClassVar[type[TrinoSourceConfig]] = TrinoSourceConfig
-    kind = "trino"
     driver = "trino.dbapi"
     package = "trino"
     connect_hint = "check `host`, `port`, `user` and `password`, and that Trino is running"
@@ -68,12 +63,7 @@ class TrinoSource(DbApiSource[TrinoSourceConfig]):
         if cfg.password is not None:
             auth = self_auth(cfg.user, cfg.password)
         return module.connect(
-            host=cfg.host,
-            port=cfg.port,
-            user=cfg.user,
-            catalog=cfg.catalog,
-            schema=cfg.schema_,
-            http_scheme=cfg.http_scheme,
+            **cfg.driver_options("host", "port", "user", "catalog", "schema", "http_scheme"),
             auth=auth,
             request_timeout=cfg.connect_timeout,
         )
