@@ -9,10 +9,14 @@ from starlette.requests import Request
 
 from backhaul.testing.emulators import FixedWindow
 from backhaul.testing.emulators import SlidingWindow
+from backhaul.testing.emulators._audience import AudienceInspection
+from backhaul.testing.emulators._audience import Membership
 from backhaul.testing.emulators._http import authorization
 from backhaul.testing.emulators._http import basic_credentials
 from backhaul.testing.emulators._http import json_size
 from backhaul.testing.emulators._jobs import Job
+from backhaul.testing.emulators.base import DestinationFile
+from backhaul.testing.emulators.base import Emulator
 
 
 class Clock:
@@ -103,3 +107,52 @@ def test_credentials_from_headers() -> None:
 def test_json_size_is_compact_utf8() -> None:
     assert json_size({"a": 1, "b": [1, 2]}) == len('{"a":1,"b":[1,2]}')
     assert json_size({"n": "é"}) == len('{"n":"é"}'.encode())
+
+
+def test_destination_file_writes_secrets_as_env_references_and_credentials_give_them() -> None:
+    class Vendor(Emulator):
+        vendor = "acme"
+        destination_file = DestinationFile(
+            {"site": "ACME_SITE", "key": "ACME_KEY"}, settings={"poll_interval_seconds": 0.5}
+        )
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.site, self.key = "s-1", "k-1"
+
+    emulator = Vendor()
+
+    assert list(emulator.destination_config("http://127.0.0.1:9").items()) == [
+        ("type", "acme"),
+        ("base_url", "http://127.0.0.1:9"),
+        ("site", "${env:ACME_SITE}"),
+        ("key", "${env:ACME_KEY}"),
+        ("poll_interval_seconds", 0.5),
+    ]
+    assert emulator.credentials() == {"ACME_SITE": "s-1", "ACME_KEY": "k-1"}
+    assert Emulator().destination_config("http://127.0.0.1:9") == {}
+    assert Emulator().credentials() == {}
+
+
+def test_audience_inspection_reads_members_with_the_platform_email_key_by_default() -> None:
+    class Audience:
+        def __init__(self) -> None:
+            self.members = Membership()
+
+    class Platform(AudienceInspection, Emulator):
+        email_key = "EMAIL"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.audiences = {"a-1": Audience()}
+
+        def audiences_by_id(self) -> dict[str, Audience]:
+            return self.audiences
+
+    platform = Platform()
+    platform.audiences["a-1"].members.add([("EMAIL", "e1"), ("PHONE", "p1")])
+    platform.audiences["a-1"].members.add([("EMAIL", "e2")])
+
+    assert platform.values("a-1") == {"e1", "e2"}
+    assert platform.values("a-1", "PHONE") == {"p1"}
+    assert platform.size("a-1") == 2

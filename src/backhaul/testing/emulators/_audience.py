@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Mapping
+from typing import ClassVar
+from typing import Protocol
 
 Identifier = tuple[str, str]  # (key, value)
 Member = frozenset[Identifier]
@@ -95,3 +99,32 @@ class Membership:
                 grouped.setdefault(key, []).append(value)
             out.append({k: v[0] if len(v) == 1 else v for k, v in grouped.items()})
         return out
+
+
+class HasMembers(Protocol):
+    members: Membership
+
+
+class AudienceInspection:
+    """What tests read of an emulator that keeps audiences (or user lists) by id.
+
+    The emulator returns them from :meth:`audiences_by_id` and names the identifier key
+    :meth:`values` reads when none is given (the platform's hashed e-mail).
+    """
+
+    lock: threading.RLock
+    email_key: ClassVar[str]
+
+    def audiences_by_id(self) -> Mapping[str, HasMembers]:
+        raise NotImplementedError
+
+    def values(self, audience: str, key: str | None = None) -> set[str]:
+        """Every value of identifier ``key`` among the audience's members."""
+        with self.lock:
+            members = self.audiences_by_id()[audience].members
+            return members.values(self.email_key if key is None else key)
+
+    def size(self, audience: str) -> int:
+        """How many members the audience has."""
+        with self.lock:
+            return len(self.audiences_by_id()[audience].members)

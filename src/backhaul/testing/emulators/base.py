@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable
 from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import InitVar
 from dataclasses import dataclass
 from dataclasses import field
@@ -78,6 +79,28 @@ class Fault:
     kind: str  # "status" | "rate_limit" | "timeout" | "drop" | "hold"
     status: int = 500
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DestinationFile:
+    """The destination file that reaches an emulator, as a user would write it.
+
+    Its ``type`` is the emulator's :attr:`Emulator.vendor`. Secrets are written as
+    ``${env:NAME}`` references, never as values; the emulator attribute named like the
+    setting holds the value that variable must have.
+
+    Attributes:
+        secrets: ``{setting: environment variable}``, in the order they are written.
+        settings: Plain settings written after the secrets.
+    """
+
+    secrets: Mapping[str, str]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def content(self, destination_type: str, base_url: str) -> dict[str, Any]:
+        """The file's content, for a destination of ``destination_type`` at ``base_url``."""
+        references = {key: f"${{env:{name}}}" for key, name in self.secrets.items()}
+        return {"type": destination_type, "base_url": base_url, **references, **self.settings}
 
 
 class Faults:
@@ -275,6 +298,9 @@ class Emulator(StartStop):
     """
 
     vendor: ClassVar[str] = "vendor"
+    # The destination file of the vendor's connector, when it fits that shape; an emulator
+    # whose file does not overrides :meth:`credentials` and :meth:`destination_config`.
+    destination_file: ClassVar[DestinationFile | None] = None
 
     def __init__(self, *, seed: int = 0) -> None:
         self.faults = Faults(seed)
@@ -344,12 +370,22 @@ class Emulator(StartStop):
         """Forget every record."""
 
     def credentials(self) -> dict[str, str]:
-        """What a user puts in a destination file to reach this emulator."""
-        return {}
+        """The environment a destination file reaching this emulator reads its secrets from.
+
+        By default, each secret of :attr:`destination_file` set to the attribute of the
+        same name as its setting.
+        """
+        if self.destination_file is None:
+            return {}
+        return {
+            name: str(getattr(self, key)) for key, name in self.destination_file.secrets.items()
+        }
 
     def destination_config(self, base_url: str) -> dict[str, Any]:
         """A destination file's content pointing at this emulator."""
-        return {}
+        if self.destination_file is None:
+            return {}
+        return self.destination_file.content(self.vendor, base_url)
 
     # -- shared behaviour ------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route
 
 from backhaul.testing.emulators._http import authorization
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import Emulator
 from backhaul.testing.emulators.base import SlidingWindow
 from backhaul.testing.emulators.base import count_request
@@ -83,6 +84,7 @@ class BrazeEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "braze"
+    destination_file: ClassVar[DestinationFile] = DestinationFile({"api_key": "BRAZE_API_KEY"})
 
     api_key: str = "braze-emulator-rest-key-0001"
     max_objects: int = 75
@@ -150,12 +152,6 @@ class BrazeEmulator(Emulator):
 
     def vendor_reset(self) -> None:
         self.profiles.clear()
-
-    def credentials(self) -> dict[str, str]:
-        return {"BRAZE_API_KEY": self.api_key}
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {"type": "braze", "base_url": base_url, "api_key": "${env:BRAZE_API_KEY}"}
 
     # -- inspection ----------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from starlette.routing import Route
 from backhaul.testing.emulators._http import KB
 from backhaul.testing.emulators._http import basic_credentials
 from backhaul.testing.emulators._http import json_size
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import WindowedEmulator
 
 PERSON = "/api/v1/customers/{identifier}"
@@ -82,6 +83,9 @@ class CustomerIoEmulator(WindowedEmulator):
     """
 
     vendor: ClassVar[str] = "customerio"
+    destination_file: ClassVar[DestinationFile] = DestinationFile(
+        {"site_id": "CUSTOMERIO_SITE_ID", "api_key": "CUSTOMERIO_API_KEY"}
+    )
 
     site_id: str = "cio-emulator-site"
     api_key: str = "cio-emulator-track-key"
@@ -132,17 +136,6 @@ class CustomerIoEmulator(WindowedEmulator):
         self.suppressed.clear()
         self.attribute_failures.clear()
         self._event_ids.clear()
-
-    def credentials(self) -> dict[str, str]:
-        return {"CUSTOMERIO_SITE_ID": self.site_id, "CUSTOMERIO_API_KEY": self.api_key}
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {
-            "type": "customerio",
-            "base_url": base_url,
-            "site_id": "${env:CUSTOMERIO_SITE_ID}",
-            "api_key": "${env:CUSTOMERIO_API_KEY}",
-        }
 
     # -- inspection --------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.routing import Route
 
+from backhaul.testing.emulators._audience import AudienceInspection
 from backhaul.testing.emulators._customer_match import KEY_FIELDS
 from backhaul.testing.emulators._customer_match import AdsError
 from backhaul.testing.emulators._customer_match import Job
@@ -48,13 +49,16 @@ from backhaul.testing.emulators.base import SlidingWindow
 
 VERSION = re.compile(r"v\d+")
 CONSENT = {"GRANTED", "DENIED", "UNSPECIFIED", "UNKNOWN"}
+# A refusal's HTTP status follows from its error's kind: Google answers UNAUTHENTICATED with
+# 401 and PERMISSION_DENIED with 403; every other refusal here is an INVALID_ARGUMENT, 400.
+STATUS_OF_KIND = {"authenticationError": 401, "authorizationError": 403}
 JOB_QUERY = re.compile(r"\bFROM\s+offline_user_data_job\b", re.IGNORECASE)
 LIST_QUERY = re.compile(r"\bFROM\s+user_list\b", re.IGNORECASE)
 RESOURCE_IN_QUERY = re.compile(r"resource_name\s*=\s*'([^']+)'")
 STATUS_IN_QUERY = re.compile(r"offline_user_data_job\.status\s*=\s*'([A-Z_]+)'", re.IGNORECASE)
 
 
-class GoogleAdsEmulator(Emulator):
+class GoogleAdsEmulator(AudienceInspection, Emulator):
     """One Google Ads customer with Customer Match user lists, in memory.
 
     Args:
@@ -83,6 +87,7 @@ class GoogleAdsEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "google_ads"
+    email_key: ClassVar[str] = "hashedEmail"
 
     def __init__(
         self,
@@ -146,14 +151,8 @@ class GoogleAdsEmulator(Emulator):
         """The first list's resource name."""
         return next(iter(self.lists))
 
-    def values(self, user_list: str, key: str = "hashedEmail") -> set[str]:
-        """Every value of identifier ``key`` among the list's members."""
-        with self.lock:
-            return self.lists[user_list].members.values(key)
-
-    def size(self, user_list: str) -> int:
-        with self.lock:
-            return len(self.lists[user_list].members)
+    def audiences_by_id(self) -> dict[str, UserList]:
+        return self.lists
 
     def fail_next_jobs(self, n: int = 1, reason: str = "UNKNOWN") -> None:
         """The next ``n`` jobs to run end ``FAILED`` with ``reason`` (the list unchanged)."""
@@ -250,14 +249,12 @@ class GoogleAdsEmulator(Emulator):
             return None
         if self.oauth.valid(request) is None:
             return self._refuse(
-                401,
                 "authenticationError",
                 "OAUTH_TOKEN_INVALID",
                 "Request had invalid authentication credentials.",
             )
         if request.headers.get("developer-token") != self.developer_token:
             return self._refuse(
-                401,
                 "authenticationError",
                 "DEVELOPER_TOKEN_INVALID",
                 "The developer token is not valid.",
@@ -265,7 +262,6 @@ class GoogleAdsEmulator(Emulator):
         login = request.headers.get("login-customer-id")
         if login is not None and not login.isdigit():
             return self._refuse(
-                400,
                 "requestError",
                 "INVALID_CUSTOMER_ID",
                 "login-customer-id must be digits only, without dashes.",
@@ -274,7 +270,6 @@ class GoogleAdsEmulator(Emulator):
             return google_error(404, "The requested URL was not found: use a version such as v23.")
         if request.path_params.get("cid") != self.customer_id:
             return self._refuse(
-                403,
                 "authorizationError",
                 "USER_PERMISSION_DENIED",
                 "The caller does not have permission to access this customer.",
@@ -289,12 +284,12 @@ class GoogleAdsEmulator(Emulator):
             "requestId": secrets.token_urlsafe(12),
         }
 
-    def _refuse(self, status: int, kind: str, code: str, message: str) -> Response:
+    def _refuse(self, kind: str, code: str, message: str) -> Response:
+        status = STATUS_OF_KIND.get(kind, 400)
         return self._errors(status, [AdsError(kind, code, message)])
 
     def _job_already_started(self) -> Response:
         return self._refuse(
-            400,
             "offlineUserDataJobError",
             "JOB_ALREADY_STARTED",
             "Once the upload job is started, new operations cannot be added.",
@@ -311,13 +306,12 @@ class GoogleAdsEmulator(Emulator):
         job_spec = body.get("job") if isinstance(body, dict) else None
         if not isinstance(job_spec, dict) or job_spec.get("type") != "CUSTOMER_MATCH_USER_LIST":
             return self._refuse(
-                400, "fieldError", "INVALID_VALUE", "job.type must be CUSTOMER_MATCH_USER_LIST."
+                "fieldError", "INVALID_VALUE", "job.type must be CUSTOMER_MATCH_USER_LIST."
             )
         meta = job_spec.get("customerMatchUserListMetadata") or {}
         consent = meta.get("consent") or {}
         if any(v not in CONSENT for v in consent.values()):
             return self._refuse(
-                400,
                 "fieldError",
                 "INVALID_VALUE",
                 "consent values are GRANTED, DENIED or UNSPECIFIED.",
@@ -326,7 +320,6 @@ class GoogleAdsEmulator(Emulator):
             user_list = self.lists.get(str(meta.get("userList")))
             if user_list is None:
                 return self._refuse(
-                    400,
                     "offlineUserDataJobError",
                     "INVALID_USER_LIST_ID",
                     "The user list ID provided for the job is invalid.",
@@ -341,7 +334,6 @@ class GoogleAdsEmulator(Emulator):
             job = self.jobs.get(job_id)
             if job is None or action not in ("addOperations", "run"):
                 return self._refuse(
-                    400,
                     "mutateError",
                     "RESOURCE_NOT_FOUND",
                     "The offline user data job was not found.",
@@ -357,13 +349,12 @@ class GoogleAdsEmulator(Emulator):
         ops = body.get("operations") if isinstance(body, dict) else None
         if not isinstance(ops, list) or not ops:
             return self._refuse(
-                400, "fieldError", "REQUIRED_NONEMPTY_LIST", "operations must be a non-empty list."
+                "fieldError", "REQUIRED_NONEMPTY_LIST", "operations must be a non-empty list."
             )
         partial = bool(body.get("enablePartialFailure"))
         total = sum(len(OperationRules.identifiers(op)) for op in ops)
         if total > self.max_per_request:
             return self._refuse(
-                400,
                 "offlineUserDataJobError",
                 "TOO_MANY_USER_IDENTIFIERS",
                 f"Maximum number of user identifiers allowed per request is {self.max_per_request} and per operation is {self.max_per_operation}.",
@@ -410,7 +401,6 @@ class GoogleAdsEmulator(Emulator):
             ]
             if busy:
                 return self._refuse(
-                    400,
                     "databaseError",
                     "CONCURRENT_MODIFICATION",
                     "Multiple requests were attempting to modify the same resource at once. Retry the request.",
@@ -459,7 +449,6 @@ class GoogleAdsEmulator(Emulator):
                 ]
             else:
                 return self._refuse(
-                    400,
                     "queryError",
                     "PROHIBITED_RESOURCE_TYPE_IN_FROM_CLAUSE",
                     "This emulator answers queries FROM offline_user_data_job or user_list.",
@@ -473,18 +462,15 @@ class GoogleAdsEmulator(Emulator):
         ops = body.get("operations") if isinstance(body, dict) else None
         if not isinstance(ops, list) or not ops:
             return self._refuse(
-                400, "fieldError", "REQUIRED_NONEMPTY_LIST", "operations must be a non-empty list."
+                "fieldError", "REQUIRED_NONEMPTY_LIST", "operations must be a non-empty list."
             )
         results = []
         for op in ops:
             spec = op.get("create") if isinstance(op, dict) else None
             if not isinstance(spec, dict) or not spec.get("name"):
-                return self._refuse(
-                    400, "fieldError", "REQUIRED", "Each operation needs create.name."
-                )
+                return self._refuse("fieldError", "REQUIRED", "Each operation needs create.name.")
             if any(ul.name == spec["name"] for ul in self.lists.values()):
                 return self._refuse(
-                    400,
                     "userListError",
                     "NAME_ALREADY_USED",
                     "Name is already being used for another user list for the account.",
@@ -492,7 +478,6 @@ class GoogleAdsEmulator(Emulator):
             key_type = (spec.get("crmBasedUserList") or {}).get("uploadKeyType", "CONTACT_INFO")
             if key_type not in KEY_FIELDS:
                 return self._refuse(
-                    400,
                     "fieldError",
                     "INVALID_VALUE",
                     f"uploadKeyType is one of {', '.join(KEY_FIELDS)}.",

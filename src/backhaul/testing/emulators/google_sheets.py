@@ -35,6 +35,7 @@ from backhaul.testing.emulators._sheets_grid import Span
 from backhaul.testing.emulators._sheets_grid import Spreadsheet
 from backhaul.testing.emulators._sheets_grid import a1
 from backhaul.testing.emulators._sheets_grid import column_name
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import Emulator
 from backhaul.testing.emulators.base import SlidingWindow
 
@@ -62,6 +63,12 @@ class GoogleSheetsEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "google_sheets"
+    destination_file: ClassVar[DestinationFile] = DestinationFile(
+        {
+            "spreadsheet_id": "GOOGLE_SHEETS_SPREADSHEET_ID",
+            "access_token": "GOOGLE_SHEETS_TOKEN",
+        },
+    )
 
     def __init__(
         self,
@@ -164,14 +171,6 @@ class GoogleSheetsEmulator(Emulator):
         return {
             "GOOGLE_SHEETS_TOKEN": next(iter(self.tokens)),
             "GOOGLE_SHEETS_SPREADSHEET_ID": self.spreadsheet_id if self.spreadsheets else "",
-        }
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {
-            "type": "google_sheets",
-            "base_url": base_url,
-            "spreadsheet_id": "${env:GOOGLE_SHEETS_SPREADSHEET_ID}",
-            "access_token": "${env:GOOGLE_SHEETS_TOKEN}",
         }
 
     # -- the edge ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.routing import Route
 
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import Emulator
 from backhaul.testing.emulators.base import SlidingWindow
 from backhaul.testing.emulators.base import count_request
@@ -147,6 +148,7 @@ class IntercomEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "intercom"
+    destination_file: ClassVar[DestinationFile] = DestinationFile({"token": "INTERCOM_TOKEN"})
 
     def __init__(
         self,
@@ -230,12 +232,6 @@ class IntercomEmulator(Emulator):
                 raise ValueError(f"custom attribute {name!r}: data type one of {DATA_TYPES}")
         self.custom_attributes, self.attribute_types = set(types), types
 
-    def credentials(self) -> dict[str, str]:
-        return {"INTERCOM_TOKEN": self.token}
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {"type": "intercom", "base_url": base_url, "token": "${env:INTERCOM_TOKEN}"}
-
     # -- plumbing ----------------------------------------------------------------------------
 
     @staticmethod
@@ -278,6 +274,17 @@ class IntercomEmulator(Emulator):
         if not isinstance(body, dict):
             return self._error("parameter_invalid", "Request body must be an object", 400)
         return body
+
+    async def _checked_body(
+        self, request: Request, allowed: frozenset[str]
+    ) -> dict[str, Any] | Response:
+        """The request's object body once :meth:`_problem` finds nothing to refuse in it."""
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        with self.lock:
+            problem = self._problem(body, allowed)
+        return body if problem is None else self._error(*problem, 400)
 
     def _problem(self, body: dict[str, Any], allowed: frozenset[str]) -> tuple[str, str] | None:
         """(code, message) when the body has unknown fields or refused values."""
@@ -393,13 +400,10 @@ class IntercomEmulator(Emulator):
         )
 
     async def _create_contact(self, request: Request) -> Response:
-        body = await self._body(request)
+        body = await self._checked_body(request, CONTACT_FIELDS)
         if isinstance(body, Response):
             return body
         with self.lock:
-            problem = self._problem(body, CONTACT_FIELDS)
-            if problem is not None:
-                return self._error(*problem, 400)
             if body.get("role", "user") == "user" and not (
                 body.get("external_id") or body.get("email")
             ):
@@ -446,14 +450,7 @@ class IntercomEmulator(Emulator):
                 return self._json(dict(row))
             if request.method == "DELETE":
                 del self.contacts[contact_id]
-                return self._json(
-                    {
-                        "id": row["id"],
-                        "external_id": row.get("external_id"),
-                        "type": "contact",
-                        "deleted": True,
-                    },
-                )
+                return self._contact_marked(row, "deleted")
             assert isinstance(body, dict)
             problem = self._problem(body, CONTACT_FIELDS)
             if problem is not None:
@@ -474,14 +471,13 @@ class IntercomEmulator(Emulator):
             if row is None:
                 return self._error("not_found", "User Not Found", 404)
             row["archived"] = True
-            return self._json(
-                {
-                    "id": row["id"],
-                    "external_id": row.get("external_id"),
-                    "type": "contact",
-                    "archived": True,
-                },
-            )
+            return self._contact_marked(row, "archived")
+
+    def _contact_marked(self, row: dict[str, Any], flag: str) -> JSONResponse:
+        """The short contact Intercom answers a delete or archive with, ``flag`` set."""
+        return self._json(
+            {"id": row["id"], "external_id": row.get("external_id"), "type": "contact", flag: True}
+        )
 
     async def _search(self, request: Request) -> Response:
         body = await self._body(request)
@@ -548,13 +544,10 @@ class IntercomEmulator(Emulator):
             if row is None:
                 return self._error("company_not_found", "Company Not Found", 404)
             return self._json(dict(row))
-        body = await self._body(request)
+        body = await self._checked_body(request, COMPANY_FIELDS)
         if isinstance(body, Response):
             return body
         with self.lock:
-            problem = self._problem(body, COMPANY_FIELDS)
-            if problem is not None:
-                return self._error(*problem, 400)
             if not body.get("company_id"):
                 return self._error("parameter_invalid", "company_id is required", 400)
             row = next(

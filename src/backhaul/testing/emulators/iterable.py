@@ -38,6 +38,7 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route
 
 from backhaul.testing.emulators._http import KB
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import Emulator
 from backhaul.testing.emulators.base import SlidingWindow
 
@@ -100,6 +101,7 @@ class IterableEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "iterable"
+    destination_file: ClassVar[DestinationFile] = DestinationFile({"api_key": "ITERABLE_API_KEY"})
 
     def __init__(
         self,
@@ -174,12 +176,6 @@ class IterableEmulator(Emulator):
         self.lists = {
             i: {"id": i, "name": name, "members": set()} for i, name in self._initial_lists.items()
         }
-
-    def credentials(self) -> dict[str, str]:
-        return {"ITERABLE_API_KEY": self.api_key}
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {"type": "iterable", "base_url": base_url, "api_key": "${env:ITERABLE_API_KEY}"}
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -297,59 +293,71 @@ class IterableEmulator(Emulator):
 
     # -- endpoints ---------------------------------------------------------------------------
 
-    async def _bulk_update(self, request: Request) -> Response:
-        parsed = await self._body(request, "users")
+    async def _each_item(
+        self, request: Request, field_name: str, apply: Callable[[Any, Outcome], None]
+    ) -> Outcome | Response:
+        """Apply ``apply`` to each item of the body's ``field_name`` array, under the lock;
+        a bulk call answers for every item, so one refused item does not stop the rest."""
+        parsed = await self._body(request, field_name)
         if isinstance(parsed, Response):
             return parsed
         out = Outcome()
         with self.lock:
             for item in parsed[1]:
-                existed = isinstance(item, dict) and bool(
-                    (item.get("email") and self._by_email(item["email"]))
-                    or (item.get("userId") is not None and self._by_id(item["userId"]))
-                )
-                user = self._resolve(item, out, create=True, prefer_user_id=_prefers_id(item))
-                if user is None:
-                    continue
-                changed = self._merge(
-                    user, item.get("dataFields"), bool(item.get("mergeNestedObjects")), out
-                )
-                out.success += 1
-                if existed and not changed:
-                    if item.get("email") is not None:
-                        out.no_op_emails.append(str(item["email"]))
-                    else:
-                        out.no_op_user_ids.append(str(item["userId"]))
+                apply(item, out)
+        return out
+
+    async def _bulk_update(self, request: Request) -> Response:
+        out = await self._each_item(request, "users", self._update_user)
+        if isinstance(out, Response):
+            return out
         return JSONResponse(out.body())
 
+    def _update_user(self, item: Any, out: Outcome) -> None:
+        existed = isinstance(item, dict) and bool(
+            (item.get("email") and self._by_email(item["email"]))
+            or (item.get("userId") is not None and self._by_id(item["userId"]))
+        )
+        user = self._resolve(item, out, create=True, prefer_user_id=_prefers_id(item))
+        if user is None:
+            return
+        changed = self._merge(
+            user, item.get("dataFields"), bool(item.get("mergeNestedObjects")), out
+        )
+        out.success += 1
+        if existed and not changed:
+            if item.get("email") is not None:
+                out.no_op_emails.append(str(item["email"]))
+            else:
+                out.no_op_user_ids.append(str(item["userId"]))
+
     async def _track_bulk(self, request: Request) -> Response:
-        parsed = await self._body(request, "events")
-        if isinstance(parsed, Response):
-            return parsed
-        out = Outcome()
-        with self.lock:
-            for item in parsed[1]:
-                if isinstance(item, dict) and not item.get("eventName"):
-                    out.fail_item("invalidData", item.get("email"), item.get("userId"))
-                    continue
-                user = self._resolve(item, out, create=True)
-                if user is None:
-                    continue
-                event = {
-                    "id": str(item.get("id") or next(self._ids)),
-                    "eventName": item["eventName"],
-                    "email": user["email"],
-                    "userId": user["userId"],
-                    "dataFields": item.get("dataFields") or {},
-                    "createdAt": item.get("createdAt", int(time.time())),
-                }
-                # An event id already known replaces that event (Iterable: "updated").
-                self.events = [e for e in self.events if e["id"] != event["id"]] + [event]
-                out.success += 1
+        out = await self._each_item(request, "events", self._track_event)
+        if isinstance(out, Response):
+            return out
         body = out.body(disallowedEventNames=[])
         for name in ("noOpEmails", "noOpUserIds"):
             del body[name]
         return JSONResponse(body)
+
+    def _track_event(self, item: Any, out: Outcome) -> None:
+        if isinstance(item, dict) and not item.get("eventName"):
+            out.fail_item("invalidData", item.get("email"), item.get("userId"))
+            return
+        user = self._resolve(item, out, create=True)
+        if user is None:
+            return
+        event = {
+            "id": str(item.get("id") or next(self._ids)),
+            "eventName": item["eventName"],
+            "email": user["email"],
+            "userId": user["userId"],
+            "dataFields": item.get("dataFields") or {},
+            "createdAt": item.get("createdAt", int(time.time())),
+        }
+        # An event id already known replaces that event (Iterable: "updated").
+        self.events = [e for e in self.events if e["id"] != event["id"]] + [event]
+        out.success += 1
 
     async def _lists(self, request: Request) -> Response:
         with self.lock:

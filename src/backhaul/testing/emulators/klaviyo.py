@@ -51,6 +51,7 @@ from backhaul.testing.emulators._klaviyo_store import Store
 from backhaul.testing.emulators._klaviyo_store import api_error
 from backhaul.testing.emulators._klaviyo_store import page
 from backhaul.testing.emulators._klaviyo_store import stamp
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import Emulator
 from backhaul.testing.emulators.base import FixedWindow
 
@@ -98,6 +99,9 @@ class KlaviyoEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "klaviyo"
+    destination_file: ClassVar[DestinationFile] = DestinationFile(
+        {"api_key": "KLAVIYO_API_KEY"}, settings={"poll_interval_seconds": 0.05}
+    )
 
     api_key: str = "pk_emulator_0000000000000000000000000000"
     lists: InitVar[Mapping[str, str] | None] = None
@@ -192,17 +196,6 @@ class KlaviyoEmulator(Emulator):
         )
         self.jobs.clear()
         self.windows.clear()
-
-    def credentials(self) -> dict[str, str]:
-        return {"KLAVIYO_API_KEY": self.api_key}
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {
-            "type": "klaviyo",
-            "base_url": base_url,
-            "api_key": "${env:KLAVIYO_API_KEY}",
-            "poll_interval_seconds": 0.05,
-        }
 
     # -- control and inspection ------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from backhaul.testing.emulators._mailchimp_members import Audience
 from backhaul.testing.emulators._mailchimp_members import Member
 from backhaul.testing.emulators._mailchimp_members import MemberError
 from backhaul.testing.emulators._mailchimp_members import subscriber_hash
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import Emulator
 
 ROOT = "/3.0"
@@ -91,6 +92,7 @@ class MailchimpEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "mailchimp"
+    destination_file: ClassVar[DestinationFile] = DestinationFile({"api_key": "MAILCHIMP_API_KEY"})
 
     def __init__(
         self,
@@ -162,12 +164,6 @@ class MailchimpEmulator(Emulator):
             i: Audience(i, name, self.required_merge_fields)
             for i, name in self._initial_lists.items()
         }
-
-    def credentials(self) -> dict[str, str]:
-        return {"MAILCHIMP_API_KEY": self.api_key}
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {"type": "mailchimp", "base_url": base_url, "api_key": "${env:MAILCHIMP_API_KEY}"}
 
     # -- inspection --------------------------------------------------------------------------
 

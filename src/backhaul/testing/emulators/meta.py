@@ -39,6 +39,7 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route
 
 from backhaul.testing.emulators._audience import MOBILE_ID
+from backhaul.testing.emulators._audience import AudienceInspection
 from backhaul.testing.emulators._audience import Membership
 from backhaul.testing.emulators._audience import hash_problem
 from backhaul.testing.emulators._http import authorization
@@ -103,7 +104,7 @@ class Session:
     done: bool = False
 
 
-class MetaEmulator(Emulator):
+class MetaEmulator(AudienceInspection, Emulator):
     """Custom Audiences of one ad account, in memory.
 
     Args:
@@ -126,6 +127,7 @@ class MetaEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "meta"
+    email_key: ClassVar[str] = "EMAIL"
 
     def __init__(
         self,
@@ -185,14 +187,8 @@ class MetaEmulator(Emulator):
         """The first audience's id."""
         return next(iter(self.audiences))
 
-    def values(self, audience_id: str, key: str = "EMAIL") -> set[str]:
-        """Every value of schema key ``key`` held by the audience's members."""
-        with self.lock:
-            return self.audiences[audience_id].members.values(key)
-
-    def size(self, audience_id: str) -> int:
-        with self.lock:
-            return len(self.audiences[audience_id].members)
+    def audiences_by_id(self) -> dict[str, Audience]:
+        return self.audiences
 
     # -- emulator hooks ----------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from starlette.routing import Route
 from backhaul.testing.emulators._http import KB
 from backhaul.testing.emulators._http import basic_credentials
 from backhaul.testing.emulators._http import json_size
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import WindowedEmulator
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -64,6 +65,9 @@ class SegmentEmulator(WindowedEmulator):
     """
 
     vendor: ClassVar[str] = "segment"
+    destination_file: ClassVar[DestinationFile] = DestinationFile(
+        {"write_key": "SEGMENT_WRITE_KEY"}
+    )
 
     write_key: str = "sgEmulatorWriteKey00000000000001"
     max_message_bytes: int = 32 * KB
@@ -118,12 +122,6 @@ class SegmentEmulator(WindowedEmulator):
         self.seen.clear()
         self.duplicates.clear()
         self.dropped.clear()
-
-    def credentials(self) -> dict[str, str]:
-        return {"SEGMENT_WRITE_KEY": self.write_key}
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {"type": "segment", "base_url": base_url, "write_key": "${env:SEGMENT_WRITE_KEY}"}
 
     # -- edge --------------------------------------------------------------------------------
 

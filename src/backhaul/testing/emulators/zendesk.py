@@ -34,6 +34,7 @@ from starlette.routing import Route
 from backhaul.testing.emulators._http import authorization
 from backhaul.testing.emulators._http import basic_credentials
 from backhaul.testing.emulators._jobs import Job
+from backhaul.testing.emulators.base import DestinationFile
 from backhaul.testing.emulators.base import Emulator
 from backhaul.testing.emulators.base import SlidingWindow
 
@@ -75,6 +76,10 @@ class ZendeskEmulator(Emulator):
     """
 
     vendor: ClassVar[str] = "zendesk"
+    destination_file: ClassVar[DestinationFile] = DestinationFile(
+        {"email": "ZENDESK_EMAIL", "api_token": "ZENDESK_API_TOKEN"},
+        settings={"poll_interval_seconds": 0.05},
+    )
 
     email: str = "agent@example.com"
     api_token: str = "zd-emulator-token"
@@ -195,18 +200,6 @@ class ZendeskEmulator(Emulator):
                 }
             )
         self.custom_fields[kind] = made
-
-    def credentials(self) -> dict[str, str]:
-        return {"ZENDESK_EMAIL": self.email, "ZENDESK_API_TOKEN": self.api_token}
-
-    def destination_config(self, base_url: str) -> dict[str, Any]:
-        return {
-            "type": "zendesk",
-            "base_url": base_url,
-            "email": "${env:ZENDESK_EMAIL}",
-            "api_token": "${env:ZENDESK_API_TOKEN}",
-            "poll_interval_seconds": 0.05,
-        }
 
     # -- inspection helpers ------------------------------------------------------------------
 
