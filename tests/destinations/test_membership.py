@@ -73,3 +73,19 @@ def test_a_batch_that_neither_adds_nor_removes_is_refused() -> None:
     assert e.value.failure is FailureType.CONFIG
     with pytest.raises(DestinationError, match="set `mode: membership`"):
         require_membership("acme", batch(Operation.UPSERT, membership=False))
+
+
+def test_the_kept_list_is_the_object_else_the_default_and_one_is_needed() -> None:
+    import pytest
+
+    from backhaul.destinations.membership import kept_list
+    from backhaul.errors import DestinationError
+    from backhaul.errors import FailureType
+
+    assert kept_list("acme", "list", "7", "9") == "7"
+    assert kept_list("acme", "list", None, "9") == "9"
+    with pytest.raises(DestinationError) as e:
+        kept_list("acme", "list", None, None)
+    assert e.value.failure is FailureType.CONFIG
+    [problem] = membership_problems("acme", "list", shape(object=None), GOOGLE, default_object=None)
+    assert str(e.value) == problem.message

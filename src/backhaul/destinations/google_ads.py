@@ -46,6 +46,7 @@ from backhaul.destinations.http.packing import pack
 from backhaul.destinations.http.tokens import TokenCallRecorder
 from backhaul.destinations.membership import Member
 from backhaul.destinations.membership import field_keys
+from backhaul.destinations.membership import kept_list
 from backhaul.destinations.membership import members
 from backhaul.destinations.membership import membership_problems
 from backhaul.destinations.membership import require_membership
@@ -278,12 +279,7 @@ class GoogleAdsDestination(HttpDestination):
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
     ) -> None:
         """Resolve the sync's user list (``object``: a resource name or a list id)."""
-        name = object or self.config.user_list
-        if not name:
-            raise DestinationError(
-                "google_ads needs the user list to keep: set `object` in the sync",
-                failure=FailureType.CONFIG,
-            )
+        name = kept_list("google_ads", "user list", object, self.config.user_list)
         if re.fullmatch(r"\d+", name):
             name = f"customers/{self.config.customer_id}/userLists/{name}"
         self.user_list = name

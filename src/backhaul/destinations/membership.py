@@ -82,8 +82,7 @@ def membership_problems(
         return [SyncProblem("mode", message)]
     problems: list[SyncProblem] = []
     if not (shape.object or default_object):
-        message = f"{vendor} needs the {what} to keep: set `object` in the sync to its id"
-        problems.append(SyncProblem("object", message))
+        problems.append(SyncProblem("object", _no_list(vendor, what)))
     _, unknown = field_keys(shape.fields, accepted, aliases)
     if unknown:
         listed = ", ".join(f"`{f}`" for f in unknown)
@@ -97,6 +96,23 @@ def membership_problems(
         )
         problems.append(SyncProblem("match.fields", message))
     return problems
+
+
+def _no_list(vendor: str, what: str) -> str:
+    return f"{vendor} needs the {what} to keep: set `object` in the sync to its id"
+
+
+def kept_list(vendor: str, what: str, object: str | None, default: str | None) -> str:
+    """The ``what`` a sync keeps: its ``object``, else the destination file's ``default``.
+
+    Raises:
+        DestinationError: Neither names one (a CONFIG failure, worded as the sync check
+            words it).
+    """
+    name = object or default
+    if not name:
+        raise DestinationError(_no_list(vendor, what), failure=FailureType.CONFIG)
+    return name
 
 
 def require_membership(vendor: str, batch: Batch) -> None:
@@ -153,4 +169,11 @@ def _raw(value: Any) -> Raw | None:
     return str(value)
 
 
-__all__ = ["Member", "field_keys", "members", "membership_problems", "require_membership"]
+__all__ = [
+    "Member",
+    "field_keys",
+    "kept_list",
+    "members",
+    "membership_problems",
+    "require_membership",
+]

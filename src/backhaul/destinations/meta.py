@@ -42,6 +42,7 @@ from backhaul.destinations.http.packing import Caps
 from backhaul.destinations.http.packing import pack
 from backhaul.destinations.http.packing import positions
 from backhaul.destinations.membership import field_keys
+from backhaul.destinations.membership import kept_list
 from backhaul.destinations.membership import members
 from backhaul.destinations.membership import membership_problems
 from backhaul.destinations.membership import require_membership
@@ -169,12 +170,7 @@ class MetaAudiencesDestination(HttpDestination):
         self, fields: Mapping[str, pa.DataType], match_fields: Sequence[str], object: str | None
     ) -> None:
         """Read the audience: one this token cannot reach fails the run before any upload."""
-        audience = object or self.config.audience_id
-        if not audience:
-            raise DestinationError(
-                "meta_audiences needs the audience to keep: set `object` in the sync to its id",
-                failure=FailureType.CONFIG,
-            )
+        audience = kept_list("meta_audiences", "audience", object, self.config.audience_id)
         read = await self._request("GET", self._url(audience, query=True))
         self.audience = audience
         refused = self._raise_for(read)
