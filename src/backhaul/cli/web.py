@@ -34,6 +34,10 @@ token_app = typer.Typer(
 users_app.add_typer(token_app, name="token")
 
 
+PasswordStdinOption = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from stdin (scripts).")
+]
+
 # Idle keep-alive connections stay open this long. uvicorn's 5 s default closes them while
 # a client (or a proxy in front) may be about to reuse one, which the client sees as a
 # connection reset; proxies keep theirs for 60 s, so stay above that.
@@ -192,6 +196,11 @@ def _users(project_dir: Path) -> Iterator[UserStore]:
         yield UserStore(store)
 
 
+def _audit(users: UserStore, action: str, target: str, **details: object) -> None:
+    """Record a change made on the command line: no signed-in user made it."""
+    users.audit(None, action, target, {**details, "via": "cli"})
+
+
 def _no_user(username: str) -> BackhaulError:
     return BackhaulError(f"no user `{username}`; list them with `backhaul users list`")
 
@@ -222,9 +231,7 @@ def _read_password(from_stdin: bool) -> str:
 def add(
     username: Annotated[str, typer.Argument(help="Sign-in name.")],
     role: Annotated[str, typer.Option(help="viewer, operator, editor or admin.")] = "viewer",
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from stdin (scripts).")
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Create a user (the password is asked twice, or read from stdin)."""
@@ -232,7 +239,7 @@ def add(
     password = _read_password(password_stdin)
     with _users(project_dir) as users:
         user = users.add(username, password, chosen)
-        users.audit(None, "user_add", user.username, {"role": chosen.value, "via": "cli"})
+        _audit(users, "user_add", user.username, role=chosen.value)
     _console().print(f"created user {user.username} ({user.role.value})")
 
 
@@ -271,7 +278,7 @@ def remove(
     with _users(project_dir) as users:
         if not users.remove(username):
             raise _no_user(username)
-        users.audit(None, "user_remove", username, {"via": "cli"})
+        _audit(users, "user_remove", username)
     _console().print(f"removed user {username}")
 
 
@@ -279,9 +286,7 @@ def remove(
 @handles_errors
 def password(
     username: Annotated[str, typer.Argument(help="Whose password.")],
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from stdin (scripts).")
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Set a new password and sign the user out everywhere (API tokens keep working)."""
@@ -289,7 +294,7 @@ def password(
     with _users(project_dir) as users:
         if not users.set_password(username, new):
             raise _no_user(username)
-        users.audit(None, "user_password", username, {"via": "cli"})
+        _audit(users, "user_password", username)
     _console().print(f"changed the password of {username}; their sessions have ended")
 
 
@@ -306,7 +311,7 @@ def role(
         before = users.by_name(username)
         if before is None or not users.set_role(username, chosen):
             raise _no_user(username)
-        users.audit(None, "user_role", username, {"role": chosen.value, "via": "cli"})
+        _audit(users, "user_role", username, role=chosen.value)
     if before.role is chosen:
         _console().print(f"{username} already has the {chosen.value} role")
     else:
@@ -324,7 +329,7 @@ def sign_out(
         ended = users.end_sessions(username)
         if ended is None:
             raise _no_user(username)
-        users.audit(None, "user_sign_out", username, {"sessions_ended": ended, "via": "cli"})
+        _audit(users, "user_sign_out", username, sessions_ended=ended)
     _console().print(f"ended {ended} session(s) of {username}")
 
 
@@ -338,9 +343,7 @@ def token_create(
     """Create an API token and print it once (only a hash is kept)."""
     with _users(project_dir) as users:
         token, info = users.create_token(username, name)
-        users.audit(
-            None, "token_create", username, {"token_id": info.id, "name": name, "via": "cli"}
-        )
+        _audit(users, "token_create", username, token_id=info.id, name=name)
     _console(stderr=True).print(
         f"token {info.id} for {username}; copy it now, it is not shown again:"
     )
@@ -357,7 +360,7 @@ def token_revoke(
     with _users(project_dir) as users:
         if not users.revoke_token(token_id):
             raise BackhaulError(f"no active token {token_id}")
-        users.audit(None, "token_revoke", str(token_id), {"via": "cli"})
+        _audit(users, "token_revoke", str(token_id))
     _console().print(f"revoked token {token_id}")
 
 

@@ -15,6 +15,7 @@ goes when approval is on (``approval: {required: true}``, see docs/git.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -406,14 +407,32 @@ def reject_draft_route(
 # -- page ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Notice:
+    """What the page says on top after one of its buttons: what was done, or why not.
+
+    The buttons redirect back to the page with it in the query string, where the page
+    reads it (as a dependency), so both ends of that round trip are written here.
+    """
+
+    done: Annotated[str, Query(max_length=300)] = ""
+    error: Annotated[str, Query(max_length=1000)] = ""
+
+    def back(self) -> Response:
+        """Back to the page, showing this notice."""
+        from urllib.parse import urlencode
+
+        query = urlencode({k: v for k, v in (("done", self.done), ("error", self.error)) if v})
+        return RedirectResponse("/approvals" + (f"?{query}" if query else ""), status_code=303)
+
+
 @page_router.get("/approvals", response_class=HTMLResponse)
 def approvals_page(
     request: Request,
     user: Editor,
     project: ProjectDep,
     store: StoreDep,
-    done: Annotated[str, Query(max_length=300)] = "",
-    error: Annotated[str, Query(max_length=1000)] = "",
+    notice: Annotated[Notice, Depends()],
 ) -> Response:
     """What waits for approval, each with its review; admins approve and reject."""
     context = {
@@ -421,64 +440,57 @@ def approvals_page(
         "title": "Approvals",
         "state": state(project, store, reviews=True),
         "can_approve": user.role.allows(Role.ADMIN),
-        "done": done,
-        "error": error,
+        "done": notice.done,
+        "error": notice.error,
     }
     return templates.TemplateResponse(request, "approvals.html", context)
 
 
-def _back(done: str = "", error: str = "") -> Response:
-    from urllib.parse import urlencode
+def _decided(carry_out: Callable[[], str]) -> Response:
+    """Carry out a button's decision and go back to the page, saying what was done, or,
+    when it could not be, why."""
+    try:
+        done = carry_out()
+    except BackhaulError as exc:
+        return Notice(error=exc.message).back()
+    return Notice(done=done).back()
 
-    query = urlencode({k: v for k, v in (("done", done), ("error", error)) if v})
-    return RedirectResponse("/approvals" + (f"?{query}" if query else ""), status_code=303)
+
+TipField = Annotated[str, Form(max_length=64)]
 
 
 @page_router.post("/approvals/commits/{commit}")
-def approve_commit_form(
-    commit: str,
-    decision: DecisionDep,
-) -> Response:
+def approve_commit_form(commit: str, decision: DecisionDep) -> Response:
     """The page's Approve button of a commit."""
-    try:
-        found = decision.approve_commit(commit)
-    except BackhaulError as exc:
-        return _back(error=exc.message)
-    return _back(done=f"commit {found.short} approved")
+    return _decided(lambda: f"commit {decision.approve_commit(commit).short} approved")
 
 
 @page_router.post("/approvals/drafts/{branch:path}/approve")
-def approve_draft_form(
-    branch: str,
-    decision: DecisionDep,
-    tip: Annotated[str, Form(max_length=64)] = "",
-) -> Response:
+def approve_draft_form(branch: str, decision: DecisionDep, tip: TipField = "") -> Response:
     """The page's Approve button of a draft."""
-    try:
+
+    def approve() -> str:
         commit, found = decision.approve_draft(branch, tip or None)
-    except BackhaulError as exc:
-        return _back(error=exc.message)
-    if found is None:
+        if found is not None:
+            return f"draft {branch} merged as commit {commit[:10]} and approved"
         under = decision.project.config.approval.branch
-        return _back(
-            done=f"draft {branch} merged as commit {commit[:10]}; it is not approved yet "
+        return (
+            f"draft {branch} merged as commit {commit[:10]}; it is not approved yet "
             f"because {under} held unapproved commits: review and approve it below"
         )
-    return _back(done=f"draft {branch} merged as commit {commit[:10]} and approved")
+
+    return _decided(approve)
 
 
 @page_router.post("/approvals/drafts/{branch:path}/reject")
-def reject_draft_form(
-    branch: str,
-    decision: DecisionDep,
-    tip: Annotated[str, Form(max_length=64)] = "",
-) -> Response:
+def reject_draft_form(branch: str, decision: DecisionDep, tip: TipField = "") -> Response:
     """The page's Reject button of a draft."""
-    try:
+
+    def reject() -> str:
         decision.reject_draft(branch, tip or None)
-    except BackhaulError as exc:
-        return _back(error=exc.message)
-    return _back(done=f"draft {branch} rejected")
+        return f"draft {branch} rejected"
+
+    return _decided(reject)
 
 
 __all__ = [

@@ -52,6 +52,7 @@ from backhaul.state.reader import RunRecord
 from backhaul.state.reader import store_if_log_unreadable
 from backhaul.summary import Counts
 from backhaul.summary import RowOp
+from backhaul.summary import RowOutcome
 from backhaul.summary import RowStatus
 from backhaul.summary import RunStatus
 from backhaul.web.api.models import masked
@@ -585,13 +586,36 @@ def trigger_run(
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
 
+# The run page's search box and its htmx partial take the same primary key text.
+SearchKey = Annotated[str, Query(max_length=500)]
+
+
+def _search(
+    reader: RunReader, run_id: str, key: str, problems: list[str]
+) -> list[RowOutcome] | None:
+    """Rows of the run found by primary key ``key``; None when no key was asked for."""
+    if not key:
+        return None
+    return from_log(lambda log: reader.search_rows(run_id, key, row_log=log), problems)
+
+
+def _call_views(
+    reader: RunReader, run_id: str, calls: list[HttpCall], problems: list[str]
+) -> list[CallView]:
+    """``calls`` as shown, each with the keys and the number of the rows it carried."""
+    ids = [c.call_id for c in calls]
+    keys = from_log(lambda log: call_keys(reader, run_id, ids, log), problems)
+    totals = from_log(lambda log: reader.call_row_counts(run_id, ids, row_log=log), problems)
+    return [call_view(c, keys.get(c.call_id), totals.get(c.call_id, 0)) for c in calls]
+
+
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(
     request: Request,
     run_id: str,
     user: Viewer,
     reader: ReaderDep,
-    key: Annotated[str, Query(max_length=500)] = "",
+    key: SearchKey = "",
 ) -> Response:
     """Counts, rows by operation and status, rejected rows and every HTTP call of a run."""
     record = find_run(reader, run_id)
@@ -604,12 +628,8 @@ def run_page(
     statuses = [s for s in STATUS_ORDER if any(k[1] == s for k in matrix)]
     statuses += sorted({k[1] for k in matrix} - set(statuses))
     calls = reader.calls(rid, limit=CALLS_SHOWN)
-    ids = [c.call_id for c in calls]
-    keys = from_log(lambda log: call_keys(reader, rid, ids, log), problems)
-    totals = from_log(lambda log: reader.call_row_counts(rid, ids, row_log=log), problems)
-    found = (
-        from_log(lambda log: reader.search_rows(rid, key, row_log=log), problems) if key else None
-    )
+    views = _call_views(reader, rid, calls, problems)
+    found = _search(reader, rid, key, problems)
     context = {
         **progress_context(request, record),
         "user": user,
@@ -618,7 +638,7 @@ def run_page(
         "ops": ops,
         "statuses": statuses,
         "rejected": reader.rows(rid, status="rejected", limit=200),
-        "calls": [call_view(c, keys.get(c.call_id), totals.get(c.call_id, 0)) for c in calls],
+        "calls": views,
         "calls_capped": len(calls) == CALLS_SHOWN,
         "key": key,
         "found": found,
@@ -645,18 +665,14 @@ def run_rows_partial(
     run_id: str,
     user: Viewer,
     reader: ReaderDep,
-    key: Annotated[str, Query(max_length=500)] = "",
+    key: SearchKey = "",
 ) -> Response:
     """Rows of a run found by primary key (the search box's htmx target)."""
     record = find_run(reader, run_id)
     if record is None:
         return not_found(request, user, "run", run_id)
     problems: list[str] = []
-    text = key.strip()
-    rid = record.run_id
-    found = (
-        from_log(lambda log: reader.search_rows(rid, text, row_log=log), problems) if text else None
-    )
+    found = _search(reader, record.run_id, key.strip(), problems)
     context = {"run": run_view(record), "key": key, "found": found, "search_problems": problems}
     return render(request, "partials/rows.html", context)
 
@@ -666,11 +682,8 @@ def _call_context(reader: RunReader, run_id: str, call_id: str) -> dict[str, Any
     call = reader.call(record.run_id, call_id) if record else None
     if record is None or call is None:
         return None
-    rid = record.run_id
     problems: list[str] = []
-    keys = from_log(lambda log: call_keys(reader, rid, [call_id], log), problems)
-    totals = from_log(lambda log: reader.call_row_counts(rid, [call_id], row_log=log), problems)
-    view = call_view(call, keys.get(call_id, []), totals.get(call_id, 0))
+    (view,) = _call_views(reader, record.run_id, [call], problems)
     return {"run": run_view(record), "c": view, "log_problems": problems}
 
 
