@@ -14,7 +14,6 @@ from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from datetime import datetime
 from pathlib import PurePath
 
@@ -32,6 +31,8 @@ from backhaul.alerts.rules import Verdict
 from backhaul.alerts.rules import sync_rules
 from backhaul.alerts.store import AlertStore
 from backhaul.alerts.store import Transition
+from backhaul.clock import Clock
+from backhaul.clock import utc_now
 from backhaul.config.project import DestinationDef
 from backhaul.config.project import Project
 from backhaul.config.project import SourceDef
@@ -44,12 +45,7 @@ from backhaul.summary import RunStatus
 from backhaul.summary import RunSummary
 
 log = logging.getLogger("backhaul.alerts")
-Clock = Callable[[], datetime]
 SUCCEEDED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

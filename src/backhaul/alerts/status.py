@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,15 +25,7 @@ class RuleStatus:
     muted: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "condition": self.condition,
-            "state": self.state,
-            "since": self.since.isoformat() if self.since else None,
-            "message": self.message,
-            "run_id": self.run_id,
-            "muted": self.muted,
-        }
+        return {**asdict(self), "since": self.since.isoformat() if self.since else None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +41,7 @@ class SyncAlertStatus:
         return sum(r.state == "firing" for r in self.rules)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "sync": self.sync,
-            "channels": self.channels,
-            "recovery": self.recovery,
-            "muted": self.muted,
-            "rules": [r.as_dict() for r in self.rules],
-        }
+        return {**asdict(self), "rules": [r.as_dict() for r in self.rules]}
 
 
 def alert_status(project: Project, store: RunStore) -> list[SyncAlertStatus]:

@@ -120,29 +120,28 @@ def load_audiences(
         config, found = validate(PriorityListConfig, data, positions)
         errors.extend(found)
         if config is not None:
-            resolved = _priority_list(name, config, path, positions, audiences, models)
-            if isinstance(resolved, list):
-                errors.extend(resolved)
+            shared = _priority_schema(name, config, positions, audiences, models)
+            if isinstance(shared, list):
+                errors.extend(shared)
             else:
-                lists[name] = resolved
+                lists[name] = PriorityListDef(name, config, path, positions, shared)
     out_models = _mark_personal(dict(models), schemas)
     if not errors:
-        for audience in audiences.values():
-            out_models[audience.name] = audience_model(audience, schemas, audiences, out_models)
-        for plist in lists.values():
-            out_models[plist.name] = priority_model(plist, schemas, audiences, out_models)
+        compiled_defs: list[AudienceDef | PriorityListDef] = [*audiences.values(), *lists.values()]
+        for compiled in compiled_defs:
+            out_models[compiled.name] = compiled_model(compiled, schemas, audiences, out_models)
     return LoadedAudiences(schemas, audiences, out_models, lists)
 
 
-def _priority_list(
+def _priority_schema(
     name: str,
     config: PriorityListConfig,
-    path: Path,
     positions: Positions,
     audiences: Mapping[str, AudienceDef],
     models: Mapping[str, ModelDef],
-) -> PriorityListDef | list[ConfigError]:
-    """A priority list's audiences exist, appear once and share one schema."""
+) -> str | list[ConfigError]:
+    """The one schema a priority list's audiences share; errors unless they exist, appear
+    once and share one."""
     clash = "model in models/" if name in models else "audience" if name in audiences else None
     if clash is not None:
         message = (
@@ -168,7 +167,7 @@ def _priority_list(
             errors.append(_error(positions, key, message))
     if errors or schema is None:
         return errors
-    return PriorityListDef(name, config, path, positions, schema)
+    return schema
 
 
 def _resolve_schema(
@@ -310,69 +309,51 @@ def _compiler(
     )
 
 
-def audience_model(
-    audience: AudienceDef,
+def compiled_model(
+    compiled: AudienceDef | PriorityListDef,
     schemas: Mapping[str, AudienceSchemaDef],
     audiences: Mapping[str, AudienceDef],
     models: Mapping[str, ModelDef],
 ) -> ModelDef:
-    """The model an audience compiles to (SQL for the warehouse's own clock)."""
-    schema = schemas[audience.schema]
+    """The model an audience or a priority list compiles to, keyed by the schema's parent
+    and read from its source (SQL for the warehouse's own clock).
+
+    An audience's model has the columns it asks for; a priority list's has the parent's key
+    and ``audience``, the audience each person landed in.
+    """
+    schema = schemas[compiled.schema]
     compiler = _compiler(schema, audiences, models)
-    sql = compiler.render(compiler.members(audience.name, audience.config))
-    columns = compiler.output_columns(audience.config)
-    parent_personal = schema.catalog.parent.personal
-    personal = parent_personal & set(columns) if columns else parent_personal
-    return _compiled_model(
-        audience.name,
-        schema,
-        sql,
-        audience.config,
-        audience.positions,
-        frozenset(personal),
-        audience=audience.name,
-    )
-
-
-def priority_model(
-    plist: PriorityListDef,
-    schemas: Mapping[str, AudienceSchemaDef],
-    audiences: Mapping[str, AudienceDef],
-    models: Mapping[str, ModelDef],
-) -> ModelDef:
-    """The model a priority list compiles to: the parent's key and ``audience``."""
-    schema = schemas[plist.schema]
-    compiler = _compiler(schema, audiences, models)
-    sql = compiler.render(priority_query(compiler, list(plist.config.audiences)))
-    key = frozenset({schema.catalog.parent.key})
-    personal = schema.catalog.parent.personal & key
-    return _compiled_model(plist.name, schema, sql, plist.config, plist.positions, personal)
-
-
-def _compiled_model(
-    name: str,
-    schema: AudienceSchemaDef,
-    sql: str,
-    described: AudienceConfig | PriorityListConfig,
-    positions: Positions,
-    personal: frozenset[str],
-    audience: str | None = None,
-) -> ModelDef:
-    """The model of compiled SQL: keyed by the schema's parent, read from its source."""
+    parent = schema.catalog.parent
+    audience: str | None = None
+    if isinstance(compiled, AudienceDef):
+        sql = compiler.render(compiler.members(compiled.name, compiled.config))
+        columns = compiler.output_columns(compiled.config)
+        personal = parent.personal & set(columns) if columns else parent.personal
+        audience = compiled.name
+    else:
+        sql = compiler.render(priority_query(compiler, list(compiled.config.audiences)))
+        personal = parent.personal & frozenset({parent.key})
     config = ModelConfig(
         source=schema.source,
-        primary_key=[schema.catalog.parent.key],
+        primary_key=[parent.key],
         sql=sql,
-        description=described.description,
-        tags=list(described.tags),
+        description=compiled.config.description,
+        tags=list(compiled.config.tags),
     )
-    return ModelDef(name, config, sql, None, positions, audience=audience, personal=personal)
+    return ModelDef(
+        compiled.name,
+        config,
+        sql,
+        None,
+        compiled.positions,
+        audience=audience,
+        personal=personal,
+    )
 
 
 __all__ = [
     "LoadedAudiences",
-    "audience_model",
+    "compiled_model",
     "dialect_of",
     "load_audiences",
-    "priority_model",
 ]

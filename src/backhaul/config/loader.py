@@ -442,13 +442,10 @@ def _model_sql(
     positions: Positions,
 ) -> tuple[str, Path | None] | None:
     """The model's query, with dbt references resolved (see ``backhaul.dbt.refs``)."""
-    found = _query(config, yml, root, errors, dbt, positions)
-    if found is None:
-        return None
-    sql, sql_file = found
-    if config.dbt is not None or config.table is not None:
-        return sql, sql_file
     try:
+        sql, sql_file = _query(config, yml, root, dbt, positions)
+        if config.dbt is not None or config.table is not None:
+            return sql, sql_file
         if sql_file is not None:
             return dbt.render(sql, file=_rel(sql_file, root)), sql_file
         return dbt.render(sql, file=_rel(yml, root), line=positions.line("sql"), key="sql"), None
@@ -458,44 +455,28 @@ def _model_sql(
 
 
 def _query(
-    config: ModelConfig,
-    yml: Path,
-    root: Path,
-    errors: list[ConfigError],
-    dbt: RefResolver,
-    positions: Positions,
-) -> tuple[str, Path | None] | None:
+    config: ModelConfig, yml: Path, root: Path, dbt: RefResolver, positions: Positions
+) -> tuple[str, Path | None]:
+    """The model's query as written, and the SQL file it was read from (if any)."""
     if config.sql is not None:
         return config.sql, None
     if config.table is not None:
         return f"SELECT * FROM {quote_table(config.table)}", None
     if config.dbt is not None:
-        rel = _rel(yml, root)
-        try:
-            return dbt.select_sql(config.dbt, file=rel, line=positions.line("dbt")), None
-        except ConfigError as exc:
-            errors.append(exc)
-            return None
+        return dbt.select_sql(config.dbt, file=_rel(yml, root), line=positions.line("dbt")), None
     sql_file = yml.with_suffix(".sql")
     rel = _rel(yml, root)
     if not (sql_file.exists() or sql_file.is_symlink()):
-        errors.append(
-            ConfigError(
-                f"missing SQL file {_rel(sql_file, root)}: create it, or set `sql` or "
-                f"`table` in {rel}",
-                file=rel,
-            )
+        raise ConfigError(
+            f"missing SQL file {_rel(sql_file, root)}: create it, or set `sql` or `table` in {rel}",
+            file=rel,
         )
-        return None
     try:
         return read_text(sql_file), sql_file
     except NotReadable as exc:
-        errors.append(
-            ConfigError(
-                f"{exc.reason}; it should hold the model's query", file=_rel(sql_file, root)
-            )
-        )
-        return None
+        raise ConfigError(
+            f"{exc.reason}; it should hold the model's query", file=_rel(sql_file, root)
+        ) from exc
 
 
 def _orphan_sql(root: Path, models: dict[str, Path]) -> Iterator[ConfigError]:

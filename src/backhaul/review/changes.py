@@ -30,17 +30,10 @@ from backhaul.review.rules import say
 
 # Keys shown as one value rather than key by key (a rate, one alert rule's settings).
 _WHOLE = ("rate_limit", "alerts.rules.*")
-_ADDED_TEXT = {
-    "sync": "its first run sends every row of the model",
-    "model": "",
-    "destination": "",
-    "source": "",
-}
-_REMOVED_TEXT = {
-    "sync": "it stops running; its snapshot stays until `backhaul reset`",
-    "model": "",
-    "destination": "",
-    "source": "",
+# What a definition being added or removed means; only a sync's has a consequence of its own.
+_ADDED_OR_REMOVED = {
+    ("sync", "added"): "its first run sends every row of the model",
+    ("sync", "removed"): "it stops running; its snapshot stays until `backhaul reset`",
 }
 _FOLDERS = {"sync": "syncs", "model": "models", "destination": "destinations", "source": "sources"}
 
@@ -241,14 +234,10 @@ def _compare_defs(
     for name in names:
         was = name in old_defs or name in old_bad
         now = name in new_defs or name in new_bad
-        if not was:
-            out.append(
-                Change(scope, name, "", None, None, f"{scope} {name} added", _ADDED_TEXT[scope])
-            )
-        elif not now:
-            out.append(
-                Change(scope, name, "", None, None, f"{scope} {name} removed", _REMOVED_TEXT[scope])
-            )
+        if not was or not now:
+            verb = "removed" if was else "added"
+            consequence = _ADDED_OR_REMOVED.get((scope, verb), "")
+            out.append(Change(scope, name, "", None, None, f"{scope} {name} {verb}", consequence))
         elif name in new_bad:
             first = new.broken_errors(folder, name)[0].message
             out.append(Change(scope, name, "", None, None, f"does not load now: {first}"))

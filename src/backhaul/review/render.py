@@ -3,6 +3,7 @@ or JSON (the shape docs/review.md documents; ``version`` changes if it ever must
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from backhaul.review.changes import Change
@@ -114,15 +115,10 @@ def markdown(review: Review) -> str:
 
 
 def _change_json(change: Change) -> dict[str, Any]:
-    return {
-        "scope": change.scope,
-        "name": change.name,
-        "key": change.key,
-        "old": change.old,
-        "new": change.new,
-        "text": change.text,
-        "consequence": change.consequence,
-    }
+    # `resends` only decides how the change is worded; it is not part of the JSON.
+    out = asdict(change)
+    del out["resends"]
+    return out
 
 
 def _plan_json(plan: PlanOutcome | None) -> dict[str, Any] | None:

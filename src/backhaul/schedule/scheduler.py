@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Protocol
 
+from backhaul.clock import Clock
+from backhaul.clock import utc_now
 from backhaul.config.project import Project
 from backhaul.config.project import SyncDef
 from backhaul.errors import BackhaulError
@@ -45,11 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("backhaul.schedule")
 PRUNE_EVERY = timedelta(minutes=10)
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Launcher(Protocol):

@@ -7,7 +7,6 @@ scheduler processes sharing one store start each slot exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
 from datetime import datetime
 
 from sqlalchemy import insert
@@ -16,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from backhaul.clock import utc_now
 from backhaul.state.store import RunStore
 from backhaul.state.tables import schedule_states
 
@@ -31,10 +31,6 @@ class ScheduleState:
     paused_at: datetime | None
     fired_slot: datetime | None  # the latest slot a run was started (or queued) for
     fired_at: datetime | None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ScheduleStore:
@@ -68,7 +64,7 @@ class ScheduleStore:
 
     def ensure(self, syncs: list[str], now: datetime | None = None) -> None:
         """Create a row for each of ``syncs`` that has none (another process may race)."""
-        at = now or _now()
+        at = now or utc_now()
         have = set(self.all())
         for sync in syncs:
             if sync in have:
@@ -85,12 +81,12 @@ class ScheduleStore:
 
     def pause(self, sync: str, by: str | None, now: datetime | None = None) -> bool:
         """Pause ``sync``; False when it was paused already."""
-        at = now or _now()
+        at = now or utc_now()
         return self._flip(sync, at, paused=True, paused_by=by, paused_at=at)
 
     def resume(self, sync: str, now: datetime | None = None) -> bool:
         """Resume ``sync``; its next run is counted from now. False when it was not paused."""
-        at = now or _now()
+        at = now or utc_now()
         return self._flip(sync, at, paused=False, paused_by=None, paused_at=None, since=at)
 
     def _flip(
@@ -112,7 +108,7 @@ class ScheduleStore:
 
     def claim(self, sync: str, slot: datetime, now: datetime | None = None) -> bool:
         """Take ``slot`` of ``sync`` for this process: True for exactly one caller per slot."""
-        at = now or _now()
+        at = now or utc_now()
         column = schedule_states.c.fired_slot
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -132,7 +128,7 @@ class ScheduleStore:
             conn.execute(
                 update(schedule_states)
                 .where(schedule_states.c.sync == sync, schedule_states.c.fired_slot == slot)
-                .values(fired_slot=previous, updated_at=_now())
+                .values(fired_slot=previous, updated_at=utc_now())
             )
 
 

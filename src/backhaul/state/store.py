@@ -18,7 +18,6 @@ import logging
 from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
-from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import OperationalError
 
 from backhaul.calls import HttpCall
+from backhaul.clock import utc_now
 from backhaul.errors import StoreError
 from backhaul.files import not_a_file
 from backhaul.state.reader import BEGIN_OPTION
@@ -232,7 +232,7 @@ class RunStore(RunReader):
             "dry_run": dry_run,
             "git_commit": git_commit,
             "git_dirty": git_dirty,
-            "started_at": started_at or _now(),
+            "started_at": started_at or utc_now(),
             **Counts().as_dict(),
         }
         with self._write() as conn:
@@ -251,7 +251,7 @@ class RunStore(RunReader):
 
         Inserts the run if :meth:`start_run` was never called for it.
         """
-        finished_at = summary.finished_at or _now()
+        finished_at = summary.finished_at or utc_now()
         values: dict[str, Any] = {
             "status": summary.status.value,
             "finished_at": finished_at,
@@ -504,10 +504,6 @@ def _insert_calls(conn: Connection, run_id: str, calls: Sequence[HttpCall]) -> N
     ]
     for start in range(0, len(values), _CHUNK):
         conn.execute(insert(http_calls), values[start : start + _CHUNK])
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 __all__ = [

@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import UTC
-from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
 
+from backhaul.clock import utc_now
 from backhaul.errors import UserError
 from backhaul.state.accounts import Account
 from backhaul.state.accounts import AccountStore
@@ -60,7 +59,9 @@ class UserStore:
         if not USERNAME.match(username):
             raise UserError(f"invalid username {username!r}: use 1-64 letters, digits, and _ . @ -")
         _check_password(password)
-        new_id = self._accounts.add_user(username, _HASHER.hash(password), Role(role).value, _now())
+        new_id = self._accounts.add_user(
+            username, _HASHER.hash(password), Role(role).value, utc_now()
+        )
         if new_id is None:
             raise UserError(f"user {username!r} already exists")
         return User(new_id, username, Role(role))
@@ -122,7 +123,7 @@ class UserStore:
         if not name.strip() or len(name) > 128:
             raise UserError("a token needs a name of 1-128 characters")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        created = _now()
+        created = utc_now()
         new_id = self._accounts.add_token(user.id, name, hash_token(token), token[:10], created)
         return token, TokenInfo(new_id, username, name, token[:10], created, None)
 
@@ -138,7 +139,7 @@ class UserStore:
 
     def revoke_token(self, token_id: int) -> bool:
         """Revoke a token by id; False when it does not exist or was already revoked."""
-        return self._accounts.revoke_token(token_id, _now())
+        return self._accounts.revoke_token(token_id, utc_now())
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class UserStore:
         ip: str | None = None,
     ) -> None:
         """Append one entry to the audit log."""
-        self._accounts.audit(_now(), actor, action, target, details or {}, ip)
+        self._accounts.audit(utc_now(), actor, action, target, details or {}, ip)
 
     def audit_entries(self, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
         """Audit entries, newest first."""
@@ -165,10 +166,6 @@ def _user(account: Account) -> User:
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 __all__ = [
