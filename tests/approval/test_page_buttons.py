@@ -4,6 +4,7 @@ what was done or, when it could not be, why."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
@@ -31,11 +32,8 @@ def env(tmp_path: Path) -> Iterator[BuilderEnv]:
 
 @pytest.fixture
 def admin(env: BuilderEnv) -> Iterator[httpx.Client]:
-    client = env.client(Role.ADMIN)
-    try:
+    with closing(env.client(Role.ADMIN)) as client:
         yield client
-    finally:
-        client.close()
 
 
 def test_approving_a_commit_says_so_on_the_page(env: BuilderEnv, admin: httpx.Client) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +30,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuilderEnv]:
 
 @pytest.fixture(scope="module")
 def editor(env: BuilderEnv) -> Iterator[httpx.Client]:
-    client = env.client(Role.EDITOR)
-    try:
+    with closing(env.client(Role.EDITOR)) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")
 def viewer(env: BuilderEnv) -> Iterator[httpx.Client]:
-    client = env.client(Role.VIEWER)
-    try:
+    with closing(env.client(Role.VIEWER)) as client:
         yield client
-    finally:
-        client.close()
 
 
 def state_of(client: httpx.Client, path: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
 
 import httpx
 import pytest
@@ -25,11 +26,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuilderEnv]:
 
 @pytest.fixture(scope="module")
 def editor(env: BuilderEnv) -> Iterator[httpx.Client]:
-    client = env.client(Role.EDITOR)
-    try:
+    with closing(env.client(Role.EDITOR)) as client:
         yield client
-    finally:
-        client.close()
 
 
 def _listed(client: httpx.Client) -> dict[str, dict[str, object]]:
