@@ -136,7 +136,8 @@ class RunSummary:
     problems: list[str] = field(default_factory=list)
     # Lines a plan says before anything is sent (a daily quota the run would exceed).
     warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what a dry run left out (hooks)
+    # What a plan says of itself: a model column new on every run, hooks a dry run skips.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def refused(self) -> bool:

@@ -166,6 +166,12 @@ class Mapper:
             return f"the template for `{m.field}`"
         return f"the static value of `{m.field}`"
 
+    def sent_columns(self) -> list[str]:
+        """The model columns whose values reach the destination: mapped ones and the ones
+        templates read."""
+        mapped = [m.column for m in self.mappings if isinstance(m, ColumnMapping)]
+        return list(dict.fromkeys(mapped + self.template_columns()))
+
     def template_columns(self) -> list[str]:
         cols: list[str] = []
         for t in self.templates.values():

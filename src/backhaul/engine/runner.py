@@ -788,9 +788,11 @@ def plan_sync(
         if sample:
             summary.samples = samples(ws, plan.relations, sample, Identity.of(settings))
         summary.invalid_samples = [{"key": k, "reason": r} for k, r in invalid_rows(ws, 20)]
-        summary.notes = skipped_hooks_note(project, sync) + _load_note(
-            project, sync, ws, plan, backend
-        )
+        summary.notes = [
+            *plan.notes,
+            *skipped_hooks_note(project, sync),
+            *_load_note(project, sync, ws, plan, backend),
+        ]
         summary.finished_at = datetime.now(UTC)
         return summary
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from backhaul.engine.guards import judge
 from backhaul.engine.plan.backend import PlanBackend
 from backhaul.engine.plan.values import SyncPlan
+from backhaul.engine.plan.volatility import volatile_notes
 from backhaul.engine.settings import SyncSettings
 from backhaul.engine.workspace import Workspace
 
@@ -38,7 +39,14 @@ def compute(
         relations=found.relations,
         settings=settings,
         verdict=verdict,
-        notes=found.notes,
+        notes=found.notes + _volatile(ws),
         transferred_rows=found.transferred_rows,
         transferred_bytes=found.transferred_bytes,
     )
+
+
+def _volatile(ws: Workspace) -> tuple[str, ...]:
+    """Notes on the key and mapped columns the model computes anew on every run."""
+    source = ws.source
+    dialect = getattr(source, "dialect", "") or getattr(source.config, "type", None)
+    return volatile_notes(ws.model.sql, dialect, ws.key_columns + ws.mapper.sent_columns())
