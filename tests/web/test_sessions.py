@@ -26,6 +26,7 @@ from tests.state.conftest import pg_url  # noqa: F401  (a throwaway Postgres dat
 from tests.web.conftest import WebEnv
 from tests.web.conftest import login
 
+from backhaul.clock import utc_now
 from backhaul.state.store import RunStore
 from backhaul.testing.server import LoopbackServer
 from backhaul.web.app import SESSION_COOKIE
@@ -35,7 +36,6 @@ from backhaul.web.app import create_app
 from backhaul.web.auth import Role
 from backhaul.web.sessions import SessionLifetimes
 from backhaul.web.sessions import SessionStore
-from backhaul.web.sessions import utc_now
 from backhaul.web.users import UserStore
 
 pytestmark = pytest.mark.integration

@@ -354,4 +354,4 @@ def send_test(
     return asyncio.run(engine.test(name, sent_by=sent_by))
 
 
-__all__ = ["AlertEngine", "Clock", "Sent", "UnknownChannel", "run_notice", "send_test", "utc_now"]
+__all__ = ["AlertEngine", "Sent", "UnknownChannel", "run_notice", "send_test"]

@@ -27,11 +27,11 @@ from typing import Any
 
 from backhaul.alerts.channels import RunNotice
 from backhaul.alerts.engine import AlertEngine
-from backhaul.alerts.engine import Clock
 from backhaul.alerts.engine import run_notice
-from backhaul.alerts.engine import utc_now
 from backhaul.alerts.rules import NextRun
 from backhaul.alerts.store import Transition
+from backhaul.clock import Clock
+from backhaul.clock import utc_now
 from backhaul.closing import ClosesOnExit
 from backhaul.config.project import Project
 from backhaul.observe.events import RunEvent

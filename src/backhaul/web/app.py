@@ -28,6 +28,8 @@ from starlette.types import Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from backhaul.alerts import AlertSink
+from backhaul.clock import Clock
+from backhaul.clock import utc_now
 from backhaul.config.models import WebConfig
 from backhaul.config.project import Project
 from backhaul.errors import ConfigError
@@ -47,10 +49,8 @@ from backhaul.web.cache import AnswerCache
 from backhaul.web.reload import ProjectWatcher
 from backhaul.web.reload import reload_if_changed
 from backhaul.web.runs import RunManager
-from backhaul.web.sessions import Clock
 from backhaul.web.sessions import SessionLifetimes
 from backhaul.web.sessions import SessionStore
-from backhaul.web.sessions import utc_now
 from backhaul.web.users import UserStore
 
 STATIC_DIR = Path(__file__).parent / "static"

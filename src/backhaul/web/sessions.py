@@ -12,27 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
-from datetime import datetime
 from datetime import timedelta
 
+from backhaul.clock import Clock
+from backhaul.clock import utc_now
 from backhaul.state.accounts import AccountStore
 from backhaul.state.store import RunStore
 from backhaul.web.auth import Role
 from backhaul.web.auth import User
 
-Clock = Callable[[], datetime]
-
 # Longest a session's last use may go unrecorded: a write on every request would turn
 # each page view into a database write.
 _MAX_TOUCH_INTERVAL = timedelta(minutes=1)
-
-
-def utc_now() -> datetime:
-    """The current time in UTC (the default clock)."""
-    return datetime.now(UTC)
 
 
 def _digest(session_id: str) -> str:
