@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backhaul.audiences.loading import dialect_of
 from backhaul.engine.guards import judge
 from backhaul.engine.plan.backend import PlanBackend
 from backhaul.engine.plan.values import SyncPlan
@@ -47,6 +48,6 @@ def compute(
 
 def _volatile(ws: Workspace) -> tuple[str, ...]:
     """Notes on the key and mapped columns the model computes anew on every run."""
-    source = ws.source
-    dialect = getattr(source, "dialect", "") or getattr(source.config, "type", None)
+    project = ws.project
+    dialect = dialect_of(project.sources[ws.model.config.source], project.registry)
     return volatile_notes(ws.model.sql, dialect, ws.key_columns + ws.mapper.sent_columns())
