@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from fastapi import Depends
@@ -408,7 +409,7 @@ def reject_draft_route(
 
 
 @dataclass(frozen=True)
-class Notice:
+class PageNotice:
     """What the page says on top after one of its buttons: what was done, or why not.
 
     The buttons redirect back to the page with it in the query string, where the page
@@ -420,8 +421,6 @@ class Notice:
 
     def back(self) -> Response:
         """Back to the page, showing this notice."""
-        from urllib.parse import urlencode
-
         query = urlencode({k: v for k, v in (("done", self.done), ("error", self.error)) if v})
         return RedirectResponse("/approvals" + (f"?{query}" if query else ""), status_code=303)
 
@@ -432,7 +431,7 @@ def approvals_page(
     user: Editor,
     project: ProjectDep,
     store: StoreDep,
-    notice: Annotated[Notice, Depends()],
+    notice: Annotated[PageNotice, Depends()],
 ) -> Response:
     """What waits for approval, each with its review; admins approve and reject."""
     context = {
@@ -452,8 +451,8 @@ def _decided(carry_out: Callable[[], str]) -> Response:
     try:
         done = carry_out()
     except BackhaulError as exc:
-        return Notice(error=exc.message).back()
-    return Notice(done=done).back()
+        return PageNotice(error=exc.message).back()
+    return PageNotice(done=done).back()
 
 
 TipField = Annotated[str, Form(max_length=64)]
